@@ -1,0 +1,56 @@
+package atelier
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. They are mapped to HTTP statuses in one table at the edge (api/).
+const (
+	ECONFLICT     = "conflict"     // the request conflicts with the current state (409)
+	EINTERNAL     = "internal"     // a bug or an outage; details are logged, not returned (500)
+	EINVALID      = "invalid"      // the request is malformed or fails validation (400)
+	ENOTFOUND     = "not_found"    // the thing does not exist, or the caller may not know it does (404)
+	EUNAUTHORIZED = "unauthorized" // no valid credentials (401)
+	EFORBIDDEN    = "forbidden"    // valid credentials, not allowed (403)
+	ETOOLARGE     = "too_large"    // the request body or an upload exceeds a limit (413)
+	EUNAVAILABLE  = "unavailable"  // shutting down or overloaded; retry later (503)
+)
+
+// Error is an error meant for the user: a code a program can switch on and a message a human can act on.
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("atelier error: code=%s message=%s", e.Code, e.Message)
+}
+
+// Errorf returns an *Error with the given code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, EINTERNAL for any other error and "" for nil.
+func ErrorCode(err error) string {
+	var e *Error
+	if err == nil {
+		return ""
+	} else if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the message of the first *Error in err's chain; other errors give a generic
+// message because their text may hold internal details.
+func ErrorMessage(err error) string {
+	var e *Error
+	if err == nil {
+		return ""
+	} else if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}

@@ -1,0 +1,54 @@
+package atelier
+
+import (
+	"context"
+	"time"
+	"unicode/utf8"
+)
+
+// Experiment is a named group of runs. It is created the first time a run names it.
+type Experiment struct {
+	ID          int64      `json:"id"`
+	Workspace   string     `json:"workspace"`
+	Name        string     `json:"name"`
+	Description string     `json:"description"`
+	Archived    bool       `json:"archived"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	RunCount    int64      `json:"run_count"`
+	LastRunAt   *time.Time `json:"last_run_at"`
+}
+
+// ValidateExperimentName allows any printable name up to 256 characters without '/', so names
+// such as "diabetes ridge (v2)" work, as in Azure ML and MLflow.
+func ValidateExperimentName(name string) error {
+	if name == "" || utf8.RuneCountInString(name) > 256 || !utf8.ValidString(name) {
+		return Errorf(EINVALID, "invalid experiment name %q: use 1-256 characters", name)
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f || r == '/' {
+			return Errorf(EINVALID, "invalid experiment name %q: control characters and '/' are not allowed", name)
+		}
+	}
+	return nil
+}
+
+// ExperimentUpdate changes an experiment; nil fields are left alone.
+type ExperimentUpdate struct {
+	Name        *string `json:"name,omitempty"`
+	Description *string `json:"description,omitempty"`
+	Archived    *bool   `json:"archived,omitempty"`
+}
+
+// ExperimentFilter selects experiments in a list.
+type ExperimentFilter struct {
+	IncludeArchived bool
+	Name            string // exact name, if set
+}
+
+// ExperimentService manages experiments. Experiments are addressed by name within a workspace.
+type ExperimentService interface {
+	FindExperiment(ctx context.Context, workspace, name string) (*Experiment, error)
+	ListExperiments(ctx context.Context, workspace string, filter ExperimentFilter) ([]*Experiment, error)
+	UpdateExperiment(ctx context.Context, workspace, name string, upd ExperimentUpdate) (*Experiment, error)
+}

@@ -1,0 +1,254 @@
+package atelier
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+	"unicode/utf8"
+)
+
+// RunStatus is the lifecycle state of a run.
+type RunStatus string
+
+const (
+	StatusNotStarted      RunStatus = "NotStarted"
+	StatusQueued          RunStatus = "Queued"
+	StatusPreparing       RunStatus = "Preparing"
+	StatusRunning         RunStatus = "Running"
+	StatusFinalizing      RunStatus = "Finalizing"
+	StatusCancelRequested RunStatus = "CancelRequested"
+	StatusCompleted       RunStatus = "Completed"
+	StatusFailed          RunStatus = "Failed"
+	StatusCanceled        RunStatus = "Canceled"
+)
+
+// RunStatuses lists every status in lifecycle order.
+var RunStatuses = []RunStatus{StatusNotStarted, StatusQueued, StatusPreparing, StatusRunning,
+	StatusFinalizing, StatusCancelRequested, StatusCompleted, StatusFailed, StatusCanceled}
+
+// order ranks the forward lifecycle; a run may skip ahead (an interactive run goes from
+// NotStarted straight to Running) but never go back.
+var statusOrder = map[RunStatus]int{StatusNotStarted: 0, StatusQueued: 1, StatusPreparing: 2,
+	StatusRunning: 3, StatusFinalizing: 4}
+
+// Valid reports whether s is a known status.
+func (s RunStatus) Valid() bool {
+	for _, k := range RunStatuses {
+		if s == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Terminal reports whether a run in status s has ended.
+func (s RunStatus) Terminal() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCanceled
+}
+
+// Active reports whether a run in status s has started and not yet ended.
+func (s RunStatus) Active() bool {
+	return s == StatusPreparing || s == StatusRunning || s == StatusFinalizing || s == StatusCancelRequested
+}
+
+// CanTransition reports whether a run may move from status s to next. Terminal states are final;
+// the forward lifecycle may skip states but never goes back; any live run can be canceled, fail
+// or complete; CancelRequested can only end.
+func (s RunStatus) CanTransition(next RunStatus) bool {
+	if !next.Valid() || s.Terminal() || s == next {
+		return false
+	}
+	if next.Terminal() {
+		return true
+	}
+	if s == StatusCancelRequested {
+		return false
+	}
+	if next == StatusCancelRequested {
+		return true
+	}
+	return statusOrder[next] > statusOrder[s]
+}
+
+// Run is one execution of a script (or an interactive session) within an experiment.
+type Run struct {
+	ID         string     `json:"id"`
+	Workspace  string     `json:"workspace"`
+	Experiment string     `json:"experiment"`
+	ParentID   string     `json:"parent_id"`
+	Name       string     `json:"name"`
+	Status     RunStatus  `json:"status"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at"`
+	EndedAt    *time.Time `json:"ended_at"`
+	CreatedBy  string     `json:"created_by"`
+	Compute    string     `json:"compute"`
+	// Config is the run configuration as submitted; its shape belongs to the compute side.
+	Config     json.RawMessage `json:"config,omitempty"`
+	SnapshotID string          `json:"snapshot_id"`
+	Error      string          `json:"error"`
+	ExitCode   *int            `json:"exit_code"`
+	Git        *GitInfo        `json:"git,omitempty"`
+
+	Params     map[string]string `json:"params"`
+	Tags       map[string]string `json:"tags"`
+	Properties map[string]string `json:"properties"`
+	// Metrics holds the latest value of each scalar metric, so a run reads without its series.
+	Metrics map[string]float64 `json:"metrics"`
+	// ChildCount is the number of direct children.
+	ChildCount int64 `json:"child_count"`
+}
+
+// Duration is the time the run has been (or was) executing.
+func (r *Run) Duration(now time.Time) time.Duration {
+	if r.StartedAt == nil {
+		return 0
+	}
+	if r.EndedAt != nil {
+		return r.EndedAt.Sub(*r.StartedAt)
+	}
+	return now.Sub(*r.StartedAt)
+}
+
+// GitInfo records the state of the source tree when it was a git checkout.
+type GitInfo struct {
+	Commit string `json:"commit"`
+	Branch string `json:"branch"`
+	Dirty  bool   `json:"dirty"`
+	Remote string `json:"remote,omitempty"`
+}
+
+// RunCreate is the request to create a run.
+type RunCreate struct {
+	Experiment string            `json:"experiment"`
+	Name       string            `json:"name,omitempty"`
+	ParentID   string            `json:"parent_id,omitempty"`
+	Status     RunStatus         `json:"status,omitempty"` // NotStarted when empty
+	Compute    string            `json:"compute,omitempty"`
+	Config     json.RawMessage   `json:"config,omitempty"`
+	SnapshotID string            `json:"snapshot_id,omitempty"`
+	Git        *GitInfo          `json:"git,omitempty"`
+	Params     map[string]string `json:"params,omitempty"`
+	Tags       map[string]string `json:"tags,omitempty"`
+	Properties map[string]string `json:"properties,omitempty"`
+}
+
+// Limits on run fields, shared by every store.
+const (
+	MaxKeyLength       = 250
+	MaxParamValue      = 6000
+	MaxTagValue        = 8000
+	MaxRunNameLength   = 256
+	MaxErrorLength     = 16384
+	MaxKeyValuesPerReq = 1000
+)
+
+// ValidateKey checks a param, tag, property or metric name: 1-250 characters of printable
+// UTF-8 without leading or trailing spaces.
+func ValidateKey(kind, key string) error {
+	if key == "" || len(key) > MaxKeyLength || !utf8.ValidString(key) {
+		return Errorf(EINVALID, "invalid %s name %q: use 1-%d characters", kind, key, MaxKeyLength)
+	}
+	for _, r := range key {
+		if r < 0x20 || r == 0x7f {
+			return Errorf(EINVALID, "invalid %s name %q: control characters are not allowed", kind, key)
+		}
+	}
+	if key[0] == ' ' || key[len(key)-1] == ' ' {
+		return Errorf(EINVALID, "invalid %s name %q: leading or trailing spaces are not allowed", kind, key)
+	}
+	return nil
+}
+
+// ValidateKeyValues checks a map of params, tags or properties.
+func ValidateKeyValues(kind string, kv map[string]string, maxValue int) error {
+	if len(kv) > MaxKeyValuesPerReq {
+		return Errorf(EINVALID, "too many %ss in one request: %d (limit %d)", kind, len(kv), MaxKeyValuesPerReq)
+	}
+	for k, v := range kv {
+		if err := ValidateKey(kind, k); err != nil {
+			return err
+		}
+		if len(v) > maxValue || !utf8.ValidString(v) {
+			return Errorf(EINVALID, "invalid value of %s %q: use valid UTF-8 of at most %d bytes", kind, k, maxValue)
+		}
+	}
+	return nil
+}
+
+// Validate checks a run creation request.
+func (c *RunCreate) Validate() error {
+	if err := ValidateExperimentName(c.Experiment); err != nil {
+		return err
+	}
+	if utf8.RuneCountInString(c.Name) > MaxRunNameLength {
+		return Errorf(EINVALID, "run name is longer than %d characters", MaxRunNameLength)
+	}
+	if c.Status != "" && !c.Status.Valid() {
+		return Errorf(EINVALID, "unknown run status %q", c.Status)
+	}
+	if c.Status.Terminal() {
+		return Errorf(EINVALID, "a run cannot be created in the terminal status %s", c.Status)
+	}
+	if c.Compute != "" {
+		if err := ValidateName("compute", c.Compute); err != nil {
+			return err
+		}
+	}
+	if len(c.Config) > 0 && !json.Valid(c.Config) {
+		return Errorf(EINVALID, "run config is not valid JSON")
+	}
+	if err := ValidateKeyValues("param", c.Params, MaxParamValue); err != nil {
+		return err
+	}
+	if err := ValidateKeyValues("tag", c.Tags, MaxTagValue); err != nil {
+		return err
+	}
+	return ValidateKeyValues("property", c.Properties, MaxTagValue)
+}
+
+// RunStatusUpdate moves a run through its lifecycle.
+type RunStatusUpdate struct {
+	Status   RunStatus `json:"status"`
+	Error    string    `json:"error,omitempty"`
+	ExitCode *int      `json:"exit_code,omitempty"`
+}
+
+// RunQuery selects and orders runs. Filter and OrderBy use the grammar of filter.go.
+type RunQuery struct {
+	Experiment string `json:"experiment,omitempty"`
+	ParentID   string `json:"parent_id,omitempty"`
+	// RootOnly keeps runs without a parent.
+	RootOnly  bool   `json:"root_only,omitempty"`
+	Filter    string `json:"filter,omitempty"`
+	OrderBy   string `json:"order_by,omitempty"`
+	Limit     int    `json:"limit,omitempty"`
+	PageToken string `json:"page_token,omitempty"`
+}
+
+// Default and maximum page sizes of run lists.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 10000
+)
+
+// RunPage is one page of a run list; NextPageToken is empty on the last page.
+type RunPage struct {
+	Runs          []*Run `json:"runs"`
+	NextPageToken string `json:"next_page_token"`
+}
+
+// RunService manages runs and their params, tags and properties.
+type RunService interface {
+	CreateRun(ctx context.Context, workspace string, create RunCreate) (*Run, error)
+	FindRun(ctx context.Context, workspace, id string) (*Run, error)
+	ListRuns(ctx context.Context, workspace string, q RunQuery) (*RunPage, error)
+	// UpdateRunStatus refuses illegal transitions with ECONFLICT.
+	UpdateRunStatus(ctx context.Context, workspace, id string, upd RunStatusUpdate) (*Run, error)
+	// LogParams sets params; setting a param again to the same value is fine, another value is ECONFLICT.
+	LogParams(ctx context.Context, workspace, id string, params map[string]string) error
+	SetTags(ctx context.Context, workspace, id string, tags map[string]string) error
+	DeleteTag(ctx context.Context, workspace, id, key string) error
+	// AddProperties sets properties, which are immutable like params.
+	AddProperties(ctx context.Context, workspace, id string, props map[string]string) error
+}

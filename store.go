@@ -1,0 +1,39 @@
+package atelier
+
+import "context"
+
+// Store is the metadata store port: sqlite/ and postgres/ implement it and storetest/ holds the
+// conformance suite both must pass. It does the transactional work (a status transition is
+// checked and applied atomically, a metric batch is stored whole or not at all); service/ adds
+// objects, events and authorization on top.
+type Store interface {
+	WorkspaceService
+	ExperimentService
+	RunService
+	MetricService
+	ActivityService
+
+	// Files: the store keeps the metadata; the content lives in the ObjectStore.
+	PutFile(ctx context.Context, workspace, runID string, f *File) error
+	FindFile(ctx context.Context, workspace, runID, path string) (*File, error)
+	ListFiles(ctx context.Context, workspace, runID, prefix string) ([]*File, error)
+	// AppendLog appends data to a log file and returns its new size.
+	AppendLog(ctx context.Context, workspace, runID, path string, data []byte) (int64, error)
+	ReadLog(ctx context.Context, workspace, runID, path string, offset, limit int64) (*LogChunk, error)
+
+	PutSnapshot(ctx context.Context, s *Snapshot) error
+	FindSnapshot(ctx context.Context, workspace, id string) (*Snapshot, error)
+
+	PutActivity(ctx context.Context, a *Activity) error
+
+	CreateToken(ctx context.Context, t *Token) error
+	FindTokenByHash(ctx context.Context, hash string) (*Token, error)
+	ListTokens(ctx context.Context) ([]*Token, error)
+	RevokeToken(ctx context.Context, id string) error
+
+	// ReconcileRuns fails every run left active (Preparing, Running, Finalizing,
+	// CancelRequested) by a server that died, with the given reason; it returns their ids.
+	ReconcileRuns(ctx context.Context, reason string) ([]*Run, error)
+
+	Close() error
+}
