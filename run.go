@@ -94,7 +94,7 @@ type Run struct {
 	Tags       map[string]string `json:"tags"`
 	Properties map[string]string `json:"properties"`
 	// Metrics holds the latest value of each scalar metric, so a run reads without its series.
-	Metrics map[string]float64 `json:"metrics"`
+	Metrics map[string]Float `json:"metrics"`
 	// ChildCount is the number of direct children.
 	ChildCount int64 `json:"child_count"`
 }
@@ -178,8 +178,11 @@ func ValidateKeyValues(kind string, kv map[string]string, maxValue int) error {
 
 // Validate checks a run creation request.
 func (c *RunCreate) Validate() error {
-	if err := ValidateExperimentName(c.Experiment); err != nil {
-		return err
+	// A child run may leave the experiment out: it joins its parent's.
+	if c.Experiment != "" || c.ParentID == "" {
+		if err := ValidateExperimentName(c.Experiment); err != nil {
+			return err
+		}
 	}
 	if utf8.RuneCountInString(c.Name) > MaxRunNameLength {
 		return Errorf(EINVALID, "run name is longer than %d characters", MaxRunNameLength)

@@ -1,0 +1,246 @@
+// Package api is the REST API: the handlers that serve the domain services over JSON, and the
+// Go client that implements the same service interfaces over HTTP.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// Services is what the handlers serve; *service.Service implements it, and so does *Client.
+type Services interface {
+	atelier.WorkspaceService
+	atelier.ExperimentService
+	atelier.RunService
+	atelier.MetricService
+	atelier.FileService
+	atelier.SnapshotService
+	atelier.ActivityService
+	atelier.EventService
+	UploadObject(ctx context.Context, workspace string, r io.Reader, digest string) (atelier.Object, error)
+}
+
+// Server holds the handlers.
+type Server struct {
+	svc  Services
+	auth atelier.AuthService
+	log  *slog.Logger
+	mux  *http.ServeMux
+
+	// MaxJSONBody bounds JSON request bodies.
+	MaxJSONBody int64
+}
+
+// Route is one entry of the route table; the OpenAPI document is checked against it.
+type Route struct {
+	Pattern string // "METHOD /path"
+	Public  bool   // served without a token
+	handler func(w http.ResponseWriter, r *http.Request) error
+}
+
+// NewServer returns the API handler.
+func NewServer(svc Services, auth atelier.AuthService, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{svc: svc, auth: auth, log: log, mux: http.NewServeMux(), MaxJSONBody: 64 << 20}
+	for _, rt := range s.Routes() {
+		s.mux.Handle(rt.Pattern, s.wrap(rt))
+	}
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, atelier.Errorf(atelier.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+const ws = "/api/v1/workspaces/{workspace}"
+
+// Routes is the whole API, one line a route.
+func (s *Server) Routes() []Route {
+	return []Route{
+		{Pattern: "GET /api/v1/health", Public: true, handler: s.health},
+		{Pattern: "GET /api/v1/openapi.json", Public: true, handler: s.openapi},
+
+		{Pattern: "GET /api/v1/workspaces", handler: s.listWorkspaces},
+		{Pattern: "POST /api/v1/workspaces", handler: s.createWorkspace},
+		{Pattern: "GET " + ws, handler: s.getWorkspace},
+		{Pattern: "DELETE " + ws, handler: s.deleteWorkspace},
+
+		{Pattern: "GET " + ws + "/experiments", handler: s.listExperiments},
+		{Pattern: "GET " + ws + "/experiments/{experiment}", handler: s.getExperiment},
+		{Pattern: "PATCH " + ws + "/experiments/{experiment}", handler: s.updateExperiment},
+
+		{Pattern: "POST " + ws + "/runs", handler: s.createRun},
+		{Pattern: "GET " + ws + "/runs", handler: s.listRuns},
+		{Pattern: "POST " + ws + "/runs/search", handler: s.searchRuns},
+		{Pattern: "GET " + ws + "/runs/{run}", handler: s.getRun},
+		{Pattern: "GET " + ws + "/runs/{run}/children", handler: s.listChildren},
+		{Pattern: "POST " + ws + "/runs/{run}/status", handler: s.updateRunStatus},
+		{Pattern: "POST " + ws + "/runs/{run}/params", handler: s.logParams},
+		{Pattern: "POST " + ws + "/runs/{run}/tags", handler: s.setTags},
+		{Pattern: "DELETE " + ws + "/runs/{run}/tags/{key}", handler: s.deleteTag},
+		{Pattern: "POST " + ws + "/runs/{run}/properties", handler: s.addProperties},
+		{Pattern: "POST " + ws + "/runs/{run}/metrics", handler: s.logMetrics},
+		{Pattern: "GET " + ws + "/runs/{run}/metrics", handler: s.listMetrics},
+		{Pattern: "GET " + ws + "/runs/{run}/metric-history", handler: s.metricHistory},
+		{Pattern: "GET " + ws + "/runs/{run}/metric-records", handler: s.metricRecords},
+		{Pattern: "GET " + ws + "/runs/{run}/files", handler: s.listFiles},
+		{Pattern: "PUT " + ws + "/runs/{run}/files/{path...}", handler: s.uploadFile},
+		{Pattern: "GET " + ws + "/runs/{run}/files/{path...}", handler: s.downloadFile},
+		{Pattern: "POST " + ws + "/runs/{run}/logs/{path...}", handler: s.appendLog},
+		{Pattern: "GET " + ws + "/runs/{run}/logs/{path...}", handler: s.readLog},
+		{Pattern: "GET " + ws + "/runs/{run}/snapshot", handler: s.downloadRunSnapshot},
+
+		{Pattern: "POST " + ws + "/objects/missing", handler: s.missingObjects},
+		{Pattern: "PUT " + ws + "/objects/{digest}", handler: s.uploadObject},
+		{Pattern: "POST " + ws + "/snapshots", handler: s.createSnapshot},
+		{Pattern: "GET " + ws + "/snapshots/{snapshot}", handler: s.getSnapshot},
+		{Pattern: "GET " + ws + "/snapshots/{snapshot}/zip", handler: s.downloadSnapshot},
+
+		{Pattern: "GET " + ws + "/activities", handler: s.listActivities},
+		{Pattern: "GET " + ws + "/activities/{activity}", handler: s.getActivity},
+		{Pattern: "GET " + ws + "/events", handler: s.events},
+	}
+}
+
+// wrap authenticates the request and turns a handler's error into the JSON error response.
+func (s *Server) wrap(rt Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !rt.Public {
+			bearer, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			p, err := s.auth.Authenticate(r.Context(), strings.TrimSpace(bearer))
+			if err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="atelier"`)
+				s.writeError(w, r, err)
+				return
+			}
+			r = r.WithContext(atelier.NewContextWithPrincipal(r.Context(), p))
+		}
+		if err := rt.handler(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// statusOf is the one table from error codes to HTTP statuses.
+var statusOf = map[string]int{
+	atelier.EINVALID:      http.StatusBadRequest,
+	atelier.EUNAUTHORIZED: http.StatusUnauthorized,
+	atelier.EFORBIDDEN:    http.StatusForbidden,
+	atelier.ENOTFOUND:     http.StatusNotFound,
+	atelier.ECONFLICT:     http.StatusConflict,
+	atelier.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	atelier.EINTERNAL:     http.StatusInternalServerError,
+	atelier.EUNAVAILABLE:  http.StatusServiceUnavailable,
+}
+
+// ErrorResponse is the body of every error.
+type ErrorResponse struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		err = atelier.Errorf(atelier.ETOOLARGE, "request body is larger than %d bytes", maxErr.Limit)
+	} else if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the client went away; nobody reads the answer
+	}
+	code, msg := atelier.ErrorCode(err), atelier.ErrorMessage(err)
+	if code == atelier.EINTERNAL {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	status := statusOf[code]
+	if status == 0 {
+		status = http.StatusInternalServerError
+	}
+	writeJSON(w, status, ErrorResponse{Code: code, Message: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// readJSON decodes a request body strictly: unknown fields, trailing data and oversize bodies
+// are client errors that name what was wrong.
+func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, s.MaxJSONBody)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return atelier.Errorf(atelier.EINVALID, "invalid JSON body: unexpected data after the JSON value")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var maxErr *http.MaxBytesError
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var aerr *atelier.Error
+	switch {
+	case errors.As(err, &maxErr):
+		return err
+	case errors.As(err, &aerr):
+		return aerr
+	case errors.Is(err, io.EOF):
+		return atelier.Errorf(atelier.EINVALID, "invalid JSON body: the body is empty")
+	case errors.As(err, &syntax):
+		return atelier.Errorf(atelier.EINVALID, "invalid JSON body at byte %d: %s", syntax.Offset, syntax.Error())
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "the body"
+		}
+		return atelier.Errorf(atelier.EINVALID, "invalid JSON body: %s must be %s, not %s", field, typ.Type, typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return atelier.Errorf(atelier.EINVALID, "invalid JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return atelier.Errorf(atelier.EINVALID, "invalid JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// queryInt reads an optional integer query parameter.
+func queryInt(r *http.Request, name string) (*int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return nil, atelier.Errorf(atelier.EINVALID, "query parameter %s=%q is not an integer", name, v)
+	}
+	return &n, nil
+}
+
+func queryBool(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, atelier.Errorf(atelier.EINVALID, "query parameter %s=%q is not a boolean", name, v)
+	}
+	return b, nil
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "time": time.Now().UTC()})
+}

@@ -1,0 +1,73 @@
+// Command atelier is the workspace server and its command-line client in one binary.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/atelier-ml/atelier"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd()
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", errorText(err))
+		os.Exit(exitCode(err))
+	}
+}
+
+// Exit codes scripts can rely on.
+const (
+	exitError     = 1 // any failure not listed below
+	exitUsage     = 2 // bad flags or arguments
+	exitNotFound  = 3
+	exitConflict  = 4
+	exitAuth      = 5 // unauthorized or forbidden
+	exitUnavail   = 6 // the server cannot be reached
+	exitRunFailed = 7 // run submit --wait: the run ended Failed or Canceled
+)
+
+func errorText(err error) string {
+	var e *atelier.Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return err.Error()
+}
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return exitUsage
+	}
+	var e *atelier.Error
+	if !errors.As(err, &e) {
+		return exitError
+	}
+	switch e.Code {
+	case atelier.EINVALID:
+		return exitUsage
+	case atelier.ENOTFOUND:
+		return exitNotFound
+	case atelier.ECONFLICT:
+		return exitConflict
+	case atelier.EUNAUTHORIZED, atelier.EFORBIDDEN:
+		return exitAuth
+	case atelier.EUNAVAILABLE:
+		return exitUnavail
+	}
+	return exitError
+}
+
+// usageError is a mistake in how a command was called.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }

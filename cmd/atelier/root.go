@@ -1,0 +1,83 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/api"
+	"github.com/atelier-ml/atelier/service"
+	"github.com/spf13/cobra"
+)
+
+// clientConfig is what client commands need; flags override ATELIER_* variables.
+type clientConfig struct {
+	server    string
+	token     string
+	workspace string
+	output    string
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func newRootCmd() *cobra.Command {
+	cfg := &clientConfig{}
+	root := &cobra.Command{
+		Use:   "atelier",
+		Short: "A self-hosted machine-learning workspace",
+		Long: `atelier tracks experiments, runs, metrics, output files and snapshots of training
+scripts in a workspace served by one binary.
+
+Start a server with 'atelier server'; every other command is a client of it. Client
+settings come from flags or the environment:
+  --server      ATELIER_SERVER      (default http://127.0.0.1:8600)
+  --token       ATELIER_TOKEN       (default: ./.atelier/admin-token when present)
+  --workspace   ATELIER_WORKSPACE   (default "default")
+
+Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
+5 not authorized, 6 server unreachable, 7 the awaited run failed.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&cfg.server, "server", envOr("ATELIER_SERVER", "http://127.0.0.1:8600"), "server URL")
+	pf.StringVar(&cfg.token, "token", os.Getenv("ATELIER_TOKEN"), "API token")
+	pf.StringVarP(&cfg.workspace, "workspace", "w", envOr("ATELIER_WORKSPACE", atelier.DefaultWorkspace), "workspace")
+	pf.StringVarP(&cfg.output, "output", "o", "table", "output format: table or json")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err.Error()} })
+
+	root.AddCommand(newServerCmd(), newWorkspaceCmd(cfg), newExperimentCmd(cfg), newRunCmd(cfg),
+		newActivityCmd(cfg), newSnapshotCmd(cfg))
+	return root
+}
+
+// client returns the API client for the configured server.
+func (cfg *clientConfig) client() (*api.Client, error) {
+	if cfg.output != "table" && cfg.output != "json" {
+		return nil, usagef("unknown output format %q: use table or json", cfg.output)
+	}
+	token := cfg.token
+	if token == "" {
+		// A server started here with the default data directory leaves its admin token beside it.
+		token, _ = service.ReadTokenFile(filepath.Join(defaultDataDir, adminTokenFile))
+	}
+	c := api.NewClient(strings.TrimRight(cfg.server, "/"), token)
+	c.UserAgent = "atelier-cli"
+	return c, nil
+}
+
+// exactArgs is cobra.ExactArgs with an error that counts as bad usage.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s takes %d argument(s), got %d; see '%s --help'", cmd.CommandPath(), n, len(args), cmd.CommandPath())
+		}
+		return nil
+	}
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/atelier-ml/atelier/api"
+	"github.com/atelier-ml/atelier/blob"
+	"github.com/atelier-ml/atelier/service"
+	"github.com/atelier-ml/atelier/sqlite"
+	"github.com/spf13/cobra"
+)
+
+const (
+	defaultDataDir = ".atelier"
+	adminTokenFile = "admin-token"
+)
+
+// serverConfig is the server's configuration: defaults, then ATELIER_* variables, then flags.
+type serverConfig struct {
+	dataDir          string
+	addr             string
+	logLevel         string
+	synchronous      string
+	snapshotMaxBytes int64
+	snapshotMaxFiles int
+}
+
+func newServerCmd() *cobra.Command {
+	cfg := serverConfig{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the workspace server",
+		Long: `Run the workspace server on the embedded store: SQLite (WAL) for metadata and a
+content-addressed object store under the data directory. Nothing else is needed.
+
+On first start it creates the workspace "default" and an administrator token, written to
+<data>/admin-token (mode 0600) and printed once.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error { return runServer(cmd.Context(), cfg) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.dataDir, "data", envOr("ATELIER_DATA", defaultDataDir), "data directory (env ATELIER_DATA)")
+	f.StringVar(&cfg.addr, "addr", envOr("ATELIER_ADDR", "127.0.0.1:8600"), "listen address (env ATELIER_ADDR)")
+	f.StringVar(&cfg.logLevel, "log-level", envOr("ATELIER_LOG_LEVEL", "info"), "debug, info, warn or error (env ATELIER_LOG_LEVEL)")
+	f.StringVar(&cfg.synchronous, "sync", envOr("ATELIER_SYNC", "NORMAL"),
+		"SQLite synchronous mode: NORMAL survives a crash of the server, FULL also a power loss (env ATELIER_SYNC)")
+	f.Int64Var(&cfg.snapshotMaxBytes, "snapshot-max-bytes", 300<<20, "largest snapshot accepted")
+	f.IntVar(&cfg.snapshotMaxFiles, "snapshot-max-files", 2000, "most files in a snapshot")
+	return cmd
+}
+
+func runServer(ctx context.Context, cfg serverConfig) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return usagef("unknown log level %q", cfg.logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	dataDir, err := filepath.Abs(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	for _, dir := range []string{dataDir, filepath.Join(dataDir, "objects"), filepath.Join(dataDir, "tmp")} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("creating the data directory: %w", err)
+		}
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(dataDir, "atelier.db"), sqlite.Options{Synchronous: cfg.synchronous})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	objects, err := blob.Open(ctx, "file://"+filepath.ToSlash(filepath.Join(dataDir, "objects")))
+	if err != nil {
+		return err
+	}
+	defer objects.Close()
+
+	svc := service.New(db, objects, log)
+	svc.TempDir = filepath.Join(dataDir, "tmp")
+	svc.SnapshotMaxBytes, svc.SnapshotMaxFiles = cfg.snapshotMaxBytes, cfg.snapshotMaxFiles
+	if err := svc.Init(ctx); err != nil {
+		return err
+	}
+	secret, err := svc.EnsureAdminToken(ctx, filepath.Join(dataDir, adminTokenFile))
+	if err != nil {
+		return err
+	}
+	if secret != "" {
+		fmt.Fprintf(os.Stderr, "Created the administrator token (saved in %s; shown only this once):\n\n    %s\n\n",
+			filepath.Join(dataDir, adminTokenFile), secret)
+	}
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           logRequests(log, api.NewServer(svc, svc, log)),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("atelier server listening", "addr", "http://"+ln.Addr().String(), "data", dataDir)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// statusWriter records the status a handler wrote, for the request log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// logRequests logs each request; the high-rate ingestion calls log at debug level.
+func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		level := slog.LevelInfo
+		if r.Method == http.MethodGet || strings.HasSuffix(r.URL.Path, "/metrics") || strings.Contains(r.URL.Path, "/logs/") {
+			level = slog.LevelDebug
+		}
+		if sw.status >= 500 {
+			level = slog.LevelError
+		}
+		log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"duration", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr)
+	})
+}

@@ -1,0 +1,130 @@
+package service
+
+import (
+	"context"
+	"io"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// UploadFile streams a file into the object store and records it under the run. The file
+// appears only once its content is stored whole.
+func (s *Service) UploadFile(ctx context.Context, workspace, runID, path string, r io.Reader, digest string) (*atelier.File, error) {
+	if err := s.authorizeWrite(ctx, workspace, runID); err != nil {
+		return nil, err
+	}
+	if err := atelier.ValidatePath(path); err != nil {
+		return nil, err
+	}
+	if digest != "" {
+		if err := atelier.ValidateDigest(digest); err != nil {
+			return nil, err
+		}
+	}
+	// Check the run first so a bad id fails before any byte is stored.
+	if _, err := s.store.FindRun(ctx, workspace, runID); err != nil {
+		return nil, err
+	}
+	obj, err := s.objects.PutObject(ctx, r, digest)
+	if err != nil {
+		return nil, err
+	}
+	f := &atelier.File{Path: path, Size: obj.Size, Digest: obj.Digest}
+	if err := s.store.PutFile(ctx, workspace, runID, f); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// ListFiles lists a run's files and logs under a directory prefix.
+func (s *Service) ListFiles(ctx context.Context, workspace, runID, prefix string) ([]*atelier.File, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.store.ListFiles(ctx, workspace, runID, prefix)
+}
+
+// OpenFile opens a run's file (or a log, read whole) for streaming.
+func (s *Service) OpenFile(ctx context.Context, workspace, runID, path string) (*atelier.File, io.ReadCloser, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, nil, err
+	}
+	f, err := s.store.FindFile(ctx, workspace, runID, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if f.Log {
+		return f, &logReader{ctx: ctx, s: s, workspace: workspace, runID: runID, path: path, size: f.Size}, nil
+	}
+	rc, err := s.objects.OpenObject(ctx, f.Digest)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, rc, nil
+}
+
+// logReader reads a log up to the size it had when opened, a chunk at a time.
+type logReader struct {
+	ctx                    context.Context
+	s                      *Service
+	workspace, runID, path string
+	offset, size           int64
+	buf                    []byte
+}
+
+const logReadChunk = 1 << 20
+
+func (l *logReader) Read(p []byte) (int, error) {
+	for len(l.buf) == 0 {
+		if l.offset >= l.size {
+			return 0, io.EOF
+		}
+		chunk, err := l.s.store.ReadLog(l.ctx, l.workspace, l.runID, l.path, l.offset, min(logReadChunk, l.size-l.offset))
+		if err != nil {
+			return 0, err
+		}
+		if len(chunk.Data) == 0 {
+			return 0, io.EOF
+		}
+		l.buf, l.offset = chunk.Data, l.offset+int64(len(chunk.Data))
+	}
+	n := copy(p, l.buf)
+	l.buf = l.buf[n:]
+	return n, nil
+}
+
+func (l *logReader) Close() error { return nil }
+
+// MaxLogAppend bounds one append, so a runaway writer cannot post a huge body at once.
+const MaxLogAppend = 8 << 20
+
+// AppendLog appends to a run's log and pushes the new text to watchers.
+func (s *Service) AppendLog(ctx context.Context, workspace, runID, path string, data []byte) error {
+	if err := s.authorizeWrite(ctx, workspace, runID); err != nil {
+		return err
+	}
+	if len(data) > MaxLogAppend {
+		return atelier.Errorf(atelier.ETOOLARGE, "log append of %d bytes is above the limit of %d", len(data), MaxLogAppend)
+	}
+	size, err := s.store.AppendLog(ctx, workspace, runID, path, data)
+	if err != nil {
+		return err
+	}
+	s.publish(workspace, atelier.EventLog, runID, LogEvent{Path: path, Offset: size - int64(len(data)), Text: string(data)})
+	return nil
+}
+
+// LogEvent is the data of a run.log event.
+type LogEvent struct {
+	Path   string `json:"path"`
+	Offset int64  `json:"offset"`
+	Text   string `json:"text"`
+}
+
+// ReadLog reads a log from an offset.
+func (s *Service) ReadLog(ctx context.Context, workspace, runID, path string, offset, limit int64) (*atelier.LogChunk, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.store.ReadLog(ctx, workspace, runID, path, offset, limit)
+}

@@ -1,0 +1,49 @@
+package service
+
+import (
+	"context"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// LogMetrics stores a batch and tells watchers the run's latest values.
+func (s *Service) LogMetrics(ctx context.Context, workspace, runID string, batch *atelier.MetricBatch) error {
+	if err := s.authorizeWrite(ctx, workspace, runID); err != nil {
+		return err
+	}
+	if err := s.store.LogMetrics(ctx, workspace, runID, batch); err != nil {
+		return err
+	}
+	if s.events.Watched(workspace) {
+		latest := map[string]atelier.MetricPoint{}
+		for _, p := range batch.Points {
+			latest[p.Name] = p
+		}
+		s.publish(workspace, atelier.EventMetrics, runID, latest)
+	}
+	return nil
+}
+
+// ListMetrics returns the latest value of each metric.
+func (s *Service) ListMetrics(ctx context.Context, workspace, runID string) ([]*atelier.MetricSummary, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.store.ListMetrics(ctx, workspace, runID)
+}
+
+// MetricHistory reads a series.
+func (s *Service) MetricHistory(ctx context.Context, workspace, runID, name string, q atelier.HistoryQuery) (*atelier.Series, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.store.MetricHistory(ctx, workspace, runID, name, q)
+}
+
+// MetricRecords reads a non-scalar metric.
+func (s *Service) MetricRecords(ctx context.Context, workspace, runID, name string) ([]*atelier.MetricRecord, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.store.MetricRecords(ctx, workspace, runID, name)
+}

@@ -1,0 +1,254 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// CreateWorkspace creates a workspace (administrators only).
+func (s *Service) CreateWorkspace(ctx context.Context, ws *atelier.Workspace) error {
+	if err := s.authorizeAdmin(ctx); err != nil {
+		return err
+	}
+	ws.CreatedBy = atelier.PrincipalName(ctx)
+	return s.store.CreateWorkspace(ctx, ws)
+}
+
+// FindWorkspace returns a workspace.
+func (s *Service) FindWorkspace(ctx context.Context, name string) (*atelier.Workspace, error) {
+	if err := s.authorize(ctx, name); err != nil {
+		return nil, err
+	}
+	return s.store.FindWorkspace(ctx, name)
+}
+
+// ListWorkspaces lists the workspaces the caller may see.
+func (s *Service) ListWorkspaces(ctx context.Context) ([]*atelier.Workspace, error) {
+	p := atelier.PrincipalFromContext(ctx)
+	if p == nil {
+		return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
+	}
+	list, err := s.store.ListWorkspaces(ctx)
+	if err != nil || p.Kind == atelier.PrincipalAdmin {
+		return list, err
+	}
+	visible := list[:0]
+	for _, ws := range list {
+		if s.authorize(ctx, ws.Name) == nil {
+			visible = append(visible, ws)
+		}
+	}
+	return visible, nil
+}
+
+// DeleteWorkspace deletes a workspace (administrators only). The default workspace stays.
+func (s *Service) DeleteWorkspace(ctx context.Context, name string, force bool) error {
+	if err := s.authorizeAdmin(ctx); err != nil {
+		return err
+	}
+	if name == atelier.DefaultWorkspace {
+		return atelier.Errorf(atelier.ECONFLICT, "the default workspace cannot be deleted")
+	}
+	return s.store.DeleteWorkspace(ctx, name, force)
+}
+
+// FindExperiment returns an experiment.
+func (s *Service) FindExperiment(ctx context.Context, workspace, name string) (*atelier.Experiment, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.store.FindExperiment(ctx, workspace, name)
+}
+
+// ListExperiments lists a workspace's experiments.
+func (s *Service) ListExperiments(ctx context.Context, workspace string, f atelier.ExperimentFilter) ([]*atelier.Experiment, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.store.ListExperiments(ctx, workspace, f)
+}
+
+// UpdateExperiment renames, archives or restores an experiment.
+func (s *Service) UpdateExperiment(ctx context.Context, workspace, name string, upd atelier.ExperimentUpdate) (*atelier.Experiment, error) {
+	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
+		return nil, err
+	}
+	return s.store.UpdateExperiment(ctx, workspace, name, upd)
+}
+
+// authorizeWrite checks that the caller may change the workspace (or, for a run token, that run).
+func (s *Service) authorizeWrite(ctx context.Context, workspace, runID string) error {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return err
+	}
+	p := atelier.PrincipalFromContext(ctx)
+	if p.Kind == atelier.PrincipalRun && (runID == "" || !s.runInTree(ctx, workspace, p.RunID, runID)) {
+		return atelier.Errorf(atelier.EFORBIDDEN, "a run's token may only change that run and its children")
+	}
+	return nil
+}
+
+// runInTree reports whether id is root or one of its descendants.
+func (s *Service) runInTree(ctx context.Context, workspace, root, id string) bool {
+	for depth := 0; id != "" && depth < 1000; depth++ {
+		if id == root {
+			return true
+		}
+		run, err := s.store.FindRun(ctx, workspace, id)
+		if err != nil {
+			return false
+		}
+		id = run.ParentID
+	}
+	return false
+}
+
+// CreateRun creates a run and its activity.
+func (s *Service) CreateRun(ctx context.Context, workspace string, c atelier.RunCreate) (*atelier.Run, error) {
+	if err := s.authorizeWrite(ctx, workspace, c.ParentID); err != nil {
+		return nil, err
+	}
+	if p := atelier.PrincipalFromContext(ctx); p.Kind == atelier.PrincipalRun && c.ParentID == "" {
+		return nil, atelier.Errorf(atelier.EFORBIDDEN, "a run's token may only create child runs")
+	}
+	run, err := s.store.CreateRun(ctx, workspace, c)
+	if err != nil {
+		return nil, err
+	}
+	s.publish(workspace, atelier.EventRunCreated, run.ID, run)
+	s.runChanged(ctx, run)
+	return run, nil
+}
+
+// FindRun returns a run.
+func (s *Service) FindRun(ctx context.Context, workspace, id string) (*atelier.Run, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.store.FindRun(ctx, workspace, id)
+}
+
+// ListRuns searches runs.
+func (s *Service) ListRuns(ctx context.Context, workspace string, q atelier.RunQuery) (*atelier.RunPage, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.store.ListRuns(ctx, workspace, q)
+}
+
+// UpdateRunStatus moves a run through its lifecycle and publishes the change.
+func (s *Service) UpdateRunStatus(ctx context.Context, workspace, id string, upd atelier.RunStatusUpdate) (*atelier.Run, error) {
+	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
+		return nil, err
+	}
+	run, err := s.store.UpdateRunStatus(ctx, workspace, id, upd)
+	if err != nil {
+		return nil, err
+	}
+	s.publish(workspace, atelier.EventRunStatus, run.ID, run)
+	s.runChanged(ctx, run)
+	return run, nil
+}
+
+// runChanged keeps the run's activity in step with its status.
+func (s *Service) runChanged(ctx context.Context, run *atelier.Run) {
+	a := &atelier.Activity{ID: run.ID, Workspace: run.Workspace, Kind: "run", Target: run.ID,
+		Status: activityStatus(run.Status), Message: string(run.Status), StartedAt: run.CreatedAt,
+		UpdatedAt: s.now().UTC(), EndedAt: run.EndedAt, Error: run.Error}
+	if run.Status.Terminal() {
+		a.Percent = 100
+	}
+	if err := s.store.PutActivity(ctx, a); err != nil {
+		s.log.Error("recording a run's activity", "run", run.ID, "err", err)
+		return
+	}
+	s.publish(run.Workspace, atelier.EventActivity, run.ID, a)
+}
+
+func activityStatus(st atelier.RunStatus) atelier.ActivityStatus {
+	switch st {
+	case atelier.StatusNotStarted, atelier.StatusQueued:
+		return atelier.ActivityQueued
+	case atelier.StatusCompleted:
+		return atelier.ActivitySucceeded
+	case atelier.StatusFailed:
+		return atelier.ActivityFailed
+	case atelier.StatusCanceled:
+		return atelier.ActivityCanceled
+	}
+	return atelier.ActivityRunning
+}
+
+// LogParams sets params.
+func (s *Service) LogParams(ctx context.Context, workspace, id string, params map[string]string) error {
+	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
+		return err
+	}
+	return s.store.LogParams(ctx, workspace, id, params)
+}
+
+// SetTags sets tags.
+func (s *Service) SetTags(ctx context.Context, workspace, id string, tags map[string]string) error {
+	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
+		return err
+	}
+	return s.store.SetTags(ctx, workspace, id, tags)
+}
+
+// DeleteTag removes a tag.
+func (s *Service) DeleteTag(ctx context.Context, workspace, id, key string) error {
+	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
+		return err
+	}
+	return s.store.DeleteTag(ctx, workspace, id, key)
+}
+
+// AddProperties sets properties.
+func (s *Service) AddProperties(ctx context.Context, workspace, id string, props map[string]string) error {
+	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
+		return err
+	}
+	return s.store.AddProperties(ctx, workspace, id, props)
+}
+
+// publish sends an event if anyone watches the workspace; data is encoded only then.
+func (s *Service) publish(workspace, typ, runID string, data any) {
+	if !s.events.Watched(workspace) {
+		return
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		s.log.Error("encoding an event", "type", typ, "err", err)
+		return
+	}
+	s.events.Publish(&atelier.Event{Type: typ, Workspace: workspace, RunID: runID, Time: s.now().UTC(), Data: b})
+}
+
+// Subscribe streams a workspace's events.
+func (s *Service) Subscribe(ctx context.Context, workspace string, f atelier.EventFilter) (<-chan *atelier.Event, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	if _, err := s.store.FindWorkspace(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.events.Subscribe(ctx, workspace, f), nil
+}
+
+// ListActivities lists activities.
+func (s *Service) ListActivities(ctx context.Context, workspace string, f atelier.ActivityFilter) ([]*atelier.Activity, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.store.ListActivities(ctx, workspace, f)
+}
+
+// FindActivity returns an activity.
+func (s *Service) FindActivity(ctx context.Context, workspace, id string) (*atelier.Activity, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.store.FindActivity(ctx, workspace, id)
+}

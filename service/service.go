@@ -1,0 +1,96 @@
+// Package service implements the domain services on the store, the object store and the event
+// broker: it authorizes each call, keeps activities in step with runs and publishes events.
+package service
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// Service is the workspace server's use cases. The REST API, the CLI's client and (later) the
+// MLflow API all go through it, so they obey the same rules.
+type Service struct {
+	store   atelier.Store
+	objects atelier.ObjectStore
+	events  *Broker
+	log     *slog.Logger
+	now     func() time.Time
+
+	// TempDir holds spooled uploads (snapshot zips) while they are checked.
+	TempDir string
+	// Snapshot limits.
+	SnapshotMaxBytes int64
+	SnapshotMaxFiles int
+}
+
+// Compile-time checks that Service implements the domain services.
+var (
+	_ atelier.WorkspaceService  = (*Service)(nil)
+	_ atelier.ExperimentService = (*Service)(nil)
+	_ atelier.RunService        = (*Service)(nil)
+	_ atelier.MetricService     = (*Service)(nil)
+	_ atelier.FileService       = (*Service)(nil)
+	_ atelier.SnapshotService   = (*Service)(nil)
+	_ atelier.ActivityService   = (*Service)(nil)
+	_ atelier.EventService      = (*Service)(nil)
+	_ atelier.AuthService       = (*Service)(nil)
+)
+
+// New returns a Service over a metadata store and an object store.
+func New(store atelier.Store, objects atelier.ObjectStore, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{store: store, objects: objects, events: NewBroker(), log: log, now: time.Now,
+		SnapshotMaxBytes: atelier.DefaultSnapshotMaxBytes, SnapshotMaxFiles: atelier.DefaultSnapshotMaxFiles}
+}
+
+// Broker returns the event broker (for the server's shutdown and tests).
+func (s *Service) Broker() *Broker { return s.events }
+
+// Init prepares a fresh or upgraded server: the default workspace exists, and runs left active
+// by a server that died are failed with a clear reason.
+func (s *Service) Init(ctx context.Context) error {
+	if _, err := s.store.FindWorkspace(ctx, atelier.DefaultWorkspace); atelier.ErrorCode(err) == atelier.ENOTFOUND {
+		err := s.store.CreateWorkspace(ctx, &atelier.Workspace{Name: atelier.DefaultWorkspace, Description: "The default workspace", CreatedBy: "system"})
+		if err != nil && atelier.ErrorCode(err) != atelier.ECONFLICT {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	runs, err := s.store.ReconcileRuns(ctx, "the server stopped while the run was active (it was restarted or crashed); the run's process did not survive")
+	for _, run := range runs {
+		s.log.Warn("run failed on start: it was active when the server stopped", "workspace", run.Workspace, "run", run.ID)
+		s.runChanged(ctx, run)
+	}
+	return err
+}
+
+// authorize checks that the caller may act on the workspace. For now every authenticated
+// principal is an administrator or a run token scoped to its workspace; roles come with users.
+func (s *Service) authorize(ctx context.Context, workspace string) error {
+	p := atelier.PrincipalFromContext(ctx)
+	if p == nil {
+		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
+	}
+	if p.Kind == atelier.PrincipalRun && workspace != p.Workspace {
+		return atelier.Errorf(atelier.ENOTFOUND, "workspace %q not found", workspace)
+	}
+	return nil
+}
+
+// authorizeAdmin checks that the caller administers the server.
+func (s *Service) authorizeAdmin(ctx context.Context) error {
+	p := atelier.PrincipalFromContext(ctx)
+	if p == nil {
+		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
+	}
+	if p.Kind != atelier.PrincipalAdmin {
+		return atelier.Errorf(atelier.EFORBIDDEN, "only a server administrator may do this")
+	}
+	return nil
+}

@@ -1,0 +1,276 @@
+// Package sqlite is the embedded metadata store: SQLite in WAL mode through modernc.org/sqlite
+// (no cgo). Metric series are stored as compressed chunks (package series), one row per batch
+// and name, not one row per point.
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+	_ "modernc.org/sqlite"
+)
+
+var _ atelier.Store = (*DB)(nil)
+
+// DB is the SQLite store. Reads go through a pool of connections; writes go through one
+// connection owned by a goroutine that commits concurrent writes together (group commit), so
+// many small writers share one transaction and one WAL append.
+type DB struct {
+	path  string
+	read  *sql.DB
+	write *sql.DB
+
+	// Now and NewID are injected so tests can pin them.
+	Now   func() time.Time
+	NewID func() string
+
+	writes chan *writeReq
+	closed chan struct{}
+	wg     sync.WaitGroup
+
+	// runWorkspace caches run id → workspace id; it never changes once a run exists.
+	runWorkspace sync.Map
+}
+
+type writeReq struct {
+	ctx  context.Context
+	fn   func(tx *sql.Tx) error
+	done chan error
+}
+
+// Options tune the store.
+type Options struct {
+	// Synchronous is SQLite's synchronous pragma. NORMAL (the default) keeps every committed
+	// transaction across a crash of the process (kill -9); FULL also across a power loss.
+	Synchronous string
+}
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(ctx context.Context, path string, opt Options) (*DB, error) {
+	if opt.Synchronous == "" {
+		opt.Synchronous = "NORMAL"
+	}
+	switch strings.ToUpper(opt.Synchronous) {
+	case "OFF", "NORMAL", "FULL", "EXTRA":
+	default:
+		return nil, fmt.Errorf("sqlite: unknown synchronous mode %q", opt.Synchronous)
+	}
+	pragmas := []string{"busy_timeout(10000)", "foreign_keys(1)", "journal_mode(WAL)",
+		"synchronous(" + opt.Synchronous + ")", "cache_size(-65536)", "temp_store(memory)", "mmap_size(268435456)"}
+	q := url.Values{"_pragma": pragmas, "_txlock": {"immediate"}}
+	dsn := "file:" + path + "?" + q.Encode()
+
+	write, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	write.SetMaxOpenConns(1)
+	write.SetConnMaxIdleTime(0)
+	read, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		write.Close()
+		return nil, err
+	}
+	read.SetMaxOpenConns(max(4, 2*runtime.NumCPU()))
+	read.SetMaxIdleConns(max(4, 2*runtime.NumCPU()))
+
+	db := &DB{path: path, read: read, write: write, Now: time.Now, NewID: NewID,
+		writes: make(chan *writeReq, 1024), closed: make(chan struct{})}
+	if err := db.migrate(ctx); err != nil {
+		db.read.Close()
+		db.write.Close()
+		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
+	}
+	db.wg.Add(1)
+	go db.writer()
+	return db, nil
+}
+
+// Close stops the writer and closes the database.
+func (db *DB) Close() error {
+	close(db.closed)
+	db.wg.Wait()
+	// A passive checkpoint keeps the WAL short for the next start.
+	db.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	return errors.Join(db.read.Close(), db.write.Close())
+}
+
+// NewID returns a 32-hex-character id that sorts by creation time (48 bits of milliseconds,
+// 80 random bits), the same shape as MLflow's run ids.
+func NewID() string {
+	var b [16]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := 0; i < 6; i++ {
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	rand.Read(b[6:])
+	return hex.EncodeToString(b[:])
+}
+
+func (db *DB) now() time.Time { return db.Now().UTC() }
+
+// maxGroup bounds how many writes share one transaction, so one commit never waits too long.
+const maxGroup = 256
+
+// update runs fn in a write transaction. Concurrent updates are grouped into one transaction;
+// each runs inside its own savepoint, so one failing rolls back only itself.
+func (db *DB) update(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case db.writes <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-db.closed:
+		return atelier.Errorf(atelier.EUNAVAILABLE, "the server is shutting down")
+	}
+	return <-req.done
+}
+
+func (db *DB) writer() {
+	defer db.wg.Done()
+	group := make([]*writeReq, 0, maxGroup)
+	for {
+		select {
+		case <-db.closed:
+			// Drain what was queued so no caller waits forever.
+			for {
+				select {
+				case req := <-db.writes:
+					req.done <- atelier.Errorf(atelier.EUNAVAILABLE, "the server is shutting down")
+				default:
+					return
+				}
+			}
+		case req := <-db.writes:
+			group = append(group[:0], req)
+		fill:
+			for len(group) < maxGroup {
+				select {
+				case req := <-db.writes:
+					group = append(group, req)
+				default:
+					break fill
+				}
+			}
+			db.commitGroup(group)
+		}
+	}
+}
+
+func (db *DB) commitGroup(group []*writeReq) {
+	errs := make([]error, len(group))
+	tx, err := db.write.Begin()
+	if err != nil {
+		for _, req := range group {
+			req.done <- err
+		}
+		return
+	}
+	for i, req := range group {
+		if err := req.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		if len(group) == 1 {
+			errs[i] = req.fn(tx)
+			continue
+		}
+		if _, err := tx.Exec("SAVEPOINT w"); err != nil {
+			errs[i] = err
+			continue
+		}
+		if errs[i] = req.fn(tx); errs[i] != nil {
+			if _, err := tx.Exec("ROLLBACK TO w"); err != nil {
+				errs[i] = errors.Join(errs[i], err)
+			}
+		}
+		if _, err := tx.Exec("RELEASE w"); err != nil && errs[i] == nil {
+			errs[i] = err
+		}
+	}
+	if len(group) == 1 && errs[0] != nil {
+		tx.Rollback()
+		group[0].done <- errs[0]
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		for _, req := range group {
+			req.done <- err
+		}
+		return
+	}
+	for i, req := range group {
+		req.done <- errs[i]
+	}
+}
+
+// workspaceID resolves a workspace name.
+func (db *DB) workspaceID(ctx context.Context, q querier, name string) (int64, error) {
+	var id int64
+	err := q.QueryRowContext(ctx, `SELECT id FROM workspaces WHERE name = ?`, name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, atelier.Errorf(atelier.ENOTFOUND, "workspace %q not found", name)
+	}
+	return id, err
+}
+
+// checkRun verifies that run id exists in the workspace and returns the workspace id.
+func (db *DB) checkRun(ctx context.Context, q querier, workspace, id string) (int64, error) {
+	wsID, err := db.workspaceID(ctx, q, workspace)
+	if err != nil {
+		return 0, err
+	}
+	if v, ok := db.runWorkspace.Load(id); ok {
+		if v.(int64) == wsID {
+			return wsID, nil
+		}
+		return 0, runNotFound(id)
+	}
+	var runWS int64
+	err = q.QueryRowContext(ctx, `SELECT workspace_id FROM runs WHERE id = ?`, id).Scan(&runWS)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && runWS != wsID) {
+		return 0, runNotFound(id)
+	} else if err != nil {
+		return 0, err
+	}
+	db.runWorkspace.Store(id, runWS)
+	return wsID, nil
+}
+
+func runNotFound(id string) error { return atelier.Errorf(atelier.ENOTFOUND, "run %q not found", id) }
+
+// querier is what reads need: a *sql.DB or a *sql.Tx.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func fromNullMS(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMS(v.Int64)
+	return &t
+}
+
+func nullMS(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return ms(*t)
+}

@@ -1,0 +1,287 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"math"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/series"
+)
+
+// pointGroup is the points of one metric name in a batch, in logging order.
+type pointGroup struct {
+	name    string
+	points  series.Points
+	autoIdx []int // indexes whose step is to be assigned after the last logged step
+	chunk   []byte
+	summary series.Summary
+}
+
+// latestRow is a metric_latest row.
+type latestRow struct {
+	exists    bool
+	kind      atelier.MetricKind
+	step, ts  int64
+	value     float64
+	count     int64
+	nextSeq   int64
+	last      sql.NullString
+}
+
+func (db *DB) readLatest(ctx context.Context, tx *sql.Tx, runID, name string) (latestRow, error) {
+	var l latestRow
+	var v sql.NullFloat64
+	var isNaN bool
+	err := tx.QueryRowContext(ctx, `SELECT kind, step, timestamp, value, is_nan, count, next_seq, last FROM metric_latest WHERE run_id = ? AND name = ?`,
+		runID, name).Scan(&l.kind, &l.step, &l.ts, &v, &isNaN, &l.count, &l.nextSeq, &l.last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return l, nil
+	}
+	l.exists, l.value = err == nil, fromNullFloat(v, isNaN)
+	return l, err
+}
+
+func writeLatest(ctx context.Context, tx *sql.Tx, runID, name string, l latestRow) error {
+	var v any
+	isNaN := math.IsNaN(l.value)
+	if !isNaN {
+		v = l.value
+	}
+	_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO metric_latest (run_id, name, kind, step, timestamp, value, is_nan, count, next_seq, last)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, runID, name, l.kind, l.step, l.ts, v, isNaN, l.count, l.nextSeq, l.last)
+	return err
+}
+
+// LogMetrics stores a batch in one transaction: each metric name becomes one compressed chunk.
+func (db *DB) LogMetrics(ctx context.Context, workspace, runID string, batch *atelier.MetricBatch) error {
+	if err := batch.Validate(); err != nil {
+		return err
+	}
+	now := db.now().UnixMilli()
+	groups := groupPoints(batch.Points, now)
+	// Encode outside the write transaction whatever does not depend on stored state.
+	for _, g := range groups {
+		if len(g.autoIdx) == 0 {
+			g.chunk = series.Encode(nil, g.points)
+			g.summary = series.Summarize(g.points)
+		}
+	}
+	return db.update(ctx, func(tx *sql.Tx) error {
+		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
+			return err
+		}
+		for _, g := range groups {
+			l, err := db.readLatest(ctx, tx, runID, g.name)
+			if err != nil {
+				return err
+			}
+			if l.exists && l.kind != atelier.MetricScalar {
+				return atelier.Errorf(atelier.ECONFLICT, "metric %q of run %s is a %s, not a scalar series", g.name, runID, l.kind)
+			}
+			if len(g.autoIdx) > 0 {
+				next := int64(0)
+				if l.exists {
+					next = l.step + 1
+				}
+				// Explicit steps in the same batch come first in line: an auto step follows the
+				// largest step logged before it.
+				for i := range g.points.Steps {
+					if len(g.autoIdx) > 0 && g.autoIdx[0] == i {
+						g.points.Steps[i] = next
+						g.autoIdx = g.autoIdx[1:]
+					}
+					next = max(next, g.points.Steps[i]+1)
+				}
+				g.chunk = series.Encode(nil, g.points)
+				g.summary = series.Summarize(g.points)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO metric_chunks (run_id, name, seq, min_step, max_step, count, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+				runID, g.name, l.nextSeq, g.summary.MinStep, g.summary.MaxStep, g.summary.Count, g.chunk); err != nil {
+				return err
+			}
+			// The latest value is the one at the largest step; at equal steps the later one wins.
+			for i, step := range g.points.Steps {
+				if !l.exists || step >= l.step {
+					l.exists, l.step, l.ts, l.value = true, step, g.points.Timestamps[i], g.points.Values[i]
+				}
+			}
+			l.kind, l.count, l.nextSeq = atelier.MetricScalar, l.count+int64(g.summary.Count), l.nextSeq+1
+			if err := writeLatest(ctx, tx, runID, g.name, l); err != nil {
+				return err
+			}
+		}
+		for i := range batch.Records {
+			if err := db.appendRecord(ctx, tx, runID, &batch.Records[i], now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func groupPoints(points []atelier.MetricPoint, now int64) []*pointGroup {
+	var groups []*pointGroup
+	byName := map[string]*pointGroup{}
+	for i := range points {
+		p := &points[i]
+		g := byName[p.Name]
+		if g == nil {
+			g = &pointGroup{name: p.Name}
+			byName[p.Name] = g
+			groups = append(groups, g)
+		}
+		step := int64(0)
+		if p.Step != nil {
+			step = *p.Step
+		} else {
+			g.autoIdx = append(g.autoIdx, g.points.Len())
+		}
+		ts := p.Timestamp
+		if ts == 0 {
+			ts = now
+		}
+		g.points.Steps = append(g.points.Steps, step)
+		g.points.Timestamps = append(g.points.Timestamps, ts)
+		g.points.Values = append(g.points.Values, float64(p.Value))
+	}
+	return groups
+}
+
+func (db *DB) appendRecord(ctx context.Context, tx *sql.Tx, runID string, r *atelier.MetricRecord, now int64) error {
+	l, err := db.readLatest(ctx, tx, runID, r.Name)
+	if err != nil {
+		return err
+	}
+	if l.exists && l.kind != r.Kind {
+		return atelier.Errorf(atelier.ECONFLICT, "metric %q of run %s is a %s, not a %s", r.Name, runID, l.kind, r.Kind)
+	}
+	ts := r.Timestamp
+	if ts == 0 {
+		ts = now
+	}
+	value := r.Value
+	if r.Kind == atelier.MetricImage && len(value) == 0 {
+		value, _ = json.Marshal(r.Path)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO metric_records (run_id, name, seq, kind, timestamp, value, path) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		runID, r.Name, l.nextSeq, r.Kind, ts, string(value), r.Path); err != nil {
+		return err
+	}
+	if l.exists {
+		l.step++
+	}
+	l.exists, l.kind, l.ts, l.value, l.count, l.nextSeq = true, r.Kind, ts, 0, l.count+1, l.nextSeq+1
+	l.last = sql.NullString{String: string(value), Valid: true}
+	return writeLatest(ctx, tx, runID, r.Name, l)
+}
+
+// ListMetrics returns the latest value of each metric of a run.
+func (db *DB) ListMetrics(ctx context.Context, workspace, runID string) ([]*atelier.MetricSummary, error) {
+	if _, err := db.checkRun(ctx, db.read, workspace, runID); err != nil {
+		return nil, err
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT name, kind, step, timestamp, value, is_nan, count, last FROM metric_latest WHERE run_id = ? ORDER BY name`, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	list := []*atelier.MetricSummary{}
+	for rows.Next() {
+		var m atelier.MetricSummary
+		var v sql.NullFloat64
+		var isNaN bool
+		var last sql.NullString
+		if err := rows.Scan(&m.Name, &m.Kind, &m.Step, &m.Timestamp, &v, &isNaN, &m.Count, &last); err != nil {
+			return nil, err
+		}
+		if m.Kind == atelier.MetricScalar {
+			m.Value = atelier.Float(fromNullFloat(v, isNaN))
+		} else if last.Valid {
+			m.Last = json.RawMessage(last.String)
+		}
+		list = append(list, &m)
+	}
+	return list, rows.Err()
+}
+
+// MetricHistory reads a scalar series: only the chunks overlapping the step window are decoded.
+func (db *DB) MetricHistory(ctx context.Context, workspace, runID, name string, q atelier.HistoryQuery) (*atelier.Series, error) {
+	if q.MaxPoints < 0 {
+		return nil, atelier.Errorf(atelier.EINVALID, "max_points %d is negative", q.MaxPoints)
+	}
+	if _, err := db.checkRun(ctx, db.read, workspace, runID); err != nil {
+		return nil, err
+	}
+	var kind atelier.MetricKind
+	var count int64
+	err := db.read.QueryRowContext(ctx, `SELECT kind, count FROM metric_latest WHERE run_id = ? AND name = ?`, runID, name).Scan(&kind, &count)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, atelier.Errorf(atelier.ENOTFOUND, "run %s has no metric %q", runID, name)
+	} else if err != nil {
+		return nil, err
+	}
+	if kind != atelier.MetricScalar {
+		return nil, atelier.Errorf(atelier.EINVALID, "metric %q is a %s: read its records, not a series", name, kind)
+	}
+	minStep, maxStep := int64(math.MinInt64), int64(math.MaxInt64)
+	if q.MinStep != nil {
+		minStep = *q.MinStep
+	}
+	if q.MaxStep != nil {
+		maxStep = *q.MaxStep
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT data FROM metric_chunks WHERE run_id = ? AND name = ? AND max_step >= ? AND min_step <= ? ORDER BY seq`,
+		runID, name, minStep, maxStep)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var chunks []series.Points
+	var data sql.RawBytes
+	for rows.Next() {
+		if err := rows.Scan(&data); err != nil {
+			return nil, err
+		}
+		var p series.Points
+		if err := series.Decode(data, &p); err != nil {
+			return nil, err
+		}
+		chunks = append(chunks, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return series.ToSeries(name, series.Merge(chunks), q), nil
+}
+
+// MetricRecords returns every record of a non-scalar metric.
+func (db *DB) MetricRecords(ctx context.Context, workspace, runID, name string) ([]*atelier.MetricRecord, error) {
+	if _, err := db.checkRun(ctx, db.read, workspace, runID); err != nil {
+		return nil, err
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT kind, timestamp, value, path FROM metric_records WHERE run_id = ? AND name = ? ORDER BY seq`, runID, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	list := []*atelier.MetricRecord{}
+	for rows.Next() {
+		r := &atelier.MetricRecord{Name: name}
+		var v sql.NullString
+		if err := rows.Scan(&r.Kind, &r.Timestamp, &v, &r.Path); err != nil {
+			return nil, err
+		}
+		r.Value = json.RawMessage(v.String)
+		list = append(list, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, atelier.Errorf(atelier.ENOTFOUND, "run %s has no records of metric %q", runID, name)
+	}
+	return list, nil
+}

@@ -1,0 +1,357 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// CreateRun inserts a run, creating its experiment on first use.
+func (db *DB) CreateRun(ctx context.Context, workspace string, c atelier.RunCreate) (*atelier.Run, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if c.Status == "" {
+		c.Status = atelier.StatusNotStarted
+	}
+	now := db.now()
+	run := &atelier.Run{ID: db.NewID(), Workspace: workspace, Experiment: c.Experiment, ParentID: c.ParentID,
+		Name: c.Name, Status: c.Status, CreatedAt: now, CreatedBy: atelier.PrincipalName(ctx), Compute: c.Compute,
+		Config: c.Config, SnapshotID: c.SnapshotID, Git: c.Git,
+		Params: nonNil(c.Params), Tags: nonNil(c.Tags), Properties: nonNil(c.Properties), Metrics: map[string]atelier.Float{}}
+	if c.Status.Active() {
+		run.StartedAt = &now
+	}
+	err := db.update(ctx, func(tx *sql.Tx) error {
+		wsID, err := db.workspaceID(ctx, tx, workspace)
+		if err != nil {
+			return err
+		}
+		if c.ParentID != "" {
+			var parentWS int64
+			var parentExp string
+			err := tx.QueryRowContext(ctx, `SELECT r.workspace_id, e.name FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?`,
+				c.ParentID).Scan(&parentWS, &parentExp)
+			if errors.Is(err, sql.ErrNoRows) || (err == nil && parentWS != wsID) {
+				return atelier.Errorf(atelier.ENOTFOUND, "parent run %q not found", c.ParentID)
+			} else if err != nil {
+				return err
+			}
+			if run.Experiment == "" {
+				run.Experiment = parentExp
+			}
+		}
+		expID, err := db.experimentID(ctx, tx, wsID, run.Experiment)
+		if err != nil {
+			return err
+		}
+		var git any
+		if c.Git != nil {
+			b, _ := json.Marshal(c.Git)
+			git = string(b)
+		}
+		var config any
+		if len(c.Config) > 0 {
+			config = string(c.Config)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO runs (id, workspace_id, experiment_id, parent_id, name, status, created_at,
+			started_at, created_by, compute, config, snapshot_id, git) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			run.ID, wsID, expID, nullString(c.ParentID), run.Name, run.Status, ms(now), nullMS(run.StartedAt),
+			run.CreatedBy, run.Compute, config, run.SnapshotID, git); err != nil {
+			return err
+		}
+		for table, kv := range map[string]map[string]string{"run_params": c.Params, "run_tags": c.Tags, "run_properties": c.Properties} {
+			if err := insertKeyValues(ctx, tx, table, run.ID, kv); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return run, nil
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func insertKeyValues(ctx context.Context, tx *sql.Tx, table, runID string, kv map[string]string) error {
+	for k, v := range kv {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO `+table+` (run_id, key, value) VALUES (?, ?, ?)`, runID, k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const runColumns = `r.id, w.name, e.name, coalesce(r.parent_id, ''), r.name, r.status, r.created_at, r.started_at, r.ended_at,
+	r.created_by, r.compute, r.config, r.snapshot_id, r.error, r.exit_code, r.git,
+	(SELECT count(*) FROM runs c WHERE c.parent_id = r.id)`
+
+const runFrom = ` FROM runs r JOIN workspaces w ON w.id = r.workspace_id JOIN experiments e ON e.id = r.experiment_id`
+
+func scanRun(row interface{ Scan(...any) error }) (*atelier.Run, error) {
+	var r atelier.Run
+	var created int64
+	var started, ended, exit sql.NullInt64
+	var config, git sql.NullString
+	if err := row.Scan(&r.ID, &r.Workspace, &r.Experiment, &r.ParentID, &r.Name, &r.Status, &created, &started, &ended,
+		&r.CreatedBy, &r.Compute, &config, &r.SnapshotID, &r.Error, &exit, &git, &r.ChildCount); err != nil {
+		return nil, err
+	}
+	r.CreatedAt, r.StartedAt, r.EndedAt = fromMS(created), fromNullMS(started), fromNullMS(ended)
+	if config.Valid {
+		r.Config = json.RawMessage(config.String)
+	}
+	if exit.Valid {
+		code := int(exit.Int64)
+		r.ExitCode = &code
+	}
+	if git.Valid {
+		r.Git = &atelier.GitInfo{}
+		json.Unmarshal([]byte(git.String), r.Git)
+	}
+	r.Params, r.Tags, r.Properties, r.Metrics = map[string]string{}, map[string]string{}, map[string]string{}, map[string]atelier.Float{}
+	return &r, nil
+}
+
+// FindRun returns a run with its params, tags, properties and latest metrics.
+func (db *DB) FindRun(ctx context.Context, workspace, id string) (*atelier.Run, error) {
+	return db.findRun(ctx, db.read, workspace, id)
+}
+
+func (db *DB) findRun(ctx context.Context, q querier, workspace, id string) (*atelier.Run, error) {
+	run, err := scanRun(q.QueryRowContext(ctx, `SELECT `+runColumns+runFrom+` WHERE r.id = ? AND w.name = ?`, id, workspace))
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := db.workspaceID(ctx, q, workspace); err != nil {
+			return nil, err
+		}
+		return nil, runNotFound(id)
+	} else if err != nil {
+		return nil, err
+	}
+	if err := db.attach(ctx, q, []*atelier.Run{run}); err != nil {
+		return nil, err
+	}
+	return run, nil
+}
+
+// attach loads params, tags, properties and latest metrics of runs in a few queries.
+func (db *DB) attach(ctx context.Context, q querier, runs []*atelier.Run) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	byID := make(map[string]*atelier.Run, len(runs))
+	args := make([]any, len(runs))
+	for i, r := range runs {
+		byID[r.ID], args[i] = r, r.ID
+	}
+	in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(runs)), ",") + ")"
+	for _, kv := range []struct {
+		table string
+		get   func(*atelier.Run) map[string]string
+	}{
+		{"run_params", func(r *atelier.Run) map[string]string { return r.Params }},
+		{"run_tags", func(r *atelier.Run) map[string]string { return r.Tags }},
+		{"run_properties", func(r *atelier.Run) map[string]string { return r.Properties }},
+	} {
+		rows, err := q.QueryContext(ctx, `SELECT run_id, key, value FROM `+kv.table+` WHERE run_id IN `+in, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id, k, v string
+			if err := rows.Scan(&id, &k, &v); err != nil {
+				rows.Close()
+				return err
+			}
+			kv.get(byID[id])[k] = v
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	rows, err := q.QueryContext(ctx, `SELECT run_id, name, value, is_nan FROM metric_latest WHERE kind = 'scalar' AND run_id IN `+in, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, name string
+		var v sql.NullFloat64
+		var isNaN bool
+		if err := rows.Scan(&id, &name, &v, &isNaN); err != nil {
+			return err
+		}
+		byID[id].Metrics[name] = atelier.Float(fromNullFloat(v, isNaN))
+	}
+	return rows.Err()
+}
+
+func fromNullFloat(v sql.NullFloat64, isNaN bool) float64 {
+	if isNaN || !v.Valid {
+		return math.NaN()
+	}
+	return v.Float64
+}
+
+// UpdateRunStatus moves a run through its lifecycle, refusing illegal transitions.
+func (db *DB) UpdateRunStatus(ctx context.Context, workspace, id string, upd atelier.RunStatusUpdate) (*atelier.Run, error) {
+	if !upd.Status.Valid() {
+		return nil, atelier.Errorf(atelier.EINVALID, "unknown run status %q", upd.Status)
+	}
+	if len(upd.Error) > atelier.MaxErrorLength {
+		upd.Error = upd.Error[len(upd.Error)-atelier.MaxErrorLength:]
+	}
+	var out *atelier.Run
+	err := db.update(ctx, func(tx *sql.Tx) error {
+		run, err := db.findRun(ctx, tx, workspace, id)
+		if err != nil {
+			return err
+		}
+		if !run.Status.CanTransition(upd.Status) {
+			return atelier.Errorf(atelier.ECONFLICT, "run %s cannot go from %s to %s", id, run.Status, upd.Status)
+		}
+		now := db.now()
+		if run.StartedAt == nil && (upd.Status.Active() || upd.Status.Terminal()) && upd.Status != atelier.StatusCancelRequested {
+			run.StartedAt = &now
+		}
+		if upd.Status.Terminal() {
+			run.EndedAt = &now
+		}
+		run.Status = upd.Status
+		if upd.Error != "" {
+			run.Error = upd.Error
+		}
+		if upd.ExitCode != nil {
+			run.ExitCode = upd.ExitCode
+		}
+		var exit any
+		if run.ExitCode != nil {
+			exit = *run.ExitCode
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, started_at = ?, ended_at = ?, error = ?, exit_code = ? WHERE id = ?`,
+			run.Status, nullMS(run.StartedAt), nullMS(run.EndedAt), run.Error, exit, id); err != nil {
+			return err
+		}
+		out = run
+		return nil
+	})
+	return out, err
+}
+
+// LogParams sets params; a param keeps its first value forever.
+func (db *DB) LogParams(ctx context.Context, workspace, id string, params map[string]string) error {
+	return db.setImmutable(ctx, workspace, id, "run_params", "param", params, atelier.MaxParamValue)
+}
+
+// AddProperties sets properties, immutable like params.
+func (db *DB) AddProperties(ctx context.Context, workspace, id string, props map[string]string) error {
+	return db.setImmutable(ctx, workspace, id, "run_properties", "property", props, atelier.MaxTagValue)
+}
+
+func (db *DB) setImmutable(ctx context.Context, workspace, id, table, kind string, kv map[string]string, maxValue int) error {
+	if err := atelier.ValidateKeyValues(kind, kv, maxValue); err != nil {
+		return err
+	}
+	return db.update(ctx, func(tx *sql.Tx) error {
+		if _, err := db.checkRun(ctx, tx, workspace, id); err != nil {
+			return err
+		}
+		for k, v := range kv {
+			var old string
+			err := tx.QueryRowContext(ctx, `SELECT value FROM `+table+` WHERE run_id = ? AND key = ?`, id, k).Scan(&old)
+			if err == nil {
+				if old != v {
+					return atelier.Errorf(atelier.ECONFLICT, "%s %q of run %s is already %q and cannot change to %q", kind, k, id, old, v)
+				}
+				continue
+			} else if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO `+table+` (run_id, key, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// SetTags sets or replaces tags.
+func (db *DB) SetTags(ctx context.Context, workspace, id string, tags map[string]string) error {
+	if err := atelier.ValidateKeyValues("tag", tags, atelier.MaxTagValue); err != nil {
+		return err
+	}
+	return db.update(ctx, func(tx *sql.Tx) error {
+		if _, err := db.checkRun(ctx, tx, workspace, id); err != nil {
+			return err
+		}
+		return insertKeyValues(ctx, tx, "run_tags", id, tags)
+	})
+}
+
+// DeleteTag removes a tag; ENOTFOUND if the run has no such tag.
+func (db *DB) DeleteTag(ctx context.Context, workspace, id, key string) error {
+	return db.update(ctx, func(tx *sql.Tx) error {
+		if _, err := db.checkRun(ctx, tx, workspace, id); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM run_tags WHERE run_id = ? AND key = ?`, id, key)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return atelier.Errorf(atelier.ENOTFOUND, "run %s has no tag %q", id, key)
+		}
+		return nil
+	})
+}
+
+// ReconcileRuns fails runs left active by a server that died.
+func (db *DB) ReconcileRuns(ctx context.Context, reason string) ([]*atelier.Run, error) {
+	var ids []struct{ id, ws string }
+	rows, err := db.read.QueryContext(ctx, `SELECT r.id, w.name FROM runs r JOIN workspaces w ON w.id = r.workspace_id
+		WHERE r.status IN ('Preparing', 'Running', 'Finalizing', 'CancelRequested')`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var id, ws string
+		if err := rows.Scan(&id, &ws); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, struct{ id, ws string }{id, ws})
+	}
+	rows.Close()
+	var out []*atelier.Run
+	for _, r := range ids {
+		run, err := db.UpdateRunStatus(ctx, r.ws, r.id, atelier.RunStatusUpdate{Status: atelier.StatusFailed, Error: reason})
+		if err != nil {
+			return out, err
+		}
+		out = append(out, run)
+	}
+	return out, nil
+}
+
+var _ = time.Now

@@ -1,0 +1,208 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+)
+
+// migrations are applied in order; each runs once, recorded in PRAGMA user_version.
+// Never edit a released migration: append a new one.
+var migrations = []string{`
+CREATE TABLE workspaces (
+	id          INTEGER PRIMARY KEY,
+	name        TEXT NOT NULL UNIQUE,
+	description TEXT NOT NULL DEFAULT '',
+	created_by  TEXT NOT NULL DEFAULT '',
+	created_at  INTEGER NOT NULL
+);
+CREATE TABLE experiments (
+	id           INTEGER PRIMARY KEY,
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	name         TEXT NOT NULL,
+	description  TEXT NOT NULL DEFAULT '',
+	archived     INTEGER NOT NULL DEFAULT 0,
+	created_at   INTEGER NOT NULL,
+	updated_at   INTEGER NOT NULL,
+	UNIQUE (workspace_id, name)
+);
+CREATE TABLE runs (
+	id            TEXT PRIMARY KEY,
+	workspace_id  INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+	parent_id     TEXT,
+	name          TEXT NOT NULL DEFAULT '',
+	status        TEXT NOT NULL,
+	created_at    INTEGER NOT NULL,
+	started_at    INTEGER,
+	ended_at      INTEGER,
+	created_by    TEXT NOT NULL DEFAULT '',
+	compute       TEXT NOT NULL DEFAULT '',
+	config        TEXT,
+	snapshot_id   TEXT NOT NULL DEFAULT '',
+	error         TEXT NOT NULL DEFAULT '',
+	exit_code     INTEGER,
+	git           TEXT
+);
+CREATE INDEX runs_workspace ON runs (workspace_id, created_at);
+CREATE INDEX runs_experiment ON runs (experiment_id, created_at);
+CREATE INDEX runs_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX runs_active ON runs (status) WHERE status IN ('Preparing', 'Running', 'Finalizing', 'CancelRequested');
+
+CREATE TABLE run_params (
+	run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+	key    TEXT NOT NULL,
+	value  TEXT NOT NULL,
+	PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE INDEX run_params_kv ON run_params (key, value);
+CREATE TABLE run_tags (
+	run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+	key    TEXT NOT NULL,
+	value  TEXT NOT NULL,
+	PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE INDEX run_tags_kv ON run_tags (key, value);
+CREATE TABLE run_properties (
+	run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+	key    TEXT NOT NULL,
+	value  TEXT NOT NULL,
+	PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE INDEX run_properties_kv ON run_properties (key, value);
+
+-- The latest value of each metric, so runs are read and searched without their series.
+-- value is NULL for NaN (SQLite has no NaN); is_nan tells NaN from a metric without a value.
+CREATE TABLE metric_latest (
+	run_id    TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+	name      TEXT NOT NULL,
+	kind      TEXT NOT NULL,
+	step      INTEGER NOT NULL,
+	timestamp INTEGER NOT NULL,
+	value     REAL,
+	is_nan    INTEGER NOT NULL DEFAULT 0,
+	count     INTEGER NOT NULL,
+	next_seq  INTEGER NOT NULL,
+	last      TEXT,
+	PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
+CREATE INDEX metric_latest_value ON metric_latest (name, value);
+
+-- Scalar series in compressed chunks (package series), one per logging call and name.
+CREATE TABLE metric_chunks (
+	run_id   TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+	name     TEXT NOT NULL,
+	seq      INTEGER NOT NULL,
+	min_step INTEGER NOT NULL,
+	max_step INTEGER NOT NULL,
+	count    INTEGER NOT NULL,
+	data     BLOB NOT NULL,
+	PRIMARY KEY (run_id, name, seq)
+);
+-- Lists, rows, tables and images.
+CREATE TABLE metric_records (
+	run_id    TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+	name      TEXT NOT NULL,
+	seq       INTEGER NOT NULL,
+	kind      TEXT NOT NULL,
+	timestamp INTEGER NOT NULL,
+	value     TEXT,
+	path      TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (run_id, name, seq)
+);
+
+CREATE TABLE files (
+	run_id     TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+	path       TEXT NOT NULL,
+	digest     TEXT NOT NULL,
+	size       INTEGER NOT NULL,
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY (run_id, path)
+) WITHOUT ROWID;
+CREATE INDEX files_digest ON files (digest);
+CREATE TABLE log_chunks (
+	run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+	path   TEXT NOT NULL,
+	offset INTEGER NOT NULL,
+	data   BLOB NOT NULL,
+	PRIMARY KEY (run_id, path, offset)
+);
+CREATE TABLE logs (
+	run_id     TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+	path       TEXT NOT NULL,
+	size       INTEGER NOT NULL,
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY (run_id, path)
+) WITHOUT ROWID;
+
+CREATE TABLE snapshots (
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	id           TEXT NOT NULL,
+	size         INTEGER NOT NULL,
+	file_count   INTEGER NOT NULL,
+	entries      TEXT NOT NULL,
+	created_at   INTEGER NOT NULL,
+	PRIMARY KEY (workspace_id, id)
+);
+
+CREATE TABLE activities (
+	id           TEXT PRIMARY KEY,
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	kind         TEXT NOT NULL,
+	target       TEXT NOT NULL,
+	status       TEXT NOT NULL,
+	percent      REAL NOT NULL DEFAULT 0,
+	message      TEXT NOT NULL DEFAULT '',
+	started_at   INTEGER NOT NULL,
+	updated_at   INTEGER NOT NULL,
+	ended_at     INTEGER,
+	error        TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX activities_workspace ON activities (workspace_id, started_at);
+CREATE INDEX activities_target ON activities (target);
+
+CREATE TABLE tokens (
+	id         TEXT PRIMARY KEY,
+	name       TEXT NOT NULL DEFAULT '',
+	kind       TEXT NOT NULL,
+	owner      TEXT NOT NULL DEFAULT '',
+	workspace  TEXT NOT NULL DEFAULT '',
+	run_id     TEXT NOT NULL DEFAULT '',
+	hash       TEXT NOT NULL UNIQUE,
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER,
+	revoked_at INTEGER
+);
+`}
+
+func (db *DB) migrate(ctx context.Context) error {
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var version int
+	if err := conn.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return err
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this atelier (%d): upgrade atelier", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, i+1)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
