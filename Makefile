@@ -1,0 +1,36 @@
+# The two commands of the quickstart: `make run` and `make test`.
+GO ?= go
+BIN := bin/atelier
+
+.PHONY: build run test test-go bench fuzz vet clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/atelier
+
+# Builds and starts a server on the embedded default (SQLite + local files in ./.atelier).
+run: build
+	./$(BIN) server
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+
+# Every test: Go unit and integration tests (real SQLite, real subprocesses, the real binary)
+# under the race detector.
+test: vet test-go
+
+test-go:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Benchmarks of the issue goals; results go to docs/benchmarks.md by hand (see that file).
+bench: build
+	$(GO) run ./bench -bin $(BIN)
+
+# A short fuzzing pass over every parser.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseFilter -fuzztime 60s .
+	$(GO) test -run '^$$' -fuzz FuzzReadZip -fuzztime 30s ./archive/
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./series/
+
+clean:
+	rm -rf bin
