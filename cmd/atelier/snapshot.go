@@ -98,7 +98,7 @@ func uploadSnapshot(ctx context.Context, c *api.Client, workspace, dir string, o
 			total += fi.Size()
 		}
 	}
-	bar := newProgress(os.Stderr, "uploading snapshot", total)
+	bar := newProgress(os.Stderr, "uploading snapshot", progressThreshold(total))
 	if err := parallel(ctx, 8, missing, func(ctx context.Context, d string) error {
 		f, err := os.Open(local[d])
 		if err != nil {
