@@ -22,13 +22,13 @@ type pointGroup struct {
 
 // latestRow is a metric_latest row.
 type latestRow struct {
-	exists    bool
-	kind      atelier.MetricKind
-	step, ts  int64
-	value     float64
-	count     int64
-	nextSeq   int64
-	last      sql.NullString
+	exists   bool
+	kind     atelier.MetricKind
+	step, ts int64
+	value    float64
+	count    int64
+	nextSeq  int64
+	last     sql.NullString
 }
 
 func (db *DB) readLatest(ctx context.Context, tx *sql.Tx, runID, name string) (latestRow, error) {

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/api"
+	"github.com/atelier-ml/atelier/service"
+)
+
+// buildBinary builds the real atelier binary once per test run.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "atelier-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "atelier")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// serverProcess is a real atelier server started from the built binary.
+type serverProcess struct {
+	cmd    *exec.Cmd
+	url    string
+	client *api.Client
+	log    *strings.Builder
+}
+
+func startServer(t *testing.T, dataDir, addr string) *serverProcess {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &strings.Builder{}
+	cmd := exec.Command(bin, "server", "--data", dataDir, "--addr", addr)
+	cmd.Stderr, cmd.Stdout = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &serverProcess{cmd: cmd, url: "http://" + addr, log: log}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		token, _ := service.ReadTokenFile(filepath.Join(dataDir, adminTokenFile))
+		if token != "" {
+			p.client = api.NewClient(p.url, token)
+			if p.client.Health(context.Background()) == nil {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not start:\n%s", log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestKill9KeepsAcknowledgedWrites kills the server with SIGKILL in the middle of metric
+// ingestion, param and file writes, restarts it on the same data directory and checks that
+// every write the server acknowledged is there, and that runs left Running were failed.
+func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the real binary")
+	}
+	ctx := context.Background()
+	dataDir, addr := t.TempDir(), freeAddr(t)
+	srv := startServer(t, dataDir, addr)
+	c := srv.client
+
+	const writers = 4
+	runs := make([]*atelier.Run, writers)
+	for i := range runs {
+		run, err := c.CreateRun(ctx, "default", atelier.RunCreate{Experiment: "crash", Status: atelier.StatusRunning})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs[i] = run
+	}
+
+	// Each writer logs batches of 1,000 points with consecutive steps, a param per batch and a
+	// file every 10 batches, and records what was acknowledged.
+	acked := make([]int, writers)       // batches acknowledged
+	ackedFiles := make([][]string, writers)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for b := 0; ; b++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				batch := &atelier.MetricBatch{Points: make([]atelier.MetricPoint, 1000)}
+				for i := range batch.Points {
+					step := int64(b*1000 + i)
+					batch.Points[i] = atelier.MetricPoint{Name: "loss", Step: &step, Timestamp: 1, Value: atelier.Float(step)}
+				}
+				if c.LogMetrics(ctx, "default", runs[w].ID, batch) != nil {
+					return
+				}
+				if c.LogParams(ctx, "default", runs[w].ID, map[string]string{fmt.Sprintf("p%d", b): "v"}) != nil {
+					return
+				}
+				acked[w] = b + 1
+				if b%10 == 0 {
+					path := fmt.Sprintf("outputs/f%d.txt", b)
+					if _, err := c.UploadFile(ctx, "default", runs[w].ID, path, strings.NewReader(path), ""); err != nil {
+						return
+					}
+					ackedFiles[w] = append(ackedFiles[w], path)
+				}
+			}
+		}(w)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	srv.cmd.Wait()
+	close(stop)
+	wg.Wait()
+
+	srv = startServer(t, dataDir, addr)
+	c = srv.client
+	total := 0
+	for w, run := range runs {
+		if acked[w] == 0 {
+			t.Fatalf("writer %d got no batch acknowledged before the kill", w)
+		}
+		total += acked[w]
+		s, err := c.MetricHistory(ctx, "default", run.ID, "loss", atelier.HistoryQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := acked[w] * 1000; len(s.Steps) < want {
+			t.Errorf("run %d: %d points after restart, %d were acknowledged", w, len(s.Steps), want)
+		}
+		for i := 0; i < acked[w]*1000 && i < len(s.Steps); i++ {
+			if s.Steps[i] != int64(i) || float64(s.Values[i]) != float64(i) {
+				t.Fatalf("run %d: point %d is (%d, %v), want (%d, %d)", w, i, s.Steps[i], s.Values[i], i, i)
+			}
+		}
+		got, err := c.FindRun(ctx, "default", run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for b := 0; b < acked[w]; b++ {
+			if got.Params[fmt.Sprintf("p%d", b)] != "v" {
+				t.Errorf("run %d: acknowledged param p%d is missing", w, b)
+			}
+		}
+		if got.Status != atelier.StatusFailed || !strings.Contains(got.Error, "server stopped") {
+			t.Errorf("run %d after restart: status %s, error %q; want Failed with the reason", w, got.Status, got.Error)
+		}
+		for _, path := range ackedFiles[w] {
+			_, rc, err := c.OpenFile(ctx, "default", run.ID, path)
+			if err != nil {
+				t.Errorf("run %d: acknowledged file %s: %v", w, path, err)
+				continue
+			}
+			b := make([]byte, 100)
+			n, _ := rc.Read(b)
+			rc.Close()
+			if string(b[:n]) != path {
+				t.Errorf("run %d: file %s holds %q", w, path, b[:n])
+			}
+		}
+	}
+	t.Logf("%d batches of 1,000 points acknowledged before the kill, all present after restart", total)
+}
