@@ -110,6 +110,25 @@ func (r *Run) Duration(now time.Time) time.Duration {
 	return now.Sub(*r.StartedAt)
 }
 
+// Activity is the run seen as a long-running operation; stores keep it in step with the run.
+func (r *Run) Activity(now time.Time) *Activity {
+	a := &Activity{ID: r.ID, Workspace: r.Workspace, Kind: "run", Target: r.ID, Message: string(r.Status),
+		StartedAt: r.CreatedAt, UpdatedAt: now, EndedAt: r.EndedAt, Error: r.Error}
+	switch r.Status {
+	case StatusNotStarted, StatusQueued:
+		a.Status = ActivityQueued
+	case StatusCompleted:
+		a.Status, a.Percent = ActivitySucceeded, 100
+	case StatusFailed:
+		a.Status, a.Percent = ActivityFailed, 100
+	case StatusCanceled:
+		a.Status, a.Percent = ActivityCanceled, 100
+	default:
+		a.Status = ActivityRunning
+	}
+	return a
+}
+
 // GitInfo records the state of the source tree when it was a git checkout.
 type GitInfo struct {
 	Commit string `json:"commit"`

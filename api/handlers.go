@@ -221,11 +221,15 @@ func (s *Server) deleteTag(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) logMetrics(w http.ResponseWriter, r *http.Request) error {
-	var batch atelier.MetricBatch
-	if err := s.readJSON(w, r, &batch); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.MaxJSONBody))
+	if err != nil {
 		return err
 	}
-	if err := s.svc.LogMetrics(r.Context(), r.PathValue("workspace"), r.PathValue("run"), &batch); err != nil {
+	batch, err := decodeMetricBatch(body)
+	if err != nil {
+		return err
+	}
+	if err := s.svc.LogMetrics(r.Context(), r.PathValue("workspace"), r.PathValue("run"), batch); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -152,33 +152,9 @@ func (s *Service) UpdateRunStatus(ctx context.Context, workspace, id string, upd
 	return run, nil
 }
 
-// runChanged keeps the run's activity in step with its status.
+// runChanged tells watchers about the run's activity (the store keeps it in step with the run).
 func (s *Service) runChanged(ctx context.Context, run *atelier.Run) {
-	a := &atelier.Activity{ID: run.ID, Workspace: run.Workspace, Kind: "run", Target: run.ID,
-		Status: activityStatus(run.Status), Message: string(run.Status), StartedAt: run.CreatedAt,
-		UpdatedAt: s.now().UTC(), EndedAt: run.EndedAt, Error: run.Error}
-	if run.Status.Terminal() {
-		a.Percent = 100
-	}
-	if err := s.store.PutActivity(ctx, a); err != nil {
-		s.log.Error("recording a run's activity", "run", run.ID, "err", err)
-		return
-	}
-	s.publish(run.Workspace, atelier.EventActivity, run.ID, a)
-}
-
-func activityStatus(st atelier.RunStatus) atelier.ActivityStatus {
-	switch st {
-	case atelier.StatusNotStarted, atelier.StatusQueued:
-		return atelier.ActivityQueued
-	case atelier.StatusCompleted:
-		return atelier.ActivitySucceeded
-	case atelier.StatusFailed:
-		return atelier.ActivityFailed
-	case atelier.StatusCanceled:
-		return atelier.ActivityCanceled
-	}
-	return atelier.ActivityRunning
+	s.publish(run.Workspace, atelier.EventActivity, run.ID, run.Activity(s.now().UTC()))
 }
 
 // LogParams sets params.

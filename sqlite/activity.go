@@ -15,13 +15,20 @@ func (db *DB) PutActivity(ctx context.Context, a *atelier.Activity) error {
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO activities (id, workspace_id, kind, target, status, percent, message, started_at, updated_at, ended_at, error)
+		return putActivity(ctx, tx, wsID, a)
+	})
+}
+
+// putActivity upserts an activity inside a transaction, so a run and its activity change together.
+func putActivity(ctx context.Context, tx *sql.Tx, wsID int64, a *atelier.Activity) error {
+	{
+		_, err := tx.ExecContext(ctx, `INSERT INTO activities (id, workspace_id, kind, target, status, percent, message, started_at, updated_at, ended_at, error)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET status = excluded.status, percent = excluded.percent, message = excluded.message,
 				updated_at = excluded.updated_at, ended_at = excluded.ended_at, error = excluded.error`,
 			a.ID, wsID, a.Kind, a.Target, a.Status, a.Percent, a.Message, ms(a.StartedAt), ms(a.UpdatedAt), nullMS(a.EndedAt), a.Error)
 		return err
-	})
+	}
 }
 
 const activityColumns = `a.id, w.name, a.kind, a.target, a.status, a.percent, a.message, a.started_at, a.updated_at, a.ended_at, a.error`

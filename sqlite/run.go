@@ -7,7 +7,6 @@ import (
 	"errors"
 	"math"
 	"strings"
-	"time"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -71,7 +70,7 @@ func (db *DB) CreateRun(ctx context.Context, workspace string, c atelier.RunCrea
 				return err
 			}
 		}
-		return nil
+		return putActivity(ctx, tx, wsID, run.Activity(now))
 	})
 	if err != nil {
 		return nil, err
@@ -253,8 +252,12 @@ func (db *DB) UpdateRunStatus(ctx context.Context, workspace, id string, upd ate
 			run.Status, nullMS(run.StartedAt), nullMS(run.EndedAt), run.Error, exit, id); err != nil {
 			return err
 		}
+		wsID, err := db.workspaceID(ctx, tx, workspace)
+		if err != nil {
+			return err
+		}
 		out = run
-		return nil
+		return putActivity(ctx, tx, wsID, run.Activity(now))
 	})
 	return out, err
 }
@@ -353,5 +356,3 @@ func (db *DB) ReconcileRuns(ctx context.Context, reason string) ([]*atelier.Run,
 	}
 	return out, nil
 }
-
-var _ = time.Now

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,7 @@ type serverConfig struct {
 	synchronous      string
 	snapshotMaxBytes int64
 	snapshotMaxFiles int
+	debugAddr        string
 }
 
 func newServerCmd() *cobra.Command {
@@ -55,6 +57,7 @@ On first start it creates the workspace "default" and an administrator token, wr
 		"SQLite synchronous mode: NORMAL survives a crash of the server, FULL also a power loss (env ATELIER_SYNC)")
 	f.Int64Var(&cfg.snapshotMaxBytes, "snapshot-max-bytes", 300<<20, "largest snapshot accepted")
 	f.IntVar(&cfg.snapshotMaxFiles, "snapshot-max-files", 2000, "most files in a snapshot")
+	f.StringVar(&cfg.debugAddr, "debug-addr", os.Getenv("ATELIER_DEBUG_ADDR"), "serve Go's pprof profiles on this address (off when empty)")
 	return cmd
 }
 
@@ -100,6 +103,15 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			filepath.Join(dataDir, adminTokenFile), secret)
 	}
 
+	if cfg.debugAddr != "" {
+		go func() {
+			log.Info("pprof listening", "addr", "http://"+cfg.debugAddr+"/debug/pprof/")
+			// http.DefaultServeMux carries net/http/pprof's handlers.
+			if err := http.ListenAndServe(cfg.debugAddr, http.DefaultServeMux); err != nil {
+				log.Error("pprof server", "err", err)
+			}
+		}()
+	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err

@@ -1,0 +1,443 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// The OpenAPI document is written by hand; these tests keep it honest against the route table
+// and the Go types, so a route or a field added without documenting it fails here.
+
+var openapiMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+// openapiOperation is one operation of the document with the path item it belongs to.
+type openapiOperation struct {
+	Method string // upper case, as in a route pattern
+	Path   string
+	Item   map[string]any
+	Op     map[string]any
+}
+
+func (o openapiOperation) String() string { return o.Method + " " + o.Path }
+
+func mustOpenAPIDoc(tb testing.TB) map[string]any {
+	tb.Helper()
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(openapiDoc))
+	if err := dec.Decode(&doc); err != nil {
+		tb.Fatalf("openapi.json is not valid JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		tb.Fatalf("openapi.json has data after the JSON document")
+	}
+	return doc
+}
+
+func openapiOperations(tb testing.TB, doc map[string]any) []openapiOperation {
+	tb.Helper()
+	paths, ok := doc["paths"].(map[string]any)
+	if !ok {
+		tb.Fatalf("openapi.json: paths is %T, want an object", doc["paths"])
+	}
+	var ops []openapiOperation
+	for path, v := range paths {
+		item, ok := v.(map[string]any)
+		if !ok {
+			tb.Fatalf("openapi.json: paths[%q] is %T, want an object", path, v)
+		}
+		for _, m := range openapiMethods {
+			if op, ok := item[m].(map[string]any); ok {
+				ops = append(ops, openapiOperation{Method: strings.ToUpper(m), Path: path, Item: item, Op: op})
+			} else if item[m] != nil {
+				tb.Errorf("openapi.json: %s %s is %T, want an object", m, path, item[m])
+			}
+		}
+	}
+	sort.Slice(ops, func(i, j int) bool { return ops[i].String() < ops[j].String() })
+	return ops
+}
+
+var wildcardParam = regexp.MustCompile(`\{([^{}]+)\.\.\.\}`)
+
+// routeKey turns a ServeMux pattern into the "METHOD /path" of the document: a {name...}
+// wildcard is the OpenAPI parameter {name}.
+func routeKey(pattern string) string {
+	method, path, _ := strings.Cut(pattern, " ")
+	return method + " " + wildcardParam.ReplaceAllString(path, "{$1}")
+}
+
+// openapiRoutes maps each route of the table, in document form, to whether it is public.
+func openapiRoutes(tb testing.TB) map[string]bool {
+	tb.Helper()
+	routes := map[string]bool{}
+	for _, rt := range NewServer(nil, nil, nil).Routes() {
+		key := routeKey(rt.Pattern)
+		if _, dup := routes[key]; dup {
+			tb.Errorf("route %s appears twice in Routes()", key)
+		}
+		routes[key] = rt.Public
+	}
+	return routes
+}
+
+// resolvePointer follows a local reference such as "#/components/schemas/Run".
+func resolvePointer(doc any, ref string) (any, error) {
+	rest, ok := strings.CutPrefix(ref, "#/")
+	if !ok {
+		return nil, fmt.Errorf("not a local reference")
+	}
+	cur := doc
+	for _, tok := range strings.Split(rest, "/") {
+		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+		switch c := cur.(type) {
+		case map[string]any:
+			v, ok := c[tok]
+			if !ok {
+				return nil, fmt.Errorf("no %q", tok)
+			}
+			cur = v
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(c) {
+				return nil, fmt.Errorf("no index %q", tok)
+			}
+			cur = c[i]
+		default:
+			return nil, fmt.Errorf("%q is inside a %T", tok, cur)
+		}
+	}
+	return cur, nil
+}
+
+// openapiParams returns the parameters of an operation, path level first, references resolved.
+func openapiParams(tb testing.TB, doc map[string]any, o openapiOperation) []map[string]any {
+	tb.Helper()
+	var out []map[string]any
+	for _, level := range []map[string]any{o.Item, o.Op} {
+		list, _ := level["parameters"].([]any)
+		for _, p := range list {
+			pm, _ := p.(map[string]any)
+			if ref, ok := pm["$ref"].(string); ok {
+				v, err := resolvePointer(doc, ref)
+				if err != nil {
+					tb.Errorf("%s: parameter %s: %v", o, ref, err)
+					continue
+				}
+				pm, _ = v.(map[string]any)
+			}
+			if pm == nil {
+				tb.Errorf("%s: a parameter is not an object", o)
+				continue
+			}
+			out = append(out, pm)
+		}
+	}
+	return out
+}
+
+func TestOpenAPIDocument(t *testing.T) {
+	doc := mustOpenAPIDoc(t)
+	if doc["openapi"] != "3.0.3" {
+		t.Errorf("openapi = %v, want 3.0.3", doc["openapi"])
+	}
+	info, _ := doc["info"].(map[string]any)
+	for _, k := range []string{"title", "version", "description"} {
+		if s, _ := info[k].(string); s == "" {
+			t.Errorf("info.%s is missing", k)
+		}
+	}
+	// The file served must be the file in the repository.
+	onDisk, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(onDisk, openapiDoc) {
+		t.Errorf("the embedded document differs from openapi.json")
+	}
+}
+
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	doc := mustOpenAPIDoc(t)
+	routes := openapiRoutes(t)
+	documented := map[string]bool{}
+	for _, o := range openapiOperations(t, doc) {
+		documented[o.String()] = true
+	}
+	var undocumented, unrouted []string
+	for r := range routes {
+		if !documented[r] {
+			undocumented = append(undocumented, r)
+		}
+	}
+	for d := range documented {
+		if _, ok := routes[d]; !ok {
+			unrouted = append(unrouted, d)
+		}
+	}
+	slices.Sort(undocumented)
+	slices.Sort(unrouted)
+	if len(undocumented) > 0 {
+		t.Errorf("routes missing from openapi.json:\n\t%s", strings.Join(undocumented, "\n\t"))
+	}
+	if len(unrouted) > 0 {
+		t.Errorf("operations in openapi.json that are not in Routes():\n\t%s", strings.Join(unrouted, "\n\t"))
+	}
+}
+
+var templateParam = regexp.MustCompile(`\{([^{}]+)\}`)
+
+func TestOpenAPIPathParameters(t *testing.T) {
+	doc := mustOpenAPIDoc(t)
+	for _, o := range openapiOperations(t, doc) {
+		t.Run(o.String(), func(t *testing.T) {
+			var inTemplate []string
+			for _, m := range templateParam.FindAllStringSubmatch(o.Path, -1) {
+				inTemplate = append(inTemplate, m[1])
+			}
+			declared := map[string]bool{}
+			for _, p := range openapiParams(t, doc, o) {
+				name, _ := p["name"].(string)
+				in, _ := p["in"].(string)
+				if name == "" || in == "" {
+					t.Errorf("a parameter lacks a name or in: %v", p)
+					continue
+				}
+				if p["schema"] == nil && p["content"] == nil {
+					t.Errorf("parameter %s has no schema", name)
+				}
+				if in == "path" {
+					declared[name] = true
+					if p["required"] != true {
+						t.Errorf("path parameter %s is not required: true", name)
+					}
+				}
+			}
+			for _, name := range inTemplate {
+				if !declared[name] {
+					t.Errorf("path parameter {%s} is not declared", name)
+				}
+				delete(declared, name)
+			}
+			for name := range declared {
+				t.Errorf("parameter %s is declared in: path but is not in the path template", name)
+			}
+		})
+	}
+}
+
+func TestOpenAPIOperations(t *testing.T) {
+	doc := mustOpenAPIDoc(t)
+	ids := map[string]string{}
+	for _, o := range openapiOperations(t, doc) {
+		id, _ := o.Op["operationId"].(string)
+		if id == "" {
+			t.Errorf("%s has no operationId", o)
+		} else if other, dup := ids[id]; dup {
+			t.Errorf("operationId %s is used by both %s and %s", id, other, o)
+		} else {
+			ids[id] = o.String()
+		}
+		if s, _ := o.Op["summary"].(string); s == "" {
+			t.Errorf("%s has no summary", o)
+		}
+		responses, _ := o.Op["responses"].(map[string]any)
+		ok2xx := false
+		for code := range responses {
+			if len(code) == 3 && code[0] == '2' {
+				ok2xx = true
+			}
+		}
+		if !ok2xx {
+			t.Errorf("%s has no 2xx response", o)
+		}
+		if o.Method == "GET" || o.Method == "DELETE" {
+			if o.Op["requestBody"] != nil {
+				t.Errorf("%s has a request body", o)
+			}
+		}
+	}
+}
+
+func TestOpenAPISecurity(t *testing.T) {
+	doc := mustOpenAPIDoc(t)
+	global, _ := doc["security"].([]any)
+	if len(global) == 0 {
+		t.Fatalf("openapi.json has no global security requirement")
+	}
+	schemes, _ := doc["components"].(map[string]any)["securitySchemes"].(map[string]any)
+	for _, req := range global {
+		for name := range req.(map[string]any) {
+			s, _ := schemes[name].(map[string]any)
+			if s["type"] != "http" || s["scheme"] != "bearer" {
+				t.Errorf("security scheme %s is %v, want an http bearer scheme", name, s)
+			}
+		}
+	}
+	routes := openapiRoutes(t)
+	for _, o := range openapiOperations(t, doc) {
+		public, routed := routes[o.String()]
+		if !routed {
+			continue // reported by TestOpenAPIMatchesRoutes
+		}
+		sec, has := o.Op["security"]
+		list, _ := sec.([]any)
+		switch {
+		case public && (!has || list == nil || len(list) != 0):
+			t.Errorf("%s is public but does not say security: []", o)
+		case !public && has && len(list) == 0:
+			t.Errorf("%s needs a token but its security is empty", o)
+		}
+	}
+}
+
+func TestOpenAPIRefs(t *testing.T) {
+	doc := mustOpenAPIDoc(t)
+	n := 0
+	var walk func(at string, v any)
+	walk = func(at string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if ref, ok := v["$ref"].(string); ok {
+				n++
+				if !strings.HasPrefix(ref, "#/components/") {
+					t.Errorf("%s: $ref %q does not point into components", at, ref)
+				} else if _, err := resolvePointer(doc, ref); err != nil {
+					t.Errorf("%s: $ref %q does not resolve: %v", at, ref, err)
+				}
+			}
+			for k, e := range v {
+				walk(at+"/"+k, e)
+			}
+		case []any:
+			for i, e := range v {
+				walk(at+"/"+strconv.Itoa(i), e)
+			}
+		}
+	}
+	walk("#", doc)
+	if n == 0 {
+		t.Errorf("no $ref at all: the walk is broken")
+	}
+}
+
+// TestOpenAPISchemasMatchGoTypes checks that each schema has exactly the JSON fields of the Go
+// type it describes, and that response types list their always-present fields as required.
+func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
+	doc := mustOpenAPIDoc(t)
+	schemas, _ := doc["components"].(map[string]any)["schemas"].(map[string]any)
+	tests := []struct {
+		schema   string
+		typ      any
+		response bool // every field without omitempty is always sent, so it must be required
+	}{
+		{"Error", ErrorResponse{}, true},
+		{"Workspace", atelier.Workspace{}, true},
+		{"WorkspaceCreate", WorkspaceCreate{}, false},
+		{"Experiment", atelier.Experiment{}, true},
+		{"ExperimentUpdate", atelier.ExperimentUpdate{}, false},
+		{"GitInfo", atelier.GitInfo{}, true},
+		{"Run", atelier.Run{}, true},
+		{"RunCreate", atelier.RunCreate{}, false},
+		{"RunQuery", atelier.RunQuery{}, false},
+		{"RunPage", atelier.RunPage{}, true},
+		{"RunStatusUpdate", atelier.RunStatusUpdate{}, false},
+		{"KeyValues", KeyValues{}, false},
+		{"MetricPoint", atelier.MetricPoint{}, false},
+		{"MetricRecord", atelier.MetricRecord{}, false},
+		{"MetricBatch", atelier.MetricBatch{}, false},
+		{"MetricSummary", atelier.MetricSummary{}, true},
+		{"Series", atelier.Series{}, true},
+		{"File", atelier.File{}, true},
+		{"Object", atelier.Object{}, true},
+		{"MissingRequest", MissingRequest{}, false},
+		{"MissingResponse", MissingResponse{}, true},
+		{"SnapshotEntry", atelier.SnapshotEntry{}, false},
+		{"SnapshotCreate", SnapshotCreate{}, false},
+		{"Snapshot", atelier.Snapshot{}, true},
+		{"Activity", atelier.Activity{}, true},
+		{"Event", atelier.Event{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.schema, func(t *testing.T) {
+			s, ok := schemas[tt.schema].(map[string]any)
+			if !ok {
+				t.Fatalf("components/schemas/%s is missing", tt.schema)
+			}
+			props, _ := s["properties"].(map[string]any)
+			var required []string
+			list, _ := s["required"].([]any)
+			for _, r := range list {
+				name, _ := r.(string)
+				required = append(required, name)
+			}
+			for _, r := range required {
+				if props[r] == nil {
+					t.Errorf("required field %s is not a property", r)
+				}
+			}
+			typ := reflect.TypeOf(tt.typ)
+			fields := map[string]bool{}
+			for i := range typ.NumField() {
+				f := typ.Field(i)
+				name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+				if name == "-" || !f.IsExported() {
+					continue
+				}
+				if name == "" {
+					name = f.Name
+				}
+				fields[name] = true
+				if props[name] == nil {
+					t.Errorf("%s.%s (json %q) is not documented", typ.Name(), f.Name, name)
+				}
+				omitempty := slices.Contains(strings.Split(opts, ","), "omitempty")
+				if tt.response && !omitempty && !slices.Contains(required, name) {
+					t.Errorf("%s is always sent but not required", name)
+				}
+			}
+			for name := range props {
+				if !fields[name] {
+					t.Errorf("property %s is not a field of %s", name, typ)
+				}
+			}
+		})
+	}
+}
+
+func TestOpenAPIServed(t *testing.T) {
+	srv := httptest.NewServer(NewServer(nil, nil, nil))
+	t.Cleanup(srv.Close)
+	// No Authorization header: the document is public.
+	resp, err := http.Get(srv.URL + "/api/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/v1/openapi.json: %s: %s", resp.Status, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q, want application/json", ct)
+	}
+	if !bytes.Equal(body, openapiDoc) {
+		t.Errorf("the served document differs from openapi.json (%d bytes served, %d embedded)", len(body), len(openapiDoc))
+	}
+}
