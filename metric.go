@@ -109,7 +109,7 @@ func (b *MetricBatch) Validate() error {
 	last := ""
 	for i := range b.Points {
 		p := &b.Points[i]
-		if p.Name != last { // batches are usually runs of one name: validate each name once
+		if i == 0 || p.Name != last { // batches are usually runs of one name: validate each name once
 			if err := ValidateKey("metric", p.Name); err != nil {
 				return Errorf(EINVALID, "metrics[%d]: %s", i, ErrorMessage(err))
 			}

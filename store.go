@@ -21,6 +21,12 @@ type Store interface {
 	AppendLog(ctx context.Context, workspace, runID, path string, data []byte) (int64, error)
 	ReadLog(ctx context.Context, workspace, runID, path string, offset, limit int64) (*LogChunk, error)
 
+	// Objects are stored once for the whole server, but a workspace may use only those it
+	// holds: content it uploaded itself (or that arrived through its runs). Knowing a digest
+	// is not enough to read another workspace's content.
+	MissingObjects(ctx context.Context, workspace string, digests []string) ([]string, error)
+	HoldObjects(ctx context.Context, workspace string, objs []Object) error
+
 	PutSnapshot(ctx context.Context, s *Snapshot) error
 	FindSnapshot(ctx context.Context, workspace, id string) (*Snapshot, error)
 

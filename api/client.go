@@ -33,6 +33,18 @@ func NewClient(baseURL, token string) *Client {
 	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{}, UserAgent: "atelier-go"}
 }
 
+// http returns the HTTP client; redirects are never followed, so a request goes only where
+// it was addressed.
+func (c *Client) http() *http.Client {
+	if c.HTTP == nil {
+		c.HTTP = &http.Client{}
+	}
+	if c.HTTP.CheckRedirect == nil {
+		c.HTTP.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	}
+	return c.HTTP
+}
+
 func wsPath(workspace string, parts ...string) string {
 	p := "/api/v1/workspaces/" + url.PathEscape(workspace)
 	for _, part := range parts {
@@ -68,7 +80,7 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 
 // do sends a request and returns the response, turning error statuses into *atelier.Error.
 func (c *Client) do(req *http.Request) (*http.Response, error) {
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.http().Do(req)
 	if err != nil {
 		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "cannot reach the atelier server at %s: %v", c.BaseURL, unwrapURLError(err))
 	}
@@ -241,6 +253,9 @@ func (c *Client) MetricRecords(ctx context.Context, workspace, runID, name strin
 }
 
 func (c *Client) UploadFile(ctx context.Context, workspace, runID, path string, r io.Reader, digest string) (*atelier.File, error) {
+	if err := atelier.ValidatePath(path); err != nil {
+		return nil, err
+	}
 	req, err := c.newRequest(ctx, "PUT", wsPath(workspace, "runs", url.PathEscape(runID), "files", escapePath(path)), nil, r)
 	if err != nil {
 		return nil, err
@@ -268,6 +283,9 @@ func (c *Client) ListFiles(ctx context.Context, workspace, runID, prefix string)
 }
 
 func (c *Client) OpenFile(ctx context.Context, workspace, runID, path string) (*atelier.File, io.ReadCloser, error) {
+	if err := atelier.ValidatePath(path); err != nil {
+		return nil, nil, err
+	}
 	req, err := c.newRequest(ctx, "GET", wsPath(workspace, "runs", url.PathEscape(runID), "files", escapePath(path)), nil, nil)
 	if err != nil {
 		return nil, nil, err
@@ -281,6 +299,9 @@ func (c *Client) OpenFile(ctx context.Context, workspace, runID, path string) (*
 }
 
 func (c *Client) AppendLog(ctx context.Context, workspace, runID, path string, data []byte) error {
+	if err := atelier.ValidatePath(path); err != nil {
+		return err
+	}
 	req, err := c.newRequest(ctx, "POST", wsPath(workspace, "runs", url.PathEscape(runID), "logs", escapePath(path)), nil, bytes.NewReader(data))
 	if err != nil {
 		return err

@@ -536,6 +536,9 @@ func (s *Server) listActivities(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if limit != nil {
+		if *limit < 0 || *limit > atelier.MaxPageSize {
+			return atelier.Errorf(atelier.EINVALID, "limit=%d is out of range (0 to %d)", *limit, atelier.MaxPageSize)
+		}
 		f.Limit = int(*limit)
 	}
 	list, err := s.svc.ListActivities(r.Context(), r.PathValue("workspace"), f)

@@ -28,8 +28,8 @@ func decodeMetricBatch(data []byte) (*atelier.MetricBatch, error) {
 	if err := dec.Decode(&b); err != nil {
 		return nil, jsonError(err)
 	}
-	if dec.More() {
-		return nil, atelier.Errorf(atelier.EINVALID, "invalid JSON body: unexpected data after the JSON value")
+	if err := expectEOF(dec); err != nil {
+		return nil, err
 	}
 	return &b, nil
 }

@@ -18,8 +18,8 @@ func slowMetricBatch(data []byte) (*atelier.MetricBatch, error) {
 	if err := dec.Decode(&b); err != nil {
 		return nil, jsonError(err)
 	}
-	if dec.More() {
-		return nil, atelier.Errorf(atelier.EINVALID, "invalid JSON body: unexpected data after the JSON value")
+	if err := expectEOF(dec); err != nil {
+		return nil, err
 	}
 	return &b, nil
 }
@@ -45,6 +45,8 @@ var metricBatchSeeds = []string{
 	`{"metrics":[{"name":"x","value":1},]}`,
 	`{"metrics":[{"name":"x","step":9223372036854775808,"value":1}]}`,
 	`[1,2]`,
+	`{"metrics":[{"name":"x","value":1}]}}`,
+	`{"metrics":[{"value":1}]}`,
 	``,
 }
 

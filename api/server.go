@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -62,7 +63,15 @@ func NewServer(svc Services, auth atelier.AuthService, log *slog.Logger) *Server
 	return s
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP refuses non-canonical paths before routing: ServeMux would redirect them (307) and
+// a client following the redirect could write a file where it did not mean to.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; p != "/" && (path.Clean(p) != strings.TrimSuffix(p, "/") || strings.HasSuffix(p, "//")) {
+		s.writeError(w, r, atelier.Errorf(atelier.EINVALID, "invalid request path %q: empty, '.' and '..' elements are not allowed", p))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 const ws = "/api/v1/workspaces/{workspace}"
 
@@ -184,7 +193,12 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	if dec.More() {
+	return expectEOF(dec)
+}
+
+// expectEOF refuses anything after the JSON value (dec.More misses a stray '}' or ']').
+func expectEOF(dec *json.Decoder) error {
+	if _, err := dec.Token(); err != io.EOF {
 		return atelier.Errorf(atelier.EINVALID, "invalid JSON body: unexpected data after the JSON value")
 	}
 	return nil

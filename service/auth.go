@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -37,7 +38,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*atelier.Pri
 		return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required: send an 'Authorization: Bearer <token>' header")
 	}
 	hash := HashToken(bearer)
-	t, err := s.store.FindTokenByHash(ctx, hash)
+	t, err := s.findToken(ctx, hash)
 	if err != nil {
 		return nil, err
 	}
@@ -105,4 +106,46 @@ func ReadTokenFile(path string) (string, error) {
 		return "", nil
 	}
 	return strings.TrimSpace(string(b)), err
+}
+
+// tokenCacheTTL bounds how long a revocation made on another server replica may go unseen;
+// on this replica RevokeToken drops the entry at once.
+const tokenCacheTTL = 5 * time.Second
+
+type cachedToken struct {
+	token   *atelier.Token
+	fetched time.Time
+}
+
+// findToken looks a token up, caching it briefly: every API call authenticates, and a database
+// round trip per call would cost more than many of the calls themselves.
+func (s *Service) findToken(ctx context.Context, hash string) (*atelier.Token, error) {
+	if v, ok := s.tokens.Load(hash); ok {
+		if c := v.(cachedToken); s.now().Sub(c.fetched) < tokenCacheTTL {
+			return c.token, nil
+		}
+	}
+	t, err := s.store.FindTokenByHash(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	s.tokens.Store(hash, cachedToken{token: t, fetched: s.now()})
+	return t, nil
+}
+
+// RevokeToken revokes a token (administrators only).
+func (s *Service) RevokeToken(ctx context.Context, id string) error {
+	if err := s.authorizeAdmin(ctx); err != nil {
+		return err
+	}
+	if err := s.store.RevokeToken(ctx, id); err != nil {
+		return err
+	}
+	s.tokens.Range(func(k, v any) bool {
+		if v.(cachedToken).token.ID == id {
+			s.tokens.Delete(k)
+		}
+		return true
+	})
+	return nil
 }

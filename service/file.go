@@ -25,7 +25,7 @@ func (s *Service) UploadFile(ctx context.Context, workspace, runID, path string,
 	if _, err := s.store.FindRun(ctx, workspace, runID); err != nil {
 		return nil, err
 	}
-	obj, err := s.objects.PutObject(ctx, r, digest)
+	obj, err := s.putObject(ctx, workspace, r, digest)
 	if err != nil {
 		return nil, err
 	}

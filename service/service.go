@@ -5,6 +5,7 @@ package service
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/atelier-ml/atelier"
@@ -18,6 +19,8 @@ type Service struct {
 	events  *Broker
 	log     *slog.Logger
 	now     func() time.Time
+	// tokens caches token lookups by hash (see findToken).
+	tokens sync.Map
 
 	// TempDir holds spooled uploads (snapshot zips) while they are checked.
 	TempDir string

@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"os"
 
@@ -9,7 +11,7 @@ import (
 	"github.com/atelier-ml/atelier/archive"
 )
 
-// MissingObjects returns the digests not stored yet.
+// MissingObjects returns the digests the workspace does not hold yet.
 func (s *Service) MissingObjects(ctx context.Context, workspace string, digests []string) ([]string, error) {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return nil, err
@@ -17,18 +19,12 @@ func (s *Service) MissingObjects(ctx context.Context, workspace string, digests 
 	if len(digests) > 100000 {
 		return nil, atelier.Errorf(atelier.EINVALID, "too many digests in one request: %d (limit 100000)", len(digests))
 	}
-	missing := []string{}
 	for _, d := range digests {
 		if err := atelier.ValidateDigest(d); err != nil {
 			return nil, err
 		}
-		if _, err := s.objects.StatObject(ctx, d); atelier.ErrorCode(err) == atelier.ENOTFOUND {
-			missing = append(missing, d)
-		} else if err != nil {
-			return nil, err
-		}
 	}
-	return missing, nil
+	return s.store.MissingObjects(ctx, workspace, digests)
 }
 
 // UploadObject stores one object of a snapshot (or any content-addressed upload).
@@ -39,7 +35,42 @@ func (s *Service) UploadObject(ctx context.Context, workspace string, r io.Reade
 	if err := atelier.ValidateDigest(digest); err != nil {
 		return atelier.Object{}, err
 	}
-	return s.objects.PutObject(ctx, r, digest)
+	return s.putObject(ctx, workspace, r, digest)
+}
+
+// putObject stores content for a workspace. With a digest the workspace already holds, nothing
+// is read; with one it does not hold, the content is checked against it even when the server
+// has it from another workspace, since proving the content is what grants access to it.
+func (s *Service) putObject(ctx context.Context, workspace string, r io.Reader, digest string) (atelier.Object, error) {
+	if digest != "" {
+		missing, err := s.store.MissingObjects(ctx, workspace, []string{digest})
+		if err != nil {
+			return atelier.Object{}, err
+		}
+		if len(missing) == 0 {
+			if obj, err := s.objects.StatObject(ctx, digest); err == nil {
+				return obj, nil
+			}
+		}
+		if obj, err := s.objects.StatObject(ctx, digest); err == nil {
+			h := sha256.New()
+			n, err := io.Copy(h, r)
+			if err != nil {
+				return atelier.Object{}, err
+			}
+			if hex.EncodeToString(h.Sum(nil)) != digest || n != obj.Size {
+				return atelier.Object{}, atelier.Errorf(atelier.EINVALID, "content does not match digest %s", digest)
+			}
+			return obj, s.store.HoldObjects(ctx, workspace, []atelier.Object{obj})
+		}
+	} else if _, err := s.store.FindWorkspace(ctx, workspace); err != nil {
+		return atelier.Object{}, err
+	}
+	obj, err := s.objects.PutObject(ctx, r, digest)
+	if err != nil {
+		return atelier.Object{}, err
+	}
+	return obj, s.store.HoldObjects(ctx, workspace, []atelier.Object{obj})
 }
 
 // CreateSnapshot records a manifest whose objects are all stored.
@@ -51,11 +82,24 @@ func (s *Service) CreateSnapshot(ctx context.Context, workspace string, entries 
 	if err != nil {
 		return nil, err
 	}
+	digests := make([]string, len(entries))
+	for i, e := range entries {
+		digests[i] = e.Digest
+	}
+	missing, err := s.store.MissingObjects(ctx, workspace, digests)
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 {
+		for _, e := range entries {
+			if e.Digest == missing[0] {
+				return nil, atelier.Errorf(atelier.EINVALID, "snapshot entry %q: object %s was not uploaded", e.Path, e.Digest)
+			}
+		}
+	}
 	for _, e := range entries {
 		obj, err := s.objects.StatObject(ctx, e.Digest)
-		if atelier.ErrorCode(err) == atelier.ENOTFOUND {
-			return nil, atelier.Errorf(atelier.EINVALID, "snapshot entry %q: object %s was not uploaded", e.Path, e.Digest)
-		} else if err != nil {
+		if err != nil {
 			return nil, err
 		}
 		if obj.Size != e.Size {
@@ -112,7 +156,7 @@ func (s *Service) UploadSnapshotZip(ctx context.Context, workspace string, r io.
 	}
 	var entries []atelier.SnapshotEntry
 	err = archive.ReadZip(tmp, n, opt, func(path string, executable bool, rc io.Reader) error {
-		obj, err := s.objects.PutObject(ctx, rc, "")
+		obj, err := s.putObject(ctx, workspace, rc, "")
 		if err != nil {
 			return err
 		}

@@ -10,7 +10,7 @@ import (
 
 // PutActivity inserts or updates an activity.
 func (db *DB) PutActivity(ctx context.Context, a *atelier.Activity) error {
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(tx *txn) error {
 		wsID, err := db.workspaceID(ctx, tx, a.Workspace)
 		if err != nil {
 			return err
@@ -20,7 +20,7 @@ func (db *DB) PutActivity(ctx context.Context, a *atelier.Activity) error {
 }
 
 // putActivity upserts an activity inside a transaction, so a run and its activity change together.
-func putActivity(ctx context.Context, tx *sql.Tx, wsID int64, a *atelier.Activity) error {
+func putActivity(ctx context.Context, tx *txn, wsID int64, a *atelier.Activity) error {
 	{
 		_, err := tx.ExecContext(ctx, `INSERT INTO activities (id, workspace_id, kind, target, status, percent, message, started_at, updated_at, ended_at, error)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)

@@ -27,8 +27,10 @@ var _ atelier.Store = (*DB)(nil)
 // many small writers share one transaction and one WAL append.
 type DB struct {
 	path  string
-	read  *sql.DB
+	read  *pool
 	write *sql.DB
+	// writeStmts caches the statements prepared on the writer's one connection.
+	writeStmts *stmtCache
 
 	// Now and NewID are injected so tests can pin them.
 	Now   func() time.Time
@@ -44,7 +46,7 @@ type DB struct {
 
 type writeReq struct {
 	ctx  context.Context
-	fn   func(tx *sql.Tx) error
+	fn   func(tx *txn) error
 	done chan error
 }
 
@@ -74,17 +76,21 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	write.SetMaxOpenConns(1)
+	// Only the writer goroutine begins transactions on write, so writes stay serial; the second
+	// connection lets the statement cache prepare a statement while the first is in a
+	// transaction (database/sql prepares a DB-level statement on some free connection first).
+	write.SetMaxOpenConns(2)
+	write.SetMaxIdleConns(2)
 	write.SetConnMaxIdleTime(0)
-	read, err := sql.Open("sqlite", dsn)
+	readDB, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		write.Close()
 		return nil, err
 	}
-	read.SetMaxOpenConns(max(4, 2*runtime.NumCPU()))
-	read.SetMaxIdleConns(max(4, 2*runtime.NumCPU()))
+	readDB.SetMaxOpenConns(max(4, 2*runtime.NumCPU()))
+	readDB.SetMaxIdleConns(max(4, 2*runtime.NumCPU()))
 
-	db := &DB{path: path, read: read, write: write, Now: time.Now, NewID: NewID,
+	db := &DB{path: path, read: newPool(readDB), write: write, writeStmts: &stmtCache{db: write}, Now: time.Now, NewID: NewID,
 		writes: make(chan *writeReq, 1024), closed: make(chan struct{})}
 	if err := db.migrate(ctx); err != nil {
 		db.read.Close()
@@ -101,6 +107,8 @@ func (db *DB) Close() error {
 	close(db.closed)
 	db.wg.Wait()
 	// A passive checkpoint keeps the WAL short for the next start.
+	db.read.cache.close()
+	db.writeStmts.close()
 	db.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	return errors.Join(db.read.Close(), db.write.Close())
 }
@@ -124,7 +132,7 @@ const maxGroup = 256
 
 // update runs fn in a write transaction. Concurrent updates are grouped into one transaction;
 // each runs inside its own savepoint, so one failing rolls back only itself.
-func (db *DB) update(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (db *DB) update(ctx context.Context, fn func(tx *txn) error) error {
 	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case db.writes <- req:
@@ -169,7 +177,8 @@ func (db *DB) writer() {
 
 func (db *DB) commitGroup(group []*writeReq) {
 	errs := make([]error, len(group))
-	tx, err := db.write.Begin()
+	sqlTx, err := db.write.Begin()
+	tx := &txn{Tx: sqlTx, cache: db.writeStmts}
 	if err != nil {
 		for _, req := range group {
 			req.done <- err

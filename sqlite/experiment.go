@@ -83,7 +83,7 @@ func (db *DB) UpdateExperiment(ctx context.Context, workspace, name string, upd 
 		return nil, atelier.Errorf(atelier.EINVALID, "experiment description is longer than 4096 characters")
 	}
 	var out *atelier.Experiment
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(tx *txn) error {
 		wsID, err := db.workspaceID(ctx, tx, workspace)
 		if err != nil {
 			return err
@@ -114,7 +114,7 @@ func (db *DB) UpdateExperiment(ctx context.Context, workspace, name string, upd 
 }
 
 // experimentID returns the id of the named experiment, creating it on first use.
-func (db *DB) experimentID(ctx context.Context, tx *sql.Tx, wsID int64, name string) (int64, error) {
+func (db *DB) experimentID(ctx context.Context, tx *txn, wsID int64, name string) (int64, error) {
 	var id int64
 	err := tx.QueryRowContext(ctx, `SELECT id FROM experiments WHERE workspace_id = ? AND name = ?`, wsID, name).Scan(&id)
 	if err == nil || !errors.Is(err, sql.ErrNoRows) {

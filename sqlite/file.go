@@ -17,7 +17,7 @@ func (db *DB) PutFile(ctx context.Context, workspace, runID string, f *atelier.F
 		return err
 	}
 	f.CreatedAt = db.now()
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(tx *txn) error {
 		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
 			return err
 		}
@@ -31,7 +31,7 @@ func (db *DB) PutFile(ctx context.Context, workspace, runID string, f *atelier.F
 }
 
 // pathFree refuses a path already used by the other kind of file (a log or a stored file).
-func (db *DB) pathFree(ctx context.Context, tx *sql.Tx, runID, path, otherTable string) error {
+func (db *DB) pathFree(ctx context.Context, tx *txn, runID, path, otherTable string) error {
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+otherTable+` WHERE run_id = ? AND path = ?`, runID, path).Scan(&n); err != nil {
 		return err
@@ -118,7 +118,7 @@ func (db *DB) AppendLog(ctx context.Context, workspace, runID, path string, data
 		return 0, err
 	}
 	var size int64
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(tx *txn) error {
 		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
 			return err
 		}
@@ -205,7 +205,7 @@ func (db *DB) PutSnapshot(ctx context.Context, s *atelier.Snapshot) error {
 		return err
 	}
 	s.CreatedAt = db.now()
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(tx *txn) error {
 		wsID, err := db.workspaceID(ctx, tx, s.Workspace)
 		if err != nil {
 			return err

@@ -31,7 +31,7 @@ type latestRow struct {
 	last     sql.NullString
 }
 
-func (db *DB) readLatest(ctx context.Context, tx *sql.Tx, runID, name string) (latestRow, error) {
+func (db *DB) readLatest(ctx context.Context, tx *txn, runID, name string) (latestRow, error) {
 	var l latestRow
 	var v sql.NullFloat64
 	var isNaN bool
@@ -44,7 +44,7 @@ func (db *DB) readLatest(ctx context.Context, tx *sql.Tx, runID, name string) (l
 	return l, err
 }
 
-func writeLatest(ctx context.Context, tx *sql.Tx, runID, name string, l latestRow) error {
+func writeLatest(ctx context.Context, tx *txn, runID, name string, l latestRow) error {
 	var v any
 	isNaN := math.IsNaN(l.value)
 	if !isNaN {
@@ -69,7 +69,7 @@ func (db *DB) LogMetrics(ctx context.Context, workspace, runID string, batch *at
 			g.summary = series.Summarize(g.points)
 		}
 	}
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(tx *txn) error {
 		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
 			return err
 		}
@@ -150,7 +150,7 @@ func groupPoints(points []atelier.MetricPoint, now int64) []*pointGroup {
 	return groups
 }
 
-func (db *DB) appendRecord(ctx context.Context, tx *sql.Tx, runID string, r *atelier.MetricRecord, now int64) error {
+func (db *DB) appendRecord(ctx context.Context, tx *txn, runID string, r *atelier.MetricRecord, now int64) error {
 	l, err := db.readLatest(ctx, tx, runID, r.Name)
 	if err != nil {
 		return err

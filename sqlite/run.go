@@ -27,7 +27,7 @@ func (db *DB) CreateRun(ctx context.Context, workspace string, c atelier.RunCrea
 	if c.Status.Active() {
 		run.StartedAt = &now
 	}
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(tx *txn) error {
 		wsID, err := db.workspaceID(ctx, tx, workspace)
 		if err != nil {
 			return err
@@ -92,7 +92,7 @@ func nullString(s string) any {
 	return s
 }
 
-func insertKeyValues(ctx context.Context, tx *sql.Tx, table, runID string, kv map[string]string) error {
+func insertKeyValues(ctx context.Context, tx *txn, table, runID string, kv map[string]string) error {
 	for k, v := range kv {
 		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO `+table+` (run_id, key, value) VALUES (?, ?, ?)`, runID, k, v); err != nil {
 			return err
@@ -222,7 +222,7 @@ func (db *DB) UpdateRunStatus(ctx context.Context, workspace, id string, upd ate
 		upd.Error = upd.Error[len(upd.Error)-atelier.MaxErrorLength:]
 	}
 	var out *atelier.Run
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(tx *txn) error {
 		run, err := db.findRun(ctx, tx, workspace, id)
 		if err != nil {
 			return err
@@ -276,7 +276,7 @@ func (db *DB) setImmutable(ctx context.Context, workspace, id, table, kind strin
 	if err := atelier.ValidateKeyValues(kind, kv, maxValue); err != nil {
 		return err
 	}
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(tx *txn) error {
 		if _, err := db.checkRun(ctx, tx, workspace, id); err != nil {
 			return err
 		}
@@ -304,7 +304,7 @@ func (db *DB) SetTags(ctx context.Context, workspace, id string, tags map[string
 	if err := atelier.ValidateKeyValues("tag", tags, atelier.MaxTagValue); err != nil {
 		return err
 	}
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(tx *txn) error {
 		if _, err := db.checkRun(ctx, tx, workspace, id); err != nil {
 			return err
 		}
@@ -314,7 +314,7 @@ func (db *DB) SetTags(ctx context.Context, workspace, id string, tags map[string
 
 // DeleteTag removes a tag; ENOTFOUND if the run has no such tag.
 func (db *DB) DeleteTag(ctx context.Context, workspace, id, key string) error {
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(tx *txn) error {
 		if _, err := db.checkRun(ctx, tx, workspace, id); err != nil {
 			return err
 		}

@@ -172,6 +172,14 @@ CREATE TABLE tokens (
 	expires_at INTEGER,
 	revoked_at INTEGER
 );
+`, `
+-- The objects each workspace may use (see atelier.Store.MissingObjects).
+CREATE TABLE workspace_objects (
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	digest       TEXT NOT NULL,
+	size         INTEGER NOT NULL,
+	PRIMARY KEY (workspace_id, digest)
+) WITHOUT ROWID;
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

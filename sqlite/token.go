@@ -13,7 +13,7 @@ func (db *DB) CreateToken(ctx context.Context, t *atelier.Token) error {
 	if t.Hash == "" {
 		return atelier.Errorf(atelier.EINVALID, "token without hash")
 	}
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(tx *txn) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (id, name, kind, owner, workspace, run_id, hash, created_at, expires_at, revoked_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, t.Name, t.Kind, t.Owner, t.Workspace, t.RunID, t.Hash,
 			ms(t.CreatedAt), nullMS(t.ExpiresAt), nullMS(t.RevokedAt))
@@ -63,7 +63,7 @@ func (db *DB) ListTokens(ctx context.Context) ([]*atelier.Token, error) {
 
 // RevokeToken marks a token revoked.
 func (db *DB) RevokeToken(ctx context.Context, id string) error {
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, ms(db.now()), id)
 		if err != nil {
 			return err

@@ -18,7 +18,7 @@ func (db *DB) CreateWorkspace(ctx context.Context, ws *atelier.Workspace) error 
 	if ws.CreatedBy == "" {
 		ws.CreatedBy = atelier.PrincipalName(ctx)
 	}
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO workspaces (name, description, created_by, created_at) VALUES (?, ?, ?, ?)`,
 			ws.Name, ws.Description, ws.CreatedBy, ms(ws.CreatedAt))
 		if isUniqueViolation(err) {
@@ -73,7 +73,7 @@ func (db *DB) ListWorkspaces(ctx context.Context) ([]*atelier.Workspace, error) 
 
 // DeleteWorkspace removes a workspace and (with force) everything in it.
 func (db *DB) DeleteWorkspace(ctx context.Context, name string, force bool) error {
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(tx *txn) error {
 		id, err := db.workspaceID(ctx, tx, name)
 		if err != nil {
 			return err

@@ -103,7 +103,7 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 
 	// Each writer logs batches of 1,000 points with consecutive steps, a param per batch and a
 	// file every 10 batches, and records what was acknowledged.
-	acked := make([]int, writers)       // batches acknowledged
+	acked := make([]int, writers) // batches acknowledged
 	ackedFiles := make([][]string, writers)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
