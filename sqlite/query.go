@@ -22,6 +22,12 @@ type runQuery struct {
 	jargs  []any
 	order  []string
 	nJoins int
+	// inner maps a metric to the alias of its inner-joined metric_latest row: when the filter
+	// requires the metric the search orders by, the search walks the (name, value) index in
+	// order and stops at the page's end instead of sorting every run.
+	inner map[string]string
+	// from is the table the search starts from.
+	from string
 }
 
 // attributeColumns maps query attributes to SQL expressions over runs r and experiments e.
@@ -61,6 +67,18 @@ func (q *runQuery) binary(l, r atelier.FilterExpr, op string) (string, error) {
 func (q *runQuery) compare(c *atelier.FilterCompare) (string, error) {
 	switch c.Field.Kind {
 	case atelier.FieldMetric:
+		if alias, ok := q.inner[c.Field.Name]; ok {
+			// The joined row exists for every candidate run, so conditions apply to it directly.
+			switch c.Op {
+			case "is null":
+				return "0", nil
+			case "is not null":
+				return "1", nil
+			}
+			cond, args, err := condition(alias+".value", c, true)
+			q.args = append(q.args, args...)
+			return cond, err
+		}
 		// NaN is stored as NULL, so comparisons never match it, as in IEEE arithmetic.
 		if c.Op == "is null" || c.Op == "is not null" {
 			not := ""
@@ -245,6 +263,10 @@ func (q *runQuery) orderBy(terms []atelier.OrderTerm) error {
 		}
 		switch t.Field.Kind {
 		case atelier.FieldMetric:
+			if alias, ok := q.inner[t.Field.Name]; ok {
+				q.order = append(q.order, alias+".value"+dir)
+				continue
+			}
 			alias := fmt.Sprintf("o%d", q.nJoins)
 			q.nJoins++
 			q.joins = append(q.joins, " LEFT JOIN metric_latest "+alias+" ON "+alias+".run_id = r.id AND "+alias+".name = ?")
@@ -326,6 +348,16 @@ func (db *DB) ListRuns(ctx context.Context, workspace string, rq atelier.RunQuer
 	if err != nil {
 		return nil, err
 	}
+	terms, err := atelier.ParseOrderBy(rq.OrderBy)
+	if err != nil {
+		return nil, err
+	}
+	q.from = "runs r"
+	if len(terms) > 0 && terms[0].Field.Kind == atelier.FieldMetric && requiresMetric(expr, terms[0].Field.Name) {
+		q.inner = map[string]string{terms[0].Field.Name: "m0"}
+		q.from = "metric_latest m0 JOIN runs r ON r.id = m0.run_id AND m0.name = ?"
+		q.jargs = append(q.jargs, terms[0].Field.Name)
+	}
 	if expr != nil {
 		cond, err := q.compile(expr)
 		if err != nil {
@@ -333,16 +365,12 @@ func (db *DB) ListRuns(ctx context.Context, workspace string, rq atelier.RunQuer
 		}
 		q.where = append(q.where, cond)
 	}
-	terms, err := atelier.ParseOrderBy(rq.OrderBy)
-	if err != nil {
-		return nil, err
-	}
 	if err := q.orderBy(terms); err != nil {
 		return nil, err
 	}
 	q.order = append(q.order, "r.created_at DESC", "r.id DESC")
 
-	query := `SELECT ` + runColumns + runFrom + strings.Join(q.joins, "") +
+	query := `SELECT ` + runColumns + ` FROM ` + q.from + runJoins + strings.Join(q.joins, "") +
 		` WHERE ` + strings.Join(q.where, " AND ") + ` ORDER BY ` + strings.Join(q.order, ", ") + ` LIMIT ? OFFSET ?`
 	args := append(append(append([]any{}, q.jargs...), q.args...), limit+1, offset)
 	rows, err := db.read.QueryContext(ctx, query, args...)
@@ -366,4 +394,16 @@ func (db *DB) ListRuns(ctx context.Context, workspace string, rq atelier.RunQuer
 		page.NextPageToken = encodePageToken(offset + limit)
 	}
 	return page, db.attach(ctx, db.read, page.Runs)
+}
+
+// requiresMetric reports whether every run matching e has the metric: some top-level conjunct
+// compares it (a comparison never matches a run without it).
+func requiresMetric(e atelier.FilterExpr, name string) bool {
+	switch e := e.(type) {
+	case *atelier.FilterAnd:
+		return requiresMetric(e.Left, name) || requiresMetric(e.Right, name)
+	case *atelier.FilterCompare:
+		return e.Field.Kind == atelier.FieldMetric && e.Field.Name == name && e.Op != "is null"
+	}
+	return false
 }

@@ -105,7 +105,9 @@ const runColumns = `r.id, w.name, e.name, coalesce(r.parent_id, ''), r.name, r.s
 	r.created_by, r.compute, r.config, r.snapshot_id, r.error, r.exit_code, r.git,
 	(SELECT count(*) FROM runs c WHERE c.parent_id = r.id)`
 
-const runFrom = ` FROM runs r JOIN workspaces w ON w.id = r.workspace_id JOIN experiments e ON e.id = r.experiment_id`
+const runJoins = ` JOIN workspaces w ON w.id = r.workspace_id JOIN experiments e ON e.id = r.experiment_id`
+
+const runFrom = ` FROM runs r` + runJoins
 
 func scanRun(row interface{ Scan(...any) error }) (*atelier.Run, error) {
 	var r atelier.Run
