@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/atelier
 
-.PHONY: build run test test-go bench fuzz vet clean
+.PHONY: build run test test-go test-python bench fuzz vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/atelier
@@ -16,11 +16,15 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 
 # Every test: Go unit and integration tests (real SQLite, real subprocesses, the real binary)
-# under the race detector.
-test: vet test-go
+# under the race detector, the examples (they install their requirements from PyPI), and the
+# Python SDK's tests against a real server.
+test: vet test-go test-python
 
 test-go:
-	$(GO) test -race -count=1 -timeout 20m ./...
+	ATELIER_TEST_EXAMPLES=1 $(GO) test -race -count=1 -timeout 25m ./...
+
+test-python:
+	cd python && python3 -m pytest -q
 
 # Benchmarks of the issue goals; results go to docs/benchmarks.md by hand (see that file).
 bench: build

@@ -12,6 +12,7 @@ type Store interface {
 	RunService
 	MetricService
 	ActivityService
+	ModelStore
 
 	// Files: the store keeps the metadata; the content lives in the ObjectStore.
 	PutFile(ctx context.Context, workspace, runID string, f *File) error
@@ -36,6 +37,9 @@ type Store interface {
 	FindTokenByHash(ctx context.Context, hash string) (*Token, error)
 	ListTokens(ctx context.Context) ([]*Token, error)
 	RevokeToken(ctx context.Context, id string) error
+
+	// QueuedRuns returns the runs queued on a compute target, across workspaces, oldest first.
+	QueuedRuns(ctx context.Context, compute string, limit int) ([]*Run, error)
 
 	// ReconcileRuns fails every run left active (Preparing, Running, Finalizing,
 	// CancelRequested) by a server that died, with the given reason; it returns their ids.

@@ -480,3 +480,18 @@ func (c *Client) Subscribe(ctx context.Context, workspace string, f atelier.Even
 	}()
 	return ch, nil
 }
+
+func (c *Client) SubmitRun(ctx context.Context, workspace string, sub atelier.RunSubmit) (*atelier.Run, error) {
+	var run atelier.Run
+	return &run, c.call(ctx, "POST", wsPath(workspace, "runs", "submit"), nil, sub, &run)
+}
+
+func (c *Client) CancelRun(ctx context.Context, workspace, id string) (*atelier.Run, error) {
+	var run atelier.Run
+	return &run, c.call(ctx, "POST", wsPath(workspace, "runs", url.PathEscape(id), "cancel"), nil, nil, &run)
+}
+
+func (c *Client) ListComputeTargets(ctx context.Context, workspace string) ([]*atelier.ComputeTarget, error) {
+	var out struct{ Compute []*atelier.ComputeTarget }
+	return out.Compute, c.call(ctx, "GET", wsPath(workspace, "compute"), nil, nil, &out)
+}

@@ -370,6 +370,9 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Snapshot", atelier.Snapshot{}, true},
 		{"Activity", atelier.Activity{}, true},
 		{"Event", atelier.Event{}, true},
+		{"RunSubmit", atelier.RunSubmit{}, false},
+		{"EnvironmentConfig", atelier.EnvironmentConfig{}, false},
+		{"ComputeTarget", atelier.ComputeTarget{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema, func(t *testing.T) {

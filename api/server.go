@@ -27,6 +27,8 @@ type Services interface {
 	atelier.SnapshotService
 	atelier.ActivityService
 	atelier.EventService
+	atelier.ModelService
+	atelier.ComputeService
 	UploadObject(ctx context.Context, workspace string, r io.Reader, digest string) (atelier.Object, error)
 }
 
@@ -77,7 +79,7 @@ const ws = "/api/v1/workspaces/{workspace}"
 
 // Routes is the whole API, one line a route.
 func (s *Server) Routes() []Route {
-	return []Route{
+	return append([]Route{
 		{Pattern: "GET /api/v1/health", Public: true, handler: s.health},
 		{Pattern: "GET /api/v1/openapi.json", Public: true, handler: s.openapi},
 
@@ -93,7 +95,9 @@ func (s *Server) Routes() []Route {
 		{Pattern: "POST " + ws + "/runs", handler: s.createRun},
 		{Pattern: "GET " + ws + "/runs", handler: s.listRuns},
 		{Pattern: "POST " + ws + "/runs/search", handler: s.searchRuns},
+		{Pattern: "POST " + ws + "/runs/submit", handler: s.submitRun},
 		{Pattern: "GET " + ws + "/runs/{run}", handler: s.getRun},
+		{Pattern: "POST " + ws + "/runs/{run}/cancel", handler: s.cancelRun},
 		{Pattern: "GET " + ws + "/runs/{run}/children", handler: s.listChildren},
 		{Pattern: "POST " + ws + "/runs/{run}/status", handler: s.updateRunStatus},
 		{Pattern: "POST " + ws + "/runs/{run}/params", handler: s.logParams},
@@ -117,10 +121,12 @@ func (s *Server) Routes() []Route {
 		{Pattern: "GET " + ws + "/snapshots/{snapshot}", handler: s.getSnapshot},
 		{Pattern: "GET " + ws + "/snapshots/{snapshot}/zip", handler: s.downloadSnapshot},
 
+		{Pattern: "GET " + ws + "/compute", handler: s.listCompute},
+
 		{Pattern: "GET " + ws + "/activities", handler: s.listActivities},
 		{Pattern: "GET " + ws + "/activities/{activity}", handler: s.getActivity},
 		{Pattern: "GET " + ws + "/events", handler: s.events},
-	}
+	}, s.modelRoutes()...)
 }
 
 // wrap authenticates the request and turns a handler's error into the JSON error response.

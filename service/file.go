@@ -25,6 +25,10 @@ func (s *Service) UploadFile(ctx context.Context, workspace, runID, path string,
 	if _, err := s.store.FindRun(ctx, workspace, runID); err != nil {
 		return nil, err
 	}
+	return s.uploadFile(ctx, workspace, runID, path, r, digest)
+}
+
+func (s *Service) uploadFile(ctx context.Context, workspace, runID, path string, r io.Reader, digest string) (*atelier.File, error) {
 	obj, err := s.putObject(ctx, workspace, r, digest)
 	if err != nil {
 		return nil, err
@@ -106,6 +110,10 @@ func (s *Service) AppendLog(ctx context.Context, workspace, runID, path string, 
 	if len(data) > MaxLogAppend {
 		return atelier.Errorf(atelier.ETOOLARGE, "log append of %d bytes is above the limit of %d", len(data), MaxLogAppend)
 	}
+	return s.appendLog(ctx, workspace, runID, path, data)
+}
+
+func (s *Service) appendLog(ctx context.Context, workspace, runID, path string, data []byte) error {
 	size, err := s.store.AppendLog(ctx, workspace, runID, path, data)
 	if err != nil {
 		return err

@@ -143,6 +143,15 @@ func (s *Service) UpdateRunStatus(ctx context.Context, workspace, id string, upd
 	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
 		return nil, err
 	}
+	if upd.Status == atelier.StatusCanceled {
+		return s.CancelRun(ctx, workspace, id)
+	}
+	return s.updateRunStatus(ctx, workspace, id, upd)
+}
+
+// updateRunStatus changes a run's status without authorization (for the scheduler) and tells
+// watchers.
+func (s *Service) updateRunStatus(ctx context.Context, workspace, id string, upd atelier.RunStatusUpdate) (*atelier.Run, error) {
 	run, err := s.store.UpdateRunStatus(ctx, workspace, id, upd)
 	if err != nil {
 		return nil, err

@@ -24,6 +24,10 @@ type Service struct {
 
 	// TempDir holds spooled uploads (snapshot zips) while they are checked.
 	TempDir string
+	// ServerURL is the address scripts use to reach the server.
+	ServerURL string
+	sched     *scheduler
+
 	// Snapshot limits.
 	SnapshotMaxBytes int64
 	SnapshotMaxFiles int
@@ -48,6 +52,7 @@ func New(store atelier.Store, objects atelier.ObjectStore, log *slog.Logger) *Se
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{store: store, objects: objects, events: NewBroker(), log: log, now: time.Now,
+		sched:            &scheduler{targets: map[string]*Target{}, running: map[string]map[string]context.CancelFunc{}, wake: make(chan struct{}, 1)},
 		SnapshotMaxBytes: atelier.DefaultSnapshotMaxBytes, SnapshotMaxFiles: atelier.DefaultSnapshotMaxFiles}
 }
 

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/atelier-ml/atelier"
@@ -40,6 +41,7 @@ type DB struct {
 	closed chan struct{}
 	wg     sync.WaitGroup
 
+	closeOnce atomic.Bool
 	// runWorkspace caches run id → workspace id; it never changes once a run exists.
 	runWorkspace sync.Map
 }
@@ -104,6 +106,9 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 
 // Close stops the writer and closes the database.
 func (db *DB) Close() error {
+	if !db.closeOnce.CompareAndSwap(false, true) {
+		return nil
+	}
 	close(db.closed)
 	db.wg.Wait()
 	// A passive checkpoint keeps the WAL short for the next start.
@@ -125,7 +130,9 @@ func NewID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (db *DB) now() time.Time { return db.Now().UTC() }
+// now is the store's clock at the precision it stores (milliseconds), so what a write returns
+// equals what a later read returns.
+func (db *DB) now() time.Time { return db.Now().UTC().Truncate(time.Millisecond) }
 
 // maxGroup bounds how many writes share one transaction, so one commit never waits too long.
 const maxGroup = 256

@@ -86,14 +86,14 @@ func (q *runQuery) compare(c *atelier.FilterCompare) (string, error) {
 				not = "NOT "
 			}
 			q.args = append(q.args, c.Field.Name)
-			return not + "EXISTS (SELECT 1 FROM metric_latest m WHERE m.run_id = r.id AND m.name = ?)", nil
+			return not + "EXISTS (SELECT 1 FROM metric_latest m WHERE m.run_id = r.id AND m.name = ? AND m.kind = 'scalar')", nil
 		}
 		cond, args, err := condition("m.value", c, true)
 		if err != nil {
 			return "", err
 		}
 		q.args = append(append(q.args, c.Field.Name), args...)
-		return "EXISTS (SELECT 1 FROM metric_latest m WHERE m.run_id = r.id AND m.name = ? AND " + cond + ")", nil
+		return "EXISTS (SELECT 1 FROM metric_latest m WHERE m.run_id = r.id AND m.name = ? AND m.kind = 'scalar' AND " + cond + ")", nil
 	case atelier.FieldParam, atelier.FieldTag, atelier.FieldProperty:
 		table := sideTables[c.Field.Kind]
 		if c.Op == "is null" || c.Op == "is not null" {
@@ -178,7 +178,8 @@ func condition(col string, c *atelier.FilterCompare, numeric bool) (string, []an
 			}
 			return v.Num, nil
 		}
-		if v.IsNumber {
+		// Params, tags and properties are text: a number compares as it was written.
+		if v.IsNumber && v.Str == "" {
 			return strconv.FormatFloat(v.Num, 'f', -1, 64), nil
 		}
 		return v.Str, nil
@@ -269,7 +270,7 @@ func (q *runQuery) orderBy(terms []atelier.OrderTerm) error {
 			}
 			alias := fmt.Sprintf("o%d", q.nJoins)
 			q.nJoins++
-			q.joins = append(q.joins, " LEFT JOIN metric_latest "+alias+" ON "+alias+".run_id = r.id AND "+alias+".name = ?")
+			q.joins = append(q.joins, " LEFT JOIN metric_latest "+alias+" ON "+alias+".run_id = r.id AND "+alias+".name = ? AND "+alias+".kind = 'scalar'")
 			q.jargs = append(q.jargs, t.Field.Name)
 			// Runs without the metric (or with NaN) sort last either way.
 			q.order = append(q.order, alias+".value IS NULL", alias+".value"+dir)
@@ -355,7 +356,7 @@ func (db *DB) ListRuns(ctx context.Context, workspace string, rq atelier.RunQuer
 	q.from = "runs r"
 	if len(terms) > 0 && terms[0].Field.Kind == atelier.FieldMetric && requiresMetric(expr, terms[0].Field.Name) {
 		q.inner = map[string]string{terms[0].Field.Name: "m0"}
-		q.from = "metric_latest m0 JOIN runs r ON r.id = m0.run_id AND m0.name = ?"
+		q.from = "metric_latest m0 JOIN runs r ON r.id = m0.run_id AND m0.name = ? AND m0.kind = 'scalar'"
 		q.jargs = append(q.jargs, terms[0].Field.Name)
 	}
 	if expr != nil {

@@ -233,7 +233,9 @@ func (db *DB) UpdateRunStatus(ctx context.Context, workspace, id string, upd ate
 			return atelier.Errorf(atelier.ECONFLICT, "run %s cannot go from %s to %s", id, run.Status, upd.Status)
 		}
 		now := db.now()
-		if run.StartedAt == nil && (upd.Status.Active() || upd.Status.Terminal()) && upd.Status != atelier.StatusCancelRequested {
+		// A run starts when it becomes active (or ends having run); canceling a queued run does not start it.
+		if run.StartedAt == nil && ((upd.Status.Active() && upd.Status != atelier.StatusCancelRequested) ||
+			upd.Status == atelier.StatusCompleted || upd.Status == atelier.StatusFailed) {
 			run.StartedAt = &now
 		}
 		if upd.Status.Terminal() {
@@ -357,4 +359,23 @@ func (db *DB) ReconcileRuns(ctx context.Context, reason string) ([]*atelier.Run,
 		out = append(out, run)
 	}
 	return out, nil
+}
+
+// QueuedRuns returns the runs waiting on a compute target, oldest first, across workspaces.
+func (db *DB) QueuedRuns(ctx context.Context, compute string, limit int) ([]*atelier.Run, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+runColumns+runFrom+` WHERE r.status = 'Queued' AND r.compute = ?
+		ORDER BY r.created_at, r.id LIMIT ?`, compute, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var runs []*atelier.Run
+	for rows.Next() {
+		run, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, run)
+	}
+	return runs, rows.Err()
 }

@@ -180,6 +180,79 @@ CREATE TABLE workspace_objects (
 	size         INTEGER NOT NULL,
 	PRIMARY KEY (workspace_id, digest)
 ) WITHOUT ROWID;
+CREATE INDEX runs_queued ON runs (compute, created_at) WHERE status = 'Queued';
+`, `
+-- The model registry (model.go). Versions are numbered from models.last_version, so a deleted
+-- version's number is never given again while the model exists.
+CREATE TABLE models (
+	id           INTEGER PRIMARY KEY,
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	name         TEXT NOT NULL,
+	last_version INTEGER NOT NULL DEFAULT 0,
+	created_at   INTEGER NOT NULL,
+	updated_at   INTEGER NOT NULL,
+	UNIQUE (workspace_id, name)
+);
+CREATE TABLE model_versions (
+	id                INTEGER PRIMARY KEY,
+	model_id          INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+	workspace_id      INTEGER NOT NULL,
+	version           INTEGER NOT NULL,
+	description       TEXT NOT NULL DEFAULT '',
+	framework         TEXT NOT NULL DEFAULT '',
+	framework_version TEXT NOT NULL DEFAULT '',
+	run_id            TEXT,
+	experiment        TEXT NOT NULL DEFAULT '',
+	path              TEXT NOT NULL DEFAULT '',
+	datasets          TEXT NOT NULL DEFAULT '[]',
+	file_count        INTEGER NOT NULL,
+	size              INTEGER NOT NULL,
+	created_by        TEXT NOT NULL DEFAULT '',
+	created_at        INTEGER NOT NULL,
+	updated_at        INTEGER NOT NULL,
+	UNIQUE (model_id, version)
+);
+CREATE INDEX model_versions_workspace ON model_versions (workspace_id, created_at);
+CREATE INDEX model_versions_run ON model_versions (run_id) WHERE run_id IS NOT NULL;
+CREATE TABLE model_version_tags (
+	version_id INTEGER NOT NULL REFERENCES model_versions(id) ON DELETE CASCADE,
+	key        TEXT NOT NULL,
+	value      TEXT NOT NULL,
+	PRIMARY KEY (version_id, key)
+) WITHOUT ROWID;
+CREATE INDEX model_version_tags_kv ON model_version_tags (key, value);
+CREATE TABLE model_version_properties (
+	version_id INTEGER NOT NULL REFERENCES model_versions(id) ON DELETE CASCADE,
+	key        TEXT NOT NULL,
+	value      TEXT NOT NULL,
+	PRIMARY KEY (version_id, key)
+) WITHOUT ROWID;
+CREATE INDEX model_version_properties_kv ON model_version_properties (key, value);
+-- Files reference content-addressed objects: registering from a run copies rows, not bytes.
+CREATE TABLE model_version_files (
+	version_id INTEGER NOT NULL REFERENCES model_versions(id) ON DELETE CASCADE,
+	path       TEXT NOT NULL,
+	digest     TEXT NOT NULL,
+	size       INTEGER NOT NULL,
+	PRIMARY KEY (version_id, path)
+) WITHOUT ROWID;
+CREATE INDEX model_version_files_digest ON model_version_files (digest);
+CREATE TABLE model_aliases (
+	model_id   INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+	alias      TEXT NOT NULL,
+	version_id INTEGER NOT NULL REFERENCES model_versions(id) ON DELETE CASCADE,
+	PRIMARY KEY (model_id, alias)
+) WITHOUT ROWID;
+CREATE INDEX model_aliases_version ON model_aliases (version_id);
+-- What uses a version (images, services); a referenced version cannot be deleted. The cascade
+-- serves only the deletion of a whole workspace: the store checks before deleting a version.
+CREATE TABLE model_references (
+	version_id INTEGER NOT NULL REFERENCES model_versions(id) ON DELETE CASCADE,
+	kind       TEXT NOT NULL,
+	ref_id     TEXT NOT NULL,
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY (version_id, kind, ref_id)
+) WITHOUT ROWID;
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

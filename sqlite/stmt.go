@@ -84,6 +84,10 @@ type txn struct {
 	cache *stmtCache
 }
 
+// A write must not be interrupted by its caller's context: modernc.org/sqlite interrupts the
+// connection, and SQLite then rolls back the whole transaction, with every other write of the
+// group in it. The writer checks each caller's context before running its write instead.
+
 func (t *txn) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	st, err := t.cache.get(ctx, query)
 	if err != nil || st == nil {
@@ -94,6 +98,7 @@ func (t *txn) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 }
 
 func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = context.WithoutCancel(ctx)
 	if st, err := t.stmt(ctx, query); err == nil && st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -101,6 +106,7 @@ func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *s
 }
 
 func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = context.WithoutCancel(ctx)
 	st, err := t.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -111,6 +117,7 @@ func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql
 }
 
 func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = context.WithoutCancel(ctx)
 	st, err := t.stmt(ctx, query)
 	if err != nil {
 		return nil, err

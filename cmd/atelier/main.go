@@ -46,6 +46,10 @@ func exitCode(err error) int {
 	if errors.As(err, &u) {
 		return exitUsage
 	}
+	var rf runFailedError
+	if errors.As(err, &rf) {
+		return exitRunFailed
+	}
 	var e *atelier.Error
 	if !errors.As(err, &e) {
 		return exitError

@@ -37,10 +37,10 @@ func parseKeyValues(flag string, list []string) (map[string]string, error) {
 
 func newRunCmd(cfg *clientConfig) *cobra.Command {
 	cmd := &cobra.Command{Use: "run", Short: "Create, log to, query and download runs"}
-	cmd.AddCommand(runCreateCmd(cfg), runLogCmd(cfg), runKVCmd(cfg, "param", "Set a param (immutable once set)"),
+	cmd.AddCommand(runSubmitCmd(cfg), runCreateCmd(cfg), runLogCmd(cfg), runKVCmd(cfg, "param", "Set a param (immutable once set)"),
 		runKVCmd(cfg, "tag", "Set a tag"), runKVCmd(cfg, "property", "Set a property (immutable once set)"),
 		runUploadCmd(cfg), runEndCmd(cfg, "complete", atelier.StatusCompleted), runEndCmd(cfg, "fail", atelier.StatusFailed),
-		runEndCmd(cfg, "cancel", atelier.StatusCanceled),
+		runCancelCmd(cfg),
 		runListCmd(cfg), runShowCmd(cfg), runMetricsCmd(cfg), runLogsCmd(cfg), runDownloadCmd(cfg), runChildrenCmd(cfg))
 	return cmd
 }
@@ -572,4 +572,25 @@ func gitInfo(dir string) *atelier.GitInfo {
 	status, _ := run("status", "--porcelain")
 	remote, _ := run("config", "--get", "remote.origin.url")
 	return &atelier.GitInfo{Commit: commit, Branch: branch, Dirty: status != "", Remote: remote}
+}
+
+func runCancelCmd(cfg *clientConfig) *cobra.Command {
+	return &cobra.Command{
+		Use: "cancel RUN", Short: "Cancel a run (a queued one at once; a running script gets SIGTERM, then SIGKILL)", Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			run, err := c.CancelRun(cmd.Context(), cfg.workspace, args[0])
+			if err != nil {
+				return err
+			}
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), run)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", run.ID, run.Status)
+			return nil
+		},
+	}
 }

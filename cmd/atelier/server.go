@@ -10,11 +10,16 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/api"
 	"github.com/atelier-ml/atelier/blob"
+	"github.com/atelier-ml/atelier/compute/local"
+	"github.com/atelier-ml/atelier/python"
 	"github.com/atelier-ml/atelier/service"
 	"github.com/atelier-ml/atelier/sqlite"
 	"github.com/spf13/cobra"
@@ -34,6 +39,8 @@ type serverConfig struct {
 	snapshotMaxBytes int64
 	snapshotMaxFiles int
 	debugAddr        string
+	maxLocalRuns     int
+	cancelGrace      time.Duration
 }
 
 func newServerCmd() *cobra.Command {
@@ -57,6 +64,9 @@ On first start it creates the workspace "default" and an administrator token, wr
 		"SQLite synchronous mode: NORMAL survives a crash of the server, FULL also a power loss (env ATELIER_SYNC)")
 	f.Int64Var(&cfg.snapshotMaxBytes, "snapshot-max-bytes", 300<<20, "largest snapshot accepted")
 	f.IntVar(&cfg.snapshotMaxFiles, "snapshot-max-files", 2000, "most files in a snapshot")
+	f.IntVar(&cfg.maxLocalRuns, "max-local-runs", envInt("ATELIER_MAX_LOCAL_RUNS", runtime.NumCPU()),
+		"runs the local compute target executes at once; more wait as Queued (env ATELIER_MAX_LOCAL_RUNS)")
+	f.DurationVar(&cfg.cancelGrace, "cancel-grace", 10*time.Second, "time a canceled script gets between SIGTERM and SIGKILL")
 	f.StringVar(&cfg.debugAddr, "debug-addr", os.Getenv("ATELIER_DEBUG_ADDR"), "serve Go's pprof profiles on this address (off when empty)")
 	return cmd
 }
@@ -72,7 +82,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if err != nil {
 		return err
 	}
-	for _, dir := range []string{dataDir, filepath.Join(dataDir, "objects"), filepath.Join(dataDir, "tmp")} {
+	for _, dir := range []string{dataDir, filepath.Join(dataDir, "objects"), filepath.Join(dataDir, "tmp"),
+		filepath.Join(dataDir, "work"), filepath.Join(dataDir, "envs"), filepath.Join(dataDir, "sdk")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("creating the data directory: %w", err)
 		}
@@ -116,6 +127,18 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if err != nil {
 		return err
 	}
+	svc.ServerURL = "http://" + ln.Addr().String()
+	sdkPath, err := python.Install(filepath.Join(dataDir, "sdk"))
+	if err != nil {
+		return fmt.Errorf("installing the Python SDK for runs: %w", err)
+	}
+	svc.AddComputeTarget(&service.Target{Name: atelier.DefaultCompute, Kind: "local", MaxConcurrentRuns: cfg.maxLocalRuns,
+		Executor: &local.Executor{WorkDir: filepath.Join(dataDir, "work"), SDKPath: sdkPath, CancelGrace: cfg.cancelGrace, Log: log,
+			Envs: &local.EnvCache{Dir: filepath.Join(dataDir, "envs")}}})
+	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
+	schedDone := make(chan struct{})
+	go func() { svc.RunScheduler(schedCtx); close(schedDone) }()
+	defer func() { stopSched(); <-schedDone }()
 	srv := &http.Server{
 		Handler:           logRequests(log, api.NewServer(svc, svc, log)),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -180,4 +203,11 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 		log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
 			"duration", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr)
 	})
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
 }

@@ -1,0 +1,540 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/api"
+	"github.com/spf13/cobra"
+)
+
+func newModelCmd(cfg *clientConfig) *cobra.Command {
+	cmd := &cobra.Command{Use: "model", Short: "Register, find, download and delete models",
+		Long: `The model registry: named models with numbered versions. A reference (REF) is
+NAME (the latest version), NAME:VERSION or NAME@ALIAS.`}
+	cmd.AddCommand(modelRegisterCmd(cfg), modelListCmd(cfg), modelShowCmd(cfg), modelDownloadCmd(cfg),
+		modelDeleteCmd(cfg), modelTagCmd(cfg), modelAliasCmd(cfg))
+	return cmd
+}
+
+func parseModelRef(s string) (atelier.ModelRef, error) {
+	ref, err := atelier.ParseModelRef(s)
+	if err != nil {
+		return ref, usagef("%s", atelier.ErrorMessage(err))
+	}
+	return ref, nil
+}
+
+func modelRegisterCmd(cfg *clientConfig) *cobra.Command {
+	var req atelier.ModelRegister
+	var tags, props []string
+	cmd := &cobra.Command{
+		Use:   "register --name N --path P [--run RUN]",
+		Short: "Register a new version of a model from a run's outputs or from local files",
+		Long: `Register the next version of a model.
+
+With --run, --path is a file or folder of the run (e.g. outputs/model.pkl): the version refers
+to the run's stored files, so nothing is uploaded or copied. Without --run, --path is a local
+file or folder: files the server does not hold yet are uploaded, then registered. Either way
+the files are named from the path's last element (outputs/model gives model/...).`,
+		Example: `  atelier model register --name diabetes --run $RUN --path outputs/model.pkl --tag stage=dev
+  atelier model register --name diabetes --path ./model_dir --framework scikit-learn --framework-version 1.5`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if req.Name == "" || req.Path == "" {
+				return usagef("--name and --path are required")
+			}
+			if err := atelier.ValidateModelName(req.Name); err != nil {
+				return usagef("%s", atelier.ErrorMessage(err))
+			}
+			if req.Tags, err = parseKeyValues("tag", tags); err != nil {
+				return err
+			}
+			if req.Properties, err = parseKeyValues("property", props); err != nil {
+				return err
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if req.RunID == "" {
+				if req.Files, err = uploadModelFiles(ctx, c, cfg.workspace, req.Path); err != nil {
+					return err
+				}
+				req.Path = ""
+			} else {
+				req.Path = strings.Trim(req.Path, "/")
+			}
+			v, err := c.RegisterModel(ctx, cfg.workspace, req)
+			if err != nil {
+				return err
+			}
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), v)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s:%d\n", v.Name, v.Version)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Name, "name", "", "model name")
+	f.StringVar(&req.Path, "path", "", "a file or folder of the run (with --run), else a local file or folder")
+	f.StringVar(&req.RunID, "run", "", "register from this run's files")
+	f.StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")
+	f.StringArrayVar(&props, "property", nil, "property KEY=VALUE, immutable (repeatable)")
+	f.StringVar(&req.Description, "description", "", "description")
+	f.StringVar(&req.Framework, "framework", "", "framework, e.g. scikit-learn")
+	f.StringVar(&req.FrameworkVersion, "framework-version", "", "framework version, e.g. 1.5")
+	f.StringArrayVar(&req.Datasets, "dataset", nil, "a data set or datastore path the model was trained on (repeatable)")
+	return cmd
+}
+
+// localModelFile is a file to upload, named as in the model.
+type localModelFile struct {
+	atelier.ModelFile
+	local string
+}
+
+// scanModelFiles lists a local file, or every regular file under a folder (nothing is ignored:
+// a model folder is taken whole), named from the path's last element.
+func scanModelFiles(root string) ([]*localModelFile, error) {
+	root = filepath.Clean(root)
+	fi, err := os.Stat(root)
+	if err != nil {
+		return nil, usagef("cannot read %s: %v", root, err)
+	}
+	base := filepath.Base(root)
+	if !fi.IsDir() {
+		return []*localModelFile{{ModelFile: atelier.ModelFile{Path: base, Size: fi.Size()}, local: root}}, nil
+	}
+	if abs, err := filepath.Abs(root); err == nil {
+		base = filepath.Base(abs)
+	}
+	var files []*localModelFile
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := os.Stat(p) // follows a link to a file
+		if err != nil {
+			return err
+		}
+		if !info.Mode().IsRegular() {
+			return nil // sockets, pipes, devices
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		files = append(files, &localModelFile{ModelFile: atelier.ModelFile{Path: path.Join(base, filepath.ToSlash(rel)), Size: info.Size()}, local: p})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, usagef("%s holds no files", root)
+	}
+	return files, nil
+}
+
+// uploadModelFiles hashes local files (in parallel), uploads those the server lacks with a
+// progress bar and returns the manifest.
+func uploadModelFiles(ctx context.Context, c *api.Client, workspace, root string) ([]atelier.ModelFile, error) {
+	files, err := scanModelFiles(root)
+	if err != nil {
+		return nil, err
+	}
+	var total int64
+	for _, f := range files {
+		total += f.Size
+	}
+	bar := newProgress(os.Stderr, "hashing", progressThreshold(total))
+	err = parallel(ctx, runtime.GOMAXPROCS(0), files, func(ctx context.Context, f *localModelFile) error {
+		digest, size, err := hashLocalFile(f.local, bar)
+		f.Digest, f.Size = digest, size
+		return err
+	})
+	bar.done()
+	if err != nil {
+		return nil, err
+	}
+	local := map[string]*localModelFile{}
+	digests := make([]string, 0, len(files))
+	manifest := make([]atelier.ModelFile, len(files))
+	for i, f := range files {
+		manifest[i] = f.ModelFile
+		if local[f.Digest] == nil {
+			local[f.Digest] = f
+			digests = append(digests, f.Digest)
+		}
+	}
+	missing, err := c.MissingObjects(ctx, workspace, digests)
+	if err != nil {
+		return nil, err
+	}
+	var upload int64
+	for _, d := range missing {
+		upload += local[d].Size
+	}
+	bar = newProgress(os.Stderr, "uploading model", progressThreshold(upload))
+	defer bar.done()
+	err = parallel(ctx, 8, missing, func(ctx context.Context, d string) error {
+		fh, err := os.Open(local[d].local)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		if _, err := c.UploadObject(ctx, workspace, bar.reader(fh), d); err != nil {
+			return fmt.Errorf("uploading %s: %w", local[d].local, err)
+		}
+		return nil
+	})
+	return manifest, err
+}
+
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+func hashLocalFile(p string, bar *progress) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	buf := hashBufs.Get().(*[]byte)
+	defer hashBufs.Put(buf)
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, bar.reader(f), *buf)
+	if err != nil {
+		return "", 0, fmt.Errorf("reading %s: %w", p, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+func modelListCmd(cfg *clientConfig) *cobra.Command {
+	var q atelier.ModelQuery
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "list [--name N] [--tag K[=V]]... [--property K=V]...",
+		Short: "List models, or search their versions by name, tags, properties or run",
+		Long: `Without filters, list the models: name, latest version, version count and aliases.
+With --name, --contains, --tag, --property or --run, list the matching versions (filters
+combine with AND), newest first unless --order-by says otherwise.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			ctx, out := cmd.Context(), cmd.OutOrStdout()
+			if q.Name == "" && len(q.Tags) == 0 && len(q.Properties) == 0 && q.RunID == "" && q.OrderBy == "" {
+				var models []*atelier.Model
+				mq := atelier.ModelQuery{NameContains: q.NameContains, Limit: q.Limit}
+				for {
+					page, err := c.ListModels(ctx, cfg.workspace, mq)
+					if err != nil {
+						return err
+					}
+					models = append(models, page.Models...)
+					if !all || page.NextPageToken == "" {
+						break
+					}
+					mq.PageToken = page.NextPageToken
+				}
+				if cfg.output == "json" {
+					return printJSON(out, models)
+				}
+				t := newTable(out, "NAME", "LATEST", "VERSIONS", "ALIASES", "UPDATED")
+				for _, m := range models {
+					t.row(m.Name, m.LatestVersion, m.VersionCount, kvString(m.Aliases), m.UpdatedAt)
+				}
+				return t.flush()
+			}
+			var versions []*atelier.ModelVersion
+			for {
+				page, err := c.ListModelVersions(ctx, cfg.workspace, q)
+				if err != nil {
+					return err
+				}
+				versions = append(versions, page.Versions...)
+				if !all || page.NextPageToken == "" {
+					break
+				}
+				q.PageToken = page.NextPageToken
+			}
+			if cfg.output == "json" {
+				return printJSON(out, versions)
+			}
+			t := newTable(out, "NAME", "VERSION", "ALIASES", "TAGS", "FRAMEWORK", "SIZE", "RUN", "CREATED")
+			for _, v := range versions {
+				t.row(v.Name, v.Version, strings.Join(v.Aliases, ","), truncate(kvString(v.Tags), 50),
+					strings.TrimSpace(v.Framework+" "+v.FrameworkVersion), humanBytes(v.Size), v.RunID, v.CreatedAt)
+			}
+			return t.flush()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&q.Name, "name", "", "versions of this model")
+	f.StringVar(&q.NameContains, "contains", "", "models whose name contains this (ignoring case)")
+	f.StringArrayVar(&q.Tags, "tag", nil, "versions with this tag: KEY or KEY=VALUE (repeatable)")
+	f.StringArrayVar(&q.Properties, "property", nil, "versions with this property: KEY or KEY=VALUE (repeatable)")
+	f.StringVar(&q.RunID, "run", "", "versions registered from this run")
+	f.StringVar(&q.OrderBy, "order-by", "", "version, created_at or name, then asc or desc")
+	f.IntVar(&q.Limit, "limit", atelier.DefaultPageSize, "page size")
+	f.BoolVar(&all, "all", false, "fetch every page")
+	return cmd
+}
+
+func modelShowCmd(cfg *clientConfig) *cobra.Command {
+	return &cobra.Command{
+		Use: "show REF", Short: "Show a model version (NAME, NAME:VERSION or NAME@ALIAS)", Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := parseModelRef(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			v, err := c.FindModelVersion(cmd.Context(), cfg.workspace, ref)
+			if err != nil {
+				return err
+			}
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), v)
+			}
+			t := newTable(cmd.OutOrStdout(), "FIELD", "VALUE")
+			t.row("name", v.Name)
+			t.row("version", v.Version)
+			t.row("aliases", strings.Join(v.Aliases, ", "))
+			t.row("description", v.Description)
+			t.row("framework", strings.TrimSpace(v.Framework+" "+v.FrameworkVersion))
+			t.row("run", v.RunID)
+			t.row("experiment", v.Experiment)
+			t.row("path", v.Path)
+			t.row("datasets", strings.Join(v.Datasets, ", "))
+			t.row("tags", kvString(v.Tags))
+			t.row("properties", kvString(v.Properties))
+			t.row("size", fmt.Sprintf("%s in %d files", humanBytes(v.Size), v.FileCount))
+			t.row("created", v.CreatedAt)
+			t.row("created by", v.CreatedBy)
+			for _, f := range v.Files {
+				t.row("file", fmt.Sprintf("%s (%s)", f.Path, humanBytes(f.Size)))
+			}
+			return t.flush()
+		},
+	}
+}
+
+func modelDownloadCmd(cfg *clientConfig) *cobra.Command {
+	var dir string
+	var asZip bool
+	cmd := &cobra.Command{
+		Use:   "download REF -d DIR [--zip]",
+		Short: "Download a model version's files into a folder (or as DIR/NAME-VERSION.zip)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := parseModelRef(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			// Resolve once, so an alias moved meanwhile cannot mix two versions.
+			v, err := c.FindModelVersion(ctx, cfg.workspace, ref)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			bar := newProgress(os.Stderr, "downloading "+v.Ref().String(), progressThreshold(v.Size))
+			defer bar.done()
+			if asZip {
+				dest := filepath.Join(dir, v.Name+"-"+strconv.FormatInt(v.Version, 10)+".zip")
+				return writeFileAtomic(dest, func(w io.Writer) error {
+					return c.WriteModelZip(ctx, cfg.workspace, v.Ref(), &countingWriter{w: w, p: bar})
+				})
+			}
+			return parallel(ctx, 8, v.Files, func(ctx context.Context, f atelier.ModelFile) error {
+				if err := atelier.ValidatePath(f.Path); err != nil {
+					return err
+				}
+				dest := filepath.Join(dir, filepath.FromSlash(f.Path))
+				if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+					return err
+				}
+				return writeFileAtomic(dest, func(w io.Writer) error {
+					_, rc, err := c.OpenModelFile(ctx, cfg.workspace, v.Ref(), f.Path)
+					if err != nil {
+						return err
+					}
+					defer rc.Close()
+					h := sha256.New()
+					if _, err := io.Copy(io.MultiWriter(w, h), bar.reader(rc)); err != nil {
+						return fmt.Errorf("downloading %s: %w", f.Path, err)
+					}
+					if hex.EncodeToString(h.Sum(nil)) != f.Digest {
+						return fmt.Errorf("downloading %s: the content does not match its digest", f.Path)
+					}
+					return nil
+				})
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&dir, "dir", "d", ".", "destination folder")
+	cmd.Flags().BoolVar(&asZip, "zip", false, "save one zip instead of the files")
+	return cmd
+}
+
+type countingWriter struct {
+	w io.Writer
+	p *progress
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.p.done_.Add(int64(n))
+	return n, err
+}
+
+// writeFileAtomic writes dest through a temporary file renamed into place.
+func writeFileAtomic(dest string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(dest), ".download-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dest)
+}
+
+func modelDeleteCmd(cfg *clientConfig) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete REF",
+		Short: "Delete a version (NAME:VERSION or NAME@ALIAS) or a whole model (NAME)",
+		Long: `Delete a model version, or every version of a model when REF is a bare name. A version
+an image or a deployed service uses cannot be deleted: the error lists what uses it.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := parseModelRef(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			if ref.Latest() && !strings.Contains(args[0], ":") {
+				return c.DeleteModel(cmd.Context(), cfg.workspace, ref.Name)
+			}
+			return c.DeleteModelVersion(cmd.Context(), cfg.workspace, ref)
+		},
+	}
+}
+
+func modelTagCmd(cfg *clientConfig) *cobra.Command {
+	var remove []string
+	cmd := &cobra.Command{
+		Use: "tag REF KEY=VALUE... [--remove KEY]...", Short: "Set or remove tags of a model version",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 {
+				return usagef("%s takes a model reference and KEY=VALUE pairs; see '%s --help'", cmd.CommandPath(), cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := parseModelRef(args[0])
+			if err != nil {
+				return err
+			}
+			tags, err := parseKeyValues("tag", args[1:])
+			if err != nil {
+				return err
+			}
+			if len(tags) == 0 && len(remove) == 0 {
+				return usagef("give KEY=VALUE pairs to set or --remove KEY")
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			v, err := c.UpdateModelVersion(cmd.Context(), cfg.workspace, ref, atelier.ModelVersionUpdate{Tags: tags, DeleteTags: remove})
+			if err != nil {
+				return err
+			}
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), v)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s:%d %s\n", v.Name, v.Version, kvString(v.Tags))
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&remove, "remove", nil, "remove this tag (repeatable)")
+	return cmd
+}
+
+func modelAliasCmd(cfg *clientConfig) *cobra.Command {
+	var remove bool
+	cmd := &cobra.Command{
+		Use:   "alias NAME ALIAS VERSION | alias NAME ALIAS --remove",
+		Short: "Point an alias (e.g. production) at a version, or remove it",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if want := map[bool]int{false: 3, true: 2}[remove]; len(args) != want {
+				return usagef("%s takes %d arguments, got %d; see '%s --help'", cmd.CommandPath(), want, len(args), cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			if remove {
+				return c.DeleteModelAlias(cmd.Context(), cfg.workspace, args[0], args[1])
+			}
+			version, err := strconv.ParseInt(args[2], 10, 64)
+			if err != nil || version < 1 {
+				return usagef("version %q is not a positive integer", args[2])
+			}
+			v, err := c.SetModelAlias(cmd.Context(), cfg.workspace, args[0], args[1], version)
+			if err != nil {
+				return err
+			}
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), v)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s@%s -> %s:%d\n", v.Name, args[1], v.Name, v.Version)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&remove, "remove", false, "remove the alias")
+	return cmd
+}

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/api"
+	"github.com/atelier-ml/atelier/archive"
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultRunConfigPath is where run submit looks for the run configuration.
+const DefaultRunConfigPath = ".atelier/run.yaml"
+
+// runConfigFile is the YAML form of atelier.RunConfig (documented in docs/runconfig.md).
+type runConfigFile struct {
+	atelier.RunConfig `yaml:",inline"`
+	Timeout           string `yaml:"timeout"`
+}
+
+// loadRunConfig reads a run configuration file, refusing unknown keys and wrong types with
+// the line and key named.
+func loadRunConfig(path string) (*atelier.RunConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var f runConfigFile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
+		msg = strings.ReplaceAll(msg, " in type main.runConfigFile", "")
+		msg = strings.ReplaceAll(msg, " in type atelier.EnvironmentConfig", " (under environment)")
+		msg = strings.ReplaceAll(msg, "!!", "")
+		return nil, atelier.Errorf(atelier.EINVALID, "%s: %s", path, msg)
+	}
+	c := f.RunConfig
+	if f.Timeout != "" {
+		d, err := parseTimeout(f.Timeout)
+		if err != nil {
+			return nil, atelier.Errorf(atelier.EINVALID, "%s: timeout: %v", path, err)
+		}
+		c.Timeout = d.Seconds()
+	}
+	return &c, nil
+}
+
+// parseTimeout accepts Go durations ("1h30m") or seconds ("90").
+func parseTimeout(s string) (time.Duration, error) {
+	if secs, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.Duration(secs * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is neither seconds nor a duration like 1h30m", s)
+	}
+	return d, nil
+}
+
+func runSubmitCmd(cfg *clientConfig) *cobra.Command {
+	var (
+		configPath, experiment, script, compute, python, requirements, conda, timeout, name string
+		args, envVars, tags                                                                 []string
+		wait                                                                                bool
+		opt                                                                                 archive.Options
+	)
+	cmd := &cobra.Command{
+		Use:   "submit DIR [flags] [-- SCRIPT ARGS...]",
+		Short: "Submit a training script directory to run on a compute target",
+		Long: `Submit a directory: it is snapshotted (honouring .amlignore, else .gitignore), uploaded
+(only new files), and its script is queued on a compute target ("local" by default).
+
+The run configuration comes from DIR/.atelier/run.yaml (or --config FILE), then the flags
+override it. See docs/runconfig.md. Arguments after -- are passed to the script.
+
+With --wait the command streams the run's status and output until it ends and exits 0 only
+when the run Completed (7 when it Failed or was Canceled).`,
+		Example: `  atelier run submit examples/sklearn-diabetes --experiment diabetes --script train.py --wait
+  atelier run submit . --requirements requirements.txt --timeout 2h -- --epochs 10`,
+		Args: func(cmd *cobra.Command, a []string) error {
+			if cmd.ArgsLenAtDash() == 0 || len(a) == 0 {
+				return usagef("run submit needs the source directory")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, a []string) error {
+			dir := a[0]
+			if dash := cmd.ArgsLenAtDash(); dash > 0 {
+				args = append(args, a[dash:]...)
+			} else if len(a) > 1 {
+				return usagef("unexpected arguments %q: put script arguments after --", a[1:])
+			}
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return usagef("%s is not a directory", dir)
+			}
+			rc := &atelier.RunConfig{}
+			path := configPath
+			if path == "" {
+				if _, err := os.Stat(filepath.Join(dir, DefaultRunConfigPath)); err == nil {
+					path = filepath.Join(dir, DefaultRunConfigPath)
+				}
+			}
+			if path != "" {
+				var err error
+				if rc, err = loadRunConfig(path); err != nil {
+					return err
+				}
+			}
+			f := cmd.Flags()
+			set := func(flag string, dst *string, v string) {
+				if f.Changed(flag) {
+					*dst = v
+				}
+			}
+			set("script", &rc.Script, script)
+			set("compute", &rc.Compute, compute)
+			set("python", &rc.Environment.Python, python)
+			set("requirements", &rc.Environment.Requirements, requirements)
+			set("conda", &rc.Environment.Conda, conda)
+			set("experiment", &rc.Experiment, experiment)
+			if len(args) > 0 {
+				rc.Arguments = args
+			}
+			if f.Changed("timeout") {
+				d, err := parseTimeout(timeout)
+				if err != nil {
+					return usagef("--timeout: %v", err)
+				}
+				rc.Timeout = d.Seconds()
+			}
+			vars, err := parseKeyValues("env", envVars)
+			if err != nil {
+				return err
+			}
+			for k, v := range vars {
+				if rc.Environment.Variables == nil {
+					rc.Environment.Variables = map[string]string{}
+				}
+				rc.Environment.Variables[k] = v
+			}
+			tagMap, err := parseKeyValues("tag", tags)
+			if err != nil {
+				return err
+			}
+			if rc.Experiment == "" {
+				return usagef("the experiment is missing: give --experiment or 'experiment:' in the run configuration")
+			}
+			if err := rc.Validate(nil); err != nil {
+				return err
+			}
+			if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(rc.Script))); err != nil {
+				return atelier.Errorf(atelier.EINVALID, "script %s not found in %s", rc.Script, dir)
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			snap, err := uploadSnapshot(ctx, c, cfg.workspace, dir, opt)
+			if err != nil {
+				return err
+			}
+			run, err := c.SubmitRun(ctx, cfg.workspace, atelier.RunSubmit{Experiment: rc.Experiment, Name: name,
+				SnapshotID: snap.ID, Config: *rc, Git: gitInfo(dir), Tags: tagMap})
+			if err != nil {
+				return err
+			}
+			if !wait {
+				if cfg.output == "json" {
+					return printJSON(cmd.OutOrStdout(), run)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), run.ID)
+				return nil
+			}
+			fmt.Fprintf(os.Stderr, "run %s queued on %s\n", run.ID, run.Compute)
+			final, err := waitForRun(ctx, c, cfg.workspace, run.ID, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			if cfg.output == "json" {
+				printJSON(cmd.OutOrStdout(), final)
+			}
+			if final.Status != atelier.StatusCompleted {
+				return runFailedError{final}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "run configuration file (default DIR/"+DefaultRunConfigPath+")")
+	f.StringVarP(&experiment, "experiment", "e", "", "experiment name")
+	f.StringVar(&name, "name", "", "display name of the run")
+	f.StringVar(&script, "script", "", "script to run, relative to DIR")
+	f.StringVar(&compute, "compute", "", "compute target (default local)")
+	f.StringVar(&python, "python", "", "python interpreter on the compute target (path or command)")
+	f.StringVar(&requirements, "requirements", "", "pip requirements file, relative to DIR")
+	f.StringVar(&conda, "conda", "", "conda environment file, relative to DIR")
+	f.StringVar(&timeout, "timeout", "", "fail the run after this long (e.g. 90, 30m, 2h)")
+	f.StringArrayVar(&envVars, "env", nil, "environment variable KEY=VALUE for the script (repeatable)")
+	f.StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")
+	f.BoolVar(&wait, "wait", false, "stream status and output until the run ends; exit 0 only if it Completed")
+	snapshotFlags(cmd, &opt)
+	return cmd
+}
+
+// runFailedError makes the process exit with exitRunFailed.
+type runFailedError struct{ run *atelier.Run }
+
+func (e runFailedError) Error() string {
+	msg := fmt.Sprintf("run %s %s", e.run.ID, e.run.Status)
+	if e.run.Error != "" {
+		msg += ": " + e.run.Error
+	}
+	return msg
+}
+
+// waitForRun prints status changes to stderr and the run's output to out until the run ends.
+func waitForRun(ctx context.Context, c *api.Client, workspace, id string, out io.Writer) (*atelier.Run, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := c.Subscribe(ctx, workspace, atelier.EventFilter{RunID: id, Types: []string{atelier.EventRunStatus}})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for e := range events {
+			fmt.Fprintf(os.Stderr, "[%s] %s\n", e.Time.Local().Format("15:04:05"), summarizeEvent(e))
+		}
+	}()
+	// The log stream ends when the run ends; it is read from where it was left after a
+	// connection drops.
+	var offset int64
+	for {
+		rc, err := c.FollowLog(ctx, workspace, id, DefaultLogPath, offset, true)
+		if err == nil {
+			n, _ := io.Copy(out, rc)
+			rc.Close()
+			offset += n
+		} else if atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			return nil, err
+		}
+		run, err := c.FindRun(ctx, workspace, id)
+		if err != nil {
+			return nil, err
+		}
+		if run.Status.Terminal() {
+			return run, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func newComputeCmd(cfg *clientConfig) *cobra.Command {
+	cmd := &cobra.Command{Use: "compute", Short: "List compute targets"}
+	list := &cobra.Command{
+		Use: "list", Short: "List compute targets with their queues", Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			list, err := c.ListComputeTargets(cmd.Context(), cfg.workspace)
+			if err != nil {
+				return err
+			}
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), list)
+			}
+			t := newTable(cmd.OutOrStdout(), "NAME", "KIND", "MAX CONCURRENT", "QUEUED", "RUNNING")
+			for _, ct := range list {
+				t.row(ct.Name, ct.Kind, ct.MaxConcurrentRuns, ct.Queued, ct.Running)
+			}
+			return t.flush()
+		},
+	}
+	cmd.AddCommand(list)
+	return cmd
+}

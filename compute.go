@@ -1,0 +1,61 @@
+package atelier
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// ComputeTarget is where runs execute. Every workspace has "local": this server's machine.
+type ComputeTarget struct {
+	Name              string `json:"name"`
+	Kind              string `json:"kind"` // local, later ssh, slurm, kubernetes
+	MaxConcurrentRuns int    `json:"max_concurrent_runs"`
+	Queued            int    `json:"queued"`
+	Running           int    `json:"running"`
+}
+
+// ComputeService lists compute targets and submits and cancels runs on them.
+type ComputeService interface {
+	ListComputeTargets(ctx context.Context, workspace string) ([]*ComputeTarget, error)
+	// SubmitRun queues a script run on a compute target.
+	SubmitRun(ctx context.Context, workspace string, s RunSubmit) (*Run, error)
+	// CancelRun cancels a queued run at once and asks an active one to stop.
+	CancelRun(ctx context.Context, workspace, id string) (*Run, error)
+}
+
+// Job is a run handed to an executor.
+type Job struct {
+	Run      *Run
+	Config   RunConfig
+	Snapshot *Snapshot
+	// Env is the run context the script receives (server URL, workspace, run id, a run token).
+	Env map[string]string
+}
+
+// JobResult is how a job ended.
+type JobResult struct {
+	ExitCode *int
+	// Status is the run's final status: Completed, Failed or Canceled.
+	Status RunStatus
+	Error  string
+}
+
+// JobHost is what an executor needs from the server while it runs a job.
+type JobHost interface {
+	OpenObject(ctx context.Context, digest string) (io.ReadCloser, error)
+	// SetStatus records Preparing, Running and Finalizing.
+	SetStatus(ctx context.Context, job *Job, status RunStatus) error
+	AppendLog(ctx context.Context, job *Job, path string, data []byte) error
+	UploadFile(ctx context.Context, job *Job, path string, r io.Reader) error
+}
+
+// Executor runs jobs on one kind of compute target.
+type Executor interface {
+	// Run executes a job and blocks until it ends. Canceling ctx cancels the job (the result
+	// is then Canceled); the executor leaves no process behind either way.
+	Run(ctx context.Context, host JobHost, job *Job) JobResult
+}
+
+// DefaultCancelGrace is how long a canceled script gets between SIGTERM and SIGKILL.
+const DefaultCancelGrace = 10 * time.Second

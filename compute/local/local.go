@@ -1,0 +1,420 @@
+// Package local is the compute target "local": it runs scripts as processes of this machine,
+// each in its own process group and working directory, with Python environments cached by
+// the hash of their specification.
+package local
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/archive"
+)
+
+var _ atelier.Executor = (*Executor)(nil)
+
+// Executor runs jobs as local processes.
+type Executor struct {
+	// WorkDir holds one working directory per run, removed when the run ends.
+	WorkDir string
+	// Envs caches Python environments.
+	Envs *EnvCache
+	// SDKPath is put on PYTHONPATH so scripts import the atelier SDK without installing it.
+	SDKPath string
+	// CancelGrace is the time between SIGTERM and SIGKILL.
+	CancelGrace time.Duration
+	// MaxLogBytes caps what is captured of a script's output; beyond it the output is drained
+	// and dropped with a note, so a runaway script cannot fill the server's disk.
+	MaxLogBytes int64
+	// KeepWorkDirs keeps working directories after runs (for debugging).
+	KeepWorkDirs bool
+	Log          *slog.Logger
+}
+
+// Log paths of a run.
+const (
+	StdLogPath     = "logs/std_log.txt"
+	PrepareLogPath = "logs/prepare_log.txt"
+)
+
+// Run prepares the working directory and environment, runs the script and uploads its outputs.
+func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.Job) atelier.JobResult {
+	// Host calls must outlive a cancellation of ctx: a canceled run still records its logs.
+	hostCtx := context.WithoutCancel(ctx)
+	dir := filepath.Join(e.WorkDir, job.Run.ID)
+	if !e.KeepWorkDirs {
+		defer os.RemoveAll(dir)
+	}
+	fail := func(format string, args ...any) atelier.JobResult {
+		if ctx.Err() != nil {
+			return atelier.JobResult{Status: atelier.StatusCanceled, Error: "canceled while preparing"}
+		}
+		return atelier.JobResult{Status: atelier.StatusFailed, Error: fmt.Sprintf(format, args...)}
+	}
+	if err := host.SetStatus(hostCtx, job, atelier.StatusPreparing); err != nil {
+		return fail("recording the Preparing status: %v", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fail("creating the working directory: %v", err)
+	}
+	if err := archive.Extract(ctx, job.Snapshot.Entries, dir, func(en atelier.SnapshotEntry) (io.ReadCloser, error) {
+		return host.OpenObject(ctx, en.Digest)
+	}); err != nil {
+		return fail("extracting the snapshot: %s", atelier.ErrorMessage(err))
+	}
+	prepLog := &hostWriter{ctx: hostCtx, host: host, job: job, path: PrepareLogPath}
+	python, err := e.Envs.Python(ctx, job.Config.Environment, dir, prepLog)
+	prepLog.Close()
+	if err != nil {
+		return fail("preparing the environment: %s", atelier.ErrorMessage(err))
+	}
+	if ctx.Err() != nil {
+		return fail("canceled")
+	}
+
+	cmd := exec.Command(python, append([]string{job.Config.Script}, job.Config.Arguments...)...)
+	cmd.Dir = dir
+	cmd.Env = e.environ(job)
+	// A process group of its own, so cancel and cleanup reach every process the script forks.
+	// Pdeathsig: if the server is killed, its scripts do not run on unwatched.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	out := &capture{w: &hostWriter{ctx: hostCtx, host: host, job: job, path: StdLogPath}, max: e.maxLog()}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fail("creating the output pipe: %v", err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := host.SetStatus(hostCtx, job, atelier.StatusRunning); err != nil {
+		pr.Close()
+		pw.Close()
+		return fail("recording the Running status: %v", err)
+	}
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return fail("starting %s: %v", python, err)
+	}
+	pw.Close()
+	copied := make(chan struct{})
+	go func() {
+		out.copyLines(pr)
+		close(copied)
+	}()
+	logsDone := make(chan struct{})
+	logsStopped := make(chan struct{})
+	go func() {
+		e.syncLogs(hostCtx, host, job, dir, logsDone)
+		close(logsStopped)
+	}()
+
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	var timeout <-chan time.Time
+	if job.Config.Timeout > 0 {
+		t := time.NewTimer(time.Duration(job.Config.Timeout * float64(time.Second)))
+		defer t.Stop()
+		timeout = t.C
+	}
+	var reason atelier.RunStatus
+	var waitErr error
+	select {
+	case waitErr = <-waited:
+	case <-ctx.Done():
+		reason = atelier.StatusCanceled
+		waitErr = e.stop(cmd, waited)
+	case <-timeout:
+		reason = atelier.StatusFailed
+		waitErr = e.stop(cmd, waited)
+	}
+	// The script may have left children behind (daemons, forked workers): end the group.
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-copied
+	pr.Close()
+	out.Close()
+
+	host.SetStatus(hostCtx, job, atelier.StatusFinalizing)
+	close(logsDone)
+	<-logsStopped
+	uploadErr := e.uploadDir(hostCtx, host, job, dir, "outputs")
+
+	res := atelier.JobResult{}
+	var exit *exec.ExitError
+	switch {
+	case waitErr == nil:
+		code := 0
+		res.ExitCode = &code
+	case errors.As(waitErr, &exit):
+		code := exit.ExitCode()
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+		res.ExitCode = &code
+	default:
+		res.Error = waitErr.Error()
+	}
+	switch {
+	case reason == atelier.StatusCanceled:
+		res.Status, res.Error = atelier.StatusCanceled, "canceled by request"
+	case reason == atelier.StatusFailed:
+		res.Status, res.Error = atelier.StatusFailed, fmt.Sprintf("timed out after %s", time.Duration(job.Config.Timeout*float64(time.Second)))
+	case res.ExitCode != nil && *res.ExitCode == 0 && uploadErr == nil:
+		res.Status = atelier.StatusCompleted
+	case res.ExitCode != nil && *res.ExitCode == 0:
+		res.Status, res.Error = atelier.StatusFailed, "uploading outputs: "+atelier.ErrorMessage(uploadErr)
+	default:
+		res.Status = atelier.StatusFailed
+		msg := "the script failed"
+		if res.ExitCode != nil {
+			msg = fmt.Sprintf("the script exited with code %d", *res.ExitCode)
+		}
+		if tail := out.tail(); tail != "" {
+			msg += "; its last output lines:\n" + tail
+		}
+		res.Error = msg
+	}
+	return res
+}
+
+// stop sends SIGTERM to the process group, then SIGKILL after the grace period.
+func (e *Executor) stop(cmd *exec.Cmd, waited <-chan error) error {
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	grace := e.CancelGrace
+	if grace <= 0 {
+		grace = atelier.DefaultCancelGrace
+	}
+	select {
+	case err := <-waited:
+		return err
+	case <-time.After(grace):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		return <-waited
+	}
+}
+
+func (e *Executor) maxLog() int64 {
+	if e.MaxLogBytes > 0 {
+		return e.MaxLogBytes
+	}
+	return 100 << 20
+}
+
+// environ is the script's environment: the server's, the configured variables, the run
+// context and the SDK on PYTHONPATH.
+func (e *Executor) environ(job *atelier.Job) []string {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok && !strings.HasPrefix(k, "ATELIER_") {
+			env[k] = v
+		}
+	}
+	for k, v := range job.Config.Environment.Variables {
+		env[k] = v
+	}
+	for k, v := range job.Env {
+		env[k] = v
+	}
+	env["PYTHONUNBUFFERED"] = "1"
+	if e.SDKPath != "" {
+		if p := env["PYTHONPATH"]; p != "" {
+			env["PYTHONPATH"] = e.SDKPath + string(os.PathListSeparator) + p
+		} else {
+			env["PYTHONPATH"] = e.SDKPath
+		}
+	}
+	list := make([]string, 0, len(env))
+	for k, v := range env {
+		list = append(list, k+"="+v)
+	}
+	return list
+}
+
+// syncLogs uploads the files the script writes under ./logs every few seconds while it runs,
+// and once more at the end.
+func (e *Executor) syncLogs(ctx context.Context, host atelier.JobHost, job *atelier.Job, dir string, done <-chan struct{}) {
+	seen := map[string]time.Time{}
+	sync := func() {
+		root := filepath.Join(dir, "logs")
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return nil
+			}
+			fi, err := d.Info()
+			if err != nil || seen[p].Equal(fi.ModTime()) {
+				return nil
+			}
+			rel, _ := filepath.Rel(dir, p)
+			rel = filepath.ToSlash(rel)
+			if rel == StdLogPath || rel == PrepareLogPath {
+				return nil // those names belong to the captured output
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return nil
+			}
+			defer f.Close()
+			if err := host.UploadFile(ctx, job, rel, f); err == nil {
+				seen[p] = fi.ModTime()
+			}
+			return nil
+		})
+	}
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			sync()
+			return
+		case <-tick.C:
+			sync()
+		}
+	}
+}
+
+// uploadDir uploads every regular file under dir/sub as a run file with the same path.
+func (e *Executor) uploadDir(ctx context.Context, host atelier.JobHost, job *atelier.Job, dir, sub string) error {
+	var first error
+	root := filepath.Join(dir, sub)
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) && first == nil {
+				first = err
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil // symlinks could point anywhere on this machine: not uploaded
+		}
+		rel, _ := filepath.Rel(dir, p)
+		f, err := os.Open(p)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			return nil
+		}
+		defer f.Close()
+		if err := host.UploadFile(ctx, job, filepath.ToSlash(rel), f); err != nil && first == nil {
+			first = fmt.Errorf("%s: %w", rel, err)
+		}
+		return nil
+	})
+	return first
+}
+
+// hostWriter sends what is written to a run's log, in chunks.
+type hostWriter struct {
+	ctx  context.Context
+	host atelier.JobHost
+	job  *atelier.Job
+	path string
+	mu   sync.Mutex
+	buf  []byte
+	last time.Time
+}
+
+func (w *hostWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	if len(w.buf) >= 64<<10 || time.Since(w.last) > 200*time.Millisecond {
+		w.flushLocked()
+	}
+	return len(p), nil
+}
+
+func (w *hostWriter) flushLocked() {
+	if len(w.buf) == 0 {
+		return
+	}
+	w.host.AppendLog(w.ctx, w.job, w.path, w.buf)
+	w.buf, w.last = w.buf[:0], time.Now()
+}
+
+func (w *hostWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.flushLocked()
+	return nil
+}
+
+// capture copies a script's output line by line to the log, keeping the last lines for the
+// error message and dropping what exceeds the cap.
+type capture struct {
+	w       *hostWriter
+	max     int64
+	written int64
+	lines   []string
+	mu      sync.Mutex
+}
+
+const tailLines = 20
+
+func (c *capture) copyLines(r io.Reader) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	ticker := time.NewTicker(200 * time.Millisecond)
+	defer ticker.Stop()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // flush partial output of a quiet script now and then
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ticker.C:
+				c.w.mu.Lock()
+				c.w.flushLocked()
+				c.w.mu.Unlock()
+			}
+		}
+	}()
+	truncated := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			c.remember(line)
+			if c.written+int64(len(line)) <= c.max {
+				c.w.Write(line)
+				c.written += int64(len(line))
+			} else if !truncated {
+				truncated = true
+				c.w.Write([]byte(fmt.Sprintf("\n[atelier: output truncated after %d bytes; the rest was discarded]\n", c.written)))
+			}
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+func (c *capture) remember(line []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := strings.TrimRight(string(line), "\r\n")
+	if len(s) > 500 {
+		s = s[:500] + "…"
+	}
+	c.lines = append(c.lines, s)
+	if len(c.lines) > tailLines {
+		c.lines = c.lines[len(c.lines)-tailLines:]
+	}
+}
+
+func (c *capture) tail() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.lines, "\n")
+}
+
+func (c *capture) Close() error { return c.w.Close() }

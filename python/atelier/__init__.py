@@ -1,0 +1,20 @@
+"""atelier: the Python SDK of the atelier ML workspace server.
+
+Modelled on the Azure ML run API, so scripts port with an import change::
+
+    from atelier import Run
+    run = Run.get_context()
+    run.log("rmse", 0.5)
+
+Standard library only.
+"""
+
+from ._http import ActivityFailedError, AtelierError
+from .run import OfflineRun, Run
+from .submit import Environment, ScriptRunConfig
+from .workspace import Experiment, Workspace
+
+__version__ = "0.1.0"
+
+__all__ = ["ActivityFailedError", "AtelierError", "Environment", "Experiment", "OfflineRun", "Run",
+           "ScriptRunConfig", "Workspace", "__version__"]

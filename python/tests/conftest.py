@@ -1,0 +1,117 @@
+"""Fixtures: one real atelier server for the session, built from this checkout."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+PY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(PY_DIR)
+sys.path.insert(0, PY_DIR)
+
+import atelier  # noqa: E402
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """(base URL, admin token) of a running atelier server."""
+    if shutil.which("go") is None:
+        pytest.skip("go is not installed")
+    tmp = tmp_path_factory.mktemp("atelier")
+    binary = str(tmp / "atelier")
+    subprocess.run(["go", "build", "-o", binary, "./cmd/atelier"], cwd=REPO_ROOT, check=True)
+    data = tmp / "data"
+    port = _free_port()
+    url = "http://127.0.0.1:%d" % port
+    log = open(tmp / "server.log", "wb")
+    proc = subprocess.Popen([binary, "server", "--data", str(data), "--addr", "127.0.0.1:%d" % port],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/api/v1/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("atelier server did not start:\n" + (tmp / "server.log").read_text())
+            time.sleep(0.05)
+        token = (data / "admin-token").read_text().strip()
+        yield url, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def ws(server):
+    url, token = server
+    return atelier.Workspace(url, token, "default")
+
+
+@pytest.fixture
+def run(ws, request):
+    """A fresh interactive run, completed (if still running) after the test."""
+    exp = atelier.Experiment(ws, "pytest")
+    r = exp.start_logging(name=request.node.name[:200])
+    yield r
+    try:
+        if r.get_status() == "Running":
+            r.complete()
+    except atelier.AtelierError:
+        pass
+
+
+def api(ws, method, path, body=None, query=None):
+    """A raw API call for checking what the server stored."""
+    return ws._client.request(method, "/api/v1/workspaces/%s%s" % (ws.name, path), body=body, query=query)
+
+
+def run_env(ws, run):
+    env = dict(os.environ)
+    env.update({"ATELIER_SERVER": ws.server, "ATELIER_TOKEN": ws._client.token, "ATELIER_WORKSPACE": ws.name,
+                "ATELIER_RUN_ID": run.id, "ATELIER_EXPERIMENT": run.experiment.name,
+                "PYTHONPATH": PY_DIR + os.pathsep + env.get("PYTHONPATH", "")})
+    return env
+
+
+def png_bytes(width=2, height=2, rgb=(255, 0, 0)):
+    """A tiny valid PNG, made with the standard library."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        c = struct.pack(">I", len(data)) + kind + data
+        return c + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(autouse=True)
+def _reset_context():
+    atelier.Run._context = None
+    yield
+    atelier.Run._context = None
+
+
+__all__ = ["api", "run_env", "png_bytes", "json"]

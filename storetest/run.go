@@ -1,0 +1,424 @@
+package storetest
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/google/go-cmp/cmp"
+)
+
+func testRuns(t *testing.T, open func(t *testing.T) atelier.Store) {
+	s := open(t)
+	ctx := Context(t)
+	MustCreateWorkspace(t, s, "ws")
+	MustCreateWorkspace(t, s, "other")
+
+	t.Run("CreateFind", func(t *testing.T) {
+		c := atelier.RunCreate{
+			Experiment: "exp", Name: "first run", Compute: "local",
+			Config:     json.RawMessage(`{"script": "train.py", "args": ["--lr", "0.1"]}`),
+			SnapshotID: "abc123", Git: &atelier.GitInfo{Commit: "deadbeef", Branch: "main", Dirty: true},
+			Params:     map[string]string{"lr": "0.1", "layers": "3"},
+			Tags:       map[string]string{"team": "vision", "mlflow.runName": "x"},
+			Properties: map[string]string{"azureml.runsource": "script"},
+		}
+		created := MustCreateRun(t, s, "ws", c)
+		if created.ID == "" || created.Status != atelier.StatusNotStarted || created.StartedAt != nil || created.EndedAt != nil {
+			t.Errorf("CreateRun = %+v, want an id, NotStarted, no start or end", created)
+		}
+		got := MustFindRun(t, s, "ws", created.ID)
+		want := &atelier.Run{
+			ID: created.ID, Workspace: "ws", Experiment: "exp", Name: "first run", Status: atelier.StatusNotStarted,
+			CreatedAt: created.CreatedAt, CreatedBy: "tester", Compute: "local", Config: c.Config, SnapshotID: "abc123",
+			Git:    &atelier.GitInfo{Commit: "deadbeef", Branch: "main", Dirty: true},
+			Params: map[string]string{"lr": "0.1", "layers": "3"}, Tags: map[string]string{"team": "vision", "mlflow.runName": "x"},
+			Properties: map[string]string{"azureml.runsource": "script"}, Metrics: map[string]atelier.Float{},
+		}
+		opts := cmp.Options{approxTime, cmp.Comparer(func(a, b json.RawMessage) bool { return jsonEqual(a, b) })}
+		if diff := cmp.Diff(want, got, opts); diff != "" {
+			t.Errorf("FindRun (-want +got):\n%s", diff)
+		}
+		if time.Since(got.CreatedAt) > time.Minute || time.Since(got.CreatedAt) < -time.Minute {
+			t.Errorf("CreatedAt = %v, want about now", got.CreatedAt)
+		}
+		// Created active, a run has started.
+		live := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "exp", Status: atelier.StatusRunning})
+		if got := MustFindRun(t, s, "ws", live.ID); got.Status != atelier.StatusRunning || got.StartedAt == nil {
+			t.Errorf("run created Running = %s, StartedAt %v; want Running with StartedAt", got.Status, got.StartedAt)
+		}
+	})
+
+	t.Run("ReturnedRunMatchesStored", func(t *testing.T) {
+		// What a write returns is what a read returns afterwards, times included: callers hand the
+		// returned run to clients, who filter on its times (created_at >= ...).
+		created := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "exp", Params: map[string]string{"a": "1"}})
+		if diff := cmp.Diff(MustFindRun(t, s, "ws", created.ID), created); diff != "" {
+			t.Errorf("CreateRun result differs from FindRun (-find +create):\n%s", diff)
+		}
+		started := MustSetStatus(t, s, "ws", created.ID, atelier.StatusRunning)
+		if diff := cmp.Diff(MustFindRun(t, s, "ws", created.ID), started); diff != "" {
+			t.Errorf("UpdateRunStatus(Running) result differs from FindRun (-find +update):\n%s", diff)
+		}
+		ended := MustSetStatus(t, s, "ws", created.ID, atelier.StatusCompleted)
+		if diff := cmp.Diff(MustFindRun(t, s, "ws", created.ID), ended); diff != "" {
+			t.Errorf("UpdateRunStatus(Completed) result differs from FindRun (-find +update):\n%s", diff)
+		}
+		ws := &atelier.Workspace{Name: "returned"}
+		mustOK(t, s.CreateWorkspace(ctx, ws), "CreateWorkspace")
+		found, err := s.FindWorkspace(ctx, "returned")
+		mustOK(t, err, "FindWorkspace")
+		if diff := cmp.Diff(found, ws); diff != "" {
+			t.Errorf("CreateWorkspace result differs from FindWorkspace (-find +create):\n%s", diff)
+		}
+	})
+
+	t.Run("CreateErrors", func(t *testing.T) {
+		long := string(make([]byte, atelier.MaxKeyLength+1))
+		for _, tc := range []struct {
+			name string
+			ws   string
+			c    atelier.RunCreate
+			code string
+		}{
+			{"no experiment", "ws", atelier.RunCreate{}, atelier.EINVALID},
+			{"experiment with slash", "ws", atelier.RunCreate{Experiment: "a/b"}, atelier.EINVALID},
+			{"terminal status", "ws", atelier.RunCreate{Experiment: "e", Status: atelier.StatusCompleted}, atelier.EINVALID},
+			{"unknown status", "ws", atelier.RunCreate{Experiment: "e", Status: "Done"}, atelier.EINVALID},
+			{"empty param key", "ws", atelier.RunCreate{Experiment: "e", Params: map[string]string{"": "x"}}, atelier.EINVALID},
+			{"long tag key", "ws", atelier.RunCreate{Experiment: "e", Tags: map[string]string{long: "x"}}, atelier.EINVALID},
+			{"bad config", "ws", atelier.RunCreate{Experiment: "e", Config: json.RawMessage(`{`)}, atelier.EINVALID},
+			{"missing workspace", "nope", atelier.RunCreate{Experiment: "e"}, atelier.ENOTFOUND},
+			{"missing parent", "ws", atelier.RunCreate{Experiment: "e", ParentID: "0123456789abcdef0123456789abcdef"}, atelier.ENOTFOUND},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				_, err := s.CreateRun(ctx, tc.ws, tc.c)
+				wantCode(t, err, tc.code, "CreateRun(%+v)", tc.c)
+			})
+		}
+		if _, err := s.FindExperiment(ctx, "ws", "e"); atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			t.Errorf("refused CreateRun left experiment e behind (FindExperiment err %v)", err)
+		}
+	})
+
+	t.Run("Children", func(t *testing.T) {
+		parent := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "sweep"})
+		c1 := MustCreateRun(t, s, "ws", atelier.RunCreate{ParentID: parent.ID, Name: "c1"})
+		c2 := MustCreateRun(t, s, "ws", atelier.RunCreate{ParentID: parent.ID, Experiment: "elsewhere"})
+		grandchild := MustCreateRun(t, s, "ws", atelier.RunCreate{ParentID: c1.ID})
+		for _, tc := range []struct {
+			run            *atelier.Run
+			parent, exp    string
+			wantChildCount int64
+		}{
+			{parent, "", "sweep", 2},
+			{c1, parent.ID, "sweep", 1},
+			{c2, parent.ID, "elsewhere", 0},
+			{grandchild, c1.ID, "sweep", 0},
+		} {
+			got := MustFindRun(t, s, "ws", tc.run.ID)
+			if got.ParentID != tc.parent || got.Experiment != tc.exp || got.ChildCount != tc.wantChildCount {
+				t.Errorf("run %s: parent %q, experiment %q, %d children; want %q, %q, %d",
+					tc.run.Name, got.ParentID, got.Experiment, got.ChildCount, tc.parent, tc.exp, tc.wantChildCount)
+			}
+		}
+		if c1.Experiment != "sweep" {
+			t.Errorf("CreateRun of a child without experiment returned experiment %q, want the parent's", c1.Experiment)
+		}
+		_, err := s.CreateRun(ctx, "other", atelier.RunCreate{ParentID: parent.ID})
+		wantCode(t, err, atelier.ENOTFOUND, "CreateRun(parent in another workspace)")
+		_, err = s.CreateRun(ctx, "other", atelier.RunCreate{Experiment: "x", ParentID: parent.ID})
+		wantCode(t, err, atelier.ENOTFOUND, "CreateRun(parent in another workspace, with experiment)")
+		if got := MustFindRun(t, s, "ws", parent.ID); got.ChildCount != 2 {
+			t.Errorf("refused cross-workspace child counted: ChildCount %d, want 2", got.ChildCount)
+		}
+	})
+
+	t.Run("OtherWorkspace", func(t *testing.T) {
+		run := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "exp", Status: atelier.StatusRunning,
+			Tags: map[string]string{"t": "1"}})
+		for _, tc := range []struct {
+			name string
+			call func(ws string) error
+		}{
+			{"FindRun", func(ws string) error { _, err := s.FindRun(ctx, ws, run.ID); return err }},
+			{"UpdateRunStatus", func(ws string) error {
+				_, err := s.UpdateRunStatus(ctx, ws, run.ID, atelier.RunStatusUpdate{Status: atelier.StatusCompleted})
+				return err
+			}},
+			{"LogParams", func(ws string) error { return s.LogParams(ctx, ws, run.ID, map[string]string{"p": "1"}) }},
+			{"SetTags", func(ws string) error { return s.SetTags(ctx, ws, run.ID, map[string]string{"t": "2"}) }},
+			{"DeleteTag", func(ws string) error { return s.DeleteTag(ctx, ws, run.ID, "t") }},
+			{"AddProperties", func(ws string) error { return s.AddProperties(ctx, ws, run.ID, map[string]string{"p": "1"}) }},
+			{"LogMetrics", func(ws string) error {
+				return s.LogMetrics(ctx, ws, run.ID, &atelier.MetricBatch{Points: []atelier.MetricPoint{{Name: "m", Value: 1}}})
+			}},
+			{"ListMetrics", func(ws string) error { _, err := s.ListMetrics(ctx, ws, run.ID); return err }},
+			{"MetricHistory", func(ws string) error {
+				_, err := s.MetricHistory(ctx, ws, run.ID, "m", atelier.HistoryQuery{})
+				return err
+			}},
+			{"PutFile", func(ws string) error {
+				return s.PutFile(ctx, ws, run.ID, &atelier.File{Path: "outputs/x", Digest: digestOf("x"), Size: 1})
+			}},
+			{"ListFiles", func(ws string) error { _, err := s.ListFiles(ctx, ws, run.ID, ""); return err }},
+			{"AppendLog", func(ws string) error { _, err := s.AppendLog(ctx, ws, run.ID, "logs/x.txt", []byte("x")); return err }},
+			{"ReadLog", func(ws string) error { _, err := s.ReadLog(ctx, ws, run.ID, "logs/x.txt", 0, 0); return err }},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				wantCode(t, tc.call("other"), atelier.ENOTFOUND, "%s in another workspace", tc.name)
+				wantCode(t, tc.call("missing"), atelier.ENOTFOUND, "%s in a missing workspace", tc.name)
+			})
+		}
+		got := MustFindRun(t, s, "ws", run.ID)
+		if got.Status != atelier.StatusRunning || len(got.Params) != 0 || len(got.Properties) != 0 || len(got.Metrics) != 0 ||
+			got.Tags["t"] != "1" {
+			t.Errorf("writes through another workspace changed the run: %+v", got)
+		}
+		files, err := s.ListFiles(ctx, "ws", run.ID, "")
+		mustOK(t, err, "ListFiles")
+		if len(files) != 0 {
+			t.Errorf("writes through another workspace stored files: %v", files)
+		}
+		_, err = s.FindRun(ctx, "ws", "0123456789abcdef0123456789abcdef")
+		wantCode(t, err, atelier.ENOTFOUND, "FindRun(missing id)")
+	})
+
+	t.Run("Params", func(t *testing.T) {
+		run := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "exp", Params: map[string]string{"lr": "0.1"}})
+		mustOK(t, s.LogParams(ctx, "ws", run.ID, map[string]string{"lr": "0.1", "epochs": "10"}), "LogParams(same value + new key)")
+		wantCode(t, s.LogParams(ctx, "ws", run.ID, map[string]string{"lr": "0.2"}), atelier.ECONFLICT, "LogParams(changed value)")
+		// One conflicting key fails the whole call: none of the other keys of that call are written,
+		// whatever order the store visits them in.
+		batch := map[string]string{"lr": "0.3"}
+		for i := range 50 {
+			batch[fmt.Sprintf("new%02d", i)] = "v"
+		}
+		wantCode(t, s.LogParams(ctx, "ws", run.ID, batch), atelier.ECONFLICT, "LogParams(batch with one conflict)")
+		wantCode(t, s.LogParams(ctx, "ws", run.ID, map[string]string{"": "x"}), atelier.EINVALID, "LogParams(empty key)")
+		wantCode(t, s.LogParams(ctx, "ws", run.ID, map[string]string{"big": string(make([]byte, atelier.MaxParamValue+1))}),
+			atelier.EINVALID, "LogParams(value too long)")
+		got := MustFindRun(t, s, "ws", run.ID)
+		if diff := cmp.Diff(map[string]string{"lr": "0.1", "epochs": "10"}, got.Params); diff != "" {
+			t.Errorf("params (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("Tags", func(t *testing.T) {
+		run := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "exp", Tags: map[string]string{"stage": "dev"}})
+		mustOK(t, s.SetTags(ctx, "ws", run.ID, map[string]string{"stage": "prod", "owner": "ana"}), "SetTags")
+		if got := MustFindRun(t, s, "ws", run.ID).Tags; !cmp.Equal(got, map[string]string{"stage": "prod", "owner": "ana"}) {
+			t.Errorf("tags after SetTags = %v, want stage=prod owner=ana", got)
+		}
+		mustOK(t, s.DeleteTag(ctx, "ws", run.ID, "stage"), "DeleteTag")
+		if got := MustFindRun(t, s, "ws", run.ID).Tags; !cmp.Equal(got, map[string]string{"owner": "ana"}) {
+			t.Errorf("tags after DeleteTag = %v, want owner=ana", got)
+		}
+		wantCode(t, s.DeleteTag(ctx, "ws", run.ID, "stage"), atelier.ENOTFOUND, "DeleteTag(deleted tag)")
+		wantCode(t, s.DeleteTag(ctx, "ws", run.ID, "never"), atelier.ENOTFOUND, "DeleteTag(missing tag)")
+		wantCode(t, s.SetTags(ctx, "ws", run.ID, map[string]string{" x": "1"}), atelier.EINVALID, "SetTags(leading space)")
+	})
+
+	t.Run("Properties", func(t *testing.T) {
+		run := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "exp", Properties: map[string]string{"source": "cli"}})
+		mustOK(t, s.AddProperties(ctx, "ws", run.ID, map[string]string{"source": "cli", "hash": "h"}), "AddProperties")
+		wantCode(t, s.AddProperties(ctx, "ws", run.ID, map[string]string{"source": "ui", "other": "o"}), atelier.ECONFLICT,
+			"AddProperties(changed value)")
+		if got := MustFindRun(t, s, "ws", run.ID).Properties; !cmp.Equal(got, map[string]string{"source": "cli", "hash": "h"}) {
+			t.Errorf("properties = %v, want source=cli hash=h", got)
+		}
+	})
+}
+
+func testRunStatus(t *testing.T, open func(t *testing.T) atelier.Store) {
+	s := open(t)
+	ctx := Context(t)
+	MustCreateWorkspace(t, s, "ws")
+
+	// newRunIn returns a run in status from, reached by a legal path.
+	newRunIn := func(t *testing.T, from atelier.RunStatus) *atelier.Run {
+		t.Helper()
+		if !from.Terminal() {
+			return MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "lifecycle", Status: from})
+		}
+		run := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "lifecycle", Status: atelier.StatusRunning})
+		return MustSetStatus(t, s, "ws", run.ID, from)
+	}
+	const (
+		NotStarted      = atelier.StatusNotStarted
+		Queued          = atelier.StatusQueued
+		Preparing       = atelier.StatusPreparing
+		Running         = atelier.StatusRunning
+		Finalizing      = atelier.StatusFinalizing
+		CancelRequested = atelier.StatusCancelRequested
+		Completed       = atelier.StatusCompleted
+		Failed          = atelier.StatusFailed
+		Canceled        = atelier.StatusCanceled
+	)
+	for _, tc := range []struct {
+		from, to atelier.RunStatus
+		code     string
+	}{
+		{NotStarted, Queued, ""},
+		{NotStarted, Running, ""},
+		{NotStarted, Completed, ""},
+		{Queued, Preparing, ""},
+		{Queued, Canceled, ""},
+		{Preparing, Running, ""},
+		{Running, Finalizing, ""},
+		{Running, CancelRequested, ""},
+		{Running, Failed, ""},
+		{Finalizing, Completed, ""},
+		{CancelRequested, Canceled, ""},
+		{CancelRequested, Failed, ""},
+		{Running, Running, atelier.ECONFLICT},
+		{Running, Queued, atelier.ECONFLICT},
+		{Running, NotStarted, atelier.ECONFLICT},
+		{Finalizing, Running, atelier.ECONFLICT},
+		{CancelRequested, Running, atelier.ECONFLICT},
+		{Completed, Running, atelier.ECONFLICT},
+		{Completed, Failed, atelier.ECONFLICT},
+		{Failed, Completed, atelier.ECONFLICT},
+		{Canceled, Queued, atelier.ECONFLICT},
+		{Running, "Done", atelier.EINVALID},
+	} {
+		t.Run(fmt.Sprintf("%s→%s", tc.from, tc.to), func(t *testing.T) {
+			run := newRunIn(t, tc.from)
+			_, err := s.UpdateRunStatus(ctx, "ws", run.ID, atelier.RunStatusUpdate{Status: tc.to})
+			wantCode(t, err, tc.code, "UpdateRunStatus(%s → %s)", tc.from, tc.to)
+			want := tc.to
+			if tc.code != "" {
+				want = tc.from
+			}
+			if got := MustFindRun(t, s, "ws", run.ID); got.Status != want {
+				t.Errorf("status after %s → %s is %s, want %s", tc.from, tc.to, got.Status, want)
+			}
+		})
+	}
+
+	t.Run("Times", func(t *testing.T) {
+		run := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "lifecycle"})
+		queued := MustSetStatus(t, s, "ws", run.ID, Queued)
+		if queued.StartedAt != nil || queued.EndedAt != nil {
+			t.Errorf("Queued run has StartedAt %v, EndedAt %v; want neither", queued.StartedAt, queued.EndedAt)
+		}
+		MustSetStatus(t, s, "ws", run.ID, Running)
+		got := MustFindRun(t, s, "ws", run.ID)
+		if got.StartedAt == nil || got.EndedAt != nil {
+			t.Fatalf("Running run has StartedAt %v, EndedAt %v; want StartedAt only", got.StartedAt, got.EndedAt)
+		}
+		if got.StartedAt.Before(got.CreatedAt) {
+			t.Errorf("StartedAt %v before CreatedAt %v", got.StartedAt, got.CreatedAt)
+		}
+		startedAt := *got.StartedAt
+		time.Sleep(5 * time.Millisecond)
+		MustSetStatus(t, s, "ws", run.ID, Finalizing)
+		MustSetStatus(t, s, "ws", run.ID, Completed)
+		got = MustFindRun(t, s, "ws", run.ID)
+		if got.StartedAt == nil || !got.StartedAt.Equal(startedAt) {
+			t.Errorf("StartedAt changed from %v to %v on later transitions", startedAt, got.StartedAt)
+		}
+		if got.EndedAt == nil || got.EndedAt.Before(startedAt.Add(time.Millisecond)) {
+			t.Errorf("Completed run has EndedAt %v, want set after StartedAt %v (5ms earlier)", got.EndedAt, startedAt)
+		}
+		if d := got.Duration(time.Now()); d <= 0 || d > time.Minute {
+			t.Errorf("Duration = %v, want a few milliseconds", d)
+		}
+	})
+
+	t.Run("FailedKeepsErrorAndExitCode", func(t *testing.T) {
+		run := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "lifecycle", Status: Running})
+		upd, err := s.UpdateRunStatus(ctx, "ws", run.ID, atelier.RunStatusUpdate{Status: Failed, Error: "Traceback: boom", ExitCode: ptr(3)})
+		mustOK(t, err, "UpdateRunStatus(Failed)")
+		for _, got := range []*atelier.Run{upd, MustFindRun(t, s, "ws", run.ID)} {
+			if got.Status != Failed || got.Error != "Traceback: boom" || got.ExitCode == nil || *got.ExitCode != 3 || got.EndedAt == nil {
+				t.Errorf("failed run = status %s, error %q, exit code %v, ended %v; want Failed, the error, 3, ended",
+					got.Status, got.Error, got.ExitCode, got.EndedAt)
+			}
+		}
+		// A refused transition changes nothing, not even the error.
+		_, err = s.UpdateRunStatus(ctx, "ws", run.ID, atelier.RunStatusUpdate{Status: Completed, Error: "other", ExitCode: ptr(0)})
+		wantCode(t, err, atelier.ECONFLICT, "UpdateRunStatus(Failed → Completed)")
+		if got := MustFindRun(t, s, "ws", run.ID); got.Error != "Traceback: boom" || got.ExitCode == nil || *got.ExitCode != 3 {
+			t.Errorf("refused transition changed error %q / exit code %v", got.Error, got.ExitCode)
+		}
+		// An exit code of 0 is kept too (it is not "no exit code").
+		ok := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "lifecycle", Status: Running})
+		_, err = s.UpdateRunStatus(ctx, "ws", ok.ID, atelier.RunStatusUpdate{Status: Completed, ExitCode: ptr(0)})
+		mustOK(t, err, "UpdateRunStatus(Completed, exit 0)")
+		if got := MustFindRun(t, s, "ws", ok.ID); got.ExitCode == nil || *got.ExitCode != 0 || got.Error != "" {
+			t.Errorf("completed run exit code %v, error %q; want 0 and no error", got.ExitCode, got.Error)
+		}
+	})
+}
+
+func testReconcileRuns(t *testing.T, open func(t *testing.T) atelier.Store) {
+	s := open(t)
+	ctx := Context(t)
+	MustCreateWorkspace(t, s, "a")
+	MustCreateWorkspace(t, s, "b")
+	status := map[string]atelier.RunStatus{} // run id → status expected after reconciling
+	var active []string
+	for i, st := range atelier.RunStatuses {
+		ws := []string{"a", "b"}[i%2]
+		var run *atelier.Run
+		if st.Terminal() {
+			run = MustCreateRun(t, s, ws, atelier.RunCreate{Experiment: "e", Status: atelier.StatusRunning})
+			_, err := s.UpdateRunStatus(ctx, ws, run.ID, atelier.RunStatusUpdate{Status: st, Error: "own error"})
+			mustOK(t, err, "UpdateRunStatus")
+		} else {
+			run = MustCreateRun(t, s, ws, atelier.RunCreate{Experiment: "e", Status: st})
+		}
+		status[run.ID] = st
+		if st.Active() {
+			status[run.ID] = atelier.StatusFailed
+			active = append(active, run.ID)
+		}
+	}
+	failed, err := s.ReconcileRuns(ctx, "the server restarted")
+	mustOK(t, err, "ReconcileRuns")
+	if diff := cmp.Diff(sorted(active), sorted(runIDs(failed))); diff != "" {
+		t.Errorf("ReconcileRuns returned (-want +got):\n%s", diff)
+	}
+	for _, r := range failed {
+		if r.Status != atelier.StatusFailed || r.Error != "the server restarted" || r.EndedAt == nil {
+			t.Errorf("reconciled run %s returned as %s, error %q, ended %v", r.ID, r.Status, r.Error, r.EndedAt)
+		}
+	}
+	for _, ws := range []string{"a", "b"} {
+		page, err := s.ListRuns(ctx, ws, atelier.RunQuery{})
+		mustOK(t, err, "ListRuns")
+		for _, r := range page.Runs {
+			if r.Status != status[r.ID] {
+				t.Errorf("after ReconcileRuns run %s is %s, want %s", r.ID, r.Status, status[r.ID])
+			}
+			wantErr := ""
+			switch {
+			case sortedContains(active, r.ID):
+				wantErr = "the server restarted"
+			case r.Status.Terminal():
+				wantErr = "own error"
+			}
+			if r.Error != wantErr {
+				t.Errorf("after ReconcileRuns run %s (%s) has error %q, want %q", r.ID, r.Status, r.Error, wantErr)
+			}
+			if sortedContains(active, r.ID) && r.EndedAt == nil {
+				t.Errorf("reconciled run %s has no EndedAt", r.ID)
+			}
+		}
+	}
+	again, err := s.ReconcileRuns(ctx, "twice")
+	mustOK(t, err, "ReconcileRuns again")
+	if len(again) != 0 {
+		t.Errorf("second ReconcileRuns failed %d runs, want 0", len(again))
+	}
+}
+
+func sortedContains(list []string, s string) bool {
+	list = sorted(list)
+	i := sort.SearchStrings(list, s)
+	return i < len(list) && list[i] == s
+}
