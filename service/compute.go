@@ -131,6 +131,18 @@ func (s *Service) CancelRun(ctx context.Context, workspace, id string) (*atelier
 	return run, err
 }
 
+// executing reports whether a run's script is executing on this server.
+func (sc *scheduler) executing(runID string) bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	for _, runs := range sc.running {
+		if runs[runID] != nil {
+			return true
+		}
+	}
+	return false
+}
+
 func (sc *scheduler) poke() {
 	select {
 	case sc.wake <- struct{}{}:

@@ -146,6 +146,11 @@ func (s *Service) UpdateRunStatus(ctx context.Context, workspace, id string, upd
 	if upd.Status == atelier.StatusCanceled {
 		return s.CancelRun(ctx, workspace, id)
 	}
+	if s.sched.executing(id) && upd.Status.Terminal() {
+		// A submitted script that completes or fails its own run (as Azure ML scripts do)
+		// does not end it: the script's exit does, once its outputs are uploaded.
+		return s.store.FindRun(ctx, workspace, id)
+	}
 	return s.updateRunStatus(ctx, workspace, id, upd)
 }
 

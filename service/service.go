@@ -70,6 +70,16 @@ func (s *Service) Init(ctx context.Context) error {
 	} else if err != nil {
 		return err
 	}
+	// No script runs yet, so no run token may work: those of runs cut short by a stop die here.
+	tokens, err := s.store.ListTokens(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range tokens {
+		if t.Kind == atelier.PrincipalRun && t.RevokedAt == nil {
+			s.revokeToken(ctx, t.ID)
+		}
+	}
 	runs, err := s.store.ReconcileRuns(ctx, "the server stopped while the run was active (it was restarted or crashed); the run's process did not survive")
 	for _, run := range runs {
 		s.log.Warn("run failed on start: it was active when the server stopped", "workspace", run.Workspace, "run", run.ID)

@@ -119,16 +119,37 @@ func (db *DB) Close() error {
 }
 
 // NewID returns a 32-hex-character id that sorts by creation time (48 bits of milliseconds,
-// 80 random bits), the same shape as MLflow's run ids.
+// 80 random bits), the same shape as MLflow's run ids. Ids made in the same millisecond by this
+// process increase, so runs created together keep their order.
 func NewID() string {
-	var b [16]byte
+	idMu.Lock()
+	defer idMu.Unlock()
 	ms := uint64(time.Now().UnixMilli())
-	for i := 0; i < 6; i++ {
-		b[i] = byte(ms >> (40 - 8*i))
+	if ms <= idLastMS {
+		ms = idLastMS
+		// Increment the random part as a big-endian number.
+		for i := 15; i >= 6; i-- {
+			idLast[i]++
+			if idLast[i] != 0 {
+				break
+			}
+		}
+	} else {
+		rand.Read(idLast[6:])
+		idLast[6] &= 0x7f // headroom for increments
 	}
-	rand.Read(b[6:])
-	return hex.EncodeToString(b[:])
+	idLastMS = ms
+	for i := 0; i < 6; i++ {
+		idLast[i] = byte(ms >> (40 - 8*i))
+	}
+	return hex.EncodeToString(idLast[:])
 }
+
+var (
+	idMu     sync.Mutex
+	idLast   [16]byte
+	idLastMS uint64
+)
 
 // now is the store's clock at the precision it stores (milliseconds), so what a write returns
 // equals what a later read returns.

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,18 +33,22 @@ func loadRunConfig(path string) (*atelier.RunConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	var f runConfigFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
-		msg = strings.ReplaceAll(msg, " in type main.runConfigFile", "")
-		msg = strings.ReplaceAll(msg, " in type atelier.EnvironmentConfig", " (under environment)")
-		msg = strings.ReplaceAll(msg, "!!", "")
-		return nil, atelier.Errorf(atelier.EINVALID, "%s: %s", path, msg)
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, atelier.Errorf(atelier.EINVALID, "%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	c := f.RunConfig
+	var c atelier.RunConfig
+	if len(doc.Content) == 0 {
+		return &c, nil // an empty file: flags say everything
+	}
+	if err := checkRunConfigNode(doc.Content[0]); err != nil {
+		return nil, atelier.Errorf(atelier.EINVALID, "%s: %v", path, err)
+	}
+	var f runConfigFile
+	if err := doc.Content[0].Decode(&f); err != nil {
+		return nil, atelier.Errorf(atelier.EINVALID, "%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	c = f.RunConfig
 	if f.Timeout != "" {
 		d, err := parseTimeout(f.Timeout)
 		if err != nil {
@@ -55,6 +57,59 @@ func loadRunConfig(path string) (*atelier.RunConfig, error) {
 		c.Timeout = d.Seconds()
 	}
 	return &c, nil
+}
+
+// The shape of a run configuration: each key's kind of YAML node.
+var runConfigShape = map[string]yaml.Kind{"script": yaml.ScalarNode, "arguments": yaml.SequenceNode,
+	"compute": yaml.ScalarNode, "experiment": yaml.ScalarNode, "timeout": yaml.ScalarNode, "environment": yaml.MappingNode}
+
+var environmentShape = map[string]yaml.Kind{"python": yaml.ScalarNode, "requirements": yaml.ScalarNode,
+	"conda": yaml.ScalarNode, "variables": yaml.MappingNode}
+
+var kindNames = map[yaml.Kind]string{yaml.ScalarNode: "a single value", yaml.SequenceNode: "a list",
+	yaml.MappingNode: "a mapping of keys", yaml.AliasNode: "an alias"}
+
+// checkShape checks a mapping against the keys it may hold, naming the line and the key of
+// the first mistake (yaml's own type errors name neither).
+func checkShape(n *yaml.Node, where string, shape map[string]yaml.Kind) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: %s must be %s, not %s", n.Line, where, kindNames[yaml.MappingNode], kindNames[n.Kind])
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		want, ok := shape[k.Value]
+		if !ok {
+			keys := make([]string, 0, len(shape))
+			for key := range shape {
+				keys = append(keys, key)
+			}
+			sortStrings(keys)
+			return fmt.Errorf("line %d: unknown key %q in %s (known: %s)", k.Line, k.Value, where, strings.Join(keys, ", "))
+		}
+		if v.Kind != want && !(v.Tag == "!!null") {
+			return fmt.Errorf("line %d: %s must be %s, not %s", v.Line, k.Value, kindNames[want], kindNames[v.Kind])
+		}
+		switch k.Value {
+		case "environment":
+			if err := checkShape(v, "environment", environmentShape); err != nil {
+				return err
+			}
+		case "arguments", "variables":
+			for j, item := range v.Content {
+				if v.Kind == yaml.MappingNode && j%2 == 0 {
+					continue // a variable's name
+				}
+				if item.Kind != yaml.ScalarNode {
+					return fmt.Errorf("line %d: each of %s must be %s, not %s", item.Line, k.Value, kindNames[yaml.ScalarNode], kindNames[item.Kind])
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func checkRunConfigNode(n *yaml.Node) error {
+	return checkShape(n, "the run configuration", runConfigShape)
 }
 
 // parseTimeout accepts Go durations ("1h30m") or seconds ("90").

@@ -5,6 +5,7 @@ package local
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -137,9 +139,16 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 		reason = atelier.StatusFailed
 		waitErr = e.stop(cmd, waited)
 	}
-	// The script may have left children behind (daemons, forked workers): end the group.
+	// The script may have left children behind (forked workers, daemons that left its process
+	// group): end them all, or they would run on unwatched and hold the output pipe open.
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	<-copied
+	killStragglers(job.Env["ATELIER_RUN_ID"])
+	select {
+	case <-copied:
+	case <-time.After(2 * time.Second):
+		pr.Close() // something we could not find still holds the pipe: stop reading it
+		<-copied
+	}
 	pr.Close()
 	out.Close()
 
@@ -384,7 +393,7 @@ func (c *capture) copyLines(r io.Reader) {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
 			c.remember(line)
-			if c.written+int64(len(line)) <= c.max {
+			if !truncated && c.written+int64(len(line)) <= c.max {
 				c.w.Write(line)
 				c.written += int64(len(line))
 			} else if !truncated {
@@ -418,3 +427,36 @@ func (c *capture) tail() string {
 }
 
 func (c *capture) Close() error { return c.w.Close() }
+
+// killStragglers kills every process whose environment marks it as part of the run: a daemon
+// that called setsid left the process group, but it keeps the environment it was started with.
+func killStragglers(runID string) {
+	if runID == "" {
+		return
+	}
+	marker := []byte("ATELIER_RUN_ID=" + runID + "\x00")
+	self := os.Getpid()
+	for round := 0; round < 5; round++ {
+		entries, err := os.ReadDir("/proc")
+		if err != nil {
+			return // not Linux: the process group kill is all there is
+		}
+		found := false
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == self {
+				continue
+			}
+			env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+			if err != nil || !bytes.Contains(env, marker) {
+				continue
+			}
+			syscall.Kill(pid, syscall.SIGKILL)
+			found = true
+		}
+		if !found {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
