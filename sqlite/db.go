@@ -42,6 +42,8 @@ type DB struct {
 	wg     sync.WaitGroup
 
 	closeOnce atomic.Bool
+	// series caches decoded metric series (see seriescache.go).
+	series *seriesCache
 	// runWorkspace caches run id → workspace id; it never changes once a run exists.
 	runWorkspace sync.Map
 }
@@ -57,12 +59,18 @@ type Options struct {
 	// Synchronous is SQLite's synchronous pragma. NORMAL (the default) keeps every committed
 	// transaction across a crash of the process (kill -9); FULL also across a power loss.
 	Synchronous string
+	// SeriesCacheBytes bounds the memory of decoded metric series kept for re-reads
+	// (default 256 MiB).
+	SeriesCacheBytes int64
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
 func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	if opt.Synchronous == "" {
 		opt.Synchronous = "NORMAL"
+	}
+	if opt.SeriesCacheBytes <= 0 {
+		opt.SeriesCacheBytes = 256 << 20
 	}
 	switch strings.ToUpper(opt.Synchronous) {
 	case "OFF", "NORMAL", "FULL", "EXTRA":
@@ -93,6 +101,7 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	readDB.SetMaxIdleConns(max(4, 2*runtime.NumCPU()))
 
 	db := &DB{path: path, read: newPool(readDB), write: write, writeStmts: &stmtCache{db: write}, Now: time.Now, NewID: NewID,
+		series: newSeriesCache(opt.SeriesCacheBytes),
 		writes: make(chan *writeReq, 1024), closed: make(chan struct{})}
 	if err := db.migrate(ctx); err != nil {
 		db.read.Close()

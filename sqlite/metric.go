@@ -226,11 +226,18 @@ func (db *DB) MetricHistory(ctx context.Context, workspace, runID, name string, 
 	if kind != atelier.MetricScalar {
 		return nil, atelier.Errorf(atelier.EINVALID, "metric %q is a %s: read its records, not a series", name, kind)
 	}
+	key := runID + "\x00" + name
+	if p, ok := db.series.get(key, count); ok {
+		return series.ToSeries(name, p, q), nil
+	}
+	// Small enough series are read whole and cached (charts re-read them as they zoom);
+	// larger ones read only the chunks of the window.
+	whole := count <= maxCachedSeriesPoints
 	minStep, maxStep := int64(math.MinInt64), int64(math.MaxInt64)
-	if q.MinStep != nil {
+	if q.MinStep != nil && !whole {
 		minStep = *q.MinStep
 	}
-	if q.MaxStep != nil {
+	if q.MaxStep != nil && !whole {
 		maxStep = *q.MaxStep
 	}
 	rows, err := db.read.QueryContext(ctx, `SELECT data FROM metric_chunks WHERE run_id = ? AND name = ? AND max_step >= ? AND min_step <= ? ORDER BY seq`,
@@ -239,22 +246,26 @@ func (db *DB) MetricHistory(ctx context.Context, workspace, runID, name string, 
 		return nil, err
 	}
 	defer rows.Close()
-	var chunks []series.Points
+	// Decoding every chunk into one column set lets Merge return it as is when the steps are
+	// already in order (the usual case).
+	var p series.Points
 	var data sql.RawBytes
 	for rows.Next() {
 		if err := rows.Scan(&data); err != nil {
 			return nil, err
 		}
-		var p series.Points
 		if err := series.Decode(data, &p); err != nil {
 			return nil, err
 		}
-		chunks = append(chunks, p)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	return series.ToSeries(name, series.Merge(chunks), q), nil
+	merged := series.Merge([]series.Points{p})
+	if whole {
+		db.series.put(key, count, merged)
+	}
+	return series.ToSeries(name, merged, q), nil
 }
 
 // MetricRecords returns every record of a non-scalar metric.
