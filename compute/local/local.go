@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier"
-	"github.com/atelier-ml/atelier/archive"
 )
 
 var _ atelier.Executor = (*Executor)(nil)
@@ -41,7 +40,13 @@ type Executor struct {
 	MaxLogBytes int64
 	// KeepWorkDirs keeps working directories after runs (for debugging).
 	KeepWorkDirs bool
-	Log          *slog.Logger
+	// NoOverlay copies every snapshot instead of mounting an overlay of a shared template.
+	NoOverlay bool
+
+	overlayOnce sync.Once
+	overlayOK   bool
+	templateMu  sync.Mutex
+	Log         *slog.Logger
 }
 
 // Log paths of a run.
@@ -54,9 +59,10 @@ const (
 func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.Job) atelier.JobResult {
 	// Host calls must outlive a cancellation of ctx: a canceled run still records its logs.
 	hostCtx := context.WithoutCancel(ctx)
-	dir := filepath.Join(e.WorkDir, job.Run.ID)
+	runDir := filepath.Join(e.WorkDir, job.Run.ID)
+	dir := filepath.Join(runDir, "wd")
 	if !e.KeepWorkDirs {
-		defer os.RemoveAll(dir)
+		defer os.RemoveAll(runDir)
 	}
 	fail := func(format string, args ...any) atelier.JobResult {
 		if ctx.Err() != nil {
@@ -67,14 +73,11 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	if err := host.SetStatus(hostCtx, job, atelier.StatusPreparing); err != nil {
 		return fail("recording the Preparing status: %v", err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fail("creating the working directory: %v", err)
-	}
-	if err := archive.Extract(ctx, job.Snapshot.Entries, dir, func(en atelier.SnapshotEntry) (io.ReadCloser, error) {
-		return host.OpenObject(ctx, en.Digest)
-	}); err != nil {
+	unmount, err := e.workingDir(ctx, host, job, runDir, dir)
+	if err != nil {
 		return fail("extracting the snapshot: %s", atelier.ErrorMessage(err))
 	}
+	defer unmount()
 	prepLog := &hostWriter{ctx: hostCtx, host: host, job: job, path: PrepareLogPath}
 	python, err := e.Envs.Python(ctx, job.Config.Environment, dir, prepLog)
 	prepLog.Close()

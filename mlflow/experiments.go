@@ -1,0 +1,680 @@
+package mlflow
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// defaultExperiment is the atelier experiment behind MLflow's experiment "0".
+const defaultExperiment = "Default"
+
+// scope is one request's view of a workspace; it caches the experiment list, which run
+// conversions need to turn experiment names into MLflow ids.
+type scope struct {
+	h    *Handler
+	ctx  context.Context
+	ws   string
+	exps []*atelier.Experiment
+}
+
+func (h *Handler) scope(r *http.Request, ws string) *scope {
+	return &scope{h: h, ctx: r.Context(), ws: ws}
+}
+
+// experiments lists the workspace's experiments, archived ones included.
+func (s *scope) experiments() ([]*atelier.Experiment, error) {
+	if s.exps != nil {
+		return s.exps, nil
+	}
+	list, err := s.h.svc.ListExperiments(s.ctx, s.ws, atelier.ExperimentFilter{IncludeArchived: true})
+	if err != nil {
+		return nil, err
+	}
+	s.exps = list
+	return list, nil
+}
+
+// mlflowExperimentID is an experiment's MLflow id: its atelier id, but "0" for Default.
+func mlflowExperimentID(e *atelier.Experiment) string {
+	if e.Name == defaultExperiment {
+		return "0"
+	}
+	return strconv.FormatInt(e.ID, 10)
+}
+
+// experimentIDOf returns the MLflow id of the named experiment.
+func (s *scope) experimentIDOf(name string) string {
+	if name == defaultExperiment {
+		return "0"
+	}
+	list, _ := s.experiments()
+	for _, e := range list {
+		if e.Name == name {
+			return mlflowExperimentID(e)
+		}
+	}
+	if e, err := s.h.svc.FindExperiment(s.ctx, s.ws, name); err == nil {
+		s.exps = append(s.exps, e)
+		return mlflowExperimentID(e)
+	}
+	return ""
+}
+
+// experimentByID finds an experiment by MLflow id. Experiment "0" exists from the start: until
+// a run is created in it, it is synthesized.
+func (s *scope) experimentByID(id string) (*atelier.Experiment, error) {
+	if id == "" {
+		return nil, invalidParam("missing value for required parameter 'experiment_id'")
+	}
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || n < 0 {
+		return nil, invalidParam("invalid experiment id %q: experiment ids are integers", id)
+	}
+	if n == 0 {
+		return s.defaultExperiment()
+	}
+	list, err := s.experiments()
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range list {
+		if e.ID == n {
+			return e, nil
+		}
+	}
+	return nil, atelier.Errorf(atelier.ENOTFOUND, "no experiment with id %s", id)
+}
+
+func (s *scope) defaultExperiment() (*atelier.Experiment, error) {
+	e, err := s.h.svc.FindExperiment(s.ctx, s.ws, defaultExperiment)
+	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
+		if _, werr := s.h.svc.FindWorkspace(s.ctx, s.ws); werr != nil {
+			return nil, werr
+		}
+		return &atelier.Experiment{Workspace: s.ws, Name: defaultExperiment}, nil
+	}
+	return e, err
+}
+
+// records returns the runs holding the MLflow-only state of experiments (their tags), by
+// experiment name.
+func (s *scope) records() (map[string]*atelier.Run, error) {
+	page, err := s.h.svc.ListRuns(s.ctx, s.ws, atelier.RunQuery{Filter: "properties.`" + propExperiment + "` is not null", Limit: atelier.MaxPageSize})
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]*atelier.Run{}
+	for _, r := range page.Runs {
+		m[r.Experiment] = r
+	}
+	return m, nil
+}
+
+func (s *scope) record(name string) (*atelier.Run, error) {
+	page, err := s.h.svc.ListRuns(s.ctx, s.ws, atelier.RunQuery{Experiment: name, Filter: "properties.`" + propExperiment + "` is not null", Limit: 1})
+	if err != nil || len(page.Runs) == 0 {
+		return nil, err
+	}
+	return page.Runs[0], nil
+}
+
+// createRecord makes the run that brings an experiment into being before its first run.
+func (s *scope) createRecord(name string, tags map[string]string) (*atelier.Run, error) {
+	return s.h.svc.CreateRun(s.ctx, s.ws, atelier.RunCreate{Experiment: name, Name: "mlflow-experiment",
+		Properties: map[string]string{propExperiment: "true"}, Tags: tags})
+}
+
+func (s *scope) toExperiment(e *atelier.Experiment, rec *atelier.Run) Experiment {
+	id := mlflowExperimentID(e)
+	out := Experiment{ExperimentID: id, Name: e.Name, ArtifactLocation: "mlflow-artifacts:/" + id,
+		LifecycleStage: "active", CreationTime: e.CreatedAt.UnixMilli(), LastUpdateTime: e.UpdatedAt.UnixMilli()}
+	if e.CreatedAt.IsZero() {
+		out.CreationTime, out.LastUpdateTime = 0, 0
+	}
+	if e.Archived {
+		out.LifecycleStage = "deleted"
+	}
+	if rec != nil {
+		out.Tags = sortedKeyVals(rec.Tags)
+	}
+	if e.Description != "" && rec == nil || (rec != nil && rec.Tags["mlflow.note.content"] == "" && e.Description != "") {
+		out.Tags = append(out.Tags, KeyVal{"mlflow.note.content", e.Description})
+	}
+	return out
+}
+
+func sortedKeyVals(m map[string]string) []KeyVal {
+	out := make([]KeyVal, 0, len(m))
+	for k, v := range m {
+		out = append(out, KeyVal{k, v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+func (h *Handler) createExperiment(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		Name             jstring    `json:"name"`
+		ArtifactLocation jstring    `json:"artifact_location"`
+		Tags             []inKeyVal `json:"tags"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	name := string(req.Name)
+	if name == "" {
+		return invalidParam("missing value for required parameter 'name'")
+	}
+	if err := atelier.ValidateExperimentName(name); err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	if _, err := h.svc.FindWorkspace(s.ctx, ws); err != nil {
+		return err
+	}
+	_, err := h.svc.FindExperiment(s.ctx, ws, name)
+	if err == nil || name == defaultExperiment {
+		return &apiError{http.StatusBadRequest, "RESOURCE_ALREADY_EXISTS", "Experiment '" + name + "' already exists."}
+	} else if atelier.ErrorCode(err) != atelier.ENOTFOUND {
+		return err
+	}
+	tags := map[string]string{}
+	for _, t := range req.Tags {
+		tags[string(t.Key)] = string(t.Value)
+	}
+	if _, err := s.createRecord(name, tags); err != nil {
+		return err
+	}
+	e, err := h.svc.FindExperiment(s.ctx, ws, name)
+	if err != nil {
+		return err
+	}
+	return ok(w, map[string]string{"experiment_id": mlflowExperimentID(e)})
+}
+
+type experimentIDReq struct {
+	ExperimentID jstring `json:"experiment_id"`
+}
+
+func (h *Handler) getExperiment(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req experimentIDReq
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	e, err := s.experimentByID(string(req.ExperimentID))
+	if err != nil {
+		return err
+	}
+	return h.writeExperiment(w, s, e)
+}
+
+func (h *Handler) writeExperiment(w http.ResponseWriter, s *scope, e *atelier.Experiment) error {
+	var rec *atelier.Run
+	if e.ID != 0 {
+		var err error
+		if rec, err = s.record(e.Name); err != nil {
+			return err
+		}
+	}
+	return ok(w, map[string]any{"experiment": s.toExperiment(e, rec)})
+}
+
+func (h *Handler) getExperimentByName(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		Name jstring `json:"experiment_name"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Name == "" {
+		return invalidParam("missing value for required parameter 'experiment_name'")
+	}
+	s := h.scope(r, ws)
+	var e *atelier.Experiment
+	var err error
+	if req.Name == defaultExperiment {
+		e, err = s.defaultExperiment()
+	} else {
+		e, err = h.svc.FindExperiment(s.ctx, ws, string(req.Name))
+	}
+	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
+		return atelier.Errorf(atelier.ENOTFOUND, "Could not find experiment with name '%s'", req.Name)
+	} else if err != nil {
+		return err
+	}
+	return h.writeExperiment(w, s, e)
+}
+
+func (h *Handler) searchExperiments(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		MaxResults jint    `json:"max_results"`
+		PageToken  jstring `json:"page_token"`
+		Filter     jstring `json:"filter"`
+		OrderBy    jlist   `json:"order_by"`
+		ViewType   jstring `json:"view_type"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	view, err := viewType(string(req.ViewType))
+	if err != nil {
+		return err
+	}
+	limit := 1000
+	if req.MaxResults.Set {
+		if req.MaxResults.V < 1 || req.MaxResults.V > 50000 {
+			return invalidParam("invalid value %d for parameter 'max_results': use 1 to 50000", req.MaxResults.V)
+		}
+		limit = int(req.MaxResults.V)
+	}
+	offset := 0
+	if req.PageToken != "" {
+		if offset, err = strconv.Atoi(string(req.PageToken)); err != nil || offset < 0 {
+			return invalidParam("invalid page token %q", req.PageToken)
+		}
+	}
+	conds, err := parseExperimentFilter(string(req.Filter))
+	if err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	list, err := s.experiments()
+	if err != nil {
+		return err
+	}
+	recs, err := s.records()
+	if err != nil {
+		return err
+	}
+	hasDefault := false
+	for _, e := range list {
+		hasDefault = hasDefault || e.Name == defaultExperiment
+	}
+	if !hasDefault {
+		list = append(list, &atelier.Experiment{Workspace: ws, Name: defaultExperiment})
+	}
+	var out []Experiment
+	for _, e := range list {
+		if (view == viewActive && e.Archived) || (view == viewDeleted && !e.Archived) {
+			continue
+		}
+		x := s.toExperiment(e, recs[e.Name])
+		if matchExperiment(x, conds) {
+			out = append(out, x)
+		}
+	}
+	if err := sortExperiments(out, req.OrderBy); err != nil {
+		return err
+	}
+	resp := map[string]any{}
+	if offset < len(out) {
+		out = out[offset:]
+	} else {
+		out = nil
+	}
+	if len(out) > limit {
+		out = out[:limit]
+		resp["next_page_token"] = strconv.Itoa(offset + limit)
+	}
+	if out == nil {
+		out = []Experiment{}
+	}
+	resp["experiments"] = out
+	return ok(w, resp)
+}
+
+// expCond is one condition of an experiment filter.
+type expCond struct {
+	field, key, op, value string
+	num                   int64
+}
+
+// parseExperimentFilter reads MLflow's experiment filter: conditions on name, tags.KEY,
+// creation_time and last_update_time joined by AND.
+func parseExperimentFilter(s string) ([]expCond, error) {
+	toks, err := tokenize(s)
+	if err != nil {
+		return nil, err
+	}
+	var conds []expCond
+	for i := 0; i < len(toks); {
+		if len(conds) > 0 {
+			if !strings.EqualFold(toks[i].text, "and") {
+				return nil, invalidParam("experiment filter: expected AND near %q", toks[i].text)
+			}
+			i++
+		}
+		if i+2 >= len(toks) {
+			return nil, invalidParam("experiment filter %q: expected a comparison such as name = 'x'", s)
+		}
+		f, op, v := toks[i], toks[i+1], toks[i+2]
+		i += 3
+		c := expCond{op: strings.ToLower(op.text)}
+		prefix, name, dotted := strings.Cut(f.text, ".")
+		switch lp := strings.ToLower(prefix); {
+		case dotted && (lp == "tags" || lp == "tag"):
+			c.field, c.key = "tags", strings.Trim(name, "`\"")
+		case dotted && (lp == "attribute" || lp == "attributes" || lp == "attr"):
+			c.field = strings.ToLower(name)
+		case !dotted:
+			c.field = lp
+		default:
+			return nil, invalidParam("experiment filter: invalid field %q", f.text)
+		}
+		switch c.field {
+		case "name", "tags":
+			if v.kind != kString {
+				return nil, invalidParam("experiment filter: %s compares with a quoted string", f.text)
+			}
+			switch c.op {
+			case "=", "==", "!=", "<>", "like", "ilike":
+			default:
+				return nil, invalidParam("experiment filter: invalid comparator %q for %s", op.text, f.text)
+			}
+			c.value = v.str
+		case "creation_time", "last_update_time":
+			n, err := strconv.ParseInt(v.text, 10, 64)
+			if err != nil || op.kind != kOp {
+				return nil, invalidParam("experiment filter: %s compares with a number of milliseconds", f.text)
+			}
+			c.num = n
+		default:
+			return nil, invalidParam("experiment filter: invalid attribute %q: use name, creation_time, last_update_time or tags.KEY", f.text)
+		}
+		conds = append(conds, c)
+	}
+	return conds, nil
+}
+
+func matchExperiment(e Experiment, conds []expCond) bool {
+	for _, c := range conds {
+		var ok bool
+		switch c.field {
+		case "name":
+			ok = matchString(e.Name, c.op, c.value, true)
+		case "tags":
+			found := false
+			for _, t := range e.Tags {
+				if t.Key == c.key {
+					found, ok = true, matchString(t.Value, c.op, c.value, true)
+				}
+			}
+			ok = ok && found
+		case "creation_time", "last_update_time":
+			v := e.CreationTime
+			if c.field == "last_update_time" {
+				v = e.LastUpdateTime
+			}
+			switch c.op {
+			case "=", "==":
+				ok = v == c.num
+			case "!=", "<>":
+				ok = v != c.num
+			case "<":
+				ok = v < c.num
+			case "<=":
+				ok = v <= c.num
+			case ">":
+				ok = v > c.num
+			case ">=":
+				ok = v >= c.num
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func matchString(s, op, v string, _ bool) bool {
+	switch op {
+	case "=", "==":
+		return s == v
+	case "!=", "<>":
+		return s != v
+	case "like":
+		return likeMatch(s, v)
+	case "ilike":
+		return likeMatch(strings.ToLower(s), strings.ToLower(v))
+	}
+	return false
+}
+
+// likeMatch matches SQL LIKE patterns: % any run, _ one character.
+func likeMatch(s, p string) bool {
+	sr, pr := []rune(s), []rune(p)
+	var m func(i, j int) bool
+	memo := map[[2]int]bool{}
+	m = func(i, j int) bool {
+		if j == len(pr) {
+			return i == len(sr)
+		}
+		k := [2]int{i, j}
+		if v, ok := memo[k]; ok {
+			return v
+		}
+		var res bool
+		switch pr[j] {
+		case '%':
+			res = m(i, j+1) || (i < len(sr) && m(i+1, j))
+		case '_':
+			res = i < len(sr) && m(i+1, j+1)
+		default:
+			res = i < len(sr) && sr[i] == pr[j] && m(i+1, j+1)
+		}
+		memo[k] = res
+		return res
+	}
+	return m(0, 0)
+}
+
+func sortExperiments(list []Experiment, orderBy []string) error {
+	type key struct {
+		field string
+		desc  bool
+	}
+	var keys []key
+	for _, o := range orderBy {
+		f := strings.Fields(o)
+		if len(f) == 0 {
+			continue
+		}
+		k := key{field: strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(f[0], "attributes."), "attribute."))}
+		if len(f) > 1 {
+			switch strings.ToUpper(f[1]) {
+			case "DESC":
+				k.desc = true
+			case "ASC":
+			default:
+				return invalidParam("invalid order_by clause %q", o)
+			}
+		}
+		if len(f) > 2 {
+			return invalidParam("invalid order_by clause %q", o)
+		}
+		switch k.field {
+		case "name", "creation_time", "last_update_time", "experiment_id":
+		default:
+			return invalidParam("invalid order_by field %q: use name, experiment_id, creation_time or last_update_time", f[0])
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		keys = []key{{"creation_time", true}}
+	}
+	keys = append(keys, key{field: "experiment_id"})
+	sort.SliceStable(list, func(i, j int) bool {
+		a, b := list[i], list[j]
+		for _, k := range keys {
+			var c int
+			switch k.field {
+			case "name":
+				c = strings.Compare(a.Name, b.Name)
+			case "creation_time":
+				c = cmpInt(a.CreationTime, b.CreationTime)
+			case "last_update_time":
+				c = cmpInt(a.LastUpdateTime, b.LastUpdateTime)
+			case "experiment_id":
+				x, _ := strconv.ParseInt(a.ExperimentID, 10, 64)
+				y, _ := strconv.ParseInt(b.ExperimentID, 10, 64)
+				c = cmpInt(x, y)
+			}
+			if k.desc {
+				c = -c
+			}
+			if c != 0 {
+				return c < 0
+			}
+		}
+		return false
+	})
+	return nil
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (h *Handler) updateExperiment(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		ExperimentID jstring `json:"experiment_id"`
+		NewName      jstring `json:"new_name"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	e, err := s.existingExperiment(string(req.ExperimentID))
+	if err != nil {
+		return err
+	}
+	if req.NewName == "" {
+		return ok(w, nil)
+	}
+	name := string(req.NewName)
+	if name == defaultExperiment || e.Name == defaultExperiment {
+		return invalidParam("the Default experiment (id 0) keeps its name")
+	}
+	if _, err := h.svc.FindExperiment(s.ctx, ws, name); err == nil {
+		return &apiError{http.StatusBadRequest, "RESOURCE_ALREADY_EXISTS", "Experiment '" + name + "' already exists."}
+	}
+	if _, err := h.svc.UpdateExperiment(s.ctx, ws, e.Name, atelier.ExperimentUpdate{Name: &name}); err != nil {
+		return err
+	}
+	return ok(w, nil)
+}
+
+// existingExperiment finds an experiment that must exist in the store (not a synthesized Default).
+func (s *scope) existingExperiment(id string) (*atelier.Experiment, error) {
+	e, err := s.experimentByID(id)
+	if err != nil {
+		return nil, err
+	}
+	if e.ID == 0 {
+		// Default has no runs yet: bring it into being.
+		if _, err := s.createRecord(defaultExperiment, nil); err != nil {
+			return nil, err
+		}
+		return s.h.svc.FindExperiment(s.ctx, s.ws, defaultExperiment)
+	}
+	return e, nil
+}
+
+func (h *Handler) setArchived(w http.ResponseWriter, r *http.Request, ws string, archived bool) error {
+	var req experimentIDReq
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	e, err := s.existingExperiment(string(req.ExperimentID))
+	if err != nil {
+		return err
+	}
+	if _, err := h.svc.UpdateExperiment(s.ctx, ws, e.Name, atelier.ExperimentUpdate{Archived: &archived}); err != nil {
+		return err
+	}
+	return ok(w, nil)
+}
+
+func (h *Handler) deleteExperiment(w http.ResponseWriter, r *http.Request, ws string) error {
+	return h.setArchived(w, r, ws, true)
+}
+
+func (h *Handler) restoreExperiment(w http.ResponseWriter, r *http.Request, ws string) error {
+	return h.setArchived(w, r, ws, false)
+}
+
+func (h *Handler) setExperimentTag(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		ExperimentID jstring `json:"experiment_id"`
+		Key          jstring `json:"key"`
+		Value        jstring `json:"value"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := atelier.ValidateKey("tag", string(req.Key)); err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	e, err := s.existingExperiment(string(req.ExperimentID))
+	if err != nil {
+		return err
+	}
+	if e.Archived {
+		return invalidParam("experiment %s is deleted: restore it to change its tags", req.ExperimentID)
+	}
+	rec, err := s.record(e.Name)
+	if err != nil {
+		return err
+	}
+	tags := map[string]string{string(req.Key): string(req.Value)}
+	if rec == nil {
+		_, err = s.createRecord(e.Name, tags)
+	} else {
+		err = h.svc.SetTags(s.ctx, ws, rec.ID, tags)
+	}
+	if err != nil {
+		return err
+	}
+	return ok(w, nil)
+}
+
+func (h *Handler) deleteExperimentTag(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		ExperimentID jstring `json:"experiment_id"`
+		Key          jstring `json:"key"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	e, err := s.experimentByID(string(req.ExperimentID))
+	if err != nil {
+		return err
+	}
+	rec, err := s.record(e.Name)
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		return atelier.Errorf(atelier.ENOTFOUND, "experiment %s has no tag %q", req.ExperimentID, req.Key)
+	}
+	if err := h.svc.DeleteTag(s.ctx, ws, rec.ID, string(req.Key)); err != nil {
+		return err
+	}
+	return ok(w, nil)
+}

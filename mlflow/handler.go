@@ -1,0 +1,335 @@
+// Package mlflow serves MLflow's REST API (tracking, the mlflow-artifacts proxy) on atelier's
+// domain services, so the unmodified mlflow Python client logs to atelier: a run created through
+// MLflow is an atelier run with the same metrics, params, tags and output files, and the other
+// way round. The wire shapes follow MLflow's protos (service.proto, mlflow_artifacts.proto) and
+// its server: snake_case fields, enums as names, {"error_code","message"} errors.
+//
+// Workspaces: the default workspace answers at the server root (tracking URI http://HOST:PORT),
+// another one under /workspaces/{ws}/mlflow (tracking URI http://HOST:PORT/workspaces/{ws}/mlflow).
+package mlflow
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// Services is what the MLflow API is translated onto; *service.Service implements it.
+type Services interface {
+	atelier.WorkspaceService
+	atelier.ExperimentService
+	atelier.RunService
+	atelier.MetricService
+	atelier.FileService
+}
+
+// Handler serves the MLflow REST API.
+type Handler struct {
+	svc    Services
+	auth   atelier.AuthService
+	log    *slog.Logger
+	routes map[string]handlerFunc
+
+	// MaxJSONBody bounds JSON request bodies.
+	MaxJSONBody int64
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, ws string) error
+
+// NewHandler returns the MLflow API handler. Mount it for /api/2.0/mlflow, /api/3.0/mlflow,
+// /ajax-api/2.0/mlflow, /api/2.0/mlflow-artifacts and /workspaces/{ws}/mlflow/.
+func NewHandler(svc Services, auth atelier.AuthService, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{svc: svc, auth: auth, log: log, MaxJSONBody: 64 << 20}
+	h.routes = map[string]handlerFunc{
+		"POST experiments/create":                h.createExperiment,
+		"GET experiments/get":                    h.getExperiment,
+		"GET experiments/get-by-name":            h.getExperimentByName,
+		"POST experiments/search":                h.searchExperiments,
+		"GET experiments/search":                 h.searchExperiments,
+		"GET experiments/list":                   h.searchExperiments,
+		"POST experiments/update":                h.updateExperiment,
+		"POST experiments/delete":                h.deleteExperiment,
+		"POST experiments/restore":               h.restoreExperiment,
+		"POST experiments/set-experiment-tag":    h.setExperimentTag,
+		"POST experiments/delete-experiment-tag": h.deleteExperimentTag,
+
+		"POST runs/create":        h.createRun,
+		"GET runs/get":            h.getRun,
+		"POST runs/update":        h.updateRun,
+		"POST runs/delete":        h.deleteRun,
+		"POST runs/restore":       h.restoreRun,
+		"POST runs/search":        h.searchRuns,
+		"POST runs/log-metric":    h.logMetric,
+		"POST runs/log-parameter": h.logParam,
+		"POST runs/set-tag":       h.setTag,
+		"POST runs/delete-tag":    h.deleteTag,
+		"POST runs/log-batch":     h.logBatch,
+		"POST runs/log-inputs":    h.logInputs,
+		"POST runs/log-outputs":   h.logOutputs,
+		"POST runs/log-model":     h.logModel,
+
+		"GET metrics/get-history":               h.getMetricHistory,
+		"GET metrics/get-history-bulk-interval": h.getMetricHistoryBulkInterval,
+
+		"GET artifacts/list": h.listRunArtifacts,
+
+		// MLflow 3's logged models are not stored yet: searches find none (the client lists a
+		// run's artifacts through them).
+		"POST logged-models/search": h.searchLoggedModels,
+	}
+	return h
+}
+
+// ServeHTTP authenticates the request, finds the workspace and the endpoint, and answers.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ws, rest := atelier.DefaultWorkspace, r.URL.Path
+	if after, ok := strings.CutPrefix(rest, "/workspaces/"); ok {
+		name, tail, _ := strings.Cut(after, "/")
+		tail = "/" + tail
+		if !strings.HasPrefix(tail, "/mlflow/") {
+			h.writeError(w, r, endpointNotFound(r))
+			return
+		}
+		ws, rest = name, strings.TrimPrefix(tail, "/mlflow")
+	}
+	var endpoint string
+	artifacts := false
+	for _, p := range []string{"/api/2.0/mlflow/", "/api/3.0/mlflow/", "/ajax-api/2.0/mlflow/", "/ajax-api/3.0/mlflow/"} {
+		if e, ok := strings.CutPrefix(rest, p); ok {
+			endpoint = e
+		}
+	}
+	for _, p := range []string{"/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow-artifacts/"} {
+		if e, ok := strings.CutPrefix(rest, p); ok {
+			endpoint, artifacts = e, true
+		}
+	}
+	var fn handlerFunc
+	switch {
+	case artifacts:
+		fn = h.artifactRoute(r.Method, endpoint)
+	case endpoint != "":
+		fn = h.routes[r.Method+" "+strings.TrimSuffix(endpoint, "/")]
+		if fn == nil && r.Method == http.MethodHead {
+			fn = h.routes["GET "+endpoint]
+		}
+	}
+	if endpoint == "server-info" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !artifacts {
+		// Public, as MLflow's: clients probe it for capabilities before they authenticate.
+		h.serverInfo(w)
+		return
+	}
+	if fn == nil {
+		h.writeError(w, r, endpointNotFound(r))
+		return
+	}
+	p, err := h.authenticate(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="atelier"`)
+		h.writeError(w, r, err)
+		return
+	}
+	r = r.WithContext(atelier.NewContextWithPrincipal(r.Context(), p))
+	if err := fn(w, r, ws); err != nil {
+		h.writeError(w, r, err)
+	}
+}
+
+// authenticate takes MLFLOW_TRACKING_TOKEN (a bearer token) or MLFLOW_TRACKING_USERNAME and
+// MLFLOW_TRACKING_PASSWORD (basic auth whose password is an atelier token).
+func (h *Handler) authenticate(r *http.Request) (*atelier.Principal, error) {
+	header := r.Header.Get("Authorization")
+	token := ""
+	if b, ok := strings.CutPrefix(header, "Bearer "); ok {
+		token = strings.TrimSpace(b)
+	} else if b, ok := strings.CutPrefix(header, "Basic "); ok {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b))
+		if err != nil {
+			return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "invalid basic authorization header")
+		}
+		_, token, _ = strings.Cut(string(raw), ":")
+	}
+	return h.auth.Authenticate(r.Context(), token)
+}
+
+// apiError is an error with MLflow's error code, for the cases atelier's codes do not say.
+type apiError struct {
+	Status int
+	Code   string
+	Msg    string
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Msg }
+
+func invalidParam(format string, args ...any) error {
+	return atelier.Errorf(atelier.EINVALID, format, args...)
+}
+
+func endpointNotFound(r *http.Request) error {
+	return &apiError{Status: http.StatusNotFound, Code: "ENDPOINT_NOT_FOUND", Msg: "no MLflow endpoint " + r.Method + " " + r.URL.Path}
+}
+
+// errorCodes maps atelier's error codes to MLflow's error codes and HTTP statuses. The MLflow
+// client retries 5xx answers for minutes, so nothing a caller got wrong may answer 5xx.
+var errorCodes = map[string]struct {
+	status int
+	code   string
+}{
+	atelier.EINVALID:      {http.StatusBadRequest, "INVALID_PARAMETER_VALUE"},
+	atelier.ECONFLICT:     {http.StatusBadRequest, "INVALID_PARAMETER_VALUE"},
+	atelier.ENOTFOUND:     {http.StatusNotFound, "RESOURCE_DOES_NOT_EXIST"},
+	atelier.EUNAUTHORIZED: {http.StatusUnauthorized, "UNAUTHENTICATED"},
+	atelier.EFORBIDDEN:    {http.StatusForbidden, "PERMISSION_DENIED"},
+	atelier.ETOOLARGE:     {http.StatusRequestEntityTooLarge, "INVALID_PARAMETER_VALUE"},
+	atelier.EUNAVAILABLE:  {http.StatusServiceUnavailable, "TEMPORARILY_UNAVAILABLE"},
+	atelier.EINTERNAL:     {http.StatusInternalServerError, "INTERNAL_ERROR"},
+}
+
+// errorBody is MLflow's error response.
+type errorBody struct {
+	ErrorCode string `json:"error_code"`
+	Message   string `json:"message"`
+}
+
+// mapError returns the HTTP status and the body for err.
+func mapError(err error) (int, errorBody) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.Status, errorBody{ae.Code, ae.Msg}
+	}
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		err = atelier.Errorf(atelier.ETOOLARGE, "request body is larger than %d bytes", maxErr.Limit)
+	}
+	code := atelier.ErrorCode(err)
+	m, ok := errorCodes[code]
+	if !ok {
+		m = errorCodes[atelier.EINTERNAL]
+	}
+	return m.status, errorBody{m.code, atelier.ErrorMessage(err)}
+}
+
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return
+	}
+	status, body := mapError(err)
+	if status >= 500 {
+		h.log.Error("mlflow request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+func ok(w http.ResponseWriter, v any) error {
+	if v == nil {
+		v = struct{}{}
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
+// decode reads a request into v: GET (and DELETE) from the query string, as MLflow's client
+// sends them, others from the JSON body. Unknown fields are ignored, as MLflow's server does,
+// so newer clients that send more keep working.
+func (h *Handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodDelete {
+		return decodeQuery(r.URL.Query(), v)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.MaxJSONBody))
+	if err != nil {
+		return err
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return jsonError(err)
+	}
+	return nil
+}
+
+// decodeQuery maps query parameters onto v's JSON fields: a parameter given several times (or
+// a list field) becomes a list; scalar types here accept strings.
+func decodeQuery(q url.Values, v any) error {
+	lists := map[string]bool{}
+	t := reflect.TypeOf(v).Elem()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Type.Kind() == reflect.Slice {
+			lists[name] = true
+		}
+	}
+	m := map[string]any{}
+	for k, vs := range q {
+		if lists[k] || len(vs) > 1 {
+			m[k] = vs
+		} else {
+			m[k] = vs[0]
+		}
+	}
+	b, _ := json.Marshal(m)
+	if err := json.Unmarshal(b, v); err != nil {
+		return jsonError(err)
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var aerr *atelier.Error
+	var typ *json.UnmarshalTypeError
+	var syntax *json.SyntaxError
+	switch {
+	case errors.As(err, &aerr):
+		return aerr
+	case errors.As(err, &typ):
+		return invalidParam("invalid value for parameter '%s' supplied: want %s, not %s", typ.Field, typ.Type, typ.Value)
+	case errors.As(err, &syntax):
+		return invalidParam("malformed JSON request body at byte %d: %s", syntax.Offset, syntax.Error())
+	}
+	return invalidParam("malformed request: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// Handles reports whether a request path belongs to the MLflow API.
+func Handles(path string) bool {
+	if rest, ok := strings.CutPrefix(path, "/workspaces/"); ok {
+		_, tail, _ := strings.Cut(rest, "/")
+		return strings.HasPrefix(tail, "mlflow/")
+	}
+	for _, p := range prefixes {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// prefixes are the URL path prefixes the handler answers.
+var prefixes = []string{"/api/2.0/mlflow/", "/api/3.0/mlflow/", "/api/2.0/mlflow-artifacts/",
+	"/ajax-api/2.0/mlflow/", "/ajax-api/3.0/mlflow/", "/ajax-api/2.0/mlflow-artifacts/"}
+
+// serverInfo tells clients what the server supports: no multipart uploads or downloads (the
+// client then sends artifacts with single PUTs), no MLflow workspaces (atelier's workspaces are
+// chosen by the tracking URI).
+func (h *Handler) serverInfo(w http.ResponseWriter) {
+	_ = ok(w, map[string]any{"store_type": nil, "workspaces_enabled": false, "trace_archival_enabled": false,
+		"multipart_uploads_enabled": false, "multipart_downloads_enabled": false,
+		"presigned_upload_run_id_supported": false, "presigned_upload_model_id_supported": false})
+}
