@@ -10,11 +10,12 @@ Standard library only.
 """
 
 from ._http import ActivityFailedError, AtelierError
+from .model import Model
 from .run import OfflineRun, Run
 from .submit import Environment, ScriptRunConfig
 from .workspace import Experiment, Workspace
 
 __version__ = "0.1.0"
 
-__all__ = ["ActivityFailedError", "AtelierError", "Environment", "Experiment", "OfflineRun", "Run",
+__all__ = ["ActivityFailedError", "AtelierError", "Environment", "Experiment", "Model", "OfflineRun", "Run",
            "ScriptRunConfig", "Workspace", "__version__"]

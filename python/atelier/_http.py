@@ -16,13 +16,16 @@ class AtelierError(Exception):
 
     ``code`` is the server's error code ("not_found", "conflict", "invalid", ...), ``status``
     the HTTP status (0 when the server could not be reached) and ``message`` its explanation.
+    ``details`` is the server's whole JSON error answer (e.g. the "references" that keep a model
+    version from being deleted), or an empty dict.
     """
 
-    def __init__(self, message, code="internal", status=0):
+    def __init__(self, message, code="internal", status=0, details=None):
         super().__init__(message)
         self.message = message
         self.code = code
         self.status = status
+        self.details = details if details is not None else {}
 
     def __str__(self):
         if self.status:
@@ -222,10 +225,11 @@ class Client:
 
 
 def error_from_response(status, data, method, path):
-    code, message = "", ""
+    code, message, details = "", "", None
     try:
         d = json.loads(data)
         code, message = d.get("code", ""), d.get("message", "")
+        details = d
     except (ValueError, AttributeError):
         pass
     if not code:
@@ -234,4 +238,4 @@ def error_from_response(status, data, method, path):
     if not message:
         text = data.decode("utf-8", "replace").strip() if data else ""
         message = "%s %s: HTTP %d%s" % (method, path, status, (": " + text[:500]) if text else "")
-    return AtelierError(message, code=code, status=status)
+    return AtelierError(message, code=code, status=status, details=details)

@@ -558,6 +558,30 @@ class Run:
             paths.append(self.download_file(f, dest))
         return paths
 
+    # models
+
+    def register_model(self, model_name, model_path=None, tags=None, properties=None, model_framework=None,
+                       model_framework_version=None, description=None, datasets=None, **kwargs):
+        """Registers a new version of model_name from the run's stored file or folder model_path
+        (e.g. "outputs/model.pkl"): nothing is uploaded, the version refers to the run's files.
+        Files are named from model_path's last element. Returns the new Model."""
+        from .model import Model
+        # File uploads are synchronous, so every file the run uploaded is already stored; sending
+        # the buffered metrics too makes the run complete to whoever looks at the model's lineage.
+        if self._buf is not None:
+            try:
+                self._buf.flush()
+            except AtelierError as e:
+                print("atelier: could not send the run's metrics: %s" % e, file=sys.stderr)
+        return Model._register_run_files(self, model_name, model_path, tags=tags, properties=properties,
+                                         description=description, datasets=datasets, model_framework=model_framework,
+                                         model_framework_version=model_framework_version)
+
+    def get_models(self):
+        """The model versions registered from this run, newest first."""
+        from .model import Model
+        return Model.list(self.experiment.workspace, run_id=self._id)
+
     # children
 
     def child_run(self, name=None, run_id=None, outputs=None):
@@ -788,6 +812,10 @@ class OfflineRun:
 
     def upload_folder(self, name, path):
         self._say("upload_folder %s %s" % (name, path))
+
+    def register_model(self, model_name, model_path=None, **kwargs):
+        self._say("register_model %s %s" % (model_name, model_path))
+        return None
 
     def download_file(self, name, output_file_path=None):
         raise AtelierError("an offline run has no files to download", code="not_found", status=404)

@@ -76,6 +76,12 @@ class Workspace:
     def get_details(self):
         return self._client.request("GET", "/api/v1/workspaces/%s" % quote_seg(self.name))
 
+    @property
+    def models(self):
+        """The workspace's models by name, each at its latest version."""
+        from .model import Model
+        return {m.name: m for m in Model.list(self, latest=True)}
+
     def get_run(self, run_id):
         """The run with id run_id, in whichever experiment it is."""
         d = self._client.request("GET", "/api/v1/workspaces/%s/runs/%s" % (quote_seg(self.name), quote_seg(run_id)))

@@ -1,0 +1,614 @@
+"""The model registry: named models with numbered versions, modelled on Azure ML's Model class.
+
+    from atelier import Model
+    model = Model.register(ws, model_path="outputs/model", model_name="diabetes", tags={"stage": "dev"})
+    model = Model(ws, "diabetes")            # the latest version; "diabetes:3" or "diabetes@prod" work too
+    path = model.download(target_dir="/tmp/m")
+
+A version's files are stored by content: registering from a run's outputs refers to the run's
+stored files, and registering local files uploads only the ones the server does not hold yet.
+"""
+
+import datetime
+import hashlib
+import os
+import re
+import tempfile
+import threading
+
+from ._http import AtelierError, quote_path, quote_seg
+
+__all__ = ["Model"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:?\d\d)?$")
+_MISSING_BATCH = 1000
+_PAGE_SIZE = 1000
+_WORKERS = 8
+
+
+def _check_model_name(name):
+    if not isinstance(name, str):
+        raise TypeError("model name must be a str, not %s" % type(name).__name__)
+    if not _NAME.match(name):
+        raise AtelierError("invalid model name %r: use 1-255 letters, digits, '.', '_' or '-', starting with "
+                           "a letter or digit" % name, code="invalid", status=400)
+
+
+def _parse_time(s):
+    """An RFC 3339 time as the server writes it (up to nanoseconds) as an aware datetime."""
+    if not s:
+        return None
+    m = _TIME.match(s)
+    if not m:
+        return None
+    y, mo, d, h, mi, sec, frac, tz = m.groups()
+    us = int((frac or "0")[:6].ljust(6, "0"))
+    if not tz or tz in ("Z", "z"):
+        tzinfo = datetime.timezone.utc
+    else:
+        sign = -1 if tz[0] == "-" else 1
+        digits = tz[1:].replace(":", "")
+        tzinfo = datetime.timezone(sign * datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    try:
+        return datetime.datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), us, tzinfo=tzinfo)
+    except ValueError:
+        return None
+
+
+def _str_map(kind, d):
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise TypeError("%s must be a dict, not %s" % (kind, type(d).__name__))
+    return {str(k): "" if v is None else str(v) for k, v in d.items()}
+
+
+def _key_filters(kind, filters):
+    """Tag or property filters as the server takes them: "key" or "key=value". Accepts a string,
+    a dict (None values mean "the key is set"), or a list of "key", "key=value", [key, value]
+    and (key, value)."""
+    if filters is None:
+        return []
+    if isinstance(filters, str):
+        return [filters]
+    if isinstance(filters, dict):
+        return [str(k) if v is None else "%s=%s" % (k, v) for k, v in filters.items()]
+    out = []
+    for f in filters:
+        if isinstance(f, str):
+            out.append(f)
+        elif isinstance(f, (list, tuple)) and len(f) == 2:
+            out.append(str(f[0]) if f[1] is None else "%s=%s" % (f[0], f[1]))
+        elif isinstance(f, (list, tuple)) and len(f) == 1:
+            out.append(str(f[0]))
+        else:
+            raise ValueError("invalid %s filter %r: use \"key\", \"key=value\" or [key, value]" % (kind, f))
+    return out
+
+
+def _dataset_names(datasets):
+    """Data set names: strings, objects with a name, or Azure's (scenario, dataset) pairs."""
+    out = []
+    for d in datasets or []:
+        if isinstance(d, (list, tuple)) and len(d) == 2:
+            d = d[1]
+        if not isinstance(d, str):
+            d = getattr(d, "name", None) or str(d)
+        out.append(d)
+    return out
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for blk in iter(lambda: f.read(1 << 20), b""):
+            h.update(blk)
+            size += len(blk)
+    return h.hexdigest(), size
+
+
+def _scan(model_path, child_paths=None):
+    """[(model path, local file)] of a file or of every regular file under a folder (nothing is
+    ignored: a model folder is taken whole), named from the path's last element."""
+    root = os.path.abspath(os.fspath(model_path))
+    if not os.path.exists(root):
+        raise AtelierError("model path %s does not exist" % os.fspath(model_path), code="not_found", status=404)
+    base = os.path.basename(root)
+    if not os.path.isdir(root):
+        if not os.path.isfile(root):
+            raise AtelierError("model path %s is not a regular file or a folder" % os.fspath(model_path),
+                               code="invalid", status=400)
+        return [(base, root)]
+    out = []
+    if child_paths is not None:
+        for c in child_paths:
+            full = os.path.abspath(os.path.join(root, os.fspath(c)))
+            if os.path.commonpath([root, full]) != root:
+                raise AtelierError("child path %s is outside %s" % (c, model_path), code="invalid", status=400)
+            if os.path.isdir(full):
+                out.extend((base + "/" + os.path.relpath(p, root).replace(os.sep, "/"), p) for _, p in _walk(full))
+            elif os.path.isfile(full):
+                out.append((base + "/" + os.path.relpath(full, root).replace(os.sep, "/"), full))
+            else:
+                raise AtelierError("child path %s does not exist in %s" % (c, model_path), code="not_found", status=404)
+        out = sorted(dict(out).items())
+    else:
+        out = [(base + "/" + rel, p) for rel, p in _walk(root)]
+    if not out:
+        raise AtelierError("model folder %s holds no files" % os.fspath(model_path), code="invalid", status=400)
+    return out
+
+
+def _walk(root):
+    for d, dirs, files in os.walk(root):
+        dirs.sort()
+        for fn in sorted(files):
+            p = os.path.join(d, fn)
+            if os.path.isfile(p):  # follows links to files; skips sockets, pipes and broken links
+                yield os.path.relpath(p, root).replace(os.sep, "/"), p
+
+
+def _map(client, fn, items):
+    """fn over items, in parallel when there are several; the results in order, or the first
+    error raised. Each worker closes its keep-alive connection to the server when done."""
+    items = list(items)
+    if len(items) <= 1:
+        return [fn(x) for x in items]
+    results = [None] * len(items)
+    errors = []
+    todo = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def work():
+        try:
+            while True:
+                with lock:
+                    if errors:
+                        return
+                    i = next(todo, None)
+                if i is None:
+                    return
+                try:
+                    results[i] = fn(items[i])
+                except BaseException as e:  # noqa: B036 - handed to the caller
+                    with lock:
+                        errors.append(e)
+                    return
+        finally:
+            client._drop_conn()
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(_WORKERS, len(items)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _upload_files(workspace, model_path, child_paths=None):
+    """Hashes the local files, uploads the objects the server lacks and returns the manifest."""
+    files = _scan(model_path, child_paths)
+    hashed = _map(workspace._client, lambda f: _sha256(f[1]), files)
+    manifest, local = [], {}
+    for (name, p), (digest, size) in zip(files, hashed):
+        manifest.append({"path": name, "digest": digest, "size": size})
+        local.setdefault(digest, (p, size))
+    c = workspace._client
+    base = "/api/v1/workspaces/%s/objects" % quote_seg(workspace.name)
+    digests = list(local)
+    missing = []
+    for i in range(0, len(digests), _MISSING_BATCH):
+        d = c.request("POST", base + "/missing", body={"digests": digests[i:i + _MISSING_BATCH]})
+        missing.extend((d or {}).get("missing") or [])
+
+    def upload(digest):
+        p, size = local[digest]
+        with open(p, "rb") as f:
+            c.request("PUT", base + "/" + digest, body=f, headers={
+                "Content-Type": "application/octet-stream", "Content-Length": str(size)})
+
+    _map(c, upload, missing)
+    return manifest
+
+
+def _parse_ref(name, version=None):
+    """(name, selector) from a name or "name:3", "name:latest", "name@alias" and a version (a
+    number, "latest" or an alias)."""
+    if not isinstance(name, str) or not name:
+        raise TypeError("a model needs a name (a str)")
+    sel = None
+    if "@" in name:
+        name, sel = name.split("@", 1)
+        if not sel:
+            raise AtelierError("invalid model reference %r: give an alias after '@'" % (name + "@"),
+                               code="invalid", status=400)
+    elif ":" in name:
+        name, sel = name.split(":", 1)
+    if version is not None:
+        if sel is not None and str(version) != sel:
+            raise ValueError("model %s: the version is given twice (%s and %s)" % (name, sel, version))
+        sel = version
+    if sel is None or sel == "":
+        sel = "latest"
+    if isinstance(sel, bool):
+        raise TypeError("model version must be an int or a str")
+    if isinstance(sel, int):
+        if sel < 1:
+            raise AtelierError("invalid model version %d: want a positive integer" % sel, code="invalid", status=400)
+        sel = str(sel)
+    return name, str(sel)
+
+
+class Model:
+    """A registered model version.
+
+    ``Model(workspace, name)`` is the latest version of name; ``version`` (or ``name:3``,
+    ``name@alias``, ``id="name:3"``) picks another. With tags, properties or run_id, it is the
+    newest version of name that matches them."""
+
+    def __init__(self, workspace, name=None, id=None, tags=None, properties=None, version=None, run_id=None,
+                 _details=None, **kwargs):
+        self.workspace = workspace
+        self._client = workspace._client
+        if _details is not None:
+            self._details = _details
+            return
+        if id is not None:
+            if name is not None and name != id.split(":")[0].split("@")[0]:
+                raise ValueError("Model: name %r and id %r disagree" % (name, id))
+            name = id
+        if not name:
+            raise ValueError("Model needs a name or an id")
+        name, sel = _parse_ref(name, version)
+        if tags is not None or properties is not None or run_id is not None:
+            if sel != "latest":
+                raise ValueError("Model: give a version or filters (tags, properties, run_id), not both")
+            found = Model.list(workspace, name=name, tags=tags, properties=properties, run_id=run_id,
+                               latest=True)
+            if not found:
+                raise AtelierError("no version of model %s matches the filters" % name, code="not_found", status=404)
+            self._details = found[0]._version_details()
+            return
+        self._details = self._client.request("GET", _versions_path(workspace, name, sel))
+
+    # attributes
+
+    @property
+    def name(self):
+        return self._details.get("name")
+
+    @property
+    def version(self):
+        return self._details.get("version")
+
+    @property
+    def id(self):
+        """name:version, Azure's model id."""
+        return "%s:%s" % (self.name, self.version)
+
+    @property
+    def description(self):
+        return self._details.get("description") or ""
+
+    @property
+    def tags(self):
+        return dict(self._details.get("tags") or {})
+
+    @property
+    def properties(self):
+        return dict(self._details.get("properties") or {})
+
+    @property
+    def framework(self):
+        return self._details.get("framework") or ""
+
+    model_framework = framework
+
+    @property
+    def framework_version(self):
+        return self._details.get("framework_version") or ""
+
+    model_framework_version = framework_version
+
+    @property
+    def run_id(self):
+        return self._details.get("run_id") or None
+
+    @property
+    def experiment(self):
+        """The name of the experiment of the run the model came from (None without a run)."""
+        return self._details.get("experiment") or None
+
+    experiment_name = experiment
+
+    @property
+    def run(self):
+        """The run the model was registered from, or None."""
+        if not self.run_id:
+            return None
+        return self.workspace.get_run(self.run_id)
+
+    @property
+    def path(self):
+        """Where the files were registered from: a path of the run, or a local base name."""
+        return self._details.get("path") or ""
+
+    @property
+    def datasets(self):
+        return list(self._details.get("datasets") or [])
+
+    @property
+    def aliases(self):
+        return list(self._details.get("aliases") or [])
+
+    @property
+    def size(self):
+        return self._details.get("size", 0)
+
+    @property
+    def created_by(self):
+        return self._details.get("created_by") or ""
+
+    @property
+    def created_time(self):
+        return _parse_time(self._details.get("created_at"))
+
+    @property
+    def updated_time(self):
+        return _parse_time(self._details.get("updated_at"))
+
+    @property
+    def files(self):
+        """The version's files: dicts of path, digest and size."""
+        return [dict(f) for f in self._version_details().get("files") or []]
+
+    def __repr__(self):
+        return "Model(workspace=%r, name=%s, id=%s, version=%s, tags=%s, properties=%s)" % (
+            self.workspace, self.name, self.id, self.version, self.tags, self.properties)
+
+    def __eq__(self, other):
+        return isinstance(other, Model) and (self.workspace, self.id) == (other.workspace, other.id)
+
+    def __hash__(self):
+        return hash((self.workspace, self.id))
+
+    def _path(self, *tail):
+        return _versions_path(self.workspace, self.name, self.version) + "".join("/" + t for t in tail)
+
+    def _version_details(self):
+        if "files" not in self._details:  # lists leave the files out
+            self._details = self._client.request("GET", self._path())
+        return self._details
+
+    def get_details(self):
+        """The version's JSON as the server has it now (refreshed)."""
+        self._details = self._client.request("GET", self._path())
+        return dict(self._details)
+
+    def serialize(self):
+        return dict(self._version_details())
+
+    # registration
+
+    @staticmethod
+    def register(workspace, model_path, model_name, tags=None, properties=None, description=None, datasets=None,
+                 model_framework=None, model_framework_version=None, child_paths=None, run_id=None, **kwargs):
+        """Registers a new version of model_name from a local file or folder: the files are
+        hashed (sha256), those the server does not hold yet are uploaded, and the version is
+        registered with the manifest. Files are named from model_path's last element (a folder
+        ./out/model gives model/...). child_paths limits a folder to those relative paths;
+        run_id records a run as the model's lineage. Returns the new Model."""
+        _check_model_name(model_name)
+        if model_path is None:
+            raise TypeError("Model.register needs a model_path")
+        body = {"name": model_name, "files": _upload_files(workspace, model_path, child_paths)}
+        _metadata(body, tags, properties, description, datasets, model_framework, model_framework_version)
+        if run_id:
+            body["run_id"] = run_id
+        d = workspace._client.request("POST", "/api/v1/workspaces/%s/models" % quote_seg(workspace.name), body=body)
+        return Model(workspace, _details=d)
+
+    @staticmethod
+    def _register_run_files(run, model_name, model_path, tags=None, properties=None, description=None,
+                            datasets=None, model_framework=None, model_framework_version=None):
+        _check_model_name(model_name)
+        if not model_path or not isinstance(model_path, str):
+            raise TypeError("register_model needs a model_path in the run, e.g. \"outputs/model.pkl\"")
+        p = model_path.replace("\\", "/").strip("/")
+        while p.startswith("./"):
+            p = p[2:]
+        body = {"name": model_name, "run_id": run.id, "path": p}
+        _metadata(body, tags, properties, description, datasets, model_framework, model_framework_version)
+        ws = run.experiment.workspace
+        d = ws._client.request("POST", "/api/v1/workspaces/%s/models" % quote_seg(ws.name), body=body)
+        return Model(ws, _details=d)
+
+    # queries
+
+    @staticmethod
+    def list(workspace, name=None, tags=None, properties=None, run_id=None, latest=False, name_contains=None,
+             model_framework=None, order_by=None, **kwargs):
+        """Model versions matching every filter, newest first. tags and properties are lists of
+        "key" (set) or "key=value" (or [key, value] pairs, or a dict); with latest, only the
+        newest matching version of each model is kept."""
+        q = {"limit": _PAGE_SIZE}
+        if name:
+            _check_model_name(name)
+            q["name"] = name
+        if name_contains:
+            q["name_contains"] = name_contains
+        if run_id:
+            q["run_id"] = run_id
+        if order_by:
+            q["order_by"] = order_by
+        q["tags"] = _key_filters("tag", tags)
+        q["properties"] = _key_filters("property", properties)
+        path = "/api/v1/workspaces/%s/models/search" % quote_seg(workspace.name)
+        out = []
+        while True:
+            page = workspace._client.request("POST", path, body=q) or {}
+            for d in page.get("versions") or []:
+                if model_framework is None or (d.get("framework") or "").lower() == model_framework.lower():
+                    out.append(Model(workspace, _details=d))
+            token = page.get("next_page_token")
+            if not token:
+                break
+            q["page_token"] = token
+        if latest:
+            best = {}
+            for m in out:
+                if m.name not in best or m.version > best[m.name].version:
+                    best[m.name] = m
+            out = [m for m in out if best[m.name] is m]
+        return out
+
+    # changes
+
+    def _patch(self, body):
+        self._details = self._client.request("PATCH", self._path(), body=body)
+        return self
+
+    def add_tags(self, tags):
+        """Sets tags (a dict) on this version."""
+        return self._patch({"tags": _str_map("tags", tags)})
+
+    def remove_tags(self, tags):
+        """Removes tags (a key or a list of keys); keys not set are ignored."""
+        if isinstance(tags, str):
+            tags = [tags]
+        return self._patch({"delete_tags": [str(k) for k in tags]})
+
+    def add_properties(self, properties):
+        """Adds properties (a dict). Properties are immutable: changing one raises AtelierError
+        (conflict, 409)."""
+        return self._patch({"properties": _str_map("properties", properties)})
+
+    def update(self, tags=None, description=None, **kwargs):
+        """Replaces the tags (when given: tags not in the dict are removed) and the description."""
+        body = {}
+        if description is not None:
+            body["description"] = str(description)
+        if tags is not None:
+            tags = _str_map("tags", tags)
+            body["tags"] = tags
+            gone = [k for k in self.tags if k not in tags]
+            if gone:
+                body["delete_tags"] = gone
+        return self._patch(body) if body else self
+
+    def update_tags_properties(self, add_tags=None, remove_tags=None, add_properties=None, remove_properties=None):
+        """Azure's combined update. Properties cannot be removed."""
+        if remove_properties:
+            raise AtelierError("model properties are immutable: they cannot be removed", code="invalid", status=400)
+        body = {}
+        if add_tags:
+            body["tags"] = _str_map("tags", add_tags)
+        if remove_tags:
+            body["delete_tags"] = [remove_tags] if isinstance(remove_tags, str) else [str(k) for k in remove_tags]
+        if add_properties:
+            body["properties"] = _str_map("properties", add_properties)
+        return self._patch(body) if body else self
+
+    def set_alias(self, alias):
+        """Points alias (e.g. "prod") at this version, moving it from another version."""
+        self._details = self._client.request(
+            "PUT", "/api/v1/workspaces/%s/models/%s/aliases/%s" % (
+                quote_seg(self.workspace.name), quote_seg(self.name), quote_seg(alias)),
+            body={"version": self.version})
+        return self
+
+    def remove_alias(self, alias):
+        """Removes alias from the model (whichever version it points at)."""
+        self._client.request("DELETE", "/api/v1/workspaces/%s/models/%s/aliases/%s" % (
+            quote_seg(self.workspace.name), quote_seg(self.name), quote_seg(alias)))
+        if alias in (self._details.get("aliases") or []):
+            self._details["aliases"] = [a for a in self._details["aliases"] if a != alias]
+
+    def delete(self):
+        """Deletes this version. While an image or a service uses it, AtelierError (conflict,
+        409) says which; its details["references"] lists them."""
+        self._client.request("DELETE", self._path())
+
+    # files
+
+    def download(self, target_dir=".", exist_ok=False, exists_ok=None, as_zip=False):
+        """Downloads the version's files under target_dir (streamed to disk, each checked against
+        its sha256) and returns the path of the model: the file or folder named like the
+        registered one. With as_zip, writes target_dir/NAME-VERSION.zip instead and returns its
+        path. An existing file raises FileExistsError unless exist_ok."""
+        if exists_ok is not None:
+            exist_ok = exists_ok
+        target_dir = os.fspath(target_dir)
+        os.makedirs(target_dir, exist_ok=True)
+        if as_zip:
+            dest = os.path.join(target_dir, "%s-%s.zip" % (self.name, self.version))
+            if os.path.exists(dest) and not exist_ok:
+                raise FileExistsError("%s already exists (pass exist_ok=True to overwrite)" % dest)
+            self._download(self._path("zip"), dest)
+            return dest
+        files = self.files
+        dests = []
+        for f in files:
+            parts = f["path"].split("/")
+            if any(p in ("", ".", "..") for p in parts):
+                raise AtelierError("model file %r has an unsafe path" % f["path"], code="invalid")
+            dest = os.path.join(target_dir, *parts)
+            if os.path.exists(dest) and not exist_ok:
+                raise FileExistsError("%s already exists (pass exist_ok=True to overwrite)" % dest)
+            dests.append(dest)
+        for f, dest in zip(files, dests):
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+        _map(self._client, lambda fd: self._download(self._path("files", quote_path(fd[0]["path"])), fd[1], fd[0]["digest"]),
+             zip(files, dests))
+        tops = {f["path"].split("/")[0] for f in files}
+        if len(tops) == 1:
+            return os.path.join(target_dir, tops.pop())
+        return target_dir
+
+    def _download(self, path, dest, digest=None):
+        resp = self._client.stream("GET", path)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)), prefix=".atelier-")
+        try:
+            h = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out:
+                while True:
+                    blk = resp.read(1 << 20)
+                    if not blk:
+                        break
+                    h.update(blk)
+                    out.write(blk)
+            if digest is not None and h.hexdigest() != digest:
+                raise AtelierError("downloading %s: the content does not match its digest" % dest, code="internal")
+            os.replace(tmp, dest)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        finally:
+            resp.close()
+            resp._atelier_conn.close()
+
+
+def _versions_path(workspace, name, sel):
+    return "/api/v1/workspaces/%s/models/%s/versions/%s" % (quote_seg(workspace.name), quote_seg(name), quote_seg(sel))
+
+
+def _metadata(body, tags, properties, description, datasets, framework, framework_version):
+    if tags:
+        body["tags"] = _str_map("tags", tags)
+    if properties:
+        body["properties"] = _str_map("properties", properties)
+    if description:
+        body["description"] = str(description)
+    if datasets:
+        body["datasets"] = _dataset_names(datasets)
+    if framework:
+        body["framework"] = str(framework)
+    if framework_version:
+        body["framework_version"] = str(framework_version)
