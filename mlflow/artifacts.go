@@ -48,10 +48,17 @@ func (h *Handler) artifactRoute(method, endpoint string) handlerFunc {
 }
 
 // runArtifactPath splits <experiment_id>/<run_id>/artifacts[/X] into the run and the run file
-// path outputs[/X].
+// path outputs[/X]; a logged model's <experiment_id>/models/m-<run_id>/artifacts[/X] likewise.
 func runArtifactPath(p string) (runID, file string, err error) {
 	p = strings.Trim(p, "/")
 	parts := strings.SplitN(p, "/", 4)
+	if len(parts) >= 3 && parts[1] == "models" && strings.HasPrefix(parts[2], loggedModelPrefix) {
+		parts = strings.SplitN(p, "/", 5)
+		if len(parts) < 4 || parts[3] != "artifacts" {
+			return "", "", invalidParam("invalid artifact path %q: logged model artifacts live under <experiment_id>/models/<model_id>/artifacts", p)
+		}
+		parts = append([]string{parts[0], strings.TrimPrefix(parts[2], loggedModelPrefix)}, parts[3:]...)
+	}
 	if len(parts) < 3 || parts[2] != "artifacts" {
 		return "", "", invalidParam("invalid artifact path %q: run artifacts live under <experiment_id>/<run_id>/artifacts", p)
 	}
@@ -68,7 +75,89 @@ func runArtifactPath(p string) (runID, file string, err error) {
 	return parts[1], file, nil
 }
 
+// The files of a registered model version are served (read only) at
+// registered-models/<name>/versions/<version>/files[/X]: the download URI of every version, so
+// what MLflow loads is what the registry holds, whichever API registered it.
+const registryArtifacts = "registered-models"
+
+// versionArtifactPath splits registered-models/<name>/versions/<version>/files[/X]; ok is false
+// for other paths.
+func versionArtifactPath(p string) (ref atelier.ModelRef, file string, ok bool, err error) {
+	p = strings.Trim(p, "/")
+	rest, found := strings.CutPrefix(p, registryArtifacts+"/")
+	if !found {
+		return ref, "", false, nil
+	}
+	parts := strings.SplitN(rest, "/", 5)
+	if len(parts) < 4 || parts[1] != "versions" || parts[3] != "files" {
+		return ref, "", true, invalidParam("invalid artifact path %q: model version files live under %s/<name>/versions/<version>/files", p, registryArtifacts)
+	}
+	v, perr := strconv.ParseInt(parts[2], 10, 64)
+	if perr != nil || v < 1 {
+		return ref, "", true, invalidParam("invalid model version %q", parts[2])
+	}
+	ref = atelier.ModelRef{Name: parts[0], Version: v}
+	if err := ref.Validate(); err != nil {
+		return ref, "", true, err
+	}
+	if len(parts) == 5 && parts[4] != "" {
+		file = parts[4]
+		if err := atelier.ValidatePath(file); err != nil {
+			return ref, "", true, err
+		}
+	}
+	return ref, file, true, nil
+}
+
+// versionDownloadURI is the artifact URI of a version's files: the folder holding its MLmodel
+// (the shallowest one) when it has one, else the root.
+func versionDownloadURI(v *atelier.ModelVersion) string {
+	uri := "mlflow-artifacts:/" + registryArtifacts + "/" + v.Name + "/versions/" + strconv.FormatInt(v.Version, 10) + "/files"
+	best := ""
+	for _, f := range v.Files {
+		if path.Base(f.Path) == "MLmodel" && (best == "" || strings.Count(f.Path, "/") < strings.Count(best, "/")) {
+			best = f.Path
+		}
+	}
+	if dir := path.Dir(best); best != "" && dir != "." {
+		uri += "/" + dir
+	}
+	return uri
+}
+
+// listVersionDir lists the entries right under dir ("" for the root) of a version's files.
+func listVersionDir(v *atelier.ModelVersion, dir string) []FileInfo {
+	dirs := map[string]bool{}
+	out := []FileInfo{}
+	for _, f := range v.Files {
+		rel := f.Path
+		if dir != "" {
+			var found bool
+			if rel, found = strings.CutPrefix(f.Path, dir+"/"); !found {
+				continue
+			}
+		}
+		if first, _, nested := strings.Cut(rel, "/"); nested {
+			if !dirs[first] {
+				dirs[first] = true
+				out = append(out, FileInfo{Path: first, IsDir: true})
+			}
+			continue
+		}
+		size := f.Size
+		out = append(out, FileInfo{Path: rel, FileSize: &size})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
 func (h *Handler) uploadArtifact(w http.ResponseWriter, r *http.Request, ws, p string) error {
+	if _, _, isVersion, err := versionArtifactPath(p); isVersion || err != nil {
+		if err != nil {
+			return err
+		}
+		return invalidParam("model version files are immutable: log files to a run or a logged model")
+	}
 	runID, file, err := runArtifactPath(p)
 	if err != nil {
 		return err
@@ -83,13 +172,28 @@ func (h *Handler) uploadArtifact(w http.ResponseWriter, r *http.Request, ws, p s
 }
 
 func (h *Handler) downloadArtifact(w http.ResponseWriter, r *http.Request, ws, p string) error {
-	runID, file, err := runArtifactPath(p)
-	if err != nil {
+	var size int64
+	var rc io.ReadCloser
+	ref, file, isVersion, err := versionArtifactPath(p)
+	runID := ""
+	switch {
+	case err != nil:
 		return err
-	}
-	f, rc, err := h.svc.OpenFile(r.Context(), ws, runID, file)
-	if err != nil {
-		return err
+	case isVersion:
+		f, body, err := h.svc.OpenModelFile(r.Context(), ws, ref, file)
+		if err != nil {
+			return err
+		}
+		size, rc = f.Size, body
+	default:
+		if runID, file, err = runArtifactPath(p); err != nil {
+			return err
+		}
+		f, body, err := h.svc.OpenFile(r.Context(), ws, runID, file)
+		if err != nil {
+			return err
+		}
+		size, rc = f.Size, body
 	}
 	defer rc.Close()
 	ct := mime.TypeByExtension(path.Ext(file))
@@ -97,7 +201,7 @@ func (h *Handler) downloadArtifact(w http.ResponseWriter, r *http.Request, ws, p
 		ct = "application/octet-stream"
 	}
 	w.Header().Set("Content-Type", ct)
-	w.Header().Set("Content-Length", strconv.FormatInt(f.Size, 10))
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.Header().Set("Content-Disposition", "attachment; filename=\""+strings.ReplaceAll(path.Base(file), `"`, "")+"\"")
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
@@ -143,6 +247,15 @@ func (h *Handler) listArtifacts(w http.ResponseWriter, r *http.Request, ws strin
 	p := r.URL.Query().Get("path")
 	if p == "" {
 		return ok(w, map[string]any{"files": []FileInfo{}})
+	}
+	if ref, dir, isVersion, err := versionArtifactPath(p); err != nil {
+		return err
+	} else if isVersion {
+		v, err := h.svc.FindModelVersion(r.Context(), ws, ref)
+		if err != nil {
+			return err
+		}
+		return ok(w, map[string]any{"files": listVersionDir(v, dir)})
 	}
 	runID, dir, err := runArtifactPath(p)
 	if err != nil {

@@ -1,7 +1,8 @@
 // Package mlflow serves MLflow's REST API (tracking, the mlflow-artifacts proxy) on atelier's
 // domain services, so the unmodified mlflow Python client logs to atelier: a run created through
 // MLflow is an atelier run with the same metrics, params, tags and output files, and the other
-// way round. The wire shapes follow MLflow's protos (service.proto, mlflow_artifacts.proto) and
+// way round. MLflow 3's logged models are hidden atelier runs (loggedmodels.go), and MLflow's
+// model registry is atelier's (registry.go). The wire shapes follow MLflow's protos (service.proto, mlflow_artifacts.proto) and
 // its server: snake_case fields, enums as names, {"error_code","message"} errors.
 //
 // Workspaces: the default workspace answers at the server root (tracking URI http://HOST:PORT),
@@ -30,6 +31,7 @@ type Services interface {
 	atelier.RunService
 	atelier.MetricService
 	atelier.FileService
+	atelier.ModelService
 }
 
 // Handler serves the MLflow REST API.
@@ -78,6 +80,7 @@ func NewHandler(svc Services, auth atelier.AuthService, log *slog.Logger) *Handl
 		"POST runs/log-batch":     h.logBatch,
 		"POST runs/log-inputs":    h.logInputs,
 		"POST runs/log-outputs":   h.logOutputs,
+		"POST runs/outputs":       h.logOutputs,
 		"POST runs/log-model":     h.logModel,
 
 		"GET metrics/get-history":               h.getMetricHistory,
@@ -85,9 +88,32 @@ func NewHandler(svc Services, auth atelier.AuthService, log *slog.Logger) *Handl
 
 		"GET artifacts/list": h.listRunArtifacts,
 
-		// MLflow 3's logged models are not stored yet: searches find none (the client lists a
-		// run's artifacts through them).
+		"POST logged-models":        h.createLoggedModel,
 		"POST logged-models/search": h.searchLoggedModels,
+
+		"POST registered-models/create":              h.createRegisteredModel,
+		"GET registered-models/get":                  h.getRegisteredModel,
+		"POST registered-models/rename":              h.renameRegisteredModel,
+		"PATCH registered-models/update":             h.updateRegisteredModel,
+		"DELETE registered-models/delete":            h.deleteRegisteredModel,
+		"GET registered-models/search":               h.searchRegisteredModels,
+		"POST registered-models/get-latest-versions": h.getLatestVersions,
+		"GET registered-models/get-latest-versions":  h.getLatestVersions,
+		"POST registered-models/set-tag":             h.setRegisteredModelTag,
+		"DELETE registered-models/delete-tag":        h.deleteRegisteredModelTag,
+		"POST registered-models/alias":               h.setRegisteredModelAlias,
+		"DELETE registered-models/alias":             h.deleteRegisteredModelAlias,
+		"GET registered-models/alias":                h.getModelVersionByAlias,
+
+		"POST model-versions/create":           h.createModelVersion,
+		"GET model-versions/get":               h.getModelVersion,
+		"PATCH model-versions/update":          h.updateModelVersion,
+		"DELETE model-versions/delete":         h.deleteModelVersion,
+		"GET model-versions/search":            h.searchModelVersions,
+		"POST model-versions/set-tag":          h.setModelVersionTag,
+		"DELETE model-versions/delete-tag":     h.deleteModelVersionTag,
+		"POST model-versions/transition-stage": h.transitionModelVersionStage,
+		"GET model-versions/get-download-uri":  h.getModelVersionDownloadURI,
 	}
 	return h
 }
@@ -124,6 +150,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fn = h.routes[r.Method+" "+strings.TrimSuffix(endpoint, "/")]
 		if fn == nil && r.Method == http.MethodHead {
 			fn = h.routes["GET "+endpoint]
+		}
+		if fn == nil {
+			fn = h.loggedModelRoute(r.Method, endpoint)
 		}
 	}
 	if endpoint == "server-info" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !artifacts {
@@ -245,11 +274,11 @@ func ok(w http.ResponseWriter, v any) error {
 	return writeJSON(w, http.StatusOK, v)
 }
 
-// decode reads a request into v: GET (and DELETE) from the query string, as MLflow's client
-// sends them, others from the JSON body. Unknown fields are ignored, as MLflow's server does,
+// decode reads a request into v: GET from the query string, as MLflow's client sends it, others
+// from the JSON body (a DELETE without a body from the query string). Unknown fields are ignored, as MLflow's server does,
 // so newer clients that send more keep working.
 func (h *Handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodDelete {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return decodeQuery(r.URL.Query(), v)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.MaxJSONBody))
@@ -257,6 +286,9 @@ func (h *Handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
 		return err
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
+		if r.Method == http.MethodDelete {
+			return decodeQuery(r.URL.Query(), v)
+		}
 		return nil
 	}
 	if err := json.Unmarshal(body, v); err != nil {

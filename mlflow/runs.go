@@ -29,7 +29,7 @@ const (
 )
 
 // hiddenTags are atelier's bookkeeping, not shown as MLflow tags.
-var hiddenTags = map[string]bool{tagLifecycle: true, tagInputs: true}
+var hiddenTags = map[string]bool{tagLifecycle: true, tagInputs: true, tagModelOutputs: true}
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
@@ -66,6 +66,9 @@ func (s *scope) toRun(run *atelier.Run) (*Run, error) {
 	out.Inputs = json.RawMessage(`{"dataset_inputs":[]}`)
 	if in := run.Tags[tagInputs]; in != "" && json.Valid([]byte(in)) {
 		out.Inputs = json.RawMessage(`{"dataset_inputs":` + in + `}`)
+	}
+	if o := run.Tags[tagModelOutputs]; o != "" && json.Valid([]byte(o)) {
+		out.Outputs = json.RawMessage(`{"model_outputs":` + o + `}`)
 	}
 	return out, nil
 }
@@ -324,7 +327,7 @@ func (h *Handler) searchRuns(w http.ResponseWriter, r *http.Request, ws string) 
 	if err != nil {
 		return err
 	}
-	conds := []string{"properties.`" + propExperiment + "` is null"}
+	conds := []string{"properties.`" + propExperiment + "` is null", "properties.`" + propRecord + "` is null"}
 	switch view {
 	case viewActive:
 		conds = append(conds, "tags.`"+tagLifecycle+"` is null")
@@ -703,22 +706,6 @@ func slimInputs(list []json.RawMessage) []byte {
 	return b
 }
 
-// logOutputs (MLflow 3's link from a run to its logged models) is accepted and ignored.
-func (h *Handler) logOutputs(w http.ResponseWriter, r *http.Request, ws string) error {
-	var req runIDReq
-	if err := h.decode(w, r, &req); err != nil {
-		return err
-	}
-	id, err := req.id()
-	if err != nil {
-		return err
-	}
-	if _, err := h.scope(r, ws).findRun(id, true); err != nil {
-		return err
-	}
-	return ok(w, nil)
-}
-
 // logModel appends the model's metadata to the tag mlflow.log-model.history, as MLflow does.
 func (h *Handler) logModel(w http.ResponseWriter, r *http.Request, ws string) error {
 	var req struct {
@@ -845,11 +832,4 @@ func (h *Handler) getMetricHistoryBulkInterval(w http.ResponseWriter, r *http.Re
 		return metrics[i].Step < metrics[j].Step
 	})
 	return ok(w, map[string]any{"metrics": metrics})
-}
-
-func (h *Handler) searchLoggedModels(w http.ResponseWriter, r *http.Request, ws string) error {
-	if _, err := h.svc.FindWorkspace(r.Context(), ws); err != nil {
-		return err
-	}
-	return ok(w, map[string]any{"models": []any{}})
 }

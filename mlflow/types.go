@@ -59,9 +59,10 @@ type RunData struct {
 
 // Run is MLflow's Run message.
 type Run struct {
-	Info   RunInfo         `json:"info"`
-	Data   RunData         `json:"data"`
-	Inputs json.RawMessage `json:"inputs"`
+	Info    RunInfo         `json:"info"`
+	Data    RunData         `json:"data"`
+	Inputs  json.RawMessage `json:"inputs"`
+	Outputs json.RawMessage `json:"outputs,omitempty"`
 }
 
 // FileInfo is an artifact listing entry.

@@ -324,3 +324,134 @@ def test_unauthenticated(run_mlflow, server):
             out([e.error_code, e.get_http_status_code()])
     """, env={"MLFLOW_TRACKING_TOKEN": "atl_wrong"})
     assert res == ["UNAUTHENTICATED", 401]
+
+
+def test_sklearn_model_registry_round_trip(run_mlflow, server):
+    res = run_mlflow("""
+        import numpy as np
+        from sklearn.datasets import load_diabetes
+        from sklearn.linear_model import Ridge
+        X, y = load_diabetes(return_X_y=True)
+        model = Ridge(alpha=0.5).fit(X, y)
+        mlflow.set_experiment("diabetes")
+        with mlflow.start_run() as run:
+            mlflow.log_param("alpha", 0.5)
+            info = mlflow.sklearn.log_model(model, name="model", registered_model_name="diabetes-ridge",
+                                            input_example=X[:2])
+        c = MlflowClient()
+        c.set_registered_model_alias("diabetes-ridge", "champion", 1)
+        loaded = mlflow.pyfunc.load_model("models:/diabetes-ridge@champion")
+        same = bool(np.allclose(loaded.predict(X), model.predict(X)))
+        by_id = mlflow.sklearn.load_model(info.model_uri)  # models:/m-<id>
+        by_run = mlflow.pyfunc.load_model("runs:/%s/model" % run.info.run_id)
+        mv = c.get_model_version("diabetes-ridge", "1")
+        lm = c.get_logged_model(info.model_id)
+        rm = c.get_registered_model("diabetes-ridge")
+        out({"run": run.info.run_id, "model_id": info.model_id, "uri": info.model_uri, "same": same,
+             "by_id": bool(np.allclose(by_id.predict(X), model.predict(X))),
+             "by_run": bool(np.allclose(by_run.predict(X), model.predict(X))),
+             "version": info.registered_model_version, "mv": [mv.version, mv.run_id, mv.source, mv.status, list(mv.aliases)],
+             "lm": [lm.status.to_proto() if hasattr(lm.status, "to_proto") else str(lm.status), lm.source_run_id, lm.name, lm.params.get("alpha")],
+             "rm": [rm.name, sorted(rm.aliases.items())],
+             "outputs": [o.model_id for o in mlflow.get_run(run.info.run_id).outputs.model_outputs]})
+    """)
+    assert res["same"] and res["by_id"] and res["by_run"]
+    assert res["uri"] == "models:/" + res["model_id"]
+    assert res["version"] == 1 or res["version"] == "1"
+    # (the client drops model_id from model versions it reads)
+    assert res["mv"] == ["1", res["run"], "models:/" + res["model_id"], "READY", ["champion"]]
+    assert res["lm"][1:] == [res["run"], "model", "0.5"]
+    assert "READY" in str(res["lm"][0]) or res["lm"][0] == 2
+    assert res["rm"] == ["diabetes-ridge", [["champion", "1"]]]
+    assert res["outputs"] == [res["model_id"]]
+
+    # atelier's side: the version exists, made of the model's files, with the run as lineage
+    status, body = server.api("GET", "/api/v1/workspaces/default/models")
+    assert status == 200, body
+    models = body.get("models", body) if isinstance(body, dict) else body
+    assert any(m["name"] == "diabetes-ridge" and m["latest_version"] >= 1 for m in models), body
+    status, v = server.api("GET", "/api/v1/workspaces/default/models/diabetes-ridge/versions/1")
+    assert status == 200, v
+    assert v["run_id"] == res["run"]
+    assert v["aliases"] == ["champion"]
+    paths = sorted(f["path"] for f in v["files"])
+    assert "model/MLmodel" in paths and any(p.startswith("model/model.") for p in paths), paths
+    # the logged model is a child run of the training run holding the files
+    status, files = server.api("GET", "/api/v1/workspaces/default/runs/%s/files" % res["model_id"][2:])
+    assert status == 200, files
+    assert "outputs/MLmodel" in [f["path"] for f in files["files"]]
+
+
+def test_autolog_and_registry_search(run_mlflow, server):
+    res = run_mlflow("""
+        import numpy as np
+        from sklearn.datasets import load_diabetes
+        from sklearn.linear_model import ElasticNet
+        X, y = load_diabetes(return_X_y=True)
+        mlflow.set_experiment("autolog")
+        mlflow.sklearn.autolog(log_input_examples=False, silent=True)
+        with mlflow.start_run() as run:
+            model = ElasticNet(alpha=0.1, l1_ratio=0.3).fit(X, y)
+        mlflow.sklearn.autolog(disable=True)
+        r = mlflow.get_run(run.info.run_id)
+        models = mlflow.search_logged_models(experiment_ids=[r.info.experiment_id], output_format="list")
+        lm = [m for m in models if m.source_run_id == run.info.run_id]
+        loaded = mlflow.pyfunc.load_model("models:/%s" % lm[0].model_id)
+        c = MlflowClient()
+        mv = mlflow.register_model("models:/%s" % lm[0].model_id, "autolog-enet")
+        mv2 = mlflow.register_model("runs:/%s/model" % run.info.run_id, "autolog-enet")
+        c.set_registered_model_tag("autolog-enet", "team", "vision")
+        c.update_registered_model("autolog-enet", description="elastic net")
+        c.set_model_version_tag("autolog-enet", "2", "validated", "yes")
+        c.transition_model_version_stage("autolog-enet", "2", "Production")
+        rms = c.search_registered_models(filter_string="name LIKE 'autolog%'")
+        mvs = c.search_model_versions("name = 'autolog-enet'")
+        tagged = c.search_model_versions("name = 'autolog-enet' and tags.validated = 'yes'")
+        latest = c.get_latest_versions("autolog-enet", stages=["Production"])
+        rm = c.get_registered_model("autolog-enet")
+        out({"params": r.data.params, "metrics": sorted(r.data.metrics), "n_models": len(lm),
+             "same": bool(np.allclose(loaded.predict(X), model.predict(X))),
+             "versions": [mv.version, mv2.version],
+             "rms": [(m.name, m.description, m.tags) for m in rms],
+             "mvs": sorted(v.version for v in mvs), "tagged": [v.version for v in tagged],
+             "latest": [(v.version, v.current_stage) for v in latest],
+             "rm_latest": sorted((v.version, v.current_stage) for v in rm.latest_versions)})
+    """)
+    assert res["params"]["alpha"] == "0.1" and res["params"]["l1_ratio"] == "0.3"
+    assert "training_score" in res["metrics"] or any(m.startswith("training_") for m in res["metrics"]), res["metrics"]
+    assert res["n_models"] == 1 and res["same"]
+    assert [str(v) for v in res["versions"]] == ["1", "2"]
+    assert res["rms"] == [["autolog-enet", "elastic net", {"team": "vision"}]]
+    assert res["mvs"] == ["1", "2"] and res["tagged"] == ["2"]
+    assert res["latest"] == [["2", "Production"]]
+    assert res["rm_latest"] == [["1", "None"], ["2", "Production"]]
+
+
+def test_atelier_model_read_by_mlflow(run_mlflow, server):
+    # a model registered in atelier (from a run's outputs) loads through MLflow
+    res = run_mlflow("""
+        import numpy as np
+        from sklearn.linear_model import LinearRegression
+        X = np.array([[1.0], [2.0], [3.0]]); y = np.array([2.0, 4.0, 6.0])
+        model = LinearRegression().fit(X, y)
+        with mlflow.start_run() as run:
+            mlflow.sklearn.save_model(model, "saved")
+            mlflow.log_artifacts("saved", artifact_path="linreg")
+        out({"run": run.info.run_id})
+    """)
+    status, body = server.api("POST", "/api/v1/workspaces/default/models",
+                              {"name": "native-linreg", "run_id": res["run"], "path": "outputs/linreg"})
+    assert status in (200, 201), body
+    got = run_mlflow("""
+        import numpy as np
+        c = MlflowClient()
+        mv = c.get_model_version("native-linreg", "1")
+        c.set_registered_model_alias("native-linreg", "prod", "1")
+        m = mlflow.pyfunc.load_model("models:/native-linreg@prod")
+        out({"run": mv.run_id, "source": mv.source, "pred": m.predict(np.array([[4.0]])).tolist(),
+             "uri": c.get_model_version_download_uri("native-linreg", "1")})
+    """)
+    assert got["run"] == res["run"]
+    assert got["source"].endswith("/%s/artifacts/linreg" % res["run"])
+    assert abs(got["pred"][0] - 8.0) < 1e-6
+    assert got["uri"] == "mlflow-artifacts:/registered-models/native-linreg/versions/1/files/linreg"

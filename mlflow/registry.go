@@ -1,0 +1,1219 @@
+package mlflow
+
+import (
+	"net/http"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// MLflow's model registry is atelier's: a version registered through MLflow is an atelier model
+// version made of the files backing its source (a logged model, run artifacts or another
+// version), registered by reference (no byte copied); an atelier version reads as an MLflow one.
+// What the atelier registry has no place for lives beside it:
+//   - a registered model's tags and description, and a model with no version yet, in a hidden
+//     record run (property mlflow.record = registered-model) of the Default experiment (under a
+//     run token, a child of that run);
+//   - a version's stage in its tag mlflow.stage; its MLflow source, logged model id and run link
+//     in properties (set once, as the source of a version never changes).
+//
+// Every version is downloaded from registered-models/<name>/versions/<v>/files through the
+// artifacts proxy, so what MLflow loads is what the registry holds.
+
+const (
+	tagRMName        = "mlflow.registeredModelName"
+	tagRMDescription = "mlflow.registeredModelDescription"
+	tagStage         = "mlflow.stage"
+	propSource       = "mlflow.source"
+	propModelID      = "mlflow.modelId"
+	propRunLink      = "mlflow.runLink"
+	stageNone        = "None"
+)
+
+// recordTags are the bookkeeping tags of a registered model's record run.
+var recordTags = map[string]bool{tagRMName: true, tagRMDescription: true, tagLifecycle: true}
+
+// ModelVersion is MLflow's ModelVersion message.
+type ModelVersion struct {
+	Name                 string   `json:"name"`
+	Version              string   `json:"version"`
+	CreationTimestamp    int64    `json:"creation_timestamp"`
+	LastUpdatedTimestamp int64    `json:"last_updated_timestamp"`
+	UserID               string   `json:"user_id,omitempty"`
+	CurrentStage         string   `json:"current_stage"`
+	Description          string   `json:"description,omitempty"`
+	Source               string   `json:"source"`
+	RunID                string   `json:"run_id,omitempty"`
+	Status               string   `json:"status"`
+	Tags                 []KeyVal `json:"tags,omitempty"`
+	RunLink              string   `json:"run_link,omitempty"`
+	Aliases              []string `json:"aliases,omitempty"`
+	ModelID              string   `json:"model_id,omitempty"`
+}
+
+// RegisteredModelAlias is an alias and the version it points at.
+type RegisteredModelAlias struct {
+	Alias   string `json:"alias"`
+	Version string `json:"version"`
+}
+
+// RegisteredModel is MLflow's RegisteredModel message.
+type RegisteredModel struct {
+	Name                 string                 `json:"name"`
+	CreationTimestamp    int64                  `json:"creation_timestamp"`
+	LastUpdatedTimestamp int64                  `json:"last_updated_timestamp"`
+	UserID               string                 `json:"user_id,omitempty"`
+	Description          string                 `json:"description,omitempty"`
+	LatestVersions       []*ModelVersion        `json:"latest_versions,omitempty"`
+	Tags                 []KeyVal               `json:"tags,omitempty"`
+	Aliases              []RegisteredModelAlias `json:"aliases,omitempty"`
+}
+
+func (s *scope) toModelVersion(v *atelier.ModelVersion) *ModelVersion {
+	tags := map[string]string{}
+	for k, val := range v.Tags {
+		if k != tagStage {
+			tags[k] = val
+		}
+	}
+	stage := v.Tags[tagStage]
+	if stage == "" {
+		stage = stageNone
+	}
+	return &ModelVersion{Name: v.Name, Version: strconv.FormatInt(v.Version, 10), CreationTimestamp: ms(v.CreatedAt),
+		LastUpdatedTimestamp: ms(v.UpdatedAt), UserID: v.CreatedBy, CurrentStage: stage, Description: v.Description,
+		Source: s.versionSource(v), RunID: v.RunID, Status: "READY", Tags: sortedKeyVals(tags),
+		RunLink: v.Properties[propRunLink], Aliases: v.Aliases, ModelID: v.Properties[propModelID]}
+}
+
+// versionSource is the MLflow source of a version: as given when registered through MLflow;
+// for a version registered in atelier from a run's outputs, the run's artifact URI; else the
+// version's own files.
+func (s *scope) versionSource(v *atelier.ModelVersion) string {
+	if src := v.Properties[propSource]; src != "" {
+		return src
+	}
+	if v.RunID != "" && (v.Path == outputsDir || strings.HasPrefix(v.Path, outputsDir+"/")) {
+		if expID := s.experimentIDOf(v.Experiment); expID != "" {
+			return strings.TrimSuffix("mlflow-artifacts:/"+expID+"/"+v.RunID+"/artifacts/"+strings.TrimPrefix(strings.TrimPrefix(v.Path, outputsDir), "/"), "/")
+		}
+	}
+	return versionDownloadURI(v)
+}
+
+// modelRecord finds the record run of a registered model: the live one, or with deleted set
+// the deleted one when there is no live one.
+func (s *scope) modelRecord(name string, deleted bool) (*atelier.Run, error) {
+	page, err := s.h.svc.ListRuns(s.ctx, s.ws, atelier.RunQuery{Limit: 10,
+		Filter: "properties.`" + propRecord + "` = '" + recordRegisteredModel + "' and tags.`" + tagRMName + "` = " + quote(name)})
+	if err != nil {
+		return nil, err
+	}
+	var dead *atelier.Run
+	for _, r := range page.Runs {
+		if r.Tags[tagLifecycle] != "deleted" {
+			return r, nil
+		}
+		dead = r
+	}
+	if deleted {
+		return dead, nil
+	}
+	return nil, nil
+}
+
+// ensureModelRecord returns the live record of a model, making one (or reviving a deleted one,
+// with its old tags dropped) when there is none.
+func (s *scope) ensureModelRecord(name string, tags map[string]string) (*atelier.Run, error) {
+	rec, err := s.modelRecord(name, true)
+	if err != nil {
+		return nil, err
+	}
+	if rec != nil && rec.Tags[tagLifecycle] != "deleted" {
+		return rec, nil
+	}
+	all := map[string]string{tagRMName: name}
+	for k, v := range tags {
+		all[k] = v
+	}
+	if rec == nil {
+		c := atelier.RunCreate{Experiment: defaultExperiment, Name: "mlflow-registered-model",
+			Properties: map[string]string{propRecord: recordRegisteredModel}, Tags: all}
+		// A run's token creates child runs only: its records go under its run.
+		if p := atelier.PrincipalFromContext(s.ctx); p != nil && p.Kind == atelier.PrincipalRun && p.RunID != "" {
+			parent, err := s.h.svc.FindRun(s.ctx, s.ws, p.RunID)
+			if err != nil {
+				return nil, err
+			}
+			c.ParentID, c.Experiment = parent.ID, parent.Experiment
+		}
+		return s.h.svc.CreateRun(s.ctx, s.ws, c)
+	}
+	for k := range rec.Tags {
+		if _, keep := all[k]; !keep {
+			if err := s.h.svc.DeleteTag(s.ctx, s.ws, rec.ID, k); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := s.h.svc.SetTags(s.ctx, s.ws, rec.ID, all); err != nil {
+		return nil, err
+	}
+	return s.h.svc.FindRun(s.ctx, s.ws, rec.ID)
+}
+
+// findModel returns the atelier model (nil when it has no version) and the record (nil when
+// it has none) of a registered model, ENOTFOUND when neither exists.
+func (s *scope) findModel(name string) (*atelier.Model, *atelier.Run, error) {
+	if name == "" {
+		return nil, nil, invalidParam("missing value for required parameter 'name'")
+	}
+	if err := atelier.ValidateModelName(name); err != nil {
+		return nil, nil, err
+	}
+	m, err := s.h.svc.FindModel(s.ctx, s.ws, name)
+	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
+		m, err = nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := s.modelRecord(name, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m == nil && rec == nil {
+		return nil, nil, atelier.Errorf(atelier.ENOTFOUND, "Registered Model with name=%s not found", name)
+	}
+	return m, rec, nil
+}
+
+// allVersions lists the versions of a model (all models for an empty name).
+func (s *scope) allVersions(name string) ([]*atelier.ModelVersion, error) {
+	q := atelier.ModelQuery{Name: name, Limit: atelier.MaxPageSize, OrderBy: "version asc"}
+	var out []*atelier.ModelVersion
+	for {
+		page, err := s.h.svc.ListModelVersions(s.ctx, s.ws, q)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Versions...)
+		if page.NextPageToken == "" {
+			return out, nil
+		}
+		q.PageToken = page.NextPageToken
+	}
+}
+
+// latestByStage keeps the newest version of each stage, in stage order.
+func latestByStage(versions []*ModelVersion, stages []string) []*ModelVersion {
+	want := map[string]bool{}
+	for _, st := range stages {
+		if c, err := canonicalStage(st); err == nil {
+			want[c] = true
+		}
+	}
+	best := map[string]*ModelVersion{}
+	for _, v := range versions {
+		if len(want) > 0 && !want[v.CurrentStage] {
+			continue
+		}
+		if b := best[v.CurrentStage]; b == nil || compareValues(v.Version, b.Version) > 0 {
+			best[v.CurrentStage] = v
+		}
+	}
+	out := []*ModelVersion{}
+	for _, st := range []string{stageNone, "Staging", "Production", "Archived"} {
+		if b := best[st]; b != nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func canonicalStage(s string) (string, error) {
+	for _, st := range []string{stageNone, "Staging", "Production", "Archived"} {
+		if strings.EqualFold(s, st) {
+			return st, nil
+		}
+	}
+	return "", invalidParam("invalid model version stage %q: use None, Staging, Production or Archived", s)
+}
+
+func (s *scope) toRegisteredModel(name string, m *atelier.Model, rec *atelier.Run, versions []*atelier.ModelVersion) *RegisteredModel {
+	out := &RegisteredModel{Name: name}
+	var created, updated time.Time
+	if m != nil {
+		created, updated = m.CreatedAt, m.UpdatedAt
+		for a, v := range m.Aliases {
+			out.Aliases = append(out.Aliases, RegisteredModelAlias{a, strconv.FormatInt(v, 10)})
+		}
+		sort.Slice(out.Aliases, func(i, j int) bool { return out.Aliases[i].Alias < out.Aliases[j].Alias })
+	}
+	if rec != nil {
+		if created.IsZero() || rec.CreatedAt.Before(created) {
+			created = rec.CreatedAt
+		}
+		if updated.IsZero() {
+			updated = rec.CreatedAt
+		}
+		out.UserID = rec.CreatedBy
+		out.Description = rec.Tags[tagRMDescription]
+		tags := map[string]string{}
+		for k, v := range rec.Tags {
+			if !recordTags[k] {
+				tags[k] = v
+			}
+		}
+		out.Tags = sortedKeyVals(tags)
+	}
+	out.CreationTimestamp, out.LastUpdatedTimestamp = ms(created), ms(updated)
+	mvs := make([]*ModelVersion, 0, len(versions))
+	for _, v := range versions {
+		mvs = append(mvs, s.toModelVersion(v))
+		if out.UserID == "" {
+			out.UserID = v.CreatedBy
+		}
+	}
+	if lv := latestByStage(mvs, nil); len(lv) > 0 {
+		out.LatestVersions = lv
+	}
+	return out
+}
+
+// registeredModel reads one registered model.
+func (s *scope) registeredModel(name string) (*RegisteredModel, error) {
+	m, rec, err := s.findModel(name)
+	if err != nil {
+		return nil, err
+	}
+	var versions []*atelier.ModelVersion
+	if m != nil {
+		if versions, err = s.allVersions(name); err != nil {
+			return nil, err
+		}
+	}
+	return s.toRegisteredModel(name, m, rec, versions), nil
+}
+
+type nameReq struct {
+	Name jstring `json:"name"`
+}
+
+func (h *Handler) createRegisteredModel(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		Name        jstring    `json:"name"`
+		Tags        []inKeyVal `json:"tags"`
+		Description jstring    `json:"description"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	name := string(req.Name)
+	if name == "" {
+		return invalidParam("missing value for required parameter 'name'")
+	}
+	if err := atelier.ValidateModelName(name); err != nil {
+		return err
+	}
+	tags, err := keyValMap("tag", req.Tags, atelier.MaxTagValue)
+	if err != nil {
+		return err
+	}
+	for k := range tags {
+		if recordTags[k] {
+			return invalidParam("tag %q is reserved", k)
+		}
+	}
+	if req.Description != "" {
+		tags[tagRMDescription] = string(req.Description)
+	}
+	s := h.scope(r, ws)
+	if _, _, err := s.findModel(name); err == nil {
+		return &apiError{http.StatusBadRequest, "RESOURCE_ALREADY_EXISTS", "Registered Model (name=" + name + ") already exists."}
+	} else if atelier.ErrorCode(err) != atelier.ENOTFOUND {
+		return err
+	}
+	if _, err := s.ensureModelRecord(name, tags); err != nil {
+		return err
+	}
+	rm, err := s.registeredModel(name)
+	if err != nil {
+		return err
+	}
+	return ok(w, map[string]any{"registered_model": rm})
+}
+
+func (h *Handler) getRegisteredModel(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req nameReq
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	rm, err := h.scope(r, ws).registeredModel(string(req.Name))
+	if err != nil {
+		return err
+	}
+	return ok(w, map[string]any{"registered_model": rm})
+}
+
+func (h *Handler) updateRegisteredModel(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		Name        jstring  `json:"name"`
+		Description *jstring `json:"description"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	name := string(req.Name)
+	if _, _, err := s.findModel(name); err != nil {
+		return err
+	}
+	if req.Description != nil {
+		rec, err := s.ensureModelRecord(name, nil)
+		if err != nil {
+			return err
+		}
+		if *req.Description == "" {
+			if _, has := rec.Tags[tagRMDescription]; has {
+				err = h.svc.DeleteTag(s.ctx, ws, rec.ID, tagRMDescription)
+			}
+		} else {
+			err = h.svc.SetTags(s.ctx, ws, rec.ID, map[string]string{tagRMDescription: string(*req.Description)})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	rm, err := s.registeredModel(name)
+	if err != nil {
+		return err
+	}
+	return ok(w, map[string]any{"registered_model": rm})
+}
+
+func (h *Handler) deleteRegisteredModel(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req nameReq
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	name := string(req.Name)
+	m, rec, err := s.findModel(name)
+	if err != nil {
+		return err
+	}
+	if m != nil {
+		if err := h.svc.DeleteModel(s.ctx, ws, name); err != nil {
+			return err
+		}
+	}
+	if rec != nil {
+		if err := h.svc.SetTags(s.ctx, ws, rec.ID, map[string]string{tagLifecycle: "deleted"}); err != nil {
+			return err
+		}
+	}
+	return ok(w, nil)
+}
+
+// renameRegisteredModel moves a model to a new name. atelier's registry has no rename, so the
+// versions are registered again under the new name (by reference: no file is copied) and the old
+// name deleted; this keeps version numbers only when they run 1..n without gaps, and refuses
+// otherwise, as it refuses a model something (an image, a service) uses.
+func (h *Handler) renameRegisteredModel(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		Name    jstring `json:"name"`
+		NewName jstring `json:"new_name"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	name, newName := string(req.Name), string(req.NewName)
+	if newName == "" {
+		return invalidParam("missing value for required parameter 'new_name'")
+	}
+	if err := atelier.ValidateModelName(newName); err != nil {
+		return err
+	}
+	m, rec, err := s.findModel(name)
+	if err != nil {
+		return err
+	}
+	if newName == name {
+		return invalidParam("the new name is the current name")
+	}
+	if _, _, err := s.findModel(newName); err == nil {
+		return &apiError{http.StatusBadRequest, "RESOURCE_ALREADY_EXISTS", "Registered Model (name=" + newName + ") already exists."}
+	} else if atelier.ErrorCode(err) != atelier.ENOTFOUND {
+		return err
+	}
+	if m != nil {
+		if err := h.moveVersions(s, m, newName); err != nil {
+			return err
+		}
+	}
+	if rec != nil {
+		if err := h.svc.SetTags(s.ctx, ws, rec.ID, map[string]string{tagRMName: newName}); err != nil {
+			return err
+		}
+	}
+	rm, err := s.registeredModel(newName)
+	if err != nil {
+		return err
+	}
+	return ok(w, map[string]any{"registered_model": rm})
+}
+
+func (h *Handler) moveVersions(s *scope, m *atelier.Model, newName string) error {
+	refs, err := h.svc.ListModelReferences(s.ctx, s.ws, atelier.ModelRef{Name: m.Name})
+	if err != nil {
+		return err
+	}
+	if len(refs) > 0 {
+		return atelier.NewModelInUseError(m.Name, refs)
+	}
+	list, err := s.allVersions(m.Name)
+	if err != nil {
+		return err
+	}
+	for i, v := range list {
+		if v.Version != int64(i+1) {
+			return invalidParam("model %s cannot be renamed: its versions are not numbered 1 to %d without gaps (atelier would renumber them)", m.Name, len(list))
+		}
+	}
+	undo := func() { _ = h.svc.DeleteModel(s.ctx, s.ws, newName) }
+	for _, lv := range list {
+		v, err := h.svc.FindModelVersion(s.ctx, s.ws, lv.Ref())
+		if err != nil {
+			undo()
+			return err
+		}
+		if _, err := h.svc.RegisterModel(s.ctx, s.ws, atelier.ModelRegister{Name: newName, RunID: v.RunID, Files: v.Files,
+			Description: v.Description, Tags: v.Tags, Properties: v.Properties, Framework: v.Framework,
+			FrameworkVersion: v.FrameworkVersion, Datasets: v.Datasets}); err != nil {
+			undo()
+			return err
+		}
+	}
+	for alias, version := range m.Aliases {
+		if _, err := h.svc.SetModelAlias(s.ctx, s.ws, newName, alias, version); err != nil {
+			undo()
+			return err
+		}
+	}
+	return h.svc.DeleteModel(s.ctx, s.ws, m.Name)
+}
+
+// registeredModelAttrs are the attributes a registered model search filters and orders by.
+var registeredModelAttrs = map[string]string{"name": "name", "creation_timestamp": "creation_timestamp",
+	"last_updated_timestamp": "last_updated_timestamp", "timestamp": "last_updated_timestamp"}
+
+func registeredModelAttr(m *RegisteredModel, field, key string) (string, bool) {
+	switch field {
+	case "name":
+		return m.Name, true
+	case "creation_timestamp":
+		return strconv.FormatInt(m.CreationTimestamp, 10), true
+	case "last_updated_timestamp":
+		return strconv.FormatInt(m.LastUpdatedTimestamp, 10), true
+	case "tags":
+		for _, kv := range m.Tags {
+			if kv.Key == key {
+				return kv.Value, true
+			}
+		}
+	}
+	return "", false
+}
+
+func (h *Handler) searchRegisteredModels(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		Filter     jstring `json:"filter"`
+		MaxResults jint    `json:"max_results"`
+		OrderBy    jlist   `json:"order_by"`
+		PageToken  jstring `json:"page_token"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	limit, err := maxResults(req.MaxResults, 100, 1000)
+	if err != nil {
+		return err
+	}
+	conds, err := parseConds(string(req.Filter), registeredModelAttrs, map[string]string{"tags": "tags", "tag": "tags"})
+	if err != nil {
+		return err
+	}
+	keys, err := parseOrder(req.OrderBy, registeredModelAttrs)
+	if err != nil {
+		return err
+	}
+	keys = append(keys, orderKey{field: "name"})
+	s := h.scope(r, ws)
+	models := map[string]*atelier.Model{}
+	for token := "start"; token != ""; {
+		q := atelier.ModelQuery{Limit: atelier.MaxPageSize}
+		if token != "start" {
+			q.PageToken = token
+		}
+		page, err := h.svc.ListModels(s.ctx, ws, q)
+		if err != nil {
+			return err
+		}
+		for _, m := range page.Models {
+			models[m.Name] = m
+		}
+		token = page.NextPageToken
+	}
+	recs, err := s.allRuns(atelier.RunQuery{Filter: "properties.`" + propRecord + "` = '" + recordRegisteredModel + "' and tags.`" + tagLifecycle + "` is null"})
+	if err != nil {
+		return err
+	}
+	byName := map[string]*atelier.Run{}
+	for _, rec := range recs {
+		byName[rec.Tags[tagRMName]] = rec
+	}
+	versions, err := s.allVersions("")
+	if err != nil {
+		return err
+	}
+	versionsOf := map[string][]*atelier.ModelVersion{}
+	for _, v := range versions {
+		versionsOf[v.Name] = append(versionsOf[v.Name], v)
+	}
+	names := map[string]bool{}
+	for n := range models {
+		names[n] = true
+	}
+	for n := range byName {
+		names[n] = n != ""
+	}
+	out := []*RegisteredModel{}
+	for n, keep := range names {
+		if !keep {
+			continue
+		}
+		rm := s.toRegisteredModel(n, models[n], byName[n], versionsOf[n])
+		if matchConds(conds, func(f, k string) (string, bool) { return registeredModelAttr(rm, f, k) }) {
+			out = append(out, rm)
+		}
+	}
+	sortItems(out, keys, func(m *RegisteredModel, f string) string { v, _ := registeredModelAttr(m, f, ""); return v })
+	lo, hi, next, err := pageOf(len(out), string(req.PageToken), limit)
+	if err != nil {
+		return err
+	}
+	resp := map[string]any{"registered_models": out[lo:hi]}
+	if next != "" {
+		resp["next_page_token"] = next
+	}
+	return ok(w, resp)
+}
+
+func (h *Handler) getLatestVersions(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		Name   jstring `json:"name"`
+		Stages jlist   `json:"stages"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	for _, st := range req.Stages {
+		if _, err := canonicalStage(st); err != nil {
+			return err
+		}
+	}
+	s := h.scope(r, ws)
+	m, _, err := s.findModel(string(req.Name))
+	if err != nil {
+		return err
+	}
+	var mvs []*ModelVersion
+	if m != nil {
+		versions, err := s.allVersions(m.Name)
+		if err != nil {
+			return err
+		}
+		for _, v := range versions {
+			mvs = append(mvs, s.toModelVersion(v))
+		}
+	}
+	return ok(w, map[string]any{"model_versions": latestByStage(mvs, req.Stages)})
+}
+
+func (h *Handler) setRegisteredModelTag(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		Name  jstring `json:"name"`
+		Key   jstring `json:"key"`
+		Value jstring `json:"value"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := atelier.ValidateKey("tag", string(req.Key)); err != nil {
+		return err
+	}
+	if recordTags[string(req.Key)] {
+		return invalidParam("tag %q is reserved", req.Key)
+	}
+	s := h.scope(r, ws)
+	if _, _, err := s.findModel(string(req.Name)); err != nil {
+		return err
+	}
+	rec, err := s.ensureModelRecord(string(req.Name), nil)
+	if err != nil {
+		return err
+	}
+	if err := h.svc.SetTags(s.ctx, ws, rec.ID, map[string]string{string(req.Key): string(req.Value)}); err != nil {
+		return err
+	}
+	return ok(w, nil)
+}
+
+func (h *Handler) deleteRegisteredModelTag(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		Name jstring `json:"name"`
+		Key  jstring `json:"key"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	_, rec, err := s.findModel(string(req.Name))
+	if err != nil {
+		return err
+	}
+	key := string(req.Key)
+	if rec == nil || recordTags[key] {
+		return atelier.Errorf(atelier.ENOTFOUND, "registered model %s has no tag %q", req.Name, key)
+	}
+	if _, has := rec.Tags[key]; !has {
+		return atelier.Errorf(atelier.ENOTFOUND, "registered model %s has no tag %q", req.Name, key)
+	}
+	if err := h.svc.DeleteTag(s.ctx, ws, rec.ID, key); err != nil {
+		return err
+	}
+	return ok(w, nil)
+}
+
+// versionRef reads a name and a version number.
+func versionRef(name, version string) (atelier.ModelRef, error) {
+	if name == "" {
+		return atelier.ModelRef{}, invalidParam("missing value for required parameter 'name'")
+	}
+	v, err := strconv.ParseInt(version, 10, 64)
+	if err != nil || v < 1 {
+		return atelier.ModelRef{}, invalidParam("invalid model version %q: versions are positive integers", version)
+	}
+	ref := atelier.ModelRef{Name: name, Version: v}
+	return ref, ref.Validate()
+}
+
+type versionReq struct {
+	Name    jstring `json:"name"`
+	Version jstring `json:"version"`
+}
+
+func (q versionReq) ref() (atelier.ModelRef, error) {
+	return versionRef(string(q.Name), string(q.Version))
+}
+
+func (h *Handler) setRegisteredModelAlias(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		versionReq
+		Alias jstring `json:"alias"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	ref, err := req.ref()
+	if err != nil {
+		return err
+	}
+	if _, err := h.svc.SetModelAlias(r.Context(), ws, ref.Name, string(req.Alias), ref.Version); err != nil {
+		return err
+	}
+	return ok(w, nil)
+}
+
+func (h *Handler) deleteRegisteredModelAlias(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		Name  jstring `json:"name"`
+		Alias jstring `json:"alias"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := h.svc.DeleteModelAlias(r.Context(), ws, string(req.Name), string(req.Alias)); err != nil {
+		return err
+	}
+	return ok(w, nil)
+}
+
+func (h *Handler) getModelVersionByAlias(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		Name  jstring `json:"name"`
+		Alias jstring `json:"alias"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	ref := atelier.ModelRef{Name: string(req.Name), Alias: string(req.Alias)}
+	if ref.Alias == "" {
+		return invalidParam("missing value for required parameter 'alias'")
+	}
+	if err := ref.Validate(); err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	v, err := h.svc.FindModelVersion(s.ctx, ws, ref)
+	if err != nil {
+		return err
+	}
+	return ok(w, map[string]any{"model_version": s.toModelVersion(v)})
+}
+
+// sourceFiles resolves the source of a new version to the stored files backing it, named as
+// atelier names a registered folder (its base name first), and the run to record as lineage.
+// Sources: a logged model (models:/m-..., or model_id), a run's or logged model's artifacts
+// (mlflow-artifacts:/..., runs:/RUN/PATH), or another version (models:/NAME/VERSION,
+// models:/NAME@ALIAS, or its files' URI).
+func (s *scope) sourceFiles(source, modelID string) (string, []atelier.ModelFile, error) {
+	if modelID == "" {
+		if id, found := strings.CutPrefix(source, "models:/"); found && strings.HasPrefix(id, loggedModelPrefix) && !strings.ContainsAny(id, "/@") {
+			modelID = id
+		}
+	}
+	switch {
+	case modelID != "" && (source == "" || strings.HasPrefix(source, "models:/")):
+		run, err := s.findLoggedModel(modelID)
+		if err != nil {
+			return "", nil, err
+		}
+		return s.runSourceFiles(run, outputsDir)
+	case strings.HasPrefix(source, "mlflow-artifacts:"):
+		p := strings.TrimPrefix(source, "mlflow-artifacts:")
+		if rest, found := strings.CutPrefix(p, "//"); found {
+			_, p, _ = strings.Cut(rest, "/") // mlflow-artifacts://host/path
+		}
+		if ref, file, isVersion, err := versionArtifactPath(p); err != nil {
+			return "", nil, err
+		} else if isVersion {
+			return s.versionSourceFiles(ref, file)
+		}
+		runID, file, err := runArtifactPath(p)
+		if err != nil {
+			return "", nil, err
+		}
+		run, err := s.findRun(runID, false)
+		if err != nil {
+			return "", nil, err
+		}
+		return s.runSourceFiles(run, file)
+	case strings.HasPrefix(source, "runs:/"):
+		runID, p, _ := strings.Cut(strings.TrimPrefix(source, "runs:/"), "/")
+		file := outputsDir
+		if p = strings.Trim(p, "/"); p != "" {
+			file += "/" + p
+		}
+		if err := atelier.ValidatePath(file); err != nil {
+			return "", nil, err
+		}
+		run, err := s.findRun(runID, false)
+		if err != nil {
+			return "", nil, err
+		}
+		return s.runSourceFiles(run, file)
+	case strings.HasPrefix(source, "models:/"):
+		rest := strings.TrimPrefix(source, "models:/")
+		var ref atelier.ModelRef
+		var err error
+		if name, ver, found := strings.Cut(rest, "/"); found {
+			ref, err = atelier.ParseModelSelector(name, ver)
+		} else {
+			ref, err = atelier.ParseModelRef(rest)
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		return s.versionSourceFiles(ref, "")
+	}
+	return "", nil, invalidParam("cannot register a model version from %q: atelier registers files it stores; use a source such as models:/<model_id>, runs:/<run_id>/<path> or the artifact URI of a run or logged model", source)
+}
+
+// runSourceFiles lists a run's files at file (a file or a folder) as version files. A logged
+// model's folder is named after the model, and its lineage is its source run.
+func (s *scope) runSourceFiles(run *atelier.Run, file string) (string, []atelier.ModelFile, error) {
+	lineage, base := run.ID, path.Base(file)
+	if run.Properties[propRecord] == recordLoggedModel {
+		if run.ParentID != "" {
+			lineage = run.ParentID
+		}
+		if file == outputsDir {
+			base = loggedModelBase(run)
+		}
+	} else if file == outputsDir {
+		base = "model"
+	}
+	list, err := s.h.svc.ListFiles(s.ctx, s.ws, run.ID, file)
+	if err != nil {
+		return "", nil, err
+	}
+	var files []atelier.ModelFile
+	for _, f := range list {
+		if f.Log || f.Digest == "" || (f.Path != file && !strings.HasPrefix(f.Path, file+"/")) {
+			continue
+		}
+		files = append(files, atelier.ModelFile{Path: base + f.Path[len(file):], Digest: f.Digest, Size: f.Size})
+	}
+	if len(files) == 0 {
+		return "", nil, atelier.Errorf(atelier.ENOTFOUND, "run %s has no artifacts at %q", run.ID, strings.TrimPrefix(strings.TrimPrefix(file, outputsDir), "/"))
+	}
+	return lineage, files, nil
+}
+
+// versionSourceFiles lists another version's files (under dir, kept as they are named).
+func (s *scope) versionSourceFiles(ref atelier.ModelRef, dir string) (string, []atelier.ModelFile, error) {
+	v, err := s.h.svc.FindModelVersion(s.ctx, s.ws, ref)
+	if err != nil {
+		return "", nil, err
+	}
+	var files []atelier.ModelFile
+	for _, f := range v.Files {
+		if dir == "" || f.Path == dir || strings.HasPrefix(f.Path, dir+"/") {
+			files = append(files, f)
+		}
+	}
+	if len(files) == 0 {
+		return "", nil, atelier.Errorf(atelier.ENOTFOUND, "model %s has no files at %q", v.Ref(), dir)
+	}
+	return v.RunID, files, nil
+}
+
+func (h *Handler) createModelVersion(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		Name        jstring    `json:"name"`
+		Source      jstring    `json:"source"`
+		RunID       jstring    `json:"run_id"`
+		Tags        []inKeyVal `json:"tags"`
+		RunLink     jstring    `json:"run_link"`
+		Description jstring    `json:"description"`
+		ModelID     jstring    `json:"model_id"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Source == "" && req.ModelID == "" {
+		return invalidParam("missing value for required parameter 'source'")
+	}
+	tags, err := keyValMap("tag", req.Tags, atelier.MaxTagValue)
+	if err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	name := string(req.Name)
+	if _, _, err := s.findModel(name); err != nil {
+		return err
+	}
+	lineage, files, err := s.sourceFiles(string(req.Source), string(req.ModelID))
+	if err != nil {
+		return err
+	}
+	if req.RunID != "" {
+		lineage = string(req.RunID)
+	}
+	props := map[string]string{}
+	for k, v := range map[string]jstring{propSource: req.Source, propModelID: req.ModelID, propRunLink: req.RunLink} {
+		if v != "" {
+			props[k] = string(v)
+		}
+	}
+	if props[propModelID] == "" {
+		if id, found := strings.CutPrefix(string(req.Source), "models:/"); found && strings.HasPrefix(id, loggedModelPrefix) && !strings.ContainsAny(id, "/@") {
+			props[propModelID] = id
+		}
+	}
+	v, err := h.svc.RegisterModel(s.ctx, ws, atelier.ModelRegister{Name: name, RunID: lineage, Files: files,
+		Description: string(req.Description), Tags: tags, Properties: props, Framework: "mlflow"})
+	if err != nil {
+		return err
+	}
+	return ok(w, map[string]any{"model_version": s.toModelVersion(v)})
+}
+
+func (h *Handler) getModelVersion(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req versionReq
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	ref, err := req.ref()
+	if err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	v, err := h.svc.FindModelVersion(s.ctx, ws, ref)
+	if err != nil {
+		return err
+	}
+	return ok(w, map[string]any{"model_version": s.toModelVersion(v)})
+}
+
+func (h *Handler) updateModelVersion(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		versionReq
+		Description *jstring `json:"description"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	ref, err := req.ref()
+	if err != nil {
+		return err
+	}
+	var upd atelier.ModelVersionUpdate
+	if req.Description != nil {
+		d := string(*req.Description)
+		upd.Description = &d
+	}
+	s := h.scope(r, ws)
+	v, err := h.svc.UpdateModelVersion(s.ctx, ws, ref, upd)
+	if err != nil {
+		return err
+	}
+	return ok(w, map[string]any{"model_version": s.toModelVersion(v)})
+}
+
+func (h *Handler) deleteModelVersion(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req versionReq
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	ref, err := req.ref()
+	if err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	if _, err := h.svc.FindModelVersion(s.ctx, ws, ref); err != nil {
+		return err
+	}
+	// An MLflow registered model outlives its versions: keep a record of it.
+	if _, err := s.ensureModelRecord(ref.Name, nil); err != nil {
+		return err
+	}
+	if err := h.svc.DeleteModelVersion(s.ctx, ws, ref); err != nil {
+		return err
+	}
+	return ok(w, nil)
+}
+
+// modelVersionAttrs are the attributes a version search filters and orders by.
+var modelVersionAttrs = map[string]string{"name": "name", "version_number": "version", "version": "version",
+	"run_id": "run_id", "source_path": "source", "source": "source", "model_id": "model_id",
+	"creation_timestamp": "creation_timestamp", "last_updated_timestamp": "last_updated_timestamp",
+	"timestamp": "last_updated_timestamp", "current_stage": "current_stage"}
+
+func modelVersionAttr(v *ModelVersion, field, key string) (string, bool) {
+	switch field {
+	case "name":
+		return v.Name, true
+	case "version":
+		return v.Version, true
+	case "run_id":
+		return v.RunID, v.RunID != ""
+	case "source":
+		return v.Source, true
+	case "model_id":
+		return v.ModelID, v.ModelID != ""
+	case "current_stage":
+		return v.CurrentStage, true
+	case "creation_timestamp":
+		return strconv.FormatInt(v.CreationTimestamp, 10), true
+	case "last_updated_timestamp":
+		return strconv.FormatInt(v.LastUpdatedTimestamp, 10), true
+	case "tags":
+		for _, kv := range v.Tags {
+			if kv.Key == key {
+				return kv.Value, true
+			}
+		}
+	}
+	return "", false
+}
+
+func (h *Handler) searchModelVersions(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		Filter     jstring `json:"filter"`
+		MaxResults jint    `json:"max_results"`
+		OrderBy    jlist   `json:"order_by"`
+		PageToken  jstring `json:"page_token"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	limit, err := maxResults(req.MaxResults, 10000, 200000)
+	if err != nil {
+		return err
+	}
+	conds, err := parseConds(string(req.Filter), modelVersionAttrs, map[string]string{"tags": "tags", "tag": "tags"})
+	if err != nil {
+		return err
+	}
+	keys, err := parseOrder(req.OrderBy, modelVersionAttrs)
+	if err != nil {
+		return err
+	}
+	keys = append(keys, orderKey{field: "name"}, orderKey{field: "version", desc: true})
+	name := ""
+	for _, c := range conds {
+		if c.field == "name" && (c.op == "=" || c.op == "==") {
+			name = c.values[0]
+		}
+	}
+	s := h.scope(r, ws)
+	if name != "" && atelier.ValidateModelName(name) != nil {
+		return ok(w, map[string]any{"model_versions": []any{}})
+	}
+	versions, err := s.allVersions(name)
+	if err != nil {
+		return err
+	}
+	out := []*ModelVersion{}
+	for _, v := range versions {
+		mv := s.toModelVersion(v)
+		if matchConds(conds, func(f, k string) (string, bool) { return modelVersionAttr(mv, f, k) }) {
+			out = append(out, mv)
+		}
+	}
+	sortItems(out, keys, func(v *ModelVersion, f string) string { x, _ := modelVersionAttr(v, f, ""); return x })
+	lo, hi, next, err := pageOf(len(out), string(req.PageToken), limit)
+	if err != nil {
+		return err
+	}
+	resp := map[string]any{"model_versions": out[lo:hi]}
+	if next != "" {
+		resp["next_page_token"] = next
+	}
+	return ok(w, resp)
+}
+
+func (h *Handler) setModelVersionTag(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		versionReq
+		Key   jstring `json:"key"`
+		Value jstring `json:"value"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	ref, err := req.ref()
+	if err != nil {
+		return err
+	}
+	if string(req.Key) == tagStage {
+		return invalidParam("tag %q holds the stage: use transition-stage", tagStage)
+	}
+	if _, err := h.svc.UpdateModelVersion(r.Context(), ws, ref, atelier.ModelVersionUpdate{Tags: map[string]string{string(req.Key): string(req.Value)}}); err != nil {
+		return err
+	}
+	return ok(w, nil)
+}
+
+func (h *Handler) deleteModelVersionTag(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		versionReq
+		Key jstring `json:"key"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	ref, err := req.ref()
+	if err != nil {
+		return err
+	}
+	v, err := h.svc.FindModelVersion(r.Context(), ws, ref)
+	if err != nil {
+		return err
+	}
+	if _, has := v.Tags[string(req.Key)]; !has || string(req.Key) == tagStage {
+		return atelier.Errorf(atelier.ENOTFOUND, "model version %s has no tag %q", ref, req.Key)
+	}
+	if _, err := h.svc.UpdateModelVersion(r.Context(), ws, ref, atelier.ModelVersionUpdate{DeleteTags: []string{string(req.Key)}}); err != nil {
+		return err
+	}
+	return ok(w, nil)
+}
+
+// setStage moves a version to a stage (None removes the tag).
+func (s *scope) setStage(ref atelier.ModelRef, stage string) (*atelier.ModelVersion, error) {
+	upd := atelier.ModelVersionUpdate{Tags: map[string]string{tagStage: stage}}
+	if stage == stageNone {
+		v, err := s.h.svc.FindModelVersion(s.ctx, s.ws, ref)
+		if err != nil {
+			return nil, err
+		}
+		if _, has := v.Tags[tagStage]; !has {
+			return v, nil
+		}
+		upd = atelier.ModelVersionUpdate{DeleteTags: []string{tagStage}}
+	}
+	return s.h.svc.UpdateModelVersion(s.ctx, s.ws, ref, upd)
+}
+
+func (h *Handler) transitionModelVersionStage(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req struct {
+		versionReq
+		Stage                   jstring `json:"stage"`
+		ArchiveExistingVersions jbool   `json:"archive_existing_versions"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	ref, err := req.ref()
+	if err != nil {
+		return err
+	}
+	stage, err := canonicalStage(string(req.Stage))
+	if err != nil {
+		return err
+	}
+	s := h.scope(r, ws)
+	v, err := s.setStage(ref, stage)
+	if err != nil {
+		return err
+	}
+	if req.ArchiveExistingVersions && (stage == "Staging" || stage == "Production") {
+		others, err := s.allVersions(ref.Name)
+		if err != nil {
+			return err
+		}
+		for _, o := range others {
+			if o.Version != ref.Version && o.Tags[tagStage] == stage {
+				if _, err := s.setStage(o.Ref(), "Archived"); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return ok(w, map[string]any{"model_version": s.toModelVersion(v)})
+}
+
+func (h *Handler) getModelVersionDownloadURI(w http.ResponseWriter, r *http.Request, ws string) error {
+	var req versionReq
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	ref, err := req.ref()
+	if err != nil {
+		return err
+	}
+	v, err := h.svc.FindModelVersion(r.Context(), ws, ref)
+	if err != nil {
+		return err
+	}
+	return ok(w, map[string]any{"artifact_uri": versionDownloadURI(v)})
+}
