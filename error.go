@@ -15,6 +15,7 @@ const (
 	EFORBIDDEN    = "forbidden"    // valid credentials, not allowed (403)
 	ETOOLARGE     = "too_large"    // the request body or an upload exceeds a limit (413)
 	EUNAVAILABLE  = "unavailable"  // shutting down or overloaded; retry later (503)
+	ETOOMANY      = "too_many"     // too many attempts (failed logins); retry later (429)
 )
 
 // Error is an error meant for the user: a code a program can switch on and a message a human can act on.

@@ -13,6 +13,8 @@ type Store interface {
 	MetricService
 	ActivityService
 	ModelStore
+	UserStore
+	DatastoreStore
 
 	// Files: the store keeps the metadata; the content lives in the ObjectStore.
 	PutFile(ctx context.Context, workspace, runID string, f *File) error
@@ -46,4 +48,23 @@ type Store interface {
 	ReconcileRuns(ctx context.Context, reason string) ([]*Run, error)
 
 	Close() error
+}
+
+// UserStore keeps users, workspace memberships and the audit log.
+type UserStore interface {
+	CreateUser(ctx context.Context, u *User) error
+	FindUser(ctx context.Context, name string) (*User, error)
+	ListUsers(ctx context.Context) ([]*User, error)
+	DisableUser(ctx context.Context, name string) error
+
+	// PutMember adds a member or changes its role.
+	PutMember(ctx context.Context, m *Member) error
+	FindMember(ctx context.Context, workspace, user string) (*Member, error)
+	ListMembers(ctx context.Context, workspace string) ([]*Member, error)
+	// ListMemberships lists a user's memberships across workspaces.
+	ListMemberships(ctx context.Context, user string) ([]*Member, error)
+	DeleteMember(ctx context.Context, workspace, user string) error
+
+	AppendAudit(ctx context.Context, e *AuditEntry) error
+	ListAudit(ctx context.Context, workspace string, f AuditFilter) ([]*AuditEntry, error)
 }

@@ -1062,6 +1062,12 @@ func TestOversizeBody(t *testing.T) {
 func TestAuth(t *testing.T) {
 	s := MustStack(t)
 	ctx := Ctx(t)
+	if err := s.Client.CreateUser(ctx, &atelier.User{Name: "ci"}, "a long password"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Client.ShareWorkspace(ctx, "default", "ci", atelier.RoleReader); err != nil {
+		t.Fatal(err)
+	}
 	tok, err := s.Service.CreateToken(ctx, &atelier.Token{Name: "ci", Kind: atelier.PrincipalUser, Owner: "ci"})
 	if err != nil {
 		t.Fatal(err)

@@ -12,22 +12,22 @@ import (
 // "latest" or an alias, so every version endpoint also takes name@alias.
 func (s *Server) modelRoutes() []Route {
 	return []Route{
-		{Pattern: "GET " + ws + "/models", handler: s.listModels},
-		{Pattern: "POST " + ws + "/models", handler: s.registerModel},
-		{Pattern: "POST " + ws + "/models/search", handler: s.searchModelVersions},
-		{Pattern: "GET " + ws + "/models/{model}", handler: s.getModel},
-		{Pattern: "DELETE " + ws + "/models/{model}", handler: s.deleteModel},
-		{Pattern: "GET " + ws + "/models/{model}/references", handler: s.listModelReferences},
-		{Pattern: "GET " + ws + "/models/{model}/versions", handler: s.listModelVersions},
-		{Pattern: "GET " + ws + "/models/{model}/versions/{version}", handler: s.getModelVersion},
-		{Pattern: "PATCH " + ws + "/models/{model}/versions/{version}", handler: s.updateModelVersion},
-		{Pattern: "DELETE " + ws + "/models/{model}/versions/{version}", handler: s.deleteModelVersion},
-		{Pattern: "GET " + ws + "/models/{model}/versions/{version}/references", handler: s.listModelReferences},
-		{Pattern: "GET " + ws + "/models/{model}/versions/{version}/zip", handler: s.downloadModelZip},
-		{Pattern: "GET " + ws + "/models/{model}/versions/{version}/files/{path...}", handler: s.downloadModelFile},
-		{Pattern: "PUT " + ws + "/models/{model}/aliases/{alias}", handler: s.setModelAlias},
-		{Pattern: "DELETE " + ws + "/models/{model}/aliases/{alias}", handler: s.deleteModelAlias},
-		{Pattern: "GET " + ws + "/runs/{run}/models", handler: s.listRunModels},
+		{Pattern: "GET " + ws + "/models", Policy: PolicyRead, handler: s.listModels},
+		{Pattern: "POST " + ws + "/models", Policy: PolicyWrite, handler: s.registerModel},
+		{Pattern: "POST " + ws + "/models/search", Policy: PolicyRead, handler: s.searchModelVersions},
+		{Pattern: "GET " + ws + "/models/{model}", Policy: PolicyRead, handler: s.getModel},
+		{Pattern: "DELETE " + ws + "/models/{model}", Policy: PolicyWrite, handler: s.deleteModel},
+		{Pattern: "GET " + ws + "/models/{model}/references", Policy: PolicyRead, handler: s.listModelReferences},
+		{Pattern: "GET " + ws + "/models/{model}/versions", Policy: PolicyRead, handler: s.listModelVersions},
+		{Pattern: "GET " + ws + "/models/{model}/versions/{version}", Policy: PolicyRead, handler: s.getModelVersion},
+		{Pattern: "PATCH " + ws + "/models/{model}/versions/{version}", Policy: PolicyWrite, handler: s.updateModelVersion},
+		{Pattern: "DELETE " + ws + "/models/{model}/versions/{version}", Policy: PolicyWrite, handler: s.deleteModelVersion},
+		{Pattern: "GET " + ws + "/models/{model}/versions/{version}/references", Policy: PolicyRead, handler: s.listModelReferences},
+		{Pattern: "GET " + ws + "/models/{model}/versions/{version}/zip", Policy: PolicyRead, handler: s.downloadModelZip},
+		{Pattern: "GET " + ws + "/models/{model}/versions/{version}/files/{path...}", Policy: PolicyRead, handler: s.downloadModelFile},
+		{Pattern: "PUT " + ws + "/models/{model}/aliases/{alias}", Policy: PolicyWrite, handler: s.setModelAlias},
+		{Pattern: "DELETE " + ws + "/models/{model}/aliases/{alias}", Policy: PolicyWrite, handler: s.deleteModelAlias},
+		{Pattern: "GET " + ws + "/runs/{run}/models", Policy: PolicyRead, handler: s.listRunModels},
 	}
 }
 

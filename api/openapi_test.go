@@ -373,6 +373,15 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"RunSubmit", atelier.RunSubmit{}, false},
 		{"EnvironmentConfig", atelier.EnvironmentConfig{}, false},
 		{"ComputeTarget", atelier.ComputeTarget{}, true},
+		{"User", atelier.User{}, true},
+		{"UserCreate", UserCreate{}, false},
+		{"Token", atelier.Token{}, true},
+		{"TokenCreate", TokenCreate{}, false},
+		{"Member", atelier.Member{}, true},
+		{"MemberPut", MemberPut{}, false},
+		{"AuditEntry", atelier.AuditEntry{}, true},
+		{"LoginRequest", LoginRequest{}, false},
+		{"LoginResponse", LoginResponse{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,11 @@ type Services interface {
 	atelier.EventService
 	atelier.ModelService
 	atelier.ComputeService
+	atelier.UserService
+	atelier.TokenService
+	atelier.MemberService
+	atelier.AuditService
+	atelier.DatastoreService
 	UploadObject(ctx context.Context, workspace string, r io.Reader, digest string) (atelier.Object, error)
 }
 
@@ -41,14 +47,35 @@ type Server struct {
 
 	// MaxJSONBody bounds JSON request bodies.
 	MaxJSONBody int64
+	// audit and sessions are the optional parts of the service the server uses when it has
+	// them (the service does; the Go client does not).
+	audit    auditRecorder
+	sessions sessionService
 }
 
-// Route is one entry of the route table; the OpenAPI document is checked against it.
+// Route is one entry of the route table; the OpenAPI document and the authorization matrix
+// test are checked against it.
 type Route struct {
 	Pattern string // "METHOD /path"
 	Public  bool   // served without a token
+	// Policy says who may call the route (one of the Policy constants). The service layer
+	// decides; the policy documents its decision and the authorization test checks the two
+	// agree, so a route without a policy fails that test.
+	Policy  string
 	handler func(w http.ResponseWriter, r *http.Request) error
 }
+
+// Route policies: who may call a route.
+const (
+	PolicyPublic        = "public"        // anyone, without a token
+	PolicyAuthenticated = "authenticated" // any valid token, a run's included
+	PolicyUser          = "user"          // a user or an administrator, for themself; not a run's token
+	PolicyRead          = "read"          // members of the workspace (any role), its runs' tokens, administrators
+	PolicyWrite         = "write"         // the workspace's Contributors and Owners, administrators
+	PolicyRun           = "run"           // as write, and also the token of run {run} or of an ancestor
+	PolicyOwner         = "owner"         // the workspace's Owners, administrators
+	PolicyAdmin         = "admin"         // server administrators
+)
 
 // NewServer returns the API handler.
 func NewServer(svc Services, auth atelier.AuthService, log *slog.Logger) *Server {
@@ -56,6 +83,8 @@ func NewServer(svc Services, auth atelier.AuthService, log *slog.Logger) *Server
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{svc: svc, auth: auth, log: log, mux: http.NewServeMux(), MaxJSONBody: 64 << 20}
+	s.audit, _ = svc.(auditRecorder)
+	s.sessions, _ = auth.(sessionService)
 	for _, rt := range s.Routes() {
 		s.mux.Handle(rt.Pattern, s.wrap(rt))
 	}
@@ -80,67 +109,75 @@ const ws = "/api/v1/workspaces/{workspace}"
 // Routes is the whole API, one line a route.
 func (s *Server) Routes() []Route {
 	return append([]Route{
-		{Pattern: "GET /api/v1/health", Public: true, handler: s.health},
-		{Pattern: "GET /api/v1/openapi.json", Public: true, handler: s.openapi},
+		{Pattern: "GET /api/v1/health", Public: true, Policy: PolicyPublic, handler: s.health},
+		{Pattern: "GET /api/v1/openapi.json", Public: true, Policy: PolicyPublic, handler: s.openapi},
 
-		{Pattern: "GET /api/v1/workspaces", handler: s.listWorkspaces},
-		{Pattern: "POST /api/v1/workspaces", handler: s.createWorkspace},
-		{Pattern: "GET " + ws, handler: s.getWorkspace},
-		{Pattern: "DELETE " + ws, handler: s.deleteWorkspace},
+		{Pattern: "GET /api/v1/workspaces", Policy: PolicyAuthenticated, handler: s.listWorkspaces},
+		{Pattern: "POST /api/v1/workspaces", Policy: PolicyUser, handler: s.createWorkspace},
+		{Pattern: "GET " + ws, Policy: PolicyRead, handler: s.getWorkspace},
+		{Pattern: "DELETE " + ws, Policy: PolicyOwner, handler: s.deleteWorkspace},
 
-		{Pattern: "GET " + ws + "/experiments", handler: s.listExperiments},
-		{Pattern: "GET " + ws + "/experiments/{experiment}", handler: s.getExperiment},
-		{Pattern: "PATCH " + ws + "/experiments/{experiment}", handler: s.updateExperiment},
+		{Pattern: "GET " + ws + "/experiments", Policy: PolicyRead, handler: s.listExperiments},
+		{Pattern: "GET " + ws + "/experiments/{experiment}", Policy: PolicyRead, handler: s.getExperiment},
+		{Pattern: "PATCH " + ws + "/experiments/{experiment}", Policy: PolicyWrite, handler: s.updateExperiment},
 
-		{Pattern: "POST " + ws + "/runs", handler: s.createRun},
-		{Pattern: "GET " + ws + "/runs", handler: s.listRuns},
-		{Pattern: "POST " + ws + "/runs/search", handler: s.searchRuns},
-		{Pattern: "POST " + ws + "/runs/submit", handler: s.submitRun},
-		{Pattern: "GET " + ws + "/runs/{run}", handler: s.getRun},
-		{Pattern: "POST " + ws + "/runs/{run}/cancel", handler: s.cancelRun},
-		{Pattern: "GET " + ws + "/runs/{run}/children", handler: s.listChildren},
-		{Pattern: "POST " + ws + "/runs/{run}/status", handler: s.updateRunStatus},
-		{Pattern: "POST " + ws + "/runs/{run}/params", handler: s.logParams},
-		{Pattern: "POST " + ws + "/runs/{run}/tags", handler: s.setTags},
-		{Pattern: "DELETE " + ws + "/runs/{run}/tags/{key}", handler: s.deleteTag},
-		{Pattern: "POST " + ws + "/runs/{run}/properties", handler: s.addProperties},
-		{Pattern: "POST " + ws + "/runs/{run}/metrics", handler: s.logMetrics},
-		{Pattern: "GET " + ws + "/runs/{run}/metrics", handler: s.listMetrics},
-		{Pattern: "GET " + ws + "/runs/{run}/metric-history", handler: s.metricHistory},
-		{Pattern: "GET " + ws + "/runs/{run}/metric-records", handler: s.metricRecords},
-		{Pattern: "GET " + ws + "/runs/{run}/files", handler: s.listFiles},
-		{Pattern: "PUT " + ws + "/runs/{run}/files/{path...}", handler: s.uploadFile},
-		{Pattern: "GET " + ws + "/runs/{run}/files/{path...}", handler: s.downloadFile},
-		{Pattern: "POST " + ws + "/runs/{run}/logs/{path...}", handler: s.appendLog},
-		{Pattern: "GET " + ws + "/runs/{run}/logs/{path...}", handler: s.readLog},
-		{Pattern: "GET " + ws + "/runs/{run}/snapshot", handler: s.downloadRunSnapshot},
+		{Pattern: "POST " + ws + "/runs", Policy: PolicyWrite, handler: s.createRun},
+		{Pattern: "GET " + ws + "/runs", Policy: PolicyRead, handler: s.listRuns},
+		{Pattern: "POST " + ws + "/runs/search", Policy: PolicyRead, handler: s.searchRuns},
+		{Pattern: "POST " + ws + "/runs/submit", Policy: PolicyWrite, handler: s.submitRun},
+		{Pattern: "GET " + ws + "/runs/{run}", Policy: PolicyRead, handler: s.getRun},
+		{Pattern: "POST " + ws + "/runs/{run}/cancel", Policy: PolicyRun, handler: s.cancelRun},
+		{Pattern: "GET " + ws + "/runs/{run}/children", Policy: PolicyRead, handler: s.listChildren},
+		{Pattern: "POST " + ws + "/runs/{run}/status", Policy: PolicyRun, handler: s.updateRunStatus},
+		{Pattern: "POST " + ws + "/runs/{run}/params", Policy: PolicyRun, handler: s.logParams},
+		{Pattern: "POST " + ws + "/runs/{run}/tags", Policy: PolicyRun, handler: s.setTags},
+		{Pattern: "DELETE " + ws + "/runs/{run}/tags/{key}", Policy: PolicyRun, handler: s.deleteTag},
+		{Pattern: "POST " + ws + "/runs/{run}/properties", Policy: PolicyRun, handler: s.addProperties},
+		{Pattern: "POST " + ws + "/runs/{run}/metrics", Policy: PolicyRun, handler: s.logMetrics},
+		{Pattern: "GET " + ws + "/runs/{run}/metrics", Policy: PolicyRead, handler: s.listMetrics},
+		{Pattern: "GET " + ws + "/runs/{run}/metric-history", Policy: PolicyRead, handler: s.metricHistory},
+		{Pattern: "GET " + ws + "/runs/{run}/metric-records", Policy: PolicyRead, handler: s.metricRecords},
+		{Pattern: "GET " + ws + "/runs/{run}/files", Policy: PolicyRead, handler: s.listFiles},
+		{Pattern: "PUT " + ws + "/runs/{run}/files/{path...}", Policy: PolicyRun, handler: s.uploadFile},
+		{Pattern: "GET " + ws + "/runs/{run}/files/{path...}", Policy: PolicyRead, handler: s.downloadFile},
+		{Pattern: "POST " + ws + "/runs/{run}/logs/{path...}", Policy: PolicyRun, handler: s.appendLog},
+		{Pattern: "GET " + ws + "/runs/{run}/logs/{path...}", Policy: PolicyRead, handler: s.readLog},
+		{Pattern: "GET " + ws + "/runs/{run}/snapshot", Policy: PolicyRead, handler: s.downloadRunSnapshot},
 
-		{Pattern: "POST " + ws + "/objects/missing", handler: s.missingObjects},
-		{Pattern: "PUT " + ws + "/objects/{digest}", handler: s.uploadObject},
-		{Pattern: "POST " + ws + "/snapshots", handler: s.createSnapshot},
-		{Pattern: "GET " + ws + "/snapshots/{snapshot}", handler: s.getSnapshot},
-		{Pattern: "GET " + ws + "/snapshots/{snapshot}/zip", handler: s.downloadSnapshot},
+		{Pattern: "POST " + ws + "/objects/missing", Policy: PolicyRead, handler: s.missingObjects},
+		{Pattern: "PUT " + ws + "/objects/{digest}", Policy: PolicyWrite, handler: s.uploadObject},
+		{Pattern: "POST " + ws + "/snapshots", Policy: PolicyWrite, handler: s.createSnapshot},
+		{Pattern: "GET " + ws + "/snapshots/{snapshot}", Policy: PolicyRead, handler: s.getSnapshot},
+		{Pattern: "GET " + ws + "/snapshots/{snapshot}/zip", Policy: PolicyRead, handler: s.downloadSnapshot},
 
-		{Pattern: "GET " + ws + "/compute", handler: s.listCompute},
+		{Pattern: "GET " + ws + "/compute", Policy: PolicyRead, handler: s.listCompute},
 
-		{Pattern: "GET " + ws + "/activities", handler: s.listActivities},
-		{Pattern: "GET " + ws + "/activities/{activity}", handler: s.getActivity},
-		{Pattern: "GET " + ws + "/events", handler: s.events},
-	}, s.modelRoutes()...)
+		{Pattern: "GET " + ws + "/activities", Policy: PolicyRead, handler: s.listActivities},
+		{Pattern: "GET " + ws + "/activities/{activity}", Policy: PolicyRead, handler: s.getActivity},
+		{Pattern: "GET " + ws + "/events", Policy: PolicyRead, handler: s.events},
+	}, slices.Concat(s.modelRoutes(), s.authRoutes(), s.datastoreRoutes())...)
 }
 
-// wrap authenticates the request and turns a handler's error into the JSON error response.
+// wrap authenticates the request (a bearer token, or the UI's session cookie with its CSRF
+// token on writes), records writes in the audit log and turns a handler's error into the
+// JSON error response.
 func (s *Server) wrap(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p *atelier.Principal
 		if !rt.Public {
-			bearer, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			p, err := s.auth.Authenticate(r.Context(), strings.TrimSpace(bearer))
+			var err error
+			p, err = s.authenticate(r)
 			if err != nil {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="atelier"`)
 				s.writeError(w, r, err)
 				return
 			}
 			r = r.WithContext(atelier.NewContextWithPrincipal(r.Context(), p))
+		}
+		if s.audit != nil && p != nil && isWrite(r.Method) {
+			sw := &statusWriter{ResponseWriter: w}
+			defer func() { s.recordAudit(r, p, sw.status) }()
+			w = sw
 		}
 		if err := rt.handler(w, r); err != nil {
 			s.writeError(w, r, err)
@@ -156,6 +193,7 @@ var statusOf = map[string]int{
 	atelier.ENOTFOUND:     http.StatusNotFound,
 	atelier.ECONFLICT:     http.StatusConflict,
 	atelier.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	atelier.ETOOMANY:      http.StatusTooManyRequests,
 	atelier.EINTERNAL:     http.StatusInternalServerError,
 	atelier.EUNAVAILABLE:  http.StatusServiceUnavailable,
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +20,8 @@ import (
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/api"
 	"github.com/atelier-ml/atelier/blob"
+	"github.com/atelier-ml/atelier/datastore"
+	"github.com/atelier-ml/atelier/secret"
 	"github.com/atelier-ml/atelier/service"
 	"github.com/atelier-ml/atelier/sqlite"
 )
@@ -32,6 +35,7 @@ type Stack struct {
 	DB      *sqlite.DB
 	Client  *api.Client
 	Token   string // the administrator's token
+	Dir     string // the data directory
 }
 
 // StackOption tunes a stack before it serves.
@@ -42,6 +46,12 @@ func WithMaxJSONBody(n int64) StackOption { return func(s *Stack) { s.API.MaxJSO
 
 // MustStack starts a server stack that is torn down when tb ends.
 func MustStack(tb testing.TB, opts ...StackOption) *Stack {
+	tb.Helper()
+	return MustStackLog(tb, nil, opts...)
+}
+
+// MustStackLog starts a server stack whose service and API log to log.
+func MustStackLog(tb testing.TB, log *slog.Logger, opts ...StackOption) *Stack {
 	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
@@ -60,8 +70,12 @@ func MustStack(tb testing.TB, opts ...StackOption) *Stack {
 		tb.Fatalf("opening the object store: %v", err)
 	}
 	tb.Cleanup(func() { objects.Close() })
-	svc := service.New(db, objects, nil)
+	svc := service.New(db, objects, log)
 	svc.TempDir = filepath.Join(dir, "tmp")
+	svc.Datastores, svc.DataDir = datastore.NewOpener(filepath.Join(dir, "datastores")), dir
+	if svc.Secrets, err = secret.New(bytes.Repeat([]byte{0x5e}, secret.KeySize)); err != nil {
+		tb.Fatal(err)
+	}
 	if err := svc.Init(ctx); err != nil {
 		tb.Fatalf("initializing the service: %v", err)
 	}
@@ -69,7 +83,7 @@ func MustStack(tb testing.TB, opts ...StackOption) *Stack {
 	if err != nil || token == "" {
 		tb.Fatalf("making the admin token: %q, %v", token, err)
 	}
-	s := &Stack{API: api.NewServer(svc, svc, nil), Service: svc, DB: db, Token: token}
+	s := &Stack{API: api.NewServer(svc, svc, log), Service: svc, DB: db, Token: token, Dir: dir}
 	for _, o := range opts {
 		o(s)
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +33,8 @@ func newSecret() string {
 	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// Authenticate resolves a bearer token to its principal.
+// Authenticate resolves a bearer token to its principal. A user's token works while the user
+// is enabled; an administrator user's token gives an administrator principal.
 func (s *Service) Authenticate(ctx context.Context, bearer string) (*atelier.Principal, error) {
 	if bearer == "" {
 		return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required: send an 'Authorization: Bearer <token>' header")
@@ -54,14 +56,69 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*atelier.Pri
 	if t.ExpiresAt != nil && now.After(*t.ExpiresAt) {
 		return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "the token expired at %s", t.ExpiresAt.Format("2006-01-02 15:04:05Z07:00"))
 	}
-	return &atelier.Principal{Kind: t.Kind, Name: t.Owner, TokenID: t.ID, Workspace: t.Workspace, RunID: t.RunID}, nil
+	p := &atelier.Principal{Kind: t.Kind, Name: t.Owner, TokenID: t.ID, Workspace: t.Workspace, RunID: t.RunID}
+	if t.Kind == atelier.PrincipalUser {
+		u, err := s.findUser(ctx, t.Owner)
+		if atelier.ErrorCode(err) == atelier.ENOTFOUND {
+			return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "the token's user no longer exists")
+		} else if err != nil {
+			return nil, err
+		}
+		if u.DisabledAt != nil {
+			return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "user %q is disabled", u.Name)
+		}
+		if u.Admin {
+			p.Kind = atelier.PrincipalAdmin
+		}
+	}
+	return p, nil
 }
 
-// CreateToken makes a token and returns it with its secret (shown once).
+// CreateToken makes a token and returns it with its secret (shown once). A user makes tokens
+// for themself; an administrator for anyone (t.Owner). A context without a principal is the
+// server itself (the scheduler's run tokens, the first administrator token).
 func (s *Service) CreateToken(ctx context.Context, t *atelier.Token) (*atelier.Token, error) {
-	if p := atelier.PrincipalFromContext(ctx); p != nil && p.Kind != atelier.PrincipalAdmin {
-		return nil, atelier.Errorf(atelier.EFORBIDDEN, "only a server administrator may create tokens")
+	p := atelier.PrincipalFromContext(ctx)
+	if p == nil {
+		return s.createToken(ctx, t)
 	}
+	if p.Kind == atelier.PrincipalRun {
+		return nil, atelier.Errorf(atelier.EFORBIDDEN, "a run's token may not create tokens")
+	}
+	if t.Kind == atelier.PrincipalRun && p.Kind == atelier.PrincipalAdmin {
+		// An administrator may mint a run's token (the REST API does not offer it).
+		if t.Workspace == "" || t.RunID == "" {
+			return nil, atelier.Errorf(atelier.EINVALID, "a run's token needs a workspace and a run")
+		}
+		return s.createToken(ctx, t)
+	}
+	if len(t.Name) > 128 {
+		return nil, atelier.Errorf(atelier.EINVALID, "the token name is longer than 128 characters")
+	}
+	if t.ExpiresAt != nil && !t.ExpiresAt.After(s.now()) {
+		return nil, atelier.Errorf(atelier.EINVALID, "the expiry %s is in the past", t.ExpiresAt.Format(time.RFC3339))
+	}
+	if t.Owner == "" {
+		t.Owner = p.Name
+	}
+	if t.Owner != p.Name && p.Kind != atelier.PrincipalAdmin {
+		return nil, atelier.Errorf(atelier.EFORBIDDEN, "only a server administrator may create tokens for other users")
+	}
+	t.Workspace, t.RunID, t.Kind = "", "", atelier.PrincipalUser
+	u, err := s.store.FindUser(ctx, t.Owner)
+	switch {
+	case atelier.ErrorCode(err) == atelier.ENOTFOUND && p.Kind == atelier.PrincipalAdmin && t.Owner == p.Name:
+		// The built-in administrator (from <data>/admin-token) is no user: its tokens are admin tokens.
+		t.Kind = atelier.PrincipalAdmin
+	case err != nil:
+		return nil, err
+	case u.DisabledAt != nil:
+		return nil, atelier.Errorf(atelier.ECONFLICT, "user %q is disabled", u.Name)
+	}
+	return s.createToken(ctx, t)
+}
+
+func (s *Service) createToken(ctx context.Context, t *atelier.Token) (*atelier.Token, error) {
 	secret := newSecret()
 	t.ID = "tok_" + HashToken(secret)[:16]
 	t.Hash = HashToken(secret)
@@ -71,6 +128,36 @@ func (s *Service) CreateToken(ctx context.Context, t *atelier.Token) (*atelier.T
 	}
 	t.Secret = secret
 	return t, nil
+}
+
+// ListTokens lists tokens without their secrets: the caller's own, or (administrators) those
+// of owner, or every token when owner is "".
+func (s *Service) ListTokens(ctx context.Context, owner string) ([]*atelier.Token, error) {
+	p := atelier.PrincipalFromContext(ctx)
+	if p == nil {
+		return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
+	}
+	if p.Kind == atelier.PrincipalRun {
+		return nil, atelier.Errorf(atelier.EFORBIDDEN, "a run's token may not list tokens")
+	}
+	if p.Kind != atelier.PrincipalAdmin {
+		if owner != "" && owner != p.Name {
+			return nil, atelier.Errorf(atelier.EFORBIDDEN, "only a server administrator may list other users' tokens")
+		}
+		owner = p.Name
+	}
+	all, err := s.store.ListTokens(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list := []*atelier.Token{}
+	for _, t := range all {
+		if owner == "" || (t.Owner == owner && t.Kind != atelier.PrincipalRun) {
+			t.Hash = ""
+			list = append(list, t)
+		}
+	}
+	return list, nil
 }
 
 // EnsureAdminToken creates the first administrator token on a fresh data directory and writes
@@ -85,7 +172,7 @@ func (s *Service) EnsureAdminToken(ctx context.Context, path string) (string, er
 			return "", nil
 		}
 	}
-	t, err := s.CreateToken(ctx, &atelier.Token{Name: "admin", Kind: atelier.PrincipalAdmin, Owner: "admin"})
+	t, err := s.createToken(ctx, &atelier.Token{Name: "admin", Kind: atelier.PrincipalAdmin, Owner: "admin"})
 	if err != nil {
 		return "", err
 	}
@@ -133,19 +220,37 @@ func (s *Service) findToken(ctx context.Context, hash string) (*atelier.Token, e
 	return t, nil
 }
 
-// RevokeToken revokes a token (administrators only).
+// RevokeToken revokes a token: users their own, administrators any. Another user's token is
+// not found, so its id is not confirmed.
 func (s *Service) RevokeToken(ctx context.Context, id string) error {
-	if err := s.authorizeAdmin(ctx); err != nil {
-		return err
+	p := atelier.PrincipalFromContext(ctx)
+	if p == nil {
+		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
+	}
+	if p.Kind == atelier.PrincipalRun {
+		return atelier.Errorf(atelier.EFORBIDDEN, "a run's token may not revoke tokens")
+	}
+	if p.Kind != atelier.PrincipalAdmin {
+		mine, err := s.ListTokens(ctx, "")
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(mine, func(t *atelier.Token) bool { return t.ID == id }) {
+			return atelier.Errorf(atelier.ENOTFOUND, "token %q not found or already revoked", id)
+		}
 	}
 	if err := s.store.RevokeToken(ctx, id); err != nil {
 		return err
 	}
+	s.forgetToken(id)
+	return nil
+}
+
+func (s *Service) forgetToken(id string) {
 	s.tokens.Range(func(k, v any) bool {
 		if v.(cachedToken).token.ID == id {
 			s.tokens.Delete(k)
 		}
 		return true
 	})
-	return nil
 }

@@ -218,7 +218,7 @@ func (s *Service) start(ctx context.Context, t *Target, run *atelier.Run) {
 		fail("the run's snapshot is missing: " + atelier.ErrorMessage(err))
 		return
 	}
-	token, err := s.CreateToken(ctx, &atelier.Token{Name: "run " + run.ID, Kind: atelier.PrincipalRun, Owner: run.CreatedBy,
+	token, err := s.createToken(ctx, &atelier.Token{Name: "run " + run.ID, Kind: atelier.PrincipalRun, Owner: run.CreatedBy,
 		Workspace: run.Workspace, RunID: run.ID})
 	if err != nil {
 		fail("creating the run's token: " + err.Error())
@@ -257,12 +257,7 @@ func (s *Service) revokeToken(ctx context.Context, id string) {
 	if err := s.store.RevokeToken(ctx, id); err != nil {
 		s.log.Error("revoking a run token", "token", id, "err", err)
 	}
-	s.tokens.Range(func(k, v any) bool {
-		if v.(cachedToken).token.ID == id {
-			s.tokens.Delete(k)
-		}
-		return true
-	})
+	s.forgetToken(id)
 }
 
 // jobHost gives executors what they need from the server, without the API's authorization:

@@ -7,13 +7,29 @@ import (
 	"github.com/atelier-ml/atelier"
 )
 
-// CreateWorkspace creates a workspace (administrators only).
+// CreateWorkspace creates a workspace. Administrators and users may; a user who creates one
+// becomes its Owner (a team starts its own workspace without waiting for an administrator).
 func (s *Service) CreateWorkspace(ctx context.Context, ws *atelier.Workspace) error {
-	if err := s.authorizeAdmin(ctx); err != nil {
+	p := atelier.PrincipalFromContext(ctx)
+	if p == nil {
+		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
+	}
+	if p.Kind == atelier.PrincipalRun {
+		return atelier.Errorf(atelier.EFORBIDDEN, "a run's token may not create workspaces")
+	}
+	ws.CreatedBy = p.Name
+	if err := s.store.CreateWorkspace(ctx, ws); err != nil {
 		return err
 	}
-	ws.CreatedBy = atelier.PrincipalName(ctx)
-	return s.store.CreateWorkspace(ctx, ws)
+	if p.Kind == atelier.PrincipalUser {
+		if err := s.store.PutMember(ctx, &atelier.Member{Workspace: ws.Name, User: p.Name, Role: atelier.RoleOwner}); err != nil {
+			// A workspace nobody but an administrator can reach helps no one.
+			s.store.DeleteWorkspace(context.WithoutCancel(ctx), ws.Name, true)
+			return err
+		}
+		s.forgetRoles()
+	}
+	return nil
 }
 
 // FindWorkspace returns a workspace.
@@ -34,24 +50,39 @@ func (s *Service) ListWorkspaces(ctx context.Context) ([]*atelier.Workspace, err
 	if err != nil || p.Kind == atelier.PrincipalAdmin {
 		return list, err
 	}
+	member := map[string]bool{}
+	if p.Kind == atelier.PrincipalUser {
+		ms, err := s.store.ListMemberships(ctx, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			member[m.Workspace] = true
+		}
+	} else {
+		member[p.Workspace] = true
+	}
 	visible := list[:0]
 	for _, ws := range list {
-		if s.authorize(ctx, ws.Name) == nil {
+		if member[ws.Name] {
 			visible = append(visible, ws)
 		}
 	}
 	return visible, nil
 }
 
-// DeleteWorkspace deletes a workspace (administrators only). The default workspace stays.
+// DeleteWorkspace deletes a workspace (its Owners and administrators). The default workspace
+// stays.
 func (s *Service) DeleteWorkspace(ctx context.Context, name string, force bool) error {
-	if err := s.authorizeAdmin(ctx); err != nil {
+	if err := s.authorizeOwner(ctx, name); err != nil {
 		return err
 	}
 	if name == atelier.DefaultWorkspace {
 		return atelier.Errorf(atelier.ECONFLICT, "the default workspace cannot be deleted")
 	}
-	return s.store.DeleteWorkspace(ctx, name, force)
+	err := s.store.DeleteWorkspace(ctx, name, force)
+	s.forgetRoles()
+	return err
 }
 
 // FindExperiment returns an experiment.
@@ -78,14 +109,22 @@ func (s *Service) UpdateExperiment(ctx context.Context, workspace, name string, 
 	return s.store.UpdateExperiment(ctx, workspace, name, upd)
 }
 
-// authorizeWrite checks that the caller may change the workspace (or, for a run token, that run).
+// authorizeWrite checks that the caller may change the workspace: a Contributor or Owner (or
+// an administrator), or a run token changing its own run or one of that run's children.
 func (s *Service) authorizeWrite(ctx context.Context, workspace, runID string) error {
-	if err := s.authorize(ctx, workspace); err != nil {
+	role, err := s.role(ctx, workspace)
+	if err != nil {
 		return err
 	}
 	p := atelier.PrincipalFromContext(ctx)
-	if p.Kind == atelier.PrincipalRun && (runID == "" || !s.runInTree(ctx, workspace, p.RunID, runID)) {
-		return atelier.Errorf(atelier.EFORBIDDEN, "a run's token may only change that run and its children")
+	if p.Kind == atelier.PrincipalRun {
+		if runID == "" || !s.runInTree(ctx, workspace, p.RunID, runID) {
+			return atelier.Errorf(atelier.EFORBIDDEN, "a run's token may only change that run and its children")
+		}
+		return nil
+	}
+	if !role.AtLeast(atelier.RoleContributor) {
+		return atelier.Errorf(atelier.EFORBIDDEN, "your role in workspace %q is %s: it may read, not change anything", workspace, role)
 	}
 	return nil
 }

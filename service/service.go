@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Service is the workspace server's use cases. The REST API, the CLI's client and (later) the
@@ -19,8 +20,18 @@ type Service struct {
 	events  *Broker
 	log     *slog.Logger
 	now     func() time.Time
-	// tokens caches token lookups by hash (see findToken).
+	// tokens caches token lookups by hash (see findToken); users and roles cache the users
+	// and workspace roles authorization reads on every call (see memberRole).
 	tokens sync.Map
+	users  sync.Map
+	roles  sync.Map
+	// logins throttles failed logins (see Login).
+	logins *throttle
+	// PasswordCost is bcrypt's cost for new password hashes.
+	PasswordCost int
+	// dummyHash is compared against for unknown users, so a login's timing does not tell.
+	dummyHash []byte
+	dummyOnce sync.Once
 
 	// TempDir holds spooled uploads (snapshot zips) while they are checked.
 	TempDir string
@@ -31,6 +42,13 @@ type Service struct {
 	// Snapshot limits.
 	SnapshotMaxBytes int64
 	SnapshotMaxFiles int
+
+	// Datastores opens datastores and Secrets seals their credentials; without them datastore
+	// files and credentials are unavailable. DataDir is the server's data directory, which no
+	// files datastore may overlap.
+	Datastores atelier.DatastoreOpener
+	Secrets    atelier.SecretBox
+	DataDir    string
 }
 
 // Compile-time checks that Service implements the domain services.
@@ -44,6 +62,10 @@ var (
 	_ atelier.ActivityService   = (*Service)(nil)
 	_ atelier.EventService      = (*Service)(nil)
 	_ atelier.AuthService       = (*Service)(nil)
+	_ atelier.UserService       = (*Service)(nil)
+	_ atelier.TokenService      = (*Service)(nil)
+	_ atelier.MemberService     = (*Service)(nil)
+	_ atelier.AuditService      = (*Service)(nil)
 )
 
 // New returns a Service over a metadata store and an object store.
@@ -52,7 +74,8 @@ func New(store atelier.Store, objects atelier.ObjectStore, log *slog.Logger) *Se
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{store: store, objects: objects, events: NewBroker(), log: log, now: time.Now,
-		sched:            &scheduler{targets: map[string]*Target{}, running: map[string]map[string]context.CancelFunc{}, wake: make(chan struct{}, 1)},
+		sched:  &scheduler{targets: map[string]*Target{}, running: map[string]map[string]context.CancelFunc{}, wake: make(chan struct{}, 1)},
+		logins: newThrottle(), PasswordCost: bcrypt.DefaultCost,
 		SnapshotMaxBytes: atelier.DefaultSnapshotMaxBytes, SnapshotMaxFiles: atelier.DefaultSnapshotMaxFiles}
 }
 
@@ -88,17 +111,62 @@ func (s *Service) Init(ctx context.Context) error {
 	return err
 }
 
-// authorize checks that the caller may act on the workspace. For now every authenticated
-// principal is an administrator or a run token scoped to its workspace; roles come with users.
+// authorize checks that the caller may read the workspace: an administrator, a member (any
+// role), or a run token of that workspace. To anyone else the workspace does not exist (404,
+// not 403), so its name is not disclosed.
 func (s *Service) authorize(ctx context.Context, workspace string) error {
+	_, err := s.role(ctx, workspace)
+	return err
+}
+
+// role returns the caller's role in the workspace: Owner for an administrator, the member's
+// role for a user, Reader for a run token of the workspace (authorizeWrite adds what a run
+// token may change).
+func (s *Service) role(ctx context.Context, workspace string) (atelier.Role, error) {
 	p := atelier.PrincipalFromContext(ctx)
 	if p == nil {
-		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
+		return "", atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
 	}
-	if p.Kind == atelier.PrincipalRun && workspace != p.Workspace {
-		return atelier.Errorf(atelier.ENOTFOUND, "workspace %q not found", workspace)
+	notFound := atelier.Errorf(atelier.ENOTFOUND, "workspace %q not found", workspace)
+	switch p.Kind {
+	case atelier.PrincipalAdmin:
+		return atelier.RoleOwner, nil
+	case atelier.PrincipalRun:
+		if workspace != p.Workspace {
+			return "", notFound
+		}
+		return atelier.RoleReader, nil
+	case atelier.PrincipalUser:
+		role, err := s.memberRole(ctx, workspace, p.Name)
+		if err != nil {
+			return "", err
+		}
+		if role == "" {
+			return "", notFound
+		}
+		return role, nil
+	}
+	return "", atelier.Errorf(atelier.EFORBIDDEN, "unknown kind of caller %q", p.Kind)
+}
+
+// authorizeOwner checks that the caller may manage the workspace itself: its members, its
+// audit log, its deletion.
+func (s *Service) authorizeOwner(ctx context.Context, workspace string) error {
+	role, err := s.role(ctx, workspace)
+	if err != nil {
+		return err
+	}
+	if p := atelier.PrincipalFromContext(ctx); p.Kind == atelier.PrincipalRun || !role.AtLeast(atelier.RoleOwner) {
+		return atelier.Errorf(atelier.EFORBIDDEN, "only an Owner of workspace %q may do this (your role: %s)", workspace, roleName(p, role))
 	}
 	return nil
+}
+
+func roleName(p *atelier.Principal, role atelier.Role) string {
+	if p.Kind == atelier.PrincipalRun {
+		return "a run's token"
+	}
+	return string(role)
 }
 
 // authorizeAdmin checks that the caller administers the server.

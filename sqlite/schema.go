@@ -253,6 +253,56 @@ CREATE TABLE model_references (
 	created_at INTEGER NOT NULL,
 	PRIMARY KEY (version_id, kind, ref_id)
 ) WITHOUT ROWID;
+`, `
+-- Datastores: configuration in columns, credentials sealed (AES-GCM, by the service) in one blob.
+CREATE TABLE datastores (
+	id           INTEGER PRIMARY KEY,
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	name         TEXT NOT NULL,
+	kind         TEXT NOT NULL,
+	is_default   INTEGER NOT NULL DEFAULT 0,
+	config       TEXT NOT NULL,
+	credentials  TEXT NOT NULL DEFAULT '[]',
+	sealed       BLOB,
+	created_by   TEXT NOT NULL DEFAULT '',
+	created_at   INTEGER NOT NULL,
+	updated_at   INTEGER NOT NULL,
+	UNIQUE (workspace_id, name)
+);
+CREATE UNIQUE INDEX datastores_default ON datastores (workspace_id) WHERE is_default;
+`, `
+-- Users, workspace roles and the audit log (issue 7). Tokens already have an
+-- owner: a user's tokens name the user there.
+CREATE TABLE users (
+	name          TEXT PRIMARY KEY,
+	password_hash TEXT NOT NULL,
+	admin         INTEGER NOT NULL DEFAULT 0,
+	created_at    INTEGER NOT NULL,
+	disabled_at   INTEGER
+);
+CREATE TABLE members (
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	user         TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+	role         TEXT NOT NULL,
+	created_at   INTEGER NOT NULL,
+	PRIMARY KEY (workspace_id, user)
+) WITHOUT ROWID;
+CREATE INDEX members_user ON members (user);
+-- The workspace is kept by name: the record of a write outlives the workspace.
+CREATE TABLE audit (
+	id        INTEGER PRIMARY KEY,
+	time      INTEGER NOT NULL,
+	workspace TEXT NOT NULL DEFAULT '',
+	user      TEXT NOT NULL,
+	kind      TEXT NOT NULL,
+	token_id  TEXT NOT NULL DEFAULT '',
+	method    TEXT NOT NULL,
+	path      TEXT NOT NULL,
+	status    INTEGER NOT NULL,
+	remote    TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_workspace ON audit (workspace, time);
+CREATE INDEX audit_user ON audit (user, time);
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

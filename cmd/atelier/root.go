@@ -53,7 +53,8 @@ Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err.Error()} })
 
 	root.AddCommand(newServerCmd(), newWorkspaceCmd(cfg), newExperimentCmd(cfg), newRunCmd(cfg),
-		newActivityCmd(cfg), newSnapshotCmd(cfg), newComputeCmd(cfg), newModelCmd(cfg))
+		newActivityCmd(cfg), newSnapshotCmd(cfg), newComputeCmd(cfg), newModelCmd(cfg),
+		newUserCmd(cfg), newTokenCmd(cfg), newAuditCmd(cfg), newDatastoreCmd(cfg))
 	return root
 }
 

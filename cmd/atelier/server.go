@@ -19,8 +19,10 @@ import (
 	"github.com/atelier-ml/atelier/api"
 	"github.com/atelier-ml/atelier/blob"
 	"github.com/atelier-ml/atelier/compute/local"
+	"github.com/atelier-ml/atelier/datastore"
 	"github.com/atelier-ml/atelier/mlflow"
 	"github.com/atelier-ml/atelier/python"
+	"github.com/atelier-ml/atelier/secret"
 	"github.com/atelier-ml/atelier/service"
 	"github.com/atelier-ml/atelier/sqlite"
 	"github.com/spf13/cobra"
@@ -103,6 +105,17 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	svc := service.New(db, objects, log)
 	svc.TempDir = filepath.Join(dataDir, "tmp")
 	svc.SnapshotMaxBytes, svc.SnapshotMaxFiles = cfg.snapshotMaxBytes, cfg.snapshotMaxFiles
+	// Datastore credentials are sealed under the master key: ATELIER_MASTER_KEY, else
+	// <data>/master.key (made on first start). The variable is dropped so runs never inherit it.
+	masterKey, err := secret.LoadKey(filepath.Join(dataDir, "master.key"), os.Getenv(secret.EnvKey))
+	os.Unsetenv(secret.EnvKey)
+	if err != nil {
+		return err
+	}
+	if svc.Secrets, err = secret.New(masterKey); err != nil {
+		return err
+	}
+	svc.Datastores, svc.DataDir = datastore.NewOpener(filepath.Join(dataDir, "datastores")), dataDir
 	if err := svc.Init(ctx); err != nil {
 		return err
 	}

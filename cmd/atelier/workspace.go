@@ -74,6 +74,7 @@ func newWorkspaceCmd(cfg *clientConfig) *cobra.Command {
 	}
 	del.Flags().BoolVar(&force, "force", false, "also delete every run, experiment and file in it")
 	cmd.AddCommand(create, list, show, del)
+	cmd.AddCommand(memberCmds(cfg)...)
 	return cmd
 }
 

@@ -1,0 +1,335 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// authRoutes are users, tokens, workspace members, the audit log and the UI's sessions.
+func (s *Server) authRoutes() []Route {
+	return []Route{
+		{Pattern: "POST /api/v1/login", Public: true, Policy: PolicyPublic, handler: s.login},
+		{Pattern: "POST /api/v1/logout", Policy: PolicyUser, handler: s.logout},
+
+		{Pattern: "GET /api/v1/users", Policy: PolicyAdmin, handler: s.listUsers},
+		{Pattern: "POST /api/v1/users", Policy: PolicyAdmin, handler: s.createUser},
+		{Pattern: "POST /api/v1/users/{user}/disable", Policy: PolicyAdmin, handler: s.disableUser},
+
+		{Pattern: "GET /api/v1/tokens", Policy: PolicyUser, handler: s.listTokens},
+		{Pattern: "POST /api/v1/tokens", Policy: PolicyUser, handler: s.createToken},
+		{Pattern: "DELETE /api/v1/tokens/{token}", Policy: PolicyUser, handler: s.revokeToken},
+
+		{Pattern: "GET /api/v1/audit", Policy: PolicyAdmin, handler: s.listServerAudit},
+		{Pattern: "GET " + ws + "/audit", Policy: PolicyOwner, handler: s.listAudit},
+
+		{Pattern: "GET " + ws + "/members", Policy: PolicyRead, handler: s.listMembers},
+		{Pattern: "PUT " + ws + "/members/{user}", Policy: PolicyOwner, handler: s.shareWorkspace},
+		{Pattern: "DELETE " + ws + "/members/{user}", Policy: PolicyOwner, handler: s.unshareWorkspace},
+	}
+}
+
+// auditRecorder stores audit entries; *service.Service implements it.
+type auditRecorder interface {
+	RecordAudit(ctx context.Context, e *atelier.AuditEntry)
+}
+
+// sessionService opens and closes the UI's sessions; *service.Service implements it.
+type sessionService interface {
+	Login(ctx context.Context, user, password, remote string) (*atelier.Token, error)
+	Logout(ctx context.Context) error
+}
+
+// Cookie names of a UI session. The session cookie is HttpOnly; the CSRF token is derived from
+// the session's secret, so the server keeps no state for it.
+const (
+	SessionCookie = "atelier_session"
+	CSRFHeader    = "X-CSRF-Token"
+	csrfFormField = "csrf_token"
+)
+
+func csrfToken(session string) string {
+	sum := sha256.Sum256([]byte("atelier csrf\x00" + session))
+	return hex.EncodeToString(sum[:])
+}
+
+func isWrite(method string) bool {
+	return method != http.MethodGet && method != http.MethodHead && method != http.MethodOptions
+}
+
+// authenticate reads the bearer token, or else the session cookie. A cookie comes with every
+// request the browser makes, even one another site triggers, so a write authenticated by it
+// must also carry the CSRF token, which only the UI's own pages know.
+func (s *Server) authenticate(r *http.Request) (*atelier.Principal, error) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		bearer, _ := strings.CutPrefix(h, "Bearer ")
+		return s.auth.Authenticate(r.Context(), strings.TrimSpace(bearer))
+	}
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" {
+		return s.auth.Authenticate(r.Context(), "")
+	}
+	p, err := s.auth.Authenticate(r.Context(), c.Value)
+	if err != nil {
+		return nil, err
+	}
+	if isWrite(r.Method) {
+		got := r.Header.Get(CSRFHeader)
+		if got == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+			got = r.PostFormValue(csrfFormField)
+		}
+		if subtle.ConstantTimeCompare([]byte(got), []byte(csrfToken(c.Value))) != 1 {
+			return nil, atelier.Errorf(atelier.EFORBIDDEN, "missing or wrong CSRF token: send the %s header (or the %s form field) with a write made with the session cookie", CSRFHeader, csrfFormField)
+		}
+	}
+	return p, nil
+}
+
+func remoteHost(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+func (s *Server) recordAudit(r *http.Request, p *atelier.Principal, status int) {
+	if status == 0 {
+		status = http.StatusOK
+	}
+	s.audit.RecordAudit(r.Context(), &atelier.AuditEntry{Workspace: r.PathValue("workspace"), User: p.Name, Kind: p.Kind,
+		TokenID: p.TokenID, Method: r.Method, Path: r.URL.Path, Status: status, Remote: remoteHost(r)})
+}
+
+// statusWriter records the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// LoginRequest is the body of POST /login.
+type LoginRequest struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// LoginResponse answers a login; the session itself travels only in its HttpOnly cookie.
+type LoginResponse struct {
+	User      string    `json:"user"`
+	ExpiresAt time.Time `json:"expires_at"`
+	CSRFToken string    `json:"csrf_token"`
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
+	var req LoginRequest
+	if err := s.readJSON(w, r, &req); err != nil {
+		return err
+	}
+	if s.sessions == nil {
+		return atelier.Errorf(atelier.EUNAVAILABLE, "this server does not open sessions")
+	}
+	remote := remoteHost(r)
+	t, err := s.sessions.Login(r.Context(), req.User, req.Password, remote)
+	if s.audit != nil {
+		status := http.StatusOK
+		if err != nil {
+			status = statusOf[atelier.ErrorCode(err)]
+		}
+		s.audit.RecordAudit(r.Context(), &atelier.AuditEntry{User: req.User, Kind: atelier.PrincipalUser,
+			Method: r.Method, Path: r.URL.Path, Status: status, Remote: remote})
+	}
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: t.Secret, Path: "/", Expires: *t.ExpiresAt,
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	return writeJSON(w, http.StatusOK, LoginResponse{User: t.Owner, ExpiresAt: *t.ExpiresAt, CSRFToken: csrfToken(t.Secret)})
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
+	if s.sessions == nil {
+		return atelier.Errorf(atelier.EUNAVAILABLE, "this server does not open sessions")
+	}
+	if err := s.sessions.Logout(r.Context()); err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// UserCreate is the body of POST /users.
+type UserCreate struct {
+	Name     string `json:"name"`
+	Password string `json:"password"`
+	Admin    bool   `json:"admin,omitempty"`
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
+	var req UserCreate
+	if err := s.readJSON(w, r, &req); err != nil {
+		return err
+	}
+	u := &atelier.User{Name: req.Name, Admin: req.Admin}
+	if err := s.svc.CreateUser(r.Context(), u, req.Password); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, u)
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.svc.ListUsers(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"users": list})
+}
+
+func (s *Server) disableUser(w http.ResponseWriter, r *http.Request) error {
+	if err := s.svc.DisableUser(r.Context(), r.PathValue("user")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// TokenCreate is the body of POST /tokens.
+type TokenCreate struct {
+	Name      string     `json:"name,omitempty"`
+	User      string     `json:"user,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
+	var req TokenCreate
+	if err := s.readJSON(w, r, &req); err != nil {
+		return err
+	}
+	t, err := s.svc.CreateToken(r.Context(), &atelier.Token{Name: req.Name, Owner: req.User, ExpiresAt: req.ExpiresAt})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusCreated, t)
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.svc.ListTokens(r.Context(), r.URL.Query().Get("user"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"tokens": list})
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
+	if err := s.svc.RevokeToken(r.Context(), r.PathValue("token")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// MemberPut is the body of PUT /members/{user}.
+type MemberPut struct {
+	Role atelier.Role `json:"role"`
+}
+
+func (s *Server) shareWorkspace(w http.ResponseWriter, r *http.Request) error {
+	var req MemberPut
+	if err := s.readJSON(w, r, &req); err != nil {
+		return err
+	}
+	m, err := s.svc.ShareWorkspace(r.Context(), r.PathValue("workspace"), r.PathValue("user"), req.Role)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, m)
+}
+
+func (s *Server) listMembers(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.svc.ListMembers(r.Context(), r.PathValue("workspace"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"members": list})
+}
+
+func (s *Server) unshareWorkspace(w http.ResponseWriter, r *http.Request) error {
+	if err := s.svc.UnshareWorkspace(r.Context(), r.PathValue("workspace"), r.PathValue("user")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func auditFilter(r *http.Request) (atelier.AuditFilter, error) {
+	f := atelier.AuditFilter{User: r.URL.Query().Get("user")}
+	if v := r.URL.Query().Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return f, atelier.Errorf(atelier.EINVALID, "since=%q is not an RFC 3339 time (e.g. 2026-01-02T15:04:05Z)", v)
+		}
+		f.Since = &t
+	}
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		return f, err
+	}
+	if limit != nil {
+		if *limit < 0 || *limit > 10000 {
+			return f, atelier.Errorf(atelier.EINVALID, "limit=%d is out of range (0 to 10000)", *limit)
+		}
+		f.Limit = int(*limit)
+	}
+	return f, nil
+}
+
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
+	f, err := auditFilter(r)
+	if err != nil {
+		return err
+	}
+	list, err := s.svc.ListAudit(r.Context(), r.PathValue("workspace"), f)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"entries": list})
+}
+
+func (s *Server) listServerAudit(w http.ResponseWriter, r *http.Request) error {
+	f, err := auditFilter(r)
+	if err != nil {
+		return err
+	}
+	list, err := s.svc.ListAudit(r.Context(), "", f)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"entries": list})
+}

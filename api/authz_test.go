@@ -1,0 +1,363 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/api"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// The authorization matrix: every route of the table × every kind of caller. The expected
+// status follows from the route's Policy alone, so a route added without a policy, or whose
+// service does not enforce its policy, fails here.
+
+// principal kinds of the matrix.
+const (
+	pNone        = "no token"
+	pRevoked     = "revoked token"
+	pReader      = "Reader"
+	pContributor = "Contributor"
+	pOwner       = "Owner"
+	pOther       = "owner of another workspace"
+	pRunThis     = "run token of this run"
+	pRunOther    = "run token of another run"
+	pAdmin       = "admin"
+)
+
+var matrixPrincipals = []string{pNone, pRevoked, pReader, pContributor, pOwner, pOther, pRunThis, pRunOther, pAdmin}
+
+// allowedStatus means: past authorization (2xx, or a 4xx the request itself earned, such as
+// 400 or 409, but never 401, 403 or 404).
+const allowedStatus = 0
+
+// expectStatus returns what a principal gets from a route of the policy.
+func expectStatus(t *testing.T, policy, p string) int {
+	t.Helper()
+	if policy == api.PolicyPublic {
+		return allowedStatus
+	}
+	if p == pNone || p == pRevoked {
+		return http.StatusUnauthorized
+	}
+	isRun := p == pRunThis || p == pRunOther
+	switch policy {
+	case api.PolicyAuthenticated:
+		return allowedStatus
+	case api.PolicyUser:
+		if isRun {
+			return http.StatusForbidden
+		}
+		return allowedStatus
+	case api.PolicyAdmin:
+		if p == pAdmin {
+			return allowedStatus
+		}
+		return http.StatusForbidden
+	}
+	if p == pOther {
+		return http.StatusNotFound // another workspace's things do not exist for them
+	}
+	switch policy {
+	case api.PolicyRead:
+		return allowedStatus
+	case api.PolicyWrite, api.PolicyRun:
+		if p == pContributor || p == pOwner || p == pAdmin || (policy == api.PolicyRun && p == pRunThis) {
+			return allowedStatus
+		}
+		return http.StatusForbidden
+	case api.PolicyOwner:
+		if p == pOwner || p == pAdmin {
+			return allowedStatus
+		}
+		return http.StatusForbidden
+	}
+	t.Fatalf("unknown policy %q", policy)
+	return 0
+}
+
+// authzFixture is a server with a workspace "team" holding a run with data, its members, and a
+// second workspace "elsewhere" owned by someone else.
+type authzFixture struct {
+	*Stack
+	tokens   map[string]string // principal → secret
+	ownToken map[string]string // principal → the id of another token of theirs
+	vars     map[string]string // path parameter → value
+	logs     *syncBuffer
+}
+
+// syncBuffer is a log destination safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+const matrixPassword = "correct horse battery"
+
+func mustAuthzFixture(t *testing.T) *authzFixture {
+	t.Helper()
+	logs := &syncBuffer{}
+	s := MustStackLog(t, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	s.Service.PasswordCost = bcrypt.MinCost
+	f := &authzFixture{Stack: s, tokens: map[string]string{pAdmin: s.Token}, ownToken: map[string]string{}, logs: logs}
+	ctx := Ctx(t)
+	admin := s.Client
+	for _, name := range []string{"reader", "contrib", "owner", "other", "guest"} {
+		if err := admin.CreateUser(ctx, &atelier.User{Name: name}, matrixPassword); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ws := range []string{"team", "elsewhere"} {
+		if err := admin.CreateWorkspace(ctx, &atelier.Workspace{Name: ws}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range []struct {
+		ws, user string
+		role     atelier.Role
+	}{{"team", "reader", atelier.RoleReader}, {"team", "contrib", atelier.RoleContributor}, {"team", "owner", atelier.RoleOwner},
+		{"team", "guest", atelier.RoleReader}, {"elsewhere", "other", atelier.RoleOwner}} {
+		if _, err := admin.ShareWorkspace(ctx, m.ws, m.user, m.role); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, user := range map[string]string{pReader: "reader", pContributor: "contrib", pOwner: "owner", pOther: "other", pRevoked: "contrib"} {
+		tok, err := admin.CreateToken(ctx, &atelier.Token{Name: "matrix", Owner: user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.tokens[p] = tok.Secret
+		if p == pRevoked {
+			if err := admin.RevokeToken(ctx, tok.ID); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		extra, err := admin.CreateToken(ctx, &atelier.Token{Name: "spare", Owner: user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.ownToken[p] = extra.ID
+	}
+	spare, err := admin.CreateToken(ctx, &atelier.Token{Name: "spare", Owner: "guest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ownToken[pAdmin] = spare.ID
+
+	snap, err := admin.UploadSnapshotZip(ctx, "team", bytes.NewReader(MustZip(t, [2]string{"train.py", "print(1)\n"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := admin.CreateRun(ctx, "team", atelier.RunCreate{Experiment: "exp", Status: atelier.StatusRunning, SnapshotID: snap.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherRun, err := admin.CreateRun(ctx, "team", atelier.RunCreate{Experiment: "exp", Status: atelier.StatusRunning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, r := range map[string]*atelier.Run{pRunThis: run, pRunOther: otherRun} {
+		secret := "atl_matrix_" + r.ID
+		if err := s.DB.CreateToken(ctx, &atelier.Token{ID: "tok_" + r.ID, Name: "run", Kind: atelier.PrincipalRun, Owner: "contrib",
+			Workspace: "team", RunID: r.ID, Hash: Sum([]byte(secret)), CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		f.tokens[p] = secret
+	}
+	if err := admin.SetTags(ctx, "team", run.ID, map[string]string{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.LogMetrics(ctx, "team", run.ID, &atelier.MetricBatch{Points: []atelier.MetricPoint{{Name: "m", Timestamp: 1, Value: 1}},
+		Records: []atelier.MetricRecord{{Name: "r", Kind: atelier.MetricList, Timestamp: 1, Value: []byte(`[1,2]`)}}}); err != nil {
+		t.Fatal(err)
+	}
+	content := "model weights"
+	if _, err := admin.UploadFile(ctx, "team", run.ID, "out.txt", strings.NewReader(content), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.AppendLog(ctx, "team", run.ID, "logs/x.txt", []byte("hello\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.RegisterModel(ctx, "team", atelier.ModelRegister{Name: "m", RunID: run.ID, Path: "out.txt"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.SetModelAlias(ctx, "team", "m", "prod", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.WriteDatastoreFile(ctx, "team", atelier.DefaultDatastore, "data/a.csv", strings.NewReader("a,b\n"), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	f.vars = map[string]string{"datastore": atelier.DefaultDatastore, "workspace": "team", "experiment": "exp", "run": run.ID, "key": "k", "snapshot": snap.ID,
+		"activity": run.ID, "model": "m", "version": "1", "alias": "prod", "user": "guest", "digest": Sum([]byte(content))}
+	return f
+}
+
+// matrixBodies are request bodies that pass validation, so an allowed caller gets past it.
+var matrixBodies = map[string]string{
+	"POST /api/v1/login":                              `{"user":"guest","password":"` + matrixPassword + `"}`,
+	"POST /api/v1/users":                              `{"name":"newcomer","password":"` + matrixPassword + `"}`,
+	"POST /api/v1/tokens":                             `{"name":"laptop"}`,
+	"POST /api/v1/workspaces":                         `{"name":"fresh"}`,
+	"PATCH {ws}/experiments/{experiment}":             `{"description":"d"}`,
+	"POST {ws}/runs":                                  `{"experiment":"exp"}`,
+	"POST {ws}/runs/search":                           `{}`,
+	"POST {ws}/runs/submit":                           `{}`,
+	"POST {ws}/runs/{run}/status":                     `{"status":"Running"}`,
+	"POST {ws}/runs/{run}/params":                     `{"params":{"a":"1"}}`,
+	"POST {ws}/runs/{run}/tags":                       `{"tags":{"a":"1"}}`,
+	"POST {ws}/runs/{run}/properties":                 `{"properties":{"a":"1"}}`,
+	"POST {ws}/runs/{run}/metrics":                    `{}`,
+	"PUT {ws}/runs/{run}/files/{path...}":             `new content`,
+	"POST {ws}/runs/{run}/logs/{path...}":             "a line\n",
+	"POST {ws}/objects/missing":                       `{"digests":[]}`,
+	"PUT {ws}/objects/{digest}":                       `model weights`,
+	"POST {ws}/snapshots":                             `{"entries":[]}`,
+	"POST {ws}/models":                                `{"name":"m2","run_id":"","files":[]}`,
+	"POST {ws}/models/search":                         `{}`,
+	"PATCH {ws}/models/{model}/versions/{version}":    `{}`,
+	"PUT {ws}/models/{model}/aliases/{alias}":         `{"version":1}`,
+	"PUT {ws}/members/{user}":                         `{"role":"Reader"}`,
+	"POST {ws}/datastores":                            `{"name":"s3","kind":"s3","bucket":"b"}`,
+	"PATCH {ws}/datastores/{datastore}":               `{}`,
+	"PUT {ws}/datastores/{datastore}/files/{path...}": `x,y`,
+}
+
+var patternParam = regexp.MustCompile(`\{([a-z]+)(\.\.\.)?\}`)
+
+// matrixRequest turns a route pattern into a request for principal p.
+func (f *authzFixture) matrixRequest(pattern, p string) (method, path, body string) {
+	method, path, _ = strings.Cut(pattern, " ")
+	key := method + " " + strings.Replace(path, "/api/v1/workspaces/{workspace}", "{ws}", 1)
+	body = matrixBodies[key]
+	path = patternParam.ReplaceAllStringFunc(path, func(m string) string {
+		name := patternParam.FindStringSubmatch(m)[1]
+		switch {
+		case name == "token" && f.ownToken[p] == "":
+			return "tok_unknown"
+		case name == "token":
+			return f.ownToken[p]
+		case name == "path" && strings.Contains(path, "/datastores/"):
+			return "data/a.csv"
+		case name == "path" && strings.Contains(path, "/logs/"):
+			return "logs/x.txt"
+		case name == "path":
+			return "out.txt"
+		}
+		return f.vars[name]
+	})
+	if strings.HasSuffix(path, "/metric-history") {
+		path += "?name=m"
+	} else if strings.HasSuffix(path, "/metric-records") {
+		path += "?name=r"
+	}
+	return method, path, body
+}
+
+func (f *authzFixture) do(t *testing.T, method, path, body, p string) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, f.Server.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := f.tokens[p]; tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if strings.HasPrefix(body, "{") {
+		req.Header.Set("Content-Type", "application/json")
+	} else if body != "" {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return resp.StatusCode, nil // a stream: the status is the answer
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func TestAuthorizationMatrix(t *testing.T) {
+	routes := api.NewServer(nil, nil, nil).Routes()
+	for _, rt := range routes {
+		if rt.Policy == "" {
+			t.Errorf("route %s has no Policy: say who may call it", rt.Pattern)
+			continue
+		}
+		if (rt.Policy == api.PolicyPublic) != rt.Public {
+			t.Errorf("route %s: Policy %q but Public %v", rt.Pattern, rt.Policy, rt.Public)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, rt := range routes {
+		t.Run(rt.Pattern, func(t *testing.T) {
+			t.Parallel()
+			// Deleting destroys what the next caller would need: give each caller its own server.
+			destructive := strings.HasPrefix(rt.Pattern, "DELETE ") || strings.Contains(rt.Pattern, "/logout")
+			var f *authzFixture
+			for _, p := range matrixPrincipals {
+				if f == nil || destructive {
+					f = mustAuthzFixture(t)
+				}
+				method, path, body := f.matrixRequest(rt.Pattern, p)
+				status, respBody := f.do(t, method, path, body, p)
+				want := expectStatus(t, rt.Policy, p)
+				switch {
+				case want == allowedStatus && (status == 401 || status == 403 || status == 404 || status >= 500):
+					t.Errorf("%s (policy %s) as %s: status %d, want it allowed; body %s", rt.Pattern, rt.Policy, p, status, respBody)
+				case want != allowedStatus && status != want:
+					t.Errorf("%s (policy %s) as %s: status %d, want %d; body %s", rt.Pattern, rt.Policy, p, status, want, respBody)
+				}
+				for _, secret := range f.tokens {
+					if secret != "" && bytes.Contains(respBody, []byte(secret)) {
+						t.Errorf("%s as %s: the response holds a token secret", rt.Pattern, p)
+					}
+				}
+				if bytes.Contains(respBody, []byte(matrixPassword)) {
+					t.Errorf("%s as %s: the response holds a password", rt.Pattern, p)
+				}
+			}
+			logs := f.logs.String()
+			for p, secret := range f.tokens {
+				if strings.Contains(logs, secret) {
+					t.Errorf("the server's log holds the token of %s", p)
+				}
+			}
+			if strings.Contains(logs, matrixPassword) {
+				t.Errorf("the server's log holds a password")
+			}
+		})
+	}
+}

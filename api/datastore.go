@@ -1,0 +1,163 @@
+package api
+
+import (
+	"mime"
+	"net/http"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// SHA256Header carries the sha256 (hex) an uploaded datastore file must have.
+const SHA256Header = "X-Content-Sha256"
+
+// datastoreRoutes is the datastores' part of the route table.
+func (s *Server) datastoreRoutes() []Route {
+	const ds = ws + "/datastores/{datastore}"
+	return []Route{
+		{Pattern: "GET " + ws + "/datastores", Policy: PolicyRead, handler: s.listDatastores},
+		{Pattern: "POST " + ws + "/datastores", Policy: PolicyWrite, handler: s.registerDatastore},
+		{Pattern: "GET " + ds, Policy: PolicyRead, handler: s.getDatastore},
+		{Pattern: "PATCH " + ds, Policy: PolicyWrite, handler: s.updateDatastore},
+		{Pattern: "DELETE " + ds, Policy: PolicyWrite, handler: s.deleteDatastore},
+		{Pattern: "POST " + ds + "/default", Policy: PolicyWrite, handler: s.setDefaultDatastore},
+		{Pattern: "GET " + ds + "/files", Policy: PolicyRead, handler: s.listDatastoreFiles},
+		{Pattern: "PUT " + ds + "/files/{path...}", Policy: PolicyWrite, handler: s.uploadDatastoreFile},
+		{Pattern: "GET " + ds + "/files/{path...}", Policy: PolicyRead, handler: s.downloadDatastoreFile},
+		{Pattern: "DELETE " + ds + "/files/{path...}", Policy: PolicyWrite, handler: s.deleteDatastoreFile},
+	}
+}
+
+// DatastoreList is the body of GET /datastores.
+type DatastoreList struct {
+	Datastores []*atelier.Datastore `json:"datastores"`
+}
+
+// DatastoreDeleted answers a delete of datastore files.
+type DatastoreDeleted struct {
+	Deleted int `json:"deleted"`
+}
+
+func (s *Server) listDatastores(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.svc.ListDatastores(r.Context(), r.PathValue("workspace"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, DatastoreList{Datastores: list})
+}
+
+func (s *Server) registerDatastore(w http.ResponseWriter, r *http.Request) error {
+	var spec atelier.DatastoreSpec
+	if err := s.readJSON(w, r, &spec); err != nil {
+		return err
+	}
+	d, err := s.svc.RegisterDatastore(r.Context(), r.PathValue("workspace"), spec)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, d)
+}
+
+func (s *Server) getDatastore(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.svc.FindDatastore(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) updateDatastore(w http.ResponseWriter, r *http.Request) error {
+	var creds atelier.DatastoreCredentials
+	if err := s.readJSON(w, r, &creds); err != nil {
+		return err
+	}
+	d, err := s.svc.UpdateDatastoreCredentials(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), creds)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) deleteDatastore(w http.ResponseWriter, r *http.Request) error {
+	force, err := queryBool(r, "force")
+	if err != nil {
+		return err
+	}
+	if err := s.svc.DeleteDatastore(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), force); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) setDefaultDatastore(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.svc.SetDefaultDatastore(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) listDatastoreFiles(w http.ResponseWriter, r *http.Request) error {
+	q := atelier.DatastoreFileQuery{Prefix: r.URL.Query().Get("prefix"), PageToken: r.URL.Query().Get("page_token")}
+	var err error
+	if q.Recursive, err = queryBool(r, "recursive"); err != nil {
+		return err
+	}
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		return err
+	}
+	if limit != nil {
+		if *limit < 0 || *limit > atelier.MaxPageSize {
+			return atelier.Errorf(atelier.EINVALID, "limit=%d is out of range (0 to %d)", *limit, atelier.MaxPageSize)
+		}
+		q.Limit = int(*limit)
+	}
+	page, err := s.svc.ListDatastoreFiles(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), q)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) uploadDatastoreFile(w http.ResponseWriter, r *http.Request) error {
+	ctype := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ctype); err != nil || len(ctype) > 256 {
+		ctype = ""
+	} else {
+		ctype = mt
+	}
+	f, err := s.svc.WriteDatastoreFile(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), r.PathValue("path"), r.Body,
+		r.Header.Get(SHA256Header), ctype)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, f)
+}
+
+func (s *Server) downloadDatastoreFile(w http.ResponseWriter, r *http.Request) error {
+	f, rc, err := s.svc.OpenDatastoreFile(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), r.PathValue("path"))
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w.Header().Set("Last-Modified", f.ModifiedAt.UTC().Format(http.TimeFormat))
+	if err := streamFile(w, &atelier.File{Path: f.Path, Size: f.Size}, rc); err != nil {
+		// The status is sent: a failure now can only cut the body short, which the client sees
+		// as a short read against Content-Length.
+		s.log.Warn("streaming a datastore file", "datastore", r.PathValue("datastore"), "path", f.Path, "err", err)
+	}
+	return nil
+}
+
+func (s *Server) deleteDatastoreFile(w http.ResponseWriter, r *http.Request) error {
+	recursive, err := queryBool(r, "recursive")
+	if err != nil {
+		return err
+	}
+	n, err := s.svc.DeleteDatastoreFiles(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), r.PathValue("path"), recursive)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, DatastoreDeleted{Deleted: n})
+}

@@ -1,0 +1,681 @@
+package main
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/api"
+	"github.com/spf13/cobra"
+)
+
+func newDatastoreCmd(cfg *clientConfig) *cobra.Command {
+	cmd := &cobra.Command{Use: "datastore", Short: "Register datastores and move files in and out of them",
+		Long: `A datastore is named storage of a workspace: a folder of the server (files), an S3 or
+S3-compatible bucket (s3), an Azure Blob container (azureblob) or a GCS bucket (gcs). Its
+credentials are stored encrypted on the server and never shown again. Every workspace has the
+built-in datastore "default", a folder in the server's data directory.`}
+	cmd.AddCommand(datastoreRegisterCmd(cfg), datastoreListCmd(cfg), datastoreShowCmd(cfg), datastoreUpdateCmd(cfg),
+		datastoreDeleteCmd(cfg), datastoreSetDefaultCmd(cfg), datastoreUploadCmd(cfg), datastoreDownloadCmd(cfg),
+		datastoreLsCmd(cfg), datastoreRmCmd(cfg))
+	return cmd
+}
+
+// credentialFlags are the secret flags shared by register and update. A value of "-" is read
+// from standard input, so a secret need not appear in the shell's history or in ps.
+type credentialFlags struct {
+	accessKey, secretKey, accountKey, sas, connectionString, credentialsFile string
+}
+
+func (c *credentialFlags) add(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&c.accessKey, "access-key", "", "s3: access key id")
+	f.StringVar(&c.secretKey, "secret-key", "", "s3: secret access key ('-' reads it from stdin)")
+	f.StringVar(&c.accountKey, "account-key", "", "azureblob: storage account key ('-' reads it from stdin)")
+	f.StringVar(&c.sas, "sas", "", "azureblob: shared access signature ('-' reads it from stdin)")
+	f.StringVar(&c.connectionString, "connection-string", "", "azureblob: connection string ('-' reads it from stdin)")
+	f.StringVar(&c.credentialsFile, "credentials-file", "", "gcs: a service account key file")
+}
+
+func (c *credentialFlags) credentials(stdin io.Reader) (atelier.DatastoreCredentials, error) {
+	creds := atelier.DatastoreCredentials{AccessKey: c.accessKey}
+	stdinUsed := false
+	for _, v := range []struct {
+		flag string
+		in   string
+		out  *string
+	}{{"secret-key", c.secretKey, &creds.SecretKey}, {"account-key", c.accountKey, &creds.AccountKey},
+		{"sas", c.sas, &creds.SAS}, {"connection-string", c.connectionString, &creds.ConnectionString}} {
+		if v.in != "-" {
+			*v.out = v.in
+			continue
+		}
+		if stdinUsed {
+			return creds, usagef("only one flag may read standard input")
+		}
+		stdinUsed = true
+		b, err := io.ReadAll(io.LimitReader(stdin, atelier.MaxDatastoreSecret+1))
+		if err != nil {
+			return creds, err
+		}
+		*v.out = strings.TrimSpace(string(b))
+	}
+	if c.credentialsFile != "" {
+		b, err := os.ReadFile(c.credentialsFile)
+		if err != nil {
+			return creds, usagef("cannot read --credentials-file: %v", err)
+		}
+		creds.CredentialsJSON = string(b)
+	}
+	return creds, nil
+}
+
+func datastoreRegisterCmd(cfg *clientConfig) *cobra.Command {
+	var spec atelier.DatastoreSpec
+	var cf credentialFlags
+	cmd := &cobra.Command{
+		Use:   "register NAME --kind files|s3|azureblob|gcs [flags]",
+		Short: "Register a datastore",
+		Long: `Register a datastore. Each kind takes its own flags:
+
+  files      --path DIR (a folder of the server; administrators only)
+  s3         --bucket B --access-key K --secret-key S [--endpoint URL --region R --path-style --prefix P]
+  azureblob  --account A --container C and one of --account-key, --sas, --connection-string
+             [--endpoint URL --prefix P]
+  gcs        --bucket B --credentials-file key.json [--endpoint URL --prefix P]
+
+Nothing is contacted now: wrong credentials show on first use ('atelier datastore ls NAME').`,
+		Example: `  atelier datastore register lake --kind s3 --endpoint http://127.0.0.1:9000 --path-style \
+      --bucket data --access-key minio --secret-key - < secret.txt
+  atelier datastore register blobs --kind azureblob --account acct --container data --sas "$SAS"`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec.Name = args[0]
+			creds, err := cf.credentials(cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			spec.AccessKey, spec.SecretKey, spec.AccountKey = creds.AccessKey, creds.SecretKey, creds.AccountKey
+			spec.SAS, spec.ConnectionString, spec.CredentialsJSON = creds.SAS, creds.ConnectionString, creds.CredentialsJSON
+			if spec.Kind == atelier.DatastoreFiles && spec.Path != "" {
+				// Resolved here for the user's convenience; the path is the server's.
+				if abs, err := filepath.Abs(spec.Path); err == nil {
+					spec.Path = abs
+				}
+			}
+			if err := spec.Validate(); err != nil {
+				return usagef("%s", atelier.ErrorMessage(err))
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.RegisterDatastore(cmd.Context(), cfg.workspace, spec)
+			if err != nil {
+				return err
+			}
+			return printDatastore(cmd, cfg, d)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&spec.Kind, "kind", "", "files, s3, azureblob or gcs")
+	f.StringVar(&spec.Path, "path", "", "files: a folder of the server")
+	f.StringVar(&spec.Endpoint, "endpoint", "", "s3, azureblob, gcs: the service URL when not the cloud's own")
+	f.StringVar(&spec.Region, "region", "", "s3: region (default us-east-1)")
+	f.StringVar(&spec.Bucket, "bucket", "", "s3, gcs: bucket")
+	f.StringVar(&spec.Account, "account", "", "azureblob: storage account")
+	f.StringVar(&spec.Container, "container", "", "azureblob: container")
+	f.StringVar(&spec.Prefix, "prefix", "", "s3, azureblob, gcs: limit the datastore to this folder")
+	f.BoolVar(&spec.PathStyle, "path-style", false, "s3: path-style addressing (MinIO, versitygw and most S3-compatible servers)")
+	f.BoolVar(&spec.Default, "default", false, "make it the workspace's default datastore")
+	cf.add(cmd)
+	return cmd
+}
+
+func printDatastore(cmd *cobra.Command, cfg *clientConfig, d *atelier.Datastore) error {
+	if cfg.output == "json" {
+		return printJSON(cmd.OutOrStdout(), d)
+	}
+	t := newTable(cmd.OutOrStdout(), "FIELD", "VALUE")
+	t.row("name", d.Name)
+	t.row("kind", d.Kind)
+	t.row("default", d.IsDefault)
+	t.row("location", datastoreLocation(d))
+	if d.Endpoint != "" {
+		t.row("endpoint", d.Endpoint)
+	}
+	if d.Region != "" {
+		t.row("region", d.Region)
+	}
+	if d.PathStyle {
+		t.row("path style", true)
+	}
+	t.row("credentials", strings.Join(d.Credentials, ", "))
+	t.row("created", d.CreatedAt)
+	t.row("created by", d.CreatedBy)
+	return t.flush()
+}
+
+// datastoreLocation is where a datastore's files are, in one cell.
+func datastoreLocation(d *atelier.Datastore) string {
+	var loc string
+	switch d.Kind {
+	case atelier.DatastoreFiles:
+		loc = d.Path
+		if loc == "" {
+			loc = "(server data directory)"
+		}
+	case atelier.DatastoreS3:
+		loc = "s3://" + d.Bucket
+	case atelier.DatastoreGCS:
+		loc = "gs://" + d.Bucket
+	case atelier.DatastoreAzureBlob:
+		loc = d.Account + "/" + d.Container
+	}
+	if d.Prefix != "" {
+		loc = strings.TrimRight(loc, "/") + "/" + strings.Trim(d.Prefix, "/")
+	}
+	return loc
+}
+
+func datastoreListCmd(cfg *clientConfig) *cobra.Command {
+	return &cobra.Command{
+		Use: "list", Short: "List the workspace's datastores", Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			list, err := c.ListDatastores(cmd.Context(), cfg.workspace)
+			if err != nil {
+				return err
+			}
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), list)
+			}
+			t := newTable(cmd.OutOrStdout(), "NAME", "KIND", "DEFAULT", "LOCATION", "CREATED")
+			for _, d := range list {
+				def := ""
+				if d.IsDefault {
+					def = "*"
+				}
+				t.row(d.Name, d.Kind, def, datastoreLocation(d), d.CreatedAt)
+			}
+			return t.flush()
+		},
+	}
+}
+
+func datastoreShowCmd(cfg *clientConfig) *cobra.Command {
+	return &cobra.Command{
+		Use: "show NAME", Short: "Show a datastore (never its credentials)", Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.FindDatastore(cmd.Context(), cfg.workspace, args[0])
+			if err != nil {
+				return err
+			}
+			return printDatastore(cmd, cfg, d)
+		},
+	}
+}
+
+func datastoreUpdateCmd(cfg *clientConfig) *cobra.Command {
+	var cf credentialFlags
+	cmd := &cobra.Command{
+		Use: "update NAME [credential flags]", Short: "Replace a datastore's credentials", Args: exactArgs(1),
+		Long: `Replace a datastore's credentials whole (for instance after a key rotation): give
+every credential its kind needs, as for register.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			creds, err := cf.credentials(cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			if len(creds.Names()) == 0 {
+				return usagef("give the new credentials (see '%s --help')", cmd.CommandPath())
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.UpdateDatastoreCredentials(cmd.Context(), cfg.workspace, args[0], creds)
+			if err != nil {
+				return err
+			}
+			return printDatastore(cmd, cfg, d)
+		},
+	}
+	cf.add(cmd)
+	return cmd
+}
+
+func datastoreDeleteCmd(cfg *clientConfig) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use: "delete NAME [--force]", Short: "Forget a datastore (its data stays in its storage)", Args: exactArgs(1),
+		Long: `Forget a datastore: the server drops its configuration and credentials; the files stay
+where they are. The workspace's default datastore needs --force (the built-in datastore
+"default" becomes the default again); the built-in one cannot be deleted.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			return c.DeleteDatastore(cmd.Context(), cfg.workspace, args[0], force)
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "also delete the workspace's default datastore")
+	return cmd
+}
+
+func datastoreSetDefaultCmd(cfg *clientConfig) *cobra.Command {
+	return &cobra.Command{
+		Use: "set-default NAME", Short: "Make a datastore the workspace's default", Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.SetDefaultDatastore(cmd.Context(), cfg.workspace, args[0])
+			if err != nil {
+				return err
+			}
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), d)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s is the default datastore\n", d.Name)
+			return nil
+		},
+	}
+}
+
+// listAll lists every file under prefix, recursively.
+func listAll(ctx context.Context, c *api.Client, workspace, name, prefix string) ([]*atelier.DatastoreFile, error) {
+	var files []*atelier.DatastoreFile
+	q := atelier.DatastoreFileQuery{Prefix: prefix, Recursive: true, Limit: atelier.MaxPageSize}
+	for {
+		page, err := c.ListDatastoreFiles(ctx, workspace, name, q)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, page.Files...)
+		if page.NextPageToken == "" {
+			return files, nil
+		}
+		q.PageToken = page.NextPageToken
+	}
+}
+
+// uploadItem is a local file and where it goes.
+type uploadItem struct {
+	local  string
+	remote string
+	size   int64
+}
+
+// UploadResult is what upload reports.
+type UploadResult struct {
+	Uploaded int   `json:"uploaded"`
+	Skipped  int   `json:"skipped"`
+	Bytes    int64 `json:"bytes"`
+}
+
+func datastoreUploadCmd(cfg *clientConfig) *cobra.Command {
+	var target string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "upload NAME SRC [--target PATH]",
+		Short: "Upload a file or a folder (recursively) to a datastore",
+		Long: `Upload SRC to the datastore NAME, 8 files at a time.
+
+A file goes to --target, or to its base name; a --target ending in '/' is a folder. A folder
+goes under --target, or under its base name: upload lake ./data puts data/... in the datastore.
+
+A file already in the datastore with the same size and the same MD5 is skipped (the MD5 of
+the local file is computed to compare). Where the storage reports no MD5 (files datastores,
+S3 multipart uploads) the file is uploaded again; --force uploads everything.`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, src := args[0], filepath.Clean(args[1])
+			items, root, err := scanUpload(src, target)
+			if err != nil {
+				return err
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			// What is there already, to skip unchanged files.
+			remote := map[string]*atelier.DatastoreFile{}
+			if !force {
+				prefix := root
+				if len(items) > 1 || items[0].remote != root {
+					prefix = root + "/"
+				}
+				existing, err := listAll(ctx, c, cfg.workspace, name, prefix)
+				if err != nil {
+					return err
+				}
+				for _, f := range existing {
+					remote[f.Path] = f
+				}
+			}
+			var total int64
+			for _, it := range items {
+				total += it.size
+			}
+			var res UploadResult
+			var uploaded, skipped, bytesUp atomic.Int64
+			bar := newProgress(os.Stderr, "uploading to "+name, progressThreshold(total))
+			err = parallel(ctx, 8, items, func(ctx context.Context, it *uploadItem) error {
+				if r := remote[it.remote]; r != nil && r.Size == it.size && r.MD5 != "" {
+					sum, err := md5File(it.local)
+					if err != nil {
+						return err
+					}
+					if sum == r.MD5 {
+						skipped.Add(1)
+						bar.done_.Add(it.size)
+						return nil
+					}
+				}
+				fh, err := os.Open(it.local)
+				if err != nil {
+					return err
+				}
+				defer fh.Close()
+				h := sha256.New()
+				f, err := c.WriteDatastoreFile(ctx, cfg.workspace, name, it.remote, io.TeeReader(bar.reader(fh), h), "", "")
+				if err != nil {
+					return fmt.Errorf("uploading %s: %w", it.local, err)
+				}
+				if got := hex.EncodeToString(h.Sum(nil)); f.SHA256 != "" && f.SHA256 != got {
+					return fmt.Errorf("uploading %s: the server stored content with sha256 %s, the file has %s (did it change during the upload?)", it.local, f.SHA256, got)
+				}
+				uploaded.Add(1)
+				bytesUp.Add(it.size)
+				return nil
+			})
+			bar.done()
+			res.Uploaded, res.Skipped, res.Bytes = int(uploaded.Load()), int(skipped.Load()), bytesUp.Load()
+			if err != nil {
+				return err
+			}
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "uploaded %d files (%s), skipped %d unchanged\n", res.Uploaded, humanBytes(res.Bytes), res.Skipped)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&target, "target", "", "where in the datastore (default: SRC's base name)")
+	cmd.Flags().BoolVar(&force, "force", false, "upload every file, even unchanged ones")
+	return cmd
+}
+
+// scanUpload lists what to upload and the datastore path it goes to (root: the file's path, or
+// the folder all files go under).
+func scanUpload(src, target string) ([]*uploadItem, string, error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return nil, "", usagef("cannot read %s: %v", src, err)
+	}
+	base := filepath.Base(src)
+	if abs, err := filepath.Abs(src); err == nil {
+		base = filepath.Base(abs)
+	}
+	target = strings.TrimPrefix(target, "/")
+	if !fi.IsDir() {
+		remote := target
+		switch {
+		case target == "":
+			remote = base
+		case strings.HasSuffix(target, "/"):
+			remote = target + base
+		}
+		if err := atelier.ValidatePath(remote); err != nil {
+			return nil, "", usagef("%s", atelier.ErrorMessage(err))
+		}
+		return []*uploadItem{{local: src, remote: remote, size: fi.Size()}}, remote, nil
+	}
+	root := strings.TrimSuffix(target, "/")
+	if target == "" {
+		root = base
+	}
+	if err := atelier.ValidatePath(root); err != nil {
+		return nil, "", usagef("%s", atelier.ErrorMessage(err))
+	}
+	var items []*uploadItem
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if !info.Mode().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		remote := path.Join(root, filepath.ToSlash(rel))
+		if err := atelier.ValidatePath(remote); err != nil {
+			return usagef("cannot upload %s: %s", p, atelier.ErrorMessage(err))
+		}
+		items = append(items, &uploadItem{local: p, remote: remote, size: info.Size()})
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if len(items) == 0 {
+		return nil, "", usagef("%s holds no files", src)
+	}
+	return items, root, nil
+}
+
+func md5File(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	buf := hashBufs.Get().(*[]byte)
+	defer hashBufs.Put(buf)
+	h := md5.New()
+	if _, err := io.CopyBuffer(h, f, *buf); err != nil {
+		return "", fmt.Errorf("reading %s: %w", p, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func datastoreDownloadCmd(cfg *clientConfig) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "download NAME PATH -d DIR",
+		Short: "Download a file or a folder of a datastore",
+		Long: `Download PATH of the datastore NAME into DIR: a file as DIR/<its base name>, a folder as
+DIR/<its base name>/..., 8 files at a time. Each file is written whole or not at all.`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, p := args[0], strings.Trim(args[1], "/")
+			if err := atelier.ValidatePath(p); err != nil {
+				return usagef("%s", atelier.ErrorMessage(err))
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			files, err := listAll(ctx, c, cfg.workspace, name, p+"/")
+			if err != nil {
+				return err
+			}
+			type item struct{ remote, local string }
+			var items []item
+			var total int64
+			base := path.Base(p)
+			if len(files) == 0 {
+				items = []item{{remote: p, local: filepath.Join(dir, base)}}
+			}
+			for _, f := range files {
+				rel := strings.TrimPrefix(f.Path, p+"/")
+				if err := atelier.ValidatePath(rel); err != nil {
+					return fmt.Errorf("datastore %q holds %q, which cannot be a local file name: %s", name, f.Path, atelier.ErrorMessage(err))
+				}
+				items = append(items, item{remote: f.Path, local: filepath.Join(dir, base, filepath.FromSlash(rel))})
+				total += f.Size
+			}
+			bar := newProgress(os.Stderr, "downloading from "+name, progressThreshold(total))
+			defer bar.done()
+			var count atomic.Int64
+			err = parallel(ctx, 8, items, func(ctx context.Context, it item) error {
+				if err := os.MkdirAll(filepath.Dir(it.local), 0o755); err != nil {
+					return err
+				}
+				return writeFileAtomic(it.local, func(w io.Writer) error {
+					f, rc, err := c.OpenDatastoreFile(ctx, cfg.workspace, name, it.remote)
+					if err != nil {
+						return err
+					}
+					defer rc.Close()
+					n, err := io.Copy(w, bar.reader(rc))
+					if err != nil {
+						return fmt.Errorf("downloading %s: %w", it.remote, err)
+					}
+					if f.Size >= 0 && n != f.Size {
+						return fmt.Errorf("downloading %s: got %d of %d bytes", it.remote, n, f.Size)
+					}
+					count.Add(1)
+					return nil
+				})
+			})
+			if err != nil {
+				return err
+			}
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), map[string]int64{"downloaded": count.Load()})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "downloaded %d files\n", count.Load())
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&dir, "dir", "d", ".", "destination folder")
+	return cmd
+}
+
+func datastoreLsCmd(cfg *clientConfig) *cobra.Command {
+	var recursive bool
+	cmd := &cobra.Command{
+		Use: "ls NAME [PATH] [-r]", Short: "List a datastore's files (a folder's, with PATH)",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 || len(args) > 2 {
+				return usagef("%s takes a datastore and optionally a path; see '%s --help'", cmd.CommandPath(), cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, prefix := args[0], ""
+			if len(args) == 2 {
+				if prefix = strings.Trim(args[1], "/"); prefix != "" {
+					prefix += "/"
+				}
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			var files []*atelier.DatastoreFile
+			q := atelier.DatastoreFileQuery{Prefix: prefix, Recursive: recursive, Limit: atelier.MaxPageSize}
+			for {
+				page, err := c.ListDatastoreFiles(ctx, cfg.workspace, name, q)
+				if err != nil {
+					return err
+				}
+				files = append(files, page.Files...)
+				if page.NextPageToken == "" {
+					break
+				}
+				q.PageToken = page.NextPageToken
+			}
+			if len(files) == 0 && prefix != "" {
+				// PATH may be a file rather than a folder.
+				page, err := c.ListDatastoreFiles(ctx, cfg.workspace, name, atelier.DatastoreFileQuery{Prefix: strings.TrimSuffix(prefix, "/")})
+				if err != nil {
+					return err
+				}
+				for _, f := range page.Files {
+					if f.Path == strings.TrimSuffix(prefix, "/") {
+						files = append(files, f)
+					}
+				}
+				if len(files) == 0 {
+					return atelier.Errorf(atelier.ENOTFOUND, "datastore %q has no file or folder %q", name, strings.TrimSuffix(prefix, "/"))
+				}
+			}
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), files)
+			}
+			t := newTable(cmd.OutOrStdout(), "PATH", "SIZE", "MODIFIED", "MD5")
+			for _, f := range files {
+				if f.Dir {
+					t.row(f.Path, "-", "-", "-")
+					continue
+				}
+				t.row(f.Path, humanBytes(f.Size), f.ModifiedAt, f.MD5)
+			}
+			return t.flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "list everything under PATH")
+	return cmd
+}
+
+func datastoreRmCmd(cfg *clientConfig) *cobra.Command {
+	var recursive bool
+	cmd := &cobra.Command{
+		Use: "rm NAME PATH [-r]", Short: "Delete a file, or a folder with -r", Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p := strings.Trim(args[1], "/")
+			if err := atelier.ValidatePath(p); err != nil {
+				return usagef("%s", atelier.ErrorMessage(err))
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			n, err := c.DeleteDatastoreFiles(cmd.Context(), cfg.workspace, args[0], p, recursive)
+			if err != nil {
+				return err
+			}
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), api.DatastoreDeleted{Deleted: n})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d files\n", n)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "delete the folder PATH and everything under it")
+	return cmd
+}

@@ -1,0 +1,359 @@
+package datastore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+
+	"cloud.google.com/go/storage"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/aws/smithy-go"
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
+	"golang.org/x/oauth2"
+	"google.golang.org/api/googleapi"
+
+	"github.com/atelier-ml/atelier"
+)
+
+var _ atelier.DatastoreBucket = (*Bucket)(nil)
+
+// bufferSize bounds the memory of one transfer.
+const bufferSize = 1 << 20
+
+var bufs = sync.Pool{New: func() any { return new([bufferSize]byte) }}
+
+// Bucket serves a gocloud bucket as a datastore.
+type Bucket struct {
+	name string
+	b    *blob.Bucket
+	// local is set for files datastores: fileblob's in-progress files (NAME.<hex>.tmp) are
+	// hidden from listings.
+	local bool
+}
+
+// NewBucket wraps b; name is the datastore's name, used in error messages.
+func NewBucket(name string, b *blob.Bucket, local bool) *Bucket {
+	return &Bucket{name: name, b: b, local: local}
+}
+
+// Close closes the bucket.
+func (b *Bucket) Close() error { return b.b.Close() }
+
+// Write streams r to path, hashing it. It goes through the drivers' one-shot Upload, fed by a
+// reader that cancels the write's context before it reports any failure (of the client's
+// stream, or a sha256 mismatch at the end): every gocloud driver then aborts instead of
+// committing, so nothing appears under path.
+func (b *Bucket) Write(ctx context.Context, path string, r io.Reader, want, contentType string) (*atelier.DatastoreFile, error) {
+	if err := atelier.ValidatePath(path); err != nil {
+		return nil, err
+	}
+	if want != "" {
+		if err := atelier.ValidateDigest(want); err != nil {
+			return nil, err
+		}
+	}
+	if contentType == "" {
+		// Set, so the driver opens at once (sniffing would buffer the first 512 bytes).
+		contentType = "application/octet-stream"
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	vr := &verifyingReader{r: r, h: sha256.New(), want: want, cancel: cancel}
+	err := b.b.Upload(wctx, path, vr, &blob.WriterOptions{ContentType: contentType})
+	if vr.err != nil {
+		if atelier.ErrorCode(vr.err) == atelier.EINVALID {
+			return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: %s: %s; nothing was stored", b.name, path, atelier.ErrorMessage(vr.err))
+		}
+		return nil, vr.err // the client's stream failed: its error, not the storage's
+	}
+	if err != nil {
+		return nil, b.mapError("write", path, err)
+	}
+	f, err := b.Stat(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	f.SHA256 = hex.EncodeToString(vr.h.Sum(nil))
+	if f.Size != vr.n {
+		return nil, fmt.Errorf("datastore %q: %s: wrote %d bytes, the storage holds %d", b.name, path, vr.n, f.Size)
+	}
+	return f, nil
+}
+
+// verifyingReader hashes what it reads. On the source's failure, or at EOF when the content
+// does not match want, it cancels the write before returning the error.
+type verifyingReader struct {
+	r      io.Reader
+	h      hash.Hash
+	n      int64
+	want   string
+	cancel context.CancelFunc
+	err    error
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	v.n += int64(n)
+	switch {
+	case err == io.EOF && v.want != "":
+		if sum := hex.EncodeToString(v.h.Sum(nil)); sum != v.want {
+			v.err = atelier.Errorf(atelier.EINVALID, "the content does not match sha256 %s (got %s)", v.want, sum)
+		}
+	case err != nil && err != io.EOF:
+		v.err = err
+	}
+	if v.err != nil {
+		v.cancel()
+		return 0, v.err
+	}
+	return n, err
+}
+
+// Open opens a file for reading.
+func (b *Bucket) Open(ctx context.Context, path string) (*atelier.DatastoreFile, io.ReadCloser, error) {
+	if err := atelier.ValidatePath(path); err != nil {
+		return nil, nil, err
+	}
+	r, err := b.b.NewReader(ctx, path, nil)
+	if err != nil {
+		return nil, nil, b.mapError("read", path, err)
+	}
+	return &atelier.DatastoreFile{Path: path, Size: r.Size(), ModifiedAt: r.ModTime().UTC()}, &reader{r: r, b: b, path: path}, nil
+}
+
+// reader maps the errors of a read in progress.
+type reader struct {
+	r    *blob.Reader
+	b    *Bucket
+	path string
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = r.b.mapError("read", r.path, err)
+	}
+	return n, err
+}
+
+func (r *reader) Close() error { return r.r.Close() }
+
+// WriteTo lets io.Copy use the reader's own buffer-free path.
+func (r *reader) WriteTo(w io.Writer) (int64, error) {
+	buf := bufs.Get().(*[bufferSize]byte)
+	defer bufs.Put(buf)
+	return io.CopyBuffer(w, struct{ io.Reader }{r}, buf[:])
+}
+
+// Stat returns a file's attributes.
+func (b *Bucket) Stat(ctx context.Context, path string) (*atelier.DatastoreFile, error) {
+	if err := atelier.ValidatePath(path); err != nil {
+		return nil, err
+	}
+	a, err := b.b.Attributes(ctx, path)
+	if err != nil {
+		return nil, b.mapError("stat", path, err)
+	}
+	return &atelier.DatastoreFile{Path: path, Size: a.Size, MD5: hex.EncodeToString(a.MD5), ModifiedAt: a.ModTime.UTC()}, nil
+}
+
+var fileblobTemp = regexp.MustCompile(`\.[0-9a-f]+\.tmp$`)
+
+// List returns one page of the files under q.Prefix.
+func (b *Bucket) List(ctx context.Context, q atelier.DatastoreFileQuery) (*atelier.DatastoreFilePage, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	limit := q.Limit
+	if limit == 0 {
+		limit = atelier.DefaultDatastoreFileLimit
+	}
+	token := blob.FirstPageToken
+	if q.PageToken != "" {
+		t, err := base64.RawURLEncoding.DecodeString(q.PageToken)
+		if err != nil || len(t) == 0 {
+			return nil, atelier.Errorf(atelier.EINVALID, "invalid page token")
+		}
+		token = t
+	}
+	opts := &blob.ListOptions{Prefix: q.Prefix}
+	if !q.Recursive {
+		opts.Delimiter = "/"
+	}
+	objs, next, err := b.b.ListPage(ctx, token, limit, opts)
+	if err != nil {
+		return nil, b.mapError("list", q.Prefix, err)
+	}
+	page := &atelier.DatastoreFilePage{Files: make([]*atelier.DatastoreFile, 0, len(objs))}
+	for _, o := range objs {
+		if b.local && !o.IsDir && fileblobTemp.MatchString(o.Key) {
+			continue
+		}
+		page.Files = append(page.Files, &atelier.DatastoreFile{Path: o.Key, Size: o.Size, MD5: hex.EncodeToString(o.MD5),
+			ModifiedAt: o.ModTime.UTC(), Dir: o.IsDir})
+	}
+	if len(next) > 0 {
+		page.NextPageToken = base64.RawURLEncoding.EncodeToString(next)
+	}
+	return page, nil
+}
+
+// Delete removes a file.
+func (b *Bucket) Delete(ctx context.Context, path string) error {
+	if err := atelier.ValidatePath(path); err != nil {
+		return err
+	}
+	if err := b.b.Delete(ctx, path); err != nil {
+		return b.mapError("delete", path, err)
+	}
+	return nil
+}
+
+// mapError turns a backend error into an atelier error that names the datastore and the path
+// and says what to fix. Only what no user can fix stays internal (and is logged by the API).
+func (b *Bucket) mapError(op, path string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	what := fmt.Sprintf("datastore %q", b.name)
+	if path != "" {
+		what += ": " + path
+	}
+	code, status := backendCode(err)
+	detail := ""
+	if code != "" || status != 0 {
+		detail = fmt.Sprintf(" (%s)", strings.TrimSpace(strings.Join(nonEmpty(code, statusText(status)), ", ")))
+	}
+	switch {
+	case bucketMissing(err, code):
+		return atelier.Errorf(atelier.ENOTFOUND, "datastore %q: the bucket or container does not exist%s", b.name, detail)
+	case authFailure(err, code, status):
+		return atelier.Errorf(atelier.EFORBIDDEN, "datastore %q: the storage refused the datastore's credentials%s: update them with 'atelier datastore update'", b.name, detail)
+	case gcerrors.Code(err) == gcerrors.NotFound || status == 404:
+		if op == "write" {
+			return atelier.Errorf(atelier.ENOTFOUND, "datastore %q: the bucket or container does not exist%s", b.name, detail)
+		}
+		if op == "list" {
+			return atelier.Errorf(atelier.ENOTFOUND, "datastore %q: not found%s", b.name, detail)
+		}
+		return atelier.Errorf(atelier.ENOTFOUND, "%s: no such file", what)
+	case unreachable(err):
+		return atelier.Errorf(atelier.EUNAVAILABLE, "datastore %q: the storage cannot be reached: %v", b.name, netCause(err))
+	case status >= 500 || gcerrors.Code(err) == gcerrors.ResourceExhausted:
+		return atelier.Errorf(atelier.EUNAVAILABLE, "datastore %q: the storage failed to %s %s%s; try again later", b.name, op, path, detail)
+	case status >= 400:
+		return atelier.Errorf(atelier.EINVALID, "datastore %q: the storage refused to %s %s%s: check the datastore's configuration (endpoint, region, bucket)", b.name, op, path, detail)
+	}
+	// Internal: logged, not returned. A URL in the message may carry a SAS or a presigned
+	// signature, so query strings are cut from the text.
+	return fmt.Errorf("%s: %s: %s", what, op, redact(err.Error()))
+}
+
+var urlQuery = regexp.MustCompile(`(https?://[^\s?"]*)\?[^\s"]*`)
+
+// redact removes the query strings of URLs in an error message.
+func redact(s string) string { return urlQuery.ReplaceAllString(s, "$1?REDACTED") }
+
+func nonEmpty(s ...string) []string {
+	var out []string
+	for _, v := range s {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func statusText(status int) string {
+	if status == 0 {
+		return ""
+	}
+	return fmt.Sprintf("HTTP %d", status)
+}
+
+// backendCode digs the storage's error code and HTTP status out of the SDKs' error types.
+func backendCode(err error) (code string, status int) {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		code = api.ErrorCode()
+	}
+	var hs interface{ HTTPStatusCode() int }
+	if errors.As(err, &hs) {
+		status = hs.HTTPStatusCode()
+	}
+	var az *azcore.ResponseError
+	if errors.As(err, &az) {
+		code, status = az.ErrorCode, az.StatusCode
+	}
+	var g *googleapi.Error
+	if errors.As(err, &g) {
+		status = g.Code
+		if len(g.Errors) > 0 {
+			code = g.Errors[0].Reason
+		}
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		code = re.ErrorCode
+		if re.Response != nil {
+			status = re.Response.StatusCode
+		}
+	}
+	return code, status
+}
+
+func bucketMissing(err error, code string) bool {
+	return code == "NoSuchBucket" || code == "ContainerNotFound" || errors.Is(err, storage.ErrBucketNotExist)
+}
+
+// unknownKey are the codes of S3-compatible servers for an access key they do not know, some
+// of which answer 404.
+var unknownKey = map[string]bool{"InvalidAccessKeyId": true, "XAdminUserNotFound": true}
+
+func authFailure(err error, code string, status int) bool {
+	if unknownKey[code] {
+		return true
+	}
+	switch code {
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "InvalidToken", "ExpiredToken",
+		"AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch", "invalid_grant", "invalid_client":
+		return true
+	}
+	var re *oauth2.RetrieveError
+	return status == 401 || status == 403 || gcerrors.Code(err) == gcerrors.PermissionDenied || errors.As(err, &re)
+}
+
+func unreachable(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	var ue *url.Error
+	return errors.As(err, &op) || errors.As(err, &dns) || (errors.As(err, &ue) && (ue.Timeout() || errors.Is(ue.Err, io.EOF)))
+}
+
+// netCause keeps the network part of an error: no request URL (which may carry a SAS).
+func netCause(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return dns
+	}
+	return errors.New("connection failed")
+}

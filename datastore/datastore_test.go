@@ -1,0 +1,217 @@
+package datastore_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"gocloud.dev/blob/memblob"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/datastore"
+	"github.com/atelier-ml/atelier/datastore/datastoretest"
+)
+
+// mustOpen opens d through an Opener and closes it with the test.
+func mustOpen(t *testing.T, o *datastore.Opener, d *atelier.Datastore, creds atelier.DatastoreCredentials) atelier.DatastoreBucket {
+	t.Helper()
+	b, err := o.OpenDatastore(t.Context(), d, creds)
+	if err != nil {
+		t.Fatalf("OpenDatastore(%+v): %v", d, err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+var prefixes atomic.Int64
+
+// uniquePrefix gives each subtest its own empty folder of a shared bucket, which also exercises
+// the datastore prefix.
+func uniquePrefix() string { return fmt.Sprintf("t%d/", prefixes.Add(1)) }
+
+func TestFiles(t *testing.T) {
+	o := datastore.NewOpener(t.TempDir())
+	datastoretest.TestBucket(t, "local", func(t *testing.T) atelier.DatastoreBucket {
+		return mustOpen(t, o, &atelier.Datastore{Name: "local", Kind: atelier.DatastoreFiles, Path: t.TempDir()}, atelier.DatastoreCredentials{})
+	})
+}
+
+func TestFilesBuiltIn(t *testing.T) {
+	root := t.TempDir()
+	o := datastore.NewOpener(root)
+	b := mustOpen(t, o, &atelier.Datastore{Name: "default", Workspace: "ws", Kind: atelier.DatastoreFiles}, atelier.DatastoreCredentials{})
+	datastoretest.MustWrite(t, b, "a/b.txt", []byte("plain"))
+	// A plain file, no sidecar: other programs can use the folder.
+	got, err := os.ReadFile(filepath.Join(root, "ws", "a", "b.txt"))
+	if err != nil || string(got) != "plain" {
+		t.Fatalf("the file on disk: %q, %v", got, err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "ws", "a"))
+	if len(entries) != 1 {
+		t.Errorf("the folder holds %d entries, want only b.txt", len(entries))
+	}
+	// A registered folder must exist.
+	_, err = o.OpenDatastore(t.Context(), &atelier.Datastore{Name: "gone", Kind: atelier.DatastoreFiles, Path: filepath.Join(root, "nope")}, atelier.DatastoreCredentials{})
+	if atelier.ErrorCode(err) != atelier.ENOTFOUND || !strings.Contains(atelier.ErrorMessage(err), `"gone"`) {
+		t.Errorf("opening a missing folder: %v", err)
+	}
+}
+
+func TestMem(t *testing.T) {
+	datastoretest.TestBucket(t, "mem", func(t *testing.T) atelier.DatastoreBucket {
+		return datastore.NewBucket("mem", memblob.OpenBucket(nil), false)
+	})
+}
+
+// mustS3Bucket creates a bucket on an S3 server.
+func mustS3Bucket(t *testing.T, srv *datastoretest.S3Server, bucket string) {
+	t.Helper()
+	cli := s3.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, "")},
+		func(o *s3.Options) { o.BaseEndpoint = aws.String(srv.Endpoint); o.UsePathStyle = true })
+	if _, err := cli.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatalf("CreateBucket(%s): %v", bucket, err)
+	}
+}
+
+func TestS3(t *testing.T) {
+	srv := datastoretest.StartVersityGW(t)
+	mustS3Bucket(t, srv, "lake")
+	o := datastore.NewOpener("")
+	creds := atelier.DatastoreCredentials{AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
+	ds := func(mod func(d *atelier.Datastore)) *atelier.Datastore {
+		d := &atelier.Datastore{Name: "lake", Kind: atelier.DatastoreS3, Endpoint: srv.Endpoint, Bucket: "lake", PathStyle: true, Prefix: uniquePrefix()}
+		if mod != nil {
+			mod(d)
+		}
+		return d
+	}
+	datastoretest.TestBucket(t, "lake", func(t *testing.T) atelier.DatastoreBucket { return mustOpen(t, o, ds(nil), creds) })
+
+	t.Run("Misconfigured", func(t *testing.T) {
+		closed := "http://" + closedAddr(t)
+		for _, tc := range []struct {
+			name  string
+			d     *atelier.Datastore
+			creds atelier.DatastoreCredentials
+			code  string
+			msg   string
+		}{
+			{"wrong secret", ds(nil), atelier.DatastoreCredentials{AccessKey: srv.AccessKey, SecretKey: "wrong"}, atelier.EFORBIDDEN, "refused the datastore's credentials"},
+			{"unknown key", ds(nil), atelier.DatastoreCredentials{AccessKey: "nobody", SecretKey: "x"}, atelier.EFORBIDDEN, "refused the datastore's credentials"},
+			{"missing bucket", ds(func(d *atelier.Datastore) { d.Bucket = "no-such-bucket" }), creds, atelier.ENOTFOUND, "bucket or container does not exist"},
+			{"unreachable", ds(func(d *atelier.Datastore) { d.Endpoint = closed }), creds, atelier.EUNAVAILABLE, "cannot be reached"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				b := mustOpen(t, o, tc.d, tc.creds)
+				_, err := b.Write(t.Context(), "x.txt", strings.NewReader("x"), "", "")
+				checkErr(t, "Write", err, tc.code, tc.msg)
+				_, err = b.List(t.Context(), atelier.DatastoreFileQuery{})
+				checkErr(t, "List", err, tc.code, tc.msg)
+				_, _, err = b.Open(t.Context(), "x.txt")
+				if tc.code == atelier.ENOTFOUND {
+					// A missing key and a missing bucket may look the same to a read.
+					if atelier.ErrorCode(err) != atelier.ENOTFOUND {
+						t.Errorf("Open: %v", err)
+					}
+				} else {
+					checkErr(t, "Open", err, tc.code, tc.msg)
+				}
+			})
+		}
+	})
+}
+
+func checkErr(t *testing.T, op string, err error, code, msg string) {
+	t.Helper()
+	if atelier.ErrorCode(err) != code || !strings.Contains(atelier.ErrorMessage(err), msg) || !strings.Contains(atelier.ErrorMessage(err), `"lake"`) {
+		t.Errorf("%s: %v (code %s), want code %s with %q naming datastore \"lake\"", op, err, atelier.ErrorCode(err), code, msg)
+	}
+	if strings.Contains(fmt.Sprint(err), "wrong") || strings.Contains(fmt.Sprint(err), datastoretest.AzuriteKey) {
+		t.Errorf("%s: the error shows a secret: %v", op, err)
+	}
+}
+
+// closedAddr is an address nothing listens on.
+func closedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestAzureBlob(t *testing.T) {
+	service := datastoretest.StartAzurite(t)
+	o := datastore.NewOpener("")
+	cred, err := container.NewSharedKeyCredential(datastoretest.AzuriteAccount, datastoretest.AzuriteKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := container.NewClientWithSharedKeyCredential(service+"/lake", cred, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cc.Create(context.Background(), nil); err != nil {
+		t.Fatalf("creating the container: %v", err)
+	}
+	key := atelier.DatastoreCredentials{AccountKey: datastoretest.AzuriteKey}
+	ds := func(mod func(d *atelier.Datastore)) *atelier.Datastore {
+		d := &atelier.Datastore{Name: "lake", Kind: atelier.DatastoreAzureBlob, Endpoint: service, Account: datastoretest.AzuriteAccount,
+			Container: "lake", Prefix: uniquePrefix()}
+		if mod != nil {
+			mod(d)
+		}
+		return d
+	}
+	t.Run("SharedKey", func(t *testing.T) {
+		datastoretest.TestBucket(t, "lake", func(t *testing.T) atelier.DatastoreBucket { return mustOpen(t, o, ds(nil), key) })
+	})
+	t.Run("ConnectionString", func(t *testing.T) {
+		cs := atelier.DatastoreCredentials{ConnectionString: "DefaultEndpointsProtocol=http;AccountName=" + datastoretest.AzuriteAccount +
+			";AccountKey=" + datastoretest.AzuriteKey + ";BlobEndpoint=" + service + ";"}
+		b := mustOpen(t, o, ds(func(d *atelier.Datastore) { d.Endpoint = "" }), cs)
+		datastoretest.MustWrite(t, b, "cs.txt", []byte("via a connection string"))
+		if got := datastoretest.MustRead(t, b, "cs.txt"); string(got) != "via a connection string" {
+			t.Errorf("read %q", got)
+		}
+	})
+	t.Run("Misconfigured", func(t *testing.T) {
+		wrongKey := atelier.DatastoreCredentials{AccountKey: "d3Jvbmcga2V5IHdyb25nIGtleSB3cm9uZyBrZXk="}
+		for _, tc := range []struct {
+			name  string
+			d     *atelier.Datastore
+			creds atelier.DatastoreCredentials
+			code  string
+			msg   string
+		}{
+			{"wrong key", ds(nil), wrongKey, atelier.EFORBIDDEN, "refused the datastore's credentials"},
+			{"missing container", ds(func(d *atelier.Datastore) { d.Container = "nope" }), key, atelier.ENOTFOUND, "bucket or container does not exist"},
+			{"unreachable", ds(func(d *atelier.Datastore) {
+				d.Endpoint = "http://" + closedAddr(t) + "/" + datastoretest.AzuriteAccount
+			}), key, atelier.EUNAVAILABLE, "cannot be reached"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				b := mustOpen(t, o, tc.d, tc.creds)
+				_, err := b.Write(t.Context(), "x.txt", strings.NewReader("x"), "", "")
+				checkErr(t, "Write", err, tc.code, tc.msg)
+				_, err = b.List(t.Context(), atelier.DatastoreFileQuery{})
+				checkErr(t, "List", err, tc.code, tc.msg)
+			})
+		}
+		_, err := o.OpenDatastore(t.Context(), ds(nil), atelier.DatastoreCredentials{AccountKey: "not base64!"})
+		if atelier.ErrorCode(err) != atelier.EINVALID {
+			t.Errorf("a malformed account key: %v, want EINVALID", err)
+		}
+	})
+}

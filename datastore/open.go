@@ -1,0 +1,224 @@
+// Package datastore opens registered datastores (a server folder, S3 and S3-compatible
+// servers, Azure Blob, GCS) as gocloud.dev buckets, and serves them as atelier.DatastoreBucket
+// with errors that name the datastore and say what the user can fix.
+package datastore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/azureblob"
+	"gocloud.dev/blob/fileblob"
+	"gocloud.dev/blob/gcsblob"
+	"gocloud.dev/blob/s3blob"
+	"gocloud.dev/gcp"
+	"golang.org/x/oauth2/google"
+	"google.golang.org/api/option"
+
+	"github.com/atelier-ml/atelier"
+)
+
+var _ atelier.DatastoreOpener = (*Opener)(nil)
+
+// Opener opens datastores. One HTTP client is shared by every cloud datastore it opens, so
+// connections are pooled across requests.
+type Opener struct {
+	// Root holds the built-in files datastores, one folder per workspace: <Root>/<workspace>.
+	Root string
+	// HTTP is the client for the cloud SDKs; a default with sane timeouts when nil.
+	HTTP *http.Client
+}
+
+// NewOpener returns an Opener whose built-in datastores live under root.
+func NewOpener(root string) *Opener {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	t.ResponseHeaderTimeout = 2 * time.Minute
+	return &Opener{Root: root, HTTP: &http.Client{Transport: t}}
+}
+
+// OpenDatastore opens d as a bucket limited to its prefix.
+func (o *Opener) OpenDatastore(ctx context.Context, d *atelier.Datastore, creds atelier.DatastoreCredentials) (atelier.DatastoreBucket, error) {
+	b, err := o.OpenBucket(ctx, d, creds)
+	if err != nil {
+		return nil, err
+	}
+	return NewBucket(d.Name, b, d.Kind == atelier.DatastoreFiles), nil
+}
+
+// OpenBucket opens d as a gocloud bucket, limited to its prefix.
+func (o *Opener) OpenBucket(ctx context.Context, d *atelier.Datastore, creds atelier.DatastoreCredentials) (*blob.Bucket, error) {
+	if o.HTTP == nil {
+		o.HTTP = http.DefaultClient
+	}
+	var b *blob.Bucket
+	var err error
+	switch d.Kind {
+	case atelier.DatastoreFiles:
+		dir, create := d.Path, false
+		if dir == "" {
+			if o.Root == "" {
+				return nil, atelier.Errorf(atelier.EUNAVAILABLE, "datastore %q: the server has no folder for built-in datastores", d.Name)
+			}
+			if err := atelier.ValidateName("workspace", d.Workspace); err != nil {
+				return nil, err
+			}
+			dir, create = filepath.Join(o.Root, d.Workspace), true
+		}
+		b, err = OpenFiles(dir, create)
+		if err != nil {
+			return nil, atelier.Errorf(atelier.ENOTFOUND, "datastore %q: folder %s cannot be opened: %v", d.Name, dir, unwrapPathError(err))
+		}
+	case atelier.DatastoreS3:
+		b, err = OpenS3(ctx, o.HTTP, d, creds)
+	case atelier.DatastoreAzureBlob:
+		b, err = OpenAzureBlob(ctx, o.HTTP, d, creds)
+	case atelier.DatastoreGCS:
+		b, err = OpenGCS(ctx, o.HTTP, d, creds)
+	default:
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q has the unknown kind %q", d.Name, d.Kind)
+	}
+	if err != nil {
+		if atelier.ErrorCode(err) != atelier.EINTERNAL {
+			return nil, err
+		}
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q cannot be opened: %v", d.Name, err)
+	}
+	if p := strings.Trim(d.Prefix, "/"); p != "" {
+		b = blob.PrefixedBucket(b, p+"/")
+	}
+	return b, nil
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// OpenFiles opens a server folder. Files are written as they are, with no .attrs sidecar, so
+// other programs can use the folder; temporary files go next to their final path (renamed on
+// completion), so a rename never crosses file systems.
+func OpenFiles(dir string, create bool) (*blob.Bucket, error) {
+	if !create {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("%s is not a folder", dir)
+		}
+	}
+	return fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: create, Metadata: fileblob.MetadataDontWrite, NoTempDir: true, DirFileMode: 0o750})
+}
+
+// OpenS3 opens an S3 bucket (or one of an S3-compatible server at d.Endpoint) with the
+// datastore's static keys: the server's own ambient credentials are never used, so a user
+// cannot borrow them.
+func OpenS3(ctx context.Context, hc *http.Client, d *atelier.Datastore, creds atelier.DatastoreCredentials) (*blob.Bucket, error) {
+	region := d.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	cfg := aws.Config{
+		Region:      region,
+		Credentials: credentials.NewStaticCredentialsProvider(creds.AccessKey, creds.SecretKey, ""),
+		HTTPClient:  hc,
+		// Checksums are computed only where the API requires them: S3-compatible servers differ
+		// in what they accept.
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+		RetryMaxAttempts:           3,
+	}
+	cli := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if d.Endpoint != "" {
+			o.BaseEndpoint = aws.String(d.Endpoint)
+		}
+		o.UsePathStyle = d.PathStyle
+	})
+	return s3blob.OpenBucket(ctx, cli, d.Bucket, nil)
+}
+
+// OpenAzureBlob opens an Azure Blob container with a shared key, a SAS or a connection string.
+// d.Endpoint is the service URL (e.g. Azurite's http://127.0.0.1:10000/devstoreaccount1).
+func OpenAzureBlob(ctx context.Context, hc *http.Client, d *atelier.Datastore, creds atelier.DatastoreCredentials) (*blob.Bucket, error) {
+	opts := &container.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: hc,
+		Retry: policy.RetryOptions{MaxRetries: 2, RetryDelay: 200 * time.Millisecond}}}
+	service := strings.TrimRight(d.Endpoint, "/")
+	if service == "" {
+		service = "https://" + d.Account + ".blob.core.windows.net"
+	}
+	containerURL := service + "/" + d.Container
+	var cli *container.Client
+	var err error
+	switch {
+	case creds.ConnectionString != "":
+		cli, err = container.NewClientFromConnectionString(creds.ConnectionString, d.Container, opts)
+	case creds.AccountKey != "":
+		var cred *container.SharedKeyCredential
+		if cred, err = container.NewSharedKeyCredential(d.Account, creds.AccountKey); err != nil {
+			return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: the account key is not valid base64", d.Name)
+		}
+		cli, err = container.NewClientWithSharedKeyCredential(containerURL, cred, opts)
+	case creds.SAS != "":
+		cli, err = container.NewClientWithNoCredential(containerURL+"?"+strings.TrimPrefix(creds.SAS, "?"), opts)
+	default:
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q has no credentials", d.Name)
+	}
+	if err != nil {
+		// The SDK's messages about malformed connection strings hold no secret values.
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: %v", d.Name, err)
+	}
+	return azureblob.OpenBucket(ctx, cli, nil)
+}
+
+// OpenGCS opens a GCS bucket with a service-account (or authorized-user) key file. Other
+// credential types, which can make the server fetch URLs or run programs, are refused.
+func OpenGCS(ctx context.Context, hc *http.Client, d *atelier.Datastore, creds atelier.DatastoreCredentials) (*blob.Bucket, error) {
+	var head struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal([]byte(creds.CredentialsJSON), &head); err != nil {
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: the credentials are not JSON", d.Name)
+	}
+	var typ google.CredentialsType
+	switch head.Type {
+	case string(google.ServiceAccount):
+		typ = google.ServiceAccount
+	case string(google.AuthorizedUser):
+		typ = google.AuthorizedUser
+	default:
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: credentials of type %q are not supported: use a service account key", d.Name, head.Type)
+	}
+	gc, err := google.CredentialsFromJSONWithType(ctx, []byte(creds.CredentialsJSON), typ, "https://www.googleapis.com/auth/devstorage.read_write")
+	if err != nil {
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: the credentials cannot be used: %s", d.Name, strings.SplitN(err.Error(), "\n", 2)[0])
+	}
+	tr := hc.Transport
+	if tr == nil {
+		tr = http.DefaultTransport
+	}
+	client, err := gcp.NewHTTPClient(tr, gc.TokenSource)
+	if err != nil {
+		return nil, err
+	}
+	var opts gcsblob.Options
+	if d.Endpoint != "" {
+		opts.ClientOptions = []option.ClientOption{option.WithEndpoint(strings.TrimRight(d.Endpoint, "/") + "/storage/v1/")}
+	}
+	return gcsblob.OpenBucket(ctx, client, d.Bucket, &opts)
+}

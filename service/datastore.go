@@ -1,0 +1,377 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"github.com/atelier-ml/atelier"
+)
+
+var _ atelier.DatastoreService = (*Service)(nil)
+
+// maxRecursiveDelete bounds one recursive delete, so a request cannot run for hours.
+const maxRecursiveDelete = 100000
+
+// authorizeManage checks that the caller may change the workspace's datastores or their files:
+// a Contributor or Owner, or an administrator. A run's token may read datastores, not change them.
+func (s *Service) authorizeManage(ctx context.Context, workspace string) error {
+	return s.authorizeWrite(ctx, workspace, "")
+}
+
+// ensureDefaultDatastore creates the workspace's built-in datastore on first use: a folder in
+// the server's data directory.
+func (s *Service) ensureDefaultDatastore(ctx context.Context, workspace string) error {
+	_, err := s.store.FindDatastore(ctx, workspace, atelier.DefaultDatastore)
+	if atelier.ErrorCode(err) != atelier.ENOTFOUND {
+		return err
+	}
+	if _, werr := s.store.FindWorkspace(ctx, workspace); werr != nil {
+		return werr
+	}
+	err = s.store.CreateDatastore(ctx, workspace, &atelier.Datastore{Name: atelier.DefaultDatastore, Kind: atelier.DatastoreFiles, CreatedBy: "system"})
+	if atelier.ErrorCode(err) == atelier.ECONFLICT {
+		return nil // created meanwhile
+	}
+	return err
+}
+
+// sealAAD binds sealed credentials to their datastore.
+func sealAAD(workspace, name string) []byte {
+	return []byte("atelier datastore\x00" + workspace + "\x00" + name)
+}
+
+func (s *Service) sealCredentials(workspace, name string, creds atelier.DatastoreCredentials) ([]byte, error) {
+	if len(creds.Names()) == 0 {
+		return nil, nil
+	}
+	if s.Secrets == nil {
+		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "the server has no master key, so it cannot store credentials")
+	}
+	plain, err := json.Marshal(creds)
+	if err != nil {
+		return nil, err
+	}
+	return s.Secrets.Seal(plain, sealAAD(workspace, name))
+}
+
+func (s *Service) openCredentials(d *atelier.Datastore) (atelier.DatastoreCredentials, error) {
+	var creds atelier.DatastoreCredentials
+	if len(d.Sealed) == 0 {
+		return creds, nil
+	}
+	if s.Secrets == nil {
+		return creds, atelier.Errorf(atelier.EUNAVAILABLE, "the server has no master key, so it cannot use the credentials of datastore %q", d.Name)
+	}
+	plain, err := s.Secrets.Open(d.Sealed, sealAAD(d.Workspace, d.Name))
+	if err != nil {
+		s.log.Error("opening datastore credentials", "workspace", d.Workspace, "datastore", d.Name, "err", err)
+		return creds, atelier.Errorf(atelier.EUNAVAILABLE, "the credentials of datastore %q cannot be decrypted (was the server's master key changed?): register them again with 'atelier datastore update'", d.Name)
+	}
+	if err := json.Unmarshal(plain, &creds); err != nil {
+		return creds, err
+	}
+	return creds, nil
+}
+
+// checkFilesPath refuses a files datastore inside (or around) the server's data directory,
+// which holds the database, the master key and every workspace's objects.
+func (s *Service) checkFilesPath(p string) (string, error) {
+	clean := filepath.Clean(p)
+	if real, err := filepath.EvalSymlinks(clean); err == nil {
+		clean = real
+	}
+	if s.DataDir == "" {
+		return clean, nil
+	}
+	data := filepath.Clean(s.DataDir)
+	if real, err := filepath.EvalSymlinks(data); err == nil {
+		data = real
+	}
+	if within(clean, data) || within(data, clean) {
+		return "", atelier.Errorf(atelier.EINVALID, "path %q overlaps the server's data directory: choose another folder", p)
+	}
+	return clean, nil
+}
+
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+func public(d *atelier.Datastore) *atelier.Datastore {
+	d.Sealed = nil
+	return d
+}
+
+// RegisterDatastore registers a datastore; its credentials are sealed before they are stored.
+func (s *Service) RegisterDatastore(ctx context.Context, workspace string, spec atelier.DatastoreSpec) (*atelier.Datastore, error) {
+	if err := s.authorizeManage(ctx, workspace); err != nil {
+		return nil, err
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if spec.Kind == atelier.DatastoreFiles {
+		// A folder of the server's disk: only its administrator may expose one.
+		if err := s.authorizeAdmin(ctx); err != nil {
+			return nil, atelier.Errorf(atelier.EFORBIDDEN, "only a server administrator may register a files datastore (a folder of the server)")
+		}
+		p, err := s.checkFilesPath(spec.Path)
+		if err != nil {
+			return nil, err
+		}
+		spec.Path = p
+	}
+	if err := s.ensureDefaultDatastore(ctx, workspace); err != nil {
+		return nil, err
+	}
+	d := spec.Datastore()
+	sealed, err := s.sealCredentials(workspace, spec.Name, spec.Credentials())
+	if err != nil {
+		return nil, err
+	}
+	d.Sealed = sealed
+	if err := s.store.CreateDatastore(ctx, workspace, d); err != nil {
+		return nil, err
+	}
+	return public(d), nil
+}
+
+// FindDatastore returns a datastore's configuration (never its credentials).
+func (s *Service) FindDatastore(ctx context.Context, workspace, name string) (*atelier.Datastore, error) {
+	d, err := s.findDatastore(ctx, workspace, name)
+	if err != nil {
+		return nil, err
+	}
+	return public(d), nil
+}
+
+func (s *Service) findDatastore(ctx context.Context, workspace, name string) (*atelier.Datastore, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	if err := atelier.ValidateName("datastore", name); err != nil {
+		return nil, err
+	}
+	if name == atelier.DefaultDatastore {
+		if err := s.ensureDefaultDatastore(ctx, workspace); err != nil {
+			return nil, err
+		}
+	}
+	return s.store.FindDatastore(ctx, workspace, name)
+}
+
+// ListDatastores lists a workspace's datastores.
+func (s *Service) ListDatastores(ctx context.Context, workspace string) ([]*atelier.Datastore, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	if err := s.ensureDefaultDatastore(ctx, workspace); err != nil {
+		return nil, err
+	}
+	list, err := s.store.ListDatastores(ctx, workspace)
+	for _, d := range list {
+		public(d)
+	}
+	return list, err
+}
+
+// UpdateDatastoreCredentials replaces a datastore's credentials.
+func (s *Service) UpdateDatastoreCredentials(ctx context.Context, workspace, name string, creds atelier.DatastoreCredentials) (*atelier.Datastore, error) {
+	if err := s.authorizeManage(ctx, workspace); err != nil {
+		return nil, err
+	}
+	d, err := s.findDatastore(ctx, workspace, name)
+	if err != nil {
+		return nil, err
+	}
+	if d.Kind == atelier.DatastoreFiles {
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q is a files datastore: it has no credentials", name)
+	}
+	if err := creds.Validate(d.Kind); err != nil {
+		return nil, err
+	}
+	sealed, err := s.sealCredentials(workspace, name, creds)
+	if err != nil {
+		return nil, err
+	}
+	d, err = s.store.UpdateDatastoreCredentials(ctx, workspace, name, sealed, creds.Names())
+	if err != nil {
+		return nil, err
+	}
+	return public(d), nil
+}
+
+// SetDefaultDatastore makes a datastore the workspace's default.
+func (s *Service) SetDefaultDatastore(ctx context.Context, workspace, name string) (*atelier.Datastore, error) {
+	if err := s.authorizeManage(ctx, workspace); err != nil {
+		return nil, err
+	}
+	if err := atelier.ValidateName("datastore", name); err != nil {
+		return nil, err
+	}
+	if err := s.ensureDefaultDatastore(ctx, workspace); err != nil {
+		return nil, err
+	}
+	d, err := s.store.SetDefaultDatastore(ctx, workspace, name)
+	if err != nil {
+		return nil, err
+	}
+	return public(d), nil
+}
+
+// DeleteDatastore forgets a datastore; the data stays in its storage. The built-in datastore
+// stays; deleting the default needs force and makes the built-in one the default again.
+func (s *Service) DeleteDatastore(ctx context.Context, workspace, name string, force bool) error {
+	if err := s.authorizeManage(ctx, workspace); err != nil {
+		return err
+	}
+	if err := atelier.ValidateName("datastore", name); err != nil {
+		return err
+	}
+	if name == atelier.DefaultDatastore {
+		return atelier.Errorf(atelier.ECONFLICT, "the built-in datastore %q cannot be deleted", name)
+	}
+	if err := s.ensureDefaultDatastore(ctx, workspace); err != nil {
+		return err
+	}
+	return s.store.DeleteDatastore(ctx, workspace, name, force, atelier.DefaultDatastore)
+}
+
+// openDatastore opens a datastore's storage with its credentials.
+func (s *Service) openDatastore(ctx context.Context, workspace, name string) (atelier.DatastoreBucket, error) {
+	d, err := s.findDatastore(ctx, workspace, name)
+	if err != nil {
+		return nil, err
+	}
+	if s.Datastores == nil {
+		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "this server cannot open datastores")
+	}
+	creds, err := s.openCredentials(d)
+	if err != nil {
+		return nil, err
+	}
+	return s.Datastores.OpenDatastore(ctx, d, creds)
+}
+
+// WriteDatastoreFile streams r into a datastore file; a given sha256 is checked before the
+// file becomes visible.
+func (s *Service) WriteDatastoreFile(ctx context.Context, workspace, name, p string, r io.Reader, sha256, contentType string) (*atelier.DatastoreFile, error) {
+	if err := s.authorizeManage(ctx, workspace); err != nil {
+		return nil, err
+	}
+	if err := atelier.ValidatePath(p); err != nil {
+		return nil, err
+	}
+	b, err := s.openDatastore(ctx, workspace, name)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	return b.Write(ctx, p, r, sha256, contentType)
+}
+
+// OpenDatastoreFile opens a datastore file for reading.
+func (s *Service) OpenDatastoreFile(ctx context.Context, workspace, name, p string) (*atelier.DatastoreFile, io.ReadCloser, error) {
+	if err := atelier.ValidatePath(p); err != nil {
+		return nil, nil, err
+	}
+	b, err := s.openDatastore(ctx, workspace, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, rc, err := b.Open(ctx, p)
+	if err != nil {
+		b.Close()
+		return nil, nil, err
+	}
+	return f, &closeBoth{ReadCloser: rc, b: b}, nil
+}
+
+type closeBoth struct {
+	io.ReadCloser
+	b atelier.DatastoreBucket
+}
+
+func (c *closeBoth) Close() error {
+	err := c.ReadCloser.Close()
+	c.b.Close()
+	return err
+}
+
+// ListDatastoreFiles lists one page of a datastore's files.
+func (s *Service) ListDatastoreFiles(ctx context.Context, workspace, name string, q atelier.DatastoreFileQuery) (*atelier.DatastoreFilePage, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := s.openDatastore(ctx, workspace, name)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	return b.List(ctx, q)
+}
+
+// DeleteDatastoreFiles deletes a file, or with recursive the folder p and everything under it.
+func (s *Service) DeleteDatastoreFiles(ctx context.Context, workspace, name, p string, recursive bool) (int, error) {
+	if err := s.authorizeManage(ctx, workspace); err != nil {
+		return 0, err
+	}
+	if err := atelier.ValidatePath(p); err != nil {
+		return 0, err
+	}
+	b, err := s.openDatastore(ctx, workspace, name)
+	if err != nil {
+		return 0, err
+	}
+	defer b.Close()
+	if !recursive {
+		if err := b.Delete(ctx, p); err != nil {
+			if page, lerr := b.List(ctx, atelier.DatastoreFileQuery{Prefix: p + "/", Limit: 1}); lerr == nil && len(page.Files) > 0 {
+				return 0, atelier.Errorf(atelier.EINVALID, "datastore %q: %s is a folder: delete it recursively", name, p)
+			}
+			return 0, err
+		}
+		return 1, nil
+	}
+	n := 0
+	// p itself, when it is a file. A failure to stat is left to the listing below to report.
+	if f, err := b.Stat(ctx, p); err == nil && !f.Dir {
+		if err := b.Delete(ctx, p); err != nil && atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			return 0, err
+		}
+		n++
+	}
+	// Collect first, then delete: deleting while paging could skip entries on some backends.
+	var paths []string
+	q := atelier.DatastoreFileQuery{Prefix: p + "/", Recursive: true}
+	for {
+		page, err := b.List(ctx, q)
+		if err != nil {
+			return n, err
+		}
+		for _, f := range page.Files {
+			paths = append(paths, f.Path)
+		}
+		if len(paths) > maxRecursiveDelete {
+			return n, atelier.Errorf(atelier.ETOOLARGE, "datastore %q: %s holds more than %d files: delete it in parts", name, p, maxRecursiveDelete)
+		}
+		if page.NextPageToken == "" {
+			break
+		}
+		q.PageToken = page.NextPageToken
+	}
+	for _, fp := range paths {
+		if err := b.Delete(ctx, fp); err != nil && atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			return n, err
+		}
+		n++
+	}
+	if n == 0 {
+		return 0, atelier.Errorf(atelier.ENOTFOUND, "datastore %q: %s: no such file or folder", name, p)
+	}
+	return n, nil
+}

@@ -1,0 +1,53 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// TestUpgradeKeepsAdminToken: a data directory from before users and roles (issue 7) keeps its
+// administrator token after the migration.
+func TestUpgradeKeepsAdminToken(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "atelier.db")
+	db, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := &atelier.Token{ID: "tok_admin", Name: "admin", Kind: atelier.PrincipalAdmin, Owner: "admin", Hash: "h4sh", CreatedAt: time.Now()}
+	if err := db.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	// Roll the schema back to before the users migration, as an older atelier left it.
+	var before int
+	for i, m := range migrations {
+		if strings.Contains(m, "CREATE TABLE users") {
+			before = i
+		}
+	}
+	for _, stmt := range []string{`DROP TABLE audit`, `DROP TABLE members`, `DROP TABLE users`,
+		fmt.Sprintf(`PRAGMA user_version = %d`, before)} {
+		if _, err := db.write.ExecContext(ctx, stmt); err != nil {
+			t.Fatal(stmt, err)
+		}
+	}
+	db.Close()
+	db, err = Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatalf("upgrading: %v", err)
+	}
+	defer db.Close()
+	got, err := db.FindTokenByHash(ctx, "h4sh")
+	if err != nil || got.Kind != atelier.PrincipalAdmin || got.RevokedAt != nil {
+		t.Fatalf("the admin token after the upgrade: %+v, %v", got, err)
+	}
+	if _, err := db.ListUsers(ctx); err != nil {
+		t.Errorf("users after the upgrade: %v", err)
+	}
+}

@@ -1,0 +1,93 @@
+package storetest
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// TestDatastores runs the datastore registry's part of the conformance suite.
+func TestDatastores(t *testing.T, open func(t *testing.T) atelier.Store) {
+	ctx := Context(t)
+	s := open(t)
+	MustCreateWorkspace(t, s, "ws")
+
+	// The first datastore becomes the default; the sealed blob comes back as stored.
+	files := &atelier.Datastore{Name: "default", Kind: atelier.DatastoreFiles}
+	if err := s.CreateDatastore(ctx, "ws", files); err != nil {
+		t.Fatal(err)
+	}
+	if !files.IsDefault || files.CreatedBy != "tester" || files.Workspace != "ws" {
+		t.Errorf("first datastore = %+v, want the default, created by tester", files)
+	}
+	sealed := []byte{1, 2, 3, 0, 255}
+	s3 := &atelier.Datastore{Name: "lake", Kind: atelier.DatastoreS3, Bucket: "b", Endpoint: "http://127.0.0.1:9000",
+		Prefix: "p/", PathStyle: true, Credentials: []string{"access_key", "secret_key"}, Sealed: sealed}
+	if err := s.CreateDatastore(ctx, "ws", s3); err != nil {
+		t.Fatal(err)
+	}
+	if s3.IsDefault {
+		t.Errorf("second datastore became the default")
+	}
+	got, err := s.FindDatastore(ctx, "ws", "lake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Sealed, sealed) || got.Bucket != "b" || !got.PathStyle || got.Prefix != "p/" || got.Endpoint != s3.Endpoint ||
+		len(got.Credentials) != 2 || !got.CreatedAt.Equal(s3.CreatedAt) {
+		t.Errorf("FindDatastore = %+v, want %+v", got, s3)
+	}
+	if err := s.CreateDatastore(ctx, "ws", &atelier.Datastore{Name: "lake", Kind: atelier.DatastoreFiles}); atelier.ErrorCode(err) != atelier.ECONFLICT {
+		t.Errorf("duplicate CreateDatastore: %v, want ECONFLICT", err)
+	}
+	for _, tc := range []struct{ ws, name, want string }{{"ws", "nope", "datastore"}, {"nows", "lake", "workspace"}} {
+		if _, err := s.FindDatastore(ctx, tc.ws, tc.name); atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			t.Errorf("FindDatastore(%s, %s): %v, want ENOTFOUND", tc.ws, tc.name, err)
+		}
+	}
+
+	// Exactly one default.
+	if d, err := s.SetDefaultDatastore(ctx, "ws", "lake"); err != nil || !d.IsDefault {
+		t.Fatalf("SetDefaultDatastore = %+v, %v", d, err)
+	}
+	list, err := s.ListDatastores(ctx, "ws")
+	if err != nil || len(list) != 2 || list[0].Name != "default" || list[0].IsDefault || !list[1].IsDefault {
+		t.Fatalf("ListDatastores = %+v, %v", list, err)
+	}
+	if _, err := s.SetDefaultDatastore(ctx, "ws", "nope"); atelier.ErrorCode(err) != atelier.ENOTFOUND {
+		t.Errorf("SetDefaultDatastore(nope): %v", err)
+	}
+
+	// Credentials are replaced whole.
+	d, err := s.UpdateDatastoreCredentials(ctx, "ws", "lake", []byte{9}, []string{"access_key"})
+	if err != nil || !bytes.Equal(d.Sealed, []byte{9}) || len(d.Credentials) != 1 {
+		t.Fatalf("UpdateDatastoreCredentials = %+v, %v", d, err)
+	}
+	if _, err := s.UpdateDatastoreCredentials(ctx, "ws", "nope", nil, nil); atelier.ErrorCode(err) != atelier.ENOTFOUND {
+		t.Errorf("UpdateDatastoreCredentials(nope): %v", err)
+	}
+
+	// The default needs force, and the fallback takes over.
+	if err := s.DeleteDatastore(ctx, "ws", "lake", false, "default"); atelier.ErrorCode(err) != atelier.ECONFLICT {
+		t.Errorf("DeleteDatastore(default, no force): %v, want ECONFLICT", err)
+	}
+	if err := s.DeleteDatastore(ctx, "ws", "lake", true, "default"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.FindDatastore(ctx, "ws", "default"); err != nil || !d.IsDefault {
+		t.Errorf("after deleting the default, default = %+v, %v", d, err)
+	}
+	if err := s.DeleteDatastore(ctx, "ws", "lake", true, "default"); atelier.ErrorCode(err) != atelier.ENOTFOUND {
+		t.Errorf("DeleteDatastore twice: %v, want ENOTFOUND", err)
+	}
+
+	// Datastores go with their workspace.
+	if err := s.DeleteWorkspace(ctx, "ws", true); err != nil {
+		t.Fatal(err)
+	}
+	MustCreateWorkspace(t, s, "ws")
+	if list, err := s.ListDatastores(ctx, "ws"); err != nil || len(list) != 0 {
+		t.Errorf("a recreated workspace has datastores: %+v, %v", list, err)
+	}
+}
