@@ -16,6 +16,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -171,9 +172,52 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(atelier.NewContextWithPrincipal(r.Context(), p))
-	if err := fn(w, r, ws); err != nil {
-		h.writeError(w, r, err)
+	sw := &statusRecorder{ResponseWriter: w}
+	if err := fn(sw, r, ws); err != nil {
+		h.writeError(sw, r, err)
 	}
+	// Writes through MLflow are audited like those through atelier's own API.
+	if a, ok := h.svc.(auditor); ok && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		status := sw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		a.RecordAudit(r.Context(), &atelier.AuditEntry{Workspace: ws, User: p.Name, Kind: p.Kind, TokenID: p.TokenID,
+			Method: r.Method, Path: r.URL.Path, Status: status, Remote: remoteHost(r)})
+	}
+}
+
+// auditor is the service's audit hook.
+type auditor interface {
+	RecordAudit(ctx context.Context, e *atelier.AuditEntry)
+}
+
+// statusRecorder remembers the status written, for the audit log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// remoteHost is the client's address without its port.
+func remoteHost(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 // authenticate takes MLFLOW_TRACKING_TOKEN (a bearer token) or MLFLOW_TRACKING_USERNAME and
