@@ -31,6 +31,9 @@ type Job struct {
 	Snapshot *Snapshot
 	// Env is the run context the script receives (server URL, workspace, run id, a run token).
 	Env map[string]string
+	// Secrets are the decrypted secrets the configuration names, by name: the executor puts
+	// them in the script's environment and masks their values in what it captures.
+	Secrets map[string]string
 }
 
 // JobResult is how a job ended.
@@ -48,6 +51,14 @@ type JobHost interface {
 	SetStatus(ctx context.Context, job *Job, status RunStatus) error
 	AppendLog(ctx context.Context, job *Job, path string, data []byte) error
 	UploadFile(ctx context.Context, job *Job, path string, r io.Reader) error
+
+	// ListData lists the datastore files a data reference of the job names: the file at its
+	// path, or else every file under it as a folder. Paths are datastore paths.
+	ListData(ctx context.Context, job *Job, ref DataReference) ([]*DatastoreFile, error)
+	// OpenData reads a datastore file of the reference.
+	OpenData(ctx context.Context, job *Job, ref DataReference, path string) (io.ReadCloser, error)
+	// WriteData stores r as the datastore file path, which must be inside the reference's folder.
+	WriteData(ctx context.Context, job *Job, ref DataReference, path string, r io.Reader) error
 }
 
 // Executor runs jobs on one kind of compute target.

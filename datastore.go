@@ -360,6 +360,9 @@ type DatastoreStore interface {
 	// DeleteDatastore removes a datastore; the default refuses (ECONFLICT) unless force is set,
 	// and then fallback becomes the default.
 	DeleteDatastore(ctx context.Context, workspace, name string, force bool, fallback string) error
+	// DatastoreRuns returns the ids of up to limit runs whose lineage names the datastore
+	// (newest first) and how many there are in all.
+	DatastoreRuns(ctx context.Context, workspace, name string, limit int) (ids []string, total int, err error)
 }
 
 // DatastoreService is the datastore registry and its files, as users see them.

@@ -150,6 +150,9 @@ type RunCreate struct {
 	Params     map[string]string `json:"params,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`
 	Properties map[string]string `json:"properties,omitempty"`
+	// Data is the run's lineage: the datastore paths it reads and writes. Only SubmitRun sets
+	// it, from the run configuration.
+	Data []DataReference `json:"-"`
 }
 
 // Limits on run fields, shared by every store.

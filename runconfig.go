@@ -2,6 +2,7 @@ package atelier
 
 import (
 	"path"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -16,6 +17,12 @@ type RunConfig struct {
 	// Timeout in seconds; 0 means none.
 	Timeout    float64 `json:"timeout,omitempty" yaml:"-"`
 	Experiment string  `json:"experiment,omitempty" yaml:"experiment"`
+	// Data lists the datastore files the script reads (download) and the folders it writes
+	// (upload); they are recorded on the run as its lineage.
+	Data []DataReference `json:"data,omitempty" yaml:"data"`
+	// Secrets names vault secrets the script receives as environment variables of the same
+	// names. Only the names are stored; the values are decrypted when the run starts.
+	Secrets []string `json:"secrets,omitempty" yaml:"secrets"`
 }
 
 // EnvironmentConfig is the software a script runs with.
@@ -76,6 +83,37 @@ func (c *RunConfig) Validate(snapshot *Snapshot) error {
 			return Errorf(EINVALID, "run config: an argument contains a NUL byte")
 		}
 	}
+	if err := validateDataReferences(c.Data); err != nil {
+		return err
+	}
+	if err := c.validateSecrets(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// MaxRunSecrets bounds the secrets of one run.
+const MaxRunSecrets = 100
+
+// validateSecrets checks the secret names: each once, and none that is also a configured
+// environment variable (one would silently hide the other).
+func (c *RunConfig) validateSecrets() error {
+	if len(c.Secrets) > MaxRunSecrets {
+		return Errorf(EINVALID, "run config: %d secrets; at most %d are allowed", len(c.Secrets), MaxRunSecrets)
+	}
+	seen := map[string]bool{}
+	for _, name := range c.Secrets {
+		if err := ValidateSecretName(name); err != nil {
+			return Errorf(EINVALID, "run config: secrets: %s", ErrorMessage(err))
+		}
+		if seen[name] {
+			return Errorf(EINVALID, "run config: secret %q is listed twice", name)
+		}
+		seen[name] = true
+		if _, ok := c.Environment.Variables[name]; ok {
+			return Errorf(EINVALID, "run config: %q is both a secret and an environment variable: keep one", name)
+		}
+	}
 	return nil
 }
 
@@ -99,4 +137,81 @@ type RunSubmit struct {
 	Git        *GitInfo          `json:"git,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`
 	Params     map[string]string `json:"params,omitempty"`
+}
+
+// Data reference modes.
+const (
+	// DataDownload copies the files into the run's machine before the script starts.
+	DataDownload = "download"
+	// DataUpload gives the script an empty folder and sends what it holds back after the
+	// script ends.
+	DataUpload = "upload"
+)
+
+// MaxDataReferences bounds the data references of one run.
+const MaxDataReferences = 64
+
+// DataReference names datastore files a run reads or writes. Path is a file or a folder of the
+// datastore ("diabetes/", "diabetes/train.csv"); empty means the whole datastore. The script
+// finds its local copy in the environment variable ATELIER_DATA_<NAME> (the name upper-cased).
+type DataReference struct {
+	Name      string `json:"name" yaml:"name"`
+	Datastore string `json:"datastore" yaml:"datastore"`
+	Path      string `json:"path,omitempty" yaml:"path"`
+	// Mode is download (the default) or upload.
+	Mode string `json:"mode,omitempty" yaml:"mode"`
+}
+
+var dataNamePattern = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
+
+// EnvVar is the environment variable that holds the reference's local path.
+func (r DataReference) EnvVar() string { return "ATELIER_DATA_" + strings.ToUpper(r.Name) }
+
+// Folder is the datastore path as a folder prefix: "" for the whole datastore, else ending in '/'.
+func (r DataReference) Folder() string {
+	p := strings.TrimSuffix(r.Path, "/")
+	if p == "" {
+		return ""
+	}
+	return p + "/"
+}
+
+// String is the reference as lineage shows it: "download lake:diabetes/".
+func (r DataReference) String() string { return r.Mode + " " + r.Datastore + ":" + r.Path }
+
+// validateDataReferences checks the references and fills in the default mode.
+func validateDataReferences(refs []DataReference) error {
+	if len(refs) > MaxDataReferences {
+		return Errorf(EINVALID, "run config: %d data references; at most %d are allowed", len(refs), MaxDataReferences)
+	}
+	seen := map[string]string{}
+	for i := range refs {
+		r := &refs[i]
+		if !dataNamePattern.MatchString(r.Name) {
+			return Errorf(EINVALID, "run config: data name %q: use 1-64 letters, digits or '_' (it becomes ATELIER_DATA_<NAME>)", r.Name)
+		}
+		if other, ok := seen[strings.ToUpper(r.Name)]; ok {
+			return Errorf(EINVALID, "run config: data names %q and %q are the same variable %s", other, r.Name, r.EnvVar())
+		}
+		seen[strings.ToUpper(r.Name)] = r.Name
+		if r.Datastore == "" {
+			return Errorf(EINVALID, "run config: data %q: datastore is required", r.Name)
+		}
+		if err := ValidateName("datastore", r.Datastore); err != nil {
+			return Errorf(EINVALID, "run config: data %q: %s", r.Name, ErrorMessage(err))
+		}
+		if p := strings.TrimSuffix(r.Path, "/"); p != "" {
+			if err := ValidatePath(p); err != nil {
+				return Errorf(EINVALID, "run config: data %q: %s", r.Name, ErrorMessage(err))
+			}
+		}
+		switch r.Mode {
+		case "":
+			r.Mode = DataDownload
+		case DataDownload, DataUpload:
+		default:
+			return Errorf(EINVALID, "run config: data %q: unknown mode %q: use download or upload", r.Name, r.Mode)
+		}
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ type Store interface {
 	ModelStore
 	UserStore
 	DatastoreStore
+	SecretStore
 
 	// Files: the store keeps the metadata; the content lives in the ObjectStore.
 	PutFile(ctx context.Context, workspace, runID string, f *File) error

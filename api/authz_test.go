@@ -70,6 +70,11 @@ func expectStatus(t *testing.T, policy, p string) int {
 	switch policy {
 	case api.PolicyRead:
 		return allowedStatus
+	case api.PolicyMember:
+		if isRun {
+			return http.StatusForbidden
+		}
+		return allowedStatus
 	case api.PolicyWrite, api.PolicyRun:
 		if p == pContributor || p == pOwner || p == pAdmin || (policy == api.PolicyRun && p == pRunThis) {
 			return allowedStatus
@@ -114,6 +119,10 @@ func (b *syncBuffer) String() string {
 }
 
 const matrixPassword = "correct horse battery"
+
+// matrixSecretValue is the value of the fixture's secret, and of the one each PUT sets: no
+// response and no log line may hold it.
+const matrixSecretValue = "vault-matrix-value-7f3a"
 
 func mustAuthzFixture(t *testing.T) *authzFixture {
 	t.Helper()
@@ -209,7 +218,10 @@ func mustAuthzFixture(t *testing.T) *authzFixture {
 	if _, err := admin.WriteDatastoreFile(ctx, "team", atelier.DefaultDatastore, "data/a.csv", strings.NewReader("a,b\n"), "", ""); err != nil {
 		t.Fatal(err)
 	}
-	f.vars = map[string]string{"datastore": atelier.DefaultDatastore, "workspace": "team", "experiment": "exp", "run": run.ID, "key": "k", "snapshot": snap.ID,
+	if _, err := admin.SetSecret(ctx, "team", "MATRIX_SECRET", matrixSecretValue); err != nil {
+		t.Fatal(err)
+	}
+	f.vars = map[string]string{"secret": "MATRIX_SECRET", "datastore": atelier.DefaultDatastore, "workspace": "team", "experiment": "exp", "run": run.ID, "key": "k", "snapshot": snap.ID,
 		"activity": run.ID, "model": "m", "version": "1", "alias": "prod", "user": "guest", "digest": Sum([]byte(content))}
 	return f
 }
@@ -242,6 +254,7 @@ var matrixBodies = map[string]string{
 	"POST {ws}/datastores":                            `{"name":"s3","kind":"s3","bucket":"b"}`,
 	"PATCH {ws}/datastores/{datastore}":               `{}`,
 	"PUT {ws}/datastores/{datastore}/files/{path...}": `x,y`,
+	"PUT {ws}/secrets/{secret}":                       `{"value":"` + matrixSecretValue + `"}`,
 }
 
 var patternParam = regexp.MustCompile(`\{([a-z]+)(\.\.\.)?\}`)
@@ -348,6 +361,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 				if bytes.Contains(respBody, []byte(matrixPassword)) {
 					t.Errorf("%s as %s: the response holds a password", rt.Pattern, p)
 				}
+				if bytes.Contains(respBody, []byte(matrixSecretValue)) {
+					t.Errorf("%s as %s: the response holds a secret's value", rt.Pattern, p)
+				}
 			}
 			logs := f.logs.String()
 			for p, secret := range f.tokens {
@@ -357,6 +373,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 			if strings.Contains(logs, matrixPassword) {
 				t.Errorf("the server's log holds a password")
+			}
+			if strings.Contains(logs, matrixSecretValue) {
+				t.Errorf("the server's log holds a secret's value")
 			}
 		})
 	}

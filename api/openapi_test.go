@@ -372,6 +372,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Event", atelier.Event{}, true},
 		{"RunSubmit", atelier.RunSubmit{}, false},
 		{"EnvironmentConfig", atelier.EnvironmentConfig{}, false},
+		{"RunConfig", atelier.RunConfig{}, false},
+		{"DataReference", atelier.DataReference{}, false},
 		{"ComputeTarget", atelier.ComputeTarget{}, true},
 		{"User", atelier.User{}, true},
 		{"UserCreate", UserCreate{}, false},
@@ -382,6 +384,9 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"AuditEntry", atelier.AuditEntry{}, true},
 		{"LoginRequest", LoginRequest{}, false},
 		{"LoginResponse", LoginResponse{}, true},
+		{"Secret", atelier.Secret{}, true},
+		{"SecretList", SecretList{}, true},
+		{"SecretPut", SecretPut{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema, func(t *testing.T) {

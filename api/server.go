@@ -35,6 +35,7 @@ type Services interface {
 	atelier.MemberService
 	atelier.AuditService
 	atelier.DatastoreService
+	atelier.SecretService
 	UploadObject(ctx context.Context, workspace string, r io.Reader, digest string) (atelier.Object, error)
 }
 
@@ -71,6 +72,7 @@ const (
 	PolicyAuthenticated = "authenticated" // any valid token, a run's included
 	PolicyUser          = "user"          // a user or an administrator, for themself; not a run's token
 	PolicyRead          = "read"          // members of the workspace (any role), its runs' tokens, administrators
+	PolicyMember        = "member"        // members of the workspace (any role), administrators; not a run's token
 	PolicyWrite         = "write"         // the workspace's Contributors and Owners, administrators
 	PolicyRun           = "run"           // as write, and also the token of run {run} or of an ancestor
 	PolicyOwner         = "owner"         // the workspace's Owners, administrators
@@ -155,7 +157,7 @@ func (s *Server) Routes() []Route {
 		{Pattern: "GET " + ws + "/activities", Policy: PolicyRead, handler: s.listActivities},
 		{Pattern: "GET " + ws + "/activities/{activity}", Policy: PolicyRead, handler: s.getActivity},
 		{Pattern: "GET " + ws + "/events", Policy: PolicyRead, handler: s.events},
-	}, slices.Concat(s.modelRoutes(), s.authRoutes(), s.datastoreRoutes())...)
+	}, slices.Concat(s.modelRoutes(), s.authRoutes(), s.datastoreRoutes(), s.vaultRoutes())...)
 }
 
 // wrap authenticates the request (a bearer token, or the UI's session cookie with its CSRF

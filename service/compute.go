@@ -91,13 +91,23 @@ func (s *Service) SubmitRun(ctx context.Context, workspace string, sub atelier.R
 	if !ok {
 		return nil, atelier.Errorf(atelier.EINVALID, "unknown compute target %q (see 'atelier compute list')", sub.Config.Compute)
 	}
+	if err := s.checkRunSecrets(ctx, workspace, sub.Config.Secrets); err != nil {
+		return nil, err
+	}
+	for _, ref := range sub.Config.Data {
+		if _, err := s.findDatastore(ctx, workspace, ref.Datastore); atelier.ErrorCode(err) == atelier.ENOTFOUND {
+			return nil, atelier.Errorf(atelier.EINVALID, "run config: data %q: datastore %q not found (see 'atelier datastore list')", ref.Name, ref.Datastore)
+		} else if err != nil {
+			return nil, err
+		}
+	}
 	config, err := json.Marshal(sub.Config)
 	if err != nil {
 		return nil, err
 	}
 	run, err := s.store.CreateRun(ctx, workspace, atelier.RunCreate{Experiment: sub.Experiment, Name: sub.Name,
 		Status: atelier.StatusQueued, Compute: sub.Config.Compute, Config: config, SnapshotID: sub.SnapshotID,
-		Git: sub.Git, Tags: sub.Tags, Params: sub.Params})
+		Git: sub.Git, Tags: sub.Tags, Params: sub.Params, Data: sub.Config.Data})
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +228,11 @@ func (s *Service) start(ctx context.Context, t *Target, run *atelier.Run) {
 		fail("the run's snapshot is missing: " + atelier.ErrorMessage(err))
 		return
 	}
+	secrets, err := s.openRunSecrets(ctx, run.Workspace, config.Secrets)
+	if err != nil {
+		fail("the run's secrets: " + atelier.ErrorMessage(err))
+		return
+	}
 	token, err := s.createToken(ctx, &atelier.Token{Name: "run " + run.ID, Kind: atelier.PrincipalRun, Owner: run.CreatedBy,
 		Workspace: run.Workspace, RunID: run.ID})
 	if err != nil {
@@ -226,7 +241,7 @@ func (s *Service) start(ctx context.Context, t *Target, run *atelier.Run) {
 	}
 	job := &atelier.Job{Run: run, Config: config, Snapshot: snap, Env: map[string]string{
 		"ATELIER_SERVER": s.ServerURL, "ATELIER_TOKEN": token.Secret, "ATELIER_WORKSPACE": run.Workspace,
-		"ATELIER_RUN_ID": run.ID, "ATELIER_EXPERIMENT": run.Experiment}}
+		"ATELIER_RUN_ID": run.ID, "ATELIER_EXPERIMENT": run.Experiment}, Secrets: secrets}
 	jobCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.sched.mu.Lock()
 	s.sched.running[t.Name][run.ID] = cancel
@@ -234,7 +249,9 @@ func (s *Service) start(ctx context.Context, t *Target, run *atelier.Run) {
 	s.sched.wg.Add(1)
 	go func() {
 		defer s.sched.wg.Done()
-		res := t.Executor.Run(jobCtx, &jobHost{s: s}, job)
+		host := &jobHost{s: s}
+		res := t.Executor.Run(jobCtx, host, job)
+		host.close()
 		if ctx.Err() != nil && res.Status == atelier.StatusCanceled {
 			res.Status, res.Error = atelier.StatusFailed, "the server shut down while the run was active"
 		}
@@ -262,7 +279,12 @@ func (s *Service) revokeToken(ctx context.Context, id string) {
 
 // jobHost gives executors what they need from the server, without the API's authorization:
 // the scheduler already decided the job may run.
-type jobHost struct{ s *Service }
+type jobHost struct {
+	s *Service
+
+	mu      sync.Mutex
+	buckets map[string]atelier.DatastoreBucket // datastore name → opened for the job
+}
 
 func (h *jobHost) OpenObject(ctx context.Context, digest string) (io.ReadCloser, error) {
 	return h.s.objects.OpenObject(ctx, digest)

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -238,6 +239,24 @@ func (s *Service) DeleteDatastore(ctx context.Context, workspace, name string, f
 	if err := s.ensureDefaultDatastore(ctx, workspace); err != nil {
 		return err
 	}
+	if !force {
+		if _, err := s.store.FindDatastore(ctx, workspace, name); err != nil {
+			return err
+		}
+		// Runs' lineage names it: deleting it would leave them pointing at nothing.
+		ids, total, err := s.store.DatastoreRuns(ctx, workspace, name, 3)
+		if err != nil {
+			return err
+		}
+		if total > 0 {
+			more := ""
+			if total > len(ids) {
+				more = fmt.Sprintf(" and %d more", total-len(ids))
+			}
+			return atelier.Errorf(atelier.ECONFLICT, "datastore %q is referenced by runs %s%s: delete it with force to forget it anyway",
+				name, strings.Join(ids, ", "), more)
+		}
+	}
 	return s.store.DeleteDatastore(ctx, workspace, name, force, atelier.DefaultDatastore)
 }
 
@@ -247,6 +266,11 @@ func (s *Service) openDatastore(ctx context.Context, workspace, name string) (at
 	if err != nil {
 		return nil, err
 	}
+	return s.openBucket(ctx, d)
+}
+
+// openBucket opens a datastore found in the store, without authorization (the callers checked).
+func (s *Service) openBucket(ctx context.Context, d *atelier.Datastore) (atelier.DatastoreBucket, error) {
 	if s.Datastores == nil {
 		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "this server cannot open datastores")
 	}

@@ -210,3 +210,48 @@ func (db *DB) DeleteDatastore(ctx context.Context, workspace, name string, force
 		return nil
 	})
 }
+
+// insertRunData records a run's lineage.
+func insertRunData(ctx context.Context, tx *txn, wsID int64, runID string, refs []atelier.DataReference) error {
+	for _, r := range refs {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO run_data (run_id, workspace_id, name, datastore, path, mode) VALUES (?, ?, ?, ?, ?, ?)`,
+			runID, wsID, r.Name, r.Datastore, r.Path, r.Mode); err != nil {
+			if isUniqueViolation(err) {
+				return atelier.Errorf(atelier.EINVALID, "data name %q is given twice", r.Name)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// DatastoreRuns returns the newest runs whose lineage names a datastore, and their count.
+func (db *DB) DatastoreRuns(ctx context.Context, workspace, name string, limit int) ([]string, int, error) {
+	wsID, err := db.workspaceID(ctx, db.read, workspace)
+	if err != nil {
+		return nil, 0, err
+	}
+	var total int
+	if err := db.read.QueryRowContext(ctx, `SELECT count(DISTINCT run_id) FROM run_data WHERE workspace_id = ? AND datastore = ?`,
+		wsID, name).Scan(&total); err != nil {
+		return nil, 0, err
+	}
+	ids := []string{}
+	if total == 0 || limit <= 0 {
+		return ids, total, nil
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT r.id FROM runs r WHERE r.id IN
+		(SELECT run_id FROM run_data WHERE workspace_id = ? AND datastore = ?) ORDER BY r.created_at DESC, r.id DESC LIMIT ?`, wsID, name, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, 0, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, total, rows.Err()
+}

@@ -13,3 +13,9 @@ func TestDatastores(t *testing.T) {
 		return MustOpen(t, filepath.Join(t.TempDir(), "atelier.db"))
 	})
 }
+
+func TestDatastoreLineage(t *testing.T) {
+	storetest.TestDatastoreLineage(t, func(t *testing.T) atelier.Store {
+		return MustOpen(t, filepath.Join(t.TempDir(), "atelier.db"))
+	})
+}

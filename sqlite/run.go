@@ -70,6 +70,9 @@ func (db *DB) CreateRun(ctx context.Context, workspace string, c atelier.RunCrea
 				return err
 			}
 		}
+		if err := insertRunData(ctx, tx, wsID, run.ID, c.Data); err != nil {
+			return err
+		}
 		return putActivity(ctx, tx, wsID, run.Activity(now))
 	})
 	if err != nil {

@@ -303,6 +303,31 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_workspace ON audit (workspace, time);
 CREATE INDEX audit_user ON audit (user, time);
+`, `
+-- Run lineage: the datastore paths a run reads (download) and writes (upload). The datastore
+-- is kept by name: the record outlives a datastore deleted with force.
+CREATE TABLE run_data (
+	run_id       TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	name         TEXT NOT NULL,
+	datastore    TEXT NOT NULL,
+	path         TEXT NOT NULL,
+	mode         TEXT NOT NULL,
+	PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
+CREATE INDEX run_data_datastore ON run_data (workspace_id, datastore);
+`, `
+-- The secrets vault (issue 7): values sealed with the server's master key, bound to their
+-- workspace and name; the store never sees plaintext.
+CREATE TABLE secrets (
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	name         TEXT NOT NULL,
+	sealed       BLOB NOT NULL,
+	created_by   TEXT NOT NULL DEFAULT '',
+	created_at   INTEGER NOT NULL,
+	updated_at   INTEGER NOT NULL,
+	PRIMARY KEY (workspace_id, name)
+) WITHOUT ROWID;
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/atelier-ml/atelier"
 )
+
+var createTable = regexp.MustCompile(`CREATE TABLE (\w+)`)
 
 // TestUpgradeKeepsAdminToken: a data directory from before users and roles (issue 7) keeps its
 // administrator token after the migration.
@@ -31,8 +34,15 @@ func TestUpgradeKeepsAdminToken(t *testing.T) {
 			before = i
 		}
 	}
-	for _, stmt := range []string{`DROP TABLE audit`, `DROP TABLE members`, `DROP TABLE users`,
-		fmt.Sprintf(`PRAGMA user_version = %d`, before)} {
+	// The tables of later migrations go too, or migrating again would find them.
+	var drops []string
+	for _, m := range migrations[before+1:] {
+		for _, match := range createTable.FindAllStringSubmatch(m, -1) {
+			drops = append(drops, `DROP TABLE `+match[1])
+		}
+	}
+	for _, stmt := range append(drops, `DROP TABLE audit`, `DROP TABLE members`, `DROP TABLE users`,
+		fmt.Sprintf(`PRAGMA user_version = %d`, before)) {
 		if _, err := db.write.ExecContext(ctx, stmt); err != nil {
 			t.Fatal(stmt, err)
 		}

@@ -91,3 +91,40 @@ func TestDatastores(t *testing.T, open func(t *testing.T) atelier.Store) {
 		t.Errorf("a recreated workspace has datastores: %+v, %v", list, err)
 	}
 }
+
+// TestDatastoreLineage checks that runs created with data references are found by datastore.
+func TestDatastoreLineage(t *testing.T, open func(t *testing.T) atelier.Store) {
+	ctx := Context(t)
+	s := open(t)
+	MustCreateWorkspace(t, s, "ws")
+	MustCreateWorkspace(t, s, "other")
+	var ids []string
+	for i := 0; i < 3; i++ {
+		r := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "e", Data: []atelier.DataReference{
+			{Name: "train", Datastore: "lake", Path: "diabetes/", Mode: atelier.DataDownload},
+			{Name: "scores", Datastore: "lake", Path: "out/", Mode: atelier.DataUpload}}})
+		ids = append(ids, r.ID)
+	}
+	MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "e", Data: []atelier.DataReference{{Name: "x", Datastore: "pond", Mode: atelier.DataDownload}}})
+	MustCreateRun(t, s, "other", atelier.RunCreate{Experiment: "e", Data: []atelier.DataReference{{Name: "x", Datastore: "lake", Mode: atelier.DataDownload}}})
+
+	got, total, err := s.DatastoreRuns(ctx, "ws", "lake", 2)
+	if err != nil || total != 3 || len(got) != 2 {
+		t.Fatalf("DatastoreRuns(lake, 2) = %v, %d, %v; want 2 of 3", got, total, err)
+	}
+	for _, id := range got {
+		if id != ids[1] && id != ids[2] {
+			t.Errorf("DatastoreRuns(lake, 2) = %v: want the newest runs %v", got, ids[1:])
+		}
+	}
+	if got, total, err := s.DatastoreRuns(ctx, "ws", "nope", 5); err != nil || total != 0 || len(got) != 0 {
+		t.Errorf("DatastoreRuns(nope) = %v, %d, %v", got, total, err)
+	}
+	if _, err := s.CreateRun(ctx, "ws", atelier.RunCreate{Experiment: "e", Data: []atelier.DataReference{
+		{Name: "a", Datastore: "lake", Mode: atelier.DataDownload}, {Name: "a", Datastore: "lake", Mode: atelier.DataUpload}}}); err == nil {
+		t.Error("CreateRun with a data name twice succeeded")
+	}
+	if _, total, _ := s.DatastoreRuns(ctx, "ws", "lake", 5); total != 3 {
+		t.Errorf("a refused CreateRun left lineage: %d runs", total)
+	}
+}

@@ -268,7 +268,8 @@ func datastoreDeleteCmd(cfg *clientConfig) *cobra.Command {
 		Use: "delete NAME [--force]", Short: "Forget a datastore (its data stays in its storage)", Args: exactArgs(1),
 		Long: `Forget a datastore: the server drops its configuration and credentials; the files stay
 where they are. The workspace's default datastore needs --force (the built-in datastore
-"default" becomes the default again); the built-in one cannot be deleted.`,
+"default" becomes the default again); the built-in one cannot be deleted. A datastore that
+runs read or wrote (their data references) needs --force too: their lineage keeps its name.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cfg.client()
 			if err != nil {
@@ -277,7 +278,7 @@ where they are. The workspace's default datastore needs --force (the built-in da
 			return c.DeleteDatastore(cmd.Context(), cfg.workspace, args[0], force)
 		},
 	}
-	cmd.Flags().BoolVar(&force, "force", false, "also delete the workspace's default datastore")
+	cmd.Flags().BoolVar(&force, "force", false, "also delete the workspace's default datastore, or one that runs reference")
 	return cmd
 }
 

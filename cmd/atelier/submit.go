@@ -60,11 +60,14 @@ func loadRunConfig(path string) (*atelier.RunConfig, error) {
 }
 
 // The shape of a run configuration: each key's kind of YAML node.
-var runConfigShape = map[string]yaml.Kind{"script": yaml.ScalarNode, "arguments": yaml.SequenceNode,
-	"compute": yaml.ScalarNode, "experiment": yaml.ScalarNode, "timeout": yaml.ScalarNode, "environment": yaml.MappingNode}
+var runConfigShape = map[string]yaml.Kind{"script": yaml.ScalarNode, "secrets": yaml.SequenceNode, "arguments": yaml.SequenceNode,
+	"compute": yaml.ScalarNode, "experiment": yaml.ScalarNode, "timeout": yaml.ScalarNode, "environment": yaml.MappingNode, "data": yaml.SequenceNode}
 
 var environmentShape = map[string]yaml.Kind{"python": yaml.ScalarNode, "requirements": yaml.ScalarNode,
 	"conda": yaml.ScalarNode, "variables": yaml.MappingNode}
+
+var dataShape = map[string]yaml.Kind{"name": yaml.ScalarNode, "datastore": yaml.ScalarNode, "path": yaml.ScalarNode,
+	"mode": yaml.ScalarNode}
 
 var kindNames = map[yaml.Kind]string{yaml.ScalarNode: "a single value", yaml.SequenceNode: "a list",
 	yaml.MappingNode: "a mapping of keys", yaml.AliasNode: "an alias"}
@@ -94,7 +97,13 @@ func checkShape(n *yaml.Node, where string, shape map[string]yaml.Kind) error {
 			if err := checkShape(v, "environment", environmentShape); err != nil {
 				return err
 			}
-		case "arguments", "variables":
+		case "data":
+			for _, item := range v.Content {
+				if err := checkShape(item, "each of data", dataShape); err != nil {
+					return err
+				}
+			}
+		case "arguments", "variables", "secrets":
 			for j, item := range v.Content {
 				if v.Kind == yaml.MappingNode && j%2 == 0 {
 					continue // a variable's name
@@ -127,10 +136,11 @@ func parseTimeout(s string) (time.Duration, error) {
 func runSubmitCmd(cfg *clientConfig) *cobra.Command {
 	var (
 		configPath, experiment, script, compute, python, requirements, conda, timeout, name string
-		args, envVars, tags                                                                 []string
+		args, envVars, tags, dataRefs                                                       []string
 		wait                                                                                bool
 		opt                                                                                 archive.Options
 	)
+	var secretNames []string
 	cmd := &cobra.Command{
 		Use:   "submit DIR [flags] [-- SCRIPT ARGS...]",
 		Short: "Submit a training script directory to run on a compute target",
@@ -205,6 +215,10 @@ when the run Completed (7 when it Failed or was Canceled).`,
 				}
 				rc.Environment.Variables[k] = v
 			}
+			rc.Secrets = appendNew(rc.Secrets, secretNames...)
+			if err := applyDataFlags(rc, dataRefs); err != nil {
+				return err
+			}
 			tagMap, err := parseKeyValues("tag", tags)
 			if err != nil {
 				return err
@@ -265,9 +279,44 @@ when the run Completed (7 when it Failed or was Canceled).`,
 	f.StringVar(&timeout, "timeout", "", "fail the run after this long (e.g. 90, 30m, 2h)")
 	f.StringArrayVar(&envVars, "env", nil, "environment variable KEY=VALUE for the script (repeatable)")
 	f.StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")
+	f.StringArrayVar(&secretNames, "secret", nil, "workspace secret NAME the script receives as $NAME, masked in its output (repeatable; see 'atelier secret')")
+	f.StringArrayVar(&dataRefs, "data", nil, "data reference NAME=DATASTORE:PATH[:download|upload] (repeatable; download by default)")
 	f.BoolVar(&wait, "wait", false, "stream status and output until the run ends; exit 0 only if it Completed")
 	snapshotFlags(cmd, &opt)
 	return cmd
+}
+
+// applyDataFlags adds the --data references to the configuration; one with the name of a
+// configured reference replaces it.
+func applyDataFlags(rc *atelier.RunConfig, flags []string) error {
+	for _, fl := range flags {
+		name, rest, ok := strings.Cut(fl, "=")
+		if !ok || name == "" {
+			return usagef("--data %q: want NAME=DATASTORE:PATH[:download|upload]", fl)
+		}
+		ref := atelier.DataReference{Name: name, Mode: atelier.DataDownload}
+		ref.Datastore, ref.Path, _ = strings.Cut(rest, ":")
+		for _, m := range []string{atelier.DataDownload, atelier.DataUpload} {
+			// lake:out/:upload; lake::upload is the whole datastore.
+			if p, ok := strings.CutSuffix(ref.Path, ":"+m); ok {
+				ref.Path, ref.Mode = p, m
+				break
+			}
+		}
+		if ref.Datastore == "" {
+			return usagef("--data %q: the datastore is missing: want NAME=DATASTORE:PATH[:download|upload]", fl)
+		}
+		replaced := false
+		for i := range rc.Data {
+			if rc.Data[i].Name == name {
+				rc.Data[i], replaced = ref, true
+			}
+		}
+		if !replaced {
+			rc.Data = append(rc.Data, ref)
+		}
+	}
+	return nil
 }
 
 // runFailedError makes the process exit with exitRunFailed.
@@ -346,4 +395,18 @@ func newComputeCmd(cfg *clientConfig) *cobra.Command {
 	}
 	cmd.AddCommand(list)
 	return cmd
+}
+
+// appendNew appends the names list does not hold yet.
+func appendNew(list []string, names ...string) []string {
+	for _, n := range names {
+		found := false
+		for _, have := range list {
+			found = found || have == n
+		}
+		if !found {
+			list = append(list, n)
+		}
+	}
+	return list
 }

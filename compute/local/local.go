@@ -79,6 +79,11 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	}
 	defer unmount()
 	prepLog := &hostWriter{ctx: hostCtx, host: host, job: job, path: PrepareLogPath}
+	dataEnv, err := e.prepareData(ctx, host, job, runDir, prepLog)
+	if err != nil {
+		prepLog.Close()
+		return fail("preparing data: %s", atelier.ErrorMessage(err))
+	}
 	python, err := e.Envs.Python(ctx, job.Config.Environment, dir, prepLog)
 	prepLog.Close()
 	if err != nil {
@@ -91,10 +96,11 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	cmd := exec.Command(python, append([]string{job.Config.Script}, job.Config.Arguments...)...)
 	cmd.Dir = dir
 	cmd.Env = e.environ(job)
+	cmd.Env = append(cmd.Env, dataEnv...)
 	// A process group of its own, so cancel and cleanup reach every process the script forks.
 	// Pdeathsig: if the server is killed, its scripts do not run on unwatched.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out := &capture{w: &hostWriter{ctx: hostCtx, host: host, job: job, path: StdLogPath}, max: e.maxLog()}
+	out := &capture{w: &hostWriter{ctx: hostCtx, host: host, job: job, path: StdLogPath}, max: e.maxLog(), mask: newMasker(job.Secrets)}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fail("creating the output pipe: %v", err)
@@ -159,6 +165,12 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	close(logsDone)
 	<-logsStopped
 	uploadErr := e.uploadDir(hostCtx, host, job, dir, "outputs")
+	if uploadErr != nil {
+		uploadErr = atelier.Errorf(atelier.ErrorCode(uploadErr), "uploading outputs: %s", atelier.ErrorMessage(uploadErr))
+	}
+	if err := e.uploadData(hostCtx, host, job, runDir); err != nil && uploadErr == nil {
+		uploadErr = err
+	}
 
 	res := atelier.JobResult{}
 	var exit *exec.ExitError
@@ -183,7 +195,7 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	case res.ExitCode != nil && *res.ExitCode == 0 && uploadErr == nil:
 		res.Status = atelier.StatusCompleted
 	case res.ExitCode != nil && *res.ExitCode == 0:
-		res.Status, res.Error = atelier.StatusFailed, "uploading outputs: "+atelier.ErrorMessage(uploadErr)
+		res.Status, res.Error = atelier.StatusFailed, atelier.ErrorMessage(uploadErr)
 	default:
 		res.Status = atelier.StatusFailed
 		msg := "the script failed"
@@ -221,8 +233,8 @@ func (e *Executor) maxLog() int64 {
 	return 100 << 20
 }
 
-// environ is the script's environment: the server's, the configured variables, the run
-// context and the SDK on PYTHONPATH.
+// environ is the script's environment: the server's, the configured variables, the run's
+// secrets, the run context and the SDK on PYTHONPATH.
 func (e *Executor) environ(job *atelier.Job) []string {
 	env := map[string]string{}
 	for _, kv := range os.Environ() {
@@ -231,6 +243,9 @@ func (e *Executor) environ(job *atelier.Job) []string {
 		}
 	}
 	for k, v := range job.Config.Environment.Variables {
+		env[k] = v
+	}
+	for k, v := range job.Secrets {
 		env[k] = v
 	}
 	for k, v := range job.Env {
@@ -362,9 +377,10 @@ func (w *hostWriter) Close() error {
 }
 
 // capture copies a script's output line by line to the log, keeping the last lines for the
-// error message and dropping what exceeds the cap.
+// error message and dropping what exceeds the cap. Secret values are masked in both.
 type capture struct {
 	w       *hostWriter
+	mask    *masker
 	max     int64
 	written int64
 	lines   []string
@@ -392,8 +408,21 @@ func (c *capture) copyLines(r io.Reader) {
 		}
 	}()
 	truncated := false
+	var carry []byte
 	for {
 		line, err := br.ReadSlice('\n')
+		if len(carry) > 0 {
+			line, carry = append(carry, line...), nil
+		}
+		line = c.mask.mask(line)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A line longer than the buffer comes in pieces: an end that may begin a secret
+			// waits for the next piece, so the value is masked whole.
+			if k := c.mask.pending(line); k > 0 {
+				carry = append([]byte(nil), line[len(line)-k:]...)
+				line = line[:len(line)-k]
+			}
+		}
 		if len(line) > 0 {
 			c.remember(line)
 			if !truncated && c.written+int64(len(line)) <= c.max {

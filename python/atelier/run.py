@@ -122,6 +122,18 @@ class Run:
     def params(self):
         return dict(self._info().get("params") or {})
 
+    @property
+    def input_datasets(self):
+        """The run's download data references (``data:`` in its run configuration): name → the
+        local path of the downloaded folder or file. Set in the run this script was submitted as."""
+        return _local_datasets(self._id, "download")
+
+    @property
+    def output_datasets(self):
+        """The run's upload data references: name → the local folder whose files are sent to the
+        datastore after the script ends. Set in the run this script was submitted as."""
+        return _local_datasets(self._id, "upload")
+
     def __repr__(self):
         d = self._details or {}
         return "Run(Experiment: %s, Id: %s, Status: %s)" % (self.experiment.name, self._id, d.get("status", "?"))
@@ -639,6 +651,17 @@ def _run_matches(d, tags=None, properties=None, status=None):
     return True
 
 
+def _local_datasets(run_id, mode):
+    """The data references of mode, from the environment the executor gave this process."""
+    if run_id != os.environ.get("ATELIER_RUN_ID"):
+        return {}
+    try:
+        sets = json.loads(os.environ.get("ATELIER_DATASETS") or "{}")
+    except ValueError:
+        return {}
+    return {name: d["path"] for name, d in sets.items() if d.get("mode") == mode}
+
+
 def _collapse_records(kind, recs):
     vals = [r.get("value") for r in recs]
     if kind == "row":
@@ -741,6 +764,8 @@ class OfflineRun:
     tags = property(lambda self: dict(self._tags))
     properties = property(lambda self: dict(self._properties))
     params = property(lambda self: dict(self._params))
+    input_datasets = property(lambda self: {})
+    output_datasets = property(lambda self: {})
 
     def __repr__(self):
         return "OfflineRun(Id: %s)" % self._id

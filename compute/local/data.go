@@ -1,0 +1,208 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// A run's data references live next to its working directory, in <run>/data/<name>, so they
+// cannot collide with a data/ folder of the snapshot; the script finds them through
+// ATELIER_DATA_<NAME>, and the SDK through ATELIER_DATASETS (name → mode and path, as JSON).
+
+// dataWorkers is how many files move at once.
+const dataWorkers = 8
+
+// DatasetsEnv is the environment variable that describes every data reference to the SDK.
+const DatasetsEnv = "ATELIER_DATASETS"
+
+type datasetEnv struct {
+	Mode string `json:"mode"`
+	Path string `json:"path"`
+}
+
+// dataDir is the local folder of a data reference.
+func dataDir(runDir string, ref atelier.DataReference) string {
+	return filepath.Join(runDir, "data", ref.Name)
+}
+
+// prepareData downloads the job's download references and creates an empty folder for each
+// upload reference. It returns the environment variables that give the script their paths.
+func (e *Executor) prepareData(ctx context.Context, host atelier.JobHost, job *atelier.Job, runDir string, log io.Writer) ([]string, error) {
+	if len(job.Config.Data) == 0 {
+		return nil, nil
+	}
+	abs, err := filepath.Abs(runDir)
+	if err != nil {
+		return nil, err
+	}
+	var env []string
+	sets := map[string]datasetEnv{}
+	for _, ref := range job.Config.Data {
+		dir := dataDir(abs, ref)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, atelier.Errorf(atelier.EINTERNAL, "data %q: %v", ref.Name, err)
+		}
+		local := dir
+		if ref.Mode == atelier.DataDownload {
+			if local, err = download(ctx, host, job, ref, dir, log); err != nil {
+				return nil, err
+			}
+		}
+		env = append(env, ref.EnvVar()+"="+local)
+		sets[ref.Name] = datasetEnv{Mode: ref.Mode, Path: local}
+	}
+	b, _ := json.Marshal(sets)
+	return append(env, DatasetsEnv+"="+string(b)), nil
+}
+
+// download copies the files of a reference into dir and returns the local path to give the
+// script: dir, or the file itself when the reference names one file.
+func download(ctx context.Context, host atelier.JobHost, job *atelier.Job, ref atelier.DataReference, dir string, log io.Writer) (string, error) {
+	where := ref.Datastore + ":" + ref.Path
+	files, err := host.ListData(ctx, job, ref)
+	if err != nil {
+		return "", atelier.Errorf(atelier.ErrorCode(err), "data %q: listing %s: %s", ref.Name, where, atelier.ErrorMessage(err))
+	}
+	if len(files) == 0 {
+		return "", atelier.Errorf(atelier.ENOTFOUND, "data %q: %s holds no files", ref.Name, where)
+	}
+	single := len(files) == 1 && files[0].Path == ref.Path
+	var size int64
+	rels := make([]string, len(files))
+	for i, f := range files {
+		size += f.Size
+		rel := strings.TrimPrefix(f.Path, ref.Folder())
+		if single {
+			rel = path.Base(f.Path)
+		}
+		if atelier.ValidatePath(rel) != nil {
+			return "", atelier.Errorf(atelier.EINVALID, "data %q: %s is not a file name this machine can use", ref.Name, f.Path)
+		}
+		rels[i] = rel
+	}
+	fmt.Fprintf(log, "downloading data %s: %d files (%d bytes) from %s\n", ref.Name, len(files), size, where)
+	err = parallel(ctx, len(files), func(i int) error {
+		dst := filepath.Join(dir, filepath.FromSlash(rels[i]))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		rc, err := host.OpenData(ctx, job, ref, files[i].Path)
+		if err != nil {
+			return fmt.Errorf("%s: %s", files[i].Path, atelier.ErrorMessage(err))
+		}
+		defer rc.Close()
+		f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, rc); err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %v", files[i].Path, err)
+		}
+		return f.Close()
+	})
+	if err != nil {
+		return "", atelier.Errorf(atelier.EUNAVAILABLE, "data %q: downloading %s: %v", ref.Name, where, err)
+	}
+	if single {
+		return filepath.Join(dir, filepath.FromSlash(rels[0])), nil
+	}
+	return dir, nil
+}
+
+// uploadData sends the folders of the job's upload references to their datastore paths.
+func (e *Executor) uploadData(ctx context.Context, host atelier.JobHost, job *atelier.Job, runDir string) error {
+	for _, ref := range job.Config.Data {
+		if ref.Mode != atelier.DataUpload {
+			continue
+		}
+		dir := dataDir(runDir, ref)
+		var rels []string
+		err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if !d.Type().IsRegular() {
+				return nil // symlinks could point anywhere on this machine: not uploaded
+			}
+			rel, _ := filepath.Rel(dir, p)
+			rels = append(rels, filepath.ToSlash(rel))
+			return nil
+		})
+		if err == nil {
+			err = parallel(ctx, len(rels), func(i int) error {
+				f, err := os.Open(filepath.Join(dir, filepath.FromSlash(rels[i])))
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := host.WriteData(ctx, job, ref, ref.Folder()+rels[i], f); err != nil {
+					return fmt.Errorf("%s: %s", rels[i], atelier.ErrorMessage(err))
+				}
+				return nil
+			})
+		}
+		if err != nil {
+			return atelier.Errorf(atelier.EUNAVAILABLE, "uploading data %q to %s:%s: %v", ref.Name, ref.Datastore, ref.Folder(), err)
+		}
+	}
+	return nil
+}
+
+// parallel calls f for 0..n-1 with a few workers and returns the first error; after an error
+// no new call starts.
+func parallel(ctx context.Context, n int, f func(i int) error) error {
+	var (
+		mu    sync.Mutex
+		first error
+		next  int
+		wg    sync.WaitGroup
+	)
+	take := func() (int, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first != nil || next >= n {
+			return 0, false
+		}
+		if err := ctx.Err(); err != nil {
+			first = err
+			return 0, false
+		}
+		next++
+		return next - 1, true
+	}
+	for w := 0; w < min(dataWorkers, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i, ok := take()
+				if !ok {
+					return
+				}
+				if err := f(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
