@@ -180,7 +180,9 @@ func main() {
 		b, m := pair(func(rep int) { run("cp", "-r", set.path, filepath.Join(fsStore, "cp-"+target("fs", rep))) },
 			func(rep int) { cli("datastore", "upload", "fs", set.path, "--target", target("fs", rep)) })
 		rows = append(rows, row{"files upload, " + set.name, set.size, b, m})
-		b, m = pair(func(rep int) { run("cp", "-r", filepath.Join(fsStore, "cp-"+target("fs", 0)), filepath.Join(fresh(), "x")) },
+		b, m = pair(func(rep int) {
+			run("cp", "-r", filepath.Join(fsStore, "cp-"+target("fs", 0)), filepath.Join(fresh(), "x"))
+		},
 			func(rep int) { cli("datastore", "download", "fs", target("fs", 0), "-d", fresh()) })
 		rows = append(rows, row{"files download, " + set.name, set.size, b, m})
 		notes = append(notes, reupload("files", set.name, func() []byte {
