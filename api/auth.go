@@ -30,7 +30,7 @@ func (s *Server) authRoutes() []Route {
 		{Pattern: "GET /api/v1/audit", Policy: PolicyAdmin, handler: s.listServerAudit},
 		{Pattern: "GET " + ws + "/audit", Policy: PolicyOwner, handler: s.listAudit},
 
-		{Pattern: "GET " + ws + "/members", Policy: PolicyRead, handler: s.listMembers},
+		{Pattern: "GET " + ws + "/members", Policy: PolicyMember, handler: s.listMembers},
 		{Pattern: "PUT " + ws + "/members/{user}", Policy: PolicyOwner, handler: s.shareWorkspace},
 		{Pattern: "DELETE " + ws + "/members/{user}", Policy: PolicyOwner, handler: s.unshareWorkspace},
 	}
