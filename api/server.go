@@ -48,6 +48,8 @@ type Server struct {
 
 	// MaxJSONBody bounds JSON request bodies.
 	MaxJSONBody int64
+	// CookieSecure says when the session cookie is Secure ("" is CookieSecureAuto).
+	CookieSecure CookieSecure
 	// audit and sessions are the optional parts of the service the server uses when it has
 	// them (the service does; the Go client does not).
 	audit    auditRecorder
