@@ -128,9 +128,9 @@ func TestRunTokenScope(t *testing.T) {
 	}
 	root := mustRun(atelier.RunCreate{Experiment: "exp", Status: atelier.StatusRunning})
 	child := mustRun(atelier.RunCreate{ParentID: root.ID, Status: atelier.StatusRunning})
-	grandchild := mustRun(atelier.RunCreate{ParentID: child.ID, })
+	grandchild := mustRun(atelier.RunCreate{ParentID: child.ID})
 	sibling := mustRun(atelier.RunCreate{Experiment: "exp", Status: atelier.StatusRunning})
-	elsewhere := mustRun(atelier.RunCreate{Experiment: "other", })
+	elsewhere := mustRun(atelier.RunCreate{Experiment: "other"})
 	ctx := atelier.NewContextWithPrincipal(t.Context(), &atelier.Principal{Kind: atelier.PrincipalRun, Name: "ana",
 		TokenID: "tok_x", Workspace: "default", RunID: root.ID})
 	tree := []string{root.ID, child.ID, grandchild.ID}
@@ -178,7 +178,10 @@ func TestRunTokenScope(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"children of another run", func() error { _, err := svc.ListRuns(ctx, "default", atelier.RunQuery{ParentID: sibling.ID}); return err }},
+		{"children of another run", func() error {
+			_, err := svc.ListRuns(ctx, "default", atelier.RunQuery{ParentID: sibling.ID})
+			return err
+		}},
 		{"another run", func() error { _, err := svc.FindRun(ctx, "default", elsewhere.ID); return err }},
 		{"a run that does not exist", func() error { _, err := svc.FindRun(ctx, "default", "0123456789abcdef0123456789abcdef"); return err }},
 		{"another run's metrics", func() error { _, err := svc.ListMetrics(ctx, "default", sibling.ID); return err }},
@@ -187,7 +190,10 @@ func TestRunTokenScope(t *testing.T) {
 			_, err := svc.CreateRun(ctx, "default", atelier.RunCreate{ParentID: root.ID, Experiment: "other"})
 			return err
 		}},
-		{"a top-level run", func() error { _, err := svc.CreateRun(ctx, "default", atelier.RunCreate{Experiment: "exp"}); return err }},
+		{"a top-level run", func() error {
+			_, err := svc.CreateRun(ctx, "default", atelier.RunCreate{Experiment: "exp"})
+			return err
+		}},
 		{"the workspace's events", func() error { _, err := svc.Subscribe(ctx, "default", atelier.EventFilter{}); return err }},
 		{"another run's events", func() error {
 			_, err := svc.Subscribe(ctx, "default", atelier.EventFilter{RunID: sibling.ID})
