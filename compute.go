@@ -29,10 +29,12 @@ type Job struct {
 	Run      *Run
 	Config   RunConfig
 	Snapshot *Snapshot
-	// Env is the run context the script receives (server URL, workspace, run id, a run token).
+	// Env is the run context the script receives (server URL, workspace, run id, MLflow's
+	// tracking URI and run id).
 	Env map[string]string
-	// Secrets are the decrypted secrets the configuration names, by name: the executor puts
-	// them in the script's environment and masks their values in what it captures.
+	// Secrets are the decrypted secrets the configuration names, by name, and the run's token
+	// (ATELIER_TOKEN, MLFLOW_TRACKING_TOKEN): the executor puts them in the script's
+	// environment and masks their values in what it captures.
 	Secrets map[string]string
 }
 

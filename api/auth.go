@@ -30,7 +30,7 @@ func (s *Server) authRoutes() []Route {
 		{Pattern: "GET /api/v1/audit", Policy: PolicyAdmin, handler: s.listServerAudit},
 		{Pattern: "GET " + ws + "/audit", Policy: PolicyOwner, handler: s.listAudit},
 
-		{Pattern: "GET " + ws + "/members", Policy: PolicyRead, handler: s.listMembers},
+		{Pattern: "GET " + ws + "/members", Policy: PolicyMember, handler: s.listMembers},
 		{Pattern: "PUT " + ws + "/members/{user}", Policy: PolicyOwner, handler: s.shareWorkspace},
 		{Pattern: "DELETE " + ws + "/members/{user}", Policy: PolicyOwner, handler: s.unshareWorkspace},
 	}
@@ -54,6 +54,55 @@ const (
 	CSRFHeader    = "X-CSRF-Token"
 	csrfFormField = "csrf_token"
 )
+
+// CookieSecure says when the session cookie carries the Secure attribute, which keeps a browser
+// from sending it over plain http.
+type CookieSecure string
+
+const (
+	// CookieSecureAuto marks it Secure when the request came over TLS, or through a proxy that
+	// says it did (X-Forwarded-Proto: https, or Forwarded: proto=https). A client that fakes
+	// the header only makes its own cookie stricter.
+	CookieSecureAuto   CookieSecure = "auto"
+	CookieSecureAlways CookieSecure = "always"
+	// CookieSecureNever is for plain-http deployments off localhost, where a browser drops a
+	// Secure cookie (on localhost browsers keep it anyway).
+	CookieSecureNever CookieSecure = "never"
+)
+
+// ParseCookieSecure reads a --cookie-secure value.
+func ParseCookieSecure(s string) (CookieSecure, error) {
+	switch m := CookieSecure(strings.ToLower(strings.TrimSpace(s))); m {
+	case CookieSecureAuto, CookieSecureAlways, CookieSecureNever:
+		return m, nil
+	}
+	return "", atelier.Errorf(atelier.EINVALID, "invalid cookie-secure mode %q: use auto, always or never", s)
+}
+
+// secureCookie reports whether the session cookie of a response to r is Secure.
+func (s *Server) secureCookie(r *http.Request) bool {
+	switch s.CookieSecure {
+	case CookieSecureAlways:
+		return true
+	case CookieSecureNever:
+		return false
+	}
+	if r.TLS != nil {
+		return true
+	}
+	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+	if strings.EqualFold(strings.TrimSpace(proto), "https") {
+		return true
+	}
+	// Forwarded: for=...;proto=https, the first hop's element (RFC 7239).
+	first, _, _ := strings.Cut(r.Header.Get("Forwarded"), ",")
+	for _, pair := range strings.Split(first, ";") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(pair), "="); ok && strings.EqualFold(k, "proto") {
+			return strings.EqualFold(strings.Trim(v, `"`), "https")
+		}
+	}
+	return false
+}
 
 func csrfToken(session string) string {
 	sum := sha256.Sum256([]byte("atelier csrf\x00" + session))
@@ -168,7 +217,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: t.Secret, Path: "/", Expires: *t.ExpiresAt,
-		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		Secure: s.secureCookie(r), HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	return writeJSON(w, http.StatusOK, LoginResponse{User: t.Owner, ExpiresAt: *t.ExpiresAt, CSRFToken: csrfToken(t.Secret)})
 }
 
@@ -179,7 +228,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	if err := s.sessions.Logout(r.Context()); err != nil {
 		return err
 	}
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, Secure: s.secureCookie(r), HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -2,7 +2,9 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -123,7 +125,7 @@ func TestLoginSessionCSRFAndThrottle(t *testing.T) {
 			cookie = c
 		}
 	}
-	if cookie == nil || !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteLaxMode {
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode {
 		t.Fatalf("session cookie %+v", cookie)
 	}
 	if strings.Contains(string(resp.Body), cookie.Value) {
@@ -143,4 +145,83 @@ func TestLoginSessionCSRFAndThrottle(t *testing.T) {
 		s.MustDo(t, Request{Method: "POST", Path: "/api/v1/login", Body: `{"user":"ana","password":"wrong password"}`, Token: &none})
 	}
 	MustAPIError(t, s.MustDo(t, Request{Method: "POST", Path: "/api/v1/login", Body: `{"user":"ana","password":"long enough"}`, Token: &none}), 429, "too many")
+}
+
+// TestSessionCookieSecure: the session cookie is Secure when the deployment says so, or (auto)
+// when the request came over https, directly or through a proxy.
+func TestSessionCookieSecure(t *testing.T) {
+	s := MustStack(t)
+	s.Service.PasswordCost = bcrypt.MinCost
+	if err := s.Client.CreateUser(Ctx(t), &atelier.User{Name: "ana"}, "long enough"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mode   api.CookieSecure
+		header map[string]string
+		want   bool
+	}{
+		{"", nil, false},
+		{api.CookieSecureAuto, nil, false},
+		{api.CookieSecureAuto, map[string]string{"X-Forwarded-Proto": "https"}, true},
+		{api.CookieSecureAuto, map[string]string{"X-Forwarded-Proto": "HTTPS, http"}, true},
+		{api.CookieSecureAuto, map[string]string{"X-Forwarded-Proto": "http"}, false},
+		{api.CookieSecureAuto, map[string]string{"Forwarded": `for=10.0.0.1;proto="https", for=10.0.0.2;proto=http`}, true},
+		{api.CookieSecureAuto, map[string]string{"Forwarded": "for=10.0.0.1;proto=http"}, false},
+		{api.CookieSecureAlways, nil, true},
+		{api.CookieSecureNever, nil, false},
+		{api.CookieSecureNever, map[string]string{"X-Forwarded-Proto": "https"}, false},
+	} {
+		t.Run(fmt.Sprintf("%s %v", tc.mode, tc.header), func(t *testing.T) {
+			s.API.CookieSecure = tc.mode
+			none := ""
+			login := s.MustDo(t, Request{Method: "POST", Path: "/api/v1/login", Body: `{"user":"ana","password":"long enough"}`, Token: &none, Header: tc.header})
+			c := sessionCookie(t, login)
+			if c.Secure != tc.want || !c.HttpOnly {
+				t.Errorf("login cookie Secure=%v HttpOnly=%v, want Secure=%v", c.Secure, c.HttpOnly, tc.want)
+			}
+			header := map[string]string{"Authorization": "Bearer " + c.Value}
+			for k, v := range tc.header {
+				header[k] = v
+			}
+			logout := s.MustDo(t, Request{Method: "POST", Path: "/api/v1/logout", Token: &none, Header: header})
+			if logout.Status != http.StatusNoContent {
+				t.Fatalf("logout: %d %s", logout.Status, logout.Body)
+			}
+			if c := sessionCookie(t, logout); c.Secure != tc.want || c.MaxAge >= 0 {
+				t.Errorf("logout cookie Secure=%v MaxAge=%d, want Secure=%v and a deletion", c.Secure, c.MaxAge, tc.want)
+			}
+		})
+	}
+	// Over TLS, auto marks it Secure.
+	s.API.CookieSecure = api.CookieSecureAuto
+	tls := httptest.NewTLSServer(s.API)
+	defer tls.Close()
+	resp, err := tls.Client().Post(tls.URL+"/api/v1/login", "application/json", strings.NewReader(`{"user":"ana","password":"long enough"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if c := sessionCookie(t, Response{Status: resp.StatusCode, Header: resp.Header}); !c.Secure {
+		t.Errorf("a login over https got a cookie without Secure")
+	}
+	if _, err := api.ParseCookieSecure("sometimes"); atelier.ErrorCode(err) != atelier.EINVALID || !strings.Contains(err.Error(), "auto, always or never") {
+		t.Errorf("ParseCookieSecure(sometimes) = %v, want EINVALID naming the modes", err)
+	}
+	if m, err := api.ParseCookieSecure(" Never "); err != nil || m != api.CookieSecureNever {
+		t.Errorf("ParseCookieSecure(Never) = %q, %v", m, err)
+	}
+}
+
+func sessionCookie(t *testing.T, resp Response) *http.Cookie {
+	t.Helper()
+	if resp.Status >= 300 {
+		t.Fatalf("%d %s", resp.Status, resp.Body)
+	}
+	for _, c := range (&http.Response{Header: resp.Header}).Cookies() {
+		if c.Name == api.SessionCookie {
+			return c
+		}
+	}
+	t.Fatalf("no %s cookie in %v", api.SessionCookie, resp.Header)
+	return nil
 }

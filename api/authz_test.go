@@ -36,6 +36,9 @@ const (
 
 var matrixPrincipals = []string{pNone, pRevoked, pReader, pContributor, pOwner, pOther, pRunThis, pRunOther, pAdmin}
 
+// runScopeSays starts what every refusal of a run's token says it may do.
+const runScopeSays = "a run's token may change only its run and that run's descendants"
+
 // allowedStatus means: past authorization (2xx, or a 4xx the request itself earned, such as
 // 400 or 409, but never 401, 403 or 404).
 const allowedStatus = 0
@@ -68,7 +71,12 @@ func expectStatus(t *testing.T, policy, p string) int {
 		return http.StatusNotFound // another workspace's things do not exist for them
 	}
 	switch policy {
-	case api.PolicyRead:
+	case api.PolicyRead, api.PolicyReadScoped:
+		return allowedStatus
+	case api.PolicyRunRead:
+		if p == pRunOther {
+			return http.StatusForbidden
+		}
 		return allowedStatus
 	case api.PolicyMember:
 		if isRun {
@@ -90,8 +98,9 @@ func expectStatus(t *testing.T, policy, p string) int {
 	return 0
 }
 
-// authzFixture is a server with a workspace "team" holding a run with data, its members, and a
-// second workspace "elsewhere" owned by someone else.
+// authzFixture is a server with a workspace "team" holding a run with data (the run every
+// request names), another run in another experiment, its members, and a second workspace
+// "elsewhere" owned by someone else.
 type authzFixture struct {
 	*Stack
 	tokens   map[string]string // principal → secret
@@ -183,7 +192,7 @@ func mustAuthzFixture(t *testing.T) *authzFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherRun, err := admin.CreateRun(ctx, "team", atelier.RunCreate{Experiment: "exp", Status: atelier.StatusRunning})
+	otherRun, err := admin.CreateRun(ctx, "team", atelier.RunCreate{Experiment: "other-exp", Status: atelier.StatusRunning})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +231,8 @@ func mustAuthzFixture(t *testing.T) *authzFixture {
 		t.Fatal(err)
 	}
 	f.vars = map[string]string{"secret": "MATRIX_SECRET", "datastore": atelier.DefaultDatastore, "workspace": "team", "experiment": "exp", "run": run.ID, "key": "k", "snapshot": snap.ID,
-		"activity": run.ID, "model": "m", "version": "1", "alias": "prod", "user": "guest", "digest": Sum([]byte(content))}
+		"activity": run.ID, "model": "m", "version": "1", "alias": "prod", "user": "guest", "digest": Sum([]byte(content)),
+		"otherRun": otherRun.ID, "otherExperiment": otherRun.Experiment}
 	return f
 }
 
@@ -233,7 +243,7 @@ var matrixBodies = map[string]string{
 	"POST /api/v1/tokens":                             `{"name":"laptop"}`,
 	"POST /api/v1/workspaces":                         `{"name":"fresh"}`,
 	"PATCH {ws}/experiments/{experiment}":             `{"description":"d"}`,
-	"POST {ws}/runs":                                  `{"experiment":"exp"}`,
+	"POST {ws}/runs":                                  `{"experiment":"exp","parent_id":"{run}"}`,
 	"POST {ws}/runs/search":                           `{}`,
 	"POST {ws}/runs/submit":                           `{}`,
 	"POST {ws}/runs/{run}/status":                     `{"status":"Running"}`,
@@ -246,7 +256,7 @@ var matrixBodies = map[string]string{
 	"POST {ws}/objects/missing":                       `{"digests":[]}`,
 	"PUT {ws}/objects/{digest}":                       `model weights`,
 	"POST {ws}/snapshots":                             `{"entries":[]}`,
-	"POST {ws}/models":                                `{"name":"m2","run_id":"","files":[]}`,
+	"POST {ws}/models":                                `{"name":"m2","run_id":"{run}","path":"out.txt"}`,
 	"POST {ws}/models/search":                         `{}`,
 	"PATCH {ws}/models/{model}/versions/{version}":    `{}`,
 	"PUT {ws}/models/{model}/aliases/{alias}":         `{"version":1}`,
@@ -263,7 +273,7 @@ var patternParam = regexp.MustCompile(`\{([a-z]+)(\.\.\.)?\}`)
 func (f *authzFixture) matrixRequest(pattern, p string) (method, path, body string) {
 	method, path, _ = strings.Cut(pattern, " ")
 	key := method + " " + strings.Replace(path, "/api/v1/workspaces/{workspace}", "{ws}", 1)
-	body = matrixBodies[key]
+	body = strings.ReplaceAll(matrixBodies[key], "{run}", f.vars["run"])
 	path = patternParam.ReplaceAllStringFunc(path, func(m string) string {
 		name := patternParam.FindStringSubmatch(m)[1]
 		switch {
@@ -284,6 +294,8 @@ func (f *authzFixture) matrixRequest(pattern, p string) (method, path, body stri
 		path += "?name=m"
 	} else if strings.HasSuffix(path, "/metric-records") {
 		path += "?name=r"
+	} else if strings.HasSuffix(path, "/events") {
+		path += "?run_id=" + f.vars["run"]
 	}
 	return method, path, body
 }
@@ -358,6 +370,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 						t.Errorf("%s as %s: the response holds a token secret", rt.Pattern, p)
 					}
 				}
+				if (p == pRunThis || p == pRunOther) && status == http.StatusForbidden && !bytes.Contains(respBody, []byte(runScopeSays)) {
+					t.Errorf("%s as %s: the refusal does not say what a run's token may do: %s", rt.Pattern, p, respBody)
+				}
+				if rt.Policy == api.PolicyReadScoped {
+					f.checkScoped(t, rt.Pattern, p, respBody)
+				}
 				if bytes.Contains(respBody, []byte(matrixPassword)) {
 					t.Errorf("%s as %s: the response holds a password", rt.Pattern, p)
 				}
@@ -378,5 +396,30 @@ func TestAuthorizationMatrix(t *testing.T) {
 				t.Errorf("the server's log holds a secret's value")
 			}
 		})
+	}
+}
+
+// checkScoped checks a list a run's token gets from a read-scoped route: its own run and
+// experiment, nothing of the other run's.
+func (f *authzFixture) checkScoped(t *testing.T, pattern, p string, body []byte) {
+	t.Helper()
+	mine, theirs := map[string][]string{
+		pRunThis:  {f.vars["run"], `"` + f.vars["experiment"] + `"`},
+		pRunOther: {f.vars["otherRun"], `"` + f.vars["otherExperiment"] + `"`},
+	}, map[string]string{pRunThis: pRunOther, pRunOther: pRunThis}
+	other, ok := theirs[p]
+	if !ok {
+		return
+	}
+	for _, s := range mine[other] {
+		if bytes.Contains(body, []byte(s)) {
+			t.Errorf("%s as %s: the list holds %s, which is not this token's: %s", pattern, p, s, body)
+		}
+	}
+	if strings.Contains(pattern, "/runs") && !bytes.Contains(body, []byte(mine[p][0])) {
+		t.Errorf("%s as %s: the list lacks the token's own run %s: %s", pattern, p, mine[p][0], body)
+	}
+	if strings.Contains(pattern, "/experiments") && !bytes.Contains(body, []byte(mine[p][1])) {
+		t.Errorf("%s as %s: the list lacks the token's own experiment %s: %s", pattern, p, mine[p][1], body)
 	}
 }

@@ -13,7 +13,7 @@ import (
 func (s *Server) modelRoutes() []Route {
 	return []Route{
 		{Pattern: "GET " + ws + "/models", Policy: PolicyRead, handler: s.listModels},
-		{Pattern: "POST " + ws + "/models", Policy: PolicyWrite, handler: s.registerModel},
+		{Pattern: "POST " + ws + "/models", Policy: PolicyRun, handler: s.registerModel},
 		{Pattern: "POST " + ws + "/models/search", Policy: PolicyRead, handler: s.searchModelVersions},
 		{Pattern: "GET " + ws + "/models/{model}", Policy: PolicyRead, handler: s.getModel},
 		{Pattern: "DELETE " + ws + "/models/{model}", Policy: PolicyWrite, handler: s.deleteModel},
@@ -27,7 +27,7 @@ func (s *Server) modelRoutes() []Route {
 		{Pattern: "GET " + ws + "/models/{model}/versions/{version}/files/{path...}", Policy: PolicyRead, handler: s.downloadModelFile},
 		{Pattern: "PUT " + ws + "/models/{model}/aliases/{alias}", Policy: PolicyWrite, handler: s.setModelAlias},
 		{Pattern: "DELETE " + ws + "/models/{model}/aliases/{alias}", Policy: PolicyWrite, handler: s.deleteModelAlias},
-		{Pattern: "GET " + ws + "/runs/{run}/models", Policy: PolicyRead, handler: s.listRunModels},
+		{Pattern: "GET " + ws + "/runs/{run}/models", Policy: PolicyRunRead, handler: s.listRunModels},
 	}
 }
 

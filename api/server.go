@@ -48,6 +48,8 @@ type Server struct {
 
 	// MaxJSONBody bounds JSON request bodies.
 	MaxJSONBody int64
+	// CookieSecure says when the session cookie is Secure ("" is CookieSecureAuto).
+	CookieSecure CookieSecure
 	// audit and sessions are the optional parts of the service the server uses when it has
 	// them (the service does; the Go client does not).
 	audit    auditRecorder
@@ -66,15 +68,20 @@ type Route struct {
 	handler func(w http.ResponseWriter, r *http.Request) error
 }
 
-// Route policies: who may call a route.
+// Route policies: who may call a route. "The run the request names" is the {run} (or
+// {activity}) of the path, the run_id of the events stream, the run whose code {snapshot} is,
+// the experiment of that run for {experiment}, and the parent_id or run_id of a body that
+// creates a child run or registers a model from a run.
 const (
 	PolicyPublic        = "public"        // anyone, without a token
 	PolicyAuthenticated = "authenticated" // any valid token, a run's included
 	PolicyUser          = "user"          // a user or an administrator, for themself; not a run's token
 	PolicyRead          = "read"          // members of the workspace (any role), its runs' tokens, administrators
+	PolicyReadScoped    = "read-scoped"   // as read, but a run's token lists only its own runs and experiment
+	PolicyRunRead       = "run-read"      // as member, and also the token of the run the request names or of an ancestor
 	PolicyMember        = "member"        // members of the workspace (any role), administrators; not a run's token
 	PolicyWrite         = "write"         // the workspace's Contributors and Owners, administrators
-	PolicyRun           = "run"           // as write, and also the token of run {run} or of an ancestor
+	PolicyRun           = "run"           // as write, and also the token of the run the request names or of an ancestor
 	PolicyOwner         = "owner"         // the workspace's Owners, administrators
 	PolicyAdmin         = "admin"         // server administrators
 )
@@ -119,44 +126,44 @@ func (s *Server) Routes() []Route {
 		{Pattern: "GET " + ws, Policy: PolicyRead, handler: s.getWorkspace},
 		{Pattern: "DELETE " + ws, Policy: PolicyOwner, handler: s.deleteWorkspace},
 
-		{Pattern: "GET " + ws + "/experiments", Policy: PolicyRead, handler: s.listExperiments},
-		{Pattern: "GET " + ws + "/experiments/{experiment}", Policy: PolicyRead, handler: s.getExperiment},
+		{Pattern: "GET " + ws + "/experiments", Policy: PolicyReadScoped, handler: s.listExperiments},
+		{Pattern: "GET " + ws + "/experiments/{experiment}", Policy: PolicyRunRead, handler: s.getExperiment},
 		{Pattern: "PATCH " + ws + "/experiments/{experiment}", Policy: PolicyWrite, handler: s.updateExperiment},
 
-		{Pattern: "POST " + ws + "/runs", Policy: PolicyWrite, handler: s.createRun},
-		{Pattern: "GET " + ws + "/runs", Policy: PolicyRead, handler: s.listRuns},
-		{Pattern: "POST " + ws + "/runs/search", Policy: PolicyRead, handler: s.searchRuns},
+		{Pattern: "POST " + ws + "/runs", Policy: PolicyRun, handler: s.createRun},
+		{Pattern: "GET " + ws + "/runs", Policy: PolicyReadScoped, handler: s.listRuns},
+		{Pattern: "POST " + ws + "/runs/search", Policy: PolicyReadScoped, handler: s.searchRuns},
 		{Pattern: "POST " + ws + "/runs/submit", Policy: PolicyWrite, handler: s.submitRun},
-		{Pattern: "GET " + ws + "/runs/{run}", Policy: PolicyRead, handler: s.getRun},
+		{Pattern: "GET " + ws + "/runs/{run}", Policy: PolicyRunRead, handler: s.getRun},
 		{Pattern: "POST " + ws + "/runs/{run}/cancel", Policy: PolicyRun, handler: s.cancelRun},
-		{Pattern: "GET " + ws + "/runs/{run}/children", Policy: PolicyRead, handler: s.listChildren},
+		{Pattern: "GET " + ws + "/runs/{run}/children", Policy: PolicyRunRead, handler: s.listChildren},
 		{Pattern: "POST " + ws + "/runs/{run}/status", Policy: PolicyRun, handler: s.updateRunStatus},
 		{Pattern: "POST " + ws + "/runs/{run}/params", Policy: PolicyRun, handler: s.logParams},
 		{Pattern: "POST " + ws + "/runs/{run}/tags", Policy: PolicyRun, handler: s.setTags},
 		{Pattern: "DELETE " + ws + "/runs/{run}/tags/{key}", Policy: PolicyRun, handler: s.deleteTag},
 		{Pattern: "POST " + ws + "/runs/{run}/properties", Policy: PolicyRun, handler: s.addProperties},
 		{Pattern: "POST " + ws + "/runs/{run}/metrics", Policy: PolicyRun, handler: s.logMetrics},
-		{Pattern: "GET " + ws + "/runs/{run}/metrics", Policy: PolicyRead, handler: s.listMetrics},
-		{Pattern: "GET " + ws + "/runs/{run}/metric-history", Policy: PolicyRead, handler: s.metricHistory},
-		{Pattern: "GET " + ws + "/runs/{run}/metric-records", Policy: PolicyRead, handler: s.metricRecords},
-		{Pattern: "GET " + ws + "/runs/{run}/files", Policy: PolicyRead, handler: s.listFiles},
+		{Pattern: "GET " + ws + "/runs/{run}/metrics", Policy: PolicyRunRead, handler: s.listMetrics},
+		{Pattern: "GET " + ws + "/runs/{run}/metric-history", Policy: PolicyRunRead, handler: s.metricHistory},
+		{Pattern: "GET " + ws + "/runs/{run}/metric-records", Policy: PolicyRunRead, handler: s.metricRecords},
+		{Pattern: "GET " + ws + "/runs/{run}/files", Policy: PolicyRunRead, handler: s.listFiles},
 		{Pattern: "PUT " + ws + "/runs/{run}/files/{path...}", Policy: PolicyRun, handler: s.uploadFile},
-		{Pattern: "GET " + ws + "/runs/{run}/files/{path...}", Policy: PolicyRead, handler: s.downloadFile},
+		{Pattern: "GET " + ws + "/runs/{run}/files/{path...}", Policy: PolicyRunRead, handler: s.downloadFile},
 		{Pattern: "POST " + ws + "/runs/{run}/logs/{path...}", Policy: PolicyRun, handler: s.appendLog},
-		{Pattern: "GET " + ws + "/runs/{run}/logs/{path...}", Policy: PolicyRead, handler: s.readLog},
-		{Pattern: "GET " + ws + "/runs/{run}/snapshot", Policy: PolicyRead, handler: s.downloadRunSnapshot},
+		{Pattern: "GET " + ws + "/runs/{run}/logs/{path...}", Policy: PolicyRunRead, handler: s.readLog},
+		{Pattern: "GET " + ws + "/runs/{run}/snapshot", Policy: PolicyRunRead, handler: s.downloadRunSnapshot},
 
-		{Pattern: "POST " + ws + "/objects/missing", Policy: PolicyRead, handler: s.missingObjects},
+		{Pattern: "POST " + ws + "/objects/missing", Policy: PolicyMember, handler: s.missingObjects},
 		{Pattern: "PUT " + ws + "/objects/{digest}", Policy: PolicyWrite, handler: s.uploadObject},
 		{Pattern: "POST " + ws + "/snapshots", Policy: PolicyWrite, handler: s.createSnapshot},
-		{Pattern: "GET " + ws + "/snapshots/{snapshot}", Policy: PolicyRead, handler: s.getSnapshot},
-		{Pattern: "GET " + ws + "/snapshots/{snapshot}/zip", Policy: PolicyRead, handler: s.downloadSnapshot},
+		{Pattern: "GET " + ws + "/snapshots/{snapshot}", Policy: PolicyRunRead, handler: s.getSnapshot},
+		{Pattern: "GET " + ws + "/snapshots/{snapshot}/zip", Policy: PolicyRunRead, handler: s.downloadSnapshot},
 
-		{Pattern: "GET " + ws + "/compute", Policy: PolicyRead, handler: s.listCompute},
+		{Pattern: "GET " + ws + "/compute", Policy: PolicyMember, handler: s.listCompute},
 
-		{Pattern: "GET " + ws + "/activities", Policy: PolicyRead, handler: s.listActivities},
-		{Pattern: "GET " + ws + "/activities/{activity}", Policy: PolicyRead, handler: s.getActivity},
-		{Pattern: "GET " + ws + "/events", Policy: PolicyRead, handler: s.events},
+		{Pattern: "GET " + ws + "/activities", Policy: PolicyMember, handler: s.listActivities},
+		{Pattern: "GET " + ws + "/activities/{activity}", Policy: PolicyRunRead, handler: s.getActivity},
+		{Pattern: "GET " + ws + "/events", Policy: PolicyRunRead, handler: s.events},
 	}, slices.Concat(s.modelRoutes(), s.authRoutes(), s.datastoreRoutes(), s.vaultRoutes())...)
 }
 

@@ -83,7 +83,7 @@ func (s *Service) CreateToken(ctx context.Context, t *atelier.Token) (*atelier.T
 		return s.createToken(ctx, t)
 	}
 	if p.Kind == atelier.PrincipalRun {
-		return nil, atelier.Errorf(atelier.EFORBIDDEN, "a run's token may not create tokens")
+		return nil, refuseRun("a run's token may not create tokens")
 	}
 	if t.Kind == atelier.PrincipalRun && p.Kind == atelier.PrincipalAdmin {
 		// An administrator may mint a run's token (the REST API does not offer it).
@@ -138,7 +138,7 @@ func (s *Service) ListTokens(ctx context.Context, owner string) ([]*atelier.Toke
 		return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
 	}
 	if p.Kind == atelier.PrincipalRun {
-		return nil, atelier.Errorf(atelier.EFORBIDDEN, "a run's token may not list tokens")
+		return nil, refuseRun("a run's token may not list tokens")
 	}
 	if p.Kind != atelier.PrincipalAdmin {
 		if owner != "" && owner != p.Name {
@@ -228,7 +228,7 @@ func (s *Service) RevokeToken(ctx context.Context, id string) error {
 		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
 	}
 	if p.Kind == atelier.PrincipalRun {
-		return atelier.Errorf(atelier.EFORBIDDEN, "a run's token may not revoke tokens")
+		return refuseRun("a run's token may not revoke tokens")
 	}
 	if p.Kind != atelier.PrincipalAdmin {
 		mine, err := s.ListTokens(ctx, "")

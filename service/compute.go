@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -239,9 +240,23 @@ func (s *Service) start(ctx context.Context, t *Target, run *atelier.Run) {
 		fail("creating the run's token: " + err.Error())
 		return
 	}
-	job := &atelier.Job{Run: run, Config: config, Snapshot: snap, Env: map[string]string{
-		"ATELIER_SERVER": s.ServerURL, "ATELIER_TOKEN": token.Secret, "ATELIER_WORKSPACE": run.Workspace,
-		"ATELIER_RUN_ID": run.ID, "ATELIER_EXPERIMENT": run.Experiment}, Secrets: secrets}
+	env := map[string]string{"ATELIER_SERVER": s.ServerURL, "ATELIER_WORKSPACE": run.Workspace,
+		"ATELIER_RUN_ID": run.ID, "ATELIER_EXPERIMENT": run.Experiment}
+	if secrets == nil {
+		secrets = map[string]string{}
+	}
+	// The token travels as a secret, so the executor masks it in the run's logs too.
+	secrets["ATELIER_TOKEN"] = token.Secret
+	// MLflow logs into this run as it does in an Azure ML job: mlflow.start_run() (or a first
+	// mlflow.log_*) attaches to MLFLOW_RUN_ID. A configuration with its own tracking URI keeps it.
+	if _, own := config.Environment.Variables["MLFLOW_TRACKING_URI"]; !own && secrets["MLFLOW_TRACKING_URI"] == "" {
+		env["MLFLOW_TRACKING_URI"] = s.mlflowTrackingURI(run.Workspace)
+		env["MLFLOW_RUN_ID"] = run.ID
+		// Nested runs go to the fluent API's current experiment, which must be the run's.
+		env["MLFLOW_EXPERIMENT_NAME"] = run.Experiment
+		secrets["MLFLOW_TRACKING_TOKEN"] = token.Secret
+	}
+	job := &atelier.Job{Run: run, Config: config, Snapshot: snap, Env: env, Secrets: secrets}
 	jobCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.sched.mu.Lock()
 	s.sched.running[t.Name][run.ID] = cancel
@@ -267,6 +282,15 @@ func (s *Service) start(ctx context.Context, t *Target, run *atelier.Run) {
 		cancel()
 		s.sched.poke()
 	}()
+}
+
+// mlflowTrackingURI is where the MLflow client reaches a workspace: the server's root for the
+// default workspace, /workspaces/{ws}/mlflow for another (see package mlflow).
+func (s *Service) mlflowTrackingURI(workspace string) string {
+	if workspace == atelier.DefaultWorkspace {
+		return s.ServerURL
+	}
+	return s.ServerURL + "/workspaces/" + url.PathEscape(workspace) + "/mlflow"
 }
 
 // revokeToken revokes a token without authorization (a run's token when the run ends).

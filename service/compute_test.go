@@ -242,7 +242,10 @@ def post(run_id, body):
 print("own=%d" % post(run, {"metrics": [{"name": "acc", "timestamp": int(time.time()*1000), "value": 0.875}]}))
 print("other=%d" % post(os.environ["OTHER_RUN"], {"metrics": [{"name": "acc", "timestamp": 0, "value": 1}]}))
 print("token=" + os.environ["ATELIER_TOKEN"])
+open(os.environ["TOKEN_FILE"], "w").write(os.environ["ATELIER_TOKEN"])
 print("experiment=" + os.environ["ATELIER_EXPERIMENT"])
+print("mlflow=%s %s %s" % (os.environ["MLFLOW_TRACKING_URI"] == server, os.environ["MLFLOW_RUN_ID"] == run,
+    os.environ["MLFLOW_TRACKING_TOKEN"] == os.environ["ATELIER_TOKEN"]))
 os.makedirs("outputs", exist_ok=True)
 open("outputs/model.txt", "w").write("weights")
 print("done")
@@ -261,8 +264,9 @@ func TestSubmitRunLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
 	run := s.MustSubmit(t, tokenScript, atelier.RunConfig{Environment: atelier.EnvironmentConfig{
-		Variables: map[string]string{"OTHER_RUN": other.ID}}}, nil)
+		Variables: map[string]string{"OTHER_RUN": other.ID, "TOKEN_FILE": tokenFile}}}, nil)
 
 	var statuses []atelier.RunStatus
 	timeout := time.After(30 * time.Second)
@@ -289,7 +293,8 @@ func TestSubmitRunLifecycle(t *testing.T) {
 		t.Errorf("stored config %s (%v): want the submitted configuration", got.Config, err)
 	}
 	out := s.Log(t, run.ID, local.StdLogPath)
-	for _, line := range []string{"own=204", "other=403", "experiment=exp", "done"} {
+	// The token is masked in the run's log like the vault's secrets.
+	for _, line := range []string{"own=204", "other=403", "token=***", "experiment=exp", "mlflow=True True True", "done"} {
 		if !strings.Contains(out, line+"\n") {
 			t.Errorf("output:\n%s\nwant %q", out, line)
 		}
@@ -304,14 +309,10 @@ func TestSubmitRunLifecycle(t *testing.T) {
 	if m, _ := s.svc.ListMetrics(s.ctx, "default", other.ID); len(m) != 0 {
 		t.Errorf("the run's token wrote to another run: %+v", m)
 	}
-	token := ""
-	for _, line := range strings.Split(out, "\n") {
-		if v, ok := strings.CutPrefix(line, "token="); ok {
-			token = v
-		}
-	}
-	if token == "" {
-		t.Fatal("the script had no ATELIER_TOKEN")
+	b, err := os.ReadFile(tokenFile)
+	token := string(b)
+	if err != nil || !strings.HasPrefix(token, "atl_") {
+		t.Fatalf("the script had no ATELIER_TOKEN: %q, %v", token, err)
 	}
 	// The token is revoked once the scheduler has recorded the end (just after the terminal
 	// status is published).

@@ -151,7 +151,7 @@ func (s *Service) FindDatastore(ctx context.Context, workspace, name string) (*a
 }
 
 func (s *Service) findDatastore(ctx context.Context, workspace, name string) (*atelier.Datastore, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
 	if err := atelier.ValidateName("datastore", name); err != nil {
@@ -167,7 +167,7 @@ func (s *Service) findDatastore(ctx context.Context, workspace, name string) (*a
 
 // ListDatastores lists a workspace's datastores.
 func (s *Service) ListDatastores(ctx context.Context, workspace string) ([]*atelier.Datastore, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
 	if err := s.ensureDefaultDatastore(ctx, workspace); err != nil {

@@ -42,7 +42,7 @@ func (s *Service) uploadFile(ctx context.Context, workspace, runID, path string,
 
 // ListFiles lists a run's files and logs under a directory prefix.
 func (s *Service) ListFiles(ctx context.Context, workspace, runID, prefix string) ([]*atelier.File, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, err
 	}
 	return s.store.ListFiles(ctx, workspace, runID, prefix)
@@ -50,7 +50,7 @@ func (s *Service) ListFiles(ctx context.Context, workspace, runID, prefix string
 
 // OpenFile opens a run's file (or a log, read whole) for streaming.
 func (s *Service) OpenFile(ctx context.Context, workspace, runID, path string) (*atelier.File, io.ReadCloser, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, nil, err
 	}
 	f, err := s.store.FindFile(ctx, workspace, runID, path)
@@ -131,7 +131,7 @@ type LogEvent struct {
 
 // ReadLog reads a log from an offset.
 func (s *Service) ReadLog(ctx context.Context, workspace, runID, path string, offset, limit int64) (*atelier.LogChunk, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, err
 	}
 	return s.store.ReadLog(ctx, workspace, runID, path, offset, limit)

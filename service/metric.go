@@ -26,7 +26,7 @@ func (s *Service) LogMetrics(ctx context.Context, workspace, runID string, batch
 
 // ListMetrics returns the latest value of each metric.
 func (s *Service) ListMetrics(ctx context.Context, workspace, runID string) ([]*atelier.MetricSummary, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, err
 	}
 	return s.store.ListMetrics(ctx, workspace, runID)
@@ -34,7 +34,7 @@ func (s *Service) ListMetrics(ctx context.Context, workspace, runID string) ([]*
 
 // MetricHistory reads a series.
 func (s *Service) MetricHistory(ctx context.Context, workspace, runID, name string, q atelier.HistoryQuery) (*atelier.Series, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, err
 	}
 	return s.store.MetricHistory(ctx, workspace, runID, name, q)
@@ -42,7 +42,7 @@ func (s *Service) MetricHistory(ctx context.Context, workspace, runID, name stri
 
 // MetricRecords reads a non-scalar metric.
 func (s *Service) MetricRecords(ctx context.Context, workspace, runID, name string) ([]*atelier.MetricRecord, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, err
 	}
 	return s.store.MetricRecords(ctx, workspace, runID, name)

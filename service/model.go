@@ -100,7 +100,7 @@ func (s *Service) uploadedModelFiles(ctx context.Context, workspace string, file
 
 // FindModel returns a model's summary.
 func (s *Service) FindModel(ctx context.Context, workspace, name string) (*atelier.Model, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
 	return s.store.FindModel(ctx, workspace, name)
@@ -108,7 +108,7 @@ func (s *Service) FindModel(ctx context.Context, workspace, name string) (*ateli
 
 // ListModels lists model names.
 func (s *Service) ListModels(ctx context.Context, workspace string, q atelier.ModelQuery) (*atelier.ModelPage, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
 	return s.store.ListModels(ctx, workspace, q)
@@ -116,7 +116,7 @@ func (s *Service) ListModels(ctx context.Context, workspace string, q atelier.Mo
 
 // FindModelVersion resolves a reference (name, name:version or name@alias) to a version.
 func (s *Service) FindModelVersion(ctx context.Context, workspace string, ref atelier.ModelRef) (*atelier.ModelVersion, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
 	return s.store.FindModelVersion(ctx, workspace, ref)
@@ -124,7 +124,7 @@ func (s *Service) FindModelVersion(ctx context.Context, workspace string, ref at
 
 // ListModelVersions searches model versions.
 func (s *Service) ListModelVersions(ctx context.Context, workspace string, q atelier.ModelQuery) (*atelier.ModelVersionPage, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
 	return s.store.ListModelVersions(ctx, workspace, q)
@@ -179,7 +179,7 @@ func (s *Service) DeleteModel(ctx context.Context, workspace, name string) error
 
 // ListModelReferences lists what uses a version (or any version of a model, for a bare name).
 func (s *Service) ListModelReferences(ctx context.Context, workspace string, ref atelier.ModelRef) ([]atelier.ModelReference, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
 	return s.store.ListModelReferences(ctx, workspace, ref)

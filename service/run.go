@@ -15,7 +15,7 @@ func (s *Service) CreateWorkspace(ctx context.Context, ws *atelier.Workspace) er
 		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
 	}
 	if p.Kind == atelier.PrincipalRun {
-		return atelier.Errorf(atelier.EFORBIDDEN, "a run's token may not create workspaces")
+		return refuseRun("a run's token may not create workspaces")
 	}
 	ws.CreatedBy = p.Name
 	if err := s.store.CreateWorkspace(ctx, ws); err != nil {
@@ -34,7 +34,7 @@ func (s *Service) CreateWorkspace(ctx context.Context, ws *atelier.Workspace) er
 
 // FindWorkspace returns a workspace.
 func (s *Service) FindWorkspace(ctx context.Context, name string) (*atelier.Workspace, error) {
-	if err := s.authorize(ctx, name); err != nil {
+	if err := s.authorizeWorkspace(ctx, name); err != nil {
 		return nil, err
 	}
 	return s.store.FindWorkspace(ctx, name)
@@ -87,18 +87,33 @@ func (s *Service) DeleteWorkspace(ctx context.Context, name string, force bool) 
 
 // FindExperiment returns an experiment.
 func (s *Service) FindExperiment(ctx context.Context, workspace, name string) (*atelier.Experiment, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeExperiment(ctx, workspace, name); err != nil {
 		return nil, err
 	}
 	return s.store.FindExperiment(ctx, workspace, name)
 }
 
-// ListExperiments lists a workspace's experiments.
+// ListExperiments lists a workspace's experiments; to a run's token, its run's experiment.
 func (s *Service) ListExperiments(ctx context.Context, workspace string, f atelier.ExperimentFilter) ([]*atelier.Experiment, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
-	return s.store.ListExperiments(ctx, workspace, f)
+	list, err := s.store.ListExperiments(ctx, workspace, f)
+	p := runPrincipal(ctx)
+	if err != nil || p == nil {
+		return list, err
+	}
+	exp, err := s.runExperiment(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	mine := []*atelier.Experiment{}
+	for _, e := range list {
+		if e.Name == exp {
+			mine = append(mine, e)
+		}
+	}
+	return mine, nil
 }
 
 // UpdateExperiment renames, archives or restores an experiment.
@@ -118,8 +133,11 @@ func (s *Service) authorizeWrite(ctx context.Context, workspace, runID string) e
 	}
 	p := atelier.PrincipalFromContext(ctx)
 	if p.Kind == atelier.PrincipalRun {
-		if runID == "" || !s.runInTree(ctx, workspace, p.RunID, runID) {
-			return atelier.Errorf(atelier.EFORBIDDEN, "a run's token may only change that run and its children")
+		if runID == "" {
+			return refuseRun("a run's token may not change this")
+		}
+		if !s.runInTree(ctx, workspace, p.RunID, runID) {
+			return refuseRun("run %s is neither this token's run nor one of its descendants", runID)
 		}
 		return nil
 	}
@@ -149,8 +167,19 @@ func (s *Service) CreateRun(ctx context.Context, workspace string, c atelier.Run
 	if err := s.authorizeWrite(ctx, workspace, c.ParentID); err != nil {
 		return nil, err
 	}
-	if p := atelier.PrincipalFromContext(ctx); p.Kind == atelier.PrincipalRun && c.ParentID == "" {
-		return nil, atelier.Errorf(atelier.EFORBIDDEN, "a run's token may only create child runs")
+	if p := runPrincipal(ctx); p != nil {
+		if c.ParentID == "" {
+			return nil, refuseRun("a run's token may create child runs only (set parent_id)")
+		}
+		// Its children stay in its experiment, the one experiment the token reads.
+		exp, err := s.runExperiment(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		if c.Experiment != "" && c.Experiment != exp {
+			return nil, refuseRun("a run's token creates child runs in its run's experiment %q, not in %q", exp, c.Experiment)
+		}
+		c.Experiment = exp
 	}
 	run, err := s.store.CreateRun(ctx, workspace, c)
 	if err != nil {
@@ -163,16 +192,22 @@ func (s *Service) CreateRun(ctx context.Context, workspace string, c atelier.Run
 
 // FindRun returns a run.
 func (s *Service) FindRun(ctx context.Context, workspace, id string) (*atelier.Run, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeRunRead(ctx, workspace, id); err != nil {
 		return nil, err
 	}
 	return s.store.FindRun(ctx, workspace, id)
 }
 
-// ListRuns searches runs.
+// ListRuns searches runs; a run's token searches its run tree only.
 func (s *Service) ListRuns(ctx context.Context, workspace string, q atelier.RunQuery) (*atelier.RunPage, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
+	}
+	if p := runPrincipal(ctx); p != nil {
+		var err error
+		if q, err = s.confineRuns(ctx, p, q); err != nil {
+			return nil, err
+		}
 	}
 	return s.store.ListRuns(ctx, workspace, q)
 }
@@ -255,9 +290,15 @@ func (s *Service) publish(workspace, typ, runID string, data any) {
 	s.events.Publish(&atelier.Event{Type: typ, Workspace: workspace, RunID: runID, Time: s.now().UTC(), Data: b})
 }
 
-// Subscribe streams a workspace's events.
+// Subscribe streams a workspace's events; a run's token watches one run of its tree.
 func (s *Service) Subscribe(ctx context.Context, workspace string, f atelier.EventFilter) (<-chan *atelier.Event, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if runPrincipal(ctx) != nil && f.RunID == "" {
+		if err := s.authorizeWorkspace(ctx, workspace); err != nil {
+			return nil, err
+		}
+		return nil, refuseRun("a run's token may watch the events of one of its runs only (set run_id)")
+	}
+	if err := s.authorizeRunRead(ctx, workspace, f.RunID); err != nil {
 		return nil, err
 	}
 	if _, err := s.store.FindWorkspace(ctx, workspace); err != nil {
@@ -274,9 +315,9 @@ func (s *Service) ListActivities(ctx context.Context, workspace string, f atelie
 	return s.store.ListActivities(ctx, workspace, f)
 }
 
-// FindActivity returns an activity.
+// FindActivity returns an activity (a run's token: those of its runs, whose ids are the runs').
 func (s *Service) FindActivity(ctx context.Context, workspace, id string) (*atelier.Activity, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeRunRead(ctx, workspace, id); err != nil {
 		return nil, err
 	}
 	return s.store.FindActivity(ctx, workspace, id)

@@ -111,17 +111,24 @@ func (s *Service) Init(ctx context.Context) error {
 	return err
 }
 
-// authorize checks that the caller may read the workspace: an administrator, a member (any
-// role), or a run token of that workspace. To anyone else the workspace does not exist (404,
-// not 403), so its name is not disclosed.
+// authorize checks that the caller may read everything in the workspace: an administrator or
+// a member (any role). A run's token of the workspace is refused: it reads only what
+// authorizeWorkspace, authorizeExperiment, authorizeRunRead and authorizeSnapshot allow (see
+// runscope.go). To anyone else the workspace does not exist (404, not 403), so its name is not
+// disclosed.
 func (s *Service) authorize(ctx context.Context, workspace string) error {
-	_, err := s.role(ctx, workspace)
-	return err
+	if _, err := s.role(ctx, workspace); err != nil {
+		return err
+	}
+	if runPrincipal(ctx) != nil {
+		return refuseRun("a run's token may not read this")
+	}
+	return nil
 }
 
 // role returns the caller's role in the workspace: Owner for an administrator, the member's
-// role for a user, Reader for a run token of the workspace (authorizeWrite adds what a run
-// token may change).
+// role for a user, Reader for a run token of the workspace (the authorize functions narrow
+// what a run's token reads; authorizeWrite adds what it may change).
 func (s *Service) role(ctx context.Context, workspace string) (atelier.Role, error) {
 	p := atelier.PrincipalFromContext(ctx)
 	if p == nil {
@@ -156,17 +163,13 @@ func (s *Service) authorizeOwner(ctx context.Context, workspace string) error {
 	if err != nil {
 		return err
 	}
-	if p := atelier.PrincipalFromContext(ctx); p.Kind == atelier.PrincipalRun || !role.AtLeast(atelier.RoleOwner) {
-		return atelier.Errorf(atelier.EFORBIDDEN, "only an Owner of workspace %q may do this (your role: %s)", workspace, roleName(p, role))
+	if runPrincipal(ctx) != nil {
+		return refuseRun("only an Owner of workspace %q may do this", workspace)
+	}
+	if !role.AtLeast(atelier.RoleOwner) {
+		return atelier.Errorf(atelier.EFORBIDDEN, "only an Owner of workspace %q may do this (your role: %s)", workspace, role)
 	}
 	return nil
-}
-
-func roleName(p *atelier.Principal, role atelier.Role) string {
-	if p.Kind == atelier.PrincipalRun {
-		return "a run's token"
-	}
-	return string(role)
 }
 
 // authorizeAdmin checks that the caller administers the server.
@@ -174,6 +177,9 @@ func (s *Service) authorizeAdmin(ctx context.Context) error {
 	p := atelier.PrincipalFromContext(ctx)
 	if p == nil {
 		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
+	}
+	if p.Kind == atelier.PrincipalRun {
+		return refuseRun("only a server administrator may do this")
 	}
 	if p.Kind != atelier.PrincipalAdmin {
 		return atelier.Errorf(atelier.EFORBIDDEN, "only a server administrator may do this")

@@ -178,7 +178,7 @@ func (s *Service) UploadSnapshotZip(ctx context.Context, workspace string, r io.
 
 // FindSnapshot returns a snapshot with its manifest.
 func (s *Service) FindSnapshot(ctx context.Context, workspace, id string) (*atelier.Snapshot, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
+	if err := s.authorizeSnapshot(ctx, workspace, id); err != nil {
 		return nil, err
 	}
 	return s.store.FindSnapshot(ctx, workspace, id)

@@ -304,7 +304,7 @@ func (s *Service) Logout(ctx context.Context) error {
 		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
 	}
 	if p.Kind == atelier.PrincipalRun {
-		return atelier.Errorf(atelier.EFORBIDDEN, "a run's token may not log out")
+		return refuseRun("a run's token may not log out")
 	}
 	if err := s.store.RevokeToken(ctx, p.TokenID); err != nil {
 		return err

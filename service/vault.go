@@ -24,7 +24,7 @@ func (s *Service) authorizeListSecrets(ctx context.Context, workspace string) er
 		return err
 	}
 	if atelier.PrincipalFromContext(ctx).Kind == atelier.PrincipalRun {
-		return atelier.Errorf(atelier.EFORBIDDEN, "a run's token may not use the vault: the run receives the secrets its configuration names")
+		return refuseRun("a run's token may not use the vault (the run receives the secrets its configuration names)")
 	}
 	return nil
 }

@@ -17,6 +17,10 @@ func (db *DB) CreateToken(ctx context.Context, t *atelier.Token) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (id, name, kind, owner, workspace, run_id, hash, created_at, expires_at, revoked_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, t.Name, t.Kind, t.Owner, t.Workspace, t.RunID, t.Hash,
 			ms(t.CreatedAt), nullMS(t.ExpiresAt), nullMS(t.RevokedAt))
+		if isUniqueViolation(err) {
+			// Which of id and hash collided stays unsaid: the hash is of a secret.
+			return atelier.Errorf(atelier.ECONFLICT, "token %q already exists", t.ID)
+		}
 		return err
 	})
 }

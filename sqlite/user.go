@@ -68,26 +68,32 @@ func (db *DB) ListUsers(ctx context.Context) ([]*atelier.User, error) {
 	return list, rows.Err()
 }
 
-// DisableUser marks a user disabled (once).
+// DisableUser marks a user disabled, once: ECONFLICT if they already are, so the first date stays.
 func (db *DB) DisableUser(ctx context.Context, name string) error {
 	return db.update(ctx, func(tx *txn) error {
-		res, err := tx.ExecContext(ctx, `UPDATE users SET disabled_at = ? WHERE name = ? AND disabled_at IS NULL`, ms(db.now()), name)
-		if err != nil {
+		var disabled sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT disabled_at FROM users WHERE name = ?`, name).Scan(&disabled)
+		if errors.Is(err, sql.ErrNoRows) {
+			return atelier.Errorf(atelier.ENOTFOUND, "user %q not found", name)
+		} else if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return atelier.Errorf(atelier.ENOTFOUND, "user %q not found or already disabled", name)
+		if disabled.Valid {
+			return atelier.Errorf(atelier.ECONFLICT, "user %q is already disabled (since %s)", name, fromMS(disabled.Int64).Format("2006-01-02 15:04:05Z07:00"))
 		}
-		return nil
+		_, err = tx.ExecContext(ctx, `UPDATE users SET disabled_at = ? WHERE name = ?`, ms(db.now()), name)
+		return err
 	})
 }
 
-// PutMember adds a member or changes its role.
+// PutMember adds a member or changes its role; m gets the role's canonical spelling and the
+// date the membership began.
 func (db *DB) PutMember(ctx context.Context, m *atelier.Member) error {
-	if _, err := atelier.ParseRole(string(m.Role)); err != nil {
+	role, err := atelier.ParseRole(string(m.Role))
+	if err != nil {
 		return err
 	}
-	m.CreatedAt = db.now()
+	now := db.now()
 	return db.update(ctx, func(tx *txn) error {
 		wsID, err := db.workspaceID(ctx, tx, m.Workspace)
 		if err != nil {
@@ -99,9 +105,14 @@ func (db *DB) PutMember(ctx context.Context, m *atelier.Member) error {
 		} else if exists == 0 {
 			return atelier.Errorf(atelier.ENOTFOUND, "user %q not found", m.User)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO members (workspace_id, user, role, created_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (workspace_id, user) DO UPDATE SET role = excluded.role`, wsID, m.User, m.Role, ms(m.CreatedAt))
-		return err
+		var created int64
+		if err := tx.QueryRowContext(ctx, `INSERT INTO members (workspace_id, user, role, created_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (workspace_id, user) DO UPDATE SET role = excluded.role RETURNING created_at`,
+			wsID, m.User, role, ms(now)).Scan(&created); err != nil {
+			return err
+		}
+		m.Role, m.CreatedAt = role, fromMS(created)
+		return nil
 	})
 }
 

@@ -345,6 +345,10 @@ func testTokens(t *testing.T, open func(t *testing.T) atelier.Store) {
 		mustOK(t, s.CreateToken(ctx, tok), "CreateToken(%s)", tok.ID)
 	}
 	wantCode(t, s.CreateToken(ctx, &atelier.Token{ID: "tok-3", Kind: atelier.PrincipalUser, CreatedAt: t0}), atelier.EINVALID, "CreateToken(no hash)")
+	wantCode(t, s.CreateToken(ctx, &atelier.Token{ID: "tok-1", Kind: atelier.PrincipalUser, Owner: "bob", CreatedAt: t0, Hash: digestOf("secret-9")}),
+		atelier.ECONFLICT, "CreateToken(a taken id)")
+	wantCode(t, s.CreateToken(ctx, &atelier.Token{ID: "tok-4", Kind: atelier.PrincipalUser, Owner: "bob", CreatedAt: t0, Hash: digestOf("secret-1")}),
+		atelier.ECONFLICT, "CreateToken(a taken hash)")
 
 	got, err := s.FindTokenByHash(ctx, digestOf("secret-1"))
 	mustOK(t, err, "FindTokenByHash")

@@ -37,6 +37,9 @@ func TestStore(t *testing.T, open func(t *testing.T) atelier.Store) {
 		{"Snapshots", testSnapshots},
 		{"Activities", testActivities},
 		{"Tokens", testTokens},
+		{"Users", testUsers},
+		{"Members", testMembers},
+		{"Audit", testAudit},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}

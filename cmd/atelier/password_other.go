@@ -3,13 +3,12 @@
 package main
 
 import (
-	"bufio"
+	"io"
 	"os"
-	"strings"
 )
 
-// readNoEcho reads a line; this platform's terminal echo is left on.
-func readNoEcho(f *os.File) (string, error) {
-	line, err := bufio.NewReader(f).ReadString('\n')
-	return strings.TrimRight(line, "\r\n"), err
+// readNoEcho asks each prompt on out and reads one line per prompt; this platform's terminal
+// echo is left on.
+func readNoEcho(f *os.File, out io.Writer, prompts ...string) ([]string, error) {
+	return readLines(f, out, prompts)
 }

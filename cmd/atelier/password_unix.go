@@ -3,25 +3,24 @@
 package main
 
 import (
-	"bufio"
+	"io"
 	"os"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// readNoEcho reads a line from a terminal with echo off.
-func readNoEcho(f *os.File) (string, error) {
+// readNoEcho asks each prompt on out and reads one line per prompt from the terminal f with
+// echo off. Echo goes off before the first prompt is shown, so nothing typed at once after it
+// is echoed.
+func readNoEcho(f *os.File, out io.Writer, prompts ...string) ([]string, error) {
 	fd := int(f.Fd())
-	old, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
-	if err == nil {
-		raw := *old
-		raw.Lflag &^= unix.ECHO
-		raw.Lflag |= unix.ICANON | unix.ISIG
-		if err := unix.IoctlSetTermios(fd, ioctlSetTermios, &raw); err == nil {
+	if old, err := unix.IoctlGetTermios(fd, ioctlGetTermios); err == nil {
+		quiet := *old
+		quiet.Lflag &^= unix.ECHO
+		quiet.Lflag |= unix.ICANON | unix.ISIG
+		if err := unix.IoctlSetTermios(fd, ioctlSetTermios, &quiet); err == nil {
 			defer unix.IoctlSetTermios(fd, ioctlSetTermios, old)
 		}
 	}
-	line, err := bufio.NewReader(f).ReadString('\n')
-	return strings.TrimRight(line, "\r\n"), err
+	return readLines(f, out, prompts)
 }

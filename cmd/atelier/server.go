@@ -44,6 +44,7 @@ type serverConfig struct {
 	debugAddr        string
 	maxLocalRuns     int
 	cancelGrace      time.Duration
+	cookieSecure     string
 }
 
 func newServerCmd() *cobra.Command {
@@ -71,6 +72,8 @@ On first start it creates the workspace "default" and an administrator token, wr
 		"runs the local compute target executes at once; more wait as Queued (env ATELIER_MAX_LOCAL_RUNS)")
 	f.DurationVar(&cfg.cancelGrace, "cancel-grace", 10*time.Second, "time a canceled script gets between SIGTERM and SIGKILL")
 	f.StringVar(&cfg.debugAddr, "debug-addr", os.Getenv("ATELIER_DEBUG_ADDR"), "serve Go's pprof profiles on this address (off when empty)")
+	f.StringVar(&cfg.cookieSecure, "cookie-secure", envOr("ATELIER_COOKIE_SECURE", string(api.CookieSecureAuto)),
+		"mark the UI's session cookie Secure: auto (when the request came over TLS or with X-Forwarded-Proto: https), always, or never (plain http off localhost) (env ATELIER_COOKIE_SECURE)")
 	return cmd
 }
 
@@ -80,6 +83,10 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		return usagef("unknown log level %q", cfg.logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cookieSecure, err := api.ParseCookieSecure(cfg.cookieSecure)
+	if err != nil {
+		return usagef("--cookie-secure: %s", atelier.ErrorMessage(err))
+	}
 
 	dataDir, err := filepath.Abs(cfg.dataDir)
 	if err != nil {
@@ -157,6 +164,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	// The MLflow REST API shares the listener: MLflow's paths go to it, the rest to atelier's API
 	// (dispatched by prefix, not by a ServeMux, which would redirect non-canonical paths).
 	apiServer, mlflowAPI := api.NewServer(svc, svc, log), mlflow.NewHandler(svc, svc, log)
+	apiServer.CookieSecure = cookieSecure
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if mlflow.Handles(r.URL.Path) {
 			mlflowAPI.ServeHTTP(w, r)

@@ -78,23 +78,33 @@ func (cfg *clientConfig) printUsers(cmd *cobra.Command, list []*atelier.User, on
 	return t.flush()
 }
 
+// readLines shows each prompt on out and reads one line for it from in; one reader serves
+// every line, so a line typed ahead of its prompt is not lost.
+func readLines(in io.Reader, out io.Writer, prompts []string) ([]string, error) {
+	r := bufio.NewReader(in)
+	lines := make([]string, 0, len(prompts))
+	for _, prompt := range prompts {
+		fmt.Fprint(out, prompt)
+		line, err := r.ReadString('\n')
+		fmt.Fprintln(out)
+		if err != nil && !(err == io.EOF && line != "") {
+			return nil, err
+		}
+		lines = append(lines, strings.TrimRight(line, "\r\n"))
+	}
+	return lines, nil
+}
+
 // readPassword reads a password: from a prompt without echo at a terminal, else the first line
 // of stdin (for scripts: echo "$PW" | atelier user create ana).
 func readPassword(cmd *cobra.Command, prompt string) (string, error) {
 	in := cmd.InOrStdin()
 	if f, ok := in.(*os.File); ok && isTerminal(f) {
-		fmt.Fprint(cmd.ErrOrStderr(), prompt)
-		p1, err := readNoEcho(f)
-		fmt.Fprintln(cmd.ErrOrStderr())
+		lines, err := readNoEcho(f, cmd.ErrOrStderr(), prompt, "Again: ")
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprint(cmd.ErrOrStderr(), "Again: ")
-		p2, err := readNoEcho(f)
-		fmt.Fprintln(cmd.ErrOrStderr())
-		if err != nil {
-			return "", err
-		}
+		p1, p2 := lines[0], lines[1]
 		if p1 != p2 {
 			return "", usagef("the passwords differ")
 		}

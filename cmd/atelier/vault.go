@@ -69,12 +69,11 @@ digit, not ATELIER_*.`,
 func readSecretValue(cmd *cobra.Command, name string) (string, error) {
 	in := cmd.InOrStdin()
 	if f, ok := in.(*os.File); ok && isTerminal(f) {
-		fmt.Fprintf(cmd.ErrOrStderr(), "Value of %s: ", name)
-		v, err := readNoEcho(f)
-		fmt.Fprintln(cmd.ErrOrStderr())
+		lines, err := readNoEcho(f, cmd.ErrOrStderr(), fmt.Sprintf("Value of %s: ", name))
 		if err != nil {
 			return "", err
 		}
+		v := lines[0]
 		if v == "" {
 			return "", usagef("no value given")
 		}
