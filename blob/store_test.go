@@ -110,3 +110,13 @@ func MustOpen(tb testing.TB, url string) *blob.Store {
 	tb.Cleanup(func() { s.Close() })
 	return s
 }
+
+func TestMemNothingLeft(t *testing.T) { blobtest.TestNothingLeft(t, memblob.OpenBucket(nil)) }
+
+func TestFileNothingLeft(t *testing.T) {
+	b, err := fileblob.OpenBucket(t.TempDir(), &fileblob.Options{Metadata: fileblob.MetadataDontWrite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobtest.TestNothingLeft(t, b)
+}
