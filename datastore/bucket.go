@@ -40,6 +40,9 @@ type Bucket struct {
 	// local is set for files datastores: fileblob's in-progress files (NAME.<hex>.tmp) are
 	// hidden from listings.
 	local bool
+	// serverCreds is set when the credentials are the server's own (its artifact location),
+	// which users cannot update.
+	serverCreds bool
 }
 
 // NewBucket wraps b; name is the datastore's name, used in error messages.
@@ -49,6 +52,16 @@ func NewBucket(name string, b *blob.Bucket, local bool) *Bucket {
 
 // Close closes the bucket.
 func (b *Bucket) Close() error { return b.b.Close() }
+
+// Probe checks that the server's own bucket b (called name in errors) answers and accepts the
+// server's credentials, by listing one key: at start, so that a misconfigured server says so
+// at once instead of failing its first run. b stays open.
+func Probe(ctx context.Context, name string, b *blob.Bucket) error {
+	if _, _, err := b.ListPage(ctx, blob.FirstPageToken, 1, nil); err != nil {
+		return (&Bucket{name: name, serverCreds: true}).mapError("list", "", err)
+	}
+	return nil
+}
 
 // Write streams r to path, hashing it. It goes through the drivers' one-shot Upload, fed by a
 // reader that cancels the write's context before it reports any failure (of the client's
@@ -243,6 +256,9 @@ func (b *Bucket) mapError(op, path string, err error) error {
 	case bucketMissing(err, code):
 		return atelier.Errorf(atelier.ENOTFOUND, "datastore %q: the bucket or container does not exist%s", b.name, detail)
 	case authFailure(err, code, status):
+		if b.serverCreds {
+			return atelier.Errorf(atelier.EFORBIDDEN, "datastore %q: the storage refused the server's credentials%s: its administrator must fix them in the server's environment", b.name, detail)
+		}
 		return atelier.Errorf(atelier.EFORBIDDEN, "datastore %q: the storage refused the datastore's credentials%s: update them with 'atelier datastore update'", b.name, detail)
 	case gcerrors.Code(err) == gcerrors.NotFound || status == 404:
 		if op == "write" {

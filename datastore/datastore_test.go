@@ -11,9 +11,6 @@ import (
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob/memblob"
 
 	"github.com/atelier-ml/atelier"
@@ -75,10 +72,8 @@ func TestMem(t *testing.T) {
 // mustS3Bucket creates a bucket on an S3 server.
 func mustS3Bucket(t *testing.T, srv *datastoretest.S3Server, bucket string) {
 	t.Helper()
-	cli := s3.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, "")},
-		func(o *s3.Options) { o.BaseEndpoint = aws.String(srv.Endpoint); o.UsePathStyle = true })
-	if _, err := cli.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatalf("CreateBucket(%s): %v", bucket, err)
+	if err := srv.CreateBucket(t.Context(), bucket); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -95,6 +90,39 @@ func TestS3(t *testing.T) {
 		return d
 	}
 	datastoretest.TestBucket(t, "lake", func(t *testing.T) atelier.DatastoreBucket { return mustOpen(t, o, ds(nil), creds) })
+
+	// Built-in datastores in the server's bucket: one folder per workspace, the server's
+	// credentials whatever the record holds.
+	t.Run("BuiltIn", func(t *testing.T) {
+		loc := &datastore.Location{Datastore: ds(nil), Credentials: creds}
+		builtIn := datastore.NewOpener("")
+		builtIn.BuiltIn = loc.Sub("datastores")
+		n := 0
+		datastoretest.TestBucket(t, "default", func(t *testing.T) atelier.DatastoreBucket {
+			n++
+			return mustOpen(t, builtIn, &atelier.Datastore{Name: "default", Workspace: fmt.Sprintf("ws%d", n), Kind: atelier.DatastoreFiles}, atelier.DatastoreCredentials{})
+		})
+		a := mustOpen(t, builtIn, &atelier.Datastore{Name: "default", Workspace: "a", Kind: atelier.DatastoreFiles}, atelier.DatastoreCredentials{})
+		b := mustOpen(t, builtIn, &atelier.Datastore{Name: "default", Workspace: "b", Kind: atelier.DatastoreFiles}, atelier.DatastoreCredentials{})
+		datastoretest.MustWrite(t, a, "mine.txt", []byte("a's"))
+		if _, err := b.Stat(t.Context(), "mine.txt"); atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			t.Errorf("workspace b sees workspace a's file: %v", err)
+		}
+		raw := mustOpen(t, o, loc.Datastore, creds)
+		if got := datastoretest.MustRead(t, raw, "datastores/a/mine.txt"); string(got) != "a's" {
+			t.Errorf("the bucket holds %q under datastores/a/mine.txt", got)
+		}
+		wrong := datastore.NewOpener("")
+		wrong.BuiltIn = (&datastore.Location{Datastore: ds(nil), Credentials: atelier.DatastoreCredentials{AccessKey: srv.AccessKey, SecretKey: "wrong"}}).Sub("datastores")
+		w := mustOpen(t, wrong, &atelier.Datastore{Name: "default", Workspace: "a", Kind: atelier.DatastoreFiles}, atelier.DatastoreCredentials{})
+		_, err := w.List(t.Context(), atelier.DatastoreFileQuery{})
+		if atelier.ErrorCode(err) != atelier.EFORBIDDEN || !strings.Contains(atelier.ErrorMessage(err), "server's credentials") {
+			t.Errorf("built-in datastore with the server's wrong credentials: %v", err)
+		}
+		if _, err := builtIn.OpenDatastore(t.Context(), &atelier.Datastore{Name: "default", Workspace: "../x", Kind: atelier.DatastoreFiles}, atelier.DatastoreCredentials{}); atelier.ErrorCode(err) != atelier.EINVALID {
+			t.Errorf("a workspace name escaping the folder: %v", err)
+		}
+	})
 
 	t.Run("Misconfigured", func(t *testing.T) {
 		closed := "http://" + closedAddr(t)

@@ -45,12 +45,14 @@ const LocationHelp = `  file:///abs/dir                     a folder of the serv
 // ParseLocation parses a location URL (see LocationHelp); name is what the location is called in
 // errors. Secrets are read with getenv (os.Getenv in the server), never from the URL.
 func ParseLocation(name, raw string, getenv func(string) string) (*Location, error) {
-	bad := func(format string, args ...any) error {
-		return atelier.Errorf(atelier.EINVALID, "%s %s: %s", name, redactURL(raw), fmt.Sprintf(format, args...))
-	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, atelier.Errorf(atelier.EINVALID, "%s: not a URL", name)
+	}
+	// Shown without user information or query, either of which may hold a secret.
+	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+	bad := func(format string, args ...any) error {
+		return atelier.Errorf(atelier.EINVALID, "%s %s: %s", name, shown.String(), fmt.Sprintf(format, args...))
 	}
 	if u.User != nil {
 		return nil, bad("credentials do not belong in the URL (command lines are visible to every user of the machine): set them in the environment")
@@ -156,12 +158,4 @@ func (l *Location) String() string {
 		s += "/" + p
 	}
 	return s
-}
-
-// redactURL drops the query of a URL for an error message: it may hold a signature.
-func redactURL(raw string) string {
-	if i := strings.IndexAny(raw, "?#"); i >= 0 {
-		return raw[:i]
-	}
-	return raw
 }

@@ -60,8 +60,10 @@ func (o *Opener) OpenDatastore(ctx context.Context, d *atelier.Datastore, creds 
 	if err != nil {
 		return nil, err
 	}
-	local := d.Kind == atelier.DatastoreFiles && (d.Path != "" || o.BuiltIn == nil)
-	return NewBucket(d.Name, b, local), nil
+	builtIn := d.Kind == atelier.DatastoreFiles && d.Path == "" && o.BuiltIn != nil
+	nb := NewBucket(d.Name, b, d.Kind == atelier.DatastoreFiles && !builtIn)
+	nb.serverCreds = builtIn
+	return nb, nil
 }
 
 // builtIn returns where the built-in datastore d lives when the server keeps them in BuiltIn.

@@ -2,6 +2,7 @@ package datastoretest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -10,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // AzuriteAccount and AzuriteKey are Azurite's well-known development account, published by
@@ -80,61 +85,84 @@ func freeAddr(tb testing.TB) string {
 	return ln.Addr().String()
 }
 
-// waitHTTP waits until something answers HTTP at url.
-func waitHTTP(tb testing.TB, url string, cmd *exec.Cmd, done <-chan struct{}) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for ctx.Err() == nil {
-		select {
-		case <-done:
-			tb.Fatalf("%s exited before it answered: %v", cmd.Path, cmd.ProcessState)
-		default:
-		}
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	tb.Fatalf("%s did not answer at %s in time", cmd.Path, url)
-}
-
-// start runs cmd until the test ends.
-func start(tb testing.TB, cmd *exec.Cmd, url string) {
-	tb.Helper()
+// launch runs cmd until stop is called, once something answers HTTP at url.
+func launch(cmd *exec.Cmd, url string) (stop func(), err error) {
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if testing.Verbose() {
 		cmd.Stderr = os.Stderr
 	}
 	if err := cmd.Start(); err != nil {
-		tb.Fatalf("starting %s: %v", cmd.Path, err)
+		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
-	tb.Cleanup(func() {
+	stop = func() {
 		cmd.Process.Kill()
 		<-done
-	})
-	waitHTTP(tb, url, cmd, done)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		select {
+		case <-done:
+			return nil, fmt.Errorf("%s exited before it answered: %v", cmd.Path, cmd.ProcessState)
+		default:
+		}
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			return stop, nil
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	stop()
+	return nil, fmt.Errorf("%s did not answer at %s in time", cmd.Path, url)
 }
+
+// start runs cmd until the test ends.
+func start(tb testing.TB, cmd *exec.Cmd, url string) {
+	tb.Helper()
+	stop, err := launch(cmd, url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(stop)
+}
+
+// VersityGWBinary returns the path of versitygw, or "" when it is not found: ATELIER_VERSITYGW
+// (the binary or its folder), PATH, then $(go env GOPATH)/bin.
+func VersityGWBinary() string { return findBinary("versitygw", "ATELIER_VERSITYGW", goBin()) }
 
 // StartVersityGW starts versitygw (an S3 gateway over a folder) for the test, or skips the test
 // when the binary is not found: set ATELIER_VERSITYGW (the binary or its folder), put it in
 // PATH, or `go install github.com/versity/versitygw/cmd/versitygw@latest`.
 func StartVersityGW(tb testing.TB) *S3Server {
 	tb.Helper()
-	bin := findBinary("versitygw", "ATELIER_VERSITYGW", goBin())
-	if bin == "" {
+	if VersityGWBinary() == "" {
 		tb.Skip("versitygw not found (set ATELIER_VERSITYGW, or go install github.com/versity/versitygw/cmd/versitygw@latest): S3 tests skipped")
 	}
-	s := &S3Server{AccessKey: "atelier-test", SecretKey: "atelier-test-secret", Dir: tb.TempDir()}
-	addr := freeAddr(tb)
-	s.Endpoint = "http://" + addr
+	s, stop, err := LaunchVersityGW(tb.TempDir(), freeAddr(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(stop)
+	return s
+}
+
+// LaunchVersityGW starts versitygw over dir on addr until stop is called, for callers that are
+// not a test (testscript commands).
+func LaunchVersityGW(dir, addr string) (*S3Server, func(), error) {
+	bin := VersityGWBinary()
+	if bin == "" {
+		return nil, nil, fmt.Errorf("versitygw not found")
+	}
+	s := &S3Server{AccessKey: "atelier-test", SecretKey: "atelier-test-secret", Dir: dir, Endpoint: "http://" + addr}
 	cmd := exec.Command(bin, "--port", addr, "posix", s.Dir)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
-	start(tb, cmd, s.Endpoint)
-	return s
+	stop, err := launch(cmd, s.Endpoint)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, stop, nil
 }
 
 // StartAzurite starts Azurite's blob service for the test and returns its service URL
@@ -153,4 +181,14 @@ func StartAzurite(tb testing.TB) string {
 	base := "http://" + net.JoinHostPort(host, port)
 	start(tb, cmd, base)
 	return base + "/" + AzuriteAccount
+}
+
+// CreateBucket creates a bucket on the server.
+func (s *S3Server) CreateBucket(ctx context.Context, bucket string) error {
+	cli := s3.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, "")},
+		func(o *s3.Options) { o.BaseEndpoint = aws.String(s.Endpoint); o.UsePathStyle = true })
+	if _, err := cli.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		return fmt.Errorf("creating bucket %s: %w", bucket, err)
+	}
+	return nil
 }
