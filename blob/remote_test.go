@@ -2,6 +2,7 @@ package blob_test
 
 import (
 	"fmt"
+	"net/http"
 	"sync/atomic"
 	"testing"
 
@@ -11,7 +12,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	gcblob "gocloud.dev/blob"
 	"gocloud.dev/blob/azureblob"
+	"gocloud.dev/blob/gcsblob"
 	"gocloud.dev/blob/s3blob"
+	"gocloud.dev/gcp"
+	"google.golang.org/api/option"
 
 	"github.com/atelier-ml/atelier/blob"
 	"github.com/atelier-ml/atelier/blob/blobtest"
@@ -73,4 +77,24 @@ func newStore(t *testing.T, b *gcblob.Bucket) *blob.Store {
 	s := blob.New(b)
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// The object store over fake-gcs-server, the GCS emulator (without authentication: the
+// datastore tests cover the token exchange).
+func TestGCSStore(t *testing.T) {
+	srv := datastoretest.StartFakeGCS(t)
+	if err := srv.CreateBucket(t.Context(), "objects"); err != nil {
+		t.Fatal(err)
+	}
+	client := gcp.NewAnonymousHTTPClient(http.DefaultTransport)
+	open := func(t *testing.T) *gcblob.Bucket {
+		b, err := gcsblob.OpenBucket(t.Context(), client, "objects", &gcsblob.Options{ClientOptions: []option.ClientOption{
+			option.WithEndpoint(srv.Endpoint + "/storage/v1/"), option.WithoutAuthentication()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gcblob.PrefixedBucket(b, uniquePrefix())
+	}
+	blobtest.TestStore(t, func(t *testing.T) *blob.Store { return newStore(t, open(t)) })
+	t.Run("NothingLeft", func(t *testing.T) { blobtest.TestNothingLeft(t, open(t)) })
 }

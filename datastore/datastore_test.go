@@ -3,7 +3,10 @@ package datastore_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,6 +243,54 @@ func TestAzureBlob(t *testing.T) {
 		_, err := o.OpenDatastore(t.Context(), ds(nil), atelier.DatastoreCredentials{AccountKey: "not base64!"})
 		if atelier.ErrorCode(err) != atelier.EINVALID {
 			t.Errorf("a malformed account key: %v, want EINVALID", err)
+		}
+	})
+}
+
+// GCS against fake-gcs-server: the gcs kind with an endpoint, through the real client library
+// and its OAuth token exchange.
+func TestGCS(t *testing.T) {
+	srv := datastoretest.StartFakeGCS(t)
+	if err := srv.CreateBucket(t.Context(), "lake"); err != nil {
+		t.Fatal(err)
+	}
+	o := datastore.NewOpener("")
+	creds := atelier.DatastoreCredentials{CredentialsJSON: srv.CredentialsJSON}
+	ds := func(mod func(d *atelier.Datastore)) *atelier.Datastore {
+		d := &atelier.Datastore{Name: "lake", Kind: atelier.DatastoreGCS, Endpoint: srv.Endpoint, Bucket: "lake", Prefix: uniquePrefix()}
+		if mod != nil {
+			mod(d)
+		}
+		return d
+	}
+	datastoretest.TestBucket(t, "lake", func(t *testing.T) atelier.DatastoreBucket { return mustOpen(t, o, ds(nil), creds) })
+	t.Run("Misconfigured", func(t *testing.T) {
+		// The emulator checks no token: wrong credentials are a key whose token exchange fails.
+		refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"error":"invalid_grant","error_description":"Invalid JWT Signature."}`)
+		}))
+		defer refuse.Close()
+		wrong := atelier.DatastoreCredentials{CredentialsJSON: datastoretest.ServiceAccountKey(t, refuse.URL+"/token")}
+		for _, tc := range []struct {
+			name  string
+			d     *atelier.Datastore
+			creds atelier.DatastoreCredentials
+			code  string
+			msg   string
+		}{
+			{"wrong credentials", ds(nil), wrong, atelier.EFORBIDDEN, "refused the datastore's credentials"},
+			{"missing bucket", ds(func(d *atelier.Datastore) { d.Bucket = "no-such-bucket" }), creds, atelier.ENOTFOUND, "bucket or container does not exist"},
+			{"unreachable", ds(func(d *atelier.Datastore) { d.Endpoint = "http://" + closedAddr(t) }), creds, atelier.EUNAVAILABLE, "cannot be reached"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				b := mustOpen(t, o, tc.d, tc.creds)
+				_, err := b.Write(t.Context(), "x.txt", strings.NewReader("x"), "", "")
+				checkErr(t, "Write", err, tc.code, tc.msg)
+				_, err = b.List(t.Context(), atelier.DatastoreFileQuery{})
+				checkErr(t, "List", err, tc.code, tc.msg)
+			})
 		}
 	})
 }

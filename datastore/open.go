@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"cloud.google.com/go/storage"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
@@ -243,5 +244,15 @@ func OpenGCS(ctx context.Context, hc *http.Client, d *atelier.Datastore, creds a
 	if d.Endpoint != "" {
 		opts.ClientOptions = []option.ClientOption{option.WithEndpoint(strings.TrimRight(d.Endpoint, "/") + "/storage/v1/")}
 	}
-	return gcsblob.OpenBucket(ctx, client, d.Bucket, &opts)
+	b, err := gcsblob.OpenBucket(ctx, client, d.Bucket, &opts)
+	if err != nil {
+		return nil, err
+	}
+	// The client retries a failed connection until the request's context ends: an endpoint
+	// that does not answer would hang every call instead of saying so.
+	var sc *storage.Client
+	if b.As(&sc) {
+		sc.SetRetry(storage.WithMaxAttempts(3))
+	}
+	return b, nil
 }

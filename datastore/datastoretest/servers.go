@@ -2,9 +2,16 @@ package datastoretest
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,4 +198,81 @@ func (s *S3Server) CreateBucket(ctx context.Context, bucket string) error {
 		return fmt.Errorf("creating bucket %s: %w", bucket, err)
 	}
 	return nil
+}
+
+// GCSServer is a running GCS emulator (fake-gcs-server).
+type GCSServer struct {
+	// Endpoint is the emulator's base URL (the gcs datastore's endpoint).
+	Endpoint string
+	// CredentialsJSON is a service account key whose token_uri is a token endpoint started
+	// for the test: the emulator checks no token, but the client's OAuth exchange runs as
+	// against Google.
+	CredentialsJSON string
+}
+
+// StartFakeGCS starts fake-gcs-server for the test, or skips the test when the binary is not
+// found: set ATELIER_FAKE_GCS (the binary or its folder), put it in PATH, or
+// `go install github.com/fsouza/fake-gcs-server@latest`.
+func StartFakeGCS(tb testing.TB) *GCSServer {
+	tb.Helper()
+	bin := findBinary("fake-gcs-server", "ATELIER_FAKE_GCS", goBin())
+	if bin == "" {
+		tb.Skip("fake-gcs-server not found (set ATELIER_FAKE_GCS, or go install github.com/fsouza/fake-gcs-server@latest): GCS tests skipped")
+	}
+	host, port, _ := net.SplitHostPort(freeAddr(tb))
+	s := &GCSServer{Endpoint: "http://" + net.JoinHostPort(host, port), CredentialsJSON: ServiceAccountKey(tb, startTokenServer(tb))}
+	cmd := exec.Command(bin, "-scheme", "http", "-host", host, "-port", port, "-backend", "memory",
+		"-external-url", s.Endpoint, "-public-host", net.JoinHostPort(host, port), "-log-level", "error")
+	start(tb, cmd, s.Endpoint+"/storage/v1/b")
+	return s
+}
+
+// CreateBucket creates a bucket on the emulator.
+func (s *GCSServer) CreateBucket(ctx context.Context, bucket string) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", s.Endpoint+"/storage/v1/b?project=test",
+		strings.NewReader(`{"name":"`+bucket+`"}`))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("creating bucket %s: %s: %s", bucket, resp.Status, body)
+	}
+	return nil
+}
+
+// startTokenServer serves OAuth2 token requests with a fixed bearer token until the test ends.
+func startTokenServer(tb testing.TB) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"test-token","token_type":"Bearer","expires_in":3600}`)
+	}))
+	tb.Cleanup(srv.Close)
+	return srv.URL + "/token"
+}
+
+// ServiceAccountKey returns a service account key file's JSON with a new RSA key, whose tokens
+// are asked of tokenURI.
+func ServiceAccountKey(tb testing.TB, tokenURI string) string {
+	tb.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]string{
+		"type": "service_account", "project_id": "test", "private_key_id": "1",
+		"private_key":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"client_email": "atelier-test@test.iam.gserviceaccount.com", "client_id": "1", "token_uri": tokenURI,
+	})
+	return string(b)
 }
