@@ -41,14 +41,16 @@ type Store struct {
 	bucket *blob.Bucket
 	// dir is the bucket's root directory when it is a local fileblob bucket opened by Open;
 	// it lets a staged object be renamed instead of copied.
-	dir  string
-	bufs sync.Pool
+	dir string
+	// local is set for a folder bucket (see upload).
+	local bool
+	bufs  sync.Pool
 }
 
 // New returns a Store over b, any bucket: staged objects are moved by a server-side copy. The
 // caller keeps ownership of b unless it calls Close.
 func New(b *blob.Bucket) *Store {
-	return &Store{bucket: b, bufs: sync.Pool{New: func() any { return new([bufferSize]byte) }}}
+	return &Store{bucket: b, local: isLocal(b), bufs: sync.Pool{New: func() any { return new([bufferSize]byte) }}}
 }
 
 // Open opens a Store from a URL: file:///abs/dir (created if missing) or mem://.
@@ -148,8 +150,8 @@ func (s *Store) write(ctx context.Context, k string, r io.Reader, want string) (
 	buf := s.bufs.Get().(*[bufferSize]byte)
 	defer s.bufs.Put(buf)
 	vr := &verifyingReader{r: r, buf: buf[:], h: sha256.New(), want: want, cancel: cancel}
-	err = s.bucket.Upload(wctx, k, vr, &blob.WriterOptions{ContentType: "application/octet-stream",
-		BufferSize: uploadPartSize, MaxConcurrency: uploadConcurrency})
+	err = upload(wctx, cancel, s.bucket, k, vr, &blob.WriterOptions{ContentType: "application/octet-stream",
+		BufferSize: uploadPartSize, MaxConcurrency: uploadConcurrency}, s.local)
 	switch {
 	case atelier.ErrorCode(vr.err) == atelier.EINVALID:
 		return "", 0, vr.err
@@ -360,4 +362,32 @@ func mapError(op, digest string, err error) error {
 		return atelier.Errorf(atelier.ENOTFOUND, "object %s not found", digest)
 	}
 	return fmt.Errorf("%s object %s: %w", op, key(digest), err)
+}
+
+// upload writes r to key. A local folder's writer commits on Close whatever it got, even after
+// a failed write (gocloud's fileblob renames its temporary file into place unless the context
+// is canceled), so there a failure, such as a full disk, cancels before Close. Other drivers go
+// through the one-shot Upload, which commits nothing after a failure (and Azure's writer
+// cannot be closed safely after a failed Write).
+func upload(ctx context.Context, cancel context.CancelFunc, b *blob.Bucket, key string, r io.Reader, opts *blob.WriterOptions, local bool) error {
+	if !local {
+		return b.Upload(ctx, key, r, opts)
+	}
+	w, err := b.NewWriter(ctx, key, opts)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		cancel()
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// isLocal reports whether b is a folder (fileblob, the one driver whose As takes an
+// *os.FileInfo).
+func isLocal(b *blob.Bucket) bool {
+	var fi os.FileInfo
+	return b.As(&fi)
 }

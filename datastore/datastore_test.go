@@ -1,6 +1,7 @@
 package datastore_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
@@ -293,4 +295,37 @@ func TestGCS(t *testing.T) {
 			})
 		}
 	})
+}
+
+// A files datastore on a full disk (a 1 MiB tmpfs, when the test may mount one): a clear error
+// naming the datastore and the path, and no partial file under its name.
+func TestFilesDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a small tmpfs here (%v): the full-disk case needs root on Linux", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	o := datastore.NewOpener("")
+	b := mustOpen(t, o, &atelier.Datastore{Name: "small", Kind: atelier.DatastoreFiles, Path: dir}, atelier.DatastoreCredentials{})
+	_, err := b.Write(t.Context(), "big/file.bin", bytes.NewReader(datastoretest.Content(3, 2<<20)), "", "")
+	if atelier.ErrorCode(err) != atelier.EUNAVAILABLE || !strings.Contains(atelier.ErrorMessage(err), `datastore "small": big/file.bin: the storage is full`) {
+		t.Fatalf("Write to a full disk: %v (code %s)", err, atelier.ErrorCode(err))
+	}
+	page, err := b.List(t.Context(), atelier.DatastoreFileQuery{Recursive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Files) != 0 {
+		t.Errorf("after the failed write the datastore lists %q", page.Files[0].Path)
+	}
+	var left []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) != 0 {
+		t.Errorf("files left on the full disk: %q", left)
+	}
 }
