@@ -32,6 +32,10 @@ const (
 	EnvGoogleCredentials     = "GOOGLE_APPLICATION_CREDENTIALS"
 )
 
+// CredentialVariables are the variables above: a server that read its credentials from them
+// removes them from its environment, so the scripts it runs do not inherit them.
+var CredentialVariables = []string{EnvAWSAccessKey, EnvAWSSecretKey, EnvAzureKey, EnvAzureSAS, EnvAzureConnectionString, EnvGoogleCredentials}
+
 // LocationHelp documents the URL forms ParseLocation accepts, for --help texts.
 const LocationHelp = `  file:///abs/dir                     a folder of the server
   s3://BUCKET[/PREFIX]?endpoint=URL&region=R&path_style=true

@@ -50,6 +50,11 @@ func openArtifacts(ctx context.Context, rawURL, dataDir string, opener *datastor
 		if loc, err = datastore.ParseLocation("the artifact store", rawURL, os.Getenv); err != nil {
 			return nil, usageError{atelier.ErrorMessage(err)}
 		}
+		// Read once; the runs' scripts, which inherit the server's environment, must not get
+		// the keys to every workspace's artifacts.
+		for _, v := range datastore.CredentialVariables {
+			os.Unsetenv(v)
+		}
 	}
 	var err error
 	a := &artifactStore{loc: loc}
