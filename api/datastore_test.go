@@ -224,7 +224,7 @@ func TestDatastoreBadInput(t *testing.T) {
 		{"files path in the data dir", Request{Method: "POST", Path: base, Body: `{"name":"x","kind":"files","path":"` + s.Dir + `/datastores"}`}, 400, []string{"data directory"}},
 		{"files path around the data dir", Request{Method: "POST", Path: base, Body: `{"name":"x","kind":"files","path":"/"}`}, 400, []string{"data directory"}},
 		{"unknown field", Request{Method: "POST", Path: base, Body: `{"name":"x","kind":"files","path":"/tmp","password":"p"}`}, 400, []string{"unknown field"}},
-		{"patch a files datastore", Request{Method: "PATCH", Path: base + "/default", Body: `{"access_key":"a"}`}, 400, []string{"no credentials"}},
+		{"patch the built-in datastore", Request{Method: "PATCH", Path: base + "/default", Body: `{"access_key":"a"}`}, 400, []string{"built-in datastore", "the server's own storage"}},
 		{"unknown datastore", Request{Method: "GET", Path: base + "/nope"}, 404, []string{`datastore "nope" not found`}},
 		{"unknown workspace", Request{Method: "GET", Path: "/api/v1/workspaces/nope/datastores"}, 404, []string{"workspace"}},
 		{"bad force", Request{Method: "DELETE", Path: base + "/default?force=maybe"}, 400, []string{"force"}},

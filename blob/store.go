@@ -1,5 +1,6 @@
-// Package blob stores a workspace's artifacts by content over gocloud.dev/blob, so the same code
-// serves a local directory, memory, and later S3, Azure Blob and GCS buckets.
+// Package blob stores the workspaces' artifacts by content over gocloud.dev/blob, so the same
+// code serves a local directory, memory, and S3, Azure Blob and GCS buckets (opened by package
+// datastore and handed to New).
 package blob
 
 import (
@@ -9,12 +10,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"sync"
+	"time"
 
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/fileblob"
@@ -36,13 +41,16 @@ type Store struct {
 	bucket *blob.Bucket
 	// dir is the bucket's root directory when it is a local fileblob bucket opened by Open;
 	// it lets a staged object be renamed instead of copied.
-	dir  string
-	bufs sync.Pool
+	dir string
+	// local is set for a folder bucket (see upload).
+	local bool
+	bufs  sync.Pool
 }
 
-// New returns a Store over b. The caller keeps ownership of b unless it calls Close.
+// New returns a Store over b, any bucket: staged objects are moved by a server-side copy. The
+// caller keeps ownership of b unless it calls Close.
 func New(b *blob.Bucket) *Store {
-	return &Store{bucket: b, bufs: sync.Pool{New: func() any { return new([bufferSize]byte) }}}
+	return &Store{bucket: b, local: isLocal(b), bufs: sync.Pool{New: func() any { return new([bufferSize]byte) }}}
 }
 
 // Open opens a Store from a URL: file:///abs/dir (created if missing) or mem://.
@@ -123,38 +131,91 @@ func (s *Store) PutObject(ctx context.Context, r io.Reader, digest string) (atel
 	return atelier.Object{Digest: sum, Size: size}, nil
 }
 
-// write streams r to k while hashing it. When want is set and the hash differs, the write is
-// canceled, which makes gocloud abort it: nothing is stored under k.
+// Upload part size and parallelism for cloud buckets: a put holds about (uploadConcurrency+1)
+// parts in memory whatever the object's size, and 8 MiB parts allow objects of 80 GB on S3
+// (at most 10,000 parts).
+const (
+	uploadPartSize    = 8 << 20
+	uploadConcurrency = 2
+)
+
+// write streams r to k while hashing it. It goes through the drivers' one-shot Upload, fed by a
+// reader that cancels the write's context before it reports any failure (of r, or a digest
+// other than want at the end): every gocloud driver then aborts instead of committing, so
+// nothing is stored under k. (Writer.Close after a canceled Write can also crash the Azure
+// driver, which Upload avoids.)
 func (s *Store) write(ctx context.Context, k string, r io.Reader, want string) (digest string, size int64, err error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := s.bucket.NewWriter(wctx, k, &blob.WriterOptions{ContentType: "application/octet-stream"})
-	if err != nil {
-		return "", 0, fmt.Errorf("write object %s: %w", k, err)
-	}
-	h := sha256.New()
 	buf := s.bufs.Get().(*[bufferSize]byte)
 	defer s.bufs.Put(buf)
-	// MultiWriter has no ReadFrom, so the copy goes through buf: memory stays bounded.
-	size, err = io.CopyBuffer(io.MultiWriter(h, w), r, buf[:])
-	if err == nil {
-		digest = hex.EncodeToString(h.Sum(nil))
-		if want != "" && digest != want {
-			err = atelier.Errorf(atelier.EINVALID, "content does not match digest %s (got %s)", want, digest)
+	vr := &verifyingReader{r: r, buf: buf[:], h: sha256.New(), want: want, cancel: cancel}
+	err = upload(wctx, cancel, s.bucket, k, vr, &blob.WriterOptions{ContentType: "application/octet-stream",
+		BufferSize: uploadPartSize, MaxConcurrency: uploadConcurrency}, s.local)
+	switch {
+	case atelier.ErrorCode(vr.err) == atelier.EINVALID:
+		return "", 0, vr.err
+	case vr.err != nil:
+		return "", 0, fmt.Errorf("write object %s: %w", k, vr.err)
+	case err != nil:
+		return "", 0, fmt.Errorf("write object %s: %w", k, err)
+	case !vr.eof:
+		// A driver that stopped reading early without an error would otherwise store a prefix.
+		return "", 0, fmt.Errorf("write object %s: the storage stopped reading at %d bytes", k, vr.n)
+	}
+	return hex.EncodeToString(vr.h.Sum(nil)), vr.n, nil
+}
+
+// verifyingReader hashes what it reads, through buf so that a source without WriteTo is read
+// in large blocks. When the source fails, or ends with a digest other than want, it cancels the
+// write before returning the error.
+type verifyingReader struct {
+	r      io.Reader
+	buf    []byte
+	pos    int
+	end    int
+	h      hash.Hash
+	n      int64
+	want   string
+	cancel context.CancelFunc
+	eof    bool
+	err    error
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	if v.pos == v.end {
+		if v.eof {
+			return 0, io.EOF
+		}
+		n, err := io.ReadFull(v.r, v.buf)
+		v.h.Write(v.buf[:n])
+		v.n += int64(n)
+		v.pos, v.end = 0, n
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			v.eof = true
+			if v.want != "" {
+				if sum := hex.EncodeToString(v.h.Sum(nil)); sum != v.want {
+					v.err = atelier.Errorf(atelier.EINVALID, "content does not match digest %s (got %s)", v.want, sum)
+				}
+			}
+		case err != nil:
+			v.err = err
+		}
+		if v.err != nil {
+			v.cancel() // before the driver sees the error, so it aborts rather than commits
+			return 0, v.err
+		}
+		if n == 0 {
+			return 0, io.EOF
 		}
 	}
-	if err != nil {
-		cancel() // before Close, so the write is aborted rather than committed
-		_ = w.Close()
-		if atelier.ErrorCode(err) == atelier.EINVALID {
-			return "", 0, err
-		}
-		return "", 0, fmt.Errorf("write object %s: %w", k, err)
-	}
-	if err := w.Close(); err != nil {
-		return "", 0, fmt.Errorf("write object %s: %w", k, err)
-	}
-	return digest, size, nil
+	n := copy(p, v.buf[v.pos:v.end])
+	v.pos += n
+	return n, nil
 }
 
 // promote moves the staged object to its final key, unless an identical one is already there.
@@ -177,10 +238,49 @@ func (s *Store) promote(ctx context.Context, staging, final string) error {
 		}
 		return nil
 	}
-	if err := s.bucket.Copy(ctx, final, staging, nil); err != nil {
-		return fmt.Errorf("copy object %s: %w", final, err)
+	// A bucket copies server-side: the content does not come back through this process.
+	cerr := s.bucket.Copy(ctx, final, staging, nil)
+	if cerr == nil || ctx.Err() != nil {
+		if cerr != nil {
+			return fmt.Errorf("copy object %s: %w", final, cerr)
+		}
+		return nil
+	}
+	// Some copies are refused where a write is not (S3 copies at most 5 GiB in one request, and
+	// some S3-compatible servers have no copy at all): stream the staged content to its key,
+	// checked against the digest again, so a failure still leaves nothing under it.
+	r, err := s.bucket.NewReader(ctx, staging, nil)
+	if err != nil {
+		return fmt.Errorf("copy object %s: %w (and reading it back: %v)", final, cerr, err)
+	}
+	defer r.Close()
+	if _, _, err := s.write(ctx, final, r, path.Base(final)); err != nil {
+		return fmt.Errorf("copy object %s: %w (and writing it again: %v)", final, cerr, err)
 	}
 	return nil
+}
+
+// CleanStaging deletes the staging objects last modified before t: those of puts cut short by
+// a crash (a put in progress removes its own). It returns how many it deleted.
+func (s *Store) CleanStaging(ctx context.Context, t time.Time) (int, error) {
+	it := s.bucket.List(&blob.ListOptions{Prefix: "staging/"})
+	n := 0
+	for {
+		obj, err := it.Next(ctx)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("list staging objects: %w", err)
+		}
+		if obj.IsDir || !obj.ModTime.Before(t) {
+			continue
+		}
+		if err := s.bucket.Delete(ctx, obj.Key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+			return n, fmt.Errorf("delete staging object %s: %w", obj.Key, err)
+		}
+		n++
+	}
 }
 
 // OpenObject opens an object for reading; ENOTFOUND if it is absent.
@@ -208,6 +308,12 @@ func (s *Store) OpenRange(ctx context.Context, digest string, offset, length int
 	}
 	r, err := s.bucket.NewRangeReader(ctx, key(digest), offset, length, nil)
 	if err != nil {
+		// S3 refuses a range that starts at the end (416) where the others read nothing.
+		if offset > 0 && gcerrors.Code(err) != gcerrors.NotFound {
+			if obj, serr := s.StatObject(ctx, digest); serr == nil && offset >= obj.Size {
+				return io.NopCloser(strings.NewReader("")), nil
+			}
+		}
 		return nil, mapError("open", digest, err)
 	}
 	return r, nil
@@ -256,4 +362,32 @@ func mapError(op, digest string, err error) error {
 		return atelier.Errorf(atelier.ENOTFOUND, "object %s not found", digest)
 	}
 	return fmt.Errorf("%s object %s: %w", op, key(digest), err)
+}
+
+// upload writes r to key. A local folder's writer commits on Close whatever it got, even after
+// a failed write (gocloud's fileblob renames its temporary file into place unless the context
+// is canceled), so there a failure, such as a full disk, cancels before Close. Other drivers go
+// through the one-shot Upload, which commits nothing after a failure (and Azure's writer
+// cannot be closed safely after a failed Write).
+func upload(ctx context.Context, cancel context.CancelFunc, b *blob.Bucket, key string, r io.Reader, opts *blob.WriterOptions, local bool) error {
+	if !local {
+		return b.Upload(ctx, key, r, opts)
+	}
+	w, err := b.NewWriter(ctx, key, opts)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		cancel()
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// isLocal reports whether b is a folder (fileblob, the one driver whose As takes an
+// *os.FileInfo).
+func isLocal(b *blob.Bucket) bool {
+	var fi os.FileInfo
+	return b.As(&fi)
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	gcblob "gocloud.dev/blob"
@@ -109,4 +110,41 @@ func MustOpen(tb testing.TB, url string) *blob.Store {
 	}
 	tb.Cleanup(func() { s.Close() })
 	return s
+}
+
+func TestMemNothingLeft(t *testing.T) { blobtest.TestNothingLeft(t, memblob.OpenBucket(nil)) }
+
+func TestFileNothingLeft(t *testing.T) {
+	b, err := fileblob.OpenBucket(t.TempDir(), &fileblob.Options{Metadata: fileblob.MetadataDontWrite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobtest.TestNothingLeft(t, b)
+}
+
+// On a full disk (a 1 MiB tmpfs, when the test may mount one) a put fails and leaves nothing:
+// no object under its digest, no staging or temporary file.
+func TestFileStoreDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a small tmpfs here (%v): the full-disk case needs root on Linux", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	s := MustOpen(t, "file://"+filepath.ToSlash(dir))
+	want := blobtest.DigestOf(t, blobtest.NewReader(2<<20))
+	for _, digest := range []string{"", want} {
+		if _, err := s.PutObject(context.Background(), blobtest.NewReader(2<<20), digest); err == nil {
+			t.Fatalf("PutObject(digest %q) of 2 MiB on a 1 MiB disk succeeded", digest)
+		}
+		var files []string
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				files = append(files, p)
+			}
+			return nil
+		})
+		if len(files) != 0 {
+			t.Errorf("after PutObject(digest %q) failed the disk holds %q", digest, files)
+		}
+	}
 }

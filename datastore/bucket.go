@@ -11,9 +11,11 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 
 	"cloud.google.com/go/storage"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -40,15 +42,30 @@ type Bucket struct {
 	// local is set for files datastores: fileblob's in-progress files (NAME.<hex>.tmp) are
 	// hidden from listings.
 	local bool
+	// serverCreds is set when the credentials are the server's own (its artifact location),
+	// which users cannot update.
+	serverCreds bool
+	// folder is set when b is a local folder (see upload).
+	folder bool
 }
 
 // NewBucket wraps b; name is the datastore's name, used in error messages.
 func NewBucket(name string, b *blob.Bucket, local bool) *Bucket {
-	return &Bucket{name: name, b: b, local: local}
+	return &Bucket{name: name, b: b, local: local, folder: isLocal(b)}
 }
 
 // Close closes the bucket.
 func (b *Bucket) Close() error { return b.b.Close() }
+
+// Probe checks that the server's own bucket b (called name in errors) answers and accepts the
+// server's credentials, by listing one key: at start, so that a misconfigured server says so
+// at once instead of failing its first run. b stays open.
+func Probe(ctx context.Context, name string, b *blob.Bucket) error {
+	if _, _, err := b.ListPage(ctx, blob.FirstPageToken, 1, nil); err != nil {
+		return (&Bucket{name: name, serverCreds: true}).mapError("list", "", err)
+	}
+	return nil
+}
 
 // Write streams r to path, hashing it. It goes through the drivers' one-shot Upload, fed by a
 // reader that cancels the write's context before it reports any failure (of the client's
@@ -70,7 +87,7 @@ func (b *Bucket) Write(ctx context.Context, path string, r io.Reader, want, cont
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	vr := &verifyingReader{r: r, h: sha256.New(), want: want, cancel: cancel}
-	err := b.b.Upload(wctx, path, vr, &blob.WriterOptions{ContentType: contentType})
+	err := upload(wctx, cancel, b.b, path, vr, &blob.WriterOptions{ContentType: contentType}, b.folder)
 	if vr.err != nil {
 		if atelier.ErrorCode(vr.err) == atelier.EINVALID {
 			return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: %s: %s; nothing was stored", b.name, path, atelier.ErrorMessage(vr.err))
@@ -240,9 +257,14 @@ func (b *Bucket) mapError(op, path string, err error) error {
 		detail = fmt.Sprintf(" (%s)", strings.TrimSpace(strings.Join(nonEmpty(code, statusText(status)), ", ")))
 	}
 	switch {
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || code == "QuotaExceeded" || code == "InsufficientStorage":
+		return atelier.Errorf(atelier.EUNAVAILABLE, "%s: the storage is full%s; nothing was stored", what, detail)
 	case bucketMissing(err, code):
 		return atelier.Errorf(atelier.ENOTFOUND, "datastore %q: the bucket or container does not exist%s", b.name, detail)
 	case authFailure(err, code, status):
+		if b.serverCreds {
+			return atelier.Errorf(atelier.EFORBIDDEN, "datastore %q: the storage refused the server's credentials%s: its administrator must fix them in the server's environment", b.name, detail)
+		}
 		return atelier.Errorf(atelier.EFORBIDDEN, "datastore %q: the storage refused the datastore's credentials%s: update them with 'atelier datastore update'", b.name, detail)
 	case gcerrors.Code(err) == gcerrors.NotFound || status == 404:
 		if op == "write" {
@@ -356,4 +378,32 @@ func netCause(err error) error {
 		return dns
 	}
 	return errors.New("connection failed")
+}
+
+// upload writes r to key. A local folder's writer commits on Close whatever it got, even after
+// a failed write (gocloud's fileblob renames its temporary file into place unless the context
+// is canceled), so there a failure, such as a full disk, cancels before Close. Other drivers go
+// through the one-shot Upload, which commits nothing after a failure (and Azure's writer
+// cannot be closed safely after a failed Write).
+func upload(ctx context.Context, cancel context.CancelFunc, b *blob.Bucket, key string, r io.Reader, opts *blob.WriterOptions, local bool) error {
+	if !local {
+		return b.Upload(ctx, key, r, opts)
+	}
+	w, err := b.NewWriter(ctx, key, opts)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		cancel()
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// isLocal reports whether b is a folder (fileblob, the one driver whose As takes an
+// *os.FileInfo).
+func isLocal(b *blob.Bucket) bool {
+	var fi os.FileInfo
+	return b.As(&fi)
 }

@@ -1,19 +1,21 @@
 package datastore_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob/memblob"
 
 	"github.com/atelier-ml/atelier"
@@ -75,10 +77,8 @@ func TestMem(t *testing.T) {
 // mustS3Bucket creates a bucket on an S3 server.
 func mustS3Bucket(t *testing.T, srv *datastoretest.S3Server, bucket string) {
 	t.Helper()
-	cli := s3.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, "")},
-		func(o *s3.Options) { o.BaseEndpoint = aws.String(srv.Endpoint); o.UsePathStyle = true })
-	if _, err := cli.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatalf("CreateBucket(%s): %v", bucket, err)
+	if err := srv.CreateBucket(t.Context(), bucket); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -95,6 +95,39 @@ func TestS3(t *testing.T) {
 		return d
 	}
 	datastoretest.TestBucket(t, "lake", func(t *testing.T) atelier.DatastoreBucket { return mustOpen(t, o, ds(nil), creds) })
+
+	// Built-in datastores in the server's bucket: one folder per workspace, the server's
+	// credentials whatever the record holds.
+	t.Run("BuiltIn", func(t *testing.T) {
+		loc := &datastore.Location{Datastore: ds(nil), Credentials: creds}
+		builtIn := datastore.NewOpener("")
+		builtIn.BuiltIn = loc.Sub("datastores")
+		n := 0
+		datastoretest.TestBucket(t, "default", func(t *testing.T) atelier.DatastoreBucket {
+			n++
+			return mustOpen(t, builtIn, &atelier.Datastore{Name: "default", Workspace: fmt.Sprintf("ws%d", n), Kind: atelier.DatastoreFiles}, atelier.DatastoreCredentials{})
+		})
+		a := mustOpen(t, builtIn, &atelier.Datastore{Name: "default", Workspace: "a", Kind: atelier.DatastoreFiles}, atelier.DatastoreCredentials{})
+		b := mustOpen(t, builtIn, &atelier.Datastore{Name: "default", Workspace: "b", Kind: atelier.DatastoreFiles}, atelier.DatastoreCredentials{})
+		datastoretest.MustWrite(t, a, "mine.txt", []byte("a's"))
+		if _, err := b.Stat(t.Context(), "mine.txt"); atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			t.Errorf("workspace b sees workspace a's file: %v", err)
+		}
+		raw := mustOpen(t, o, loc.Datastore, creds)
+		if got := datastoretest.MustRead(t, raw, "datastores/a/mine.txt"); string(got) != "a's" {
+			t.Errorf("the bucket holds %q under datastores/a/mine.txt", got)
+		}
+		wrong := datastore.NewOpener("")
+		wrong.BuiltIn = (&datastore.Location{Datastore: ds(nil), Credentials: atelier.DatastoreCredentials{AccessKey: srv.AccessKey, SecretKey: "wrong"}}).Sub("datastores")
+		w := mustOpen(t, wrong, &atelier.Datastore{Name: "default", Workspace: "a", Kind: atelier.DatastoreFiles}, atelier.DatastoreCredentials{})
+		_, err := w.List(t.Context(), atelier.DatastoreFileQuery{})
+		if atelier.ErrorCode(err) != atelier.EFORBIDDEN || !strings.Contains(atelier.ErrorMessage(err), "server's credentials") {
+			t.Errorf("built-in datastore with the server's wrong credentials: %v", err)
+		}
+		if _, err := builtIn.OpenDatastore(t.Context(), &atelier.Datastore{Name: "default", Workspace: "../x", Kind: atelier.DatastoreFiles}, atelier.DatastoreCredentials{}); atelier.ErrorCode(err) != atelier.EINVALID {
+			t.Errorf("a workspace name escaping the folder: %v", err)
+		}
+	})
 
 	t.Run("Misconfigured", func(t *testing.T) {
 		closed := "http://" + closedAddr(t)
@@ -214,4 +247,85 @@ func TestAzureBlob(t *testing.T) {
 			t.Errorf("a malformed account key: %v, want EINVALID", err)
 		}
 	})
+}
+
+// GCS against fake-gcs-server: the gcs kind with an endpoint, through the real client library
+// and its OAuth token exchange.
+func TestGCS(t *testing.T) {
+	srv := datastoretest.StartFakeGCS(t)
+	if err := srv.CreateBucket(t.Context(), "lake"); err != nil {
+		t.Fatal(err)
+	}
+	o := datastore.NewOpener("")
+	creds := atelier.DatastoreCredentials{CredentialsJSON: srv.CredentialsJSON}
+	ds := func(mod func(d *atelier.Datastore)) *atelier.Datastore {
+		d := &atelier.Datastore{Name: "lake", Kind: atelier.DatastoreGCS, Endpoint: srv.Endpoint, Bucket: "lake", Prefix: uniquePrefix()}
+		if mod != nil {
+			mod(d)
+		}
+		return d
+	}
+	datastoretest.TestBucket(t, "lake", func(t *testing.T) atelier.DatastoreBucket { return mustOpen(t, o, ds(nil), creds) })
+	t.Run("Misconfigured", func(t *testing.T) {
+		// The emulator checks no token: wrong credentials are a key whose token exchange fails.
+		refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"error":"invalid_grant","error_description":"Invalid JWT Signature."}`)
+		}))
+		defer refuse.Close()
+		wrong := atelier.DatastoreCredentials{CredentialsJSON: datastoretest.ServiceAccountKey(t, refuse.URL+"/token")}
+		for _, tc := range []struct {
+			name  string
+			d     *atelier.Datastore
+			creds atelier.DatastoreCredentials
+			code  string
+			msg   string
+		}{
+			{"wrong credentials", ds(nil), wrong, atelier.EFORBIDDEN, "refused the datastore's credentials"},
+			{"missing bucket", ds(func(d *atelier.Datastore) { d.Bucket = "no-such-bucket" }), creds, atelier.ENOTFOUND, "bucket or container does not exist"},
+			{"unreachable", ds(func(d *atelier.Datastore) { d.Endpoint = "http://" + closedAddr(t) }), creds, atelier.EUNAVAILABLE, "cannot be reached"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				b := mustOpen(t, o, tc.d, tc.creds)
+				_, err := b.Write(t.Context(), "x.txt", strings.NewReader("x"), "", "")
+				checkErr(t, "Write", err, tc.code, tc.msg)
+				_, err = b.List(t.Context(), atelier.DatastoreFileQuery{})
+				checkErr(t, "List", err, tc.code, tc.msg)
+			})
+		}
+	})
+}
+
+// A files datastore on a full disk (a 1 MiB tmpfs, when the test may mount one): a clear error
+// naming the datastore and the path, and no partial file under its name.
+func TestFilesDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a small tmpfs here (%v): the full-disk case needs root on Linux", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	o := datastore.NewOpener("")
+	b := mustOpen(t, o, &atelier.Datastore{Name: "small", Kind: atelier.DatastoreFiles, Path: dir}, atelier.DatastoreCredentials{})
+	_, err := b.Write(t.Context(), "big/file.bin", bytes.NewReader(datastoretest.Content(3, 2<<20)), "", "")
+	if atelier.ErrorCode(err) != atelier.EUNAVAILABLE || !strings.Contains(atelier.ErrorMessage(err), `datastore "small": big/file.bin: the storage is full`) {
+		t.Fatalf("Write to a full disk: %v (code %s)", err, atelier.ErrorCode(err))
+	}
+	page, err := b.List(t.Context(), atelier.DatastoreFileQuery{Recursive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Files) != 0 {
+		t.Errorf("after the failed write the datastore lists %q", page.Files[0].Path)
+	}
+	var left []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) != 0 {
+		t.Errorf("files left on the full disk: %q", left)
+	}
 }

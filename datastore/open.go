@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"cloud.google.com/go/storage"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
@@ -38,6 +39,10 @@ var _ atelier.DatastoreOpener = (*Opener)(nil)
 type Opener struct {
 	// Root holds the built-in files datastores, one folder per workspace: <Root>/<workspace>.
 	Root string
+	// BuiltIn, when set, is a cloud bucket that holds the built-in datastores instead of Root,
+	// one folder per workspace: the server's artifact location when that is a bucket, so the
+	// server keeps no datastore files on its own disk either. (A folder location is Root.)
+	BuiltIn *Location
 	// HTTP is the client for the cloud SDKs; a default with sane timeouts when nil.
 	HTTP *http.Client
 }
@@ -56,7 +61,20 @@ func (o *Opener) OpenDatastore(ctx context.Context, d *atelier.Datastore, creds 
 	if err != nil {
 		return nil, err
 	}
-	return NewBucket(d.Name, b, d.Kind == atelier.DatastoreFiles), nil
+	builtIn := d.Kind == atelier.DatastoreFiles && d.Path == "" && o.BuiltIn != nil
+	nb := NewBucket(d.Name, b, d.Kind == atelier.DatastoreFiles && !builtIn)
+	nb.serverCreds = builtIn
+	return nb, nil
+}
+
+// builtIn returns where the built-in datastore d lives when the server keeps them in BuiltIn.
+func (o *Opener) builtIn(d *atelier.Datastore) (*atelier.Datastore, atelier.DatastoreCredentials, error) {
+	if err := atelier.ValidateName("workspace", d.Workspace); err != nil {
+		return nil, atelier.DatastoreCredentials{}, err
+	}
+	loc := o.BuiltIn.Sub(d.Workspace)
+	loc.Datastore.Name, loc.Datastore.Workspace = d.Name, d.Workspace
+	return loc.Datastore, loc.Credentials, nil
 }
 
 // OpenBucket opens d as a gocloud bucket, limited to its prefix.
@@ -66,6 +84,12 @@ func (o *Opener) OpenBucket(ctx context.Context, d *atelier.Datastore, creds ate
 	}
 	var b *blob.Bucket
 	var err error
+	if d.Kind == atelier.DatastoreFiles && d.Path == "" && o.BuiltIn != nil {
+		// The built-in datastore: the server's location and credentials, never the record's.
+		if d, creds, err = o.builtIn(d); err != nil {
+			return nil, err
+		}
+	}
 	switch d.Kind {
 	case atelier.DatastoreFiles:
 		dir, create := d.Path, false
@@ -220,5 +244,15 @@ func OpenGCS(ctx context.Context, hc *http.Client, d *atelier.Datastore, creds a
 	if d.Endpoint != "" {
 		opts.ClientOptions = []option.ClientOption{option.WithEndpoint(strings.TrimRight(d.Endpoint, "/") + "/storage/v1/")}
 	}
-	return gcsblob.OpenBucket(ctx, client, d.Bucket, &opts)
+	b, err := gcsblob.OpenBucket(ctx, client, d.Bucket, &opts)
+	if err != nil {
+		return nil, err
+	}
+	// The client retries a failed connection until the request's context ends: an endpoint
+	// that does not answer would hang every call instead of saying so.
+	var sc *storage.Client
+	if b.As(&sc) {
+		sc.SetRetry(storage.WithMaxAttempts(3))
+	}
+	return b, nil
 }

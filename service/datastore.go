@@ -84,15 +84,17 @@ func (s *Service) checkFilesPath(p string) (string, error) {
 	if real, err := filepath.EvalSymlinks(clean); err == nil {
 		clean = real
 	}
-	if s.DataDir == "" {
-		return clean, nil
-	}
-	data := filepath.Clean(s.DataDir)
-	if real, err := filepath.EvalSymlinks(data); err == nil {
-		data = real
-	}
-	if within(clean, data) || within(data, clean) {
-		return "", atelier.Errorf(atelier.EINVALID, "path %q overlaps the server's data directory: choose another folder", p)
+	for _, dir := range []struct{ path, what string }{{s.DataDir, "data directory"}, {s.ArtifactDir, "artifact folder"}} {
+		if dir.path == "" {
+			continue
+		}
+		data := filepath.Clean(dir.path)
+		if real, err := filepath.EvalSymlinks(data); err == nil {
+			data = real
+		}
+		if within(clean, data) || within(data, clean) {
+			return "", atelier.Errorf(atelier.EINVALID, "path %q overlaps the server's %s: choose another folder", p, dir.what)
+		}
 	}
 	return clean, nil
 }
@@ -102,9 +104,21 @@ func within(p, dir string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
-func public(d *atelier.Datastore) *atelier.Datastore {
+// public is a datastore as users see it: without its sealed credentials, and the built-in one
+// where it really lives when that is the server's cloud bucket.
+func (s *Service) public(d *atelier.Datastore) *atelier.Datastore {
 	d.Sealed = nil
+	if loc := s.BuiltInLocation; loc != nil && isBuiltIn(d) {
+		d.Kind, d.Endpoint, d.Region, d.Bucket, d.Account, d.Container, d.PathStyle =
+			loc.Kind, loc.Endpoint, loc.Region, loc.Bucket, loc.Account, loc.Container, loc.PathStyle
+		d.Prefix = strings.TrimLeft(strings.TrimRight(loc.Prefix, "/")+"/"+d.Workspace+"/", "/")
+	}
 	return d
+}
+
+// isBuiltIn reports whether d is a workspace's built-in datastore, as stored.
+func isBuiltIn(d *atelier.Datastore) bool {
+	return d.Name == atelier.DefaultDatastore && d.Kind == atelier.DatastoreFiles && d.Path == ""
 }
 
 // RegisterDatastore registers a datastore; its credentials are sealed before they are stored.
@@ -138,7 +152,7 @@ func (s *Service) RegisterDatastore(ctx context.Context, workspace string, spec 
 	if err := s.store.CreateDatastore(ctx, workspace, d); err != nil {
 		return nil, err
 	}
-	return public(d), nil
+	return s.public(d), nil
 }
 
 // FindDatastore returns a datastore's configuration (never its credentials).
@@ -147,7 +161,7 @@ func (s *Service) FindDatastore(ctx context.Context, workspace, name string) (*a
 	if err != nil {
 		return nil, err
 	}
-	return public(d), nil
+	return s.public(d), nil
 }
 
 func (s *Service) findDatastore(ctx context.Context, workspace, name string) (*atelier.Datastore, error) {
@@ -175,7 +189,7 @@ func (s *Service) ListDatastores(ctx context.Context, workspace string) ([]*atel
 	}
 	list, err := s.store.ListDatastores(ctx, workspace)
 	for _, d := range list {
-		public(d)
+		s.public(d)
 	}
 	return list, err
 }
@@ -188,6 +202,9 @@ func (s *Service) UpdateDatastoreCredentials(ctx context.Context, workspace, nam
 	d, err := s.findDatastore(ctx, workspace, name)
 	if err != nil {
 		return nil, err
+	}
+	if isBuiltIn(d) {
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q is the workspace's built-in datastore: it uses the server's own storage and credentials", name)
 	}
 	if d.Kind == atelier.DatastoreFiles {
 		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q is a files datastore: it has no credentials", name)
@@ -203,7 +220,7 @@ func (s *Service) UpdateDatastoreCredentials(ctx context.Context, workspace, nam
 	if err != nil {
 		return nil, err
 	}
-	return public(d), nil
+	return s.public(d), nil
 }
 
 // SetDefaultDatastore makes a datastore the workspace's default.
@@ -221,7 +238,7 @@ func (s *Service) SetDefaultDatastore(ctx context.Context, workspace, name strin
 	if err != nil {
 		return nil, err
 	}
-	return public(d), nil
+	return s.public(d), nil
 }
 
 // DeleteDatastore forgets a datastore; the data stays in its storage. The built-in datastore

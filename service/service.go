@@ -49,6 +49,11 @@ type Service struct {
 	Datastores atelier.DatastoreOpener
 	Secrets    atelier.SecretBox
 	DataDir    string
+	// ArtifactDir is the server's artifact folder when it is outside DataDir: no files
+	// datastore may overlap it either. BuiltInLocation, when set, is the cloud bucket folder
+	// holding the built-in datastores (one sub-folder per workspace), shown as theirs.
+	ArtifactDir     string
+	BuiltInLocation *atelier.Datastore
 }
 
 // Compile-time checks that Service implements the domain services.

@@ -394,13 +394,17 @@ S3 multipart uploads) the file is uploaded again; --force uploads everything.`,
 						return nil
 					}
 				}
-				fh, err := os.Open(it.local)
+				fh, err := openUnchanging(it.local)
 				if err != nil {
 					return err
 				}
 				defer fh.Close()
 				h := sha256.New()
 				f, err := c.WriteDatastoreFile(ctx, cfg.workspace, name, it.remote, io.TeeReader(bar.reader(fh), h), "", "")
+				if fh.err != nil {
+					// The request was cut short, so the server stored nothing.
+					return fmt.Errorf("uploading %s: %w: nothing was stored", it.local, fh.err)
+				}
 				if err != nil {
 					return fmt.Errorf("uploading %s: %w", it.local, err)
 				}
@@ -493,6 +497,43 @@ func scanUpload(src, target string) ([]*uploadItem, string, error) {
 		return nil, "", usagef("%s holds no files", src)
 	}
 	return items, root, nil
+}
+
+// unchangingFile reads a file and fails instead of ending when the file changed while it was
+// read (its size or modification time differ from when it was opened): the upload it feeds is
+// then cut short, and the server, seeing a broken stream, stores nothing rather than a mix of
+// two versions.
+type unchangingFile struct {
+	*os.File
+	fi  os.FileInfo
+	err error
+}
+
+func openUnchanging(p string) (*unchangingFile, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &unchangingFile{File: f, fi: fi}, nil
+}
+
+func (u *unchangingFile) Read(p []byte) (int, error) {
+	if u.err != nil {
+		return 0, u.err
+	}
+	n, err := u.File.Read(p)
+	if err == io.EOF {
+		if fi, serr := u.File.Stat(); serr != nil || fi.Size() != u.fi.Size() || !fi.ModTime().Equal(u.fi.ModTime()) {
+			u.err = fmt.Errorf("the file changed while it was uploaded")
+			return n, u.err
+		}
+	}
+	return n, err
 }
 
 func md5File(p string) (string, error) {

@@ -37,7 +37,7 @@ func TestScripts(t *testing.T) {
 			env.Setenv("XDG_CACHE_HOME", env.WorkDir+"/home/.cache")
 			return nil
 		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		Cmds: withStorageCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// waitserver waits until the server at $ATELIER_SERVER answers its health check.
 			"waitserver": func(ts *testscript.TestScript, neg bool, args []string) {
 				url := ts.Getenv("ATELIER_SERVER") + "/api/v1/health"
@@ -76,6 +76,6 @@ func TestScripts(t *testing.T) {
 				ts.Check(os.MkdirAll(filepath.Dir(path), 0o755))
 				ts.Check(os.WriteFile(path, b, 0o644))
 			},
-		},
+		}),
 	})
 }

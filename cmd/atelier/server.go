@@ -17,7 +17,6 @@ import (
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/api"
-	"github.com/atelier-ml/atelier/blob"
 	"github.com/atelier-ml/atelier/compute/local"
 	"github.com/atelier-ml/atelier/datastore"
 	"github.com/atelier-ml/atelier/mlflow"
@@ -45,6 +44,7 @@ type serverConfig struct {
 	maxLocalRuns     int
 	cancelGrace      time.Duration
 	cookieSecure     string
+	artifacts        string
 }
 
 func newServerCmd() *cobra.Command {
@@ -56,7 +56,9 @@ func newServerCmd() *cobra.Command {
 content-addressed object store under the data directory. Nothing else is needed.
 
 On first start it creates the workspace "default" and an administrator token, written to
-<data>/admin-token (mode 0600) and printed once.`,
+<data>/admin-token (mode 0600) and printed once.
+
+` + artifactsHelp,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error { return runServer(cmd.Context(), cfg) },
 	}
@@ -71,6 +73,7 @@ On first start it creates the workspace "default" and an administrator token, wr
 	f.IntVar(&cfg.maxLocalRuns, "max-local-runs", envInt("ATELIER_MAX_LOCAL_RUNS", runtime.NumCPU()),
 		"runs the local compute target executes at once; more wait as Queued (env ATELIER_MAX_LOCAL_RUNS)")
 	f.DurationVar(&cfg.cancelGrace, "cancel-grace", 10*time.Second, "time a canceled script gets between SIGTERM and SIGKILL")
+	f.StringVar(&cfg.artifacts, "artifacts", os.Getenv("ATELIER_ARTIFACTS"), "artifact store URL: file:///dir, s3://, azblob:// or gs:// (default: the data directory; env ATELIER_ARTIFACTS)")
 	f.StringVar(&cfg.debugAddr, "debug-addr", os.Getenv("ATELIER_DEBUG_ADDR"), "serve Go's pprof profiles on this address (off when empty)")
 	f.StringVar(&cfg.cookieSecure, "cookie-secure", envOr("ATELIER_COOKIE_SECURE", string(api.CookieSecureAuto)),
 		"mark the UI's session cookie Secure: auto (when the request came over TLS or with X-Forwarded-Proto: https), always, or never (plain http off localhost) (env ATELIER_COOKIE_SECURE)")
@@ -92,7 +95,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if err != nil {
 		return err
 	}
-	for _, dir := range []string{dataDir, filepath.Join(dataDir, "objects"), filepath.Join(dataDir, "tmp"),
+	for _, dir := range []string{dataDir, filepath.Join(dataDir, "tmp"),
 		filepath.Join(dataDir, "work"), filepath.Join(dataDir, "envs"), filepath.Join(dataDir, "sdk")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("creating the data directory: %w", err)
@@ -103,13 +106,14 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		return err
 	}
 	defer db.Close()
-	objects, err := blob.Open(ctx, "file://"+filepath.ToSlash(filepath.Join(dataDir, "objects")))
+	opener := datastore.NewOpener("")
+	artifacts, err := openArtifacts(ctx, cfg.artifacts, dataDir, opener, log)
 	if err != nil {
 		return err
 	}
-	defer objects.Close()
+	defer artifacts.objects.Close()
 
-	svc := service.New(db, objects, log)
+	svc := service.New(db, artifacts.objects, log)
 	svc.TempDir = filepath.Join(dataDir, "tmp")
 	svc.SnapshotMaxBytes, svc.SnapshotMaxFiles = cfg.snapshotMaxBytes, cfg.snapshotMaxFiles
 	// Datastore credentials are sealed under the master key: ATELIER_MASTER_KEY, else
@@ -122,7 +126,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if svc.Secrets, err = secret.New(masterKey); err != nil {
 		return err
 	}
-	svc.Datastores, svc.DataDir = datastore.NewOpener(filepath.Join(dataDir, "datastores")), dataDir
+	svc.Datastores, svc.DataDir = opener, dataDir
+	svc.ArtifactDir, svc.BuiltInLocation = artifacts.dir, artifacts.builtIn()
 	if err := svc.Init(ctx); err != nil {
 		return err
 	}
@@ -177,7 +182,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("atelier server listening", "addr", "http://"+ln.Addr().String(), "data", dataDir)
+	log.Info("atelier server listening", "addr", "http://"+ln.Addr().String(), "data", dataDir, "artifacts", artifacts.loc.String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -2,14 +2,26 @@ package datastoretest
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // AzuriteAccount and AzuriteKey are Azurite's well-known development account, published by
@@ -80,61 +92,84 @@ func freeAddr(tb testing.TB) string {
 	return ln.Addr().String()
 }
 
-// waitHTTP waits until something answers HTTP at url.
-func waitHTTP(tb testing.TB, url string, cmd *exec.Cmd, done <-chan struct{}) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for ctx.Err() == nil {
-		select {
-		case <-done:
-			tb.Fatalf("%s exited before it answered: %v", cmd.Path, cmd.ProcessState)
-		default:
-		}
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	tb.Fatalf("%s did not answer at %s in time", cmd.Path, url)
-}
-
-// start runs cmd until the test ends.
-func start(tb testing.TB, cmd *exec.Cmd, url string) {
-	tb.Helper()
+// launch runs cmd until stop is called, once something answers HTTP at url.
+func launch(cmd *exec.Cmd, url string) (stop func(), err error) {
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if testing.Verbose() {
 		cmd.Stderr = os.Stderr
 	}
 	if err := cmd.Start(); err != nil {
-		tb.Fatalf("starting %s: %v", cmd.Path, err)
+		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
-	tb.Cleanup(func() {
+	stop = func() {
 		cmd.Process.Kill()
 		<-done
-	})
-	waitHTTP(tb, url, cmd, done)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		select {
+		case <-done:
+			return nil, fmt.Errorf("%s exited before it answered: %v", cmd.Path, cmd.ProcessState)
+		default:
+		}
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			return stop, nil
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	stop()
+	return nil, fmt.Errorf("%s did not answer at %s in time", cmd.Path, url)
 }
+
+// start runs cmd until the test ends.
+func start(tb testing.TB, cmd *exec.Cmd, url string) {
+	tb.Helper()
+	stop, err := launch(cmd, url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(stop)
+}
+
+// VersityGWBinary returns the path of versitygw, or "" when it is not found: ATELIER_VERSITYGW
+// (the binary or its folder), PATH, then $(go env GOPATH)/bin.
+func VersityGWBinary() string { return findBinary("versitygw", "ATELIER_VERSITYGW", goBin()) }
 
 // StartVersityGW starts versitygw (an S3 gateway over a folder) for the test, or skips the test
 // when the binary is not found: set ATELIER_VERSITYGW (the binary or its folder), put it in
 // PATH, or `go install github.com/versity/versitygw/cmd/versitygw@latest`.
 func StartVersityGW(tb testing.TB) *S3Server {
 	tb.Helper()
-	bin := findBinary("versitygw", "ATELIER_VERSITYGW", goBin())
-	if bin == "" {
+	if VersityGWBinary() == "" {
 		tb.Skip("versitygw not found (set ATELIER_VERSITYGW, or go install github.com/versity/versitygw/cmd/versitygw@latest): S3 tests skipped")
 	}
-	s := &S3Server{AccessKey: "atelier-test", SecretKey: "atelier-test-secret", Dir: tb.TempDir()}
-	addr := freeAddr(tb)
-	s.Endpoint = "http://" + addr
+	s, stop, err := LaunchVersityGW(tb.TempDir(), freeAddr(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(stop)
+	return s
+}
+
+// LaunchVersityGW starts versitygw over dir on addr until stop is called, for callers that are
+// not a test (testscript commands).
+func LaunchVersityGW(dir, addr string) (*S3Server, func(), error) {
+	bin := VersityGWBinary()
+	if bin == "" {
+		return nil, nil, fmt.Errorf("versitygw not found")
+	}
+	s := &S3Server{AccessKey: "atelier-test", SecretKey: "atelier-test-secret", Dir: dir, Endpoint: "http://" + addr}
 	cmd := exec.Command(bin, "--port", addr, "posix", s.Dir)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
-	start(tb, cmd, s.Endpoint)
-	return s
+	stop, err := launch(cmd, s.Endpoint)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, stop, nil
 }
 
 // StartAzurite starts Azurite's blob service for the test and returns its service URL
@@ -153,4 +188,91 @@ func StartAzurite(tb testing.TB) string {
 	base := "http://" + net.JoinHostPort(host, port)
 	start(tb, cmd, base)
 	return base + "/" + AzuriteAccount
+}
+
+// CreateBucket creates a bucket on the server.
+func (s *S3Server) CreateBucket(ctx context.Context, bucket string) error {
+	cli := s3.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, "")},
+		func(o *s3.Options) { o.BaseEndpoint = aws.String(s.Endpoint); o.UsePathStyle = true })
+	if _, err := cli.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		return fmt.Errorf("creating bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// GCSServer is a running GCS emulator (fake-gcs-server).
+type GCSServer struct {
+	// Endpoint is the emulator's base URL (the gcs datastore's endpoint).
+	Endpoint string
+	// CredentialsJSON is a service account key whose token_uri is a token endpoint started
+	// for the test: the emulator checks no token, but the client's OAuth exchange runs as
+	// against Google.
+	CredentialsJSON string
+}
+
+// StartFakeGCS starts fake-gcs-server for the test, or skips the test when the binary is not
+// found: set ATELIER_FAKE_GCS (the binary or its folder), put it in PATH, or
+// `go install github.com/fsouza/fake-gcs-server@latest`.
+func StartFakeGCS(tb testing.TB) *GCSServer {
+	tb.Helper()
+	bin := findBinary("fake-gcs-server", "ATELIER_FAKE_GCS", goBin())
+	if bin == "" {
+		tb.Skip("fake-gcs-server not found (set ATELIER_FAKE_GCS, or go install github.com/fsouza/fake-gcs-server@latest): GCS tests skipped")
+	}
+	host, port, _ := net.SplitHostPort(freeAddr(tb))
+	s := &GCSServer{Endpoint: "http://" + net.JoinHostPort(host, port), CredentialsJSON: ServiceAccountKey(tb, startTokenServer(tb))}
+	cmd := exec.Command(bin, "-scheme", "http", "-host", host, "-port", port, "-backend", "memory",
+		"-external-url", s.Endpoint, "-public-host", net.JoinHostPort(host, port), "-log-level", "error")
+	start(tb, cmd, s.Endpoint+"/storage/v1/b")
+	return s
+}
+
+// CreateBucket creates a bucket on the emulator.
+func (s *GCSServer) CreateBucket(ctx context.Context, bucket string) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", s.Endpoint+"/storage/v1/b?project=test",
+		strings.NewReader(`{"name":"`+bucket+`"}`))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("creating bucket %s: %s: %s", bucket, resp.Status, body)
+	}
+	return nil
+}
+
+// startTokenServer serves OAuth2 token requests with a fixed bearer token until the test ends.
+func startTokenServer(tb testing.TB) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"test-token","token_type":"Bearer","expires_in":3600}`)
+	}))
+	tb.Cleanup(srv.Close)
+	return srv.URL + "/token"
+}
+
+// ServiceAccountKey returns a service account key file's JSON with a new RSA key, whose tokens
+// are asked of tokenURI.
+func ServiceAccountKey(tb testing.TB, tokenURI string) string {
+	tb.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]string{
+		"type": "service_account", "project_id": "test", "private_key_id": "1",
+		"private_key":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"client_email": "atelier-test@test.iam.gserviceaccount.com", "client_id": "1", "token_uri": tokenURI,
+	})
+	return string(b)
 }
