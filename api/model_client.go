@@ -221,6 +221,22 @@ func (c *Client) ListModelVersions(ctx context.Context, workspace string, mq ate
 	return &page, c.call(ctx, "POST", wsPath(workspace, "models", "search"), nil, mq, &page)
 }
 
+// ListRunModels lists the versions registered from a run (ENOTFOUND for an unknown run).
+func (c *Client) ListRunModels(ctx context.Context, workspace, runID string, mq atelier.ModelQuery) (*atelier.ModelVersionPage, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"order_by": mq.OrderBy, "page_token": mq.PageToken} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if mq.Limit != 0 {
+		q.Set("limit", strconv.Itoa(mq.Limit))
+	}
+	q["tag"], q["property"] = mq.Tags, mq.Properties
+	var page atelier.ModelVersionPage
+	return &page, c.call(ctx, "GET", wsPath(workspace, "runs", url.PathEscape(runID), "models"), q, nil, &page)
+}
+
 func (c *Client) UpdateModelVersion(ctx context.Context, workspace string, ref atelier.ModelRef, upd atelier.ModelVersionUpdate) (*atelier.ModelVersion, error) {
 	if err := ref.Validate(); err != nil {
 		return nil, err
