@@ -70,6 +70,10 @@ the files are named from the path's last element (outputs/model gives model/...)
 			if req.Properties, err = parseKeyValues("property", props); err != nil {
 				return err
 			}
+			// Checked before anything is uploaded, not after a gigabyte has gone.
+			if err := atelier.ValidateModelMetadata(req.Description, req.Framework, req.FrameworkVersion, req.Datasets, req.Tags, req.Properties); err != nil {
+				return usagef("%s", atelier.ErrorMessage(err))
+			}
 			c, err := cfg.client()
 			if err != nil {
 				return err
@@ -476,39 +480,49 @@ func modelDownloadCmd(cfg *clientConfig) *cobra.Command {
 			defer bar.done()
 			if asZip {
 				dest := filepath.Join(dir, v.Name+"-"+strconv.FormatInt(v.Version, 10)+".zip")
-				return writeFileAtomic(dest, func(w io.Writer) error {
+				err = writeFileAtomic(dest, func(w io.Writer) error {
 					return c.WriteModelZip(ctx, cfg.workspace, v.Ref(), &countingWriter{w: w, p: bar})
 				})
+			} else {
+				err = downloadModelFiles(ctx, c, cfg.workspace, v, dir, bar)
 			}
-			return parallel(ctx, 8, v.Files, func(ctx context.Context, f atelier.ModelFile) error {
-				if err := atelier.ValidatePath(f.Path); err != nil {
-					return err
-				}
-				dest := filepath.Join(dir, filepath.FromSlash(f.Path))
-				if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-					return err
-				}
-				return writeFileAtomic(dest, func(w io.Writer) error {
-					_, rc, err := c.OpenModelFile(ctx, cfg.workspace, v.Ref(), f.Path)
-					if err != nil {
-						return err
-					}
-					defer rc.Close()
-					h := sha256.New()
-					if _, err := io.Copy(io.MultiWriter(w, h), bar.reader(rc)); err != nil {
-						return fmt.Errorf("downloading %s: %w", f.Path, err)
-					}
-					if hex.EncodeToString(h.Sum(nil)) != f.Digest {
-						return fmt.Errorf("downloading %s: the content does not match its digest", f.Path)
-					}
-					return nil
-				})
-			})
+			if err != nil || cfg.output != "json" {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), v) // what was downloaded
 		},
 	}
 	cmd.Flags().StringVarP(&dir, "dir", "d", ".", "destination folder")
 	cmd.Flags().BoolVar(&asZip, "zip", false, "save one zip instead of the files")
 	return cmd
+}
+
+// downloadModelFiles writes a version's files under dir, checking each against its digest.
+func downloadModelFiles(ctx context.Context, c *api.Client, workspace string, v *atelier.ModelVersion, dir string, bar *progress) error {
+	return parallel(ctx, 8, v.Files, func(ctx context.Context, f atelier.ModelFile) error {
+		if err := atelier.ValidatePath(f.Path); err != nil {
+			return err
+		}
+		dest := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+			return err
+		}
+		return writeFileAtomic(dest, func(w io.Writer) error {
+			_, rc, err := c.OpenModelFile(ctx, workspace, v.Ref(), f.Path)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			h := sha256.New()
+			if _, err := io.Copy(io.MultiWriter(w, h), bar.reader(rc)); err != nil {
+				return fmt.Errorf("downloading %s: %w", f.Path, err)
+			}
+			if hex.EncodeToString(h.Sum(nil)) != f.Digest {
+				return fmt.Errorf("downloading %s: the content does not match its digest", f.Path)
+			}
+			return nil
+		})
+	})
 }
 
 type countingWriter struct {
