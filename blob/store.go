@@ -101,6 +101,11 @@ func (s *Store) PutObject(ctx context.Context, r io.Reader, digest string) (atel
 		} else if atelier.ErrorCode(err) != atelier.ENOTFOUND {
 			return atelier.Object{}, err
 		}
+	}
+	if s.dir != "" {
+		return s.putFile(ctx, r, digest)
+	}
+	if digest != "" {
 		// Write straight to the final key: a mismatch cancels the writer, so nothing appears.
 		sum, size, err := s.write(ctx, key(digest), r, digest)
 		if err != nil {
