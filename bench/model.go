@@ -44,6 +44,7 @@ func benchModelUpload(ctx context.Context, bin string, repeat int) []result {
 	var buffered, synced []float64
 	speeds := make([][]float64, len(shapes))
 	ratios := make([][]float64, len(shapes)) // each registration over the buffered write of its round
+	clientCPU, serverCPU := make([][]float64, len(shapes)), make([][]float64, len(shapes))
 	var loads []string
 	for r := range repeat {
 		loads = append(loads, loadAvg())
@@ -51,11 +52,14 @@ func benchModelUpload(ctx context.Context, bin string, repeat int) []result {
 		synced = append(synced, diskWrite(work, true))
 		for i, s := range shapes {
 			bytes := int64(s.files) * s.size
-			d := registerFolder(ctx, bin, filepath.Join(work, s.name), fmt.Sprintf("m%d", r))
+			d, client, server := registerFolder(ctx, bin, filepath.Join(work, s.name), fmt.Sprintf("m%d", r))
 			speeds[i] = append(speeds[i], float64(bytes)/d.Seconds()/1e6)
 			ratios[i] = append(ratios[i], speeds[i][r]/buffered[r])
-			fmt.Fprintf(os.Stderr, "model upload %s, round %d: %.0f MB/s (%s); disk %.0f MB/s buffered, %.0f MB/s with fdatasync; load %s\n",
-				s.name, r+1, speeds[i][r], d.Round(time.Millisecond), buffered[r], synced[r], loadAvg())
+			gb := float64(bytes) / 1e9
+			clientCPU[i] = append(clientCPU[i], client.Seconds()/gb)
+			serverCPU[i] = append(serverCPU[i], server.Seconds()/gb)
+			fmt.Fprintf(os.Stderr, "model upload %s, round %d: %.0f MB/s (%s; CPU s/GB: client %.2f, server %.2f); disk %.0f MB/s buffered, %.0f MB/s with fdatasync; load %s\n",
+				s.name, r+1, speeds[i][r], d.Round(time.Millisecond), clientCPU[i][r], serverCPU[i][r], buffered[r], synced[r], loadAvg())
 		}
 	}
 	loads = append(loads, loadAvg())
@@ -65,8 +69,9 @@ func benchModelUpload(ctx context.Context, bin string, repeat int) []result {
 		out = append(out, result{
 			name: fmt.Sprintf("register a local folder of %s through the CLI (median of %d rounds, fresh server each)", s.description, repeat),
 			goal: "≥ 80 % of the disk's write speed",
-			measured: fmt.Sprintf("%.0f MB/s (%.0f–%.0f); %.0f %% of the same round's buffered write (%.0f–%.0f %%); disk: %.0f MB/s buffered (%.0f–%.0f), %.0f MB/s with fdatasync (%.0f–%.0f); load %s",
+			measured: fmt.Sprintf("%.0f MB/s (%.0f–%.0f); %.0f %% of the same round's buffered write (%.0f–%.0f %%); CPU per GB: client %.2f s, server %.2f s; disk: %.0f MB/s buffered (%.0f–%.0f), %.0f MB/s with fdatasync (%.0f–%.0f); load %s",
 				m, slices.Min(speeds[i]), slices.Max(speeds[i]), 100*ratio, 100*slices.Min(ratios[i]), 100*slices.Max(ratios[i]),
+				median(clientCPU[i]), median(serverCPU[i]),
 				median(buffered), slices.Min(buffered), slices.Max(buffered), median(synced), slices.Min(synced), slices.Max(synced),
 				strings.Join(loads, " → ")),
 			met: ratio >= 0.8,
@@ -85,8 +90,9 @@ func settle() {
 }
 
 // registerFolder starts a fresh server, registers dir through the CLI and returns how long the
-// CLI took (process start included).
-func registerFolder(ctx context.Context, bin, dir, name string) time.Duration {
+// CLI took (process start included) and the CPU time the CLI and the server spent on it, which
+// the other load on the machine changes much less than the wall time.
+func registerFolder(ctx context.Context, bin, dir, name string) (wall, clientCPU, serverCPU time.Duration) {
 	srv, err := start(bin)
 	if err != nil {
 		panic(err)
@@ -101,11 +107,27 @@ func registerFolder(ctx context.Context, bin, dir, name string) time.Duration {
 	cmd := exec.CommandContext(ctx, bin, "model", "register", "--name", name, "--path", dir)
 	cmd.Env = append(os.Environ(), "ATELIER_SERVER="+srv.url, "ATELIER_TOKEN="+srv.token, "XDG_CACHE_HOME="+cache)
 	cmd.Stderr = os.Stderr
+	cpu0 := processCPU(srv.cmd.Process.Pid)
 	t0 := time.Now()
 	if out, err := cmd.Output(); err != nil {
 		panic(fmt.Sprintf("model register: %v\n%s", err, out))
 	}
-	return time.Since(t0)
+	wall = time.Since(t0)
+	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), processCPU(srv.cmd.Process.Pid) - cpu0
+}
+
+// processCPU returns the user and system time of a running process, from /proc (Linux).
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: count fields after it.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 // diskWrite writes 1 GiB in 1 MiB writes next to the benchmark's files, optionally followed by
