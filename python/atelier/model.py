@@ -26,7 +26,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 _TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:?\d\d)?$")
 _PAGE_SIZE = 1000
 _WORKERS = 8
-_STREAMS = 2  # tar streams of one local upload: the server hashes each on one core
+_STREAMS = 4  # tar streams of one local upload, as the CLI sends (cmd/atelier/model.go uploadStreams)
 
 
 def _check_model_name(name):
