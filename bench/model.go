@@ -15,11 +15,12 @@ import (
 
 // benchModelUpload registers a 1 GiB local folder through the real CLI against a real server
 // (a fresh one each time, so every byte is uploaded), in two shapes: 16 × 64 MiB and
-// 1,000 × 1 MiB (1,000 MiB). The disk's write speed is measured in each round, just before its
-// registrations and in the same conditions, two ways: 1 GiB written in 1 MiB writes and left to
-// the page cache (what the server does: an acknowledged version survives a crash of the server,
-// not of the machine), and the same followed by fdatasync (as dd conv=fdatasync). The goal is
-// judged on the buffered write, the kind of write the server does; both are printed.
+// 1,000 × 1 MiB (1,000 MiB). The disk's write speed is measured just before each registration,
+// in the same conditions, two ways: 1 GiB written in 1 MiB writes and left to the page cache, and
+// the same followed by fdatasync (as dd conv=fdatasync). The goal is judged on the faster of the
+// two: on the development VM filling fresh page cache is often slower than writing through to
+// the disk, so the buffered write alone would flatter the upload. (The server writes with direct
+// I/O and no fsync: an acknowledged version survives a crash of the server, as before.)
 func benchModelUpload(ctx context.Context, bin string, repeat int) []result {
 	work, err := os.MkdirTemp("", "atelier-bench-model-")
 	if err != nil {
@@ -41,25 +42,26 @@ func benchModelUpload(ctx context.Context, bin string, repeat int) []result {
 			writeFile(filepath.Join(dir, fmt.Sprintf("part-%04d.bin", f)), s.size, uint64(i*100000+f), false)
 		}
 	}
-	var buffered, synced []float64
 	speeds := make([][]float64, len(shapes))
-	ratios := make([][]float64, len(shapes)) // each registration over the buffered write of its round
+	ratios := make([][]float64, len(shapes)) // each registration over the disk's speed just before it
+	buffered, synced := make([][]float64, len(shapes)), make([][]float64, len(shapes))
 	clientCPU, serverCPU := make([][]float64, len(shapes)), make([][]float64, len(shapes))
 	var loads []string
 	for r := range repeat {
 		loads = append(loads, loadAvg())
-		buffered = append(buffered, diskWrite(work, false))
-		synced = append(synced, diskWrite(work, true))
 		for i, s := range shapes {
+			buf, sync := diskWrite(work, false), diskWrite(work, true)
+			buffered[i], synced[i] = append(buffered[i], buf), append(synced[i], sync)
 			bytes := int64(s.files) * s.size
 			d, client, server := registerFolder(ctx, bin, filepath.Join(work, s.name), fmt.Sprintf("m%d", r))
-			speeds[i] = append(speeds[i], float64(bytes)/d.Seconds()/1e6)
-			ratios[i] = append(ratios[i], speeds[i][r]/buffered[r])
+			speed := float64(bytes) / d.Seconds() / 1e6
+			speeds[i] = append(speeds[i], speed)
+			ratios[i] = append(ratios[i], speed/max(buf, sync))
 			gb := float64(bytes) / 1e9
 			clientCPU[i] = append(clientCPU[i], client.Seconds()/gb)
 			serverCPU[i] = append(serverCPU[i], server.Seconds()/gb)
-			fmt.Fprintf(os.Stderr, "model upload %s, round %d: %.0f MB/s (%s; CPU s/GB: client %.2f, server %.2f); disk %.0f MB/s buffered, %.0f MB/s with fdatasync; load %s\n",
-				s.name, r+1, speeds[i][r], d.Round(time.Millisecond), clientCPU[i][r], serverCPU[i][r], buffered[r], synced[r], loadAvg())
+			fmt.Fprintf(os.Stderr, "model upload %s, round %d: %.0f MB/s (%s; CPU s/GB: client %.2f, server %.2f); disk just before: %.0f MB/s buffered, %.0f MB/s with fdatasync (%.0f %%); load %s\n",
+				s.name, r+1, speed, d.Round(time.Millisecond), clientCPU[i][r], serverCPU[i][r], buf, sync, 100*ratios[i][r], loadAvg())
 		}
 	}
 	loads = append(loads, loadAvg())
@@ -69,10 +71,10 @@ func benchModelUpload(ctx context.Context, bin string, repeat int) []result {
 		out = append(out, result{
 			name: fmt.Sprintf("register a local folder of %s through the CLI (median of %d rounds, fresh server each)", s.description, repeat),
 			goal: "≥ 80 % of the disk's write speed",
-			measured: fmt.Sprintf("%.0f MB/s (%.0f–%.0f); %.0f %% of the same round's buffered write (%.0f–%.0f %%); CPU per GB: client %.2f s, server %.2f s; disk: %.0f MB/s buffered (%.0f–%.0f), %.0f MB/s with fdatasync (%.0f–%.0f); load %s",
+			measured: fmt.Sprintf("%.0f MB/s (%.0f–%.0f); %.0f %% of the faster disk write just before (%.0f–%.0f %%); CPU per GB: client %.2f s, server %.2f s; disk: %.0f MB/s buffered (%.0f–%.0f), %.0f MB/s with fdatasync (%.0f–%.0f); load %s",
 				m, slices.Min(speeds[i]), slices.Max(speeds[i]), 100*ratio, 100*slices.Min(ratios[i]), 100*slices.Max(ratios[i]),
 				median(clientCPU[i]), median(serverCPU[i]),
-				median(buffered), slices.Min(buffered), slices.Max(buffered), median(synced), slices.Min(synced), slices.Max(synced),
+				median(buffered[i]), slices.Min(buffered[i]), slices.Max(buffered[i]), median(synced[i]), slices.Min(synced[i]), slices.Max(synced[i]),
 				strings.Join(loads, " → ")),
 			met: ratio >= 0.8,
 		})
