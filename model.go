@@ -23,6 +23,14 @@ type ModelFile struct {
 	Size   int64  `json:"size"`
 }
 
+// ModelFileStream is an upload of model files, one after another, the way archive/tar reads:
+// Next returns the next file's path and size (io.EOF after the last), then Read reads exactly
+// that many bytes of its content. Digest is not used: the receiver hashes what it stores.
+type ModelFileStream interface {
+	Next() (*ModelFile, error)
+	io.Reader
+}
+
 // ModelVersion is one registered version of a model.
 type ModelVersion struct {
 	Name             string            `json:"name"`
@@ -509,6 +517,10 @@ type ModelStore interface {
 
 // ModelService is the model registry as users see it.
 type ModelService interface {
+	// UploadModelFiles stores every file of the stream by its content, hashed while it is
+	// stored (one pass; no digest is taken from the sender), and returns the manifest for
+	// RegisterModel's Files, sorted by path. The workspace then holds the objects.
+	UploadModelFiles(ctx context.Context, workspace string, files ModelFileStream) ([]ModelFile, error)
 	RegisterModel(ctx context.Context, workspace string, req ModelRegister) (*ModelVersion, error)
 	FindModel(ctx context.Context, workspace, name string) (*Model, error)
 	ListModels(ctx context.Context, workspace string, q ModelQuery) (*ModelPage, error)

@@ -34,15 +34,19 @@ func NewClient(baseURL, token string) *Client {
 }
 
 // http returns the HTTP client; redirects are never followed, so a request goes only where
-// it was addressed.
+// it was addressed. It does not modify c.HTTP: concurrent first calls (parallel uploads) would
+// race on it.
 func (c *Client) http() *http.Client {
-	if c.HTTP == nil {
-		c.HTTP = &http.Client{}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{}
 	}
-	if c.HTTP.CheckRedirect == nil {
-		c.HTTP.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if hc.CheckRedirect == nil {
+		copied := *hc
+		copied.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		hc = &copied
 	}
-	return c.HTTP
+	return hc
 }
 
 func wsPath(workspace string, parts ...string) string {

@@ -1,9 +1,13 @@
 package api
 
 import (
+	"archive/tar"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
+	"strings"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -14,6 +18,7 @@ func (s *Server) modelRoutes() []Route {
 	return []Route{
 		{Pattern: "GET " + ws + "/models", Policy: PolicyRead, handler: s.listModels},
 		{Pattern: "POST " + ws + "/models", Policy: PolicyRun, handler: s.registerModel},
+		{Pattern: "POST " + ws + "/models/uploads", Policy: PolicyWrite, handler: s.uploadModelFiles},
 		{Pattern: "POST " + ws + "/models/search", Policy: PolicyRead, handler: s.searchModelVersions},
 		{Pattern: "GET " + ws + "/models/{model}", Policy: PolicyRead, handler: s.getModel},
 		{Pattern: "DELETE " + ws + "/models/{model}", Policy: PolicyWrite, handler: s.deleteModel},
@@ -82,6 +87,69 @@ func (s *Server) registerModel(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, v)
+}
+
+// ModelUploadResponse is the answer to POST /models/uploads: the manifest to register.
+type ModelUploadResponse struct {
+	Files []atelier.ModelFile `json:"files"`
+}
+
+func (s *Server) uploadModelFiles(w http.ResponseWriter, r *http.Request) error {
+	files, err := s.modelSvc().UploadModelFiles(r.Context(), r.PathValue("workspace"), &tarFileStream{r: r})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, ModelUploadResponse{Files: files})
+}
+
+// tarFileStream reads the model files of a tar request body. Its errors are the sender's: a
+// body that is not a tar stream, or one cut short, is invalid input, never a server error.
+type tarFileStream struct {
+	r  *http.Request
+	tr *tar.Reader
+}
+
+func (t *tarFileStream) Next() (*atelier.ModelFile, error) {
+	if t.tr == nil {
+		// Checked on the first read rather than up front, so a caller who may not upload hears that first.
+		if ct, _, _ := mime.ParseMediaType(t.r.Header.Get("Content-Type")); ct != "" && ct != "application/x-tar" && ct != "application/octet-stream" {
+			return nil, atelier.Errorf(atelier.EINVALID, "a model upload is a tar stream (Content-Type application/x-tar), not %s", ct)
+		}
+		t.tr = tar.NewReader(t.r.Body)
+	}
+	for {
+		h, err := t.tr.Next()
+		if err == io.EOF {
+			return nil, io.EOF
+		} else if err != nil {
+			return nil, uploadError(err)
+		}
+		switch h.Typeflag {
+		case tar.TypeReg:
+			return &atelier.ModelFile{Path: strings.TrimPrefix(h.Name, "./"), Size: h.Size}, nil
+		case tar.TypeDir:
+		default:
+			return nil, atelier.Errorf(atelier.EINVALID, "tar entry %q is not a regular file: a model upload holds files only", h.Name)
+		}
+	}
+}
+
+func (t *tarFileStream) Read(p []byte) (int, error) {
+	n, err := t.tr.Read(p)
+	if err != nil && err != io.EOF {
+		err = uploadError(err)
+	}
+	return n, err
+}
+
+func uploadError(err error) error {
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return atelier.Errorf(atelier.EINVALID, "the model upload ended in the middle of a file")
+	case errors.Is(err, tar.ErrHeader):
+		return atelier.Errorf(atelier.EINVALID, "the model upload is not a valid tar stream")
+	}
+	return atelier.Errorf(atelier.EINVALID, "reading the model upload: %v", err)
 }
 
 func (s *Server) searchModelVersions(w http.ResponseWriter, r *http.Request) error {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -18,6 +20,164 @@ func modelPath(workspace, name string, parts ...string) string {
 
 func versionPath(workspace string, ref atelier.ModelRef, parts ...string) string {
 	return modelPath(workspace, ref.Name, append([]string{"versions", url.PathEscape(ref.Selector())}, parts...)...)
+}
+
+// UploadModelFiles sends the files of the stream as one tar body, written straight to the
+// connection as it is read; the server hashes and stores each file.
+func (c *Client) UploadModelFiles(ctx context.Context, workspace string, files atelier.ModelFileStream) ([]atelier.ModelFile, error) {
+	body := &tarBody{files: files, done: make(chan struct{})}
+	req, err := c.newRequest(ctx, "POST", wsPath(workspace, "models", "uploads"), nil, body)
+	if err != nil {
+		return nil, err
+	}
+	// Unknown length: chunked, and no probing one-byte read, which would hide WriteTo.
+	req.ContentLength = -1
+	req.Header.Set("Content-Type", "application/x-tar")
+	resp, err := c.do(req)
+	// The transport may still be writing (it closes the body asynchronously): stop and wait, so
+	// the stream is not read once this returns, and a local error (a file that cannot be read)
+	// is reported rather than the broken connection it caused.
+	if werr := body.finish(); werr != nil {
+		if err == nil {
+			resp.Body.Close()
+		}
+		return nil, werr
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out ModelUploadResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "reading the server's answer to a model upload: %v", err)
+	}
+	return out.Files, nil
+}
+
+// tarBody is a request body that writes a tar stream of files. The transport copies a body
+// with WriteTo when it has one, so each file's content goes from its reader to the connection
+// through one buffer, in large chunks; Read is there for callers that insist on it.
+type tarBody struct {
+	files atelier.ModelFileStream
+
+	mu      sync.Mutex
+	started bool // WriteTo was entered; done is closed when it returns
+	closed  bool
+	err     error // the stream's own error, if it failed
+	done    chan struct{}
+	pipe    *io.PipeReader
+}
+
+func (b *tarBody) WriteTo(w io.Writer) (int64, error) {
+	b.mu.Lock()
+	if b.closed || b.started {
+		b.mu.Unlock()
+		return 0, io.ErrClosedPipe
+	}
+	b.started = true
+	b.mu.Unlock()
+	defer close(b.done)
+	cw := &countWriter{w: w}
+	err := b.writeTar(cw)
+	if err != nil && cw.err == nil && err != io.ErrClosedPipe {
+		// Not the connection: the stream failed (a file could not be read, or its content
+		// was not the size it announced).
+		b.fail(err)
+	}
+	return cw.n, err
+}
+
+func (b *tarBody) writeTar(w io.Writer) error {
+	tw := tar.NewWriter(w)
+	buf := make([]byte, 1<<20)
+	for {
+		f, err := b.files.Next()
+		if err == io.EOF {
+			return tw.Close()
+		} else if err != nil {
+			return err
+		}
+		if b.isClosed() {
+			return io.ErrClosedPipe
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.Path, Size: f.Size, Mode: 0o644}); err != nil {
+			return err
+		}
+		// struct{io.Reader} hides any WriterTo, so the copy goes through buf: 1 MiB writes.
+		if _, err := io.CopyBuffer(tw, struct{ io.Reader }{b.files}, buf); err != nil {
+			return err
+		}
+	}
+}
+
+func (b *tarBody) fail(err error) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil {
+		b.err = err
+	}
+	return err
+}
+
+func (b *tarBody) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+func (b *tarBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.pipe == nil {
+		pr, pw := io.Pipe()
+		b.pipe = pr
+		go func() {
+			_, err := b.WriteTo(pw)
+			pw.CloseWithError(err)
+		}()
+	}
+	pr := b.pipe
+	b.mu.Unlock()
+	return pr.Read(p)
+}
+
+func (b *tarBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	if b.pipe != nil {
+		b.pipe.Close()
+	}
+	return nil
+}
+
+// finish stops the body, waits until nothing writes it any more and returns the stream's error.
+func (b *tarBody) finish() error {
+	b.Close()
+	b.mu.Lock()
+	started := b.started
+	b.mu.Unlock()
+	if started {
+		<-b.done
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// countWriter counts what is written and remembers a write error (the connection's).
+type countWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
 }
 
 func (c *Client) RegisterModel(ctx context.Context, workspace string, req atelier.ModelRegister) (*atelier.ModelVersion, error) {
@@ -59,6 +219,22 @@ func (c *Client) FindModelVersion(ctx context.Context, workspace string, ref ate
 func (c *Client) ListModelVersions(ctx context.Context, workspace string, mq atelier.ModelQuery) (*atelier.ModelVersionPage, error) {
 	var page atelier.ModelVersionPage
 	return &page, c.call(ctx, "POST", wsPath(workspace, "models", "search"), nil, mq, &page)
+}
+
+// ListRunModels lists the versions registered from a run (ENOTFOUND for an unknown run).
+func (c *Client) ListRunModels(ctx context.Context, workspace, runID string, mq atelier.ModelQuery) (*atelier.ModelVersionPage, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"order_by": mq.OrderBy, "page_token": mq.PageToken} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if mq.Limit != 0 {
+		q.Set("limit", strconv.Itoa(mq.Limit))
+	}
+	q["tag"], q["property"] = mq.Tags, mq.Properties
+	var page atelier.ModelVersionPage
+	return &page, c.call(ctx, "GET", wsPath(workspace, "runs", url.PathEscape(runID), "models"), q, nil, &page)
 }
 
 func (c *Client) UpdateModelVersion(ctx context.Context, workspace string, ref atelier.ModelRef, upd atelier.ModelVersionUpdate) (*atelier.ModelVersion, error) {

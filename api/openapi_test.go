@@ -376,6 +376,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"DataReference", atelier.DataReference{}, false},
 		{"ComputeTarget", atelier.ComputeTarget{}, true},
 		{"ModelFile", atelier.ModelFile{}, true},
+		{"ModelUpload", ModelUploadResponse{}, true},
 		{"ModelVersion", atelier.ModelVersion{}, true},
 		{"Model", atelier.Model{}, true},
 		{"ModelRegister", atelier.ModelRegister{}, false},

@@ -44,7 +44,13 @@ const racyWindow = 2 * time.Second
 
 // CachePath returns where the CLI keeps the hash cache of the source directory dir:
 // <user cache dir>/atelier/snapshot-hashes/<sha256 of the absolute dir>.json.
-func CachePath(dir string) (string, error) {
+func CachePath(dir string) (string, error) { return cachePath("snapshot-hashes", dir) }
+
+// ModelCachePath returns where the CLI keeps the digests of a local folder registered as a model
+// (under model-hashes/): they tell which files the server may already hold.
+func ModelCachePath(dir string) (string, error) { return cachePath("model-hashes", dir) }
+
+func cachePath(kind, dir string) (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err
@@ -54,7 +60,7 @@ func CachePath(dir string) (string, error) {
 		return "", err
 	}
 	sum := sha256.Sum256([]byte(abs))
-	return filepath.Join(base, "atelier", "snapshot-hashes", hex.EncodeToString(sum[:16])+".json"), nil
+	return filepath.Join(base, "atelier", kind, hex.EncodeToString(sum[:16])+".json"), nil
 }
 
 // LoadHashCache reads the cache at path. A missing or unreadable cache is an empty one: it is
@@ -99,6 +105,22 @@ func (c *HashCache) Save() error {
 		return err
 	}
 	return os.Rename(tmp.Name(), c.path)
+}
+
+// Lookup returns the digest cached for the file at path (absolute) if info, its current stat,
+// still matches what was cached.
+func (c *HashCache) Lookup(path string, info fs.FileInfo) (string, bool) {
+	return c.lookup(path, cacheEntry{Size: info.Size(), ModTime: info.ModTime().UnixNano(), Inode: inode(info)})
+}
+
+// Add records digest as the content of the file at path as info (taken before reading it)
+// describes it. A file modified less than racyWindow before its reading began (at since) is
+// not recorded: it could change again without its stat changing.
+func (c *HashCache) Add(path string, info fs.FileInfo, digest string, since time.Time) {
+	if since.Sub(info.ModTime()) <= racyWindow {
+		return
+	}
+	c.add(path, cacheEntry{Size: info.Size(), ModTime: info.ModTime().UnixNano(), Inode: inode(info), Digest: digest})
 }
 
 // lookup returns the digest cached for path if its stat still matches; a nil cache never hits.

@@ -1,7 +1,7 @@
 // Command bench measures the workspace server against the goals of its issues, through the
 // REST API of a real server process, and prints a markdown table for docs/benchmarks.md.
 //
-//	go run ./bench -bin bin/atelier [-only ingest,series,search,create]
+//	go run ./bench -bin bin/atelier [-only ingest,series,search,create,model]
 package main
 
 import (
@@ -36,9 +36,10 @@ type result struct {
 
 func main() {
 	bin := flag.String("bin", "bin/atelier", "the atelier binary")
-	only := flag.String("only", "", "comma-separated subset: ingest,series,search,create")
+	only := flag.String("only", "", "comma-separated subset: ingest,series,search,create,model")
 	dur := flag.Duration("duration", 10*time.Second, "how long the throughput benchmarks run")
 	searchRuns := flag.Int("search-runs", 100000, "runs created for the search benchmark")
+	modelRepeat := flag.Int("model-repeat", 5, "registrations of each local model folder (the spread is reported)")
 	flag.Parse()
 	want := func(name string) bool { return *only == "" || strings.Contains(","+*only+",", ","+name+",") }
 
@@ -61,6 +62,9 @@ func main() {
 	}
 	if want("search") {
 		results = append(results, benchSearch(ctx, srv, *searchRuns))
+	}
+	if want("model") {
+		results = append(results, benchModelUpload(ctx, *bin, *modelRepeat)...)
 	}
 	fmt.Printf("\nMachine: %s, %d cores, %s; server and load generator on the same host.\n\n", cpuModel(), runtime.NumCPU(), runtime.Version())
 	fmt.Println("| benchmark | goal | measured | met |")

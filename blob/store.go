@@ -109,6 +109,11 @@ func (s *Store) PutObject(ctx context.Context, r io.Reader, digest string) (atel
 		} else if atelier.ErrorCode(err) != atelier.ENOTFOUND {
 			return atelier.Object{}, err
 		}
+	}
+	if s.dir != "" {
+		return s.putFile(ctx, r, digest)
+	}
+	if digest != "" {
 		// Write straight to the final key: a mismatch cancels the writer, so nothing appears.
 		sum, size, err := s.write(ctx, key(digest), r, digest)
 		if err != nil {
@@ -218,24 +223,12 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// promote moves the staged object to its final key, unless an identical one is already there.
+// promote copies the staged object to its final key, unless an identical one is already there.
+// (A local directory store never gets here: putFile renames.)
 func (s *Store) promote(ctx context.Context, staging, final string) error {
 	if ok, err := s.bucket.Exists(ctx, final); err != nil {
 		return fmt.Errorf("stat object %s: %w", final, err)
 	} else if ok {
-		return nil
-	}
-	if s.dir != "" {
-		// Local directory: a rename is free where Copy would rewrite every byte. Our keys need no
-		// escaping, so fileblob maps them to paths as they are. Renaming over a concurrent
-		// identical object is atomic and harmless.
-		dst := filepath.Join(s.dir, filepath.FromSlash(final))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o777); err != nil {
-			return fmt.Errorf("move object %s: %w", final, err)
-		}
-		if err := os.Rename(filepath.Join(s.dir, filepath.FromSlash(staging)), dst); err != nil {
-			return fmt.Errorf("move object %s: %w", final, err)
-		}
 		return nil
 	}
 	// A bucket copies server-side: the content does not come back through this process.

@@ -98,6 +98,56 @@ func (s *Service) uploadedModelFiles(ctx context.Context, workspace string, file
 	return files, nil
 }
 
+// UploadModelFiles stores the files of an upload, each hashed as it is written (blob.Store's
+// PutObject without a digest), so registering local files reads every byte once on each side.
+// The workspace holds the objects only once the whole stream is stored and valid: an upload that
+// fails part way leaves nothing the workspace can see (the objects already written are unheld
+// content, as after any aborted upload).
+func (s *Service) UploadModelFiles(ctx context.Context, workspace string, files atelier.ModelFileStream) ([]atelier.ModelFile, error) {
+	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
+		return nil, err
+	}
+	if _, err := s.store.FindWorkspace(ctx, workspace); err != nil {
+		return nil, err
+	}
+	var out []atelier.ModelFile
+	var objs []atelier.Object
+	for {
+		f, err := files.Next()
+		if err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, err
+		}
+		if len(out) == atelier.MaxModelFiles {
+			return nil, atelier.Errorf(atelier.EINVALID, "a model may hold at most %d files", atelier.MaxModelFiles)
+		}
+		if err := atelier.ValidatePath(f.Path); err != nil {
+			return nil, err
+		}
+		obj, err := s.objects.PutObject(ctx, files, "")
+		if err != nil {
+			return nil, err
+		}
+		if obj.Size != f.Size {
+			return nil, atelier.Errorf(atelier.EINVALID, "model file %q: %d bytes received, %d announced", f.Path, obj.Size, f.Size)
+		}
+		out = append(out, atelier.ModelFile{Path: f.Path, Digest: obj.Digest, Size: obj.Size})
+		objs = append(objs, obj)
+	}
+	if len(out) == 0 {
+		return nil, atelier.Errorf(atelier.EINVALID, "the upload holds no files")
+	}
+	// Duplicate paths, or a file that is also a directory, would fail at registration: say so now.
+	if err := atelier.ValidateModelFiles(out); err != nil {
+		return nil, err
+	}
+	if err := s.store.HoldObjects(ctx, workspace, objs); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FindModel returns a model's summary.
 func (s *Service) FindModel(ctx context.Context, workspace, name string) (*atelier.Model, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {

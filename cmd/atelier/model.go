@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,13 +11,16 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/api"
+	"github.com/atelier-ml/atelier/archive"
 	"github.com/spf13/cobra"
 )
 
@@ -66,6 +70,10 @@ the files are named from the path's last element (outputs/model gives model/...)
 			if req.Properties, err = parseKeyValues("property", props); err != nil {
 				return err
 			}
+			// Checked before anything is uploaded, not after a gigabyte has gone.
+			if err := atelier.ValidateModelMetadata(req.Description, req.Framework, req.FrameworkVersion, req.Datasets, req.Tags, req.Properties); err != nil {
+				return usagef("%s", atelier.ErrorMessage(err))
+			}
 			c, err := cfg.client()
 			if err != nil {
 				return err
@@ -107,22 +115,24 @@ the files are named from the path's last element (outputs/model gives model/...)
 type localModelFile struct {
 	atelier.ModelFile
 	local string
+	info  fs.FileInfo // as the file was when it was (last) opened
 }
 
 // scanModelFiles lists a local file, or every regular file under a folder (nothing is ignored:
-// a model folder is taken whole), named from the path's last element.
+// a model folder is taken whole), named from the path's last element. Local paths are absolute,
+// as the hash cache wants them.
 func scanModelFiles(root string) ([]*localModelFile, error) {
 	root = filepath.Clean(root)
 	fi, err := os.Stat(root)
 	if err != nil {
 		return nil, usagef("cannot read %s: %v", root, err)
 	}
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
 	base := filepath.Base(root)
 	if !fi.IsDir() {
-		return []*localModelFile{{ModelFile: atelier.ModelFile{Path: base, Size: fi.Size()}, local: root}}, nil
-	}
-	if abs, err := filepath.Abs(root); err == nil {
-		base = filepath.Base(abs)
+		return []*localModelFile{{ModelFile: atelier.ModelFile{Path: base, Size: fi.Size()}, local: root, info: fi}}, nil
 	}
 	var files []*localModelFile
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -143,7 +153,7 @@ func scanModelFiles(root string) ([]*localModelFile, error) {
 		if err != nil {
 			return err
 		}
-		files = append(files, &localModelFile{ModelFile: atelier.ModelFile{Path: path.Join(base, filepath.ToSlash(rel)), Size: info.Size()}, local: p})
+		files = append(files, &localModelFile{ModelFile: atelier.ModelFile{Path: path.Join(base, filepath.ToSlash(rel)), Size: info.Size()}, local: p, info: info})
 		return nil
 	})
 	if err != nil {
@@ -155,78 +165,176 @@ func scanModelFiles(root string) ([]*localModelFile, error) {
 	return files, nil
 }
 
-// uploadModelFiles hashes local files (in parallel), uploads those the server lacks with a
-// progress bar and returns the manifest.
+// uploadStreams is how many tar streams a local model is uploaded over at once. The server
+// hashes each stream on one core as it stores it, and a local store writes each with direct I/O,
+// which waits for the disk: four streams keep both cores and the disk busy where two left gaps
+// (measured in docs/benchmarks.md).
+const uploadStreams = 4
+
+// uploadModelFiles uploads a local file or folder in one pass and returns the manifest to
+// register: the files go to the server as tar streams, read once and hashed by the server as it
+// stores them, with no hashing pass before. Only files whose digest the hash cache still knows
+// (from an earlier registration of the same folder) are looked up first, and skipped when the
+// server holds them.
 func uploadModelFiles(ctx context.Context, c *api.Client, workspace, root string) ([]atelier.ModelFile, error) {
 	files, err := scanModelFiles(root)
 	if err != nil {
 		return nil, err
 	}
+	var cache *archive.HashCache
+	if p, err := archive.ModelCachePath(root); err == nil {
+		if cache, err = archive.LoadHashCache(p); err == nil {
+			defer cache.Save() // a cache that cannot be saved only costs an upload next time
+		}
+	}
+	var known []string
+	for _, f := range files {
+		if d, ok := cache.Lookup(f.local, f.info); ok {
+			f.Digest = d
+			known = append(known, d)
+		}
+	}
+	send := files
+	if len(known) > 0 {
+		missing, err := c.MissingObjects(ctx, workspace, slices.Compact(slices.Sorted(slices.Values(known))))
+		if err != nil {
+			return nil, err
+		}
+		lacks := map[string]bool{}
+		for _, d := range missing {
+			lacks[d] = true
+		}
+		send = nil
+		for _, f := range files {
+			if f.Digest == "" || lacks[f.Digest] {
+				f.Digest = ""
+				send = append(send, f)
+			}
+		}
+	}
+	if len(send) > 0 {
+		if err := sendModelFiles(ctx, c, workspace, send, cache); err != nil {
+			return nil, err
+		}
+	}
+	manifest := make([]atelier.ModelFile, len(files))
+	for i, f := range files {
+		manifest[i] = f.ModelFile
+	}
+	return manifest, nil
+}
+
+// sendModelFiles uploads files over uploadStreams tar streams that take the next file from one
+// queue, largest first, so they end at about the same time; it fills in each file's digest.
+func sendModelFiles(ctx context.Context, c *api.Client, workspace string, files []*localModelFile, cache *archive.HashCache) error {
 	var total int64
 	for _, f := range files {
 		total += f.Size
 	}
-	bar := newProgress(os.Stderr, "hashing", progressThreshold(total))
-	err = parallel(ctx, runtime.GOMAXPROCS(0), files, func(ctx context.Context, f *localModelFile) error {
-		digest, size, err := hashLocalFile(f.local, bar)
-		f.Digest, f.Size = digest, size
-		return err
-	})
-	bar.done()
-	if err != nil {
-		return nil, err
-	}
-	local := map[string]*localModelFile{}
-	digests := make([]string, 0, len(files))
-	manifest := make([]atelier.ModelFile, len(files))
-	for i, f := range files {
-		manifest[i] = f.ModelFile
-		if local[f.Digest] == nil {
-			local[f.Digest] = f
-			digests = append(digests, f.Digest)
+	files = slices.Clone(files)
+	slices.SortStableFunc(files, func(a, b *localModelFile) int { return cmp.Compare(b.Size, a.Size) })
+	var next atomic.Int64
+	queue := func() *localModelFile {
+		if i := next.Add(1) - 1; i < int64(len(files)) {
+			return files[i]
 		}
+		return nil
 	}
-	missing, err := c.MissingObjects(ctx, workspace, digests)
-	if err != nil {
-		return nil, err
-	}
-	var upload int64
-	for _, d := range missing {
-		upload += local[d].Size
-	}
-	bar = newProgress(os.Stderr, "uploading model", progressThreshold(upload))
+	bar := newProgress(os.Stderr, "uploading model", progressThreshold(total))
 	defer bar.done()
-	err = parallel(ctx, 8, missing, func(ctx context.Context, d string) error {
-		fh, err := os.Open(local[d].local)
+	start := time.Now()
+	streams := make([]int, min(uploadStreams, len(files)))
+	return parallel(ctx, len(streams), streams, func(ctx context.Context, _ int) error {
+		// A stream takes its first file before it starts, so none is sent empty when the
+		// others have emptied the queue.
+		first := queue()
+		if first == nil {
+			return nil
+		}
+		s := &localFileStream{next: queue, pending: first, bar: bar}
+		defer s.close()
+		stored, err := c.UploadModelFiles(ctx, workspace, s)
 		if err != nil {
 			return err
 		}
-		defer fh.Close()
-		if _, err := c.UploadObject(ctx, workspace, bar.reader(fh), d); err != nil {
-			return fmt.Errorf("uploading %s: %w", local[d].local, err)
+		byPath := make(map[string]atelier.ModelFile, len(stored))
+		for _, f := range stored {
+			byPath[f.Path] = f
+		}
+		for _, f := range s.sent {
+			got, ok := byPath[f.Path]
+			if !ok || got.Size != f.Size {
+				return fmt.Errorf("the server did not store %s as sent", f.local)
+			}
+			f.Digest = got.Digest
+			cache.Add(f.local, f.info, got.Digest, start)
 		}
 		return nil
 	})
-	return manifest, err
 }
 
+// localFileStream streams local files from a queue as an atelier.ModelFileStream. Each file is
+// read exactly to the size it had when opened, and checked unchanged afterwards.
+type localFileStream struct {
+	next    func() *localModelFile
+	pending *localModelFile // taken from the queue already
+	bar     *progress
+	cur     *localModelFile
+	f       *os.File
+	r       io.Reader
+	sent    []*localModelFile // the files fully read, in order
+}
+
+func (s *localFileStream) Next() (*atelier.ModelFile, error) {
+	if err := s.close(); err != nil {
+		return nil, err
+	}
+	lf := s.pending
+	if s.pending = nil; lf == nil {
+		lf = s.next()
+	}
+	if lf == nil {
+		return nil, io.EOF
+	}
+	f, err := os.Open(lf.local)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", lf.local, err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("reading %s: %w", lf.local, err)
+	}
+	lf.info, lf.Size = info, info.Size()
+	s.cur, s.f, s.r = lf, f, s.bar.reader(io.LimitReader(f, info.Size()))
+	return &atelier.ModelFile{Path: lf.Path, Size: lf.Size}, nil
+}
+
+func (s *localFileStream) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("reading %s: %w", s.cur.local, err)
+	}
+	return n, err
+}
+
+// close closes the current file, failing if it changed while it was read.
+func (s *localFileStream) close() error {
+	if s.f == nil {
+		return nil
+	}
+	after, err := s.f.Stat()
+	s.f.Close()
+	s.f = nil
+	if err == nil && (after.Size() != s.cur.info.Size() || !after.ModTime().Equal(s.cur.info.ModTime())) {
+		return fmt.Errorf("%s changed while it was uploaded: register it once it is written", s.cur.local)
+	}
+	s.sent = append(s.sent, s.cur)
+	return nil
+}
+
+// hashBufs are 1 MiB read buffers for hashing local files.
 var hashBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
-
-func hashLocalFile(p string, bar *progress) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	buf := hashBufs.Get().(*[]byte)
-	defer hashBufs.Put(buf)
-	h := sha256.New()
-	n, err := io.CopyBuffer(h, bar.reader(f), *buf)
-	if err != nil {
-		return "", 0, fmt.Errorf("reading %s: %w", p, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
 
 func modelListCmd(cfg *clientConfig) *cobra.Command {
 	var q atelier.ModelQuery
@@ -373,39 +481,49 @@ func modelDownloadCmd(cfg *clientConfig) *cobra.Command {
 			defer bar.done()
 			if asZip {
 				dest := filepath.Join(dir, v.Name+"-"+strconv.FormatInt(v.Version, 10)+".zip")
-				return writeFileAtomic(dest, func(w io.Writer) error {
+				err = writeFileAtomic(dest, func(w io.Writer) error {
 					return c.WriteModelZip(ctx, cfg.workspace, v.Ref(), &countingWriter{w: w, p: bar})
 				})
+			} else {
+				err = downloadModelFiles(ctx, c, cfg.workspace, v, dir, bar)
 			}
-			return parallel(ctx, 8, v.Files, func(ctx context.Context, f atelier.ModelFile) error {
-				if err := atelier.ValidatePath(f.Path); err != nil {
-					return err
-				}
-				dest := filepath.Join(dir, filepath.FromSlash(f.Path))
-				if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-					return err
-				}
-				return writeFileAtomic(dest, func(w io.Writer) error {
-					_, rc, err := c.OpenModelFile(ctx, cfg.workspace, v.Ref(), f.Path)
-					if err != nil {
-						return err
-					}
-					defer rc.Close()
-					h := sha256.New()
-					if _, err := io.Copy(io.MultiWriter(w, h), bar.reader(rc)); err != nil {
-						return fmt.Errorf("downloading %s: %w", f.Path, err)
-					}
-					if hex.EncodeToString(h.Sum(nil)) != f.Digest {
-						return fmt.Errorf("downloading %s: the content does not match its digest", f.Path)
-					}
-					return nil
-				})
-			})
+			if err != nil || cfg.output != "json" {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), v) // what was downloaded
 		},
 	}
 	cmd.Flags().StringVarP(&dir, "dir", "d", ".", "destination folder")
 	cmd.Flags().BoolVar(&asZip, "zip", false, "save one zip instead of the files")
 	return cmd
+}
+
+// downloadModelFiles writes a version's files under dir, checking each against its digest.
+func downloadModelFiles(ctx context.Context, c *api.Client, workspace string, v *atelier.ModelVersion, dir string, bar *progress) error {
+	return parallel(ctx, 8, v.Files, func(ctx context.Context, f atelier.ModelFile) error {
+		if err := atelier.ValidatePath(f.Path); err != nil {
+			return err
+		}
+		dest := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+			return err
+		}
+		return writeFileAtomic(dest, func(w io.Writer) error {
+			_, rc, err := c.OpenModelFile(ctx, workspace, v.Ref(), f.Path)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			h := sha256.New()
+			if _, err := io.Copy(io.MultiWriter(w, h), bar.reader(rc)); err != nil {
+				return fmt.Errorf("downloading %s: %w", f.Path, err)
+			}
+			if hex.EncodeToString(h.Sum(nil)) != f.Digest {
+				return fmt.Errorf("downloading %s: the content does not match its digest", f.Path)
+			}
+			return nil
+		})
+	})
 }
 
 type countingWriter struct {

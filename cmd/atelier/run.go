@@ -306,8 +306,12 @@ func runShowCmd(cfg *clientConfig) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			models, err := runModels(cmd.Context(), c, cfg.workspace, r.ID)
+			if err != nil {
+				return err
+			}
 			if cfg.output == "json" {
-				return printJSON(cmd.OutOrStdout(), r)
+				return printJSON(cmd.OutOrStdout(), runView{Run: r, Models: models})
 			}
 			t := newTable(cmd.OutOrStdout(), "FIELD", "VALUE")
 			t.row("id", r.ID)
@@ -334,8 +338,37 @@ func runShowCmd(cfg *clientConfig) *cobra.Command {
 			t.row("tags", kvString(r.Tags))
 			t.row("properties", kvString(r.Properties))
 			t.row("metrics", kvString(r.Metrics))
+			refs := make([]string, len(models))
+			for i, v := range models {
+				refs[i] = v.Ref().String()
+			}
+			t.row("models", strings.Join(refs, ", "))
 			return t.flush()
 		},
+	}
+}
+
+// runView is a run as `run show -o json` prints it: the run's fields and, for lineage, the model
+// versions registered from it.
+type runView struct {
+	*atelier.Run
+	Models []*atelier.ModelVersion `json:"models"`
+}
+
+// runModels lists every model version registered from a run, oldest first.
+func runModels(ctx context.Context, c *api.Client, workspace, runID string) ([]*atelier.ModelVersion, error) {
+	models := []*atelier.ModelVersion{}
+	q := atelier.ModelQuery{OrderBy: "created_at asc", Limit: atelier.MaxPageSize}
+	for {
+		page, err := c.ListRunModels(ctx, workspace, runID, q)
+		if err != nil {
+			return nil, err
+		}
+		models = append(models, page.Versions...)
+		if page.NextPageToken == "" {
+			return models, nil
+		}
+		q.PageToken = page.NextPageToken
 	}
 }
 

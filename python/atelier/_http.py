@@ -159,9 +159,11 @@ class Client:
         A request is retried only when it cannot have been applied: the server was not reached,
         a kept-alive connection turned out closed before any answer, or the server said 503."""
         hdrs = self.headers(headers)
-        if body is not None and not isinstance(body, (bytes, bytearray)) and not hasattr(body, "read"):
+        streamed = hasattr(body, "__next__")  # a generator of chunks: sent chunked, and only once
+        if body is not None and not streamed and not isinstance(body, (bytes, bytearray)) and not hasattr(body, "read"):
             body = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
             hdrs.setdefault("Content-Type", "application/json")
+        replayable = not streamed and (not hasattr(body, "read") or hasattr(body, "seek"))
         url = self.url(path, query)
         attempt = 0
         while True:
@@ -177,13 +179,13 @@ class Client:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
                 self._drop_conn()
                 # A kept-alive connection the server had closed: the request was not processed.
-                if reused and attempt <= retries and (not hasattr(body, "read") or hasattr(body, "seek")):
+                if reused and attempt <= retries and replayable:
                     continue
                 raise AtelierError("%s %s: connection to %s lost: %s" % (method, path, self.server, e),
                                    code="unavailable") from e
             except (ConnectionRefusedError, socket.gaierror) as e:
                 self._drop_conn()
-                if attempt <= retries and (not hasattr(body, "read") or hasattr(body, "seek")):
+                if attempt <= retries and replayable:
                     time.sleep(0.2 * 2 ** attempt)
                     continue
                 raise AtelierError("%s %s: cannot reach %s: %s" % (method, path, self.server, e),
@@ -191,9 +193,12 @@ class Client:
             except (OSError, http.client.HTTPException) as e:
                 self._drop_conn()
                 raise AtelierError("%s %s: %s: %s" % (method, path, self.server, e), code="unavailable") from e
+            except AtelierError:
+                self._drop_conn()  # raised by a streamed body: the request was cut off
+                raise
             if resp.will_close:
                 self._drop_conn()
-            if resp.status == 503 and attempt <= retries and (not hasattr(body, "read") or hasattr(body, "seek")):
+            if resp.status == 503 and attempt <= retries and replayable:
                 time.sleep(0.2 * 2 ** attempt)
                 continue
             if resp.status >= 400:

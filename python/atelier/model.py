@@ -6,13 +6,15 @@
     path = model.download(target_dir="/tmp/m")
 
 A version's files are stored by content: registering from a run's outputs refers to the run's
-stored files, and registering local files uploads only the ones the server does not hold yet.
+stored files, and registering local files uploads them in one pass (the server hashes them as it
+stores them).
 """
 
 import datetime
 import hashlib
 import os
 import re
+import tarfile
 import tempfile
 import threading
 
@@ -22,9 +24,9 @@ __all__ = ["Model"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 _TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:?\d\d)?$")
-_MISSING_BATCH = 1000
 _PAGE_SIZE = 1000
 _WORKERS = 8
+_STREAMS = 4  # tar streams of one local upload, as the CLI sends (cmd/atelier/model.go uploadStreams)
 
 
 def _check_model_name(name):
@@ -97,16 +99,6 @@ def _dataset_names(datasets):
             d = getattr(d, "name", None) or str(d)
         out.append(d)
     return out
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        for blk in iter(lambda: f.read(1 << 20), b""):
-            h.update(blk)
-            size += len(blk)
-    return h.hexdigest(), size
 
 
 def _scan(model_path, child_paths=None):
@@ -190,29 +182,57 @@ def _map(client, fn, items):
 
 
 def _upload_files(workspace, model_path, child_paths=None):
-    """Hashes the local files, uploads the objects the server lacks and returns the manifest."""
+    """Uploads the local files in one pass and returns the manifest: _STREAMS tar streams that
+    take files from one queue, largest first; the server hashes each file as it stores it."""
     files = _scan(model_path, child_paths)
-    hashed = _map(workspace._client, lambda f: _sha256(f[1]), files)
-    manifest, local = [], {}
-    for (name, p), (digest, size) in zip(files, hashed):
-        manifest.append({"path": name, "digest": digest, "size": size})
-        local.setdefault(digest, (p, size))
     c = workspace._client
-    base = "/api/v1/workspaces/%s/objects" % quote_seg(workspace.name)
-    digests = list(local)
-    missing = []
-    for i in range(0, len(digests), _MISSING_BATCH):
-        d = c.request("POST", base + "/missing", body={"digests": digests[i:i + _MISSING_BATCH]})
-        missing.extend((d or {}).get("missing") or [])
+    path = "/api/v1/workspaces/%s/models/uploads" % quote_seg(workspace.name)
+    queue = iter(sorted(files, key=lambda f: -os.path.getsize(f[1])))
+    lock = threading.Lock()
 
-    def upload(digest):
-        p, size = local[digest]
-        with open(p, "rb") as f:
-            c.request("PUT", base + "/" + digest, body=f, headers={
-                "Content-Type": "application/octet-stream", "Content-Length": str(size)})
+    def take():
+        with lock:
+            return next(queue, None)
 
-    _map(c, upload, missing)
-    return manifest
+    def send(_):
+        first = take()
+        if first is None:  # the other streams emptied the queue
+            return []
+        d = c.request("POST", path, body=_tar_stream(first, take), headers={"Content-Type": "application/x-tar"})
+        return (d or {}).get("files") or []
+
+    stored = {}
+    for part in _map(c, send, range(min(_STREAMS, len(files)))):
+        stored.update((f["path"], f) for f in part)
+    return [{"path": name, "digest": stored[name]["digest"], "size": stored[name]["size"]} for name, _ in files]
+
+
+def _tar_stream(first, take):
+    """Yields a tar stream of first and of the files take() gives until None: each file read
+    exactly to the size it had when opened, and checked unchanged once read."""
+    f = first
+    while f is not None:
+        name, local = f
+        with open(local, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = st.st_size, 0o644
+            yield info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+            left = st.st_size
+            while left:
+                blk = fh.read(min(1 << 20, left))
+                if not blk:
+                    break
+                left -= len(blk)
+                yield blk
+            after = os.fstat(fh.fileno())
+            if left or (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                raise AtelierError("%s changed while it was uploaded: register it once it is written" % local,
+                                   code="invalid", status=400)
+        if st.st_size % tarfile.BLOCKSIZE:
+            yield tarfile.NUL * (tarfile.BLOCKSIZE - st.st_size % tarfile.BLOCKSIZE)
+        f = take()
+    yield tarfile.NUL * (2 * tarfile.BLOCKSIZE)
 
 
 def _parse_ref(name, version=None):

@@ -51,7 +51,7 @@ def test_register_folder_and_version_2(ws, tmp_path):
         assert files["mymodel/" + rel]["digest"] == hashlib.sha256(data).hexdigest()
         assert files["mymodel/" + rel]["size"] == len(data)
 
-    # The second registration uploads nothing new and gets version 2.
+    # The second registration (the same content, stored once) gets version 2.
     m2 = Model.register(ws, str(src), name)
     assert m2.version == 2
     assert Model(ws, name).version == 2
@@ -59,6 +59,25 @@ def test_register_folder_and_version_2(ws, tmp_path):
     assert Model(ws, name + ":1").description == "a folder"
     assert Model(ws, id=name + ":2").version == 2
     assert Model(ws, name + ":latest").version == 2
+
+
+def test_tar_stream(tmp_path):
+    """The upload body is a tar stream of exactly the files' content, and a file changed while
+    it is read fails the upload."""
+    import tarfile
+    from atelier.model import _tar_stream
+    src = make_folder(tmp_path / "m", {"a.bin": b"x" * 1000, "b/c.txt": b"", "d": os.urandom(1 << 21)})
+    rest = [("m/b/c.txt", str(src / "b" / "c.txt")), ("m/d", str(src / "d"))]
+    data = b"".join(_tar_stream(("m/a.bin", str(src / "a.bin")), lambda: rest.pop(0) if rest else None))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
+        got = {m.name: tf.extractfile(m).read() for m in tf.getmembers()}
+    assert got == {"m/a.bin": b"x" * 1000, "m/b/c.txt": b"", "m/d": (src / "d").read_bytes()}
+
+    gen = _tar_stream(("m/a.bin", str(src / "a.bin")), lambda: None)
+    next(gen)  # the header: the size is taken
+    (src / "a.bin").write_bytes(b"y" * 2000)
+    with pytest.raises(AtelierError, match="changed while it was uploaded"):
+        list(gen)
 
 
 def test_register_single_file_and_download(ws, tmp_path):
