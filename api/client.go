@@ -30,19 +30,24 @@ var _ Services = (*Client)(nil)
 
 // NewClient returns a client of the server at baseURL.
 func NewClient(baseURL, token string) *Client {
-	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{}, UserAgent: "atelier-go"}
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{CheckRedirect: noRedirects}, UserAgent: "atelier-go"}
 }
 
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 // http returns the HTTP client; redirects are never followed, so a request goes only where
-// it was addressed.
+// it was addressed. c.HTTP is not modified: requests run concurrently.
 func (c *Client) http() *http.Client {
-	if c.HTTP == nil {
-		c.HTTP = &http.Client{}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{}
 	}
-	if c.HTTP.CheckRedirect == nil {
-		c.HTTP.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if hc.CheckRedirect == nil {
+		cp := *hc
+		cp.CheckRedirect = noRedirects
+		return &cp
 	}
-	return c.HTTP
+	return hc
 }
 
 func wsPath(workspace string, parts ...string) string {

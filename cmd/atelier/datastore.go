@@ -345,9 +345,13 @@ func datastoreUploadCmd(cfg *clientConfig) *cobra.Command {
 A file goes to --target, or to its base name; a --target ending in '/' is a folder. A folder
 goes under --target, or under its base name: upload lake ./data puts data/... in the datastore.
 
-A file already in the datastore with the same size and the same MD5 is skipped (the MD5 of
-the local file is computed to compare). Where the storage reports no MD5 (files datastores,
-S3 multipart uploads) the file is uploaded again; --force uploads everything.`,
+A file already in the datastore with the same size and the same content is skipped: the local
+file's digest is compared with the MD5 the storage lists, or, where it lists none (files
+datastores, S3 multipart uploads, Azure blobs written in blocks), with the sha256 the server
+reports (stored with each file this command uploads; computed by the server for a files
+datastore). A file whose digest cannot be had (written by another program to S3 in parts) is
+uploaded again; --force uploads everything. Each file is hashed before it is sent, and the
+server stores nothing if what arrives differs.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, src := args[0], filepath.Clean(args[1])
@@ -374,6 +378,9 @@ S3 multipart uploads) the file is uploaded again; --force uploads everything.`,
 				for _, f := range existing {
 					remote[f.Path] = f
 				}
+				if err := fillDigests(ctx, c, cfg.workspace, name, items, remote); err != nil {
+					return err
+				}
 			}
 			var total int64
 			for _, it := range items {
@@ -383,15 +390,25 @@ S3 multipart uploads) the file is uploaded again; --force uploads everything.`,
 			var uploaded, skipped, bytesUp atomic.Int64
 			bar := newProgress(os.Stderr, "uploading to "+name, progressThreshold(total))
 			err = parallel(ctx, 8, items, func(ctx context.Context, it *uploadItem) error {
-				if r := remote[it.remote]; r != nil && r.Size == it.size && r.MD5 != "" {
-					sum, err := md5File(it.local)
+				var sum string
+				if r := remote[it.remote]; r != nil && r.Size == it.size && (r.MD5 != "" || r.SHA256 != "") {
+					sha, md, err := hashFile(it.local, r.MD5 != "")
 					if err != nil {
 						return err
 					}
-					if sum == r.MD5 {
+					if (r.MD5 != "" && md == r.MD5) || (r.MD5 == "" && sha == r.SHA256) {
 						skipped.Add(1)
 						bar.done_.Add(it.size)
 						return nil
+					}
+					sum = sha
+				}
+				if sum == "" {
+					// Sent with the file: the server refuses content that differs, and stores the
+					// digest with it, so that the next upload can skip it.
+					var err error
+					if sum, _, err = hashFile(it.local, false); err != nil {
+						return err
 					}
 				}
 				fh, err := openUnchanging(it.local)
@@ -399,17 +416,19 @@ S3 multipart uploads) the file is uploaded again; --force uploads everything.`,
 					return err
 				}
 				defer fh.Close()
-				h := sha256.New()
-				f, err := c.WriteDatastoreFile(ctx, cfg.workspace, name, it.remote, io.TeeReader(bar.reader(fh), h), "", "")
+				f, err := c.WriteDatastoreFile(ctx, cfg.workspace, name, it.remote, bar.reader(fh), sum, "")
 				if fh.err != nil {
 					// The request was cut short, so the server stored nothing.
 					return fmt.Errorf("uploading %s: %w: nothing was stored", it.local, fh.err)
 				}
+				if atelier.ErrorCode(err) == atelier.EINVALID && strings.Contains(atelier.ErrorMessage(err), "does not match sha256") {
+					return fmt.Errorf("uploading %s: the file changed after it was read: nothing was stored", it.local)
+				}
 				if err != nil {
 					return fmt.Errorf("uploading %s: %w", it.local, err)
 				}
-				if got := hex.EncodeToString(h.Sum(nil)); f.SHA256 != "" && f.SHA256 != got {
-					return fmt.Errorf("uploading %s: the server stored content with sha256 %s, the file has %s (did it change during the upload?)", it.local, f.SHA256, got)
+				if f.SHA256 != "" && f.SHA256 != sum {
+					return fmt.Errorf("uploading %s: the server stored content with sha256 %s, the file has %s (did it change during the upload?)", it.local, f.SHA256, sum)
 				}
 				uploaded.Add(1)
 				bytesUp.Add(it.size)
@@ -536,19 +555,52 @@ func (u *unchangingFile) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func md5File(p string) (string, error) {
+// hashFile returns the sha256 of a local file and, with withMD5, its MD5 (one read for both).
+func hashFile(p string, withMD5 bool) (sha string, md string, err error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer f.Close()
 	buf := hashBufs.Get().(*[]byte)
 	defer hashBufs.Put(buf)
-	h := md5.New()
-	if _, err := io.CopyBuffer(h, f, *buf); err != nil {
-		return "", fmt.Errorf("reading %s: %w", p, err)
+	hs, hm := sha256.New(), md5.New()
+	var w io.Writer = hs
+	if withMD5 {
+		w = io.MultiWriter(hs, hm)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	if _, err := io.CopyBuffer(w, f, *buf); err != nil {
+		return "", "", fmt.Errorf("reading %s: %w", p, err)
+	}
+	if withMD5 {
+		md = hex.EncodeToString(hm.Sum(nil))
+	}
+	return hex.EncodeToString(hs.Sum(nil)), md, nil
+}
+
+// fillDigests asks the server for the sha256 of the remote files that could be unchanged (same
+// size as the local file) but are listed without an MD5 to compare.
+func fillDigests(ctx context.Context, c *api.Client, workspace, name string, items []*uploadItem, remote map[string]*atelier.DatastoreFile) error {
+	var paths []string
+	for _, it := range items {
+		if r := remote[it.remote]; r != nil && r.Size == it.size && r.MD5 == "" && r.SHA256 == "" {
+			paths = append(paths, it.remote)
+		}
+	}
+	for len(paths) > 0 {
+		n := min(len(paths), atelier.MaxDatastoreDigests)
+		files, err := c.DatastoreFileDigests(ctx, workspace, name, paths[:n])
+		if err != nil {
+			return fmt.Errorf("comparing with the files of datastore %q: %w", name, err)
+		}
+		for _, f := range files {
+			if r := remote[f.Path]; r != nil && f.Size == r.Size {
+				r.SHA256 = f.SHA256
+			}
+		}
+		paths = paths[n:]
+	}
+	return nil
 }
 
 func datastoreDownloadCmd(cfg *clientConfig) *cobra.Command {
