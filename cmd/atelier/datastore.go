@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -350,8 +351,8 @@ file's digest is compared with the MD5 the storage lists, or, where it lists non
 datastores, S3 multipart uploads, Azure blobs written in blocks), with the sha256 the server
 reports (stored with each file this command uploads; computed by the server for a files
 datastore). A file whose digest cannot be had (written by another program to S3 in parts) is
-uploaded again; --force uploads everything. Each file is hashed before it is sent, and the
-server stores nothing if what arrives differs.`,
+uploaded again; --force uploads everything. Except to a files datastore, each file is hashed
+before it is sent, and the server stores nothing if what arrives differs.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, src := args[0], filepath.Clean(args[1])
@@ -364,6 +365,14 @@ server stores nothing if what arrives differs.`,
 				return err
 			}
 			ctx := cmd.Context()
+			ds, err := c.FindDatastore(ctx, cfg.workspace, name)
+			if err != nil {
+				return err
+			}
+			// Where the storage lists no MD5, the sha256 must travel with the file for the next
+			// upload to compare: so it is computed before sending. A folder's digests are the
+			// server's to compute, so there the file is sent at once, hashed on the way.
+			hashFirst := ds.Kind != atelier.DatastoreFiles
 			// What is there already, to skip unchanged files.
 			remote := map[string]*atelier.DatastoreFile{}
 			if !force {
@@ -392,22 +401,27 @@ server stores nothing if what arrives differs.`,
 			err = parallel(ctx, 8, items, func(ctx context.Context, it *uploadItem) error {
 				var sum string
 				if r := remote[it.remote]; r != nil && r.Size == it.size && (r.MD5 != "" || r.SHA256 != "") {
-					sha, md, err := hashFile(it.local, r.MD5 != "")
+					// Only the digest compared: a second read, for the sha256, only when the file
+					// changed.
+					withMD5 := r.MD5 != ""
+					got, err := hashFile(it.local, withMD5)
 					if err != nil {
 						return err
 					}
-					if (r.MD5 != "" && md == r.MD5) || (r.MD5 == "" && sha == r.SHA256) {
+					if (withMD5 && got == r.MD5) || (!withMD5 && got == r.SHA256) {
 						skipped.Add(1)
 						bar.done_.Add(it.size)
 						return nil
 					}
-					sum = sha
+					if !withMD5 {
+						sum = got
+					}
 				}
-				if sum == "" {
+				if sum == "" && hashFirst {
 					// Sent with the file: the server refuses content that differs, and stores the
 					// digest with it, so that the next upload can skip it.
 					var err error
-					if sum, _, err = hashFile(it.local, false); err != nil {
+					if sum, err = hashFile(it.local, false); err != nil {
 						return err
 					}
 				}
@@ -416,7 +430,14 @@ server stores nothing if what arrives differs.`,
 					return err
 				}
 				defer fh.Close()
-				f, err := c.WriteDatastoreFile(ctx, cfg.workspace, name, it.remote, bar.reader(fh), sum, "")
+				// Without a digest sent, hashed on the way, to check what the server stored.
+				var h hash.Hash
+				var body io.Reader = bar.reader(fh)
+				if sum == "" {
+					h = sha256.New()
+					body = io.TeeReader(body, h)
+				}
+				f, err := c.WriteDatastoreFile(ctx, cfg.workspace, name, it.remote, body, sum, "")
 				if fh.err != nil {
 					// The request was cut short, so the server stored nothing.
 					return fmt.Errorf("uploading %s: %w: nothing was stored", it.local, fh.err)
@@ -426,6 +447,9 @@ server stores nothing if what arrives differs.`,
 				}
 				if err != nil {
 					return fmt.Errorf("uploading %s: %w", it.local, err)
+				}
+				if h != nil {
+					sum = hex.EncodeToString(h.Sum(nil))
 				}
 				if f.SHA256 != "" && f.SHA256 != sum {
 					return fmt.Errorf("uploading %s: the server stored content with sha256 %s, the file has %s (did it change during the upload?)", it.local, f.SHA256, sum)
@@ -555,27 +579,23 @@ func (u *unchangingFile) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// hashFile returns the sha256 of a local file and, with withMD5, its MD5 (one read for both).
-func hashFile(p string, withMD5 bool) (sha string, md string, err error) {
+// hashFile returns the hex sha256 of a local file, or with md5 its MD5.
+func hashFile(p string, md5sum bool) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
 	defer f.Close()
 	buf := hashBufs.Get().(*[]byte)
 	defer hashBufs.Put(buf)
-	hs, hm := sha256.New(), md5.New()
-	var w io.Writer = hs
-	if withMD5 {
-		w = io.MultiWriter(hs, hm)
+	h := sha256.New()
+	if md5sum {
+		h = md5.New()
 	}
-	if _, err := io.CopyBuffer(w, f, *buf); err != nil {
-		return "", "", fmt.Errorf("reading %s: %w", p, err)
+	if _, err := io.CopyBuffer(h, f, *buf); err != nil {
+		return "", fmt.Errorf("reading %s: %w", p, err)
 	}
-	if withMD5 {
-		md = hex.EncodeToString(hm.Sum(nil))
-	}
-	return hex.EncodeToString(hs.Sum(nil)), md, nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // fillDigests asks the server for the sha256 of the remote files that could be unchanged (same
