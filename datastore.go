@@ -272,11 +272,13 @@ func validateEndpoint(e string) error {
 type DatastoreFile struct {
 	Path string `json:"path"`
 	Size int64  `json:"size"`
-	// MD5 is the hex MD5 of the content when the storage reports one (S3 single-part uploads,
-	// Azure, GCS); empty otherwise (files datastores, S3 multipart uploads).
+	// MD5 is the hex MD5 of the content when the storage reports one in listings (S3
+	// single-part uploads, GCS, Azure blobs written in one request); empty otherwise (files
+	// datastores, S3 multipart uploads, Azure blobs written in blocks).
 	MD5        string    `json:"md5,omitempty"`
 	ModifiedAt time.Time `json:"modified_at"`
-	// SHA256 is set on the answer to an upload: the content's sha256, computed while streaming.
+	// SHA256 is the content's sha256 where it is known: on the answer to an upload (computed
+	// while streaming) and in the answer to DatastoreBucket.Digest.
 	SHA256 string `json:"sha256,omitempty"`
 	// Dir marks a folder in a non-recursive listing; its Path ends with '/'.
 	Dir bool `json:"dir,omitempty"`
@@ -327,10 +329,18 @@ type DatastoreBucket interface {
 	Write(ctx context.Context, path string, r io.Reader, sha256, contentType string) (*DatastoreFile, error)
 	Open(ctx context.Context, path string) (*DatastoreFile, io.ReadCloser, error)
 	Stat(ctx context.Context, path string) (*DatastoreFile, error)
+	// Digest is Stat with the content's sha256, where it can be had without sending the
+	// content to the client: the digest stored with the object when it was written with one
+	// (cloud storage), or computed by the server (a files datastore, cached by path, size and
+	// modification time). SHA256 stays empty otherwise (an object another program wrote).
+	Digest(ctx context.Context, path string) (*DatastoreFile, error)
 	List(ctx context.Context, q DatastoreFileQuery) (*DatastoreFilePage, error)
 	Delete(ctx context.Context, path string) error
 	Close() error
 }
+
+// MaxDatastoreDigests bounds the paths of one request for digests.
+const MaxDatastoreDigests = 1000
 
 // DatastoreOpener opens datastores: the cmd wires one implementation (package datastore).
 type DatastoreOpener interface {
@@ -379,6 +389,9 @@ type DatastoreService interface {
 	WriteDatastoreFile(ctx context.Context, workspace, name, path string, r io.Reader, sha256, contentType string) (*DatastoreFile, error)
 	OpenDatastoreFile(ctx context.Context, workspace, name, path string) (*DatastoreFile, io.ReadCloser, error)
 	ListDatastoreFiles(ctx context.Context, workspace, name string, q DatastoreFileQuery) (*DatastoreFilePage, error)
+	// DatastoreFileDigests returns the files at paths (at most MaxDatastoreDigests) with their
+	// sha256 where the datastore can tell it (DatastoreBucket.Digest); missing files are left out.
+	DatastoreFileDigests(ctx context.Context, workspace, name string, paths []string) ([]*DatastoreFile, error)
 	// DeleteDatastoreFiles deletes a file, or with recursive every file under the folder path;
 	// it returns how many were deleted.
 	DeleteDatastoreFiles(ctx context.Context, workspace, name, path string, recursive bool) (int, error)

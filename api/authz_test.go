@@ -265,6 +265,8 @@ var matrixBodies = map[string]string{
 	"PATCH {ws}/datastores/{datastore}":               `{}`,
 	"PUT {ws}/datastores/{datastore}/files/{path...}": `x,y`,
 	"PUT {ws}/secrets/{secret}":                       `{"value":"` + matrixSecretValue + `"}`,
+
+	"POST {ws}/datastores/{datastore}/digests": `{"paths":["data.csv"]}`,
 }
 
 var patternParam = regexp.MustCompile(`\{([a-z]+)(\.\.\.)?\}`)

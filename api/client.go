@@ -30,8 +30,10 @@ var _ Services = (*Client)(nil)
 
 // NewClient returns a client of the server at baseURL.
 func NewClient(baseURL, token string) *Client {
-	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{}, UserAgent: "atelier-go"}
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{CheckRedirect: noRedirects}, UserAgent: "atelier-go"}
 }
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // http returns the HTTP client; redirects are never followed, so a request goes only where
 // it was addressed. It does not modify c.HTTP: concurrent first calls (parallel uploads) would
@@ -43,8 +45,8 @@ func (c *Client) http() *http.Client {
 	}
 	if hc.CheckRedirect == nil {
 		copied := *hc
-		copied.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-		hc = &copied
+		copied.CheckRedirect = noRedirects
+		return &copied
 	}
 	return hc
 }

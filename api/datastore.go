@@ -21,6 +21,7 @@ func (s *Server) datastoreRoutes() []Route {
 		{Pattern: "DELETE " + ds, Policy: PolicyWrite, handler: s.deleteDatastore},
 		{Pattern: "POST " + ds + "/default", Policy: PolicyWrite, handler: s.setDefaultDatastore},
 		{Pattern: "GET " + ds + "/files", Policy: PolicyRead, handler: s.listDatastoreFiles},
+		{Pattern: "POST " + ds + "/digests", Policy: PolicyRead, handler: s.datastoreFileDigests},
 		{Pattern: "PUT " + ds + "/files/{path...}", Policy: PolicyWrite, handler: s.uploadDatastoreFile},
 		{Pattern: "GET " + ds + "/files/{path...}", Policy: PolicyRead, handler: s.downloadDatastoreFile},
 		{Pattern: "DELETE " + ds + "/files/{path...}", Policy: PolicyWrite, handler: s.deleteDatastoreFile},
@@ -30,6 +31,15 @@ func (s *Server) datastoreRoutes() []Route {
 // DatastoreList is the body of GET /datastores.
 type DatastoreList struct {
 	Datastores []*atelier.Datastore `json:"datastores"`
+}
+
+// DatastoreDigestRequest and DatastoreDigests are the bodies of POST .../digests.
+type DatastoreDigestRequest struct {
+	Paths []string `json:"paths"`
+}
+
+type DatastoreDigests struct {
+	Files []*atelier.DatastoreFile `json:"files"`
 }
 
 // DatastoreDeleted answers a delete of datastore files.
@@ -118,6 +128,18 @@ func (s *Server) listDatastoreFiles(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	return writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) datastoreFileDigests(w http.ResponseWriter, r *http.Request) error {
+	var req DatastoreDigestRequest
+	if err := s.readJSON(w, r, &req); err != nil {
+		return err
+	}
+	files, err := s.svc.DatastoreFileDigests(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), req.Paths)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, DatastoreDigests{Files: files})
 }
 
 func (s *Server) uploadDatastoreFile(w http.ResponseWriter, r *http.Request) error {

@@ -133,6 +133,14 @@ func (c *Client) ListDatastoreFiles(ctx context.Context, workspace, name string,
 	return &page, c.call(ctx, "GET", datastorePath(workspace, name, "files"), q, nil, &page)
 }
 
+func (c *Client) DatastoreFileDigests(ctx context.Context, workspace, name string, paths []string) ([]*atelier.DatastoreFile, error) {
+	if err := atelier.ValidateName("datastore", name); err != nil {
+		return nil, err
+	}
+	var out DatastoreDigests
+	return out.Files, c.call(ctx, "POST", datastorePath(workspace, name, "digests"), nil, DatastoreDigestRequest{Paths: paths}, &out)
+}
+
 func (c *Client) DeleteDatastoreFiles(ctx context.Context, workspace, name, path string, recursive bool) (int, error) {
 	if err := atelier.ValidateName("datastore", name); err != nil {
 		return 0, err

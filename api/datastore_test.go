@@ -129,6 +129,13 @@ func TestDatastoreFiles(t *testing.T) {
 	if err != nil || len(page.Files) != 3 || !page.Files[1].Dir || page.Files[1].Path != "data/sub/" {
 		t.Errorf("list data/ = %+v, %v", page, err)
 	}
+	// Digests, for a client to skip unchanged files: computed by the server for a files
+	// datastore, in the order asked, missing files left out.
+	digests, err := c.DatastoreFileDigests(ctx, "default", "default", []string{"data/a.csv", "data/none.csv", "data/train.bin"})
+	if err != nil || len(digests) != 2 || digests[0].Path != "data/a.csv" || digests[0].SHA256 != datastoretest.Sum([]byte("data/a.csv")) ||
+		digests[1].Path != "data/train.bin" || digests[1].SHA256 != datastoretest.Sum(content) || digests[1].Size != int64(len(content)) {
+		t.Errorf("digests = %+v, %v", digests, err)
+	}
 
 	// A wrong checksum stores nothing.
 	_, err = c.WriteDatastoreFile(ctx, "default", "default", "data/bad.bin", strings.NewReader("abc"), datastoretest.Sum([]byte("xyz")), "")
@@ -236,6 +243,9 @@ func TestDatastoreBadInput(t *testing.T) {
 		{"bad token", Request{Method: "GET", Path: base + "/default/files?page_token=%21%21"}, 400, []string{"page token"}},
 		{"bad prefix query", Request{Method: "GET", Path: base + "/default/files?prefix=../x"}, 400, []string{"invalid prefix"}},
 		{"bad recursive", Request{Method: "DELETE", Path: base + "/default/files/x?recursive=yes-please"}, 400, []string{"recursive"}},
+		{"digest of a bad path", Request{Method: "POST", Path: base + "/default/digests", Body: `{"paths":["a/../b"]}`}, 400, []string{"invalid path"}},
+		{"too many digests", Request{Method: "POST", Path: base + "/default/digests", Body: `{"paths":[` + strings.Repeat(`"a",`, 1000) + `"a"]}`}, 413, []string{"at most 1000"}},
+		{"digests of an unknown datastore", Request{Method: "POST", Path: base + "/nope/digests", Body: `{"paths":["a"]}`}, 404, []string{`datastore "nope" not found`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			MustAPIError(t, s.MustDo(t, tc.req), tc.status, tc.want...)

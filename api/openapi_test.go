@@ -394,6 +394,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"DatastoreFilePage", atelier.DatastoreFilePage{}, true},
 		{"DatastoreList", DatastoreList{}, true},
 		{"DatastoreDeleted", DatastoreDeleted{}, true},
+		{"DatastoreDigestRequest", DatastoreDigestRequest{}, false},
+		{"DatastoreDigests", DatastoreDigests{}, true},
 		{"User", atelier.User{}, true},
 		{"UserCreate", UserCreate{}, false},
 		{"Token", atelier.Token{}, true},

@@ -47,6 +47,10 @@ type Bucket struct {
 	serverCreds bool
 	// folder is set when b is a local folder (see upload).
 	folder bool
+	// dir is the folder of a files datastore, which names its files in digests (the cache of
+	// their sha256, shared by the buckets an Opener opens).
+	dir     string
+	digests *DigestCache
 }
 
 // NewBucket wraps b; name is the datastore's name, used in error messages.
@@ -87,7 +91,13 @@ func (b *Bucket) Write(ctx context.Context, path string, r io.Reader, want, cont
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	vr := &verifyingReader{r: r, h: sha256.New(), want: want, cancel: cancel}
-	err := upload(wctx, cancel, b.b, path, vr, &blob.WriterOptions{ContentType: contentType}, b.folder)
+	opts := &blob.WriterOptions{ContentType: contentType}
+	if want != "" && !b.folder {
+		// Known before the first byte, so it goes with the object (S3 takes metadata only when
+		// an upload starts); an upload whose content differs is aborted, metadata included.
+		opts.Metadata = map[string]string{sha256Key: want}
+	}
+	err := upload(wctx, cancel, b.b, path, vr, opts, b.folder)
 	if vr.err != nil {
 		if atelier.ErrorCode(vr.err) == atelier.EINVALID {
 			return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: %s: %s; nothing was stored", b.name, path, atelier.ErrorMessage(vr.err))
@@ -186,7 +196,7 @@ func (b *Bucket) Stat(ctx context.Context, path string) (*atelier.DatastoreFile,
 	if err != nil {
 		return nil, b.mapError("stat", path, err)
 	}
-	return &atelier.DatastoreFile{Path: path, Size: a.Size, MD5: hex.EncodeToString(a.MD5), ModifiedAt: a.ModTime.UTC()}, nil
+	return fileOf(path, a), nil
 }
 
 var fileblobTemp = regexp.MustCompile(`\.[0-9a-f]+\.tmp$`)

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -327,5 +328,76 @@ func TestFilesDiskFull(t *testing.T) {
 	})
 	if len(left) != 0 {
 		t.Errorf("files left on the full disk: %q", left)
+	}
+}
+
+// A files datastore computes digests itself, and a cached one never outlives the content: a
+// file rewritten by another program with its old size and modification time is hashed again.
+func TestFilesDigest(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the change time that tells a rewritten file is read on Linux only")
+	}
+	dir := t.TempDir()
+	o := datastore.NewOpener("")
+	b := mustOpen(t, o, &atelier.Datastore{Name: "local", Kind: atelier.DatastoreFiles, Path: dir}, atelier.DatastoreCredentials{})
+	digest := func(path string) string {
+		t.Helper()
+		f, err := b.Digest(t.Context(), path)
+		if err != nil {
+			t.Fatalf("Digest(%s): %v", path, err)
+		}
+		return f.SHA256
+	}
+	v1, v2 := []byte("version 1"), []byte("version 2")
+	datastoretest.MustWrite(t, b, "a.txt", v1)
+	if got := digest("a.txt"); got != datastoretest.Sum(v1) {
+		t.Errorf("Digest of a written file = %q, want %s", got, datastoretest.Sum(v1))
+	}
+	// Written by another program: computed.
+	if err := os.WriteFile(filepath.Join(dir, "b.txt"), v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := digest("b.txt"); got != datastoretest.Sum(v1) {
+		t.Errorf("Digest of a file written outside = %q, want %s", got, datastoretest.Sum(v1))
+	}
+	for name, rewrite := range map[string]func(p string) error{
+		"in place": func(p string) error {
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteAt(v2, 0)
+			return err
+		},
+		"replaced": func(p string) error {
+			if err := os.WriteFile(p+".new", v2, 0o644); err != nil {
+				return err
+			}
+			return os.Rename(p+".new", p)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			key := strings.ReplaceAll(name, " ", "_") + ".txt"
+			p := filepath.Join(dir, key)
+			datastoretest.MustWrite(t, b, key, v1)
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := digest(key); got != datastoretest.Sum(v1) {
+				t.Fatalf("Digest = %q", got)
+			}
+			if err := rewrite(p); err != nil {
+				t.Fatal(err)
+			}
+			// The old modification time, as cp -p or rsync -t would leave it.
+			if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+			if got := digest(key); got != datastoretest.Sum(v2) {
+				t.Errorf("Digest after a rewrite with the same size and modification time = %q, want %s", got, datastoretest.Sum(v2))
+			}
+		})
 	}
 }

@@ -45,6 +45,8 @@ type Opener struct {
 	BuiltIn *Location
 	// HTTP is the client for the cloud SDKs; a default with sane timeouts when nil.
 	HTTP *http.Client
+	// Digests caches the sha256 of the files of files datastores (nil: computed each time).
+	Digests *DigestCache
 }
 
 // NewOpener returns an Opener whose built-in datastores live under root.
@@ -52,8 +54,11 @@ func NewOpener(root string) *Opener {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 64
 	t.ResponseHeaderTimeout = 2 * time.Minute
-	return &Opener{Root: root, HTTP: &http.Client{Transport: t}}
+	return &Opener{Root: root, HTTP: &http.Client{Transport: t}, Digests: NewDigestCache(digestCacheSize)}
 }
+
+// digestCacheSize bounds the digest cache: about 200 bytes an entry.
+const digestCacheSize = 200_000
 
 // OpenDatastore opens d as a bucket limited to its prefix.
 func (o *Opener) OpenDatastore(ctx context.Context, d *atelier.Datastore, creds atelier.DatastoreCredentials) (atelier.DatastoreBucket, error) {
@@ -64,6 +69,12 @@ func (o *Opener) OpenDatastore(ctx context.Context, d *atelier.Datastore, creds 
 	builtIn := d.Kind == atelier.DatastoreFiles && d.Path == "" && o.BuiltIn != nil
 	nb := NewBucket(d.Name, b, d.Kind == atelier.DatastoreFiles && !builtIn)
 	nb.serverCreds = builtIn
+	if d.Kind == atelier.DatastoreFiles && !builtIn {
+		nb.dir, nb.digests = d.Path, o.Digests
+		if nb.dir == "" {
+			nb.dir = filepath.Join(o.Root, d.Workspace)
+		}
+	}
 	return nb, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -354,6 +355,64 @@ func (s *Service) ListDatastoreFiles(ctx context.Context, workspace, name string
 	}
 	defer b.Close()
 	return b.List(ctx, q)
+}
+
+// DatastoreFileDigests returns the files at paths with their sha256 where it is known without
+// sending the content (see atelier.DatastoreBucket.Digest), in the order asked; a path with no
+// file is left out. A client compares them with its own files to skip unchanged ones.
+func (s *Service) DatastoreFileDigests(ctx context.Context, workspace, name string, paths []string) ([]*atelier.DatastoreFile, error) {
+	if len(paths) > atelier.MaxDatastoreDigests {
+		return nil, atelier.Errorf(atelier.ETOOLARGE, "%d paths: ask for at most %d digests at a time", len(paths), atelier.MaxDatastoreDigests)
+	}
+	for _, p := range paths {
+		if err := atelier.ValidatePath(p); err != nil {
+			return nil, err
+		}
+	}
+	b, err := s.openDatastore(ctx, workspace, name)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	files := make([]*atelier.DatastoreFile, len(paths))
+	// A few at a time: each may be a metadata request to the storage, or a read of the file.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, p := range paths {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			f, err := b.Digest(ctx, p)
+			switch {
+			case atelier.ErrorCode(err) == atelier.ENOTFOUND:
+				// Gone (or its bucket is): no digest, and the upload that follows says which.
+			case err != nil:
+				cancel(err)
+			default:
+				files[i] = f
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	out := files[:0]
+	for _, f := range files {
+		if f != nil {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }
 
 // DeleteDatastoreFiles deletes a file, or with recursive the folder p and everything under it.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -345,9 +346,13 @@ func datastoreUploadCmd(cfg *clientConfig) *cobra.Command {
 A file goes to --target, or to its base name; a --target ending in '/' is a folder. A folder
 goes under --target, or under its base name: upload lake ./data puts data/... in the datastore.
 
-A file already in the datastore with the same size and the same MD5 is skipped (the MD5 of
-the local file is computed to compare). Where the storage reports no MD5 (files datastores,
-S3 multipart uploads) the file is uploaded again; --force uploads everything.`,
+A file already in the datastore with the same size and the same content is skipped: the local
+file's digest is compared with the MD5 the storage lists, or, where it lists none (files
+datastores, S3 multipart uploads, Azure blobs written in blocks), with the sha256 the server
+reports (stored with each file this command uploads; computed by the server for a files
+datastore). A file whose digest cannot be had (written by another program to S3 in parts) is
+uploaded again; --force uploads everything. Except to a files datastore, each file is hashed
+before it is sent, and the server stores nothing if what arrives differs.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, src := args[0], filepath.Clean(args[1])
@@ -360,6 +365,14 @@ S3 multipart uploads) the file is uploaded again; --force uploads everything.`,
 				return err
 			}
 			ctx := cmd.Context()
+			ds, err := c.FindDatastore(ctx, cfg.workspace, name)
+			if err != nil {
+				return err
+			}
+			// Where the storage lists no MD5, the sha256 must travel with the file for the next
+			// upload to compare: so it is computed before sending. A folder's digests are the
+			// server's to compute, so there the file is sent at once, hashed on the way.
+			hashFirst := ds.Kind != atelier.DatastoreFiles
 			// What is there already, to skip unchanged files.
 			remote := map[string]*atelier.DatastoreFile{}
 			if !force {
@@ -374,6 +387,9 @@ S3 multipart uploads) the file is uploaded again; --force uploads everything.`,
 				for _, f := range existing {
 					remote[f.Path] = f
 				}
+				if err := fillDigests(ctx, c, cfg.workspace, name, items, remote); err != nil {
+					return err
+				}
 			}
 			var total int64
 			for _, it := range items {
@@ -383,15 +399,30 @@ S3 multipart uploads) the file is uploaded again; --force uploads everything.`,
 			var uploaded, skipped, bytesUp atomic.Int64
 			bar := newProgress(os.Stderr, "uploading to "+name, progressThreshold(total))
 			err = parallel(ctx, 8, items, func(ctx context.Context, it *uploadItem) error {
-				if r := remote[it.remote]; r != nil && r.Size == it.size && r.MD5 != "" {
-					sum, err := md5File(it.local)
+				var sum string
+				if r := remote[it.remote]; r != nil && r.Size == it.size && (r.MD5 != "" || r.SHA256 != "") {
+					// Only the digest compared: a second read, for the sha256, only when the file
+					// changed.
+					withMD5 := r.MD5 != ""
+					got, err := hashFile(it.local, withMD5)
 					if err != nil {
 						return err
 					}
-					if sum == r.MD5 {
+					if (withMD5 && got == r.MD5) || (!withMD5 && got == r.SHA256) {
 						skipped.Add(1)
 						bar.done_.Add(it.size)
 						return nil
+					}
+					if !withMD5 {
+						sum = got
+					}
+				}
+				if sum == "" && hashFirst {
+					// Sent with the file: the server refuses content that differs, and stores the
+					// digest with it, so that the next upload can skip it.
+					var err error
+					if sum, err = hashFile(it.local, false); err != nil {
+						return err
 					}
 				}
 				fh, err := openUnchanging(it.local)
@@ -399,17 +430,29 @@ S3 multipart uploads) the file is uploaded again; --force uploads everything.`,
 					return err
 				}
 				defer fh.Close()
-				h := sha256.New()
-				f, err := c.WriteDatastoreFile(ctx, cfg.workspace, name, it.remote, io.TeeReader(bar.reader(fh), h), "", "")
+				// Without a digest sent, hashed on the way, to check what the server stored.
+				var h hash.Hash
+				var body io.Reader = bar.reader(fh)
+				if sum == "" {
+					h = sha256.New()
+					body = io.TeeReader(body, h)
+				}
+				f, err := c.WriteDatastoreFile(ctx, cfg.workspace, name, it.remote, body, sum, "")
 				if fh.err != nil {
 					// The request was cut short, so the server stored nothing.
 					return fmt.Errorf("uploading %s: %w: nothing was stored", it.local, fh.err)
 				}
+				if atelier.ErrorCode(err) == atelier.EINVALID && strings.Contains(atelier.ErrorMessage(err), "does not match sha256") {
+					return fmt.Errorf("uploading %s: the file changed after it was read: nothing was stored", it.local)
+				}
 				if err != nil {
 					return fmt.Errorf("uploading %s: %w", it.local, err)
 				}
-				if got := hex.EncodeToString(h.Sum(nil)); f.SHA256 != "" && f.SHA256 != got {
-					return fmt.Errorf("uploading %s: the server stored content with sha256 %s, the file has %s (did it change during the upload?)", it.local, f.SHA256, got)
+				if h != nil {
+					sum = hex.EncodeToString(h.Sum(nil))
+				}
+				if f.SHA256 != "" && f.SHA256 != sum {
+					return fmt.Errorf("uploading %s: the server stored content with sha256 %s, the file has %s (did it change during the upload?)", it.local, f.SHA256, sum)
 				}
 				uploaded.Add(1)
 				bytesUp.Add(it.size)
@@ -536,7 +579,8 @@ func (u *unchangingFile) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func md5File(p string) (string, error) {
+// hashFile returns the hex sha256 of a local file, or with md5 its MD5.
+func hashFile(p string, md5sum bool) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", err
@@ -544,11 +588,39 @@ func md5File(p string) (string, error) {
 	defer f.Close()
 	buf := hashBufs.Get().(*[]byte)
 	defer hashBufs.Put(buf)
-	h := md5.New()
+	h := sha256.New()
+	if md5sum {
+		h = md5.New()
+	}
 	if _, err := io.CopyBuffer(h, f, *buf); err != nil {
 		return "", fmt.Errorf("reading %s: %w", p, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// fillDigests asks the server for the sha256 of the remote files that could be unchanged (same
+// size as the local file) but are listed without an MD5 to compare.
+func fillDigests(ctx context.Context, c *api.Client, workspace, name string, items []*uploadItem, remote map[string]*atelier.DatastoreFile) error {
+	var paths []string
+	for _, it := range items {
+		if r := remote[it.remote]; r != nil && r.Size == it.size && r.MD5 == "" && r.SHA256 == "" {
+			paths = append(paths, it.remote)
+		}
+	}
+	for len(paths) > 0 {
+		n := min(len(paths), atelier.MaxDatastoreDigests)
+		files, err := c.DatastoreFileDigests(ctx, workspace, name, paths[:n])
+		if err != nil {
+			return fmt.Errorf("comparing with the files of datastore %q: %w", name, err)
+		}
+		for _, f := range files {
+			if r := remote[f.Path]; r != nil && f.Size == r.Size {
+				r.SHA256 = f.SHA256
+			}
+		}
+		paths = paths[n:]
+	}
+	return nil
 }
 
 func datastoreDownloadCmd(cfg *clientConfig) *cobra.Command {
