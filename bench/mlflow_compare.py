@@ -47,8 +47,10 @@ CACHE = os.environ.get("ATELIER_TEST_CACHE", os.path.expanduser("~/.cache/atelie
 try:
     import mlflow  # noqa: F401
 except ImportError:  # re-run under the test suite's cached venv
-    py = os.path.join(CACHE, "mlflow-venv-py%d%d" % sys.version_info[:2], "bin", "python")
-    if os.path.exists(py) and os.path.realpath(sys.executable) != os.path.realpath(py):
+    venv = os.path.join(CACHE, "mlflow-venv-py%d%d" % sys.version_info[:2])
+    py = os.path.join(venv, "bin", "python")
+    # A venv's python is a symlink to the base interpreter, so compare prefixes, not paths.
+    if os.path.exists(py) and os.path.realpath(sys.prefix) != os.path.realpath(venv):
         os.execv(py, [py] + sys.argv)
     sys.exit("mlflow is not installed: run with a python that has mlflow (pip install 'mlflow>=3')")
 
