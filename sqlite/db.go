@@ -46,6 +46,44 @@ type DB struct {
 	series *seriesCache
 	// runWorkspace caches run id → workspace id; it never changes once a run exists.
 	runWorkspace sync.Map
+	// workspaces caches workspace name → id for reads: nearly every call resolves a workspace
+	// first, and the query also began a read transaction of its own.
+	workspaces workspaceCache
+}
+
+// workspaceCache maps the names of committed workspaces to their ids. A deletion bumps gen
+// once it is committed, so a lookup that read the database before that cannot store what it
+// found afterwards.
+type workspaceCache struct {
+	mu  sync.Mutex
+	ids map[string]int64
+	gen uint64
+}
+
+func (c *workspaceCache) get(name string) (id int64, gen uint64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok = c.ids[name]
+	return id, c.gen, ok
+}
+
+func (c *workspaceCache) put(name string, id int64, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	if c.ids == nil {
+		c.ids = map[string]int64{}
+	}
+	c.ids[name] = id
+}
+
+func (c *workspaceCache) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	delete(c.ids, name)
 }
 
 type writeReq struct {
@@ -235,7 +273,9 @@ func (db *DB) commitGroup(group []*writeReq) {
 			errs[i] = err
 			continue
 		}
+		hooks := len(tx.onCommit)
 		if errs[i] = req.fn(tx); errs[i] != nil {
+			tx.onCommit = tx.onCommit[:hooks]
 			if _, err := tx.Exec("ROLLBACK TO w"); err != nil {
 				errs[i] = errors.Join(errs[i], err)
 			}
@@ -255,19 +295,32 @@ func (db *DB) commitGroup(group []*writeReq) {
 		}
 		return
 	}
+	for _, f := range tx.onCommit {
+		f()
+	}
 	for i, req := range group {
 		req.done <- errs[i]
 	}
 }
 
-// workspaceID resolves a workspace name.
+// workspaceID resolves a workspace name. Reads use the cache; writes ask their transaction,
+// which sees what the transaction itself changed.
 func (db *DB) workspaceID(ctx context.Context, q querier, name string) (int64, error) {
-	var id int64
+	_, inTx := q.(*txn)
+	id, gen, ok := db.workspaces.get(name)
+	if ok && !inTx {
+		return id, nil
+	}
 	err := q.QueryRowContext(ctx, `SELECT id FROM workspaces WHERE name = ?`, name).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, atelier.Errorf(atelier.ENOTFOUND, "workspace %q not found", name)
+	} else if err != nil {
+		return 0, err
 	}
-	return id, err
+	if !inTx {
+		db.workspaces.put(name, id, gen)
+	}
+	return id, nil
 }
 
 // checkRun verifies that run id exists in the workspace and returns the workspace id.
