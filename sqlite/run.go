@@ -65,6 +65,9 @@ func (db *DB) CreateRun(ctx context.Context, workspace string, c atelier.RunCrea
 			run.CreatedBy, run.Compute, config, run.SnapshotID, git); err != nil {
 			return err
 		}
+		if err := countRun(ctx, tx, expID, ms(now)); err != nil {
+			return err
+		}
 		for table, kv := range map[string]map[string]string{"run_params": c.Params, "run_tags": c.Tags, "run_properties": c.Properties} {
 			if err := insertKeyValues(ctx, tx, table, run.ID, kv); err != nil {
 				return err
