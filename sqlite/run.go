@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
-	"strings"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -161,55 +160,54 @@ func (db *DB) findRun(ctx context.Context, q querier, workspace, id string) (*at
 	return run, nil
 }
 
-// attach loads params, tags, properties and latest metrics of runs in a few queries.
+// attachQuery reads the params, tags, properties and latest scalar metrics of the runs whose
+// ids are in a JSON array: one statement (one read of the database, prepared once whatever
+// the number of runs) instead of one per table.
+const attachQuery = `WITH ids(id) AS (SELECT value FROM json_each(?))
+	SELECT 0, run_id, key, value, NULL, 0 FROM run_params WHERE run_id IN ids
+	UNION ALL SELECT 1, run_id, key, value, NULL, 0 FROM run_tags WHERE run_id IN ids
+	UNION ALL SELECT 2, run_id, key, value, NULL, 0 FROM run_properties WHERE run_id IN ids
+	UNION ALL SELECT 3, run_id, name, NULL, value, is_nan FROM metric_latest WHERE kind = 'scalar' AND run_id IN ids`
+
+// attach loads params, tags, properties and latest metrics of runs.
 func (db *DB) attach(ctx context.Context, q querier, runs []*atelier.Run) error {
 	if len(runs) == 0 {
 		return nil
 	}
 	byID := make(map[string]*atelier.Run, len(runs))
-	args := make([]any, len(runs))
+	ids := make([]string, len(runs))
 	for i, r := range runs {
-		byID[r.ID], args[i] = r, r.ID
+		byID[r.ID], ids[i] = r, r.ID
 	}
-	in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(runs)), ",") + ")"
-	for _, kv := range []struct {
-		table string
-		get   func(*atelier.Run) map[string]string
-	}{
-		{"run_params", func(r *atelier.Run) map[string]string { return r.Params }},
-		{"run_tags", func(r *atelier.Run) map[string]string { return r.Tags }},
-		{"run_properties", func(r *atelier.Run) map[string]string { return r.Properties }},
-	} {
-		rows, err := q.QueryContext(ctx, `SELECT run_id, key, value FROM `+kv.table+` WHERE run_id IN `+in, args...)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var id, k, v string
-			if err := rows.Scan(&id, &k, &v); err != nil {
-				rows.Close()
-				return err
-			}
-			kv.get(byID[id])[k] = v
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return err
 	}
-	rows, err := q.QueryContext(ctx, `SELECT run_id, name, value, is_nan FROM metric_latest WHERE kind = 'scalar' AND run_id IN `+in, args...)
+	rows, err := q.QueryContext(ctx, attachQuery, string(list))
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var id, name string
-		var v sql.NullFloat64
+		var table int
+		var id, key string
+		var text sql.NullString
+		var num sql.NullFloat64
 		var isNaN bool
-		if err := rows.Scan(&id, &name, &v, &isNaN); err != nil {
+		if err := rows.Scan(&table, &id, &key, &text, &num, &isNaN); err != nil {
 			return err
 		}
-		byID[id].Metrics[name] = atelier.Float(fromNullFloat(v, isNaN))
+		r := byID[id]
+		switch table {
+		case 0:
+			r.Params[key] = text.String
+		case 1:
+			r.Tags[key] = text.String
+		case 2:
+			r.Properties[key] = text.String
+		case 3:
+			r.Metrics[key] = atelier.Float(fromNullFloat(num, isNaN))
+		}
 	}
 	return rows.Err()
 }
