@@ -41,6 +41,11 @@ type Store interface {
 	ListTokens(ctx context.Context) ([]*Token, error)
 	RevokeToken(ctx context.Context, id string) error
 
+	// LatestMetrics returns, by run id, what ListMetrics returns for each of the given runs of
+	// a workspace, in one read (a search page of runs needs them all); runs that are not in the
+	// workspace, or have no metrics, are left out.
+	LatestMetrics(ctx context.Context, workspace string, runIDs []string) (map[string][]*MetricSummary, error)
+
 	// QueuedRuns returns the runs queued on a compute target, across workspaces, oldest first.
 	QueuedRuns(ctx context.Context, compute string, limit int) ([]*Run, error)
 

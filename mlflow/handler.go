@@ -33,6 +33,8 @@ type Services interface {
 	atelier.MetricService
 	atelier.FileService
 	atelier.ModelService
+	// LatestMetrics reads the metric summaries of a page of runs at once.
+	LatestMetrics(ctx context.Context, workspace string, runIDs []string) (map[string][]*atelier.MetricSummary, error)
 }
 
 // Handler serves the MLflow REST API.

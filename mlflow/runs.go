@@ -35,12 +35,17 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 
 // toRun converts an atelier run to MLflow's Run; metrics come from their latest summaries.
 func (s *scope) toRun(run *atelier.Run) (*Run, error) {
-	out := &Run{Info: s.toRunInfo(run)}
 	sums, err := s.h.svc.ListMetrics(s.ctx, s.ws, run.ID)
 	if err != nil {
 		return nil, err
 	}
-	out.Data.Metrics = []Metric{}
+	return s.toRunWith(run, sums), nil
+}
+
+// toRunWith converts a run whose metric summaries are at hand.
+func (s *scope) toRunWith(run *atelier.Run, sums []*atelier.MetricSummary) *Run {
+	out := &Run{Info: s.toRunInfo(run)}
+	out.Data.Metrics = make([]Metric, 0, len(sums))
 	for _, m := range sums {
 		if m.Kind == atelier.MetricScalar || m.Kind == "" {
 			out.Data.Metrics = append(out.Data.Metrics, Metric{Key: m.Name, Value: m.Value, Timestamp: m.Timestamp, Step: m.Step})
@@ -70,7 +75,7 @@ func (s *scope) toRun(run *atelier.Run) (*Run, error) {
 	if o := run.Tags[tagModelOutputs]; o != "" && json.Valid([]byte(o)) {
 		out.Outputs = json.RawMessage(`{"model_outputs":` + o + `}`)
 	}
-	return out, nil
+	return out
 }
 
 func (s *scope) toRunInfo(run *atelier.Run) RunInfo {
@@ -177,12 +182,9 @@ func (h *Handler) createRun(w http.ResponseWriter, r *http.Request, ws string) e
 	if err != nil {
 		return err
 	}
-	s.exps = nil // the run may have created its experiment
-	out, err := s.toRun(run)
-	if err != nil {
-		return err
-	}
-	return ok(w, map[string]any{"run": out})
+	// A new run has no metrics. Its experiment is e, which s.exps holds (or, for Default, which
+	// the run may have just brought into being, "0" whatever its atelier id).
+	return ok(w, map[string]any{"run": s.toRunWith(run, nil)})
 }
 
 func (h *Handler) getRun(w http.ResponseWriter, r *http.Request, ws string) error {
@@ -358,13 +360,17 @@ func (h *Handler) searchRuns(w http.ResponseWriter, r *http.Request, ws string) 
 	if err != nil {
 		return err
 	}
+	ids := make([]string, len(page.Runs))
+	for i, run := range page.Runs {
+		ids[i] = run.ID
+	}
+	sums, err := h.svc.LatestMetrics(s.ctx, ws, ids)
+	if err != nil {
+		return err
+	}
 	runs := make([]*Run, 0, len(page.Runs))
 	for _, run := range page.Runs {
-		x, err := s.toRun(run)
-		if err != nil {
-			return err
-		}
-		runs = append(runs, x)
+		runs = append(runs, s.toRunWith(run, sums[run.ID]))
 	}
 	resp["runs"] = runs
 	if page.NextPageToken != "" {
@@ -396,9 +402,25 @@ func (s *scope) dedupe(runID string, pts []atelier.MetricPoint) ([]atelier.Metri
 		}
 		byName[p.Name] = [2]int64{min(rng[0], *p.Step), max(rng[1], *p.Step)}
 	}
+	// A point can only repeat a stored one at or below the largest step stored under its name,
+	// which the metric's summary tells: batches that go on from where the series stands (the
+	// usual case) and new names read no history.
+	sums, err := s.h.svc.ListMetrics(s.ctx, s.ws, runID)
+	if err != nil {
+		return nil, err
+	}
+	lastStep := make(map[string]int64, len(sums))
+	for _, m := range sums {
+		if m.Kind == atelier.MetricScalar || m.Kind == "" {
+			lastStep[m.Name] = m.Step
+		}
+	}
 	seen := map[pointKey]bool{}
 	for name, rng := range byName {
 		lo, hi := rng[0], rng[1]
+		if last, ok := lastStep[name]; !ok || lo > last {
+			continue
+		}
 		series, err := s.h.svc.MetricHistory(s.ctx, s.ws, runID, name, atelier.HistoryQuery{MinStep: &lo, MaxStep: &hi})
 		if atelier.ErrorCode(err) == atelier.ENOTFOUND {
 			continue

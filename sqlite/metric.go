@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/series"
@@ -183,28 +184,64 @@ func (db *DB) ListMetrics(ctx context.Context, workspace, runID string) ([]*atel
 	if _, err := db.checkRun(ctx, db.read, workspace, runID); err != nil {
 		return nil, err
 	}
-	rows, err := db.read.QueryContext(ctx, `SELECT name, kind, step, timestamp, value, is_nan, count, last FROM metric_latest WHERE run_id = ? ORDER BY name`, runID)
+	rows, err := db.read.QueryContext(ctx, `SELECT m.run_id, `+summaryColumns+` FROM metric_latest m WHERE m.run_id = ? ORDER BY m.name`, runID)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	list := []*atelier.MetricSummary{}
+	err = scanSummaries(rows, func(_ string, m *atelier.MetricSummary) { list = append(list, m) })
+	return list, err
+}
+
+// LatestMetrics returns the latest value of each metric of several runs, by run id.
+func (db *DB) LatestMetrics(ctx context.Context, workspace string, runIDs []string) (map[string][]*atelier.MetricSummary, error) {
+	wsID, err := db.workspaceID(ctx, db.read, workspace)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]*atelier.MetricSummary{}
+	if len(runIDs) == 0 {
+		return out, nil
+	}
+	ids, err := json.Marshal(slices.Compact(slices.Sorted(slices.Values(runIDs))))
+	if err != nil {
+		return nil, err
+	}
+	// The ids come as one JSON array, so the statement is the same (and prepared once) for any
+	// number of runs. CROSS JOIN keeps SQLite from walking every run of the workspace instead
+	// of looking up the given ones.
+	rows, err := db.read.QueryContext(ctx, `SELECT m.run_id, `+summaryColumns+` FROM json_each(?) j
+		CROSS JOIN runs r ON r.id = j.value CROSS JOIN metric_latest m ON m.run_id = r.id
+		WHERE r.workspace_id = ? ORDER BY m.run_id, m.name`, string(ids), wsID)
+	if err != nil {
+		return nil, err
+	}
+	err = scanSummaries(rows, func(id string, m *atelier.MetricSummary) { out[id] = append(out[id], m) })
+	return out, err
+}
+
+const summaryColumns = `m.name, m.kind, m.step, m.timestamp, m.value, m.is_nan, m.count, m.last`
+
+// scanSummaries reads rows of run_id and summaryColumns, and closes them.
+func scanSummaries(rows *sql.Rows, add func(runID string, m *atelier.MetricSummary)) error {
+	defer rows.Close()
 	for rows.Next() {
+		var id string
 		var m atelier.MetricSummary
 		var v sql.NullFloat64
 		var isNaN bool
 		var last sql.NullString
-		if err := rows.Scan(&m.Name, &m.Kind, &m.Step, &m.Timestamp, &v, &isNaN, &m.Count, &last); err != nil {
-			return nil, err
+		if err := rows.Scan(&id, &m.Name, &m.Kind, &m.Step, &m.Timestamp, &v, &isNaN, &m.Count, &last); err != nil {
+			return err
 		}
 		if m.Kind == atelier.MetricScalar {
 			m.Value = atelier.Float(fromNullFloat(v, isNaN))
 		} else if last.Valid {
 			m.Last = json.RawMessage(last.String)
 		}
-		list = append(list, &m)
+		add(id, &m)
 	}
-	return list, rows.Err()
+	return rows.Err()
 }
 
 // MetricHistory reads a scalar series: only the chunks overlapping the step window are decoded.

@@ -410,6 +410,39 @@ func testMetrics(t *testing.T, open func(t *testing.T) atelier.Store) {
 		tooMany := &atelier.MetricBatch{Points: append(ps, atelier.MetricPoint{Name: "big", Value: 1})}
 		wantCode(t, s.LogMetrics(ctx, "ws", id, tooMany), atelier.EINVALID, "LogMetrics(%d points)", len(tooMany.Points))
 	})
+
+	t.Run("LatestMetricsOfRuns", func(t *testing.T) {
+		a, b, none := newRun(t), newRun(t), newRun(t)
+		MustLogMetrics(t, s, "ws", a, &atelier.MetricBatch{Points: append(points("loss", []int64{0, 1}, 2, 1), points("acc", []int64{0}, math.NaN())...),
+			Records: []atelier.MetricRecord{{Name: "table", Kind: atelier.MetricTable, Value: json.RawMessage(`{"x":[1]}`)}}})
+		MustLogMetrics(t, s, "ws", b, &atelier.MetricBatch{Points: points("loss", []int64{4}, 7)})
+		MustCreateWorkspace(t, s, "elsewhere")
+		foreign := MustCreateRun(t, s, "elsewhere", atelier.RunCreate{Experiment: "metrics"}).ID
+		MustLogMetrics(t, s, "elsewhere", foreign, &atelier.MetricBatch{Points: points("loss", []int64{0}, 1)})
+
+		got, err := s.LatestMetrics(ctx, "ws", []string{a, b, none, foreign, "no-such-run"})
+		mustOK(t, err, "LatestMetrics")
+		// Each run's list is what ListMetrics says of it; other workspaces' runs are left out.
+		want := map[string][]*atelier.MetricSummary{}
+		for _, id := range []string{a, b} {
+			list, err := s.ListMetrics(ctx, "ws", id)
+			mustOK(t, err, "ListMetrics")
+			want[id] = list
+		}
+		if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y atelier.Float) bool {
+			return x == y || (math.IsNaN(float64(x)) && math.IsNaN(float64(y)))
+		})); diff != "" {
+			t.Errorf("LatestMetrics (-want +got):\n%s", diff)
+		}
+		if len(want[a]) != 3 {
+			t.Errorf("ListMetrics(a) = %d metrics, want 3 (acc, loss, table)", len(want[a]))
+		}
+		if got, err := s.LatestMetrics(ctx, "ws", nil); err != nil || len(got) != 0 {
+			t.Errorf("LatestMetrics(no runs) = %v, %v; want an empty map", got, err)
+		}
+		_, err = s.LatestMetrics(ctx, "missing", []string{a})
+		wantCode(t, err, atelier.ENOTFOUND, "LatestMetrics(missing workspace)")
+	})
 }
 
 func keys[V any](m map[string]V) []string {
