@@ -91,6 +91,25 @@ type MetricBatch struct {
 	Records []MetricRecord `json:"records,omitempty"`
 }
 
+// RunBatch is params, tags and metric points of one run logged together (MLflow's
+// runs/log-batch): stored in one transaction, all of it or none of it.
+type RunBatch struct {
+	Params  map[string]string
+	Tags    map[string]string
+	Metrics MetricBatch
+}
+
+// Validate checks the whole batch before anything of it is stored.
+func (b *RunBatch) Validate() error {
+	if err := ValidateKeyValues("param", b.Params, MaxParamValue); err != nil {
+		return err
+	}
+	if err := ValidateKeyValues("tag", b.Tags, MaxTagValue); err != nil {
+		return err
+	}
+	return b.Metrics.Validate()
+}
+
 // Limits of a metric batch.
 const (
 	MaxPointsPerBatch  = 100000

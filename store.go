@@ -46,6 +46,10 @@ type Store interface {
 	// workspace, or have no metrics, are left out.
 	LatestMetrics(ctx context.Context, workspace string, runIDs []string) (map[string][]*MetricSummary, error)
 
+	// LogBatch stores a run's params, tags and metric points in one transaction: a param
+	// that would change (ECONFLICT) or anything invalid stores none of it.
+	LogBatch(ctx context.Context, workspace, runID string, b *RunBatch) error
+
 	// QueuedRuns returns the runs queued on a compute target, across workspaces, oldest first.
 	QueuedRuns(ctx context.Context, compute string, limit int) ([]*Run, error)
 

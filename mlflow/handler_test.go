@@ -146,6 +146,7 @@ func TestValidationIsNever5xx(t *testing.T) {
 		{"negative step", "POST", api + "runs/log-metric", `{"run_id":"` + id + `","key":"m","value":1,"step":-1}`, 400, "INVALID_PARAMETER_VALUE"},
 		{"too many params", "POST", api + "runs/log-batch", `{"run_id":"` + id + `","params":[` + many(101, `{"key":"k%d","value":"v"}`) + `]}`, 400, "INVALID_PARAMETER_VALUE"},
 		{"too many metrics", "POST", api + "runs/log-batch", `{"run_id":"` + id + `","metrics":[` + many(1001, `{"key":"m","value":%d,"timestamp":1,"step":0}`) + `]}`, 400, "INVALID_PARAMETER_VALUE"},
+		{"changed param in a batch", "POST", api + "runs/log-batch", `{"run_id":"` + id + `","params":[{"key":"p","value":"2"}],"tags":[{"key":"half","value":"written"}],"metrics":[{"key":"half","value":1,"timestamp":1,"step":0}]}`, 400, "INVALID_PARAMETER_VALUE"},
 		{"duplicate params", "POST", api + "runs/log-batch", `{"run_id":"` + id + `","params":[{"key":"a","value":"1"},{"key":"a","value":"2"}]}`, 400, "INVALID_PARAMETER_VALUE"},
 		{"bad status", "POST", api + "runs/update", `{"run_id":"` + id + `","status":"DONE"}`, 400, "INVALID_PARAMETER_VALUE"},
 		{"bad filter", "POST", api + "runs/search", `{"experiment_ids":["0"],"filter":"metrics.rmse <"}`, 400, "INVALID_PARAMETER_VALUE"},
@@ -167,6 +168,11 @@ func TestValidationIsNever5xx(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			MustError(t, s.Do(t, tc.method, tc.path, tc.body), tc.status, tc.code)
 		})
+	}
+	// A refused batch stored nothing of itself.
+	got := s.MustOK(t, "GET", api+"runs/get?run_id="+id, "")
+	if data := fmt.Sprint(got["run"].(map[string]any)["data"]); strings.Contains(data, "half") {
+		t.Errorf("the refused batch was half-written: %s", data)
 	}
 }
 

@@ -627,31 +627,32 @@ func (h *Handler) logBatch(w http.ResponseWriter, r *http.Request, ws string) er
 		tags[string(t.Key)] = string(t.Value)
 	}
 	// Validate everything before storing anything.
-	if err := atelier.ValidateKeyValues("param", params, atelier.MaxParamValue); err != nil {
-		return err
-	}
-	if err := atelier.ValidateKeyValues("tag", tags, atelier.MaxTagValue); err != nil {
-		return err
-	}
-	if err := (&atelier.MetricBatch{Points: pts}).Validate(); err != nil {
+	batch := &atelier.RunBatch{Params: params, Tags: tags, Metrics: atelier.MetricBatch{Points: pts}}
+	if err := batch.Validate(); err != nil {
 		return err
 	}
 	s := h.scope(r, ws)
-	if _, err := s.findRun(id, true); err != nil {
+	run, err := s.findRun(id, true)
+	if err != nil {
 		return err
 	}
-	if len(params) > 0 {
-		if err := s.logParams(id, params); err != nil {
+	// MLflow's own words for a param that would change; the store refuses it too (ECONFLICT),
+	// should another request set it in between.
+	for k, v := range params {
+		if old, ok := run.Params[k]; ok && old != v {
+			return invalidParam("Changing param values is not allowed. Param with key='%s' was already logged with value='%s' for run ID='%s'. Attempted logging new value '%s'.", k, old, id, v)
+		}
+	}
+	if len(pts) > 0 {
+		if batch.Metrics.Points, err = s.dedupe(id, pts); err != nil {
 			return err
 		}
 	}
-	if err := s.logPoints(id, pts); err != nil {
-		return err
+	if len(params)+len(tags)+len(batch.Metrics.Points) == 0 {
+		return ok(w, nil)
 	}
-	if len(tags) > 0 {
-		if err := h.svc.SetTags(s.ctx, ws, id, tags); err != nil {
-			return err
-		}
+	if err := h.svc.LogBatch(s.ctx, ws, id, batch); err != nil {
+		return err
 	}
 	return ok(w, nil)
 }

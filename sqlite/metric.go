@@ -62,65 +62,98 @@ func (db *DB) LogMetrics(ctx context.Context, workspace, runID string, batch *at
 		return err
 	}
 	now := db.now().UnixMilli()
-	groups := groupPoints(batch.Points, now)
-	// Encode outside the write transaction whatever does not depend on stored state.
+	groups := prepareGroups(batch.Points, now)
+	return db.update(ctx, func(tx *txn) error {
+		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
+			return err
+		}
+		return db.insertMetrics(ctx, tx, runID, groups, batch.Records, now)
+	})
+}
+
+// LogBatch stores params, metric points and tags of a run in one transaction: one commit
+// (one WAL append) instead of three, and nothing half-written if a param conflicts.
+func (db *DB) LogBatch(ctx context.Context, workspace, runID string, b *atelier.RunBatch) error {
+	if err := b.Validate(); err != nil {
+		return err
+	}
+	now := db.now().UnixMilli()
+	groups := prepareGroups(b.Metrics.Points, now)
+	return db.update(ctx, func(tx *txn) error {
+		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
+			return err
+		}
+		if err := insertImmutable(ctx, tx, runID, "run_params", "param", b.Params); err != nil {
+			return err
+		}
+		if err := db.insertMetrics(ctx, tx, runID, groups, b.Metrics.Records, now); err != nil {
+			return err
+		}
+		return insertKeyValues(ctx, tx, "run_tags", runID, b.Tags)
+	})
+}
+
+// prepareGroups groups points by name and encodes, outside the write transaction, whatever
+// does not depend on stored state.
+func prepareGroups(points []atelier.MetricPoint, now int64) []*pointGroup {
+	groups := groupPoints(points, now)
 	for _, g := range groups {
 		if len(g.autoIdx) == 0 {
 			g.chunk = series.Encode(nil, g.points)
 			g.summary = series.Summarize(g.points)
 		}
 	}
-	return db.update(ctx, func(tx *txn) error {
-		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
+	return groups
+}
+
+// insertMetrics appends one chunk per metric name and the records, and updates the latest values.
+func (db *DB) insertMetrics(ctx context.Context, tx *txn, runID string, groups []*pointGroup, records []atelier.MetricRecord, now int64) error {
+	for _, g := range groups {
+		l, err := db.readLatest(ctx, tx, runID, g.name)
+		if err != nil {
 			return err
 		}
-		for _, g := range groups {
-			l, err := db.readLatest(ctx, tx, runID, g.name)
-			if err != nil {
-				return err
+		if l.exists && l.kind != atelier.MetricScalar {
+			return atelier.Errorf(atelier.ECONFLICT, "metric %q of run %s is a %s, not a scalar series", g.name, runID, l.kind)
+		}
+		if len(g.autoIdx) > 0 {
+			next := int64(0)
+			if l.exists {
+				next = l.step + 1
 			}
-			if l.exists && l.kind != atelier.MetricScalar {
-				return atelier.Errorf(atelier.ECONFLICT, "metric %q of run %s is a %s, not a scalar series", g.name, runID, l.kind)
-			}
-			if len(g.autoIdx) > 0 {
-				next := int64(0)
-				if l.exists {
-					next = l.step + 1
+			// Explicit steps in the same batch come first in line: an auto step follows the
+			// largest step logged before it.
+			for i := range g.points.Steps {
+				if len(g.autoIdx) > 0 && g.autoIdx[0] == i {
+					g.points.Steps[i] = next
+					g.autoIdx = g.autoIdx[1:]
 				}
-				// Explicit steps in the same batch come first in line: an auto step follows the
-				// largest step logged before it.
-				for i := range g.points.Steps {
-					if len(g.autoIdx) > 0 && g.autoIdx[0] == i {
-						g.points.Steps[i] = next
-						g.autoIdx = g.autoIdx[1:]
-					}
-					next = max(next, g.points.Steps[i]+1)
-				}
-				g.chunk = series.Encode(nil, g.points)
-				g.summary = series.Summarize(g.points)
+				next = max(next, g.points.Steps[i]+1)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO metric_chunks (run_id, name, seq, min_step, max_step, count, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-				runID, g.name, l.nextSeq, g.summary.MinStep, g.summary.MaxStep, g.summary.Count, g.chunk); err != nil {
-				return err
-			}
-			// The latest value is the one at the largest step; at equal steps the later one wins.
-			for i, step := range g.points.Steps {
-				if !l.exists || step >= l.step {
-					l.exists, l.step, l.ts, l.value = true, step, g.points.Timestamps[i], g.points.Values[i]
-				}
-			}
-			l.kind, l.count, l.nextSeq = atelier.MetricScalar, l.count+int64(g.summary.Count), l.nextSeq+1
-			if err := writeLatest(ctx, tx, runID, g.name, l); err != nil {
-				return err
+			g.chunk = series.Encode(nil, g.points)
+			g.summary = series.Summarize(g.points)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO metric_chunks (run_id, name, seq, min_step, max_step, count, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			runID, g.name, l.nextSeq, g.summary.MinStep, g.summary.MaxStep, g.summary.Count, g.chunk); err != nil {
+			return err
+		}
+		// The latest value is the one at the largest step; at equal steps the later one wins.
+		for i, step := range g.points.Steps {
+			if !l.exists || step >= l.step {
+				l.exists, l.step, l.ts, l.value = true, step, g.points.Timestamps[i], g.points.Values[i]
 			}
 		}
-		for i := range batch.Records {
-			if err := db.appendRecord(ctx, tx, runID, &batch.Records[i], now); err != nil {
-				return err
-			}
+		l.kind, l.count, l.nextSeq = atelier.MetricScalar, l.count+int64(g.summary.Count), l.nextSeq+1
+		if err := writeLatest(ctx, tx, runID, g.name, l); err != nil {
+			return err
 		}
-		return nil
-	})
+	}
+	for i := range records {
+		if err := db.appendRecord(ctx, tx, runID, &records[i], now); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func groupPoints(points []atelier.MetricPoint, now int64) []*pointGroup {

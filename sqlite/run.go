@@ -288,23 +288,28 @@ func (db *DB) setImmutable(ctx context.Context, workspace, id, table, kind strin
 		if _, err := db.checkRun(ctx, tx, workspace, id); err != nil {
 			return err
 		}
-		for k, v := range kv {
-			var old string
-			err := tx.QueryRowContext(ctx, `SELECT value FROM `+table+` WHERE run_id = ? AND key = ?`, id, k).Scan(&old)
-			if err == nil {
-				if old != v {
-					return atelier.Errorf(atelier.ECONFLICT, "%s %q of run %s is already %q and cannot change to %q", kind, k, id, old, v)
-				}
-				continue
-			} else if !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO `+table+` (run_id, key, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
-				return err
-			}
-		}
-		return nil
+		return insertImmutable(ctx, tx, id, table, kind, kv)
 	})
+}
+
+// insertImmutable adds key-values that may be set again only to the same value.
+func insertImmutable(ctx context.Context, tx *txn, id, table, kind string, kv map[string]string) error {
+	for k, v := range kv {
+		var old string
+		err := tx.QueryRowContext(ctx, `SELECT value FROM `+table+` WHERE run_id = ? AND key = ?`, id, k).Scan(&old)
+		if err == nil {
+			if old != v {
+				return atelier.Errorf(atelier.ECONFLICT, "%s %q of run %s is already %q and cannot change to %q", kind, k, id, old, v)
+			}
+			continue
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO `+table+` (run_id, key, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SetTags sets or replaces tags.

@@ -443,6 +443,43 @@ func testMetrics(t *testing.T, open func(t *testing.T) atelier.Store) {
 		_, err = s.LatestMetrics(ctx, "missing", []string{a})
 		wantCode(t, err, atelier.ENOTFOUND, "LatestMetrics(missing workspace)")
 	})
+
+	t.Run("LogBatch", func(t *testing.T) {
+		id := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "metrics", Params: map[string]string{"lr": "0.1"}, Tags: map[string]string{"stage": "dev"}}).ID
+		mustOK(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{Params: map[string]string{"lr": "0.1", "epochs": "3"},
+			Tags: map[string]string{"stage": "prod"}, Metrics: atelier.MetricBatch{Points: points("loss", []int64{0, 1}, 2, 1)}}), "LogBatch")
+		// Whatever fails stores nothing of its batch: a changed param, a bad tag, a bad point, a
+		// scalar logged under a table's name.
+		MustLogMetrics(t, s, "ws", id, &atelier.MetricBatch{Records: []atelier.MetricRecord{{Name: "table", Kind: atelier.MetricTable, Value: json.RawMessage(`{"x":[1]}`)}}})
+		for _, tc := range []struct {
+			name string
+			b    atelier.RunBatch
+			code string
+		}{
+			{"changed param", atelier.RunBatch{Params: map[string]string{"lr": "0.2", "new": "x"}}, atelier.ECONFLICT},
+			{"bad tag", atelier.RunBatch{Params: map[string]string{"new": "x"}, Tags: map[string]string{" x": "1"}}, atelier.EINVALID},
+			{"bad param", atelier.RunBatch{Params: map[string]string{"": "x"}, Tags: map[string]string{"new": "x"}}, atelier.EINVALID},
+			{"negative step", atelier.RunBatch{Tags: map[string]string{"new": "x"}, Metrics: atelier.MetricBatch{Points: []atelier.MetricPoint{{Name: "loss", Step: step(-2), Value: 1}}}}, atelier.EINVALID},
+			{"scalar on a table", atelier.RunBatch{Params: map[string]string{"new": "x"}, Tags: map[string]string{"new": "x"},
+				Metrics: atelier.MetricBatch{Points: append(points("loss", []int64{2}, 0.5), points("table", []int64{0}, 1)...)}}, atelier.ECONFLICT},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				wantCode(t, s.LogBatch(ctx, "ws", id, &tc.b), tc.code, "LogBatch(%s)", tc.name)
+			})
+		}
+		run := MustFindRun(t, s, "ws", id)
+		if diff := cmp.Diff(map[string]string{"lr": "0.1", "epochs": "3"}, run.Params); diff != "" {
+			t.Errorf("params (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(map[string]string{"stage": "prod"}, run.Tags); diff != "" {
+			t.Errorf("tags (-want +got):\n%s", diff)
+		}
+		if sum := summaries(t, s, "ws", id)["loss"]; sum == nil || sum.Count != 2 || sum.Step != 1 || sum.Value != 1 {
+			t.Errorf("loss summary = %+v, want 2 points, latest 1 at step 1", sum)
+		}
+		wantCode(t, s.LogBatch(ctx, "ws", "0123456789abcdef0123456789abcdef", &atelier.RunBatch{Tags: map[string]string{"a": "b"}}),
+			atelier.ENOTFOUND, "LogBatch(missing run)")
+	})
 }
 
 func keys[V any](m map[string]V) []string {
