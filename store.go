@@ -75,6 +75,8 @@ type UserStore interface {
 	ListMemberships(ctx context.Context, user string) ([]*Member, error)
 	DeleteMember(ctx context.Context, workspace, user string) error
 
+	// AppendAudit records a write; an entry already stored (ID set: a store may write a
+	// request's PendingAudit with its first write) gets e's status instead.
 	AppendAudit(ctx context.Context, e *AuditEntry) error
 	ListAudit(ctx context.Context, workspace string, f AuditFilter) ([]*AuditEntry, error)
 }

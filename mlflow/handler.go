@@ -175,19 +175,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	r = r.WithContext(atelier.NewContextWithPrincipal(r.Context(), p))
+	ctx := atelier.NewContextWithPrincipal(r.Context(), p)
+	// Writes through MLflow are audited like those through atelier's own API. The entry goes
+	// with the request's first write, in its transaction, as if it succeeds; it is recorded
+	// apart only if nothing took it or the request ended otherwise.
+	a, audited := h.svc.(auditor)
+	audited = audited && r.Method != http.MethodGet && r.Method != http.MethodHead && (artifacts || !readPOSTs[endpoint])
+	var pending *atelier.PendingAudit
+	if audited {
+		pending = atelier.NewPendingAudit(atelier.AuditEntry{Workspace: ws, User: p.Name, Kind: p.Kind, TokenID: p.TokenID,
+			Method: r.Method, Path: r.URL.Path, Status: http.StatusOK, Remote: remoteHost(r)})
+		ctx = atelier.NewContextWithAudit(ctx, pending)
+	}
+	r = r.WithContext(ctx)
 	sw := &statusRecorder{ResponseWriter: w}
 	if err := fn(sw, r, ws); err != nil {
 		h.writeError(sw, r, err)
 	}
-	// Writes through MLflow are audited like those through atelier's own API.
-	if a, ok := h.svc.(auditor); ok && r.Method != http.MethodGet && r.Method != http.MethodHead && (artifacts || !readPOSTs[endpoint]) {
+	if audited {
 		status := sw.status
 		if status == 0 {
 			status = http.StatusOK
 		}
-		a.RecordAudit(r.Context(), &atelier.AuditEntry{Workspace: ws, User: p.Name, Kind: p.Kind, TokenID: p.TokenID,
-			Method: r.Method, Path: r.URL.Path, Status: status, Remote: remoteHost(r)})
+		if e, stored := pending.Finish(); !stored || e.Status != status {
+			e.Status = status
+			a.RecordAudit(r.Context(), &e)
+		}
 	}
 }
 
