@@ -2,7 +2,6 @@ package mlflow
 
 import (
 	"encoding/json"
-	"math"
 	"net/http"
 	"sort"
 	"strings"
@@ -379,69 +378,6 @@ func (h *Handler) searchRuns(w http.ResponseWriter, r *http.Request, ws string) 
 	return ok(w, resp)
 }
 
-// dedupe drops the points of a batch that are already stored (or repeated within it): MLflow
-// keeps one row per (key, timestamp, step, value), so a retried request logs nothing twice.
-func (s *scope) dedupe(runID string, pts []atelier.MetricPoint) ([]atelier.MetricPoint, error) {
-	type pointKey struct {
-		name      string
-		step, ts  int64
-		valueBits uint64
-	}
-	keyOf := func(name string, step, ts int64, v float64) pointKey {
-		bits := math.Float64bits(v)
-		if math.IsNaN(v) {
-			bits = math.Float64bits(math.NaN())
-		}
-		return pointKey{name, step, ts, bits}
-	}
-	byName := map[string][2]int64{}
-	for _, p := range pts {
-		rng, ok := byName[p.Name]
-		if !ok {
-			rng = [2]int64{*p.Step, *p.Step}
-		}
-		byName[p.Name] = [2]int64{min(rng[0], *p.Step), max(rng[1], *p.Step)}
-	}
-	// A point can only repeat a stored one at or below the largest step stored under its name,
-	// which the metric's summary tells: batches that go on from where the series stands (the
-	// usual case) and new names read no history.
-	sums, err := s.h.svc.ListMetrics(s.ctx, s.ws, runID)
-	if err != nil {
-		return nil, err
-	}
-	lastStep := make(map[string]int64, len(sums))
-	for _, m := range sums {
-		if m.Kind == atelier.MetricScalar || m.Kind == "" {
-			lastStep[m.Name] = m.Step
-		}
-	}
-	seen := map[pointKey]bool{}
-	for name, rng := range byName {
-		lo, hi := rng[0], rng[1]
-		if last, ok := lastStep[name]; !ok || lo > last {
-			continue
-		}
-		series, err := s.h.svc.MetricHistory(s.ctx, s.ws, runID, name, atelier.HistoryQuery{MinStep: &lo, MaxStep: &hi})
-		if atelier.ErrorCode(err) == atelier.ENOTFOUND {
-			continue
-		} else if err != nil {
-			return nil, err
-		}
-		for i := range series.Steps {
-			seen[keyOf(name, series.Steps[i], series.Timestamps[i], float64(series.Values[i]))] = true
-		}
-	}
-	out := pts[:0]
-	for _, p := range pts {
-		k := keyOf(p.Name, *p.Step, p.Timestamp, float64(p.Value))
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, p)
-		}
-	}
-	return out, nil
-}
-
 func toPoint(m inMetric, now int64) (atelier.MetricPoint, error) {
 	if m.Key == "" {
 		return atelier.MetricPoint{}, invalidParam("missing value for required parameter 'key'")
@@ -455,21 +391,6 @@ func toPoint(m inMetric, now int64) (atelier.MetricPoint, error) {
 	}
 	step := m.Step.V
 	return atelier.MetricPoint{Name: string(m.Key), Step: &step, Timestamp: ts, Value: atelier.Float(m.Value.V)}, nil
-}
-
-func (s *scope) logPoints(runID string, pts []atelier.MetricPoint) error {
-	if len(pts) == 0 {
-		return nil
-	}
-	b := &atelier.MetricBatch{Points: pts}
-	if err := b.Validate(); err != nil {
-		return err
-	}
-	pts, err := s.dedupe(runID, pts)
-	if err != nil || len(pts) == 0 {
-		return err
-	}
-	return s.h.svc.LogMetrics(s.ctx, s.ws, runID, &atelier.MetricBatch{Points: pts})
 }
 
 func (h *Handler) logMetric(w http.ResponseWriter, r *http.Request, ws string) error {
@@ -488,11 +409,7 @@ func (h *Handler) logMetric(w http.ResponseWriter, r *http.Request, ws string) e
 	if err != nil {
 		return err
 	}
-	s := h.scope(r, ws)
-	if _, err := s.findRun(id, true); err != nil {
-		return err
-	}
-	if err := s.logPoints(id, []atelier.MetricPoint{p}); err != nil {
+	if err := h.scope(r, ws).logBatch(id, &atelier.RunBatch{Metrics: atelier.MetricBatch{Points: []atelier.MetricPoint{p}}}); err != nil {
 		return err
 	}
 	return ok(w, nil)
@@ -631,30 +548,35 @@ func (h *Handler) logBatch(w http.ResponseWriter, r *http.Request, ws string) er
 	if err := batch.Validate(); err != nil {
 		return err
 	}
-	s := h.scope(r, ws)
-	run, err := s.findRun(id, true)
-	if err != nil {
+	if err := h.scope(r, ws).logBatch(id, batch); err != nil {
 		return err
 	}
-	// MLflow's own words for a param that would change; the store refuses it too (ECONFLICT),
-	// should another request set it in between.
-	for k, v := range params {
+	return ok(w, nil)
+}
+
+// logBatch stores a batch as MLflow does: not to a deleted run, and a metric point already
+// stored is not stored again (a retried request logs nothing twice). The checks are made in
+// the batch's transaction; a refused batch is looked into again for MLflow's words.
+func (s *scope) logBatch(id string, b *atelier.RunBatch) error {
+	if len(b.Params)+len(b.Tags)+len(b.Metrics.Points) == 0 {
+		_, err := s.findRun(id, true)
+		return err
+	}
+	b.SkipDuplicates, b.Unless = true, map[string]string{tagLifecycle: "deleted"}
+	err := s.h.svc.LogBatch(s.ctx, s.ws, id, b)
+	if code := atelier.ErrorCode(err); code != atelier.ENOTFOUND && code != atelier.ECONFLICT {
+		return err
+	}
+	run, ferr := s.findRun(id, true)
+	if ferr != nil {
+		return ferr
+	}
+	for k, v := range b.Params {
 		if old, ok := run.Params[k]; ok && old != v {
 			return invalidParam("Changing param values is not allowed. Param with key='%s' was already logged with value='%s' for run ID='%s'. Attempted logging new value '%s'.", k, old, id, v)
 		}
 	}
-	if len(pts) > 0 {
-		if batch.Metrics.Points, err = s.dedupe(id, pts); err != nil {
-			return err
-		}
-	}
-	if len(params)+len(tags)+len(batch.Metrics.Points) == 0 {
-		return ok(w, nil)
-	}
-	if err := h.svc.LogBatch(s.ctx, ws, id, batch); err != nil {
-		return err
-	}
-	return ok(w, nil)
+	return err
 }
 
 // logInputs records dataset inputs in a hidden tag (atelier has no dataset lineage yet); what

@@ -62,12 +62,12 @@ func (db *DB) LogMetrics(ctx context.Context, workspace, runID string, batch *at
 		return err
 	}
 	now := db.now().UnixMilli()
-	groups := prepareGroups(batch.Points, now)
+	groups := prepareGroups(batch.Points, now, false)
 	return db.update(ctx, func(tx *txn) error {
 		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
 			return err
 		}
-		return db.insertMetrics(ctx, tx, runID, groups, batch.Records, now)
+		return db.insertMetrics(ctx, tx, runID, groups, batch.Records, now, false)
 	})
 }
 
@@ -78,26 +78,71 @@ func (db *DB) LogBatch(ctx context.Context, workspace, runID string, b *atelier.
 		return err
 	}
 	now := db.now().UnixMilli()
-	groups := prepareGroups(b.Metrics.Points, now)
+	groups := prepareGroups(b.Metrics.Points, now, b.SkipDuplicates)
 	return db.update(ctx, func(tx *txn) error {
 		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
 			return err
 		}
+		for k, v := range b.Unless {
+			var have string
+			err := tx.QueryRowContext(ctx, `SELECT value FROM run_tags WHERE run_id = ? AND key = ?`, runID, k).Scan(&have)
+			if err == nil && have == v {
+				return atelier.Errorf(atelier.ECONFLICT, "run %s has the tag %s=%q: it takes no more writes", runID, k, v)
+			} else if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
 		if err := insertImmutable(ctx, tx, runID, "run_params", "param", b.Params); err != nil {
 			return err
 		}
-		if err := db.insertMetrics(ctx, tx, runID, groups, b.Metrics.Records, now); err != nil {
+		if err := db.insertMetrics(ctx, tx, runID, groups, b.Metrics.Records, now, b.SkipDuplicates); err != nil {
 			return err
 		}
 		return insertKeyValues(ctx, tx, "run_tags", runID, b.Tags)
 	})
 }
 
+// pointKey is what makes two points of a series the same point (NaNs are all one value).
+type pointKey struct {
+	step, ts int64
+	bits     uint64
+}
+
+func keyOf(step, ts int64, v float64) pointKey {
+	if math.IsNaN(v) {
+		v = math.NaN()
+	}
+	return pointKey{step, ts, math.Float64bits(v)}
+}
+
+// dropPoints keeps the points of p for which keep is true.
+func dropPoints(p *series.Points, keep func(i int) bool) {
+	n := 0
+	for i := range p.Steps {
+		if keep(i) {
+			p.Steps[n], p.Timestamps[n], p.Values[n] = p.Steps[i], p.Timestamps[i], p.Values[i]
+			n++
+		}
+	}
+	p.Steps, p.Timestamps, p.Values = p.Steps[:n], p.Timestamps[:n], p.Values[:n]
+}
+
 // prepareGroups groups points by name and encodes, outside the write transaction, whatever
-// does not depend on stored state.
-func prepareGroups(points []atelier.MetricPoint, now int64) []*pointGroup {
+// does not depend on stored state; skipDup drops the points repeated within the batch.
+func prepareGroups(points []atelier.MetricPoint, now int64, skipDup bool) []*pointGroup {
 	groups := groupPoints(points, now)
 	for _, g := range groups {
+		if skipDup && len(g.autoIdx) == 0 && len(g.points.Steps) > 1 {
+			seen := make(map[pointKey]bool, len(g.points.Steps))
+			dropPoints(&g.points, func(i int) bool {
+				k := keyOf(g.points.Steps[i], g.points.Timestamps[i], g.points.Values[i])
+				if seen[k] {
+					return false
+				}
+				seen[k] = true
+				return true
+			})
+		}
 		if len(g.autoIdx) == 0 {
 			g.chunk = series.Encode(nil, g.points)
 			g.summary = series.Summarize(g.points)
@@ -106,8 +151,9 @@ func prepareGroups(points []atelier.MetricPoint, now int64) []*pointGroup {
 	return groups
 }
 
-// insertMetrics appends one chunk per metric name and the records, and updates the latest values.
-func (db *DB) insertMetrics(ctx context.Context, tx *txn, runID string, groups []*pointGroup, records []atelier.MetricRecord, now int64) error {
+// insertMetrics appends one chunk per metric name and the records, and updates the latest
+// values; skipDup leaves out the points stored already.
+func (db *DB) insertMetrics(ctx context.Context, tx *txn, runID string, groups []*pointGroup, records []atelier.MetricRecord, now int64, skipDup bool) error {
 	for _, g := range groups {
 		l, err := db.readLatest(ctx, tx, runID, g.name)
 		if err != nil {
@@ -115,6 +161,21 @@ func (db *DB) insertMetrics(ctx context.Context, tx *txn, runID string, groups [
 		}
 		if l.exists && l.kind != atelier.MetricScalar {
 			return atelier.Errorf(atelier.ECONFLICT, "metric %q of run %s is a %s, not a scalar series", g.name, runID, l.kind)
+		}
+		// A point can repeat a stored one only at or below the largest step stored, which the
+		// latest row tells: a batch that goes on from where the series stands reads nothing.
+		if skipDup && l.exists && len(g.autoIdx) == 0 && g.summary.MinStep <= l.step {
+			dropped, err := dropStored(ctx, tx, runID, g)
+			if err != nil {
+				return err
+			}
+			if len(g.points.Steps) == 0 {
+				continue
+			}
+			if dropped {
+				g.chunk = series.Encode(nil, g.points)
+				g.summary = series.Summarize(g.points)
+			}
 		}
 		if len(g.autoIdx) > 0 {
 			next := int64(0)
@@ -154,6 +215,37 @@ func (db *DB) insertMetrics(ctx context.Context, tx *txn, runID string, groups [
 		}
 	}
 	return nil
+}
+
+// dropStored removes from g the points stored already in the steps g spans, and tells whether
+// there were any.
+func dropStored(ctx context.Context, tx *txn, runID string, g *pointGroup) (bool, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT data FROM metric_chunks WHERE run_id = ? AND name = ? AND max_step >= ? AND min_step <= ?`,
+		runID, g.name, g.summary.MinStep, g.summary.MaxStep)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	var stored series.Points
+	var data sql.RawBytes
+	for rows.Next() {
+		if err := rows.Scan(&data); err != nil {
+			return false, err
+		}
+		if err := series.Decode(data, &stored); err != nil {
+			return false, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	seen := make(map[pointKey]bool, len(stored.Steps))
+	for i := range stored.Steps {
+		seen[keyOf(stored.Steps[i], stored.Timestamps[i], stored.Values[i])] = true
+	}
+	n := len(g.points.Steps)
+	dropPoints(&g.points, func(i int) bool { return !seen[keyOf(g.points.Steps[i], g.points.Timestamps[i], g.points.Values[i])] })
+	return len(g.points.Steps) < n, nil
 }
 
 func groupPoints(points []atelier.MetricPoint, now int64) []*pointGroup {

@@ -480,6 +480,42 @@ func testMetrics(t *testing.T, open func(t *testing.T) atelier.Store) {
 		wantCode(t, s.LogBatch(ctx, "ws", "0123456789abcdef0123456789abcdef", &atelier.RunBatch{Tags: map[string]string{"a": "b"}}),
 			atelier.ENOTFOUND, "LogBatch(missing run)")
 	})
+
+	t.Run("LogBatchSkipDuplicates", func(t *testing.T) {
+		id := newRun(t)
+		first := append(points("loss", []int64{0, 1, 2}, 3, 2, math.NaN()), points("acc", []int64{0}, 0.5)...)
+		mustOK(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{SkipDuplicates: true, Metrics: atelier.MetricBatch{Points: first}}), "LogBatch")
+		// A retry of the same batch, with a new point, a repeat within the batch and a point that
+		// differs from a stored one only in its value.
+		again := points("loss", []int64{3}, 1)
+		retry := append(append(first, again...), again...)
+		retry = append(retry, atelier.MetricPoint{Name: "acc", Step: step(0), Timestamp: first[3].Timestamp, Value: 0.6})
+		mustOK(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{SkipDuplicates: true, Metrics: atelier.MetricBatch{Points: retry}}), "LogBatch(retry)")
+		loss := MustHistory(t, s, "ws", id, "loss", atelier.HistoryQuery{})
+		if len(loss.Steps) != 4 || loss.Steps[3] != 3 || !math.IsNaN(float64(loss.Values[2])) {
+			t.Errorf("loss after the retry: steps %v values %v, want 0..3 once each", loss.Steps, loss.Values)
+		}
+		if acc := MustHistory(t, s, "ws", id, "acc", atelier.HistoryQuery{}); len(acc.Steps) != 2 {
+			t.Errorf("acc after the retry: %d points, want 2 (another value at the same step and time is another point)", len(acc.Steps))
+		}
+		// Without SkipDuplicates, points are stored as given.
+		mustOK(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{Metrics: atelier.MetricBatch{Points: points("acc", []int64{0}, 0.5)}}), "LogBatch(no skip)")
+		if acc := MustHistory(t, s, "ws", id, "acc", atelier.HistoryQuery{}); len(acc.Steps) != 3 {
+			t.Errorf("acc: %d points, want 3", len(acc.Steps))
+		}
+	})
+
+	t.Run("LogBatchUnless", func(t *testing.T) {
+		id := newRun(t)
+		unless := map[string]string{"state": "deleted"}
+		mustOK(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{Unless: unless, Tags: map[string]string{"state": "active"}}), "LogBatch(active run)")
+		mustOK(t, s.SetTags(ctx, "ws", id, map[string]string{"state": "deleted"}), "SetTags")
+		wantCode(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{Unless: unless, Params: map[string]string{"p": "1"},
+			Metrics: atelier.MetricBatch{Points: points("loss", []int64{0}, 1)}}), atelier.ECONFLICT, "LogBatch(deleted run)")
+		if run := MustFindRun(t, s, "ws", id); len(run.Params) != 0 || len(run.Metrics) != 0 {
+			t.Errorf("a refused batch stored params %v, metrics %v", run.Params, run.Metrics)
+		}
+	})
 }
 
 func keys[V any](m map[string]V) []string {
