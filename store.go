@@ -41,11 +41,6 @@ type Store interface {
 	ListTokens(ctx context.Context) ([]*Token, error)
 	RevokeToken(ctx context.Context, id string) error
 
-	// LatestMetrics returns, by run id, what ListMetrics returns for each of the given runs of
-	// a workspace, in one read (a search page of runs needs them all); runs that are not in the
-	// workspace, or have no metrics, are left out.
-	LatestMetrics(ctx context.Context, workspace string, runIDs []string) (map[string][]*MetricSummary, error)
-
 	// LogBatch stores a run's params, tags and metric points in one transaction: a param
 	// that would change (ECONFLICT) or anything invalid stores none of it.
 	LogBatch(ctx context.Context, workspace, runID string, b *RunBatch) error

@@ -35,8 +35,6 @@ type Services interface {
 	atelier.ModelService
 	// LogBatch stores a run's params, tags and metric points in one transaction.
 	LogBatch(ctx context.Context, workspace, runID string, b *atelier.RunBatch) error
-	// LatestMetrics reads the metric summaries of a page of runs at once.
-	LatestMetrics(ctx context.Context, workspace string, runIDs []string) (map[string][]*atelier.MetricSummary, error)
 }
 
 // Handler serves the MLflow REST API.

@@ -335,7 +335,7 @@ func (h *Handler) searchRuns(w http.ResponseWriter, r *http.Request, ws string) 
 	case viewDeleted:
 		conds = append(conds, "tags.`"+tagLifecycle+"` = 'deleted'")
 	}
-	q := atelier.RunQuery{Limit: limit, PageToken: string(req.PageToken)}
+	q := atelier.RunQuery{Limit: limit, PageToken: string(req.PageToken), Summaries: true}
 	if len(names) == 1 {
 		q.Experiment = names[0]
 	} else {
@@ -359,17 +359,9 @@ func (h *Handler) searchRuns(w http.ResponseWriter, r *http.Request, ws string) 
 	if err != nil {
 		return err
 	}
-	ids := make([]string, len(page.Runs))
-	for i, run := range page.Runs {
-		ids[i] = run.ID
-	}
-	sums, err := h.svc.LatestMetrics(s.ctx, ws, ids)
-	if err != nil {
-		return err
-	}
 	runs := make([]*Run, 0, len(page.Runs))
 	for _, run := range page.Runs {
-		runs = append(runs, s.toRunWith(run, sums[run.ID]))
+		runs = append(runs, s.toRunWith(run, page.Summaries[run.ID]))
 	}
 	resp["runs"] = runs
 	if page.NextPageToken != "" {

@@ -53,14 +53,6 @@ func (s *Service) ListMetrics(ctx context.Context, workspace, runID string) ([]*
 	return s.store.ListMetrics(ctx, workspace, runID)
 }
 
-// LatestMetrics returns the latest value of each metric of several runs, by run id.
-func (s *Service) LatestMetrics(ctx context.Context, workspace string, runIDs []string) (map[string][]*atelier.MetricSummary, error) {
-	if err := s.authorize(ctx, workspace); err != nil {
-		return nil, err
-	}
-	return s.store.LatestMetrics(ctx, workspace, runIDs)
-}
-
 // MetricHistory reads a series.
 func (s *Service) MetricHistory(ctx context.Context, workspace, runID, name string, q atelier.HistoryQuery) (*atelier.Series, error) {
 	if err := s.authorize(ctx, workspace); err != nil {

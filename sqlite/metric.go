@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
-	"slices"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/series"
@@ -316,33 +315,6 @@ func (db *DB) ListMetrics(ctx context.Context, workspace, runID string) ([]*atel
 	list := []*atelier.MetricSummary{}
 	err = scanSummaries(rows, func(_ string, m *atelier.MetricSummary) { list = append(list, m) })
 	return list, err
-}
-
-// LatestMetrics returns the latest value of each metric of several runs, by run id.
-func (db *DB) LatestMetrics(ctx context.Context, workspace string, runIDs []string) (map[string][]*atelier.MetricSummary, error) {
-	wsID, err := db.workspaceID(ctx, db.read, workspace)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string][]*atelier.MetricSummary{}
-	if len(runIDs) == 0 {
-		return out, nil
-	}
-	ids, err := json.Marshal(slices.Compact(slices.Sorted(slices.Values(runIDs))))
-	if err != nil {
-		return nil, err
-	}
-	// The ids come as one JSON array, so the statement is the same (and prepared once) for any
-	// number of runs. CROSS JOIN keeps SQLite from walking every run of the workspace instead
-	// of looking up the given ones.
-	rows, err := db.read.QueryContext(ctx, `SELECT m.run_id, `+summaryColumns+` FROM json_each(?) j
-		CROSS JOIN runs r ON r.id = j.value CROSS JOIN metric_latest m ON m.run_id = r.id
-		WHERE r.workspace_id = ? ORDER BY m.run_id, m.name`, string(ids), wsID)
-	if err != nil {
-		return nil, err
-	}
-	err = scanSummaries(rows, func(id string, m *atelier.MetricSummary) { out[id] = append(out[id], m) })
-	return out, err
 }
 
 const summaryColumns = `m.name, m.kind, m.step, m.timestamp, m.value, m.is_nan, m.count, m.last`

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
+	"strings"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -154,7 +156,7 @@ func (db *DB) findRun(ctx context.Context, q querier, workspace, id string) (*at
 	} else if err != nil {
 		return nil, err
 	}
-	if err := db.attach(ctx, q, []*atelier.Run{run}); err != nil {
+	if _, err := db.attach(ctx, q, []*atelier.Run{run}, false); err != nil {
 		return nil, err
 	}
 	return run, nil
@@ -162,17 +164,19 @@ func (db *DB) findRun(ctx context.Context, q querier, workspace, id string) (*at
 
 // attachQuery reads the params, tags, properties and latest scalar metrics of the runs whose
 // ids are in a JSON array: one statement (one read of the database, prepared once whatever
-// the number of runs) instead of one per table.
+// the number of runs) instead of one per table. The metric rows carry the whole summary.
 const attachQuery = `WITH ids(id) AS (SELECT value FROM json_each(?))
-	SELECT 0, run_id, key, value, NULL, 0 FROM run_params WHERE run_id IN ids
-	UNION ALL SELECT 1, run_id, key, value, NULL, 0 FROM run_tags WHERE run_id IN ids
-	UNION ALL SELECT 2, run_id, key, value, NULL, 0 FROM run_properties WHERE run_id IN ids
-	UNION ALL SELECT 3, run_id, name, NULL, value, is_nan FROM metric_latest WHERE kind = 'scalar' AND run_id IN ids`
+	SELECT 0, run_id, key, value, NULL, 0, '', 0, 0, 0 FROM run_params WHERE run_id IN ids
+	UNION ALL SELECT 1, run_id, key, value, NULL, 0, '', 0, 0, 0 FROM run_tags WHERE run_id IN ids
+	UNION ALL SELECT 2, run_id, key, value, NULL, 0, '', 0, 0, 0 FROM run_properties WHERE run_id IN ids
+	UNION ALL SELECT 3, run_id, name, last, value, is_nan, kind, step, timestamp, count FROM metric_latest
+		WHERE run_id IN ids AND (kind = 'scalar' OR ?)`
 
-// attach loads params, tags, properties and latest metrics of runs.
-func (db *DB) attach(ctx context.Context, q querier, runs []*atelier.Run) error {
+// attach loads params, tags, properties and latest metrics of runs; with sums, it also returns
+// every metric's summary by run id (the runs' order, metrics by name).
+func (db *DB) attach(ctx context.Context, q querier, runs []*atelier.Run, sums bool) (map[string][]*atelier.MetricSummary, error) {
 	if len(runs) == 0 {
-		return nil
+		return nil, nil
 	}
 	byID := make(map[string]*atelier.Run, len(runs))
 	ids := make([]string, len(runs))
@@ -181,21 +185,26 @@ func (db *DB) attach(ctx context.Context, q querier, runs []*atelier.Run) error 
 	}
 	list, err := json.Marshal(ids)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	rows, err := q.QueryContext(ctx, attachQuery, string(list))
+	rows, err := q.QueryContext(ctx, attachQuery, string(list), sums)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rows.Close()
+	var out map[string][]*atelier.MetricSummary
+	if sums {
+		out = map[string][]*atelier.MetricSummary{}
+	}
 	for rows.Next() {
 		var table int
 		var id, key string
 		var text sql.NullString
 		var num sql.NullFloat64
 		var isNaN bool
-		if err := rows.Scan(&table, &id, &key, &text, &num, &isNaN); err != nil {
-			return err
+		var m atelier.MetricSummary
+		if err := rows.Scan(&table, &id, &key, &text, &num, &isNaN, &m.Kind, &m.Step, &m.Timestamp, &m.Count); err != nil {
+			return nil, err
 		}
 		r := byID[id]
 		switch table {
@@ -206,10 +215,25 @@ func (db *DB) attach(ctx context.Context, q querier, runs []*atelier.Run) error 
 		case 2:
 			r.Properties[key] = text.String
 		case 3:
-			r.Metrics[key] = atelier.Float(fromNullFloat(num, isNaN))
+			m.Name = key
+			if m.Kind == atelier.MetricScalar {
+				m.Value = atelier.Float(fromNullFloat(num, isNaN))
+				r.Metrics[key] = m.Value
+			} else if text.Valid {
+				m.Last = json.RawMessage(text.String)
+			}
+			if sums {
+				out[id] = append(out[id], &m)
+			}
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, list := range out {
+		slices.SortFunc(list, func(a, b *atelier.MetricSummary) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return out, nil
 }
 
 func fromNullFloat(v sql.NullFloat64, isNaN bool) float64 {

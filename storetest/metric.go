@@ -411,37 +411,46 @@ func testMetrics(t *testing.T, open func(t *testing.T) atelier.Store) {
 		wantCode(t, s.LogMetrics(ctx, "ws", id, tooMany), atelier.EINVALID, "LogMetrics(%d points)", len(tooMany.Points))
 	})
 
-	t.Run("LatestMetricsOfRuns", func(t *testing.T) {
-		a, b, none := newRun(t), newRun(t), newRun(t)
+	t.Run("RunPageSummaries", func(t *testing.T) {
+		exp := "summaries"
+		a := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: exp}).ID
+		b := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: exp}).ID
+		none := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: exp}).ID
 		MustLogMetrics(t, s, "ws", a, &atelier.MetricBatch{Points: append(points("loss", []int64{0, 1}, 2, 1), points("acc", []int64{0}, math.NaN())...),
 			Records: []atelier.MetricRecord{{Name: "table", Kind: atelier.MetricTable, Value: json.RawMessage(`{"x":[1]}`)}}})
 		MustLogMetrics(t, s, "ws", b, &atelier.MetricBatch{Points: points("loss", []int64{4}, 7)})
-		MustCreateWorkspace(t, s, "elsewhere")
-		foreign := MustCreateRun(t, s, "elsewhere", atelier.RunCreate{Experiment: "metrics"}).ID
-		MustLogMetrics(t, s, "elsewhere", foreign, &atelier.MetricBatch{Points: points("loss", []int64{0}, 1)})
 
-		got, err := s.LatestMetrics(ctx, "ws", []string{a, b, none, foreign, "no-such-run"})
-		mustOK(t, err, "LatestMetrics")
-		// Each run's list is what ListMetrics says of it; other workspaces' runs are left out.
+		page, err := s.ListRuns(ctx, "ws", atelier.RunQuery{Experiment: exp, Summaries: true})
+		mustOK(t, err, "ListRuns(summaries)")
+		if len(page.Runs) != 3 {
+			t.Fatalf("ListRuns = %d runs, want 3", len(page.Runs))
+		}
+		// Each run's list is what ListMetrics says of it; runs without metrics are left out.
 		want := map[string][]*atelier.MetricSummary{}
 		for _, id := range []string{a, b} {
 			list, err := s.ListMetrics(ctx, "ws", id)
 			mustOK(t, err, "ListMetrics")
 			want[id] = list
 		}
-		if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y atelier.Float) bool {
-			return x == y || (math.IsNaN(float64(x)) && math.IsNaN(float64(y)))
-		})); diff != "" {
-			t.Errorf("LatestMetrics (-want +got):\n%s", diff)
+		nanEqual := cmp.Comparer(func(x, y atelier.Float) bool { return x == y || (math.IsNaN(float64(x)) && math.IsNaN(float64(y))) })
+		if diff := cmp.Diff(want, page.Summaries, nanEqual); diff != "" {
+			t.Errorf("RunPage.Summaries (-want +got):\n%s", diff)
 		}
 		if len(want[a]) != 3 {
 			t.Errorf("ListMetrics(a) = %d metrics, want 3 (acc, loss, table)", len(want[a]))
 		}
-		if got, err := s.LatestMetrics(ctx, "ws", nil); err != nil || len(got) != 0 {
-			t.Errorf("LatestMetrics(no runs) = %v, %v; want an empty map", got, err)
+		if _, ok := page.Summaries[none]; ok {
+			t.Errorf("a run without metrics has summaries %v", page.Summaries[none])
 		}
-		_, err = s.LatestMetrics(ctx, "missing", []string{a})
-		wantCode(t, err, atelier.ENOTFOUND, "LatestMetrics(missing workspace)")
+		// The runs' latest scalar values are there as without summaries.
+		plain, err := s.ListRuns(ctx, "ws", atelier.RunQuery{Experiment: exp})
+		mustOK(t, err, "ListRuns")
+		if diff := cmp.Diff(plain.Runs, page.Runs, nanEqual); diff != "" {
+			t.Errorf("runs with summaries differ (-without +with):\n%s", diff)
+		}
+		if plain.Summaries != nil {
+			t.Errorf("summaries not asked for: %v", plain.Summaries)
+		}
 	})
 
 	t.Run("LogBatch", func(t *testing.T) {
