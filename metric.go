@@ -91,6 +91,32 @@ type MetricBatch struct {
 	Records []MetricRecord `json:"records,omitempty"`
 }
 
+// RunBatch is params, tags and metric points of one run logged together (MLflow's
+// runs/log-batch): stored in one transaction, all of it or none of it.
+type RunBatch struct {
+	Params  map[string]string
+	Tags    map[string]string
+	Metrics MetricBatch
+	// SkipDuplicates leaves out the points equal in name, step, timestamp and value to one
+	// already stored or earlier in the batch, so that a retried batch logs nothing twice
+	// (MLflow keeps one row per such point).
+	SkipDuplicates bool
+	// Unless refuses the batch (ECONFLICT) if the run has one of these tags with that value,
+	// checked in the batch's transaction: MLflow's deleted runs take no more writes.
+	Unless map[string]string
+}
+
+// Validate checks the whole batch before anything of it is stored.
+func (b *RunBatch) Validate() error {
+	if err := ValidateKeyValues("param", b.Params, MaxParamValue); err != nil {
+		return err
+	}
+	if err := ValidateKeyValues("tag", b.Tags, MaxTagValue); err != nil {
+		return err
+	}
+	return b.Metrics.Validate()
+}
+
 // Limits of a metric batch.
 const (
 	MaxPointsPerBatch  = 100000

@@ -249,6 +249,9 @@ type RunQuery struct {
 	OrderBy   string `json:"order_by,omitempty"`
 	Limit     int    `json:"limit,omitempty"`
 	PageToken string `json:"page_token,omitempty"`
+	// Summaries asks for every metric's summary of the page's runs too (RunPage.Summaries),
+	// read with the runs. For in-process callers (the MLflow API); the REST API does not carry it.
+	Summaries bool `json:"-"`
 }
 
 // Default and maximum page sizes of run lists.
@@ -261,6 +264,9 @@ const (
 type RunPage struct {
 	Runs          []*Run `json:"runs"`
 	NextPageToken string `json:"next_page_token"`
+	// Summaries holds, by run id, what ListMetrics returns for each run of the page (runs
+	// without metrics are left out), when RunQuery.Summaries asked for them.
+	Summaries map[string][]*MetricSummary `json:"-"`
 }
 
 // RunService manages runs and their params, tags and properties.

@@ -41,6 +41,10 @@ type Store interface {
 	ListTokens(ctx context.Context) ([]*Token, error)
 	RevokeToken(ctx context.Context, id string) error
 
+	// LogBatch stores a run's params, tags and metric points in one transaction: a param
+	// that would change (ECONFLICT) or anything invalid stores none of it.
+	LogBatch(ctx context.Context, workspace, runID string, b *RunBatch) error
+
 	// QueuedRuns returns the runs queued on a compute target, across workspaces, oldest first.
 	QueuedRuns(ctx context.Context, compute string, limit int) ([]*Run, error)
 
@@ -66,6 +70,8 @@ type UserStore interface {
 	ListMemberships(ctx context.Context, user string) ([]*Member, error)
 	DeleteMember(ctx context.Context, workspace, user string) error
 
+	// AppendAudit records a write; an entry already stored (ID set: a store may write a
+	// request's PendingAudit with its first write) gets e's status instead.
 	AppendAudit(ctx context.Context, e *AuditEntry) error
 	ListAudit(ctx context.Context, workspace string, f AuditFilter) ([]*AuditEntry, error)
 }

@@ -13,20 +13,28 @@ per-call cost.
 Workloads:
   1. log-batch throughput: log_batch calls of 1,000 metric points (10 keys x 100 steps),
      round-robin over 10 runs, for --duration seconds -> metric points/s
-  2. search_runs over --runs runs (filter on a metric, order by it, first page of 100) -> median of 7
+  2. search_runs over --runs runs (filter on a metric, order by it, first page of 100) -> median
+     of 7 after 3 that warm up. The searched runs are made alike for every server and not timed: through the API by
+     --workers clients at once, but for mlflow server, which creates only 2-10 runs a second here,
+     by copying the rows of one run made through its API in its SQLite database.
+  4. run creation: create_run + one small log_batch (2 params, 2 metrics, 1 tag) per run, one
+     after another, --create runs (--create-mlflow for mlflow server) -> runs/s
   3. get_metric_history of a 100,000-point metric (logged in log_batch chunks of 1,000) -> median of 3
-  4. run creation: create_run + log_batch(params, metrics, tags) per run -> runs/s
-     (these are the runs workload 2 searches)
 
 Usage (any python that has mlflow; otherwise the test suite's cached venv is used):
-  python3 bench/mlflow_compare.py [--servers mlflow,atelier,fasttrackml] [--runs 10000]
-      [--runs-mlflow 10000] [--duration 10] [--fml /path/to/fml] [--mlflow-python PY]
+  python3 bench/mlflow_compare.py [--servers mlflow,fasttrackml,atelier] [--runs 10000]
+      [--create 300] [--create-mlflow 100] [--duration 10] [--rounds 1] [--fml /path/to/fml]
+      [--mlflow-python PY]
+  A quick look: --runs 2000 --create 200 --create-mlflow 50 --duration 3 (about two minutes).
+  With --rounds N every server is measured N times, their order turning each round, and the
+  tables show the median and the range.
 
 FastTrackML: `pip install fasttrackml` (it ships the Go binary `fml`); pass --fml or put it on
 PATH. The mlflow server is run with --mlflow-python (default: the python running this script).
 """
 
 import argparse
+import concurrent.futures
 import http.client
 import json
 import os
@@ -34,12 +42,14 @@ import random
 import re
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
+import uuid
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get("ATELIER_TEST_CACHE", os.path.expanduser("~/.cache/atelier-test"))
@@ -47,8 +57,10 @@ CACHE = os.environ.get("ATELIER_TEST_CACHE", os.path.expanduser("~/.cache/atelie
 try:
     import mlflow  # noqa: F401
 except ImportError:  # re-run under the test suite's cached venv
-    py = os.path.join(CACHE, "mlflow-venv-py%d%d" % sys.version_info[:2], "bin", "python")
-    if os.path.exists(py) and os.path.realpath(sys.executable) != os.path.realpath(py):
+    venv = os.path.join(CACHE, "mlflow-venv-py%d%d" % sys.version_info[:2])
+    py = os.path.join(venv, "bin", "python")
+    # A venv's python is a symlink to the base interpreter, so compare prefixes, not paths.
+    if os.path.exists(py) and os.path.realpath(sys.prefix) != os.path.realpath(venv):
         os.execv(py, [py] + sys.argv)
     sys.exit("mlflow is not installed: run with a python that has mlflow (pip install 'mlflow>=3')")
 
@@ -145,6 +157,103 @@ def start_fml(workdir, binary):
                                   "--default-artifact-root", "%s/artifacts" % d], port, d)
 
 
+# --- the searched runs ------------------------------------------------------------------------------
+
+def search_data(n):
+    """rmse of the n searched runs, and how many rmse < 0.5 (the page length the search returns)."""
+    rng = random.Random(1)
+    rmse = [rng.random() for _ in range(n)]
+    return rmse, min(100, sum(1 for v in rmse if v < 0.5))
+
+
+def batch_body(rid, i, rmse, rng):
+    return json.dumps({
+        "run_id": rid,
+        "metrics": [{"key": "rmse", "value": rmse, "timestamp": now_ms(), "step": 0},
+                    {"key": "acc", "value": rng.random(), "timestamp": now_ms(), "step": 0}],
+        "params": [{"key": "alpha", "value": ALPHAS[i % 5]}, {"key": "l1_ratio", "value": str(rng.random())}],
+        "tags": [{"key": "group", "value": "g%d" % (i % 7)}]}).encode()
+
+
+def populate_http(srv, exp, rmse, workers):
+    """Creates the searched runs through the API with several clients at once (not measured)."""
+    def work(k):
+        raw, rng = Raw(srv), random.Random(k)
+        for i in range(k, len(rmse), workers):
+            body = json.dumps({"experiment_id": exp, "start_time": now_ms(), "run_name": "run-%d" % i}).encode()
+            rid = json.loads(raw.call("POST", "/runs/create", body))["run"]["info"]["run_id"]
+            raw.call("POST", "/runs/log-batch", batch_body(rid, i, rmse[i], rng))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for f in [pool.submit(work, k) for k in range(workers)]:
+            f.result()
+
+
+def populate_mlflow_db(srv, exp, rmse):
+    """Creates the searched runs in mlflow server's SQLite database directly (not measured):
+    through its API it creates 2-10 runs a second here, so 10,000 would take most of an hour.
+    One run is made through the API; the others are copies of its rows in every table that has a
+    run_uuid column (so whatever mlflow writes for a run, they have), with their own ids, names
+    and values. The server only reads them afterwards."""
+    raw = Raw(srv)
+    body = json.dumps({"experiment_id": exp, "start_time": now_ms(), "run_name": "run-0"}).encode()
+    tid = json.loads(raw.call("POST", "/runs/create", body))["run"]["info"]["run_id"]
+    raw.call("POST", "/runs/log-batch", batch_body(tid, 0, rmse[0], random.Random(0)))
+    db = sqlite3.connect(os.path.join(srv.workdir, "mlflow.db"), timeout=60)
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    rng = random.Random(2)
+    ids = [uuid.uuid4().hex for _ in rmse]
+    with db:
+        for table in tables:
+            cols = [r[1] for r in db.execute("PRAGMA table_info(%s)" % table)]
+            if "run_uuid" not in cols:
+                continue
+            rows = db.execute("SELECT * FROM %s WHERE run_uuid = ?" % table, (tid,)).fetchall()
+            if not rows:
+                continue
+            out = []
+            for i in range(1, len(rmse)):
+                rid = ids[i]
+                for row in rows:
+                    r = dict(zip(cols, row))
+                    for c, v in r.items():
+                        if isinstance(v, str) and tid in v:
+                            r[c] = v.replace(tid, rid)
+                    key = r.get("key")
+                    # Times as if the runs had been made one after another, a few ms apart.
+                    for c in ("start_time", "timestamp"):
+                        if isinstance(r.get(c), int):
+                            r[c] += 3 * i
+                    if table == "runs":
+                        r["name"] = "run-%d" % i
+                    elif table in ("metrics", "latest_metrics") and key == "rmse":
+                        r["value"] = rmse[i]
+                    elif table in ("metrics", "latest_metrics") and key == "acc":
+                        r["value"] = rng.random()
+                    elif table == "params" and key == "alpha":
+                        r["value"] = ALPHAS[i % 5]
+                    elif table == "params" and key == "l1_ratio":
+                        r["value"] = str(rng.random())
+                    elif table == "tags" and key == "mlflow.runName":
+                        r["value"] = "run-%d" % i
+                    elif table == "tags" and key == "group":
+                        r["value"] = "g%d" % (i % 7)
+                    out.append(tuple(r[c] for c in cols))
+            db.executemany("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(cols), ", ".join("?" * len(cols))), out)
+    db.close()
+
+
+def populate(srv, args, exp, rmse):
+    t0 = time.perf_counter()
+    if srv.name == "mlflow" and args.mlflow_populate == "copy":
+        populate_mlflow_db(srv, exp, rmse)
+        how = "copied in its database"
+    else:
+        populate_http(srv, exp, rmse, args.workers)
+        how = "through the API, %d clients" % args.workers
+    print("  [%s] %d runs to search made in %.1f s (%s, not measured)" % (
+        srv.name, len(rmse), time.perf_counter() - t0, how), flush=True)
+
+
 # --- workloads through MlflowClient ------------------------------------------------------------
 
 def now_ms():
@@ -157,44 +266,40 @@ def batch_metrics(i, ts):
     return [Metric("m%d" % k, random.random(), ts, base + s) for k in range(10) for s in range(100)]
 
 
-def client_workloads(srv, args, nruns):
-    os.environ["MLFLOW_TRACKING_TOKEN"] = srv.token or "unused"
-    c = MlflowClient(tracking_uri=srv.url)
-    res = {}
-    exp = c.create_experiment("bench-%d" % time.time_ns())
-
-    # (4) run creation, building the runs (2) searches
-    rng = random.Random(1)
-    rmse = [rng.random() for _ in range(nruns)]
-    expected = sum(1 for v in rmse if v < 0.5)
-    t0 = tseg = time.perf_counter()
-    for i in range(nruns):
+def client_create(srv, c, ncreate):
+    """(4) run creation: create_run + one small log_batch per run, one after another."""
+    exp = c.create_experiment("create-%d" % time.time_ns())
+    rng = random.Random(3)
+    t0 = time.perf_counter()
+    for i in range(ncreate):
         r = c.create_run(exp, run_name="run-%d" % i)
         c.log_batch(r.info.run_id,
-                    metrics=[Metric("rmse", rmse[i], now_ms(), 0), Metric("acc", rng.random(), now_ms(), 0)],
+                    metrics=[Metric("rmse", rng.random(), now_ms(), 0), Metric("acc", rng.random(), now_ms(), 0)],
                     params=[Param("alpha", ALPHAS[i % len(ALPHAS)]), Param("l1_ratio", str(rng.random()))],
                     tags=[RunTag("group", "g%d" % (i % 7))])
-        if nruns >= 1000 and (i + 1) % (nruns // 5) == 0:  # shows whether the rate drifts as runs grow
-            t = time.perf_counter()
-            print("  [%s] %d runs: %.0f runs/s over the last %d (load %s)" % (
-                srv.name, i + 1, (nruns // 5) / (t - tseg), nruns // 5, loadavg()), flush=True)
-            tseg = t
     dt = time.perf_counter() - t0
-    res["create"] = nruns / dt
-    print("  [%s] created %d runs in %.1f s (%.0f runs/s)" % (srv.name, nruns, dt, nruns / dt), flush=True)
+    print("  [%s] created %d runs in %.1f s (%.0f runs/s)" % (srv.name, ncreate, dt, ncreate / dt), flush=True)
+    return ncreate / dt
 
-    # (2) search
+
+def client_search(srv, c, exp, page_len):
+    """(2) search: filter on a metric, order by it, first page of 100; median of 7."""
     times = []
-    for _ in range(7):
+    for i in range(3 + 7):  # the first three warm up (mlflow server's workers start cold)
         t0 = time.perf_counter()
         page = c.search_runs([exp], filter_string=SEARCH_FILTER, order_by=SEARCH_ORDER, max_results=100)
-        times.append(time.perf_counter() - t0)
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
     vals = [r.data.metrics["rmse"] for r in page]
-    assert len(page) == min(100, expected) and vals == sorted(vals) and vals[-1] < 0.5, (len(page), vals[:5])
-    res["search"] = statistics.median(times) * 1000
-    print("  [%s] search: median %.1f ms (%s)" % (srv.name, res["search"], fmt_list(times)), flush=True)
+    assert len(page) == page_len and vals == sorted(vals) and vals[-1] < 0.5, (len(page), vals[:5])
+    print("  [%s] search: median %.1f ms (%s)" % (srv.name, statistics.median(times) * 1000, fmt_list(times)),
+          flush=True)
+    return statistics.median(times) * 1000
 
-    # (1) log-batch throughput
+
+def client_log_batch(srv, c, args):
+    """(1) log-batch throughput: 1,000 points a call, round-robin over 10 runs."""
+    exp = c.create_experiment("batch-%d" % time.time_ns())
     runs = [c.create_run(exp).info.run_id for _ in range(10)]
     n, t0 = 0, time.perf_counter()
     while True:
@@ -203,10 +308,12 @@ def client_workloads(srv, args, nruns):
         if time.perf_counter() - t0 >= args.duration:
             break
     dt = time.perf_counter() - t0
-    res["log_batch"] = n * CHUNK / dt
-    print("  [%s] log_batch: %d calls in %.1f s, %.0f points/s" % (srv.name, n, dt, res["log_batch"]), flush=True)
+    print("  [%s] log_batch: %d calls in %.1f s, %.0f points/s" % (srv.name, n, dt, n * CHUNK / dt), flush=True)
+    return n * CHUNK / dt
 
-    # (3) metric history
+
+def client_history(srv, c, exp):
+    """(3) get_metric_history of a 100,000-point metric logged in 1,000-point batches; median of 3."""
     run = c.create_run(exp).info.run_id
     t0 = time.perf_counter()
     ts = now_ms()
@@ -220,17 +327,16 @@ def client_workloads(srv, args, nruns):
         h = c.get_metric_history(run, "loss")
         times.append(time.perf_counter() - t0)
         assert len(h) == HISTORY_POINTS, len(h)
-    res["history"] = statistics.median(times) * 1000
-    print("  [%s] get_metric_history: median %.0f ms (%s)" % (srv.name, res["history"], fmt_list(times)),
-          flush=True)
-    return res, exp, run, min(100, expected)
+    print("  [%s] get_metric_history: median %.0f ms (%s)" % (
+        srv.name, statistics.median(times) * 1000, fmt_list(times)), flush=True)
+    return statistics.median(times) * 1000, run
 
 
 # --- the same workloads over raw HTTP ------------------------------------------------------------
 
 class Raw:
     def __init__(self, srv):
-        self.conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
+        self.conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=300)
         self.headers = {"Content-Type": "application/json"}
         if srv.token:
             self.headers["Authorization"] = "Bearer " + srv.token
@@ -244,37 +350,35 @@ class Raw:
         return data
 
 
-def raw_workloads(srv, args, exp, history_run, nruns, page_len):
-    raw = Raw(srv)
-    res = {}
-    # (4) run creation over raw HTTP, into its own experiment
+def raw_create(srv, raw, ncreate):
     rexp = json.loads(raw.call("POST", "/experiments/create", json.dumps({"name": "raw-%d" % time.time_ns()})))
-    rexp = rexp["experiment_id"]
-    create = json.dumps({"experiment_id": rexp, "start_time": now_ms()}).encode()
+    create = json.dumps({"experiment_id": rexp["experiment_id"], "start_time": now_ms()}).encode()
+    rng = random.Random(4)
     t0 = time.perf_counter()
-    for i in range(nruns):
+    for i in range(ncreate):
         rid = json.loads(raw.call("POST", "/runs/create", create))["run"]["info"]["run_id"]
-        raw.call("POST", "/runs/log-batch", json.dumps({
-            "run_id": rid,
-            "metrics": [{"key": "rmse", "value": random.random(), "timestamp": now_ms(), "step": 0},
-                        {"key": "acc", "value": random.random(), "timestamp": now_ms(), "step": 0}],
-            "params": [{"key": "alpha", "value": ALPHAS[i % 5]}, {"key": "l1_ratio", "value": str(random.random())}],
-            "tags": [{"key": "group", "value": "g%d" % (i % 7)}]}).encode())
-    res["create"] = nruns / (time.perf_counter() - t0)
+        raw.call("POST", "/runs/log-batch", batch_body(rid, i, rng.random(), rng))
+    return ncreate / (time.perf_counter() - t0)
 
-    # (2) search (the client's runs)
+
+def raw_search(srv, raw, exp, page_len):
     body = json.dumps({"experiment_ids": [exp], "filter": SEARCH_FILTER, "order_by": SEARCH_ORDER,
                        "max_results": 100, "run_view_type": "ACTIVE_ONLY"}).encode()
     times = []
-    for _ in range(7):  # the clock covers the request and reading the body, not decoding it
+    for i in range(3 + 7):  # the clock covers the request and reading the body, not decoding it
         t0 = time.perf_counter()
         data = raw.call("POST", "/runs/search", body)
-        times.append(time.perf_counter() - t0)
+        if i >= 3:  # the first three warm up
+            times.append(time.perf_counter() - t0)
     out = json.loads(data)
     assert len(out["runs"]) == page_len, (len(out["runs"]), page_len)
-    res["search"] = statistics.median(times) * 1000
+    return statistics.median(times) * 1000
 
-    # (1) log-batch throughput, bodies encoded before the clock starts
+
+def raw_log_batch(srv, raw, args):
+    """Bodies encoded before the clock starts."""
+    rexp = json.loads(raw.call("POST", "/experiments/create", json.dumps({"name": "rawbatch-%d" % time.time_ns()})))
+    create = json.dumps({"experiment_id": rexp["experiment_id"], "start_time": now_ms()}).encode()
     runs = [json.loads(raw.call("POST", "/runs/create", create))["run"]["info"]["run_id"] for _ in range(10)]
     ts = now_ms()
     bodies = []
@@ -283,18 +387,20 @@ def raw_workloads(srv, args, exp, history_run, nruns, page_len):
         bodies.append(json.dumps({"run_id": runs[i % 10], "metrics": [
             {"key": "m%d" % k, "value": random.random(), "timestamp": ts, "step": base + s}
             for k in range(10) for s in range(100)]}).encode())
+    raw = Raw(srv)  # encoding took longer than servers keep an idle connection
     n, t0 = 0, time.perf_counter()
     for b in bodies:
         raw.call("POST", "/runs/log-batch", b)
         n += 1
         if time.perf_counter() - t0 >= args.duration:
             break
-    dt = time.perf_counter() - t0
-    res["log_batch"] = n * CHUNK / dt
+    return n * CHUNK / (time.perf_counter() - t0)
 
-    # (3) metric history, following page tokens like the client (25,000 a page)
-    # The page token sits at an end of the body; it is found without decoding the points, which
-    # are decoded (to count them) after the clock stops.
+
+def raw_history(srv, raw, history_run):
+    """Follows page tokens like the client (25,000 a page). The page token sits at an end of the
+    body; it is found without decoding the points, which are decoded (to count them) after the
+    clock stops."""
     times = []
     for _ in range(HISTORY_READS):
         pages, token = [], None
@@ -312,9 +418,32 @@ def raw_workloads(srv, args, exp, history_run, nruns, page_len):
         times.append(time.perf_counter() - t0)
         got = sum(len(json.loads(d).get("metrics", [])) for d in pages)
         assert got == HISTORY_POINTS, got
-    res["history"] = statistics.median(times) * 1000
-    print("  [%s] raw HTTP: %s" % (srv.name, {k: round(v, 1) for k, v in res.items()}), flush=True)
-    return res
+    return statistics.median(times) * 1000
+
+
+def workloads(srv, args, ncreate, nsearch):
+    """Every workload through the client, then over raw HTTP, on one server."""
+    os.environ["MLFLOW_TRACKING_TOKEN"] = srv.token or "unused"
+    c = MlflowClient(tracking_uri=srv.url)
+    # A fresh connection for each raw phase: servers close idle keep-alive connections.
+    client, rawres = {}, {}
+    client["create"] = client_create(srv, c, ncreate)
+    if not args.no_raw:
+        rawres["create"] = raw_create(srv, Raw(srv), ncreate)
+    exp = c.create_experiment("search-%d" % time.time_ns())
+    rmse, page_len = search_data(nsearch)
+    populate(srv, args, exp, rmse)
+    client["search"] = client_search(srv, c, exp, page_len)
+    if not args.no_raw:
+        rawres["search"] = raw_search(srv, Raw(srv), exp, page_len)
+    client["log_batch"] = client_log_batch(srv, c, args)
+    if not args.no_raw:
+        rawres["log_batch"] = raw_log_batch(srv, Raw(srv), args)
+    client["history"], hrun = client_history(srv, c, exp)
+    if not args.no_raw:
+        rawres["history"] = raw_history(srv, Raw(srv), hrun)
+        print("  [%s] raw HTTP: %s" % (srv.name, {k: round(v, 1) for k, v in rawres.items()}), flush=True)
+    return client, rawres
 
 
 def fmt_list(ts):
@@ -325,28 +454,42 @@ def fmt_list(ts):
 
 ROWS = [  # key, label, higher is better, format
     ("log_batch", "log_batch throughput (metric points/s)", True, "{:,.0f}"),
-    ("search", "search_runs, %s runs, filter + order_by, page of 100 (median ms)", False, "{:,.1f}"),
+    ("search", "search_runs over %s runs, filter + order_by, page of 100 (median ms)", False, "{:,.1f}"),
     ("history", "get_metric_history, 100,000 points (median ms)", False, "{:,.0f}"),
-    ("create", "run creation, create_run + log_batch (runs/s)", True, "{:,.0f}"),
+    ("create", "run creation, %s (runs/s)", True, "{:,.0f}"),
 ]
 
 
-def table(results, scale):
+def table(rounds, creation, nsearch):
+    """rounds: one {server: {key: value}} per round. A cell is the median over the rounds, with
+    the range when there are several; a ratio is the median of the rounds' ratios."""
+    def values(name, key):
+        return [r[name][key] for r in rounds if name in r and key in r[name]]
+
     def cell(name, key, f):
-        r = results.get(name)
-        return f.format(r[key]) if r and key in r else "n/a"
+        v = values(name, key)
+        if not v:
+            return "n/a"
+        if len(v) == 1:
+            return f.format(v[0])
+        return "%s (%s–%s)" % (f.format(statistics.median(v)), f.format(min(v)), f.format(max(v)))
 
     def ratio(name, key, hib):
-        a, o = results.get("atelier"), results.get(name)
-        if not a or not o or key not in a or key not in o:
+        rs = [(r["atelier"][key] / r[name][key] if hib else r[name][key] / r["atelier"][key])
+              for r in rounds if "atelier" in r and name in r and key in r["atelier"] and key in r[name]]
+        if not rs:
             return "n/a"
-        return "%.1f×" % (a[key] / o[key] if hib else o[key] / a[key])
+        if len(rs) == 1:
+            return "%.1f×" % rs[0]
+        return "%.1f× (%.1f–%.1f)" % (statistics.median(rs), min(rs), max(rs))
 
     lines = ["| workload | mlflow server | FastTrackML | atelier | atelier/mlflow | atelier/FastTrackML |",
              "|---|---|---|---|---|---|"]
     for key, label, hib, f in ROWS:
         if key == "search":
-            label = label % scale
+            label = label % "{:,}".format(nsearch)
+        elif key == "create":
+            label = label % creation
         lines.append("| %s | %s | %s | %s | %s | %s |" % (
             label, cell("mlflow", key, f), cell("fasttrackml", key, f), cell("atelier", key, f),
             ratio("mlflow", key, hib), ratio("fasttrackml", key, hib)))
@@ -356,13 +499,17 @@ def table(results, scale):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", default="mlflow,fasttrackml,atelier")
-    p.add_argument("--runs", type=int, default=10000, help="runs created (and searched) per server")
-    p.add_argument("--runs-mlflow", type=int, default=300,
-                   help="runs for mlflow server, which creates 2-10 a second here (0: --runs)")
-    p.add_argument("--raw-runs", type=int, default=1000,
-                   help="runs created over raw HTTP (at most a fifth of the server's --runs)")
+    p.add_argument("--runs", type=int, default=10000, help="runs searched, made alike for every server")
+    p.add_argument("--create", type=int, default=300, help="runs created one after another, timed")
+    p.add_argument("--create-mlflow", type=int, default=100,
+                   help="runs mlflow server creates, timed (it makes 2-10 a second here; 0: --create)")
+    p.add_argument("--workers", type=int, default=4, help="clients making the searched runs through the API")
+    p.add_argument("--mlflow-populate", choices=["copy", "api"], default="copy",
+                   help="how mlflow server gets the searched runs: copies in its database, or its API (slow)")
     p.add_argument("--raw-batches", type=int, default=3000, help="max raw log-batch bodies (1,000 points each)")
     p.add_argument("--duration", type=float, default=10, help="seconds of log_batch throughput")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat everything, the servers' order turning each round; cells show median (range)")
     p.add_argument("--no-raw", action="store_true", help="skip the raw HTTP measurements")
     p.add_argument("--atelier", default=None, help="atelier binary (default: go build ./cmd/atelier)")
     p.add_argument("--fml", default=shutil.which("fml"), help="FastTrackML's fml binary")
@@ -378,62 +525,62 @@ def main():
     print("machine: %d CPUs, load %s; mlflow client %s; python %s" % (
         os.cpu_count(), loadavg(), _m.__version__, sys.version.split()[0]), flush=True)
 
-    results, raw_results, notes = {}, {}, []
-    scale = {}
+    client_rounds, raw_rounds, notes, creates = [], [], [], {}
+    servers = args.servers.split(",")
     try:
-        for name in args.servers.split(","):
-            nruns = args.runs_mlflow if name == "mlflow" and args.runs_mlflow else args.runs
+        starters = {}
+        for name in servers:
             if name == "atelier":
                 binary = args.atelier
                 if not binary:
                     binary = os.path.join(workdir, "atelier-bin")
                     subprocess.run(["go", "build", "-o", binary, "./cmd/atelier"], cwd=REPO_ROOT, check=True)
-                start = lambda: start_atelier(workdir, binary)  # noqa: E731
+                starters[name] = lambda d, b=binary: start_atelier(d, b)
             elif name == "mlflow":
-                start = lambda: start_mlflow(workdir, args.mlflow_python)  # noqa: E731
+                starters[name] = lambda d: start_mlflow(d, args.mlflow_python)
             elif name == "fasttrackml":
                 if not args.fml or not os.path.exists(args.fml):
                     notes.append("FastTrackML skipped: no fml binary (pip install fasttrackml, or --fml)")
                     print(notes[-1], flush=True)
                     continue
-                start = lambda: start_fml(workdir, args.fml)  # noqa: E731
+                starters[name] = lambda d: start_fml(d, args.fml)
             else:
                 sys.exit("unknown server " + name)
-            print("== %s (load %s)" % (name, loadavg()), flush=True)
-            try:
-                srv = start()
-            except RuntimeError as e:
-                notes.append("%s skipped: %s" % (name, str(e).splitlines()[0]))
-                print(e, flush=True)
-                continue
-            try:
-                t0 = time.perf_counter()
-                results[name], exp, hrun, page_len = client_workloads(srv, args, nruns)
-                if not args.no_raw:
-                    raw_results[name] = raw_workloads(srv, args, exp, hrun, min(args.raw_runs, nruns // 5),
-                                                      page_len)
-                scale[name] = nruns
-                print("  [%s] done in %.0f s (load %s)" % (name, time.perf_counter() - t0, loadavg()),
-                      flush=True)
-            finally:
-                srv.stop()
+        order = [n for n in servers if n in starters]
+        for rnd in range(args.rounds):
+            client_rounds.append({})
+            raw_rounds.append({})
+            for name in order[rnd % len(order):] + order[:rnd % len(order)]:
+                d = tempfile.mkdtemp(prefix="round%d-" % rnd, dir=workdir)
+                print("== %s, round %d (load %s)" % (name, rnd + 1, loadavg()), flush=True)
+                try:
+                    srv = starters[name](d)
+                except RuntimeError as e:
+                    notes.append("%s skipped: %s" % (name, str(e).splitlines()[0]))
+                    print(e, flush=True)
+                    continue
+                try:
+                    t0 = time.perf_counter()
+                    ncreate = args.create_mlflow if name == "mlflow" and args.create_mlflow else args.create
+                    creates[name] = ncreate
+                    client_rounds[-1][name], raw_rounds[-1][name] = workloads(srv, args, ncreate, args.runs)
+                    print("  [%s] done in %.0f s (load %s)" % (name, time.perf_counter() - t0, loadavg()), flush=True)
+                finally:
+                    srv.stop()
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    runs_label = " / ".join("{:,}".format(scale[n]) for n in ("mlflow", "fasttrackml", "atelier") if n in scale)
-    if len(set(scale.values())) == 1:
-        runs_label = "{:,}".format(next(iter(scale.values())))
+    created = " / ".join("{:,}".format(creates[n]) for n in ("mlflow", "fasttrackml", "atelier") if n in creates)
     print("\n### Through the mlflow Python client (MlflowClient)\n")
-    print(table(results, runs_label))
-    if raw_results:
+    print(table(client_rounds, "create_run + log_batch, %s runs" % created, args.runs))
+    if not args.no_raw:
         print("\n### Raw HTTP (http.client, keep-alive, bodies encoded in advance)\n")
-        print(table(raw_results, runs_label).replace("run creation, create_run + log_batch",
-                                                     "run creation, runs/create + runs/log-batch"))
-    print("\nruns per server: %s; load at the end %s" % (scale, loadavg()))
+        print(table(raw_rounds, "runs/create + runs/log-batch, %s runs" % created, args.runs))
+    print("\nrounds: %d; load at the end %s" % (args.rounds, loadavg()))
     for n in notes:
         print("note: " + n)
-    print(json.dumps({"client": results, "raw": raw_results, "runs": scale}))
+    print(json.dumps({"client": client_rounds, "raw": raw_rounds, "searched_runs": args.runs, "created": creates}))
 
 
 if __name__ == "__main__":

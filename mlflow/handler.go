@@ -33,6 +33,8 @@ type Services interface {
 	atelier.MetricService
 	atelier.FileService
 	atelier.ModelService
+	// LogBatch stores a run's params, tags and metric points in one transaction.
+	LogBatch(ctx context.Context, workspace, runID string, b *atelier.RunBatch) error
 }
 
 // Handler serves the MLflow REST API.
@@ -171,21 +173,40 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	r = r.WithContext(atelier.NewContextWithPrincipal(r.Context(), p))
+	ctx := atelier.NewContextWithPrincipal(r.Context(), p)
+	// Writes through MLflow are audited like those through atelier's own API. The entry goes
+	// with the request's first write, in its transaction, as if it succeeds; it is recorded
+	// apart only if nothing took it or the request ended otherwise.
+	a, audited := h.svc.(auditor)
+	audited = audited && r.Method != http.MethodGet && r.Method != http.MethodHead && (artifacts || !readPOSTs[endpoint])
+	var pending *atelier.PendingAudit
+	if audited {
+		pending = atelier.NewPendingAudit(atelier.AuditEntry{Workspace: ws, User: p.Name, Kind: p.Kind, TokenID: p.TokenID,
+			Method: r.Method, Path: r.URL.Path, Status: http.StatusOK, Remote: remoteHost(r)})
+		ctx = atelier.NewContextWithAudit(ctx, pending)
+	}
+	r = r.WithContext(ctx)
 	sw := &statusRecorder{ResponseWriter: w}
 	if err := fn(sw, r, ws); err != nil {
 		h.writeError(sw, r, err)
 	}
-	// Writes through MLflow are audited like those through atelier's own API.
-	if a, ok := h.svc.(auditor); ok && r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if audited {
 		status := sw.status
 		if status == 0 {
 			status = http.StatusOK
 		}
-		a.RecordAudit(r.Context(), &atelier.AuditEntry{Workspace: ws, User: p.Name, Kind: p.Kind, TokenID: p.TokenID,
-			Method: r.Method, Path: r.URL.Path, Status: status, Remote: remoteHost(r)})
+		if e, stored := pending.Finish(); !stored || e.Status != status {
+			e.Status = status
+			a.RecordAudit(r.Context(), &e)
+		}
 	}
 }
+
+// readPOSTs are the endpoints MLflow reads with a POST (their filters do not fit a query
+// string): they change nothing, so they are not audited (and an audit write would cost a
+// search a commit).
+var readPOSTs = map[string]bool{"runs/search": true, "experiments/search": true, "logged-models/search": true,
+	"registered-models/get-latest-versions": true}
 
 // auditor is the service's audit hook.
 type auditor interface {

@@ -146,6 +146,7 @@ func TestValidationIsNever5xx(t *testing.T) {
 		{"negative step", "POST", api + "runs/log-metric", `{"run_id":"` + id + `","key":"m","value":1,"step":-1}`, 400, "INVALID_PARAMETER_VALUE"},
 		{"too many params", "POST", api + "runs/log-batch", `{"run_id":"` + id + `","params":[` + many(101, `{"key":"k%d","value":"v"}`) + `]}`, 400, "INVALID_PARAMETER_VALUE"},
 		{"too many metrics", "POST", api + "runs/log-batch", `{"run_id":"` + id + `","metrics":[` + many(1001, `{"key":"m","value":%d,"timestamp":1,"step":0}`) + `]}`, 400, "INVALID_PARAMETER_VALUE"},
+		{"changed param in a batch", "POST", api + "runs/log-batch", `{"run_id":"` + id + `","params":[{"key":"p","value":"2"}],"tags":[{"key":"half","value":"written"}],"metrics":[{"key":"half","value":1,"timestamp":1,"step":0}]}`, 400, "INVALID_PARAMETER_VALUE"},
 		{"duplicate params", "POST", api + "runs/log-batch", `{"run_id":"` + id + `","params":[{"key":"a","value":"1"},{"key":"a","value":"2"}]}`, 400, "INVALID_PARAMETER_VALUE"},
 		{"bad status", "POST", api + "runs/update", `{"run_id":"` + id + `","status":"DONE"}`, 400, "INVALID_PARAMETER_VALUE"},
 		{"bad filter", "POST", api + "runs/search", `{"experiment_ids":["0"],"filter":"metrics.rmse <"}`, 400, "INVALID_PARAMETER_VALUE"},
@@ -167,6 +168,11 @@ func TestValidationIsNever5xx(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			MustError(t, s.Do(t, tc.method, tc.path, tc.body), tc.status, tc.code)
 		})
+	}
+	// A refused batch stored nothing of itself.
+	got := s.MustOK(t, "GET", api+"runs/get?run_id="+id, "")
+	if data := fmt.Sprint(got["run"].(map[string]any)["data"]); strings.Contains(data, "half") {
+		t.Errorf("the refused batch was half-written: %s", data)
 	}
 }
 
@@ -190,4 +196,42 @@ func TestWorkspaceRouting(t *testing.T) {
 	run := s.MustOK(t, "POST", "/workspaces/default/mlflow/api/2.0/mlflow/runs/create", `{}`)["run"].(map[string]any)["info"].(map[string]any)
 	s.MustOK(t, "GET", "/ajax-api/2.0/mlflow/runs/get?run_uuid="+str(run["run_id"]), "")
 	s.MustOK(t, "GET", "/api/3.0/mlflow/runs/get?run_id="+str(run["run_id"]), "")
+}
+
+// TestLoggingRefusals: a deleted run takes no writes, a changed param is refused, a missing
+// run is not found, in MLflow's words, and a refused batch stores nothing of itself.
+func TestLoggingRefusals(t *testing.T) {
+	s := MustStack(t)
+	newRun := func() string {
+		run := s.MustOK(t, "POST", api+"runs/create", `{"experiment_id":"0"}`)
+		return str(run["run"].(map[string]any)["info"].(map[string]any)["run_id"])
+	}
+	live, gone := newRun(), newRun()
+	s.MustOK(t, "POST", api+"runs/log-batch", `{"run_id":"`+live+`","params":[{"key":"p","value":"1"}]}`)
+	s.MustOK(t, "POST", api+"runs/delete", `{"run_id":"`+gone+`"}`)
+	for _, tc := range []struct {
+		name, path, body string
+		status           int
+		code, message    string
+	}{
+		{"batch to a deleted run", "runs/log-batch", `{"run_id":"` + gone + `","tags":[{"key":"half","value":"x"}]}`, 400, "INVALID_PARAMETER_VALUE", "must be in the 'active' state"},
+		{"metric to a deleted run", "runs/log-metric", `{"run_id":"` + gone + `","key":"half","value":1,"timestamp":1,"step":0}`, 400, "INVALID_PARAMETER_VALUE", "must be in the 'active' state"},
+		{"empty batch to a deleted run", "runs/log-batch", `{"run_id":"` + gone + `"}`, 400, "INVALID_PARAMETER_VALUE", "must be in the 'active' state"},
+		{"changed param", "runs/log-batch", `{"run_id":"` + live + `","params":[{"key":"p","value":"2"}],"tags":[{"key":"half","value":"x"}]}`, 400, "INVALID_PARAMETER_VALUE", "Changing param values is not allowed"},
+		{"missing run", "runs/log-batch", `{"run_id":"0123456789abcdef0123456789abcdef","tags":[{"key":"half","value":"x"}]}`, 404, "RESOURCE_DOES_NOT_EXIST", "not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.Do(t, "POST", api+tc.path, tc.body)
+			MustError(t, r, tc.status, tc.code)
+			if !strings.Contains(string(r.Body), tc.message) {
+				t.Errorf("error %s, want it to say %q", r.Body, tc.message)
+			}
+		})
+	}
+	for _, id := range []string{live, gone} {
+		got := s.MustOK(t, "GET", api+"runs/get?run_id="+id, "")
+		if data := fmt.Sprint(got["run"].(map[string]any)["data"]); strings.Contains(data, "half") {
+			t.Errorf("a refused write was stored: %s", data)
+		}
+	}
 }

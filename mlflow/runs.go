@@ -2,7 +2,6 @@ package mlflow
 
 import (
 	"encoding/json"
-	"math"
 	"net/http"
 	"sort"
 	"strings"
@@ -35,12 +34,17 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 
 // toRun converts an atelier run to MLflow's Run; metrics come from their latest summaries.
 func (s *scope) toRun(run *atelier.Run) (*Run, error) {
-	out := &Run{Info: s.toRunInfo(run)}
 	sums, err := s.h.svc.ListMetrics(s.ctx, s.ws, run.ID)
 	if err != nil {
 		return nil, err
 	}
-	out.Data.Metrics = []Metric{}
+	return s.toRunWith(run, sums), nil
+}
+
+// toRunWith converts a run whose metric summaries are at hand.
+func (s *scope) toRunWith(run *atelier.Run, sums []*atelier.MetricSummary) *Run {
+	out := &Run{Info: s.toRunInfo(run)}
+	out.Data.Metrics = make([]Metric, 0, len(sums))
 	for _, m := range sums {
 		if m.Kind == atelier.MetricScalar || m.Kind == "" {
 			out.Data.Metrics = append(out.Data.Metrics, Metric{Key: m.Name, Value: m.Value, Timestamp: m.Timestamp, Step: m.Step})
@@ -70,7 +74,7 @@ func (s *scope) toRun(run *atelier.Run) (*Run, error) {
 	if o := run.Tags[tagModelOutputs]; o != "" && json.Valid([]byte(o)) {
 		out.Outputs = json.RawMessage(`{"model_outputs":` + o + `}`)
 	}
-	return out, nil
+	return out
 }
 
 func (s *scope) toRunInfo(run *atelier.Run) RunInfo {
@@ -177,12 +181,9 @@ func (h *Handler) createRun(w http.ResponseWriter, r *http.Request, ws string) e
 	if err != nil {
 		return err
 	}
-	s.exps = nil // the run may have created its experiment
-	out, err := s.toRun(run)
-	if err != nil {
-		return err
-	}
-	return ok(w, map[string]any{"run": out})
+	// A new run has no metrics. Its experiment is e, which s.exps holds (or, for Default, which
+	// the run may have just brought into being, "0" whatever its atelier id).
+	return ok(w, map[string]any{"run": s.toRunWith(run, nil)})
 }
 
 func (h *Handler) getRun(w http.ResponseWriter, r *http.Request, ws string) error {
@@ -334,7 +335,7 @@ func (h *Handler) searchRuns(w http.ResponseWriter, r *http.Request, ws string) 
 	case viewDeleted:
 		conds = append(conds, "tags.`"+tagLifecycle+"` = 'deleted'")
 	}
-	q := atelier.RunQuery{Limit: limit, PageToken: string(req.PageToken)}
+	q := atelier.RunQuery{Limit: limit, PageToken: string(req.PageToken), Summaries: true}
 	if len(names) == 1 {
 		q.Experiment = names[0]
 	} else {
@@ -360,64 +361,13 @@ func (h *Handler) searchRuns(w http.ResponseWriter, r *http.Request, ws string) 
 	}
 	runs := make([]*Run, 0, len(page.Runs))
 	for _, run := range page.Runs {
-		x, err := s.toRun(run)
-		if err != nil {
-			return err
-		}
-		runs = append(runs, x)
+		runs = append(runs, s.toRunWith(run, page.Summaries[run.ID]))
 	}
 	resp["runs"] = runs
 	if page.NextPageToken != "" {
 		resp["next_page_token"] = page.NextPageToken
 	}
 	return ok(w, resp)
-}
-
-// dedupe drops the points of a batch that are already stored (or repeated within it): MLflow
-// keeps one row per (key, timestamp, step, value), so a retried request logs nothing twice.
-func (s *scope) dedupe(runID string, pts []atelier.MetricPoint) ([]atelier.MetricPoint, error) {
-	type pointKey struct {
-		name      string
-		step, ts  int64
-		valueBits uint64
-	}
-	keyOf := func(name string, step, ts int64, v float64) pointKey {
-		bits := math.Float64bits(v)
-		if math.IsNaN(v) {
-			bits = math.Float64bits(math.NaN())
-		}
-		return pointKey{name, step, ts, bits}
-	}
-	byName := map[string][2]int64{}
-	for _, p := range pts {
-		rng, ok := byName[p.Name]
-		if !ok {
-			rng = [2]int64{*p.Step, *p.Step}
-		}
-		byName[p.Name] = [2]int64{min(rng[0], *p.Step), max(rng[1], *p.Step)}
-	}
-	seen := map[pointKey]bool{}
-	for name, rng := range byName {
-		lo, hi := rng[0], rng[1]
-		series, err := s.h.svc.MetricHistory(s.ctx, s.ws, runID, name, atelier.HistoryQuery{MinStep: &lo, MaxStep: &hi})
-		if atelier.ErrorCode(err) == atelier.ENOTFOUND {
-			continue
-		} else if err != nil {
-			return nil, err
-		}
-		for i := range series.Steps {
-			seen[keyOf(name, series.Steps[i], series.Timestamps[i], float64(series.Values[i]))] = true
-		}
-	}
-	out := pts[:0]
-	for _, p := range pts {
-		k := keyOf(p.Name, *p.Step, p.Timestamp, float64(p.Value))
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, p)
-		}
-	}
-	return out, nil
 }
 
 func toPoint(m inMetric, now int64) (atelier.MetricPoint, error) {
@@ -433,21 +383,6 @@ func toPoint(m inMetric, now int64) (atelier.MetricPoint, error) {
 	}
 	step := m.Step.V
 	return atelier.MetricPoint{Name: string(m.Key), Step: &step, Timestamp: ts, Value: atelier.Float(m.Value.V)}, nil
-}
-
-func (s *scope) logPoints(runID string, pts []atelier.MetricPoint) error {
-	if len(pts) == 0 {
-		return nil
-	}
-	b := &atelier.MetricBatch{Points: pts}
-	if err := b.Validate(); err != nil {
-		return err
-	}
-	pts, err := s.dedupe(runID, pts)
-	if err != nil || len(pts) == 0 {
-		return err
-	}
-	return s.h.svc.LogMetrics(s.ctx, s.ws, runID, &atelier.MetricBatch{Points: pts})
 }
 
 func (h *Handler) logMetric(w http.ResponseWriter, r *http.Request, ws string) error {
@@ -466,11 +401,7 @@ func (h *Handler) logMetric(w http.ResponseWriter, r *http.Request, ws string) e
 	if err != nil {
 		return err
 	}
-	s := h.scope(r, ws)
-	if _, err := s.findRun(id, true); err != nil {
-		return err
-	}
-	if err := s.logPoints(id, []atelier.MetricPoint{p}); err != nil {
+	if err := h.scope(r, ws).logBatch(id, &atelier.RunBatch{Metrics: atelier.MetricBatch{Points: []atelier.MetricPoint{p}}}); err != nil {
 		return err
 	}
 	return ok(w, nil)
@@ -605,33 +536,39 @@ func (h *Handler) logBatch(w http.ResponseWriter, r *http.Request, ws string) er
 		tags[string(t.Key)] = string(t.Value)
 	}
 	// Validate everything before storing anything.
-	if err := atelier.ValidateKeyValues("param", params, atelier.MaxParamValue); err != nil {
+	batch := &atelier.RunBatch{Params: params, Tags: tags, Metrics: atelier.MetricBatch{Points: pts}}
+	if err := batch.Validate(); err != nil {
 		return err
 	}
-	if err := atelier.ValidateKeyValues("tag", tags, atelier.MaxTagValue); err != nil {
+	if err := h.scope(r, ws).logBatch(id, batch); err != nil {
 		return err
-	}
-	if err := (&atelier.MetricBatch{Points: pts}).Validate(); err != nil {
-		return err
-	}
-	s := h.scope(r, ws)
-	if _, err := s.findRun(id, true); err != nil {
-		return err
-	}
-	if len(params) > 0 {
-		if err := s.logParams(id, params); err != nil {
-			return err
-		}
-	}
-	if err := s.logPoints(id, pts); err != nil {
-		return err
-	}
-	if len(tags) > 0 {
-		if err := h.svc.SetTags(s.ctx, ws, id, tags); err != nil {
-			return err
-		}
 	}
 	return ok(w, nil)
+}
+
+// logBatch stores a batch as MLflow does: not to a deleted run, and a metric point already
+// stored is not stored again (a retried request logs nothing twice). The checks are made in
+// the batch's transaction; a refused batch is looked into again for MLflow's words.
+func (s *scope) logBatch(id string, b *atelier.RunBatch) error {
+	if len(b.Params)+len(b.Tags)+len(b.Metrics.Points) == 0 {
+		_, err := s.findRun(id, true)
+		return err
+	}
+	b.SkipDuplicates, b.Unless = true, map[string]string{tagLifecycle: "deleted"}
+	err := s.h.svc.LogBatch(s.ctx, s.ws, id, b)
+	if code := atelier.ErrorCode(err); code != atelier.ENOTFOUND && code != atelier.ECONFLICT {
+		return err
+	}
+	run, ferr := s.findRun(id, true)
+	if ferr != nil {
+		return ferr
+	}
+	for k, v := range b.Params {
+		if old, ok := run.Params[k]; ok && old != v {
+			return invalidParam("Changing param values is not allowed. Param with key='%s' was already logged with value='%s' for run ID='%s'. Attempted logging new value '%s'.", k, old, id, v)
+		}
+	}
+	return err
 }
 
 // logInputs records dataset inputs in a hidden tag (atelier has no dataset lineage yet); what

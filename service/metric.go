@@ -14,14 +14,35 @@ func (s *Service) LogMetrics(ctx context.Context, workspace, runID string, batch
 	if err := s.store.LogMetrics(ctx, workspace, runID, batch); err != nil {
 		return err
 	}
-	if s.events.Watched(workspace) {
-		latest := map[string]atelier.MetricPoint{}
-		for _, p := range batch.Points {
-			latest[p.Name] = p
-		}
-		s.publish(workspace, atelier.EventMetrics, runID, latest)
+	s.publishLatest(workspace, runID, batch.Points)
+	return nil
+}
+
+// LogBatch stores a run's params, tags and metric points together and tells watchers the
+// run's latest values.
+func (s *Service) LogBatch(ctx context.Context, workspace, runID string, b *atelier.RunBatch) error {
+	if err := s.authorizeWrite(ctx, workspace, runID); err != nil {
+		return err
+	}
+	if err := s.store.LogBatch(ctx, workspace, runID, b); err != nil {
+		return err
+	}
+	if len(b.Metrics.Points)+len(b.Metrics.Records) > 0 {
+		s.publishLatest(workspace, runID, b.Metrics.Points)
 	}
 	return nil
+}
+
+// publishLatest tells watchers the last value of each metric of a batch.
+func (s *Service) publishLatest(workspace, runID string, points []atelier.MetricPoint) {
+	if !s.events.Watched(workspace) {
+		return
+	}
+	latest := map[string]atelier.MetricPoint{}
+	for _, p := range points {
+		latest[p.Name] = p
+	}
+	s.publish(workspace, atelier.EventMetrics, runID, latest)
 }
 
 // ListMetrics returns the latest value of each metric.

@@ -46,6 +46,44 @@ type DB struct {
 	series *seriesCache
 	// runWorkspace caches run id → workspace id; it never changes once a run exists.
 	runWorkspace sync.Map
+	// workspaces caches workspace name → id for reads: nearly every call resolves a workspace
+	// first, and the query also began a read transaction of its own.
+	workspaces workspaceCache
+}
+
+// workspaceCache maps the names of committed workspaces to their ids. A deletion bumps gen
+// once it is committed, so a lookup that read the database before that cannot store what it
+// found afterwards.
+type workspaceCache struct {
+	mu  sync.Mutex
+	ids map[string]int64
+	gen uint64
+}
+
+func (c *workspaceCache) get(name string) (id int64, gen uint64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok = c.ids[name]
+	return id, c.gen, ok
+}
+
+func (c *workspaceCache) put(name string, id int64, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	if c.ids == nil {
+		c.ids = map[string]int64{}
+	}
+	c.ids[name] = id
+}
+
+func (c *workspaceCache) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	delete(c.ids, name)
 }
 
 type writeReq struct {
@@ -214,6 +252,9 @@ func (db *DB) writer() {
 
 func (db *DB) commitGroup(group []*writeReq) {
 	errs := make([]error, len(group))
+	// The audit entries of the requests whose writes these are, written in this transaction
+	// (atelier.PendingAudit): released once it has committed or failed.
+	var audits []auditClaim
 	sqlTx, err := db.write.Begin()
 	tx := &txn{Tx: sqlTx, cache: db.writeStmts}
 	if err != nil {
@@ -228,46 +269,109 @@ func (db *DB) commitGroup(group []*writeReq) {
 			continue
 		}
 		if len(group) == 1 {
-			errs[i] = req.fn(tx)
+			if errs[i] = req.fn(tx); errs[i] == nil {
+				audits = db.storeAudit(req.ctx, tx, audits)
+			}
 			continue
 		}
 		if _, err := tx.Exec("SAVEPOINT w"); err != nil {
 			errs[i] = err
 			continue
 		}
+		hooks, claims := len(tx.onCommit), len(audits)
 		if errs[i] = req.fn(tx); errs[i] != nil {
+			tx.onCommit = tx.onCommit[:hooks]
 			if _, err := tx.Exec("ROLLBACK TO w"); err != nil {
 				errs[i] = errors.Join(errs[i], err)
 			}
+		} else {
+			audits = db.storeAudit(req.ctx, tx, audits)
 		}
 		if _, err := tx.Exec("RELEASE w"); err != nil && errs[i] == nil {
 			errs[i] = err
+			for j := claims; j < len(audits); j++ {
+				audits[j].id = 0 // not known to be in the transaction: let the request record it
+			}
+		}
+	}
+	// Respond only after releasing the audit claims, so a request sees its entry stored; err
+	// is the transaction's (it stored nothing, audits included).
+	respond := func(err error) {
+		for _, c := range audits {
+			if err != nil {
+				c.id = 0
+			}
+			c.p.Release(c.id)
+		}
+		for i, req := range group {
+			if err != nil {
+				req.done <- err
+			} else {
+				req.done <- errs[i]
+			}
 		}
 	}
 	if len(group) == 1 && errs[0] != nil {
 		tx.Rollback()
-		group[0].done <- errs[0]
+		respond(errs[0])
 		return
 	}
 	if err := tx.Commit(); err != nil {
-		for _, req := range group {
-			req.done <- err
-		}
+		respond(err)
 		return
 	}
-	for i, req := range group {
-		req.done <- errs[i]
+	for _, f := range tx.onCommit {
+		f()
 	}
+	respond(nil)
 }
 
-// workspaceID resolves a workspace name.
+// auditClaim is a request's audit entry written in a group's transaction under id.
+type auditClaim struct {
+	p  *atelier.PendingAudit
+	id int64
+}
+
+// storeAudit writes the audit entry of ctx's request in tx if no earlier write took it.
+func (db *DB) storeAudit(ctx context.Context, tx *txn, claims []auditClaim) []auditClaim {
+	p := atelier.AuditFromContext(ctx)
+	if p == nil {
+		return claims
+	}
+	e, ok := p.Claim()
+	if !ok {
+		return claims
+	}
+	if e.Time.IsZero() {
+		e.Time = db.now()
+	}
+	id, err := insertAudit(ctx, tx, &e)
+	if err != nil {
+		// The write stands; the request records its entry itself.
+		p.Release(0)
+		return claims
+	}
+	return append(claims, auditClaim{p, id})
+}
+
+// workspaceID resolves a workspace name. Reads use the cache; writes ask their transaction,
+// which sees what the transaction itself changed.
 func (db *DB) workspaceID(ctx context.Context, q querier, name string) (int64, error) {
-	var id int64
+	_, inTx := q.(*txn)
+	id, gen, ok := db.workspaces.get(name)
+	if ok && !inTx {
+		return id, nil
+	}
 	err := q.QueryRowContext(ctx, `SELECT id FROM workspaces WHERE name = ?`, name).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, atelier.Errorf(atelier.ENOTFOUND, "workspace %q not found", name)
+	} else if err != nil {
+		return 0, err
 	}
-	return id, err
+	if !inTx {
+		db.workspaces.put(name, id, gen)
+	}
+	return id, nil
 }
 
 // checkRun verifies that run id exists in the workspace and returns the workspace id.

@@ -9,8 +9,8 @@ import (
 )
 
 const experimentColumns = `e.id, w.name, e.name, e.description, e.archived, e.created_at, e.updated_at,
-	(SELECT count(*) FROM runs r WHERE r.experiment_id = e.id),
-	(SELECT max(created_at) FROM runs r WHERE r.experiment_id = e.id)`
+	coalesce((SELECT run_count FROM experiment_stats s WHERE s.experiment_id = e.id), 0),
+	(SELECT last_run_at FROM experiment_stats s WHERE s.experiment_id = e.id)`
 
 func scanExperiment(row interface{ Scan(...any) error }) (*atelier.Experiment, error) {
 	var e atelier.Experiment
@@ -126,4 +126,12 @@ func (db *DB) experimentID(ctx context.Context, tx *txn, wsID int64, name string
 		return 0, err
 	}
 	return res.LastInsertId()
+}
+
+// countRun adds a new run to its experiment's stats, in the run's transaction.
+func countRun(ctx context.Context, tx *txn, expID, createdAt int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO experiment_stats (experiment_id, run_count, last_run_at) VALUES (?, 1, ?)
+		ON CONFLICT (experiment_id) DO UPDATE SET run_count = run_count + 1, last_run_at = max(last_run_at, excluded.last_run_at)`,
+		expID, createdAt)
+	return err
 }

@@ -61,65 +61,190 @@ func (db *DB) LogMetrics(ctx context.Context, workspace, runID string, batch *at
 		return err
 	}
 	now := db.now().UnixMilli()
-	groups := groupPoints(batch.Points, now)
-	// Encode outside the write transaction whatever does not depend on stored state.
+	groups := prepareGroups(batch.Points, now, false)
+	return db.update(ctx, func(tx *txn) error {
+		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
+			return err
+		}
+		return db.insertMetrics(ctx, tx, runID, groups, batch.Records, now, false)
+	})
+}
+
+// LogBatch stores params, metric points and tags of a run in one transaction: one commit
+// (one WAL append) instead of three, and nothing half-written if a param conflicts.
+func (db *DB) LogBatch(ctx context.Context, workspace, runID string, b *atelier.RunBatch) error {
+	if err := b.Validate(); err != nil {
+		return err
+	}
+	now := db.now().UnixMilli()
+	groups := prepareGroups(b.Metrics.Points, now, b.SkipDuplicates)
+	return db.update(ctx, func(tx *txn) error {
+		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
+			return err
+		}
+		for k, v := range b.Unless {
+			var have string
+			err := tx.QueryRowContext(ctx, `SELECT value FROM run_tags WHERE run_id = ? AND key = ?`, runID, k).Scan(&have)
+			if err == nil && have == v {
+				return atelier.Errorf(atelier.ECONFLICT, "run %s has the tag %s=%q: it takes no more writes", runID, k, v)
+			} else if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		if err := insertImmutable(ctx, tx, runID, "run_params", "param", b.Params); err != nil {
+			return err
+		}
+		if err := db.insertMetrics(ctx, tx, runID, groups, b.Metrics.Records, now, b.SkipDuplicates); err != nil {
+			return err
+		}
+		return insertKeyValues(ctx, tx, "run_tags", runID, b.Tags)
+	})
+}
+
+// pointKey is what makes two points of a series the same point (NaNs are all one value).
+type pointKey struct {
+	step, ts int64
+	bits     uint64
+}
+
+func keyOf(step, ts int64, v float64) pointKey {
+	if math.IsNaN(v) {
+		v = math.NaN()
+	}
+	return pointKey{step, ts, math.Float64bits(v)}
+}
+
+// dropPoints keeps the points of p for which keep is true.
+func dropPoints(p *series.Points, keep func(i int) bool) {
+	n := 0
+	for i := range p.Steps {
+		if keep(i) {
+			p.Steps[n], p.Timestamps[n], p.Values[n] = p.Steps[i], p.Timestamps[i], p.Values[i]
+			n++
+		}
+	}
+	p.Steps, p.Timestamps, p.Values = p.Steps[:n], p.Timestamps[:n], p.Values[:n]
+}
+
+// prepareGroups groups points by name and encodes, outside the write transaction, whatever
+// does not depend on stored state; skipDup drops the points repeated within the batch.
+func prepareGroups(points []atelier.MetricPoint, now int64, skipDup bool) []*pointGroup {
+	groups := groupPoints(points, now)
 	for _, g := range groups {
+		if skipDup && len(g.autoIdx) == 0 && len(g.points.Steps) > 1 {
+			seen := make(map[pointKey]bool, len(g.points.Steps))
+			dropPoints(&g.points, func(i int) bool {
+				k := keyOf(g.points.Steps[i], g.points.Timestamps[i], g.points.Values[i])
+				if seen[k] {
+					return false
+				}
+				seen[k] = true
+				return true
+			})
+		}
 		if len(g.autoIdx) == 0 {
 			g.chunk = series.Encode(nil, g.points)
 			g.summary = series.Summarize(g.points)
 		}
 	}
-	return db.update(ctx, func(tx *txn) error {
-		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
+	return groups
+}
+
+// insertMetrics appends one chunk per metric name and the records, and updates the latest
+// values; skipDup leaves out the points stored already.
+func (db *DB) insertMetrics(ctx context.Context, tx *txn, runID string, groups []*pointGroup, records []atelier.MetricRecord, now int64, skipDup bool) error {
+	for _, g := range groups {
+		l, err := db.readLatest(ctx, tx, runID, g.name)
+		if err != nil {
 			return err
 		}
-		for _, g := range groups {
-			l, err := db.readLatest(ctx, tx, runID, g.name)
+		if l.exists && l.kind != atelier.MetricScalar {
+			return atelier.Errorf(atelier.ECONFLICT, "metric %q of run %s is a %s, not a scalar series", g.name, runID, l.kind)
+		}
+		// A point can repeat a stored one only at or below the largest step stored, which the
+		// latest row tells: a batch that goes on from where the series stands reads nothing.
+		if skipDup && l.exists && len(g.autoIdx) == 0 && g.summary.MinStep <= l.step {
+			dropped, err := dropStored(ctx, tx, runID, g)
 			if err != nil {
 				return err
 			}
-			if l.exists && l.kind != atelier.MetricScalar {
-				return atelier.Errorf(atelier.ECONFLICT, "metric %q of run %s is a %s, not a scalar series", g.name, runID, l.kind)
+			if len(g.points.Steps) == 0 {
+				continue
 			}
-			if len(g.autoIdx) > 0 {
-				next := int64(0)
-				if l.exists {
-					next = l.step + 1
-				}
-				// Explicit steps in the same batch come first in line: an auto step follows the
-				// largest step logged before it.
-				for i := range g.points.Steps {
-					if len(g.autoIdx) > 0 && g.autoIdx[0] == i {
-						g.points.Steps[i] = next
-						g.autoIdx = g.autoIdx[1:]
-					}
-					next = max(next, g.points.Steps[i]+1)
-				}
+			if dropped {
 				g.chunk = series.Encode(nil, g.points)
 				g.summary = series.Summarize(g.points)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO metric_chunks (run_id, name, seq, min_step, max_step, count, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-				runID, g.name, l.nextSeq, g.summary.MinStep, g.summary.MaxStep, g.summary.Count, g.chunk); err != nil {
-				return err
+		}
+		if len(g.autoIdx) > 0 {
+			next := int64(0)
+			if l.exists {
+				next = l.step + 1
 			}
-			// The latest value is the one at the largest step; at equal steps the later one wins.
-			for i, step := range g.points.Steps {
-				if !l.exists || step >= l.step {
-					l.exists, l.step, l.ts, l.value = true, step, g.points.Timestamps[i], g.points.Values[i]
+			// Explicit steps in the same batch come first in line: an auto step follows the
+			// largest step logged before it.
+			for i := range g.points.Steps {
+				if len(g.autoIdx) > 0 && g.autoIdx[0] == i {
+					g.points.Steps[i] = next
+					g.autoIdx = g.autoIdx[1:]
 				}
+				next = max(next, g.points.Steps[i]+1)
 			}
-			l.kind, l.count, l.nextSeq = atelier.MetricScalar, l.count+int64(g.summary.Count), l.nextSeq+1
-			if err := writeLatest(ctx, tx, runID, g.name, l); err != nil {
-				return err
+			g.chunk = series.Encode(nil, g.points)
+			g.summary = series.Summarize(g.points)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO metric_chunks (run_id, name, seq, min_step, max_step, count, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			runID, g.name, l.nextSeq, g.summary.MinStep, g.summary.MaxStep, g.summary.Count, g.chunk); err != nil {
+			return err
+		}
+		// The latest value is the one at the largest step; at equal steps the later one wins.
+		for i, step := range g.points.Steps {
+			if !l.exists || step >= l.step {
+				l.exists, l.step, l.ts, l.value = true, step, g.points.Timestamps[i], g.points.Values[i]
 			}
 		}
-		for i := range batch.Records {
-			if err := db.appendRecord(ctx, tx, runID, &batch.Records[i], now); err != nil {
-				return err
-			}
+		l.kind, l.count, l.nextSeq = atelier.MetricScalar, l.count+int64(g.summary.Count), l.nextSeq+1
+		if err := writeLatest(ctx, tx, runID, g.name, l); err != nil {
+			return err
 		}
-		return nil
-	})
+	}
+	for i := range records {
+		if err := db.appendRecord(ctx, tx, runID, &records[i], now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropStored removes from g the points stored already in the steps g spans, and tells whether
+// there were any.
+func dropStored(ctx context.Context, tx *txn, runID string, g *pointGroup) (bool, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT data FROM metric_chunks WHERE run_id = ? AND name = ? AND max_step >= ? AND min_step <= ?`,
+		runID, g.name, g.summary.MinStep, g.summary.MaxStep)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	var stored series.Points
+	var data sql.RawBytes
+	for rows.Next() {
+		if err := rows.Scan(&data); err != nil {
+			return false, err
+		}
+		if err := series.Decode(data, &stored); err != nil {
+			return false, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	seen := make(map[pointKey]bool, len(stored.Steps))
+	for i := range stored.Steps {
+		seen[keyOf(stored.Steps[i], stored.Timestamps[i], stored.Values[i])] = true
+	}
+	n := len(g.points.Steps)
+	dropPoints(&g.points, func(i int) bool { return !seen[keyOf(g.points.Steps[i], g.points.Timestamps[i], g.points.Values[i])] })
+	return len(g.points.Steps) < n, nil
 }
 
 func groupPoints(points []atelier.MetricPoint, now int64) []*pointGroup {
@@ -183,28 +308,37 @@ func (db *DB) ListMetrics(ctx context.Context, workspace, runID string) ([]*atel
 	if _, err := db.checkRun(ctx, db.read, workspace, runID); err != nil {
 		return nil, err
 	}
-	rows, err := db.read.QueryContext(ctx, `SELECT name, kind, step, timestamp, value, is_nan, count, last FROM metric_latest WHERE run_id = ? ORDER BY name`, runID)
+	rows, err := db.read.QueryContext(ctx, `SELECT m.run_id, `+summaryColumns+` FROM metric_latest m WHERE m.run_id = ? ORDER BY m.name`, runID)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	list := []*atelier.MetricSummary{}
+	err = scanSummaries(rows, func(_ string, m *atelier.MetricSummary) { list = append(list, m) })
+	return list, err
+}
+
+const summaryColumns = `m.name, m.kind, m.step, m.timestamp, m.value, m.is_nan, m.count, m.last`
+
+// scanSummaries reads rows of run_id and summaryColumns, and closes them.
+func scanSummaries(rows *sql.Rows, add func(runID string, m *atelier.MetricSummary)) error {
+	defer rows.Close()
 	for rows.Next() {
+		var id string
 		var m atelier.MetricSummary
 		var v sql.NullFloat64
 		var isNaN bool
 		var last sql.NullString
-		if err := rows.Scan(&m.Name, &m.Kind, &m.Step, &m.Timestamp, &v, &isNaN, &m.Count, &last); err != nil {
-			return nil, err
+		if err := rows.Scan(&id, &m.Name, &m.Kind, &m.Step, &m.Timestamp, &v, &isNaN, &m.Count, &last); err != nil {
+			return err
 		}
 		if m.Kind == atelier.MetricScalar {
 			m.Value = atelier.Float(fromNullFloat(v, isNaN))
 		} else if last.Valid {
 			m.Last = json.RawMessage(last.String)
 		}
-		list = append(list, &m)
+		add(id, &m)
 	}
-	return list, rows.Err()
+	return rows.Err()
 }
 
 // MetricHistory reads a scalar series: only the chunks overlapping the step window are decoded.

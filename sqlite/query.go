@@ -394,7 +394,8 @@ func (db *DB) ListRuns(ctx context.Context, workspace string, rq atelier.RunQuer
 		page.Runs = page.Runs[:limit]
 		page.NextPageToken = encodePageToken(offset + limit)
 	}
-	return page, db.attach(ctx, db.read, page.Runs)
+	page.Summaries, err = db.attach(ctx, db.read, page.Runs, rq.Summaries)
+	return page, err
 }
 
 // requiresMetric reports whether every run matching e has the metric: some top-level conjunct

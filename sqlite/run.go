@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/atelier-ml/atelier"
@@ -63,6 +64,9 @@ func (db *DB) CreateRun(ctx context.Context, workspace string, c atelier.RunCrea
 			started_at, created_by, compute, config, snapshot_id, git) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			run.ID, wsID, expID, nullString(c.ParentID), run.Name, run.Status, ms(now), nullMS(run.StartedAt),
 			run.CreatedBy, run.Compute, config, run.SnapshotID, git); err != nil {
+			return err
+		}
+		if err := countRun(ctx, tx, expID, ms(now)); err != nil {
 			return err
 		}
 		for table, kv := range map[string]map[string]string{"run_params": c.Params, "run_tags": c.Tags, "run_properties": c.Properties} {
@@ -152,63 +156,84 @@ func (db *DB) findRun(ctx context.Context, q querier, workspace, id string) (*at
 	} else if err != nil {
 		return nil, err
 	}
-	if err := db.attach(ctx, q, []*atelier.Run{run}); err != nil {
+	if _, err := db.attach(ctx, q, []*atelier.Run{run}, false); err != nil {
 		return nil, err
 	}
 	return run, nil
 }
 
-// attach loads params, tags, properties and latest metrics of runs in a few queries.
-func (db *DB) attach(ctx context.Context, q querier, runs []*atelier.Run) error {
+// attachQuery reads the params, tags, properties and latest scalar metrics of the runs whose
+// ids are in a JSON array: one statement (one read of the database, prepared once whatever
+// the number of runs) instead of one per table. The metric rows carry the whole summary.
+const attachQuery = `WITH ids(id) AS (SELECT value FROM json_each(?))
+	SELECT 0, run_id, key, value, NULL, 0, '', 0, 0, 0 FROM run_params WHERE run_id IN ids
+	UNION ALL SELECT 1, run_id, key, value, NULL, 0, '', 0, 0, 0 FROM run_tags WHERE run_id IN ids
+	UNION ALL SELECT 2, run_id, key, value, NULL, 0, '', 0, 0, 0 FROM run_properties WHERE run_id IN ids
+	UNION ALL SELECT 3, run_id, name, last, value, is_nan, kind, step, timestamp, count FROM metric_latest
+		WHERE run_id IN ids AND (kind = 'scalar' OR ?)`
+
+// attach loads params, tags, properties and latest metrics of runs; with sums, it also returns
+// every metric's summary by run id (the runs' order, metrics by name).
+func (db *DB) attach(ctx context.Context, q querier, runs []*atelier.Run, sums bool) (map[string][]*atelier.MetricSummary, error) {
 	if len(runs) == 0 {
-		return nil
+		return nil, nil
 	}
 	byID := make(map[string]*atelier.Run, len(runs))
-	args := make([]any, len(runs))
+	ids := make([]string, len(runs))
 	for i, r := range runs {
-		byID[r.ID], args[i] = r, r.ID
+		byID[r.ID], ids[i] = r, r.ID
 	}
-	in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(runs)), ",") + ")"
-	for _, kv := range []struct {
-		table string
-		get   func(*atelier.Run) map[string]string
-	}{
-		{"run_params", func(r *atelier.Run) map[string]string { return r.Params }},
-		{"run_tags", func(r *atelier.Run) map[string]string { return r.Tags }},
-		{"run_properties", func(r *atelier.Run) map[string]string { return r.Properties }},
-	} {
-		rows, err := q.QueryContext(ctx, `SELECT run_id, key, value FROM `+kv.table+` WHERE run_id IN `+in, args...)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var id, k, v string
-			if err := rows.Scan(&id, &k, &v); err != nil {
-				rows.Close()
-				return err
-			}
-			kv.get(byID[id])[k] = v
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-	}
-	rows, err := q.QueryContext(ctx, `SELECT run_id, name, value, is_nan FROM metric_latest WHERE kind = 'scalar' AND run_id IN `+in, args...)
+	list, err := json.Marshal(ids)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	rows, err := q.QueryContext(ctx, attachQuery, string(list), sums)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var id, name string
-		var v sql.NullFloat64
-		var isNaN bool
-		if err := rows.Scan(&id, &name, &v, &isNaN); err != nil {
-			return err
-		}
-		byID[id].Metrics[name] = atelier.Float(fromNullFloat(v, isNaN))
+	var out map[string][]*atelier.MetricSummary
+	if sums {
+		out = map[string][]*atelier.MetricSummary{}
 	}
-	return rows.Err()
+	for rows.Next() {
+		var table int
+		var id, key string
+		var text sql.NullString
+		var num sql.NullFloat64
+		var isNaN bool
+		var m atelier.MetricSummary
+		if err := rows.Scan(&table, &id, &key, &text, &num, &isNaN, &m.Kind, &m.Step, &m.Timestamp, &m.Count); err != nil {
+			return nil, err
+		}
+		r := byID[id]
+		switch table {
+		case 0:
+			r.Params[key] = text.String
+		case 1:
+			r.Tags[key] = text.String
+		case 2:
+			r.Properties[key] = text.String
+		case 3:
+			m.Name = key
+			if m.Kind == atelier.MetricScalar {
+				m.Value = atelier.Float(fromNullFloat(num, isNaN))
+				r.Metrics[key] = m.Value
+			} else if text.Valid {
+				m.Last = json.RawMessage(text.String)
+			}
+			if sums {
+				out[id] = append(out[id], &m)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, list := range out {
+		slices.SortFunc(list, func(a, b *atelier.MetricSummary) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return out, nil
 }
 
 func fromNullFloat(v sql.NullFloat64, isNaN bool) float64 {
@@ -287,23 +312,28 @@ func (db *DB) setImmutable(ctx context.Context, workspace, id, table, kind strin
 		if _, err := db.checkRun(ctx, tx, workspace, id); err != nil {
 			return err
 		}
-		for k, v := range kv {
-			var old string
-			err := tx.QueryRowContext(ctx, `SELECT value FROM `+table+` WHERE run_id = ? AND key = ?`, id, k).Scan(&old)
-			if err == nil {
-				if old != v {
-					return atelier.Errorf(atelier.ECONFLICT, "%s %q of run %s is already %q and cannot change to %q", kind, k, id, old, v)
-				}
-				continue
-			} else if !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO `+table+` (run_id, key, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
-				return err
-			}
-		}
-		return nil
+		return insertImmutable(ctx, tx, id, table, kind, kv)
 	})
+}
+
+// insertImmutable adds key-values that may be set again only to the same value.
+func insertImmutable(ctx context.Context, tx *txn, id, table, kind string, kv map[string]string) error {
+	for k, v := range kv {
+		var old string
+		err := tx.QueryRowContext(ctx, `SELECT value FROM `+table+` WHERE run_id = ? AND key = ?`, id, k).Scan(&old)
+		if err == nil {
+			if old != v {
+				return atelier.Errorf(atelier.ECONFLICT, "%s %q of run %s is already %q and cannot change to %q", kind, k, id, old, v)
+			}
+			continue
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO `+table+` (run_id, key, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SetTags sets or replaces tags.

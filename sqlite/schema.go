@@ -328,6 +328,17 @@ CREATE TABLE secrets (
 	updated_at   INTEGER NOT NULL,
 	PRIMARY KEY (workspace_id, name)
 ) WITHOUT ROWID;
+`, `
+-- Each experiment's run count and latest run, kept as runs are created (runs are never
+-- deleted or moved): counting them on every read cost time in proportion to the runs, on
+-- every experiment lookup (MLflow's runs/create makes one).
+CREATE TABLE experiment_stats (
+	experiment_id INTEGER PRIMARY KEY REFERENCES experiments(id) ON DELETE CASCADE,
+	run_count     INTEGER NOT NULL,
+	last_run_at   INTEGER NOT NULL
+);
+INSERT INTO experiment_stats (experiment_id, run_count, last_run_at)
+	SELECT experiment_id, count(*), max(created_at) FROM runs GROUP BY experiment_id;
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

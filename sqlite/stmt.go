@@ -82,6 +82,9 @@ func (p *pool) ExecContext(ctx context.Context, query string, args ...any) (sql.
 type txn struct {
 	*sql.Tx
 	cache *stmtCache
+	// onCommit runs once the transaction has committed, before its writers hear of it; the
+	// hooks of a write that failed (rolled back to its savepoint) are dropped.
+	onCommit []func()
 }
 
 // A write must not be interrupted by its caller's context: modernc.org/sqlite interrupts the

@@ -182,20 +182,37 @@ func (db *DB) DeleteMember(ctx context.Context, workspace, user string) error {
 	})
 }
 
-// AppendAudit records a write.
+// AppendAudit records a write. An entry already stored with its request's write (ID set, see
+// atelier.PendingAudit) gets the status the request ended with.
 func (db *DB) AppendAudit(ctx context.Context, e *atelier.AuditEntry) error {
+	if e.ID != 0 {
+		return db.update(ctx, func(tx *txn) error {
+			res, err := tx.ExecContext(ctx, `UPDATE audit SET status = ? WHERE id = ?`, e.Status, e.ID)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return atelier.Errorf(atelier.ENOTFOUND, "audit entry %d not found", e.ID)
+			}
+			return nil
+		})
+	}
 	if e.Time.IsZero() {
 		e.Time = db.now()
 	}
-	return db.update(ctx, func(tx *txn) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO audit (time, workspace, user, kind, token_id, method, path, status, remote)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, ms(e.Time), e.Workspace, e.User, e.Kind, e.TokenID, e.Method, e.Path, e.Status, e.Remote)
-		if err != nil {
-			return err
-		}
-		e.ID, err = res.LastInsertId()
+	return db.update(ctx, func(tx *txn) (err error) {
+		e.ID, err = insertAudit(ctx, tx, e)
 		return err
 	})
+}
+
+func insertAudit(ctx context.Context, tx *txn, e *atelier.AuditEntry) (int64, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO audit (time, workspace, user, kind, token_id, method, path, status, remote)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, ms(e.Time), e.Workspace, e.User, e.Kind, e.TokenID, e.Method, e.Path, e.Status, e.Remote)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
 }
 
 // ListAudit lists a workspace's audit entries ("" for every workspace), newest first.

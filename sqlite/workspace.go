@@ -90,6 +90,7 @@ func (db *DB) DeleteWorkspace(ctx context.Context, name string, force bool) erro
 		if _, err := tx.ExecContext(ctx, `DELETE FROM workspaces WHERE id = ?`, id); err != nil {
 			return err
 		}
+		tx.onCommit = append(tx.onCommit, func() { db.workspaces.forget(name) })
 		db.runWorkspace.Range(func(k, v any) bool {
 			if v.(int64) == id {
 				db.runWorkspace.Delete(k)

@@ -410,6 +410,121 @@ func testMetrics(t *testing.T, open func(t *testing.T) atelier.Store) {
 		tooMany := &atelier.MetricBatch{Points: append(ps, atelier.MetricPoint{Name: "big", Value: 1})}
 		wantCode(t, s.LogMetrics(ctx, "ws", id, tooMany), atelier.EINVALID, "LogMetrics(%d points)", len(tooMany.Points))
 	})
+
+	t.Run("RunPageSummaries", func(t *testing.T) {
+		exp := "summaries"
+		a := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: exp}).ID
+		b := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: exp}).ID
+		none := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: exp}).ID
+		MustLogMetrics(t, s, "ws", a, &atelier.MetricBatch{Points: append(points("loss", []int64{0, 1}, 2, 1), points("acc", []int64{0}, math.NaN())...),
+			Records: []atelier.MetricRecord{{Name: "table", Kind: atelier.MetricTable, Value: json.RawMessage(`{"x":[1]}`)}}})
+		MustLogMetrics(t, s, "ws", b, &atelier.MetricBatch{Points: points("loss", []int64{4}, 7)})
+
+		page, err := s.ListRuns(ctx, "ws", atelier.RunQuery{Experiment: exp, Summaries: true})
+		mustOK(t, err, "ListRuns(summaries)")
+		if len(page.Runs) != 3 {
+			t.Fatalf("ListRuns = %d runs, want 3", len(page.Runs))
+		}
+		// Each run's list is what ListMetrics says of it; runs without metrics are left out.
+		want := map[string][]*atelier.MetricSummary{}
+		for _, id := range []string{a, b} {
+			list, err := s.ListMetrics(ctx, "ws", id)
+			mustOK(t, err, "ListMetrics")
+			want[id] = list
+		}
+		nanEqual := cmp.Comparer(func(x, y atelier.Float) bool { return x == y || (math.IsNaN(float64(x)) && math.IsNaN(float64(y))) })
+		if diff := cmp.Diff(want, page.Summaries, nanEqual); diff != "" {
+			t.Errorf("RunPage.Summaries (-want +got):\n%s", diff)
+		}
+		if len(want[a]) != 3 {
+			t.Errorf("ListMetrics(a) = %d metrics, want 3 (acc, loss, table)", len(want[a]))
+		}
+		if _, ok := page.Summaries[none]; ok {
+			t.Errorf("a run without metrics has summaries %v", page.Summaries[none])
+		}
+		// The runs' latest scalar values are there as without summaries.
+		plain, err := s.ListRuns(ctx, "ws", atelier.RunQuery{Experiment: exp})
+		mustOK(t, err, "ListRuns")
+		if diff := cmp.Diff(plain.Runs, page.Runs, nanEqual); diff != "" {
+			t.Errorf("runs with summaries differ (-without +with):\n%s", diff)
+		}
+		if plain.Summaries != nil {
+			t.Errorf("summaries not asked for: %v", plain.Summaries)
+		}
+	})
+
+	t.Run("LogBatch", func(t *testing.T) {
+		id := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "metrics", Params: map[string]string{"lr": "0.1"}, Tags: map[string]string{"stage": "dev"}}).ID
+		mustOK(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{Params: map[string]string{"lr": "0.1", "epochs": "3"},
+			Tags: map[string]string{"stage": "prod"}, Metrics: atelier.MetricBatch{Points: points("loss", []int64{0, 1}, 2, 1)}}), "LogBatch")
+		// Whatever fails stores nothing of its batch: a changed param, a bad tag, a bad point, a
+		// scalar logged under a table's name.
+		MustLogMetrics(t, s, "ws", id, &atelier.MetricBatch{Records: []atelier.MetricRecord{{Name: "table", Kind: atelier.MetricTable, Value: json.RawMessage(`{"x":[1]}`)}}})
+		for _, tc := range []struct {
+			name string
+			b    atelier.RunBatch
+			code string
+		}{
+			{"changed param", atelier.RunBatch{Params: map[string]string{"lr": "0.2", "new": "x"}}, atelier.ECONFLICT},
+			{"bad tag", atelier.RunBatch{Params: map[string]string{"new": "x"}, Tags: map[string]string{" x": "1"}}, atelier.EINVALID},
+			{"bad param", atelier.RunBatch{Params: map[string]string{"": "x"}, Tags: map[string]string{"new": "x"}}, atelier.EINVALID},
+			{"negative step", atelier.RunBatch{Tags: map[string]string{"new": "x"}, Metrics: atelier.MetricBatch{Points: []atelier.MetricPoint{{Name: "loss", Step: step(-2), Value: 1}}}}, atelier.EINVALID},
+			{"scalar on a table", atelier.RunBatch{Params: map[string]string{"new": "x"}, Tags: map[string]string{"new": "x"},
+				Metrics: atelier.MetricBatch{Points: append(points("loss", []int64{2}, 0.5), points("table", []int64{0}, 1)...)}}, atelier.ECONFLICT},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				wantCode(t, s.LogBatch(ctx, "ws", id, &tc.b), tc.code, "LogBatch(%s)", tc.name)
+			})
+		}
+		run := MustFindRun(t, s, "ws", id)
+		if diff := cmp.Diff(map[string]string{"lr": "0.1", "epochs": "3"}, run.Params); diff != "" {
+			t.Errorf("params (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(map[string]string{"stage": "prod"}, run.Tags); diff != "" {
+			t.Errorf("tags (-want +got):\n%s", diff)
+		}
+		if sum := summaries(t, s, "ws", id)["loss"]; sum == nil || sum.Count != 2 || sum.Step != 1 || sum.Value != 1 {
+			t.Errorf("loss summary = %+v, want 2 points, latest 1 at step 1", sum)
+		}
+		wantCode(t, s.LogBatch(ctx, "ws", "0123456789abcdef0123456789abcdef", &atelier.RunBatch{Tags: map[string]string{"a": "b"}}),
+			atelier.ENOTFOUND, "LogBatch(missing run)")
+	})
+
+	t.Run("LogBatchSkipDuplicates", func(t *testing.T) {
+		id := newRun(t)
+		first := append(points("loss", []int64{0, 1, 2}, 3, 2, math.NaN()), points("acc", []int64{0}, 0.5)...)
+		mustOK(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{SkipDuplicates: true, Metrics: atelier.MetricBatch{Points: first}}), "LogBatch")
+		// A retry of the same batch, with a new point, a repeat within the batch and a point that
+		// differs from a stored one only in its value.
+		again := points("loss", []int64{3}, 1)
+		retry := append(append(first, again...), again...)
+		retry = append(retry, atelier.MetricPoint{Name: "acc", Step: step(0), Timestamp: first[3].Timestamp, Value: 0.6})
+		mustOK(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{SkipDuplicates: true, Metrics: atelier.MetricBatch{Points: retry}}), "LogBatch(retry)")
+		loss := MustHistory(t, s, "ws", id, "loss", atelier.HistoryQuery{})
+		if len(loss.Steps) != 4 || loss.Steps[3] != 3 || !math.IsNaN(float64(loss.Values[2])) {
+			t.Errorf("loss after the retry: steps %v values %v, want 0..3 once each", loss.Steps, loss.Values)
+		}
+		if acc := MustHistory(t, s, "ws", id, "acc", atelier.HistoryQuery{}); len(acc.Steps) != 2 {
+			t.Errorf("acc after the retry: %d points, want 2 (another value at the same step and time is another point)", len(acc.Steps))
+		}
+		// Without SkipDuplicates, points are stored as given.
+		mustOK(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{Metrics: atelier.MetricBatch{Points: points("acc", []int64{0}, 0.5)}}), "LogBatch(no skip)")
+		if acc := MustHistory(t, s, "ws", id, "acc", atelier.HistoryQuery{}); len(acc.Steps) != 3 {
+			t.Errorf("acc: %d points, want 3", len(acc.Steps))
+		}
+	})
+
+	t.Run("LogBatchUnless", func(t *testing.T) {
+		id := newRun(t)
+		unless := map[string]string{"state": "deleted"}
+		mustOK(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{Unless: unless, Tags: map[string]string{"state": "active"}}), "LogBatch(active run)")
+		mustOK(t, s.SetTags(ctx, "ws", id, map[string]string{"state": "deleted"}), "SetTags")
+		wantCode(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{Unless: unless, Params: map[string]string{"p": "1"},
+			Metrics: atelier.MetricBatch{Points: points("loss", []int64{0}, 1)}}), atelier.ECONFLICT, "LogBatch(deleted run)")
+		if run := MustFindRun(t, s, "ws", id); len(run.Params) != 0 || len(run.Metrics) != 0 {
+			t.Errorf("a refused batch stored params %v, metrics %v", run.Params, run.Metrics)
+		}
+	})
 }
 
 func keys[V any](m map[string]V) []string {

@@ -28,6 +28,7 @@ func TestStore(t *testing.T, open func(t *testing.T) atelier.Store) {
 		{"Workspaces", testWorkspaces},
 		{"Experiments", testExperiments},
 		{"Runs", testRuns},
+		{"Audit", testAudit},
 		{"RunStatus", testRunStatus},
 		{"ReconcileRuns", testReconcileRuns},
 		{"Queries", testQueries},

@@ -108,10 +108,16 @@ func testWorkspaces(t *testing.T, open func(t *testing.T) atelier.Store) {
 		_, err = s.FindWorkspace(ctx, "empty")
 		wantCode(t, err, atelier.ENOTFOUND, "FindWorkspace(deleted)")
 
+		// A read of the workspace before its deletion (a store may remember what it resolved).
+		if page, err := s.ListRuns(ctx, "full", atelier.RunQuery{}); err != nil || len(page.Runs) == 0 {
+			t.Fatalf("ListRuns(full) = %v, want its runs", err)
+		}
 		mustOK(t, s.DeleteWorkspace(ctx, "full", true), "DeleteWorkspace(force)")
 		_, err = s.FindWorkspace(ctx, "full")
 		wantCode(t, err, atelier.ENOTFOUND, "FindWorkspace(force-deleted)")
 		// Recreate the name: the old runs, experiments and their data must be gone, not revived.
+		// (Another workspace first, so the new one cannot reuse the old one's id.)
+		MustCreateWorkspace(t, s, "spacer")
 		MustCreateWorkspace(t, s, "full")
 		for _, id := range []string{r1.ID, child.ID} {
 			_, err = s.FindRun(ctx, "full", id)
@@ -133,6 +139,17 @@ func testWorkspaces(t *testing.T, open func(t *testing.T) atelier.Store) {
 			t.Errorf("recreated workspace = %+v, want RunCount 0", ws)
 		}
 		MustFindRun(t, s, "keep", kept.ID) // other workspaces are untouched
+		// The recreated workspace is a new one to every read (no cached id of the old one).
+		fresh := MustCreateRun(t, s, "full", atelier.RunCreate{Experiment: "again"})
+		page, err = s.ListRuns(ctx, "full", atelier.RunQuery{})
+		mustOK(t, err, "ListRuns(recreated)")
+		if len(page.Runs) != 1 || page.Runs[0].ID != fresh.ID {
+			t.Errorf("recreated workspace lists %d runs, want its new run", len(page.Runs))
+		}
+		if exps, err := s.ListExperiments(ctx, "full", atelier.ExperimentFilter{}); err != nil || len(exps) != 1 || exps[0].RunCount != 1 {
+			t.Errorf("recreated workspace experiments = %v, %v; want again with 1 run", experimentNames(exps), err)
+		}
+		MustFindRun(t, s, "full", fresh.ID)
 	})
 }
 

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -139,6 +142,46 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 			}
 		}(w)
 	}
+	// And an MLflow client: runs/create, then a runs/log-batch per run (one transaction, the
+	// request's audit entry in it): every run and batch acknowledged, with its audit entry.
+	var mlflowRuns []string // acknowledged creations
+	mlflowBatches := 0      // of which the first this many had their batch acknowledged
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		token, url := srv.client.Token, srv.url
+		post := func(endpoint, body string) (map[string]any, bool) {
+			req, _ := http.NewRequest("POST", url+"/api/2.0/mlflow/"+endpoint, strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return nil, false
+			}
+			defer resp.Body.Close()
+			var out map[string]any
+			if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil {
+				return nil, false
+			}
+			return out, true
+		}
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			out, ok := post("runs/create", `{"experiment_id":"0"}`)
+			if !ok {
+				return
+			}
+			id, _ := out["run"].(map[string]any)["info"].(map[string]any)["run_id"].(string)
+			mlflowRuns = append(mlflowRuns, id)
+			if _, ok := post("runs/log-batch", fmt.Sprintf(`{"run_id":%q,"params":[{"key":"i","value":"%d"}],"metrics":[{"key":"m","value":%d,"timestamp":1,"step":0}],"tags":[{"key":"t","value":"x"}]}`, id, i, i)); !ok {
+				return
+			}
+			mlflowBatches++
+		}
+	}()
 	time.Sleep(1500 * time.Millisecond)
 	if err := srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -193,5 +236,29 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d batches of 1,000 points acknowledged before the kill, all present after restart", total)
+	audit, err := c.ListAudit(ctx, "", atelier.AuditFilter{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	audited := map[string]int{}
+	for _, e := range audit {
+		if e.Status == http.StatusOK {
+			audited[e.Path]++
+		}
+	}
+	if len(mlflowRuns) == 0 || audited["/api/2.0/mlflow/runs/create"] < len(mlflowRuns) || audited["/api/2.0/mlflow/runs/log-batch"] < mlflowBatches {
+		t.Errorf("MLflow: %d runs and %d batches acknowledged, audit log has %d and %d", len(mlflowRuns), mlflowBatches,
+			audited["/api/2.0/mlflow/runs/create"], audited["/api/2.0/mlflow/runs/log-batch"])
+	}
+	for i, id := range mlflowRuns {
+		run, err := c.FindRun(ctx, "default", id)
+		if err != nil {
+			t.Errorf("MLflow run %d (%s), acknowledged: %v", i, id, err)
+			continue
+		}
+		if i < mlflowBatches && (run.Params["i"] != strconv.Itoa(i) || run.Tags["t"] != "x" || run.Metrics["m"] != atelier.Float(i)) {
+			t.Errorf("MLflow run %d: acknowledged batch missing: params %v, tags %v, metrics %v", i, run.Params, run.Tags, run.Metrics)
+		}
+	}
+	t.Logf("%d batches of 1,000 points and %d MLflow runs acknowledged before the kill, all present after restart", total, len(mlflowRuns))
 }
