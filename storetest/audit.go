@@ -10,10 +10,10 @@ import (
 	"github.com/atelier-ml/atelier"
 )
 
-// testAudit: a request's pending audit entry ends up in the log exactly once, with the status
+// testPendingAudit: a request's pending audit entry ends up in the log exactly once, with the status
 // the request ended with, whether the store wrote it with the request's write or the
 // transport recorded it afterwards, as the transports do (see mlflow.Handler.ServeHTTP).
-func testAudit(t *testing.T, open func(t *testing.T) atelier.Store) {
+func testPendingAudit(t *testing.T, open func(t *testing.T) atelier.Store) {
 	s := open(t)
 	ctx := Context(t)
 	MustCreateWorkspace(t, s, "ws")

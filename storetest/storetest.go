@@ -28,7 +28,7 @@ func TestStore(t *testing.T, open func(t *testing.T) atelier.Store) {
 		{"Workspaces", testWorkspaces},
 		{"Experiments", testExperiments},
 		{"Runs", testRuns},
-		{"Audit", testAudit},
+		{"PendingAudit", testPendingAudit},
 		{"RunStatus", testRunStatus},
 		{"ReconcileRuns", testReconcileRuns},
 		{"Queries", testQueries},
