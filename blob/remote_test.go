@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -51,15 +50,8 @@ func TestS3Store(t *testing.T) {
 // The object store over Azurite, the Azure Storage emulator.
 func TestAzureStore(t *testing.T) {
 	service := datastoretest.StartAzurite(t)
-	cred, err := container.NewSharedKeyCredential(datastoretest.AzuriteAccount, datastoretest.AzuriteKey)
+	cc, err := datastoretest.CreateAzuriteContainer(t.Context(), service, "objects")
 	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := container.NewClientWithSharedKeyCredential(service+"/objects", cred, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cc.Create(t.Context(), nil); err != nil {
 		t.Fatal(err)
 	}
 	open := func(t *testing.T) *gcblob.Bucket {

@@ -2,7 +2,6 @@ package datastore_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -16,7 +15,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"gocloud.dev/blob/memblob"
 
 	"github.com/atelier-ml/atelier"
@@ -188,16 +186,8 @@ func closedAddr(t *testing.T) string {
 func TestAzureBlob(t *testing.T) {
 	service := datastoretest.StartAzurite(t)
 	o := datastore.NewOpener("")
-	cred, err := container.NewSharedKeyCredential(datastoretest.AzuriteAccount, datastoretest.AzuriteKey)
-	if err != nil {
+	if _, err := datastoretest.CreateAzuriteContainer(t.Context(), service, "lake"); err != nil {
 		t.Fatal(err)
-	}
-	cc, err := container.NewClientWithSharedKeyCredential(service+"/lake", cred, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cc.Create(context.Background(), nil); err != nil {
-		t.Fatalf("creating the container: %v", err)
 	}
 	key := atelier.DatastoreCredentials{AccountKey: datastoretest.AzuriteKey}
 	ds := func(mod func(d *atelier.Datastore)) *atelier.Datastore {

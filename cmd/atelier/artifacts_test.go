@@ -37,6 +37,46 @@ var storageCmds = map[string]func(ts *testscript.TestScript, neg bool, args []st
 		ts.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
 		ts.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
 	},
+	// azureserver CONTAINER starts Azurite (the Azure Storage emulator) until the script ends,
+	// creates CONTAINER, and sets $AZURE_ENDPOINT (the service URL) and the standard Azure
+	// credential variables.
+	"azureserver": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 1 {
+			ts.Fatalf("usage: azureserver CONTAINER")
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ts.Check(err)
+		addr := ln.Addr().String()
+		ln.Close()
+		dir := ts.MkAbs("azurite")
+		ts.Check(os.MkdirAll(dir, 0o755))
+		service, stop, err := datastoretest.LaunchAzurite(dir, addr)
+		ts.Check(err)
+		ts.Defer(stop)
+		_, err = datastoretest.CreateAzuriteContainer(context.Background(), service, args[0])
+		ts.Check(err)
+		ts.Setenv("AZURE_ENDPOINT", service)
+		ts.Setenv("AZURE_STORAGE_ACCOUNT", datastoretest.AzuriteAccount)
+		ts.Setenv("AZURE_STORAGE_KEY", datastoretest.AzuriteKey)
+	},
+	// azurels CONTAINER prints the name of every blob in CONTAINER of the Azurite service
+	// started by azureserver.
+	"azurels": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 1 {
+			ts.Fatalf("usage: azurels CONTAINER")
+		}
+		cc, err := datastoretest.AzuriteContainer(ts.Getenv("AZURE_ENDPOINT"), args[0])
+		ts.Check(err)
+		var out strings.Builder
+		for pager := cc.NewListBlobsFlatPager(nil); pager.More(); {
+			page, err := pager.NextPage(context.Background())
+			ts.Check(err)
+			for _, b := range page.Segment.BlobItems {
+				out.WriteString(*b.Name + "\n")
+			}
+		}
+		ts.Stdout().Write([]byte(out.String()))
+	},
 	// lsfiles DIR prints the path (relative to DIR) of every regular file under DIR.
 	"lsfiles": func(ts *testscript.TestScript, neg bool, args []string) {
 		if len(args) != 1 {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/atelier-ml/atelier/datastore/datastoretest"
 )
 
 // The CLI is tested as a user types it: testscript runs the scripts in testdata/script, where
@@ -36,6 +38,13 @@ func TestScripts(t *testing.T) {
 			env.Setenv("HOME", env.WorkDir+"/home")
 			env.Setenv("XDG_CACHE_HOME", env.WorkDir+"/home/.cache")
 			return nil
+		},
+		// [azurite]: Azurite is installed (ATELIER_AZURITE, PATH or /tmp/azurite), not only on PATH.
+		Condition: func(cond string) (bool, error) {
+			if cond == "azurite" {
+				return datastoretest.AzuriteBinary() != "", nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: withStorageCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// waitserver waits until the server at $ATELIER_SERVER answers its health check.

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -178,16 +179,60 @@ func LaunchVersityGW(dir, addr string) (*S3Server, func(), error) {
 // `npm install azurite` into /tmp/azurite.
 func StartAzurite(tb testing.TB) string {
 	tb.Helper()
-	bin := findBinary("azurite-blob", "ATELIER_AZURITE", "/tmp/azurite/node_modules/.bin")
-	if bin == "" {
+	if AzuriteBinary() == "" {
 		tb.Skip("azurite-blob not found (set ATELIER_AZURITE, or npm install azurite in /tmp/azurite): Azure Blob tests skipped")
 	}
-	host, port, _ := net.SplitHostPort(freeAddr(tb))
+	service, stop, err := LaunchAzurite(tb.TempDir(), freeAddr(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(stop)
+	return service
+}
+
+// AzuriteBinary returns the path of azurite-blob, or "" when it is not found: ATELIER_AZURITE
+// (the program or its folder), PATH, then /tmp/azurite/node_modules/.bin.
+func AzuriteBinary() string {
+	return findBinary("azurite-blob", "ATELIER_AZURITE", "/tmp/azurite/node_modules/.bin")
+}
+
+// LaunchAzurite starts Azurite's blob service on addr, in memory (its debug and extent files
+// go to dir), until stop is called, for callers that are not a test (testscript commands). It
+// returns the service URL.
+func LaunchAzurite(dir, addr string) (service string, stop func(), err error) {
+	bin := AzuriteBinary()
+	if bin == "" {
+		return "", nil, fmt.Errorf("azurite-blob not found")
+	}
+	host, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(bin, "--blobHost", host, "--blobPort", port, "--inMemoryPersistence", "--skipApiVersionCheck", "--silent")
-	cmd.Dir = tb.TempDir() // Azurite writes its debug and extent files to the working folder
+	cmd.Dir = dir
 	base := "http://" + net.JoinHostPort(host, port)
-	start(tb, cmd, base)
-	return base + "/" + AzuriteAccount
+	if stop, err = launch(cmd, base); err != nil {
+		return "", nil, err
+	}
+	return base + "/" + AzuriteAccount, stop, nil
+}
+
+// AzuriteContainer is a client of a container of the Azurite service, with its well-known key.
+func AzuriteContainer(service, name string) (*container.Client, error) {
+	cred, err := container.NewSharedKeyCredential(AzuriteAccount, AzuriteKey)
+	if err != nil {
+		return nil, err
+	}
+	return container.NewClientWithSharedKeyCredential(service+"/"+name, cred, nil)
+}
+
+// CreateAzuriteContainer creates a container on the Azurite service.
+func CreateAzuriteContainer(ctx context.Context, service, name string) (*container.Client, error) {
+	cc, err := AzuriteContainer(service, name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cc.Create(ctx, nil); err != nil {
+		return nil, fmt.Errorf("creating container %s: %w", name, err)
+	}
+	return cc, nil
 }
 
 // CreateBucket creates a bucket on the server.
