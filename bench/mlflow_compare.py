@@ -443,7 +443,79 @@ def workloads(srv, args, ncreate, nsearch):
     if not args.no_raw:
         rawres["history"] = raw_history(srv, Raw(srv), hrun)
         print("  [%s] raw HTTP: %s" % (srv.name, {k: round(v, 1) for k, v in rawres.items()}), flush=True)
+    if args.client_alone and srv.name == "atelier":
+        client["client_alone"] = client_alone(srv, c, args, ncreate, exp, page_len, hrun)
     return client, rawres
+
+
+# --- the mlflow client alone -------------------------------------------------------------------
+
+class Canned:
+    """Answers the mlflow client's requests from a recording of a real server's answers, with no
+    network and no server: what the client workloads cost the client itself, the most any server
+    could show through it. Answers are keyed by method, path and page_token, so each request gets
+    the answer the server gave to the same kind of request (runs/create always the same run,
+    log-batch {}, each history page its page)."""
+
+    def __init__(self):
+        self.answers = {}
+        self.recording = True
+
+    @staticmethod
+    def key(request):
+        u = urllib.parse.urlsplit(request.url)
+        token = urllib.parse.parse_qs(u.query).get("page_token", [""])[0]
+        body = request.body or b""
+        if not token and b"page_token" in (body if isinstance(body, bytes) else body.encode()):
+            try:
+                token = json.loads(request.body).get("page_token", "")
+            except ValueError:
+                pass
+        return request.method, u.path, token
+
+    def __enter__(self):
+        import requests
+        from requests.adapters import HTTPAdapter
+        from requests.structures import CaseInsensitiveDict
+        self._send = HTTPAdapter.send
+        canned = self
+
+        def send(adapter, request, **kw):
+            if canned.recording:
+                resp = canned._send(adapter, request, **kw)
+                canned.answers[canned.key(request)] = (resp.status_code, resp.content, dict(resp.headers))
+                return resp
+            status, content, headers = canned.answers[canned.key(request)]
+            resp = requests.Response()
+            resp.status_code, resp._content, resp.reason = status, content, "OK"
+            resp.headers, resp.encoding = CaseInsensitiveDict(headers), "utf-8"
+            resp.url, resp.request = request.url, request
+            return resp
+
+        HTTPAdapter.send = send
+        return self
+
+    def __exit__(self, *exc):
+        from requests.adapters import HTTPAdapter
+        HTTPAdapter.send = self._send
+
+
+def client_alone(srv, c, args, ncreate, exp, page_len, hrun):
+    """The client workloads again, answered by Canned from a recording of srv's answers."""
+    class Alone:
+        name = "mlflow client alone"
+    with Canned() as canned:
+        # Record one request of each kind the workloads make.
+        e = c.create_experiment("alone-%d" % time.time_ns())
+        r = c.create_run(e).info.run_id
+        c.log_batch(r, metrics=batch_metrics(0, now_ms()))
+        c.search_runs([exp], filter_string=SEARCH_FILTER, order_by=SEARCH_ORDER, max_results=100)
+        c.get_metric_history(hrun, "loss")
+        canned.recording = False
+        out = {"create": client_create(Alone, c, ncreate), "search": client_search(Alone, c, exp, page_len),
+               "log_batch": client_log_batch(Alone, c, args)}
+        out["history"], _ = client_history(Alone, c, exp)
+    return out
 
 
 def fmt_list(ts):
@@ -496,6 +568,34 @@ def table(rounds, creation, nsearch):
     return "\n".join(lines)
 
 
+def alone_table(rounds, alone, nsearch):
+    """The client alone beside mlflow server and atelier through the client: alone/mlflow is the
+    largest ratio any server could reach through this client."""
+    def med(vals):
+        return statistics.median(vals) if vals else None
+
+    lines = ["| workload | mlflow server | atelier | the client alone | atelier/mlflow | the most any server can show (alone/mlflow) |",
+             "|---|---|---|---|---|---|"]
+    for key, label, hib, f in ROWS:
+        if key == "search":
+            label = label % "{:,}".format(nsearch)
+        elif key == "create":
+            label = "run creation, create_run + log_batch (runs/s)"
+        m = med([r["mlflow"][key] for r in rounds if "mlflow" in r])
+        a = med([r["atelier"][key] for r in rounds if "atelier" in r])
+        c = med([x[key] for x in alone])
+
+        def fmt(v):
+            return "n/a" if v is None else f.format(v)
+
+        def ratio(x):
+            if x is None or m is None:
+                return "n/a"
+            return "%.1f×" % ((x / m) if hib else (m / x))
+        lines.append("| %s | %s | %s | %s | %s | %s |" % (label, fmt(m), fmt(a), fmt(c), ratio(a), ratio(c)))
+    return "\n".join(lines)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", default="mlflow,fasttrackml,atelier")
@@ -511,6 +611,8 @@ def main():
     p.add_argument("--rounds", type=int, default=1,
                    help="repeat everything, the servers' order turning each round; cells show median (range)")
     p.add_argument("--no-raw", action="store_true", help="skip the raw HTTP measurements")
+    p.add_argument("--no-client-alone", dest="client_alone", action="store_false",
+                   help="skip timing the mlflow client alone (answers replayed, no server)")
     p.add_argument("--atelier", default=None, help="atelier binary (default: go build ./cmd/atelier)")
     p.add_argument("--fml", default=shutil.which("fml"), help="FastTrackML's fml binary")
     p.add_argument("--mlflow-python", default=sys.executable, help="python that runs `mlflow server`")
@@ -572,15 +674,20 @@ def main():
             shutil.rmtree(workdir, ignore_errors=True)
 
     created = " / ".join("{:,}".format(creates[n]) for n in ("mlflow", "fasttrackml", "atelier") if n in creates)
+    alone = [r["atelier"].pop("client_alone") for r in client_rounds if "client_alone" in r.get("atelier", {})]
     print("\n### Through the mlflow Python client (MlflowClient)\n")
     print(table(client_rounds, "create_run + log_batch, %s runs" % created, args.runs))
+    if alone:
+        print("\n### The mlflow client alone (atelier's answers replayed, no server, no network)\n")
+        print(alone_table(client_rounds, alone, args.runs))
     if not args.no_raw:
         print("\n### Raw HTTP (http.client, keep-alive, bodies encoded in advance)\n")
         print(table(raw_rounds, "runs/create + runs/log-batch, %s runs" % created, args.runs))
     print("\nrounds: %d; load at the end %s" % (args.rounds, loadavg()))
     for n in notes:
         print("note: " + n)
-    print(json.dumps({"client": client_rounds, "raw": raw_rounds, "searched_runs": args.runs, "created": creates}))
+    print(json.dumps({"client": client_rounds, "raw": raw_rounds, "client_alone": alone,
+                      "searched_runs": args.runs, "created": creates}))
 
 
 if __name__ == "__main__":
