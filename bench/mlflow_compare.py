@@ -8,7 +8,9 @@ Runs the same workload, through the real mlflow Python client (MlflowClient), ag
 one server at a time on a fresh data directory, and prints markdown tables with the ratios.
 The same workloads are also driven over raw HTTP (http.client with keep-alive and bodies
 encoded before the clock starts) to show what the servers do without the mlflow client's own
-per-call cost.
+per-call cost, and, through the client once more with atelier's recorded answers replayed inside
+`requests` (no server, no network), to show what the client itself costs: the most any server
+could show through it.
 
 Workloads:
   1. log-batch throughput: log_batch calls of 1,000 metric points (10 keys x 100 steps),
