@@ -534,6 +534,16 @@ ROWS = [  # key, label, higher is better, format
 ]
 
 
+def rows(nsearch, creation):
+    """ROWS with their labels filled in."""
+    for key, label, hib, f in ROWS:
+        if key == "search":
+            label = label % "{:,}".format(nsearch)
+        elif key == "create":
+            label = label % creation
+        yield key, label, hib, f
+
+
 def table(rounds, creation, nsearch):
     """rounds: one {server: {key: value}} per round. A cell is the median over the rounds, with
     the range when there are several; a ratio is the median of the rounds' ratios."""
@@ -559,11 +569,7 @@ def table(rounds, creation, nsearch):
 
     lines = ["| workload | mlflow server | FastTrackML | atelier | atelier/mlflow | atelier/FastTrackML |",
              "|---|---|---|---|---|---|"]
-    for key, label, hib, f in ROWS:
-        if key == "search":
-            label = label % "{:,}".format(nsearch)
-        elif key == "create":
-            label = label % creation
+    for key, label, hib, f in rows(nsearch, creation):
         lines.append("| %s | %s | %s | %s | %s | %s |" % (
             label, cell("mlflow", key, f), cell("fasttrackml", key, f), cell("atelier", key, f),
             ratio("mlflow", key, hib), ratio("fasttrackml", key, hib)))
@@ -578,11 +584,7 @@ def alone_table(rounds, alone, nsearch):
 
     lines = ["| workload | mlflow server | atelier | the client alone | atelier/mlflow | the most any server can show (alone/mlflow) |",
              "|---|---|---|---|---|---|"]
-    for key, label, hib, f in ROWS:
-        if key == "search":
-            label = label % "{:,}".format(nsearch)
-        elif key == "create":
-            label = "run creation, create_run + log_batch (runs/s)"
+    for key, label, hib, f in rows(nsearch, "create_run + log_batch"):
         m = med([r["mlflow"][key] for r in rounds if "mlflow" in r])
         a = med([r["atelier"][key] for r in rounds if "atelier" in r])
         c = med([x[key] for x in alone])

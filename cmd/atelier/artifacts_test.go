@@ -22,12 +22,7 @@ var storageCmds = map[string]func(ts *testscript.TestScript, neg bool, args []st
 		if len(args) != 1 {
 			ts.Fatalf("usage: s3server BUCKET")
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		ts.Check(err)
-		addr := ln.Addr().String()
-		ln.Close()
-		dir := ts.MkAbs("s3-storage")
-		ts.Check(os.MkdirAll(dir, 0o755))
+		addr, dir := serverAddrAndDir(ts, "s3-storage")
 		srv, stop, err := datastoretest.LaunchVersityGW(dir, addr)
 		ts.Check(err)
 		ts.Defer(stop)
@@ -44,12 +39,7 @@ var storageCmds = map[string]func(ts *testscript.TestScript, neg bool, args []st
 		if len(args) != 1 {
 			ts.Fatalf("usage: azureserver CONTAINER")
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		ts.Check(err)
-		addr := ln.Addr().String()
-		ln.Close()
-		dir := ts.MkAbs("azurite")
-		ts.Check(os.MkdirAll(dir, 0o755))
+		addr, dir := serverAddrAndDir(ts, "azurite")
 		service, stop, err := datastoretest.LaunchAzurite(dir, addr)
 		ts.Check(err)
 		ts.Defer(stop)
@@ -96,6 +86,17 @@ var storageCmds = map[string]func(ts *testscript.TestScript, neg bool, args []st
 		}))
 		ts.Stdout().Write([]byte(out.String()))
 	},
+}
+
+// serverAddrAndDir picks a free loopback address for a storage server and makes its folder.
+func serverAddrAndDir(ts *testscript.TestScript, dir string) (string, string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	addr := ln.Addr().String()
+	ln.Close()
+	dir = ts.MkAbs(dir)
+	ts.Check(os.MkdirAll(dir, 0o755))
+	return addr, dir
 }
 
 // withStorageCmds adds storageCmds to cmds.
