@@ -194,6 +194,12 @@ func (c *Client) FindModel(ctx context.Context, workspace, name string) (*atelie
 }
 
 func (c *Client) ListModels(ctx context.Context, workspace string, mq atelier.ModelQuery) (*atelier.ModelPage, error) {
+	var page atelier.ModelPage
+	return &page, c.call(ctx, "GET", wsPath(workspace, "models"), modelQueryValues(mq), nil, &page)
+}
+
+// modelQueryValues is mq as the query parameters of the GET listings.
+func modelQueryValues(mq atelier.ModelQuery) url.Values {
 	q := url.Values{}
 	for k, v := range map[string]string{"name_contains": mq.NameContains, "order_by": mq.OrderBy, "page_token": mq.PageToken} {
 		if v != "" {
@@ -204,8 +210,7 @@ func (c *Client) ListModels(ctx context.Context, workspace string, mq atelier.Mo
 		q.Set("limit", strconv.Itoa(mq.Limit))
 	}
 	q["tag"], q["property"] = mq.Tags, mq.Properties
-	var page atelier.ModelPage
-	return &page, c.call(ctx, "GET", wsPath(workspace, "models"), q, nil, &page)
+	return q
 }
 
 func (c *Client) FindModelVersion(ctx context.Context, workspace string, ref atelier.ModelRef) (*atelier.ModelVersion, error) {
@@ -223,18 +228,8 @@ func (c *Client) ListModelVersions(ctx context.Context, workspace string, mq ate
 
 // ListRunModels lists the versions registered from a run (ENOTFOUND for an unknown run).
 func (c *Client) ListRunModels(ctx context.Context, workspace, runID string, mq atelier.ModelQuery) (*atelier.ModelVersionPage, error) {
-	q := url.Values{}
-	for k, v := range map[string]string{"order_by": mq.OrderBy, "page_token": mq.PageToken} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	if mq.Limit != 0 {
-		q.Set("limit", strconv.Itoa(mq.Limit))
-	}
-	q["tag"], q["property"] = mq.Tags, mq.Properties
 	var page atelier.ModelVersionPage
-	return &page, c.call(ctx, "GET", wsPath(workspace, "runs", url.PathEscape(runID), "models"), q, nil, &page)
+	return &page, c.call(ctx, "GET", wsPath(workspace, "runs", url.PathEscape(runID), "models"), modelQueryValues(mq), nil, &page)
 }
 
 func (c *Client) UpdateModelVersion(ctx context.Context, workspace string, ref atelier.ModelRef, upd atelier.ModelVersionUpdate) (*atelier.ModelVersion, error) {
