@@ -44,6 +44,7 @@ type ExperimentUpdate struct {
 type ExperimentFilter struct {
 	IncludeArchived bool
 	Name            string // exact name, if set
+	ID              int64  // the experiment with this id, if set (the MLflow API addresses experiments by id)
 }
 
 // ExperimentService manages experiments. Experiments are addressed by name within a workspace.

@@ -137,6 +137,13 @@ func TestExperiments(t *testing.T) {
 	if diff := cmp.Diff([]string{"ridge"}, listNames(atelier.ExperimentFilter{Name: "ridge"})); diff != "" {
 		t.Errorf("by name (-want +got):\n%s", diff)
 	}
+	other, err := c.FindExperiment(ctx, "default", "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"other"}, listNames(atelier.ExperimentFilter{ID: other.ID})); diff != "" {
+		t.Errorf("by id (-want +got):\n%s", diff)
+	}
 	_, err = c.UpdateExperiment(ctx, "default", "ridge", atelier.ExperimentUpdate{Name: ptr("other")})
 	MustCode(t, err, atelier.ECONFLICT)
 }
@@ -886,6 +893,9 @@ func TestBadInput(t *testing.T) {
 		status int
 		want   []string // the message mentions each
 	}{
+		// Query parameters.
+		{"experiment id not a number", Request{Method: "GET", Path: "/api/v1/workspaces/default/experiments?id=abc"}, 400, []string{"id=", "abc", "not an integer"}},
+		{"experiment id not positive", Request{Method: "GET", Path: "/api/v1/workspaces/default/experiments?id=0"}, 400, []string{"id=0", "positive"}},
 		// Bodies.
 		{"malformed JSON", Request{Method: "POST", Path: "/api/v1/workspaces", Body: `{"name": "x",`}, 400, []string{"invalid JSON"}},
 		{"malformed JSON syntax", Request{Method: "POST", Path: r + "/status", Body: `{"status" "Running"}`}, 400, []string{"invalid JSON", "byte"}},

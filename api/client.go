@@ -184,6 +184,9 @@ func (c *Client) ListExperiments(ctx context.Context, workspace string, f atelie
 	if f.Name != "" {
 		q.Set("name", f.Name)
 	}
+	if f.ID != 0 {
+		q.Set("id", strconv.FormatInt(f.ID, 10))
+	}
 	var out struct{ Experiments []*atelier.Experiment }
 	return out.Experiments, c.call(ctx, "GET", wsPath(workspace, "experiments"), q, nil, &out)
 }

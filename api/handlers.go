@@ -65,7 +65,16 @@ func (s *Server) listExperiments(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	list, err := s.svc.ListExperiments(r.Context(), r.PathValue("workspace"), atelier.ExperimentFilter{IncludeArchived: archived, Name: r.URL.Query().Get("name")})
+	f := atelier.ExperimentFilter{IncludeArchived: archived, Name: r.URL.Query().Get("name")}
+	if id, err := queryInt(r, "id"); err != nil {
+		return err
+	} else if id != nil {
+		if *id <= 0 {
+			return atelier.Errorf(atelier.EINVALID, "query parameter id=%d: experiment ids are positive", *id)
+		}
+		f.ID = *id
+	}
+	list, err := s.svc.ListExperiments(r.Context(), r.PathValue("workspace"), f)
 	if err != nil {
 		return err
 	}

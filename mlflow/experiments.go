@@ -13,13 +13,16 @@ import (
 // defaultExperiment is the atelier experiment behind MLflow's experiment "0".
 const defaultExperiment = "Default"
 
-// scope is one request's view of a workspace; it caches the experiment list, which run
-// conversions need to turn experiment names into MLflow ids.
+// scope is one request's view of a workspace; it caches the experiments it has read, which run
+// conversions need to turn experiment names into MLflow ids: the whole list once a request
+// needed it (allExps), else only those it looked up one by one.
 type scope struct {
-	h    *Handler
-	ctx  context.Context
-	ws   string
-	exps []*atelier.Experiment
+	h       *Handler
+	ctx     context.Context
+	ws      string
+	exps    []*atelier.Experiment
+	allExps bool
+	lookups int // experiments looked up by name one by one
 }
 
 func (h *Handler) scope(r *http.Request, ws string) *scope {
@@ -28,16 +31,19 @@ func (h *Handler) scope(r *http.Request, ws string) *scope {
 
 // experiments lists the workspace's experiments, archived ones included.
 func (s *scope) experiments() ([]*atelier.Experiment, error) {
-	if s.exps != nil {
+	if s.allExps {
 		return s.exps, nil
 	}
 	list, err := s.h.svc.ListExperiments(s.ctx, s.ws, atelier.ExperimentFilter{IncludeArchived: true})
 	if err != nil {
 		return nil, err
 	}
-	s.exps = list
+	s.exps, s.allExps = list, true
 	return list, nil
 }
+
+// forgetExperiments drops the cache, after a write that may have created an experiment.
+func (s *scope) forgetExperiments() { s.exps, s.allExps = nil, false }
 
 // mlflowExperimentID is an experiment's MLflow id: its atelier id, but "0" for Default.
 func mlflowExperimentID(e *atelier.Experiment) string {
@@ -52,10 +58,24 @@ func (s *scope) experimentIDOf(name string) string {
 	if name == defaultExperiment {
 		return "0"
 	}
-	list, _ := s.experiments()
-	for _, e := range list {
-		if e.Name == name {
-			return mlflowExperimentID(e)
+	find := func() string {
+		for _, e := range s.exps {
+			if e.Name == name {
+				return mlflowExperimentID(e)
+			}
+		}
+		return ""
+	}
+	if id := find(); id != "" {
+		return id
+	}
+	// A few experiments are looked up one by one; a request that converts runs of more reads
+	// the whole list once.
+	if s.lookups++; s.lookups > 3 && !s.allExps {
+		if _, err := s.experiments(); err == nil {
+			if id := find(); id != "" {
+				return id
+			}
 		}
 	}
 	if e, err := s.h.svc.FindExperiment(s.ctx, s.ws, name); err == nil {
@@ -78,16 +98,21 @@ func (s *scope) experimentByID(id string) (*atelier.Experiment, error) {
 	if n == 0 {
 		return s.defaultExperiment()
 	}
-	list, err := s.experiments()
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range list {
+	for _, e := range s.exps {
 		if e.ID == n {
 			return e, nil
 		}
 	}
-	return nil, atelier.Errorf(atelier.ENOTFOUND, "no experiment with id %s", id)
+	// One experiment read, not the workspace's list: runs/create asks for this on every call.
+	list, err := s.h.svc.ListExperiments(s.ctx, s.ws, atelier.ExperimentFilter{IncludeArchived: true, ID: n})
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, atelier.Errorf(atelier.ENOTFOUND, "no experiment with id %s", id)
+	}
+	s.exps = append(s.exps, list[0])
+	return list[0], nil
 }
 
 func (s *scope) defaultExperiment() (*atelier.Experiment, error) {

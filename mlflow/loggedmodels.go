@@ -180,7 +180,7 @@ func (h *Handler) createLoggedModel(w http.ResponseWriter, r *http.Request, ws s
 	if err != nil {
 		return err
 	}
-	s.exps = nil // the run may have created its experiment
+	s.forgetExperiments() // the run may have created its experiment
 	return ok(w, map[string]any{"model": s.toLoggedModel(run)})
 }
 

@@ -56,6 +56,10 @@ func (db *DB) ListExperiments(ctx context.Context, workspace string, f atelier.E
 		query += ` AND e.name = ?`
 		args = append(args, f.Name)
 	}
+	if f.ID != 0 {
+		query += ` AND e.id = ?`
+		args = append(args, f.ID)
+	}
 	rows, err := db.read.QueryContext(ctx, query+` ORDER BY e.name`, args...)
 	if err != nil {
 		return nil, err

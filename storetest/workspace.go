@@ -186,10 +186,19 @@ func testExperiments(t *testing.T, open func(t *testing.T) atelier.Store) {
 		if len(list) != 1 || list[0].Name != "second" || list[0].RunCount != 1 {
 			t.Errorf("ListExperiments(Name: second) = %v, want the one experiment with 1 run", experimentNames(list))
 		}
+		byID, err := s.ListExperiments(ctx, "ws", atelier.ExperimentFilter{ID: list[0].ID})
+		mustOK(t, err, "ListExperiments(id)")
+		if len(byID) != 1 || byID[0].Name != "second" || byID[0].ID != list[0].ID || byID[0].RunCount != 1 {
+			t.Errorf("ListExperiments(ID: %d) = %v, want the experiment second", list[0].ID, experimentNames(byID))
+		}
 		other, err := s.FindExperiment(ctx, "other", "second")
 		mustOK(t, err, "FindExperiment(other)")
 		if other.ID == list[0].ID || other.RunCount != 1 {
 			t.Errorf("experiment %q of two workspaces: ids %d and %d, run count %d; want separate experiments", "second", other.ID, list[0].ID, other.RunCount)
+		}
+		// An id is a workspace's own: another workspace's experiment is not found by it.
+		if list, err := s.ListExperiments(ctx, "ws", atelier.ExperimentFilter{ID: other.ID}); err != nil || len(list) != 0 {
+			t.Errorf("ListExperiments(ws, ID of other's experiment) = %v, %v; want none", experimentNames(list), err)
 		}
 		_, err = s.ListExperiments(ctx, "missing", atelier.ExperimentFilter{})
 		wantCode(t, err, atelier.ENOTFOUND, "ListExperiments(missing workspace)")
