@@ -28,20 +28,22 @@ func TestUpgradeDataDirectory(t *testing.T) {
 	}
 	srv := startServer(t, dataDir, freeAddr(t))
 	bin, _ := buildBinary()
-	cli := func(args ...string) (string, error) {
+	// withStdin runs the CLI as the old administrator, stdin its standard input.
+	withStdin := func(stdin string, args ...string) string {
+		t.Helper()
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = t.TempDir()
 		cmd.Env = append(os.Environ(), "ATELIER_SERVER="+srv.url, "ATELIER_TOKEN="+strings.TrimSpace(string(token)))
+		cmd.Stdin = strings.NewReader(stdin)
 		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := cli(args...)
 		if err != nil {
 			t.Fatalf("atelier %s: %v\n%s\nserver log:\n%s", strings.Join(args, " "), err, out, srv.log)
 		}
-		return out
+		return string(out)
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		return withStdin("", args...)
 	}
 	const run = "01a23743a0267349e4e3ccaff58d8e13"
 	for _, want := range []struct {
@@ -81,12 +83,7 @@ func TestUpgradeDataDirectory(t *testing.T) {
 		t.Errorf("writes after the upgrade are not audited:\n%s", out)
 	}
 	// Users and roles work on the upgraded directory: a new Reader of "team" sees it and only it.
-	cmd := exec.Command(bin, "user", "create", "ada")
-	cmd.Env = append(os.Environ(), "ATELIER_SERVER="+srv.url, "ATELIER_TOKEN="+strings.TrimSpace(string(token)))
-	cmd.Stdin = strings.NewReader("correct horse battery\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("user create: %v\n%s", err, out)
-	}
+	withStdin("correct horse battery\n", "user", "create", "ada")
 	must("workspace", "share", "team", "ada", "--role", "Reader")
 	if out := must("workspace", "members", "team"); !strings.Contains(out, "ada") || !strings.Contains(out, "Reader") {
 		t.Errorf("members of team after share:\n%s", out)
