@@ -286,6 +286,10 @@ func (q *runQuery) orderBy(terms []atelier.OrderTerm) error {
 				return atelier.Errorf(atelier.EINVALID, "order by: unknown attribute %q", t.Field.Name)
 			}
 			q.order = append(q.order, col+dir)
+			if t.Field.Name == "created_at" {
+				// Runs created in the same millisecond: their ids increase in creation order.
+				q.order = append(q.order, "r.id"+dir)
+			}
 		default:
 			return atelier.Errorf(atelier.EINVALID, "order by: unknown field kind %q", t.Field.Kind)
 		}
