@@ -325,7 +325,9 @@ type DatastoreFilePage struct {
 // configured.
 type DatastoreBucket interface {
 	// Write stores r under path. When sha256 is given and the content differs, nothing is
-	// stored (EINVALID). Nothing partial is ever visible under path.
+	// stored (EINVALID). Nothing partial is ever visible under path. The file returned has
+	// the content's sha256 where the write computed it (cloud storage, or when sha256 was
+	// given); a files datastore leaves it to Digest, so that a write copies without hashing.
 	Write(ctx context.Context, path string, r io.Reader, sha256, contentType string) (*DatastoreFile, error)
 	Open(ctx context.Context, path string) (*DatastoreFile, io.ReadCloser, error)
 	Stat(ctx context.Context, path string) (*DatastoreFile, error)

@@ -30,7 +30,8 @@ var _ Services = (*Client)(nil)
 
 // NewClient returns a client of the server at baseURL.
 func NewClient(baseURL, token string) *Client {
-	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{CheckRedirect: noRedirects}, UserAgent: "atelier-go"}
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, UserAgent: "atelier-go",
+		HTTP: &http.Client{CheckRedirect: noRedirects, Transport: newTransport()}}
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -61,8 +61,9 @@ func (c *Client) DeleteDatastore(ctx context.Context, workspace, name string, fo
 	return c.call(ctx, "DELETE", datastorePath(workspace, name), q, nil, nil)
 }
 
-// WriteDatastoreFile streams r; a size known from r (an *os.File, a bytes.Reader) is sent as
-// Content-Length, anything else is sent chunked.
+// WriteDatastoreFile streams r; a size known from r (a LocalFile, a bytes.Reader) is sent as
+// Content-Length, anything else is sent chunked. A LocalFile is sent by the kernel where the
+// connection allows (see LocalFile).
 func (c *Client) WriteDatastoreFile(ctx context.Context, workspace, name, path string, r io.Reader, sha256, contentType string) (*atelier.DatastoreFile, error) {
 	if err := atelier.ValidateName("datastore", name); err != nil {
 		return nil, err
@@ -73,6 +74,12 @@ func (c *Client) WriteDatastoreFile(ctx context.Context, workspace, name, path s
 	req, err := c.newRequest(ctx, "PUT", datastorePath(workspace, name, "files", escapePath(path)), nil, r)
 	if err != nil {
 		return nil, err
+	}
+	if l, ok := r.(*LocalFile); ok {
+		req.ContentLength = l.Size()
+		if l.Size() == 0 {
+			req.Body = http.NoBody // a zero Content-Length with a body would be sent chunked
+		}
 	}
 	if sha256 != "" {
 		req.Header.Set(SHA256Header, sha256)

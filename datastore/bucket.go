@@ -88,16 +88,21 @@ func (b *Bucket) Write(ctx context.Context, path string, r io.Reader, want, cont
 		// Set, so the driver opens at once (sniffing would buffer the first 512 bytes).
 		contentType = "application/octet-stream"
 	}
+	if b.folder {
+		return b.writeFolder(ctx, path, r, want)
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	vr := &verifyingReader{r: r, h: sha256.New(), want: want, cancel: cancel}
 	opts := &blob.WriterOptions{ContentType: contentType}
-	if want != "" && !b.folder {
+	if want != "" {
 		// Known before the first byte, so it goes with the object (S3 takes metadata only when
 		// an upload starts); an upload whose content differs is aborted, metadata included.
 		opts.Metadata = map[string]string{sha256Key: want}
 	}
-	err := upload(wctx, cancel, b.b, path, vr, opts, b.folder)
+	// The one-shot Upload commits nothing after a failure (and Azure's writer cannot be
+	// closed safely after a failed Write).
+	err := b.b.Upload(wctx, path, vr, opts)
 	if vr.err != nil {
 		if atelier.ErrorCode(vr.err) == atelier.EINVALID {
 			return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: %s: %s; nothing was stored", b.name, path, atelier.ErrorMessage(vr.err))
@@ -155,6 +160,9 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 func (b *Bucket) Open(ctx context.Context, path string) (*atelier.DatastoreFile, io.ReadCloser, error) {
 	if err := atelier.ValidatePath(path); err != nil {
 		return nil, nil, err
+	}
+	if b.folder {
+		return b.openFolder(ctx, path)
 	}
 	r, err := b.b.NewReader(ctx, path, nil)
 	if err != nil {
@@ -388,27 +396,6 @@ func netCause(err error) error {
 		return dns
 	}
 	return errors.New("connection failed")
-}
-
-// upload writes r to key. A local folder's writer commits on Close whatever it got, even after
-// a failed write (gocloud's fileblob renames its temporary file into place unless the context
-// is canceled), so there a failure, such as a full disk, cancels before Close. Other drivers go
-// through the one-shot Upload, which commits nothing after a failure (and Azure's writer
-// cannot be closed safely after a failed Write).
-func upload(ctx context.Context, cancel context.CancelFunc, b *blob.Bucket, key string, r io.Reader, opts *blob.WriterOptions, local bool) error {
-	if !local {
-		return b.Upload(ctx, key, r, opts)
-	}
-	w, err := b.NewWriter(ctx, key, opts)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(w, r); err != nil {
-		cancel()
-		w.Close()
-		return err
-	}
-	return w.Close()
 }
 
 // isLocal reports whether b is a folder (fileblob, the one driver whose As takes an

@@ -338,6 +338,15 @@ type closeBoth struct {
 	b atelier.DatastoreBucket
 }
 
+// WriteTo keeps the reader's own WriteTo (a folder's file, sent by the kernel) within reach of
+// io.Copy.
+func (c *closeBoth) WriteTo(w io.Writer) (int64, error) {
+	if wt, ok := c.ReadCloser.(io.WriterTo); ok {
+		return wt.WriteTo(w)
+	}
+	return io.Copy(w, struct{ io.Reader }{c.ReadCloser})
+}
+
 func (c *closeBoth) Close() error {
 	err := c.ReadCloser.Close()
 	c.b.Close()

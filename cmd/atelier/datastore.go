@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -410,7 +409,7 @@ before it is sent, and the server stores nothing if what arrives differs.`,
 					}
 					if (withMD5 && got == r.MD5) || (!withMD5 && got == r.SHA256) {
 						skipped.Add(1)
-						bar.done_.Add(it.size)
+						bar.add(it.size)
 						return nil
 					}
 					if !withMD5 {
@@ -425,22 +424,15 @@ before it is sent, and the server stores nothing if what arrives differs.`,
 						return err
 					}
 				}
-				fh, err := openUnchanging(it.local)
+				fh, err := api.OpenLocalFile(it.local, bar.add)
 				if err != nil {
 					return err
 				}
 				defer fh.Close()
-				// Without a digest sent, hashed on the way, to check what the server stored.
-				var h hash.Hash
-				var body io.Reader = bar.reader(fh)
-				if sum == "" {
-					h = sha256.New()
-					body = io.TeeReader(body, h)
-				}
-				f, err := c.WriteDatastoreFile(ctx, cfg.workspace, name, it.remote, body, sum, "")
-				if fh.err != nil {
+				f, err := c.WriteDatastoreFile(ctx, cfg.workspace, name, it.remote, fh, sum, "")
+				if fh.Changed() != nil {
 					// The request was cut short, so the server stored nothing.
-					return fmt.Errorf("uploading %s: %w: nothing was stored", it.local, fh.err)
+					return fmt.Errorf("uploading %s: %w: nothing was stored", it.local, fh.Changed())
 				}
 				if atelier.ErrorCode(err) == atelier.EINVALID && strings.Contains(atelier.ErrorMessage(err), "does not match sha256") {
 					return fmt.Errorf("uploading %s: the file changed after it was read: nothing was stored", it.local)
@@ -448,10 +440,7 @@ before it is sent, and the server stores nothing if what arrives differs.`,
 				if err != nil {
 					return fmt.Errorf("uploading %s: %w", it.local, err)
 				}
-				if h != nil {
-					sum = hex.EncodeToString(h.Sum(nil))
-				}
-				if f.SHA256 != "" && f.SHA256 != sum {
+				if sum != "" && f.SHA256 != "" && f.SHA256 != sum {
 					return fmt.Errorf("uploading %s: the server stored content with sha256 %s, the file has %s (did it change during the upload?)", it.local, f.SHA256, sum)
 				}
 				uploaded.Add(1)
@@ -542,43 +531,6 @@ func scanUpload(src, target string) ([]*uploadItem, string, error) {
 	return items, root, nil
 }
 
-// unchangingFile reads a file and fails instead of ending when the file changed while it was
-// read (its size or modification time differ from when it was opened): the upload it feeds is
-// then cut short, and the server, seeing a broken stream, stores nothing rather than a mix of
-// two versions.
-type unchangingFile struct {
-	*os.File
-	fi  os.FileInfo
-	err error
-}
-
-func openUnchanging(p string) (*unchangingFile, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &unchangingFile{File: f, fi: fi}, nil
-}
-
-func (u *unchangingFile) Read(p []byte) (int, error) {
-	if u.err != nil {
-		return 0, u.err
-	}
-	n, err := u.File.Read(p)
-	if err == io.EOF {
-		if fi, serr := u.File.Stat(); serr != nil || fi.Size() != u.fi.Size() || !fi.ModTime().Equal(u.fi.ModTime()) {
-			u.err = fmt.Errorf("the file changed while it was uploaded")
-			return n, u.err
-		}
-	}
-	return n, err
-}
-
 // hashFile returns the hex sha256 of a local file, or with md5 its MD5.
 func hashFile(p string, md5sum bool) (string, error) {
 	f, err := os.Open(p)
@@ -586,8 +538,8 @@ func hashFile(p string, md5sum bool) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	buf := hashBufs.Get().(*[]byte)
-	defer hashBufs.Put(buf)
+	buf := bigBufs.Get().(*[]byte)
+	defer bigBufs.Put(buf)
 	h := sha256.New()
 	if md5sum {
 		h = md5.New()
@@ -673,7 +625,10 @@ DIR/<its base name>/..., 8 files at a time. Each file is written whole or not at
 						return err
 					}
 					defer rc.Close()
-					n, err := io.Copy(w, bar.reader(rc))
+					// In reads of 1 MiB straight from the socket, not io.Copy's 32 KiB.
+					buf := bigBufs.Get().(*[]byte)
+					defer bigBufs.Put(buf)
+					n, err := io.CopyBuffer(struct{ io.Writer }{w}, bar.reader(rc), *buf)
 					if err != nil {
 						return fmt.Errorf("downloading %s: %w", it.remote, err)
 					}

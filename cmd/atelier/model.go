@@ -333,8 +333,9 @@ func (s *localFileStream) close() error {
 	return nil
 }
 
-// hashBufs are 1 MiB read buffers for hashing local files.
-var hashBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+// bigBufs are 1 MiB buffers: for hashing local files, and for downloads, read from the socket
+// in large pieces.
+var bigBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 func modelListCmd(cfg *clientConfig) *cobra.Command {
 	var q atelier.ModelQuery
@@ -533,7 +534,7 @@ type countingWriter struct {
 
 func (c *countingWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
-	c.p.done_.Add(int64(n))
+	c.p.add(int64(n))
 	return n, err
 }
 

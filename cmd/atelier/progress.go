@@ -45,7 +45,7 @@ func (p *progress) loop() {
 }
 
 func (p *progress) print(tty bool, start time.Time, final bool) {
-	n := p.done_.Load()
+	n := p.sent.Load()
 	secs := time.Since(start).Seconds()
 	rate := float64(n) / max(secs, 0.001)
 	pct := 100 * float64(n) / float64(p.total)
@@ -64,6 +64,9 @@ func (p *progress) print(tty bool, start time.Time, final bool) {
 	fmt.Fprintln(p.out, line)
 }
 
+// add counts n more bytes moved.
+func (p *progress) add(n int64) { p.sent.Add(n) }
+
 // reader counts what is read through r.
 func (p *progress) reader(r io.Reader) io.Reader { return &countingReader{r: r, p: p} }
 
@@ -81,7 +84,7 @@ type countingReader struct {
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
-	c.p.done_.Add(int64(n))
+	c.p.add(int64(n))
 	return n, err
 }
 

@@ -179,7 +179,7 @@ type progress struct {
 	out   *os.File
 	label string
 	total int64
-	done_ atomic.Int64
+	sent  atomic.Int64
 	stop  chan struct{}
 	wg    sync.WaitGroup
 }
