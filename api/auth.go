@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -156,31 +157,46 @@ func (s *Server) recordAudit(r *http.Request, p *atelier.Principal, status int) 
 		TokenID: p.TokenID, Method: r.Method, Path: r.URL.Path, Status: status, Remote: remoteHost(r)})
 }
 
-// statusWriter records the status a handler wrote.
-type statusWriter struct {
+// StatusWriter records the status a handler wrote (for the audit log, the request log).
+type StatusWriter struct {
 	http.ResponseWriter
-	status int
+	Status int
 }
 
-func (w *statusWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
+func (w *StatusWriter) WriteHeader(status int) {
+	if w.Status == 0 {
+		w.Status = status
 	}
 	w.ResponseWriter.WriteHeader(status)
 }
 
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
+func (w *StatusWriter) Write(b []byte) (int, error) {
+	if w.Status == 0 {
+		w.Status = http.StatusOK
 	}
 	return w.ResponseWriter.Write(b)
 }
 
-func (w *statusWriter) Flush() {
+func (w *StatusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
 }
+
+// ReadFrom keeps the response's own ReadFrom within reach of io.Copy: from a file, it sends
+// by sendfile.
+func (w *StatusWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.Status == 0 {
+		w.Status = http.StatusOK
+	}
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+}
+
+// Unwrap lets http.ResponseController reach the response.
+func (w *StatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // LoginRequest is the body of POST /login.
 type LoginRequest struct {

@@ -184,8 +184,8 @@ func (s *Server) wrap(rt Route) http.Handler {
 			r = r.WithContext(atelier.NewContextWithPrincipal(r.Context(), p))
 		}
 		if s.audit != nil && p != nil && isWrite(r.Method) {
-			sw := &statusWriter{ResponseWriter: w}
-			defer func() { s.recordAudit(r, p, sw.status) }()
+			sw := &StatusWriter{ResponseWriter: w}
+			defer func() { s.recordAudit(r, p, sw.Status) }()
 			w = sw
 		}
 		if err := rt.handler(w, r); err != nil {

@@ -188,11 +188,11 @@ func (r *reader) Read(p []byte) (int, error) {
 
 func (r *reader) Close() error { return r.r.Close() }
 
-// WriteTo lets io.Copy use the reader's own buffer-free path.
+// WriteTo copies in pieces of bufferSize (the destination's ReadFrom would use 32 KiB).
 func (r *reader) WriteTo(w io.Writer) (int64, error) {
 	buf := bufs.Get().(*[bufferSize]byte)
 	defer bufs.Put(buf)
-	return io.CopyBuffer(w, struct{ io.Reader }{r}, buf[:])
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, buf[:])
 }
 
 // Stat returns a file's attributes.
