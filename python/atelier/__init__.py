@@ -10,6 +10,7 @@ Standard library only.
 """
 
 from ._http import ActivityFailedError, AtelierError
+from .datastore import Datastore, DownloadResult, UploadResult
 from .model import Model
 from .run import OfflineRun, Run
 from .submit import Environment, ScriptRunConfig
@@ -17,5 +18,5 @@ from .workspace import Experiment, Workspace
 
 __version__ = "0.1.0"
 
-__all__ = ["ActivityFailedError", "AtelierError", "Environment", "Experiment", "Model", "OfflineRun", "Run",
-           "ScriptRunConfig", "Workspace", "__version__"]
+__all__ = ["ActivityFailedError", "AtelierError", "Datastore", "DownloadResult", "Environment", "Experiment", "Model",
+           "OfflineRun", "Run", "ScriptRunConfig", "UploadResult", "Workspace", "__version__"]

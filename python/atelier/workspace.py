@@ -82,6 +82,22 @@ class Workspace:
         from .model import Model
         return {m.name: m for m in Model.list(self, latest=True)}
 
+    @property
+    def datastores(self):
+        """The workspace's datastores by name (the built-in "default" included)."""
+        from .datastore import Datastore
+        return {d.name: d for d in Datastore.list(self)}
+
+    def get_default_datastore(self):
+        """The workspace's default datastore."""
+        from .datastore import Datastore
+        return Datastore.get_default(self)
+
+    def set_default_datastore(self, name):
+        """Makes the datastore name the workspace's default."""
+        from .datastore import Datastore
+        return Datastore(self, _details={"name": name}).set_as_default()
+
     def get_run(self, run_id):
         """The run with id run_id, in whichever experiment it is."""
         d = self._client.request("GET", "/api/v1/workspaces/%s/runs/%s" % (quote_seg(self.name), quote_seg(run_id)))
