@@ -7,9 +7,24 @@
 //	go run ./bench/datastore -bin /tmp/bench-atelier [-versitygw /root/go/bin/versitygw] [-reps 2]
 //	go run ./bench/datastore -bin /tmp/bench-atelier -reupload-only  # only the re-uploads
 //
-// It prints a markdown table for docs/benchmarks.md. Nothing is dropped from the page cache:
-// the source data was just written, so reads come from memory for both sides; `sync` runs
-// (untimed) before every measurement so one's writeback does not slow the next.
+// It prints a markdown table for docs/benchmarks.md, one row per case and client
+// configuration (how the CLI reaches the server), each against the same baseline measurement.
+//
+// Page cache. The source data is written first, so reads come from memory for both sides, and
+// `sync` runs (untimed) before every measurement so one's writeback does not slow the next.
+// Before a download, what it downloads is read once (untimed), so it comes from memory too.
+// On a VM with free page reporting (Firecracker: memory freed in the guest goes back to the
+// host at once), a page the kernel takes from its free pool must be faulted back in by the
+// host, about 3.5 s of system time per GiB: writing a new file costs 0.4 s or 4 s a GiB
+// depending only on whether its pages were "warm", which made the write-heavy cases random.
+// So, unless -cgroup-mib 0, the program moves itself (and so every process it starts: the
+// servers, the CLI, cp) into a cgroup-v1 memory cgroup with that limit, and fills the cgroup
+// with page cache (a scratch file, kept until the end): every page a measurement then needs
+// is recycled from the cgroup's own reclaimed page cache, warm. The source data, written
+// before, stays charged to the old cgroup, so the limit does not evict it. For the same
+// reason nothing is deleted just after a measurement (freed pages would go back to the host):
+// each has its own new output folder, and what a measurement wrote is deleted only 4
+// measurements later, when it has left the cgroup's page cache; the rest at the end.
 package main
 
 import (
@@ -18,13 +33,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,15 +63,23 @@ const (
 )
 
 var (
-	bin     = flag.String("bin", "/tmp/bench-atelier", "the atelier binary")
-	vgw     = flag.String("versitygw", "/root/go/bin/versitygw", "the versitygw binary")
-	base    = flag.String("dir", "", "where to put the temporary data (default: $TMPDIR)")
-	reps    = flag.Int("reps", 2, "repetitions of each measurement (the best is kept)")
-	nFiles  = flag.Int("files", 1000, "files in the many-files set")
-	fileMiB = flag.Int("file-mib", 1, "size of each of them, MiB")
-	bigMiB  = flag.Int("big-mib", 1024, "size of the single big file, MiB")
-	reOnly  = flag.Bool("reupload-only", false, "only the re-uploads of unchanged files (each set is uploaded once, untimed)")
+	bin       = flag.String("bin", "/tmp/bench-atelier", "the atelier binary")
+	vgw       = flag.String("versitygw", "/root/go/bin/versitygw", "the versitygw binary")
+	base      = flag.String("dir", "", "where to put the temporary data (default: $TMPDIR)")
+	reps      = flag.Int("reps", 2, "repetitions of each measurement (the best is kept)")
+	nFiles    = flag.Int("files", 1000, "files in the many-files set")
+	fileMiB   = flag.Int("file-mib", 1, "size of each of them, MiB")
+	bigMiB    = flag.Int("big-mib", 1024, "size of the single big file, MiB")
+	reOnly    = flag.Bool("reupload-only", false, "only the re-uploads of unchanged files (each set is uploaded once, untimed)")
+	cgroupMiB = flag.Int("cgroup-mib", 4096, "memory limit of the cgroup the measurements run in, filled with page cache first (0: no cgroup)")
 )
+
+// A client is one way for the CLI to reach the server: every atelier measurement runs once
+// per client. env is the CLI's environment; a nil env skips the client.
+type client struct {
+	label string
+	env   []string
+}
 
 func main() {
 	flag.Parse()
@@ -61,6 +87,10 @@ func main() {
 	root, err = os.MkdirTemp(*base, "atelier-dsbench-")
 	check(err)
 	defer cleanup()
+	// Interrupted, still remove the data, the cgroup and the servers.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() { check(fmt.Errorf("%v", <-sig)) }()
 
 	// Data.
 	src := filepath.Join(root, "src")
@@ -73,14 +103,30 @@ func main() {
 	writeRandom(big, int64(*bigMiB)<<20, rng)
 	manyBytes, bigBytes := int64(*nFiles)*int64(*fileMiB)<<20, int64(*bigMiB)<<20
 
+	// The memory cgroup, after the data (which stays charged outside it) and before any
+	// process the measurements use is started (they inherit it).
+	memNote := "no cgroup"
+	if *cgroupMiB > 0 {
+		limit := int64(*cgroupMiB) << 20
+		if err := enterMemcg(limit); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: WARNING: no memory cgroup (%v): new page-cache pages will come cold "+
+				"from the host, so the write-heavy results will be noisy\n", err)
+		} else {
+			t := time.Now()
+			fill(filepath.Join(root, "memcg-fill"), limit)
+			memNote = fmt.Sprintf("memory cgroup of %d MiB, filled with page cache (%.0f MiB used) in %.1f s",
+				*cgroupMiB, float64(memcgUsage())/(1<<20), time.Since(t).Seconds())
+		}
+	}
+	fmt.Println("Page cache:", memNote)
+
 	// versitygw and its bucket.
 	s3dir := filepath.Join(root, "s3")
 	check(os.MkdirAll(s3dir, 0o755))
 	s3addr := freeAddr()
 	gw := exec.Command(*vgw, "--port", s3addr, "posix", s3dir)
 	gw.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+accessKey, "ROOT_SECRET_KEY="+secretKey)
-	check(gw.Start())
-	procs = append(procs, gw)
+	startProc(gw)
 	waitHTTP("http://" + s3addr)
 	s3c := s3.NewFromConfig(aws.Config{
 		Region:                     "us-east-1",
@@ -96,14 +142,15 @@ func main() {
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.DisableChecksumValidation = true
 	})
+	// versitygw's posix backend keeps each object as a file, <bucket>/<key>.
+	objects := filepath.Join(s3dir, bucket)
 
 	// The atelier server and its datastores.
 	data := filepath.Join(root, "server")
 	addr := freeAddr()
 	srv := exec.Command(*bin, "server", "--data", data, "--addr", addr, "--log-level", "warn")
 	srv.Stderr = os.Stderr
-	check(srv.Start())
-	procs = append(procs, srv)
+	startProc(srv)
 	var token string
 	for deadline := time.Now().Add(30 * time.Second); token == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		b, _ := os.ReadFile(filepath.Join(data, "admin-token"))
@@ -113,62 +160,152 @@ func main() {
 		check(fmt.Errorf("the server did not write its admin token"))
 	}
 	waitHTTP("http://" + addr)
-	env := append(os.Environ(), "ATELIER_SERVER=http://"+addr, "ATELIER_TOKEN="+token)
-	cli := func(args ...string) []byte {
-		c := exec.Command(*bin, args...)
-		c.Env = env // standard error (progress bars) is kept for the error message
-		out, err := c.Output()
+	serverEnv := func(server string) []string {
+		return append(os.Environ(), "ATELIER_SERVER="+server, "ATELIER_TOKEN="+token)
+	}
+	var clients []client
+	for _, c := range []client{
+		{"tcp", serverEnv("http://" + addr)},
+	} {
+		if c.env != nil {
+			clients = append(clients, c)
+		}
+	}
+	if len(clients) == 0 {
+		check(fmt.Errorf("no client configuration"))
+	}
+	cli := func(c client, args ...string) []byte {
+		cmd := exec.Command(*bin, args...)
+		cmd.Env = c.env // standard error (progress bars) is kept for the error message
+		out, err := cmd.Output()
 		if err != nil {
 			if ee, ok := err.(*exec.ExitError); ok {
 				err = fmt.Errorf("%v: %s", err, ee.Stderr)
 			}
-			check(fmt.Errorf("atelier %s: %v", strings.Join(args, " "), err))
+			check(fmt.Errorf("atelier %s (%s): %v", strings.Join(args, " "), c.label, err))
 		}
 		return out
 	}
 	fsStore := filepath.Join(root, "fsstore")
 	check(os.MkdirAll(fsStore, 0o755))
-	cli("datastore", "register", "fs", "--kind", "files", "--path", fsStore)
-	cli("datastore", "register", "lake", "--kind", "s3", "--endpoint", "http://"+s3addr, "--path-style",
+	cli(clients[0], "datastore", "register", "fs", "--kind", "files", "--path", fsStore)
+	cli(clients[0], "datastore", "register", "lake", "--kind", "s3", "--endpoint", "http://"+s3addr, "--path-style",
 		"--bucket", bucket, "--access-key", accessKey, "--secret-key", secretKey)
 
+	// Check now that everything will fit: the uploads that later cases read (rep 0 of the
+	// baseline and of the first client, to each datastore: 4 copies of each set), and what the
+	// last 4 measurements wrote before it is disposed of (see once).
+	need := 4*(manyBytes+bigBytes) + 4*max(manyBytes, bigBytes)
+	if *reOnly {
+		need = 2 * (manyBytes + bigBytes)
+	}
+	need += bigBytes + 1<<30 // versitygw's multipart parts until assembled, metadata, margin
+	var st syscall.Statfs_t
+	check(syscall.Statfs(root, &st))
+	if free := int64(st.Bavail) * st.Bsize; need > free {
+		check(fmt.Errorf("the measurements need about %.1f GiB in %s and %.1f GiB are free (try fewer -reps, or -dir elsewhere)",
+			float64(need)/(1<<30), root, float64(free)/(1<<30)))
+	}
+
+	// Each measurement writes into a new folder under out: deleting the previous one would
+	// free its pages, and the next measurement would get cold ones.
 	out := filepath.Join(root, "out")
-	fresh := func() string { return out } // emptied before each measurement, untimed
+	var outN int
+	var outDir string
+	// disposable is what a measurement wrote that no later one reads, in order.
+	type written struct {
+		n    int
+		path string
+	}
+	var disposable []written
+	dispose := func(path string) { disposable = append(disposable, written{outN, path}) }
+	// keepFirst keeps an upload of rep 0 by the first client (or the baseline), which the
+	// downloads and re-uploads read; any other is disposable. (versitygw's posix backend keeps
+	// objects as files, so a folder of objects is removed as a folder.)
+	keepFirst := func(rep int, c client, path string) {
+		if rep > 0 || c.label != clients[0].label {
+			dispose(path)
+		}
+	}
+	fresh := func() string { return outDir }
 	// cpu is the CPU time used so far by this program, its children and both servers.
 	cpu := func() float64 { return rusage() + procCPU(srv.Process.Pid) + procCPU(gw.Process.Pid) }
 	type meas struct {
 		d   time.Duration
 		cpu float64
 	}
-	once := func(f func()) meas {
-		os.RemoveAll(out)
-		check(os.MkdirAll(out, 0o755))
+	// once measures f; warm, when set, is what f reads (a file or a folder), read untimed
+	// first so that it comes from the page cache (the cgroup's limit may have evicted it).
+	once := func(warm string, f func()) meas {
+		outN++
+		// What measurements 4 and more ago wrote has left the cgroup's page cache (each writes
+		// about as much as the set, the limit holds a few sets): deleting it frees disk, not
+		// warm pages.
+		for len(disposable) > 0 && disposable[0].n <= outN-4 {
+			os.RemoveAll(disposable[0].path)
+			disposable = disposable[1:]
+		}
+		outDir = filepath.Join(out, strconv.Itoa(outN))
+		dispose(outDir)
+		check(os.MkdirAll(outDir, 0o755))
+		if warm != "" {
+			readAll(warm)
+		}
 		exec.Command("sync").Run()
 		c, t := cpu(), time.Now()
 		f()
 		return meas{time.Since(t), cpu() - c}
 	}
-	// pair runs the baseline and atelier alternately, reps times each (so both see the same
-	// load), and keeps the fastest of each.
-	pair := func(baseF, mineF func(rep int)) (b, m meas) {
+	// pair runs the baseline and atelier with each client alternately (baseline, client 1,
+	// client 2, ..., reps times, so all see the same load), and keeps the fastest of each.
+	// baseWarm and mineWarm are what each side downloads, if it does (see once).
+	pair := func(baseWarm, mineWarm string, baseF func(rep int), mineF func(rep int, c client)) (b meas, m []meas) {
+		m = make([]meas, len(clients))
 		for r := 0; r < *reps; r++ {
-			if x := once(func() { baseF(r) }); r == 0 || x.d < b.d {
+			if x := once(baseWarm, func() { baseF(r) }); r == 0 || x.d < b.d {
 				b = x
 			}
-			if x := once(func() { mineF(r) }); r == 0 || x.d < m.d {
-				m = x
+			for i, c := range clients {
+				if x := once(mineWarm, func() { mineF(r, c) }); r == 0 || x.d < m[i].d {
+					m[i] = x
+				}
 			}
 		}
 		return b, m
 	}
 
 	type row struct {
-		name       string
-		size       int64
-		base, mine meas
+		name, client string
+		size         int64
+		base, mine   meas
 	}
 	var rows []row
+	addRows := func(name string, size int64, b meas, m []meas) {
+		for i, c := range clients {
+			rows = append(rows, row{name, c.label, size, b, m[i]})
+		}
+	}
 	var notes []string
+	// reuploads times uploads of the unchanged set at path to target tgt of datastore ds:
+	// with first, one the server has not seen yet (a files datastore then hashes its copies),
+	// with the first client; then one with each client.
+	reuploads := func(kind, ds, set, path, tgt string, first bool) {
+		up := func(when string, c client) {
+			notes = append(notes, when+reupload(kind, set, c.label, func() []byte {
+				return cli(c, "-o", "json", "datastore", "upload", ds, path, "--target", tgt)
+			}))
+		}
+		if first {
+			up("first ", clients[0])
+		}
+		for _, c := range clients {
+			if first {
+				up("second ", c) // the server's digest cache is warm
+			} else {
+				up("", c)
+			}
+		}
+	}
 	sets := []struct {
 		name, path string
 		size       int64
@@ -177,61 +314,75 @@ func main() {
 		{fmt.Sprintf("1 × %d MiB", *bigMiB), big, bigBytes},
 	}
 	for _, set := range sets {
-		target := func(kind string, rep int) string { return fmt.Sprintf("%s-%s-%d", kind, filepath.Base(set.path), rep) }
+		// Targets (folders, object key prefixes or keys): the baseline's per tool and rep,
+		// atelier's per datastore, client and rep. Downloads all read rep 0 of the first client.
+		name := filepath.Base(set.path)
+		baseTarget := func(tool string, rep int) string { return fmt.Sprintf("%s-%s-%d", tool, name, rep) }
+		mineTarget := func(ds string, c client, rep int) string {
+			return fmt.Sprintf("%s-%s-%s-%d", ds, name, c.label, rep)
+		}
+		fsSrc, lakeSrc := mineTarget("fs", clients[0], 0), mineTarget("lake", clients[0], 0)
 		if *reOnly {
-			for _, ds := range []struct{ kind, name string }{{"files", "fs"}, {"s3", "lake"}} {
-				cli("datastore", "upload", ds.name, set.path, "--target", target(ds.kind, 0))
+			for _, ds := range []struct{ kind, name, tgt string }{{"files", "fs", fsSrc}, {"s3", "lake", lakeSrc}} {
+				cli(clients[0], "datastore", "upload", ds.name, set.path, "--target", ds.tgt)
 				// Past the server's racy window (3 s), as after a real upload of this size.
 				time.Sleep(4 * time.Second)
-				for _, when := range []string{"first", "second"} {
-					notes = append(notes, when+" "+reupload(ds.kind, set.name, func() []byte {
-						return cli("-o", "json", "datastore", "upload", ds.name, set.path, "--target", target(ds.kind, 0))
-					}))
-				}
+				reuploads(ds.kind, ds.name, set.name, set.path, ds.tgt, true)
 			}
 			continue
 		}
 		// files: cp against the CLI through the server.
-		b, m := pair(func(rep int) { run("cp", "-r", set.path, filepath.Join(fsStore, "cp-"+target("fs", rep))) },
-			func(rep int) { cli("datastore", "upload", "fs", set.path, "--target", target("fs", rep)) })
-		rows = append(rows, row{"files upload, " + set.name, set.size, b, m})
-		b, m = pair(func(rep int) {
-			run("cp", "-r", filepath.Join(fsStore, "cp-"+target("fs", 0)), filepath.Join(fresh(), "x"))
-		},
-			func(rep int) { cli("datastore", "download", "fs", target("fs", 0), "-d", fresh()) })
-		rows = append(rows, row{"files download, " + set.name, set.size, b, m})
+		b, m := pair("", "",
+			func(rep int) {
+				run("cp", "-r", set.path, filepath.Join(fsStore, baseTarget("cp", rep)))
+				keepFirst(rep, clients[0], filepath.Join(fsStore, baseTarget("cp", rep)))
+			},
+			func(rep int, c client) {
+				cli(c, "datastore", "upload", "fs", set.path, "--target", mineTarget("fs", c, rep))
+				keepFirst(rep, c, filepath.Join(fsStore, mineTarget("fs", c, rep)))
+			})
+		addRows("files upload, "+set.name, set.size, b, m)
+		cpSrc := filepath.Join(fsStore, baseTarget("cp", 0))
+		b, m = pair(cpSrc, filepath.Join(fsStore, fsSrc),
+			func(rep int) { run("cp", "-r", cpSrc, filepath.Join(fresh(), "x")) },
+			func(rep int, c client) { cli(c, "datastore", "download", "fs", fsSrc, "-d", fresh()) })
+		addRows("files download, "+set.name, set.size, b, m)
 		// Twice: the first time the server hashes every file, the second from its cache.
-		for _, when := range []string{"first", "second"} {
-			notes = append(notes, when+" "+reupload("files", set.name, func() []byte {
-				return cli("-o", "json", "datastore", "upload", "fs", set.path, "--target", target("fs", 0))
-			}))
-		}
+		reuploads("files", "fs", set.name, set.path, fsSrc, true)
 
 		// s3: the aws-sdk-go-v2 transfer manager against the CLI through the server.
-		b, m = pair(func(rep int) { sdkUpload(ctx, tm, set.path, "sdk-"+target("s3", rep)) },
-			func(rep int) { cli("datastore", "upload", "lake", set.path, "--target", target("s3", rep)) })
-		rows = append(rows, row{"s3 upload, " + set.name, set.size, b, m})
-		b, m = pair(func(rep int) { sdkDownload(ctx, s3c, tm, "sdk-"+target("s3", 0), fresh()) },
-			func(rep int) { cli("datastore", "download", "lake", target("s3", 0), "-d", fresh()) })
-		rows = append(rows, row{"s3 download, " + set.name, set.size, b, m})
-		notes = append(notes, reupload("s3", set.name, func() []byte {
-			return cli("-o", "json", "datastore", "upload", "lake", set.path, "--target", target("s3", 0))
-		}))
-		os.RemoveAll(out)
+		b, m = pair("", "",
+			func(rep int) {
+				sdkUpload(ctx, tm, set.path, baseTarget("sdk", rep))
+				keepFirst(rep, clients[0], filepath.Join(objects, baseTarget("sdk", rep)))
+			},
+			func(rep int, c client) {
+				cli(c, "datastore", "upload", "lake", set.path, "--target", mineTarget("lake", c, rep))
+				keepFirst(rep, c, filepath.Join(objects, mineTarget("lake", c, rep)))
+			})
+		addRows("s3 upload, "+set.name, set.size, b, m)
+		sdkSrc := baseTarget("sdk", 0)
+		b, m = pair(filepath.Join(objects, sdkSrc), filepath.Join(objects, lakeSrc),
+			func(rep int) { sdkDownload(ctx, s3c, tm, sdkSrc, fresh()) },
+			func(rep int, c client) { cli(c, "datastore", "download", "lake", lakeSrc, "-d", fresh()) })
+		addRows("s3 download, "+set.name, set.size, b, m)
+		reuploads("s3", "lake", set.name, set.path, lakeSrc, false)
 	}
 
 	la, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("\nMachine: %s, %d cores, %s, load average %s; everything on one host, loopback; best of %d, alternating.\n\n",
+	fmt.Printf("\nMachine: %s, %d cores, %s, load average %s; everything on one host, loopback; best of %d, alternating.\n",
 		cpuModel(), runtime.NumCPU(), runtime.Version(), strings.Join(strings.Fields(string(la))[:3], " "), *reps)
-	fmt.Println("| case | baseline MB/s | atelier MB/s | ratio | goal ≥ 80 % | CPU s, baseline / atelier |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Printf("Page cache: %s.\n\n", memNote)
+	fmt.Println("| case | client | baseline MB/s | atelier MB/s | ratio | goal ≥ 80 % | CPU s, baseline / atelier |")
+	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		b, m := mbps(r.size, r.base.d), mbps(r.size, r.mine.d)
 		met := "no"
 		if m >= 0.8*b {
 			met = "yes"
 		}
-		fmt.Printf("| %s | %.0f | %.0f | %.0f %% | %s | %.1f / %.1f |\n", r.name, b, m, 100*m/b, met, r.base.cpu, r.mine.cpu)
+		fmt.Printf("| %s | %s | %.0f | %.0f | %.0f %% | %s | %.1f / %.1f |\n",
+			r.name, r.client, b, m, 100*m/b, met, r.base.cpu, r.mine.cpu)
 	}
 	fmt.Println()
 	for _, n := range notes {
@@ -261,7 +412,7 @@ func procCPU(pid int) float64 {
 }
 
 // reupload times an upload of unchanged files and reports what it transferred.
-func reupload(kind, set string, f func() []byte) string {
+func reupload(kind, set, client string, f func() []byte) string {
 	exec.Command("sync").Run()
 	t := time.Now()
 	out := f()
@@ -271,8 +422,8 @@ func reupload(kind, set string, f func() []byte) string {
 		Bytes             int64
 	}
 	check(json.Unmarshal(out, &res))
-	return fmt.Sprintf("re-upload to %s, %s: %d files (%.0f MB) transferred, %d skipped, %.2f s",
-		kind, set, res.Uploaded, float64(res.Bytes)/1e6, res.Skipped, d.Seconds())
+	return fmt.Sprintf("re-upload to %s, %s (%s): %d files (%.0f MB) transferred, %d skipped, %.2f s",
+		kind, set, client, res.Uploaded, float64(res.Bytes)/1e6, res.Skipped, d.Seconds())
 }
 
 // sdkUpload uploads a file, or a folder's files 8 at a time, with the transfer manager
@@ -368,6 +519,28 @@ func writeRandom(p string, n int64, rng *rand.ChaCha8) {
 	check(f.Close())
 }
 
+// readAll reads the file p, or every file under the folder p, once, to put it in the page cache.
+func readAll(p string) {
+	buf := make([]byte, 1<<20)
+	check(filepath.WalkDir(p, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		for {
+			if _, err := f.Read(buf); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		}
+	}))
+}
+
 func run(name string, args ...string) {
 	c := exec.Command(name, args...)
 	c.Stderr = os.Stderr
@@ -404,21 +577,152 @@ func cpuModel() string {
 	return runtime.GOARCH
 }
 
-// root and procs are what cleanup removes and stops.
+// memcgRoot is where the cgroup-v1 memory controller is mounted.
+const memcgRoot = "/sys/fs/cgroup/memory"
+
+// enterMemcg makes the memory cgroup memcg, limited to limit bytes, and moves this process
+// into it (with all its threads; the processes it starts later inherit it). The pages cached
+// before stay charged to the cgroup it leaves (memory.move_charge_at_immigrate is 0 by
+// default), so the limit never evicts them.
+func enterMemcg(limit int64) (err error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return err
+	}
+	home := ""
+	for _, line := range strings.Split(string(b), "\n") { // hierarchy-ID:controllers:path
+		if f := strings.SplitN(line, ":", 3); len(f) == 3 && slices.Contains(strings.Split(f[1], ","), "memory") {
+			home = f[2]
+		}
+	}
+	if home == "" {
+		return fmt.Errorf("no cgroup-v1 memory controller in /proc/self/cgroup")
+	}
+	if _, err := os.Stat(filepath.Join(memcgRoot, "cgroup.procs")); err != nil {
+		return err
+	}
+	dir := filepath.Join(memcgRoot, fmt.Sprintf("atelier-dsbench-%d", os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err // not root, typically
+	}
+	mu.Lock()
+	memcg, memcgHome = dir, filepath.Join(memcgRoot, home)
+	mu.Unlock()
+	defer func() {
+		if err != nil {
+			mu.Lock()
+			leaveMemcg()
+			removeMemcg()
+			mu.Unlock()
+		}
+	}()
+	if err := writeFile(filepath.Join(dir, "memory.limit_in_bytes"), strconv.FormatInt(limit, 10)); err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(dir, "cgroup.procs"), strconv.Itoa(os.Getpid()))
+}
+
+// fill writes n bytes to the new file p, which fills the cgroup with page cache: from then on,
+// the pages a measurement needs are reclaimed from the cgroup's own page cache, warm, instead
+// of coming from the kernel's free pool, cold. p is kept until the end: deleting it would give
+// its pages back to the host. It is synced, so its pages are clean and cheap to reclaim.
+func fill(p string, n int64) {
+	f, err := os.Create(p)
+	check(err)
+	buf := make([]byte, 1<<20)
+	for left := n; left > 0; left -= int64(len(buf)) {
+		_, err := f.Write(buf[:min(left, int64(len(buf)))])
+		check(err)
+	}
+	check(f.Sync())
+	check(f.Close())
+}
+
+// memcgUsage is the memory charged to the cgroup (page cache included), in bytes.
+func memcgUsage() int64 {
+	b, err := os.ReadFile(filepath.Join(memcg, "memory.usage_in_bytes"))
+	check(err)
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	check(err)
+	return n
+}
+
+// leaveMemcg moves this process back to the cgroup it came from.
+func leaveMemcg() {
+	if memcg == "" {
+		return
+	}
+	if err := writeFile(filepath.Join(memcgHome, "cgroup.procs"), strconv.Itoa(os.Getpid())); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: leaving the memory cgroup:", err)
+	}
+}
+
+// removeMemcg removes the cgroup, once no process is left in it (one just killed may still
+// be there for a moment).
+func removeMemcg() {
+	if memcg == "" {
+		return
+	}
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = syscall.Rmdir(memcg); err == nil || err == syscall.ENOENT {
+			memcg = ""
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Fprintf(os.Stderr, "bench: removing the memory cgroup %s: %v\n", memcg, err)
+	memcg = ""
+}
+
+// writeFile writes s to the existing file p (a cgroup's control file).
+func writeFile(p, s string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(s)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// root, procs and memcg (with memcgHome, the cgroup this process came from) are what cleanup
+// removes, stops and leaves; mu keeps cleanup from running twice at once (interrupted while a
+// check fails).
 var (
-	root  string
-	procs []*exec.Cmd
+	mu        sync.Mutex
+	root      string
+	procs     []*exec.Cmd
+	memcg     string
+	memcgHome string
 )
 
+// startProc starts a server for cleanup to stop.
+func startProc(c *exec.Cmd) {
+	check(c.Start())
+	mu.Lock()
+	procs = append(procs, c)
+	mu.Unlock()
+}
+
 func cleanup() {
+	mu.Lock()
+	defer mu.Unlock()
 	for _, p := range procs {
 		p.Process.Kill()
 		p.Wait()
 	}
 	procs = nil
+	// Out of the cgroup before removing the data (its scratch file included), then the
+	// cgroup itself, which must have no process left.
+	leaveMemcg()
 	if root != "" {
 		os.RemoveAll(root)
+		root = ""
 	}
+	removeMemcg()
 }
 
 func check(err error) {
