@@ -328,6 +328,8 @@ type DatastoreBucket interface {
 	// stored (EINVALID). Nothing partial is ever visible under path. The file returned has
 	// the content's sha256 where the write computed it (cloud storage, or when sha256 was
 	// given); a files datastore leaves it to Digest, so that a write copies without hashing.
+	// Cloud storage is not asked again after the write: the time is the server's, and the
+	// MD5, if any, shows in listings.
 	Write(ctx context.Context, path string, r io.Reader, sha256, contentType string) (*DatastoreFile, error)
 	Open(ctx context.Context, path string) (*DatastoreFile, io.ReadCloser, error)
 	Stat(ctx context.Context, path string) (*DatastoreFile, error)

@@ -24,15 +24,36 @@ type Client struct {
 	HTTP    *http.Client
 	// UserAgent names the caller in the server's logs.
 	UserAgent string
+
+	// socket is the server's Unix socket when BaseURL is unix://PATH: requests go over it, and
+	// passing sends a request with an open file passed along (see LocalFileHeader).
+	socket  string
+	passing *http.Client
 }
 
 var _ Services = (*Client)(nil)
 
-// NewClient returns a client of the server at baseURL.
+// UnixScheme starts the URL of a server's Unix socket: unix:///path/to/atelier.sock.
+const UnixScheme = "unix://"
+
+// NewClient returns a client of the server at baseURL: http(s)://HOST[:PORT], or unix://PATH
+// for the server's Unix socket on this machine.
 func NewClient(baseURL, token string) *Client {
-	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, UserAgent: "atelier-go",
-		HTTP: &http.Client{CheckRedirect: noRedirects, Transport: newTransport()}}
+	c := &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, UserAgent: "atelier-go"}
+	if socket, ok := strings.CutPrefix(baseURL, UnixScheme); ok {
+		shared, passing := unixTransports(socket)
+		c.socket = socket
+		c.HTTP = &http.Client{CheckRedirect: noRedirects, Transport: shared}
+		c.passing = &http.Client{CheckRedirect: noRedirects, Transport: passing}
+		return c
+	}
+	c.HTTP = &http.Client{CheckRedirect: noRedirects, Transport: newTransport()}
+	return c
 }
+
+// PassesFiles reports whether the client reaches its server over a Unix socket, and so hands
+// it files as open descriptors instead of their bytes.
+func (c *Client) PassesFiles() bool { return c.socket != "" }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
@@ -71,6 +92,9 @@ func escapePath(p string) string {
 
 func (c *Client) newRequest(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Request, error) {
 	u := c.BaseURL + path
+	if c.socket != "" {
+		u = "http://atelier" + path // any host: the transport dials the socket
+	}
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
@@ -86,8 +110,10 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 }
 
 // do sends a request and returns the response, turning error statuses into *atelier.Error.
-func (c *Client) do(req *http.Request) (*http.Response, error) {
-	resp, err := c.http().Do(req)
+func (c *Client) do(req *http.Request) (*http.Response, error) { return c.doWith(c.http(), req) }
+
+func (c *Client) doWith(hc *http.Client, req *http.Request) (*http.Response, error) {
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "cannot reach the atelier server at %s: %v", c.BaseURL, unwrapURLError(err))
 	}

@@ -1,8 +1,11 @@
 package api
 
 import (
+	"fmt"
+	"io"
 	"mime"
 	"net/http"
+	"os"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -149,7 +152,16 @@ func (s *Server) uploadDatastoreFile(w http.ResponseWriter, r *http.Request) err
 	} else {
 		ctype = mt
 	}
-	f, err := s.svc.WriteDatastoreFile(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), r.PathValue("path"), r.Body,
+	var body io.Reader = r.Body
+	if r.Header.Get(LocalFileHeader) != "" {
+		src, err := passedFile(r, false)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		body = src
+	}
+	f, err := s.svc.WriteDatastoreFile(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), r.PathValue("path"), body,
 		r.Header.Get(SHA256Header), ctype)
 	if err != nil {
 		return err
@@ -158,11 +170,34 @@ func (s *Server) uploadDatastoreFile(w http.ResponseWriter, r *http.Request) err
 }
 
 func (s *Server) downloadDatastoreFile(w http.ResponseWriter, r *http.Request) error {
+	var dst *os.File
+	if r.Header.Get(LocalFileHeader) != "" {
+		var err error
+		if dst, err = passedFile(r, true); err != nil {
+			return err
+		}
+		defer dst.Close()
+	}
 	f, rc, err := s.svc.OpenDatastoreFile(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), r.PathValue("path"))
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
+	if dst != nil {
+		// The client passed its file: written here (by the kernel from a files datastore), and
+		// the answer is the file's attributes.
+		n, err := io.Copy(dst, rc)
+		if err != nil {
+			if atelier.ErrorCode(err) != atelier.EINTERNAL {
+				return err // the datastore's, already saying what and where
+			}
+			return atelier.Errorf(atelier.EINVALID, "datastore %q: %s: writing into the passed file: %v", r.PathValue("datastore"), f.Path, err)
+		}
+		if n != f.Size {
+			return fmt.Errorf("datastore %q: %s: copied %d of %d bytes", r.PathValue("datastore"), f.Path, n, f.Size)
+		}
+		return writeJSON(w, http.StatusOK, f)
+	}
 	w.Header().Set("Last-Modified", f.ModifiedAt.UTC().Format(http.TimeFormat))
 	if err := streamFile(w, &atelier.File{Path: f.Path, Size: f.Size}, rc); err != nil {
 		// The status is sent: a failure now can only cut the body short, which the client sees

@@ -252,3 +252,27 @@ func TestDatastoreBadInput(t *testing.T) {
 		})
 	}
 }
+
+// A datastore deleted and registered again under its name is used at once in its new place:
+// the server keeps datastores open between requests, and forgets one it deletes.
+func TestDatastoreReregistered(t *testing.T) {
+	s := MustStack(t)
+	c, ctx := s.Client, Ctx(t)
+	for i, dir := range []string{t.TempDir(), t.TempDir()} {
+		if _, err := c.RegisterDatastore(ctx, "default", atelier.DatastoreSpec{Name: "moving", Kind: atelier.DatastoreFiles, Path: dir}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.WriteDatastoreFile(ctx, "default", "moving", "f.txt", strings.NewReader("x"), "", ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "f.txt")); err != nil {
+			t.Errorf("registration %d: the file is not in its folder: %v", i+1, err)
+		}
+		if err := c.DeleteDatastore(ctx, "default", "moving", false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.WriteDatastoreFile(ctx, "default", "moving", "g.txt", strings.NewReader("x"), "", ""); atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			t.Errorf("registration %d: a write after the delete: %v, want not found", i+1, err)
+		}
+	}
+}

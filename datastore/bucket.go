@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"cloud.google.com/go/storage"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -71,7 +72,7 @@ func Probe(ctx context.Context, name string, b *blob.Bucket) error {
 	return nil
 }
 
-// Write streams r to path, hashing it. It goes through the drivers' one-shot Upload, fed by a
+// Write streams r to path, hashing it (a files datastore: only to check a given digest). It goes through the drivers' one-shot Upload, fed by a
 // reader that cancels the write's context before it reports any failure (of the client's
 // stream, or a sha256 mismatch at the end): every gocloud driver then aborts instead of
 // committing, so nothing appears under path.
@@ -88,12 +89,35 @@ func (b *Bucket) Write(ctx context.Context, path string, r io.Reader, want, cont
 		// Set, so the driver opens at once (sniffing would buffer the first 512 bytes).
 		contentType = "application/octet-stream"
 	}
+	var h hash.Hash
+	if f, ok := r.(*os.File); ok {
+		// A local file (passed by a client on the server's machine): hashed first where the
+		// digest is needed (cloud storage keeps it with the object; a given one is checked
+		// now), then copied, and checked unchanged before the write commits.
+		lf, err := newLocalFile(f, b.name, path)
+		if err != nil {
+			return nil, err
+		}
+		if !b.folder || want != "" {
+			sum, err := lf.sha256()
+			if err != nil {
+				return nil, err
+			}
+			if want != "" && sum != want {
+				return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: %s: the content does not match sha256 %s (got %s); nothing was stored", b.name, path, want, sum)
+			}
+			want = sum
+		}
+		r = lf
+	} else if want != "" || !b.folder {
+		h = sha256.New()
+	}
 	if b.folder {
-		return b.writeFolder(ctx, path, r, want)
+		return b.writeFolder(ctx, path, r, want, h)
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	vr := &verifyingReader{r: r, h: sha256.New(), want: want, cancel: cancel}
+	vr := &verifyingReader{r: r, h: h, want: want, cancel: cancel}
 	opts := &blob.WriterOptions{ContentType: contentType}
 	if want != "" {
 		// Known before the first byte, so it goes with the object (S3 takes metadata only when
@@ -112,19 +136,18 @@ func (b *Bucket) Write(ctx context.Context, path string, r io.Reader, want, cont
 	if err != nil {
 		return nil, b.mapError("write", path, err)
 	}
-	f, err := b.Stat(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	f.SHA256 = hex.EncodeToString(vr.h.Sum(nil))
-	if f.Size != vr.n {
-		return nil, fmt.Errorf("datastore %q: %s: wrote %d bytes, the storage holds %d", b.name, path, vr.n, f.Size)
+	// What was written, without asking the storage again (a request per file): the time is
+	// the server's, and the MD5 shows in listings.
+	f := &atelier.DatastoreFile{Path: path, Size: vr.n, ModifiedAt: time.Now().UTC(), SHA256: want}
+	if h != nil {
+		f.SHA256 = hex.EncodeToString(h.Sum(nil))
 	}
 	return f, nil
 }
 
-// verifyingReader hashes what it reads. On the source's failure, or at EOF when the content
-// does not match want, it cancels the write before returning the error.
+// verifyingReader hashes what it reads (unless h is nil: a local file, hashed before). On the
+// source's failure, or at EOF when the content does not match want, it cancels the write
+// before returning the error.
 type verifyingReader struct {
 	r      io.Reader
 	h      hash.Hash
@@ -139,10 +162,12 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		return 0, v.err
 	}
 	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
+	if v.h != nil {
+		v.h.Write(p[:n])
+	}
 	v.n += int64(n)
 	switch {
-	case err == io.EOF && v.want != "":
+	case err == io.EOF && v.want != "" && v.h != nil:
 		if sum := hex.EncodeToString(v.h.Sum(nil)); sum != v.want {
 			v.err = atelier.Errorf(atelier.EINVALID, "the content does not match sha256 %s (got %s)", v.want, sum)
 		}

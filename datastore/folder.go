@@ -22,9 +22,9 @@ import (
 // sendfile. Nothing is hashed on the way unless the client asked for a check: the server
 // computes a folder's digests when a client compares (see Digest), so a write need not.
 
-// writeFolder writes r to path in a files datastore. want, when set, is checked before the
-// file becomes visible.
-func (b *Bucket) writeFolder(ctx context.Context, path string, r io.Reader, want string) (*atelier.DatastoreFile, error) {
+// writeFolder writes r to path in a files datastore. h, when set, hashes the content, which
+// must then match want before the file becomes visible.
+func (b *Bucket) writeFolder(ctx context.Context, path string, r io.Reader, want string, h hash.Hash) (*atelier.DatastoreFile, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var tmp *os.File
@@ -48,16 +48,14 @@ func (b *Bucket) writeFolder(ctx context.Context, path string, r io.Reader, want
 		w.Close()
 		return nil, err
 	}
-	var h hash.Hash
 	src := r
-	if want != "" {
-		h = sha256.New()
+	if h != nil {
 		src = io.TeeReader(r, h)
 	}
 	n, readErr, writeErr := copyToFile(tmp, src)
 	switch {
 	case readErr != nil:
-		return fail(readErr) // the client's stream failed: its error, not the storage's
+		return fail(readErr) // the client's stream failed (or its file changed): its error, not the storage's
 	case writeErr != nil:
 		return fail(b.mapError("write", path, writeErr))
 	case h != nil:
@@ -79,15 +77,27 @@ func (b *Bucket) writeFolder(ctx context.Context, path string, r io.Reader, want
 	return f, nil
 }
 
-// copyToFile copies r to f and tells a failure of the source (a client's stream) from one of
-// the destination (a full disk). A regular file is copied by the kernel; anything else in
-// reads of bufferSize.
+// copyToFile copies r to f and tells a failure of the source (a client's stream, a local file
+// that changed) from one of the destination (a full disk). A local file is copied by the
+// kernel; anything else in reads of bufferSize.
 func copyToFile(f *os.File, r io.Reader) (n int64, readErr, writeErr error) {
-	if src, ok := r.(*os.File); ok {
-		// copy_file_range, or splice: both ends are files, so an error is the storage's
-		// (the source was checked to be a regular file by whoever opened it).
-		n, err := f.ReadFrom(src)
-		return n, nil, err
+	if lf, ok := r.(*localFile); ok {
+		if _, err := lf.f.Seek(0, io.SeekStart); err != nil {
+			return 0, lf.readError(err), nil
+		}
+		// copy_file_range (both ends are files, so an error is the storage's), in chunks: the
+		// offset it moves is the client's progress.
+		for n < lf.id.size {
+			m, err := f.ReadFrom(io.LimitReader(lf.f, min(localChunk, lf.id.size-n)))
+			n += m
+			if err != nil {
+				return n, nil, err
+			}
+			if m == 0 {
+				return n, lf.changedError(), nil // shorter than it was
+			}
+		}
+		return n, lf.unchanged(), nil
 	}
 	buf := bufs.Get().(*[bufferSize]byte)
 	defer bufs.Put(buf)
@@ -107,6 +117,98 @@ func copyToFile(f *os.File, r io.Reader) (n int64, readErr, writeErr error) {
 			return n, err, nil
 		}
 	}
+}
+
+// localChunk is how much of a local file one copy_file_range copies.
+const localChunk = 16 << 20
+
+// localFile is a write's source that is a file of the server's machine, as a client passed it
+// over the server's Unix socket. It is read from its start to its size when opened, and its
+// Read fails at the end, before the write commits, when the file changed meanwhile (its size,
+// modification or change time, or inode), so that a file changed during the copy stores
+// nothing, as a broken stream does.
+type localFile struct {
+	f               *os.File
+	id              fileID
+	datastore, path string
+	// started is set once Read has sought the file's start; read counts the bytes it read.
+	started bool
+	read    int64
+}
+
+func newLocalFile(f *os.File, datastore, path string) (*localFile, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: %s: the file to store cannot be read: %v", datastore, path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: %s: the file to store is not a regular file", datastore, path)
+	}
+	id := fileID{size: fi.Size(), mod: fi.ModTime()}
+	id.ino, id.changed = inodeAndChange(fi)
+	return &localFile{f: f, id: id, datastore: datastore, path: path}, nil
+}
+
+// sha256 hashes the file from its start to its size, without moving its offset.
+func (l *localFile) sha256() (string, error) {
+	buf := bufs.Get().(*[bufferSize]byte)
+	defer bufs.Put(buf)
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, io.NewSectionReader(l.f, 0, l.id.size), buf[:])
+	if err != nil {
+		return "", l.readError(err)
+	}
+	if n != l.id.size {
+		return "", l.changedError()
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (l *localFile) Read(p []byte) (int, error) {
+	if !l.started {
+		l.started = true
+		if _, err := l.f.Seek(0, io.SeekStart); err != nil {
+			return 0, l.readError(err)
+		}
+	}
+	left := l.id.size - l.read
+	if left <= 0 {
+		if err := l.unchanged(); err != nil {
+			return 0, err
+		}
+		return 0, io.EOF
+	}
+	n, err := l.f.Read(p[:min(int64(len(p)), left)])
+	l.read += int64(n)
+	if err == io.EOF {
+		return n, l.changedError() // shorter than it was
+	}
+	if err != nil {
+		return n, l.readError(err)
+	}
+	return n, nil
+}
+
+// unchanged checks the file against what it was when opened.
+func (l *localFile) unchanged() error {
+	fi, err := l.f.Stat()
+	if err != nil {
+		return l.readError(err)
+	}
+	id := fileID{size: fi.Size(), mod: fi.ModTime()}
+	id.ino, id.changed = inodeAndChange(fi)
+	if !id.equal(l.id) {
+		return l.changedError()
+	}
+	return nil
+}
+
+func (l *localFile) changedError() error {
+	return atelier.Errorf(atelier.EINVALID, "datastore %q: %s: the file changed while it was copied; nothing was stored", l.datastore, l.path)
+}
+
+func (l *localFile) readError(err error) error {
+	return atelier.Errorf(atelier.EINVALID, "datastore %q: %s: reading the file to store: %v", l.datastore, l.path, err)
 }
 
 // openFolder opens path of a files datastore with its *os.File exposed to io.Copy (see

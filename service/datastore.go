@@ -218,6 +218,7 @@ func (s *Service) UpdateDatastoreCredentials(ctx context.Context, workspace, nam
 		return nil, err
 	}
 	d, err = s.store.UpdateDatastoreCredentials(ctx, workspace, name, sealed, creds.Names())
+	s.datastores.drop(datastoreKey(workspace, name))
 	if err != nil {
 		return nil, err
 	}
@@ -275,16 +276,9 @@ func (s *Service) DeleteDatastore(ctx context.Context, workspace, name string, f
 				name, strings.Join(ids, ", "), more)
 		}
 	}
-	return s.store.DeleteDatastore(ctx, workspace, name, force, atelier.DefaultDatastore)
-}
-
-// openDatastore opens a datastore's storage with its credentials.
-func (s *Service) openDatastore(ctx context.Context, workspace, name string) (atelier.DatastoreBucket, error) {
-	d, err := s.findDatastore(ctx, workspace, name)
-	if err != nil {
-		return nil, err
-	}
-	return s.openBucket(ctx, d)
+	err := s.store.DeleteDatastore(ctx, workspace, name, force, atelier.DefaultDatastore)
+	s.datastores.drop(datastoreKey(workspace, name))
+	return err
 }
 
 // openBucket opens a datastore found in the store, without authorization (the callers checked).

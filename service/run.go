@@ -82,6 +82,7 @@ func (s *Service) DeleteWorkspace(ctx context.Context, name string, force bool) 
 	}
 	err := s.store.DeleteWorkspace(ctx, name, force)
 	s.forgetRoles()
+	s.datastores.dropAll()
 	return err
 }
 

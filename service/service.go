@@ -25,6 +25,8 @@ type Service struct {
 	tokens sync.Map
 	users  sync.Map
 	roles  sync.Map
+	// datastores keeps datastores open briefly (see openDatastore).
+	datastores openedDatastores
 	// logins throttles failed logins (see Login).
 	logins *throttle
 	// PasswordCost is bcrypt's cost for new password hashes.

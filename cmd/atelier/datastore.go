@@ -370,8 +370,9 @@ before it is sent, and the server stores nothing if what arrives differs.`,
 			}
 			// Where the storage lists no MD5, the sha256 must travel with the file for the next
 			// upload to compare: so it is computed before sending. A folder's digests are the
-			// server's to compute, so there the file is sent at once, hashed on the way.
-			hashFirst := ds.Kind != atelier.DatastoreFiles
+			// server's to compute, and so is the digest of a file passed over the server's
+			// socket (it reads the file itself): then the file is sent at once.
+			hashFirst := ds.Kind != atelier.DatastoreFiles && !c.PassesFiles()
 			// What is there already, to skip unchanged files.
 			remote := map[string]*atelier.DatastoreFile{}
 			if !force {
@@ -538,8 +539,8 @@ func hashFile(p string, md5sum bool) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	buf := bigBufs.Get().(*[]byte)
-	defer bigBufs.Put(buf)
+	buf := hashBufs.Get().(*[]byte)
+	defer hashBufs.Put(buf)
 	h := sha256.New()
 	if md5sum {
 		h = md5.New()
@@ -619,21 +620,9 @@ DIR/<its base name>/..., 8 files at a time. Each file is written whole or not at
 				if err := os.MkdirAll(filepath.Dir(it.local), 0o755); err != nil {
 					return err
 				}
-				return writeFileAtomic(it.local, func(w io.Writer) error {
-					f, rc, err := c.OpenDatastoreFile(ctx, cfg.workspace, name, it.remote)
-					if err != nil {
+				return writeFileAtomic(it.local, func(w *os.File) error {
+					if _, err := c.DownloadDatastoreFile(ctx, cfg.workspace, name, it.remote, w, bar.add); err != nil {
 						return err
-					}
-					defer rc.Close()
-					// In reads of 1 MiB straight from the socket, not io.Copy's 32 KiB.
-					buf := bigBufs.Get().(*[]byte)
-					defer bigBufs.Put(buf)
-					n, err := io.CopyBuffer(struct{ io.Writer }{w}, bar.reader(rc), *buf)
-					if err != nil {
-						return fmt.Errorf("downloading %s: %w", it.remote, err)
-					}
-					if f.Size >= 0 && n != f.Size {
-						return fmt.Errorf("downloading %s: got %d of %d bytes", it.remote, n, f.Size)
 					}
 					count.Add(1)
 					return nil

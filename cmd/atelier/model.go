@@ -333,9 +333,8 @@ func (s *localFileStream) close() error {
 	return nil
 }
 
-// bigBufs are 1 MiB buffers: for hashing local files, and for downloads, read from the socket
-// in large pieces.
-var bigBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+// hashBufs are 1 MiB read buffers for hashing local files.
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 func modelListCmd(cfg *clientConfig) *cobra.Command {
 	var q atelier.ModelQuery
@@ -482,7 +481,7 @@ func modelDownloadCmd(cfg *clientConfig) *cobra.Command {
 			defer bar.done()
 			if asZip {
 				dest := filepath.Join(dir, v.Name+"-"+strconv.FormatInt(v.Version, 10)+".zip")
-				err = writeFileAtomic(dest, func(w io.Writer) error {
+				err = writeFileAtomic(dest, func(w *os.File) error {
 					return c.WriteModelZip(ctx, cfg.workspace, v.Ref(), &countingWriter{w: w, p: bar})
 				})
 			} else {
@@ -509,7 +508,7 @@ func downloadModelFiles(ctx context.Context, c *api.Client, workspace string, v 
 		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 			return err
 		}
-		return writeFileAtomic(dest, func(w io.Writer) error {
+		return writeFileAtomic(dest, func(w *os.File) error {
 			_, rc, err := c.OpenModelFile(ctx, workspace, v.Ref(), f.Path)
 			if err != nil {
 				return err
@@ -539,7 +538,7 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 }
 
 // writeFileAtomic writes dest through a temporary file renamed into place.
-func writeFileAtomic(dest string, write func(io.Writer) error) error {
+func writeFileAtomic(dest string, write func(*os.File) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(dest), ".download-*")
 	if err != nil {
 		return err

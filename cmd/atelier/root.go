@@ -1,9 +1,11 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/api"
@@ -36,7 +38,8 @@ scripts in a workspace served by one binary.
 
 Start a server with 'atelier server'; every other command is a client of it. Client
 settings come from flags or the environment:
-  --server      ATELIER_SERVER      (default http://127.0.0.1:8600)
+  --server      ATELIER_SERVER      (default: the socket of a server started here,
+                                    ./.atelier/atelier.sock, else http://127.0.0.1:8600)
   --token       ATELIER_TOKEN       (default: ./.atelier/admin-token when present)
   --workspace   ATELIER_WORKSPACE   (default "default")
 
@@ -46,7 +49,8 @@ Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&cfg.server, "server", envOr("ATELIER_SERVER", "http://127.0.0.1:8600"), "server URL")
+	pf.StringVar(&cfg.server, "server", os.Getenv("ATELIER_SERVER"),
+		"server URL: http(s)://HOST:PORT, or unix://PATH for a server's socket on this machine (default: see above)")
 	pf.StringVar(&cfg.token, "token", os.Getenv("ATELIER_TOKEN"), "API token")
 	pf.StringVarP(&cfg.workspace, "workspace", "w", envOr("ATELIER_WORKSPACE", atelier.DefaultWorkspace), "workspace")
 	pf.StringVarP(&cfg.output, "output", "o", "table", "output format: table or json")
@@ -68,7 +72,11 @@ func (cfg *clientConfig) client() (*api.Client, error) {
 		// A server started here with the default data directory leaves its admin token beside it.
 		token, _ = service.ReadTokenFile(filepath.Join(defaultDataDir, adminTokenFile))
 	}
-	c := api.NewClient(strings.TrimRight(cfg.server, "/"), token)
+	server := cfg.server
+	if server == "" {
+		server = defaultServer()
+	}
+	c := api.NewClient(strings.TrimRight(server, "/"), token)
 	c.UserAgent = "atelier-cli"
 	return c, nil
 }
@@ -81,4 +89,18 @@ func exactArgs(n int) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// defaultServer is the socket of a server started here with the default data directory, when
+// one answers there (files then pass to it without being copied through the CLI), else the
+// default address.
+func defaultServer() string {
+	socket, err := filepath.Abs(filepath.Join(defaultDataDir, socketFile))
+	if err == nil {
+		if c, err := net.DialTimeout("unix", socket, time.Second); err == nil {
+			c.Close()
+			return api.UnixScheme + socket
+		}
+	}
+	return "http://127.0.0.1:8600"
 }

@@ -30,12 +30,14 @@ import (
 const (
 	defaultDataDir = ".atelier"
 	adminTokenFile = "admin-token"
+	socketFile     = "atelier.sock"
 )
 
 // serverConfig is the server's configuration: defaults, then ATELIER_* variables, then flags.
 type serverConfig struct {
 	dataDir          string
 	addr             string
+	socket           string
 	logLevel         string
 	synchronous      string
 	snapshotMaxBytes int64
@@ -65,6 +67,8 @@ On first start it creates the workspace "default" and an administrator token, wr
 	f := cmd.Flags()
 	f.StringVar(&cfg.dataDir, "data", envOr("ATELIER_DATA", defaultDataDir), "data directory (env ATELIER_DATA)")
 	f.StringVar(&cfg.addr, "addr", envOr("ATELIER_ADDR", "127.0.0.1:8600"), "listen address (env ATELIER_ADDR)")
+	f.StringVar(&cfg.socket, "socket", envOr("ATELIER_SOCKET", "auto"),
+		"Unix socket for clients on this machine, which pass files to it instead of sending them: a path, auto (<data>/"+socketFile+") or off (env ATELIER_SOCKET)")
 	f.StringVar(&cfg.logLevel, "log-level", envOr("ATELIER_LOG_LEVEL", "info"), "debug, info, warn or error (env ATELIER_LOG_LEVEL)")
 	f.StringVar(&cfg.synchronous, "sync", envOr("ATELIER_SYNC", "NORMAL"),
 		"SQLite synchronous mode: NORMAL survives a crash of the server, FULL also a power loss (env ATELIER_SYNC)")
@@ -153,6 +157,14 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if err != nil {
 		return err
 	}
+	unixLn, err := listenSocket(cfg.socket, dataDir, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if unixLn != nil {
+		defer unixLn.Close() // removes the socket file, if the server stops before serving
+	}
 	svc.ServerURL = "http://" + ln.Addr().String()
 	sdkPath, err := python.Install(filepath.Join(dataDir, "sdk"))
 	if err != nil {
@@ -181,10 +193,15 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		Handler:           logRequests(log, handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       api.ConnContext, // files passed over the Unix socket
 	}
 	log.Info("atelier server listening", "addr", "http://"+ln.Addr().String(), "data", dataDir, "artifacts", artifacts.loc.String())
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if unixLn != nil {
+		log.Info("listening for local clients", "socket", api.UnixScheme+unixLn.Addr().String())
+		go func() { errc <- srv.Serve(unixLn) }()
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -215,6 +232,32 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 		log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.Status,
 			"duration", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr)
 	})
+}
+
+// listenSocket opens the server's Unix socket: spec is a path, "auto" (<data>/atelier.sock,
+// skipped with a warning where the path is too long for a socket) or "off".
+func listenSocket(spec, dataDir string, log *slog.Logger) (net.Listener, error) {
+	switch spec {
+	case "off", "":
+		return nil, nil
+	case "auto":
+		path := filepath.Join(dataDir, socketFile)
+		ln, err := api.ListenUnix(path)
+		if err != nil {
+			log.Warn("no Unix socket for local clients (they use TCP)", "socket", path, "err", err)
+			return nil, nil
+		}
+		return ln, nil
+	}
+	path, err := filepath.Abs(spec)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := api.ListenUnix(path)
+	if err != nil {
+		return nil, usagef("--socket: %v", err)
+	}
+	return ln, nil
 }
 
 func envInt(name string, def int) int {
