@@ -166,6 +166,8 @@ func main() {
 	var clients []client
 	for _, c := range []client{
 		{"tcp", serverEnv("http://" + addr)},
+		// The server's socket (atelier server --socket auto): the CLI passes files to it.
+		{"unix", serverEnv("unix://" + filepath.Join(data, "atelier.sock"))},
 	} {
 		if c.env != nil {
 			clients = append(clients, c)
