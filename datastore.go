@@ -390,6 +390,10 @@ type DatastoreService interface {
 	// needs force; the built-in one cannot be deleted.
 	DeleteDatastore(ctx context.Context, workspace, name string, force bool) error
 
+	// DatastoreAccess checks that the caller may read the datastore's files, or with write
+	// change them: nil, or the error a file operation would give (ENOTFOUND, EFORBIDDEN). A
+	// client asks before a long transfer, rather than fail at its first file.
+	DatastoreAccess(ctx context.Context, workspace, name string, write bool) error
 	WriteDatastoreFile(ctx context.Context, workspace, name, path string, r io.Reader, sha256, contentType string) (*DatastoreFile, error)
 	OpenDatastoreFile(ctx context.Context, workspace, name, path string) (*DatastoreFile, io.ReadCloser, error)
 	ListDatastoreFiles(ctx context.Context, workspace, name string, q DatastoreFileQuery) (*DatastoreFilePage, error)

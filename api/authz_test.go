@@ -267,6 +267,9 @@ var matrixBodies = map[string]string{
 	"PUT {ws}/secrets/{secret}":                       `{"value":"` + matrixSecretValue + `"}`,
 
 	"POST {ws}/datastores/{datastore}/digests": `{"paths":["data.csv"]}`,
+	// Over TCP a batch is refused (400) once the caller is known to have access.
+	"POST {ws}/datastores/{datastore}/uploads":   `{"files":[{"path":"data.csv"}]}`,
+	"POST {ws}/datastores/{datastore}/downloads": `{"files":[{"path":"data.csv"}]}`,
 }
 
 var patternParam = regexp.MustCompile(`\{([a-z]+)(\.\.\.)?\}`)

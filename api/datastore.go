@@ -25,9 +25,12 @@ func (s *Server) datastoreRoutes() []Route {
 		{Pattern: "POST " + ds + "/default", Policy: PolicyWrite, handler: s.setDefaultDatastore},
 		{Pattern: "GET " + ds + "/files", Policy: PolicyRead, handler: s.listDatastoreFiles},
 		{Pattern: "POST " + ds + "/digests", Policy: PolicyRead, handler: s.datastoreFileDigests},
+		{Pattern: "GET " + ds + "/access", Policy: PolicyRead, handler: s.datastoreAccess},
 		{Pattern: "PUT " + ds + "/files/{path...}", Policy: PolicyWrite, handler: s.uploadDatastoreFile},
 		{Pattern: "GET " + ds + "/files/{path...}", Policy: PolicyRead, handler: s.downloadDatastoreFile},
 		{Pattern: "DELETE " + ds + "/files/{path...}", Policy: PolicyWrite, handler: s.deleteDatastoreFile},
+		{Pattern: "POST " + ds + "/uploads", Policy: PolicyWrite, handler: s.uploadPassedFiles},
+		{Pattern: "POST " + ds + "/downloads", Policy: PolicyRead, handler: s.downloadPassedFiles},
 	}
 }
 
@@ -43,6 +46,30 @@ type DatastoreDigestRequest struct {
 
 type DatastoreDigests struct {
 	Files []*atelier.DatastoreFile `json:"files"`
+}
+
+// PassedBatch is the body of POST .../uploads and .../downloads, sent over the server's Unix
+// socket with one descriptor per file, in order (see LocalFileHeader): many small files in
+// one request, instead of a request each.
+type PassedBatch struct {
+	Files []PassedFile `json:"files"`
+}
+
+// PassedFile is a datastore file of a batch; SHA256, for an upload, is checked before the
+// file is stored.
+type PassedFile struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// PassedResults answers a batch: each file's attributes or its error, in order.
+type PassedResults struct {
+	Files []PassedResult `json:"files"`
+}
+
+type PassedResult struct {
+	File  *atelier.DatastoreFile `json:"file,omitempty"`
+	Error *ErrorResponse         `json:"error,omitempty"`
 }
 
 // DatastoreDeleted answers a delete of datastore files.
@@ -145,6 +172,18 @@ func (s *Server) datastoreFileDigests(w http.ResponseWriter, r *http.Request) er
 	return writeJSON(w, http.StatusOK, DatastoreDigests{Files: files})
 }
 
+func (s *Server) datastoreAccess(w http.ResponseWriter, r *http.Request) error {
+	write, err := queryBool(r, "write")
+	if err != nil {
+		return err
+	}
+	if err := s.svc.DatastoreAccess(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), write); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (s *Server) uploadDatastoreFile(w http.ResponseWriter, r *http.Request) error {
 	ctype := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ctype); err != nil || len(ctype) > 256 {
@@ -154,6 +193,9 @@ func (s *Server) uploadDatastoreFile(w http.ResponseWriter, r *http.Request) err
 	}
 	var body io.Reader = r.Body
 	if r.Header.Get(LocalFileHeader) != "" {
+		if err := s.svc.DatastoreAccess(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), true); err != nil {
+			return err
+		}
 		src, err := passedFile(r, false)
 		if err != nil {
 			return err
@@ -170,34 +212,27 @@ func (s *Server) uploadDatastoreFile(w http.ResponseWriter, r *http.Request) err
 }
 
 func (s *Server) downloadDatastoreFile(w http.ResponseWriter, r *http.Request) error {
-	var dst *os.File
 	if r.Header.Get(LocalFileHeader) != "" {
-		var err error
-		if dst, err = passedFile(r, true); err != nil {
+		// The client passed its file: written here, and the answer is the file's attributes.
+		if err := s.svc.DatastoreAccess(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), false); err != nil {
+			return err
+		}
+		dst, err := passedFile(r, true)
+		if err != nil {
 			return err
 		}
 		defer dst.Close()
+		f, err := s.copyToPassed(r, r.PathValue("path"), dst)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, f)
 	}
 	f, rc, err := s.svc.OpenDatastoreFile(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), r.PathValue("path"))
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	if dst != nil {
-		// The client passed its file: written here (by the kernel from a files datastore), and
-		// the answer is the file's attributes.
-		n, err := io.Copy(dst, rc)
-		if err != nil {
-			if atelier.ErrorCode(err) != atelier.EINTERNAL {
-				return err // the datastore's, already saying what and where
-			}
-			return atelier.Errorf(atelier.EINVALID, "datastore %q: %s: writing into the passed file: %v", r.PathValue("datastore"), f.Path, err)
-		}
-		if n != f.Size {
-			return fmt.Errorf("datastore %q: %s: copied %d of %d bytes", r.PathValue("datastore"), f.Path, n, f.Size)
-		}
-		return writeJSON(w, http.StatusOK, f)
-	}
 	w.Header().Set("Last-Modified", f.ModifiedAt.UTC().Format(http.TimeFormat))
 	if err := streamFile(w, &atelier.File{Path: f.Path, Size: f.Size}, rc); err != nil {
 		// The status is sent: a failure now can only cut the body short, which the client sees
@@ -205,6 +240,102 @@ func (s *Server) downloadDatastoreFile(w http.ResponseWriter, r *http.Request) e
 		s.log.Warn("streaming a datastore file", "datastore", r.PathValue("datastore"), "path", f.Path, "err", err)
 	}
 	return nil
+}
+
+// readPassedBatch reads a batch of uploads, or of downloads, and takes its descriptors.
+func (s *Server) readPassedBatch(w http.ResponseWriter, r *http.Request, download bool) (*PassedBatch, []*os.File, error) {
+	// Who may, before what is sent: a caller without access learns nothing of the input.
+	if err := s.svc.DatastoreAccess(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), !download); err != nil {
+		closeAll(passedLeft(r))
+		return nil, nil, err
+	}
+	var batch PassedBatch
+	if err := s.readJSON(w, r, &batch); err != nil {
+		return nil, nil, err
+	}
+	if len(batch.Files) == 0 || len(batch.Files) > MaxPassedFiles {
+		closeAll(passedLeft(r))
+		return nil, nil, atelier.Errorf(atelier.EINVALID, "a batch holds 1 to %d files, not %d", MaxPassedFiles, len(batch.Files))
+	}
+	for _, f := range batch.Files {
+		if err := atelier.ValidatePath(f.Path); err != nil {
+			closeAll(passedLeft(r))
+			return nil, nil, err
+		}
+	}
+	files, err := passedFiles(r, len(batch.Files), download, func(i int) string { return batch.Files[i].Path })
+	return &batch, files, err
+}
+
+// passedLeft takes what was passed with r, if anything, to be closed.
+func passedLeft(r *http.Request) []*os.File {
+	files, _ := takePassed(r)
+	return files
+}
+
+// uploadPassedFiles stores each passed file under its path: one failure does not stop the
+// others, and each is reported in the answer.
+func (s *Server) uploadPassedFiles(w http.ResponseWriter, r *http.Request) error {
+	batch, files, err := s.readPassedBatch(w, r, false)
+	if err != nil {
+		return err
+	}
+	defer closeAll(files)
+	out := PassedResults{Files: make([]PassedResult, len(files))}
+	for i, f := range files {
+		file, err := s.svc.WriteDatastoreFile(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), batch.Files[i].Path, f,
+			batch.Files[i].SHA256, "")
+		out.Files[i] = s.passedResult(r, file, err)
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// downloadPassedFiles writes each datastore file into the file passed for it.
+func (s *Server) downloadPassedFiles(w http.ResponseWriter, r *http.Request) error {
+	batch, files, err := s.readPassedBatch(w, r, true)
+	if err != nil {
+		return err
+	}
+	defer closeAll(files)
+	out := PassedResults{Files: make([]PassedResult, len(files))}
+	for i, dst := range files {
+		file, err := s.copyToPassed(r, batch.Files[i].Path, dst)
+		out.Files[i] = s.passedResult(r, file, err)
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// passedResult is a batch's answer for one file; internal errors are logged, not told.
+func (s *Server) passedResult(r *http.Request, f *atelier.DatastoreFile, err error) PassedResult {
+	if err == nil {
+		return PassedResult{File: f}
+	}
+	code := atelier.ErrorCode(err)
+	if code == atelier.EINTERNAL {
+		s.log.Error("batch file failed", "path", r.URL.Path, "err", err)
+	}
+	return PassedResult{Error: &ErrorResponse{Code: code, Message: atelier.ErrorMessage(err)}}
+}
+
+// copyToPassed writes the datastore file at path into dst, a file the client passed (by the
+// kernel from a files datastore).
+func (s *Server) copyToPassed(r *http.Request, path string, dst *os.File) (*atelier.DatastoreFile, error) {
+	f, rc, err := s.svc.OpenDatastoreFile(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), path)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	n, err := io.Copy(dst, rc)
+	if err != nil {
+		if atelier.ErrorCode(err) != atelier.EINTERNAL {
+			return nil, err // the datastore's, already saying what and where
+		}
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: %s: writing into the passed file: %v", r.PathValue("datastore"), f.Path, err)
+	}
+	if n != f.Size {
+		return nil, fmt.Errorf("datastore %q: %s: copied %d of %d bytes", r.PathValue("datastore"), f.Path, n, f.Size)
+	}
+	return f, nil
 }
 
 func (s *Server) deleteDatastoreFile(w http.ResponseWriter, r *http.Request) error {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -91,7 +92,7 @@ func (c *Client) WriteDatastoreFile(ctx context.Context, workspace, name, path s
 	case local && c.PassesFiles():
 		// The server reads the file itself; it refuses it if the file changes meanwhile.
 		req.Body, req.ContentLength = http.NoBody, 0
-		resp, err = c.passFile(req, l.f, l.progress)
+		resp, err = c.passFiles(req, []*os.File{l.f}, l.progress)
 	case local:
 		req.ContentLength = l.Size()
 		if l.Size() == 0 {
@@ -142,7 +143,7 @@ func (c *Client) DownloadDatastoreFile(ctx context.Context, workspace, name, pat
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.passFile(req, dst, progress)
+	resp, err := c.passFiles(req, []*os.File{dst}, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -255,4 +256,92 @@ func (c *Client) DeleteDatastoreFiles(ctx context.Context, workspace, name, path
 	}
 	var out DatastoreDeleted
 	return out.Deleted, c.call(ctx, "DELETE", datastorePath(workspace, name, "files", escapePath(path)), q, nil, &out)
+}
+
+// DatastoreAccess checks that the caller may read the datastore's files, or with write change
+// them.
+func (c *Client) DatastoreAccess(ctx context.Context, workspace, name string, write bool) error {
+	if err := atelier.ValidateName("datastore", name); err != nil {
+		return err
+	}
+	q := url.Values{}
+	if write {
+		q.Set("write", "true")
+	}
+	return c.call(ctx, "GET", datastorePath(workspace, name, "access"), q, nil, nil)
+}
+
+// PassedTransfer is one file of a batch over the Unix socket: its datastore path, the local
+// file (an upload's source, open for reading; a download's destination, empty and open for
+// writing) and, for an upload, the sha256 to check, if known.
+type PassedTransfer struct {
+	Path   string
+	File   *os.File
+	SHA256 string
+}
+
+// UploadPassedFiles stores up to MaxPassedFiles local files in one request over the server's
+// Unix socket (see PassesFiles): the server reads each file itself. It returns each file's
+// attributes or error, in order; err is the request's failure.
+func (c *Client) UploadPassedFiles(ctx context.Context, workspace, name string, files []PassedTransfer, progress func(int64)) ([]*atelier.DatastoreFile, []error, error) {
+	return c.passBatch(ctx, workspace, name, "uploads", files, progress)
+}
+
+// DownloadPassedFiles writes up to MaxPassedFiles datastore files into the local files given
+// for them, in one request over the server's Unix socket; as UploadPassedFiles.
+func (c *Client) DownloadPassedFiles(ctx context.Context, workspace, name string, files []PassedTransfer, progress func(int64)) ([]*atelier.DatastoreFile, []error, error) {
+	return c.passBatch(ctx, workspace, name, "downloads", files, progress)
+}
+
+func (c *Client) passBatch(ctx context.Context, workspace, name, op string, files []PassedTransfer, progress func(int64)) ([]*atelier.DatastoreFile, []error, error) {
+	if !c.PassesFiles() {
+		return nil, nil, atelier.Errorf(atelier.EINVALID, "files are passed only over the server's Unix socket (a unix:// server URL)")
+	}
+	if err := atelier.ValidateName("datastore", name); err != nil {
+		return nil, nil, err
+	}
+	if len(files) == 0 || len(files) > MaxPassedFiles {
+		return nil, nil, atelier.Errorf(atelier.EINVALID, "a batch holds 1 to %d files, not %d", MaxPassedFiles, len(files))
+	}
+	batch := PassedBatch{Files: make([]PassedFile, len(files))}
+	fds := make([]*os.File, len(files))
+	for i, f := range files {
+		if err := atelier.ValidatePath(f.Path); err != nil {
+			return nil, nil, err
+		}
+		batch.Files[i], fds[i] = PassedFile{Path: f.Path, SHA256: f.SHA256}, f.File
+	}
+	body, err := json.Marshal(batch)
+	if err != nil {
+		return nil, nil, err
+	}
+	req, err := c.newRequest(ctx, "POST", datastorePath(workspace, name, op), nil, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.passFiles(req, fds, progress)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	var out PassedResults
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, nil, fmt.Errorf("decoding the answer to a batch of %s: %w", op, err)
+	}
+	if len(out.Files) != len(files) {
+		return nil, nil, fmt.Errorf("the server answered %d of a batch of %d %s", len(out.Files), len(files), op)
+	}
+	got, errs := make([]*atelier.DatastoreFile, len(files)), make([]error, len(files))
+	for i, r := range out.Files {
+		switch {
+		case r.Error != nil:
+			errs[i] = &atelier.Error{Code: r.Error.Code, Message: r.Error.Message}
+		case r.File == nil:
+			errs[i] = fmt.Errorf("the server answered nothing for %s", files[i].Path)
+		default:
+			got[i] = r.File
+		}
+	}
+	return got, errs, nil
 }

@@ -11,7 +11,9 @@ import (
 	"testing"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/api"
 	"github.com/atelier-ml/atelier/datastore/datastoretest"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // secretValue is a credential that must never come back: not in a response, not in the
@@ -273,6 +275,38 @@ func TestDatastoreReregistered(t *testing.T) {
 		}
 		if _, err := c.WriteDatastoreFile(ctx, "default", "moving", "g.txt", strings.NewReader("x"), "", ""); atelier.ErrorCode(err) != atelier.ENOTFOUND {
 			t.Errorf("registration %d: a write after the delete: %v, want not found", i+1, err)
+		}
+	}
+}
+
+// DatastoreAccess answers what a transfer would meet: a Reader may read, not write; a
+// stranger does not see the workspace; a missing datastore is not found.
+func TestDatastoreAccess(t *testing.T) {
+	s := MustStack(t)
+	s.Service.PasswordCost = bcrypt.MinCost
+	ctx := Ctx(t)
+	if err := s.Client.CreateWorkspace(ctx, &atelier.Workspace{Name: "team"}); err != nil {
+		t.Fatal(err)
+	}
+	reader, _ := mustUserClient(t, s, "reader", "team", atelier.RoleReader)
+	writer, _ := mustUserClient(t, s, "writer", "team", atelier.RoleContributor)
+	stranger, _ := mustUserClient(t, s, "stranger", "default", atelier.RoleOwner)
+	for _, tc := range []struct {
+		name  string
+		c     *api.Client
+		ds    string
+		write bool
+		code  string
+	}{
+		{"reader reads", reader, "default", false, ""},
+		{"reader writes", reader, "default", true, atelier.EFORBIDDEN},
+		{"contributor writes", writer, "default", true, ""},
+		{"stranger reads", stranger, "default", false, atelier.ENOTFOUND},
+		{"missing datastore", writer, "nowhere", false, atelier.ENOTFOUND},
+	} {
+		err := tc.c.DatastoreAccess(ctx, "team", tc.ds, tc.write)
+		if atelier.ErrorCode(err) != tc.code && !(tc.code == "" && err == nil) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.code)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 )
 
@@ -20,8 +21,8 @@ func LocalFileOffset(l *LocalFile) int64 {
 // NewRawUnixRequester returns a function that sends a request with LocalFileHeader over c's
 // Unix socket, passing fds (any number, none included) with its first bytes, and returns the
 // answer's status and body.
-func NewRawUnixRequester(c *Client) func(ctx context.Context, method, path string, fds []*os.File) (int, string) {
-	return func(ctx context.Context, method, path string, fds []*os.File) (int, string) {
+func NewRawUnixRequester(c *Client) func(ctx context.Context, method, path string, fds []*os.File, body ...string) (int, string) {
+	return func(ctx context.Context, method, path string, fds []*os.File, body ...string) (int, string) {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "unix", c.socket)
 		if err != nil {
@@ -29,6 +30,10 @@ func NewRawUnixRequester(c *Client) func(ctx context.Context, method, path strin
 		}
 		defer conn.Close()
 		req, _ := http.NewRequestWithContext(ctx, method, "http://atelier"+path, http.NoBody)
+		if len(body) > 0 {
+			req, _ = http.NewRequestWithContext(ctx, method, "http://atelier"+path, strings.NewReader(body[0]))
+			req.Header.Set("Content-Type", "application/json")
+		}
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 		req.Header.Set(LocalFileHeader, "1")
 		var buf bytes.Buffer
@@ -49,7 +54,7 @@ func NewRawUnixRequester(c *Client) func(ctx context.Context, method, path strin
 			return 0, err.Error()
 		}
 		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
+		answer, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(answer)
 	}
 }

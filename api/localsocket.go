@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -66,17 +67,21 @@ func (l *unixListener) Accept() (net.Conn, error) {
 	return &fdConn{UnixConn: c}, nil
 }
 
-// fdConn is a server connection that keeps the descriptor a client passed with its request.
+// MaxPassedFiles bounds the descriptors one request passes (the kernel passes at most 253 in
+// a message).
+const MaxPassedFiles = 200
+
+// fdConn is a server connection that keeps the descriptors a client passed with its request.
 type fdConn struct {
 	*net.UnixConn
 	mu     sync.Mutex
-	passed *os.File
+	passed []*os.File
 }
 
-// Read reads like the connection's Read, keeping a passed descriptor. One at a time: others
-// are closed at once, so a client cannot pile descriptors up in the server.
+// Read reads like the connection's Read, keeping passed descriptors: at most MaxPassedFiles
+// not yet taken; more are closed at once, so a client cannot pile descriptors up in the server.
 func (c *fdConn) Read(b []byte) (int, error) {
-	var oob [64]byte
+	var oob [4096]byte
 	n, oobn, _, _, err := c.ReadMsgUnix(b, oob[:]) // MSG_CMSG_CLOEXEC: runs never inherit them
 	if oobn > 0 {
 		c.keep(oob[:oobn])
@@ -97,17 +102,17 @@ func (c *fdConn) keep(oob []byte) {
 			continue
 		}
 		for _, fd := range fds {
-			if c.passed != nil {
+			if len(c.passed) >= MaxPassedFiles {
 				syscall.Close(fd)
 				continue
 			}
-			c.passed = os.NewFile(uintptr(fd), "passed file")
+			c.passed = append(c.passed, os.NewFile(uintptr(fd), "passed file"))
 		}
 	}
 }
 
-// take hands the passed descriptor over to the caller, once.
-func (c *fdConn) take() *os.File {
+// take hands the passed descriptors over to the caller, once.
+func (c *fdConn) take() []*os.File {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f := c.passed
@@ -116,10 +121,14 @@ func (c *fdConn) take() *os.File {
 }
 
 func (c *fdConn) Close() error {
-	if f := c.take(); f != nil {
+	closeAll(c.take())
+	return c.UnixConn.Close()
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
 		f.Close()
 	}
-	return c.UnixConn.Close()
 }
 
 type fdConnKey struct{}
@@ -135,51 +144,85 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 
 // passedFile returns the regular file a client passed with r, checked for the access the
 // request needs: readable for an upload's source, writable (and not append-only) for a
-// download's destination.
+// download's destination. Other descriptors passed with it are closed.
 func passedFile(r *http.Request, write bool) (*os.File, error) {
+	files, err := takePassed(r)
+	if err != nil {
+		return nil, err
+	}
+	closeAll(files[1:])
+	if err := checkPassed(files[0], write); err != nil {
+		files[0].Close()
+		return nil, atelier.Errorf(atelier.EINVALID, "%s: the passed file %s", LocalFileHeader, err)
+	}
+	return files[0], nil
+}
+
+// passedFiles returns the n files a client passed with r for a batch, checked as by
+// passedFile; any other count is refused.
+func passedFiles(r *http.Request, n int, write bool, paths func(i int) string) ([]*os.File, error) {
+	files, err := takePassed(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) != n {
+		closeAll(files)
+		return nil, atelier.Errorf(atelier.EINVALID, "%s: %d descriptors came with the request for %d files", LocalFileHeader, len(files), n)
+	}
+	for i, f := range files {
+		if err := checkPassed(f, write); err != nil {
+			closeAll(files)
+			return nil, atelier.Errorf(atelier.EINVALID, "%s: the file passed for %s (number %d) %s", LocalFileHeader, paths(i), i+1, err)
+		}
+	}
+	return files, nil
+}
+
+func takePassed(r *http.Request) ([]*os.File, error) {
 	fc, _ := r.Context().Value(fdConnKey{}).(*fdConn)
 	if fc == nil {
 		return nil, atelier.Errorf(atelier.EINVALID, "%s: a file is passed only over the server's Unix socket", LocalFileHeader)
 	}
-	f := fc.take()
-	if f == nil {
+	files := fc.take()
+	if len(files) == 0 {
 		return nil, atelier.Errorf(atelier.EINVALID, "%s: no file descriptor came with the request", LocalFileHeader)
 	}
-	fail := func(format string, a ...any) (*os.File, error) {
-		f.Close()
-		return nil, atelier.Errorf(atelier.EINVALID, "%s: the passed file "+format, append([]any{LocalFileHeader}, a...)...)
-	}
+	return files, nil
+}
+
+// checkPassed says what is wrong with a passed descriptor, if anything.
+func checkPassed(f *os.File, write bool) error {
 	fi, err := f.Stat()
 	if err != nil {
-		return fail("cannot be read: %v", err)
+		return fmt.Errorf("cannot be read: %v", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fail("is not a regular file (%s)", fi.Mode().Type())
+		return fmt.Errorf("is not a regular file (%s)", fi.Mode().Type())
 	}
 	flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
 	if err != nil {
-		return fail("cannot be used: %v", err)
+		return fmt.Errorf("cannot be used: %v", err)
 	}
 	switch mode := flags & unix.O_ACCMODE; {
 	case write && mode == unix.O_RDONLY:
-		return fail("is not open for writing")
+		return errors.New("is not open for writing")
 	case write && flags&unix.O_APPEND != 0:
-		return fail("is open for appending")
+		return errors.New("is open for appending")
 	case !write && mode == unix.O_WRONLY:
-		return fail("is not open for reading")
+		return errors.New("is not open for reading")
 	}
-	return f, nil
+	return nil
 }
 
 // The client's side.
 
 type passKey struct{}
 
-// passingConn is a client connection whose first write carries a descriptor.
+// passingConn is a client connection whose first write carries descriptors.
 type passingConn struct {
 	*net.UnixConn
-	file *os.File
-	sent bool
+	files []*os.File
+	sent  bool
 }
 
 func (c *passingConn) Write(b []byte) (int, error) {
@@ -187,7 +230,11 @@ func (c *passingConn) Write(b []byte) (int, error) {
 		return c.UnixConn.Write(b)
 	}
 	c.sent = true
-	n, _, err := c.WriteMsgUnix(b, syscall.UnixRights(int(c.file.Fd())), nil)
+	fds := make([]int, len(c.files))
+	for i, f := range c.files {
+		fds[i] = int(f.Fd())
+	}
+	n, _, err := c.WriteMsgUnix(b, syscall.UnixRights(fds...), nil)
 	return n, err
 }
 
@@ -211,29 +258,29 @@ func unixTransports(socket string) (shared, passing *http.Transport) {
 			if err != nil {
 				return nil, err
 			}
-			f, _ := ctx.Value(passKey{}).(*os.File)
-			if f == nil {
+			files, _ := ctx.Value(passKey{}).([]*os.File)
+			if len(files) == 0 {
 				return c, nil
 			}
-			return &passingConn{UnixConn: c, file: f}, nil
+			return &passingConn{UnixConn: c, files: files}, nil
 		}}
 	return shared, passing
 }
 
-// passFile sends req over a new connection of the Unix socket, passing f with it.
-func (c *Client) passFile(req *http.Request, f *os.File, progress func(int64)) (*http.Response, error) {
+// passFiles sends req over a new connection of the Unix socket, passing files with it.
+func (c *Client) passFiles(req *http.Request, files []*os.File, progress func(int64)) (*http.Response, error) {
 	req.Header.Set(LocalFileHeader, "1")
-	req = req.WithContext(context.WithValue(req.Context(), passKey{}, f))
-	// The server moves the descriptor's offset as it copies: it is the progress.
-	stop := watchOffset(f, progress)
+	req = req.WithContext(context.WithValue(req.Context(), passKey{}, files))
+	// The server moves the descriptors' offsets as it copies: they are the progress.
+	stop := watchOffsets(files, progress)
 	resp, err := c.doWith(c.passing, req)
 	stop(err == nil)
 	return resp, err
 }
 
-// watchOffset reports the growth of f's offset to progress until stop; stop(true) reports what
-// is left to the file's end as done.
-func watchOffset(f *os.File, progress func(int64)) (stop func(done bool)) {
+// watchOffsets reports the growth of the files' offsets to progress until stop; stop(true)
+// reports what is left to their ends as done.
+func watchOffsets(files []*os.File, progress func(int64)) (stop func(done bool)) {
 	if progress == nil {
 		return func(bool) {}
 	}
@@ -259,9 +306,13 @@ func watchOffset(f *os.File, progress func(int64)) (stop func(done bool)) {
 			case <-quit:
 				return
 			case <-tick.C:
-				if off, err := f.Seek(0, io.SeekCurrent); err == nil {
-					report(off)
+				var sum int64
+				for _, f := range files {
+					if off, err := f.Seek(0, io.SeekCurrent); err == nil {
+						sum += off
+					}
 				}
+				report(sum)
 			}
 		}
 	}()
@@ -269,9 +320,13 @@ func watchOffset(f *os.File, progress func(int64)) (stop func(done bool)) {
 		close(quit)
 		wg.Wait()
 		if done {
-			if fi, err := f.Stat(); err == nil {
-				report(fi.Size())
+			var sum int64
+			for _, f := range files {
+				if fi, err := f.Stat(); err == nil {
+					sum += fi.Size()
+				}
 			}
+			report(sum)
 		}
 	}
 }

@@ -203,3 +203,99 @@ func TestLocalSocketBadInput(t *testing.T) {
 		t.Errorf("five descriptors: %d %s", status, body)
 	}
 }
+
+// Many files in one request over the socket: each stored or written whole, with its own error
+// where it fails, and the batch refused whole when its descriptors do not match its files.
+func TestLocalSocketBatches(t *testing.T) {
+	s := MustStack(t)
+	c, ctx := MustUnixClient(t, s), Ctx(t)
+	dir := t.TempDir()
+	var up []api.PassedTransfer
+	var contents [][]byte
+	for i := 0; i < 5; i++ {
+		content := datastoretest.Content(uint64(10+i), 1000*i+1)
+		path := filepath.Join(dir, "in", string(rune('a'+i)))
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		contents = append(contents, content)
+		up = append(up, api.PassedTransfer{Path: "batch/" + string(rune('a'+i)), File: f})
+	}
+	up[3].SHA256 = datastoretest.Sum([]byte("not its content"))
+	var reported int64
+	got, errs, err := c.UploadPassedFiles(ctx, "default", "default", up, func(n int64) { reported += n })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range up {
+		if i == 3 {
+			if atelier.ErrorCode(errs[i]) != atelier.EINVALID || got[i] != nil {
+				t.Errorf("file 4, with a wrong sha256: %+v, %v; want it refused", got[i], errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil || got[i].Size != int64(len(contents[i])) {
+			t.Errorf("file %d: %+v, %v", i+1, got[i], errs[i])
+		}
+	}
+	if reported == 0 {
+		t.Errorf("no progress reported")
+	}
+
+	// Downloads: the stored ones, and one missing.
+	var down []api.PassedTransfer
+	for i, p := range []string{"batch/a", "batch/e", "batch/missing"} {
+		f, err := os.Create(filepath.Join(dir, "out"+string(rune('0'+i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		down = append(down, api.PassedTransfer{Path: p, File: f})
+	}
+	got, errs, err = c.DownloadPassedFiles(ctx, "default", "default", down, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range [][]byte{contents[0], contents[4]} {
+		if errs[i] != nil || got[i].Size != int64(len(want)) {
+			t.Errorf("download %d: %+v, %v", i+1, got[i], errs[i])
+		}
+		if b, _ := os.ReadFile(down[i].File.Name()); !bytes.Equal(b, want) {
+			t.Errorf("download %d: %d bytes that differ from the %d stored", i+1, len(b), len(want))
+		}
+	}
+	if atelier.ErrorCode(errs[2]) != atelier.ENOTFOUND {
+		t.Errorf("download of a missing file: %v, want not found", errs[2])
+	}
+
+	// Refused whole: more descriptors than files, a bad path, too many files, over TCP.
+	raw := api.NewRawUnixRequester(c)
+	f, _ := os.Open(filepath.Join(dir, "in", "a"))
+	defer f.Close()
+	for _, tc := range []struct {
+		name, body string
+		fds        []*os.File
+		want       string
+	}{
+		{"two descriptors for one file", `{"files":[{"path":"x"}]}`, []*os.File{f, f}, "2 descriptors came with the request for 1 files"},
+		{"a path that escapes", `{"files":[{"path":"../x"}]}`, []*os.File{f}, "path"},
+		{"no files", `{"files":[]}`, []*os.File{f}, "a batch holds 1 to"},
+	} {
+		status, body := raw(ctx, "POST", "/api/v1/workspaces/default/datastores/default/uploads", tc.fds, tc.body)
+		if status != 400 || !strings.Contains(body, tc.want) {
+			t.Errorf("%s: %d %s, want 400 with %q", tc.name, status, body, tc.want)
+		}
+	}
+	if _, _, err := s.Client.UploadPassedFiles(ctx, "default", "default", up[:1], nil); atelier.ErrorCode(err) != atelier.EINVALID {
+		t.Errorf("a batch over TCP: %v, want refused", err)
+	}
+	if _, _, err := c.UploadPassedFiles(ctx, "default", "default", make([]api.PassedTransfer, api.MaxPassedFiles+1), nil); atelier.ErrorCode(err) != atelier.EINVALID {
+		t.Errorf("a batch of too many files: %v, want refused", err)
+	}
+}

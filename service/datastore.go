@@ -293,6 +293,18 @@ func (s *Service) openBucket(ctx context.Context, d *atelier.Datastore) (atelier
 	return s.Datastores.OpenDatastore(ctx, d, creds)
 }
 
+// DatastoreAccess checks that the caller may read the datastore's files, or with write change
+// them.
+func (s *Service) DatastoreAccess(ctx context.Context, workspace, name string, write bool) error {
+	if write {
+		if err := s.authorizeManage(ctx, workspace); err != nil {
+			return err
+		}
+	}
+	_, err := s.findDatastore(ctx, workspace, name)
+	return err
+}
+
 // WriteDatastoreFile streams r into a datastore file; a given sha256 is checked before the
 // file becomes visible.
 func (s *Service) WriteDatastoreFile(ctx context.Context, workspace, name, p string, r io.Reader, sha256, contentType string) (*atelier.DatastoreFile, error) {

@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/atelier-ml/atelier"
@@ -368,6 +369,10 @@ before it is sent, and the server stores nothing if what arrives differs.`,
 			if err != nil {
 				return err
 			}
+			// Refused now rather than after reading and hashing what would go up.
+			if err := c.DatastoreAccess(ctx, cfg.workspace, name, true); err != nil {
+				return err
+			}
 			// Where the storage lists no MD5, the sha256 must travel with the file for the next
 			// upload to compare: so it is computed before sending. A folder's digests are the
 			// server's to compute, and so is the digest of a file passed over the server's
@@ -398,56 +403,20 @@ before it is sent, and the server stores nothing if what arrives differs.`,
 			var res UploadResult
 			var uploaded, skipped, bytesUp atomic.Int64
 			bar := newProgress(os.Stderr, "uploading to "+name, progressThreshold(total))
-			err = parallel(ctx, 8, items, func(ctx context.Context, it *uploadItem) error {
-				var sum string
-				if r := remote[it.remote]; r != nil && r.Size == it.size && (r.MD5 != "" || r.SHA256 != "") {
-					// Only the digest compared: a second read, for the sha256, only when the file
-					// changed.
-					withMD5 := r.MD5 != ""
-					got, err := hashFile(it.local, withMD5)
-					if err != nil {
+			up := &uploader{c: c, workspace: cfg.workspace, datastore: name, remote: remote, hashFirst: hashFirst, bar: bar,
+				sent:    func(it *uploadItem) { uploaded.Add(1); bytesUp.Add(it.size) },
+				skipped: func(it *uploadItem) { skipped.Add(1); bar.add(it.size) }}
+			if c.PassesFiles() {
+				err = up.passAll(ctx, items)
+			} else {
+				err = parallel(ctx, 8, items, func(ctx context.Context, it *uploadItem) error {
+					sum, skip, err := up.compare(it)
+					if err != nil || skip {
 						return err
 					}
-					if (withMD5 && got == r.MD5) || (!withMD5 && got == r.SHA256) {
-						skipped.Add(1)
-						bar.add(it.size)
-						return nil
-					}
-					if !withMD5 {
-						sum = got
-					}
-				}
-				if sum == "" && hashFirst {
-					// Sent with the file: the server refuses content that differs, and stores the
-					// digest with it, so that the next upload can skip it.
-					var err error
-					if sum, err = hashFile(it.local, false); err != nil {
-						return err
-					}
-				}
-				fh, err := api.OpenLocalFile(it.local, bar.add)
-				if err != nil {
-					return err
-				}
-				defer fh.Close()
-				f, err := c.WriteDatastoreFile(ctx, cfg.workspace, name, it.remote, fh, sum, "")
-				if fh.Changed() != nil {
-					// The request was cut short, so the server stored nothing.
-					return fmt.Errorf("uploading %s: %w: nothing was stored", it.local, fh.Changed())
-				}
-				if atelier.ErrorCode(err) == atelier.EINVALID && strings.Contains(atelier.ErrorMessage(err), "does not match sha256") {
-					return fmt.Errorf("uploading %s: the file changed after it was read: nothing was stored", it.local)
-				}
-				if err != nil {
-					return fmt.Errorf("uploading %s: %w", it.local, err)
-				}
-				if sum != "" && f.SHA256 != "" && f.SHA256 != sum {
-					return fmt.Errorf("uploading %s: the server stored content with sha256 %s, the file has %s (did it change during the upload?)", it.local, f.SHA256, sum)
-				}
-				uploaded.Add(1)
-				bytesUp.Add(it.size)
-				return nil
-			})
+					return up.send(ctx, it, sum)
+				})
+			}
 			bar.done()
 			res.Uploaded, res.Skipped, res.Bytes = int(uploaded.Load()), int(skipped.Load()), bytesUp.Load()
 			if err != nil {
@@ -463,6 +432,157 @@ before it is sent, and the server stores nothing if what arrives differs.`,
 	cmd.Flags().StringVar(&target, "target", "", "where in the datastore (default: SRC's base name)")
 	cmd.Flags().BoolVar(&force, "force", false, "upload every file, even unchanged ones")
 	return cmd
+}
+
+// uploader sends the files of one upload command.
+type uploader struct {
+	c                    *api.Client
+	workspace, datastore string
+	// remote is what the datastore holds already (with digests where known), by path.
+	remote    map[string]*atelier.DatastoreFile
+	hashFirst bool
+	bar       *progress
+	sent      func(*uploadItem)
+	skipped   func(*uploadItem)
+}
+
+// compare tells whether it is unchanged in the datastore (then counted as skipped), and
+// returns the sha256 to send with it, when one was computed or is needed (hashFirst).
+func (u *uploader) compare(it *uploadItem) (sum string, skip bool, err error) {
+	if r := u.remote[it.remote]; r != nil && r.Size == it.size && (r.MD5 != "" || r.SHA256 != "") {
+		// Only the digest compared: a second read, for the sha256, only when the file changed.
+		withMD5 := r.MD5 != ""
+		got, err := hashFile(it.local, withMD5)
+		if err != nil {
+			return "", false, err
+		}
+		if (withMD5 && got == r.MD5) || (!withMD5 && got == r.SHA256) {
+			u.skipped(it)
+			return "", true, nil
+		}
+		if !withMD5 {
+			sum = got
+		}
+	}
+	if sum == "" && u.hashFirst {
+		// Sent with the file: the server refuses content that differs, and stores the digest
+		// with it, so that the next upload can skip it.
+		if sum, err = hashFile(it.local, false); err != nil {
+			return "", false, err
+		}
+	}
+	return sum, false, nil
+}
+
+// send uploads one file (over the Unix socket, passed as a descriptor).
+func (u *uploader) send(ctx context.Context, it *uploadItem, sum string) error {
+	fh, err := api.OpenLocalFile(it.local, u.bar.add)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	f, err := u.c.WriteDatastoreFile(ctx, u.workspace, u.datastore, it.remote, fh, sum, "")
+	if fh.Changed() != nil {
+		// The request was cut short, so the server stored nothing.
+		return fmt.Errorf("uploading %s: %w: nothing was stored", it.local, fh.Changed())
+	}
+	if err := uploadError(it, err); err != nil {
+		return err
+	}
+	if sum != "" && f.SHA256 != "" && f.SHA256 != sum {
+		return fmt.Errorf("uploading %s: the server stored content with sha256 %s, the file has %s (did it change during the upload?)", it.local, f.SHA256, sum)
+	}
+	u.sent(it)
+	return nil
+}
+
+// uploadError says what failed in uploading it, if anything.
+func uploadError(it *uploadItem, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case atelier.ErrorCode(err) == atelier.EINVALID && strings.Contains(atelier.ErrorMessage(err), "does not match sha256"):
+		return fmt.Errorf("uploading %s: the file changed after it was read: nothing was stored", it.local)
+	}
+	return fmt.Errorf("uploading %s: %w", it.local, err)
+}
+
+// passAll uploads items over the server's Unix socket: the changed ones are found first, then
+// small files go many to a request (one descriptor each), big ones alone.
+func (u *uploader) passAll(ctx context.Context, items []*uploadItem) error {
+	var mu sync.Mutex
+	var changed []passedItem
+	err := parallel(ctx, 8, items, func(ctx context.Context, it *uploadItem) error {
+		sum, skip, err := u.compare(it)
+		if err == nil && !skip {
+			mu.Lock()
+			changed = append(changed, passedItem{it, sum})
+			mu.Unlock()
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return parallel(ctx, 8, batches(changed, func(p passedItem) int64 { return p.size }), func(ctx context.Context, batch []passedItem) error {
+		if len(batch) == 1 {
+			return u.send(ctx, batch[0].uploadItem, batch[0].sum)
+		}
+		files := make([]api.PassedTransfer, len(batch))
+		for i, p := range batch {
+			f, err := os.Open(p.local)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			files[i] = api.PassedTransfer{Path: p.remote, File: f, SHA256: p.sum}
+		}
+		_, errs, err := u.c.UploadPassedFiles(ctx, u.workspace, u.datastore, files, u.bar.add)
+		if err != nil {
+			return fmt.Errorf("uploading %s and %d more: %w", batch[0].local, len(batch)-1, err)
+		}
+		for i, p := range batch {
+			if err := uploadError(p.uploadItem, errs[i]); err != nil {
+				return err
+			}
+			u.sent(p.uploadItem)
+		}
+		return nil
+	})
+}
+
+type passedItem struct {
+	*uploadItem
+	sum string
+}
+
+// Files passed over the Unix socket go many to a request when smaller than passAlone, at
+// most passBatch to a request (each is an open descriptor on both sides), and spread over the
+// transfers in parallel.
+const (
+	passAlone = 16 << 20
+	passBatch = 64
+)
+
+// batches groups items for passing: big ones alone, the others in up to passBatch, in about as
+// many batches as transfers run in parallel (8).
+func batches[T any](items []T, size func(T) int64) [][]T {
+	var out [][]T
+	var small []T
+	for _, it := range items {
+		if size(it) >= passAlone {
+			out = append(out, []T{it})
+		} else {
+			small = append(small, it)
+		}
+	}
+	per := min(max((len(small)+7)/8, 1), passBatch)
+	for len(small) > 0 {
+		n := min(per, len(small))
+		out = append(out, small[:n])
+		small = small[n:]
+	}
+	return out
 }
 
 // scanUpload lists what to upload and the datastore path it goes to (root: the file's path, or
@@ -598,25 +718,24 @@ DIR/<its base name>/..., 8 files at a time. Each file is written whole or not at
 			if err != nil {
 				return err
 			}
-			type item struct{ remote, local string }
-			var items []item
+			var items []downloadItem
 			var total int64
 			base := path.Base(p)
 			if len(files) == 0 {
-				items = []item{{remote: p, local: filepath.Join(dir, base)}}
+				items = []downloadItem{{remote: p, local: filepath.Join(dir, base)}}
 			}
 			for _, f := range files {
 				rel := strings.TrimPrefix(f.Path, p+"/")
 				if err := atelier.ValidatePath(rel); err != nil {
 					return fmt.Errorf("datastore %q holds %q, which cannot be a local file name: %s", name, f.Path, atelier.ErrorMessage(err))
 				}
-				items = append(items, item{remote: f.Path, local: filepath.Join(dir, base, filepath.FromSlash(rel))})
+				items = append(items, downloadItem{remote: f.Path, local: filepath.Join(dir, base, filepath.FromSlash(rel)), size: f.Size})
 				total += f.Size
 			}
 			bar := newProgress(os.Stderr, "downloading from "+name, progressThreshold(total))
 			defer bar.done()
 			var count atomic.Int64
-			err = parallel(ctx, 8, items, func(ctx context.Context, it item) error {
+			one := func(ctx context.Context, it downloadItem) error {
 				if err := os.MkdirAll(filepath.Dir(it.local), 0o755); err != nil {
 					return err
 				}
@@ -627,7 +746,21 @@ DIR/<its base name>/..., 8 files at a time. Each file is written whole or not at
 					count.Add(1)
 					return nil
 				})
-			})
+			}
+			if c.PassesFiles() {
+				// Over the server's Unix socket small files go many to a request.
+				sizeOf := func(it downloadItem) int64 { return it.size }
+				err = parallel(ctx, 8, batches(items, sizeOf), func(ctx context.Context, batch []downloadItem) error {
+					if len(batch) == 1 {
+						return one(ctx, batch[0])
+					}
+					n, err := downloadPassed(ctx, c, cfg.workspace, name, batch, bar.add)
+					count.Add(int64(n))
+					return err
+				})
+			} else {
+				err = parallel(ctx, 8, items, one)
+			}
 			if err != nil {
 				return err
 			}
@@ -640,6 +773,59 @@ DIR/<its base name>/..., 8 files at a time. Each file is written whole or not at
 	}
 	cmd.Flags().StringVarP(&dir, "dir", "d", ".", "destination folder")
 	return cmd
+}
+
+// downloadItem is a datastore file and where it goes.
+type downloadItem struct {
+	remote, local string
+	size          int64
+}
+
+// downloadPassed downloads a batch of files over the server's Unix socket, each into a
+// temporary file renamed into place once whole; it returns how many it downloaded.
+func downloadPassed(ctx context.Context, c *api.Client, workspace, name string, batch []downloadItem, progress func(int64)) (int, error) {
+	files := make([]api.PassedTransfer, len(batch))
+	for i, it := range batch {
+		if err := os.MkdirAll(filepath.Dir(it.local), 0o755); err != nil {
+			return 0, err
+		}
+		tmp, err := os.CreateTemp(filepath.Dir(it.local), ".download-*")
+		if err != nil {
+			return 0, err
+		}
+		defer os.Remove(tmp.Name()) // fails once renamed
+		defer tmp.Close()
+		files[i] = api.PassedTransfer{Path: it.remote, File: tmp}
+	}
+	got, errs, err := c.DownloadPassedFiles(ctx, workspace, name, files, progress)
+	if err != nil {
+		return 0, err
+	}
+	done := 0
+	for i, it := range batch {
+		if errs[i] != nil {
+			return done, errs[i]
+		}
+		tmp := files[i].File
+		if fi, err := tmp.Stat(); err != nil || fi.Size() != got[i].Size {
+			return done, fmt.Errorf("downloading %s: the server wrote %d bytes, the file holds %v", it.remote, got[i].Size, statSize(fi, err))
+		}
+		if err := tmp.Close(); err != nil {
+			return done, err
+		}
+		if err := os.Rename(tmp.Name(), it.local); err != nil {
+			return done, err
+		}
+		done++
+	}
+	return done, nil
+}
+
+func statSize(fi os.FileInfo, err error) any {
+	if err != nil {
+		return err
+	}
+	return fi.Size()
 }
 
 func datastoreLsCmd(cfg *clientConfig) *cobra.Command {
