@@ -352,7 +352,13 @@ datastores, S3 multipart uploads, Azure blobs written in blocks), with the sha25
 reports (stored with each file this command uploads; computed by the server for a files
 datastore). A file whose digest cannot be had (written by another program to S3 in parts) is
 uploaded again; --force uploads everything. Except to a files datastore, each file is hashed
-before it is sent, and the server stores nothing if what arrives differs.`,
+before it is sent, and the server stores nothing if what arrives differs. A file that changes
+while it is sent is refused, and nothing is stored under its name.
+
+Over the server's Unix socket (--server unix://PATH, or the socket of a server started in this
+directory) the files are not sent: each is passed to the server as an open descriptor and the
+server copies it itself (for a files datastore, by the kernel, as cp does), small files many
+to a request; the server then computes the digests cloud storage keeps.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, src := args[0], filepath.Clean(args[1])
@@ -702,7 +708,10 @@ func datastoreDownloadCmd(cfg *clientConfig) *cobra.Command {
 		Use:   "download NAME PATH -d DIR",
 		Short: "Download a file or a folder of a datastore",
 		Long: `Download PATH of the datastore NAME into DIR: a file as DIR/<its base name>, a folder as
-DIR/<its base name>/..., 8 files at a time. Each file is written whole or not at all.`,
+DIR/<its base name>/..., 8 files at a time. Each file is written whole or not at all.
+
+Over the server's Unix socket (see 'atelier datastore upload --help') the server writes each
+file into a temporary file the command passes it, small files many to a request.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, p := args[0], strings.Trim(args[1], "/")

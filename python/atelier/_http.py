@@ -88,6 +88,24 @@ def quote_seg(s):
     return urllib.parse.quote(str(s), safe="")
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the server's Unix socket."""
+
+    def __init__(self, path, timeout=None):
+        super().__init__("atelier", timeout=timeout)
+        self._path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self._path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
 class Client:
     """Talks to one atelier server with one token. Each thread keeps its own keep-alive
     connection, so the background metric sender and the script never share a socket."""
@@ -97,16 +115,20 @@ class Client:
             raise ValueError("the atelier server URL is required")
         if "://" not in server:
             server = "http://" + server
-        u = urllib.parse.urlsplit(server)
-        if u.scheme not in ("http", "https"):
-            raise ValueError("unsupported server URL %r: use http:// or https://" % server)
         self.server = server.rstrip("/")
         self.token = token or ""
         self.timeout = timeout
+        self._local = threading.local()
+        if server.startswith("unix://"):
+            # The server's Unix socket on this machine (unix:///path/to/atelier.sock).
+            self._scheme, self._netloc, self._prefix = "unix", server[len("unix://"):], ""
+            return
+        u = urllib.parse.urlsplit(server)
+        if u.scheme not in ("http", "https"):
+            raise ValueError("unsupported server URL %r: use http://, https:// or unix://" % server)
         self._scheme = u.scheme
         self._netloc = u.netloc
         self._prefix = u.path.rstrip("/")
-        self._local = threading.local()
 
     def __repr__(self):
         return "Client(%r)" % self.server
@@ -114,6 +136,8 @@ class Client:
     # connections
 
     def _new_conn(self, timeout=None):
+        if self._scheme == "unix":
+            return _UnixConnection(self._netloc, timeout=timeout or self.timeout)
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
         return cls(self._netloc, timeout=timeout or self.timeout)
 

@@ -24,6 +24,10 @@ def _free_port():
         return s.getsockname()[1]
 
 
+# What else the session's server offers: "socket", the path of its Unix socket.
+SERVER = {}
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """(base URL, admin token) of a running atelier server."""
@@ -51,6 +55,7 @@ def server(tmp_path_factory):
                 raise RuntimeError("atelier server did not start:\n" + (tmp / "server.log").read_text())
             time.sleep(0.05)
         token = (data / "admin-token").read_text().strip()
+        SERVER["socket"] = str(data / "atelier.sock")
         yield url, token
     finally:
         proc.terminate()

@@ -17,7 +17,7 @@ import pytest
 import atelier
 from atelier import AtelierError, Datastore
 from atelier import datastore as dsmod
-from conftest import _free_port, api
+from conftest import SERVER, _free_port, api
 
 
 def unique(prefix):
@@ -367,3 +367,19 @@ def test_s3_round_trip(ws, tmp_path, s3, monkeypatch):
 def test_exports():
     assert atelier.Datastore is Datastore
     assert {"Datastore", "UploadResult", "DownloadResult"} <= set(atelier.__all__)
+
+
+def test_over_unix_socket(ws, tmp_path):
+    """The SDK reaches the server over its Unix socket too (ATELIER_SERVER=unix:///...)."""
+    local = atelier.Workspace("unix://" + SERVER["socket"], ws._client.token, "default")
+    assert local.server.startswith("unix://")
+    ds = Datastore.get(local, "default")
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f.bin").write_bytes(os.urandom(300000))
+    target = unique("unix")
+    res = ds.upload(str(src), target_path=target, show_progress=False)
+    assert (res.uploaded, res.skipped) == (1, 0)
+    out = tmp_path / "out"
+    assert ds.download(str(out), prefix=target, show_progress=False) == 1
+    assert (out / target / "sub" / "f.bin").read_bytes() == (src / "sub" / "f.bin").read_bytes()
