@@ -149,6 +149,17 @@ func remoteHost(r *http.Request) string {
 	return r.RemoteAddr
 }
 
+// auditFile records one file of a batch upload as the PUT of that file would be recorded.
+func (s *Server) auditFile(r *http.Request, path string, status int) {
+	p := atelier.PrincipalFromContext(r.Context())
+	if s.audit == nil || p == nil {
+		return
+	}
+	s.audit.RecordAudit(r.Context(), &atelier.AuditEntry{Workspace: r.PathValue("workspace"), User: p.Name, Kind: p.Kind,
+		TokenID: p.TokenID, Method: http.MethodPut, Path: datastorePath(r.PathValue("workspace"), r.PathValue("datastore"), "files", escapePath(path)),
+		Status: status, Remote: remoteHost(r)})
+}
+
 func (s *Server) recordAudit(r *http.Request, p *atelier.Principal, status int) {
 	if status == 0 {
 		status = http.StatusOK

@@ -1,11 +1,13 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"os"
+	"syscall"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -201,6 +203,11 @@ func (s *Server) uploadDatastoreFile(w http.ResponseWriter, r *http.Request) err
 			return err
 		}
 		defer src.Close()
+		release, err := s.startPassing(r.Context())
+		if err != nil {
+			return err
+		}
+		defer release()
 		body = src
 	}
 	f, err := s.svc.WriteDatastoreFile(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), r.PathValue("path"), body,
@@ -222,6 +229,11 @@ func (s *Server) downloadDatastoreFile(w http.ResponseWriter, r *http.Request) e
 			return err
 		}
 		defer dst.Close()
+		release, err := s.startPassing(r.Context())
+		if err != nil {
+			return err
+		}
+		defer release()
 		f, err := s.copyToPassed(r, r.PathValue("path"), dst)
 		if err != nil {
 			return err
@@ -243,62 +255,73 @@ func (s *Server) downloadDatastoreFile(w http.ResponseWriter, r *http.Request) e
 }
 
 // readPassedBatch reads a batch of uploads, or of downloads, and takes its descriptors.
-func (s *Server) readPassedBatch(w http.ResponseWriter, r *http.Request, download bool) (*PassedBatch, []*os.File, error) {
+// The caller must call done when it is through with the files.
+func (s *Server) readPassedBatch(w http.ResponseWriter, r *http.Request, download bool) (batch *PassedBatch, files []*os.File, done func(), err error) {
 	// Who may, before what is sent: a caller without access learns nothing of the input.
 	if err := s.svc.DatastoreAccess(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), !download); err != nil {
-		closeAll(passedLeft(r))
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	var batch PassedBatch
-	if err := s.readJSON(w, r, &batch); err != nil {
-		return nil, nil, err
+	var b PassedBatch
+	if err := s.readJSON(w, r, &b); err != nil {
+		return nil, nil, nil, err
 	}
-	if len(batch.Files) == 0 || len(batch.Files) > MaxPassedFiles {
-		closeAll(passedLeft(r))
-		return nil, nil, atelier.Errorf(atelier.EINVALID, "a batch holds 1 to %d files, not %d", MaxPassedFiles, len(batch.Files))
+	if len(b.Files) == 0 || len(b.Files) > MaxPassedFiles {
+		return nil, nil, nil, atelier.Errorf(atelier.EINVALID, "a batch holds 1 to %d files, not %d", MaxPassedFiles, len(b.Files))
 	}
-	for _, f := range batch.Files {
+	for _, f := range b.Files {
 		if err := atelier.ValidatePath(f.Path); err != nil {
-			closeAll(passedLeft(r))
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	files, err := passedFiles(r, len(batch.Files), download, func(i int) string { return batch.Files[i].Path })
-	return &batch, files, err
-}
-
-// passedLeft takes what was passed with r, if anything, to be closed.
-func passedLeft(r *http.Request) []*os.File {
-	files, _ := takePassed(r)
-	return files
+	files, err = passedFiles(r, len(b.Files), download, func(i int) string { return b.Files[i].Path })
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	release, err := s.startPassing(r.Context())
+	if err != nil {
+		closeAll(files)
+		return nil, nil, nil, err
+	}
+	return &b, files, func() { closeAll(files); release() }, nil
 }
 
 // uploadPassedFiles stores each passed file under its path: one failure does not stop the
 // others, and each is reported in the answer.
 func (s *Server) uploadPassedFiles(w http.ResponseWriter, r *http.Request) error {
-	batch, files, err := s.readPassedBatch(w, r, false)
+	batch, files, done, err := s.readPassedBatch(w, r, false)
 	if err != nil {
 		return err
 	}
-	defer closeAll(files)
+	defer done()
 	out := PassedResults{Files: make([]PassedResult, len(files))}
 	for i, f := range files {
+		if err := r.Context().Err(); err != nil {
+			return err // the client is gone
+		}
 		file, err := s.svc.WriteDatastoreFile(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), batch.Files[i].Path, f,
 			batch.Files[i].SHA256, "")
 		out.Files[i] = s.passedResult(r, file, err)
+		status := http.StatusCreated
+		if err != nil {
+			status = statusOf[atelier.ErrorCode(err)]
+		}
+		s.auditFile(r, batch.Files[i].Path, status)
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
 
 // downloadPassedFiles writes each datastore file into the file passed for it.
 func (s *Server) downloadPassedFiles(w http.ResponseWriter, r *http.Request) error {
-	batch, files, err := s.readPassedBatch(w, r, true)
+	batch, files, done, err := s.readPassedBatch(w, r, true)
 	if err != nil {
 		return err
 	}
-	defer closeAll(files)
+	defer done()
 	out := PassedResults{Files: make([]PassedResult, len(files))}
 	for i, dst := range files {
+		if err := r.Context().Err(); err != nil {
+			return err // the client is gone
+		}
 		file, err := s.copyToPassed(r, batch.Files[i].Path, dst)
 		out.Files[i] = s.passedResult(r, file, err)
 	}
@@ -326,11 +349,14 @@ func (s *Server) copyToPassed(r *http.Request, path string, dst *os.File) (*atel
 	}
 	defer rc.Close()
 	n, err := io.Copy(dst, rc)
-	if err != nil {
-		if atelier.ErrorCode(err) != atelier.EINTERNAL {
-			return nil, err // the datastore's, already saying what and where
-		}
-		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: %s: writing into the passed file: %v", r.PathValue("datastore"), f.Path, err)
+	switch {
+	case err == nil:
+	case atelier.ErrorCode(err) != atelier.EINTERNAL:
+		return nil, err // the datastore's, already saying what and where
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG):
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: %s: no room to write it into the passed file", r.PathValue("datastore"), f.Path)
+	default:
+		return nil, fmt.Errorf("datastore %q: %s: copying into the passed file: %w", r.PathValue("datastore"), f.Path, err)
 	}
 	if n != f.Size {
 		return nil, fmt.Errorf("datastore %q: %s: copied %d of %d bytes", r.PathValue("datastore"), f.Path, n, f.Size)

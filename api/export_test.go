@@ -18,43 +18,81 @@ func LocalFileOffset(l *LocalFile) int64 {
 	return off
 }
 
-// NewRawUnixRequester returns a function that sends a request with LocalFileHeader over c's
-// Unix socket, passing fds (any number, none included) with its first bytes, and returns the
-// answer's status and body.
+// RawRequest is a request sent by hand over c's Unix socket with LocalFileHeader, passing fds
+// (any number, none included) with its first bytes.
+type RawRequest struct {
+	Method, Path, Body, Token string
+	FDs                       []*os.File
+}
+
+// RawUnixSession sends raw requests over one connection of c's Unix socket (kept alive), and
+// returns each answer's status and body.
+type RawUnixSession struct {
+	c    *Client
+	conn *net.UnixConn
+	br   *bufio.Reader
+}
+
+func NewRawUnixSession(ctx context.Context, c *Client) (*RawUnixSession, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.socket)
+	if err != nil {
+		return nil, err
+	}
+	return &RawUnixSession{c: c, conn: conn.(*net.UnixConn), br: bufio.NewReader(conn)}, nil
+}
+
+func (s *RawUnixSession) Close() error { return s.conn.Close() }
+
+func (s *RawUnixSession) Do(ctx context.Context, r RawRequest) (int, string) {
+	var body io.Reader = http.NoBody
+	if r.Body != "" {
+		body = strings.NewReader(r.Body)
+	}
+	req, _ := http.NewRequestWithContext(ctx, r.Method, "http://atelier"+r.Path, body)
+	if r.Body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	token := r.Token
+	if token == "" {
+		token = s.c.Token
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set(LocalFileHeader, "1")
+	var buf bytes.Buffer
+	req.Write(&buf)
+	var fds []int
+	for _, f := range r.FDs {
+		fds = append(fds, int(f.Fd()))
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = syscall.UnixRights(fds...)
+	}
+	if _, _, err := s.conn.WriteMsgUnix(buf.Bytes(), oob, nil); err != nil {
+		return 0, err.Error()
+	}
+	resp, err := http.ReadResponse(s.br, req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(answer)
+}
+
+// NewRawUnixRequester returns a function that sends one raw request over a new connection.
 func NewRawUnixRequester(c *Client) func(ctx context.Context, method, path string, fds []*os.File, body ...string) (int, string) {
 	return func(ctx context.Context, method, path string, fds []*os.File, body ...string) (int, string) {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "unix", c.socket)
+		s, err := NewRawUnixSession(ctx, c)
 		if err != nil {
 			return 0, err.Error()
 		}
-		defer conn.Close()
-		req, _ := http.NewRequestWithContext(ctx, method, "http://atelier"+path, http.NoBody)
+		defer s.Close()
+		r := RawRequest{Method: method, Path: path, FDs: fds}
 		if len(body) > 0 {
-			req, _ = http.NewRequestWithContext(ctx, method, "http://atelier"+path, strings.NewReader(body[0]))
-			req.Header.Set("Content-Type", "application/json")
+			r.Body = body[0]
 		}
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-		req.Header.Set(LocalFileHeader, "1")
-		var buf bytes.Buffer
-		req.Write(&buf)
-		var ints []int
-		for _, f := range fds {
-			ints = append(ints, int(f.Fd()))
-		}
-		var oob []byte
-		if len(ints) > 0 {
-			oob = syscall.UnixRights(ints...)
-		}
-		if _, _, err := conn.(*net.UnixConn).WriteMsgUnix(buf.Bytes(), oob, nil); err != nil {
-			return 0, err.Error()
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(conn), req)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		answer, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(answer)
+		return s.Do(ctx, r)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -24,7 +25,9 @@ type LocalFile struct {
 	progress func(n int64)
 	// byKernel counts the bytes sendfile sent (the rest went through Read).
 	byKernel int64
-	// err is why the upload was cut short (the file changed), for the caller's message.
+	// err is why the upload was cut short (the file changed), for the caller's message: set
+	// by the transport's goroutine, which may still be sending when the server has answered.
+	mu  sync.Mutex
 	err error
 }
 
@@ -54,7 +57,11 @@ func OpenLocalFile(path string, progress func(n int64)) (*LocalFile, error) {
 func (l *LocalFile) Size() int64 { return l.size }
 
 // Changed is the error that cut the upload short, if the file changed while it was sent.
-func (l *LocalFile) Changed() error { return l.err }
+func (l *LocalFile) Changed() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
 
 // Close closes the file.
 func (l *LocalFile) Close() error { return l.f.Close() }
@@ -62,8 +69,8 @@ func (l *LocalFile) Close() error { return l.f.Close() }
 // Read is the upload's body where the connection cannot send the file itself (a proxy, TLS):
 // the file's bytes up to its size at open, the last of them only if the file is unchanged.
 func (l *LocalFile) Read(p []byte) (int, error) {
-	if l.err != nil {
-		return 0, l.err
+	if err := l.Changed(); err != nil {
+		return 0, err
 	}
 	left := l.size - l.sent
 	if left <= 0 {
@@ -91,6 +98,8 @@ func (l *LocalFile) changed() error {
 	if err == nil && fi.Size() == l.size && fi.ModTime().Equal(l.modTime) {
 		return nil
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.err = fmt.Errorf("%s changed while it was uploaded", l.name)
 	return l.err
 }
@@ -103,8 +112,8 @@ const sendfileChunk = 8 << 20
 func (l *LocalFile) sendTo(c *net.TCPConn, lr *io.LimitedReader) (int64, error) {
 	var total int64
 	for lr.N > 0 {
-		if l.err != nil {
-			return total, l.err
+		if err := l.Changed(); err != nil {
+			return total, err
 		}
 		chunk := min(lr.N, sendfileChunk)
 		if chunk == lr.N {

@@ -2,17 +2,13 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"sync"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -33,8 +29,8 @@ const LocalFileHeader = "X-Atelier-Local-File"
 // ListenUnix listens on the Unix socket at path (mode 0600: the server's user). A socket left
 // there by a server that is gone is replaced; one a live server answers on is an error.
 func ListenUnix(path string) (net.Listener, error) {
-	if len(path) >= len(syscall.RawSockaddrUnix{}.Path) {
-		return nil, fmt.Errorf("the socket path %s is longer than the system allows (%d bytes)", path, len(syscall.RawSockaddrUnix{}.Path)-1)
+	if len(path) >= maxSocketPath {
+		return nil, fmt.Errorf("the socket path %s is longer than the system allows (%d bytes)", path, maxSocketPath-1)
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
@@ -64,7 +60,7 @@ func (l *unixListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fdConn{UnixConn: c}, nil
+	return &fdConn{UnixConn: c, peer: peerOf(c)}, nil
 }
 
 // MaxPassedFiles bounds the descriptors one request passes (the kernel passes at most 253 in
@@ -74,40 +70,33 @@ const MaxPassedFiles = 200
 // fdConn is a server connection that keeps the descriptors a client passed with its request.
 type fdConn struct {
 	*net.UnixConn
+	peer   net.Addr
+	oob    [4096]byte // reads are serial: one control buffer a connection
 	mu     sync.Mutex
 	passed []*os.File
 }
 
+func (c *fdConn) RemoteAddr() net.Addr { return c.peer }
+
 // Read reads like the connection's Read, keeping passed descriptors: at most MaxPassedFiles
 // not yet taken; more are closed at once, so a client cannot pile descriptors up in the server.
 func (c *fdConn) Read(b []byte) (int, error) {
-	var oob [4096]byte
-	n, oobn, _, _, err := c.ReadMsgUnix(b, oob[:]) // MSG_CMSG_CLOEXEC: runs never inherit them
+	n, oobn, _, _, err := c.ReadMsgUnix(b, c.oob[:]) // MSG_CMSG_CLOEXEC: runs never inherit them
 	if oobn > 0 {
-		c.keep(oob[:oobn])
+		c.keep(c.oob[:oobn])
 	}
 	return max(n, 0), err // -1 on an error, which io.Reader does not allow
 }
 
 func (c *fdConn) keep(oob []byte) {
-	msgs, err := syscall.ParseSocketControlMessage(oob)
-	if err != nil {
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, m := range msgs {
-		fds, err := syscall.ParseUnixRights(&m)
-		if err != nil {
+	for _, f := range passedIn(oob) {
+		if len(c.passed) >= MaxPassedFiles {
+			f.Close()
 			continue
 		}
-		for _, fd := range fds {
-			if len(c.passed) >= MaxPassedFiles {
-				syscall.Close(fd)
-				continue
-			}
-			c.passed = append(c.passed, os.NewFile(uintptr(fd), "passed file"))
-		}
+		c.passed = append(c.passed, f)
 	}
 }
 
@@ -133,27 +122,48 @@ func closeAll(files []*os.File) {
 
 type fdConnKey struct{}
 
-// ConnContext makes a connection's passed descriptors reachable from its requests: set it as
-// the http.Server's ConnContext.
-func ConnContext(ctx context.Context, c net.Conn) context.Context {
-	if fc, ok := c.(*fdConn); ok {
-		return context.WithValue(ctx, fdConnKey{}, fc)
+// AcceptPassedFiles sets srv up for the descriptors passed over the Unix socket: its requests
+// reach them, and what a request did not take is closed once it ends, so that a descriptor
+// never serves another request of the connection.
+func AcceptPassedFiles(srv *http.Server) {
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if fc, ok := c.(*fdConn); ok {
+			return context.WithValue(ctx, fdConnKey{}, fc)
+		}
+		return ctx
 	}
-	return ctx
+	next := srv.ConnState
+	srv.ConnState = func(c net.Conn, state http.ConnState) {
+		if fc, ok := c.(*fdConn); ok && state != http.StateActive && state != http.StateNew {
+			closeAll(fc.take())
+		}
+		if next != nil {
+			next(c, state)
+		}
+	}
 }
 
-// passedFile returns the regular file a client passed with r, checked for the access the
+// maxPassing is how many requests copy passed files at once (each a few at most, as clients
+// send: the CLI runs 8 transfers).
+const maxPassing = 16
+
+// startPassing waits for a turn to copy passed files; release ends it.
+func (s *Server) startPassing(ctx context.Context) (release func(), err error) {
+	select {
+	case s.passing <- struct{}{}:
+		return func() { <-s.passing }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// passedFile returns the one regular file a client passed with r, checked for the access the
 // request needs: readable for an upload's source, writable (and not append-only) for a
-// download's destination. Other descriptors passed with it are closed.
+// download's destination.
 func passedFile(r *http.Request, write bool) (*os.File, error) {
-	files, err := takePassed(r)
+	files, err := passedFiles(r, 1, write, func(int) string { return r.PathValue("path") })
 	if err != nil {
 		return nil, err
-	}
-	closeAll(files[1:])
-	if err := checkPassed(files[0], write); err != nil {
-		files[0].Close()
-		return nil, atelier.Errorf(atelier.EINVALID, "%s: the passed file %s", LocalFileHeader, err)
 	}
 	return files[0], nil
 }
@@ -199,19 +209,7 @@ func checkPassed(f *os.File, write bool) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("is not a regular file (%s)", fi.Mode().Type())
 	}
-	flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
-	if err != nil {
-		return fmt.Errorf("cannot be used: %v", err)
-	}
-	switch mode := flags & unix.O_ACCMODE; {
-	case write && mode == unix.O_RDONLY:
-		return errors.New("is not open for writing")
-	case write && flags&unix.O_APPEND != 0:
-		return errors.New("is open for appending")
-	case !write && mode == unix.O_WRONLY:
-		return errors.New("is not open for reading")
-	}
-	return nil
+	return checkAccess(f, write)
 }
 
 // The client's side.
@@ -230,11 +228,12 @@ func (c *passingConn) Write(b []byte) (int, error) {
 		return c.UnixConn.Write(b)
 	}
 	c.sent = true
-	fds := make([]int, len(c.files))
-	for i, f := range c.files {
-		fds[i] = int(f.Fd())
+	n, _, err := c.WriteMsgUnix(b, rightsOf(c.files), nil)
+	if err == nil && n < len(b) {
+		// The descriptors went with the first bytes; the rest is plain data.
+		m, err := c.UnixConn.Write(b[n:])
+		return n + m, err
 	}
-	n, _, err := c.WriteMsgUnix(b, syscall.UnixRights(fds...), nil)
 	return n, err
 }
 

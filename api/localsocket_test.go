@@ -24,7 +24,8 @@ func MustUnixClient(tb testing.TB, s *Stack) *api.Client {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := &http.Server{Handler: s.API, ConnContext: api.ConnContext}
+	srv := &http.Server{Handler: s.API}
+	api.AcceptPassedFiles(srv)
 	go srv.Serve(ln)
 	tb.Cleanup(func() { srv.Close() })
 	c := api.NewClient(api.UnixScheme+path, s.Token)
@@ -192,14 +193,14 @@ func TestLocalSocketBadInput(t *testing.T) {
 			}
 		})
 	}
-	// Many descriptors in one message: one is kept, the rest closed; the request still works.
+	// Five descriptors for one file: refused, all closed.
 	var fds []*os.File
 	for i := 0; i < 5; i++ {
 		f, _ := os.Open(file)
 		defer f.Close()
 		fds = append(fds, f)
 	}
-	if status, body := raw(ctx, "PUT", "/api/v1/workspaces/default/datastores/default/files/many", fds); status != 201 {
+	if status, body := raw(ctx, "PUT", "/api/v1/workspaces/default/datastores/default/files/many", fds); status != 400 || !strings.Contains(body, "5 descriptors came with the request for 1 files") {
 		t.Errorf("five descriptors: %d %s", status, body)
 	}
 }
@@ -274,6 +275,24 @@ func TestLocalSocketBatches(t *testing.T) {
 		t.Errorf("download of a missing file: %v, want not found", errs[2])
 	}
 
+	// Each file of the upload batch is in the audit log as its PUT would be, with its status;
+	// the download batch, a read, is not there.
+	entries, err := s.Client.ListAudit(ctx, "default", atelier.AuditFilter{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := map[string]int{}
+	for _, e := range entries {
+		statuses[e.Method+" "+e.Path] = e.Status
+		if strings.HasSuffix(e.Path, "/downloads") {
+			t.Errorf("a batch download is audited: %+v", e)
+		}
+	}
+	const files = "PUT /api/v1/workspaces/default/datastores/default/files/batch/"
+	if statuses[files+"a"] != 201 || statuses[files+"d"] != 400 {
+		t.Errorf("audit of the batch's files: a %d, d %d; want 201 and 400 (entries %v)", statuses[files+"a"], statuses[files+"d"], statuses)
+	}
+
 	// Refused whole: more descriptors than files, a bad path, too many files, over TCP.
 	raw := api.NewRawUnixRequester(c)
 	f, _ := os.Open(filepath.Join(dir, "in", "a"))
@@ -297,5 +316,40 @@ func TestLocalSocketBatches(t *testing.T) {
 	}
 	if _, _, err := c.UploadPassedFiles(ctx, "default", "default", make([]api.PassedTransfer, api.MaxPassedFiles+1), nil); atelier.ErrorCode(err) != atelier.EINVALID {
 		t.Errorf("a batch of too many files: %v, want refused", err)
+	}
+}
+
+// A descriptor passed with a request that did not take it (refused before, here for its
+// token) is closed when that request ends: it never stands for the next request's file.
+func TestLocalSocketLeftovers(t *testing.T) {
+	s := MustStack(t)
+	c, ctx := MustUnixClient(t, s), Ctx(t)
+	dir := t.TempDir()
+	open := func(name, content string) *os.File {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	sess, err := api.NewRawUnixSession(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	const path = "/api/v1/workspaces/default/datastores/default/files/kept.txt"
+	if status, body := sess.Do(ctx, api.RawRequest{Method: "PUT", Path: path, Token: "atl_wrong", FDs: []*os.File{open("a", "from the refused request")}}); status != 401 {
+		t.Fatalf("a wrong token: %d %s", status, body)
+	}
+	if status, body := sess.Do(ctx, api.RawRequest{Method: "PUT", Path: path, FDs: []*os.File{open("b", "from the second request")}}); status != 201 {
+		t.Fatalf("the second request: %d %s", status, body)
+	}
+	if got := MustReadDatastoreFile(t, s.Client, "kept.txt"); string(got) != "from the second request" {
+		t.Errorf("stored %q, want the second request's file", got)
 	}
 }

@@ -94,7 +94,7 @@ func (b *Bucket) Write(ctx context.Context, path string, r io.Reader, want, cont
 		// A local file (passed by a client on the server's machine): hashed first where the
 		// digest is needed (cloud storage keeps it with the object; a given one is checked
 		// now), then copied, and checked unchanged before the write commits.
-		lf, err := newLocalFile(f, b.name, path)
+		lf, err := newLocalFile(ctx, f, b.name, path)
 		if err != nil {
 			return nil, err
 		}
@@ -117,7 +117,7 @@ func (b *Bucket) Write(ctx context.Context, path string, r io.Reader, want, cont
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	vr := &verifyingReader{r: r, h: h, want: want, cancel: cancel}
+	vr := &verifyingReader{r: r, h: h, want: want, cancel: cancel, b: b, path: path}
 	opts := &blob.WriterOptions{ContentType: contentType}
 	if want != "" {
 		// Known before the first byte, so it goes with the object (S3 takes metadata only when
@@ -128,10 +128,7 @@ func (b *Bucket) Write(ctx context.Context, path string, r io.Reader, want, cont
 	// closed safely after a failed Write).
 	err := b.b.Upload(wctx, path, vr, opts)
 	if vr.err != nil {
-		if atelier.ErrorCode(vr.err) == atelier.EINVALID {
-			return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: %s: %s; nothing was stored", b.name, path, atelier.ErrorMessage(vr.err))
-		}
-		return nil, vr.err // the client's stream failed: its error, not the storage's
+		return nil, b.sourceError(path, vr.err) // the source's failure, not the storage's
 	}
 	if err != nil {
 		return nil, b.mapError("write", path, err)
@@ -155,6 +152,9 @@ type verifyingReader struct {
 	want   string
 	cancel context.CancelFunc
 	err    error
+	// b and path name the write in errors.
+	b    *Bucket
+	path string
 }
 
 func (v *verifyingReader) Read(p []byte) (int, error) {
@@ -169,7 +169,8 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF && v.want != "" && v.h != nil:
 		if sum := hex.EncodeToString(v.h.Sum(nil)); sum != v.want {
-			v.err = atelier.Errorf(atelier.EINVALID, "the content does not match sha256 %s (got %s)", v.want, sum)
+			v.err = atelier.Errorf(atelier.EINVALID, "datastore %q: %s: the content does not match sha256 %s (got %s); nothing was stored",
+				v.b.name, v.path, v.want, sum)
 		}
 	case err != nil && err != io.EOF:
 		v.err = err
@@ -179,6 +180,16 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		return 0, v.err
 	}
 	return n, err
+}
+
+// sourceError is what a write reports when its source failed: the source's own error where
+// it says what happened (a local file that changed, a digest that differs, the request's end),
+// else the client's broken stream, which is the client's to retry.
+func (b *Bucket) sourceError(path string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || atelier.ErrorCode(err) != atelier.EINTERNAL {
+		return err
+	}
+	return atelier.Errorf(atelier.EINVALID, "datastore %q: %s: the upload broke off (%v); nothing was stored", b.name, path, err)
 }
 
 // Open opens a file for reading.

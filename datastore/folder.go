@@ -55,7 +55,7 @@ func (b *Bucket) writeFolder(ctx context.Context, path string, r io.Reader, want
 	n, readErr, writeErr := copyToFile(tmp, src)
 	switch {
 	case readErr != nil:
-		return fail(readErr) // the client's stream failed (or its file changed): its error, not the storage's
+		return fail(b.sourceError(path, readErr)) // the source's failure, not the storage's
 	case writeErr != nil:
 		return fail(b.mapError("write", path, writeErr))
 	case h != nil:
@@ -63,18 +63,18 @@ func (b *Bucket) writeFolder(ctx context.Context, path string, r io.Reader, want
 			return fail(atelier.Errorf(atelier.EINVALID, "datastore %q: %s: the content does not match sha256 %s (got %s); nothing was stored", b.name, path, want, sum))
 		}
 	}
+	// Its attributes before it takes its name, which another write may take next.
+	fi, err := tmp.Stat()
+	if err != nil {
+		return fail(b.mapError("write", path, err))
+	}
+	if fi.Size() != n {
+		return fail(fmt.Errorf("datastore %q: %s: wrote %d bytes, the file holds %d", b.name, path, n, fi.Size()))
+	}
 	if err := w.Close(); err != nil {
 		return nil, b.mapError("write", path, err)
 	}
-	f, err := b.Stat(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	if f.Size != n {
-		return nil, fmt.Errorf("datastore %q: %s: wrote %d bytes, the storage holds %d", b.name, path, n, f.Size)
-	}
-	f.SHA256 = want
-	return f, nil
+	return &atelier.DatastoreFile{Path: path, Size: n, ModifiedAt: fi.ModTime().UTC(), SHA256: want}, nil
 }
 
 // copyToFile copies r to f and tells a failure of the source (a client's stream, a local file
@@ -88,6 +88,9 @@ func copyToFile(f *os.File, r io.Reader) (n int64, readErr, writeErr error) {
 		// copy_file_range (both ends are files, so an error is the storage's), in chunks: the
 		// offset it moves is the client's progress.
 		for n < lf.id.size {
+			if err := lf.ctx.Err(); err != nil {
+				return n, err, nil
+			}
 			m, err := f.ReadFrom(io.LimitReader(lf.f, min(localChunk, lf.id.size-n)))
 			n += m
 			if err != nil {
@@ -119,6 +122,19 @@ func copyToFile(f *os.File, r io.Reader) (n int64, readErr, writeErr error) {
 	}
 }
 
+// ctxReader stops reading when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
 // localChunk is how much of a local file one copy_file_range copies.
 const localChunk = 16 << 20
 
@@ -128,6 +144,8 @@ const localChunk = 16 << 20
 // modification or change time, or inode), so that a file changed during the copy stores
 // nothing, as a broken stream does.
 type localFile struct {
+	// ctx is the request's: a copy stops between its chunks when the client has gone.
+	ctx             context.Context
 	f               *os.File
 	id              fileID
 	datastore, path string
@@ -136,7 +154,7 @@ type localFile struct {
 	read    int64
 }
 
-func newLocalFile(f *os.File, datastore, path string) (*localFile, error) {
+func newLocalFile(ctx context.Context, f *os.File, datastore, path string) (*localFile, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q: %s: the file to store cannot be read: %v", datastore, path, err)
@@ -146,7 +164,7 @@ func newLocalFile(f *os.File, datastore, path string) (*localFile, error) {
 	}
 	id := fileID{size: fi.Size(), mod: fi.ModTime()}
 	id.ino, id.changed = inodeAndChange(fi)
-	return &localFile{f: f, id: id, datastore: datastore, path: path}, nil
+	return &localFile{ctx: ctx, f: f, id: id, datastore: datastore, path: path}, nil
 }
 
 // sha256 hashes the file from its start to its size, without moving its offset.
@@ -154,7 +172,7 @@ func (l *localFile) sha256() (string, error) {
 	buf := bufs.Get().(*[bufferSize]byte)
 	defer bufs.Put(buf)
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, io.NewSectionReader(l.f, 0, l.id.size), buf[:])
+	n, err := io.CopyBuffer(h, &ctxReader{l.ctx, io.NewSectionReader(l.f, 0, l.id.size)}, buf[:])
 	if err != nil {
 		return "", l.readError(err)
 	}
@@ -165,6 +183,9 @@ func (l *localFile) sha256() (string, error) {
 }
 
 func (l *localFile) Read(p []byte) (int, error) {
+	if err := l.ctx.Err(); err != nil {
+		return 0, err
+	}
 	if !l.started {
 		l.started = true
 		if _, err := l.f.Seek(0, io.SeekStart); err != nil {

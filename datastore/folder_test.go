@@ -43,7 +43,7 @@ func TestLocalFileChanged(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			lf, err := newLocalFile(f, "lake", "f")
+			lf, err := newLocalFile(t.Context(), f, "lake", "f")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -301,6 +301,15 @@ func (s *Service) DatastoreAccess(ctx context.Context, workspace, name string, w
 			return err
 		}
 	}
+	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
+		return err
+	}
+	if err := atelier.ValidateName("datastore", name); err != nil {
+		return err
+	}
+	if s.datastores.has(datastoreKey(workspace, name), s.now()) {
+		return nil // open, so it exists: no need to read the registry
+	}
 	_, err := s.findDatastore(ctx, workspace, name)
 	return err
 }

@@ -16,6 +16,8 @@ import (
 type openedDatastores struct {
 	mu sync.Mutex
 	m  map[string]*openedDatastore
+	// gen counts the drops: a datastore opened from a record read before a drop is not kept.
+	gen uint64
 }
 
 type openedDatastore struct {
@@ -44,10 +46,30 @@ func (c *openedDatastores) get(key string, now time.Time) atelier.DatastoreBucke
 	return &datastoreHandle{DatastoreBucket: e.b, e: e, c: c}
 }
 
-// put keeps b open under key and returns a handle on it.
-func (c *openedDatastores) put(key string, b atelier.DatastoreBucket, now time.Time) atelier.DatastoreBucket {
+// has reports whether the datastore under key is open (and so exists).
+func (c *openedDatastores) has(key string, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	e := c.m[key]
+	return e != nil && now.Sub(e.opened) < tokenCacheTTL
+}
+
+// generation is read before the record a datastore is opened from (see put).
+func (c *openedDatastores) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// put keeps b open under key and returns a handle on it; b was opened from a record read at
+// generation gen: if a drop happened since, b may be stale and serves only this handle.
+func (c *openedDatastores) put(key string, b atelier.DatastoreBucket, now time.Time, gen uint64) atelier.DatastoreBucket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		e := &openedDatastore{b: b, opened: now, users: 1, dropped: true}
+		return &datastoreHandle{DatastoreBucket: b, e: e, c: c}
+	}
 	if c.m == nil {
 		c.m = map[string]*openedDatastore{}
 	}
@@ -79,6 +101,7 @@ func (c *openedDatastores) dropAll() {
 }
 
 func (c *openedDatastores) dropLocked(key string) {
+	c.gen++
 	e := c.m[key]
 	if e == nil {
 		return
@@ -124,6 +147,7 @@ func (s *Service) openDatastore(ctx context.Context, workspace, name string) (at
 	if b := s.datastores.get(key, s.now()); b != nil {
 		return b, nil
 	}
+	gen := s.datastores.generation()
 	d, err := s.findDatastore(ctx, workspace, name)
 	if err != nil {
 		return nil, err
@@ -133,5 +157,5 @@ func (s *Service) openDatastore(ctx context.Context, workspace, name string) (at
 	if err != nil {
 		return nil, err
 	}
-	return s.datastores.put(key, b, s.now()), nil
+	return s.datastores.put(key, b, s.now(), gen), nil
 }

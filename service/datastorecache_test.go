@@ -21,7 +21,7 @@ func TestOpenedDatastores(t *testing.T) {
 	var c openedDatastores
 	t0 := time.Unix(1000, 0)
 	a := &fakeBucket{}
-	h1 := c.put("ws\x00a", a, t0)
+	h1 := c.put("ws\x00a", a, t0, c.generation())
 	h2 := c.get("ws\x00a", t0.Add(time.Second))
 	if h2 == nil {
 		t.Fatal("a datastore opened a second ago is not kept")
@@ -46,12 +46,25 @@ func TestOpenedDatastores(t *testing.T) {
 
 	// Past the TTL it is opened again; the old one is closed once unused.
 	b := &fakeBucket{}
-	c.put("ws\x00b", b, t0).Close()
+	c.put("ws\x00b", b, t0, c.generation()).Close()
 	if c.get("ws\x00b", t0.Add(tokenCacheTTL)) != nil {
 		t.Error("a datastore past its TTL is still handed out")
 	}
 	if b.closed.Load() != 1 {
 		t.Errorf("an expired, unused datastore closed %d times, want 1", b.closed.Load())
+	}
+
+	// Opened from a record read before a drop: served to its caller, not kept, closed after.
+	stale := &fakeBucket{}
+	gen := c.generation()
+	c.drop("ws\x00d")
+	h := c.put("ws\x00d", stale, t0, gen)
+	if c.get("ws\x00d", t0) != nil {
+		t.Error("a datastore opened before a drop is kept")
+	}
+	h.Close()
+	if stale.closed.Load() != 1 {
+		t.Errorf("the stale datastore closed %d times after its use, want 1", stale.closed.Load())
 	}
 
 	// Concurrent users (run with -race): every handle released, every bucket opened closed
@@ -70,7 +83,7 @@ func TestOpenedDatastores(t *testing.T) {
 					mu.Lock()
 					opened = append(opened, f)
 					mu.Unlock()
-					h = c.put("ws\x00c", f, t0)
+					h = c.put("ws\x00c", f, t0, c.generation())
 				}
 				if j%50 == 0 {
 					c.drop("ws\x00c")

@@ -817,7 +817,7 @@ func downloadPassed(ctx context.Context, c *api.Client, workspace, name string, 
 		}
 		tmp := files[i].File
 		if fi, err := tmp.Stat(); err != nil || fi.Size() != got[i].Size {
-			return done, fmt.Errorf("downloading %s: the server wrote %d bytes, the file holds %v", it.remote, got[i].Size, statSize(fi, err))
+			return done, fmt.Errorf("downloading %s: the server wrote %d bytes, but not into the file (%v)", it.remote, got[i].Size, err)
 		}
 		if err := tmp.Close(); err != nil {
 			return done, err
@@ -828,13 +828,6 @@ func downloadPassed(ctx context.Context, c *api.Client, workspace, name string, 
 		done++
 	}
 	return done, nil
-}
-
-func statSize(fi os.FileInfo, err error) any {
-	if err != nil {
-		return err
-	}
-	return fi.Size()
 }
 
 func datastoreLsCmd(cfg *clientConfig) *cobra.Command {

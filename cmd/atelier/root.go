@@ -96,7 +96,9 @@ func exactArgs(n int) cobra.PositionalArgs {
 // default address.
 func defaultServer() string {
 	socket, err := filepath.Abs(filepath.Join(defaultDataDir, socketFile))
-	if err == nil {
+	// Only a socket of this user's: another user's listener in a shared folder would get the
+	// token and the files.
+	if err == nil && ownSocket(socket) {
 		if c, err := net.DialTimeout("unix", socket, time.Second); err == nil {
 			c.Close()
 			return api.UnixScheme + socket

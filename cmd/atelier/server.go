@@ -193,8 +193,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		Handler:           logRequests(log, handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		ConnContext:       api.ConnContext, // files passed over the Unix socket
 	}
+	api.AcceptPassedFiles(srv) // files passed over the Unix socket
 	log.Info("atelier server listening", "addr", "http://"+ln.Addr().String(), "data", dataDir, "artifacts", artifacts.loc.String())
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
