@@ -74,6 +74,9 @@ type fdConn struct {
 	oob    [4096]byte // reads are serial: one control buffer a connection
 	mu     sync.Mutex
 	passed []*os.File
+	// served is set once the first request has been handled: descriptors come only with a
+	// connection's first request (a client passing files opens a connection for each).
+	served bool
 }
 
 func (c *fdConn) RemoteAddr() net.Addr { return c.peer }
@@ -92,12 +95,30 @@ func (c *fdConn) keep(oob []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, f := range passedIn(oob) {
-		if len(c.passed) >= MaxPassedFiles {
+		if c.served || len(c.passed) >= MaxPassedFiles {
 			f.Close()
 			continue
 		}
 		c.passed = append(c.passed, f)
 	}
+}
+
+// hasPassed reports whether descriptors wait to be taken.
+func (c *fdConn) hasPassed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.passed) > 0
+}
+
+// firstServed ends the connection's first request: what it did not take is closed, and later
+// descriptors are refused, so that none can stand for another request's file.
+func (c *fdConn) firstServed() {
+	c.mu.Lock()
+	c.served = true
+	left := c.passed
+	c.passed = nil
+	c.mu.Unlock()
+	closeAll(left)
 }
 
 // take hands the passed descriptors over to the caller, once.
@@ -122,9 +143,10 @@ func closeAll(files []*os.File) {
 
 type fdConnKey struct{}
 
-// AcceptPassedFiles sets srv up for the descriptors passed over the Unix socket: its requests
-// reach them, and what a request did not take is closed once it ends, so that a descriptor
-// never serves another request of the connection.
+// AcceptPassedFiles sets srv (its Handler set) up for the descriptors passed over the Unix
+// socket: its requests reach them. Descriptors come only with a connection's first request;
+// a connection that passed some is closed after it, and what that request did not take is
+// closed then, so that a descriptor never stands for another request's file.
 func AcceptPassedFiles(srv *http.Server) {
 	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 		if fc, ok := c.(*fdConn); ok {
@@ -132,15 +154,16 @@ func AcceptPassedFiles(srv *http.Server) {
 		}
 		return ctx
 	}
-	next := srv.ConnState
-	srv.ConnState = func(c net.Conn, state http.ConnState) {
-		if fc, ok := c.(*fdConn); ok && state != http.StateActive && state != http.StateNew {
-			closeAll(fc.take())
+	next := srv.Handler
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fc, _ := r.Context().Value(fdConnKey{}).(*fdConn); fc != nil {
+			if fc.hasPassed() {
+				w.Header().Set("Connection", "close")
+			}
+			defer fc.firstServed()
 		}
-		if next != nil {
-			next(c, state)
-		}
-	}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // maxPassing is how many requests copy passed files at once (each a few at most, as clients
@@ -195,7 +218,7 @@ func takePassed(r *http.Request) ([]*os.File, error) {
 	}
 	files := fc.take()
 	if len(files) == 0 {
-		return nil, atelier.Errorf(atelier.EINVALID, "%s: no file descriptor came with the request", LocalFileHeader)
+		return nil, atelier.Errorf(atelier.EINVALID, "%s: no file descriptor came with the request (they come with a connection's first request only)", LocalFileHeader)
 	}
 	return files, nil
 }

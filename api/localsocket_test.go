@@ -319,8 +319,9 @@ func TestLocalSocketBatches(t *testing.T) {
 	}
 }
 
-// A descriptor passed with a request that did not take it (refused before, here for its
-// token) is closed when that request ends: it never stands for the next request's file.
+// A descriptor passed with a request that did not take it (refused here for its token) is
+// closed with its connection, which the server closes after that request: it never stands for
+// another request's file. Descriptors come only with a connection's first request.
 func TestLocalSocketLeftovers(t *testing.T) {
 	s := MustStack(t)
 	c, ctx := MustUnixClient(t, s), Ctx(t)
@@ -337,19 +338,35 @@ func TestLocalSocketLeftovers(t *testing.T) {
 		t.Cleanup(func() { f.Close() })
 		return f
 	}
+	const path = "/api/v1/workspaces/default/datastores/default/files/kept.txt"
 	sess, err := api.NewRawUnixSession(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	const path = "/api/v1/workspaces/default/datastores/default/files/kept.txt"
 	if status, body := sess.Do(ctx, api.RawRequest{Method: "PUT", Path: path, Token: "atl_wrong", FDs: []*os.File{open("a", "from the refused request")}}); status != 401 {
 		t.Fatalf("a wrong token: %d %s", status, body)
 	}
-	if status, body := sess.Do(ctx, api.RawRequest{Method: "PUT", Path: path, FDs: []*os.File{open("b", "from the second request")}}); status != 201 {
-		t.Fatalf("the second request: %d %s", status, body)
+	if status, body := sess.Do(ctx, api.RawRequest{Method: "PUT", Path: path, FDs: []*os.File{open("b", "from the second request")}}); status != 0 {
+		t.Errorf("a second request on the connection that passed a descriptor: %d %s, want the connection closed", status, body)
 	}
-	if got := MustReadDatastoreFile(t, s.Client, "kept.txt"); string(got) != "from the second request" {
-		t.Errorf("stored %q, want the second request's file", got)
+	// A keep-alive connection whose first request passed nothing takes none later.
+	sess2, err := api.NewRawUnixSession(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess2.Close()
+	if status, body := sess2.Do(ctx, api.RawRequest{Method: "GET", Path: "/api/v1/workspaces/default/datastores/default/access"}); status != 204 {
+		t.Fatalf("a request without descriptors: %d %s", status, body)
+	}
+	if status, body := sess2.Do(ctx, api.RawRequest{Method: "PUT", Path: path, FDs: []*os.File{open("c", "later on the connection")}}); status != 400 || !strings.Contains(body, "first request only") {
+		t.Errorf("a descriptor on a later request: %d %s, want 400", status, body)
+	}
+	// A new connection, as clients passing files make: stored.
+	if status, body := api.NewRawUnixRequester(c)(ctx, "PUT", path, []*os.File{open("d", "from its own connection")}); status != 201 {
+		t.Fatalf("a new connection: %d %s", status, body)
+	}
+	if got := MustReadDatastoreFile(t, s.Client, "kept.txt"); string(got) != "from its own connection" {
+		t.Errorf("stored %q, want the file of the request that passed it", got)
 	}
 }
