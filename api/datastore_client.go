@@ -152,17 +152,22 @@ func (c *Client) DownloadDatastoreFile(ctx context.Context, workspace, name, pat
 	if err := json.NewDecoder(resp.Body).Decode(&f); err != nil {
 		return nil, fmt.Errorf("downloading %s: %w", path, err)
 	}
-	if fi, err := dst.Stat(); err != nil || fi.Size() != f.Size {
-		return nil, fmt.Errorf("downloading %s: the server wrote %d bytes, the file holds %v", path, f.Size, fileSize(fi, err))
+	if err := checkWritten(&f, dst); err != nil {
+		return nil, err
 	}
 	return &f, nil
 }
 
-func fileSize(fi os.FileInfo, err error) any {
+// checkWritten checks that dst holds what the server says it wrote there of f.
+func checkWritten(f *atelier.DatastoreFile, dst *os.File) error {
+	fi, err := dst.Stat()
 	if err != nil {
-		return err
+		return fmt.Errorf("downloading %s: %w", f.Path, err)
 	}
-	return fi.Size()
+	if fi.Size() != f.Size {
+		return fmt.Errorf("downloading %s: the server wrote %d bytes, the file holds %d", f.Path, f.Size, fi.Size())
+	}
+	return nil
 }
 
 // copyBuffered copies r to w in reads of 1 MiB (straight from the socket, where io.Copy would
@@ -339,6 +344,10 @@ func (c *Client) passBatch(ctx context.Context, workspace, name, op string, file
 			errs[i] = &atelier.Error{Code: r.Error.Code, Message: r.Error.Message}
 		case r.File == nil:
 			errs[i] = fmt.Errorf("the server answered nothing for %s", files[i].Path)
+		case op == "downloads":
+			if errs[i] = checkWritten(r.File, files[i].File); errs[i] == nil {
+				got[i] = r.File
+			}
 		default:
 			got[i] = r.File
 		}

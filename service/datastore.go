@@ -301,16 +301,11 @@ func (s *Service) DatastoreAccess(ctx context.Context, workspace, name string, w
 			return err
 		}
 	}
-	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
-		return err
-	}
-	if err := atelier.ValidateName("datastore", name); err != nil {
-		return err
-	}
 	if s.datastores.has(datastoreKey(workspace, name), s.now()) {
-		return nil // open, so it exists: no need to read the registry
+		// Open, so it exists: no need to read the registry.
+		return s.authorizeWorkspace(ctx, workspace)
 	}
-	_, err := s.findDatastore(ctx, workspace, name)
+	_, err := s.findDatastore(ctx, workspace, name) // authorizes too
 	return err
 }
 

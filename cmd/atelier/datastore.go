@@ -798,15 +798,15 @@ func downloadPassed(ctx context.Context, c *api.Client, workspace, name string, 
 		if err := os.MkdirAll(filepath.Dir(it.local), 0o755); err != nil {
 			return 0, err
 		}
-		tmp, err := os.CreateTemp(filepath.Dir(it.local), ".download-*")
+		tmp, err := tempFileFor(it.local)
 		if err != nil {
 			return 0, err
 		}
-		defer os.Remove(tmp.Name()) // fails once renamed
+		defer os.Remove(tmp.Name())
 		defer tmp.Close()
 		files[i] = api.PassedTransfer{Path: it.remote, File: tmp}
 	}
-	got, errs, err := c.DownloadPassedFiles(ctx, workspace, name, files, progress)
+	_, errs, err := c.DownloadPassedFiles(ctx, workspace, name, files, progress)
 	if err != nil {
 		return 0, err
 	}
@@ -815,14 +815,7 @@ func downloadPassed(ctx context.Context, c *api.Client, workspace, name string, 
 		if errs[i] != nil {
 			return done, errs[i]
 		}
-		tmp := files[i].File
-		if fi, err := tmp.Stat(); err != nil || fi.Size() != got[i].Size {
-			return done, fmt.Errorf("downloading %s: the server wrote %d bytes, but not into the file (%v)", it.remote, got[i].Size, err)
-		}
-		if err := tmp.Close(); err != nil {
-			return done, err
-		}
-		if err := os.Rename(tmp.Name(), it.local); err != nil {
+		if err := placeFile(files[i].File, it.local); err != nil {
 			return done, err
 		}
 		done++

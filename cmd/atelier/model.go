@@ -539,7 +539,7 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 
 // writeFileAtomic writes dest through a temporary file renamed into place.
 func writeFileAtomic(dest string, write func(*os.File) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(dest), ".download-*")
+	tmp, err := tempFileFor(dest)
 	if err != nil {
 		return err
 	}
@@ -548,6 +548,17 @@ func writeFileAtomic(dest string, write func(*os.File) error) error {
 		tmp.Close()
 		return err
 	}
+	return placeFile(tmp, dest)
+}
+
+// tempFileFor creates the temporary file that becomes dest (see placeFile); removing it after
+// is the caller's, and fails harmlessly once it is placed.
+func tempFileFor(dest string) (*os.File, error) {
+	return os.CreateTemp(filepath.Dir(dest), ".download-*")
+}
+
+// placeFile closes tmp, written whole, and renames it to dest.
+func placeFile(tmp *os.File, dest string) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
