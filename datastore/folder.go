@@ -79,7 +79,7 @@ func (b *Bucket) writeFolder(ctx context.Context, path string, r io.Reader, want
 
 // copyToFile copies r to f and tells a failure of the source (a client's stream, a local file
 // that changed) from one of the destination (a full disk). A local file is copied by the
-// kernel; anything else in reads of bufferSize.
+// kernel; anything else in reads of bufferSize (and writes of fileWriteSize).
 func copyToFile(f *os.File, r io.Reader) (n int64, readErr, writeErr error) {
 	if lf, ok := r.(*localFile); ok {
 		if _, err := lf.f.Seek(0, io.SeekStart); err != nil {
@@ -104,10 +104,11 @@ func copyToFile(f *os.File, r io.Reader) (n int64, readErr, writeErr error) {
 	}
 	buf := bufs.Get().(*[bufferSize]byte)
 	defer bufs.Put(buf)
+	fw := fileWriter{f}
 	for {
 		m, err := r.Read(buf[:])
 		if m > 0 {
-			w, werr := f.Write(buf[:m])
+			w, werr := fw.Write(buf[:m])
 			n += int64(w)
 			if werr != nil {
 				return n, nil, werr

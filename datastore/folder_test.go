@@ -1,6 +1,8 @@
 package datastore
 
 import (
+	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -64,5 +66,51 @@ func TestLocalFileChanged(t *testing.T) {
 				t.Errorf("copying a %s file: %v, %v; want it refused", name, readErr, writeErr)
 			}
 		})
+	}
+}
+
+// pieces records the size of each write it takes, and fails once it holds failAt bytes.
+type pieces struct {
+	sizes  []int
+	got    []byte
+	failAt int
+}
+
+func (p *pieces) Write(b []byte) (int, error) {
+	p.sizes = append(p.sizes, len(b))
+	if p.failAt > 0 && len(p.got)+len(b) > p.failAt {
+		n := p.failAt - len(p.got)
+		p.got = append(p.got, b[:n]...)
+		return n, errors.New("disk full")
+	}
+	p.got = append(p.got, b...)
+	return len(b), nil
+}
+
+// Files are written in pieces of at most fileWriteSize, whole and in order, and a failed
+// write reports what it wrote.
+func TestFileWriterPieces(t *testing.T) {
+	data := make([]byte, bufferSize+5)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	var p pieces
+	n, err := fileWriter{&p}.Write(data)
+	if err != nil || n != len(data) || !bytes.Equal(p.got, data) {
+		t.Fatalf("wrote %d of %d bytes (err %v), content intact: %v", n, len(data), err, bytes.Equal(p.got, data))
+	}
+	for i, s := range p.sizes {
+		if s > fileWriteSize || s == 0 {
+			t.Fatalf("write %d took %d bytes, more than %d or none", i, s, fileWriteSize)
+		}
+	}
+	if want := (len(data) + fileWriteSize - 1) / fileWriteSize; len(p.sizes) != want {
+		t.Errorf("%d writes, want %d", len(p.sizes), want)
+	}
+
+	failing := pieces{failAt: fileWriteSize + 10}
+	n, err = fileWriter{&failing}.Write(data)
+	if err == nil || n != fileWriteSize+10 {
+		t.Errorf("a write failing after %d bytes: got n=%d err=%v", fileWriteSize+10, n, err)
 	}
 }

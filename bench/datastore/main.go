@@ -72,7 +72,30 @@ var (
 	bigMiB    = flag.Int("big-mib", 1024, "size of the single big file, MiB")
 	reOnly    = flag.Bool("reupload-only", false, "only the re-uploads of unchanged files (each set is uploaded once, untimed)")
 	cgroupMiB = flag.Int("cgroup-mib", 4096, "memory limit of the cgroup the measurements run in, filled with page cache first (0: no cgroup)")
+	verb      = flag.Bool("v", false, "print each measurement as it ends")
+	only      = flag.String("only", "", "measure only these cases, comma-separated, of files-up, files-down, s3-up, s3-down, "+
+		"each optionally limited to a set with :many or :big (e.g. s3-down:many); the uploads the downloads read are still made, untimed")
 )
+
+// verbose prints a measurement with -v.
+func verbose(who string, rep int, d time.Duration, cpu float64) {
+	if *verb {
+		fmt.Fprintf(os.Stderr, "%s %s rep %d: %.2f s, %.1f CPU s\n", time.Now().Format("15:04:05.000"), who, rep, d.Seconds(), cpu)
+	}
+}
+
+// selected tells whether the case (e.g. "s3-down") is measured for the set ("many" or "big").
+func selected(name, set string) bool {
+	if *only == "" {
+		return true
+	}
+	for _, c := range strings.Split(*only, ",") {
+		if c == name || c == name+":"+set {
+			return true
+		}
+	}
+	return false
+}
 
 // A client is one way for the CLI to reach the server: every atelier measurement runs once
 // per client. env is the CLI's environment; a nil env skips the client.
@@ -263,12 +286,17 @@ func main() {
 	// baseWarm and mineWarm are what each side downloads, if it does (see once).
 	pair := func(baseWarm, mineWarm string, baseF func(rep int), mineF func(rep int, c client)) (b meas, m []meas) {
 		m = make([]meas, len(clients))
+
 		for r := 0; r < *reps; r++ {
-			if x := once(baseWarm, func() { baseF(r) }); r == 0 || x.d < b.d {
+			x := once(baseWarm, func() { baseF(r) })
+			verbose("baseline", r, x.d, x.cpu)
+			if r == 0 || x.d < b.d {
 				b = x
 			}
 			for i, c := range clients {
-				if x := once(mineWarm, func() { mineF(r, c) }); r == 0 || x.d < m[i].d {
+				x := once(mineWarm, func() { mineF(r, c) })
+				verbose(c.label, r, x.d, x.cpu)
+				if r == 0 || x.d < m[i].d {
 					m[i] = x
 				}
 			}
@@ -283,6 +311,7 @@ func main() {
 	}
 	var rows []row
 	addRows := func(name string, size int64, b meas, m []meas) {
+
 		for i, c := range clients {
 			rows = append(rows, row{name, c.label, size, b, m[i]})
 		}
@@ -333,8 +362,22 @@ func main() {
 			}
 			continue
 		}
+		short := map[string]string{many: "many", big: "big"}[set.path]
+		// measure measures a case, or when -only leaves it out makes an upload's rep 0 (which
+		// later cases read) untimed, and skips a download.
+		measure := func(name, label, baseWarm, mineWarm string, upload bool, baseF func(rep int), mineF func(rep int, c client)) {
+			if !selected(name, short) {
+				if upload {
+					baseF(0)
+					mineF(0, clients[0])
+				}
+				return
+			}
+			b, m := pair(baseWarm, mineWarm, baseF, mineF)
+			addRows(label+", "+set.name, set.size, b, m)
+		}
 		// files: cp against the CLI through the server.
-		b, m := pair("", "",
+		measure("files-up", "files upload", "", "", true,
 			func(rep int) {
 				run("cp", "-r", set.path, filepath.Join(fsStore, baseTarget("cp", rep)))
 				keepFirst(rep, clients[0], filepath.Join(fsStore, baseTarget("cp", rep)))
@@ -343,17 +386,17 @@ func main() {
 				cli(c, "datastore", "upload", "fs", set.path, "--target", mineTarget("fs", c, rep))
 				keepFirst(rep, c, filepath.Join(fsStore, mineTarget("fs", c, rep)))
 			})
-		addRows("files upload, "+set.name, set.size, b, m)
 		cpSrc := filepath.Join(fsStore, baseTarget("cp", 0))
-		b, m = pair(cpSrc, filepath.Join(fsStore, fsSrc),
+		measure("files-down", "files download", cpSrc, filepath.Join(fsStore, fsSrc), false,
 			func(rep int) { run("cp", "-r", cpSrc, filepath.Join(fresh(), "x")) },
 			func(rep int, c client) { cli(c, "datastore", "download", "fs", fsSrc, "-d", fresh()) })
-		addRows("files download, "+set.name, set.size, b, m)
-		// Twice: the first time the server hashes every file, the second from its cache.
-		reuploads("files", "fs", set.name, set.path, fsSrc, true)
+		if *only == "" {
+			// Twice: the first time the server hashes every file, the second from its cache.
+			reuploads("files", "fs", set.name, set.path, fsSrc, true)
+		}
 
 		// s3: the aws-sdk-go-v2 transfer manager against the CLI through the server.
-		b, m = pair("", "",
+		measure("s3-up", "s3 upload", "", "", true,
 			func(rep int) {
 				sdkUpload(ctx, tm, set.path, baseTarget("sdk", rep))
 				keepFirst(rep, clients[0], filepath.Join(objects, baseTarget("sdk", rep)))
@@ -362,13 +405,13 @@ func main() {
 				cli(c, "datastore", "upload", "lake", set.path, "--target", mineTarget("lake", c, rep))
 				keepFirst(rep, c, filepath.Join(objects, mineTarget("lake", c, rep)))
 			})
-		addRows("s3 upload, "+set.name, set.size, b, m)
 		sdkSrc := baseTarget("sdk", 0)
-		b, m = pair(filepath.Join(objects, sdkSrc), filepath.Join(objects, lakeSrc),
+		measure("s3-down", "s3 download", filepath.Join(objects, sdkSrc), filepath.Join(objects, lakeSrc), false,
 			func(rep int) { sdkDownload(ctx, s3c, tm, sdkSrc, fresh()) },
 			func(rep int, c client) { cli(c, "datastore", "download", "lake", lakeSrc, "-d", fresh()) })
-		addRows("s3 download, "+set.name, set.size, b, m)
-		reuploads("s3", "lake", set.name, set.path, lakeSrc, false)
+		if *only == "" {
+			reuploads("s3", "lake", set.name, set.path, lakeSrc, false)
+		}
 	}
 
 	la, _ := os.ReadFile("/proc/loadavg")
