@@ -282,6 +282,18 @@ type DatastoreFile struct {
 	SHA256 string `json:"sha256,omitempty"`
 	// Dir marks a folder in a non-recursive listing; its Path ends with '/'.
 	Dir bool `json:"dir,omitempty"`
+	// ETag is cloud storage's tag of this version of the object, set where the server keeps
+	// the digest of the object rather than the object itself (see DatastoreDigest).
+	ETag string `json:"-"`
+}
+
+// DatastoreDigest is the sha256 of a cloud storage object that the server keeps because the
+// object could not carry it: a large file passed over the server's socket is hashed while it
+// uploads, and cloud storage takes an object's metadata only when its upload starts. It holds
+// while the object keeps its ETag.
+type DatastoreDigest struct {
+	ETag   string
+	SHA256 string
 }
 
 // DatastoreFileQuery lists a datastore's files.
@@ -328,8 +340,10 @@ type DatastoreBucket interface {
 	// stored (EINVALID). Nothing partial is ever visible under path. The file returned has
 	// the content's sha256 where the write computed it (cloud storage, or when sha256 was
 	// given); a files datastore leaves it to Digest, so that a write copies without hashing.
-	// Cloud storage is not asked again after the write: the time is the server's, and the
-	// MD5, if any, shows in listings.
+	// Cloud storage is not asked again after the write (the time is the server's, and the
+	// MD5, if any, shows in listings), except for a large local file (an *os.File) written
+	// without a given sha256: it is hashed while it uploads, and the file returned has its
+	// ETag, for the server to keep the digest (see DatastoreDigest).
 	Write(ctx context.Context, path string, r io.Reader, sha256, contentType string) (*DatastoreFile, error)
 	Open(ctx context.Context, path string) (*DatastoreFile, io.ReadCloser, error)
 	Stat(ctx context.Context, path string) (*DatastoreFile, error)
@@ -377,6 +391,11 @@ type DatastoreStore interface {
 	// DatastoreRuns returns the ids of up to limit runs whose lineage names the datastore
 	// (newest first) and how many there are in all.
 	DatastoreRuns(ctx context.Context, workspace, name string, limit int) (ids []string, total int, err error)
+	// SaveDatastoreDigest keeps the digest of the object at path (replacing any); it goes
+	// with the datastore.
+	SaveDatastoreDigest(ctx context.Context, workspace, name, path string, d DatastoreDigest) error
+	// DatastoreDigests returns the digests kept for those of paths that have one.
+	DatastoreDigests(ctx context.Context, workspace, name string, paths []string) (map[string]DatastoreDigest, error)
 }
 
 // DatastoreService is the datastore registry and its files, as users see them.

@@ -160,7 +160,7 @@ func (b *Bucket) Digest(ctx context.Context, path string) (*atelier.DatastoreFil
 
 // fileOf is the datastore file of attributes a, with the digest its metadata holds.
 func fileOf(path string, a *blob.Attributes) *atelier.DatastoreFile {
-	f := &atelier.DatastoreFile{Path: path, Size: a.Size, MD5: hex.EncodeToString(a.MD5), ModifiedAt: a.ModTime.UTC()}
+	f := &atelier.DatastoreFile{Path: path, Size: a.Size, MD5: hex.EncodeToString(a.MD5), ModifiedAt: a.ModTime.UTC(), ETag: a.ETag}
 	if d := a.Metadata[sha256Key]; atelier.ValidateDigest(d) == nil {
 		f.SHA256 = d
 	}

@@ -153,6 +153,15 @@ type localFile struct {
 	// started is set once Read has sought the file's start; read counts the bytes it read.
 	started bool
 	read    int64
+	// hashing brings the sha256 computed beside the copy (see hashBeside); sum is it, once
+	// the copy's last read has had it.
+	hashing chan hashed
+	sum     string
+}
+
+type hashed struct {
+	sum string
+	err error
 }
 
 func newLocalFile(ctx context.Context, f *os.File, datastore, path string) (*localFile, error) {
@@ -169,11 +178,11 @@ func newLocalFile(ctx context.Context, f *os.File, datastore, path string) (*loc
 }
 
 // sha256 hashes the file from its start to its size, without moving its offset.
-func (l *localFile) sha256() (string, error) {
+func (l *localFile) sha256(ctx context.Context) (string, error) {
 	buf := bufs.Get().(*[bufferSize]byte)
 	defer bufs.Put(buf)
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, &ctxReader{l.ctx, io.NewSectionReader(l.f, 0, l.id.size)}, buf[:])
+	n, err := io.CopyBuffer(h, &ctxReader{ctx, io.NewSectionReader(l.f, 0, l.id.size)}, buf[:])
 	if err != nil {
 		return "", l.readError(err)
 	}
@@ -181,6 +190,18 @@ func (l *localFile) sha256() (string, error) {
 		return "", l.changedError()
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// hashBeside hashes the file on another goroutine while it is read (by pread: the copy's
+// offset does not move), until ctx ends; the copy's last read waits for the digest and then
+// has it in sum.
+func (l *localFile) hashBeside(ctx context.Context) {
+	ch := make(chan hashed, 1)
+	l.hashing = ch
+	go func() {
+		sum, err := l.sha256(ctx)
+		ch <- hashed{sum, err}
+	}()
 }
 
 func (l *localFile) Read(p []byte) (int, error) {
@@ -195,6 +216,15 @@ func (l *localFile) Read(p []byte) (int, error) {
 	}
 	left := l.id.size - l.read
 	if left <= 0 {
+		if l.hashing != nil {
+			// The end waits for the digest, so that the check below covers both reads.
+			h := <-l.hashing
+			l.hashing = nil
+			if h.err != nil {
+				return 0, h.err
+			}
+			l.sum = h.sum
+		}
 		if err := l.unchanged(); err != nil {
 			return 0, err
 		}

@@ -2,11 +2,16 @@ package datastore
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"gocloud.dev/blob/memblob"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -112,5 +117,95 @@ func TestFileWriterPieces(t *testing.T) {
 	n, err = fileWriter{&failing}.Write(data)
 	if err == nil || n != fileWriteSize+10 {
 		t.Errorf("a write failing after %d bytes: got n=%d err=%v", fileWriteSize+10, n, err)
+	}
+}
+
+// A large local file written to cloud storage is hashed while it uploads: the digest comes
+// back with the object's ETag (for the server to keep), not in the object's metadata.
+func TestWriteHashesBeside(t *testing.T) {
+	defer func(n int64) { hashBesideSize = n }(hashBesideSize)
+	hashBesideSize = 100 << 10
+	content := make([]byte, 300<<10)
+	rand.NewChaCha8([32]byte{1}).Read(content)
+	sum := sha256.Sum256(content)
+	path := filepath.Join(t.TempDir(), "big.bin")
+	if err := os.WriteFile(path, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := NewBucket("lake", memblob.OpenBucket(nil), false)
+	defer b.Close()
+	ctx := t.Context()
+	got, err := b.Write(ctx, "data/big.bin", f, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := b.b.Attributes(ctx, "data/big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SHA256 != hex.EncodeToString(sum[:]) || got.ETag == "" || got.ETag != a.ETag || got.Size != int64(len(content)) {
+		t.Errorf("Write = %+v, want sha256 %x and the object's ETag %q", got, sum, a.ETag)
+	}
+	if m := a.Metadata[sha256Key]; m != "" {
+		t.Errorf("the object carries sha256 %q: it was hashed before uploading", m)
+	}
+	if d, err := b.Digest(ctx, "data/big.bin"); err != nil || d.SHA256 != "" || d.ETag != a.ETag {
+		t.Errorf("Digest = %+v, %v; want no digest of its own and ETag %q", d, err, a.ETag)
+	}
+
+	// Smaller files are hashed first, and carry their digest.
+	small := filepath.Join(t.TempDir(), "small.bin")
+	if err := os.WriteFile(small, content[:1000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sf, err := os.Open(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sf.Close()
+	if got, err := b.Write(ctx, "small.bin", sf, "", ""); err != nil || got.ETag != "" || got.SHA256 == "" {
+		t.Errorf("Write(small) = %+v, %v; want its digest and no ETag", got, err)
+	}
+	if d, err := b.Digest(ctx, "small.bin"); err != nil || d.SHA256 == "" {
+		t.Errorf("Digest(small) = %+v, %v; want the digest it carries", d, err)
+	}
+}
+
+// A file changed while it is hashed beside its copy fails the copy's end; unchanged, the copy
+// ends with its digest.
+func TestHashBesideChanged(t *testing.T) {
+	for _, changed := range []bool{false, true} {
+		path := filepath.Join(t.TempDir(), "f")
+		if err := os.WriteFile(path, bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		lf, err := newLocalFile(t.Context(), f, "lake", "f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lf.hashBeside(t.Context())
+		if changed {
+			if err := os.Truncate(path, 10); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err = io.ReadAll(lf)
+		want := sha256.Sum256(bytes.Repeat([]byte("x"), 1<<20))
+		switch {
+		case changed && atelier.ErrorCode(err) != atelier.EINVALID:
+			t.Errorf("a file changed while hashed: %v, want it refused", err)
+		case !changed && (err != nil || lf.sum != hex.EncodeToString(want[:])):
+			t.Errorf("an unchanged file: sum %q, err %v; want %x", lf.sum, err, want)
+		}
 	}
 }

@@ -323,7 +323,15 @@ func (s *Service) WriteDatastoreFile(ctx context.Context, workspace, name, p str
 		return nil, err
 	}
 	defer b.Close()
-	return b.Write(ctx, p, r, sha256, contentType)
+	f, err := b.Write(ctx, p, r, sha256, contentType)
+	if err == nil && f.ETag != "" && f.SHA256 != "" {
+		// A digest the object could not carry (see atelier.DatastoreDigest). The file is
+		// stored either way: without the digest, a later upload only sends it again.
+		if err := s.store.SaveDatastoreDigest(ctx, workspace, name, f.Path, atelier.DatastoreDigest{ETag: f.ETag, SHA256: f.SHA256}); err != nil {
+			s.log.Warn("keeping a datastore file's digest", "workspace", workspace, "datastore", name, "path", f.Path, "err", err)
+		}
+	}
+	return f, err
 }
 
 // OpenDatastoreFile opens a datastore file for reading.
@@ -426,9 +434,24 @@ func (s *Service) DatastoreFileDigests(ctx context.Context, workspace, name stri
 		return nil, err
 	}
 	out := files[:0]
+	var unknown []string // cloud objects without a digest of their own
 	for _, f := range files {
 		if f != nil {
 			out = append(out, f)
+			if f.SHA256 == "" && f.ETag != "" {
+				unknown = append(unknown, f.Path)
+			}
+		}
+	}
+	if len(unknown) > 0 {
+		kept, err := s.store.DatastoreDigests(ctx, workspace, name, unknown)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range out {
+			if d, ok := kept[f.Path]; ok && f.SHA256 == "" && d.ETag == f.ETag {
+				f.SHA256 = d.SHA256
+			}
 		}
 	}
 	return out, nil

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"strings"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -209,6 +210,64 @@ func (db *DB) DeleteDatastore(ctx context.Context, workspace, name string, force
 		}
 		return nil
 	})
+}
+
+// SaveDatastoreDigest keeps the digest of a cloud object.
+func (db *DB) SaveDatastoreDigest(ctx context.Context, workspace, name, path string, d atelier.DatastoreDigest) error {
+	return db.update(ctx, func(tx *txn) error {
+		id, err := datastoreID(ctx, tx, workspace, name)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO datastore_digests (datastore_id, path, etag, sha256) VALUES (?, ?, ?, ?)
+			ON CONFLICT (datastore_id, path) DO UPDATE SET etag = excluded.etag, sha256 = excluded.sha256`, id, path, d.ETag, d.SHA256)
+		return err
+	})
+}
+
+// DatastoreDigests returns the digests kept for paths.
+func (db *DB) DatastoreDigests(ctx context.Context, workspace, name string, paths []string) (map[string]atelier.DatastoreDigest, error) {
+	id, err := datastoreID(ctx, db.read, workspace, name)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]atelier.DatastoreDigest{}
+	for len(paths) > 0 {
+		n := min(len(paths), 500) // under SQLite's limit on a statement's variables
+		args := []any{id}
+		for _, p := range paths[:n] {
+			args = append(args, p)
+		}
+		rows, err := db.read.QueryContext(ctx, `SELECT path, etag, sha256 FROM datastore_digests
+			WHERE datastore_id = ? AND path IN (?`+strings.Repeat(", ?", n-1)+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var p string
+			var d atelier.DatastoreDigest
+			if err := rows.Scan(&p, &d.ETag, &d.SHA256); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[p] = d
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		paths = paths[n:]
+	}
+	return out, nil
+}
+
+func datastoreID(ctx context.Context, q querier, workspace, name string) (int64, error) {
+	var id int64
+	err := q.QueryRowContext(ctx, `SELECT d.id FROM datastores d JOIN workspaces w ON w.id = d.workspace_id
+		WHERE w.name = ? AND d.name = ?`, workspace, name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, datastoreNotFound(name)
+	}
+	return id, err
 }
 
 // insertRunData records a run's lineage.

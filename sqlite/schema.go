@@ -339,6 +339,16 @@ CREATE TABLE experiment_stats (
 );
 INSERT INTO experiment_stats (experiment_id, run_count, last_run_at)
 	SELECT experiment_id, count(*), max(created_at) FROM runs GROUP BY experiment_id;
+`, `
+-- The sha256 of cloud objects that could not carry it in their metadata (atelier.DatastoreDigest),
+-- valid while the object keeps its etag.
+CREATE TABLE datastore_digests (
+	datastore_id INTEGER NOT NULL REFERENCES datastores(id) ON DELETE CASCADE,
+	path         TEXT NOT NULL,
+	etag         TEXT NOT NULL,
+	sha256       TEXT NOT NULL,
+	PRIMARY KEY (datastore_id, path)
+) WITHOUT ROWID;
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

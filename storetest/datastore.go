@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/atelier-ml/atelier"
@@ -68,6 +70,35 @@ func TestDatastores(t *testing.T, open func(t *testing.T) atelier.Store) {
 		t.Errorf("UpdateDatastoreCredentials(nope): %v", err)
 	}
 
+	// Digests kept for cloud objects: replaced by path, asked for many at once, and gone with
+	// their datastore (below).
+	digest := func(etag string) atelier.DatastoreDigest {
+		return atelier.DatastoreDigest{ETag: etag, SHA256: strings.Repeat(etag[:1], 64)}
+	}
+	for _, p := range []string{"a/big.bin", "b.bin", "a/big.bin"} {
+		if err := s.SaveDatastoreDigest(ctx, "ws", "lake", p, digest(p[:1]+"tag")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SaveDatastoreDigest(ctx, "ws", "lake", "a/big.bin", digest("new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveDatastoreDigest(ctx, "ws", "nope", "x", digest("x")); atelier.ErrorCode(err) != atelier.ENOTFOUND {
+		t.Errorf("SaveDatastoreDigest(nope): %v, want ENOTFOUND", err)
+	}
+	many := []string{"missing"}
+	for i := 0; i < 1200; i++ { // more than one statement's worth
+		many = append(many, fmt.Sprintf("many/%d", i))
+	}
+	many = append(many, "a/big.bin", "b.bin")
+	digests, err := s.DatastoreDigests(ctx, "ws", "lake", many)
+	if err != nil || len(digests) != 2 || digests["a/big.bin"] != digest("new") || digests["b.bin"] != digest("btag") {
+		t.Errorf("DatastoreDigests = %+v, %v", digests, err)
+	}
+	if digests, err := s.DatastoreDigests(ctx, "ws", "default", []string{"b.bin"}); err != nil || len(digests) != 0 {
+		t.Errorf("another datastore's digests: %+v, %v", digests, err)
+	}
+
 	// The default needs force, and the fallback takes over.
 	if err := s.DeleteDatastore(ctx, "ws", "lake", false, "default"); atelier.ErrorCode(err) != atelier.ECONFLICT {
 		t.Errorf("DeleteDatastore(default, no force): %v, want ECONFLICT", err)
@@ -80,6 +111,13 @@ func TestDatastores(t *testing.T, open func(t *testing.T) atelier.Store) {
 	}
 	if err := s.DeleteDatastore(ctx, "ws", "lake", true, "default"); atelier.ErrorCode(err) != atelier.ENOTFOUND {
 		t.Errorf("DeleteDatastore twice: %v, want ENOTFOUND", err)
+	}
+	// A datastore registered again under the name does not inherit the old one's digests.
+	if err := s.CreateDatastore(ctx, "ws", &atelier.Datastore{Name: "lake", Kind: atelier.DatastoreS3, Bucket: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if digests, err := s.DatastoreDigests(ctx, "ws", "lake", []string{"a/big.bin", "b.bin"}); err != nil || len(digests) != 0 {
+		t.Errorf("digests of a deleted datastore: %+v, %v", digests, err)
 	}
 
 	// Datastores go with their workspace.

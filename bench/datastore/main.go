@@ -1,10 +1,11 @@
 // Command datastore measures `atelier datastore upload` and `download` against the goal of
 // issue 6: 1 GB in 1,000 files and one 1 GB file, to a files datastore and to an S3-compatible
-// server (versitygw) on loopback, at >= 80 % of `cp` (files) or the aws-sdk-go-v2 transfer
-// manager (S3) on the same machine; a re-upload of unchanged files transfers nothing.
+// server (MinIO or versitygw) on loopback, at >= 80 % of `cp` (files) or the aws-sdk-go-v2
+// transfer manager (S3) on the same machine; a re-upload of unchanged files transfers nothing.
 //
 //	go build -o /tmp/bench-atelier ./cmd/atelier
-//	go run ./bench/datastore -bin /tmp/bench-atelier [-versitygw /root/go/bin/versitygw] [-reps 2]
+//	go run ./bench/datastore -bin /tmp/bench-atelier [-s3 minio|versitygw] [-reps 2]
+//	go run ./bench/datastore -bin /tmp/bench-atelier -only s3-down:many -v  # one case
 //	go run ./bench/datastore -bin /tmp/bench-atelier -reupload-only  # only the re-uploads
 //
 // It prints a markdown table for docs/benchmarks.md, one row per case and client
@@ -53,6 +54,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 const (
@@ -64,7 +66,9 @@ const (
 
 var (
 	bin       = flag.String("bin", "/tmp/bench-atelier", "the atelier binary")
+	s3Server  = flag.String("s3", "versitygw", "the S3-compatible server: versitygw or minio")
 	vgw       = flag.String("versitygw", "/root/go/bin/versitygw", "the versitygw binary")
+	minio     = flag.String("minio", "/root/go/bin/minio", "the MinIO binary (go install github.com/minio/minio@latest)")
 	base      = flag.String("dir", "", "where to put the temporary data (default: $TMPDIR)")
 	reps      = flag.Int("reps", 2, "repetitions of each measurement (the best is kept)")
 	nFiles    = flag.Int("files", 1000, "files in the many-files set")
@@ -143,12 +147,21 @@ func main() {
 	}
 	fmt.Println("Page cache:", memNote)
 
-	// versitygw and its bucket.
+	// The S3 server and its bucket.
 	s3dir := filepath.Join(root, "s3")
 	check(os.MkdirAll(s3dir, 0o755))
 	s3addr := freeAddr()
-	gw := exec.Command(*vgw, "--port", s3addr, "posix", s3dir)
-	gw.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+accessKey, "ROOT_SECRET_KEY="+secretKey)
+	var gw *exec.Cmd
+	switch *s3Server {
+	case "versitygw":
+		gw = exec.Command(*vgw, "--port", s3addr, "posix", s3dir)
+		gw.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+accessKey, "ROOT_SECRET_KEY="+secretKey)
+	case "minio":
+		gw = exec.Command(*minio, "server", "--quiet", "--address", s3addr, "--console-address", freeAddr(), s3dir)
+		gw.Env = append(os.Environ(), "MINIO_ROOT_USER="+accessKey, "MINIO_ROOT_PASSWORD="+secretKey, "MINIO_BROWSER=off")
+	default:
+		check(fmt.Errorf("-s3 %q: versitygw or minio", *s3Server))
+	}
 	startProc(gw)
 	waitHTTP("http://" + s3addr)
 	s3c := s3.NewFromConfig(aws.Config{
@@ -165,8 +178,28 @@ func main() {
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.DisableChecksumValidation = true
 	})
-	// versitygw's posix backend keeps each object as a file, <bucket>/<key>.
+	// Both keep an object's content under <bucket>/<key> (versitygw's posix backend as that
+	// file, MinIO as files in that folder): reading the folder of a prefix warms its objects.
 	objects := filepath.Join(s3dir, bucket)
+	// deleteObjects deletes the object key, or the objects under key/, through the API.
+	deleteObjects := func(key string) {
+		_, err := s3c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+		check(err)
+		p := s3.NewListObjectsV2Paginator(s3c, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(key + "/")})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			check(err)
+			if len(page.Contents) == 0 {
+				break
+			}
+			var ids []types.ObjectIdentifier
+			for _, o := range page.Contents {
+				ids = append(ids, types.ObjectIdentifier{Key: o.Key})
+			}
+			_, err = s3c.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(bucket), Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}})
+			check(err)
+		}
+	}
 
 	// The atelier server and its datastores.
 	data := filepath.Join(root, "server")
@@ -224,7 +257,7 @@ func main() {
 	if *reOnly {
 		need = 2 * (manyBytes + bigBytes)
 	}
-	need += bigBytes + 1<<30 // versitygw's multipart parts until assembled, metadata, margin
+	need += bigBytes + 1<<30 // the S3 server's multipart parts until assembled, metadata, margin
 	var st syscall.Statfs_t
 	check(syscall.Statfs(root, &st))
 	if free := int64(st.Bavail) * st.Bsize; need > free {
@@ -237,19 +270,20 @@ func main() {
 	out := filepath.Join(root, "out")
 	var outN int
 	var outDir string
-	// disposable is what a measurement wrote that no later one reads, in order.
+	// disposable is what a measurement wrote that no later one reads, in order, with how to
+	// delete it.
 	type written struct {
-		n    int
-		path string
+		n      int
+		delete func()
 	}
 	var disposable []written
-	dispose := func(path string) { disposable = append(disposable, written{outN, path}) }
+	dispose := func(delete func()) { disposable = append(disposable, written{outN, delete}) }
+	removeAll := func(path string) func() { return func() { os.RemoveAll(path) } }
 	// keepFirst keeps an upload of rep 0 by the first client (or the baseline), which the
-	// downloads and re-uploads read; any other is disposable. (versitygw's posix backend keeps
-	// objects as files, so a folder of objects is removed as a folder.)
-	keepFirst := func(rep int, c client, path string) {
+	// downloads and re-uploads read; any other is disposable.
+	keepFirst := func(rep int, c client, delete func()) {
 		if rep > 0 || c.label != clients[0].label {
-			dispose(path)
+			dispose(delete)
 		}
 	}
 	fresh := func() string { return outDir }
@@ -267,11 +301,11 @@ func main() {
 		// about as much as the set, the limit holds a few sets): deleting it frees disk, not
 		// warm pages.
 		for len(disposable) > 0 && disposable[0].n <= outN-4 {
-			os.RemoveAll(disposable[0].path)
+			disposable[0].delete()
 			disposable = disposable[1:]
 		}
 		outDir = filepath.Join(out, strconv.Itoa(outN))
-		dispose(outDir)
+		dispose(removeAll(outDir))
 		check(os.MkdirAll(outDir, 0o755))
 		if warm != "" {
 			readAll(warm)
@@ -380,11 +414,11 @@ func main() {
 		measure("files-up", "files upload", "", "", true,
 			func(rep int) {
 				run("cp", "-r", set.path, filepath.Join(fsStore, baseTarget("cp", rep)))
-				keepFirst(rep, clients[0], filepath.Join(fsStore, baseTarget("cp", rep)))
+				keepFirst(rep, clients[0], removeAll(filepath.Join(fsStore, baseTarget("cp", rep))))
 			},
 			func(rep int, c client) {
 				cli(c, "datastore", "upload", "fs", set.path, "--target", mineTarget("fs", c, rep))
-				keepFirst(rep, c, filepath.Join(fsStore, mineTarget("fs", c, rep)))
+				keepFirst(rep, c, removeAll(filepath.Join(fsStore, mineTarget("fs", c, rep))))
 			})
 		cpSrc := filepath.Join(fsStore, baseTarget("cp", 0))
 		measure("files-down", "files download", cpSrc, filepath.Join(fsStore, fsSrc), false,
@@ -399,11 +433,11 @@ func main() {
 		measure("s3-up", "s3 upload", "", "", true,
 			func(rep int) {
 				sdkUpload(ctx, tm, set.path, baseTarget("sdk", rep))
-				keepFirst(rep, clients[0], filepath.Join(objects, baseTarget("sdk", rep)))
+				keepFirst(rep, clients[0], func() { deleteObjects(baseTarget("sdk", rep)) })
 			},
 			func(rep int, c client) {
 				cli(c, "datastore", "upload", "lake", set.path, "--target", mineTarget("lake", c, rep))
-				keepFirst(rep, c, filepath.Join(objects, mineTarget("lake", c, rep)))
+				keepFirst(rep, c, func() { deleteObjects(mineTarget("lake", c, rep)) })
 			})
 		sdkSrc := baseTarget("sdk", 0)
 		measure("s3-down", "s3 download", filepath.Join(objects, sdkSrc), filepath.Join(objects, lakeSrc), false,
@@ -415,8 +449,8 @@ func main() {
 	}
 
 	la, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("\nMachine: %s, %d cores, %s, load average %s; everything on one host, loopback; best of %d, alternating.\n",
-		cpuModel(), runtime.NumCPU(), runtime.Version(), strings.Join(strings.Fields(string(la))[:3], " "), *reps)
+	fmt.Printf("\nMachine: %s, %d cores, %s, load average %s; S3 server %s; everything on one host, loopback; best of %d, alternating.\n",
+		cpuModel(), runtime.NumCPU(), runtime.Version(), strings.Join(strings.Fields(string(la))[:3], " "), *s3Server, *reps)
 	fmt.Printf("Page cache: %s.\n\n", memNote)
 	fmt.Println("| case | client | baseline MB/s | atelier MB/s | ratio | goal ≥ 80 % | CPU s, baseline / atelier |")
 	fmt.Println("|---|---|---|---|---|---|---|")
