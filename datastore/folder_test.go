@@ -41,15 +41,7 @@ func TestLocalFileChanged(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "f")
-			if err := os.WriteFile(path, make([]byte, 1<<20), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			f, err := os.Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			path, f := writeAndOpen(t, make([]byte, 1<<20))
 			lf, err := newLocalFile(t.Context(), f, "lake", "f")
 			if err != nil {
 				t.Fatal(err)
@@ -128,15 +120,7 @@ func TestWriteHashesBeside(t *testing.T) {
 	content := make([]byte, 300<<10)
 	rand.NewChaCha8([32]byte{1}).Read(content)
 	sum := sha256.Sum256(content)
-	path := filepath.Join(t.TempDir(), "big.bin")
-	if err := os.WriteFile(path, content, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	_, f := writeAndOpen(t, content)
 	b := NewBucket("lake", memblob.OpenBucket(nil), false)
 	defer b.Close()
 	ctx := t.Context()
@@ -159,15 +143,7 @@ func TestWriteHashesBeside(t *testing.T) {
 	}
 
 	// Smaller files are hashed first, and carry their digest.
-	small := filepath.Join(t.TempDir(), "small.bin")
-	if err := os.WriteFile(small, content[:1000], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sf, err := os.Open(small)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sf.Close()
+	_, sf := writeAndOpen(t, content[:1000])
 	if got, err := b.Write(ctx, "small.bin", sf, "", ""); err != nil || got.ETag != "" || got.SHA256 == "" {
 		t.Errorf("Write(small) = %+v, %v; want its digest and no ETag", got, err)
 	}
@@ -180,15 +156,7 @@ func TestWriteHashesBeside(t *testing.T) {
 // ends with its digest.
 func TestHashBesideChanged(t *testing.T) {
 	for _, changed := range []bool{false, true} {
-		path := filepath.Join(t.TempDir(), "f")
-		if err := os.WriteFile(path, bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
+		path, f := writeAndOpen(t, bytes.Repeat([]byte("x"), 1<<20))
 		lf, err := newLocalFile(t.Context(), f, "lake", "f")
 		if err != nil {
 			t.Fatal(err)
@@ -208,4 +176,19 @@ func TestHashBesideChanged(t *testing.T) {
 			t.Errorf("an unchanged file: sum %q, err %v; want %x", lf.sum, err, want)
 		}
 	}
+}
+
+// writeAndOpen writes content to a new file and opens it for reading until the test ends.
+func writeAndOpen(t *testing.T, content []byte) (string, *os.File) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return path, f
 }
