@@ -157,6 +157,9 @@ func (b *Bucket) Write(ctx context.Context, path string, r io.Reader, want, cont
 	if beside != nil {
 		beside.hashBeside(wctx)
 	}
+	if want != "" {
+		wctx = withContentSHA256(wctx, want)
+	}
 	vr := &verifyingReader{r: r, h: h, want: want, cancel: cancel, b: b, path: path}
 	opts := &blob.WriterOptions{ContentType: contentType}
 	if want != "" {

@@ -18,8 +18,11 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/middleware"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/azureblob"
 	"gocloud.dev/blob/fileblob"
@@ -184,8 +187,33 @@ func OpenS3(ctx context.Context, hc *http.Client, d *atelier.Datastore, creds at
 			o.BaseEndpoint = aws.String(d.Endpoint)
 		}
 		o.UsePathStyle = d.PathStyle
+		o.APIOptions = append(o.APIOptions, signWithKnownSHA256)
 	})
 	return s3blob.OpenBucket(ctx, cli, d.Bucket, nil)
+}
+
+// contentSHA256Key is the context key of the sha256 of what a write stores, when it is known
+// before the upload (see withContentSHA256).
+type contentSHA256Key struct{}
+
+// withContentSHA256 tells the S3 client the sha256 of the content a write stores.
+func withContentSHA256(ctx context.Context, sum string) context.Context {
+	return context.WithValue(ctx, contentSHA256Key{}, sum)
+}
+
+// signWithKnownSHA256 signs a PutObject whose content's sha256 is known (withContentSHA256)
+// with it: SigV4 signs the sha256 of the body, which for a PutObject (an upload in one
+// request) is the whole content, so the signer need not hash it a second time, which cost as
+// much CPU as reading it (0.65 ms a MiB here). Parts of a multipart upload are hashed as usual;
+// and a body that is not what was hashed is refused by the storage.
+func signWithKnownSHA256(stack *middleware.Stack) error {
+	return stack.Finalize.Add(middleware.FinalizeMiddlewareFunc("atelier.KnownContentSHA256",
+		func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+			if sum, _ := ctx.Value(contentSHA256Key{}).(string); sum != "" && awsmiddleware.GetOperationName(ctx) == "PutObject" {
+				ctx = v4.SetPayloadHash(ctx, sum)
+			}
+			return next.HandleFinalize(ctx, in)
+		}), middleware.Before)
 }
 
 // OpenAzureBlob opens an Azure Blob container with a shared key, a SAS or a connection string.

@@ -4,7 +4,7 @@
 // transfer manager (S3) on the same machine; a re-upload of unchanged files transfers nothing.
 //
 //	go build -o /tmp/bench-atelier ./cmd/atelier
-//	go run ./bench/datastore -bin /tmp/bench-atelier [-s3 minio|versitygw] [-reps 2]
+//	go run ./bench/datastore -bin /tmp/bench-atelier [-s3 versitygw] [-reps 2]
 //	go run ./bench/datastore -bin /tmp/bench-atelier -only s3-down:many -v  # one case
 //	go run ./bench/datastore -bin /tmp/bench-atelier -reupload-only  # only the re-uploads
 //
@@ -66,7 +66,7 @@ const (
 
 var (
 	bin       = flag.String("bin", "/tmp/bench-atelier", "the atelier binary")
-	s3Server  = flag.String("s3", "versitygw", "the S3-compatible server: versitygw or minio")
+	s3Server  = flag.String("s3", "minio", "the S3-compatible server: minio (the issue's) or versitygw")
 	vgw       = flag.String("versitygw", "/root/go/bin/versitygw", "the versitygw binary")
 	minio     = flag.String("minio", "/root/go/bin/minio", "the MinIO binary (go install github.com/minio/minio@latest)")
 	base      = flag.String("dir", "", "where to put the temporary data (default: $TMPDIR)")
@@ -161,6 +161,9 @@ func main() {
 		gw.Env = append(os.Environ(), "MINIO_ROOT_USER="+accessKey, "MINIO_ROOT_PASSWORD="+secretKey, "MINIO_BROWSER=off")
 	default:
 		check(fmt.Errorf("-s3 %q: versitygw or minio", *s3Server))
+	}
+	if _, err := os.Stat(gw.Path); err != nil {
+		check(fmt.Errorf("%s: %v (go install github.com/minio/minio@latest, or github.com/versity/versitygw/cmd/versitygw@latest with -s3 versitygw)", *s3Server, err))
 	}
 	startProc(gw)
 	waitHTTP("http://" + s3addr)
