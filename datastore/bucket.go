@@ -52,11 +52,11 @@ var hashBesideSize int64 = 64 << 20
 const fileWriteSize = 32 << 10
 
 // fileWriter writes into a file in pieces of at most fileWriteSize.
-type fileWriter struct{ f io.Writer }
+type fileWriter struct{ w io.Writer }
 
 func (w fileWriter) Write(p []byte) (n int, err error) {
 	for len(p) > 0 {
-		m, err := w.f.Write(p[:min(len(p), fileWriteSize)])
+		m, err := w.w.Write(p[:min(len(p), fileWriteSize)])
 		n += m
 		if err != nil {
 			return n, err
