@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"strings"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -231,31 +230,28 @@ func (db *DB) DatastoreDigests(ctx context.Context, workspace, name string, path
 	if err != nil {
 		return nil, err
 	}
+	// The paths as one JSON array (as attachQuery does): one statement however many.
+	list, err := json.Marshal(paths)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT path, etag, sha256 FROM datastore_digests
+		WHERE datastore_id = ? AND path IN (SELECT value FROM json_each(?))`, id, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
 	out := map[string]atelier.DatastoreDigest{}
-	for len(paths) > 0 {
-		n := min(len(paths), 500) // under SQLite's limit on a statement's variables
-		args := []any{id}
-		for _, p := range paths[:n] {
-			args = append(args, p)
-		}
-		rows, err := db.read.QueryContext(ctx, `SELECT path, etag, sha256 FROM datastore_digests
-			WHERE datastore_id = ? AND path IN (?`+strings.Repeat(", ?", n-1)+`)`, args...)
-		if err != nil {
+	for rows.Next() {
+		var p string
+		var d atelier.DatastoreDigest
+		if err := rows.Scan(&p, &d.ETag, &d.SHA256); err != nil {
 			return nil, err
 		}
-		for rows.Next() {
-			var p string
-			var d atelier.DatastoreDigest
-			if err := rows.Scan(&p, &d.ETag, &d.SHA256); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[p] = d
-		}
-		if err := rows.Close(); err != nil {
-			return nil, err
-		}
-		paths = paths[n:]
+		out[p] = d
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
