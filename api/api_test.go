@@ -1101,7 +1101,7 @@ func TestAuth(t *testing.T) {
 	MustCode(t, err, atelier.EUNAUTHORIZED)
 
 	// Public routes need no token.
-	if err := api.NewClient(s.Server.URL, "").Health(ctx); err != nil {
+	if _, err := api.NewClient(s.Server.URL, "").Health(ctx); err != nil {
 		t.Errorf("health without a token: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -176,8 +177,44 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 }
 
 // Health checks that the server answers.
-func (c *Client) Health(ctx context.Context) error {
-	return c.call(ctx, "GET", "/api/v1/health", nil, nil, nil)
+func (c *Client) Health(ctx context.Context) (*Health, error) {
+	var h Health
+	return &h, c.call(ctx, "GET", "/api/v1/health", nil, nil, &h)
+}
+
+// ViaLocalSocket returns a client of the same server over its Unix socket when c reaches it
+// over loopback TCP, the server reports a socket and owned says the socket is the caller's
+// user's (else a listener of another user's could take the token and the files); otherwise,
+// or if the socket does not answer, c. Over the socket files pass as open descriptors: a
+// transfer on the server's machine then moves each byte once (see LocalFileHeader).
+func (c *Client) ViaLocalSocket(ctx context.Context, owned func(path string) bool) *Client {
+	if c.socket != "" || !isLoopbackURL(c.BaseURL) {
+		return c
+	}
+	h, err := c.Health(ctx)
+	if err != nil || h.Socket == "" || !owned(h.Socket) {
+		return c
+	}
+	local := NewClient(UnixScheme+h.Socket, c.Token)
+	local.UserAgent = c.UserAgent
+	if _, err := local.Health(ctx); err != nil {
+		return c
+	}
+	return local
+}
+
+// isLoopbackURL reports whether an http(s) URL names this machine by a loopback address or
+// as localhost.
+func isLoopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	return err == nil && ip.IsLoopback()
 }
 
 func (c *Client) CreateWorkspace(ctx context.Context, ws *atelier.Workspace) error {

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -28,11 +29,64 @@ func MustUnixClient(tb testing.TB, s *Stack) *api.Client {
 	api.AcceptPassedFiles(srv)
 	go srv.Serve(ln)
 	tb.Cleanup(func() { srv.Close() })
+	s.API.LocalSocket = path // as the binary does: the health check tells it
 	c := api.NewClient(api.UnixScheme+path, s.Token)
 	if !c.PassesFiles() {
 		tb.Fatal("a client of a Unix socket does not pass files")
 	}
 	return c
+}
+
+// A client that reaches the server over loopback TCP learns where its socket is from the
+// health check, and switches to it when the socket is its user's.
+func TestViaLocalSocket(t *testing.T) {
+	s, ctx := MustStack(t), Ctx(t)
+	anyOwner := func(string) bool { return true }
+	if c := s.Client.ViaLocalSocket(ctx, anyOwner); c != s.Client {
+		t.Error("switched to a socket the server does not have")
+	}
+	MustUnixClient(t, s)
+	socket := s.API.LocalSocket
+	h, err := s.Client.Health(ctx)
+	if err != nil || h.Socket != socket {
+		t.Fatalf("health over loopback = %+v, %v; want the socket %s", h, err, socket)
+	}
+	var asked string
+	c := s.Client.ViaLocalSocket(ctx, func(p string) bool { asked = p; return true })
+	if !c.PassesFiles() || asked != socket {
+		t.Fatalf("not switched to the socket (ownership asked for %q)", asked)
+	}
+	// The same server, with the same token: an admin's call works.
+	if _, err := c.ListDatastores(ctx, "default"); err != nil {
+		t.Errorf("over the socket found from TCP: %v", err)
+	}
+	if c := s.Client.ViaLocalSocket(ctx, func(string) bool { return false }); c != s.Client {
+		t.Error("switched to a socket of another user's")
+	}
+	// Through a proxy the peer may be anywhere: the socket is not told.
+	for _, header := range []string{"X-Forwarded-For", "Forwarded"} {
+		req, _ := http.NewRequestWithContext(ctx, "GET", s.Server.URL+"/api/v1/health", nil)
+		req.Header.Set(header, "for=192.0.2.7")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got api.Health
+		json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if got.Status != "ok" || got.Socket != "" {
+			t.Errorf("health with %s = %+v, want ok without the socket", header, got)
+		}
+	}
+	// A server elsewhere is not asked; a socket that does not answer is not taken.
+	remote := api.NewClient("http://192.0.2.7:8600", s.Token)
+	if c := remote.ViaLocalSocket(ctx, anyOwner); c != remote {
+		t.Error("a client of another machine switched to a socket")
+	}
+	s.API.LocalSocket = filepath.Join(t.TempDir(), "gone.sock")
+	if c := s.Client.ViaLocalSocket(ctx, anyOwner); c != s.Client {
+		t.Error("switched to a socket nothing listens on")
+	}
 }
 
 // Over the Unix socket files are passed as descriptors: uploads and downloads whole, with

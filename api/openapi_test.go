@@ -408,6 +408,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Secret", atelier.Secret{}, true},
 		{"SecretList", SecretList{}, true},
 		{"SecretPut", SecretPut{}, false},
+		{"Health", Health{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema, func(t *testing.T) {

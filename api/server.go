@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"path"
 	"slices"
 	"strconv"
@@ -57,6 +58,9 @@ type Server struct {
 	// passing bounds the requests copying passed files at once: a copy holds a thread while
 	// the kernel works, and a file on a stuck mount could hold it long.
 	passing chan struct{}
+	// LocalSocket is the path of the server's Unix socket, if it listens on one: the health
+	// check tells it to clients on the server's own machine (see Health).
+	LocalSocket string
 }
 
 // Route is one entry of the route table; the OpenAPI document and the authorization matrix
@@ -313,6 +317,30 @@ func queryBool(r *http.Request, name string) (bool, error) {
 	return b, nil
 }
 
+// Health answers the health check.
+type Health struct {
+	Status string    `json:"status"`
+	Time   time.Time `json:"time"`
+	// Socket is the server's Unix socket, told only to a client that reached the server over
+	// loopback TCP, directly: the one client that can use it (the socket is its user's alone),
+	// and that gains from it (files pass as descriptors instead of through TCP).
+	Socket string `json:"socket,omitempty"`
+}
+
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
-	return writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "time": time.Now().UTC()})
+	h := Health{Status: "ok", Time: time.Now().UTC()}
+	if s.LocalSocket != "" && fromLoopback(r) {
+		h.Socket = s.LocalSocket
+	}
+	return writeJSON(w, http.StatusOK, h)
+}
+
+// fromLoopback reports whether r came over loopback TCP and not through a proxy (which may
+// serve clients of other machines).
+func fromLoopback(r *http.Request) bool {
+	if r.Header.Get("Forwarded") != "" || r.Header.Get("X-Forwarded-For") != "" {
+		return false
+	}
+	ip, err := netip.ParseAddr(remoteHost(r))
+	return err == nil && ip.IsLoopback()
 }

@@ -109,7 +109,7 @@ func start(bin string) (*server, error) {
 		}
 		s.client = api.NewClient(s.url, s.token)
 		s.client.HTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-		if s.client.Health(context.Background()) == nil {
+		if _, err := s.client.Health(context.Background()); err == nil {
 			return s, nil
 		}
 	}

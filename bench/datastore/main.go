@@ -219,14 +219,16 @@ func main() {
 		check(fmt.Errorf("the server did not write its admin token"))
 	}
 	waitHTTP("http://" + addr)
-	serverEnv := func(server string) []string {
-		return append(os.Environ(), "ATELIER_SERVER="+server, "ATELIER_TOKEN="+token)
+	cliEnv := func(vars ...string) []string {
+		return append(os.Environ(), append([]string{"ATELIER_SERVER=http://" + addr, "ATELIER_TOKEN=" + token}, vars...)...)
 	}
 	var clients []client
 	for _, c := range []client{
-		{"tcp", serverEnv("http://" + addr)},
-		// The server's socket (atelier server --socket auto): the CLI passes files to it.
-		{"unix", serverEnv("unix://" + filepath.Join(data, "atelier.sock"))},
+		// Over TCP, as a CLI on another machine would reach the server.
+		{"tcp", cliEnv("ATELIER_SOCKET=off")},
+		// A CLI on the server's machine, given its TCP address as users do: it finds the
+		// server's socket (atelier server --socket auto) and passes the files over it.
+		{"socket", cliEnv()},
 	} {
 		if c.env != nil {
 			clients = append(clients, c)

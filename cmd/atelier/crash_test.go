@@ -62,7 +62,7 @@ func startServer(t *testing.T, dataDir, addr string) *serverProcess {
 		token, _ := service.ReadTokenFile(filepath.Join(dataDir, adminTokenFile))
 		if token != "" {
 			p.client = api.NewClient(p.url, token)
-			if p.client.Health(context.Background()) == nil {
+			if _, err := p.client.Health(context.Background()); err == nil {
 				return p
 			}
 		}

@@ -355,10 +355,13 @@ uploaded again; --force uploads everything. Except to a files datastore, each fi
 before it is sent, and the server stores nothing if what arrives differs. A file that changes
 while it is sent is refused, and nothing is stored under its name.
 
-Over the server's Unix socket (--server unix://PATH, or the socket of a server started in this
-directory) the files are not sent: each is passed to the server as an open descriptor and the
-server copies it itself (for a files datastore, by the kernel, as cp does), small files many
-to a request; the server then computes the digests cloud storage keeps.`,
+On the server's machine the files are not sent: over the server's Unix socket each is passed
+to the server as an open descriptor and the server copies it itself (for a files datastore, by
+the kernel, as cp does), small files many to a request; the server then computes the digests
+cloud storage keeps. The socket is used when --server is unix://PATH, when no --server is
+given and a server started in this directory listens on .atelier/atelier.sock, and when
+--server is loopback TCP (127.0.0.1, localhost) and the server there has a socket owned by
+this user (ATELIER_SOCKET=off keeps such a transfer on TCP).`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, src := args[0], filepath.Clean(args[1])
@@ -366,11 +369,11 @@ to a request; the server then computes the digests cloud storage keeps.`,
 			if err != nil {
 				return err
 			}
-			c, err := cfg.client()
+			ctx := cmd.Context()
+			c, err := cfg.transferClient(ctx)
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
 			ds, err := c.FindDatastore(ctx, cfg.workspace, name)
 			if err != nil {
 				return err
@@ -718,11 +721,11 @@ file into a temporary file the command passes it, small files many to a request.
 			if err := atelier.ValidatePath(p); err != nil {
 				return usagef("%s", atelier.ErrorMessage(err))
 			}
-			c, err := cfg.client()
+			ctx := cmd.Context()
+			c, err := cfg.transferClient(ctx)
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
 			files, err := listAll(ctx, c, cfg.workspace, name, p+"/")
 			if err != nil {
 				return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -42,6 +43,9 @@ settings come from flags or the environment:
                                     ./.atelier/atelier.sock, else http://127.0.0.1:8600)
   --token       ATELIER_TOKEN       (default: ./.atelier/admin-token when present)
   --workspace   ATELIER_WORKSPACE   (default "default")
+Uploads and downloads to a server on this machine reached over TCP (127.0.0.1, localhost)
+go over its Unix socket when it has one that belongs to this user; ATELIER_SOCKET=off keeps
+them on TCP.
 
 Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
 5 not authorized, 6 server unreachable, 7 the awaited run failed.`,
@@ -79,6 +83,17 @@ func (cfg *clientConfig) client() (*api.Client, error) {
 	c := api.NewClient(strings.TrimRight(server, "/"), token)
 	c.UserAgent = "atelier-cli"
 	return c, nil
+}
+
+// transferClient is client for the commands that move files: a server on this machine that
+// it reaches over loopback TCP it reaches over the server's Unix socket instead, when the
+// socket is this user's (see api.Client.ViaLocalSocket), unless ATELIER_SOCKET=off.
+func (cfg *clientConfig) transferClient(ctx context.Context) (*api.Client, error) {
+	c, err := cfg.client()
+	if err != nil || os.Getenv("ATELIER_SOCKET") == "off" {
+		return c, err
+	}
+	return c.ViaLocalSocket(ctx, ownSocket), nil
 }
 
 // exactArgs is cobra.ExactArgs with an error that counts as bad usage.

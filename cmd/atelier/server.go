@@ -182,6 +182,9 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	// (dispatched by prefix, not by a ServeMux, which would redirect non-canonical paths).
 	apiServer, mlflowAPI := api.NewServer(svc, svc, log), mlflow.NewHandler(svc, svc, log)
 	apiServer.CookieSecure = cookieSecure
+	if unixLn != nil {
+		apiServer.LocalSocket = unixLn.Addr().String()
+	}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if mlflow.Handles(r.URL.Path) {
 			mlflowAPI.ServeHTTP(w, r)
