@@ -73,5 +73,7 @@ type UserStore interface {
 	// AppendAudit records a write; an entry already stored (ID set: a store may write a
 	// request's PendingAudit with its first write) gets e's status instead.
 	AppendAudit(ctx context.Context, e *AuditEntry) error
+	// AppendAudits records new writes (no ID set) in one transaction: the files of a batch.
+	AppendAudits(ctx context.Context, entries []*AuditEntry) error
 	ListAudit(ctx context.Context, workspace string, f AuditFilter) ([]*AuditEntry, error)
 }

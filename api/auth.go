@@ -40,6 +40,7 @@ func (s *Server) authRoutes() []Route {
 // auditRecorder stores audit entries; *service.Service implements it.
 type auditRecorder interface {
 	RecordAudit(ctx context.Context, e *atelier.AuditEntry)
+	RecordAudits(ctx context.Context, entries []*atelier.AuditEntry)
 }
 
 // sessionService opens and closes the UI's sessions; *service.Service implements it.
@@ -149,15 +150,16 @@ func remoteHost(r *http.Request) string {
 	return r.RemoteAddr
 }
 
-// auditFile records one file of a batch upload as the PUT of that file would be recorded.
-func (s *Server) auditFile(r *http.Request, path string, status int) {
+// fileAudit is the audit entry of one file of a batch upload, as the PUT of that file would
+// be recorded; nil when the server keeps no audit log.
+func (s *Server) fileAudit(r *http.Request, path string, status int) *atelier.AuditEntry {
 	p := atelier.PrincipalFromContext(r.Context())
 	if s.audit == nil || p == nil {
-		return
+		return nil
 	}
-	s.audit.RecordAudit(r.Context(), &atelier.AuditEntry{Workspace: r.PathValue("workspace"), User: p.Name, Kind: p.Kind,
+	return &atelier.AuditEntry{Workspace: r.PathValue("workspace"), User: p.Name, Kind: p.Kind,
 		TokenID: p.TokenID, Method: http.MethodPut, Path: datastorePath(r.PathValue("workspace"), r.PathValue("datastore"), "files", escapePath(path)),
-		Status: status, Remote: remoteHost(r)})
+		Status: status, Remote: remoteHost(r)}
 }
 
 func (s *Server) recordAudit(r *http.Request, p *atelier.Principal, status int) {

@@ -293,6 +293,14 @@ func (s *Server) uploadPassedFiles(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	defer done()
+	// The files' audit entries are recorded together (one transaction rather than one a
+	// file), also when the client leaves halfway: each file written is in the log.
+	var audits []*atelier.AuditEntry
+	defer func() {
+		if len(audits) > 0 {
+			s.audit.RecordAudits(r.Context(), audits)
+		}
+	}()
 	out := PassedResults{Files: make([]PassedResult, len(files))}
 	for i, f := range files {
 		if err := r.Context().Err(); err != nil {
@@ -305,7 +313,9 @@ func (s *Server) uploadPassedFiles(w http.ResponseWriter, r *http.Request) error
 		if err != nil {
 			status = statusOf[atelier.ErrorCode(err)]
 		}
-		s.auditFile(r, batch.Files[i].Path, status)
+		if e := s.fileAudit(r, batch.Files[i].Path, status); e != nil {
+			audits = append(audits, e)
+		}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

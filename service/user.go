@@ -184,6 +184,22 @@ func (s *Service) RecordAudit(ctx context.Context, e *atelier.AuditEntry) {
 	}
 }
 
+// RecordAudits stores new audit entries together (the files of a batch), as RecordAudit does.
+func (s *Service) RecordAudits(ctx context.Context, entries []*atelier.AuditEntry) {
+	if len(entries) == 0 {
+		return
+	}
+	now := s.now().UTC()
+	for _, e := range entries {
+		if e.Time.IsZero() {
+			e.Time = now
+		}
+	}
+	if err := s.store.AppendAudits(context.WithoutCancel(ctx), entries); err != nil {
+		s.log.Error("recording audit entries", "entries", len(entries), "first", entries[0].Path, "err", err)
+	}
+}
+
 // ListAudit reads the audit log: a workspace's for its Owners, the whole server's (workspace
 // "") for administrators.
 func (s *Service) ListAudit(ctx context.Context, workspace string, f atelier.AuditFilter) ([]*atelier.AuditEntry, error) {

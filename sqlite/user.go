@@ -197,12 +197,26 @@ func (db *DB) AppendAudit(ctx context.Context, e *atelier.AuditEntry) error {
 			return nil
 		})
 	}
-	if e.Time.IsZero() {
-		e.Time = db.now()
+	return db.AppendAudits(ctx, []*atelier.AuditEntry{e})
+}
+
+// AppendAudits records new writes in one transaction; those without a time are recorded now.
+func (db *DB) AppendAudits(ctx context.Context, entries []*atelier.AuditEntry) error {
+	now := db.now()
+	for _, e := range entries {
+		if e.Time.IsZero() {
+			e.Time = now
+		}
 	}
-	return db.update(ctx, func(tx *txn) (err error) {
-		e.ID, err = insertAudit(ctx, tx, e)
-		return err
+	return db.update(ctx, func(tx *txn) error {
+		for _, e := range entries {
+			id, err := insertAudit(ctx, tx, e)
+			if err != nil {
+				return err
+			}
+			e.ID = id
+		}
+		return nil
 	})
 }
 

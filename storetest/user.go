@@ -294,4 +294,26 @@ func testAudit(t *testing.T, open func(t *testing.T) atelier.Store) {
 	if diff := cmp.Diff([]*atelier.AuditEntry{entries[1]}, list, approxTime); diff != "" {
 		t.Errorf("an entry read back (-want +got):\n%s", diff)
 	}
+
+	// A batch's entries are appended together, each with its own id; one without a time is
+	// recorded now.
+	batch := []*atelier.AuditEntry{
+		{Time: t0.Add(time.Minute), Workspace: "batch", User: "ana", Kind: atelier.PrincipalUser, Method: "PUT", Path: "/b1", Status: 201, Remote: "local"},
+		{Workspace: "batch", User: "ana", Kind: atelier.PrincipalUser, Method: "PUT", Path: "/b2", Status: 400, Remote: "local"},
+	}
+	mustOK(t, s.AppendAudits(ctx, batch), "AppendAudits")
+	for i, e := range batch {
+		if e.ID == 0 || ids[e.ID] {
+			t.Errorf("AppendAudits: entry %d has id %d, want a new non-zero id", i, e.ID)
+		}
+		ids[e.ID] = true
+	}
+	if time.Since(batch[1].Time) > time.Minute {
+		t.Errorf("AppendAudits without a time set %v, want about now", batch[1].Time)
+	}
+	list, err = s.ListAudit(ctx, "batch", atelier.AuditFilter{})
+	mustOK(t, err, "ListAudit(batch)")
+	if diff := cmp.Diff([]*atelier.AuditEntry{batch[1], batch[0]}, list, approxTime); diff != "" {
+		t.Errorf("a batch read back, newest first (-want +got):\n%s", diff)
+	}
 }
