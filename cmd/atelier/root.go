@@ -85,8 +85,8 @@ func (cfg *clientConfig) client() (*api.Client, error) {
 	return c, nil
 }
 
-// transferClient is client for the commands that move files: a server on this machine that
-// it reaches over loopback TCP it reaches over the server's Unix socket instead, when the
+// transferClient is the client of the commands that move files. Given a server on this
+// machine by a loopback TCP address, it talks to the server's Unix socket instead when the
 // socket is this user's (see api.Client.ViaLocalSocket), unless ATELIER_SOCKET=off.
 func (cfg *clientConfig) transferClient(ctx context.Context) (*api.Client, error) {
 	c, err := cfg.client()
