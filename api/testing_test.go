@@ -44,6 +44,10 @@ type StackOption func(*Stack)
 // WithMaxJSONBody bounds the JSON request bodies of the stack's server.
 func WithMaxJSONBody(n int64) StackOption { return func(s *Stack) { s.API.MaxJSONBody = n } }
 
+// WithLocalSocket makes the stack's server tell path as its Unix socket, as the binary does
+// (MustUnixClient then listens there).
+func WithLocalSocket(path string) StackOption { return func(s *Stack) { s.API.LocalSocket = path } }
+
 // MustStack starts a server stack that is torn down when tb ends.
 func MustStack(tb testing.TB, opts ...StackOption) *Stack {
 	tb.Helper()
