@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,8 +41,10 @@ scripts in a workspace served by one binary.
 Start a server with 'atelier server'; every other command is a client of it. Client
 settings come from flags or the environment:
   --server      ATELIER_SERVER      (default: the socket of a server started here,
-                                    ./.atelier/atelier.sock, else http://127.0.0.1:8600)
-  --token       ATELIER_TOKEN       (default: ./.atelier/admin-token when present)
+                                    ./.atelier/atelier.sock, else the address it wrote in
+                                    ./.atelier/server-url, else http://127.0.0.1:8600)
+  --token       ATELIER_TOKEN       (default: ./.atelier/admin-token, sent only to the server
+                                    started here with it)
   --workspace   ATELIER_WORKSPACE   (default "default")
 Uploads and downloads to a server on this machine reached over TCP (127.0.0.1, localhost)
 go over its Unix socket when it has one that belongs to this user; ATELIER_SOCKET=off keeps
@@ -55,7 +58,9 @@ Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
 	pf := root.PersistentFlags()
 	pf.StringVar(&cfg.server, "server", os.Getenv("ATELIER_SERVER"),
 		"server URL: http(s)://HOST:PORT, or unix://PATH for a server's socket on this machine (default: see above)")
-	pf.StringVar(&cfg.token, "token", os.Getenv("ATELIER_TOKEN"), "API token")
+	// The token's default is read after parsing: a flag's default is printed by --help, and a
+	// secret must not be.
+	pf.StringVar(&cfg.token, "token", "", "API token (env ATELIER_TOKEN)")
 	pf.StringVarP(&cfg.workspace, "workspace", "w", envOr("ATELIER_WORKSPACE", atelier.DefaultWorkspace), "workspace")
 	pf.StringVarP(&cfg.output, "output", "o", "table", "output format: table or json")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err.Error()} })
@@ -71,16 +76,27 @@ func (cfg *clientConfig) client() (*api.Client, error) {
 	if cfg.output != "table" && cfg.output != "json" {
 		return nil, usagef("unknown output format %q: use table or json", cfg.output)
 	}
+	server := strings.TrimRight(cfg.server, "/")
 	token := cfg.token
 	if token == "" {
-		// A server started here with the default data directory leaves its admin token beside it.
-		token, _ = service.ReadTokenFile(filepath.Join(defaultDataDir, adminTokenFile))
+		token = os.Getenv("ATELIER_TOKEN")
 	}
-	server := cfg.server
+	if token == "" {
+		// A server started here with the default data directory leaves its admin token beside
+		// it, with its socket and its address: the token goes to that server and no other (a
+		// listener of another user's on the usual port must not receive it).
+		here := localServers()
+		if server == "" && len(here) > 0 {
+			server = here[0]
+		}
+		if slices.Contains(here, server) {
+			token, _ = service.ReadTokenFile(filepath.Join(defaultDataDir, adminTokenFile))
+		}
+	}
 	if server == "" {
-		server = defaultServer()
+		server = "http://127.0.0.1:8600"
 	}
-	c := api.NewClient(strings.TrimRight(server, "/"), token)
+	c := api.NewClient(server, token)
 	c.UserAgent = "atelier-cli"
 	return c, nil
 }
@@ -106,18 +122,27 @@ func exactArgs(n int) cobra.PositionalArgs {
 	}
 }
 
-// defaultServer is the socket of a server started here with the default data directory, when
-// one answers there (files then pass to it without being copied through the CLI), else the
-// default address.
-func defaultServer() string {
+// localServers lists the addresses of a server started here with the default data directory:
+// its socket, when one of this user's answers there (files then pass to it without being
+// copied through the CLI), then the address it wrote while it runs.
+func localServers() []string {
+	var here []string
 	socket, err := filepath.Abs(filepath.Join(defaultDataDir, socketFile))
 	// Only a socket of this user's: another user's listener in a shared folder would get the
 	// token and the files.
 	if err == nil && ownSocket(socket) {
 		if c, err := net.DialTimeout("unix", socket, time.Second); err == nil {
 			c.Close()
-			return api.UnixScheme + socket
+			here = append(here, api.UnixScheme+socket)
 		}
 	}
-	return "http://127.0.0.1:8600"
+	if b, err := os.ReadFile(filepath.Join(defaultDataDir, urlFile)); err == nil {
+		if u := strings.TrimRight(strings.TrimSpace(string(b)), "/"); u != "" {
+			here = append(here, u)
+			if rest, ok := strings.CutPrefix(u, "http://127.0.0.1:"); ok {
+				here = append(here, "http://localhost:"+rest)
+			}
+		}
+	}
+	return here
 }

@@ -31,6 +31,9 @@ const (
 	defaultDataDir = ".atelier"
 	adminTokenFile = "admin-token"
 	socketFile     = "atelier.sock"
+	// urlFile holds the address the server listens on while it runs, so clients that read the
+	// admin token beside it send it to this server and no other (see clientConfig.client).
+	urlFile = "server-url"
 )
 
 // serverConfig is the server's configuration: defaults, then ATELIER_* variables, then flags.
@@ -199,6 +202,11 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	}
 	api.AcceptPassedFiles(srv) // files passed over the Unix socket
 	log.Info("atelier server listening", "addr", "http://"+ln.Addr().String(), "data", dataDir, "artifacts", artifacts.loc.String())
+	urlPath := filepath.Join(dataDir, urlFile)
+	if err := os.WriteFile(urlPath, []byte(svc.ServerURL+"\n"), 0o600); err != nil {
+		return fmt.Errorf("writing the server's address: %w", err)
+	}
+	defer os.Remove(urlPath)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	if unixLn != nil {
