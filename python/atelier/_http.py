@@ -160,7 +160,9 @@ class Client:
         self._local = threading.local()
 
     def headers(self, extra=None):
-        h = {"Authorization": "Bearer " + self.token, "User-Agent": "atelier-python"}
+        h = {"User-Agent": "atelier-python"}
+        if self.token:
+            h["Authorization"] = "Bearer " + self.token
         if extra:
             h.update(extra)
         return h

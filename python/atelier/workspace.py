@@ -2,15 +2,20 @@
 
 import json
 import os
+import socket
+import stat
 
 from ._http import AtelierError, Client, quote_seg
 from .run import Run
 
 __all__ = ["Workspace", "Experiment"]
 
-DEFAULT_SERVER = "http://127.0.0.1:8600"
 CONFIG_DIR = ".atelier"
 CONFIG_FILE = "config.json"
+# What `atelier server` keeps in its data directory (.atelier by default) while it runs.
+TOKEN_FILE = "admin-token"
+SOCKET_FILE = "atelier.sock"
+URL_FILE = "server-url"
 
 
 class Workspace:
@@ -38,8 +43,13 @@ class Workspace:
         """Reads the workspace from .atelier/config.json ({"server", "token", "workspace"}),
         searched for from the current directory upwards (or at path: a config file, or a
         directory holding .atelier/config.json or config.json). ATELIER_SERVER, ATELIER_TOKEN and
-        ATELIER_WORKSPACE override the file, or replace it when there is none. Without a token,
-        .atelier/admin-token next to the config (or in the current directory) is used."""
+        ATELIER_WORKSPACE override the file, or replace it when there is none.
+
+        Without a token, the admin token of a server's data directory (the admin-token next to
+        the config, or ./.atelier/admin-token) is used, and sent only to that server: its Unix
+        socket in that directory, or the address it wrote there (server-url) while it runs; that
+        server is also the default when no server is named. A token is never sent to another
+        server, and no address is guessed."""
         cfg_path = _find_config(path, _file_name)
         cfg = {}
         if cfg_path:
@@ -56,16 +66,28 @@ class Workspace:
         token = os.environ.get("ATELIER_TOKEN") or cfg.get("token")
         name = (os.environ.get("ATELIER_WORKSPACE") or cfg.get("workspace") or cfg.get("workspace_name")
                 or "default")
-        if not cfg_path and not server and not token and not _token_file(None):
-            raise AtelierError("no atelier config: create .atelier/config.json with "
-                               '{"server": ..., "token": ..., "workspace": ...} or set ATELIER_SERVER '
-                               "and ATELIER_TOKEN", code="not_found", status=404)
-        if not token:
-            tf = _token_file(cfg_path)
+        tf = None if token else _token_file(cfg_path)
+        data_dir = os.path.dirname(tf) if tf else os.path.join(os.getcwd(), CONFIG_DIR)
+        here = _local_servers(data_dir) if tf or not server else []
+        if not server and here:
+            server = here[0]
+        if not server:
             if tf:
-                with open(tf, encoding="utf-8") as f:
-                    token = f.read().strip()
-        return cls(server or DEFAULT_SERVER, token or "", name)
+                raise AtelierError(
+                    "%s holds an admin token, but no server started with that data directory is "
+                    "running (%s does not answer and there is no %s): start `atelier server` there, "
+                    "or name the server with ATELIER_SERVER (and ATELIER_TOKEN) or in "
+                    '.atelier/config.json {"server": ..., "token": ...}'
+                    % (data_dir, os.path.join(data_dir, SOCKET_FILE), os.path.join(data_dir, URL_FILE)),
+                    code="not_found", status=404)
+            raise AtelierError("no atelier server: set ATELIER_SERVER and ATELIER_TOKEN, or create "
+                               '.atelier/config.json with {"server": ..., "token": ..., "workspace": ...}, '
+                               "or work in the directory where `atelier server` runs",
+                               code="not_found", status=404)
+        if tf and _same_server(server, here):
+            with open(tf, encoding="utf-8") as f:
+                token = f.read().strip()
+        return cls(server, token or "", name)
 
     @property
     def experiments(self):
@@ -130,13 +152,71 @@ def _token_file(cfg_path):
     cands = []
     if cfg_path:
         d = os.path.dirname(cfg_path)
-        cands.append(os.path.join(d, "admin-token"))
-        cands.append(os.path.join(d, CONFIG_DIR, "admin-token"))
-    cands.append(os.path.join(os.getcwd(), CONFIG_DIR, "admin-token"))
+        cands.append(os.path.join(d, TOKEN_FILE))
+        cands.append(os.path.join(d, CONFIG_DIR, TOKEN_FILE))
+    cands.append(os.path.join(os.getcwd(), CONFIG_DIR, TOKEN_FILE))
     for c in cands:
         if os.path.isfile(c):
             return c
     return None
+
+
+def _local_servers(data_dir):
+    """The addresses of the server started with data_dir, found as the CLI finds them: its Unix
+    socket, when one of this user's answers there, then the address it wrote to server-url while
+    it runs. A socket that no longer answers means its server is gone without cleaning up, so the
+    server-url beside it is stale too: another listener may have the port now."""
+    here = []
+    sock = os.path.abspath(os.path.join(data_dir, SOCKET_FILE))
+    state = _socket_state(sock)
+    if state == "dead":
+        return []
+    if state == "answers":
+        here.append("unix://" + sock)
+    try:
+        with open(os.path.join(data_dir, URL_FILE), encoding="utf-8") as f:
+            url = f.read().strip().rstrip("/")
+    except OSError:
+        url = ""
+    if url:
+        here.append(url)
+        if url.startswith("http://127.0.0.1:"):
+            here.append("http://localhost:" + url[len("http://127.0.0.1:"):])
+    return here
+
+
+def _socket_state(path):
+    """"answers" for a socket of this user's that accepts a connection, "dead" for one that
+    refuses it, "" when there is none (or it is another user's: it would get the token)."""
+    if not hasattr(socket, "AF_UNIX") or not hasattr(os, "getuid"):
+        return ""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return ""
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.getuid():
+        return ""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1.0)
+    try:
+        s.connect(path)
+        return "answers"
+    except (ConnectionRefusedError, FileNotFoundError):
+        return "dead"
+    except OSError:
+        return ""
+    finally:
+        s.close()
+
+
+def _same_server(server, here):
+    """Whether the address server is one of here's, however it is spelled."""
+    def norm(u):
+        u = u.rstrip("/")
+        if u.startswith("unix://"):
+            return "unix://" + os.path.realpath(u[len("unix://"):])
+        return u if "://" in u else "http://" + u
+    return norm(server) in {norm(h) for h in here}
 
 
 class Experiment:

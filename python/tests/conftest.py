@@ -29,41 +29,74 @@ SERVER = {}
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """(base URL, admin token) of a running atelier server."""
+def binary(tmp_path_factory):
+    """The atelier binary, built from this checkout."""
     if shutil.which("go") is None:
         pytest.skip("go is not installed")
-    tmp = tmp_path_factory.mktemp("atelier")
-    binary = str(tmp / "atelier")
-    subprocess.run(["go", "build", "-o", binary, "./cmd/atelier"], cwd=REPO_ROOT, check=True)
-    data = tmp / "data"
-    port = _free_port()
-    url = "http://127.0.0.1:%d" % port
-    log = open(tmp / "server.log", "wb")
-    proc = subprocess.Popen([binary, "server", "--data", str(data), "--addr", "127.0.0.1:%d" % port],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
+    path = str(tmp_path_factory.mktemp("bin") / "atelier")
+    subprocess.run(["go", "build", "-o", path, "./cmd/atelier"], cwd=REPO_ROOT, check=True)
+    return path
+
+
+class Server:
+    """A running `atelier server --data DIR` on a free loopback port."""
+
+    def __init__(self, binary, data, *args, port=None):
+        self.data = str(data)
+        self.port = port or _free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        os.makedirs(os.path.dirname(self.data), exist_ok=True)
+        self.log_path = os.path.join(os.path.dirname(self.data), "server-%d.log" % self.port)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([binary, "server", "--data", self.data, "--addr", "127.0.0.1:%d" % self.port]
+                                     + list(args), stdout=self._log, stderr=subprocess.STDOUT)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        with open(os.path.join(self.data, "admin-token")) as f:
+            self.token = f.read().strip()
+
+    def _wait_ready(self):
+        # Ready once it answers and has written its address (after it opens its socket).
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(url + "/api/v1/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
+                with urllib.request.urlopen(self.url + "/api/v1/health", timeout=1) as r:
+                    if r.status == 200 and os.path.exists(os.path.join(self.data, "server-url")):
+                        return
             except OSError:
                 pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("atelier server did not start:\n" + (tmp / "server.log").read_text())
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                with open(self.log_path) as f:
+                    raise RuntimeError("atelier server did not start:\n" + f.read())
             time.sleep(0.05)
-        token = (data / "admin-token").read_text().strip()
+
+    def stop(self, sig=None):
+        if self.proc.poll() is None:
+            if sig is None:
+                self.proc.terminate()
+            else:
+                self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def server(binary, tmp_path_factory):
+    """(base URL, admin token) of a running atelier server."""
+    data = tmp_path_factory.mktemp("atelier") / "data"
+    srv = Server(binary, data)
+    try:
         SERVER["socket"] = str(data / "atelier.sock")
-        yield url, token
+        yield srv.url, srv.token
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        srv.stop()
 
 
 @pytest.fixture(scope="session")
@@ -119,4 +152,4 @@ def _reset_context():
     atelier.Run._context = None
 
 
-__all__ = ["api", "run_env", "png_bytes", "json"]
+__all__ = ["api", "run_env", "png_bytes", "json", "Server"]

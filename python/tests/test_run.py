@@ -350,13 +350,13 @@ def test_workspace_from_config(server, tmp_path, monkeypatch):
     proj = tmp_path / "proj"
     (proj / ".atelier").mkdir(parents=True)
     (proj / "src" / "deep").mkdir(parents=True)
-    (proj / ".atelier" / "config.json").write_text('{"server": "%s", "workspace": "default"}' % url)
-    (proj / ".atelier" / "admin-token").write_text(token + "\n")
+    (proj / ".atelier" / "config.json").write_text('{"server": "%s", "token": "%s", "workspace": "default"}'
+                                                  % (url, token))
     monkeypatch.chdir(proj / "src" / "deep")
     ws = atelier.Workspace.from_config()
     assert ws.server == url and ws.name == "default" and ws._client.token == token
     assert isinstance(ws.experiments, dict)
-    # an explicit path, with the token in the file
+    # an explicit path
     cfg = tmp_path / "cfg.json"
     cfg.write_text('{"server": "%s", "token": "%s"}' % (url, token))
     ws2 = atelier.Workspace.from_config(str(cfg))
