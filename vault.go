@@ -1,8 +1,10 @@
 package atelier
 
 import (
+	"bytes"
 	"context"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -79,4 +81,75 @@ type SecretService interface {
 	SetSecret(ctx context.Context, workspace, name, value string) (*Secret, error)
 	ListSecrets(ctx context.Context, workspace string) ([]*Secret, error)
 	DeleteSecret(ctx context.Context, workspace, name string) error
+}
+
+// masked replaces a secret's value in a run's output and logs.
+var masked = []byte("***")
+
+// Masker hides the values of a run's secrets in what the run writes: its captured output and
+// the logs appended with its token. Text is masked line by line, so a multi-line value (a PEM
+// key) is masked line by line too.
+type Masker struct {
+	values [][]byte // longest first, so a value containing another is masked whole
+}
+
+// NewMasker returns the masker of a run's secrets (by name); nil when it has none.
+func NewMasker(secrets map[string]string) *Masker {
+	seen := map[string]bool{}
+	var values []string
+	add := func(v string) {
+		if strings.TrimSpace(v) != "" && !seen[v] {
+			seen[v] = true
+			values = append(values, v)
+		}
+	}
+	for _, v := range secrets {
+		add(v)
+		if strings.Contains(v, "\n") {
+			for _, line := range strings.Split(v, "\n") {
+				add(strings.TrimRight(line, "\r"))
+			}
+		}
+	}
+	if len(values) == 0 {
+		return nil
+	}
+	sort.Slice(values, func(i, j int) bool { return len(values[i]) > len(values[j]) })
+	m := &Masker{}
+	for _, v := range values {
+		m.values = append(m.values, []byte(v))
+	}
+	return m
+}
+
+// Mask returns text with every secret value replaced; text itself is not changed.
+func (m *Masker) Mask(text []byte) []byte {
+	if m == nil {
+		return text
+	}
+	for _, v := range m.values {
+		if bytes.Contains(text, v) {
+			text = bytes.ReplaceAll(text, v, masked)
+		}
+	}
+	return text
+}
+
+// Pending returns how many bytes at the end of b could be the start of a secret value: the
+// part of a long line to keep back until its next piece arrives.
+func (m *Masker) Pending(b []byte) int {
+	if m == nil || len(b) == 0 {
+		return 0
+	}
+	longest := 0
+	last := b[len(b)-1]
+	for _, v := range m.values {
+		for k := min(len(v)-1, len(b)); k > longest; k-- {
+			if v[k-1] == last && bytes.HasSuffix(b, v[:k]) {
+				longest = k
+				break
+			}
+		}
+	}
+	return longest
 }

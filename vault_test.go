@@ -44,3 +44,28 @@ func TestRunConfigSecrets(t *testing.T) {
 		})
 	}
 }
+
+func TestMasker(t *testing.T) {
+	m := atelier.NewMasker(map[string]string{"A": "hunter2", "B": "hunter2hunter", "EMPTY": " ", "ML": "line one\r\nline two\n"})
+	for _, tt := range []struct{ in, want string }{
+		{"pw=hunter2\n", "pw=***\n"},
+		{"hunter2hunter and hunter2\n", "*** and ***\n"},
+		{"line one\r\n", "***\r\n"},
+		{"nothing here  \n", "nothing here  \n"},
+	} {
+		if got := string(m.Mask([]byte(tt.in))); got != tt.want {
+			t.Errorf("Mask(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		in   string
+		want int
+	}{{"abc hun", 3}, {"abc hunter2hunt", 11}, {"abc", 0}, {"line o", 6}, {"", 0}} {
+		if got := m.Pending([]byte(tt.in)); got != tt.want {
+			t.Errorf("Pending(%q) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+	if atelier.NewMasker(nil) != nil || atelier.NewMasker(map[string]string{"X": "  "}) != nil {
+		t.Errorf("a masker without values is not nil")
+	}
+}

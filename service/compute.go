@@ -31,6 +31,7 @@ type scheduler struct {
 	mu      sync.Mutex
 	targets map[string]*Target
 	running map[string]map[string]context.CancelFunc // target → run id → cancel
+	secrets map[string]map[string]string             // run id → the secrets its job was given
 	wake    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -260,6 +261,7 @@ func (s *Service) start(ctx context.Context, t *Target, run *atelier.Run) {
 	jobCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.sched.mu.Lock()
 	s.sched.running[t.Name][run.ID] = cancel
+	s.sched.secrets[run.ID] = secrets // for the logs appended through the API (see logMasker)
 	s.sched.mu.Unlock()
 	s.sched.wg.Add(1)
 	go func() {
@@ -278,6 +280,7 @@ func (s *Service) start(ctx context.Context, t *Target, run *atelier.Run) {
 		s.log.Info("run ended", "workspace", run.Workspace, "run", run.ID, "status", res.Status)
 		s.sched.mu.Lock()
 		delete(s.sched.running[t.Name], run.ID)
+		delete(s.sched.secrets, run.ID)
 		s.sched.mu.Unlock()
 		cancel()
 		s.sched.poke()

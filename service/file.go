@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 
 	"github.com/atelier-ml/atelier"
@@ -110,7 +111,65 @@ func (s *Service) AppendLog(ctx context.Context, workspace, runID, path string, 
 	if len(data) > MaxLogAppend {
 		return atelier.Errorf(atelier.ETOOLARGE, "log append of %d bytes is above the limit of %d", len(data), MaxLogAppend)
 	}
-	return s.appendLog(ctx, workspace, runID, path, data)
+	// A script may append to its logs through the API as well as print: the values of its
+	// secrets are masked here as the executor masks them in what it captures.
+	mask, err := s.logMasker(ctx, workspace, runID)
+	if err != nil {
+		return err
+	}
+	return s.appendLog(ctx, workspace, runID, path, mask.Mask(data))
+}
+
+// logMasker returns the masker of a log the caller appends to runID: the secrets given to that
+// run and, for a run's token, to the token's run (its script may write them into a child's
+// log). Each append is masked on its own: a value split between two appends is not.
+func (s *Service) logMasker(ctx context.Context, workspace, runID string) (*atelier.Masker, error) {
+	ids := []string{runID}
+	if p := runPrincipal(ctx); p != nil && p.RunID != runID {
+		ids = append(ids, p.RunID)
+	}
+	all := map[string]string{}
+	for _, id := range ids {
+		secrets, err := s.runSecrets(ctx, workspace, id)
+		if err != nil {
+			return nil, err
+		}
+		for name, v := range secrets {
+			all[id+"/"+name] = v
+		}
+	}
+	return atelier.NewMasker(all), nil
+}
+
+// runSecrets returns the secret values a run was given: those of its job while this server
+// runs it (with the run's token), else those its configuration names as the vault holds them
+// (a run started by another replica, or ended). A queued run was given none yet.
+func (s *Service) runSecrets(ctx context.Context, workspace, id string) (map[string]string, error) {
+	s.sched.mu.Lock()
+	secrets, ok := s.sched.secrets[id]
+	s.sched.mu.Unlock()
+	if ok {
+		return secrets, nil
+	}
+	run, err := s.store.FindRun(ctx, workspace, id)
+	if err != nil {
+		return nil, err
+	}
+	var config atelier.RunConfig
+	if run.Status == atelier.StatusQueued || len(run.Config) == 0 || json.Unmarshal(run.Config, &config) != nil {
+		return nil, nil
+	}
+	secrets = map[string]string{}
+	for _, name := range config.Secrets {
+		v, err := s.openRunSecrets(ctx, workspace, []string{name})
+		if atelier.ErrorCode(err) == atelier.EINVALID {
+			continue // deleted since: its value is unknown
+		} else if err != nil {
+			return nil, err
+		}
+		secrets[name] = v[name]
+	}
+	return secrets, nil
 }
 
 func (s *Service) appendLog(ctx context.Context, workspace, runID, path string, data []byte) error {

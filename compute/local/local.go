@@ -100,7 +100,7 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	// A process group of its own, so cancel and cleanup reach every process the script forks.
 	// Pdeathsig: if the server is killed, its scripts do not run on unwatched.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out := &capture{w: &hostWriter{ctx: hostCtx, host: host, job: job, path: StdLogPath}, max: e.maxLog(), mask: newMasker(job.Secrets)}
+	out := &capture{w: &hostWriter{ctx: hostCtx, host: host, job: job, path: StdLogPath}, max: e.maxLog(), mask: atelier.NewMasker(job.Secrets)}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fail("creating the output pipe: %v", err)
@@ -380,7 +380,7 @@ func (w *hostWriter) Close() error {
 // error message and dropping what exceeds the cap. Secret values are masked in both.
 type capture struct {
 	w       *hostWriter
-	mask    *masker
+	mask    *atelier.Masker
 	max     int64
 	written int64
 	lines   []string
@@ -414,11 +414,11 @@ func (c *capture) copyLines(r io.Reader) {
 		if len(carry) > 0 {
 			line, carry = append(carry, line...), nil
 		}
-		line = c.mask.mask(line)
+		line = c.mask.Mask(line)
 		if errors.Is(err, bufio.ErrBufferFull) {
 			// A line longer than the buffer comes in pieces: an end that may begin a secret
 			// waits for the next piece, so the value is masked whole.
-			if k := c.mask.pending(line); k > 0 {
+			if k := c.mask.Pending(line); k > 0 {
 				carry = append([]byte(nil), line[len(line)-k:]...)
 				line = line[:len(line)-k]
 			}

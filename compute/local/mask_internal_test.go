@@ -10,37 +10,12 @@ import (
 	"github.com/atelier-ml/atelier"
 )
 
-func TestMasker(t *testing.T) {
-	m := newMasker(map[string]string{"A": "hunter2", "B": "hunter2hunter", "EMPTY": " ", "ML": "line one\r\nline two\n"})
-	for _, tt := range []struct{ in, want string }{
-		{"pw=hunter2\n", "pw=***\n"},
-		{"hunter2hunter and hunter2\n", "*** and ***\n"},
-		{"line one\r\n", "***\r\n"},
-		{"nothing here  \n", "nothing here  \n"},
-	} {
-		if got := string(m.mask([]byte(tt.in))); got != tt.want {
-			t.Errorf("mask(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-	for _, tt := range []struct {
-		in   string
-		want int
-	}{{"abc hun", 3}, {"abc hunter2hunt", 11}, {"abc", 0}, {"line o", 6}, {"", 0}} {
-		if got := m.pending([]byte(tt.in)); got != tt.want {
-			t.Errorf("pending(%q) = %d, want %d", tt.in, got, tt.want)
-		}
-	}
-	if newMasker(nil) != nil || newMasker(map[string]string{"X": "  "}) != nil {
-		t.Errorf("a masker without values is not nil")
-	}
-}
-
 // TestCaptureMasksAcrossPieces: a secret split between two reads of a long line is masked.
 func TestCaptureMasksAcrossPieces(t *testing.T) {
 	const secret = "0123456789abcdef"
 	for split := 1; split < len(secret); split++ {
 		var got bytes.Buffer
-		c := &capture{w: &hostWriter{host: recordHost{buf: &got}}, mask: newMasker(map[string]string{"S": secret}), max: 1 << 30}
+		c := &capture{w: &hostWriter{host: recordHost{buf: &got}}, mask: atelier.NewMasker(map[string]string{"S": secret}), max: 1 << 30}
 		line := strings.Repeat("x", 64<<10-split) + secret + "tail\n"
 		c.copyLines(io.MultiReader(strings.NewReader(line), strings.NewReader("next "+secret+"\n")))
 		c.Close()
