@@ -127,21 +127,25 @@ func (s *scope) defaultExperiment() (*atelier.Experiment, error) {
 }
 
 // records returns the runs holding the MLflow-only state of experiments (their tags), by
-// experiment name.
+// experiment name: the first made of each, as record picks it.
 func (s *scope) records() (map[string]*atelier.Run, error) {
-	page, err := s.h.svc.ListRuns(s.ctx, s.ws, atelier.RunQuery{Filter: "properties.`" + propExperiment + "` is not null", Limit: atelier.MaxPageSize})
+	page, err := s.h.svc.ListRuns(s.ctx, s.ws, atelier.RunQuery{Filter: "properties.`" + propExperiment + "` is not null",
+		OrderBy: recordOrder, Limit: atelier.MaxPageSize})
 	if err != nil {
 		return nil, err
 	}
 	m := map[string]*atelier.Run{}
 	for _, r := range page.Runs {
-		m[r.Experiment] = r
+		if m[r.Experiment] == nil {
+			m[r.Experiment] = r
+		}
 	}
 	return m, nil
 }
 
 func (s *scope) record(name string) (*atelier.Run, error) {
-	page, err := s.h.svc.ListRuns(s.ctx, s.ws, atelier.RunQuery{Experiment: name, Filter: "properties.`" + propExperiment + "` is not null", Limit: 1})
+	page, err := s.h.svc.ListRuns(s.ctx, s.ws, atelier.RunQuery{Experiment: name, Filter: "properties.`" + propExperiment + "` is not null",
+		OrderBy: recordOrder, Limit: 1})
 	if err != nil || len(page.Runs) == 0 {
 		return nil, err
 	}

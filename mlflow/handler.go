@@ -146,11 +146,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var fn handlerFunc
+	route := r.Method + " " + strings.TrimSuffix(endpoint, "/")
 	switch {
 	case artifacts:
 		fn = h.artifactRoute(r.Method, endpoint)
 	case endpoint != "":
-		fn = h.routes[r.Method+" "+strings.TrimSuffix(endpoint, "/")]
+		fn = h.routes[route]
 		if fn == nil && r.Method == http.MethodHead {
 			fn = h.routes["GET "+endpoint]
 		}
@@ -172,6 +173,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="atelier"`)
 		h.writeError(w, r, err)
 		return
+	}
+	if p.Kind == atelier.PrincipalRun && !artifacts && notForRuns[route] {
+		fn = refuseRun(route)
 	}
 	ctx := atelier.NewContextWithPrincipal(r.Context(), p)
 	// Writes through MLflow are audited like those through atelier's own API. The entry goes
@@ -199,6 +203,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			e.Status = status
 			a.RecordAudit(r.Context(), &e)
 		}
+	}
+}
+
+// notForRuns are the endpoints a run's token may not call. A run's token changes only its run
+// and the runs it creates (the service checks each of those writes); these change what every
+// reader of the workspace sees: an experiment, a registered model (its description and tags live
+// in a record run the token could otherwise make under its own run), a version. Refused here,
+// before anything is written. In the registry a run's token creates registered models and
+// registers versions from its runs' files (registered-models/create, model-versions/create).
+var notForRuns = map[string]bool{
+	"POST experiments/create": true, "POST experiments/update": true, "POST experiments/delete": true,
+	"POST experiments/restore": true, "POST experiments/set-experiment-tag": true,
+	"POST experiments/delete-experiment-tag": true,
+
+	"POST registered-models/rename": true, "PATCH registered-models/update": true,
+	"DELETE registered-models/delete": true, "POST registered-models/set-tag": true,
+	"DELETE registered-models/delete-tag": true, "POST registered-models/alias": true,
+	"DELETE registered-models/alias": true,
+
+	"PATCH model-versions/update": true, "DELETE model-versions/delete": true,
+	"POST model-versions/set-tag": true, "DELETE model-versions/delete-tag": true,
+	"POST model-versions/transition-stage": true,
+}
+
+// refuseRun answers a run's token that called an endpoint of notForRuns.
+func refuseRun(route string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, ws string) error {
+		return atelier.Errorf(atelier.EFORBIDDEN, "a run's token may not call %s: it changes only its run and the runs it creates; "+
+			"in the registry it creates registered models and registers versions from its runs' files, "+
+			"and a user of the workspace changes the rest", route)
 	}
 }
 
@@ -244,16 +278,22 @@ func remoteHost(r *http.Request) string {
 // authenticate takes MLFLOW_TRACKING_TOKEN (a bearer token) or MLFLOW_TRACKING_USERNAME and
 // MLFLOW_TRACKING_PASSWORD (basic auth whose password is an atelier token).
 func (h *Handler) authenticate(r *http.Request) (*atelier.Principal, error) {
-	header := r.Header.Get("Authorization")
+	// The scheme is case-insensitive (RFC 7235): "bearer" and "BASIC" are Bearer and Basic.
+	scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	cred = strings.TrimSpace(cred)
 	token := ""
-	if b, ok := strings.CutPrefix(header, "Bearer "); ok {
-		token = strings.TrimSpace(b)
-	} else if b, ok := strings.CutPrefix(header, "Basic "); ok {
-		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b))
+	switch {
+	case scheme == "":
+	case strings.EqualFold(scheme, "Bearer"):
+		token = cred
+	case strings.EqualFold(scheme, "Basic"):
+		raw, err := base64.StdEncoding.DecodeString(cred)
 		if err != nil {
 			return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "invalid basic authorization header")
 		}
 		_, token, _ = strings.Cut(string(raw), ":")
+	default:
+		return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "unsupported authorization scheme %q: send Bearer <token>, or Basic with the token as the password", scheme)
 	}
 	return h.auth.Authenticate(r.Context(), token)
 }

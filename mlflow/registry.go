@@ -17,7 +17,8 @@ import (
 // What the atelier registry has no place for lives beside it:
 //   - a registered model's tags and description, and a model with no version yet, in a hidden
 //     record run (property mlflow.record = registered-model) of the Default experiment (under a
-//     run token, a child of that run);
+//     run token, a child of that run; the first record made is the model's, see recordOrder). A
+//     run's token creates registered models but changes none (notForRuns in handler.go);
 //   - a version's stage in its tag mlflow.stage; its MLflow source, logged model id and run link
 //     in properties (set once, as the source of a version never changes).
 //
@@ -105,23 +106,41 @@ func (s *scope) versionSource(v *atelier.ModelVersion) string {
 	return versionDownloadURI(v)
 }
 
-// modelRecord finds the record run of a registered model: the live one, or with deleted set
-// the deleted one when there is no live one.
-func (s *scope) modelRecord(name string, deleted bool) (*atelier.Run, error) {
-	page, err := s.h.svc.ListRuns(s.ctx, s.ws, atelier.RunQuery{Limit: 10,
+// recordOrder orders the records of a registered model, the model's first. A name may have
+// more than one: a run's token sees only its run tree, so it may make a record for a model whose
+// record it cannot see. The first made holds the model's description and tags, in get and search
+// alike, so a later one never overrides what everyone else reads.
+const recordOrder = "created_at, id"
+
+// modelRecords lists the record runs of a registered model, live and deleted, first made first.
+func (s *scope) modelRecords(name string) ([]*atelier.Run, error) {
+	return s.allRuns(atelier.RunQuery{OrderBy: recordOrder,
 		Filter: "properties.`" + propRecord + "` = '" + recordRegisteredModel + "' and tags.`" + tagRMName + "` = " + quote(name)})
+}
+
+// liveRecords keeps the records not deleted.
+func liveRecords(recs []*atelier.Run) []*atelier.Run {
+	var live []*atelier.Run
+	for _, r := range recs {
+		if r.Tags[tagLifecycle] != "deleted" {
+			live = append(live, r)
+		}
+	}
+	return live
+}
+
+// modelRecord finds the record run of a registered model: the first live one, or with deleted
+// set the first deleted one when there is no live one.
+func (s *scope) modelRecord(name string, deleted bool) (*atelier.Run, error) {
+	recs, err := s.modelRecords(name)
 	if err != nil {
 		return nil, err
 	}
-	var dead *atelier.Run
-	for _, r := range page.Runs {
-		if r.Tags[tagLifecycle] != "deleted" {
-			return r, nil
-		}
-		dead = r
+	if live := liveRecords(recs); len(live) > 0 {
+		return live[0], nil
 	}
-	if deleted {
-		return dead, nil
+	if deleted && len(recs) > 0 {
+		return recs[0], nil
 	}
 	return nil, nil
 }
@@ -413,11 +432,26 @@ func (h *Handler) deleteRegisteredModel(w http.ResponseWriter, r *http.Request, 
 		}
 	}
 	if rec != nil {
-		if err := h.svc.SetTags(s.ctx, ws, rec.ID, map[string]string{tagLifecycle: "deleted"}); err != nil {
+		if err := h.setRecordTags(s, name, map[string]string{tagLifecycle: "deleted"}); err != nil {
 			return err
 		}
 	}
 	return ok(w, nil)
+}
+
+// setRecordTags sets tags on every live record of a model, so that deleting or renaming it
+// leaves no other record behind to stand for it.
+func (h *Handler) setRecordTags(s *scope, name string, tags map[string]string) error {
+	recs, err := s.modelRecords(name)
+	if err != nil {
+		return err
+	}
+	for _, rec := range liveRecords(recs) {
+		if err := h.svc.SetTags(s.ctx, s.ws, rec.ID, tags); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // renameRegisteredModel moves a model to a new name. atelier's registry has no rename, so the
@@ -458,7 +492,7 @@ func (h *Handler) renameRegisteredModel(w http.ResponseWriter, r *http.Request, 
 		}
 	}
 	if rec != nil {
-		if err := h.svc.SetTags(s.ctx, ws, rec.ID, map[string]string{tagRMName: newName}); err != nil {
+		if err := h.setRecordTags(s, name, map[string]string{tagRMName: newName}); err != nil {
 			return err
 		}
 	}
@@ -570,13 +604,16 @@ func (h *Handler) searchRegisteredModels(w http.ResponseWriter, r *http.Request,
 		}
 		token = page.NextPageToken
 	}
-	recs, err := s.allRuns(atelier.RunQuery{Filter: "properties.`" + propRecord + "` = '" + recordRegisteredModel + "' and tags.`" + tagLifecycle + "` is null"})
+	recs, err := s.allRuns(atelier.RunQuery{OrderBy: recordOrder,
+		Filter: "properties.`" + propRecord + "` = '" + recordRegisteredModel + "' and tags.`" + tagLifecycle + "` is null"})
 	if err != nil {
 		return err
 	}
 	byName := map[string]*atelier.Run{}
 	for _, rec := range recs {
-		byName[rec.Tags[tagRMName]] = rec
+		if n := rec.Tags[tagRMName]; byName[n] == nil {
+			byName[n] = rec // the first made, as modelRecord picks it
+		}
 	}
 	versions, err := s.allVersions("")
 	if err != nil {
@@ -1076,6 +1113,9 @@ func (h *Handler) searchModelVersions(w http.ResponseWriter, r *http.Request, ws
 	}
 	s := h.scope(r, ws)
 	if name != "" && atelier.ValidateModelName(name) != nil {
+		if _, err := h.svc.FindWorkspace(s.ctx, ws); err != nil {
+			return err
+		}
 		return ok(w, map[string]any{"model_versions": []any{}})
 	}
 	versions, err := s.allVersions(name)

@@ -322,6 +322,11 @@ func (h *Handler) searchRuns(w http.ResponseWriter, r *http.Request, ws string) 
 	}
 	resp := map[string]any{"runs": []*Run{}}
 	if len(names) == 0 {
+		// No experiment found may be no workspace: one the caller cannot see is not found, as
+		// everywhere else, not an empty answer.
+		if _, err := h.svc.FindWorkspace(s.ctx, ws); err != nil {
+			return err
+		}
 		return ok(w, resp)
 	}
 	filter, err := translateFilter(string(req.Filter))
