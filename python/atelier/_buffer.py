@@ -5,9 +5,15 @@ thread per process sends every run's buffer as batches to POST .../runs/{id}/met
 ``interval`` seconds, or as soon as ``flush_points`` points are waiting. Buffers are flushed on
 complete()/fail(), at interpreter exit (atexit) and on SIGTERM for submitted runs. An error the
 background thread meets is kept and raised by the run's next logging, flush or complete call.
+
+Values are checked by the logging calls (see _values) before they are buffered, so a batch holds
+only what the server takes. Should the server still refuse one, its metrics are lost: the error
+is raised to the script, and if the script is already exiting it exits with status 1, so that a
+run that lost metrics does not end Completed.
 """
 
 import atexit
+import json
 import os
 import sys
 import threading
@@ -29,8 +35,9 @@ def encode_points(points, names):
     parts = []
     append = parts.append
     fj = _FLOAT_JSON
+    frepr = float.__repr__  # the number itself, whatever repr() a float subclass would give
     for name, step, ts, v in points:
-        r = repr(v)
+        r = frepr(v)
         r = fj.get(r, r)
         if step is None:
             append('{"name":%s,"timestamp":%d,"value":%s}' % (names[name], ts, r))
@@ -47,6 +54,7 @@ class MetricBuffer:
 
     def __init__(self, client, workspace, run_id):
         self.client = client
+        self.run_id = run_id
         self.path = "/api/v1/workspaces/%s/runs/%s/metrics" % (quote_seg(workspace), quote_seg(run_id))
         self.lock = threading.RLock()       # guards points/records; reentrant for the SIGTERM handler
         self.send_lock = threading.RLock()  # one sender at a time, so batches stay in order
@@ -119,6 +127,11 @@ class MetricBuffer:
                 self.client.request("POST", self.path, body=body.encode("utf-8"),
                                     headers={"Content-Type": "application/json"})
             except AtelierError as e:
+                if e.code != "unavailable":
+                    e = AtelierError("the server refused %d metric points and %d records of run %s "
+                                     "(%s); they are lost: %s" % (len(chunk), len(rchunk), self.run_id,
+                                                                  _names(chunk, rchunk), e),
+                                     code=e.code, status=e.status, details=e.details)
                 return e, pts[i:], recs[j:]
             i += len(chunk)
             j += len(rchunk)
@@ -164,6 +177,12 @@ class MetricBuffer:
         self.send_lock = threading.RLock()
         self.points, self.records = [], []  # the parent sends these
         self.error = None
+
+
+def _names(pts, recs, most=5):
+    """The metric names of a batch, for an error message."""
+    names = sorted({p[0] for p in pts} | {json.loads(r)["name"] for r in recs})
+    return "metrics " + ", ".join(repr(n) for n in names[:most]) + (", ..." if len(names) > most else "")
 
 
 class Sender:
@@ -250,7 +269,21 @@ def sender():
 
 def _at_exit():
     _sender.closed = True
-    _sender.flush_all(report=True)
+    if _sender.flush_all(report=True) is None:
+        return
+    # Metrics were lost. An exit status is all the runner of a script sees: make it a failure,
+    # or the run would end Completed without them. Nothing else can change the status here.
+    print("atelier: exiting with status 1 because the run's metrics could not all be sent",
+          file=sys.stderr)
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.shutdown()  # its exit handler would run after this one, which os._exit skips
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+    os._exit(1)
 
 
 atexit.register(_at_exit)

@@ -14,38 +14,30 @@ import uuid
 
 from ._buffer import MAX_RECORD_BYTES, MetricBuffer, sender
 from ._http import ActivityFailedError, AtelierError, parse_float, quote_path, quote_seg, to_json_value
+from ._values import to_metric_float, to_metric_json
 
 __all__ = ["Run", "OfflineRun"]
 
 TERMINAL = ("Completed", "Failed", "Canceled")
 LOG_PATH = "logs/std_log.txt"
-_MAX_KEY = 250
+_MAX_KEY = 250  # bytes of UTF-8, as the server counts
+_MAX_STEP = (1 << 63) - 1
 
 
 def _check_name(kind, name):
     if not isinstance(name, str):
         raise TypeError("%s name must be a str, not %s" % (kind, type(name).__name__))
-    if not name or len(name) > _MAX_KEY:
-        raise ValueError("invalid %s name %r: use 1-%d characters" % (kind, name, _MAX_KEY))
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("invalid %s name %r: not valid Unicode text" % (kind, name)) from None
+    if not name or size > _MAX_KEY:
+        raise ValueError("invalid %s name %r: use 1-%d characters (bytes of UTF-8)" % (kind, name, _MAX_KEY))
     if name[0] == " " or name[-1] == " ":
         raise ValueError("invalid %s name %r: leading or trailing spaces are not allowed" % (kind, name))
     for ch in name:
         if ch < " " or ch == "\x7f":
             raise ValueError("invalid %s name %r: control characters are not allowed" % (kind, name))
-
-
-def _to_float(name, value):
-    """A scalar metric value as a float: Python numbers, numpy scalars and 0-d tensors (anything
-    float() takes, but not strings); booleans become 1.0/0.0."""
-    if isinstance(value, float):
-        return value
-    if isinstance(value, (str, bytes)):
-        raise TypeError("metric %r: value %r is not a number (use run.tag() or run.log_param() for text)"
-                        % (name, value))
-    try:
-        return float(value)
-    except (TypeError, ValueError) as e:
-        raise TypeError("metric %r: value %r is not a number: %s" % (name, value, e)) from None
 
 
 def _safe_segment(name):
@@ -57,10 +49,35 @@ def _now_ms():
     return int(time.time() * 1000)
 
 
+def _step(name, step):
+    try:
+        step = int(step)
+    except (TypeError, ValueError) as e:
+        raise TypeError("metric %r: step %r is not an integer: %s" % (name, step, e)) from None
+    if not 0 <= step <= _MAX_STEP:
+        raise ValueError("metric %r: step %d is %s" % (name, step, "negative" if step < 0 else "too large"))
+    return step
+
+
+def _list_value(name, value):
+    """What log_list sends: a list, its values converted (see _values)."""
+    if isinstance(value, (str, bytes, dict)) or value is None:
+        raise TypeError("log_list %r: value must be a list, not %s" % (name, type(value).__name__))
+    if not hasattr(value, "tolist"):  # arrays convert themselves; iterables become lists
+        try:
+            value = list(value)
+        except TypeError:
+            raise TypeError("log_list %r: value must be a list, not %s" % (name, type(value).__name__)) from None
+    value = to_metric_json(name, "log_list", value)
+    if not isinstance(value, list):
+        raise TypeError("log_list %r: value must be a list, not a single value" % name)
+    return value
+
+
 def _table_columns(name, value):
     if not isinstance(value, dict):
         raise TypeError("log_table %r: value must be a dict of columns" % name)
-    cols = {str(k): to_json_value(v) for k, v in value.items()}
+    cols = to_metric_json(name, "log_table", value)
     lengths = {len(v) for v in cols.values() if isinstance(v, list)}
     if len(lengths) > 1:
         raise ValueError("log_table %r: columns have different lengths %s" % (name, sorted(lengths)))
@@ -351,20 +368,18 @@ class Run:
             _check_name("metric", name)
             b.names[name] = json.dumps(name)
         if type(value) is not float:
-            value = _to_float(name, value)
+            value = to_metric_float(name, value)
         if step is not None:
-            step = int(step)
-            if step < 0:
-                raise ValueError("metric %r: step %d is negative" % (name, step))
+            step = _step(name, step)
         b.add_point(name, step, int(time.time() * 1000), value)
 
     def _record(self, name, kind, value=None, path=None):
+        """Buffers a record; value is already plain JSON (to_metric_json)."""
         b = self._buf or self._buffer()
         b.raise_pending()
-        _check_name("metric", name)
         rec = {"name": name, "kind": kind, "timestamp": _now_ms()}
         if value is not None:
-            rec["value"] = to_json_value(value)
+            rec["value"] = value
         if path is not None:
             rec["path"] = path
         enc = json.dumps(rec, separators=(",", ":"), allow_nan=False)
@@ -374,16 +389,17 @@ class Run:
 
     def log_list(self, name, value, description=""):
         """Logs a list of values."""
-        if isinstance(value, (str, bytes, dict)):
-            raise TypeError("log_list %r: value must be a list" % name)
-        self._record(name, "list", value=value.tolist() if hasattr(value, "tolist") else list(value))
+        _check_name("metric", name)
+        self._record(name, "list", value=_list_value(name, value))
 
     def log_row(self, name, description=None, **kwargs):
         """Logs one row of a table, as columns=values keyword arguments."""
-        self._record(name, "row", value=kwargs)
+        _check_name("metric", name)
+        self._record(name, "row", value=to_metric_json(name, "log_row", kwargs))
 
     def log_table(self, name, value, description=""):
         """Logs a table as a dict of equal-length columns."""
+        _check_name("metric", name)
         self._record(name, "table", value=_table_columns(name, value))
 
     def log_image(self, name, path=None, plot=None, description=""):
@@ -776,27 +792,34 @@ class OfflineRun:
 
     def log(self, name, value, description="", step=None):
         _check_name("metric", name)
-        v = _to_float(name, value)
-        if step is None:
-            step = self._steps.get(name, 0)
-        self._steps[name] = int(step) + 1
+        v = to_metric_float(name, value)
+        step = self._steps.get(name, 0) if step is None else _step(name, step)
+        self._steps[name] = step + 1
         self._metrics.setdefault(name, []).append(v)
-        shown = value if isinstance(value, (int, float)) and not isinstance(value, bool) else v
+        shown = value if type(value) is int else v
         self._say("log %s=%s step=%d" % (name, shown, step))
 
+    # Values are checked as a real run checks them, so a script that runs offline runs online.
+
     def log_list(self, name, value, description=""):
-        self._metrics[name] = list(value)
-        self._say("log_list %s=%s" % (name, list(value)))
+        _check_name("metric", name)
+        value = _list_value(name, value)
+        self._metrics[name] = value
+        self._say("log_list %s=%s" % (name, value))
 
     def log_row(self, name, description=None, **kwargs):
+        _check_name("metric", name)
+        row = to_metric_json(name, "log_row", kwargs)
         cols = self._metrics.setdefault(name, {})
-        for k, v in kwargs.items():
+        for k, v in row.items():
             cols.setdefault(k, []).append(v)
-        self._say("log_row %s %s" % (name, kwargs))
+        self._say("log_row %s %s" % (name, row))
 
     def log_table(self, name, value, description=""):
-        self._metrics[name] = dict(value)
-        self._say("log_table %s %s" % (name, dict(value)))
+        _check_name("metric", name)
+        cols = _table_columns(name, value)
+        self._metrics[name] = cols
+        self._say("log_table %s %s" % (name, cols))
 
     def log_image(self, name, path=None, plot=None, description=""):
         self._say("log_image %s %s" % (name, path if path is not None else "<plot>"))

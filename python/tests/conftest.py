@@ -30,7 +30,9 @@ SERVER = {}
 
 @pytest.fixture(scope="session")
 def binary(tmp_path_factory):
-    """The atelier binary, built from this checkout."""
+    """The atelier binary, built from this checkout (or $ATELIER_TEST_BINARY, one built already)."""
+    if os.environ.get("ATELIER_TEST_BINARY"):
+        return os.environ["ATELIER_TEST_BINARY"]
     if shutil.which("go") is None:
         pytest.skip("go is not installed")
     path = str(tmp_path_factory.mktemp("bin") / "atelier")

@@ -59,6 +59,104 @@ def test_bad_values_raise_at_the_call(run):
     run.flush()  # the bad calls did not poison the batch
 
 
+class ReprFloat(float):
+    """A float whose repr() is not a number, as numpy 2's float64 is (np.float64(57.4))."""
+
+    def __repr__(self):
+        return "ReprFloat(%s)" % float.__repr__(self)
+
+
+class Index:
+    """An integer only through __index__."""
+
+    def __index__(self):
+        return 7
+
+
+def test_every_kind_of_number_is_sent_as_a_number(run):
+    from decimal import Decimal
+    from fractions import Fraction
+    big = 2 ** 64 + 1  # beyond a float's precision
+    run.log("valid", 1.0)
+    run.log("repr_float", ReprFloat(57.4))
+    run.log("decimal", Decimal("0.1"))
+    run.log("fraction", Fraction(1, 4))
+    run.log("big", big)
+    run.log("index", Index())
+    run.log("repr_float", ReprFloat("nan"))
+    run.log_list("list", [ReprFloat(1.5), Decimal("0.5"), big, True, None, "x", Index()])
+    run.log_list("tuple", (ReprFloat(2.5),))
+    run.log_row("row", loss=ReprFloat(0.25), n=big, dec=Decimal("1.5"))
+    run.log_table("table", {"a": [ReprFloat(0.5), Fraction(3, 4)]})
+    run.flush()
+    assert history(run.workspace, run.id, "valid")["values"] == [1.0]
+    assert history(run.workspace, run.id, "repr_float")["values"] == [57.4, "NaN"]
+    assert history(run.workspace, run.id, "decimal")["values"] == [0.1]
+    assert history(run.workspace, run.id, "fraction")["values"] == [0.25]
+    assert history(run.workspace, run.id, "big")["values"] == [float(big)]
+    assert history(run.workspace, run.id, "index")["values"] == [7.0]
+
+    def record(name):
+        return api(run.workspace, "GET", "/runs/%s/metric-records" % run.id, query={"name": name})["records"][0]["value"]
+    assert record("list") == [1.5, 0.5, big, True, None, "x", 7]
+    assert record("tuple") == [2.5]
+    assert record("row") == {"loss": 0.25, "n": big, "dec": 1.5}
+    assert record("table") == {"a": [0.5, 0.75]}
+
+
+def test_values_that_cannot_be_sent_fail_the_call(run):
+    from decimal import Decimal
+    bad = [(1 + 2j, TypeError, "complex"), (None, TypeError, "None"), (object(), TypeError, "not a number"),
+           (b"1", TypeError, "text"), ("1.5", TypeError, "run.tag()"), (10 ** 400, ValueError, "too large"),
+           (Decimal("sNaN"), TypeError, "not a number"), ([1.0], TypeError, "not a number")]
+    for value, exc, words in bad:
+        with pytest.raises(exc) as ei:
+            run.log("bad", value)
+        assert "'bad'" in str(ei.value) and words in str(ei.value), (value, str(ei.value))
+    with pytest.raises(ValueError, match="too large"):
+        run.log("bad", 1, step=2 ** 63)
+    with pytest.raises(ValueError, match="bytes of UTF-8"):
+        run.log("é" * 126, 1)  # 126 characters, 252 bytes: the server counts bytes
+    with pytest.raises(TypeError, match="complex"):
+        run.log_list("bad", [1.0, 1j])
+    with pytest.raises(TypeError, match="must be a list"):
+        run.log_list("bad", 5)
+    with pytest.raises(TypeError, match="cannot be logged"):
+        run.log_row("bad", when=object())
+    with pytest.raises(TypeError, match="bytes"):
+        run.log_table("bad", {"a": [b"x"]})
+    run.log("ok", 1)
+    run.log_list("ok_list", [1, 2])
+    run.flush()  # nothing of the refused calls was buffered
+    m = run.get_metrics()
+    assert "bad" not in m and m["ok"] == [1.0] and m["ok_list"] == [1, 2]
+
+
+REFUSED_SCRIPT = textwrap.dedent("""
+    from atelier import Run
+    run = Run.get_context()
+    run.log("acc", 0.5)
+    print("logged", flush=True)
+""")
+
+
+def test_a_refused_batch_fails_the_script_at_exit(ws, run, tmp_path):
+    """Metrics the server refused are lost: a script that ends after logging them must not exit 0."""
+    script = tmp_path / "refused.py"
+    script.write_text(REFUSED_SCRIPT)
+    env = run_env(ws, run)
+    env["ATELIER_RUN_ID"] = "no-such-run"
+    p = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert p.stdout == "logged\n"
+    assert p.returncode == 1, p.stderr
+    assert "the server refused 1 metric points and 0 records of run no-such-run (metrics 'acc')" in p.stderr
+    assert "exiting with status 1" in p.stderr
+    # The same script logging to a run that exists exits 0.
+    p = subprocess.run([sys.executable, str(script)], env=run_env(ws, run), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert history(ws, run.id, "acc")["values"] == [0.5]
+
+
 def test_list_row_table(run):
     run.log_list("accuracies", [0.1, 0.2, float("nan")])
     run.log_row("by_epoch", epoch=1, loss=0.9)
