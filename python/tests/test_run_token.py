@@ -124,3 +124,38 @@ def test_submitted_script_with_its_run_token(ws, tmp_path):
     assert sorted(r["id"] for r in api(ws, "GET", "/runs", query={"experiment": "token-exp"})["runs"]) == sorted(res["runs"])
     assert "token-other" in [e["name"] for e in api(ws, "GET", "/experiments")["experiments"]]
     assert not any(m["name"] == "local-upload" for m in api(ws, "GET", "/models")["models"])
+
+
+LOSING_SCRIPT = textwrap.dedent("""
+    import os
+    from atelier import Experiment, Run
+
+    run = Run.get_context()
+    run.log("acc", 0.5)
+    # The run's token may not log to another run: the server refuses that batch, and the script
+    # ends without logging anything else, as a script whose metrics were refused at exit does.
+    other = Run(Experiment(run.experiment.workspace, "token-other"), os.environ["OTHER_RUN"])
+    other.log("stolen", 1.0)
+    print("done")
+""")
+
+
+def test_a_submitted_run_whose_metrics_were_refused_fails(ws, tmp_path):
+    other = atelier.Experiment(ws, "token-other").start_logging()
+    other.complete()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text(LOSING_SCRIPT)
+    snap = upload_snapshot(ws, str(src))
+    d = api(ws, "POST", "/runs/submit", body={"experiment": "token-lost", "snapshot_id": snap["id"], "config": {
+        "script": "train.py", "environment": {"variables": {"OTHER_RUN": other.id}}}})
+    run = atelier.Run(atelier.Experiment(ws, "token-lost"), d["id"])
+    details = run.wait_for_completion(raise_on_error=False)
+    log = ws._client.request("GET", "/api/v1/workspaces/default/runs/%s/logs/logs/std_log.txt" % run.id,
+                             raw=True).decode()
+    assert details["status"] == "Failed", (details, log)
+    assert "done" in log
+    assert "the server refused 1 metric points and 0 records of run %s (metrics 'stolen')" % other.id in log
+    assert "exiting with status 1" in log
+    assert run.get_metrics() == {"acc": [0.5]}  # its own metrics were sent
+    assert api(ws, "GET", "/runs/%s/metrics" % other.id)["metrics"] == []
