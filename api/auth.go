@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"io"
 	"net"
@@ -120,8 +121,11 @@ func isWrite(method string) bool {
 // must also carry the CSRF token, which only the UI's own pages know.
 func (s *Server) authenticate(r *http.Request) (*atelier.Principal, error) {
 	if h := r.Header.Get("Authorization"); h != "" {
-		bearer, _ := strings.CutPrefix(h, "Bearer ")
-		return s.auth.Authenticate(r.Context(), strings.TrimSpace(bearer))
+		token, err := headerToken(h)
+		if err != nil {
+			return nil, err
+		}
+		return s.auth.Authenticate(r.Context(), token)
 	}
 	c, err := r.Cookie(SessionCookie)
 	if err != nil || c.Value == "" {
@@ -141,6 +145,26 @@ func (s *Server) authenticate(r *http.Request) (*atelier.Principal, error) {
 		}
 	}
 	return p, nil
+}
+
+// headerToken reads the token of an Authorization header: Bearer <token>, or Basic with the
+// token as the password (as MLflow's front door takes it). The scheme is case-insensitive
+// (RFC 7235), so "bearer" and "BASIC" are Bearer and Basic.
+func headerToken(h string) (string, error) {
+	scheme, cred, _ := strings.Cut(strings.TrimSpace(h), " ")
+	cred = strings.TrimSpace(cred)
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		return cred, nil
+	case strings.EqualFold(scheme, "Basic"):
+		raw, err := base64.StdEncoding.DecodeString(cred)
+		if err != nil {
+			return "", atelier.Errorf(atelier.EUNAUTHORIZED, "invalid Basic authorization header: its credentials are not base64")
+		}
+		_, token, _ := strings.Cut(string(raw), ":")
+		return token, nil
+	}
+	return "", atelier.Errorf(atelier.EUNAUTHORIZED, "unsupported authorization scheme %q: send Authorization: Bearer <token>", scheme)
 }
 
 func remoteHost(r *http.Request) string {
