@@ -3,7 +3,6 @@ token read from its data directory to it and to no other listener."""
 
 import http.server
 import json
-import os
 import signal
 import threading
 
