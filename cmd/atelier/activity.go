@@ -69,6 +69,10 @@ func newActivityCmd(cfg *clientConfig) *cobra.Command {
 }
 
 func summarizeEvent(e *atelier.Event) string {
+	return printable(eventText(e))
+}
+
+func eventText(e *atelier.Event) string {
 	switch e.Type {
 	case atelier.EventRunStatus, atelier.EventRunCreated:
 		var r atelier.Run

@@ -36,9 +36,9 @@ const (
 func errorText(err error) string {
 	var e *atelier.Error
 	if errors.As(err, &e) {
-		return e.Message
+		return printableLines(e.Message)
 	}
-	return err.Error()
+	return printableLines(err.Error())
 }
 
 func exitCode(err error) int {

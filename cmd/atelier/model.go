@@ -622,7 +622,7 @@ func modelTagCmd(cfg *clientConfig) *cobra.Command {
 			if cfg.output == "json" {
 				return printJSON(cmd.OutOrStdout(), v)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s:%d %s\n", v.Name, v.Version, kvString(v.Tags))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s:%d %s\n", v.Name, v.Version, printable(kvString(v.Tags)))
 			return nil
 		},
 	}

@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // printJSON writes v as indented JSON.
@@ -53,7 +56,7 @@ func cell(v any) string {
 		if v == "" {
 			return "-"
 		}
-		return strings.ReplaceAll(v, "\t", " ")
+		return printable(strings.ReplaceAll(v, "\t", " "))
 	case time.Time:
 		if v.IsZero() {
 			return "-"
@@ -69,7 +72,47 @@ func cell(v any) string {
 	case float64:
 		return fmt.Sprintf("%.6g", v)
 	}
-	return fmt.Sprint(v)
+	return printable(fmt.Sprint(v))
+}
+
+// printable escapes what a terminal acts on rather than shows: C0 and C1 control characters,
+// DEL, bidirectional controls, line and paragraph separators, and bytes that are not UTF-8. The
+// names, paths and messages the CLI prints come from whoever could write them (a run's name,
+// the path of a refused request in the audit log): printed raw, they could clear the screen,
+// move the cursor to rewrite what is above, or reorder what the reader sees. Every human table
+// and line goes through it; JSON output (-o json) stays exact.
+func printable(s string) string {
+	if utf8.ValidString(s) && strings.IndexFunc(s, needsEscape) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[0])
+		case needsEscape(r):
+			q := strconv.QuoteRune(r) // '\x1b', '\n', '\u202e'
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[:n])
+		}
+		s = s[n:]
+	}
+	return b.String()
+}
+
+func needsEscape(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == '\u2028' || r == '\u2029'
+}
+
+// printableLines is printable for multi-line text (an error message): its lines stay lines.
+func printableLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = printable(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // kvString renders a map as k=v pairs in key order.

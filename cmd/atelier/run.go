@@ -176,7 +176,7 @@ func runUploadCmd(cfg *clientConfig) *cobra.Command {
 			if cfg.output == "json" {
 				return printJSON(cmd.OutOrStdout(), file)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s (%s)\n", file.Path, humanBytes(file.Size))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s (%s)\n", printable(file.Path), humanBytes(file.Size))
 			return nil
 		},
 	}
@@ -465,7 +465,7 @@ func runLogsCmd(cfg *clientConfig) *cobra.Command {
 			}
 			for _, p := range paths {
 				if len(paths) > 1 {
-					fmt.Fprintf(out, "==> %s <==\n", p)
+					fmt.Fprintf(out, "==> %s <==\n", printable(p))
 				}
 				rc, err := c.FollowLog(ctx, cfg.workspace, args[0], p, 0, follow && len(paths) == 1)
 				if err != nil {
