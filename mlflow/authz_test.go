@@ -122,7 +122,7 @@ func TestRunTokenLeavesOthersModelsAlone(t *testing.T) {
 		t.Run(tc.path+" "+tc.body, func(t *testing.T) {
 			r := s.DoAuth(t, tc.method, api+tc.path, tc.body, runAuth)
 			MustError(t, r, http.StatusForbidden, "PERMISSION_DENIED")
-			if !strings.Contains(string(r.Body), "run's token") {
+			if !strings.Contains(string(r.Body), "a run's token may change only its run") {
 				t.Errorf("the refusal does not say why: %s", r.Body)
 			}
 		})

@@ -230,9 +230,9 @@ var notForRuns = map[string]bool{
 // refuseRun answers a run's token that called an endpoint of notForRuns.
 func refuseRun(route string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, ws string) error {
-		return atelier.Errorf(atelier.EFORBIDDEN, "a run's token may not call %s: it changes only its run and the runs it creates; "+
-			"in the registry it creates registered models and registers versions from its runs' files, "+
-			"and a user of the workspace changes the rest", route)
+		return atelier.Errorf(atelier.EFORBIDDEN, "%s changes what every reader of workspace %q sees: a run's token may change only its run "+
+			"and that run's descendants (in the registry it may create registered models and register versions from its runs' files); "+
+			"a member of the workspace changes the rest", route, ws)
 	}
 }
 
