@@ -17,6 +17,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"cloud.google.com/go/storage"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -66,31 +67,32 @@ func (w fileWriter) Write(p []byte) (n int, err error) {
 	return n, nil
 }
 
-// Bucket serves a gocloud bucket as a datastore.
+// Bucket serves a datastore: a gocloud bucket, or a server folder (a files datastore).
 type Bucket struct {
 	name string
-	b    *blob.Bucket
-	// local is set for files datastores: fileblob's in-progress files (NAME.<hex>.tmp) are
-	// hidden from listings.
-	local bool
+	// b is the bucket, nil for a folder.
+	b *blob.Bucket
+	// folder is set for a files datastore, which is not read through b (see folder.go).
+	folder *folder
 	// serverCreds is set when the credentials are the server's own (its artifact location),
 	// which users cannot update.
 	serverCreds bool
-	// folder is set when b is a local folder (see upload).
-	folder bool
-	// dir is the folder of a files datastore, which names its files in digests (the cache of
-	// their sha256, shared by the buckets an Opener opens).
-	dir     string
+	// digests caches the sha256 of a folder's files, shared by the buckets an Opener opens.
 	digests *DigestCache
 }
 
 // NewBucket wraps b; name is the datastore's name, used in error messages.
-func NewBucket(name string, b *blob.Bucket, local bool) *Bucket {
-	return &Bucket{name: name, b: b, local: local, folder: isLocal(b)}
+func NewBucket(name string, b *blob.Bucket) *Bucket {
+	return &Bucket{name: name, b: b}
 }
 
 // Close closes the bucket.
-func (b *Bucket) Close() error { return b.b.Close() }
+func (b *Bucket) Close() error {
+	if b.folder != nil {
+		return b.folder.root.Close()
+	}
+	return b.b.Close()
+}
 
 // Probe checks that the server's own bucket b (called name in errors) answers and accepts the
 // server's credentials, by listing one key: at start, so that a misconfigured server says so
@@ -107,7 +109,7 @@ func Probe(ctx context.Context, name string, b *blob.Bucket) error {
 // stream, or a sha256 mismatch at the end): every gocloud driver then aborts instead of
 // committing, so nothing appears under path.
 func (b *Bucket) Write(ctx context.Context, path string, r io.Reader, want, contentType string) (*atelier.DatastoreFile, error) {
-	if err := atelier.ValidatePath(path); err != nil {
+	if err := validPath(path); err != nil {
 		return nil, err
 	}
 	if want != "" {
@@ -130,8 +132,8 @@ func (b *Bucket) Write(ctx context.Context, path string, r io.Reader, want, cont
 			return nil, err
 		}
 		switch {
-		case b.folder && want == "":
-		case !b.folder && want == "" && lf.id.size >= hashBesideSize:
+		case b.folder != nil && want == "":
+		case b.folder == nil && want == "" && lf.id.size >= hashBesideSize:
 			// Hashing first would add its time to the upload's: the digest is computed
 			// beside, and kept by the server (see atelier.DatastoreDigest).
 			beside = lf
@@ -146,10 +148,10 @@ func (b *Bucket) Write(ctx context.Context, path string, r io.Reader, want, cont
 			want = sum
 		}
 		r = lf
-	} else if want != "" || !b.folder {
+	} else if want != "" || b.folder == nil {
 		h = sha256.New()
 	}
-	if b.folder {
+	if b.folder != nil {
 		return b.writeFolder(ctx, path, r, want, h)
 	}
 	wctx, cancel := context.WithCancel(ctx)
@@ -245,11 +247,11 @@ func (b *Bucket) sourceError(path string, err error) error {
 
 // Open opens a file for reading.
 func (b *Bucket) Open(ctx context.Context, path string) (*atelier.DatastoreFile, io.ReadCloser, error) {
-	if err := atelier.ValidatePath(path); err != nil {
+	if err := validPath(path); err != nil {
 		return nil, nil, err
 	}
-	if b.folder {
-		return b.openFolder(ctx, path)
+	if b.folder != nil {
+		return b.openFolder(path)
 	}
 	r, err := b.b.NewReader(ctx, path, nil)
 	if err != nil {
@@ -288,8 +290,11 @@ func (r *reader) WriteTo(w io.Writer) (int64, error) {
 
 // Stat returns a file's attributes.
 func (b *Bucket) Stat(ctx context.Context, path string) (*atelier.DatastoreFile, error) {
-	if err := atelier.ValidatePath(path); err != nil {
+	if err := validPath(path); err != nil {
 		return nil, err
+	}
+	if b.folder != nil {
+		return b.statFolder(path)
 	}
 	a, err := b.b.Attributes(ctx, path)
 	if err != nil {
@@ -298,18 +303,21 @@ func (b *Bucket) Stat(ctx context.Context, path string) (*atelier.DatastoreFile,
 	return fileOf(path, a), nil
 }
 
-var fileblobTemp = regexp.MustCompile(`\.[0-9a-f]+\.tmp$`)
-
 // List returns one page of the files under q.Prefix.
 func (b *Bucket) List(ctx context.Context, q atelier.DatastoreFileQuery) (*atelier.DatastoreFilePage, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
+	if p := strings.TrimSuffix(q.Prefix, "/"); p != "" {
+		if err := validPath(p); err != nil {
+			return nil, err
+		}
+	}
 	limit := q.Limit
 	if limit == 0 {
 		limit = atelier.DefaultDatastoreFileLimit
 	}
-	token := blob.FirstPageToken
+	var token []byte // the last path of the previous page
 	if q.PageToken != "" {
 		t, err := base64.RawURLEncoding.DecodeString(q.PageToken)
 		if err != nil || len(t) == 0 {
@@ -317,9 +325,23 @@ func (b *Bucket) List(ctx context.Context, q atelier.DatastoreFileQuery) (*ateli
 		}
 		token = t
 	}
+	if b.folder != nil {
+		files, next, err := b.listFolder(ctx, q.Prefix, q.Recursive, string(token), limit)
+		if err != nil {
+			return nil, err
+		}
+		page := &atelier.DatastoreFilePage{Files: files}
+		if next != "" {
+			page.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(next))
+		}
+		return page, nil
+	}
 	opts := &blob.ListOptions{Prefix: q.Prefix}
 	if !q.Recursive {
 		opts.Delimiter = "/"
+	}
+	if token == nil {
+		token = blob.FirstPageToken
 	}
 	objs, next, err := b.b.ListPage(ctx, token, limit, opts)
 	if err != nil {
@@ -327,9 +349,6 @@ func (b *Bucket) List(ctx context.Context, q atelier.DatastoreFileQuery) (*ateli
 	}
 	page := &atelier.DatastoreFilePage{Files: make([]*atelier.DatastoreFile, 0, len(objs))}
 	for _, o := range objs {
-		if b.local && !o.IsDir && fileblobTemp.MatchString(o.Key) {
-			continue
-		}
 		page.Files = append(page.Files, &atelier.DatastoreFile{Path: o.Key, Size: o.Size, MD5: hex.EncodeToString(o.MD5),
 			ModifiedAt: o.ModTime.UTC(), Dir: o.IsDir})
 	}
@@ -341,8 +360,11 @@ func (b *Bucket) List(ctx context.Context, q atelier.DatastoreFileQuery) (*ateli
 
 // Delete removes a file.
 func (b *Bucket) Delete(ctx context.Context, path string) error {
-	if err := atelier.ValidatePath(path); err != nil {
+	if err := validPath(path); err != nil {
 		return err
+	}
+	if b.folder != nil {
+		return b.deleteFolder(path)
 	}
 	if err := b.b.Delete(ctx, path); err != nil {
 		return b.mapError("delete", path, err)
@@ -367,7 +389,11 @@ func (b *Bucket) mapError(op, path string, err error) error {
 	}
 	switch {
 	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || code == "QuotaExceeded" || code == "InsufficientStorage":
-		return atelier.Errorf(atelier.EUNAVAILABLE, "%s: the storage is full%s; nothing was stored", what, detail)
+		whose := "the datastore's"
+		if b.serverCreds {
+			whose = "the server's" // the built-in datastores, the artifact location
+		}
+		return atelier.Errorf(atelier.ENOSPACE, "%s: %s storage is full%s: nothing was stored", what, whose, detail)
 	case bucketMissing(err, code):
 		return atelier.Errorf(atelier.ENOTFOUND, "datastore %q: the bucket or container does not exist%s", b.name, detail)
 	case authFailure(err, code, status):
@@ -489,9 +515,34 @@ func netCause(err error) error {
 	return errors.New("connection failed")
 }
 
-// isLocal reports whether b is a folder (fileblob, the one driver whose As takes an
-// *os.FileInfo).
-func isLocal(b *blob.Bucket) bool {
-	var fi os.FileInfo
-	return b.As(&fi)
+// maxComponent is the most bytes a name in a datastore path may hold: the limit of the file
+// systems a files datastore lives on, kept by every kind, so that a path that one datastore
+// takes fits any other (and a server folder answers a clear error, not the system's).
+const maxComponent = 255
+
+// validPath checks a datastore path.
+func validPath(p string) error {
+	if err := atelier.ValidatePath(p); err != nil {
+		return err
+	}
+	for el := range strings.SplitSeq(p, "/") {
+		if len(el) > maxComponent {
+			return atelier.Errorf(atelier.EINVALID, "invalid path %q: the name %q is %d bytes long; the limit is %d bytes per path component",
+				shorten(p), shorten(el), len(el), maxComponent)
+		}
+	}
+	return nil
+}
+
+// shorten cuts a long name for a message.
+func shorten(s string) string {
+	const keep = 40
+	if len(s) <= keep {
+		return s
+	}
+	s = s[:keep]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "..."
 }

@@ -69,7 +69,7 @@ func TestFilesBuiltIn(t *testing.T) {
 
 func TestMem(t *testing.T) {
 	datastoretest.TestBucket(t, "mem", func(t *testing.T) atelier.DatastoreBucket {
-		return datastore.NewBucket("mem", memblob.OpenBucket(nil), false)
+		return datastore.NewBucket("mem", memblob.OpenBucket(nil))
 	})
 }
 
@@ -299,7 +299,8 @@ func TestFilesDiskFull(t *testing.T) {
 	o := datastore.NewOpener("")
 	b := mustOpen(t, o, &atelier.Datastore{Name: "small", Kind: atelier.DatastoreFiles, Path: dir}, atelier.DatastoreCredentials{})
 	_, err := b.Write(t.Context(), "big/file.bin", bytes.NewReader(datastoretest.Content(3, 2<<20)), "", "")
-	if atelier.ErrorCode(err) != atelier.EUNAVAILABLE || !strings.Contains(atelier.ErrorMessage(err), `datastore "small": big/file.bin: the storage is full`) {
+	if atelier.ErrorCode(err) != atelier.ENOSPACE || !strings.Contains(atelier.ErrorMessage(err), `datastore "small": big/file.bin: the datastore's storage is full`) ||
+		!strings.Contains(atelier.ErrorMessage(err), "nothing was stored") {
 		t.Fatalf("Write to a full disk: %v (code %s)", err, atelier.ErrorCode(err))
 	}
 	page, err := b.List(t.Context(), atelier.DatastoreFileQuery{Recursive: true})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"io"
 	"os"
 	"sync"
@@ -100,63 +101,68 @@ func (a fileID) equal(b fileID) bool {
 	return a.size == b.size && a.mod.Equal(b.mod) && a.ino == b.ino && a.changed == b.changed
 }
 
-// fileIDOf is a folder file's identity, from the attributes fileblob returns.
-func fileIDOf(a *blob.Attributes) (fileID, bool) {
-	var fi os.FileInfo
-	if !a.As(&fi) {
-		return fileID{}, false
-	}
+// idOf is a folder file's identity.
+func idOf(fi os.FileInfo) fileID {
 	id := fileID{size: fi.Size(), mod: fi.ModTime()}
 	id.ino, id.changed = inodeAndChange(fi)
-	return id, true
+	return id
 }
 
 // Digest returns the file's attributes with its sha256 where it is known without the client
 // reading the content: from the object's metadata on cloud storage; computed here (and cached)
 // for a server folder.
 func (b *Bucket) Digest(ctx context.Context, path string) (*atelier.DatastoreFile, error) {
-	if err := atelier.ValidatePath(path); err != nil {
+	if err := validPath(path); err != nil {
 		return nil, err
+	}
+	if b.folder != nil {
+		return b.digestFolder(ctx, path)
 	}
 	a, err := b.b.Attributes(ctx, path)
 	if err != nil {
 		return nil, b.mapError("stat", path, err)
 	}
-	f := fileOf(path, a)
-	if b.dir == "" {
-		return f, nil // fileOf took the metadata's digest, if any
+	return fileOf(path, a), nil // with the metadata's digest, if any
+}
+
+// digestFolder is Digest for a folder's file.
+func (b *Bucket) digestFolder(ctx context.Context, path string) (*atelier.DatastoreFile, error) {
+	fi, err := b.folder.stat(path)
+	if err != nil {
+		return nil, b.folderError("stat", path, err)
 	}
-	id, ok := fileIDOf(a)
-	if !ok {
-		return f, nil
-	}
-	file := b.dir + "\x00" + path
-	if sum := b.digests.get(file, id); sum != "" {
+	f := &atelier.DatastoreFile{Path: path, Size: fi.Size(), ModifiedAt: fi.ModTime().UTC()}
+	file := b.folder.dir + "\x00" + path
+	if sum := b.digests.get(file, idOf(fi)); sum != "" {
 		f.SHA256 = sum
 		return f, nil
 	}
-	r, err := b.b.NewReader(ctx, path, nil)
+	r, fi, err := b.folder.open(path)
 	if err != nil {
-		return nil, b.mapError("read", path, err)
+		return nil, b.folderError("read", path, err)
 	}
 	defer r.Close()
+	id := idOf(fi)
+	f.Size, f.ModifiedAt = fi.Size(), fi.ModTime().UTC()
 	buf := bufs.Get().(*[bufferSize]byte)
 	defer bufs.Put(buf)
 	h := sha256.New()
-	if _, err := io.CopyBuffer(h, r, buf[:]); err != nil {
-		return nil, b.mapError("read", path, err)
+	if _, err := io.CopyBuffer(h, &ctxReader{ctx, r}, buf[:]); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, b.folderError("read", path, err)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
 	// Kept only if the file did not change while it was read; otherwise no digest, and the
 	// client sends its file again.
-	if a2, err := b.b.Attributes(ctx, path); err == nil {
-		if id2, ok := fileIDOf(a2); ok && id2.equal(id) {
-			b.digests.put(file, id, sum)
-			f.SHA256 = sum
-		}
+	if fi2, err := r.Stat(); err == nil && idOf(fi2).equal(id) {
+		b.digests.put(file, id, hexSum(h))
+		f.SHA256 = hexSum(h)
 	}
 	return f, nil
 }
+
+func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 
 // fileOf is the datastore file of attributes a, with the digest its metadata holds.
 func fileOf(path string, a *blob.Attributes) *atelier.DatastoreFile {

@@ -121,7 +121,7 @@ func TestWriteHashesBeside(t *testing.T) {
 	rand.NewChaCha8([32]byte{1}).Read(content)
 	sum := sha256.Sum256(content)
 	_, f := writeAndOpen(t, content)
-	b := NewBucket("lake", memblob.OpenBucket(nil), false)
+	b := NewBucket("lake", memblob.OpenBucket(nil))
 	defer b.Close()
 	ctx := t.Context()
 	got, err := b.Write(ctx, "data/big.bin", f, "", "")

@@ -6,7 +6,6 @@ package datastore
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,7 +24,6 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/azureblob"
-	"gocloud.dev/blob/fileblob"
 	"gocloud.dev/blob/gcsblob"
 	"gocloud.dev/blob/s3blob"
 	"gocloud.dev/gcp"
@@ -63,22 +61,43 @@ func NewOpener(root string) *Opener {
 // digestCacheSize bounds the digest cache: about 200 bytes an entry.
 const digestCacheSize = 200_000
 
-// OpenDatastore opens d as a bucket limited to its prefix.
+// OpenDatastore opens d as a bucket limited to its prefix, or to its folder.
 func (o *Opener) OpenDatastore(ctx context.Context, d *atelier.Datastore, creds atelier.DatastoreCredentials) (atelier.DatastoreBucket, error) {
+	builtIn := d.Kind == atelier.DatastoreFiles && d.Path == "" && o.BuiltIn != nil
+	if d.Kind == atelier.DatastoreFiles && !builtIn {
+		f, err := o.openFolder(d)
+		if err != nil {
+			return nil, err
+		}
+		return &Bucket{name: d.Name, folder: f, digests: o.Digests}, nil
+	}
 	b, err := o.OpenBucket(ctx, d, creds)
 	if err != nil {
 		return nil, err
 	}
-	builtIn := d.Kind == atelier.DatastoreFiles && d.Path == "" && o.BuiltIn != nil
-	nb := NewBucket(d.Name, b, d.Kind == atelier.DatastoreFiles && !builtIn)
+	nb := NewBucket(d.Name, b)
 	nb.serverCreds = builtIn
-	if d.Kind == atelier.DatastoreFiles && !builtIn {
-		nb.dir, nb.digests = d.Path, o.Digests
-		if nb.dir == "" {
-			nb.dir = filepath.Join(o.Root, d.Workspace)
-		}
-	}
 	return nb, nil
+}
+
+// openFolder opens the folder of the files datastore d: its registered path, or for the
+// built-in datastore its workspace's folder under Root, made at its first use.
+func (o *Opener) openFolder(d *atelier.Datastore) (*folder, error) {
+	dir, create := d.Path, false
+	if dir == "" {
+		if o.Root == "" {
+			return nil, atelier.Errorf(atelier.EUNAVAILABLE, "datastore %q: the server has no folder for built-in datastores", d.Name)
+		}
+		if err := atelier.ValidateName("workspace", d.Workspace); err != nil {
+			return nil, err
+		}
+		dir, create = filepath.Join(o.Root, d.Workspace), true
+	}
+	f, err := openFolder(dir, create)
+	if err != nil {
+		return nil, atelier.Errorf(atelier.ENOTFOUND, "datastore %q: folder %s cannot be opened: %v", d.Name, dir, unwrapPathError(err))
+	}
+	return f, nil
 }
 
 // builtIn returns where the built-in datastore d lives when the server keeps them in BuiltIn.
@@ -106,20 +125,8 @@ func (o *Opener) OpenBucket(ctx context.Context, d *atelier.Datastore, creds ate
 	}
 	switch d.Kind {
 	case atelier.DatastoreFiles:
-		dir, create := d.Path, false
-		if dir == "" {
-			if o.Root == "" {
-				return nil, atelier.Errorf(atelier.EUNAVAILABLE, "datastore %q: the server has no folder for built-in datastores", d.Name)
-			}
-			if err := atelier.ValidateName("workspace", d.Workspace); err != nil {
-				return nil, err
-			}
-			dir, create = filepath.Join(o.Root, d.Workspace), true
-		}
-		b, err = OpenFiles(dir, create)
-		if err != nil {
-			return nil, atelier.Errorf(atelier.ENOTFOUND, "datastore %q: folder %s cannot be opened: %v", d.Name, dir, unwrapPathError(err))
-		}
+		// A folder is no gocloud bucket: OpenDatastore opens it beneath its root.
+		return nil, atelier.Errorf(atelier.EINVALID, "datastore %q is a server folder: it opens as a datastore, not as a bucket", d.Name)
 	case atelier.DatastoreS3:
 		b, err = OpenS3(ctx, o.HTTP, d, creds)
 	case atelier.DatastoreAzureBlob:
@@ -146,22 +153,6 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-// OpenFiles opens a server folder. Files are written as they are, with no .attrs sidecar, so
-// other programs can use the folder; temporary files go next to their final path (renamed on
-// completion), so a rename never crosses file systems.
-func OpenFiles(dir string, create bool) (*blob.Bucket, error) {
-	if !create {
-		fi, err := os.Stat(dir)
-		if err != nil {
-			return nil, err
-		}
-		if !fi.IsDir() {
-			return nil, fmt.Errorf("%s is not a folder", dir)
-		}
-	}
-	return fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: create, Metadata: fileblob.MetadataDontWrite, NoTempDir: true, DirFileMode: 0o750})
 }
 
 // OpenS3 opens an S3 bucket (or one of an S3-compatible server at d.Endpoint) with the
