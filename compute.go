@@ -13,6 +13,9 @@ type ComputeTarget struct {
 	MaxConcurrentRuns int    `json:"max_concurrent_runs"`
 	Queued            int    `json:"queued"`
 	Running           int    `json:"running"`
+	// Isolation names what keeps a run's script from the server's data on the target's
+	// machine ("user+namespace+landlock-v7"), "none" when nothing does.
+	Isolation string `json:"isolation,omitempty"`
 }
 
 // ComputeService lists compute targets and submits and cancels runs on them.

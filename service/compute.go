@@ -23,6 +23,8 @@ type Target struct {
 	Kind              string
 	Executor          atelier.Executor
 	MaxConcurrentRuns int
+	// Isolation names what confines the target's runs (see atelier.ComputeTarget).
+	Isolation string
 }
 
 // scheduler hands queued runs to the executors of their compute targets, at most
@@ -64,7 +66,7 @@ func (s *Service) ListComputeTargets(ctx context.Context, workspace string) ([]*
 			return nil, err
 		}
 		list = append(list, &atelier.ComputeTarget{Name: t.Name, Kind: t.Kind, MaxConcurrentRuns: t.MaxConcurrentRuns,
-			Queued: len(queued), Running: len(s.sched.running[t.Name])})
+			Queued: len(queued), Running: len(s.sched.running[t.Name]), Isolation: t.Isolation})
 	}
 	return list, nil
 }

@@ -10,9 +10,13 @@ import (
 	"syscall"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/sandbox"
 )
 
 func main() {
+	// A confined process of a run (package sandbox) starts as this binary: it applies its
+	// policy and becomes the run's program here, before anything else.
+	sandbox.Main()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCmd()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/atelier-ml/atelier/datastore"
 	"github.com/atelier-ml/atelier/mlflow"
 	"github.com/atelier-ml/atelier/python"
+	"github.com/atelier-ml/atelier/sandbox"
 	"github.com/atelier-ml/atelier/secret"
 	"github.com/atelier-ml/atelier/service"
 	"github.com/atelier-ml/atelier/sqlite"
@@ -39,6 +41,7 @@ const (
 // serverConfig is the server's configuration: defaults, then ATELIER_* variables, then flags.
 type serverConfig struct {
 	dataDir          string
+	runAs            string
 	addr             string
 	socket           string
 	logLevel         string
@@ -79,6 +82,8 @@ On first start it creates the workspace "default" and an administrator token, wr
 	f.IntVar(&cfg.snapshotMaxFiles, "snapshot-max-files", 2000, "most files in a snapshot")
 	f.IntVar(&cfg.maxLocalRuns, "max-local-runs", envInt("ATELIER_MAX_LOCAL_RUNS", runtime.NumCPU()),
 		"runs the local compute target executes at once; more wait as Queued (env ATELIER_MAX_LOCAL_RUNS)")
+	f.StringVar(&cfg.runAs, "run-as", envOr("ATELIER_RUN_AS", "auto"),
+		"user the scripts of runs on local run as when the server is root: a name, uid or uid:gid; auto (nobody when root) or off (the server's user) (env ATELIER_RUN_AS)")
 	f.DurationVar(&cfg.cancelGrace, "cancel-grace", 10*time.Second, "time a canceled script gets between SIGTERM and SIGKILL")
 	f.StringVar(&cfg.artifacts, "artifacts", os.Getenv("ATELIER_ARTIFACTS"), "artifact store URL: file:///dir, s3://, azblob:// or gs:// (default: the data directory; env ATELIER_ARTIFACTS)")
 	f.StringVar(&cfg.debugAddr, "debug-addr", os.Getenv("ATELIER_DEBUG_ADDR"), "serve Go's pprof profiles on this address (off when empty)")
@@ -173,10 +178,15 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if err != nil {
 		return fmt.Errorf("installing the Python SDK for runs: %w", err)
 	}
+	iso, err := isolation(ctx, cfg, dataDir, artifacts, unixLn, sdkPath, log)
+	if err != nil {
+		return err
+	}
 	localExec := &local.Executor{WorkDir: filepath.Join(dataDir, "work"), SDKPath: sdkPath, CancelGrace: cfg.cancelGrace, Log: log,
-		Envs: &local.EnvCache{Dir: filepath.Join(dataDir, "envs")}}
+		Envs: &local.EnvCache{Dir: filepath.Join(dataDir, "envs"), Isolation: iso.Isolation, Interpreters: iso.interpreters}, Isolation: iso.Isolation}
 	localExec.CleanupMounts()
-	svc.AddComputeTarget(&service.Target{Name: atelier.DefaultCompute, Kind: "local", MaxConcurrentRuns: cfg.maxLocalRuns, Executor: localExec})
+	svc.AddComputeTarget(&service.Target{Name: atelier.DefaultCompute, Kind: "local", MaxConcurrentRuns: cfg.maxLocalRuns,
+		Executor: localExec, Isolation: iso.Name()})
 	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
 	schedDone := make(chan struct{})
 	go func() { svc.RunScheduler(schedCtx); close(schedDone) }()
@@ -276,4 +286,59 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// runIsolation is how the local target confines runs, and the trusted interpreter it grants.
+type runIsolation struct {
+	*local.Isolation
+	interpreters map[string]string
+}
+
+// isolation sets up the confinement of runs on this machine (package sandbox): they must not
+// reach the server's data directory, artifact store, socket or its user's home, and get the
+// SDK and the default interpreter. It says loudly when nothing confines them.
+func isolation(ctx context.Context, cfg serverConfig, dataDir string, artifacts *artifactStore, unixLn net.Listener, sdkPath string, log *slog.Logger) (runIsolation, error) {
+	runAs := cfg.runAs
+	switch runAs {
+	case "auto":
+		runAs = ""
+		if os.Geteuid() == 0 {
+			runAs = "nobody"
+		}
+	case "off":
+		runAs = ""
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return runIsolation{}, fmt.Errorf("finding the server's binary for the run sandbox: %w", err)
+	}
+	launcher, err := sandbox.New(self, os.Args[0], runAs)
+	if err != nil {
+		return runIsolation{}, usagef("%v", err)
+	}
+	iso := runIsolation{Isolation: &local.Isolation{Launcher: launcher, Hide: []string{dataDir}, ReadOnly: []string{sdkPath}}}
+	if artifacts.dir != "" {
+		iso.Hide = append(iso.Hide, artifacts.dir)
+	}
+	if unixLn != nil {
+		iso.Hide = append(iso.Hide, unixLn.Addr().String())
+	}
+	if home, err := os.UserHomeDir(); err == nil && home != "/" {
+		iso.Hide = append(iso.Hide, home)
+	}
+	// The default interpreter may be a shim in the server's home (pyenv): runs get the real
+	// one, and the directory it lives in.
+	if exe, prefix, err := local.ResolvePython(ctx, "python3"); err == nil {
+		iso.interpreters = map[string]string{"python3": exe}
+		iso.ReadOnly = append(iso.ReadOnly, prefix, filepath.Dir(exe))
+	} else {
+		log.Warn("no default Python interpreter for runs", "err", err)
+	}
+	if iso.Name() == "none" {
+		log.Warn("RUNS ARE NOT ISOLATED: a script submitted to the local compute target runs as this server's user and can read its admin token, master key and database. " +
+			"Run the server as root (runs then run as another user, in a mount namespace) or on Linux 5.13 or later (Landlock)")
+	} else {
+		log.Info("runs on local are isolated", "isolation", iso.Name(), "run_as", cmp.Or(runAs, "the server's user"))
+	}
+	return iso, nil
 }

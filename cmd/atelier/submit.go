@@ -386,9 +386,9 @@ func newComputeCmd(cfg *clientConfig) *cobra.Command {
 			if cfg.output == "json" {
 				return printJSON(cmd.OutOrStdout(), list)
 			}
-			t := newTable(cmd.OutOrStdout(), "NAME", "KIND", "MAX CONCURRENT", "QUEUED", "RUNNING")
+			t := newTable(cmd.OutOrStdout(), "NAME", "KIND", "MAX CONCURRENT", "QUEUED", "RUNNING", "ISOLATION")
 			for _, ct := range list {
-				t.row(ct.Name, ct.Kind, ct.MaxConcurrentRuns, ct.Queued, ct.Running)
+				t.row(ct.Name, ct.Kind, ct.MaxConcurrentRuns, ct.Queued, ct.Running, ct.Isolation)
 			}
 			return t.flush()
 		},

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -21,6 +22,12 @@ type EnvCache struct {
 	Dir string
 	// DefaultPython is used when a run names no interpreter.
 	DefaultPython string
+	// Interpreters maps the interpreter names the server trusts (its default) to the real
+	// executables behind them (see ResolvePython): a run uses the executable, which a
+	// confined run can reach where a shim in the server's home could not be.
+	Interpreters map[string]string
+	// Isolation confines the installers, which run code of the packages they install.
+	Isolation *Isolation
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
@@ -50,9 +57,12 @@ func (c *EnvCache) Python(ctx context.Context, env atelier.EnvironmentConfig, sr
 	if python == "" {
 		python = "python3"
 	}
-	interp, err := exec.LookPath(python)
-	if err != nil {
-		return "", atelier.Errorf(atelier.EINVALID, "python interpreter %q not found on the compute target", python)
+	interp, ok := c.Interpreters[python]
+	if !ok {
+		var err error
+		if interp, err = exec.LookPath(python); err != nil {
+			return "", atelier.Errorf(atelier.EINVALID, "python interpreter %q not found on the compute target", python)
+		}
 	}
 	if env.Conda != "" {
 		return c.conda(ctx, env, srcDir, log)
@@ -76,12 +86,15 @@ func (c *EnvCache) Python(ctx context.Context, env atelier.EnvironmentConfig, sr
 	}
 	os.RemoveAll(dir) // a half-built environment from an interrupted build
 	fmt.Fprintf(log, "creating environment %s with %s\n", key[:12], interp)
-	if err := run(ctx, log, "", interp, "-m", "venv", dir); err != nil {
+	if err := c.prepareDir(dir); err != nil {
+		return "", err
+	}
+	if err := c.run(ctx, log, srcDir, dir, interp, "-m", "venv", dir); err != nil {
 		os.RemoveAll(dir)
 		return "", atelier.Errorf(atelier.EINVALID, "creating a virtual environment with %s failed: %v", interp, err)
 	}
 	fmt.Fprintf(log, "installing %s\n", env.Requirements)
-	if err := run(ctx, log, srcDir, venvPython, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+	if err := c.run(ctx, log, srcDir, dir, venvPython, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
 		"-r", filepath.FromSlash(env.Requirements)); err != nil {
 		os.RemoveAll(dir)
 		return "", atelier.Errorf(atelier.EINVALID, "pip install -r %s failed (%v); the installer's output is in %s", env.Requirements, err, PrepareLogPath)
@@ -117,7 +130,10 @@ func (c *EnvCache) conda(ctx context.Context, env atelier.EnvironmentConfig, src
 		return filepath.Join(dir, "bin", "python"), nil
 	}
 	os.RemoveAll(dir)
-	if err := run(ctx, log, srcDir, tool, "env", "create", "--yes", "--prefix", dir, "--file", filepath.FromSlash(env.Conda)); err != nil {
+	if err := c.prepareDir(dir); err != nil {
+		return "", err
+	}
+	if err := c.run(ctx, log, srcDir, dir, tool, "env", "create", "--yes", "--prefix", dir, "--file", filepath.FromSlash(env.Conda)); err != nil {
 		os.RemoveAll(dir)
 		return "", atelier.Errorf(atelier.EINVALID, "%s env create -f %s failed: %v", filepath.Base(tool), env.Conda, err)
 	}
@@ -134,10 +150,30 @@ func specHash(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// run runs a preparation command, streaming its output to log.
-func run(ctx context.Context, log io.Writer, dir, name string, args ...string) error {
+// prepareDir makes an environment's directory and the installers' home, owned by the user
+// the installers run as.
+func (c *EnvCache) prepareDir(dir string) error {
+	for _, d := range []string{dir, c.home()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	return c.Isolation.handOver(nil, dir, c.home())
+}
+
+// home is the installers' home directory (pip's cache is there).
+func (c *EnvCache) home() string { return filepath.Join(c.Dir, ".home") }
+
+// run runs a preparation command in srcDir, confined to writing the environment's directory
+// envDir and the installers' home, streaming its output to log.
+func (c *EnvCache) run(ctx context.Context, log io.Writer, srcDir, envDir, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
+	cmd.Dir = srcDir
 	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(serverEnviron(), "HOME="+c.home())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := c.Isolation.wrap(cmd, []string{envDir, c.home()}, []string{srcDir}); err != nil {
+		return err
+	}
 	return cmd.Run()
 }

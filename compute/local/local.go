@@ -42,6 +42,8 @@ type Executor struct {
 	KeepWorkDirs bool
 	// NoOverlay copies every snapshot instead of mounting an overlay of a shared template.
 	NoOverlay bool
+	// Isolation confines scripts to their own run (nil: scripts can do what the server can).
+	Isolation *Isolation
 
 	overlayOnce sync.Once
 	overlayOK   bool
@@ -84,6 +86,18 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 		prepLog.Close()
 		return fail("preparing data: %s", atelier.ErrorMessage(err))
 	}
+	// A home and a temporary directory of the run's own: the server's are not the script's.
+	home, tmp := filepath.Join(runDir, "home"), filepath.Join(runDir, "tmp")
+	for _, d := range []string{home, tmp} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			prepLog.Close()
+			return fail("preparing the working directory: %v", err)
+		}
+	}
+	if err := e.handOver(runDir); err != nil {
+		prepLog.Close()
+		return fail("preparing the working directory: %v", err)
+	}
 	python, err := e.Envs.Python(ctx, job.Config.Environment, dir, prepLog)
 	prepLog.Close()
 	if err != nil {
@@ -97,9 +111,13 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	cmd.Dir = dir
 	cmd.Env = e.environ(job)
 	cmd.Env = append(cmd.Env, dataEnv...)
+	cmd.Env = append(cmd.Env, "HOME="+home, "TMPDIR="+tmp)
 	// A process group of its own, so cancel and cleanup reach every process the script forks.
 	// Pdeathsig: if the server is killed, its scripts do not run on unwatched.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := e.Isolation.wrap(cmd, []string{runDir}, []string{e.Envs.Dir, e.SDKPath}); err != nil {
+		return fail("confining the script: %v", err)
+	}
 	out := &capture{w: &hostWriter{ctx: hostCtx, host: host, job: job, path: StdLogPath}, max: e.maxLog(), mask: atelier.NewMasker(job.Secrets)}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -233,12 +251,36 @@ func (e *Executor) maxLog() int64 {
 	return 100 << 20
 }
 
+// serverEnviron is the server's environment less its own settings (ATELIER_*).
+func serverEnviron() []string {
+	var list []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ATELIER_") {
+			list = append(list, kv)
+		}
+	}
+	return list
+}
+
+// handOver gives a run's directory to the user its script runs as: the working directory
+// (of an overlay, its upper layer: the template stays the server's), its data and home.
+func (e *Executor) handOver(runDir string) error {
+	wd := filepath.Join(runDir, "wd")
+	overlay := fileExists(filepath.Join(runDir, "upper"))
+	return e.Isolation.handOver(func(p string) bool { return overlay && (p == wd || p == filepath.Join(runDir, "ovwork")) }, runDir)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
 // environ is the script's environment: the server's, the configured variables, the run's
 // secrets, the run context and the SDK on PYTHONPATH.
 func (e *Executor) environ(job *atelier.Job) []string {
 	env := map[string]string{}
-	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok && !strings.HasPrefix(k, "ATELIER_") {
+	for _, kv := range serverEnviron() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
 			env[k] = v
 		}
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/compute/local"
+	"github.com/atelier-ml/atelier/sandbox"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -164,10 +165,48 @@ func MustJob(tb testing.TB, files map[string]string, config atelier.RunConfig) (
 	return h, job
 }
 
-// MustExecutor makes an executor with its own working and environment directories.
+// MustExecutor makes an executor with its own working and environment directories in a data
+// directory of its own, which its scripts cannot see (as the server wires it) where this
+// machine can confine them.
 func MustExecutor(tb testing.TB) *local.Executor {
 	tb.Helper()
-	return &local.Executor{WorkDir: tb.TempDir(), Envs: &local.EnvCache{Dir: tb.TempDir()}, CancelGrace: 300 * time.Millisecond}
+	return MustExecutorRunAs(tb, "nobody")
+}
+
+// MustExecutorRunAs is MustExecutor with scripts run as runAs when this is root ("" keeps
+// root, without capabilities).
+func MustExecutorRunAs(tb testing.TB, runAs string) *local.Executor {
+	tb.Helper()
+	data := tb.TempDir()
+	iso := MustIsolation(tb, data, runAs)
+	return &local.Executor{WorkDir: filepath.Join(data, "work"), CancelGrace: 300 * time.Millisecond, Isolation: iso,
+		Envs: &local.EnvCache{Dir: filepath.Join(data, "envs"), Isolation: iso, Interpreters: map[string]string{"python3": testPython.exe}}}
+}
+
+var testPython struct {
+	once        sync.Once
+	exe, prefix string
+	err         error
+}
+
+// MustIsolation confines runs as the server does, hiding dataDir.
+func MustIsolation(tb testing.TB, dataDir, runAs string) *local.Isolation {
+	tb.Helper()
+	testPython.once.Do(func() {
+		testPython.exe, testPython.prefix, testPython.err = local.ResolvePython(context.Background(), "python3")
+	})
+	if testPython.err != nil {
+		tb.Fatal(testPython.err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l, err := sandbox.New(self, "local-test", runAs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &local.Isolation{Launcher: l, Hide: []string{dataDir}, ReadOnly: []string{testPython.prefix, filepath.Dir(testPython.exe)}}
 }
 
 // runAsync runs the job in a goroutine; the returned func waits for the result (failing the
@@ -286,6 +325,7 @@ func scanInt(tb testing.TB, out, key string) int {
 }
 
 func TestMain(m *testing.M) {
+	sandbox.Main() // confined scripts start as this binary
 	if _, err := exec.LookPath("python3"); err != nil {
 		fmt.Println("skipping: python3 is not on PATH")
 		os.Exit(0)
@@ -745,7 +785,7 @@ func TestEnvCacheBuildsOnceAndReuses(t *testing.T) {
 	if second*3 > first {
 		t.Errorf("the second run took %s, the first %s: want reuse to be much faster", second, first)
 	}
-	entries, _ := os.ReadDir(e.Envs.Dir)
+	entries := envEntries(e)
 	if len(entries) != 1 {
 		t.Errorf("the cache holds %d environments, want 1", len(entries))
 	}
@@ -790,7 +830,7 @@ func TestEnvCacheInstallFails(t *testing.T) {
 	if h.Log(local.StdLogPath) != "" {
 		t.Errorf("the script ran: %q", h.Log(local.StdLogPath))
 	}
-	if entries, _ := os.ReadDir(e.Envs.Dir); len(entries) != 0 {
+	if entries := envEntries(e); len(entries) != 0 {
 		t.Errorf("the failed environment was left in the cache: %v", entries)
 	}
 }
@@ -832,11 +872,8 @@ func TestCancelWhilePreparing(t *testing.T) {
 // TestStartOverhead measures the time from Run to the script's first line, compared with the
 // interpreter's own start-up (the goal: under 150ms more).
 func TestStartOverhead(t *testing.T) {
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip(err)
-	}
-	python, _ = filepath.EvalSymlinks(python)
+	e := MustExecutor(t) // resolves the interpreter behind python3 (a shim, with pyenv)
+	python := testPython.exe
 	var bare, full []time.Duration
 	for range 5 {
 		start := time.Now()
@@ -847,7 +884,7 @@ func TestStartOverhead(t *testing.T) {
 
 		h, job := MustJob(t, map[string]string{"train.py": "pass\n"}, atelier.RunConfig{Script: "train.py",
 			Environment: atelier.EnvironmentConfig{Python: python}})
-		e := MustExecutor(t)
+		e = MustExecutor(t)
 		start = time.Now()
 		MustResult(t, e.Run(t.Context(), h, job), atelier.StatusCompleted, "0")
 		full = append(full, time.Since(start))
@@ -859,4 +896,10 @@ func TestStartOverhead(t *testing.T) {
 	// Measured, not asserted (the goal is < 150 ms): timings on a loaded CI machine under -race
 	// say little; docs/benchmarks.md records the numbers.
 	_ = over
+}
+
+// envEntries lists the environments in the cache (not the installers' home, .home).
+func envEntries(e *local.Executor) []os.DirEntry {
+	entries, _ := os.ReadDir(e.Envs.Dir)
+	return slices.DeleteFunc(entries, func(d os.DirEntry) bool { return strings.HasPrefix(d.Name(), ".") })
 }

@@ -30,6 +30,11 @@ func (e *Executor) workingDir(ctx context.Context, host atelier.JobHost, job *at
 					return nil, err
 				}
 			}
+			// The run's user owns the upper layer from the start: the overlay keeps the
+			// attributes its root had when mounted.
+			if err := e.Isolation.handOver(nil, upper); err != nil {
+				return nil, err
+			}
 			opts := "lowerdir=" + template + ",upperdir=" + upper + ",workdir=" + work
 			if err := syscall.Mount("overlay", dir, "overlay", 0, opts); err == nil {
 				return func() { syscall.Unmount(dir, syscall.MNT_DETACH) }, nil
@@ -46,6 +51,7 @@ func (e *Executor) workingDir(ctx context.Context, host atelier.JobHost, job *at
 // overlaySupported reports, once, whether overlay mounts work here.
 func (e *Executor) overlaySupported() bool {
 	e.overlayOnce.Do(func() {
+		os.MkdirAll(e.WorkDir, 0o700)
 		base, err := os.MkdirTemp(e.WorkDir, ".overlay-probe-")
 		if err != nil {
 			return
@@ -68,7 +74,9 @@ func (e *Executor) overlaySupported() bool {
 
 // template returns the directory holding the snapshot's files, extracting it the first time.
 func (e *Executor) template(ctx context.Context, snap *atelier.Snapshot, open func(atelier.SnapshotEntry) (io.ReadCloser, error)) (string, error) {
-	root := filepath.Join(e.WorkDir, ".snapshots")
+	// Templates are made writable for runs of their own user (opensUp): those of earlier
+	// versions, in .snapshots, are not.
+	root := filepath.Join(e.WorkDir, ".templates")
 	dir := filepath.Join(root, snap.ID)
 	e.templateMu.Lock()
 	defer e.templateMu.Unlock()
@@ -83,6 +91,10 @@ func (e *Executor) template(ctx context.Context, snap *atelier.Snapshot, open fu
 		return "", err
 	}
 	if err := archive.Extract(ctx, snap.Entries, tmp, open); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	if err := e.Isolation.opensUp(tmp); err != nil {
 		os.RemoveAll(tmp)
 		return "", err
 	}
@@ -107,6 +119,7 @@ func (e *Executor) CleanupMounts() {
 			syscall.Unmount(fields[1], syscall.MNT_DETACH)
 		}
 	}
+	os.RemoveAll(filepath.Join(e.WorkDir, ".snapshots")) // templates of earlier versions
 	// Working directories of runs that did not end are of no use any more.
 	entries, _ := os.ReadDir(e.WorkDir)
 	for _, en := range entries {

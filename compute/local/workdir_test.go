@@ -41,7 +41,7 @@ open("outputs/seen.txt", "w").write(src)
 					t.Errorf("run %d left its working directory behind: %v", i, err)
 				}
 			}
-			templates, _ := filepath.Glob(filepath.Join(e.WorkDir, ".snapshots", "*", "data.txt"))
+			templates, _ := filepath.Glob(filepath.Join(e.WorkDir, ".templates", "*", "data.txt"))
 			for _, tpl := range templates {
 				if b, _ := os.ReadFile(tpl); string(b) != "original" {
 					t.Errorf("template %s = %q: a run wrote through to it", tpl, b)
