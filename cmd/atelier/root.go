@@ -131,10 +131,14 @@ func localServers() []string {
 	// Only a socket of this user's: another user's listener in a shared folder would get the
 	// token and the files.
 	if err == nil && ownSocket(socket) {
-		if c, err := net.DialTimeout("unix", socket, time.Second); err == nil {
-			c.Close()
-			here = append(here, api.UnixScheme+socket)
+		c, err := net.DialTimeout("unix", socket, time.Second)
+		if err != nil {
+			// The server left its socket behind: it died, and its address may be another
+			// listener's by now.
+			return nil
 		}
+		c.Close()
+		here = append(here, api.UnixScheme+socket)
 	}
 	if b, err := os.ReadFile(filepath.Join(defaultDataDir, urlFile)); err == nil {
 		if u := strings.TrimRight(strings.TrimSpace(string(b)), "/"); u != "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -61,6 +62,21 @@ func TestAdminTokenStaysWithItsServer(t *testing.T) {
 	if len(got) != 2 || got[0] != "" || got[1] != "Bearer "+secret {
 		t.Errorf("Authorization headers the witness received = %q, want only the last request to carry the token", got)
 	}
+
+	// A socket left behind that no longer answers: the server died, its address is stale.
+	ln, err := net.Listen("unix", filepath.Join(defaultDataDir, socketFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	t.Setenv("ATELIER_SERVER", witness.URL)
+	run("workspace", "list")
+	mu.Lock()
+	if len(auth) != 3 || auth[2] != "" {
+		t.Errorf("Authorization headers the witness received = %q, want none sent with a stale server-url", auth)
+	}
+	mu.Unlock()
 
 	t.Setenv("ATELIER_TOKEN", secret)
 	for _, args := range [][]string{{"--help"}, {"run", "list", "--help"}, {"datastore", "upload", "--help"}} {
