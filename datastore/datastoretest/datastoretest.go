@@ -329,6 +329,20 @@ func TestBucket(t *testing.T, name string, open func(t *testing.T) atelier.Datas
 			_, _, err = b.Open(t.Context(), p)
 			wantCode(t, fmt.Sprintf("Open(%q)", p), err, atelier.EINVALID)
 		}
+		// A name over 255 bytes, which a server folder cannot hold: refused by every kind
+		// alike, so that a path one datastore takes fits any other.
+		long := "dir/" + strings.Repeat("n", 256)
+		_, err = b.Write(t.Context(), long, strings.NewReader("x"), "", "")
+		wantLimit(t, "Write", err)
+		_, _, err = b.Open(t.Context(), long)
+		wantLimit(t, "Open", err)
+		_, err = b.Stat(t.Context(), long)
+		wantLimit(t, "Stat", err)
+		_, err = b.Digest(t.Context(), long)
+		wantLimit(t, "Digest", err)
+		wantLimit(t, "Delete", b.Delete(t.Context(), long))
+		_, err = b.List(t.Context(), atelier.DatastoreFileQuery{Prefix: long + "/"})
+		wantLimit(t, "List", err)
 		_, err = b.Write(t.Context(), "x", strings.NewReader("x"), "not-a-digest", "")
 		wantCode(t, "Write with a malformed sha256", err, atelier.EINVALID)
 		_, err = b.List(t.Context(), atelier.DatastoreFileQuery{Prefix: "../"})
@@ -342,4 +356,11 @@ func filePaths(page *atelier.DatastoreFilePage) []string {
 		out = append(out, f.Path)
 	}
 	return out
+}
+
+func wantLimit(tb testing.TB, op string, err error) {
+	tb.Helper()
+	if atelier.ErrorCode(err) != atelier.EINVALID || !strings.Contains(atelier.ErrorMessage(err), "255 bytes per path component") {
+		tb.Errorf("%s of a path with a 256-byte name: %v, want it refused with the limit", op, err)
+	}
 }
