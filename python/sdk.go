@@ -29,7 +29,7 @@ func Install(dir string) (string, error) {
 	}
 	root := filepath.Join(dir, hex.EncodeToString(h.Sum(nil))[:16])
 	if _, err := os.Stat(filepath.Join(root, "atelier", "__init__.py")); err == nil {
-		return root, nil
+		return root, os.Chmod(root, 0o755) // runs of another user read it
 	}
 	tmp, err := os.MkdirTemp(dir, ".sdk-*")
 	if err != nil {
@@ -50,5 +50,5 @@ func Install(dir string) (string, error) {
 			return "", err
 		}
 	}
-	return root, nil
+	return root, os.Chmod(root, 0o755) // runs of another user read it
 }

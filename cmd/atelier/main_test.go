@@ -14,6 +14,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/atelier-ml/atelier/datastore/datastoretest"
+	"github.com/atelier-ml/atelier/sandbox"
 )
 
 // The CLI is tested as a user types it: testscript runs the scripts in testdata/script, where
@@ -43,6 +44,10 @@ func TestScripts(t *testing.T) {
 		Condition: func(cond string) (bool, error) {
 			if cond == "azurite" {
 				return datastoretest.AzuriteBinary() != "", nil
+			}
+			if cond == "isolated" { // runs on local can be confined here (package sandbox)
+				l, err := sandbox.New("/bin/true", "true", "")
+				return err == nil && l.Isolation() != "none", nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},

@@ -113,6 +113,13 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			return fmt.Errorf("creating the data directory: %w", err)
 		}
 	}
+	// Runs, of another user, read the environments and the SDK where they are granted them
+	// (the data directory itself stays the server's only).
+	for _, dir := range []string{filepath.Join(dataDir, "envs"), filepath.Join(dataDir, "sdk")} {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return fmt.Errorf("creating the data directory: %w", err)
+		}
+	}
 	db, err := sqlite.Open(ctx, filepath.Join(dataDir, "atelier.db"), sqlite.Options{Synchronous: cfg.synchronous})
 	if err != nil {
 		return err
@@ -195,6 +202,10 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	// (dispatched by prefix, not by a ServeMux, which would redirect non-canonical paths).
 	apiServer, mlflowAPI := api.NewServer(svc, svc, log), mlflow.NewHandler(svc, svc, log)
 	apiServer.CookieSecure = cookieSecure
+	// Both front doors tell one condition how writes end: a full disk is logged once an
+	// episode, and the health check reports it.
+	apiServer.Storage = api.NewStorageCondition(log)
+	mlflowAPI.Storage = apiServer.Storage
 	if unixLn != nil {
 		apiServer.LocalSocket = unixLn.Addr().String()
 	}
@@ -247,7 +258,7 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 		if r.Method == http.MethodGet || strings.HasSuffix(r.URL.Path, "/metrics") || strings.Contains(r.URL.Path, "/logs/") {
 			level = slog.LevelDebug
 		}
-		if sw.Status >= 500 {
+		if sw.Status >= 500 && sw.Status != http.StatusInsufficientStorage { // a full disk is logged once, by Storage
 			level = slog.LevelError
 		}
 		log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.Status,
