@@ -3,6 +3,7 @@ package atelier
 import (
 	"errors"
 	"fmt"
+	"syscall"
 )
 
 // Error codes. They are mapped to HTTP statuses in one table at the edge (api/).
@@ -16,6 +17,7 @@ const (
 	ETOOLARGE     = "too_large"    // the request body or an upload exceeds a limit (413)
 	EUNAVAILABLE  = "unavailable"  // shutting down or overloaded; retry later (503)
 	ETOOMANY      = "too_many"     // too many attempts (failed logins); retry later (429)
+	ENOSPACE      = "storage_full" // the server's disk (or quota) is full: nothing was stored (507)
 )
 
 // Error is an error meant for the user: a code a program can switch on and a message a human can act on.
@@ -54,4 +56,30 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// StorageMonitor follows whether the server's storage is full: the front doors tell it how
+// each write ended (nil: it stored), and the health check reports what it concluded.
+type StorageMonitor interface {
+	Observe(err error)
+}
+
+// StorageFullMessage is what a write refused for lack of space tells the user.
+const StorageFullMessage = "the server's storage is full: nothing was stored; " +
+	"its administrator must free space (or raise its quota) before writes succeed again"
+
+// StorageFull returns err as an ENOSPACE error when the operating system refused a write for
+// lack of space (ENOSPC) or quota (EDQUOT) and no code was given to it yet; otherwise err
+// itself. The cause stays in the chain, for the server's log. Adapters call it where they wrap
+// their write errors, so every caller sees the one code.
+func StorageFull(err error) error {
+	if ErrorCode(err) != EINTERNAL || !(errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+		return err
+	}
+	return StorageFullError(err)
+}
+
+// StorageFullError returns an ENOSPACE error caused by err (what the storage said).
+func StorageFullError(err error) error {
+	return fmt.Errorf("%w: %w", &Error{Code: ENOSPACE, Message: StorageFullMessage}, err)
 }

@@ -343,9 +343,12 @@ func (s *Server) passedResult(r *http.Request, f *atelier.DatastoreFile, err err
 	if err == nil {
 		return PassedResult{File: f}
 	}
+	err = atelier.StorageFull(err)
 	code := atelier.ErrorCode(err)
 	if code == atelier.EINTERNAL {
 		s.log.Error("batch file failed", "path", r.URL.Path, "err", err)
+	} else if code == atelier.ENOSPACE && s.Storage != nil {
+		s.Storage.Observe(err)
 	}
 	return PassedResult{Error: &ErrorResponse{Code: code, Message: atelier.ErrorMessage(err)}}
 }

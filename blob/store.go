@@ -98,8 +98,14 @@ func key(digest string) string { return "sha256/" + digest[:2] + "/" + digest }
 
 // PutObject stores the content of r. When digest is given and the object already exists, it
 // returns at once without reading r: the caller still owns r and must drain or close it.
-// Content that does not match a given digest is stored nowhere (EINVALID).
+// Content that does not match a given digest is stored nowhere (EINVALID); a full disk is
+// ENOSPACE.
 func (s *Store) PutObject(ctx context.Context, r io.Reader, digest string) (atelier.Object, error) {
+	obj, err := s.put(ctx, r, digest)
+	return obj, atelier.StorageFull(err)
+}
+
+func (s *Store) put(ctx context.Context, r io.Reader, digest string) (atelier.Object, error) {
 	if digest != "" {
 		if err := atelier.ValidateDigest(digest); err != nil {
 			return atelier.Object{}, err

@@ -133,8 +133,12 @@ func TestFileStoreDiskFull(t *testing.T) {
 	s := MustOpen(t, "file://"+filepath.ToSlash(dir))
 	want := blobtest.DigestOf(t, blobtest.NewReader(2<<20))
 	for _, digest := range []string{"", want} {
-		if _, err := s.PutObject(context.Background(), blobtest.NewReader(2<<20), digest); err == nil {
+		_, err := s.PutObject(context.Background(), blobtest.NewReader(2<<20), digest)
+		if err == nil {
 			t.Fatalf("PutObject(digest %q) of 2 MiB on a 1 MiB disk succeeded", digest)
+		}
+		if atelier.ErrorCode(err) != atelier.ENOSPACE || atelier.ErrorMessage(err) != atelier.StorageFullMessage {
+			t.Errorf("PutObject(digest %q) on a full disk: %v (code %q), want ENOSPACE", digest, err, atelier.ErrorCode(err))
 		}
 		var files []string
 		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {

@@ -119,10 +119,24 @@ func TestErrorMapping(t *testing.T) {
 		atelier.ETOOLARGE:     {413, "INVALID_PARAMETER_VALUE"},
 		atelier.EUNAVAILABLE:  {503, "TEMPORARILY_UNAVAILABLE"},
 		atelier.EINTERNAL:     {500, "INTERNAL_ERROR"},
+		atelier.ENOSPACE:      {507, "RESOURCE_EXHAUSTED"},
 	} {
 		status, body := mapError(atelier.Errorf(code, "boom"))
 		if status != want.status || body.ErrorCode != want.code || body.Message != "boom" {
 			t.Errorf("%s: got %d %+v, want %d %s", code, status, body, want.status, want.code)
+		}
+	}
+}
+
+// The statuses MLflow's client retries, with backoff, for minutes (_TRANSIENT_FAILURE_RESPONSE_CODES
+// in mlflow/utils/request_utils.py): only what a retry can cure may answer them.
+var mlflowRetries = map[int]bool{408: true, 429: true, 500: true, 502: true, 503: true, 504: true}
+
+func TestErrorsRetried(t *testing.T) {
+	for code, m := range errorCodes {
+		retried := code == atelier.EUNAVAILABLE || code == atelier.EINTERNAL
+		if mlflowRetries[m.status] != retried {
+			t.Errorf("%s answers %d, which MLflow's client retries: %v, want %v", code, m.status, mlflowRetries[m.status], retried)
 		}
 	}
 }

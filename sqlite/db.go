@@ -18,7 +18,8 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier"
-	_ "modernc.org/sqlite"
+	sqlitedrv "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 var _ atelier.Store = (*DB)(nil)
@@ -216,7 +217,22 @@ func (db *DB) update(ctx context.Context, fn func(tx *txn) error) error {
 	case <-db.closed:
 		return atelier.Errorf(atelier.EUNAVAILABLE, "the server is shutting down")
 	}
-	return <-req.done
+	return storageFull(<-req.done)
+}
+
+// storageFull names a write refused for lack of space as ENOSPACE: SQLite's SQLITE_FULL (it
+// says so for ENOSPC), and the system's ENOSPC and EDQUOT wrapped in other errors.
+func storageFull(err error) error {
+	if isFull(err) && atelier.ErrorCode(err) == atelier.EINTERNAL {
+		return atelier.StorageFullError(err)
+	}
+	return atelier.StorageFull(err)
+}
+
+// isFull reports whether err is SQLite's SQLITE_FULL.
+func isFull(err error) bool {
+	var e *sqlitedrv.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_FULL
 }
 
 func (db *DB) writer() {
@@ -263,6 +279,23 @@ func (db *DB) commitGroup(group []*writeReq) {
 		}
 		return
 	}
+	// Respond only after releasing the audit claims, so a request sees its entry stored; err
+	// is the transaction's (it stored nothing, audits included).
+	respond := func(err error) {
+		for _, c := range audits {
+			if err != nil {
+				c.id = 0
+			}
+			c.p.Release(c.id)
+		}
+		for i, req := range group {
+			if err != nil {
+				req.done <- err
+			} else {
+				req.done <- errs[i]
+			}
+		}
+	}
 	for i, req := range group {
 		if err := req.ctx.Err(); err != nil {
 			errs[i] = err
@@ -279,7 +312,13 @@ func (db *DB) commitGroup(group []*writeReq) {
 			continue
 		}
 		hooks, claims := len(tx.onCommit), len(audits)
-		if errs[i] = req.fn(tx); errs[i] != nil {
+		if errs[i] = req.fn(tx); isFull(errs[i]) {
+			// SQLite may have rolled back the whole transaction, not only the savepoint, and
+			// what the group wrote before would not fit either: none of it is stored.
+			tx.Rollback()
+			respond(errs[i])
+			return
+		} else if errs[i] != nil {
 			tx.onCommit = tx.onCommit[:hooks]
 			if _, err := tx.Exec("ROLLBACK TO w"); err != nil {
 				errs[i] = errors.Join(errs[i], err)
@@ -291,23 +330,6 @@ func (db *DB) commitGroup(group []*writeReq) {
 			errs[i] = err
 			for j := claims; j < len(audits); j++ {
 				audits[j].id = 0 // not known to be in the transaction: let the request record it
-			}
-		}
-	}
-	// Respond only after releasing the audit claims, so a request sees its entry stored; err
-	// is the transaction's (it stored nothing, audits included).
-	respond := func(err error) {
-		for _, c := range audits {
-			if err != nil {
-				c.id = 0
-			}
-			c.p.Release(c.id)
-		}
-		for i, req := range group {
-			if err != nil {
-				req.done <- err
-			} else {
-				req.done <- errs[i]
 			}
 		}
 	}
