@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -371,7 +372,7 @@ func waitForRun(ctx context.Context, c *api.Client, workspace, id string, out io
 }
 
 func newComputeCmd(cfg *clientConfig) *cobra.Command {
-	cmd := &cobra.Command{Use: "compute", Short: "List compute targets"}
+	cmd := &cobra.Command{Use: "compute", Short: "List and show compute targets"}
 	list := &cobra.Command{
 		Use: "list", Short: "List compute targets with their queues", Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -393,7 +394,36 @@ func newComputeCmd(cfg *clientConfig) *cobra.Command {
 			return t.flush()
 		},
 	}
-	cmd.AddCommand(list)
+	show := &cobra.Command{
+		Use: "show NAME", Short: "Show a compute target: its kind, queue and isolation", Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			list, err := c.ListComputeTargets(cmd.Context(), cfg.workspace)
+			if err != nil {
+				return err
+			}
+			i := slices.IndexFunc(list, func(ct *atelier.ComputeTarget) bool { return ct.Name == args[0] })
+			if i < 0 {
+				return atelier.Errorf(atelier.ENOTFOUND, "no compute target %q in workspace %s; see 'atelier compute list'", args[0], cfg.workspace)
+			}
+			ct := list[i]
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), ct)
+			}
+			t := newTable(cmd.OutOrStdout(), "FIELD", "VALUE")
+			t.row("name", ct.Name)
+			t.row("kind", ct.Kind)
+			t.row("max concurrent runs", ct.MaxConcurrentRuns)
+			t.row("queued", ct.Queued)
+			t.row("running", ct.Running)
+			t.row("isolation", ct.Isolation)
+			return t.flush()
+		},
+	}
+	cmd.AddCommand(list, show)
 	return cmd
 }
 
