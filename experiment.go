@@ -2,6 +2,7 @@ package atelier
 
 import (
 	"context"
+	"fmt"
 	"time"
 	"unicode/utf8"
 )
@@ -22,7 +23,10 @@ type Experiment struct {
 // ValidateExperimentName allows any printable name up to 256 characters without '/', so names
 // such as "diabetes ridge (v2)" work, as in Azure ML and MLflow.
 func ValidateExperimentName(name string) error {
-	if name == "" || utf8.RuneCountInString(name) > 256 || !utf8.ValidString(name) {
+	if !utf8.ValidString(name) {
+		return invalidUTF8(fmt.Sprintf("experiment name %q", name))
+	}
+	if name == "" || utf8.RuneCountInString(name) > 256 {
 		return Errorf(EINVALID, "invalid experiment name %q: use 1-256 characters", name)
 	}
 	for _, r := range name {
@@ -38,6 +42,27 @@ type ExperimentUpdate struct {
 	Name        *string `json:"name,omitempty"`
 	Description *string `json:"description,omitempty"`
 	Archived    *bool   `json:"archived,omitempty"`
+}
+
+// MaxExperimentDescription bounds an experiment's description.
+const MaxExperimentDescription = 4096
+
+// Validate checks an update before anything of it is stored.
+func (u *ExperimentUpdate) Validate() error {
+	if u.Name != nil {
+		if err := ValidateExperimentName(*u.Name); err != nil {
+			return err
+		}
+	}
+	if u.Description != nil {
+		if !utf8.ValidString(*u.Description) {
+			return invalidUTF8("the experiment's description")
+		}
+		if len(*u.Description) > MaxExperimentDescription {
+			return Errorf(EINVALID, "experiment description is longer than %d bytes", MaxExperimentDescription)
+		}
+	}
+	return nil
 }
 
 // ExperimentFilter selects experiments in a list.

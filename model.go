@@ -239,7 +239,10 @@ func (m *ModelRegister) Validate() error {
 
 // ValidateModelMetadata checks the descriptive fields of a version.
 func ValidateModelMetadata(description, framework, frameworkVersion string, datasets []string, tags, props map[string]string) error {
-	if len(description) > MaxModelDescription || !utf8.ValidString(description) {
+	if !utf8.ValidString(description) {
+		return invalidUTF8("the model's description")
+	}
+	if len(description) > MaxModelDescription {
 		return Errorf(EINVALID, "model description must be valid UTF-8 of at most %d bytes", MaxModelDescription)
 	}
 	for what, s := range map[string]string{"framework": framework, "framework version": frameworkVersion} {

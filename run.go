@@ -3,6 +3,7 @@ package atelier
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 	"unicode/utf8"
 )
@@ -168,8 +169,11 @@ const (
 // ValidateKey checks a param, tag, property or metric name: 1-250 characters of printable
 // UTF-8 without leading or trailing spaces.
 func ValidateKey(kind, key string) error {
-	if key == "" || len(key) > MaxKeyLength || !utf8.ValidString(key) {
+	if key == "" || len(key) > MaxKeyLength {
 		return Errorf(EINVALID, "invalid %s name %q: use 1-%d characters", kind, key, MaxKeyLength)
+	}
+	if !utf8.ValidString(key) {
+		return invalidUTF8(fmt.Sprintf("%s name %q", kind, key))
 	}
 	for _, r := range key {
 		if r < 0x20 || r == 0x7f {
@@ -191,8 +195,11 @@ func ValidateKeyValues(kind string, kv map[string]string, maxValue int) error {
 		if err := ValidateKey(kind, k); err != nil {
 			return err
 		}
-		if len(v) > maxValue || !utf8.ValidString(v) {
+		if len(v) > maxValue {
 			return Errorf(EINVALID, "invalid value of %s %q: use valid UTF-8 of at most %d bytes", kind, k, maxValue)
+		}
+		if !utf8.ValidString(v) {
+			return Errorf(EINVALID, "%s %q: value is not valid UTF-8", kind, k)
 		}
 	}
 	return nil
@@ -205,6 +212,9 @@ func (c *RunCreate) Validate() error {
 		if err := ValidateExperimentName(c.Experiment); err != nil {
 			return err
 		}
+	}
+	if !utf8.ValidString(c.Name) {
+		return invalidUTF8(fmt.Sprintf("run name %q", c.Name))
 	}
 	if utf8.RuneCountInString(c.Name) > MaxRunNameLength {
 		return Errorf(EINVALID, "run name is longer than %d characters", MaxRunNameLength)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultWorkspace is the workspace every server has from its first start.
@@ -36,6 +37,9 @@ func ValidateName(kind, name string) error {
 func (w *Workspace) Validate() error {
 	if err := ValidateName("workspace", w.Name); err != nil {
 		return err
+	}
+	if !utf8.ValidString(w.Description) {
+		return invalidUTF8("the workspace's description")
 	}
 	if len(w.Description) > 4096 {
 		return Errorf(EINVALID, "workspace description is longer than 4096 characters")

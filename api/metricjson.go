@@ -22,6 +22,9 @@ func decodeMetricBatch(data []byte) (*atelier.MetricBatch, error) {
 	if b, err := fastMetricBatch(data); err == nil {
 		return b, nil
 	}
+	if err := atelier.ValidateJSONText(data); err != nil {
+		return nil, err
+	}
 	var b atelier.MetricBatch
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

@@ -122,6 +122,9 @@ func (s *Service) UpdateExperiment(ctx context.Context, workspace, name string, 
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
+	if err := upd.Validate(); err != nil {
+		return nil, err
+	}
 	return s.store.UpdateExperiment(ctx, workspace, name, upd)
 }
 
