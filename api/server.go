@@ -62,6 +62,9 @@ type Server struct {
 	// LocalSocket is the path of the server's Unix socket, if it listens on one: the health
 	// check tells it to clients on the server's own machine (see Health).
 	LocalSocket string
+	// Storage, when set, is told how writes end and tells the health check whether the
+	// server's storage is full.
+	Storage *StorageCondition
 }
 
 // Route is one entry of the route table; the OpenAPI document and the authorization matrix
@@ -198,8 +201,13 @@ func (s *Server) wrap(rt Route) http.Handler {
 			defer func() { s.recordAudit(r, p, sw.Status) }()
 			w = sw
 		}
-		if err := rt.handler(w, r); err != nil {
+		// A full disk the adapters did not name (a temporary file, say) is named here.
+		err := atelier.StorageFull(rt.handler(w, r))
+		if err != nil {
 			s.writeError(w, r, err)
+		}
+		if s.Storage != nil && (err != nil || isWrite(r.Method) && rt.Policy != PolicyRead && rt.Policy != PolicyReadScoped) {
+			s.Storage.Observe(err)
 		}
 	})
 }
@@ -215,6 +223,7 @@ var statusOf = map[string]int{
 	atelier.ETOOMANY:      http.StatusTooManyRequests,
 	atelier.EINTERNAL:     http.StatusInternalServerError,
 	atelier.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	atelier.ENOSPACE:      http.StatusInsufficientStorage,
 }
 
 // ErrorResponse is the body of every error.
@@ -326,8 +335,14 @@ func queryBool(r *http.Request, name string) (bool, error) {
 
 // Health answers the health check.
 type Health struct {
+	// Status is "ok", or "degraded" when the server serves reads but cannot store writes;
+	// Reason then says why. Both answer 200: the server is up, and restarting it or taking it
+	// out of a load balancer would not free its disk.
 	Status string    `json:"status"`
+	Reason string    `json:"reason,omitempty"`
 	Time   time.Time `json:"time"`
+	// StorageFullSince is when writes began to fail for lack of space (Reason "storage full").
+	StorageFullSince *time.Time `json:"storage_full_since,omitempty"`
 	// Socket is the server's Unix socket, told only to a client that reached the server over
 	// loopback TCP, directly: the one client that can use it (the socket is its user's alone),
 	// and that gains from it (files pass as descriptors instead of through TCP).
@@ -336,6 +351,10 @@ type Health struct {
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 	h := Health{Status: "ok", Time: time.Now().UTC()}
+	if full, since := s.Storage.Full(); full {
+		since = since.UTC()
+		h.Status, h.Reason, h.StorageFullSince = "degraded", "storage full", &since
+	}
 	if s.LocalSocket != "" && fromLoopback(r) {
 		h.Socket = s.LocalSocket
 	}

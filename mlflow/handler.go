@@ -46,6 +46,8 @@ type Handler struct {
 
 	// MaxJSONBody bounds JSON request bodies.
 	MaxJSONBody int64
+	// Storage, when set, is told how writes end (see api.StorageCondition).
+	Storage atelier.StorageMonitor
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, ws string) error
@@ -191,8 +193,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r = r.WithContext(ctx)
 	sw := &statusRecorder{ResponseWriter: w}
-	if err := fn(sw, r, ws); err != nil {
+	err = atelier.StorageFull(fn(sw, r, ws)) // a full disk the adapters did not name
+	if err != nil {
 		h.writeError(sw, r, err)
+	}
+	if h.Storage != nil && (audited || err != nil) {
+		h.Storage.Observe(err)
 	}
 	if audited {
 		status := sw.status
@@ -316,7 +322,10 @@ func endpointNotFound(r *http.Request) error {
 }
 
 // errorCodes maps atelier's error codes to MLflow's error codes and HTTP statuses. The MLflow
-// client retries 5xx answers for minutes, so nothing a caller got wrong may answer 5xx.
+// client retries 408, 429, 500, 502, 503 and 504 for minutes (_TRANSIENT_FAILURE_RESPONSE_CODES
+// in mlflow/utils/request_utils.py), so nothing a caller got wrong may answer those, nor a full
+// disk, which retrying does not free: 507 is not retried, and RESOURCE_EXHAUSTED is a code of
+// MLflow's ErrorCode enum, so the client raises it with the message.
 var errorCodes = map[string]struct {
 	status int
 	code   string
@@ -328,6 +337,7 @@ var errorCodes = map[string]struct {
 	atelier.EFORBIDDEN:    {http.StatusForbidden, "PERMISSION_DENIED"},
 	atelier.ETOOLARGE:     {http.StatusRequestEntityTooLarge, "INVALID_PARAMETER_VALUE"},
 	atelier.EUNAVAILABLE:  {http.StatusServiceUnavailable, "TEMPORARILY_UNAVAILABLE"},
+	atelier.ENOSPACE:      {http.StatusInsufficientStorage, "RESOURCE_EXHAUSTED"},
 	atelier.EINTERNAL:     {http.StatusInternalServerError, "INTERNAL_ERROR"},
 }
 
@@ -360,7 +370,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	status, body := mapError(err)
-	if status >= 500 {
+	if status >= 500 && status != http.StatusInsufficientStorage { // a full disk is logged once, by Storage
 		h.log.Error("mlflow request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	writeJSON(w, status, body)
