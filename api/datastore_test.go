@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -211,6 +212,7 @@ func TestDatastoreMisconfigured(t *testing.T) {
 func TestDatastoreBadInput(t *testing.T) {
 	s := MustStack(t)
 	const base = "/api/v1/workspaces/default/datastores"
+	long := strings.Repeat("n", 256) // a name over the 255 bytes a file system takes
 	for _, tc := range []struct {
 		name   string
 		req    Request
@@ -248,6 +250,12 @@ func TestDatastoreBadInput(t *testing.T) {
 		{"digest of a bad path", Request{Method: "POST", Path: base + "/default/digests", Body: `{"paths":["a/../b"]}`}, 400, []string{"invalid path"}},
 		{"too many digests", Request{Method: "POST", Path: base + "/default/digests", Body: `{"paths":[` + strings.Repeat(`"a",`, 1000) + `"a"]}`}, 413, []string{"at most 1000"}},
 		{"digests of an unknown datastore", Request{Method: "POST", Path: base + "/nope/digests", Body: `{"paths":["a"]}`}, 404, []string{`datastore "nope" not found`}},
+		{"long name GET", Request{Method: "GET", Path: base + "/default/files/d/" + long}, 400, []string{"255 bytes per path component"}},
+		{"long name PUT", Request{Method: "PUT", Path: base + "/default/files/d/" + long, Body: "x", ContentType: "text/plain"}, 400, []string{"255 bytes per path component"}},
+		{"long name DELETE", Request{Method: "DELETE", Path: base + "/default/files/" + long + "/f"}, 400, []string{"255 bytes per path component"}},
+		{"long name DELETE recursive", Request{Method: "DELETE", Path: base + "/default/files/" + long + "?recursive=true"}, 400, []string{"255 bytes per path component"}},
+		{"long name digests", Request{Method: "POST", Path: base + "/default/digests", Body: `{"paths":["ok.txt","d/` + long + `"]}`}, 400, []string{"255 bytes per path component"}},
+		{"long name list", Request{Method: "GET", Path: base + "/default/files?prefix=" + long + "/"}, 400, []string{"255 bytes per path component"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			MustAPIError(t, s.MustDo(t, tc.req), tc.status, tc.want...)
@@ -309,4 +317,134 @@ func TestDatastoreAccess(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.code)
 		}
 	}
+}
+
+// A link in a files datastore's folder that leads outside it (here into the server's data
+// directory, made after the datastore was registered) serves nothing and takes nothing: a
+// Contributor's GET, PUT, DELETE, listing and digests through it answer 4xx, over TCP and over
+// the Unix socket (descriptors passed), and the data directory is left as it was.
+func TestDatastoreLinkEscape(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "atelier.sock")
+	s := MustStack(t, WithLocalSocket(socket))
+	s.Service.PasswordCost = bcrypt.MinCost
+	ctx := Ctx(t)
+	MustUnixClient(t, s)
+	if err := s.Client.CreateWorkspace(ctx, &atelier.Workspace{Name: "team"}); err != nil {
+		t.Fatal(err)
+	}
+	writer, token := mustUserClient(t, s, "writer", "team", atelier.RoleContributor)
+	viaSocket := api.NewClient(api.UnixScheme+socket, token)
+	folder := t.TempDir()
+	if _, err := s.Client.RegisterDatastore(ctx, "team", atelier.DatastoreSpec{Name: "ds", Kind: atelier.DatastoreFiles, Path: folder}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writer.WriteDatastoreFile(ctx, "team", "ds", "kept.txt", strings.NewReader("kept"), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	adminToken, err := os.ReadFile(filepath.Join(s.Dir, "admin-token"))
+	if err != nil || len(adminToken) == 0 {
+		t.Fatalf("the admin token file: %q, %v", adminToken, err)
+	}
+	rel, err := filepath.Rel(folder, s.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := []string{"escape", "escape-rel"}
+	for i, target := range []string{s.Dir, rel} {
+		if err := os.Symlink(target, filepath.Join(folder, links[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const payload = "payload-that-must-not-land-outside"
+	tok := token
+	base := "/api/v1/workspaces/team/datastores/ds"
+	for _, link := range links {
+		for _, tc := range []struct {
+			req    Request
+			status int
+		}{
+			{Request{Method: "GET", Path: base + "/files/" + link + "/admin-token"}, 404},
+			{Request{Method: "GET", Path: base + "/files/" + link + "/datastores/team/kept.txt"}, 404},
+			{Request{Method: "PUT", Path: base + "/files/" + link + "/x", Body: payload, ContentType: "text/plain"}, 400},
+			{Request{Method: "PUT", Path: base + "/files/" + link + "/new/x", Body: payload, ContentType: "text/plain"}, 400},
+			{Request{Method: "PUT", Path: base + "/files/" + link + "/admin-token", Body: payload, ContentType: "text/plain"}, 400},
+			{Request{Method: "DELETE", Path: base + "/files/" + link + "/admin-token"}, 404},
+			{Request{Method: "DELETE", Path: base + "/files/" + link + "/objects?recursive=true"}, 404},
+			{Request{Method: "GET", Path: base + "/files?prefix=" + link + "/"}, 404},
+			{Request{Method: "GET", Path: base + "/files?recursive=true&prefix=" + link + "/"}, 404},
+		} {
+			tc.req.Token = &tok
+			resp := s.MustDo(t, tc.req)
+			if bytes.Contains(resp.Body, adminToken) {
+				t.Errorf("%s %s: the answer holds the admin token", tc.req.Method, tc.req.Path)
+			}
+			MustAPIError(t, resp, tc.status, link, "outside the datastore's folder")
+		}
+		var digests api.DatastoreDigests
+		resp := s.MustDo(t, Request{Method: "POST", Path: base + "/digests", Body: `{"paths":["` + link + `/admin-token"]}`, Token: &tok})
+		if err := json.Unmarshal(resp.Body, &digests); resp.Status != 200 || err != nil || len(digests.Files) != 0 {
+			t.Errorf("digests through %s: %d %s, want none", link, resp.Status, resp.Body)
+		}
+
+		// Over the socket, the server reads and writes the client's descriptors itself.
+		dst, err := os.Create(filepath.Join(t.TempDir(), "dst"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = viaSocket.DownloadDatastoreFile(ctx, "team", "ds", link+"/admin-token", dst, nil)
+		MustCode(t, err, atelier.ENOTFOUND)
+		if got, _ := os.ReadFile(dst.Name()); len(got) != 0 {
+			t.Errorf("a download over the socket through %s wrote %q", link, got)
+		}
+		src := filepath.Join(t.TempDir(), "src")
+		if err := os.WriteFile(src, []byte(payload), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		lf, err := api.OpenLocalFile(src, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = viaSocket.WriteDatastoreFile(ctx, "team", "ds", link+"/x", lf, "", "")
+		lf.Close()
+		MustCode(t, err, atelier.EINVALID)
+		sf, _ := os.Open(src)
+		_, errs, err := viaSocket.UploadPassedFiles(ctx, "team", "ds", []api.PassedTransfer{{Path: link + "/batch", File: sf}}, nil)
+		sf.Close()
+		if err != nil || len(errs) != 1 || atelier.ErrorCode(errs[0]) != atelier.EINVALID {
+			t.Errorf("a batch upload through %s: %v, %v; want the file refused", link, errs, err)
+		}
+		_, errs, err = viaSocket.DownloadPassedFiles(ctx, "team", "ds", []api.PassedTransfer{{Path: link + "/admin-token", File: dst}}, nil)
+		if err != nil || len(errs) != 1 || atelier.ErrorCode(errs[0]) != atelier.ENOTFOUND {
+			t.Errorf("a batch download through %s: %v, %v; want the file not found", link, errs, err)
+		}
+		if got, _ := os.ReadFile(dst.Name()); len(got) != 0 {
+			t.Errorf("a batch download over the socket through %s wrote %q", link, got)
+		}
+		dst.Close()
+	}
+
+	// The listing leaves the links out; what is inside is served as before.
+	page, err := writer.ListDatastoreFiles(ctx, "team", "ds", atelier.DatastoreFileQuery{Recursive: true})
+	if err != nil || len(page.Files) != 1 || page.Files[0].Path != "kept.txt" {
+		t.Errorf("recursive listing = %+v, %v; want only kept.txt", page, err)
+	}
+	page, err = writer.ListDatastoreFiles(ctx, "team", "ds", atelier.DatastoreFileQuery{})
+	if err != nil || len(page.Files) != 1 || page.Files[0].Path != "kept.txt" {
+		t.Errorf("listing = %+v, %v; want only kept.txt", page, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(s.Dir, "admin-token")); !bytes.Equal(got, adminToken) {
+		t.Errorf("the admin token file holds %q, %v", got, err)
+	}
+	filepath.WalkDir(s.Dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if data, _ := os.ReadFile(p); bytes.Contains(data, []byte(payload)) {
+			t.Errorf("%s, in the data directory, holds the payload", p)
+		}
+		if strings.HasSuffix(p, ".tmp") {
+			t.Errorf("%s was left in the data directory", p)
+		}
+		return nil
+	})
 }
