@@ -404,7 +404,7 @@ func (b *Bucket) folderError(op, path string, err error) error {
 		if write {
 			return atelier.Errorf(atelier.EINVALID, "%s: the path goes through a link that leads outside the datastore's folder; nothing was stored", what)
 		}
-		return atelier.Errorf(atelier.ENOTFOUND, "%s: no such file (the path goes through a link that leads outside the datastore's folder)", what)
+		return atelier.Errorf(atelier.ENOTFOUND, "%s: not found: the path goes through a link that leads outside the datastore's folder, which the datastore does not follow", what)
 	case errors.Is(err, syscall.ENAMETOOLONG):
 		return atelier.Errorf(atelier.EINVALID, "%s: a name is too long for the server's file system (at most %d bytes per path component)", what, maxComponent)
 	case errors.Is(err, syscall.ELOOP):
