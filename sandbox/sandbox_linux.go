@@ -91,6 +91,9 @@ func Main() {
 		fail("entering %s: %v", s.Dir, err)
 	}
 	err := unix.Exec(s.Argv[0], s.Argv, os.Environ())
+	if err == unix.ENOENT || err == unix.EACCES {
+		fail("starting %s: %v: the program is hidden from confined processes, or not theirs to read (an operator makes a path readable to runs with --run-readable)", s.Argv[0], err)
+	}
 	fail("starting %s: %v", s.Argv[0], err)
 }
 

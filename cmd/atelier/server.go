@@ -42,6 +42,7 @@ const (
 type serverConfig struct {
 	dataDir          string
 	runAs            string
+	runReadable      string
 	addr             string
 	socket           string
 	logLevel         string
@@ -84,6 +85,9 @@ On first start it creates the workspace "default" and an administrator token, wr
 		"runs the local compute target executes at once; more wait as Queued (env ATELIER_MAX_LOCAL_RUNS)")
 	f.StringVar(&cfg.runAs, "run-as", envOr("ATELIER_RUN_AS", "auto"),
 		"user the scripts of runs on local run as when the server is root: a name, uid or uid:gid; auto (nobody when root) or off (the server's user) (env ATELIER_RUN_AS)")
+	f.StringVar(&cfg.runReadable, "run-readable", os.Getenv("ATELIER_RUN_READABLE"),
+		"paths runs on local may read although they are hidden or not readable to them, separated by "+string(os.PathListSeparator)+
+			": interpreters of user-managed environments (environment.python), shared data (env ATELIER_RUN_READABLE)")
 	f.DurationVar(&cfg.cancelGrace, "cancel-grace", 10*time.Second, "time a canceled script gets between SIGTERM and SIGKILL")
 	f.StringVar(&cfg.artifacts, "artifacts", os.Getenv("ATELIER_ARTIFACTS"), "artifact store URL: file:///dir, s3://, azblob:// or gs:// (default: the data directory; env ATELIER_ARTIFACTS)")
 	f.StringVar(&cfg.debugAddr, "debug-addr", os.Getenv("ATELIER_DEBUG_ADDR"), "serve Go's pprof profiles on this address (off when empty)")
@@ -344,6 +348,19 @@ func isolation(ctx context.Context, cfg serverConfig, dataDir string, artifacts 
 		iso.ReadOnly = append(iso.ReadOnly, prefix, filepath.Dir(exe))
 	} else {
 		log.Warn("no default Python interpreter for runs", "err", err)
+	}
+	for _, p := range filepath.SplitList(cfg.runReadable) {
+		if p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return runIsolation{}, usagef("--run-readable %q: %v", p, err)
+		}
+		if abs == dataDir || strings.HasPrefix(abs+"/", dataDir+"/") || strings.HasPrefix(dataDir+"/", abs+"/") {
+			return runIsolation{}, usagef("--run-readable %q: the data directory (and what holds it) stays hidden from runs", p)
+		}
+		iso.ReadOnly = append(iso.ReadOnly, abs)
 	}
 	if iso.Name() == "none" {
 		log.Warn("RUNS ARE NOT ISOLATED: a script submitted to the local compute target runs as this server's user and can read its admin token, master key and database. " +

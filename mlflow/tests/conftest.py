@@ -94,8 +94,10 @@ def server(tmp_path_factory):
     url = "http://127.0.0.1:%d" % port
     log_path = tmp / "server.log"
     log = open(log_path, "wb")
+    # Submitted runs use the cached mlflow venv as a user-managed interpreter: runs are
+    # confined, and the operator makes it readable to them.
     proc = subprocess.Popen([binary, "server", "--data", str(data), "--addr", "127.0.0.1:%d" % port,
-                             "--log-level", "debug"], stdout=log, stderr=subprocess.STDOUT)
+                             "--log-level", "debug", "--run-readable", CACHE], stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while True:
