@@ -245,7 +245,7 @@ var matrixBodies = map[string]string{
 	"PATCH {ws}/experiments/{experiment}":             `{"description":"d"}`,
 	"POST {ws}/runs":                                  `{"experiment":"exp","parent_id":"{run}"}`,
 	"POST {ws}/runs/search":                           `{}`,
-	"POST {ws}/runs/submit":                           `{}`,
+	"POST {ws}/runs/submit":                           `{"experiment":"exp","snapshot_id":"{snapshot}","config":{"script":""}}`,
 	"POST {ws}/runs/{run}/status":                     `{"status":"Running"}`,
 	"POST {ws}/runs/{run}/params":                     `{"params":{"a":"1"}}`,
 	"POST {ws}/runs/{run}/tags":                       `{"tags":{"a":"1"}}`,
@@ -278,7 +278,7 @@ var patternParam = regexp.MustCompile(`\{([a-z]+)(\.\.\.)?\}`)
 func (f *authzFixture) matrixRequest(pattern, p string) (method, path, body string) {
 	method, path, _ = strings.Cut(pattern, " ")
 	key := method + " " + strings.Replace(path, "/api/v1/workspaces/{workspace}", "{ws}", 1)
-	body = strings.ReplaceAll(matrixBodies[key], "{run}", f.vars["run"])
+	body = strings.NewReplacer("{run}", f.vars["run"], "{snapshot}", f.vars["snapshot"]).Replace(matrixBodies[key])
 	path = patternParam.ReplaceAllStringFunc(path, func(m string) string {
 		name := patternParam.FindStringSubmatch(m)[1]
 		switch {

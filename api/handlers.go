@@ -234,9 +234,12 @@ func (s *Server) logMetrics(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	batch, err := decodeMetricBatch(body)
-	if err != nil {
-		return err
+	batch, err := fastMetricBatch(body)
+	if err != nil { // any other shape, or an error to name: the strict decoder
+		batch = &atelier.MetricBatch{}
+		if err := s.decodeJSON(r, body, batch); err != nil {
+			return err
+		}
 	}
 	if err := s.svc.LogMetrics(r.Context(), r.PathValue("workspace"), r.PathValue("run"), batch); err != nil {
 		return err

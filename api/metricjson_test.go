@@ -24,6 +24,15 @@ func slowMetricBatch(data []byte) (*atelier.MetricBatch, error) {
 	return &b, nil
 }
 
+// decodeMetricBatch is the handler's decoding without the document's checks: the fast path
+// when it applies, else the reference.
+func decodeMetricBatch(data []byte) (*atelier.MetricBatch, error) {
+	if b, err := fastMetricBatch(data); err == nil {
+		return b, nil
+	}
+	return slowMetricBatch(data)
+}
+
 var metricBatchSeeds = []string{
 	`{"metrics":[{"name":"loss","step":1,"timestamp":2,"value":0.5}]}`,
 	`{"metrics":[{"name":"loss","value":0.5},{"name":"loss","step":2,"value":"NaN"},{"name":"acc","step":3,"value":"-Infinity"}]}`,

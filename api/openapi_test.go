@@ -480,3 +480,53 @@ func TestOpenAPIServed(t *testing.T) {
 		t.Errorf("the served document differs from openapi.json (%d bytes served, %d embedded)", len(body), len(openapiDoc))
 	}
 }
+
+// TestOpenAPIErrorCodes: the document lists exactly the codes of the status table, each with
+// its status, so a code added to the table without documenting it fails here.
+func TestOpenAPIErrorCodes(t *testing.T) {
+	doc := mustOpenAPIDoc(t)
+	code, _ := dig(doc, "components", "schemas", "Error", "properties", "code").(map[string]any)
+	var documented []string
+	for _, c := range code["enum"].([]any) {
+		documented = append(documented, c.(string))
+	}
+	var table []string
+	for c := range statusOf {
+		table = append(table, c)
+	}
+	slices.Sort(documented)
+	slices.Sort(table)
+	if !slices.Equal(documented, table) {
+		t.Errorf("Error.code enum %v, the status table has %v", documented, table)
+	}
+	desc, _ := code["description"].(string)
+	info, _ := dig(doc, "info", "description").(string)
+	for c, status := range statusOf {
+		if !strings.Contains(desc, fmt.Sprintf("%s (%d)", c, status)) {
+			t.Errorf("Error.code's description does not say %s (%d)", c, status)
+		}
+		if !strings.Contains(info, fmt.Sprintf("%s %d", c, status)) {
+			t.Errorf("info.description's error list does not say %s %d", c, status)
+		}
+	}
+}
+
+// TestOpenAPIJSONBodies: every route that decodes a JSON body has one in the document (the
+// shape check reads it from there), and the document's bodies are objects.
+func TestOpenAPIJSONBodies(t *testing.T) {
+	b, err := newBodySchemas(openapiDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.routes) == 0 {
+		t.Fatal("no JSON request body found in the document")
+	}
+	for key, bs := range b.routes {
+		if bs.name == "" {
+			t.Errorf("%s: the JSON body is not a reference to a component schema, so errors cannot name it", key)
+		}
+		if s := b.resolve(bs.schema); s["type"] != "object" {
+			t.Errorf("%s: the JSON body %s is %v, want an object", key, bs.name, s["type"])
+		}
+	}
+}

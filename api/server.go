@@ -47,6 +47,8 @@ type Server struct {
 	auth atelier.AuthService
 	log  *slog.Logger
 	mux  *http.ServeMux
+	// bodies are the JSON request bodies of the OpenAPI document, by route.
+	bodies *bodySchemas
 
 	// MaxJSONBody bounds JSON request bodies.
 	MaxJSONBody int64
@@ -106,13 +108,42 @@ func NewServer(svc Services, auth atelier.AuthService, log *slog.Logger) *Server
 		passing: make(chan struct{}, maxPassing)}
 	s.audit, _ = svc.(auditRecorder)
 	s.sessions, _ = auth.(sessionService)
+	var err error
+	if s.bodies, err = newBodySchemas(openapiDoc); err != nil {
+		panic(err) // the document is embedded, and its tests read it
+	}
 	for _, rt := range s.Routes() {
 		s.mux.Handle(rt.Pattern, s.wrap(rt))
 	}
-	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, atelier.Errorf(atelier.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
-	})
+	s.mux.HandleFunc("/api/", s.noRoute)
 	return s
+}
+
+// EMETHOD is the error code of a method the path is not served with (405). It belongs to HTTP,
+// not to the domain, so it is the edge's own.
+const EMETHOD = "method_not_allowed"
+
+// routeMethods are the methods the route table uses (HEAD is served by the GET routes).
+var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// noRoute answers a request no route matched: 405 with an Allow header when the path is served
+// with other methods (TRACE, OPTIONS, a typo), else 404. The catch-all pattern would otherwise
+// hide ServeMux's own 405.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range routeMethods {
+		probe := *r
+		probe.Method = m
+		if _, pattern := s.mux.Handler(&probe); pattern != "/api/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		s.writeError(w, r, atelier.Errorf(atelier.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	s.writeError(w, r, atelier.Errorf(EMETHOD, "method %s is not allowed on %s: use %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 
 // ServeHTTP refuses non-canonical paths before routing: ServeMux would redirect them (307) and
@@ -221,6 +252,7 @@ var statusOf = map[string]int{
 	atelier.ECONFLICT:     http.StatusConflict,
 	atelier.ETOOLARGE:     http.StatusRequestEntityTooLarge,
 	atelier.ETOOMANY:      http.StatusTooManyRequests,
+	EMETHOD:               http.StatusMethodNotAllowed,
 	atelier.EINTERNAL:     http.StatusInternalServerError,
 	atelier.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	atelier.ENOSPACE:      http.StatusInsufficientStorage,
@@ -256,13 +288,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
-// readJSON decodes a request body strictly: unknown fields, trailing data and oversize bodies
-// are client errors that name what was wrong.
+// readJSON decodes a request body strictly: unknown fields, trailing data, oversize bodies and
+// bodies not of the shape the OpenAPI document gives the route (see checkShape) are client
+// errors that name what was wrong.
 func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.MaxJSONBody))
 	if err != nil {
 		return err
 	}
+	return s.decodeJSON(r, data, v)
+}
+
+// decodeJSON is readJSON on a body already read.
+func (s *Server) decodeJSON(r *http.Request, data []byte, v any) error {
 	if err := atelier.ValidateJSONText(data); err != nil {
 		return err
 	}
@@ -271,7 +309,14 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	return expectEOF(dec)
+	if err := expectEOF(dec); err != nil {
+		return err
+	}
+	bs, ok := s.bodies.forPattern(r.Pattern)
+	if !ok {
+		return atelier.Errorf(atelier.EINTERNAL, "%s has no JSON body in the OpenAPI document", r.Pattern)
+	}
+	return s.bodies.checkShape(bs, data)
 }
 
 // expectEOF refuses anything after the JSON value (dec.More misses a stray '}' or ']').

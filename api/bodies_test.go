@@ -1,0 +1,244 @@
+package api_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// jsonBody is an operation of the document with an application/json request body.
+type jsonBody struct {
+	Method, Path string         // Path is the document's template
+	Name         string         // the body's component schema
+	Schema       map[string]any // resolved
+}
+
+// mustJSONBodies reads the operations with JSON bodies from openapi.json.
+func mustJSONBodies(tb testing.TB) (map[string]any, []jsonBody) {
+	tb.Helper()
+	raw, err := os.ReadFile("openapi.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		tb.Fatal(err)
+	}
+	schemas := doc["components"].(map[string]any)["schemas"].(map[string]any)
+	var out []jsonBody
+	for path, item := range doc["paths"].(map[string]any) {
+		for method, op := range item.(map[string]any) {
+			content, _ := lookup(op, "requestBody", "content", "application/json").(map[string]any)
+			if content == nil {
+				continue
+			}
+			ref, _ := lookup(content, "schema", "$ref").(string)
+			name := ref[strings.LastIndexByte(ref, '/')+1:]
+			s, _ := schemas[name].(map[string]any)
+			if s == nil {
+				tb.Fatalf("%s %s: body schema %q is not a component", method, path, ref)
+			}
+			out = append(out, jsonBody{Method: strings.ToUpper(method), Path: path, Name: name, Schema: s})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path+out[i].Method < out[j].Path+out[j].Method })
+	if len(out) < 20 {
+		tb.Fatalf("only %d JSON bodies found in openapi.json", len(out))
+	}
+	return doc, out
+}
+
+func lookup(v any, keys ...string) any {
+	for _, k := range keys {
+		m, _ := v.(map[string]any)
+		v = m[k]
+	}
+	return v
+}
+
+// fillPath puts names into a path template: those of things that exist where the handler looks
+// them up before it reads the body.
+func fillPath(tmpl string) string {
+	r := strings.NewReplacer("{workspace}", "default", "{datastore}", "default", "{version}", "1", "{path}", "a.txt")
+	out := r.Replace(tmpl)
+	for strings.Contains(out, "{") {
+		i, j := strings.Index(out, "{"), strings.Index(out, "}")
+		out = out[:i] + "x" + out[j+1:]
+	}
+	return out
+}
+
+// placeholder is a value of the schema's type, enough to get past the decoder.
+func placeholder(doc map[string]any, s map[string]any) any {
+	if ref, ok := s["$ref"].(string); ok {
+		s, _ = lookup(doc, strings.Split(strings.TrimPrefix(ref, "#/"), "/")...).(map[string]any)
+	}
+	if all, ok := s["allOf"].([]any); ok {
+		return placeholder(doc, all[0].(map[string]any))
+	}
+	if enum, ok := s["enum"].([]any); ok {
+		return enum[0]
+	}
+	switch s["type"] {
+	case "integer", "number":
+		return 1
+	case "boolean":
+		return false
+	case "array":
+		return []any{}
+	case "object":
+		return map[string]any{}
+	}
+	return "x"
+}
+
+// TestJSONBodyNull: a body of null is not the object the document wants; the answer names it.
+func TestJSONBodyNull(t *testing.T) {
+	s := MustStack(t)
+	_, bodies := mustJSONBodies(t)
+	for _, b := range bodies {
+		t.Run(b.Method+" "+b.Path, func(t *testing.T) {
+			resp := s.MustDo(t, Request{Method: b.Method, Path: fillPath(b.Path), Body: "null"})
+			MustAPIError(t, resp, 400, "null", b.Name+" object")
+		})
+	}
+}
+
+// TestJSONBodyRequired: for every body of the document, leaving out any one of its required
+// fields is a 400 that names the field.
+func TestJSONBodyRequired(t *testing.T) {
+	s := MustStack(t)
+	doc, bodies := mustJSONBodies(t)
+	n := 0
+	for _, b := range bodies {
+		required, _ := b.Schema["required"].([]any)
+		props, _ := b.Schema["properties"].(map[string]any)
+		for _, missing := range required {
+			n++
+			t.Run(fmt.Sprintf("%s %s without %s", b.Method, b.Path, missing), func(t *testing.T) {
+				body := map[string]any{}
+				for _, r := range required {
+					if r != missing {
+						ps, _ := props[r.(string)].(map[string]any)
+						body[r.(string)] = placeholder(doc, ps)
+					}
+				}
+				data, _ := json.Marshal(body)
+				resp := s.MustDo(t, Request{Method: b.Method, Path: fillPath(b.Path), Body: string(data)})
+				MustAPIError(t, resp, 400, fmt.Sprintf("required field %q is missing", missing))
+			})
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d required fields in the document's bodies", n)
+	}
+}
+
+// TestJSONBodyShape: the document's shape holds inside a body too, the metric batch's fast
+// path included.
+func TestJSONBodyShape(t *testing.T) {
+	s := MustStack(t)
+	run := s.MustDo(t, Request{Method: "POST", Path: "/api/v1/workspaces/default/runs", Body: `{"experiment":"e","status":"Running"}`})
+	if run.Status != 201 {
+		t.Fatalf("creating a run: %d %s", run.Status, run.Body)
+	}
+	var created struct{ ID string }
+	json.Unmarshal(run.Body, &created)
+	r := "/api/v1/workspaces/default/runs/" + created.ID
+	tests := []struct {
+		name string
+		req  Request
+		want []string
+	}{
+		{"a point without a timestamp", Request{Method: "POST", Path: r + "/metrics", Body: `{"metrics":[{"name":"a","timestamp":1,"value":1},{"name":"a","value":1}]}`}, []string{`"metrics[1].timestamp" is missing`}},
+		{"a point without a value", Request{Method: "POST", Path: r + "/metrics", Body: `{"metrics":[{"name":"a","timestamp":1}]}`}, []string{`"metrics[0].value" is missing`}},
+		{"a point without a name", Request{Method: "POST", Path: r + "/metrics", Body: `{"metrics":[{"timestamp":1,"value":1}]}`}, []string{`"metrics[0].name" is missing`}},
+		{"a null point", Request{Method: "POST", Path: r + "/metrics", Body: `{"metrics":[null]}`}, []string{"metrics[0] is null", "object"}},
+		{"null metrics", Request{Method: "POST", Path: r + "/metrics", Body: `{"metrics":null}`}, []string{"metrics is null", "array"}},
+		{"a null value", Request{Method: "POST", Path: r + "/metrics", Body: `{"metrics":[{"name":"a","timestamp":1,"value":null}]}`}, []string{"value", "null"}}, // Float's own decoder refuses it
+		{"a record without a kind", Request{Method: "POST", Path: r + "/metrics", Body: `{"metrics":[],"records":[{"name":"l","timestamp":1,"value":[1]}]}`}, []string{`"records[0].kind" is missing`}},
+		{"a null tag value", Request{Method: "POST", Path: r + "/tags", Body: `{"tags":{"a":null}}`}, []string{"tags.a is null", "string"}},
+		{"null tags", Request{Method: "POST", Path: r + "/tags", Body: `{"tags":null}`}, []string{"tags is null", "object"}},
+		{"a null status", Request{Method: "POST", Path: "/api/v1/workspaces/default/runs", Body: `{"experiment":"e","status":null}`}, []string{"status is null"}},
+		{"a null page token", Request{Method: "POST", Path: "/api/v1/workspaces/default/runs/search", Body: `{"page_token":null}`}, []string{"page_token is null"}},
+		{"a config without a script", Request{Method: "POST", Path: "/api/v1/workspaces/default/runs/submit", Body: `{"experiment":"e","snapshot_id":"x","config":{}}`}, []string{`"config.script" is missing`}},
+		{"a data reference without a datastore", Request{Method: "POST", Path: "/api/v1/workspaces/default/runs/submit", Body: `{"experiment":"e","snapshot_id":"x","config":{"script":"a.py","data":[{"name":"d"}]}}`}, []string{`"config.data[0].datastore" is missing`}},
+		{"a snapshot entry without a digest", Request{Method: "POST", Path: "/api/v1/workspaces/default/snapshots", Body: `{"entries":[{"path":"a.py","size":1}]}`}, []string{`"entries[0].digest" is missing`}},
+		{"null digests", Request{Method: "POST", Path: "/api/v1/workspaces/default/objects/missing", Body: `{"digests":null}`}, []string{"digests is null", "array"}},
+		{"a git without a commit", Request{Method: "POST", Path: "/api/v1/workspaces/default/runs", Body: `{"experiment":"e","git":{"branch":"main","dirty":false}}`}, []string{`"git.commit" is missing`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			MustAPIError(t, s.MustDo(t, tt.req), 400, tt.want...)
+		})
+	}
+	// None of it was stored.
+	var page struct{ Runs []json.RawMessage }
+	resp := s.MustDo(t, Request{Method: "GET", Path: "/api/v1/workspaces/default/runs"})
+	json.Unmarshal(resp.Body, &page)
+	if len(page.Runs) != 1 {
+		t.Errorf("%d runs, want only the one created first: %s", len(page.Runs), resp.Body)
+	}
+	if resp := s.MustDo(t, Request{Method: "GET", Path: r + "/metrics"}); !strings.Contains(string(resp.Body), `"metrics":[]`) {
+		t.Errorf("metrics were stored: %s", resp.Body)
+	}
+	// Complete bodies still pass, on the fast path and off it.
+	for _, body := range []string{
+		`{"metrics":[{"name":"a","timestamp":1,"value":1}]}`,
+		`{"metrics":[{"name":"a","step":5,"timestamp":1,"value":"NaN"}],"records":[{"name":"l","kind":"list","timestamp":1,"value":[1,2]}]}`,
+	} {
+		if resp := s.MustDo(t, Request{Method: "POST", Path: r + "/metrics", Body: body}); resp.Status != 204 {
+			t.Errorf("%s: %d %s", body, resp.Status, resp.Body)
+		}
+	}
+}
+
+// TestMethodNotAllowed: a path served with other methods answers 405 with an Allow header
+// listing them; a path not served at all is a 404.
+func TestMethodNotAllowed(t *testing.T) {
+	s := MustStack(t)
+	none := ""
+	tests := []struct {
+		method, path string
+		allow        []string
+	}{
+		{"TRACE", "/api/v1/health", []string{"GET", "HEAD"}},
+		{"OPTIONS", "/api/v1/health", []string{"GET", "HEAD"}},
+		{"PATCH", "/api/v1/workspaces", []string{"GET", "HEAD", "POST"}},
+		{"TRACE", "/api/v1/workspaces/default", []string{"GET", "HEAD", "DELETE"}},
+		{"DELETE", "/api/v1/workspaces/default/runs/x/files/a/b.txt", []string{"GET", "HEAD", "PUT"}},
+		{"GET", "/api/v1/login", []string{"POST"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			for _, token := range []*string{nil, &none} { // the same without a token
+				resp := s.MustDo(t, Request{Method: tt.method, Path: tt.path, Token: token})
+				e := MustAPIError(t, resp, http.StatusMethodNotAllowed, tt.method, strings.Join(tt.allow, ", "))
+				if e.Code != "method_not_allowed" {
+					t.Errorf("code %q, want method_not_allowed", e.Code)
+				}
+				allow := strings.Split(resp.Header.Get("Allow"), ", ")
+				slices.Sort(allow)
+				want := slices.Sorted(slices.Values(tt.allow))
+				if !slices.Equal(allow, want) {
+					t.Errorf("Allow: %q, want %q", resp.Header.Get("Allow"), strings.Join(tt.allow, ", "))
+				}
+			}
+		})
+	}
+	for _, req := range []Request{
+		{Method: "TRACE", Path: "/api/v1/nope"},
+		{Method: "GET", Path: "/api/v1/workspaces/default/frobnicate"},
+	} {
+		resp := s.MustDo(t, req)
+		MustAPIError(t, resp, 404, req.Path)
+		if resp.Header.Get("Allow") != "" {
+			t.Errorf("%s %s: a 404 with Allow %q", req.Method, req.Path, resp.Header.Get("Allow"))
+		}
+	}
+}
