@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/atelier-ml/atelier"
 )
 
 // jsonBody is an operation of the document with an application/json request body.
@@ -240,5 +242,29 @@ func TestMethodNotAllowed(t *testing.T) {
 		if resp.Header.Get("Allow") != "" {
 			t.Errorf("%s %s: a 404 with Allow %q", req.Method, req.Path, resp.Header.Get("Allow"))
 		}
+	}
+}
+
+// TestClientSendsNoNull: the Go client's empty lists go out as [], which the document wants,
+// not as null.
+func TestClientSendsNoNull(t *testing.T) {
+	s := MustStack(t)
+	ctx := Ctx(t)
+	run := MustRun(t, s.Client, atelier.RunCreate{Status: atelier.StatusRunning})
+	if _, err := s.Client.MissingObjects(ctx, "default", nil); err != nil {
+		t.Errorf("MissingObjects(nil): %v", err)
+	}
+	if _, err := s.Client.CreateSnapshot(ctx, "default", nil); err != nil {
+		t.Errorf("CreateSnapshot(nil): %v", err)
+	}
+	if _, err := s.Client.DatastoreFileDigests(ctx, "default", atelier.DefaultDatastore, nil); err != nil {
+		t.Errorf("DatastoreFileDigests(nil): %v", err)
+	}
+	records := &atelier.MetricBatch{Records: []atelier.MetricRecord{{Name: "l", Kind: atelier.MetricList, Timestamp: 1, Value: json.RawMessage(`[1]`)}}}
+	if err := s.Client.LogMetrics(ctx, "default", run.ID, records); err != nil {
+		t.Errorf("LogMetrics of records only: %v", err)
+	}
+	if records.Points != nil {
+		t.Errorf("LogMetrics changed the caller's batch")
 	}
 }

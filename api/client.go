@@ -297,6 +297,11 @@ func (c *Client) AddProperties(ctx context.Context, workspace, id string, props 
 }
 
 func (c *Client) LogMetrics(ctx context.Context, workspace, runID string, batch *atelier.MetricBatch) error {
+	if batch != nil && batch.Points == nil { // the document's metrics is an array, never null
+		b := *batch
+		b.Points = []atelier.MetricPoint{}
+		batch = &b
+	}
 	return c.call(ctx, "POST", wsPath(workspace, "runs", url.PathEscape(runID), "metrics"), nil, batch, nil)
 }
 
@@ -421,7 +426,7 @@ func (c *Client) FollowLog(ctx context.Context, workspace, runID, path string, o
 
 func (c *Client) MissingObjects(ctx context.Context, workspace string, digests []string) ([]string, error) {
 	var out MissingResponse
-	return out.Missing, c.call(ctx, "POST", wsPath(workspace, "objects", "missing"), nil, MissingRequest{Digests: digests}, &out)
+	return out.Missing, c.call(ctx, "POST", wsPath(workspace, "objects", "missing"), nil, MissingRequest{Digests: orEmpty(digests)}, &out)
 }
 
 func (c *Client) UploadObject(ctx context.Context, workspace string, r io.Reader, digest string) (atelier.Object, error) {
@@ -441,7 +446,7 @@ func (c *Client) UploadObject(ctx context.Context, workspace string, r io.Reader
 
 func (c *Client) CreateSnapshot(ctx context.Context, workspace string, entries []atelier.SnapshotEntry) (*atelier.Snapshot, error) {
 	var s atelier.Snapshot
-	return &s, c.call(ctx, "POST", wsPath(workspace, "snapshots"), nil, SnapshotCreate{Entries: entries}, &s)
+	return &s, c.call(ctx, "POST", wsPath(workspace, "snapshots"), nil, SnapshotCreate{Entries: orEmpty(entries)}, &s)
 }
 
 func (c *Client) UploadSnapshotZip(ctx context.Context, workspace string, r io.Reader) (*atelier.Snapshot, error) {
@@ -567,4 +572,13 @@ func (c *Client) CancelRun(ctx context.Context, workspace, id string) (*atelier.
 func (c *Client) ListComputeTargets(ctx context.Context, workspace string) ([]*atelier.ComputeTarget, error) {
 	var out struct{ Compute []*atelier.ComputeTarget }
 	return out.Compute, c.call(ctx, "GET", wsPath(workspace, "compute"), nil, nil, &out)
+}
+
+// orEmpty returns list, or an empty list for nil: the document's arrays are never null, and a
+// nil slice encodes as null.
+func orEmpty[T any](list []T) []T {
+	if list == nil {
+		return []T{}
+	}
+	return list
 }

@@ -245,7 +245,7 @@ func (c *Client) DatastoreFileDigests(ctx context.Context, workspace, name strin
 		return nil, err
 	}
 	var out DatastoreDigests
-	return out.Files, c.call(ctx, "POST", datastorePath(workspace, name, "digests"), nil, DatastoreDigestRequest{Paths: paths}, &out)
+	return out.Files, c.call(ctx, "POST", datastorePath(workspace, name, "digests"), nil, DatastoreDigestRequest{Paths: orEmpty(paths)}, &out)
 }
 
 func (c *Client) DeleteDatastoreFiles(ctx context.Context, workspace, name, path string, recursive bool) (int, error) {
