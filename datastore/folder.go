@@ -21,9 +21,9 @@ import (
 )
 
 // A files datastore is a server folder opened as an os.Root: every path is resolved beneath it
-// one component at a time (links included, with openat2's RESOLVE_BENEATH where the kernel has
-// it), so that no read, write, listing, delete or digest leaves the folder, whatever links it
-// holds or gains while a request runs. A link whose target is inside the folder works as its
+// one component at a time, each opened relative to the one before (openat, O_NOFOLLOW, links
+// resolved and checked by os itself), so that no read, write, listing, delete or digest leaves
+// the folder, whatever links it holds or gains while a request runs. A link whose target is inside the folder works as its
 // target (a relative link: an absolute target counts as outside). A path through a link that
 // leads outside, or whose target is missing, is not found for a read, a delete or a digest,
 // and refused for a write; listings leave such links out, since nothing can be read through
