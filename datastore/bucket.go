@@ -390,8 +390,8 @@ func (b *Bucket) mapError(op, path string, err error) error {
 	switch {
 	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || code == "QuotaExceeded" || code == "InsufficientStorage":
 		whose := "the datastore's"
-		if b.serverCreds {
-			whose = "the server's" // the built-in datastores, the artifact location
+		if b.serverCreds || b.folder != nil {
+			whose = "the server's" // a folder on its disks, the built-in datastores, the artifact location
 		}
 		return atelier.Errorf(atelier.ENOSPACE, "%s: %s storage is full%s: nothing was stored", what, whose, detail)
 	case bucketMissing(err, code):

@@ -299,7 +299,7 @@ func TestFilesDiskFull(t *testing.T) {
 	o := datastore.NewOpener("")
 	b := mustOpen(t, o, &atelier.Datastore{Name: "small", Kind: atelier.DatastoreFiles, Path: dir}, atelier.DatastoreCredentials{})
 	_, err := b.Write(t.Context(), "big/file.bin", bytes.NewReader(datastoretest.Content(3, 2<<20)), "", "")
-	if atelier.ErrorCode(err) != atelier.ENOSPACE || !strings.Contains(atelier.ErrorMessage(err), `datastore "small": big/file.bin: the datastore's storage is full`) ||
+	if atelier.ErrorCode(err) != atelier.ENOSPACE || !strings.Contains(atelier.ErrorMessage(err), `datastore "small": big/file.bin: the server's storage is full`) ||
 		!strings.Contains(atelier.ErrorMessage(err), "nothing was stored") {
 		t.Fatalf("Write to a full disk: %v (code %s)", err, atelier.ErrorCode(err))
 	}

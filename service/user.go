@@ -179,7 +179,8 @@ func (s *Service) RecordAudit(ctx context.Context, e *atelier.AuditEntry) {
 	if e.Time.IsZero() {
 		e.Time = s.now().UTC()
 	}
-	if err := s.store.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
+	if err := s.store.AppendAudit(context.WithoutCancel(ctx), e); err != nil && atelier.ErrorCode(err) != atelier.ENOSPACE {
+		// A full disk refused the request too: it is logged once an episode, at the edge.
 		s.log.Error("recording an audit entry", "method", e.Method, "path", e.Path, "err", err)
 	}
 }
@@ -195,7 +196,7 @@ func (s *Service) RecordAudits(ctx context.Context, entries []*atelier.AuditEntr
 			e.Time = now
 		}
 	}
-	if err := s.store.AppendAudits(context.WithoutCancel(ctx), entries); err != nil {
+	if err := s.store.AppendAudits(context.WithoutCancel(ctx), entries); err != nil && atelier.ErrorCode(err) != atelier.ENOSPACE {
 		s.log.Error("recording audit entries", "entries", len(entries), "first", entries[0].Path, "err", err)
 	}
 }
