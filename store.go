@@ -48,8 +48,10 @@ type Store interface {
 	// QueuedRuns returns the runs queued on a compute target, across workspaces, oldest first.
 	QueuedRuns(ctx context.Context, compute string, limit int) ([]*Run, error)
 
-	// ReconcileRuns fails every run left active (Preparing, Running, Finalizing,
-	// CancelRequested) by a server that died, with the given reason; it returns their ids.
+	// ReconcileRuns fails, with the given reason, the runs with a compute target left active
+	// (Preparing, Running, Finalizing, CancelRequested) by a server that died, and the active
+	// descendants of such runs (child runs their scripts made); interactive runs stay as they
+	// are. It returns the runs it failed.
 	ReconcileRuns(ctx context.Context, reason string) ([]*Run, error)
 
 	Close() error

@@ -366,11 +366,15 @@ func (db *DB) DeleteTag(ctx context.Context, workspace, id, key string) error {
 	})
 }
 
-// ReconcileRuns fails runs left active by a server that died.
+// ReconcileRuns fails the runs a server that died was executing (those with a compute target)
+// and the child runs their scripts made; interactive runs, which clients drive, stay as they are.
 func (db *DB) ReconcileRuns(ctx context.Context, reason string) ([]*atelier.Run, error) {
 	var ids []struct{ id, ws string }
-	rows, err := db.read.QueryContext(ctx, `SELECT r.id, w.name FROM runs r JOIN workspaces w ON w.id = r.workspace_id
-		WHERE r.status IN ('Preparing', 'Running', 'Finalizing', 'CancelRequested')`)
+	rows, err := db.read.QueryContext(ctx, `WITH RECURSIVE executed(id) AS (
+			SELECT id FROM runs WHERE compute != '' AND status IN ('Preparing', 'Running', 'Finalizing', 'CancelRequested')
+			UNION SELECT c.id FROM runs c JOIN executed e ON c.parent_id = e.id)
+		SELECT r.id, w.name FROM runs r JOIN workspaces w ON w.id = r.workspace_id
+		WHERE r.id IN (SELECT id FROM executed) AND r.status IN ('Preparing', 'Running', 'Finalizing', 'CancelRequested')`)
 	if err != nil {
 		return nil, err
 	}

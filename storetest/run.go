@@ -362,20 +362,32 @@ func testReconcileRuns(t *testing.T, open func(t *testing.T) atelier.Store) {
 	MustCreateWorkspace(t, s, "b")
 	status := map[string]atelier.RunStatus{} // run id → status expected after reconciling
 	var active []string
-	for i, st := range atelier.RunStatuses {
-		ws := []string{"a", "b"}[i%2]
-		var run *atelier.Run
-		if st.Terminal() {
-			run = MustCreateRun(t, s, ws, atelier.RunCreate{Experiment: "e", Status: atelier.StatusRunning})
-			_, err := s.UpdateRunStatus(ctx, ws, run.ID, atelier.RunStatusUpdate{Status: st, Error: "own error"})
-			mustOK(t, err, "UpdateRunStatus")
-		} else {
-			run = MustCreateRun(t, s, ws, atelier.RunCreate{Experiment: "e", Status: st})
-		}
-		status[run.ID] = st
-		if st.Active() {
-			status[run.ID] = atelier.StatusFailed
-			active = append(active, run.ID)
+	// Runs a server executed (a compute target), the child runs their scripts made, and
+	// interactive runs, which clients drive and reconciling must leave alone.
+	for _, compute := range []string{"local", ""} {
+		for i, st := range atelier.RunStatuses {
+			ws := []string{"a", "b"}[i%2]
+			create := func(parent string, st atelier.RunStatus) *atelier.Run {
+				c := atelier.RunCreate{Experiment: "e", Status: st, ParentID: parent}
+				if parent == "" {
+					c.Compute = compute
+				}
+				if !st.Terminal() {
+					return MustCreateRun(t, s, ws, c)
+				}
+				c.Status = atelier.StatusRunning
+				run := MustCreateRun(t, s, ws, c)
+				_, err := s.UpdateRunStatus(ctx, ws, run.ID, atelier.RunStatusUpdate{Status: st, Error: "own error"})
+				mustOK(t, err, "UpdateRunStatus")
+				return run
+			}
+			run := create("", st)
+			child := create(run.ID, atelier.StatusRunning)
+			status[run.ID], status[child.ID] = st, atelier.StatusRunning
+			if compute != "" && st.Active() { // a script the dead server ran, and its child
+				status[run.ID], status[child.ID] = atelier.StatusFailed, atelier.StatusFailed
+				active = append(active, run.ID, child.ID)
+			}
 		}
 	}
 	failed, err := s.ReconcileRuns(ctx, "the server restarted")
