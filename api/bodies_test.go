@@ -215,6 +215,13 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"TRACE", "/api/v1/workspaces/default", []string{"GET", "HEAD", "DELETE"}},
 		{"DELETE", "/api/v1/workspaces/default/runs/x/files/a/b.txt", []string{"GET", "HEAD", "PUT"}},
 		{"GET", "/api/v1/login", []string{"POST"}},
+		// The path's own route, not one whose wildcard happens to match it.
+		{"OPTIONS", "/api/v1/workspaces/default/runs/search", []string{"POST"}},
+		{"OPTIONS", "/api/v1/workspaces/default/models/search", []string{"POST"}},
+		{"TRACE", "/api/v1/workspaces/default/objects/missing", []string{"POST"}},
+		// Not a 307 to .../files/, where PUT .../files/{path...} would take an empty path.
+		{"PUT", "/api/v1/workspaces/default/runs/x/files", []string{"GET", "HEAD"}},
+		{"DELETE", "/api/v1/workspaces/default/datastores/default/files", []string{"GET", "HEAD"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -128,13 +129,22 @@ var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, ht
 
 // noRoute answers a request no route matched: 405 with an Allow header when the path is served
 // with other methods (TRACE, OPTIONS, a typo), else 404. The catch-all pattern would otherwise
-// hide ServeMux's own 405.
+// hide ServeMux's own 405. Allow names the methods of the most literal patterns that match, the
+// path's own: POST .../runs/search, not GET .../runs/{run} with a run named "search".
 func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 	var allow []string
+	fewest := -1
 	for _, m := range routeMethods {
 		probe := *r
 		probe.Method = m
-		if _, pattern := s.mux.Handler(&probe); pattern != "/api/" && pattern != "" {
+		h, pattern := s.mux.Handler(&probe)
+		if pattern == "/api/" || pattern == "" || isRedirect(h) {
+			continue
+		}
+		switch n := strings.Count(pattern, "{"); {
+		case fewest < 0 || n < fewest:
+			allow, fewest = []string{m}, n
+		case n == fewest:
 			allow = append(allow, m)
 		}
 	}
@@ -153,8 +163,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, atelier.Errorf(atelier.EINVALID, "invalid request path %q: empty, '.' and '..' elements are not allowed", p))
 		return
 	}
+	// Nor the redirect of .../files to .../files/ that a {path...} route would earn.
+	if h, _ := s.mux.Handler(r); isRedirect(h) {
+		s.noRoute(w, r)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
+
+var redirectType = reflect.TypeOf(http.RedirectHandler("/", http.StatusTemporaryRedirect))
+
+// isRedirect tells that the handler ServeMux.Handler found is its redirect to the path with a
+// trailing slash, not a route.
+func isRedirect(h http.Handler) bool { return reflect.TypeOf(h) == redirectType }
 
 const ws = "/api/v1/workspaces/{workspace}"
 
