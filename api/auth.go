@@ -392,7 +392,9 @@ func (s *Server) unshareWorkspace(w http.ResponseWriter, r *http.Request) error 
 
 func auditFilter(r *http.Request) (atelier.AuditFilter, error) {
 	f := atelier.AuditFilter{User: r.URL.Query().Get("user")}
-	if v := r.URL.Query().Get("since"); v != "" {
+	if v, err := queryTyped(r, "since", "a time"); err != nil {
+		return f, err
+	} else if v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
 			return f, atelier.Errorf(atelier.EINVALID, "since=%q is not an RFC 3339 time (e.g. 2026-01-02T15:04:05Z)", v)

@@ -275,3 +275,24 @@ func TestClientSendsNoNull(t *testing.T) {
 		t.Errorf("LogMetrics changed the caller's batch")
 	}
 }
+
+// TestEmptyTypedQuery: an integer, boolean or time parameter given with no value is none of
+// its type: a 400 naming it, not taken for absent.
+func TestEmptyTypedQuery(t *testing.T) {
+	s := MustStack(t)
+	for _, tt := range []struct{ path, name string }{
+		{"/api/v1/workspaces/default/runs?limit=", "limit"},
+		{"/api/v1/workspaces/default/runs?root_only=", "root_only"},
+		{"/api/v1/workspaces/default/experiments?include_archived=&name=x", "include_archived"},
+		{"/api/v1/audit?since=", "since"},
+		{"/api/v1/workspaces/default/audit?limit=", "limit"},
+	} {
+		MustAPIError(t, s.MustDo(t, Request{Method: "GET", Path: tt.path}), 400, "query parameter "+tt.name+" is empty")
+	}
+	// Absent is still absent.
+	for _, p := range []string{"/api/v1/workspaces/default/runs", "/api/v1/audit", "/api/v1/workspaces/default/runs?experiment="} {
+		if resp := s.MustDo(t, Request{Method: "GET", Path: p}); resp.Status != 200 {
+			t.Errorf("GET %s: %d %s", p, resp.Status, resp.Body)
+		}
+	}
+}

@@ -374,11 +374,22 @@ func jsonError(err error) error {
 	return atelier.Errorf(atelier.EINVALID, "invalid JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
+// queryTyped reads an optional query parameter of a type other than string, whose empty value
+// would be none of its type: present but empty is refused, not taken for absent.
+func queryTyped(r *http.Request, name, typ string) (string, error) {
+	q := r.URL.Query()
+	v := q.Get(name)
+	if v == "" && q.Has(name) {
+		return "", atelier.Errorf(atelier.EINVALID, "query parameter %s is empty: give %s or leave it out", name, typ)
+	}
+	return v, nil
+}
+
 // queryInt reads an optional integer query parameter.
 func queryInt(r *http.Request, name string) (*int64, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return nil, nil
+	v, err := queryTyped(r, name, "an integer")
+	if v == "" || err != nil {
+		return nil, err
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
@@ -388,9 +399,9 @@ func queryInt(r *http.Request, name string) (*int64, error) {
 }
 
 func queryBool(r *http.Request, name string) (bool, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return false, nil
+	v, err := queryTyped(r, name, "true or false")
+	if v == "" || err != nil {
+		return false, err
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
