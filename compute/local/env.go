@@ -86,6 +86,7 @@ func (c *EnvCache) Python(ctx context.Context, env atelier.EnvironmentConfig, sr
 	}
 	os.RemoveAll(dir) // a half-built environment from an interrupted build
 	fmt.Fprintf(log, "creating environment %s with %s\n", key[:12], interp)
+	defer os.RemoveAll(home(dir))
 	if err := c.prepareDir(dir); err != nil {
 		return "", err
 	}
@@ -130,6 +131,7 @@ func (c *EnvCache) conda(ctx context.Context, env atelier.EnvironmentConfig, src
 		return filepath.Join(dir, "bin", "python"), nil
 	}
 	os.RemoveAll(dir)
+	defer os.RemoveAll(home(dir))
 	if err := c.prepareDir(dir); err != nil {
 		return "", err
 	}
@@ -153,16 +155,19 @@ func specHash(parts ...string) string {
 // prepareDir makes an environment's directory and the installers' home, owned by the user
 // the installers run as.
 func (c *EnvCache) prepareDir(dir string) error {
-	for _, d := range []string{dir, c.home()} {
+	os.RemoveAll(home(dir)) // an interrupted build's
+	for _, d := range []string{dir, home(dir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
 	}
-	return c.Isolation.handOver(nil, dir, c.home())
+	return c.Isolation.handOver(nil, dir, home(dir))
 }
 
-// home is the installers' home directory (pip's cache is there).
-func (c *EnvCache) home() string { return filepath.Join(c.Dir, ".home") }
+// home is the home directory of the installers building the environment dir (pip's cache is
+// there): one per build, removed after it, so that a build cannot leave anything (a wheel in
+// pip's cache) another build would use.
+func home(dir string) string { return dir + ".home" }
 
 // run runs a preparation command in srcDir, confined to writing the environment's directory
 // envDir and the installers' home, streaming its output to log.
@@ -170,9 +175,9 @@ func (c *EnvCache) run(ctx context.Context, log io.Writer, srcDir, envDir, name 
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = srcDir
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.Env = append(serverEnviron(), "HOME="+c.home())
+	cmd.Env = append(serverEnviron(), "HOME="+home(envDir))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := c.Isolation.wrap(cmd, []string{envDir, c.home()}, []string{srcDir}); err != nil {
+	if err := c.Isolation.wrap(cmd, []string{envDir, home(envDir)}, []string{srcDir}); err != nil {
 		return err
 	}
 	return cmd.Run()
