@@ -44,6 +44,9 @@ type Executor struct {
 	NoOverlay bool
 	// Isolation confines scripts to their own run (nil: scripts can do what the server can).
 	Isolation *Isolation
+	// Timer starts the timer of a run's timeout (time.NewTimer's channel when nil): tests
+	// fire it when the script is known to run, not after a duration that races its start-up.
+	Timer func(d time.Duration) (c <-chan time.Time, stop func())
 
 	overlayOnce sync.Once
 	overlayOK   bool
@@ -151,9 +154,9 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	go func() { waited <- cmd.Wait() }()
 	var timeout <-chan time.Time
 	if job.Config.Timeout > 0 {
-		t := time.NewTimer(time.Duration(job.Config.Timeout * float64(time.Second)))
-		defer t.Stop()
-		timeout = t.C
+		c, stop := e.timer(time.Duration(job.Config.Timeout * float64(time.Second)))
+		defer stop()
+		timeout = c
 	}
 	var reason atelier.RunStatus
 	var waitErr error
@@ -242,6 +245,14 @@ func (e *Executor) stop(cmd *exec.Cmd, waited <-chan error) error {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		return <-waited
 	}
+}
+
+func (e *Executor) timer(d time.Duration) (<-chan time.Time, func()) {
+	if e.Timer != nil {
+		return e.Timer(d)
+	}
+	t := time.NewTimer(d)
+	return t.C, func() { t.Stop() }
 }
 
 func (e *Executor) maxLog() int64 {

@@ -520,10 +520,25 @@ func TestTimeout(t *testing.T) {
 	t.Parallel()
 	script := "import os, time\nprint('pgid=%d' % os.getpgid(0))\ntime.sleep(1000)\n"
 	h, job := MustJob(t, map[string]string{"train.py": script}, atelier.RunConfig{Script: "train.py", Timeout: 0.5})
-	start := time.Now()
-	res := runAsync(t, t.Context(), MustExecutor(t), h, job)(20 * time.Second)
-	if d := time.Since(start); d < 500*time.Millisecond || d > 10*time.Second {
-		t.Errorf("the run took %s with a timeout of 0.5s", d)
+	// The timeout fires once the script runs (a real 0.5 s raced Python's start-up on a
+	// loaded machine), with the duration the configuration asked for.
+	e := MustExecutor(t)
+	fire := make(chan time.Time, 1)
+	var asked atomic.Int64
+	e.Timer = func(d time.Duration) (<-chan time.Time, func()) {
+		asked.Store(int64(d))
+		return fire, func() {}
+	}
+	wait := runAsync(t, t.Context(), e, h, job)
+	for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(h.Log(local.StdLogPath), "pgid="); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the script did not start; its output: %q", h.Log(local.StdLogPath))
+		}
+	}
+	fire <- time.Now()
+	res := wait(20 * time.Second)
+	if time.Duration(asked.Load()) != 500*time.Millisecond {
+		t.Errorf("the timer was set for %s, want 500ms", time.Duration(asked.Load()))
 	}
 	MustResult(t, res, atelier.StatusFailed, "143")
 	if !strings.Contains(res.Error, "timed out after 500ms") {
