@@ -155,8 +155,11 @@ func (b *MetricBatch) Validate() error {
 		}
 		switch r.Kind {
 		case MetricList, MetricRow, MetricTable:
-			if len(r.Value) == 0 || !json.Valid(r.Value) {
+			if len(r.Value) == 0 || !json.Valid(r.Value) || string(r.Value) == "null" {
 				return Errorf(EINVALID, "records[%d]: value of %s metric %q is not valid JSON", i, r.Kind, r.Name)
+			}
+			if r.Path != "" {
+				return Errorf(EINVALID, "records[%d]: %s metric %q has a path: only an image metric names a file", i, r.Kind, r.Name)
 			}
 		case MetricImage:
 			if err := ValidatePath(r.Path); err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/api"
 )
 
 // jsonBody is an operation of the document with an application/json request body.
@@ -294,5 +295,33 @@ func TestEmptyTypedQuery(t *testing.T) {
 		if resp := s.MustDo(t, Request{Method: "GET", Path: p}); resp.Status != 200 {
 			t.Errorf("GET %s: %d %s", p, resp.Status, resp.Body)
 		}
+	}
+}
+
+// TestFuzzFindings: what the schema fuzzer (make fuzz) found the server and the document
+// disagreeing on, each now as the document says.
+func TestFuzzFindings(t *testing.T) {
+	s := MustStack(t)
+	run := MustRun(t, s.Client, atelier.RunCreate{Status: atelier.StatusRunning})
+	r := "/api/v1/workspaces/default/runs/" + run.ID
+	empty := map[string]string{api.DigestHeader: ""}
+	// An empty X-Content-Sha256 is no sha256; before, it was taken for absent.
+	MustAPIError(t, s.MustDo(t, Request{Method: "PUT", Path: r + "/files/a.txt", Body: "x", ContentType: "application/octet-stream", Header: empty}), 400, api.DigestHeader, "empty")
+	MustAPIError(t, s.MustDo(t, Request{Method: "PUT", Path: "/api/v1/workspaces/default/datastores/default/files/a.txt", Body: "x", ContentType: "application/octet-stream", Header: empty}), 400, api.DigestHeader, "empty")
+	// A record's path names an image's file; a row had one stored, of any length.
+	MustAPIError(t, s.MustDo(t, Request{Method: "POST", Path: r + "/metrics", Body: `{"metrics":[],"records":[{"name":"r","kind":"row","timestamp":1,"value":{},"path":"` + strings.Repeat("0", 2000) + `"}]}`}), 400, "records[0]", "path")
+	// A list, row or table has a value.
+	MustAPIError(t, s.MustDo(t, Request{Method: "POST", Path: r + "/metrics", Body: `{"metrics":[],"records":[{"name":"r","kind":"list","timestamp":1,"value":null}]}`}), 400, "records[0]", "value")
+	// An empty listing is an empty array, not null.
+	resp := s.MustDo(t, Request{Method: "GET", Path: "/api/v1/workspaces/default/datastores/default/files"})
+	if resp.Status != 200 || !strings.Contains(string(resp.Body), `"files":[]`) {
+		t.Errorf("empty datastore listing: %d %s", resp.Status, resp.Body)
+	}
+	// Nothing was stored by the refused writes.
+	if files, err := s.Client.ListFiles(Ctx(t), "default", run.ID, ""); err != nil || len(files) != 0 {
+		t.Errorf("files of the run: %v, %v", files, err)
+	}
+	if metrics, err := s.Client.ListMetrics(Ctx(t), "default", run.ID); err != nil || len(metrics) != 0 {
+		t.Errorf("metrics of the run: %v, %v", metrics, err)
 	}
 }

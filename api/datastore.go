@@ -159,6 +159,9 @@ func (s *Server) listDatastoreFiles(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
+	if page.Files == nil {
+		page.Files = []*atelier.DatastoreFile{} // an array, as documented, not null
+	}
 	return writeJSON(w, http.StatusOK, page)
 }
 
@@ -210,8 +213,12 @@ func (s *Server) uploadDatastoreFile(w http.ResponseWriter, r *http.Request) err
 		defer release()
 		body = src
 	}
+	digest, err := digestHeader(r) // SHA256Header is DigestHeader
+	if err != nil {
+		return err
+	}
 	f, err := s.svc.WriteDatastoreFile(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), r.PathValue("path"), body,
-		r.Header.Get(SHA256Header), ctype)
+		digest, ctype)
 	if err != nil {
 		return err
 	}

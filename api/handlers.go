@@ -318,8 +318,21 @@ func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) error {
 // DigestHeader carries the sha256 of an upload so the server checks it and skips known content.
 const DigestHeader = "X-Content-Sha256"
 
+// digestHeader reads the optional DigestHeader: given empty, it is no sha256, not absent.
+func digestHeader(r *http.Request) (string, error) {
+	v := r.Header.Get(DigestHeader)
+	if v == "" && len(r.Header.Values(DigestHeader)) > 0 {
+		return "", atelier.Errorf(atelier.EINVALID, "the %s header is empty: give the content's sha256 or leave it out", DigestHeader)
+	}
+	return v, nil
+}
+
 func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) error {
-	f, err := s.svc.UploadFile(r.Context(), r.PathValue("workspace"), r.PathValue("run"), r.PathValue("path"), r.Body, r.Header.Get(DigestHeader))
+	digest, err := digestHeader(r)
+	if err != nil {
+		return err
+	}
+	f, err := s.svc.UploadFile(r.Context(), r.PathValue("workspace"), r.PathValue("run"), r.PathValue("path"), r.Body, digest)
 	if err != nil {
 		return err
 	}
