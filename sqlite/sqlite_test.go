@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/sqlite"
@@ -23,9 +24,14 @@ func MustOpen(tb testing.TB, path string) *sqlite.DB {
 	return db
 }
 
+// TestStore is the whole conformance suite, every part of it.
 func TestStore(t *testing.T) {
-	storetest.TestStore(t, func(t *testing.T) atelier.Store {
-		return MustOpen(t, filepath.Join(t.TempDir(), "atelier.db"))
+	storetest.TestStore(t, func(t *testing.T, now func() time.Time) atelier.Store {
+		db := MustOpen(t, filepath.Join(t.TempDir(), "atelier.db"))
+		if now != nil {
+			db.Now = now
+		}
+		return db
 	})
 }
 

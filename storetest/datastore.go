@@ -9,8 +9,8 @@ import (
 	"github.com/atelier-ml/atelier"
 )
 
-// TestDatastores runs the datastore registry's part of the conformance suite.
-func TestDatastores(t *testing.T, open func(t *testing.T) atelier.Store) {
+// testDatastores runs the datastore registry's part of the conformance suite.
+func testDatastores(t *testing.T, open func(t *testing.T) atelier.Store) {
 	ctx := Context(t)
 	s := open(t)
 	MustCreateWorkspace(t, s, "ws")
@@ -130,8 +130,8 @@ func TestDatastores(t *testing.T, open func(t *testing.T) atelier.Store) {
 	}
 }
 
-// TestDatastoreLineage checks that runs created with data references are found by datastore.
-func TestDatastoreLineage(t *testing.T, open func(t *testing.T) atelier.Store) {
+// testDatastoreLineage checks that runs created with data references are found by datastore.
+func testDatastoreLineage(t *testing.T, open func(t *testing.T) atelier.Store) {
 	ctx := Context(t)
 	s := open(t)
 	MustCreateWorkspace(t, s, "ws")

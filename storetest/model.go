@@ -12,9 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestModels is the conformance suite of atelier.ModelStore. (It is a separate entry point so
-// the registry's tests can be run on their own; TestStore implementations call it too.)
-func TestModels(t *testing.T, open func(t *testing.T) atelier.Store) {
+// testModels is the conformance suite of atelier.ModelStore, run by TestStore as "Models".
+func testModels(t *testing.T, open func(t *testing.T) atelier.Store) {
 	for _, tc := range []struct {
 		name string
 		fn   func(t *testing.T, open func(t *testing.T) atelier.Store)

@@ -434,3 +434,99 @@ func sortedContains(list []string, s string) bool {
 	i := sort.SearchStrings(list, s)
 	return i < len(list) && list[i] == s
 }
+
+// testQueuedRuns: the scheduler's queue of a compute target holds only its Queued runs, from
+// every workspace, oldest (created_at, then id) first, so runs start in the order they were
+// submitted.
+func testQueuedRuns(t *testing.T, open func(t *testing.T) atelier.Store) {
+	s := open(t)
+	ctx := Context(t)
+	MustCreateWorkspace(t, s, "a")
+	MustCreateWorkspace(t, s, "b")
+
+	var want []*atelier.Run // the runs queued on "gpu", in creation order
+	queue := func(ws string) {
+		want = append(want, MustCreateRun(t, s, ws, atelier.RunCreate{Experiment: "e", Status: atelier.StatusQueued, Compute: "gpu"}))
+	}
+	// Created first, queued last: the queue is ordered by creation, not by when a run was queued.
+	late := MustCreateRun(t, s, "b", atelier.RunCreate{Experiment: "e", Compute: "gpu"})
+	want = append(want, late)
+	for i := range 4 {
+		ws := []string{"a", "b"}[i%2]
+		queue(ws)
+		// Not in the queue: other targets, interactive runs, runs not yet queued or already
+		// taken from the queue, or canceled while queued.
+		MustCreateRun(t, s, ws, atelier.RunCreate{Experiment: "e", Status: atelier.StatusQueued, Compute: "gpu-2"})
+		MustCreateRun(t, s, ws, atelier.RunCreate{Experiment: "e", Status: atelier.StatusQueued})
+		MustCreateRun(t, s, ws, atelier.RunCreate{Experiment: "e", Compute: "gpu"})
+		MustCreateRun(t, s, ws, atelier.RunCreate{Experiment: "e", Status: atelier.StatusRunning, Compute: "gpu"})
+		taken := MustCreateRun(t, s, ws, atelier.RunCreate{Experiment: "e", Status: atelier.StatusQueued, Compute: "gpu"})
+		MustSetStatus(t, s, ws, taken.ID, atelier.StatusPreparing)
+		canceled := MustCreateRun(t, s, ws, atelier.RunCreate{Experiment: "e", Status: atelier.StatusQueued, Compute: "gpu"})
+		MustSetStatus(t, s, ws, canceled.ID, atelier.StatusCanceled)
+	}
+	want[0] = MustSetStatus(t, s, "b", late.ID, atelier.StatusQueued)
+
+	got, err := s.QueuedRuns(ctx, "gpu", 1000)
+	mustOK(t, err, "QueuedRuns(gpu)")
+	if diff := cmp.Diff(runIDs(want), runIDs(got)); diff != "" {
+		t.Fatalf("QueuedRuns(gpu) in creation order (-want +got):\n%s", diff)
+	}
+	for i, r := range got {
+		// Whole runs, each with its own workspace, as a read of it returns.
+		if diff := cmp.Diff(MustFindRun(t, s, want[i].Workspace, r.ID), r); diff != "" {
+			t.Errorf("QueuedRuns(gpu)[%d] differs from FindRun (-find +queued):\n%s", i, diff)
+		}
+		if i > 0 {
+			p := got[i-1]
+			if p.CreatedAt.After(r.CreatedAt) || (p.CreatedAt.Equal(r.CreatedAt) && p.ID > r.ID) {
+				t.Errorf("QueuedRuns(gpu): %s (created %v) before %s (created %v), want created_at then id order",
+					p.ID, p.CreatedAt, r.ID, r.CreatedAt)
+			}
+		}
+	}
+
+	for _, limit := range []int{1, 3} {
+		got, err := s.QueuedRuns(ctx, "gpu", limit)
+		mustOK(t, err, "QueuedRuns(gpu, %d)", limit)
+		if diff := cmp.Diff(runIDs(want[:limit]), runIDs(got)); diff != "" {
+			t.Errorf("QueuedRuns(gpu, %d): want the oldest (-want +got):\n%s", limit, diff)
+		}
+	}
+	if got, err := s.QueuedRuns(ctx, "gpu-2", 1000); err != nil || len(got) != 4 {
+		t.Errorf("QueuedRuns(gpu-2) = %d runs, %v; want 4", len(got), err)
+	}
+	if got, err := s.QueuedRuns(ctx, "nowhere", 10); err != nil || len(got) != 0 {
+		t.Errorf("QueuedRuns(nowhere) = %v, %v; want none", runIDs(got), err)
+	}
+}
+
+// testQueuedRunsSameMillisecond: runs created within one millisecond (the precision of
+// created_at) still leave the queue in the order they were created, whatever their workspace.
+func testQueuedRunsSameMillisecond(t *testing.T, open func(t *testing.T, now func() time.Time) atelier.Store) {
+	instant := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	s := open(t, func() time.Time { return instant })
+	ctx := Context(t)
+	MustCreateWorkspace(t, s, "a")
+	MustCreateWorkspace(t, s, "b")
+	var want []string
+	for i := range 20 {
+		ws := []string{"a", "b", "b", "a", "a"}[i%5]
+		r := MustCreateRun(t, s, ws, atelier.RunCreate{Experiment: "e", Status: atelier.StatusQueued, Compute: "gpu"})
+		if !r.CreatedAt.Equal(instant) {
+			t.Fatalf("run created at %v with the clock pinned to %v: the store must read the clock it is given", r.CreatedAt, instant)
+		}
+		want = append(want, r.ID)
+		MustCreateRun(t, s, ws, atelier.RunCreate{Experiment: "e", Status: atelier.StatusQueued, Compute: "cpu"})
+	}
+	got, err := s.QueuedRuns(ctx, "gpu", 1000)
+	mustOK(t, err, "QueuedRuns(gpu)")
+	if diff := cmp.Diff(want, runIDs(got)); diff != "" {
+		t.Errorf("QueuedRuns(gpu) of runs created in one millisecond, in creation order (-want +got):\n%s", diff)
+	}
+	got, err = s.QueuedRuns(ctx, "gpu", 7)
+	mustOK(t, err, "QueuedRuns(gpu, 7)")
+	if diff := cmp.Diff(want[:7], runIDs(got)); diff != "" {
+		t.Errorf("QueuedRuns(gpu, 7) of runs created in one millisecond (-want +got):\n%s", diff)
+	}
+}

@@ -14,13 +14,19 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 )
 
-// TestStore runs the conformance suite. open must return a fresh, empty store and arrange (with
-// t.Cleanup) for it to be closed; it is called once per subtest.
-func TestStore(t *testing.T, open func(t *testing.T) atelier.Store) {
+// TestStore runs the whole conformance suite; it is the one entry point, so a new store cannot
+// pass while forgetting a part. Run one part with -run, e.g. 'TestStore/Models/Aliases'.
+//
+// open must return a fresh, empty store and arrange (with t.Cleanup) for it to be closed; it is
+// called once per subtest. When now is not nil the store must read the time from it instead of
+// the wall clock: the suite pins time to check what happens within one millisecond.
+func TestStore(t *testing.T, open func(t *testing.T, now func() time.Time) atelier.Store) {
+	fresh := func(t *testing.T) atelier.Store { return open(t, nil) }
 	for _, tc := range []struct {
 		name string
 		fn   func(t *testing.T, open func(t *testing.T) atelier.Store)
@@ -28,6 +34,8 @@ func TestStore(t *testing.T, open func(t *testing.T) atelier.Store) {
 		{"Workspaces", testWorkspaces},
 		{"Experiments", testExperiments},
 		{"Runs", testRuns},
+		{"QueuedRuns", testQueuedRuns},
+		{"QueuedRunsSameMillisecond", func(t *testing.T, _ func(t *testing.T) atelier.Store) { testQueuedRunsSameMillisecond(t, open) }},
 		{"PendingAudit", testPendingAudit},
 		{"RunStatus", testRunStatus},
 		{"ReconcileRuns", testReconcileRuns},
@@ -36,13 +44,18 @@ func TestStore(t *testing.T, open func(t *testing.T) atelier.Store) {
 		{"Files", testFiles},
 		{"Logs", testLogs},
 		{"Snapshots", testSnapshots},
+		{"Objects", testObjects},
 		{"Activities", testActivities},
 		{"Tokens", testTokens},
 		{"Users", testUsers},
 		{"Members", testMembers},
 		{"Audit", testAudit},
+		{"Models", testModels},
+		{"Datastores", testDatastores},
+		{"DatastoreLineage", testDatastoreLineage},
+		{"Secrets", testSecrets},
 	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh) })
 	}
 }
 

@@ -7,9 +7,9 @@ import (
 	"github.com/atelier-ml/atelier"
 )
 
-// TestSecrets runs the vault's part of the conformance suite: sealed values come back as
+// testSecrets runs the vault's part of the conformance suite: sealed values come back as
 // stored, listings never carry them, and a secret belongs to one workspace.
-func TestSecrets(t *testing.T, open func(t *testing.T) atelier.Store) {
+func testSecrets(t *testing.T, open func(t *testing.T) atelier.Store) {
 	ctx := Context(t)
 	s := open(t)
 	MustCreateWorkspace(t, s, "ws")
