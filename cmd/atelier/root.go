@@ -15,19 +15,12 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// clientConfig is what client commands need; flags override ATELIER_* variables.
+// clientConfig is what client commands need: flags, else ATELIER_* variables (see layer).
 type clientConfig struct {
 	server    string
 	token     string
 	workspace string
 	output    string
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 func newRootCmd() *cobra.Command {
@@ -46,6 +39,7 @@ settings come from flags or the environment:
   --token       ATELIER_TOKEN       (default: ./.atelier/admin-token, sent only to the server
                                     started here with it)
   --workspace   ATELIER_WORKSPACE   (default "default")
+  --output      ATELIER_OUTPUT      (default table)
 Uploads and downloads to a server on this machine reached over TCP (127.0.0.1, localhost)
 go over its Unix socket when it has one that belongs to this user; ATELIER_SOCKET=off keeps
 them on TCP.
@@ -56,13 +50,18 @@ Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&cfg.server, "server", os.Getenv("ATELIER_SERVER"),
+	pf.StringVar(&cfg.server, "server", "",
 		"server URL: http(s)://HOST:PORT, or unix://PATH for a server's socket on this machine (default: see above)")
-	// The token's default is read after parsing: a flag's default is printed by --help, and a
-	// secret must not be.
-	pf.StringVar(&cfg.token, "token", "", "API token (env ATELIER_TOKEN)")
-	pf.StringVarP(&cfg.workspace, "workspace", "w", envOr("ATELIER_WORKSPACE", atelier.DefaultWorkspace), "workspace")
+	// The variables are applied after parsing (layer), not made the defaults: a flag's default
+	// is printed by --help, and a secret (the token) must not be.
+	pf.StringVar(&cfg.token, "token", "", "API token")
+	pf.StringVarP(&cfg.workspace, "workspace", "w", atelier.DefaultWorkspace, "workspace")
 	pf.StringVarP(&cfg.output, "output", "o", "table", "output format: table or json")
+	documentEnv(pf)
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		_, err := layer(pf, nil, os.Getenv)
+		return err
+	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err.Error()} })
 
 	root.AddCommand(newServerCmd(), newWorkspaceCmd(cfg), newExperimentCmd(cfg), newRunCmd(cfg),
@@ -78,9 +77,6 @@ func (cfg *clientConfig) client() (*api.Client, error) {
 	}
 	server := strings.TrimRight(cfg.server, "/")
 	token := cfg.token
-	if token == "" {
-		token = os.Getenv("ATELIER_TOKEN")
-	}
 	if token == "" {
 		// A server started here with the default data directory leaves its admin token beside
 		// it, with its socket and its address: the token goes to that server and no other (a

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/atelier-ml/atelier/service"
 	"github.com/atelier-ml/atelier/sqlite"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 const (
@@ -38,7 +38,8 @@ const (
 	urlFile = "server-url"
 )
 
-// serverConfig is the server's configuration: defaults, then ATELIER_* variables, then flags.
+// serverConfig is the server's configuration: defaults, then the config file, then ATELIER_*
+// variables, then flags (see layer).
 type serverConfig struct {
 	dataDir          string
 	runAs            string
@@ -56,8 +57,38 @@ type serverConfig struct {
 	artifacts        string
 }
 
+// flags are the server's settings: each is a flag, a variable and a key of the config file.
+func (cfg *serverConfig) flags() *pflag.FlagSet {
+	f := pflag.NewFlagSet("server", pflag.ContinueOnError)
+	f.StringVar(&cfg.dataDir, "data", defaultDataDir, "data directory")
+	f.StringVar(&cfg.addr, "addr", "127.0.0.1:8600", "listen address")
+	f.StringVar(&cfg.socket, "socket", "auto",
+		"Unix socket for clients on this machine, which pass files to it instead of sending them: a path, auto (<data>/"+socketFile+") or off")
+	f.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.synchronous, "sync", "NORMAL",
+		"SQLite synchronous mode: NORMAL survives a crash of the server, FULL also a power loss")
+	f.Int64Var(&cfg.snapshotMaxBytes, "snapshot-max-bytes", 300<<20, "largest snapshot accepted")
+	f.IntVar(&cfg.snapshotMaxFiles, "snapshot-max-files", 2000, "most files in a snapshot")
+	f.IntVar(&cfg.maxLocalRuns, "max-local-runs", runtime.NumCPU(),
+		"runs the local compute target executes at once; more wait as Queued")
+	f.StringVar(&cfg.runAs, "run-as", "auto",
+		"user the scripts of runs on local run as when the server is root: a name, uid or uid:gid; auto (nobody when root) or off (the server's user)")
+	f.StringVar(&cfg.runReadable, "run-readable", "",
+		"paths runs on local may read although they are hidden or not readable to them, separated by "+string(os.PathListSeparator)+
+			": interpreters of user-managed environments (environment.python), shared data")
+	f.DurationVar(&cfg.cancelGrace, "cancel-grace", 10*time.Second, "time a canceled script gets between SIGTERM and SIGKILL")
+	f.StringVar(&cfg.artifacts, "artifacts", "", "artifact store URL: file:///dir, s3://, azblob:// or gs:// (default: the data directory)")
+	f.StringVar(&cfg.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
+	f.StringVar(&cfg.cookieSecure, "cookie-secure", string(api.CookieSecureAuto),
+		"mark the UI's session cookie Secure: auto (when the request came over TLS or with X-Forwarded-Proto: https), always, or never (plain http off localhost)")
+	documentEnv(f)
+	return f
+}
+
 func newServerCmd() *cobra.Command {
 	cfg := serverConfig{}
+	settings := cfg.flags()
+	var printConfig bool
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the workspace server",
@@ -67,33 +98,54 @@ content-addressed object store under the data directory. Nothing else is needed.
 On first start it creates the workspace "default" and an administrator token, written to
 <data>/admin-token (mode 0600) and printed once.
 
+Each setting comes from its flag, else its ATELIER_* variable (named below), else the config
+file, else its default. The config file is --config (ATELIER_CONFIG), else ./` + configFileName + `
+when there is one (--config '' reads none): YAML, its keys the flags' names, e.g.
+
+    addr: 0.0.0.0:8600
+    data: /var/lib/atelier
+    max-local-runs: 4
+    cancel-grace: 30s
+
+Relative paths in it are relative to the server's working directory, as on the command line.
+Secrets are never in it: the master key (ATELIER_MASTER_KEY, else <data>/master.key) and the
+artifact store's credentials come from the environment only. --print-config prints each
+setting's value and where it came from (-o json too) and exits.
+
 ` + artifactsHelp,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error { return runServer(cmd.Context(), cfg) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sources, err := loadServerConfig(settings, cmd.Flag("config"), os.Getenv)
+			if err != nil {
+				return err
+			}
+			if printConfig {
+				return printSettings(cmd.OutOrStdout(), cmd.Flag("output").Value.String(), sources)
+			}
+			return runServer(cmd.Context(), cfg)
+		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&cfg.dataDir, "data", envOr("ATELIER_DATA", defaultDataDir), "data directory (env ATELIER_DATA)")
-	f.StringVar(&cfg.addr, "addr", envOr("ATELIER_ADDR", "127.0.0.1:8600"), "listen address (env ATELIER_ADDR)")
-	f.StringVar(&cfg.socket, "socket", envOr("ATELIER_SOCKET", "auto"),
-		"Unix socket for clients on this machine, which pass files to it instead of sending them: a path, auto (<data>/"+socketFile+") or off (env ATELIER_SOCKET)")
-	f.StringVar(&cfg.logLevel, "log-level", envOr("ATELIER_LOG_LEVEL", "info"), "debug, info, warn or error (env ATELIER_LOG_LEVEL)")
-	f.StringVar(&cfg.synchronous, "sync", envOr("ATELIER_SYNC", "NORMAL"),
-		"SQLite synchronous mode: NORMAL survives a crash of the server, FULL also a power loss (env ATELIER_SYNC)")
-	f.Int64Var(&cfg.snapshotMaxBytes, "snapshot-max-bytes", 300<<20, "largest snapshot accepted")
-	f.IntVar(&cfg.snapshotMaxFiles, "snapshot-max-files", 2000, "most files in a snapshot")
-	f.IntVar(&cfg.maxLocalRuns, "max-local-runs", envInt("ATELIER_MAX_LOCAL_RUNS", runtime.NumCPU()),
-		"runs the local compute target executes at once; more wait as Queued (env ATELIER_MAX_LOCAL_RUNS)")
-	f.StringVar(&cfg.runAs, "run-as", envOr("ATELIER_RUN_AS", "auto"),
-		"user the scripts of runs on local run as when the server is root: a name, uid or uid:gid; auto (nobody when root) or off (the server's user) (env ATELIER_RUN_AS)")
-	f.StringVar(&cfg.runReadable, "run-readable", os.Getenv("ATELIER_RUN_READABLE"),
-		"paths runs on local may read although they are hidden or not readable to them, separated by "+string(os.PathListSeparator)+
-			": interpreters of user-managed environments (environment.python), shared data (env ATELIER_RUN_READABLE)")
-	f.DurationVar(&cfg.cancelGrace, "cancel-grace", 10*time.Second, "time a canceled script gets between SIGTERM and SIGKILL")
-	f.StringVar(&cfg.artifacts, "artifacts", os.Getenv("ATELIER_ARTIFACTS"), "artifact store URL: file:///dir, s3://, azblob:// or gs:// (default: the data directory; env ATELIER_ARTIFACTS)")
-	f.StringVar(&cfg.debugAddr, "debug-addr", os.Getenv("ATELIER_DEBUG_ADDR"), "serve Go's pprof profiles on this address (off when empty)")
-	f.StringVar(&cfg.cookieSecure, "cookie-secure", envOr("ATELIER_COOKIE_SECURE", string(api.CookieSecureAuto)),
-		"mark the UI's session cookie Secure: auto (when the request came over TLS or with X-Forwarded-Proto: https), always, or never (plain http off localhost) (env ATELIER_COOKIE_SECURE)")
+	cmd.Flags().AddFlagSet(settings)
+	cmd.Flags().String("config", "", "config file (default ./"+configFileName+" when there is one) (env ATELIER_CONFIG)")
+	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the effective configuration and where each value came from, and exit")
 	return cmd
+}
+
+// loadServerConfig layers the config file and the environment under the flags of settings,
+// and returns where each value came from, the config file's first.
+func loadServerConfig(settings *pflag.FlagSet, configFlag *pflag.Flag, getenv func(string) string) ([]setting, error) {
+	where, err := findConfigFile(configFlag, getenv)
+	if err != nil {
+		return nil, err
+	}
+	var file *configFile
+	if where.Value != "" {
+		if file, err = readConfigFile(where.Value, (&serverConfig{}).flags()); err != nil {
+			return nil, err
+		}
+	}
+	sources, err := layer(settings, file, getenv)
+	return append([]setting{where}, sources...), err
 }
 
 func runServer(ctx context.Context, cfg serverConfig) error {
@@ -294,13 +346,6 @@ func listenSocket(spec, dataDir string, log *slog.Logger) (net.Listener, error) 
 		return nil, usagef("--socket: %v", err)
 	}
 	return ln, nil
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
 }
 
 // runIsolation is how the local target confines runs, and the trusted interpreter it grants.
