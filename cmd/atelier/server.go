@@ -74,7 +74,7 @@ func (cfg *serverConfig) flags() *pflag.FlagSet {
 	f.StringVar(&cfg.runAs, "run-as", "auto",
 		"user the scripts of runs on local run as when the server is root: a name, uid or uid:gid; auto (nobody when root) or off (the server's user)")
 	f.StringVar(&cfg.runReadable, "run-readable", "",
-		"paths runs on local may read although they are hidden or not readable to them, separated by "+string(os.PathListSeparator)+
+		"paths runs on local may read although they are hidden or not readable to them (PATH"+string(os.PathListSeparator)+"PATH...)"+
 			": interpreters of user-managed environments (environment.python), shared data")
 	f.DurationVar(&cfg.cancelGrace, "cancel-grace", 10*time.Second, "time a canceled script gets between SIGTERM and SIGKILL")
 	f.StringVar(&cfg.artifacts, "artifacts", "", "artifact store URL: file:///dir, s3://, azblob:// or gs:// (default: the data directory)")
