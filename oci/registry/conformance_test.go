@@ -122,7 +122,6 @@ func TestConformance(t *testing.T) {
 	t.Logf("OCI conformance: %d tests, %d passed, %d failed, %d errors, %d skipped, %d disabled, in %s",
 		j.Tests, passed, j.Failures, j.Errors, j.Skipped, j.Disabled, took.Round(time.Millisecond))
 	if os.Getenv("ATELIER_OCI_CONFORMANCE_REPORT") != "" { // print the suite's full report
-
 		t.Logf("%s", out)
 	}
 	if j.Tests == 0 || passed != j.Tests || runErr != nil {

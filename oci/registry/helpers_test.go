@@ -1,6 +1,8 @@
 package registry_test
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -139,4 +141,29 @@ func MustServe(tb testing.TB, configure ...func(*registry.Options)) *testRegistr
 	srv := httptest.NewServer(reg)
 	tb.Cleanup(srv.Close)
 	return &testRegistry{Registry: reg, URL: srv.URL, Host: strings.TrimPrefix(srv.URL, "http://"), Blobs: blobs, Meta: meta, Auth: auth, Dir: dir}
+}
+
+// serve serves h on 127.0.0.1 until the test ends and returns its URL.
+func serve(tb testing.TB, h http.Handler) string {
+	srv := httptest.NewServer(h)
+	tb.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// rawRequest writes req on a new connection, closes the writing side and returns what the
+// server answered ("" if it closed the connection without answering).
+func rawRequest(tb testing.TB, host, req string) string {
+	tb.Helper()
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, req); err != nil {
+		tb.Fatal(err)
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	conn.SetReadDeadline(time.Now().Add(time.Minute))
+	b, _ := io.ReadAll(conn)
+	return string(b)
 }
