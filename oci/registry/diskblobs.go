@@ -80,8 +80,12 @@ func (s *DiskBlobs) Put(ctx context.Context, r io.Reader, want Digest) (BlobInfo
 	if err != nil {
 		return BlobInfo{}, atelier.StorageFull(err)
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op once renamed
+	tmp, renamed := f.Name(), false
+	defer func() {
+		if !renamed {
+			os.Remove(tmp)
+		}
+	}()
 	h := NewHash(alg)
 	n, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r})
 	if err == nil {
@@ -109,6 +113,7 @@ func (s *DiskBlobs) Put(ctx context.Context, r io.Reader, want Digest) (BlobInfo
 	if err := os.Rename(tmp, p); err != nil {
 		return BlobInfo{}, err
 	}
+	renamed = true
 	return BlobInfo{Digest: got, Size: n, ModTime: now}, nil
 }
 

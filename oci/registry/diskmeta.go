@@ -99,7 +99,6 @@ func writeFileAtomic(path string, data []byte) error {
 	if err != nil {
 		return atelier.StorageFull(err)
 	}
-	defer os.Remove(f.Name())
 	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
@@ -109,6 +108,9 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	if err == nil {
 		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
 	}
 	return atelier.StorageFull(err)
 }

@@ -73,14 +73,15 @@ func (e *Error) withStatus(status int) *Error {
 }
 
 // asRegistryError maps an atelier error from a store or the authorizer onto the spec's codes;
-// notFound is the code an ENOTFOUND becomes where it arose. Other errors are internal.
+// notFound is the code an ENOTFOUND becomes where it arose (an EINVALID is named where it can
+// arise: a manifest's references). Other errors are internal.
 func asRegistryError(err error, notFound string) error {
 	msg := atelier.ErrorMessage(err)
 	switch atelier.ErrorCode(err) {
 	case atelier.ENOTFOUND:
 		return errorf(notFound, "%s", msg)
 	case atelier.EINVALID:
-		return errorf(ManifestInvalid, "%s", msg)
+		return errorf(Unsupported, "%s", msg).withStatus(http.StatusBadRequest)
 	case atelier.ECONFLICT:
 		return errorf(Denied, "%s", msg).withStatus(http.StatusConflict)
 	case atelier.EFORBIDDEN:

@@ -248,6 +248,9 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt rout
 		return errorf(DigestInvalid, "the manifest's digest is %s, not %s", m.Digest, want)
 	}
 	if err := reg.meta.PutManifest(r.Context(), rt.name, m, tags); err != nil {
+		if atelier.ErrorCode(err) == atelier.EINVALID {
+			return errorf(ManifestInvalid, "%s", atelier.ErrorMessage(err))
+		}
 		return asRegistryError(err, ManifestBlobUnknown)
 	}
 	h := w.Header()
@@ -360,7 +363,8 @@ func (reg *Registry) getTags(w http.ResponseWriter, r *http.Request, rt route) e
 // DefaultCatalogPage bounds a catalog answer without n.
 const DefaultCatalogPage = 1000
 
-// getCatalog lists the repositories the caller may pull.
+// getCatalog lists the repositories the caller may pull: the Authorizer is asked about each
+// repository of the page, so it should answer from memory.
 func (reg *Registry) getCatalog(w http.ResponseWriter, r *http.Request) error {
 	if _, err := reg.authorize(w, r, "", Pull); err != nil {
 		return err

@@ -284,6 +284,22 @@ func TestCorruptBlobPushes(t *testing.T) {
 	loc = c.do("POST", "/v2/ws/app/blobs/uploads/", nil).want(t, http.StatusAccepted).Header.Get("Location")
 	c.do("PUT", loc, content).wantError(t, http.StatusBadRequest, registry.DigestInvalid) // no ?digest=
 
+	t.Run("TruncatedLastChunk", func(t *testing.T) {
+		// A closing PUT cut short leaves the session as it was, to be resumed.
+		whole := []byte("first, second")
+		loc := c.do("POST", "/v2/ws/app/blobs/uploads/", nil).want(t, http.StatusAccepted).Header.Get("Location")
+		loc = c.do("PATCH", loc, whole[:7]).want(t, http.StatusAccepted).Header.Get("Location")
+		resp := rawRequest(t, reg.Host, fmt.Sprintf("PUT %s?digest=%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\n"+
+			"Content-Length: 100\r\n\r\n%s", loc, digest(whole), reg.Host, basic("ana", "secret"), whole[7:10]))
+		if !strings.HasPrefix(resp, "HTTP/1.1 400 ") || !strings.Contains(resp, registry.BlobUploadInvalid) {
+			t.Fatalf("a truncated closing PUT answered:\n%s", resp)
+		}
+		reg.wantInvisible(t, c, "ws/app", digest(whole))
+		if r := c.do("GET", loc, nil).want(t, http.StatusNoContent); r.Header.Get("Range") != "0-6" {
+			t.Fatalf("the session after a truncated PUT: Range %q", r.Header.Get("Range"))
+		}
+		c.do("PUT", loc+"?digest="+string(digest(whole)), whole[7:]).want(t, http.StatusCreated)
+	})
 	t.Run("Truncated", func(t *testing.T) {
 		// The client announces 1000 bytes, sends 16 and closes its side.
 		d := digest(bytes.Repeat([]byte("x"), 1000))

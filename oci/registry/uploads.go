@@ -292,7 +292,7 @@ func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request, rt rout
 
 // putUpload closes a session: its last chunk may come with the request, and the whole must have
 // the digest the client names. A digest that does not match ends the session with nothing
-// stored under its name.
+// stored under its name; a last chunk cut short leaves the session as it was, to be resumed.
 func (reg *Registry) putUpload(w http.ResponseWriter, r *http.Request, rt route) error {
 	ds := r.URL.Query().Get("digest")
 	if ds == "" {
@@ -326,7 +326,7 @@ func (reg *Registry) putUpload(w http.ResponseWriter, r *http.Request, rt route)
 	}
 	if err != nil {
 		var e *Error
-		if errors.As(err, &e) && (e.Code == DigestInvalid || e.Code == BlobUploadInvalid || e.Code == SizeInvalid) {
+		if errors.As(err, &e) && e.Code == DigestInvalid {
 			if derr := reg.meta.DeleteUpload(ctx, u.ID); derr != nil && atelier.ErrorCode(derr) != atelier.ENOTFOUND {
 				reg.log.Error("ending a failed upload session", "upload", u.ID, "error", derr)
 			}
