@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/atelier
 
-.PHONY: build run test test-go test-python bench fuzz vet clean
+.PHONY: build run test test-go test-python bench fuzz fuzz-go fuzz-api vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/atelier
@@ -33,11 +33,18 @@ test-python:
 bench: build
 	$(GO) run ./bench -bin $(BIN)
 
-# A short fuzzing pass over every parser.
-fuzz:
+# A short fuzzing pass over every parser, then the REST API against its OpenAPI document
+# (schemathesis on a real server; it installs itself into a cached virtual environment).
+fuzz: fuzz-go fuzz-api
+
+fuzz-go:
 	$(GO) test -run '^$$' -fuzz FuzzParseFilter -fuzztime 60s .
 	$(GO) test -run '^$$' -fuzz FuzzReadZip -fuzztime 30s ./archive/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./series/
+	$(GO) test -run '^$$' -fuzz FuzzMetricBatch -fuzztime 30s ./api/
+
+fuzz-api:
+	GO=$(GO) scripts/fuzz-api.sh
 
 clean:
 	rm -rf bin

@@ -312,6 +312,12 @@ func TestFuzzFindings(t *testing.T) {
 	MustAPIError(t, s.MustDo(t, Request{Method: "POST", Path: r + "/metrics", Body: `{"metrics":[],"records":[{"name":"r","kind":"row","timestamp":1,"value":{},"path":"` + strings.Repeat("0", 2000) + `"}]}`}), 400, "records[0]", "path")
 	// A list, row or table has a value.
 	MustAPIError(t, s.MustDo(t, Request{Method: "POST", Path: r + "/metrics", Body: `{"metrics":[],"records":[{"name":"r","kind":"list","timestamp":1,"value":null}]}`}), 400, "records[0]", "value")
+	// A live run's log that nothing was written to reads as empty, but no log has a path over
+	// 1024 bytes.
+	if resp := s.MustDo(t, Request{Method: "GET", Path: r + "/logs/not-yet.txt"}); resp.Status != 200 {
+		t.Errorf("an unwritten log of a live run: %d %s", resp.Status, resp.Body)
+	}
+	MustAPIError(t, s.MustDo(t, Request{Method: "GET", Path: r + "/logs/" + strings.Repeat("0", 1025)}), 400, "invalid path")
 	// An empty listing is an empty array, not null.
 	resp := s.MustDo(t, Request{Method: "GET", Path: "/api/v1/workspaces/default/datastores/default/files"})
 	if resp.Status != 200 || !strings.Contains(string(resp.Body), `"files":[]`) {

@@ -193,5 +193,9 @@ func (s *Service) ReadLog(ctx context.Context, workspace, runID, path string, of
 	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, err
 	}
+	// A live run's log that nothing was written to reads as empty; a path no log can have does not.
+	if err := atelier.ValidatePath(path); err != nil {
+		return nil, err
+	}
 	return s.store.ReadLog(ctx, workspace, runID, path, offset, limit)
 }
