@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/atelier-ml/atelier"
@@ -130,7 +132,8 @@ func (b *bodySchemas) walk(s map[string]any, v any, at string) error {
 			}
 		}
 		extra, _ := s["additionalProperties"].(map[string]any)
-		for k, e := range v {
+		for _, k := range slices.Sorted(maps.Keys(v)) { // the same error for the same body
+			e := v[k]
 			ps, _ := props[k].(map[string]any)
 			if ps == nil {
 				ps = extra
