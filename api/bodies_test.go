@@ -9,9 +9,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/api"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // jsonBody is an operation of the document with an application/json request body.
@@ -330,4 +332,34 @@ func TestFuzzFindings(t *testing.T) {
 	if metrics, err := s.Client.ListMetrics(Ctx(t), "default", run.ID); err != nil || len(metrics) != 0 {
 		t.Errorf("metrics of the run: %v, %v", metrics, err)
 	}
+}
+
+// TestAnyUserCreatesWorkspace: as the document says, any user (not only an administrator)
+// creates a workspace and becomes its Owner; a run's token may not.
+func TestAnyUserCreatesWorkspace(t *testing.T) {
+	s := MustStack(t)
+	s.Service.PasswordCost = bcrypt.MinCost
+	ctx := Ctx(t)
+	if err := s.Client.CreateUser(ctx, &atelier.User{Name: "ana"}, "long enough"); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Client.CreateToken(ctx, &atelier.Token{Owner: "ana"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := s.MustDo(t, Request{Method: "POST", Path: "/api/v1/workspaces", Body: `{"name":"anas"}`, Token: &tok.Secret})
+	if resp.Status != 201 {
+		t.Fatalf("a user creating a workspace: %d %s", resp.Status, resp.Body)
+	}
+	members, err := s.Client.ListMembers(ctx, "anas")
+	if err != nil || len(members) != 1 || members[0].User != "ana" || members[0].Role != atelier.RoleOwner {
+		t.Errorf("members of the new workspace: %+v, %v; want ana as Owner", members, err)
+	}
+	run := MustRun(t, s.Client, atelier.RunCreate{Status: atelier.StatusRunning})
+	runToken := "atl_run_" + run.ID // made as the authorization matrix makes its run tokens
+	if err := s.DB.CreateToken(ctx, &atelier.Token{ID: "tok_" + run.ID, Name: "run", Kind: atelier.PrincipalRun, Owner: "ana",
+		Workspace: "default", RunID: run.ID, Hash: Sum([]byte(runToken)), CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	MustAPIError(t, s.MustDo(t, Request{Method: "POST", Path: "/api/v1/workspaces", Body: `{"name":"by-a-run"}`, Token: &runToken}), 403)
 }
