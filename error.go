@@ -21,18 +21,38 @@ const (
 )
 
 // Error is an error meant for the user: a code a program can switch on and a message a human can act on.
+// Its cause, when it has one, is for the server's log: it is never shown to users (its text may
+// hold internal details), but errors.Is and errors.As see it.
 type Error struct {
 	Code    string
 	Message string
+	Cause   error
 }
 
 func (e *Error) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("atelier error: code=%s message=%s: %v", e.Code, e.Message, e.Cause)
+	}
 	return fmt.Sprintf("atelier error: code=%s message=%s", e.Code, e.Message)
 }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Cause }
 
 // Errorf returns an *Error with the given code and a formatted message.
 func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap returns an *Error with the given message and cause: the code of the cause's *Error
+// when it has one (its message is kept after the new one), else EINTERNAL, whose message users
+// see as what failed ("extracting the snapshot: internal error") while the log gets the cause.
+func Wrap(err error, format string, args ...any) *Error {
+	msg := fmt.Sprintf(format, args...)
+	if code := ErrorCode(err); code != EINTERNAL {
+		return &Error{Code: code, Message: msg + ": " + ErrorMessage(err), Cause: err}
+	}
+	return &Error{Code: EINTERNAL, Message: msg + ": internal error", Cause: err}
 }
 
 // ErrorCode returns the code of the first *Error in err's chain, EINTERNAL for any other error and "" for nil.

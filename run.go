@@ -71,6 +71,23 @@ func (s RunStatus) CanTransition(next RunStatus) bool {
 	return statusOrder[next] > statusOrder[s]
 }
 
+// TransitionError is the cause of the ECONFLICT a store answers when a run cannot go from its
+// status to the one asked: callers switch on it, not on the message.
+type TransitionError struct {
+	Run      string
+	From, To RunStatus
+}
+
+func (e *TransitionError) Error() string {
+	return fmt.Sprintf("run %s cannot go from %s to %s", e.Run, e.From, e.To)
+}
+
+// TransitionConflict returns the ECONFLICT error of a refused status transition.
+func TransitionConflict(run string, from, to RunStatus) *Error {
+	cause := &TransitionError{Run: run, From: from, To: to}
+	return &Error{Code: ECONFLICT, Message: cause.Error(), Cause: cause}
+}
+
 // Run is one execution of a script (or an interactive session) within an experiment.
 type Run struct {
 	ID         string     `json:"id"`

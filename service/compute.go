@@ -3,9 +3,9 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -321,11 +321,14 @@ func (h *jobHost) OpenObject(ctx context.Context, digest string) (io.ReadCloser,
 
 func (h *jobHost) SetStatus(ctx context.Context, job *atelier.Job, status atelier.RunStatus) error {
 	_, err := h.s.updateRunStatus(ctx, job.Run.Workspace, job.Run.ID, atelier.RunStatusUpdate{Status: status})
-	if atelier.ErrorCode(err) == atelier.ECONFLICT && strings.Contains(atelier.ErrorMessage(err), "from "+string(status)) {
-		return nil // already there (the scheduler claims runs as Preparing)
-	}
-	if atelier.ErrorCode(err) == atelier.ECONFLICT && strings.Contains(atelier.ErrorMessage(err), string(atelier.StatusCancelRequested)) {
-		return nil // canceling: the executor is being told through its context
+	var refused *atelier.TransitionError
+	if errors.As(err, &refused) {
+		switch refused.From {
+		case status:
+			return nil // already there (the scheduler claims runs as Preparing)
+		case atelier.StatusCancelRequested:
+			return nil // canceling: the executor is being told through its context
+		}
 	}
 	return err
 }

@@ -258,7 +258,7 @@ func (db *DB) UpdateRunStatus(ctx context.Context, workspace, id string, upd ate
 			return err
 		}
 		if !run.Status.CanTransition(upd.Status) {
-			return atelier.Errorf(atelier.ECONFLICT, "run %s cannot go from %s to %s", id, run.Status, upd.Status)
+			return atelier.TransitionConflict(id, run.Status, upd.Status)
 		}
 		now := db.now()
 		// A run starts when it becomes active (or ends having run); canceling a queued run does not start it.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"strings"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -21,7 +20,7 @@ func (db *DB) CreateUser(ctx context.Context, u *atelier.User) error {
 	return db.update(ctx, func(tx *txn) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO users (name, password_hash, admin, created_at) VALUES (?, ?, ?, ?)`,
 			u.Name, u.PasswordHash, u.Admin, ms(u.CreatedAt))
-		if isUniqueViolation(err) || (err != nil && strings.Contains(err.Error(), "PRIMARY KEY")) {
+		if isUniqueViolation(err) {
 			return atelier.Errorf(atelier.ECONFLICT, "user %q already exists", u.Name)
 		}
 		return err

@@ -4,9 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"strings"
 
 	"github.com/atelier-ml/atelier"
+	sqlitedrv "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // CreateWorkspace inserts a workspace; ECONFLICT if the name is taken.
@@ -101,6 +102,12 @@ func (db *DB) DeleteWorkspace(ctx context.Context, name string, force bool) erro
 	})
 }
 
+// isUniqueViolation reports whether err is SQLite's refusal of a duplicate key (a UNIQUE or
+// PRIMARY KEY constraint), by its extended result code.
 func isUniqueViolation(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+	var e *sqlitedrv.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 }

@@ -71,7 +71,7 @@ func download(ctx context.Context, host atelier.JobHost, job *atelier.Job, ref a
 	where := ref.Datastore + ":" + ref.Path
 	files, err := host.ListData(ctx, job, ref)
 	if err != nil {
-		return "", atelier.Errorf(atelier.ErrorCode(err), "data %q: listing %s: %s", ref.Name, where, atelier.ErrorMessage(err))
+		return "", atelier.Wrap(err, "data %q: listing %s", ref.Name, where)
 	}
 	if len(files) == 0 {
 		return "", atelier.Errorf(atelier.ENOTFOUND, "data %q: %s holds no files", ref.Name, where)
@@ -98,7 +98,7 @@ func download(ctx context.Context, host atelier.JobHost, job *atelier.Job, ref a
 		}
 		rc, err := host.OpenData(ctx, job, ref, files[i].Path)
 		if err != nil {
-			return fmt.Errorf("%s: %s", files[i].Path, atelier.ErrorMessage(err))
+			return atelier.Wrap(err, "%s", files[i].Path)
 		}
 		defer rc.Close()
 		f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
@@ -150,7 +150,7 @@ func (e *Executor) uploadData(ctx context.Context, host atelier.JobHost, job *at
 				}
 				defer f.Close()
 				if err := host.WriteData(ctx, job, ref, ref.Folder()+rels[i], f); err != nil {
-					return fmt.Errorf("%s: %s", rels[i], atelier.ErrorMessage(err))
+					return atelier.Wrap(err, "%s", rels[i])
 				}
 				return nil
 			})

@@ -75,36 +75,44 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 		}
 		return atelier.JobResult{Status: atelier.StatusFailed, Error: fmt.Sprintf(format, args...)}
 	}
+	// failWith fails the run saying what failed; the user reads the error's message, the
+	// server's log gets an internal error's cause.
+	failWith := func(what string, err error) atelier.JobResult {
+		if atelier.ErrorCode(err) == atelier.EINTERNAL && ctx.Err() == nil {
+			e.logger().Error("a run failed on the server's side", "workspace", job.Run.Workspace, "run", job.Run.ID, "step", what, "err", err)
+		}
+		return fail("%s: %s", what, atelier.ErrorMessage(err))
+	}
 	if err := host.SetStatus(hostCtx, job, atelier.StatusPreparing); err != nil {
-		return fail("recording the Preparing status: %v", err)
+		return failWith("recording the Preparing status", err)
 	}
 	unmount, err := e.workingDir(ctx, host, job, runDir, dir)
 	if err != nil {
-		return fail("extracting the snapshot: %s", atelier.ErrorMessage(err))
+		return failWith("extracting the snapshot", err)
 	}
 	defer unmount()
 	prepLog := &hostWriter{ctx: hostCtx, host: host, job: job, path: PrepareLogPath}
 	dataEnv, err := e.prepareData(ctx, host, job, runDir, prepLog)
 	if err != nil {
 		prepLog.Close()
-		return fail("preparing data: %s", atelier.ErrorMessage(err))
+		return failWith("preparing data", err)
 	}
 	// A home and a temporary directory of the run's own: the server's are not the script's.
 	home, tmp := filepath.Join(runDir, "home"), filepath.Join(runDir, "tmp")
 	for _, d := range []string{home, tmp} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			prepLog.Close()
-			return fail("preparing the working directory: %v", err)
+			return failWith("preparing the working directory", err)
 		}
 	}
 	if err := e.handOver(runDir); err != nil {
 		prepLog.Close()
-		return fail("preparing the working directory: %v", err)
+		return failWith("preparing the working directory", err)
 	}
 	python, err := e.Envs.Python(ctx, job.Config.Environment, dir, prepLog)
 	prepLog.Close()
 	if err != nil {
-		return fail("preparing the environment: %s", atelier.ErrorMessage(err))
+		return failWith("preparing the environment", err)
 	}
 	if ctx.Err() != nil {
 		return fail("canceled")
@@ -119,18 +127,18 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	// Pdeathsig: if the server is killed, its scripts do not run on unwatched.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := e.Isolation.wrap(cmd, []string{runDir}, []string{e.Envs.Dir, e.SDKPath}); err != nil {
-		return fail("confining the script: %v", err)
+		return failWith("confining the script", err)
 	}
 	out := &capture{w: &hostWriter{ctx: hostCtx, host: host, job: job, path: StdLogPath}, max: e.maxLog(), mask: atelier.NewMasker(job.Secrets)}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return fail("creating the output pipe: %v", err)
+		return failWith("creating the output pipe", err)
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := host.SetStatus(hostCtx, job, atelier.StatusRunning); err != nil {
 		pr.Close()
 		pw.Close()
-		return fail("recording the Running status: %v", err)
+		return failWith("recording the Running status", err)
 	}
 	if err := cmd.Start(); err != nil {
 		pr.Close()
@@ -253,6 +261,13 @@ func (e *Executor) timer(d time.Duration) (<-chan time.Time, func()) {
 	}
 	t := time.NewTimer(d)
 	return t.C, func() { t.Stop() }
+}
+
+func (e *Executor) logger() *slog.Logger {
+	if e.Log != nil {
+		return e.Log
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 func (e *Executor) maxLog() int64 {

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -929,4 +930,27 @@ func TestStartOverhead(t *testing.T) {
 func envEntries(e *local.Executor) []os.DirEntry {
 	entries, _ := os.ReadDir(e.Envs.Dir)
 	return slices.DeleteFunc(entries, func(d os.DirEntry) bool { return strings.HasPrefix(d.Name(), ".") })
+}
+
+// brokenHost fails to open objects the way a broken disk would: an internal error.
+type brokenHost struct{ *fakeHost }
+
+func (h brokenHost) OpenObject(ctx context.Context, digest string) (io.ReadCloser, error) {
+	return nil, &os.PathError{Op: "open", Path: "/objects/" + digest, Err: syscall.EIO}
+}
+
+// An internal failure tells the user what failed, not the server's details, and the server's
+// log gets the cause with the run's id.
+func TestInternalFailureIsLogged(t *testing.T) {
+	h, job := MustJob(t, map[string]string{"train.py": "pass\n"}, atelier.RunConfig{Script: "train.py"})
+	e := MustExecutor(t)
+	var log bytes.Buffer
+	e.Log = slog.New(slog.NewTextHandler(&log, nil))
+	res := e.Run(t.Context(), brokenHost{h}, job)
+	if res.Status != atelier.StatusFailed || res.Error != "extracting the snapshot: internal error" {
+		t.Errorf("result %s %q, want Failed, extracting the snapshot: internal error", res.Status, res.Error)
+	}
+	if !strings.Contains(log.String(), "input/output error") || !strings.Contains(log.String(), job.Run.ID) {
+		t.Errorf("the server's log does not have the cause with the run's id:\n%s", log.String())
+	}
 }
