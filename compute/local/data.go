@@ -156,7 +156,8 @@ func (e *Executor) uploadData(ctx context.Context, host atelier.JobHost, job *at
 			})
 		}
 		if err != nil {
-			return atelier.Errorf(atelier.EUNAVAILABLE, "uploading data %q to %s:%s: %v", ref.Name, ref.Datastore, ref.Folder(), err)
+			return &atelier.Error{Code: atelier.EUNAVAILABLE, Cause: err,
+				Message: fmt.Sprintf("uploading data %q to %s:%s: %s", ref.Name, ref.Datastore, ref.Folder(), atelier.ErrorMessage(err))}
 		}
 	}
 	return nil
