@@ -1,0 +1,70 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/atelier-ml/atelier"
+)
+
+//go:embed runtime/atelier_runtime.py
+var runtimeSource []byte
+
+//go:embed runtime/check_entry.py
+var checkEntrySource string
+
+// checkEntry makes sure the entry script defines init() and run(raw), by parsing it with the
+// host's Python (ast) rather than importing it: importing runs the user's code at build time,
+// and its imports are the image's dependencies, built for the image's platform and Python,
+// which the host may not be able to load at all.
+func checkEntry(ctx context.Context, python, script string) error {
+	src, err := os.ReadFile(script)
+	if err != nil {
+		return atelier.Errorf(atelier.EINVALID, "entry script %s: %v", script, err)
+	}
+	cmd := exec.CommandContext(ctx, python, "-I", "-c", checkEntrySource)
+	cmd.Stdin = bytes.NewReader(src)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 1 {
+		return atelier.Errorf(atelier.EINVALID, "entry script %s: %s", script, strings.TrimSpace(string(out)))
+	}
+	if err != nil {
+		return fmt.Errorf("checking entry script with %s: %v: %s", python, err, out)
+	}
+	return nil
+}
+
+// pipPlatforms are the wheel platform tags a glibc Linux image accepts: manylinux wheels up to
+// glibc 2.36 (Debian bookworm). Pure-Python wheels are accepted whatever these are.
+func pipPlatforms(arch string) []string {
+	machine := map[string]string{"amd64": "x86_64", "arm64": "aarch64", "386": "i686", "ppc64le": "ppc64le", "s390x": "s390x"}[arch]
+	if machine == "" {
+		return nil
+	}
+	var tags []string
+	for minor := 36; minor >= 17; minor-- {
+		tags = append(tags, fmt.Sprintf("manylinux_2_%d_%s", minor, machine))
+	}
+	return append(tags, "manylinux2014_"+machine)
+}
+
+// pipArgs is the pip command line that installs requirements into target for the image's Python
+// and platform without running anything of the image: binary wheels only. --no-compile keeps
+// the layer reproducible (a .pyc records its source's mtime) and free of the host Python's
+// bytecode, which the image's Python may not read.
+func pipArgs(target, requirements, pyVersion string, platforms, extra []string) []string {
+	args := []string{"-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-compile",
+		"--target", target, "--only-binary=:all:", "--implementation", "cp", "--python-version", pyVersion}
+	for _, p := range platforms {
+		args = append(args, "--platform", p)
+	}
+	args = append(args, extra...)
+	return append(args, "--requirement", requirements)
+}
