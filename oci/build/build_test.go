@@ -345,7 +345,16 @@ func TestBadInput(t *testing.T) {
 			f := newFixture(t)
 			tt.change(t, f)
 			out := filepath.Join(t.TempDir(), "out")
-			res, err := Build(context.Background(), f.spec, f.base, Output{LayoutDir: out, Tag: "1"})
+			meta, err := registry.OpenDiskMetadata(filepath.Join(t.TempDir(), "meta"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			blobs, err := registry.OpenDiskBlobs(filepath.Join(t.TempDir(), "blobs"), time.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Build(context.Background(), f.spec, f.base, Output{LayoutDir: out, Tag: "1",
+				Registry: &RegistryOutput{Blobs: blobs, Metadata: meta, Repo: "default/svc", Tags: []string{"1"}}})
 			if err == nil {
 				t.Fatal("the build succeeded")
 			}
@@ -362,6 +371,9 @@ func TestBadInput(t *testing.T) {
 			}
 			if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("the failed build wrote its output (%v)", err)
+			}
+			if repos, err := meta.Repositories(context.Background(), "", -1); err != nil || len(repos) != 0 {
+				t.Errorf("the failed build left repositories %v (%v)", repos, err)
 			}
 		})
 	}
@@ -422,7 +434,13 @@ func TestRunImage(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, MustPython(t), remap(cfg.Config.Entrypoint[1]))
-	cmd.Env, cmd.Dir, cmd.Stderr = env, remap(cfg.Config.WorkingDir), os.Stderr
+	var stderr lockedBuffer
+	cmd.Env, cmd.Dir, cmd.Stderr = env, remap(cfg.Config.WorkingDir), &stderr
+	defer func() {
+		if t.Failed() {
+			t.Logf("the runtime's stderr:\n%s", stderr.String())
+		}
+	}()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -467,6 +485,12 @@ func TestRunImage(t *testing.T) {
 	if resp.StatusCode != 500 {
 		t.Fatalf("a failing run() answered %d", resp.StatusCode)
 	}
+	// The traceback reaches us through a pipe: wait for it rather than expect it at once.
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "JSONDecodeError"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("run()'s traceback is not in the runtime's log:\n%s", stderr.String())
+		}
+	}
 }
 
 func mustUntar(t *testing.T, r io.Reader, root string) {
@@ -501,6 +525,36 @@ func mustUntar(t *testing.T, r io.Reader, root string) {
 		case tar.TypeSymlink:
 			os.Symlink(h.Linkname, name)
 		}
+	}
+}
+
+// TestSkopeo has a real client read the built layout: skopeo inspects the image and copies it
+// into a docker-archive, checking every blob on the way.
+func TestSkopeo(t *testing.T) {
+	skopeo, err := exec.LookPath("skopeo")
+	if err != nil {
+		t.Skip("skopeo is not installed (apt-get install skopeo)")
+	}
+	f := newFixture(t)
+	out := filepath.Join(t.TempDir(), "out")
+	res, err := Build(context.Background(), f.spec, f.base, Output{LayoutDir: out, Tag: "1"})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, res.Log)
+	}
+	b, err := exec.Command(skopeo, "inspect", "--raw", "oci:"+out+":1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("skopeo inspect: %v\n%s", err, b)
+	}
+	if got := registry.DigestOf("sha256", b); string(got) != res.Digest {
+		t.Fatalf("skopeo reads manifest %s, the build made %s", got, res.Digest)
+	}
+	archive := filepath.Join(t.TempDir(), "img.tar")
+	if b, err := exec.Command(skopeo, "copy", "oci:"+out+":1", "docker-archive:"+archive+":atelier/diabetes-svc:1").CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy: %v\n%s", err, b)
+	}
+	// And the archive is a base the builder can import again.
+	if _, err := ImportBase(context.Background(), archive, DefaultPlatform()); err != nil {
+		t.Fatal(err)
 	}
 }
 
