@@ -210,7 +210,7 @@ func (b *builder) build(ctx context.Context, base v1.Image, out Output) (Result,
 	}
 	var steps []step
 	if b.spec.Requirements != "" {
-		steps = append(steps, step{"deps", func(ctx context.Context) (*cachedLayer, bool, error) { return b.depsLayer(ctx, pyVersion) }})
+		steps = append(steps, step{"deps", func(ctx context.Context) (*cachedLayer, bool, error) { return b.depsLayer(ctx, python, pyVersion) }})
 	}
 	for _, s := range []struct {
 		name  string
@@ -348,7 +348,7 @@ func (b *builder) sourceFiles() (*layerFiles, error) {
 // depsLayer installs the requirements with pip on the host, for the image's Python and
 // platform, into a directory that becomes SitePackages. Its cache key is the requirements
 // file, pip's arguments, the Python version and the platform.
-func (b *builder) depsLayer(ctx context.Context, pyVersion string) (*cachedLayer, bool, error) {
+func (b *builder) depsLayer(ctx context.Context, python, pyVersion string) (*cachedLayer, bool, error) {
 	req, err := os.ReadFile(b.spec.Requirements)
 	if err != nil {
 		return nil, false, atelier.Errorf(atelier.EINVALID, "requirements file %s: %v", b.spec.Requirements, err)
@@ -358,7 +358,7 @@ func (b *builder) depsLayer(ctx context.Context, pyVersion string) (*cachedLayer
 		return nil, false, atelier.Errorf(atelier.EINVALID, "no Python wheels are known for the architecture %s", b.spec.Platform.Architecture)
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\ndeps\nepoch %d\npython %s\nplatform %s\nargs %q\n", layerFormat, b.spec.Epoch.Unix(), pyVersion, platformString(&b.spec.Platform), b.spec.PipArgs)
+	fmt.Fprintf(h, "%s\ndeps\nepoch %d\npython %s %s\nplatform %s\nargs %q\n", layerFormat, b.spec.Epoch.Unix(), python, pyVersion, platformString(&b.spec.Platform), b.spec.PipArgs)
 	h.Write(req)
 	key := "deps-" + hex.EncodeToString(h.Sum(nil))
 	if l, err := b.cache.get(key); l != nil || err != nil {
@@ -385,6 +385,9 @@ func (b *builder) depsLayer(ctx context.Context, pyVersion string) (*cachedLayer
 		return nil, false, atelier.Errorf(atelier.EINVALID, "installing %s failed (%v):\n%s", filepath.Base(b.spec.Requirements), err, tail(out.String(), 4096))
 	}
 	fmt.Fprintf(b.log, "pip install took %s\n", time.Since(t0).Round(time.Millisecond))
+	if err := fixShebangs(filepath.Join(target, "bin"), python); err != nil {
+		return nil, false, fmt.Errorf("layer deps: %w", err)
+	}
 	files := newLayerFiles()
 	if err := files.addTree(strings.TrimPrefix(SitePackages, "/"), target); err != nil {
 		return nil, false, fmt.Errorf("layer deps: %w", err)
@@ -394,6 +397,41 @@ func (b *builder) depsLayer(ctx context.Context, pyVersion string) (*cachedLayer
 		return nil, false, fmt.Errorf("layer deps: %w", err)
 	}
 	return l, false, nil
+}
+
+// fixShebangs points the scripts pip wrote (console entry points) at the image's Python: pip
+// wrote the host interpreter's path, which does not exist in the image and would make the layer
+// depend on the host.
+func fixShebangs(dir, python string) error {
+	ents, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	line := "#!" + python
+	if !strings.HasPrefix(python, "/") {
+		line = "#!/usr/bin/env " + python
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		name := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		first, rest, _ := bytes.Cut(b, []byte("\n"))
+		if !bytes.HasPrefix(first, []byte("#!")) || !bytes.Contains(first, []byte("python")) {
+			continue
+		}
+		if err := os.WriteFile(name, append([]byte(line+"\n"), rest...), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func tail(s string, n int) string {

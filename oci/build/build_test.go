@@ -137,7 +137,8 @@ func TestBuildConfigAndLayers(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]bool{"opt/atelier/site-packages/greet/__init__.py": false, "opt/atelier/runtime/atelier_runtime.py": false,
-		"var/azureml-app/azureml-models/diabetes/3/model.json": false, "var/azureml-app/score.py": false, "var/azureml-app/helper.py": false}
+		"var/azureml-app/azureml-models/diabetes/3/model.json": false, "var/azureml-app/score.py": false, "var/azureml-app/helper.py": false,
+		"opt/atelier/site-packages/bin/greet": false}
 	for _, l := range layers[1:] {
 		rc, err := l.Uncompressed()
 		if err != nil {
@@ -166,6 +167,13 @@ func TestBuildConfigAndLayers(t *testing.T) {
 				t.Errorf("%s: mode %o", h.Name, m)
 			}
 			if _, ok := want[h.Name]; ok {
+				want[h.Name] = true
+			}
+			if h.Name == "opt/atelier/site-packages/bin/greet" {
+				b, _ := io.ReadAll(tr)
+				if !bytes.HasPrefix(b, []byte("#!/usr/bin/python3\n")) || h.Mode != 0o755 {
+					t.Errorf("pip's console script has mode %o and starts %q; want the image's Python", h.Mode, b[:min(len(b), 60)])
+				}
 				want[h.Name] = true
 			}
 			if strings.HasSuffix(h.Name, ".pyc") {

@@ -89,13 +89,14 @@ func MustWheel(tb testing.TB) string {
 	}
 	zw := zip.NewWriter(f)
 	files := map[string]string{
-		"greet/__init__.py":                 "def hello(name):\n    return 'hello ' + name\n",
-		"greet-1.0.dist-info/METADATA":      "Metadata-Version: 2.1\nName: greet\nVersion: 1.0\n",
-		"greet-1.0.dist-info/WHEEL":         "Wheel-Version: 1.0\nGenerator: atelier-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-		"greet-1.0.dist-info/top_level.txt": "greet\n",
-		"greet-1.0.dist-info/RECORD":        "greet/__init__.py,,\ngreet-1.0.dist-info/METADATA,,\ngreet-1.0.dist-info/WHEEL,,\ngreet-1.0.dist-info/top_level.txt,,\ngreet-1.0.dist-info/RECORD,,\n",
+		"greet/__init__.py":                    "def hello(name):\n    return 'hello ' + name\n\n\ndef main():\n    print(hello('world'))\n",
+		"greet-1.0.dist-info/METADATA":         "Metadata-Version: 2.1\nName: greet\nVersion: 1.0\n",
+		"greet-1.0.dist-info/WHEEL":            "Wheel-Version: 1.0\nGenerator: atelier-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+		"greet-1.0.dist-info/top_level.txt":    "greet\n",
+		"greet-1.0.dist-info/entry_points.txt": "[console_scripts]\ngreet = greet:main\n",
+		"greet-1.0.dist-info/RECORD":           "greet/__init__.py,,\ngreet-1.0.dist-info/METADATA,,\ngreet-1.0.dist-info/WHEEL,,\ngreet-1.0.dist-info/top_level.txt,,\ngreet-1.0.dist-info/entry_points.txt,,\ngreet-1.0.dist-info/RECORD,,\n",
 	}
-	for _, name := range []string{"greet/__init__.py", "greet-1.0.dist-info/METADATA", "greet-1.0.dist-info/WHEEL", "greet-1.0.dist-info/top_level.txt", "greet-1.0.dist-info/RECORD"} {
+	for _, name := range []string{"greet/__init__.py", "greet-1.0.dist-info/METADATA", "greet-1.0.dist-info/WHEEL", "greet-1.0.dist-info/top_level.txt", "greet-1.0.dist-info/entry_points.txt", "greet-1.0.dist-info/RECORD"} {
 		w, err := zw.Create(name)
 		if err != nil {
 			tb.Fatal(err)
