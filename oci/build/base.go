@@ -16,33 +16,49 @@ import (
 // DefaultPlatform is what images are built for unless a Spec says otherwise: this machine's.
 func DefaultPlatform() v1.Platform { return v1.Platform{OS: "linux", Architecture: runtime.GOARCH} }
 
-// ImportBase reads a base image from path: an OCI image layout directory, or a docker-archive
-// tarball (what `docker save` and `podman save` write). When the layout holds several images
-// (or a multi-platform index), the one for want is taken; a base for another platform is
-// EINVALID, naming the platforms it offers.
+// ImportBase reads a base image from path: an OCI image layout directory, an OCI archive (that
+// layout in a tar) or a docker archive (what `docker save` and `podman save` write). When the
+// layout holds several images (or a multi-platform index), the one for want is taken; a base
+// for another platform is EINVALID, naming the platforms it offers.
 func ImportBase(ctx context.Context, path string, want v1.Platform) (v1.Image, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, atelier.Errorf(atelier.ENOTFOUND, "base image %s: not found", path)
 	}
-	if !fi.IsDir() {
-		img, err := tarball.ImageFromPath(path, nil)
-		if err != nil {
-			return nil, atelier.Errorf(atelier.EINVALID, "base image %s: not a docker-archive tarball (%v); an OCI layout is read from its directory", path, err)
-		}
-		if err := checkPlatform(img, want); err != nil {
-			return nil, err
-		}
-		return img, nil
-	}
-	idx, err := layout.ImageIndexFromPath(path)
-	if err != nil {
-		return nil, atelier.Errorf(atelier.EINVALID, "base image %s: not an OCI image layout: %v", path, err)
-	}
 	var seen []string
-	img, err := pickImage(ctx, idx, want, &seen)
-	if err != nil {
-		return nil, atelier.Errorf(atelier.EINVALID, "base image %s: %v", path, err)
+	var img v1.Image
+	if fi.IsDir() {
+		idx, err := layout.ImageIndexFromPath(path)
+		if err != nil {
+			return nil, atelier.Errorf(atelier.EINVALID, "base image %s: not an OCI image layout: %v", path, err)
+		}
+		img, err = pickImage(ctx, idx, want, &seen)
+		if err != nil {
+			return nil, atelier.Errorf(atelier.EINVALID, "base image %s: %v", path, err)
+		}
+	} else {
+		a, err := openTarball(path)
+		if err != nil {
+			return nil, atelier.Errorf(atelier.EINVALID, "base image %s: not a tar archive: %v", path, err)
+		}
+		_, oci := a.files["oci-layout"]
+		_, docker := a.files["manifest.json"]
+		switch {
+		case oci:
+			if img, err = a.pick(ctx, "index.json", want, &seen); err != nil {
+				return nil, atelier.Errorf(atelier.EINVALID, "base image %s: a damaged OCI archive: %v", path, err)
+			}
+		case docker:
+			if img, err = tarball.ImageFromPath(path, nil); err != nil {
+				return nil, atelier.Errorf(atelier.EINVALID, "base image %s: a damaged docker archive: %v", path, err)
+			}
+			if err := checkPlatform(img, want); err != nil {
+				return nil, err
+			}
+			return img, nil
+		default:
+			return nil, atelier.Errorf(atelier.EINVALID, "base image %s: neither an OCI archive (no oci-layout) nor a docker archive (no manifest.json)", path)
+		}
 	}
 	if img == nil {
 		if len(seen) == 0 {

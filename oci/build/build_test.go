@@ -292,30 +292,90 @@ func TestPushToRegistry(t *testing.T) {
 	}
 }
 
-func TestImportDockerArchive(t *testing.T) {
+// TestImportArchives builds on a base imported from a docker archive and from an OCI archive:
+// the result is an OCI image either way.
+func TestImportArchives(t *testing.T) {
 	f := newFixture(t)
-	archive := filepath.Join(t.TempDir(), "base.tar")
-	if err := tarball.WriteToFile(archive, nil, baseImage(t, DefaultPlatform(), "3.11")); err != nil {
+	docker := filepath.Join(t.TempDir(), "base.tar")
+	if err := tarball.WriteToFile(docker, nil, baseImage(t, DefaultPlatform(), "3.11")); err != nil {
 		t.Fatal(err)
 	}
-	base, err := ImportBase(context.Background(), archive, DefaultPlatform())
-	if err != nil {
-		t.Fatal(err)
+	oci := mustTarDir(t, MustBaseImage(t, DefaultPlatform(), "3.11"))
+	for name, archive := range map[string]string{"docker-archive": docker, "oci-archive": oci} {
+		t.Run(name, func(t *testing.T) {
+			base, err := ImportBase(context.Background(), archive, DefaultPlatform())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "out")
+			res, err := Build(context.Background(), f.spec, base, Output{LayoutDir: out, Tag: "1"})
+			if err != nil {
+				t.Fatalf("%v\n%s", err, res.Log)
+			}
+			m, err := readLayout(t, out, "1").Manifest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range m.Layers {
+				if !strings.HasPrefix(string(l.MediaType), "application/vnd.oci.") {
+					t.Errorf("layer %s has media type %s in an OCI manifest", l.Digest, l.MediaType)
+				}
+			}
+		})
 	}
-	out := filepath.Join(t.TempDir(), "out")
-	res, err := Build(context.Background(), f.spec, base, Output{LayoutDir: out, Tag: "1"})
-	if err != nil {
-		t.Fatalf("%v\n%s", err, res.Log)
-	}
-	m, err := readLayout(t, out, "1").Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range m.Layers {
-		if !strings.HasPrefix(string(l.MediaType), "application/vnd.oci.") {
-			t.Errorf("layer %s has media type %s in an OCI manifest", l.Digest, l.MediaType)
+	t.Run("not an image", func(t *testing.T) {
+		_, err := ImportBase(context.Background(), f.spec.Requirements, DefaultPlatform())
+		if atelier.ErrorCode(err) != atelier.EINVALID {
+			t.Fatalf("got %v", err)
 		}
+	})
+	t.Run("missing", func(t *testing.T) {
+		_, err := ImportBase(context.Background(), filepath.Join(f.dir, "none.tar"), DefaultPlatform())
+		if atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+// mustTarDir packs dir into a tar the way skopeo writes an oci-archive (names start with "./").
+func mustTarDir(t *testing.T, dir string) string {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "archive.tar")
+	out, err := os.Create(name)
+	if err != nil {
+		t.Fatal(err)
 	}
+	tw := tar.NewWriter(out)
+	err = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		h, err := tar.FileInfoHeader(fi, "")
+		if err != nil {
+			return err
+		}
+		h.Name = "./" + filepath.ToSlash(rel)
+		if err := tw.WriteHeader(h); err != nil || fi.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		_, err = tw.Write(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
 
 func TestBadInput(t *testing.T) {
@@ -385,12 +445,14 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
-	t.Run("import base for another architecture", func(t *testing.T) {
-		_, err := ImportBase(context.Background(), MustBaseImage(t, arm, "3.11"), DefaultPlatform())
-		if atelier.ErrorCode(err) != atelier.EINVALID || !strings.Contains(fmt.Sprint(err), "is for "+arm.OS+"/"+arm.Architecture) {
-			t.Fatalf("got %v", err)
-		}
-	})
+	for name, path := range map[string]string{"layout": MustBaseImage(t, arm, "3.11"), "oci-archive": mustTarDir(t, MustBaseImage(t, arm, "3.11"))} {
+		t.Run("import base for another architecture from an "+name, func(t *testing.T) {
+			_, err := ImportBase(context.Background(), path, DefaultPlatform())
+			if atelier.ErrorCode(err) != atelier.EINVALID || !strings.Contains(fmt.Sprint(err), "is for "+arm.OS+"/"+arm.Architecture) {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
 }
 
 // TestRunImage unpacks the built image's layers into a directory and runs its entrypoint with
