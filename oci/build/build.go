@@ -115,7 +115,8 @@ func Build(ctx context.Context, spec Spec, base v1.Image, out Output) (Result, e
 	b := &builder{spec: spec, log: &syncWriter{w: logw}}
 	res, err := b.build(ctx, base, out)
 	res.Log = logBuf.String()
-	return res, err
+	// A full disk is the operator's problem, not a bug: ENOSPACE says so.
+	return res, atelier.StorageFull(err)
 }
 
 type builder struct {

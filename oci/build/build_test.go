@@ -223,6 +223,50 @@ func TestRebuildOnlySource(t *testing.T) {
 	readLayout(t, out, "2")
 }
 
+// TestConcurrentBuildsOneLayout builds several tags into one layout at once: every tag lands.
+func TestConcurrentBuildsOneLayout(t *testing.T) {
+	f := newFixture(t)
+	out := filepath.Join(f.dir, "out")
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			spec := f.spec
+			spec.Version = fmt.Sprint(i) // a label: each build is another image
+			_, errs[i] = Build(context.Background(), spec, f.base, Output{LayoutDir: out, Tag: fmt.Sprint(i)})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("build %d: %v", i, err)
+		}
+		readLayout(t, out, fmt.Sprint(i))
+	}
+	// The same, without the builds' time between index updates: writers released together.
+	img := readLayout(t, out, "0")
+	start := make(chan struct{})
+	werrs := make([]error, 16)
+	for i := range werrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			werrs[i] = writeLayout(context.Background(), out, fmt.Sprintf("w%d", i), img, nil)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range werrs {
+		if err != nil {
+			t.Fatalf("writer %d: %v", i, err)
+		}
+		readLayout(t, out, fmt.Sprintf("w%d", i))
+	}
+}
+
 // TestConcurrentBuildsShareCache runs builds of the same inputs at once over one cache (run
 // with -race): they agree on the digest.
 func TestConcurrentBuildsShareCache(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/atelier-ml/atelier"
@@ -25,7 +26,7 @@ type Output struct {
 	// LayoutDir is an OCI image layout, created when absent; the image is added to its index
 	// under the annotation org.opencontainers.image.ref.name = Tag, replacing an image of the
 	// same tag. Blobs are written before the index, which is replaced in one rename, so a
-	// failed build leaves the layout as it was (one writer per layout at a time).
+	// failed build leaves the layout as it was; concurrent builds into one layout take turns.
 	LayoutDir string
 	Tag       string
 	// Registry pushes the image into a repository of the workspace registry.
@@ -181,7 +182,13 @@ func writeLayout(ctx context.Context, dir, tag string, img v1.Image, files map[v
 			return fmt.Errorf("blob %s: %w", b.digest, err)
 		}
 	}
-	// The index: the other images stay, one of the same tag is replaced.
+	// The index: the other images stay, one of the same tag is replaced. Builds writing to the
+	// same layout at once take turns here (the blobs need no turn: each is renamed into place).
+	unlock, err := lockFile(filepath.Join(dir, "index.json.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	index := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
 	if b, err := os.ReadFile(filepath.Join(dir, "index.json")); err == nil {
 		if err := json.Unmarshal(b, &index); err != nil {
@@ -210,6 +217,19 @@ func writeLayout(ctx context.Context, dir, tag string, img v1.Image, files map[v
 		return err
 	}
 	return writeFileAtomic(filepath.Join(dir, "index.json"), b)
+}
+
+// lockFile holds an exclusive lock on name (created if absent) until the returned func is called.
+func lockFile(name string) (func(), error) {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
 
 // layoutBlob stores one blob in the layout unless it is there: a cached layer is hard-linked
