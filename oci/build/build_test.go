@@ -679,3 +679,67 @@ func TestPodmanRun(t *testing.T) {
 	}
 	t.Skip("podman needs a base image with a real CPython (built from Debian packages in a later step)")
 }
+
+// TestEpochAndModels: a spec's epoch is every time in the image (and changes its digest); with
+// two models AZUREML_MODEL_DIR is the models root, each model under <name>/<version>.
+func TestEpochAndModels(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	zero, err := Build(ctx, f.spec, f.base, Output{LayoutDir: filepath.Join(t.TempDir(), "out"), Tag: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := filepath.Join(f.dir, "model2")
+	if err := os.MkdirAll(filepath.Join(second, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(second, "sub", "weights.bin"), "w")
+	f.spec.Models = append(f.spec.Models, Model{Name: "encoder", Version: "12", Dir: second})
+	f.spec.Epoch = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	res, err := Build(ctx, f.spec, f.base, Output{LayoutDir: filepath.Join(t.TempDir(), "out"), Tag: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Digest == zero.Digest {
+		t.Fatal("another epoch and model gave the same image")
+	}
+	cfg, err := res.Image.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Config.Labels["org.opencontainers.image.created"]; got != "2024-01-02T03:04:05Z" || !cfg.Created.Time.Equal(f.spec.Epoch) {
+		t.Errorf("created %v, label %q", cfg.Created, got)
+	}
+	if got := cfg.Config.Labels[LabelModels]; got != "diabetes:3,encoder:12" {
+		t.Errorf("models label %q", got)
+	}
+	if !slices.Contains(cfg.Config.Env, "AZUREML_MODEL_DIR="+ModelsDir) {
+		t.Errorf("env %q: with two models AZUREML_MODEL_DIR is the models root", cfg.Config.Env)
+	}
+	layers, _ := res.Image.Layers()
+	rc, err := layers[3].Uncompressed() // base, deps, runtime, models
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !h.ModTime.Equal(f.spec.Epoch) {
+			t.Errorf("%s: mtime %v", h.Name, h.ModTime)
+		}
+		names = append(names, h.Name)
+	}
+	for _, want := range []string{"var/azureml-app/azureml-models/diabetes/3/model.json", "var/azureml-app/azureml-models/encoder/12/sub/weights.bin"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("the models layer %q lacks %s", names, want)
+		}
+	}
+}
