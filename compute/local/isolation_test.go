@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/compute/local"
@@ -93,5 +95,27 @@ func testScriptCannotReachServer(t *testing.T, runAs string) {
 	}
 	if _, err := os.Stat(filepath.Join(data, "planted")); err == nil {
 		t.Error("the script wrote into the data directory")
+	}
+}
+
+// A confined script's daemon that left its process group and dropped the run's environment
+// is still the run's: it is in the run's mount namespace, and it ends with the run.
+func TestDaemonWithoutTheRunsEnvironmentEnds(t *testing.T) {
+	e := MustExecutor(t)
+	if !strings.Contains(e.Isolation.Name(), "namespace") {
+		t.Skip("runs have no mount namespace of their own here")
+	}
+	script := "import subprocess\n" +
+		"d = subprocess.Popen(['sleep', '1000'], start_new_session=True, env={}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n" +
+		"print('daemon=%d' % d.pid)\n"
+	h, job := MustJob(t, map[string]string{"train.py": script}, atelier.RunConfig{Script: "train.py"})
+	res := e.Run(t.Context(), h, job)
+	MustResult(t, res, atelier.StatusCompleted, "0")
+	pid := scanInt(t, h.Log(local.StdLogPath), "daemon")
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	for deadline := time.Now().Add(time.Minute); alive(pid); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon (pid %d) outlived its run", pid)
+		}
 	}
 }

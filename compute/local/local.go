@@ -145,6 +145,9 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 		pw.Close()
 		return fail("starting %s: %v", python, err)
 	}
+	// A confined script has a mount namespace of its own, which none of its processes can
+	// leave: at the end it names them all, even one that dropped the run's environment.
+	ns := runNamespace(cmd.Process.Pid)
 	pw.Close()
 	copied := make(chan struct{})
 	go func() {
@@ -180,7 +183,7 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	// The script may have left children behind (forked workers, daemons that left its process
 	// group): end them all, or they would run on unwatched and hold the output pipe open.
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	killStragglers(job.Env["ATELIER_RUN_ID"])
+	killStragglers(job.Env["ATELIER_RUN_ID"], ns)
 	select {
 	case <-copied:
 	case <-time.After(2 * time.Second):
@@ -528,10 +531,22 @@ func (c *capture) tail() string {
 
 func (c *capture) Close() error { return c.w.Close() }
 
-// killStragglers kills every process whose environment marks it as part of the run: a daemon
-// that called setsid left the process group, but it keeps the environment it was started with.
-func killStragglers(runID string) {
-	if runID == "" {
+// runNamespace returns the mount namespace of the process pid when it is not the server's
+// own, else "".
+func runNamespace(pid int) string {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+	if own, _ := os.Readlink("/proc/self/ns/mnt"); err != nil || ns == own {
+		return ""
+	}
+	return ns
+}
+
+// killStragglers kills every process of the run: those in its mount namespace (ns, when it has
+// one of its own) and those whose environment marks them as the run's. A daemon that called
+// setsid left the process group, but it keeps the namespace and the environment it was started
+// with (unless it replaced the environment: the namespace still names it).
+func killStragglers(runID, ns string) {
+	if runID == "" && ns == "" {
 		return
 	}
 	marker := []byte("ATELIER_RUN_ID=" + runID + "\x00")
@@ -547,8 +562,16 @@ func killStragglers(runID string) {
 			if err != nil || pid == self {
 				continue
 			}
-			env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-			if err != nil || !bytes.Contains(env, marker) {
+			ours := false
+			if ns != "" {
+				link, err := os.Readlink("/proc/" + e.Name() + "/ns/mnt")
+				ours = err == nil && link == ns
+			}
+			if !ours && runID != "" {
+				env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+				ours = err == nil && bytes.Contains(env, marker)
+			}
+			if !ours {
 				continue
 			}
 			syscall.Kill(pid, syscall.SIGKILL)
