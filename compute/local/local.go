@@ -147,7 +147,10 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	}
 	// A confined script has a mount namespace of its own, which none of its processes can
 	// leave: at the end it names them all, even one that dropped the run's environment.
-	ns := runNamespace(cmd.Process.Pid)
+	ns, pin := runNamespace(cmd.Process.Pid)
+	if pin != nil {
+		defer pin.Close()
+	}
 	pw.Close()
 	copied := make(chan struct{})
 	go func() {
@@ -532,13 +535,26 @@ func (c *capture) tail() string {
 func (c *capture) Close() error { return c.w.Close() }
 
 // runNamespace returns the mount namespace of the process pid when it is not the server's
-// own, else "".
-func runNamespace(pid int) string {
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
-	if own, _ := os.Readlink("/proc/self/ns/mnt"); err != nil || ns == own {
-		return ""
+// own, else "", and the open namespace: while it is open the namespace lives on, so its name
+// cannot pass to another run's (namespaces' numbers are reused) before the run's end is done.
+func runNamespace(pid int) (string, *os.File) {
+	path := fmt.Sprintf("/proc/%d/ns/mnt", pid)
+	pin, err := os.Open(path)
+	if err != nil {
+		return "", nil
 	}
-	return ns
+	ns, err := os.Readlink(path)
+	if own, _ := os.Readlink("/proc/self/ns/mnt"); err != nil || ns == own {
+		pin.Close()
+		return "", nil
+	}
+	// The process may have ended between the two: the pinned namespace must be the one named.
+	var st syscall.Stat_t
+	if syscall.Fstat(int(pin.Fd()), &st) != nil || ns != fmt.Sprintf("mnt:[%d]", st.Ino) {
+		pin.Close()
+		return "", nil
+	}
+	return ns, pin
 }
 
 // killStragglers kills every process of the run: those in its mount namespace (ns, when it has
