@@ -2,17 +2,12 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
-	"encoding/hex"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/edge"
 )
 
 // authRoutes are users, tokens, workspace members, the audit log and the UI's sessions.
@@ -50,12 +45,10 @@ type sessionService interface {
 	Logout(ctx context.Context) error
 }
 
-// Cookie names of a UI session. The session cookie is HttpOnly; the CSRF token is derived from
-// the session's secret, so the server keeps no state for it.
+// Names of a UI session (see edge.Authenticator).
 const (
-	SessionCookie = "atelier_session"
-	CSRFHeader    = "X-CSRF-Token"
-	csrfFormField = "csrf_token"
+	SessionCookie = edge.SessionCookie
+	CSRFHeader    = edge.CSRFHeader
 )
 
 // CookieSecure says when the session cookie carries the Secure attribute, which keeps a browser
@@ -107,73 +100,6 @@ func (s *Server) secureCookie(r *http.Request) bool {
 	return false
 }
 
-func csrfToken(session string) string {
-	sum := sha256.Sum256([]byte("atelier csrf\x00" + session))
-	return hex.EncodeToString(sum[:])
-}
-
-func isWrite(method string) bool {
-	return method != http.MethodGet && method != http.MethodHead && method != http.MethodOptions
-}
-
-// authenticate reads the bearer token, or else the session cookie. A cookie comes with every
-// request the browser makes, even one another site triggers, so a write authenticated by it
-// must also carry the CSRF token, which only the UI's own pages know.
-func (s *Server) authenticate(r *http.Request) (*atelier.Principal, error) {
-	if h := r.Header.Get("Authorization"); h != "" {
-		token, err := headerToken(h)
-		if err != nil {
-			return nil, err
-		}
-		return s.auth.Authenticate(r.Context(), token)
-	}
-	c, err := r.Cookie(SessionCookie)
-	if err != nil || c.Value == "" {
-		return s.auth.Authenticate(r.Context(), "")
-	}
-	p, err := s.auth.Authenticate(r.Context(), c.Value)
-	if err != nil {
-		return nil, err
-	}
-	if isWrite(r.Method) {
-		got := r.Header.Get(CSRFHeader)
-		if got == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-			got = r.PostFormValue(csrfFormField)
-		}
-		if subtle.ConstantTimeCompare([]byte(got), []byte(csrfToken(c.Value))) != 1 {
-			return nil, atelier.Errorf(atelier.EFORBIDDEN, "missing or wrong CSRF token: send the %s header (or the %s form field) with a write made with the session cookie", CSRFHeader, csrfFormField)
-		}
-	}
-	return p, nil
-}
-
-// headerToken reads the token of an Authorization header: Bearer <token>, or Basic with the
-// token as the password (as MLflow's front door takes it). The scheme is case-insensitive
-// (RFC 7235), so "bearer" and "BASIC" are Bearer and Basic.
-func headerToken(h string) (string, error) {
-	scheme, cred, _ := strings.Cut(strings.TrimSpace(h), " ")
-	cred = strings.TrimSpace(cred)
-	switch {
-	case strings.EqualFold(scheme, "Bearer"):
-		return cred, nil
-	case strings.EqualFold(scheme, "Basic"):
-		raw, err := base64.StdEncoding.DecodeString(cred)
-		if err != nil {
-			return "", atelier.Errorf(atelier.EUNAUTHORIZED, "invalid Basic authorization header: its credentials are not base64")
-		}
-		_, token, _ := strings.Cut(string(raw), ":")
-		return token, nil
-	}
-	return "", atelier.Errorf(atelier.EUNAUTHORIZED, "unsupported authorization scheme %q: send Authorization: Bearer <token>", scheme)
-}
-
-func remoteHost(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
-}
-
 // fileAudit is the audit entry of one file of a batch upload, as the PUT of that file would
 // be recorded; nil when the server keeps no audit log.
 func (s *Server) fileAudit(r *http.Request, path string, status int) *atelier.AuditEntry {
@@ -183,57 +109,8 @@ func (s *Server) fileAudit(r *http.Request, path string, status int) *atelier.Au
 	}
 	return &atelier.AuditEntry{Workspace: r.PathValue("workspace"), User: p.Name, Kind: p.Kind,
 		TokenID: p.TokenID, Method: http.MethodPut, Path: datastorePath(r.PathValue("workspace"), r.PathValue("datastore"), "files", escapePath(path)),
-		Status: status, Remote: remoteHost(r)}
+		Status: status, Remote: edge.RemoteHost(r)}
 }
-
-func (s *Server) recordAudit(r *http.Request, p *atelier.Principal, status int) {
-	if status == 0 {
-		status = http.StatusOK
-	}
-	s.audit.RecordAudit(r.Context(), &atelier.AuditEntry{Workspace: r.PathValue("workspace"), User: p.Name, Kind: p.Kind,
-		TokenID: p.TokenID, Method: r.Method, Path: r.URL.Path, Status: status, Remote: remoteHost(r)})
-}
-
-// StatusWriter records the status a handler wrote (for the audit log, the request log).
-type StatusWriter struct {
-	http.ResponseWriter
-	Status int
-}
-
-func (w *StatusWriter) WriteHeader(status int) {
-	if w.Status == 0 {
-		w.Status = status
-	}
-	w.ResponseWriter.WriteHeader(status)
-}
-
-func (w *StatusWriter) Write(b []byte) (int, error) {
-	if w.Status == 0 {
-		w.Status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *StatusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// ReadFrom keeps the response's own ReadFrom within reach of io.Copy: from a file, it sends
-// by sendfile.
-func (w *StatusWriter) ReadFrom(r io.Reader) (int64, error) {
-	if w.Status == 0 {
-		w.Status = http.StatusOK
-	}
-	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
-}
-
-// Unwrap lets http.ResponseController reach the response.
-func (w *StatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // LoginRequest is the body of POST /login.
 type LoginRequest struct {
@@ -256,12 +133,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if s.sessions == nil {
 		return atelier.Errorf(atelier.EUNAVAILABLE, "this server does not open sessions")
 	}
-	remote := remoteHost(r)
+	remote := edge.RemoteHost(r)
 	t, err := s.sessions.Login(r.Context(), req.User, req.Password, remote)
 	if s.audit != nil {
 		status := http.StatusOK
 		if err != nil {
-			status = statusOf[atelier.ErrorCode(err)]
+			status = edge.StatusOf(statusOf, err)
 		}
 		s.audit.RecordAudit(r.Context(), &atelier.AuditEntry{User: req.User, Kind: atelier.PrincipalUser,
 			Method: r.Method, Path: r.URL.Path, Status: status, Remote: remote})
@@ -271,7 +148,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: t.Secret, Path: "/", Expires: *t.ExpiresAt,
 		Secure: s.secureCookie(r), HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	return writeJSON(w, http.StatusOK, LoginResponse{User: t.Owner, ExpiresAt: *t.ExpiresAt, CSRFToken: csrfToken(t.Secret)})
+	return writeJSON(w, http.StatusOK, LoginResponse{User: t.Owner, ExpiresAt: *t.ExpiresAt, CSRFToken: edge.CSRFToken(t.Secret)})
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {

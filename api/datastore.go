@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/edge"
 )
 
 // SHA256Header carries the sha256 (hex) an uploaded datastore file must have.
@@ -318,7 +319,7 @@ func (s *Server) uploadPassedFiles(w http.ResponseWriter, r *http.Request) error
 		out.Files[i] = s.passedResult(r, file, err)
 		status := http.StatusCreated
 		if err != nil {
-			status = statusOf[atelier.ErrorCode(err)]
+			status = edge.StatusOf(statusOf, err)
 		}
 		if e := s.fileAudit(r, batch.Files[i].Path, status); e != nil {
 			audits = append(audits, e)

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"path"
 	"reflect"
 	"slices"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/edge"
 )
 
 // Services is what the handlers serve; *service.Service implements it, and so does *Client.
@@ -231,37 +231,32 @@ func (s *Server) Routes() []Route {
 	}, slices.Concat(s.modelRoutes(), s.authRoutes(), s.datastoreRoutes(), s.vaultRoutes())...)
 }
 
-// wrap authenticates the request (a bearer token, or the UI's session cookie with its CSRF
-// token on writes), records writes in the audit log and turns a handler's error into the
-// JSON error response.
+// wrap serves a route through the edge: it authenticates the request (a bearer token, or the
+// UI's session cookie with its CSRF token on writes), audits writes in their own transaction
+// and turns a handler's error into the JSON error response.
 func (s *Server) wrap(rt Route) http.Handler {
+	// A read sent as POST (a search, a batch download) stores nothing and is not audited.
+	stores := rt.Policy != PolicyRead && rt.Policy != PolicyReadScoped
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var p *atelier.Principal
-		if !rt.Public {
-			var err error
-			p, err = s.authenticate(r)
-			if err != nil {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="atelier"`)
-				s.writeError(w, r, err)
-				return
-			}
-			r = r.WithContext(atelier.NewContextWithPrincipal(r.Context(), p))
-		}
-		// Writes are audited; a read sent as POST (a search, a batch download) is not.
-		if s.audit != nil && p != nil && isWrite(r.Method) && rt.Policy != PolicyRead && rt.Policy != PolicyReadScoped {
-			sw := &StatusWriter{ResponseWriter: w}
-			defer func() { s.recordAudit(r, p, sw.Status) }()
-			w = sw
-		}
-		// A full disk the adapters did not name (a temporary file, say) is named here.
-		err := atelier.StorageFull(rt.handler(w, r))
-		if err != nil {
-			s.writeError(w, r, err)
-		}
-		if s.Storage != nil && (err != nil || isWrite(r.Method) && rt.Policy != PolicyRead && rt.Policy != PolicyReadScoped) {
-			s.Storage.Observe(err)
-		}
+		d := s.door()
+		d.Serve(w, r, edge.Call{Public: rt.Public, Write: stores && edge.IsWrite(r.Method), Workspace: r.PathValue("workspace")}, rt.handler)
 	})
+}
+
+// door is the server's edge. It is made at each request because the fields it reads (Storage)
+// are set after NewServer.
+func (s *Server) door() edge.Door {
+	d := edge.Door{Auth: edge.Authenticator{Auth: s.auth}, Errors: s.errorWriter(), Audit: s.audit}
+	if s.Storage != nil {
+		d.Storage = s.Storage
+	}
+	return d
+}
+
+func (s *Server) errorWriter() edge.Errors {
+	return edge.Errors{Log: s.log, Map: func(err error) (int, any) {
+		return edge.StatusOf(statusOf, err), ErrorResponse{Code: atelier.ErrorCode(err), Message: atelier.ErrorMessage(err)}
+	}}
 }
 
 // statusOf is the one table from error codes to HTTP statuses.
@@ -286,28 +281,10 @@ type ErrorResponse struct {
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var maxErr *http.MaxBytesError
-	if errors.As(err, &maxErr) {
-		err = atelier.Errorf(atelier.ETOOLARGE, "request body is larger than %d bytes", maxErr.Limit)
-	} else if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		return // the client went away; nobody reads the answer
-	}
-	code, msg := atelier.ErrorCode(err), atelier.ErrorMessage(err)
-	if code == atelier.EINTERNAL {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	status := statusOf[code]
-	if status == 0 {
-		status = http.StatusInternalServerError
-	}
-	writeJSON(w, status, ErrorResponse{Code: code, Message: msg})
+	s.errorWriter().Write(w, r, err)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	return json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) error { return edge.WriteJSON(w, status, v) }
 
 // readJSON decodes a request body strictly: unknown fields, trailing data, oversize bodies and
 // bodies not of the shape the OpenAPI document gives the route (see checkShape) are client
@@ -432,18 +409,8 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 		since = since.UTC()
 		h.Status, h.Reason, h.StorageFullSince = "degraded", "storage full", &since
 	}
-	if s.LocalSocket != "" && fromLoopback(r) {
+	if s.LocalSocket != "" && edge.FromLoopback(r) {
 		h.Socket = s.LocalSocket
 	}
 	return writeJSON(w, http.StatusOK, h)
-}
-
-// fromLoopback reports whether r came over loopback TCP and not through a proxy (which may
-// serve clients of other machines).
-func fromLoopback(r *http.Request) bool {
-	if r.Header.Get("Forwarded") != "" || r.Header.Get("X-Forwarded-For") != "" {
-		return false
-	}
-	ip, err := netip.ParseAddr(remoteHost(r))
-	return err == nil && ip.IsLoopback()
 }

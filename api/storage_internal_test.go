@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/edge"
 )
 
 // recordingHandler keeps the messages logged to it.
@@ -105,7 +106,7 @@ func TestOpenAPIStorageFull(t *testing.T) {
 	}
 	for _, rt := range NewServer(nil, nil, nil).Routes() {
 		method, _, _ := strings.Cut(rt.Pattern, " ")
-		stores := isWrite(method) && rt.Policy != PolicyRead && rt.Policy != PolicyReadScoped
+		stores := edge.IsWrite(method) && rt.Policy != PolicyRead && rt.Policy != PolicyReadScoped
 		r, _ := responses[routeKey(rt.Pattern)]["507"].(map[string]any)
 		if stores && r["$ref"] != "#/components/responses/StorageFull" {
 			t.Errorf("%s stores something but does not document 507 (#/components/responses/StorageFull)", rt.Pattern)

@@ -11,18 +11,17 @@ package mlflow
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"reflect"
 	"strings"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/edge"
 )
 
 // Services is what the MLflow API is translated onto; *service.Service implements it.
@@ -170,46 +169,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, endpointNotFound(r))
 		return
 	}
-	p, err := h.authenticate(r)
-	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="atelier"`)
-		h.writeError(w, r, err)
-		return
-	}
-	if p.Kind == atelier.PrincipalRun && !artifacts && notForRuns[route] {
-		fn = refuseRun(route)
-	}
-	ctx := atelier.NewContextWithPrincipal(r.Context(), p)
-	// Writes through MLflow are audited like those through atelier's own API. The entry goes
-	// with the request's first write, in its transaction, as if it succeeds; it is recorded
-	// apart only if nothing took it or the request ended otherwise.
-	a, audited := h.svc.(auditor)
-	audited = audited && r.Method != http.MethodGet && r.Method != http.MethodHead && (artifacts || !readPOSTs[endpoint])
-	var pending *atelier.PendingAudit
-	if audited {
-		pending = atelier.NewPendingAudit(atelier.AuditEntry{Workspace: ws, User: p.Name, Kind: p.Kind, TokenID: p.TokenID,
-			Method: r.Method, Path: r.URL.Path, Status: http.StatusOK, Remote: remoteHost(r)})
-		ctx = atelier.NewContextWithAudit(ctx, pending)
-	}
-	r = r.WithContext(ctx)
-	sw := &statusRecorder{ResponseWriter: w}
-	err = atelier.StorageFull(fn(sw, r, ws)) // a full disk the adapters did not name
-	if err != nil {
-		h.writeError(sw, r, err)
-	}
-	if h.Storage != nil && (audited || err != nil) {
-		h.Storage.Observe(err)
-	}
-	if audited {
-		status := sw.status
-		if status == 0 {
-			status = http.StatusOK
+	// Writes through MLflow are audited like those through atelier's own API, in the
+	// transaction of their first write.
+	write := edge.IsWrite(r.Method) && (artifacts || !readPOSTs[endpoint])
+	d := h.door()
+	d.Serve(w, r, edge.Call{Write: write, Workspace: ws}, func(w http.ResponseWriter, r *http.Request) error {
+		if p := atelier.PrincipalFromContext(r.Context()); p != nil && p.Kind == atelier.PrincipalRun && !artifacts && notForRuns[route] {
+			return refuseRun(route)(w, r, ws)
 		}
-		if e, stored := pending.Finish(); !stored || e.Status != status {
-			e.Status = status
-			a.RecordAudit(r.Context(), &e)
-		}
-	}
+		return fn(w, r, ws)
+	})
+}
+
+// door is the handler's edge. It is made at each request because the fields it reads (Storage)
+// are set after NewHandler.
+func (h *Handler) door() edge.Door {
+	a, _ := h.svc.(edge.Auditor)
+	return edge.Door{Auth: edge.Authenticator{Auth: h.auth}, Errors: h.errorWriter(), Audit: a, Storage: h.Storage}
+}
+
+func (h *Handler) errorWriter() edge.Errors {
+	return edge.Errors{Log: h.log, Map: func(err error) (int, any) { return mapError(err) }}
 }
 
 // notForRuns are the endpoints a run's token may not call. A run's token changes only its run
@@ -247,62 +227,6 @@ func refuseRun(route string) handlerFunc {
 // search a commit).
 var readPOSTs = map[string]bool{"runs/search": true, "experiments/search": true, "logged-models/search": true,
 	"registered-models/get-latest-versions": true}
-
-// auditor is the service's audit hook.
-type auditor interface {
-	RecordAudit(ctx context.Context, e *atelier.AuditEntry)
-}
-
-// statusRecorder remembers the status written, for the audit log.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusRecorder) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-	w.ResponseWriter.WriteHeader(status)
-}
-
-func (w *statusRecorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// remoteHost is the client's address without its port.
-func remoteHost(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
-}
-
-// authenticate takes MLFLOW_TRACKING_TOKEN (a bearer token) or MLFLOW_TRACKING_USERNAME and
-// MLFLOW_TRACKING_PASSWORD (basic auth whose password is an atelier token).
-func (h *Handler) authenticate(r *http.Request) (*atelier.Principal, error) {
-	// The scheme is case-insensitive (RFC 7235): "bearer" and "BASIC" are Bearer and Basic.
-	scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
-	cred = strings.TrimSpace(cred)
-	token := ""
-	switch {
-	case scheme == "":
-	case strings.EqualFold(scheme, "Bearer"):
-		token = cred
-	case strings.EqualFold(scheme, "Basic"):
-		raw, err := base64.StdEncoding.DecodeString(cred)
-		if err != nil {
-			return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "invalid basic authorization header")
-		}
-		_, token, _ = strings.Cut(string(raw), ":")
-	default:
-		return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "unsupported authorization scheme %q: send Bearer <token>, or Basic with the token as the password", scheme)
-	}
-	return h.auth.Authenticate(r.Context(), token)
-}
 
 // apiError is an error with MLflow's error code, for the cases atelier's codes do not say.
 type apiError struct {
@@ -353,10 +277,6 @@ func mapError(err error) (int, errorBody) {
 	if errors.As(err, &ae) {
 		return ae.Status, errorBody{ae.Code, ae.Msg}
 	}
-	var maxErr *http.MaxBytesError
-	if errors.As(err, &maxErr) {
-		err = atelier.Errorf(atelier.ETOOLARGE, "request body is larger than %d bytes", maxErr.Limit)
-	}
 	code := atelier.ErrorCode(err)
 	m, ok := errorCodes[code]
 	if !ok {
@@ -366,21 +286,10 @@ func mapError(err error) (int, errorBody) {
 }
 
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		return
-	}
-	status, body := mapError(err)
-	if status >= 500 && status != http.StatusInsufficientStorage { // a full disk is logged once, by Storage
-		h.log.Error("mlflow request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	writeJSON(w, status, body)
+	h.errorWriter().Write(w, r, err)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	return json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) error { return edge.WriteJSON(w, status, v) }
 
 func ok(w http.ResponseWriter, v any) error {
 	if v == nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/atelier-ml/atelier/api"
 	"github.com/atelier-ml/atelier/compute/local"
 	"github.com/atelier-ml/atelier/datastore"
+	"github.com/atelier-ml/atelier/edge"
 	"github.com/atelier-ml/atelier/mlflow"
 	"github.com/atelier-ml/atelier/python"
 	"github.com/atelier-ml/atelier/sandbox"
@@ -308,7 +309,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &api.StatusWriter{ResponseWriter: w}
+		sw := &edge.StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		level := slog.LevelInfo
 		if r.Method == http.MethodGet || strings.HasSuffix(r.URL.Path, "/metrics") || strings.Contains(r.URL.Path, "/logs/") {
