@@ -133,16 +133,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if s.sessions == nil {
 		return atelier.Errorf(atelier.EUNAVAILABLE, "this server does not open sessions")
 	}
+	// Logins are audited, failed ones too; a session is stored with its entry.
 	remote := edge.RemoteHost(r)
-	t, err := s.sessions.Login(r.Context(), req.User, req.Password, remote)
-	if s.audit != nil {
-		status := http.StatusOK
-		if err != nil {
-			status = edge.StatusOf(statusOf, err)
-		}
-		s.audit.RecordAudit(r.Context(), &atelier.AuditEntry{User: req.User, Kind: atelier.PrincipalUser,
-			Method: r.Method, Path: r.URL.Path, Status: status, Remote: remote})
-	}
+	d := s.door()
+	ctx, finish := d.BeginAudit(r.Context(), atelier.AuditEntry{User: req.User, Kind: atelier.PrincipalUser,
+		Method: r.Method, Path: r.URL.Path, Remote: remote})
+	t, err := s.sessions.Login(ctx, req.User, req.Password, remote)
+	finish(edge.StatusOf(statusOf, err))
 	if err != nil {
 		return err
 	}

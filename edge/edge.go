@@ -36,11 +36,9 @@ type Call struct {
 }
 
 // Serve authenticates r (unless public), serves it with h and writes h's error. An
-// authenticated write is audited: its entry goes with the request's first write, in that
-// write's transaction, with the status the request will have if it succeeds; the entry is
-// recorded apart only if no write took it, or to give it the status the request ended with.
+// authenticated write is audited (see BeginAudit).
 func (d *Door) Serve(w http.ResponseWriter, r *http.Request, c Call, h func(http.ResponseWriter, *http.Request) error) {
-	var pending *atelier.PendingAudit
+	finish := func(int) {}
 	if !c.Public {
 		p, err := d.Auth.Authenticate(r)
 		if err != nil {
@@ -49,30 +47,41 @@ func (d *Door) Serve(w http.ResponseWriter, r *http.Request, c Call, h func(http
 			return
 		}
 		ctx := atelier.NewContextWithPrincipal(r.Context(), p)
-		if d.Audit != nil && c.Write {
-			pending = atelier.NewPendingAudit(atelier.AuditEntry{Workspace: c.Workspace, User: p.Name, Kind: p.Kind, TokenID: p.TokenID,
-				Method: r.Method, Path: r.URL.Path, Status: http.StatusOK, Remote: RemoteHost(r)})
-			ctx = atelier.NewContextWithAudit(ctx, pending)
+		if c.Write {
+			ctx, finish = d.BeginAudit(ctx, atelier.AuditEntry{Workspace: c.Workspace, User: p.Name, Kind: p.Kind, TokenID: p.TokenID,
+				Method: r.Method, Path: r.URL.Path, Remote: RemoteHost(r)})
 		}
 		r = r.WithContext(ctx)
 	}
 	sw := &StatusWriter{ResponseWriter: w}
-	// A full disk the adapters did not name (a temporary file, say) is named here.
-	err := atelier.StorageFull(h(sw, r))
+	err := named(h(sw, r))
 	if err != nil {
 		d.Errors.Write(sw, r, err)
 	}
 	if d.Storage != nil && (err != nil || c.Write) {
 		d.Storage.Observe(err)
 	}
-	if pending != nil {
-		status := sw.Status
-		if status == 0 {
-			status = http.StatusOK
-		}
+	if sw.Status == 0 {
+		sw.Status = http.StatusOK
+	}
+	finish(sw.Status)
+}
+
+// BeginAudit audits a write made with the returned context: the entry goes with the write's
+// first store write, in that write's transaction, so the two are durable together; the entry
+// has status 200 there, the status the write will have if it succeeds. finish ends the write
+// with its status: it records the entry apart only if no store write took it, or to give it
+// another status. Without an Auditor it does nothing.
+func (d *Door) BeginAudit(ctx context.Context, e atelier.AuditEntry) (_ context.Context, finish func(status int)) {
+	if d.Audit == nil {
+		return ctx, func(int) {}
+	}
+	e.Status = http.StatusOK
+	pending := atelier.NewPendingAudit(e)
+	return atelier.NewContextWithAudit(ctx, pending), func(status int) {
 		if e, stored := pending.Finish(); !stored || e.Status != status {
 			e.Status = status
-			d.Audit.RecordAudit(r.Context(), &e)
+			d.Audit.RecordAudit(ctx, &e)
 		}
 	}
 }

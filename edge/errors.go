@@ -22,10 +22,8 @@ type Errors struct {
 
 // Write answers err.
 func (e Errors) Write(w http.ResponseWriter, r *http.Request, err error) {
-	var maxErr *http.MaxBytesError
-	if errors.As(err, &maxErr) {
-		err = atelier.Errorf(atelier.ETOOLARGE, "request body is larger than %d bytes", maxErr.Limit)
-	} else if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+	err = named(err)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client went away; nobody reads the answer
 	}
 	status, body := e.Map(err)
@@ -36,9 +34,22 @@ func (e Errors) Write(w http.ResponseWriter, r *http.Request, err error) {
 	WriteJSON(w, status, body)
 }
 
+// named gives a code to the errors of the server's own making whose code is no adapter's to
+// give: a body over its limit, a full disk an adapter did not name (a temporary file, say).
+func named(err error) error {
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		return atelier.Errorf(atelier.ETOOLARGE, "request body is larger than %d bytes", maxErr.Limit)
+	}
+	return atelier.StorageFull(err)
+}
+
 // StatusOf is the status of err by a door's table: the status of its code, 500 for a code the
-// table does not have.
+// table does not have, 200 for no error.
 func StatusOf(table map[string]int, err error) int {
+	if err == nil {
+		return http.StatusOK
+	}
 	if s, ok := table[atelier.ErrorCode(err)]; ok {
 		return s
 	}
