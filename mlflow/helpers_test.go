@@ -26,6 +26,7 @@ type Stack struct {
 	Server  *httptest.Server
 	Service *service.Service
 	Token   string
+	Dir     string // the data directory
 }
 
 // MustStack starts a stack that is torn down when tb ends.
@@ -57,7 +58,7 @@ func MustStack(tb testing.TB) *Stack {
 	if err != nil || token == "" {
 		tb.Fatalf("making the admin token: %q, %v", token, err)
 	}
-	s := &Stack{Service: svc, Token: token}
+	s := &Stack{Service: svc, Token: token, Dir: dir}
 	s.Server = httptest.NewServer(mlflow.NewHandler(svc, svc, nil))
 	tb.Cleanup(s.Server.Close)
 	return s
