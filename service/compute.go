@@ -34,8 +34,10 @@ type scheduler struct {
 	targets map[string]*Target
 	running map[string]map[string]context.CancelFunc // target → run id → cancel
 	secrets map[string]map[string]string             // run id → the secrets its job was given
-	wake    chan struct{}
-	wg      sync.WaitGroup
+	// workspaces names the workspace of each executing run (run id → workspace).
+	workspaces map[string]string
+	wake       chan struct{}
+	wg         sync.WaitGroup
 }
 
 // AddComputeTarget registers a compute target (every server has "local").
@@ -136,12 +138,16 @@ func (s *Service) CancelRun(ctx context.Context, workspace, id string) (*atelier
 	s.sched.mu.Lock()
 	cancel := s.sched.running[run.Compute][id]
 	s.sched.mu.Unlock()
-	if cancel == nil {
-		// Not executing here: a queued run, or an interactive run whose client is told by the status.
+	if cancel == nil && (run.Compute == "" || !run.Status.Active()) {
+		// A queued run, or an interactive run whose client is told by the status.
 		return s.updateRunStatus(ctx, workspace, id, atelier.RunStatusUpdate{Status: atelier.StatusCanceled, Error: "canceled by request"})
 	}
+	// An executing run: here, its executor is told at once; on another server (replicas of
+	// one store), that server's scheduler sees the status (see watchCancels).
 	run, err = s.updateRunStatus(ctx, workspace, id, atelier.RunStatusUpdate{Status: atelier.StatusCancelRequested})
-	cancel() // the executor stops the script; the scheduler records Canceled
+	if cancel != nil {
+		cancel() // the executor stops the script; the scheduler records Canceled
+	}
 	return run, err
 }
 
@@ -171,6 +177,7 @@ func (s *Service) RunScheduler(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		s.dispatch(ctx)
+		s.watchCancels(ctx)
 		select {
 		case <-ctx.Done():
 			s.sched.mu.Lock()
@@ -184,6 +191,28 @@ func (s *Service) RunScheduler(ctx context.Context) {
 			return
 		case <-s.sched.wake:
 		case <-tick.C:
+		}
+	}
+}
+
+// watchCancels stops the runs executing here that another server asked to cancel: the request
+// is their status, CancelRequested, in the store they share.
+func (s *Service) watchCancels(ctx context.Context) {
+	type executing struct {
+		workspace, id string
+		cancel        context.CancelFunc
+	}
+	var list []executing
+	s.sched.mu.Lock()
+	for _, runs := range s.sched.running {
+		for id, cancel := range runs {
+			list = append(list, executing{workspace: s.sched.workspaces[id], id: id, cancel: cancel})
+		}
+	}
+	s.sched.mu.Unlock()
+	for _, r := range list {
+		if run, err := s.store.FindRun(ctx, r.workspace, r.id); err == nil && run.Status == atelier.StatusCancelRequested {
+			r.cancel()
 		}
 	}
 }
@@ -263,6 +292,7 @@ func (s *Service) start(ctx context.Context, t *Target, run *atelier.Run) {
 	jobCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.sched.mu.Lock()
 	s.sched.running[t.Name][run.ID] = cancel
+	s.sched.workspaces[run.ID] = run.Workspace
 	s.sched.secrets[run.ID] = secrets // for the logs appended through the API (see logMasker)
 	s.sched.mu.Unlock()
 	s.sched.wg.Add(1)
@@ -282,6 +312,7 @@ func (s *Service) start(ctx context.Context, t *Target, run *atelier.Run) {
 		s.log.Info("run ended", "workspace", run.Workspace, "run", run.ID, "status", res.Status)
 		s.sched.mu.Lock()
 		delete(s.sched.running[t.Name], run.ID)
+		delete(s.sched.workspaces, run.ID)
 		delete(s.sched.secrets, run.ID)
 		s.sched.mu.Unlock()
 		cancel()

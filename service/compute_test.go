@@ -460,6 +460,49 @@ func TestCancelRun(t *testing.T) {
 	MustCode(t, err, atelier.ENOTFOUND)
 }
 
+// A run executing on one server is canceled through another server of the same store (two
+// replicas): the request is the run's status, which the executing server's scheduler watches.
+func TestCancelFromAnotherServer(t *testing.T) {
+	t.Parallel()
+	s := MustComputeStack(t, "", 1, false)
+	script := "import os, time\nprint('pgid=%d' % os.getpgid(0), flush=True)\ntime.sleep(1000)\n"
+	run := s.MustSubmit(t, script, atelier.RunConfig{}, nil)
+	s.WaitRun(t, run.ID, 20*time.Second, atelier.StatusRunning)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(s.Log(t, run.ID, local.StdLogPath), "pgid=") {
+		if time.Now().After(deadline) {
+			t.Fatal("no output from the script")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var pgid int
+	fmt.Sscanf(strings.TrimSpace(s.Log(t, run.ID, local.StdLogPath)), "pgid=%d", &pgid)
+
+	// The other server: the same database, no scheduler, nothing executing.
+	db, err := sqlite.Open(context.Background(), filepath.Join(s.dir, "atelier.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	other := service.New(db, s.objects, nil)
+	got, err := other.CancelRun(s.ctx, "default", run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != atelier.StatusCancelRequested {
+		t.Errorf("the other server answered %s, want CancelRequested (the script runs on the first)", got.Status)
+	}
+	got = s.WaitRun(t, run.ID, time.Minute)
+	if got.Status != atelier.StatusCanceled || got.ExitCode == nil || *got.ExitCode != 143 {
+		t.Errorf("run canceled from another server: %s, exit code %v, %q; want Canceled with 143 (SIGTERM)", got.Status, got.ExitCode, got.Error)
+	}
+	if pgid > 1 {
+		if err := waitGroupGone(pgid); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // Canceling a run the instant the scheduler claims it (between Preparing and the executor's
 // start) still cancels it: the script does not run to the end.
 func TestCancelAsTheRunIsClaimed(t *testing.T) {

@@ -81,7 +81,7 @@ func New(store atelier.Store, objects atelier.ObjectStore, log *slog.Logger) *Se
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{store: store, objects: objects, events: NewBroker(), log: log, now: time.Now,
-		sched:  &scheduler{targets: map[string]*Target{}, running: map[string]map[string]context.CancelFunc{}, secrets: map[string]map[string]string{}, wake: make(chan struct{}, 1)},
+		sched:  &scheduler{targets: map[string]*Target{}, running: map[string]map[string]context.CancelFunc{}, secrets: map[string]map[string]string{}, workspaces: map[string]string{}, wake: make(chan struct{}, 1)},
 		logins: newThrottle(), PasswordCost: bcrypt.DefaultCost,
 		SnapshotMaxBytes: atelier.DefaultSnapshotMaxBytes, SnapshotMaxFiles: atelier.DefaultSnapshotMaxFiles}
 }
