@@ -67,7 +67,7 @@ type Server struct {
 	LocalSocket string
 	// Storage, when set, is told how writes end and tells the health check whether the
 	// server's storage is full.
-	Storage *StorageCondition
+	Storage *edge.StorageCondition
 }
 
 // Route is one entry of the route table; the OpenAPI document and the authorization matrix

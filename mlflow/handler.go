@@ -45,7 +45,7 @@ type Handler struct {
 
 	// MaxJSONBody bounds JSON request bodies.
 	MaxJSONBody int64
-	// Storage, when set, is told how writes end (see api.StorageCondition).
+	// Storage, when set, is told how writes end (see edge.StorageCondition).
 	Storage atelier.StorageMonitor
 }
 

@@ -261,7 +261,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	apiServer.CookieSecure = cookieSecure
 	// Both front doors tell one condition how writes end: a full disk is logged once an
 	// episode, and the health check reports it.
-	apiServer.Storage = api.NewStorageCondition(log)
+	apiServer.Storage = edge.NewStorageCondition(log)
 	mlflowAPI.Storage = apiServer.Storage
 	if unixLn != nil {
 		apiServer.LocalSocket = unixLn.Addr().String()
