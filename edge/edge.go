@@ -47,7 +47,7 @@ func (d *Door) Serve(w http.ResponseWriter, r *http.Request, c Call, h func(http
 			return
 		}
 		ctx := atelier.NewContextWithPrincipal(r.Context(), p)
-		if c.Write {
+		if c.Write && p != nil {
 			ctx, finish = d.BeginAudit(ctx, atelier.AuditEntry{Workspace: c.Workspace, User: p.Name, Kind: p.Kind, TokenID: p.TokenID,
 				Method: r.Method, Path: r.URL.Path, Remote: RemoteHost(r)})
 		}
