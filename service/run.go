@@ -222,6 +222,13 @@ func (s *Service) UpdateRunStatus(ctx context.Context, workspace, id string, upd
 		return nil, err
 	}
 	if upd.Status == atelier.StatusCanceled {
+		if p := runPrincipal(ctx); p != nil && p.RunID == id && !s.sched.executing(id) {
+			// The run's own job runner (atelier job exec) stopped its script as asked: that
+			// ends the request. From anyone else, Canceled is a request (see CancelRun).
+			if run, err := s.store.FindRun(ctx, workspace, id); err == nil && run.Status == atelier.StatusCancelRequested {
+				return s.updateRunStatus(ctx, workspace, id, upd)
+			}
+		}
 		return s.CancelRun(ctx, workspace, id)
 	}
 	if s.sched.executing(id) && upd.Status.Terminal() {

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/api"
+	"github.com/atelier-ml/atelier/compute/local"
+	"github.com/atelier-ml/atelier/python"
+)
+
+// secretEnvPrefix starts the variables that hand the runner a run's secrets: the server (or a
+// compute driver) decrypts them, the runner gives them to the script under their own names.
+const secretEnvPrefix = "ATELIER_SECRET_"
+
+func newJobCmd(cfg *clientConfig) *cobra.Command {
+	cmd := &cobra.Command{Use: "job", Short: "Run a submitted run's phases where its script runs (used by compute targets)"}
+	var runID, workDir string
+	exec := &cobra.Command{
+		Use:   "exec --run RUN",
+		Short: "Run a run's script here: snapshot, data, environment, logs, outputs and its end",
+		Long: `Runs a submitted run's phases on this machine, talking to the server with the run's own
+token: it downloads the run's snapshot and data references, builds or reuses its Python
+environment, runs its script with its output streamed to the run's std_log, uploads
+./outputs and ./logs, and records how the run ended. A compute target launches it; the run
+must have been claimed (Preparing) for it.
+
+  ATELIER_SERVER            the server's URL
+  ATELIER_TOKEN             the run's token (not a user's)
+  ATELIER_SECRET_<NAME>     the value of each secret the run's configuration names
+
+The runner watches the run's status and stops the script when it is CancelRequested.
+Exit codes: 0 the run Completed, 7 it Failed or was Canceled, 1 the runner itself failed.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runID == "" {
+				return usagef("--run is required")
+			}
+			if cfg.token == "" {
+				return usagef("the run's token is required: set ATELIER_TOKEN")
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			c.UserAgent = "atelier-job"
+			r := &jobRunner{client: c, workspace: cfg.workspace, runID: runID, workDir: workDir,
+				environ: os.Environ(), poll: time.Second, stderr: cmd.ErrOrStderr()}
+			run, err := r.exec(cmd.Context())
+			if err != nil {
+				// The runner's own failure exits 1, whatever the server's error code.
+				return fmt.Errorf("job exec: run %s: %s", runID, errorText(err))
+			}
+			if run.Status != atelier.StatusCompleted {
+				return runFailedError{run}
+			}
+			return nil
+		},
+	}
+	exec.Flags().StringVar(&runID, "run", "", "the run to execute")
+	exec.Flags().StringVar(&workDir, "work-dir", "",
+		"where the run's directory, its environments and the SDK go (default: a temporary directory, removed at the end)")
+	cmd.AddCommand(exec)
+	return cmd
+}
+
+// jobRunner executes one run where its script runs, through the API with the run's token.
+type jobRunner struct {
+	client    *api.Client
+	workspace string
+	runID     string
+	// workDir holds the run's directory, its Python environments and the SDK; "" for a
+	// temporary directory removed at the end.
+	workDir string
+	// environ is the runner's environment, where the run's secrets are (ATELIER_SECRET_*).
+	environ []string
+	// poll is how often the run's status is read, to learn of a cancel request.
+	poll time.Duration
+	// isolation confines the script (nil: the script can do what the runner can).
+	isolation *local.Isolation
+	stderr    io.Writer
+}
+
+// exec runs the job and records its end; it returns the run as recorded. An error is the
+// runner's own: the run may then be left active, for its compute target to fail.
+func (r *jobRunner) exec(ctx context.Context) (*atelier.Run, error) {
+	c := r.client
+	run, err := c.FindRun(ctx, r.workspace, r.runID)
+	if err != nil {
+		return nil, err
+	}
+	if run.Status.Terminal() {
+		return nil, atelier.Errorf(atelier.ECONFLICT, "the run has already ended (%s)", run.Status)
+	}
+	// Host calls and the recording of the end outlive a signal to the runner: a stopped runner
+	// still says how the run ended.
+	bg := context.WithoutCancel(ctx)
+	record := func(res atelier.JobResult) (*atelier.Run, error) {
+		ended, err := c.UpdateRunStatus(bg, run.Workspace, run.ID, atelier.RunStatusUpdate{Status: res.Status, Error: res.Error, ExitCode: res.ExitCode})
+		if atelier.ErrorCode(err) == atelier.ECONFLICT {
+			// Ended meanwhile (its script, through the same token, or a cancel of a queued
+			// state): the run's end stands as recorded.
+			if now, ferr := c.FindRun(bg, run.Workspace, run.ID); ferr == nil && now.Status.Terminal() {
+				return now, nil
+			}
+		}
+		return ended, err
+	}
+	var config atelier.RunConfig
+	if err := json.Unmarshal(run.Config, &config); err != nil {
+		return record(atelier.JobResult{Status: atelier.StatusFailed, Error: "the stored run configuration is unreadable: " + err.Error()})
+	}
+	snap, err := c.FindSnapshot(ctx, run.Workspace, run.SnapshotID)
+	if err != nil {
+		if atelier.ErrorCode(err) == atelier.ENOTFOUND {
+			return record(atelier.JobResult{Status: atelier.StatusFailed, Error: "the run's snapshot is missing: " + atelier.ErrorMessage(err)})
+		}
+		return nil, err
+	}
+	secrets, err := runSecrets(config.Secrets, r.environ)
+	if err != nil {
+		return record(atelier.JobResult{Status: atelier.StatusFailed, Error: "the run's secrets: " + atelier.ErrorMessage(err)})
+	}
+	job := &atelier.Job{Run: run, Config: config, Snapshot: snap, Env: jobEnv(c.BaseURL, run, config, secrets, c.Token), Secrets: secrets}
+
+	dir := r.workDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "atelier-job-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+	} else if dir, err = filepath.Abs(dir); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"work", "envs", "tmp", "sdk"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	sdk, err := python.Install(filepath.Join(dir, "sdk"))
+	if err != nil {
+		return nil, fmt.Errorf("installing the Python SDK: %w", err)
+	}
+	executor := &local.Executor{WorkDir: filepath.Join(dir, "work"), SDKPath: sdk, CancelGrace: atelier.DefaultCancelGrace,
+		Envs: &local.EnvCache{Dir: filepath.Join(dir, "envs"), Isolation: r.isolation}, Isolation: r.isolation, NoOverlay: true}
+	host := api.NewJobHost(c, run, snap, filepath.Join(dir, "tmp"))
+	defer host.Close()
+
+	jobCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		r.watchCancel(jobCtx, cancel)
+	}()
+	res := executor.Run(jobCtx, host, job)
+	cancel()
+	<-watched
+	if ctx.Err() != nil && res.Status == atelier.StatusCanceled {
+		// Stopped by a signal, not by a request: the run did not end as anyone asked.
+		res.Status, res.Error = atelier.StatusFailed, "the job runner was stopped while the run was active"
+	}
+	return record(res)
+}
+
+// watchCancel reads the run's status every poll until ctx ends, and cancels the job when the
+// run is asked to stop (CancelRequested) or has ended meanwhile.
+func (r *jobRunner) watchCancel(ctx context.Context, cancel context.CancelFunc) {
+	tick := time.NewTicker(r.poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		run, err := r.client.FindRun(ctx, r.workspace, r.runID)
+		if err != nil {
+			if ctx.Err() == nil {
+				fmt.Fprintf(r.stderr, "job exec: reading the status of run %s: %s\n", r.runID, errorText(err))
+			}
+			continue // the server may be restarting: the script goes on
+		}
+		if run.Status == atelier.StatusCancelRequested || run.Status.Terminal() {
+			cancel()
+			return
+		}
+	}
+}
+
+// runSecrets returns the values of the secrets the configuration names, from the runner's
+// environment (ATELIER_SECRET_<NAME>).
+func runSecrets(names []string, environ []string) (map[string]string, error) {
+	given := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, secretEnvPrefix) {
+			given[strings.TrimPrefix(k, secretEnvPrefix)] = v
+		}
+	}
+	secrets := map[string]string{}
+	for _, name := range names {
+		v, ok := given[name]
+		if !ok {
+			return nil, atelier.Errorf(atelier.EINVALID, "secret %q was not given to the job runner (%s%s)", name, secretEnvPrefix, name)
+		}
+		secrets[name] = v
+	}
+	return secrets, nil
+}
+
+// jobEnv is the run context the script receives, as the server's scheduler gives it; the
+// run's token goes into secrets (ATELIER_TOKEN, and MLFLOW_TRACKING_TOKEN when MLflow logs
+// into the run), so the executor masks it in the run's logs.
+func jobEnv(server string, run *atelier.Run, config atelier.RunConfig, secrets map[string]string, token string) map[string]string {
+	env := map[string]string{"ATELIER_SERVER": server, "ATELIER_WORKSPACE": run.Workspace,
+		"ATELIER_RUN_ID": run.ID, "ATELIER_EXPERIMENT": run.Experiment}
+	secrets["ATELIER_TOKEN"] = token
+	if _, own := config.Environment.Variables["MLFLOW_TRACKING_URI"]; !own && secrets["MLFLOW_TRACKING_URI"] == "" {
+		env["MLFLOW_TRACKING_URI"] = server
+		if run.Workspace != atelier.DefaultWorkspace {
+			env["MLFLOW_TRACKING_URI"] = server + "/workspaces/" + url.PathEscape(run.Workspace) + "/mlflow"
+		}
+		env["MLFLOW_RUN_ID"] = run.ID
+		env["MLFLOW_EXPERIMENT_NAME"] = run.Experiment
+		secrets["MLFLOW_TRACKING_TOKEN"] = token
+	}
+	return env
+}
