@@ -37,6 +37,7 @@ must have been claimed (Preparing) for it.
 
   ATELIER_SERVER            the server's URL
   ATELIER_TOKEN             the run's token (not a user's)
+  ATELIER_WORKSPACE         the run's workspace (default "default")
   ATELIER_SECRET_<NAME>     the value of each secret the run's configuration names
 
 The runner watches the run's status and stops the script when it is CancelRequested.
@@ -151,6 +152,7 @@ func (r *jobRunner) exec(ctx context.Context) (*atelier.Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("installing the Python SDK: %w", err)
 	}
+	// No overlay: each run copies its snapshot; the runner keeps no template between runs.
 	executor := &local.Executor{WorkDir: filepath.Join(dir, "work"), SDKPath: sdk, CancelGrace: atelier.DefaultCancelGrace,
 		Envs: &local.EnvCache{Dir: filepath.Join(dir, "envs"), Isolation: r.isolation}, Isolation: r.isolation, NoOverlay: true}
 	host := api.NewJobHost(c, run, snap, filepath.Join(dir, "tmp"))

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -288,5 +289,75 @@ func TestJobExecCancel(t *testing.T) {
 	}
 	if log := stdLog(t, ctx, s.admin, run); strings.Contains(log, "woke up") {
 		t.Errorf("the script ran to its end:\n%s", log)
+	}
+}
+
+// A secret the configuration names but the launcher did not hand over fails the run, saying
+// which variable was missing; a token that is not valid is the runner's own error (exit 1).
+func TestJobExecRefuses(t *testing.T) {
+	needPython(t)
+	ctx := jobCtx(t)
+	s := startJobStack(t)
+	if _, err := s.admin.SetSecret(ctx, atelier.DefaultWorkspace, "API_KEY", "value"); err != nil {
+		t.Fatal(err)
+	}
+	run, token := s.claim(t, ctx, atelier.RunConfig{Script: "train.py", Secrets: []string{"API_KEY"}},
+		map[string]string{"train.py": "print('ran')\n"})
+	cmd, out := s.startRunner(t, run, "atl_notavalidtoken")
+	if code := runnerExit(cmd); code != 1 {
+		t.Fatalf("with an invalid token the runner exited %d, want 1:\n%s", code, out)
+	}
+	cmd, out = s.startRunner(t, run, token)
+	if code := runnerExit(cmd); code != exitRunFailed {
+		t.Fatalf("the runner exited %d, want %d:\n%s", code, exitRunFailed, out)
+	}
+	got, err := s.admin.FindRun(ctx, run.Workspace, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != atelier.StatusFailed || !strings.Contains(got.Error, "ATELIER_SECRET_API_KEY") {
+		t.Fatalf("run ended %s (%q), want Failed naming ATELIER_SECRET_API_KEY", got.Status, got.Error)
+	}
+	if log := stdLog(t, ctx, s.admin, run); strings.Contains(log, "ran") {
+		t.Errorf("the script ran without its secret:\n%s", log)
+	}
+}
+
+// A runner stopped by a signal stops its script and records the run Failed (no one asked to
+// cancel it), instead of leaving it active.
+func TestJobExecSignaled(t *testing.T) {
+	needPython(t)
+	ctx := jobCtx(t)
+	s := startJobStack(t)
+	run, token := s.claim(t, ctx, atelier.RunConfig{Script: "wait.py"},
+		map[string]string{"wait.py": "import time\nprint('waiting', flush=True)\ntime.sleep(600)\n"})
+	cmd, out := s.startRunner(t, run, token)
+	exited := make(chan int, 1)
+	go func() { exited <- runnerExit(cmd) }()
+	for !strings.Contains(stdLog(t, ctx, s.admin, run), "waiting") {
+		select {
+		case code := <-exited:
+			t.Fatalf("the runner exited %d before the script started:\n%s", code, out)
+		case <-ctx.Done():
+			t.Fatal("the script never started")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case code := <-exited:
+		if code != exitRunFailed {
+			t.Fatalf("the runner exited %d, want %d:\n%s", code, exitRunFailed, out)
+		}
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		t.Fatal("the runner did not stop")
+	}
+	got, err := s.admin.FindRun(ctx, run.Workspace, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != atelier.StatusFailed || !strings.Contains(got.Error, "stopped") {
+		t.Fatalf("run ended %s (%q), want Failed saying the runner was stopped", got.Status, got.Error)
 	}
 }
