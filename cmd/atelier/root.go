@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -67,7 +68,36 @@ Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
 	root.AddCommand(newServerCmd(), newWorkspaceCmd(cfg), newExperimentCmd(cfg), newRunCmd(cfg),
 		newActivityCmd(cfg), newSnapshotCmd(cfg), newComputeCmd(cfg), newModelCmd(cfg),
 		newUserCmd(cfg), newTokenCmd(cfg), newAuditCmd(cfg), newDatastoreCmd(cfg), newSecretCmd(cfg), newJobCmd(cfg))
+	refuseUnknownCommands(root)
 	return root
+}
+
+// refuseUnknownCommands makes every command group (atelier, atelier run, ...) answer a
+// subcommand it does not have with a usage error (exit 2) that suggests the nearest ones:
+// cobra printed the group's help and exited 0, so a typo in a CI step passed.
+func refuseUnknownCommands(group *cobra.Command) {
+	if !group.HasSubCommands() {
+		return
+	}
+	if group.Run == nil && group.RunE == nil {
+		group.Args = cobra.ArbitraryArgs
+		group.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if cmd.SuggestionsMinimumDistance <= 0 {
+				cmd.SuggestionsMinimumDistance = 2
+			}
+			if near := cmd.SuggestionsFor(args[0]); len(near) > 0 {
+				msg += " (did you mean " + strings.Join(near, " or ") + "?)"
+			}
+			return usagef("%s; see '%s --help'", msg, cmd.CommandPath())
+		}
+	}
+	for _, c := range group.Commands() {
+		refuseUnknownCommands(c)
+	}
 }
 
 // client returns the API client for the configured server.
