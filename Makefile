@@ -5,7 +5,7 @@ BIN := bin/atelier
 .PHONY: build run test test-go test-python bench fuzz fuzz-go fuzz-api vet clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/atelier
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/atelier
 
 # Builds and starts a server on the embedded default (SQLite + local files in ./.atelier).
 run: build

@@ -363,3 +363,15 @@ func TestAnyUserCreatesWorkspace(t *testing.T) {
 	}
 	MustAPIError(t, s.MustDo(t, Request{Method: "POST", Path: "/api/v1/workspaces", Body: `{"name":"by-a-run"}`, Token: &runToken}), 403)
 }
+
+// The health check tells the server's version, as the document says.
+func TestHealthVersion(t *testing.T) {
+	s := MustStack(t, func(s *Stack) { s.API.Version = "v1.2.3-test" }) // before it serves
+	h, err := api.NewClient(s.Server.URL, "").Health(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Version != "v1.2.3-test" || h.Status != "ok" {
+		t.Errorf("health = %+v, want version v1.2.3-test", h)
+	}
+}

@@ -65,6 +65,8 @@ type Server struct {
 	// LocalSocket is the path of the server's Unix socket, if it listens on one: the health
 	// check tells it to clients on the server's own machine (see Health).
 	LocalSocket string
+	// Version is the server's version, told by the health check.
+	Version string
 	// Storage, when set, is told how writes end and tells the health check whether the
 	// server's storage is full.
 	Storage *edge.StorageCondition
@@ -401,10 +403,13 @@ type Health struct {
 	// loopback TCP, directly: the one client that can use it (the socket is its user's alone),
 	// and that gains from it (files pass as descriptors instead of through TCP).
 	Socket string `json:"socket,omitempty"`
+	// Version is the server's version (its module version, or its commit for a build from a
+	// checkout).
+	Version string `json:"version,omitempty"`
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
-	h := Health{Status: "ok", Time: time.Now().UTC()}
+	h := Health{Status: "ok", Time: time.Now().UTC(), Version: s.Version}
 	if full, since := s.Storage.Full(); full {
 		since = since.UTC()
 		h.Status, h.Reason, h.StorageFullSince = "degraded", "storage full", &since

@@ -258,6 +258,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	// The MLflow REST API shares the listener: MLflow's paths go to it, the rest to atelier's API
 	// (dispatched by prefix, not by a ServeMux, which would redirect non-canonical paths).
 	apiServer, mlflowAPI := api.NewServer(svc, svc, log), mlflow.NewHandler(svc, svc, log)
+	apiServer.Version = buildVersion().Version
 	apiServer.CookieSecure = cookieSecure
 	// Both front doors tell one condition how writes end: a full disk is logged once an
 	// episode, and the health check reports it.
