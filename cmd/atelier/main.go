@@ -32,9 +32,10 @@ const (
 	exitUsage     = 2 // bad flags or arguments
 	exitNotFound  = 3
 	exitConflict  = 4
-	exitAuth      = 5 // unauthorized or forbidden
-	exitUnavail   = 6 // the server cannot be reached
-	exitRunFailed = 7 // run submit --wait: the run ended Failed or Canceled
+	exitAuth      = 5   // unauthorized or forbidden
+	exitUnavail   = 6   // the server cannot be reached
+	exitRunFailed = 7   // run submit --wait: the run ended Failed or Canceled
+	exitInterrupt = 130 // interrupted (Ctrl-C, SIGTERM), as shells report it
 )
 
 func errorText(err error) string {
@@ -53,6 +54,10 @@ func exitCode(err error) int {
 	var rf runFailedError
 	if errors.As(err, &rf) {
 		return exitRunFailed
+	}
+	var ie interruptedError
+	if errors.As(err, &ie) {
+		return exitInterrupt
 	}
 	var e *atelier.Error
 	if !errors.As(err, &e) {
@@ -79,3 +84,8 @@ type usageError struct{ msg string }
 func (u usageError) Error() string { return u.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// interruptedError ends a command the user interrupted, saying what goes on without it.
+type interruptedError struct{ msg string }
+
+func (e interruptedError) Error() string { return e.msg }

@@ -46,7 +46,8 @@ go over its Unix socket when it has one that belongs to this user; ATELIER_SOCKE
 them on TCP.
 
 Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
-5 not authorized, 6 server unreachable, 7 the awaited run failed.`,
+5 not authorized, 6 server unreachable, 7 the awaited run failed, 130 interrupted
+(Ctrl-C on run submit --wait stops following; the run keeps running).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -256,6 +256,10 @@ when the run Completed (7 when it Failed or was Canceled).`,
 			}
 			fmt.Fprintf(os.Stderr, "run %s queued on %s\n", run.ID, run.Compute)
 			final, err := waitForRun(ctx, c, cfg.workspace, run.ID, cmd.OutOrStdout())
+			if err != nil && ctx.Err() != nil {
+				// Ctrl-C stops the following, not the run.
+				return interruptedError{fmt.Sprintf("stopped following; run %s keeps running on %s (to stop it: atelier run cancel %s)", run.ID, run.Compute, run.ID)}
+			}
 			if err != nil {
 				return err
 			}
