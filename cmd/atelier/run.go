@@ -488,6 +488,9 @@ func runLogsCmd(cfg *clientConfig) *cobra.Command {
 // DefaultLogPath is where a run's standard output and error are captured.
 const DefaultLogPath = "logs/std_log.txt"
 
+// PrepareLogPath is where a run's preparation (data, environment build) logs.
+const PrepareLogPath = "logs/prepare_log.txt"
+
 func runDownloadCmd(cfg *clientConfig) *cobra.Command {
 	var outputs, snapshot bool
 	var dir, prefix string

@@ -343,9 +343,30 @@ func waitForRun(ctx context.Context, c *api.Client, workspace, id string, out io
 	if err != nil {
 		return nil, err
 	}
+	// While the run prepares (pip may take minutes), the preparation's log goes to stderr
+	// with the statuses; it stops when the script starts.
+	prepCtx, stopPrep := context.WithCancel(ctx)
+	defer stopPrep()
+	go func() {
+		var offset int64
+		for prepCtx.Err() == nil {
+			if rc, err := c.FollowLog(prepCtx, workspace, id, PrepareLogPath, offset, true); err == nil {
+				n, _ := io.Copy(os.Stderr, rc)
+				rc.Close()
+				offset += n
+			}
+			select { // not written yet, or the stream dropped
+			case <-prepCtx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
 	go func() {
 		for e := range events {
 			fmt.Fprintf(os.Stderr, "[%s] %s\n", e.Time.Local().Format("15:04:05"), summarizeEvent(e))
+			if st := atelier.RunStatus(eventText(e)); st != atelier.StatusQueued && st != atelier.StatusPreparing {
+				stopPrep()
+			}
 		}
 	}()
 	// The log stream ends when the run ends; it is read from where it was left after a

@@ -283,11 +283,13 @@ func (e *Executor) maxLog() int64 {
 	return 100 << 20
 }
 
-// serverEnviron is the server's environment less its own settings (ATELIER_*).
+// serverEnviron is the server's environment less its own settings (ATELIER_*) and the
+// directories of its user (XDG_*: in the server's home, which runs do not see; a run's
+// programs find theirs under the run's own $HOME).
 func serverEnviron() []string {
 	var list []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ATELIER_") {
+		if !strings.HasPrefix(kv, "ATELIER_") && !strings.HasPrefix(kv, "XDG_") {
 			list = append(list, kv)
 		}
 	}
