@@ -262,6 +262,12 @@ func runListCmd(cfg *clientConfig) *cobra.Command {
 				}
 				q.PageToken = page.NextPageToken
 			}
+			if len(runs) == 0 && q.Experiment != "" {
+				// No run, or no such experiment (a typo)? Say which.
+				if _, err := c.FindExperiment(cmd.Context(), cfg.workspace, q.Experiment); atelier.ErrorCode(err) == atelier.ENOTFOUND {
+					return atelier.Errorf(atelier.ENOTFOUND, "workspace %s has no experiment %q (see 'atelier experiment list')", cfg.workspace, q.Experiment)
+				}
+			}
 			if cfg.output == "json" {
 				return printJSON(cmd.OutOrStdout(), runs)
 			}
