@@ -128,3 +128,11 @@ func kvString[V any](m map[string]V) string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// plural picks the word for n things.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

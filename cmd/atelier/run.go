@@ -529,15 +529,22 @@ func runDownloadCmd(cfg *clientConfig) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if len(files) == 0 {
+				return atelier.Errorf(atelier.ENOTFOUND, "run %s has no files under %s/ (see 'atelier run show %s')", args[0], strings.TrimSuffix(prefix, "/"), args[0])
+			}
 			var total int64
 			for _, f := range files {
 				total += f.Size
 			}
 			bar := newProgress(os.Stderr, "downloading", progressThreshold(total))
-			defer bar.done()
-			return parallel(ctx, 8, files, func(ctx context.Context, f *atelier.File) error {
+			err = parallel(ctx, 8, files, func(ctx context.Context, f *atelier.File) error {
 				return downloadFile(ctx, c, cfg.workspace, args[0], f.Path, dir, bar)
 			})
+			bar.done()
+			if err == nil {
+				fmt.Fprintf(os.Stderr, "downloaded %d %s (%s) to %s\n", len(files), plural(len(files), "file", "files"), humanBytes(total), filepath.Join(dir, filepath.FromSlash(strings.TrimSuffix(prefix, "/"))))
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
