@@ -1,5 +1,6 @@
 """Runs: the Azure ML-style logging API over atelier's REST API."""
 
+from collections.abc import Mapping
 import hashlib
 import json
 import math
@@ -83,6 +84,20 @@ def _table_columns(name, value):
         raise ValueError("log_table %r: columns have different lengths %s" % (name, sorted(lengths)))
     return cols
 
+
+
+def _log_each(log, metrics, value, step):
+    """Logs each entry of a dict of metrics, after checking them all."""
+    if value is not None:
+        raise TypeError("log(dict) takes the values in the dict, not a value argument (got %r)" % (value,))
+    checked = []
+    for name, v in metrics.items():
+        if not isinstance(name, str):
+            raise TypeError("log(dict): metric names must be strings, got %r" % (name,))
+        _check_name("metric", name)
+        checked.append((name, to_metric_float(name, v)))
+    for name, v in checked:
+        log(name, v, step=step)
 
 class Run:
     """A run of an experiment. ``Run(experiment, run_id)`` attaches to an existing run;
@@ -359,8 +374,14 @@ class Run:
         if self._buf is not None:
             sender().unregister(self._buf)
 
-    def log(self, name, value, description="", step=None):
-        """Logs a scalar value; step defaults to one past the last step logged under name."""
+    def log(self, name, value=None, description="", step=None):
+        """Logs a scalar value; step defaults to one past the last step logged under name.
+
+        A dict logs each of its entries, as W&B's wandb.log({"loss": 0.2, "acc": 0.9}) does:
+        all are checked before any is sent, so a bad value logs none of them."""
+        if type(name) is not str and isinstance(name, Mapping):
+            _log_each(self.log, name, value, step)
+            return
         b = self._buf or self._buffer()
         if b.error is not None:
             b.raise_pending()
@@ -790,7 +811,10 @@ class OfflineRun:
     def _say(msg):
         print("[offline] " + msg, flush=True)
 
-    def log(self, name, value, description="", step=None):
+    def log(self, name, value=None, description="", step=None):
+        if type(name) is not str and isinstance(name, Mapping):
+            _log_each(self.log, name, value, step)
+            return
         _check_name("metric", name)
         v = to_metric_float(name, value)
         step = self._steps.get(name, 0) if step is None else _step(name, step)

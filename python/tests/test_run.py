@@ -46,6 +46,19 @@ def test_scalars_nan_inf_bool(run):
     assert history(run.workspace, run.id, "x")["values"] == ["NaN", "Infinity", "-Infinity"]
 
 
+def test_log_a_dict_logs_each_entry(run):
+    # W&B's habit: wandb.log({"loss": ..., "acc": ...}, step=...).
+    run.log({"loss": 0.5, "acc": 0.75})
+    run.log({"loss": 0.25}, step=9)
+    with pytest.raises(TypeError, match="'bad'"):
+        run.log({"loss": 0.125, "bad": "text"})  # checked first: nothing of it is logged
+    with pytest.raises(TypeError, match="values in the dict"):
+        run.log({"loss": 0.1}, 0.2)
+    m = run.get_metrics()
+    assert m["loss"] == [0.5, 0.25] and m["acc"] == [0.75] and "bad" not in m
+    assert history(run.workspace, run.id, "loss")["steps"] == [0, 9]
+
+
 def test_bad_values_raise_at_the_call(run):
     with pytest.raises(TypeError):
         run.log("s", "not a number")
