@@ -251,6 +251,7 @@ func runListCmd(cfg *clientConfig) *cobra.Command {
 				return err
 			}
 			var runs []*atelier.Run
+			more := false
 			for {
 				page, err := c.ListRuns(cmd.Context(), cfg.workspace, q)
 				if err != nil {
@@ -258,9 +259,13 @@ func runListCmd(cfg *clientConfig) *cobra.Command {
 				}
 				runs = append(runs, page.Runs...)
 				if !all || page.NextPageToken == "" {
+					more = page.NextPageToken != ""
 					break
 				}
 				q.PageToken = page.NextPageToken
+			}
+			if more && cfg.output != "json" {
+				defer fmt.Fprintf(os.Stderr, "(%d %s shown; more match: --all lists them all, --limit N more at once)\n", len(runs), plural(len(runs), "run", "runs"))
 			}
 			if len(runs) == 0 && q.Experiment != "" {
 				// No run, or no such experiment (a typo)? Say which.
