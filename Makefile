@@ -7,9 +7,10 @@ BIN := bin/atelier
 build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/atelier
 
-# Builds and starts a server on the embedded default (SQLite + local files in ./.atelier).
+# Builds and starts a server on the embedded default (SQLite + local files in ./.atelier);
+# ADDR=HOST:PORT listens elsewhere than 127.0.0.1:8600.
 run: build
-	./$(BIN) server
+	./$(BIN) server $(if $(ADDR),--addr $(ADDR))
 
 vet:
 	$(GO) vet ./...

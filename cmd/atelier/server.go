@@ -159,6 +159,17 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if err != nil {
 		return usagef("--cookie-secure: %s", atelier.ErrorMessage(err))
 	}
+	// The address first: a server that cannot listen touches nothing (no token made and
+	// printed above the error, no store opened).
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err // "bind: address already in use", without repeating the address
+		}
+		return fmt.Errorf("listening on %s: %w; choose another address with --addr or ATELIER_ADDR (make run ADDR=HOST:PORT)", cfg.addr, err)
+	}
+	defer ln.Close()
 
 	dataDir, err := filepath.Abs(cfg.dataDir)
 	if err != nil {
@@ -224,10 +235,6 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 				log.Error("pprof server", "err", err)
 			}
 		}()
-	}
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return err
 	}
 	unixLn, err := listenSocket(cfg.socket, dataDir, log)
 	if err != nil {

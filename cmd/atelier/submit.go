@@ -346,19 +346,27 @@ func waitForRun(ctx context.Context, c *api.Client, workspace, id string, out io
 	// While the run prepares (pip may take minutes), the preparation's log goes to stderr
 	// with the statuses; it stops when the script starts.
 	prepCtx, stopPrep := context.WithCancel(ctx)
-	defer stopPrep()
+	prepDone := make(chan struct{})
+	defer func() { stopPrep(); <-prepDone }()
 	go func() {
+		defer close(prepDone)
 		var offset int64
-		for prepCtx.Err() == nil {
-			if rc, err := c.FollowLog(prepCtx, workspace, id, PrepareLogPath, offset, true); err == nil {
+		copyFrom := func(ctx context.Context, follow bool) {
+			if rc, err := c.FollowLog(ctx, workspace, id, PrepareLogPath, offset, follow); err == nil {
 				n, _ := io.Copy(os.Stderr, rc)
 				rc.Close()
 				offset += n
 			}
+		}
+		for prepCtx.Err() == nil {
+			copyFrom(prepCtx, true)
 			select { // not written yet, or the stream dropped
 			case <-prepCtx.Done():
 			case <-time.After(200 * time.Millisecond):
 			}
+		}
+		if ctx.Err() == nil {
+			copyFrom(ctx, false) // what the preparation wrote since the stream's last read
 		}
 	}()
 	go func() {
