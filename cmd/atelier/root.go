@@ -22,6 +22,16 @@ type clientConfig struct {
 	token     string
 	workspace string
 	output    string
+	quiet     bool
+}
+
+// done confirms on stderr, in one line, what a command that prints nothing else did (not with
+// -q, nor with -o json, whose output is for programs).
+func (cfg *clientConfig) done(format string, args ...any) {
+	if cfg.quiet || cfg.output == "json" {
+		return
+	}
+	fmt.Fprintln(os.Stderr, printable(fmt.Sprintf(format, args...)))
 }
 
 func newRootCmd() *cobra.Command {
@@ -59,6 +69,7 @@ Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
 	pf.StringVar(&cfg.token, "token", "", "API token")
 	pf.StringVarP(&cfg.workspace, "workspace", "w", atelier.DefaultWorkspace, "workspace")
 	pf.StringVarP(&cfg.output, "output", "o", "table", "output format: table or json")
+	pf.BoolVarP(&cfg.quiet, "quiet", "q", false, "print no confirmation of what a command did (errors still print)")
 	documentEnv(pf)
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		_, err := layer(pf, nil, os.Getenv)

@@ -122,7 +122,11 @@ func runLogCmd(cfg *clientConfig) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return c.LogMetrics(cmd.Context(), cfg.workspace, args[0], &atelier.MetricBatch{Points: []atelier.MetricPoint{p}})
+			if err := c.LogMetrics(cmd.Context(), cfg.workspace, args[0], &atelier.MetricBatch{Points: []atelier.MetricPoint{p}}); err != nil {
+				return err
+			}
+			cfg.done("logged %s = %s to run %s", args[1], args[2], args[0])
+			return nil
 		},
 	}
 	cmd.Flags().Int64Var(&step, "step", 0, "step (default: the one after the last logged)")
@@ -145,11 +149,16 @@ func runKVCmd(cfg *clientConfig, kind, short string) *cobra.Command {
 			kv := map[string]string{args[1]: args[2]}
 			switch kind {
 			case "param":
-				return c.LogParams(cmd.Context(), cfg.workspace, args[0], kv)
+				err = c.LogParams(cmd.Context(), cfg.workspace, args[0], kv)
 			case "tag":
-				return c.SetTags(cmd.Context(), cfg.workspace, args[0], kv)
+				err = c.SetTags(cmd.Context(), cfg.workspace, args[0], kv)
+			default:
+				err = c.AddProperties(cmd.Context(), cfg.workspace, args[0], kv)
 			}
-			return c.AddProperties(cmd.Context(), cfg.workspace, args[0], kv)
+			if err == nil {
+				cfg.done("set %s %s = %s on run %s", kind, args[1], args[2], args[0])
+			}
+			return err
 		},
 	}
 }
@@ -547,7 +556,7 @@ func runDownloadCmd(cfg *clientConfig) *cobra.Command {
 			})
 			bar.done()
 			if err == nil {
-				fmt.Fprintf(os.Stderr, "downloaded %d %s (%s) to %s\n", len(files), plural(len(files), "file", "files"), humanBytes(total), filepath.Join(dir, filepath.FromSlash(strings.TrimSuffix(prefix, "/"))))
+				cfg.done("downloaded %d %s (%s) to %s", len(files), plural(len(files), "file", "files"), humanBytes(total), filepath.Join(dir, filepath.FromSlash(strings.TrimSuffix(prefix, "/"))))
 			}
 			return err
 		},
