@@ -478,19 +478,24 @@ func modelDownloadCmd(cfg *clientConfig) *cobra.Command {
 				return err
 			}
 			bar := newProgress(os.Stderr, "downloading "+v.Ref().String(), progressThreshold(v.Size))
-			defer bar.done()
+			where := dir
 			if asZip {
-				dest := filepath.Join(dir, v.Name+"-"+strconv.FormatInt(v.Version, 10)+".zip")
-				err = writeFileAtomic(dest, func(w *os.File) error {
+				where = filepath.Join(dir, v.Name+"-"+strconv.FormatInt(v.Version, 10)+".zip")
+				err = writeFileAtomic(where, func(w *os.File) error {
 					return c.WriteModelZip(ctx, cfg.workspace, v.Ref(), &countingWriter{w: w, p: bar})
 				})
 			} else {
 				err = downloadModelFiles(ctx, c, cfg.workspace, v, dir, bar)
 			}
-			if err != nil || cfg.output != "json" {
+			bar.done()
+			if err != nil {
 				return err
 			}
-			return printJSON(cmd.OutOrStdout(), v) // what was downloaded
+			if cfg.output == "json" {
+				return printJSON(cmd.OutOrStdout(), v) // what was downloaded
+			}
+			cfg.done("downloaded %s:%d (%d %s, %s) to %s", v.Name, v.Version, len(v.Files), plural(len(v.Files), "file", "files"), humanBytes(v.Size), where)
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&dir, "dir", "d", ".", "destination folder")
@@ -647,7 +652,11 @@ func modelAliasCmd(cfg *clientConfig) *cobra.Command {
 				return err
 			}
 			if remove {
-				return c.DeleteModelAlias(cmd.Context(), cfg.workspace, args[0], args[1])
+				if err := c.DeleteModelAlias(cmd.Context(), cfg.workspace, args[0], args[1]); err != nil {
+					return err
+				}
+				cfg.done("removed alias %s@%s", args[0], args[1])
+				return nil
 			}
 			version, err := strconv.ParseInt(args[2], 10, 64)
 			if err != nil || version < 1 {
