@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	gcblob "gocloud.dev/blob"
@@ -16,6 +15,7 @@ import (
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/blob"
 	"github.com/atelier-ml/atelier/blob/blobtest"
+	"github.com/atelier-ml/atelier/testdisk"
 )
 
 func TestFileStore(t *testing.T) {
@@ -125,11 +125,7 @@ func TestFileNothingLeft(t *testing.T) {
 // On a full disk (a 1 MiB tmpfs, when the test may mount one) a put fails and leaves nothing:
 // no object under its digest, no staging or temporary file.
 func TestFileStoreDiskFull(t *testing.T) {
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
-		t.Skipf("cannot mount a small tmpfs here (%v): the full-disk case needs root on Linux", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	dir := testdisk.MustSmall(t, "1m")
 	s := MustOpen(t, "file://"+filepath.ToSlash(dir))
 	want := blobtest.DigestOf(t, blobtest.NewReader(2<<20))
 	for _, digest := range []string{"", want} {

@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 
 	"gocloud.dev/blob/memblob"
@@ -20,6 +19,7 @@ import (
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/datastore"
 	"github.com/atelier-ml/atelier/datastore/datastoretest"
+	"github.com/atelier-ml/atelier/testdisk"
 )
 
 // mustOpen opens d through an Opener and closes it with the test.
@@ -291,11 +291,7 @@ func TestGCS(t *testing.T) {
 // A files datastore on a full disk (a 1 MiB tmpfs, when the test may mount one): a clear error
 // naming the datastore and the path, and no partial file under its name.
 func TestFilesDiskFull(t *testing.T) {
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
-		t.Skipf("cannot mount a small tmpfs here (%v): the full-disk case needs root on Linux", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	dir := testdisk.MustSmall(t, "1m")
 	o := datastore.NewOpener("")
 	b := mustOpen(t, o, &atelier.Datastore{Name: "small", Kind: atelier.DatastoreFiles, Path: dir}, atelier.DatastoreCredentials{})
 	_, err := b.Write(t.Context(), "big/file.bin", bytes.NewReader(datastoretest.Content(3, 2<<20)), "", "")

@@ -3,54 +3,23 @@ package sqlite_test
 import (
 	"bytes"
 	"database/sql"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/sqlite"
 	"github.com/atelier-ml/atelier/storetest"
+	"github.com/atelier-ml/atelier/testdisk"
 )
-
-// mustSmallDisk mounts a tmpfs of size (as mount's size=) on a temporary directory.
-func mustSmallDisk(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("cannot mount a small tmpfs here (%v): the full-disk case needs root on Linux", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
-}
-
-// fillDisk writes a file in dir until the disk is full, and returns its path.
-func fillDisk(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); errors.Is(err, syscall.ENOSPC) {
-			return path
-		} else if err != nil {
-			t.Fatalf("filling the disk: %v", err)
-		}
-	}
-}
 
 // A store whose disk fills: writes fail with ENOSPACE (concurrent ones too, which share a
 // transaction), none is stored in part, and once space is freed writes succeed again and
 // everything stored before is intact.
 func TestDiskFull(t *testing.T) {
-	dir := mustSmallDisk(t, "8m")
+	dir := testdisk.MustSmall(t, "8m")
 	path := filepath.Join(dir, "atelier.db")
 	db := MustOpen(t, path)
 	ctx := storetest.Context(t)
@@ -69,7 +38,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	filler := fillDisk(t, dir)
+	filler := testdisk.Fill(t, dir)
 	// The WAL may still have room for a while: write until a write is refused.
 	chunk := func(i int) []byte { return bytes.Repeat([]byte(fmt.Sprintf("%06d", i)), 64<<10/6) }
 	var err error

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/testdisk"
 )
 
 // TestDiskFull runs the real server on a data directory whose disk fills (a small tmpfs):
@@ -31,11 +32,7 @@ func TestDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the full-disk test mounts a small tmpfs for the data directory, which needs root")
 	}
-	disk := t.TempDir()
-	if err := syscall.Mount("tmpfs", disk, "tmpfs", 0, "size=4m"); err != nil {
-		t.Skipf("cannot mount a small tmpfs here (%v): the full-disk test needs root on Linux", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(disk, syscall.MNT_DETACH) }) // after the server stops
+	disk := testdisk.MustSmall(t, "4m") // unmounted after the server stops
 	srv := startServer(t, filepath.Join(disk, "data"), freeAddr(t))
 	c := srv.client
 	ctx := context.Background()
@@ -76,7 +73,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("MLflow log-batch: %d %s", status, body)
 	}
 
-	filler := fillDisk(t, disk)
+	filler := testdisk.Fill(t, disk)
 	// The database's write-ahead log may still have room: log until a write is refused.
 	for i := 0; ; i++ {
 		if i == 100 {
@@ -217,25 +214,6 @@ func TestDiskFull(t *testing.T) {
 	for _, line := range strings.Split(out, "\n") {
 		if strings.Contains(line, "level=ERROR") && strings.Contains(line, "status=507") {
 			t.Errorf("a refused request logged as an error: %s", line)
-		}
-	}
-}
-
-// fillDisk writes a file in dir until the disk is full, and returns its path.
-func fillDisk(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); errors.Is(err, syscall.ENOSPC) {
-			return path
-		} else if err != nil {
-			t.Fatalf("filling the disk: %v", err)
 		}
 	}
 }
