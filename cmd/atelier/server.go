@@ -397,7 +397,7 @@ func isolation(ctx context.Context, cfg serverConfig, dataDir string, artifacts 
 	}
 	// The default interpreter may be a shim in the server's home (pyenv): runs get the real
 	// one, and the directory it lives in.
-	if exe, prefix, err := local.ResolvePython(ctx, "python3"); err == nil {
+	if exe, prefix, err := python.Resolve(ctx, "python3"); err == nil {
 		iso.interpreters = map[string]string{"python3": exe}
 		iso.ReadOnly = append(iso.ReadOnly, prefix, filepath.Dir(exe))
 	} else {

@@ -23,7 +23,7 @@ type EnvCache struct {
 	// DefaultPython is used when a run names no interpreter.
 	DefaultPython string
 	// Interpreters maps the interpreter names the server trusts (its default) to the real
-	// executables behind them (see ResolvePython): a run uses the executable, which a
+	// executables behind them (see python.Resolve): a run uses the executable, which a
 	// confined run can reach where a shim in the server's home could not be.
 	Interpreters map[string]string
 	// Isolation confines the installers, which run code of the packages they install.

@@ -1,14 +1,10 @@
 package local
 
 import (
-	"bytes"
-	"context"
-	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/atelier-ml/atelier/sandbox"
 )
@@ -102,24 +98,4 @@ func (iso *Isolation) owner() (uid, gid int, ok bool) {
 		return 0, 0, false
 	}
 	return iso.Launcher.Owner()
-}
-
-// ResolvePython finds the real interpreter behind a name the server trusts (its default,
-// python3, may be a shim such as pyenv's, which a confined run cannot use) and the directory
-// it lives in, to grant to runs. It runs the interpreter as the server: never call it with a
-// name a user chose.
-func ResolvePython(ctx context.Context, name string) (exe, prefix string, err error) {
-	path, err := exec.LookPath(name)
-	if err != nil {
-		return "", "", fmt.Errorf("python interpreter %q not found: %w", name, err)
-	}
-	out, err := exec.CommandContext(ctx, path, "-c", "import os, sys; print(os.path.realpath(sys.executable)); print(sys.base_prefix)").Output()
-	if err != nil {
-		return "", "", fmt.Errorf("asking %s where it lives: %w", path, err)
-	}
-	lines := strings.Split(string(bytes.TrimSpace(out)), "\n")
-	if len(lines) != 2 {
-		return "", "", fmt.Errorf("asking %s where it lives: unexpected answer %q", path, out)
-	}
-	return strings.TrimSpace(lines[0]), strings.TrimSpace(lines[1]), nil
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/compute/local"
+	"github.com/atelier-ml/atelier/python"
 	"github.com/atelier-ml/atelier/sandbox"
 	"github.com/google/go-cmp/cmp"
 )
@@ -194,7 +195,7 @@ var testPython struct {
 func MustIsolation(tb testing.TB, dataDir, runAs string) *local.Isolation {
 	tb.Helper()
 	testPython.once.Do(func() {
-		testPython.exe, testPython.prefix, testPython.err = local.ResolvePython(context.Background(), "python3")
+		testPython.exe, testPython.prefix, testPython.err = python.Resolve(context.Background(), "python3")
 	})
 	if testPython.err != nil {
 		tb.Fatal(testPython.err)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/python"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -79,7 +80,9 @@ type Spec struct {
 
 	// CacheDir keeps built layers; required.
 	CacheDir string
-	// HostPython runs pip and the entry-script check ("python3" when empty).
+	// HostPython runs pip and the entry-script check ("python3" when empty). The real
+	// executable behind it is used: a shim such as pyenv's rehashes its shims after every pip
+	// install, which fails when two builds do it at once.
 	HostPython string
 	// Log receives the build log as it happens (it is in Result.Log too).
 	Log io.Writer
@@ -117,6 +120,22 @@ func Build(ctx context.Context, spec Spec, base v1.Image, out Output) (Result, e
 	res.Log = logBuf.String()
 	// A full disk is the operator's problem, not a bug: ENOSPACE says so.
 	return res, atelier.StorageFull(err)
+}
+
+// hostPythons remembers the executable behind each host interpreter name: asking costs a
+// Python start, and builds are meant to take a tenth of a second.
+var hostPythons sync.Map // name -> string
+
+func hostPython(ctx context.Context, name string) (string, error) {
+	if exe, ok := hostPythons.Load(name); ok {
+		return exe.(string), nil
+	}
+	exe, _, err := python.Resolve(ctx, name)
+	if err != nil {
+		return "", fmt.Errorf("build: the host's Python: %w", err)
+	}
+	hostPythons.Store(name, exe)
+	return exe, nil
 }
 
 type builder struct {
@@ -186,6 +205,11 @@ func (b *builder) build(ctx context.Context, base v1.Image, out Output) (Result,
 	if err := out.validate(); err != nil {
 		return Result{}, err
 	}
+	host, err := hostPython(ctx, b.spec.HostPython)
+	if err != nil {
+		return Result{}, err
+	}
+	b.spec.HostPython = host
 	if err := checkPlatform(base, b.spec.Platform); err != nil {
 		return Result{}, err
 	}
