@@ -349,6 +349,20 @@ CREATE TABLE datastore_digests (
 	sha256       TEXT NOT NULL,
 	PRIMARY KEY (datastore_id, path)
 ) WITHOUT ROWID;
+`, `
+-- Durable work (issue 17): who acts on a piece of long-running work (a run executing on a
+-- compute target, later an image build or a deployment) until when, and the driver's handle
+-- of it (what the compute target calls it), so a server that restarts, or another one, can
+-- ask the driver what became of it.
+CREATE TABLE leases (
+	kind    TEXT NOT NULL,
+	id      TEXT NOT NULL,
+	owner   TEXT NOT NULL,
+	expires INTEGER NOT NULL,
+	handle  TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE INDEX leases_owner ON leases (owner, kind);
 `}
 
 func (db *DB) migrate(ctx context.Context) error {
