@@ -75,3 +75,55 @@ type Executor interface {
 
 // DefaultCancelGrace is how long a canceled script gets between SIGTERM and SIGKILL.
 const DefaultCancelGrace = 10 * time.Second
+
+// ComputeDriver launches and observes jobs on one kind of compute target. A job's phases
+// (snapshot, data, environment, script, logs, outputs, its end) happen in the in-job runner
+// (`atelier job exec`) the driver starts where the script runs, talking to the server with the
+// run's token; the driver only launches it and says what became of it. A job's handle is the
+// driver's name for it (a pid and start time, a Slurm job id, a Kubernetes Job uid): it is kept
+// with the run's lease and outlives the server, so a restarted server (or another replica)
+// asks the driver about it. Every driver passes the computetest suite.
+type ComputeDriver interface {
+	// Launch starts the runner of a claimed run and returns the job's handle. An error means
+	// nothing was started.
+	Launch(ctx context.Context, l *JobLaunch) (handle string, err error)
+	// Status says what became of a job. A handle the driver cannot read is EINVALID.
+	Status(ctx context.Context, handle string) (JobState, error)
+	// Cancel asks a job to stop: its runner stops the script and records the end (Canceled
+	// when the run was asked to cancel). Canceling a job that has ended is not an error.
+	Cancel(ctx context.Context, handle string) error
+	// Logs returns the runner's own output from offset (what it said besides the run's
+	// logs: why it could not start, why it stopped).
+	Logs(ctx context.Context, handle string, offset int64) (io.ReadCloser, error)
+	// Release forgets a job that has ended: its files on the target.
+	Release(ctx context.Context, handle string) error
+}
+
+// JobLaunch is what a driver needs to start a run's runner.
+type JobLaunch struct {
+	Run *Run
+	// Server is the URL the runner reaches the server at; Token is the run's own token.
+	Server string
+	Token  string
+	// Secrets are the decrypted secrets the run's configuration names, by name.
+	Secrets map[string]string
+}
+
+// JobPhase is where a launched job is, as its driver sees it.
+type JobPhase string
+
+const (
+	JobRunning JobPhase = "Running" // the runner is alive
+	JobExited  JobPhase = "Exited"  // the runner ended; ExitCode says how
+	JobGone    JobPhase = "Gone"    // the job is not known to the target (vanished, or its handle names another)
+)
+
+// JobState is what a driver knows of a job.
+type JobState struct {
+	Phase JobPhase
+	// ExitCode is the runner's exit code when Exited (0: it recorded a Completed run; see
+	// `atelier job exec --help`).
+	ExitCode int
+	// Detail says in a sentence what the driver saw (why a job is Gone).
+	Detail string
+}
