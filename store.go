@@ -16,6 +16,7 @@ type Store interface {
 	UserStore
 	DatastoreStore
 	SecretStore
+	LeaseStore
 
 	// Files: the store keeps the metadata; the content lives in the ObjectStore.
 	PutFile(ctx context.Context, workspace, runID string, f *File) error

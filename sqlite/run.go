@@ -252,46 +252,51 @@ func (db *DB) UpdateRunStatus(ctx context.Context, workspace, id string, upd ate
 		upd.Error = upd.Error[len(upd.Error)-atelier.MaxErrorLength:]
 	}
 	var out *atelier.Run
-	err := db.update(ctx, func(tx *txn) error {
-		run, err := db.findRun(ctx, tx, workspace, id)
-		if err != nil {
-			return err
-		}
-		if !run.Status.CanTransition(upd.Status) {
-			return atelier.TransitionConflict(id, run.Status, upd.Status)
-		}
-		now := db.now()
-		// A run starts when it becomes active (or ends having run); canceling a queued run does not start it.
-		if run.StartedAt == nil && ((upd.Status.Active() && upd.Status != atelier.StatusCancelRequested) ||
-			upd.Status == atelier.StatusCompleted || upd.Status == atelier.StatusFailed) {
-			run.StartedAt = &now
-		}
-		if upd.Status.Terminal() {
-			run.EndedAt = &now
-		}
-		run.Status = upd.Status
-		if upd.Error != "" {
-			run.Error = upd.Error
-		}
-		if upd.ExitCode != nil {
-			run.ExitCode = upd.ExitCode
-		}
-		var exit any
-		if run.ExitCode != nil {
-			exit = *run.ExitCode
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, started_at = ?, ended_at = ?, error = ?, exit_code = ? WHERE id = ?`,
-			run.Status, nullMS(run.StartedAt), nullMS(run.EndedAt), run.Error, exit, id); err != nil {
-			return err
-		}
-		wsID, err := db.workspaceID(ctx, tx, workspace)
-		if err != nil {
-			return err
-		}
-		out = run
-		return putActivity(ctx, tx, wsID, run.Activity(now))
+	err := db.update(ctx, func(tx *txn) (err error) {
+		out, err = db.updateRunStatus(ctx, tx, workspace, id, upd)
+		return err
 	})
 	return out, err
+}
+
+// updateRunStatus moves a run to upd.Status inside tx (upd is valid).
+func (db *DB) updateRunStatus(ctx context.Context, tx *txn, workspace, id string, upd atelier.RunStatusUpdate) (*atelier.Run, error) {
+	run, err := db.findRun(ctx, tx, workspace, id)
+	if err != nil {
+		return nil, err
+	}
+	if !run.Status.CanTransition(upd.Status) {
+		return nil, atelier.TransitionConflict(id, run.Status, upd.Status)
+	}
+	now := db.now()
+	// A run starts when it becomes active (or ends having run); canceling a queued run does not start it.
+	if run.StartedAt == nil && ((upd.Status.Active() && upd.Status != atelier.StatusCancelRequested) ||
+		upd.Status == atelier.StatusCompleted || upd.Status == atelier.StatusFailed) {
+		run.StartedAt = &now
+	}
+	if upd.Status.Terminal() {
+		run.EndedAt = &now
+	}
+	run.Status = upd.Status
+	if upd.Error != "" {
+		run.Error = upd.Error
+	}
+	if upd.ExitCode != nil {
+		run.ExitCode = upd.ExitCode
+	}
+	var exit any
+	if run.ExitCode != nil {
+		exit = *run.ExitCode
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, started_at = ?, ended_at = ?, error = ?, exit_code = ? WHERE id = ?`,
+		run.Status, nullMS(run.StartedAt), nullMS(run.EndedAt), run.Error, exit, id); err != nil {
+		return nil, err
+	}
+	wsID, err := db.workspaceID(ctx, tx, workspace)
+	if err != nil {
+		return nil, err
+	}
+	return run, putActivity(ctx, tx, wsID, run.Activity(now))
 }
 
 // LogParams sets params; a param keeps its first value forever.

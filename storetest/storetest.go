@@ -54,6 +54,8 @@ func TestStore(t *testing.T, open func(t *testing.T, now func() time.Time) ateli
 		{"Datastores", testDatastores},
 		{"DatastoreLineage", testDatastoreLineage},
 		{"Secrets", testSecrets},
+		{"ClaimRuns", testClaimRuns},
+		{"Leases", testLeases},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh) })
 	}
