@@ -10,10 +10,12 @@ import (
 // it watches the work; when the owner dies, the lease expires and another server (or the owner,
 // restarted) takes the work over by asking the work's driver what became of its Handle.
 type Lease struct {
-	Kind    string    `json:"kind"`
-	ID      string    `json:"id"`
-	Owner   string    `json:"owner"`
-	Expires time.Time `json:"expires"`
+	Kind string `json:"kind"`
+	ID   string `json:"id"`
+	// Workspace is the work's workspace.
+	Workspace string    `json:"workspace,omitempty"`
+	Owner     string    `json:"owner"`
+	Expires   time.Time `json:"expires"`
 	// Handle is the driver's name for the work ("" until it was started).
 	Handle string `json:"handle,omitempty"`
 }
@@ -37,6 +39,9 @@ type LeaseStore interface {
 	RenewLeases(ctx context.Context, kind, owner string, expires time.Time) (int, error)
 	// SetLeaseHandle records the driver's handle of work owner holds (ECONFLICT otherwise).
 	SetLeaseHandle(ctx context.Context, kind, id, owner, handle string) error
+	// CountActiveRuns counts the runs active on a compute target (Preparing, Running,
+	// Finalizing, CancelRequested), in every workspace.
+	CountActiveRuns(ctx context.Context, compute string) (int, error)
 	// ListLeases lists the leases of a kind.
 	ListLeases(ctx context.Context, kind string) ([]*Lease, error)
 	// ReleaseLease deletes a lease owner holds (no error when there is none).

@@ -52,7 +52,8 @@ type Store interface {
 	// ReconcileRuns fails, with the given reason, the runs with a compute target left active
 	// (Preparing, Running, Finalizing, CancelRequested) by a server that died, and the active
 	// descendants of such runs (child runs their scripts made); interactive runs stay as they
-	// are. It returns the runs it failed.
+	// are, and so do runs with a lease (LeaseStore), which their controller recovers by asking
+	// their drivers. It returns the runs it failed.
 	ReconcileRuns(ctx context.Context, reason string) ([]*Run, error)
 
 	Close() error

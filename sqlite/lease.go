@@ -43,9 +43,9 @@ func (db *DB) ClaimRuns(ctx context.Context, compute, owner string, limit int, e
 			if err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO leases (kind, id, owner, expires, handle) VALUES (?, ?, ?, ?, '')
-				ON CONFLICT (kind, id) DO UPDATE SET owner = excluded.owner, expires = excluded.expires, handle = ''`,
-				atelier.LeaseKindRun, run.ID, owner, ms(expires)); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO leases (kind, id, workspace, owner, expires, handle) VALUES (?, ?, ?, ?, ?, '')
+				ON CONFLICT (kind, id) DO UPDATE SET workspace = excluded.workspace, owner = excluded.owner, expires = excluded.expires, handle = ''`,
+				atelier.LeaseKindRun, run.ID, run.Workspace, owner, ms(expires)); err != nil {
 				return err
 			}
 			out = append(out, run)
@@ -69,16 +69,19 @@ func (db *DB) AcquireLease(ctx context.Context, l *atelier.Lease, now time.Time,
 		if cur != nil && cur.Owner != l.Owner && !cur.Expires.Before(now) && (from == "" || cur.Owner != from) {
 			return atelier.Errorf(atelier.ECONFLICT, "%s %s is held by %s until %s", l.Kind, l.ID, cur.Owner, cur.Expires.UTC().Format(time.RFC3339Nano))
 		}
-		handle := l.Handle
+		handle, ws := l.Handle, l.Workspace
 		if cur != nil && handle == "" {
 			handle = cur.Handle
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (kind, id, owner, expires, handle) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (kind, id) DO UPDATE SET owner = excluded.owner, expires = excluded.expires, handle = excluded.handle`,
-			l.Kind, l.ID, l.Owner, ms(l.Expires), handle); err != nil {
+		if cur != nil && ws == "" {
+			ws = cur.Workspace
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (kind, id, workspace, owner, expires, handle) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (kind, id) DO UPDATE SET workspace = excluded.workspace, owner = excluded.owner, expires = excluded.expires, handle = excluded.handle`,
+			l.Kind, l.ID, ws, l.Owner, ms(l.Expires), handle); err != nil {
 			return err
 		}
-		out = &atelier.Lease{Kind: l.Kind, ID: l.ID, Owner: l.Owner, Expires: l.Expires.UTC().Truncate(time.Millisecond), Handle: handle}
+		out = &atelier.Lease{Kind: l.Kind, ID: l.ID, Workspace: ws, Owner: l.Owner, Expires: l.Expires.UTC().Truncate(time.Millisecond), Handle: handle}
 		return nil
 	})
 	return out, err
@@ -112,9 +115,17 @@ func (db *DB) SetLeaseHandle(ctx context.Context, kind, id, owner, handle string
 	})
 }
 
+// CountActiveRuns counts the runs active on a compute target.
+func (db *DB) CountActiveRuns(ctx context.Context, compute string) (int, error) {
+	var n int
+	err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM runs
+		WHERE status IN ('Preparing', 'Running', 'Finalizing', 'CancelRequested') AND compute = ?`, compute).Scan(&n)
+	return n, err
+}
+
 // ListLeases lists the leases of a kind, by id.
 func (db *DB) ListLeases(ctx context.Context, kind string) ([]*atelier.Lease, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT kind, id, owner, expires, handle FROM leases WHERE kind = ? ORDER BY id`, kind)
+	rows, err := db.read.QueryContext(ctx, `SELECT kind, id, workspace, owner, expires, handle FROM leases WHERE kind = ? ORDER BY id`, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +167,7 @@ func notHeld(ctx context.Context, q querier, kind, id, owner string) error {
 }
 
 func findLease(ctx context.Context, q querier, kind, id string) (*atelier.Lease, error) {
-	l, err := scanLease(q.QueryRowContext(ctx, `SELECT kind, id, owner, expires, handle FROM leases WHERE kind = ? AND id = ?`, kind, id))
+	l, err := scanLease(q.QueryRowContext(ctx, `SELECT kind, id, workspace, owner, expires, handle FROM leases WHERE kind = ? AND id = ?`, kind, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, atelier.Errorf(atelier.ENOTFOUND, "%s %s has no lease", kind, id)
 	}
@@ -166,7 +177,7 @@ func findLease(ctx context.Context, q querier, kind, id string) (*atelier.Lease,
 func scanLease(row interface{ Scan(...any) error }) (*atelier.Lease, error) {
 	var l atelier.Lease
 	var expires int64
-	if err := row.Scan(&l.Kind, &l.ID, &l.Owner, &expires, &l.Handle); err != nil {
+	if err := row.Scan(&l.Kind, &l.ID, &l.Workspace, &l.Owner, &expires, &l.Handle); err != nil {
 		return nil, err
 	}
 	l.Expires = time.UnixMilli(expires).UTC()

@@ -372,11 +372,13 @@ func (db *DB) DeleteTag(ctx context.Context, workspace, id, key string) error {
 }
 
 // ReconcileRuns fails the runs a server that died was executing (those with a compute target)
-// and the child runs their scripts made; interactive runs, which clients drive, stay as they are.
+// and the child runs their scripts made; interactive runs, which clients drive, stay as they are,
+// and so do leased runs, which their controller recovers through their drivers.
 func (db *DB) ReconcileRuns(ctx context.Context, reason string) ([]*atelier.Run, error) {
 	var ids []struct{ id, ws string }
 	rows, err := db.read.QueryContext(ctx, `WITH RECURSIVE executed(id) AS (
 			SELECT id FROM runs WHERE compute != '' AND status IN ('Preparing', 'Running', 'Finalizing', 'CancelRequested')
+				AND id NOT IN (SELECT id FROM leases WHERE kind = 'run')
 			UNION SELECT c.id FROM runs c JOIN executed e ON c.parent_id = e.id)
 		SELECT r.id, w.name FROM runs r JOIN workspaces w ON w.id = r.workspace_id
 		WHERE r.id IN (SELECT id FROM executed) AND r.status IN ('Preparing', 'Running', 'Finalizing', 'CancelRequested')`)

@@ -355,11 +355,12 @@ CREATE TABLE datastore_digests (
 -- of it (what the compute target calls it), so a server that restarts, or another one, can
 -- ask the driver what became of it.
 CREATE TABLE leases (
-	kind    TEXT NOT NULL,
-	id      TEXT NOT NULL,
-	owner   TEXT NOT NULL,
-	expires INTEGER NOT NULL,
-	handle  TEXT NOT NULL DEFAULT '',
+	kind      TEXT NOT NULL,
+	id        TEXT NOT NULL,
+	workspace TEXT NOT NULL DEFAULT '',
+	owner     TEXT NOT NULL,
+	expires   INTEGER NOT NULL,
+	handle    TEXT NOT NULL DEFAULT '',
 	PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 CREATE INDEX leases_owner ON leases (owner, kind);

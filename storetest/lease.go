@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -82,7 +83,11 @@ func testClaimRuns(t *testing.T, open func(t *testing.T) atelier.Store) {
 		if owner == "" {
 			owner = "a"
 		}
-		if l.Owner != owner || l.Handle != "" || !l.Expires.Equal(expires.UTC().Truncate(time.Millisecond)) {
+		ws := "ws"
+		if slices.Index(want, l.ID)%3 == 0 {
+			ws = "other"
+		}
+		if l.Owner != owner || l.Handle != "" || l.Workspace != ws || !l.Expires.Equal(expires.UTC().Truncate(time.Millisecond)) {
 			t.Errorf("lease %+v, want owner %s, no handle, expiring %v", l, owner, expires)
 		}
 	}
@@ -91,6 +96,12 @@ func testClaimRuns(t *testing.T, open func(t *testing.T) atelier.Store) {
 	mustOK(t, err, "QueuedRuns")
 	if len(left) != 0 {
 		t.Errorf("%d runs left queued on local", len(left))
+	}
+	if n, err := s.CountActiveRuns(ctx, "local"); err != nil || n != 20 {
+		t.Errorf("CountActiveRuns(local) = %d, %v; want 20", n, err)
+	}
+	if n, err := s.CountActiveRuns(ctx, "elsewhere"); err != nil || n != 0 {
+		t.Errorf("CountActiveRuns(elsewhere) = %d, %v; want 0", n, err)
 	}
 	if other, _ := s.QueuedRuns(ctx, "elsewhere", 100); len(other) != 1 {
 		t.Errorf("%d runs queued on elsewhere, want 1", len(other))
@@ -103,7 +114,7 @@ func testLeases(t *testing.T, open func(t *testing.T) atelier.Store) {
 	s := open(t)
 	ctx := Context(t)
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	l, err := s.AcquireLease(ctx, &atelier.Lease{Kind: "build", ID: "b1", Owner: "a", Expires: now.Add(time.Minute)}, now, "")
+	l, err := s.AcquireLease(ctx, &atelier.Lease{Kind: "build", ID: "b1", Workspace: "ws", Owner: "a", Expires: now.Add(time.Minute)}, now, "")
 	mustOK(t, err, "AcquireLease")
 	if l.Owner != "a" || l.Handle != "" {
 		t.Errorf("AcquireLease returned %+v", l)
@@ -130,7 +141,7 @@ func testLeases(t *testing.T, open func(t *testing.T) atelier.Store) {
 	}
 	l, err = s.AcquireLease(ctx, &atelier.Lease{Kind: "build", ID: "b1", Owner: "b", Expires: now.Add(3 * time.Minute)}, now, "a")
 	mustOK(t, err, "AcquireLease from a dead owner")
-	if l.Owner != "b" || l.Handle != `{"pid":1}` {
+	if l.Owner != "b" || l.Handle != `{"pid":1}` || l.Workspace != "ws" {
 		t.Errorf("taken-over lease %+v, want owner b and the handle kept", l)
 	}
 	// Expired: anyone takes it.
