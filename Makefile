@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/atelier
 
-.PHONY: build run test test-go test-python bench fuzz fuzz-go fuzz-api vet clean
+.PHONY: build run test test-go test-python test-readme bench fuzz fuzz-go fuzz-api vet clean
 
 build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/atelier
@@ -18,8 +18,8 @@ vet:
 
 # Every test: Go unit and integration tests (real SQLite, real subprocesses, the real binary)
 # under the race detector, the examples (they install their requirements from PyPI), and the
-# Python SDK's tests against a real server.
-test: vet test-go test-python
+# Python SDK's tests against a real server, then the README followed block by block.
+test: vet test-go test-python test-readme
 
 test-go:
 	ATELIER_TEST_EXAMPLES=1 $(GO) test -race -count=1 -timeout 25m ./...
@@ -29,6 +29,11 @@ test-go:
 test-python:
 	cd python && python3 -m pytest -q
 	python3 -m pytest -q mlflow/tests
+
+# Every sh and python block of README.md, in order, on a fresh copy of the checkout against a
+# real server (the blocks install the example's requirements, the SDK and mlflow from PyPI).
+test-readme: build
+	scripts/readme-test.sh
 
 # Benchmarks of the issue goals; results go to docs/benchmarks.md by hand (see that file).
 bench: build
