@@ -16,6 +16,7 @@ type Store interface {
 	UserStore
 	DatastoreStore
 	SecretStore
+	ComputeTargetStore
 	LeaseStore
 
 	// Files: the store keeps the metadata; the content lives in the ObjectStore.

@@ -364,6 +364,27 @@ CREATE TABLE leases (
 	PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 CREATE INDEX leases_owner ON leases (owner, kind);
+`, `
+-- A workspace's compute targets (issue 17): the built-in "local" is the server's own and is
+-- not stored. config is the block of the target's kind as JSON; sealed is its credentials,
+-- encrypted with the server's master key (credentials lists their names). Runs name their
+-- target by (workspace, name).
+CREATE TABLE compute_targets (
+	id                  INTEGER PRIMARY KEY,
+	workspace_id        INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	name                TEXT NOT NULL,
+	kind                TEXT NOT NULL,
+	description         TEXT NOT NULL DEFAULT '',
+	max_concurrent_runs INTEGER NOT NULL,
+	config              TEXT NOT NULL,
+	credentials         TEXT NOT NULL DEFAULT '[]',
+	sealed              BLOB,
+	activity            TEXT NOT NULL DEFAULT '',
+	created_by          TEXT NOT NULL DEFAULT '',
+	created_at          INTEGER NOT NULL,
+	updated_at          INTEGER NOT NULL,
+	UNIQUE (workspace_id, name)
+);
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

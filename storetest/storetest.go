@@ -54,6 +54,7 @@ func TestStore(t *testing.T, open func(t *testing.T, now func() time.Time) ateli
 		{"Datastores", testDatastores},
 		{"DatastoreLineage", testDatastoreLineage},
 		{"Secrets", testSecrets},
+		{"ComputeTargets", testComputeTargets},
 		{"ClaimRuns", testClaimRuns},
 		{"Leases", testLeases},
 	} {
