@@ -24,7 +24,13 @@ type Principal struct {
 	// Workspace and RunID scope a run token.
 	Workspace string `json:"workspace,omitempty"`
 	RunID     string `json:"run_id,omitempty"`
+	// Runner marks the token of a run's job runner (named RunnerTokenPrefix + the run's id):
+	// its word ends the run, where the script's own token cannot end it while it runs.
+	Runner bool `json:"runner,omitempty"`
 }
+
+// RunnerTokenPrefix starts the name of the run token a job runner gets (see Principal.Runner).
+const RunnerTokenPrefix = "job "
 
 type principalKey struct{}
 

@@ -56,7 +56,8 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*atelier.Pri
 	if t.ExpiresAt != nil && now.After(*t.ExpiresAt) {
 		return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "the token expired at %s", t.ExpiresAt.Format("2006-01-02 15:04:05Z07:00"))
 	}
-	p := &atelier.Principal{Kind: t.Kind, Name: t.Owner, TokenID: t.ID, Workspace: t.Workspace, RunID: t.RunID}
+	p := &atelier.Principal{Kind: t.Kind, Name: t.Owner, TokenID: t.ID, Workspace: t.Workspace, RunID: t.RunID,
+		Runner: t.Kind == atelier.PrincipalRun && t.Name == atelier.RunnerTokenPrefix+t.RunID}
 	if t.Kind == atelier.PrincipalUser {
 		u, err := s.findUser(ctx, t.Owner)
 		if atelier.ErrorCode(err) == atelier.ENOTFOUND {

@@ -221,20 +221,25 @@ func (s *Service) UpdateRunStatus(ctx context.Context, workspace, id string, upd
 	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
 		return nil, err
 	}
+	p := runPrincipal(ctx)
+	runner := p != nil && p.Runner && p.RunID == id
 	if upd.Status == atelier.StatusCanceled {
-		if p := runPrincipal(ctx); p != nil && p.RunID == id && !s.sched.executing(id) {
-			// The run's own job runner (atelier job exec) stopped its script as asked: that
-			// ends the request. From anyone else, Canceled is a request (see CancelRun).
+		if runner {
+			// The run's job runner stopped its script as asked: that ends the request. From
+			// anyone else, Canceled is a request (see CancelRun).
 			if run, err := s.store.FindRun(ctx, workspace, id); err == nil && run.Status == atelier.StatusCancelRequested {
 				return s.updateRunStatus(ctx, workspace, id, upd)
 			}
 		}
 		return s.CancelRun(ctx, workspace, id)
 	}
-	if s.sched.executing(id) && upd.Status.Terminal() {
+	if upd.Status.Terminal() && !runner {
 		// A submitted script that completes or fails its own run (as Azure ML scripts do)
-		// does not end it: the script's exit does, once its outputs are uploaded.
-		return s.store.FindRun(ctx, workspace, id)
+		// does not end it: the script's exit does, once its outputs are uploaded, as its
+		// runner records.
+		if run, err := s.store.FindRun(ctx, workspace, id); err == nil && run.Compute != "" && run.Status.Active() {
+			return run, nil
+		}
 	}
 	return s.updateRunStatus(ctx, workspace, id, upd)
 }

@@ -40,6 +40,14 @@ type Service struct {
 	// ServerURL is the address scripts use to reach the server.
 	ServerURL string
 	sched     *scheduler
+	// Owner names this server on the leases of the runs it executes (a random name when
+	// empty); OwnerDead, when set, tells whether another owner is known to be dead (a server
+	// process on this machine that is gone), so its runs are taken over without waiting for
+	// their leases to expire after LeaseTTL (DefaultLeaseTTL when zero).
+	Owner     string
+	OwnerDead func(owner string) bool
+	LeaseTTL  time.Duration
+	ownerOnce sync.Once
 
 	// Snapshot limits.
 	SnapshotMaxBytes int64
@@ -56,6 +64,10 @@ type Service struct {
 	// holding the built-in datastores (one sub-folder per workspace), shown as theirs.
 	ArtifactDir     string
 	BuiltInLocation *atelier.Datastore
+
+	// Drivers are the compute drivers of this server, by kind (local, ssh, ...): a compute
+	// target of a kind without one cannot be created or attached.
+	Drivers map[string]atelier.ComputeDriver
 }
 
 // Compile-time checks that Service implements the domain services.
@@ -81,7 +93,7 @@ func New(store atelier.Store, objects atelier.ObjectStore, log *slog.Logger) *Se
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{store: store, objects: objects, events: NewBroker(), log: log, now: time.Now,
-		sched:  &scheduler{targets: map[string]*Target{}, running: map[string]map[string]context.CancelFunc{}, secrets: map[string]map[string]string{}, workspaces: map[string]string{}, wake: make(chan struct{}, 1)},
+		sched:  newScheduler(),
 		logins: newThrottle(), PasswordCost: bcrypt.DefaultCost,
 		SnapshotMaxBytes: atelier.DefaultSnapshotMaxBytes, SnapshotMaxFiles: atelier.DefaultSnapshotMaxFiles}
 }
@@ -100,13 +112,18 @@ func (s *Service) Init(ctx context.Context) error {
 	} else if err != nil {
 		return err
 	}
-	// No script runs yet, so no run token may work: those of runs cut short by a stop die here.
+	// The tokens of runs that ended die here (those of runs cut short by a stop); those of
+	// leased runs live on: their jobs may have outlived the server (see RunScheduler).
 	tokens, err := s.store.ListTokens(ctx)
 	if err != nil {
 		return err
 	}
+	leased, err := s.leasedRuns(ctx)
+	if err != nil {
+		return err
+	}
 	for _, t := range tokens {
-		if t.Kind == atelier.PrincipalRun && t.RevokedAt == nil {
+		if t.Kind == atelier.PrincipalRun && t.RevokedAt == nil && !leased[t.RunID] {
 			s.revokeToken(ctx, t.ID)
 		}
 	}

@@ -1,0 +1,440 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// Target is a compute target of this server.
+type Target struct {
+	Name string
+	Kind string
+	// Driver launches and observes the target's jobs: they outlive the server, which finds
+	// them again by their handles when it starts (see RunScheduler).
+	Driver atelier.ComputeDriver
+	// Executor runs the target's jobs inside this process instead (when there is no Driver):
+	// for embedding and tests. Its runs end with the process, as Failed.
+	Executor          atelier.Executor
+	MaxConcurrentRuns int
+	// Isolation names what confines the target's runs (see atelier.ComputeTarget).
+	Isolation string
+}
+
+// DefaultLeaseTTL is how long a server's lease on a run lasts without being renewed: another
+// server takes the run over when it expires (sooner when the owner is known to be dead).
+const DefaultLeaseTTL = 30 * time.Second
+
+// scheduler is the controller of runs on compute targets: it claims queued runs with a lease,
+// launches them through their targets' drivers, renews the leases while it watches the jobs,
+// tells drivers of cancel requests, and records runs whose jobs ended without saying how.
+type scheduler struct {
+	mu      sync.Mutex
+	targets map[string]*Target
+	jobs    map[string]*watchedJob      // run id → a job this server holds the lease of
+	secrets map[string]map[string]string // run id → the secrets an in-process job was given
+	wake    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// watchedJob is a launched run this server watches.
+type watchedJob struct {
+	workspace, id string
+	target        *Target
+	handle        string
+	tokens        []string // the run's tokens, revoked when it ends (nil: look them up)
+	canceled      bool     // the driver was told to cancel
+	endedSeen     bool     // the driver said the job ended while the run was still active
+}
+
+func newScheduler() *scheduler {
+	return &scheduler{targets: map[string]*Target{}, jobs: map[string]*watchedJob{},
+		secrets: map[string]map[string]string{}, wake: make(chan struct{}, 1)}
+}
+
+// AddComputeTarget registers a compute target (every server has "local").
+func (s *Service) AddComputeTarget(t *Target) {
+	if t.MaxConcurrentRuns <= 0 {
+		t.MaxConcurrentRuns = 1
+	}
+	if t.Driver == nil && t.Executor != nil {
+		t.Driver = newInProcessDriver(s, t.Executor)
+	}
+	s.sched.mu.Lock()
+	defer s.sched.mu.Unlock()
+	s.sched.targets[t.Name] = t
+}
+
+func (sc *scheduler) poke() {
+	select {
+	case sc.wake <- struct{}{}:
+	default:
+	}
+}
+
+// owner is this server's name on its leases.
+func (s *Service) owner() string {
+	s.ownerOnce.Do(func() {
+		if s.Owner == "" {
+			b := make([]byte, 8)
+			rand.Read(b)
+			s.Owner = "server-" + hex.EncodeToString(b)
+		}
+	})
+	return s.Owner
+}
+
+func (s *Service) leaseTTL() time.Duration {
+	if s.LeaseTTL > 0 {
+		return s.LeaseTTL
+	}
+	return DefaultLeaseTTL
+}
+
+// RunScheduler recovers the runs whose leases this server may take (its own from before a
+// restart, those of dead servers), then claims, launches and watches runs until ctx ends. Jobs
+// of drivers outlive it: it leaves them running, for the next server to recover.
+func (s *Service) RunScheduler(ctx context.Context) {
+	s.recoverJobs(ctx)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastRenew := s.now()
+	for {
+		s.dispatch(ctx)
+		s.watch(ctx)
+		if ttl := s.leaseTTL(); s.now().Sub(lastRenew) >= ttl/3 {
+			lastRenew = s.now()
+			if _, err := s.store.RenewLeases(ctx, atelier.LeaseKindRun, s.owner(), lastRenew.Add(ttl)); err != nil && ctx.Err() == nil {
+				s.log.Error("renewing the leases of runs", "err", err)
+			}
+			s.recoverJobs(ctx) // the runs of servers that died meanwhile
+		}
+		select {
+		case <-ctx.Done():
+			s.sched.mu.Lock()
+			var drivers []atelier.ComputeDriver
+			for _, t := range s.sched.targets {
+				drivers = append(drivers, t.Driver)
+			}
+			s.sched.mu.Unlock()
+			for _, d := range drivers {
+				if d, ok := d.(interface{ shutdown() }); ok {
+					d.shutdown()
+				}
+			}
+			s.sched.wg.Wait()
+			return
+		case <-s.sched.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Service) targets() []*Target {
+	s.sched.mu.Lock()
+	defer s.sched.mu.Unlock()
+	list := make([]*Target, 0, len(s.sched.targets))
+	for _, t := range s.sched.targets {
+		list = append(list, t)
+	}
+	return list
+}
+
+// dispatch claims the queued runs each target has room for and launches them.
+func (s *Service) dispatch(ctx context.Context) {
+	for _, t := range s.targets() {
+		if ctx.Err() != nil {
+			return
+		}
+		active, err := s.store.CountActiveRuns(ctx, t.Name)
+		if err != nil {
+			s.log.Error("counting the active runs", "compute", t.Name, "err", err)
+			continue
+		}
+		free := t.MaxConcurrentRuns - active
+		if free <= 0 {
+			continue
+		}
+		runs, err := s.store.ClaimRuns(ctx, t.Name, s.owner(), free, s.now().Add(s.leaseTTL()))
+		if err != nil {
+			s.log.Error("claiming queued runs", "compute", t.Name, "err", err)
+			continue
+		}
+		for _, run := range runs {
+			s.publish(run.Workspace, atelier.EventRunStatus, run.ID, run)
+			s.runChanged(ctx, run)
+			s.launch(ctx, t, run)
+		}
+	}
+}
+
+// launch starts a claimed run through its target's driver.
+func (s *Service) launch(ctx context.Context, t *Target, run *atelier.Run) {
+	bg := context.WithoutCancel(ctx)
+	var tokens []string
+	fail := func(msg string) {
+		s.updateRunStatus(bg, run.Workspace, run.ID, atelier.RunStatusUpdate{Status: atelier.StatusFailed, Error: msg})
+		for _, id := range tokens {
+			s.revokeToken(bg, id)
+		}
+		if err := s.store.ReleaseLease(bg, atelier.LeaseKindRun, run.ID, s.owner()); err != nil {
+			s.log.Error("releasing a run's lease", "run", run.ID, "err", err)
+		}
+	}
+	var config atelier.RunConfig
+	if err := json.Unmarshal(run.Config, &config); err != nil {
+		fail("the stored run configuration is unreadable: " + err.Error())
+		return
+	}
+	if _, err := s.store.FindSnapshot(ctx, run.Workspace, run.SnapshotID); err != nil {
+		fail("the run's snapshot is missing: " + atelier.ErrorMessage(err))
+		return
+	}
+	secrets, err := s.openRunSecrets(ctx, run.Workspace, config.Secrets)
+	if err != nil {
+		fail("the run's secrets: " + atelier.ErrorMessage(err))
+		return
+	}
+	// Two tokens: the runner's, whose word ends the run, and the script's, which cannot end
+	// its own run early (see UpdateRunStatus).
+	runner, err := s.createToken(ctx, &atelier.Token{Name: atelier.RunnerTokenPrefix + run.ID, Kind: atelier.PrincipalRun,
+		Owner: run.CreatedBy, Workspace: run.Workspace, RunID: run.ID})
+	if err != nil {
+		fail("creating the run's token: " + err.Error())
+		return
+	}
+	tokens = append(tokens, runner.ID)
+	script, err := s.createToken(ctx, &atelier.Token{Name: "run " + run.ID, Kind: atelier.PrincipalRun,
+		Owner: run.CreatedBy, Workspace: run.Workspace, RunID: run.ID})
+	if err != nil {
+		fail("creating the run's token: " + err.Error())
+		return
+	}
+	tokens = append(tokens, script.ID)
+	handle, err := t.Driver.Launch(ctx, &atelier.JobLaunch{Run: run, Server: s.ServerURL, Token: runner.Secret,
+		ScriptToken: script.Secret, Secrets: secrets})
+	if err != nil {
+		fail(fmt.Sprintf("launching the run on %s: %s", t.Name, atelier.ErrorMessage(err)))
+		return
+	}
+	if err := s.store.SetLeaseHandle(bg, atelier.LeaseKindRun, run.ID, s.owner(), handle); err != nil {
+		// Another server took the lease (this one was thought dead): it watches the run, and
+		// learns of the job when the runner records its end.
+		s.log.Error("recording a run's job handle", "run", run.ID, "err", err)
+	}
+	s.log.Info("run launched", "workspace", run.Workspace, "run", run.ID, "compute", t.Name)
+	s.sched.mu.Lock()
+	s.sched.jobs[run.ID] = &watchedJob{workspace: run.Workspace, id: run.ID, target: t, handle: handle, tokens: tokens}
+	s.sched.mu.Unlock()
+}
+
+// watch looks at every job this server holds: runs that ended are released, cancel requests
+// are passed on to drivers, and a job that ended without recording its run's end fails it.
+func (s *Service) watch(ctx context.Context) {
+	s.sched.mu.Lock()
+	jobs := make([]*watchedJob, 0, len(s.sched.jobs))
+	for _, j := range s.sched.jobs {
+		jobs = append(jobs, j)
+	}
+	s.sched.mu.Unlock()
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			return
+		}
+		s.watchJob(ctx, j)
+	}
+}
+
+func (s *Service) watchJob(ctx context.Context, j *watchedJob) {
+	run, err := s.store.FindRun(ctx, j.workspace, j.id)
+	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
+		s.finish(ctx, j) // its workspace was deleted
+		return
+	} else if err != nil {
+		return
+	}
+	if run.Status.Terminal() {
+		s.finish(ctx, j)
+		return
+	}
+	if run.Status == atelier.StatusCancelRequested && !j.canceled {
+		if err := j.target.Driver.Cancel(ctx, j.handle); err != nil {
+			s.log.Error("canceling a run's job", "run", j.id, "err", err)
+		} else {
+			j.canceled = true
+		}
+	}
+	st, err := j.target.Driver.Status(ctx, j.handle)
+	if err != nil {
+		if atelier.ErrorCode(err) == atelier.EINVALID {
+			st = atelier.JobState{Phase: atelier.JobGone, Detail: "its job handle is unreadable: " + atelier.ErrorMessage(err)}
+		} else {
+			s.log.Warn("asking a driver about a run's job", "run", j.id, "compute", j.target.Name, "err", err)
+			return
+		}
+	}
+	if st.Phase == atelier.JobRunning {
+		return
+	}
+	if !j.endedSeen {
+		// The runner records the run's end before it exits: look again at the next tick.
+		j.endedSeen = true
+		return
+	}
+	upd := atelier.RunStatusUpdate{Status: atelier.StatusFailed}
+	switch st.Phase {
+	case atelier.JobExited:
+		upd.Error = fmt.Sprintf("the job runner exited with code %d without recording how the run ended%s", st.ExitCode, s.runnerTail(ctx, j))
+	default:
+		upd.Error = "the run's job is gone: " + st.Detail
+	}
+	if run.Status == atelier.StatusCancelRequested {
+		upd = atelier.RunStatusUpdate{Status: atelier.StatusCanceled, Error: "canceled by request"}
+	}
+	if _, err := s.updateRunStatus(context.WithoutCancel(ctx), j.workspace, j.id, upd); err != nil && atelier.ErrorCode(err) != atelier.ECONFLICT {
+		s.log.Error("recording the end of a run", "run", j.id, "err", err)
+		return
+	}
+	s.log.Warn("run ended without its runner recording it", "workspace", j.workspace, "run", j.id, "status", upd.Status, "reason", upd.Error)
+	s.finish(ctx, j)
+}
+
+// runnerTail is the end of what the runner said, for the run's error.
+func (s *Service) runnerTail(ctx context.Context, j *watchedJob) string {
+	r, err := j.target.Driver.Logs(ctx, j.handle, 0)
+	if err != nil {
+		return ""
+	}
+	defer r.Close()
+	b, _ := io.ReadAll(io.LimitReader(r, 1<<20))
+	text := strings.TrimSpace(string(b))
+	if len(text) > 1000 {
+		text = "…" + text[len(text)-1000:]
+	}
+	if text == "" {
+		return ""
+	}
+	return ": " + text
+}
+
+// finish forgets a job whose run ended: its tokens, its files on the target, its lease.
+func (s *Service) finish(ctx context.Context, j *watchedJob) {
+	bg := context.WithoutCancel(ctx)
+	tokens := j.tokens
+	if tokens == nil {
+		all, err := s.store.ListTokens(bg)
+		if err == nil {
+			for _, t := range all {
+				if t.Kind == atelier.PrincipalRun && t.RunID == j.id && t.RevokedAt == nil {
+					tokens = append(tokens, t.ID)
+				}
+			}
+		}
+	}
+	for _, id := range tokens {
+		s.revokeToken(bg, id)
+	}
+	if j.handle != "" {
+		if err := j.target.Driver.Release(bg, j.handle); err != nil {
+			s.log.Warn("releasing a run's job", "run", j.id, "err", err)
+		}
+	}
+	if err := s.store.ReleaseLease(bg, atelier.LeaseKindRun, j.id, s.owner()); err != nil {
+		s.log.Error("releasing a run's lease", "run", j.id, "err", err)
+	}
+	s.sched.mu.Lock()
+	delete(s.sched.jobs, j.id)
+	s.sched.mu.Unlock()
+	s.log.Info("run ended", "workspace", j.workspace, "run", j.id)
+	s.sched.poke()
+}
+
+// recoverJobs takes over the leases of runs no live server holds — this server's own from
+// before a restart, a dead server's, expired ones — and watches their jobs again: a job still
+// running is reattached, one that ended is recorded, one never launched is launched.
+func (s *Service) recoverJobs(ctx context.Context) {
+	leases, err := s.store.ListLeases(ctx, atelier.LeaseKindRun)
+	if err != nil {
+		s.log.Error("reading the leases of runs", "err", err)
+		return
+	}
+	now := s.now()
+	for _, l := range leases {
+		s.sched.mu.Lock()
+		_, held := s.sched.jobs[l.ID]
+		s.sched.mu.Unlock()
+		if held || ctx.Err() != nil {
+			continue
+		}
+		dead := l.Owner != s.owner() && s.OwnerDead != nil && s.OwnerDead(l.Owner)
+		if l.Owner != s.owner() && !dead && l.Expires.After(now) {
+			continue // a live server holds it
+		}
+		run, err := s.store.FindRun(ctx, l.Workspace, l.ID)
+		if err != nil && atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			continue
+		}
+		var t *Target
+		if run != nil {
+			s.sched.mu.Lock()
+			t = s.sched.targets[run.Compute]
+			s.sched.mu.Unlock()
+			if t == nil {
+				continue // a target this server does not have: another server's to recover
+			}
+		}
+		from := ""
+		if dead {
+			from = l.Owner
+		}
+		got, err := s.store.AcquireLease(ctx, &atelier.Lease{Kind: l.Kind, ID: l.ID, Workspace: l.Workspace,
+			Owner: s.owner(), Expires: now.Add(s.leaseTTL())}, now, from)
+		if err != nil {
+			continue // taken by another server first
+		}
+		if run == nil {
+			s.store.ReleaseLease(ctx, atelier.LeaseKindRun, l.ID, s.owner())
+			continue
+		}
+		j := &watchedJob{workspace: run.Workspace, id: run.ID, target: t, handle: got.Handle}
+		switch {
+		case run.Status.Terminal():
+			s.finish(ctx, j)
+		case got.Handle == "":
+			// Claimed, but the server stopped before its job was launched.
+			if run.Status == atelier.StatusCancelRequested {
+				s.updateRunStatus(ctx, run.Workspace, run.ID, atelier.RunStatusUpdate{Status: atelier.StatusCanceled, Error: "canceled by request"})
+				s.finish(ctx, j)
+				continue
+			}
+			s.log.Info("launching a run claimed before a restart", "run", run.ID)
+			s.launch(ctx, t, run)
+		default:
+			s.log.Info("run recovered", "workspace", run.Workspace, "run", run.ID, "compute", t.Name, "previous_owner", l.Owner)
+			s.sched.mu.Lock()
+			s.sched.jobs[run.ID] = j
+			s.sched.mu.Unlock()
+		}
+	}
+}
+
+// leasedRuns returns the ids of the runs with a lease (whose tokens must survive a restart).
+func (s *Service) leasedRuns(ctx context.Context) (map[string]bool, error) {
+	leases, err := s.store.ListLeases(ctx, atelier.LeaseKindRun)
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]bool{}
+	for _, l := range leases {
+		ids[l.ID] = true
+	}
+	return ids, nil
+}
