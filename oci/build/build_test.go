@@ -672,14 +672,6 @@ func TestSkopeo(t *testing.T) {
 	}
 }
 
-// TestPodmanRun loads the image into podman and scores with it, when podman is here.
-func TestPodmanRun(t *testing.T) {
-	if _, err := exec.LookPath("podman"); err != nil {
-		t.Skip("podman is not installed: the image is run unpacked with the host's Python in TestRunImage instead")
-	}
-	t.Skip("podman needs a base image with a real CPython (built from Debian packages in a later step)")
-}
-
 // TestEpochAndModels: a spec's epoch is every time in the image (and changes its digest); with
 // two models AZUREML_MODEL_DIR is the models root, each model under <name>/<version>.
 func TestEpochAndModels(t *testing.T) {
