@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,7 +27,8 @@ const secretEnvPrefix = "ATELIER_SECRET_"
 
 func newJobCmd(cfg *clientConfig) *cobra.Command {
 	cmd := &cobra.Command{Use: "job", Short: "Run a submitted run's phases where its script runs (used by compute targets)"}
-	var runID, workDir string
+	var runID, workDir, envsDir, isolationFile, serverURLFile, exitFile string
+	var serverWait, cancelGrace time.Duration
 	exec := &cobra.Command{
 		Use:   "exec --run RUN",
 		Short: "Run a run's script here: snapshot, data, environment, logs, outputs and its end",
@@ -36,11 +39,14 @@ environment, runs its script with its output streamed to the run's std_log, uplo
 must have been claimed (Preparing) for it.
 
   ATELIER_SERVER            the server's URL
-  ATELIER_TOKEN             the run's token (not a user's)
+  ATELIER_TOKEN             the runner's token (a run token; not a user's)
+  ATELIER_SCRIPT_TOKEN      the token the script gets (default: the runner's)
   ATELIER_WORKSPACE         the run's workspace (default "default")
   ATELIER_SECRET_<NAME>     the value of each secret the run's configuration names
 
-The runner watches the run's status and stops the script when it is CancelRequested.
+The runner watches the run's status and stops the script when it is CancelRequested (or
+when the runner gets SIGTERM). While the server cannot be reached (it restarts), the
+runner and its script go on: the runner retries its calls for --server-wait.
 Exit codes: 0 the run Completed, 7 it Failed or was Canceled, 1 the runner itself failed.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -55,22 +61,41 @@ Exit codes: 0 the run Completed, 7 it Failed or was Canceled, 1 the runner itsel
 				return err
 			}
 			c.UserAgent = "atelier-job"
-			r := &jobRunner{client: c, workspace: cfg.workspace, runID: runID, workDir: workDir,
+			c.HTTP.Transport = &waitingTransport{base: c.HTTP.Transport, wait: serverWait, urlFile: serverURLFile, stderr: cmd.ErrOrStderr()}
+			r := &jobRunner{client: c, workspace: cfg.workspace, runID: runID, workDir: workDir, envsDir: envsDir, cancelGrace: cancelGrace,
 				environ: os.Environ(), poll: time.Second, stderr: cmd.ErrOrStderr()}
+			if isolationFile != "" {
+				if r.isolation, r.interpreters, err = readJobIsolation(isolationFile); err != nil {
+					return fmt.Errorf("job exec: %w", err)
+				}
+			}
 			run, err := r.exec(cmd.Context())
-			if err != nil {
+			code := 0
+			switch {
+			case err != nil:
 				// The runner's own failure exits 1, whatever the server's error code.
-				return fmt.Errorf("job exec: run %s: %s", runID, errorText(err))
+				err, code = fmt.Errorf("job exec: run %s: %s", runID, errorText(err)), exitError
+			case run.Status != atelier.StatusCompleted:
+				err, code = runFailedError{run}, exitRunFailed
 			}
-			if run.Status != atelier.StatusCompleted {
-				return runFailedError{run}
+			if exitFile != "" {
+				// For a server that did not start this runner (it restarted), which cannot wait for it.
+				if werr := os.WriteFile(exitFile, []byte(strconv.Itoa(code)+"\n"), 0o600); werr != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "job exec: writing the exit code: %v\n", werr)
+				}
 			}
-			return nil
+			return err
 		},
 	}
 	exec.Flags().StringVar(&runID, "run", "", "the run to execute")
 	exec.Flags().StringVar(&workDir, "work-dir", "",
 		"where the run's directory, its environments and the SDK go (default: a temporary directory, removed at the end)")
+	exec.Flags().StringVar(&envsDir, "envs-dir", "", "a directory of Python environments shared with other runners (default: under --work-dir)")
+	exec.Flags().StringVar(&isolationFile, "isolation", "", "a JSON file saying how to confine the script (written by the server's local compute target)")
+	exec.Flags().StringVar(&serverURLFile, "server-url-file", "", "a file holding the server's URL, read again when the server cannot be reached (it may restart elsewhere)")
+	exec.Flags().StringVar(&exitFile, "exit-file", "", "write the runner's exit code to this file before exiting")
+	exec.Flags().DurationVar(&cancelGrace, "cancel-grace", atelier.DefaultCancelGrace, "time a canceled script gets between SIGTERM and SIGKILL")
+	exec.Flags().DurationVar(&serverWait, "server-wait", 10*time.Minute, "how long to keep retrying while the server cannot be reached")
 	cmd.AddCommand(exec)
 	return cmd
 }
@@ -87,9 +112,14 @@ type jobRunner struct {
 	environ []string
 	// poll is how often the run's status is read, to learn of a cancel request.
 	poll time.Duration
-	// isolation confines the script (nil: the script can do what the runner can).
-	isolation *local.Isolation
-	stderr    io.Writer
+	// envsDir holds the Python environments ("" for workDir/envs).
+	envsDir     string
+	cancelGrace time.Duration
+	// isolation confines the script (nil: the script can do what the runner can);
+	// interpreters maps trusted interpreter names to their executables (see python.Resolve).
+	isolation    *local.Isolation
+	interpreters map[string]string
+	stderr       io.Writer
 }
 
 // exec runs the job and records its end; it returns the run as recorded. An error is the
@@ -132,7 +162,13 @@ func (r *jobRunner) exec(ctx context.Context) (*atelier.Run, error) {
 	if err != nil {
 		return record(atelier.JobResult{Status: atelier.StatusFailed, Error: "the run's secrets: " + atelier.ErrorMessage(err)})
 	}
-	job := &atelier.Job{Run: run, Config: config, Snapshot: snap, Env: jobEnv(c.BaseURL, run, config, secrets, c.Token), Secrets: secrets}
+	scriptToken := c.Token
+	for _, kv := range r.environ {
+		if v, ok := strings.CutPrefix(kv, "ATELIER_SCRIPT_TOKEN="); ok && v != "" {
+			scriptToken = v
+		}
+	}
+	job := &atelier.Job{Run: run, Config: config, Snapshot: snap, Env: jobEnv(c.BaseURL, run, config, secrets, scriptToken), Secrets: secrets}
 
 	dir := r.workDir
 	if dir == "" {
@@ -143,7 +179,19 @@ func (r *jobRunner) exec(ctx context.Context) (*atelier.Run, error) {
 	} else if dir, err = filepath.Abs(dir); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"work", "envs", "tmp", "sdk"} {
+	envs := r.envsDir
+	if envs == "" {
+		envs = filepath.Join(dir, "envs")
+	} else if envs, err = filepath.Abs(envs); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"work", envs, "tmp", "sdk"} {
+		if filepath.IsAbs(d) {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, err
 		}
@@ -152,9 +200,15 @@ func (r *jobRunner) exec(ctx context.Context) (*atelier.Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("installing the Python SDK: %w", err)
 	}
+	iso := r.isolation
+	if iso != nil {
+		confined := *iso
+		confined.ReadOnly = append(append([]string{}, iso.ReadOnly...), sdk, envs)
+		iso = &confined
+	}
 	// No overlay: each run copies its snapshot; the runner keeps no template between runs.
-	executor := &local.Executor{WorkDir: filepath.Join(dir, "work"), SDKPath: sdk, CancelGrace: atelier.DefaultCancelGrace,
-		Envs: &local.EnvCache{Dir: filepath.Join(dir, "envs"), Isolation: r.isolation}, Isolation: r.isolation, NoOverlay: true}
+	executor := &local.Executor{WorkDir: filepath.Join(dir, "work"), SDKPath: sdk, CancelGrace: cmp.Or(r.cancelGrace, atelier.DefaultCancelGrace),
+		Envs: &local.EnvCache{Dir: envs, Isolation: iso, Interpreters: r.interpreters}, Isolation: iso, NoOverlay: true}
 	host := api.NewJobHost(c, run, snap, filepath.Join(dir, "tmp"))
 	defer host.Close()
 
@@ -169,8 +223,11 @@ func (r *jobRunner) exec(ctx context.Context) (*atelier.Run, error) {
 	cancel()
 	<-watched
 	if ctx.Err() != nil && res.Status == atelier.StatusCanceled {
-		// Stopped by a signal, not by a request: the run did not end as anyone asked.
-		res.Status, res.Error = atelier.StatusFailed, "the job runner was stopped while the run was active"
+		// Stopped by a signal: the compute target passing a cancel request on (the run is
+		// CancelRequested), else nobody asked, and the run did not end as anyone asked.
+		if now, err := c.FindRun(bg, run.Workspace, run.ID); err != nil || now.Status != atelier.StatusCancelRequested {
+			res.Status, res.Error = atelier.StatusFailed, "the job runner was stopped while the run was active"
+		}
 	}
 	return record(res)
 }

@@ -253,11 +253,26 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if err != nil {
 		return err
 	}
-	localExec := &local.Executor{WorkDir: filepath.Join(dataDir, "work"), SDKPath: sdkPath, CancelGrace: cfg.cancelGrace, Log: log,
-		Envs: &local.EnvCache{Dir: filepath.Join(dataDir, "envs"), Isolation: iso.Isolation, Interpreters: iso.interpreters}, Isolation: iso.Isolation}
-	localExec.CleanupMounts()
+	// Runs on local are launched as job runners of their own (atelier job exec), detached from
+	// the server: they outlive a restart, and the server that starts again finds them.
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the server's binary for the job runners: %w", err)
+	}
+	isoFile := filepath.Join(dataDir, "run-isolation.json")
+	if err := writeJobIsolation(isoFile, iso, iso.runAs); err != nil {
+		return fmt.Errorf("writing the isolation of runs: %w", err)
+	}
+	driver := &local.Driver{Command: []string{self, "job", "exec"}, Dir: filepath.Join(dataDir, "jobs"), Env: runnerEnviron(),
+		Args: []string{"--envs-dir", filepath.Join(dataDir, "envs"), "--server-url-file", filepath.Join(dataDir, urlFile),
+			"--cancel-grace", cfg.cancelGrace.String()}}
+	if iso.Isolation != nil {
+		driver.Args = append(driver.Args, "--isolation", isoFile)
+	}
+	(&local.Executor{WorkDir: filepath.Join(dataDir, "work")}).CleanupMounts()
 	svc.AddComputeTarget(&service.Target{Name: atelier.DefaultCompute, Kind: "local", MaxConcurrentRuns: cfg.maxLocalRuns,
-		Executor: localExec, Isolation: iso.Name()})
+		Driver: driver, Isolation: iso.Name()})
+	svc.Owner, svc.OwnerDead = leaseOwner()
 	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
 	schedDone := make(chan struct{})
 	go func() { svc.RunScheduler(schedCtx); close(schedDone) }()
@@ -361,6 +376,7 @@ func listenSocket(spec, dataDir string, log *slog.Logger) (net.Listener, error) 
 type runIsolation struct {
 	*local.Isolation
 	interpreters map[string]string
+	runAs        string // the user runs run as ("" for the server's)
 }
 
 // isolation sets up the confinement of runs on this machine (package sandbox): they must not
@@ -385,7 +401,7 @@ func isolation(ctx context.Context, cfg serverConfig, dataDir string, artifacts 
 	if err != nil {
 		return runIsolation{}, usagef("%v", err)
 	}
-	iso := runIsolation{Isolation: &local.Isolation{Launcher: launcher, Hide: []string{dataDir}, ReadOnly: []string{sdkPath}}}
+	iso := runIsolation{Isolation: &local.Isolation{Launcher: launcher, Hide: []string{dataDir}, ReadOnly: []string{sdkPath}}, runAs: runAs}
 	if artifacts.dir != "" {
 		iso.Hide = append(iso.Hide, artifacts.dir)
 	}

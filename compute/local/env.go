@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -80,6 +81,12 @@ func (c *EnvCache) Python(ctx context.Context, env atelier.EnvironmentConfig, sr
 	l := c.lock(key)
 	l.Lock()
 	defer l.Unlock()
+	// Job runners of other runs share the directory: a file lock serializes them too.
+	unlock, err := lockFile(ctx, dir+".lock")
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	if _, err := os.Stat(filepath.Join(dir, ".ready")); err == nil {
 		fmt.Fprintf(log, "reusing environment %s (same interpreter and %s)\n", key[:12], env.Requirements)
 		return venvPython, nil
@@ -127,6 +134,11 @@ func (c *EnvCache) conda(ctx context.Context, env atelier.EnvironmentConfig, src
 	l := c.lock(key)
 	l.Lock()
 	defer l.Unlock()
+	unlock, err := lockFile(ctx, dir+".lock")
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	if _, err := os.Stat(filepath.Join(dir, ".ready")); err == nil {
 		return filepath.Join(dir, "bin", "python"), nil
 	}
@@ -181,4 +193,29 @@ func (c *EnvCache) run(ctx context.Context, log io.Writer, srcDir, envDir, name 
 		return err
 	}
 	return cmd.Run()
+}
+
+// lockFile takes an exclusive lock on path (created if needed) for processes of this machine,
+// waiting for it until ctx ends; the function returned releases it.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if err != syscall.EWOULDBLOCK {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
