@@ -79,6 +79,9 @@ the files are named from the path's last element (outputs/model gives model/...)
 				return err
 			}
 			ctx := cmd.Context()
+			if req.RunID, err = resolveRun(ctx, c, cfg.workspace, req.RunID); err != nil {
+				return err
+			}
 			if req.RunID == "" {
 				if req.Files, err = uploadModelFiles(ctx, c, cfg.workspace, req.Path); err != nil {
 					return err
@@ -349,6 +352,9 @@ combine with AND), newest first unless --order-by says otherwise.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cfg.client()
 			if err != nil {
+				return err
+			}
+			if q.RunID, err = resolveRun(cmd.Context(), c, cfg.workspace, q.RunID); err != nil {
 				return err
 			}
 			ctx, out := cmd.Context(), cmd.OutOrStdout()

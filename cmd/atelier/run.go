@@ -36,12 +36,19 @@ func parseKeyValues(flag string, list []string) (map[string]string, error) {
 }
 
 func newRunCmd(cfg *clientConfig) *cobra.Command {
-	cmd := &cobra.Command{Use: "run", Short: "Create, log to, query and download runs"}
+	cmd := &cobra.Command{Use: "run", Short: "Create, log to, query and download runs",
+		Long: `Create, log to, query and download runs.
+
+A RUN argument is a run's id or a unique prefix of it, as git takes a commit's (ids begin with
+their creation time, so the part that tells runs made together apart is at the end: give more
+than the first 12 characters). An ambiguous prefix is refused (exit 2) with the runs it names.`}
 	cmd.AddCommand(runSubmitCmd(cfg), runCreateCmd(cfg), runLogCmd(cfg), runKVCmd(cfg, "param", "Set a param (immutable once set)"),
 		runKVCmd(cfg, "tag", "Set a tag"), runKVCmd(cfg, "property", "Set a property (immutable once set)"),
 		runUploadCmd(cfg), runEndCmd(cfg, "complete", atelier.StatusCompleted), runEndCmd(cfg, "fail", atelier.StatusFailed),
 		runCancelCmd(cfg),
-		runListCmd(cfg), runShowCmd(cfg), runMetricsCmd(cfg), runLogsCmd(cfg), runDownloadCmd(cfg), runChildrenCmd(cfg))
+		runListCmd(cfg), runShowCmd(cfg), runMetricsCmd(cfg), runLogsCmd(cfg), runDownloadCmd(cfg), runChildrenCmd(cfg),
+		runCompareCmd(cfg), runFilesCmd(cfg), runUntagCmd(cfg), runRerunCmd(cfg))
+	resolveRunPrefixes(cfg, cmd)
 	return cmd
 }
 
@@ -70,6 +77,9 @@ func runCreateCmd(cfg *clientConfig) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if c.ParentID, err = resolveRun(cmd.Context(), client, cfg.workspace, c.ParentID); err != nil {
+				return err
+			}
 			if source != "" {
 				snap, err := uploadSnapshot(cmd.Context(), client, cfg.workspace, source, opt)
 				if err != nil {
@@ -92,7 +102,7 @@ func runCreateCmd(cfg *clientConfig) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVarP(&c.Experiment, "experiment", "e", "", "experiment name (created on first use)")
 	f.StringVar(&c.Name, "name", "", "display name")
-	f.StringVar(&c.ParentID, "parent", "", "parent run id (makes a child run)")
+	f.StringVar(&c.ParentID, "parent", "", "parent run id, or a unique prefix of it (makes a child run)")
 	f.StringVar(&status, "status", string(atelier.StatusRunning), "initial status")
 	f.StringArrayVar(&params, "param", nil, "param KEY=VALUE (repeatable)")
 	f.StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")

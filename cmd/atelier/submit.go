@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -247,29 +246,7 @@ when the run Completed (7 when it Failed or was Canceled).`,
 			if err != nil {
 				return err
 			}
-			if !wait {
-				if cfg.output == "json" {
-					return printJSON(cmd.OutOrStdout(), run)
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), run.ID)
-				return nil
-			}
-			fmt.Fprintf(os.Stderr, "run %s queued on %s\n", run.ID, run.Compute)
-			final, err := waitForRun(ctx, c, cfg.workspace, run.ID, cmd.OutOrStdout())
-			if err != nil && ctx.Err() != nil {
-				// Ctrl-C stops the following, not the run.
-				return interruptedError{fmt.Sprintf("stopped following; run %s keeps running on %s (to stop it: atelier run cancel %s)", run.ID, run.Compute, run.ID)}
-			}
-			if err != nil {
-				return err
-			}
-			if cfg.output == "json" {
-				printJSON(cmd.OutOrStdout(), final)
-			}
-			if final.Status != atelier.StatusCompleted {
-				return runFailedError{final}
-			}
-			return nil
+			return followSubmitted(cmd, cfg, c, run, wait)
 		},
 	}
 	f := cmd.Flags()
@@ -289,6 +266,35 @@ when the run Completed (7 when it Failed or was Canceled).`,
 	f.BoolVar(&wait, "wait", false, "stream status and output until the run ends; exit 0 only if it Completed")
 	snapshotFlags(cmd, &opt)
 	return cmd
+}
+
+// followSubmitted prints a run just submitted (its id, or -o json the run), or with wait streams
+// its status and output until it ends (run submit, run rerun).
+func followSubmitted(cmd *cobra.Command, cfg *clientConfig, c *api.Client, run *atelier.Run, wait bool) error {
+	ctx := cmd.Context()
+	if !wait {
+		if cfg.output == "json" {
+			return printJSON(cmd.OutOrStdout(), run)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), run.ID)
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "run %s queued on %s\n", run.ID, run.Compute)
+	final, err := waitForRun(ctx, c, cfg.workspace, run.ID, cmd.OutOrStdout())
+	if err != nil && ctx.Err() != nil {
+		// Ctrl-C stops the following, not the run.
+		return interruptedError{fmt.Sprintf("stopped following; run %s keeps running on %s (to stop it: atelier run cancel %s)", run.ID, run.Compute, run.ID)}
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.output == "json" {
+		printJSON(cmd.OutOrStdout(), final)
+	}
+	if final.Status != atelier.StatusCompleted {
+		return runFailedError{final}
+	}
+	return nil
 }
 
 // applyDataFlags adds the --data references to the configuration; one with the name of a
@@ -402,62 +408,6 @@ func waitForRun(ctx context.Context, c *api.Client, workspace, id string, out io
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-func newComputeCmd(cfg *clientConfig) *cobra.Command {
-	cmd := &cobra.Command{Use: "compute", Short: "List and show compute targets"}
-	list := &cobra.Command{
-		Use: "list", Short: "List compute targets with their queues", Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cfg.client()
-			if err != nil {
-				return err
-			}
-			list, err := c.ListComputeTargets(cmd.Context(), cfg.workspace)
-			if err != nil {
-				return err
-			}
-			if cfg.output == "json" {
-				return printJSON(cmd.OutOrStdout(), list)
-			}
-			t := newTable(cmd.OutOrStdout(), "NAME", "KIND", "MAX CONCURRENT", "QUEUED", "RUNNING", "ISOLATION")
-			for _, ct := range list {
-				t.row(ct.Name, ct.Kind, ct.MaxConcurrentRuns, ct.Queued, ct.Running, ct.Isolation)
-			}
-			return t.flush()
-		},
-	}
-	show := &cobra.Command{
-		Use: "show NAME", Short: "Show a compute target: its kind, queue and isolation", Args: exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cfg.client()
-			if err != nil {
-				return err
-			}
-			list, err := c.ListComputeTargets(cmd.Context(), cfg.workspace)
-			if err != nil {
-				return err
-			}
-			i := slices.IndexFunc(list, func(ct *atelier.ComputeTarget) bool { return ct.Name == args[0] })
-			if i < 0 {
-				return atelier.Errorf(atelier.ENOTFOUND, "no compute target %q in workspace %s; see 'atelier compute list'", args[0], cfg.workspace)
-			}
-			ct := list[i]
-			if cfg.output == "json" {
-				return printJSON(cmd.OutOrStdout(), ct)
-			}
-			t := newTable(cmd.OutOrStdout(), "FIELD", "VALUE")
-			t.row("name", ct.Name)
-			t.row("kind", ct.Kind)
-			t.row("max concurrent runs", ct.MaxConcurrentRuns)
-			t.row("queued", ct.Queued)
-			t.row("running", ct.Running)
-			t.row("isolation", ct.Isolation)
-			return t.flush()
-		},
-	}
-	cmd.AddCommand(list, show)
-	return cmd
 }
 
 // appendNew appends the names list does not hold yet.
