@@ -231,6 +231,15 @@ class Run:
     def get_status(self):
         return self._refresh().get("status")
 
+    def get_portal_url(self):
+        """The run's address on its server, to open or share. atelier has no web UI yet (the
+        MLflow client's "View run" link, <server>/#/experiments/..., is not served): this is
+        the run's REST resource, <server>/api/v1/workspaces/<workspace>/runs/<id>, which
+        answers with the run as JSON given a token (Authorization: Bearer). A workspace reached
+        over the server's Unix socket gives the server's TCP address, read from the server-url
+        file it keeps beside the socket while it runs."""
+        return _web_address(self._client.server) + self._path()
+
     def start(self):
         """Marks a NotStarted run as Running."""
         self._set_status({"status": "Running"})
@@ -768,6 +777,19 @@ def _install_sigterm_flush():
         pass
 
 
+def _web_address(server):
+    """A browser's address of a server: itself, or for its Unix socket (unix:///dir/atelier.sock)
+    the address in dir/server-url, when the server wrote one."""
+    if not server.startswith("unix://"):
+        return server
+    try:
+        with open(os.path.join(os.path.dirname(server[len("unix://"):]), "server-url"), encoding="utf-8") as f:
+            url = f.read().strip().rstrip("/")
+    except OSError:
+        url = ""
+    return url or server
+
+
 class _OfflineExperiment:
     def __init__(self, name):
         self.name = name or "offline"
@@ -905,6 +927,10 @@ class OfflineRun:
 
     def get_status(self):
         return self._status
+
+    def get_portal_url(self):
+        """None: an offline run is on no server."""
+        return None
 
     def flush(self, timeout_seconds=None):
         pass

@@ -499,3 +499,20 @@ def test_input_output_datasets(ws, run, tmp_path):
     assert p.stdout.strip() == "[('train', '/w/data/train')] [('scores', '/w/data/scores')]"
     # Another run's datasets are not this process's folders.
     assert atelier.OfflineRun().input_datasets == {}
+
+
+def test_get_portal_url_is_an_address_the_server_answers_with_the_run(ws, server, run):
+    import json
+    import urllib.request
+
+    from conftest import SERVER
+
+    url = run.get_portal_url()
+    assert url == "%s/api/v1/workspaces/default/runs/%s" % (server[0], run.id)
+    req = urllib.request.Request(url, headers={"Authorization": "Bearer " + server[1]})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert json.load(r)["id"] == run.id
+    # Over the server's Unix socket, the address is still one a browser can open: the server's.
+    via_socket = atelier.Workspace("unix://" + SERVER["socket"], server[1], "default")
+    assert atelier.Run(atelier.Experiment(via_socket, "pytest"), run.id).get_portal_url() == url
+    assert atelier.run.OfflineRun().get_portal_url() is None
