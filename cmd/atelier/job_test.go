@@ -72,7 +72,7 @@ func startJobStack(t *testing.T) *jobStack {
 }
 
 // claim submits script (with the other files) and claims the run as the scheduler does
-// (Queued → Preparing, and a token of the run's own), returning the run and its token.
+// (Queued → Preparing, and the runner's token), returning the run and the token.
 func (s *jobStack) claim(t *testing.T, ctx context.Context, config atelier.RunConfig, files map[string]string) (*atelier.Run, string) {
 	t.Helper()
 	var buf bytes.Buffer
@@ -100,7 +100,7 @@ func (s *jobStack) claim(t *testing.T, ctx context.Context, config atelier.RunCo
 		t.Fatal(err)
 	}
 	// The REST API mints no run tokens: the service does, as its scheduler would.
-	tok, err := s.svc.CreateToken(context.Background(), &atelier.Token{Name: "run " + run.ID, Kind: atelier.PrincipalRun,
+	tok, err := s.svc.CreateToken(context.Background(), &atelier.Token{Name: atelier.RunnerTokenPrefix + run.ID, Kind: atelier.PrincipalRun,
 		Owner: run.CreatedBy, Workspace: run.Workspace, RunID: run.ID})
 	if err != nil {
 		t.Fatal(err)
