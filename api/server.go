@@ -33,6 +33,7 @@ type Services interface {
 	atelier.EventService
 	atelier.ModelService
 	atelier.ComputeService
+	atelier.ComputeTargetService
 	atelier.UserService
 	atelier.TokenService
 	atelier.MemberService
@@ -230,7 +231,7 @@ func (s *Server) Routes() []Route {
 		{Pattern: "GET " + ws + "/activities", Policy: PolicyMember, handler: s.listActivities},
 		{Pattern: "GET " + ws + "/activities/{activity}", Policy: PolicyRunRead, handler: s.getActivity},
 		{Pattern: "GET " + ws + "/events", Policy: PolicyRunRead, handler: s.events},
-	}, slices.Concat(s.modelRoutes(), s.authRoutes(), s.datastoreRoutes(), s.vaultRoutes())...)
+	}, slices.Concat(s.modelRoutes(), s.authRoutes(), s.datastoreRoutes(), s.vaultRoutes(), s.computeRoutes())...)
 }
 
 // wrap serves a route through the edge: it authenticates the request (a bearer token, or the

@@ -229,12 +229,14 @@ func (s *Service) checkComputeTarget(ctx context.Context, driver atelier.Compute
 	if err == nil {
 		return nil
 	}
-	code := atelier.ErrorCode(err)
+	code, msg := atelier.ErrorCode(err), atelier.ErrorMessage(err)
 	if code == atelier.EINTERNAL {
+		// A driver's plain error says what it met on the user's target (a refused connection,
+		// an unknown host key): the user's to read and to fix.
 		s.log.Warn("a compute target failed its check", "workspace", t.Workspace, "compute", t.Name, "kind", t.Kind, "err", err)
-		code = atelier.EINVALID
+		code, msg = atelier.EINVALID, err.Error()
 	}
-	return atelier.Errorf(code, "compute target %q failed its check: %s", t.Name, atelier.ErrorMessage(err))
+	return atelier.Errorf(code, "compute target %q failed its check: %s", t.Name, msg)
 }
 
 // FindComputeTarget returns a compute target with its queue, never its credentials.
@@ -250,7 +252,7 @@ func (s *Service) FindComputeTarget(ctx context.Context, workspace, name string)
 	}
 	t, err := s.ComputeTargetFor(ctx, workspace, name)
 	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
-		return nil, atelier.Errorf(atelier.ENOTFOUND, "compute target %q not found in workspace %q (see 'atelier compute list')", name, workspace)
+		return nil, atelier.Errorf(atelier.ENOTFOUND, "no compute target %q in workspace %q (see 'atelier compute list')", name, workspace)
 	} else if err != nil {
 		return nil, err
 	}
