@@ -40,7 +40,25 @@ type serverProcess struct {
 	cmd    *exec.Cmd
 	url    string
 	client *api.Client
-	log    *strings.Builder
+	log    *lockedLog
+}
+
+// lockedLog collects a process's output while the test reads it.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startServer(t *testing.T, dataDir, addr string) *serverProcess {
@@ -49,7 +67,7 @@ func startServer(t *testing.T, dataDir, addr string) *serverProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &strings.Builder{}
+	log := &lockedLog{}
 	cmd := exec.Command(bin, "server", "--data", dataDir, "--addr", addr)
 	cmd.Stderr, cmd.Stdout = log, log
 	if err := cmd.Start(); err != nil {

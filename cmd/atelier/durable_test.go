@@ -1,0 +1,200 @@
+package main
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/api"
+)
+
+// gatedScript prints, then waits for a file named "go" in its working directory (the test
+// writes it: no timing), then prints again and writes an output.
+const gatedScript = `import os, time
+print("before the restart", flush=True)
+while not os.path.exists("go"):
+    time.sleep(0.02)
+print("after the gate", flush=True)
+os.makedirs("outputs", exist_ok=True)
+open("outputs/survived.txt", "w").write("yes")
+`
+
+func submitScript(t *testing.T, c *api.Client, script string) *atelier.Run {
+	t.Helper()
+	ctx := context.Background()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("train.py")
+	w.Write([]byte(script))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := c.UploadSnapshotZip(ctx, atelier.DefaultWorkspace, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := c.SubmitRun(ctx, atelier.DefaultWorkspace, atelier.RunSubmit{Experiment: "durable", SnapshotID: snap.ID,
+		Config: atelier.RunConfig{Script: "train.py"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// waitFor polls until ok holds; the bound only ends a test that would otherwise hang.
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func runLog(c *api.Client, id string) string {
+	chunk, err := c.ReadLog(context.Background(), atelier.DefaultWorkspace, id, "logs/std_log.txt", 0, 0)
+	if err != nil || chunk == nil {
+		return ""
+	}
+	return string(chunk.Data)
+}
+
+// TestRunSurvivesKill9: a submitted run's script outlives its server killed with SIGKILL; the
+// server started again reattaches it, its log goes on, and it ends Completed with its outputs —
+// whether the script finishes after the restart or while the server is down.
+func TestRunSurvivesKill9(t *testing.T) {
+	needPython(t)
+	for _, tc := range []struct {
+		name       string
+		openBefore bool // the gate opens while the server is down
+	}{{"FinishesAfterRestart", false}, {"FinishesWhileDown", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dataDir, addr := t.TempDir(), freeAddr(t)
+			srv := startServer(t, dataDir, addr)
+			run := submitScript(t, srv.client, gatedScript)
+			waitFor(t, "the script to start", func() bool { return strings.Contains(runLog(srv.client, run.ID), "before the restart") })
+
+			srv.cmd.Process.Kill()
+			srv.cmd.Wait()
+			gate := filepath.Join(dataDir, "jobs", run.ID, "job", "work", run.ID, "wd", "go")
+			if tc.openBefore {
+				if err := os.WriteFile(gate, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				// The script finishes; its runner waits for the server to record the end.
+				waitFor(t, "the script to end", func() bool {
+					b, _ := os.ReadFile(filepath.Join(dataDir, "jobs", run.ID, "runner.log"))
+					return strings.Contains(string(b), "cannot reach the server")
+				})
+			}
+			srv = startServer(t, dataDir, addr)
+			if !tc.openBefore {
+				if err := os.WriteFile(gate, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got *atelier.Run
+			waitFor(t, "the run to end", func() bool {
+				r, err := srv.client.FindRun(context.Background(), atelier.DefaultWorkspace, run.ID)
+				got = r
+				return err == nil && r.Status.Terminal()
+			})
+			if got.Status != atelier.StatusCompleted {
+				t.Fatalf("run ended %s (%q), want Completed\nserver log:\n%s", got.Status, got.Error, srv.log)
+			}
+			log := runLog(srv.client, run.ID)
+			if !strings.Contains(log, "before the restart") || !strings.Contains(log, "after the gate") {
+				t.Errorf("the run's log lost a part across the restart:\n%s", log)
+			}
+			files, err := srv.client.ListFiles(context.Background(), atelier.DefaultWorkspace, run.ID, "outputs/")
+			if err != nil || len(files) != 1 || files[0].Path != "outputs/survived.txt" {
+				t.Errorf("outputs after the restart: %v, %v", files, err)
+			}
+			if !strings.Contains(srv.log.String(), "run recovered") {
+				t.Errorf("the server did not say it recovered the run:\n%s", srv.log)
+			}
+			// Its job is released once recorded.
+			waitFor(t, "the job's directory to be released", func() bool {
+				_, err := os.Stat(filepath.Join(dataDir, "jobs", run.ID))
+				return os.IsNotExist(err)
+			})
+		})
+	}
+}
+
+// TestRunVanishedWhileDown: a runner that died with the server (the machine restarted, say)
+// is Gone: the restarted server fails its run and says why, instead of leaving it Running.
+func TestRunVanishedWhileDown(t *testing.T) {
+	needPython(t)
+	dataDir, addr := t.TempDir(), freeAddr(t)
+	srv := startServer(t, dataDir, addr)
+	run := submitScript(t, srv.client, gatedScript)
+	waitFor(t, "the script to start", func() bool { return strings.Contains(runLog(srv.client, run.ID), "before the restart") })
+	srv.cmd.Process.Kill()
+	srv.cmd.Wait()
+	// Kill the runner (its script dies with it: Pdeathsig).
+	killRunner(t, run.ID)
+	srv = startServer(t, dataDir, addr)
+	var got *atelier.Run
+	waitFor(t, "the run to end", func() bool {
+		r, err := srv.client.FindRun(context.Background(), atelier.DefaultWorkspace, run.ID)
+		got = r
+		return err == nil && r.Status.Terminal()
+	})
+	if got.Status != atelier.StatusFailed || !strings.Contains(got.Error, "gone") {
+		t.Fatalf("run ended %s (%q), want Failed saying its job is gone", got.Status, got.Error)
+	}
+}
+
+// TestInteractiveRunSurvivesRestart: a run a client drives (no compute target) is left as it is
+// by a restart, and its client completes it afterwards.
+func TestInteractiveRunSurvivesRestart(t *testing.T) {
+	dataDir, addr := t.TempDir(), freeAddr(t)
+	srv := startServer(t, dataDir, addr)
+	ctx := context.Background()
+	run, err := srv.client.CreateRun(ctx, atelier.DefaultWorkspace, atelier.RunCreate{Experiment: "laptop", Status: atelier.StatusRunning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.cmd.Process.Kill()
+	srv.cmd.Wait()
+	srv = startServer(t, dataDir, addr)
+	if got, err := srv.client.FindRun(ctx, atelier.DefaultWorkspace, run.ID); err != nil || got.Status != atelier.StatusRunning {
+		t.Fatalf("after the restart the interactive run is %v (%v), want Running", got, err)
+	}
+	if got, err := srv.client.UpdateRunStatus(ctx, atelier.DefaultWorkspace, run.ID, atelier.RunStatusUpdate{Status: atelier.StatusCompleted}); err != nil || got.Status != atelier.StatusCompleted {
+		t.Fatalf("completing it: %v, %v", got, err)
+	}
+}
+
+// killRunner kills the job runner of a run (found by its command line) with SIGKILL.
+func killRunner(t *testing.T, runID string) {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if len(args) > 4 && args[1] == "job" && args[2] == "exec" && strings.Contains(string(cmdline), runID) {
+			pid := 0
+			for _, c := range e.Name() {
+				pid = pid*10 + int(c-'0')
+			}
+			p, err := os.FindProcess(pid)
+			if err == nil && p.Kill() == nil {
+				return
+			}
+		}
+	}
+	t.Fatalf("no job runner of run %s found", runID)
+}
