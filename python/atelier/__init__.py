@@ -10,6 +10,7 @@ Standard library only.
 """
 
 from ._http import ActivityFailedError, AtelierError
+from .compute import ComputeTarget, KubernetesCompute, LocalCompute, PodmanCompute, RemoteCompute, SlurmCompute
 from .datastore import Datastore, DownloadResult, UploadResult
 from .model import Model
 from .run import OfflineRun, Run
@@ -18,5 +19,6 @@ from .workspace import Experiment, Workspace
 
 __version__ = "0.1.0"
 
-__all__ = ["ActivityFailedError", "AtelierError", "Datastore", "DownloadResult", "Environment", "Experiment", "Model",
-           "OfflineRun", "Run", "ScriptRunConfig", "UploadResult", "Workspace", "__version__"]
+__all__ = ["ActivityFailedError", "AtelierError", "ComputeTarget", "Datastore", "DownloadResult", "Environment",
+           "Experiment", "KubernetesCompute", "LocalCompute", "Model", "OfflineRun", "PodmanCompute", "RemoteCompute",
+           "Run", "ScriptRunConfig", "SlurmCompute", "UploadResult", "Workspace", "__version__"]

@@ -110,6 +110,12 @@ class Workspace:
         from .datastore import Datastore
         return {d.name: d for d in Datastore.list(self)}
 
+    @property
+    def compute_targets(self):
+        """The workspace's compute targets by name (the built-in "local" included)."""
+        from .compute import ComputeTarget
+        return {c.name: c for c in ComputeTarget.list(self)}
+
     def get_default_datastore(self):
         """The workspace's default datastore."""
         from .datastore import Datastore

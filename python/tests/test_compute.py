@@ -1,0 +1,87 @@
+"""Compute targets against a real atelier server: the built-in local, and what create, attach
+and detach refuse (the server under test has no driver for remote kinds yet)."""
+
+import pytest
+
+import atelier
+from atelier import AtelierError, ComputeTarget, KubernetesCompute, LocalCompute, RemoteCompute, SlurmCompute
+
+KEY = ("-----BEGIN OPENSSH PRIVATE KEY-----\n"
+       "b3BlbnNzaC1rZXktdjEAAAAAc2VjcmV0LWtleS1tYXRlcmlhbA==\n"
+       "-----END OPENSSH PRIVATE KEY-----\n")
+
+
+def test_builtin_local(ws):
+    targets = ComputeTarget.list(ws)
+    assert targets[0].name == "local" and targets[0].built_in
+    local = ComputeTarget(ws, "local")
+    assert (local.kind, local.type, local.provisioning_state) == ("local", "Local", "Succeeded")
+    assert local.max_concurrent_runs >= 1 and local.queued >= 0 and local.running >= 0
+    assert local.credentials == [] and local.ssh is None
+    assert local.get_status() == "Succeeded"
+    assert local.wait_for_completion() is local
+    assert "local" in ws.compute_targets
+    assert local == ComputeTarget.list(ws)[0]
+
+    with pytest.raises(AtelierError) as e:
+        ComputeTarget(ws, "nowhere")
+    assert (e.value.code, e.value.status) == ("not_found", 404)
+    assert 'no compute target "nowhere"' in e.value.message
+
+    with pytest.raises(AtelierError) as e:
+        local.detach()
+    assert (e.value.code, e.value.status) == ("conflict", 409)
+    assert "built in" in e.value.message
+
+
+def test_attach_refused_without_driver(ws, tmp_path):
+    key = tmp_path / "id_test"
+    key.write_text(KEY)
+    cfg = RemoteCompute.attach_configuration(address="10.0.0.7", username="ml", private_key_file=str(key))
+    assert "b3BlbnNzaC" not in repr(cfg)  # a configuration never shows its credentials
+    with pytest.raises(AtelierError) as e:
+        ComputeTarget.attach(ws, "gpu-box", cfg)
+    assert (e.value.code, e.value.status) == ("invalid", 400)
+    assert 'compute kind "ssh" is not available on this server yet (this server has:' in e.value.message
+    assert "b3BlbnNzaC" not in str(e.value)
+    assert "gpu-box" not in ws.compute_targets
+
+    cfg = SlurmCompute.attach_configuration(url="http://slurm:6820", partition="gpu", token="eyJhbGciOi.jwt")
+    with pytest.raises(AtelierError) as e:
+        ComputeTarget.attach(ws, "hpc", cfg)
+    assert 'compute kind "slurm" is not available' in e.value.message and "eyJhbGciOi" not in str(e.value)
+
+
+@pytest.mark.parametrize("name,cfg,want", [
+    ("gpu", lambda: RemoteCompute.attach_configuration(address="10.0.0.7", username="ml", private_key=KEY, ssh_port=70000),
+     "ssh.port 70000"),
+    ("gpu", lambda: RemoteCompute.attach_configuration(address="a b", username="ml", private_key=KEY), 'invalid ssh.host "a b"'),
+    ("gpu", lambda: RemoteCompute.attach_configuration(address="10.0.0.7", username="ml"), "credentials.ssh_private_key"),
+    ("gpu", lambda: RemoteCompute.attach_configuration(address="10.0.0.7", username="ml", private_key="hunter2"),
+     "credentials.ssh_private_key is not"),
+    ("hpc", lambda: SlurmCompute.attach_configuration(url="ftp://slurm", token="t"), 'invalid slurm.url "ftp://slurm"'),
+    ("hpc", lambda: SlurmCompute.attach_configuration(url="http://slurm:6820"), "exactly one of slurm.token_secret"),
+    ("k8s", lambda: KubernetesCompute.attach_configuration(namespace="ML"), 'invalid kubernetes.namespace "ML"'),
+    ("local", lambda: LocalCompute.provisioning_configuration(), "reserved for the built-in target"),
+    ("cpu", lambda: LocalCompute.provisioning_configuration(max_concurrent_runs=5000), "max_concurrent_runs 5000"),
+    ("bad name", lambda: LocalCompute.provisioning_configuration(), "invalid compute target name"),
+])
+def test_bad_configuration(ws, name, cfg, want):
+    c = cfg()
+    with pytest.raises(AtelierError) as e:
+        if c.kind == "local":
+            ComputeTarget.create(ws, name, c)
+        else:
+            ComputeTarget.attach(ws, name, c)
+    assert (e.value.code, e.value.status) == ("invalid", 400)
+    assert want in e.value.message
+
+
+def test_create_and_attach_are_not_interchangeable(ws, tmp_path):
+    with pytest.raises(AtelierError, match="attached, not created"):
+        ComputeTarget.create(ws, "gpu", RemoteCompute.attach_configuration(address="h", username="u", private_key=KEY))
+    with pytest.raises(AtelierError, match="created, not attached"):
+        ComputeTarget.attach(ws, "cpu", LocalCompute.provisioning_configuration(max_concurrent_runs=2))
+    with pytest.raises(AtelierError, match="cannot read the private key file"):
+        RemoteCompute.attach_configuration(address="h", username="u", private_key_file=str(tmp_path / "missing"))
+    assert atelier.ComputeTarget is ComputeTarget
