@@ -290,7 +290,7 @@ func computeAttachCmd(cfg *clientConfig) *cobra.Command {
 		Use:   "attach NAME --kind ssh|slurm|kubernetes|podman [flags]",
 		Short: "Attach a remote compute target",
 		Long: `Attach a remote compute target. The server checks it (through its driver for the kind) before
-storing it; the check is an activity ('atelier activity show ID'). Each kind takes its own flags:
+storing it; the check is an activity ('atelier activity list'). Each kind takes its own flags:
 
   ssh         --host H --user U --key FILE [--port P --host-key 'ssh-ed25519 AAAA...' --key-passphrase -]
   slurm       --url URL (--token-secret NAME | --token -) [--partition P --account A]
