@@ -44,6 +44,9 @@ func newActivityCmd(cfg *clientConfig) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if runID, err = resolveRun(cmd.Context(), c, cfg.workspace, runID); err != nil {
+				return err
+			}
 			events, err := c.Subscribe(cmd.Context(), cfg.workspace, atelier.EventFilter{RunID: runID})
 			if err != nil {
 				return err
