@@ -230,7 +230,11 @@ func mustAuthzFixture(t *testing.T) *authzFixture {
 	if _, err := admin.SetSecret(ctx, "team", "MATRIX_SECRET", matrixSecretValue); err != nil {
 		t.Fatal(err)
 	}
-	f.vars = map[string]string{"secret": "MATRIX_SECRET", "datastore": atelier.DefaultDatastore, "workspace": "team", "experiment": "exp", "run": run.ID, "key": "k", "snapshot": snap.ID,
+	s.Service.Drivers = map[string]atelier.ComputeDriver{atelier.ComputeLocal: &checkingDriver{}}
+	if _, err := admin.CreateComputeTarget(ctx, "team", atelier.ComputeTargetSpec{Name: "cpu4", Kind: atelier.ComputeLocal}); err != nil {
+		t.Fatal(err)
+	}
+	f.vars = map[string]string{"secret": "MATRIX_SECRET", "compute": "cpu4", "datastore": atelier.DefaultDatastore, "workspace": "team", "experiment": "exp", "run": run.ID, "key": "k", "snapshot": snap.ID,
 		"activity": run.ID, "model": "m", "version": "1", "alias": "prod", "user": "guest", "digest": Sum([]byte(content)),
 		"otherRun": otherRun.ID, "otherExperiment": otherRun.Experiment}
 	return f
@@ -265,6 +269,7 @@ var matrixBodies = map[string]string{
 	"PATCH {ws}/datastores/{datastore}":               `{}`,
 	"PUT {ws}/datastores/{datastore}/files/{path...}": `x,y`,
 	"PUT {ws}/secrets/{secret}":                       `{"value":"` + matrixSecretValue + `"}`,
+	"POST {ws}/compute":                               `{"name":"cpu8","kind":"local"}`,
 
 	"POST {ws}/datastores/{datastore}/digests": `{"paths":["data.csv"]}`,
 	// Over TCP a batch is refused (400) once the caller is known to have access.
