@@ -24,6 +24,7 @@ import (
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/python"
+	"github.com/atelier-ml/atelier/sandbox"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -86,6 +87,37 @@ type Spec struct {
 	HostPython string
 	// Log receives the build log as it happens (it is in Result.Log too).
 	Log io.Writer
+	// Isolation confines pip, which is third-party code fed archives from an index; nil
+	// confines nothing.
+	Isolation *Isolation
+}
+
+// Isolation confines the pip of a build as compute/local confines a run's installers (see
+// package sandbox for the layers): it may write only the directory it installs into, and reads
+// neither what Hide lists (the server's data) nor, with a user of its own, anything that user
+// may not read. With --only-binary=:all: pip runs no package's build code, but it unpacks what
+// the index serves and runs with the server's privileges otherwise.
+type Isolation struct {
+	Launcher *sandbox.Launcher
+	Hide     []string
+	// ReadOnly lists what pip must read even inside Hide or another user's home: the host
+	// interpreter's prefix, a --find-links directory (PipArgs name paths absolutely when
+	// confined: pip runs in its target directory).
+	ReadOnly []string
+}
+
+// confine rewrites cmd to run confined, writing only to target; nil confines nothing.
+func (iso *Isolation) confine(cmd *exec.Cmd, target string, ro ...string) error {
+	if iso == nil || iso.Launcher == nil {
+		return nil
+	}
+	if uid, gid, ok := iso.Launcher.Owner(); ok {
+		if err := os.Chown(target, uid, gid); err != nil {
+			return fmt.Errorf("handing pip its target directory: %w", err)
+		}
+	}
+	cmd.Dir = target
+	return iso.Launcher.Wrap(cmd, sandbox.Policy{Hide: iso.Hide, ReadWrite: []string{target}, ReadOnly: append(ro, iso.ReadOnly...)})
 }
 
 // LayerResult says how one added layer was obtained.
@@ -394,13 +426,22 @@ func (b *builder) depsLayer(ctx context.Context, python, pyVersion string) (*cac
 		return nil, false, err
 	}
 	defer os.RemoveAll(target)
-	args := pipArgs(target, b.spec.Requirements, pyVersion, platforms, b.spec.PipArgs)
+	// pip may run in the target directory (confined as another user, the caller's may be out
+	// of its reach): the requirements are named absolutely.
+	reqPath, err := filepath.Abs(b.spec.Requirements)
+	if err != nil {
+		return nil, false, err
+	}
+	args := pipArgs(target, reqPath, pyVersion, platforms, b.spec.PipArgs)
 	cmd := exec.CommandContext(ctx, b.spec.HostPython, args...)
 	var out bytes.Buffer
 	cmd.Stdout = io.MultiWriter(&out, b.log)
 	cmd.Stderr = cmd.Stdout
 	// pip must not read the user's configuration or write a cache outside the build.
 	cmd.Env = append(os.Environ(), "PIP_CONFIG_FILE="+os.DevNull, "PIP_NO_CACHE_DIR=1", "PYTHONDONTWRITEBYTECODE=1")
+	if err := b.spec.Isolation.confine(cmd, target, reqPath); err != nil {
+		return nil, false, fmt.Errorf("layer deps: confining pip: %w", err)
+	}
 	fmt.Fprintf(b.log, "pip install for Python %s on %s\n", pyVersion, platformString(&b.spec.Platform))
 	t0 := time.Now()
 	if err := cmd.Run(); err != nil {
