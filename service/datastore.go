@@ -312,11 +312,13 @@ func (s *Service) DatastoreAccess(ctx context.Context, workspace, name string, w
 // WriteDatastoreFile streams r into a datastore file; a given sha256 is checked before the
 // file becomes visible.
 func (s *Service) WriteDatastoreFile(ctx context.Context, workspace, name, p string, r io.Reader, sha256, contentType string) (*atelier.DatastoreFile, error) {
-	if err := s.authorizeManage(ctx, workspace); err != nil {
-		return nil, err
-	}
 	if err := atelier.ValidatePath(p); err != nil {
 		return nil, err
+	}
+	if !s.runnerUploads(ctx, workspace, name, p) {
+		if err := s.authorizeManage(ctx, workspace); err != nil {
+			return nil, err
+		}
 	}
 	b, err := s.openDatastore(ctx, workspace, name)
 	if err != nil {

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -156,4 +157,28 @@ func (s *Service) authorizeSnapshot(ctx context.Context, workspace, id string) e
 		return refuseRun("snapshot %s is not the code of this token's run", id)
 	}
 	return nil
+}
+
+// runnerUploads reports whether the caller is the job runner of a run still active whose
+// configuration has an upload data reference holding datastore path p: the runner sends back
+// what the script left in that folder (see atelier.DataUpload), and nothing else.
+func (s *Service) runnerUploads(ctx context.Context, workspace, datastore, p string) bool {
+	pr := runPrincipal(ctx)
+	if pr == nil || !pr.Runner || pr.Workspace != workspace {
+		return false
+	}
+	run, err := s.store.FindRun(ctx, workspace, pr.RunID)
+	if err != nil || !run.Status.Active() {
+		return false
+	}
+	var config atelier.RunConfig
+	if json.Unmarshal(run.Config, &config) != nil {
+		return false
+	}
+	for _, ref := range config.Data {
+		if ref.Mode == atelier.DataUpload && ref.Datastore == datastore && strings.HasPrefix(p, ref.Folder()) {
+			return true
+		}
+	}
+	return false
 }

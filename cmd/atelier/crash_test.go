@@ -74,7 +74,7 @@ func startServer(t *testing.T, dataDir, addr string) *serverProcess {
 		t.Fatal(err)
 	}
 	p := &serverProcess{cmd: cmd, url: "http://" + addr, log: log}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); killRunnersUnder(dataDir) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		token, _ := service.ReadTokenFile(filepath.Join(dataDir, adminTokenFile))

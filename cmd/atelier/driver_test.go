@@ -22,7 +22,9 @@ func localDriver(t *testing.T) *local.Driver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &local.Driver{Command: []string{bin, "job", "exec"}, Dir: t.TempDir(), Env: runnerEnviron(),
+	dir := t.TempDir()
+	t.Cleanup(func() { killRunnersUnder(dir) })
+	return &local.Driver{Command: []string{bin, "job", "exec"}, Dir: dir, Env: runnerEnviron(),
 		Args: []string{"--envs-dir", t.TempDir(), "--server-wait", "3s", "--cancel-grace", "300ms"}}
 }
 

@@ -6,7 +6,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -186,15 +188,31 @@ func killRunner(t *testing.T, runID string) {
 		}
 		args := strings.Split(string(cmdline), "\x00")
 		if len(args) > 4 && args[1] == "job" && args[2] == "exec" && strings.Contains(string(cmdline), runID) {
-			pid := 0
-			for _, c := range e.Name() {
-				pid = pid*10 + int(c-'0')
-			}
-			p, err := os.FindProcess(pid)
-			if err == nil && p.Kill() == nil {
+			if pid, err := strconv.Atoi(e.Name()); err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
 				return
 			}
 		}
 	}
 	t.Fatalf("no job runner of run %s found", runID)
+}
+
+// killRunnersUnder kills, with SIGKILL, the job runners whose command line names a path under
+// dir (their scripts die with them: Pdeathsig): runners outlive their servers by design, and a
+// test must not leave its runs running after it.
+func killRunnersUnder(dir string) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if len(args) > 3 && args[1] == "job" && args[2] == "exec" && strings.Contains(string(cmdline), dir) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }

@@ -203,7 +203,7 @@ func (r *jobRunner) exec(ctx context.Context) (*atelier.Run, error) {
 	iso := r.isolation
 	if iso != nil {
 		confined := *iso
-		confined.ReadOnly = append(append([]string{}, iso.ReadOnly...), sdk, envs)
+		confined.ReadOnly = append(append([]string{}, iso.ReadOnly...), sdk)
 		iso = &confined
 	}
 	// No overlay: each run copies its snapshot; the runner keeps no template between runs.

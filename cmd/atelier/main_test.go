@@ -38,6 +38,9 @@ func TestScripts(t *testing.T) {
 			env.Setenv("ATELIER_SERVER", "http://"+addr)
 			env.Setenv("HOME", env.WorkDir+"/home")
 			env.Setenv("XDG_CACHE_HOME", env.WorkDir+"/home/.cache")
+			// The runs a script's servers launched outlive them: they end with the script.
+			workDir := env.WorkDir
+			env.Defer(func() { killRunnersUnder(workDir) })
 			return nil
 		},
 		// [azurite]: Azurite is installed (ATELIER_AZURITE, PATH or /tmp/azurite), not only on PATH.
