@@ -39,7 +39,7 @@ const DefaultLeaseTTL = 30 * time.Second
 type scheduler struct {
 	mu      sync.Mutex
 	targets map[string]*Target
-	jobs    map[string]*watchedJob      // run id → a job this server holds the lease of
+	jobs    map[string]*watchedJob       // run id → a job this server holds the lease of
 	secrets map[string]map[string]string // run id → the secrets an in-process job was given
 	wake    chan struct{}
 	wg      sync.WaitGroup
