@@ -452,7 +452,9 @@ type ComputeTargetStore interface {
 	CreateComputeTarget(ctx context.Context, workspace string, t *ComputeTarget) error
 	// FindComputeTarget returns a stored target with its sealed credentials.
 	FindComputeTarget(ctx context.Context, workspace, name string) (*ComputeTarget, error)
-	// ListComputeTargets lists a workspace's stored targets by name, with their sealed credentials.
+	// ListComputeTargets lists a workspace's stored targets by name, with their sealed
+	// credentials; with workspace "" every workspace's, by workspace and name (for the
+	// scheduler, which serves them all).
 	ListComputeTargets(ctx context.Context, workspace string) ([]*ComputeTarget, error)
 	// DeleteComputeTarget removes a stored target; while runs of the workspace are queued or
 	// active on it, it refuses (ECONFLICT) and removes nothing.

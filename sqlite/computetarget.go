@@ -90,27 +90,43 @@ func (db *DB) FindComputeTarget(ctx context.Context, workspace, name string) (*a
 	return t, err
 }
 
-// ListComputeTargets returns a workspace's stored compute targets by name.
+// ListComputeTargets returns a workspace's stored compute targets by name, or with workspace ""
+// every workspace's, by workspace and name.
 func (db *DB) ListComputeTargets(ctx context.Context, workspace string) ([]*atelier.ComputeTarget, error) {
-	wsID, err := db.workspaceID(ctx, db.read, workspace)
-	if err != nil {
-		return nil, err
+	query, args := `SELECT w.name, `+computeTargetColumns+` FROM compute_targets c JOIN workspaces w ON w.id = c.workspace_id ORDER BY w.name, c.name`, []any{}
+	if workspace != "" {
+		wsID, err := db.workspaceID(ctx, db.read, workspace)
+		if err != nil {
+			return nil, err
+		}
+		query = `SELECT w.name, ` + computeTargetColumns + ` FROM compute_targets c JOIN workspaces w ON w.id = c.workspace_id WHERE c.workspace_id = ? ORDER BY c.name`
+		args = append(args, wsID)
 	}
-	rows, err := db.read.QueryContext(ctx, `SELECT `+computeTargetColumns+` FROM compute_targets c WHERE c.workspace_id = ? ORDER BY c.name`, wsID)
+	rows, err := db.read.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	list := []*atelier.ComputeTarget{}
 	for rows.Next() {
-		t, err := scanComputeTarget(rows, workspace)
+		var ws string
+		t, err := scanComputeTarget(prefixScanner{rows, &ws}, "")
 		if err != nil {
 			return nil, err
 		}
+		t.Workspace = ws
 		list = append(list, t)
 	}
 	return list, rows.Err()
 }
+
+// prefixScanner scans a row's first column into first and the rest as the next scanner would.
+type prefixScanner struct {
+	row   interface{ Scan(...any) error }
+	first *string
+}
+
+func (p prefixScanner) Scan(dest ...any) error { return p.row.Scan(append([]any{p.first}, dest...)...) }
 
 // activeStatuses is the SQL list of the statuses of active runs ('Preparing', ...), from the
 // domain's own definition.

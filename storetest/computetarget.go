@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/atelier-ml/atelier"
@@ -60,6 +61,15 @@ func testComputeTargets(t *testing.T, open func(t *testing.T) atelier.Store) {
 	}
 	if _, err := s.ListComputeTargets(ctx, "nows"); atelier.ErrorCode(err) != atelier.ENOTFOUND {
 		t.Errorf("ListComputeTargets(nows): %v, want ENOTFOUND", err)
+	}
+	all, err := s.ListComputeTargets(ctx, "")
+	mustOK(t, err, "ListComputeTargets(every workspace)")
+	var names []string
+	for _, ct := range all {
+		names = append(names, ct.Workspace+"/"+ct.Name)
+	}
+	if strings.Join(names, " ") != "other/hpc ws/cpu4 ws/gpu-box ws/hpc" || !bytes.Equal(all[2].Sealed, sealed) || all[2].SSH == nil {
+		t.Errorf("ListComputeTargets(every workspace) = %v, want other/hpc ws/cpu4 ws/gpu-box ws/hpc, whole", names)
 	}
 
 	// Runs on a target: counted per workspace (or across them), and they hold it.
