@@ -119,4 +119,18 @@ func testComputeTargets(t *testing.T, open func(t *testing.T) atelier.Store) {
 	// And the name can be used again.
 	mustOK(t, s.CreateComputeTarget(ctx, "ws", &atelier.ComputeTarget{Name: "hpc", Kind: atelier.ComputeLocal, MaxConcurrentRuns: 1}),
 		"CreateComputeTarget(hpc again)")
+
+	// A deleted workspace takes its targets with it.
+	mustOK(t, s.DeleteWorkspace(ctx, "other", true), "DeleteWorkspace(other)")
+	all, err = s.ListComputeTargets(ctx, "")
+	mustOK(t, err, "ListComputeTargets(every workspace)")
+	for _, ct := range all {
+		if ct.Workspace == "other" {
+			t.Errorf("a deleted workspace's target is still listed: %+v", ct)
+		}
+	}
+	MustCreateWorkspace(t, s, "other")
+	if list, err := s.ListComputeTargets(ctx, "other"); err != nil || len(list) != 0 {
+		t.Errorf("a workspace made again under the name has targets: %+v, %v", list, err)
+	}
 }
