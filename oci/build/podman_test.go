@@ -152,8 +152,9 @@ func (a basicAuth) Authorize(r *http.Request, repo string, action registry.Actio
 	return "", atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
 }
 
-// MustServeRegistry serves an oci/registry over disk stores on 127.0.0.1 and returns its host.
-func MustServeRegistry(tb testing.TB, user, password string) string {
+// MustServeRegistry serves an oci/registry over disk stores on 127.0.0.1 and returns its host
+// and stores (a build may write into them, as the workspace's builds do).
+func MustServeRegistry(tb testing.TB, user, password string) (string, *RegistryOutput) {
 	tb.Helper()
 	dir := tb.TempDir()
 	blobs, err := registry.OpenDiskBlobs(filepath.Join(dir, "blobs"), time.Now)
@@ -170,7 +171,7 @@ func MustServeRegistry(tb testing.TB, user, password string) string {
 	}
 	srv := httptest.NewServer(reg)
 	tb.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	return strings.TrimPrefix(srv.URL, "http://"), &RegistryOutput{Blobs: blobs, Metadata: meta}
 }
 
 func freePort(tb testing.TB) int {
@@ -184,10 +185,10 @@ func freePort(tb testing.TB) int {
 }
 
 // TestPodmanRun builds the diabetes example (score.py, scikit-learn from the package index, a
-// model trained here) on the CPython base built from Debian packages, pushes it with skopeo to
-// atelier's registry on loopback, pulls it with podman and runs it: the image's own CPython
-// imports scikit-learn from the dependencies layer, and a scoring request answers with the
-// model's predictions.
+// model trained here) on the CPython base built from Debian packages into atelier's registry
+// (and pushes it there again with skopeo), pulls it from loopback with podman and runs it: the
+// image's own CPython imports scikit-learn from the dependencies layer, and a scoring request
+// answers with the model's predictions.
 func TestPodmanRun(t *testing.T) {
 	podman := MustTool(t, "podman", "apt-get install podman runc, and /etc/containers/containers.conf of .ci/run")
 	skopeo := MustTool(t, "skopeo", "apt-get install skopeo")
@@ -204,15 +205,18 @@ func TestPodmanRun(t *testing.T) {
 		Models:       []Model{{Name: "diabetes", Version: "1", Dir: modelDir}},
 		CacheDir:     filepath.Join(testCache(t), "oci-build-layers"),
 	}
+	// The build writes into the registry's stores, as the workspace's builds do, and into a
+	// layout that skopeo then pushes over HTTP under another tag.
+	host, stores := MustServeRegistry(t, "ana", "secret")
+	stores.Repo, stores.Tags = "default/diabetes-svc", []string{"1"}
 	out := filepath.Join(t.TempDir(), "out")
-	res, err := Build(ctx, spec, base, Output{LayoutDir: out, Tag: "1"})
+	res, err := Build(ctx, spec, base, Output{LayoutDir: out, Tag: "1", Registry: stores})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, res.Log)
 	}
 	t.Logf("built %s (%d bytes)", res.Digest, res.Size)
-
-	host := MustServeRegistry(t, "ana", "secret")
 	ref := host + "/default/diabetes-svc:1"
+	pushed := host + "/default/diabetes-svc:pushed"
 	home := t.TempDir()
 	// Credentials go on each command line; an empty auth file of the test's own keeps the
 	// machine's logins out of it.
@@ -232,15 +236,17 @@ func TestPodmanRun(t *testing.T) {
 		}
 		return s
 	}
-	must(skopeo, "--insecure-policy", "copy", "--dest-creds", "ana:secret", "--dest-tls-verify=false", "oci:"+out+":1", "docker://"+ref)
+	must(skopeo, "--insecure-policy", "copy", "--dest-creds", "ana:secret", "--dest-tls-verify=false", "oci:"+out+":1", "docker://"+pushed)
 
-	t.Cleanup(func() { run(podman, "rmi", "--force", ref) })
+	t.Cleanup(func() { run(podman, "rmi", "--force", ref, pushed) })
 	if s, err := run(podman, "pull", "--tls-verify=false", ref); err == nil {
 		t.Fatalf("podman pulled without credentials:\n%s", s)
 	}
-	must(podman, "pull", "--quiet", "--tls-verify=false", "--creds", "ana:secret", ref)
-	if id := strings.TrimSpace(must(podman, "image", "inspect", "--format", "{{.Digest}}", ref)); id != res.Digest {
-		t.Fatalf("podman holds %s, the build made %s", id, res.Digest)
+	for _, r := range []string{ref, pushed} {
+		must(podman, "pull", "--quiet", "--tls-verify=false", "--creds", "ana:secret", r)
+		if id := strings.TrimSpace(must(podman, "image", "inspect", "--format", "{{.Digest}}", r)); id != res.Digest {
+			t.Fatalf("podman holds %s as %s, the build made %s", id, r, res.Digest)
+		}
 	}
 
 	// The image's interpreter is Debian's CPython, and scikit-learn comes from the image.
