@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/service"
@@ -388,5 +389,37 @@ func TestComputeTargetTokenSecret(t *testing.T) {
 	}
 	if _, err := s.Service.ComputeTargetFor(ctx, "default", "nope"); atelier.ErrorCode(err) != atelier.ENOTFOUND {
 		t.Errorf("ComputeTargetFor(nope): %v", err)
+	}
+}
+
+// A server that stopped during a check left its activity Running: the next start ends it,
+// Succeeded when the target was stored by it, Failed otherwise.
+func TestComputeTargetInterruptedCheck(t *testing.T) {
+	s, _ := computeStack(t)
+	c, ctx := s.Client, Ctx(t)
+	gpu, err := c.CreateComputeTarget(ctx, "default", sshSpec("gpu-box", "10.0.0.7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now().Add(-time.Minute).UTC()
+	for _, a := range []*atelier.Activity{
+		{ID: gpu.Activity, Workspace: "default", Kind: service.ActivityComputeAttach, Target: "gpu-box", Status: atelier.ActivityRunning, StartedAt: started, UpdatedAt: started},
+		{ID: "0123456789abcdef0123456789abcdef", Workspace: "default", Kind: service.ActivityComputeAttach, Target: "lost", Status: atelier.ActivityRunning, StartedAt: started, UpdatedAt: started},
+	} {
+		if err := s.DB.PutActivity(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Service.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]atelier.ActivityStatus{gpu.Activity: atelier.ActivitySucceeded, "0123456789abcdef0123456789abcdef": atelier.ActivityFailed} {
+		a, err := c.FindActivity(ctx, "default", id)
+		if err != nil || a.Status != want || a.EndedAt == nil {
+			t.Errorf("activity %s after a restart = %+v, %v; want %s", id, a, err, want)
+		}
+		if want == atelier.ActivityFailed && !strings.Contains(a.Error, "the server stopped during the check") {
+			t.Errorf("the interrupted check's error = %q", a.Error)
+		}
 	}
 }

@@ -349,3 +349,37 @@ func (s *Service) checkRunCompute(ctx context.Context, workspace, name string) e
 	}
 	return nil
 }
+
+// endInterruptedComputeChecks ends the create and attach activities a server left Running when
+// it stopped (a check runs within its request): Succeeded if the target was stored by it, else
+// Failed. Another replica's check still under way may be marked so meanwhile; its own end
+// writes the truth over it.
+func (s *Service) endInterruptedComputeChecks(ctx context.Context) error {
+	workspaces, err := s.store.ListWorkspaces(ctx)
+	if err != nil {
+		return err
+	}
+	for _, ws := range workspaces {
+		for _, kind := range []string{ActivityComputeCreate, ActivityComputeAttach} {
+			acts, err := s.store.ListActivities(ctx, ws.Name, atelier.ActivityFilter{Kind: kind, Active: true, Limit: atelier.MaxPageSize})
+			if err != nil {
+				return err
+			}
+			for _, a := range acts {
+				now := s.now().UTC()
+				a.UpdatedAt, a.EndedAt, a.Percent = now, &now, 100
+				if t, err := s.store.FindComputeTarget(ctx, ws.Name, a.Target); err == nil && t.Activity == a.ID {
+					a.Status, a.Message = atelier.ActivitySucceeded, "stored"
+				} else {
+					a.Status, a.Message = atelier.ActivityFailed, "interrupted"
+					a.Error = "the server stopped during the check; the target was not stored: create or attach it again"
+				}
+				if err := s.store.PutActivity(ctx, a); err != nil {
+					return err
+				}
+				s.log.Warn("a compute target's check was cut short by a stop", "workspace", ws.Name, "compute", a.Target, "activity", a.ID, "status", a.Status)
+			}
+		}
+	}
+	return nil
+}

@@ -127,6 +127,9 @@ func (s *Service) Init(ctx context.Context) error {
 			s.revokeToken(ctx, t.ID)
 		}
 	}
+	if err := s.endInterruptedComputeChecks(ctx); err != nil {
+		return err
+	}
 	runs, err := s.store.ReconcileRuns(ctx, "the server stopped while the run was active (it was restarted or crashed); the run's process did not survive")
 	for _, run := range runs {
 		s.log.Warn("run failed on start: it was active when the server stopped", "workspace", run.Workspace, "run", run.ID)
