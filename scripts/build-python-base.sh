@@ -5,6 +5,9 @@
 # this script wraps that tarball as a one-layer OCI image labelled with where its Python is
 # (ai.atelier.python) and which version it is (ai.atelier.python.version), as oci/build reads.
 #
+# Two builds from the same state of Debian's archive give the same image digest (checked: two
+# runs, one digest); security updates change it, which only matters across days.
+#
 # The image is cached in ${ATELIER_TEST_CACHE:-~/.cache/atelier-test}/python-base/<key>, the key
 # being the digest of this script (which holds every input) and the architecture; it is rebuilt
 # only when they change. <cache>/python-base/current points at the newest one: the tests of oci/
@@ -87,7 +90,10 @@ printf '{"imageLayoutVersion":"1.0.0"}' >"$work/layout/oci-layout"
 printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}' \
   "$manifest_digest" "$manifest_size" "$TAG" >"$work/layout/index.json"
 
-mv "$work/layout" "$out"
+# Another run may have finished first: its image is the same.
+mv -T "$work/layout" "$out" 2>/dev/null || [ -f "$out/index.json" ]
 ln -sfn "$(basename "$out")" "$cache/current"
+# Bases of older versions of this script are not used any more.
+find "$cache" -mindepth 1 -maxdepth 1 -name "$SUITE-$arch-*" ! -name "$(basename "$out")" -exec rm -rf {} +
 echo "build-python-base: $manifest_digest (Python $pyversion, layer $layersize bytes) in $out" >&2
 echo "$out"
