@@ -69,12 +69,13 @@ func main() {
 }
 
 type bench struct {
-	work     string
-	base     string // layout dir
-	ctxDir   string // podman build context
-	spec     build.Spec
-	runtime  []byte
-	requires string
+	work    string
+	base    string // layout dir
+	ctxDir  string // podman build context
+	spec    build.Spec
+	runtime []byte
+	blobs   registry.BlobStore
+	meta    registry.Metadata
 }
 
 func run(want func(string) bool, reps, coldReps, copyMiB int, baseDir string, keep bool) error {
@@ -193,6 +194,13 @@ func setup(ctx context.Context, work, baseDir string) (*bench, error) {
 		Requirements: filepath.Join(b.ctxDir, "serve", "requirements.txt"),
 		Models:       []build.Model{{Name: "diabetes", Version: "1", Dir: filepath.Join(b.ctxDir, "model")}},
 	}
+	// atelier's builds go into the workspace registry's stores too, as `image create` does.
+	if b.blobs, err = registry.OpenDiskBlobs(filepath.Join(work, "build-registry", "blobs"), time.Now); err != nil {
+		return nil, err
+	}
+	if b.meta, err = registry.OpenDiskMetadata(filepath.Join(work, "build-registry", "meta")); err != nil {
+		return nil, err
+	}
 	// podman needs the base in its storage, as atelier needs it imported: not timed.
 	if err := exec.CommandContext(ctx, "podman", "image", "exists", podmanBase).Run(); err != nil {
 		if out, err := exec.CommandContext(ctx, "skopeo", "--insecure-policy", "copy", "-q", "oci:"+base+":bookworm", "containers-storage:"+podmanBase).CombinedOutput(); err != nil {
@@ -219,7 +227,8 @@ EXPOSE 5001
 ENTRYPOINT ["/usr/bin/python3", "/opt/atelier/runtime/atelier_runtime.py"]
 `
 
-// atelierBuild imports the base and builds into out: what `atelier image create` does.
+// atelierBuild imports the base and builds into out and into the registry's stores (repository
+// default/<base name of out>): what `atelier image create` does.
 func (b *bench) atelierBuild(ctx context.Context, cacheDir, out, tag string) (time.Duration, build.Result, error) {
 	t0 := time.Now()
 	base, err := build.ImportBase(ctx, b.base, build.DefaultPlatform())
@@ -228,7 +237,8 @@ func (b *bench) atelierBuild(ctx context.Context, cacheDir, out, tag string) (ti
 	}
 	spec := b.spec
 	spec.CacheDir = cacheDir
-	res, err := build.Build(ctx, spec, base, build.Output{LayoutDir: out, Tag: tag})
+	res, err := build.Build(ctx, spec, base, build.Output{LayoutDir: out, Tag: tag,
+		Registry: &build.RegistryOutput{Blobs: b.blobs, Metadata: b.meta, Repo: "default/" + filepath.Base(out), Tags: []string{tag}}})
 	if err != nil {
 		return 0, res, fmt.Errorf("%w\n%s", err, res.Log)
 	}
