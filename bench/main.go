@@ -1,7 +1,7 @@
 // Command bench measures the workspace server against the goals of its issues, through the
 // REST API of a real server process, and prints a markdown table for docs/benchmarks.md.
 //
-//	go run ./bench -bin bin/atelier [-only ingest,series,search,create,model]
+//	go run ./bench -bin bin/atelier [-only ingest,series,search,create,model,durable]
 package main
 
 import (
@@ -36,10 +36,11 @@ type result struct {
 
 func main() {
 	bin := flag.String("bin", "bin/atelier", "the atelier binary")
-	only := flag.String("only", "", "comma-separated subset: ingest,series,search,create,model")
+	only := flag.String("only", "", "comma-separated subset: ingest,series,search,create,model,durable")
 	dur := flag.Duration("duration", 10*time.Second, "how long the throughput benchmarks run")
 	searchRuns := flag.Int("search-runs", 100000, "runs created for the search benchmark")
 	modelRepeat := flag.Int("model-repeat", 5, "registrations of each local model folder (the spread is reported)")
+	durableRuns := flag.Int("durable-runs", 100, "running runs the restart benchmark recovers")
 	flag.Parse()
 	want := func(name string) bool { return *only == "" || strings.Contains(","+*only+",", ","+name+",") }
 
@@ -65,6 +66,9 @@ func main() {
 	}
 	if want("model") {
 		results = append(results, benchModelUpload(ctx, *bin, *modelRepeat)...)
+	}
+	if want("durable") {
+		results = append(results, benchDurable(ctx, *bin, *durableRuns)...)
 	}
 	fmt.Printf("\nMachine: %s, %d cores, %s; server and load generator on the same host.\n\n", cpuModel(), runtime.NumCPU(), runtime.Version())
 	fmt.Println("| benchmark | goal | measured | met |")

@@ -173,7 +173,7 @@ func (s *computeStack) WaitIdle(tb testing.TB) {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if list[0].Running == 0 {
+		if list[0].Running == 0 && s.svc.HeldRuns() == 0 {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -367,6 +367,12 @@ func (s *Service) recoverJobs(ctx context.Context) {
 		return
 	}
 	now := s.now()
+	recovered := 0
+	defer func() {
+		if recovered > 0 {
+			s.log.Info("runs recovered", "count", recovered, "took", s.now().Sub(now).String())
+		}
+	}()
 	for _, l := range leases {
 		s.sched.mu.Lock()
 		_, held := s.sched.jobs[l.ID]
@@ -405,6 +411,7 @@ func (s *Service) recoverJobs(ctx context.Context) {
 			continue
 		}
 		j := &watchedJob{workspace: run.Workspace, id: run.ID, target: t, handle: got.Handle}
+		recovered++
 		switch {
 		case run.Status.Terminal():
 			s.finish(ctx, j)
@@ -418,7 +425,7 @@ func (s *Service) recoverJobs(ctx context.Context) {
 			s.log.Info("launching a run claimed before a restart", "run", run.ID)
 			s.launch(ctx, t, run)
 		default:
-			s.log.Info("run recovered", "workspace", run.Workspace, "run", run.ID, "compute", t.Name, "previous_owner", l.Owner)
+			s.log.Debug("run recovered", "workspace", run.Workspace, "run", run.ID, "compute", t.Name, "previous_owner", l.Owner)
 			s.sched.mu.Lock()
 			s.sched.jobs[run.ID] = j
 			s.sched.mu.Unlock()
@@ -437,4 +444,12 @@ func (s *Service) leasedRuns(ctx context.Context) (map[string]bool, error) {
 		ids[l.ID] = true
 	}
 	return ids, nil
+}
+
+// HeldRuns counts the runs whose jobs this server watches (it holds their leases): a run that
+// ended is held until its tokens are revoked and its job is released.
+func (s *Service) HeldRuns() int {
+	s.sched.mu.Lock()
+	defer s.sched.mu.Unlock()
+	return len(s.sched.jobs)
 }

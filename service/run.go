@@ -253,6 +253,9 @@ func (s *Service) updateRunStatus(ctx context.Context, workspace, id string, upd
 	}
 	s.publish(workspace, atelier.EventRunStatus, run.ID, run)
 	s.runChanged(ctx, run)
+	if run.Compute != "" && run.Status.Terminal() {
+		s.sched.poke() // its target has room for the next queued run; its job can be released
+	}
 	return run, nil
 }
 

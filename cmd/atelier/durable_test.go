@@ -120,7 +120,7 @@ func TestRunSurvivesKill9(t *testing.T) {
 			if err != nil || len(files) != 1 || files[0].Path != "outputs/survived.txt" {
 				t.Errorf("outputs after the restart: %v, %v", files, err)
 			}
-			if !strings.Contains(srv.log.String(), "run recovered") {
+			if !strings.Contains(srv.log.String(), `msg="runs recovered" count=1`) {
 				t.Errorf("the server did not say it recovered the run:\n%s", srv.log)
 			}
 			// Its job is released once recorded.
