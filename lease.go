@@ -26,10 +26,11 @@ const LeaseKindRun = "run"
 // LeaseStore keeps leases. Every change is conditional on who holds the lease, so exactly one
 // owner acts on a piece of work at a time.
 type LeaseStore interface {
-	// ClaimRuns moves up to limit runs queued on a compute target (in any workspace, oldest
-	// first) to Preparing and gives owner their leases until expires, in one transaction: a
-	// run is claimed by exactly one caller.
-	ClaimRuns(ctx context.Context, compute, owner string, limit int, expires time.Time) ([]*Run, error)
+	// ClaimRuns moves up to limit runs queued on a compute target (of a workspace, or of
+	// every workspace when workspace is "": a server's built-in target; oldest first) to
+	// Preparing and gives owner their leases until expires, in one transaction: a run is
+	// claimed by exactly one caller.
+	ClaimRuns(ctx context.Context, workspace, compute, owner string, limit int, expires time.Time) ([]*Run, error)
 	// AcquireLease gives l.Owner the lease of (l.Kind, l.ID) until l.Expires when nobody holds
 	// it, when l.Owner holds it, when it expired before now, or when it is held by from (an
 	// owner known to be dead; "" for none). It returns the lease as stored, with the handle
@@ -39,9 +40,6 @@ type LeaseStore interface {
 	RenewLeases(ctx context.Context, kind, owner string, expires time.Time) (int, error)
 	// SetLeaseHandle records the driver's handle of work owner holds (ECONFLICT otherwise).
 	SetLeaseHandle(ctx context.Context, kind, id, owner, handle string) error
-	// CountActiveRuns counts the runs active on a compute target (Preparing, Running,
-	// Finalizing, CancelRequested), in every workspace.
-	CountActiveRuns(ctx context.Context, compute string) (int, error)
 	// ListLeases lists the leases of a kind.
 	ListLeases(ctx context.Context, kind string) ([]*Lease, error)
 	// ReleaseLease deletes a lease owner holds (no error when there is none).

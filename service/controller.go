@@ -138,23 +138,68 @@ func (s *Service) RunScheduler(ctx context.Context) {
 	}
 }
 
-func (s *Service) targets() []*Target {
+// servedTarget is a target the scheduler serves: a built-in one (every workspace's), or a
+// workspace's stored one, run by the driver of its kind.
+type servedTarget struct {
+	workspace string // "" for a built-in target
+	*Target
+}
+
+// servedTargets lists the built-in targets and every workspace's stored targets this server
+// has a driver for.
+func (s *Service) servedTargets(ctx context.Context) []servedTarget {
 	s.sched.mu.Lock()
-	defer s.sched.mu.Unlock()
-	list := make([]*Target, 0, len(s.sched.targets))
+	list := make([]servedTarget, 0, len(s.sched.targets))
 	for _, t := range s.sched.targets {
-		list = append(list, t)
+		list = append(list, servedTarget{Target: t})
+	}
+	s.sched.mu.Unlock()
+	stored, err := s.store.ListComputeTargets(ctx, "")
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("reading the compute targets", "err", err)
+		}
+		return list
+	}
+	for _, ct := range stored {
+		if t := s.storedTarget(ct); t != nil {
+			list = append(list, servedTarget{workspace: ct.Workspace, Target: t})
+		}
 	}
 	return list
 }
 
+// storedTarget is a stored compute target as the scheduler runs it (nil without a driver).
+func (s *Service) storedTarget(ct *atelier.ComputeTarget) *Target {
+	d := s.Drivers[ct.Kind]
+	if d == nil {
+		return nil
+	}
+	return &Target{Name: ct.Name, Kind: ct.Kind, Driver: d, MaxConcurrentRuns: max(ct.MaxConcurrentRuns, 1)}
+}
+
+// targetOf returns the target a run executes on (nil when this server cannot run it).
+func (s *Service) targetOf(ctx context.Context, run *atelier.Run) *Target {
+	s.sched.mu.Lock()
+	t := s.sched.targets[run.Compute]
+	s.sched.mu.Unlock()
+	if t != nil {
+		return t
+	}
+	ct, err := s.store.FindComputeTarget(ctx, run.Workspace, run.Compute)
+	if err != nil {
+		return nil
+	}
+	return s.storedTarget(ct)
+}
+
 // dispatch claims the queued runs each target has room for and launches them.
 func (s *Service) dispatch(ctx context.Context) {
-	for _, t := range s.targets() {
+	for _, t := range s.servedTargets(ctx) {
 		if ctx.Err() != nil {
 			return
 		}
-		active, err := s.store.CountActiveRuns(ctx, t.Name)
+		_, active, err := s.store.ComputeTargetRuns(ctx, t.workspace, t.Name)
 		if err != nil {
 			s.log.Error("counting the active runs", "compute", t.Name, "err", err)
 			continue
@@ -163,7 +208,7 @@ func (s *Service) dispatch(ctx context.Context) {
 		if free <= 0 {
 			continue
 		}
-		runs, err := s.store.ClaimRuns(ctx, t.Name, s.owner(), free, s.now().Add(s.leaseTTL()))
+		runs, err := s.store.ClaimRuns(ctx, t.workspace, t.Name, s.owner(), free, s.now().Add(s.leaseTTL()))
 		if err != nil {
 			s.log.Error("claiming queued runs", "compute", t.Name, "err", err)
 			continue
@@ -171,7 +216,7 @@ func (s *Service) dispatch(ctx context.Context) {
 		for _, run := range runs {
 			s.publish(run.Workspace, atelier.EventRunStatus, run.ID, run)
 			s.runChanged(ctx, run)
-			s.launch(ctx, t, run)
+			s.launch(ctx, t.Target, run)
 		}
 	}
 }
@@ -390,11 +435,8 @@ func (s *Service) recoverJobs(ctx context.Context) {
 		}
 		var t *Target
 		if run != nil {
-			s.sched.mu.Lock()
-			t = s.sched.targets[run.Compute]
-			s.sched.mu.Unlock()
-			if t == nil {
-				continue // a target this server does not have: another server's to recover
+			if t = s.targetOf(ctx, run); t == nil {
+				continue // a target this server has no driver for: another server's to recover
 			}
 		}
 		from := ""

@@ -13,7 +13,7 @@ var _ atelier.LeaseStore = (*DB)(nil)
 
 // ClaimRuns moves the oldest runs queued on a compute target to Preparing and leases them to
 // owner, in one transaction.
-func (db *DB) ClaimRuns(ctx context.Context, compute, owner string, limit int, expires time.Time) ([]*atelier.Run, error) {
+func (db *DB) ClaimRuns(ctx context.Context, workspace, compute, owner string, limit int, expires time.Time) ([]*atelier.Run, error) {
 	if owner == "" {
 		return nil, atelier.Errorf(atelier.EINVALID, "a lease needs an owner")
 	}
@@ -21,7 +21,7 @@ func (db *DB) ClaimRuns(ctx context.Context, compute, owner string, limit int, e
 	err := db.update(ctx, func(tx *txn) error {
 		out = out[:0]
 		rows, err := tx.QueryContext(ctx, `SELECT r.id, w.name FROM runs r JOIN workspaces w ON w.id = r.workspace_id
-			WHERE r.status = 'Queued' AND r.compute = ? ORDER BY r.created_at, r.id LIMIT ?`, compute, limit)
+			WHERE r.status = 'Queued' AND r.compute = ? AND (? = '' OR w.name = ?) ORDER BY r.created_at, r.id LIMIT ?`, compute, workspace, workspace, limit)
 		if err != nil {
 			return err
 		}
@@ -113,14 +113,6 @@ func (db *DB) SetLeaseHandle(ctx context.Context, kind, id, owner, handle string
 		}
 		return nil
 	})
-}
-
-// CountActiveRuns counts the runs active on a compute target.
-func (db *DB) CountActiveRuns(ctx context.Context, compute string) (int, error) {
-	var n int
-	err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM runs
-		WHERE status IN ('Preparing', 'Running', 'Finalizing', 'CancelRequested') AND compute = ?`, compute).Scan(&n)
-	return n, err
 }
 
 // ListLeases lists the leases of a kind, by id.

@@ -29,7 +29,7 @@ func testClaimRuns(t *testing.T, open func(t *testing.T) atelier.Store) {
 	MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "e", Status: atelier.StatusRunning})
 
 	expires := time.Now().Add(time.Minute)
-	first, err := s.ClaimRuns(ctx, "local", "a", 3, expires)
+	first, err := s.ClaimRuns(ctx, "", "local", "a", 3, expires)
 	mustOK(t, err, "ClaimRuns")
 	if len(first) != 3 {
 		t.Fatalf("ClaimRuns(limit 3) claimed %d runs", len(first))
@@ -50,7 +50,7 @@ func testClaimRuns(t *testing.T, open func(t *testing.T) atelier.Store) {
 		go func() {
 			defer wg.Done()
 			for {
-				runs, err := s.ClaimRuns(ctx, "local", owner, 2, expires)
+				runs, err := s.ClaimRuns(ctx, "", "local", owner, 2, expires)
 				if err != nil {
 					t.Errorf("ClaimRuns(%s): %v", owner, err)
 					return
@@ -97,11 +97,13 @@ func testClaimRuns(t *testing.T, open func(t *testing.T) atelier.Store) {
 	if len(left) != 0 {
 		t.Errorf("%d runs left queued on local", len(left))
 	}
-	if n, err := s.CountActiveRuns(ctx, "local"); err != nil || n != 20 {
-		t.Errorf("CountActiveRuns(local) = %d, %v; want 20", n, err)
-	}
-	if n, err := s.CountActiveRuns(ctx, "elsewhere"); err != nil || n != 0 {
-		t.Errorf("CountActiveRuns(elsewhere) = %d, %v; want 0", n, err)
+	// A workspace's target: only its runs are claimed.
+	mine := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "e", Status: atelier.StatusQueued, Compute: "gpu"})
+	theirs := MustCreateRun(t, s, "other", atelier.RunCreate{Experiment: "e", Status: atelier.StatusQueued, Compute: "gpu"})
+	got, err := s.ClaimRuns(ctx, "ws", "gpu", "a", 10, expires)
+	mustOK(t, err, "ClaimRuns of a workspace")
+	if len(got) != 1 || got[0].ID != mine.ID {
+		t.Errorf("ClaimRuns(ws, gpu) = %v, want only %s (not %s of another workspace)", runIDs(got), mine.ID, theirs.ID)
 	}
 	if other, _ := s.QueuedRuns(ctx, "elsewhere", 100); len(other) != 1 {
 		t.Errorf("%d runs queued on elsewhere, want 1", len(other))

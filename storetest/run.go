@@ -392,7 +392,7 @@ func testReconcileRuns(t *testing.T, open func(t *testing.T) atelier.Store) {
 	}
 	// A leased run (its controller recovers it through its driver) and its child stay as they are.
 	MustCreateRun(t, s, "a", atelier.RunCreate{Experiment: "e", Status: atelier.StatusQueued, Compute: "leased"})
-	claimed, err := s.ClaimRuns(ctx, "leased", "server-1", 1, time.Now().Add(time.Minute))
+	claimed, err := s.ClaimRuns(ctx, "", "leased", "server-1", 1, time.Now().Add(time.Minute))
 	mustOK(t, err, "ClaimRuns")
 	leasedChild := MustCreateRun(t, s, "a", atelier.RunCreate{Experiment: "e", Status: atelier.StatusRunning, ParentID: claimed[0].ID})
 	status[claimed[0].ID], status[leasedChild.ID] = atelier.StatusPreparing, atelier.StatusRunning

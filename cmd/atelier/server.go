@@ -272,6 +272,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	(&local.Executor{WorkDir: filepath.Join(dataDir, "work")}).CleanupMounts()
 	svc.AddComputeTarget(&service.Target{Name: atelier.DefaultCompute, Kind: "local", MaxConcurrentRuns: cfg.maxLocalRuns,
 		Driver: driver, Isolation: iso.Name()})
+	// Workspaces' own targets of kind local (another queue, another concurrency) run on it too.
+	svc.Drivers = map[string]atelier.ComputeDriver{atelier.ComputeLocal: driver}
 	svc.Owner, svc.OwnerDead = leaseOwner()
 	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
 	schedDone := make(chan struct{})

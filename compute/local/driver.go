@@ -244,3 +244,20 @@ func ProcessStart(pid int) (uint64, error) {
 	s, _, err := procStart(pid)
 	return s, err
 }
+
+var _ atelier.ComputeChecker = (*Driver)(nil)
+
+// Check checks that this machine can run a local target's jobs: the runner can be started and
+// a Python interpreter is on the PATH.
+func (d *Driver) Check(ctx context.Context, t *atelier.ComputeTarget, _ atelier.ComputeCredentials) error {
+	if len(d.Command) == 0 {
+		return atelier.Errorf(atelier.EINVALID, "compute target %s: this server has no job runner to start", t.Name)
+	}
+	if fi, err := os.Stat(d.Command[0]); err != nil || fi.Mode()&0o111 == 0 {
+		return atelier.Errorf(atelier.EINVALID, "compute target %s: the job runner %s cannot be started", t.Name, d.Command[0])
+	}
+	if _, err := exec.LookPath("python3"); err != nil {
+		return atelier.Errorf(atelier.EINVALID, "compute target %s: no python3 on this machine's PATH", t.Name)
+	}
+	return nil
+}
