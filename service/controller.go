@@ -267,6 +267,7 @@ func (s *Service) launch(ctx context.Context, t *Target, run *atelier.Run) {
 	handle, err := t.Driver.Launch(ctx, &atelier.JobLaunch{Run: run, Server: s.ServerURL, Token: runner.Secret,
 		ScriptToken: script.Secret, Secrets: secrets})
 	if err != nil {
+		s.log.Error("launching a run", "run", run.ID, "compute", t.Name, "err", err)
 		fail(fmt.Sprintf("launching the run on %s: %s", t.Name, atelier.ErrorMessage(err)))
 		return
 	}

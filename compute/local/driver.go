@@ -100,7 +100,8 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 	// server does not reach it); the server cancels it through Cancel.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("starting the job runner: %w", err)
+		// The operator's to fix, and the run's error says it: an atelier error, shown.
+		return "", atelier.Errorf(atelier.EUNAVAILABLE, "starting the job runner: %v", err)
 	}
 	start, _, err := procStart(cmd.Process.Pid)
 	if err != nil {
