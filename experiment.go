@@ -7,7 +7,8 @@ import (
 	"unicode/utf8"
 )
 
-// Experiment is a named group of runs. It is created the first time a run names it.
+// Experiment is a named group of runs. It is created the first time a run names it, or
+// explicitly (CreateExperiment), with tags and an artifact location of its own.
 type Experiment struct {
 	ID          int64      `json:"id"`
 	Workspace   string     `json:"workspace"`
@@ -18,6 +19,10 @@ type Experiment struct {
 	UpdatedAt   time.Time  `json:"updated_at"`
 	RunCount    int64      `json:"run_count"`
 	LastRunAt   *time.Time `json:"last_run_at"`
+	// ArtifactLocation is where its creator said the experiment's artifacts go (MLflow's
+	// artifact_location); "" when it was not said. Atelier keeps and returns it.
+	ArtifactLocation string            `json:"artifact_location,omitempty"`
+	Tags             map[string]string `json:"tags,omitempty"`
 }
 
 // ValidateExperimentName allows any printable name up to 256 characters without '/', so names
@@ -37,15 +42,47 @@ func ValidateExperimentName(name string) error {
 	return nil
 }
 
-// ExperimentUpdate changes an experiment; nil fields are left alone.
-type ExperimentUpdate struct {
-	Name        *string `json:"name,omitempty"`
-	Description *string `json:"description,omitempty"`
-	Archived    *bool   `json:"archived,omitempty"`
+// ExperimentCreate creates an experiment before its first run.
+type ExperimentCreate struct {
+	Name             string            `json:"name"`
+	Description      string            `json:"description,omitempty"`
+	ArtifactLocation string            `json:"artifact_location,omitempty"`
+	Tags             map[string]string `json:"tags,omitempty"`
 }
 
-// MaxExperimentDescription bounds an experiment's description.
-const MaxExperimentDescription = 4096
+// Validate checks a creation before anything of it is stored.
+func (c *ExperimentCreate) Validate() error {
+	if err := ValidateExperimentName(c.Name); err != nil {
+		return err
+	}
+	if err := (&ExperimentUpdate{Description: &c.Description, Tags: c.Tags}).Validate(); err != nil {
+		return err
+	}
+	if !utf8.ValidString(c.ArtifactLocation) {
+		return invalidUTF8("the experiment's artifact location")
+	}
+	if len(c.ArtifactLocation) > MaxArtifactLocation {
+		return Errorf(EINVALID, "experiment artifact location is longer than %d bytes", MaxArtifactLocation)
+	}
+	return nil
+}
+
+// ExperimentUpdate changes an experiment; nil fields are left alone. Tags are set (added or
+// changed) and DeleteTags removed, each of which must exist.
+type ExperimentUpdate struct {
+	Name        *string           `json:"name,omitempty"`
+	Description *string           `json:"description,omitempty"`
+	Archived    *bool             `json:"archived,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	DeleteTags  []string          `json:"delete_tags,omitempty"`
+}
+
+// MaxExperimentDescription bounds an experiment's description, MaxArtifactLocation its
+// artifact location.
+const (
+	MaxExperimentDescription = 4096
+	MaxArtifactLocation      = 4096
+)
 
 // Validate checks an update before anything of it is stored.
 func (u *ExperimentUpdate) Validate() error {
@@ -60,6 +97,14 @@ func (u *ExperimentUpdate) Validate() error {
 		}
 		if len(*u.Description) > MaxExperimentDescription {
 			return Errorf(EINVALID, "experiment description is longer than %d bytes", MaxExperimentDescription)
+		}
+	}
+	if err := ValidateKeyValues("tag", u.Tags, MaxTagValue); err != nil {
+		return err
+	}
+	for _, k := range u.DeleteTags {
+		if err := ValidateKey("tag", k); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -77,4 +122,10 @@ type ExperimentService interface {
 	FindExperiment(ctx context.Context, workspace, name string) (*Experiment, error)
 	ListExperiments(ctx context.Context, workspace string, filter ExperimentFilter) ([]*Experiment, error)
 	UpdateExperiment(ctx context.Context, workspace, name string, upd ExperimentUpdate) (*Experiment, error)
+}
+
+// ExperimentCreator creates experiments explicitly (the MLflow API's experiments/create), so
+// that of many concurrent creates of one name exactly one succeeds: the others get ECONFLICT.
+type ExperimentCreator interface {
+	CreateExperiment(ctx context.Context, workspace string, c ExperimentCreate) (*Experiment, error)
 }

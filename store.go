@@ -9,6 +9,7 @@ import "context"
 type Store interface {
 	WorkspaceService
 	ExperimentService
+	ExperimentCreator
 	RunService
 	MetricService
 	ActivityService

@@ -126,41 +126,13 @@ func (s *scope) defaultExperiment() (*atelier.Experiment, error) {
 	return e, err
 }
 
-// records returns the runs holding the MLflow-only state of experiments (their tags), by
-// experiment name: the first made of each, as record picks it.
-func (s *scope) records() (map[string]*atelier.Run, error) {
-	page, err := s.h.svc.ListRuns(s.ctx, s.ws, atelier.RunQuery{Filter: "properties.`" + propExperiment + "` is not null",
-		OrderBy: recordOrder, Limit: atelier.MaxPageSize})
-	if err != nil {
-		return nil, err
-	}
-	m := map[string]*atelier.Run{}
-	for _, r := range page.Runs {
-		if m[r.Experiment] == nil {
-			m[r.Experiment] = r
-		}
-	}
-	return m, nil
-}
-
-func (s *scope) record(name string) (*atelier.Run, error) {
-	page, err := s.h.svc.ListRuns(s.ctx, s.ws, atelier.RunQuery{Experiment: name, Filter: "properties.`" + propExperiment + "` is not null",
-		OrderBy: recordOrder, Limit: 1})
-	if err != nil || len(page.Runs) == 0 {
-		return nil, err
-	}
-	return page.Runs[0], nil
-}
-
-// createRecord makes the run that brings an experiment into being before its first run.
-func (s *scope) createRecord(name string, tags map[string]string) (*atelier.Run, error) {
-	return s.h.svc.CreateRun(s.ctx, s.ws, atelier.RunCreate{Experiment: name, Name: "mlflow-experiment",
-		Properties: map[string]string{propExperiment: "true"}, Tags: tags})
-}
-
-func (s *scope) toExperiment(e *atelier.Experiment, rec *atelier.Run) Experiment {
+func (s *scope) toExperiment(e *atelier.Experiment) Experiment {
 	id := mlflowExperimentID(e)
-	out := Experiment{ExperimentID: id, Name: e.Name, ArtifactLocation: "mlflow-artifacts:/" + id,
+	loc := e.ArtifactLocation
+	if loc == "" {
+		loc = "mlflow-artifacts:/" + id
+	}
+	out := Experiment{ExperimentID: id, Name: e.Name, ArtifactLocation: loc,
 		LifecycleStage: "active", CreationTime: e.CreatedAt.UnixMilli(), LastUpdateTime: e.UpdatedAt.UnixMilli()}
 	if e.CreatedAt.IsZero() {
 		out.CreationTime, out.LastUpdateTime = 0, 0
@@ -168,10 +140,8 @@ func (s *scope) toExperiment(e *atelier.Experiment, rec *atelier.Run) Experiment
 	if e.Archived {
 		out.LifecycleStage = "deleted"
 	}
-	if rec != nil {
-		out.Tags = sortedKeyVals(rec.Tags)
-	}
-	if e.Description != "" && rec == nil || (rec != nil && rec.Tags["mlflow.note.content"] == "" && e.Description != "") {
+	out.Tags = sortedKeyVals(e.Tags)
+	if _, noted := e.Tags["mlflow.note.content"]; !noted && e.Description != "" {
 		out.Tags = append(out.Tags, KeyVal{"mlflow.note.content", e.Description})
 	}
 	return out
@@ -202,25 +172,21 @@ func (h *Handler) createExperiment(w http.ResponseWriter, r *http.Request, ws st
 	if err := atelier.ValidateExperimentName(name); err != nil {
 		return err
 	}
-	s := h.scope(r, ws)
-	if _, err := h.svc.FindWorkspace(s.ctx, ws); err != nil {
-		return err
+	exists := &apiError{http.StatusBadRequest, "RESOURCE_ALREADY_EXISTS", "Experiment '" + name + "' already exists."}
+	if name == defaultExperiment {
+		return exists
 	}
-	_, err := h.svc.FindExperiment(s.ctx, ws, name)
-	if err == nil || name == defaultExperiment {
-		return &apiError{http.StatusBadRequest, "RESOURCE_ALREADY_EXISTS", "Experiment '" + name + "' already exists."}
-	} else if atelier.ErrorCode(err) != atelier.ENOTFOUND {
-		return err
-	}
-	tags := map[string]string{}
+	c := atelier.ExperimentCreate{Name: name, ArtifactLocation: string(req.ArtifactLocation)}
 	for _, t := range req.Tags {
-		tags[string(t.Key)] = string(t.Value)
+		if c.Tags == nil {
+			c.Tags = map[string]string{}
+		}
+		c.Tags[string(t.Key)] = string(t.Value)
 	}
-	if _, err := s.createRecord(name, tags); err != nil {
-		return err
-	}
-	e, err := h.svc.FindExperiment(s.ctx, ws, name)
-	if err != nil {
+	e, err := h.svc.CreateExperiment(r.Context(), ws, c)
+	if atelier.ErrorCode(err) == atelier.ECONFLICT {
+		return exists
+	} else if err != nil {
 		return err
 	}
 	return ok(w, map[string]string{"experiment_id": mlflowExperimentID(e)})
@@ -244,14 +210,7 @@ func (h *Handler) getExperiment(w http.ResponseWriter, r *http.Request, ws strin
 }
 
 func (h *Handler) writeExperiment(w http.ResponseWriter, s *scope, e *atelier.Experiment) error {
-	var rec *atelier.Run
-	if e.ID != 0 {
-		var err error
-		if rec, err = s.record(e.Name); err != nil {
-			return err
-		}
-	}
-	return ok(w, map[string]any{"experiment": s.toExperiment(e, rec)})
+	return ok(w, map[string]any{"experiment": s.toExperiment(e)})
 }
 
 func (h *Handler) getExperimentByName(w http.ResponseWriter, r *http.Request, ws string) error {
@@ -317,10 +276,6 @@ func (h *Handler) searchExperiments(w http.ResponseWriter, r *http.Request, ws s
 	if err != nil {
 		return err
 	}
-	recs, err := s.records()
-	if err != nil {
-		return err
-	}
 	hasDefault := false
 	for _, e := range list {
 		hasDefault = hasDefault || e.Name == defaultExperiment
@@ -333,7 +288,7 @@ func (h *Handler) searchExperiments(w http.ResponseWriter, r *http.Request, ws s
 		if (view == viewActive && e.Archived) || (view == viewDeleted && !e.Archived) {
 			continue
 		}
-		x := s.toExperiment(e, recs[e.Name])
+		x := s.toExperiment(e)
 		if matchExperiment(x, conds) {
 			out = append(out, x)
 		}
@@ -613,11 +568,12 @@ func (s *scope) existingExperiment(id string) (*atelier.Experiment, error) {
 		return nil, err
 	}
 	if e.ID == 0 {
-		// Default has no runs yet: bring it into being.
-		if _, err := s.createRecord(defaultExperiment, nil); err != nil {
-			return nil, err
+		// Default has no runs yet: bring it into being (a concurrent request may have).
+		e, err := s.h.svc.CreateExperiment(s.ctx, s.ws, atelier.ExperimentCreate{Name: defaultExperiment})
+		if atelier.ErrorCode(err) == atelier.ECONFLICT {
+			return s.h.svc.FindExperiment(s.ctx, s.ws, defaultExperiment)
 		}
-		return s.h.svc.FindExperiment(s.ctx, s.ws, defaultExperiment)
+		return e, err
 	}
 	return e, nil
 }
@@ -666,17 +622,8 @@ func (h *Handler) setExperimentTag(w http.ResponseWriter, r *http.Request, ws st
 	if e.Archived {
 		return invalidParam("experiment %s is deleted: restore it to change its tags", req.ExperimentID)
 	}
-	rec, err := s.record(e.Name)
-	if err != nil {
-		return err
-	}
-	tags := map[string]string{string(req.Key): string(req.Value)}
-	if rec == nil {
-		_, err = s.createRecord(e.Name, tags)
-	} else {
-		err = h.svc.SetTags(s.ctx, ws, rec.ID, tags)
-	}
-	if err != nil {
+	upd := atelier.ExperimentUpdate{Tags: map[string]string{string(req.Key): string(req.Value)}}
+	if _, err := h.svc.UpdateExperiment(s.ctx, ws, e.Name, upd); err != nil {
 		return err
 	}
 	return ok(w, nil)
@@ -695,14 +642,10 @@ func (h *Handler) deleteExperimentTag(w http.ResponseWriter, r *http.Request, ws
 	if err != nil {
 		return err
 	}
-	rec, err := s.record(e.Name)
-	if err != nil {
-		return err
-	}
-	if rec == nil {
+	if e.ID == 0 {
 		return atelier.Errorf(atelier.ENOTFOUND, "experiment %s has no tag %q", req.ExperimentID, req.Key)
 	}
-	if err := h.svc.DeleteTag(s.ctx, ws, rec.ID, string(req.Key)); err != nil {
+	if _, err := h.svc.UpdateExperiment(s.ctx, ws, e.Name, atelier.ExperimentUpdate{DeleteTags: []string{string(req.Key)}}); err != nil {
 		return err
 	}
 	return ok(w, nil)

@@ -28,6 +28,7 @@ import (
 type Services interface {
 	atelier.WorkspaceService
 	atelier.ExperimentService
+	atelier.ExperimentCreator
 	atelier.RunService
 	atelier.MetricService
 	atelier.FileService

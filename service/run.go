@@ -117,6 +117,17 @@ func (s *Service) ListExperiments(ctx context.Context, workspace string, f ateli
 	return mine, nil
 }
 
+// CreateExperiment creates an experiment before its first run; ECONFLICT when it exists.
+func (s *Service) CreateExperiment(ctx context.Context, workspace string, c atelier.ExperimentCreate) (*atelier.Experiment, error) {
+	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return s.store.CreateExperiment(ctx, workspace, c)
+}
+
 // UpdateExperiment renames, archives or restores an experiment.
 func (s *Service) UpdateExperiment(ctx context.Context, workspace, name string, upd atelier.ExperimentUpdate) (*atelier.Experiment, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {

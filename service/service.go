@@ -74,6 +74,7 @@ type Service struct {
 var (
 	_ atelier.WorkspaceService  = (*Service)(nil)
 	_ atelier.ExperimentService = (*Service)(nil)
+	_ atelier.ExperimentCreator = (*Service)(nil)
 	_ atelier.RunService        = (*Service)(nil)
 	_ atelier.MetricService     = (*Service)(nil)
 	_ atelier.FileService       = (*Service)(nil)

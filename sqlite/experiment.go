@@ -8,7 +8,7 @@ import (
 	"github.com/atelier-ml/atelier"
 )
 
-const experimentColumns = `e.id, w.name, e.name, e.description, e.archived, e.created_at, e.updated_at,
+const experimentColumns = `e.id, w.name, e.name, e.description, e.archived, e.created_at, e.updated_at, e.artifact_location,
 	coalesce((SELECT run_count FROM experiment_stats s WHERE s.experiment_id = e.id), 0),
 	(SELECT last_run_at FROM experiment_stats s WHERE s.experiment_id = e.id)`
 
@@ -16,7 +16,7 @@ func scanExperiment(row interface{ Scan(...any) error }) (*atelier.Experiment, e
 	var e atelier.Experiment
 	var created, updated int64
 	var last sql.NullInt64
-	if err := row.Scan(&e.ID, &e.Workspace, &e.Name, &e.Description, &e.Archived, &created, &updated, &e.RunCount, &last); err != nil {
+	if err := row.Scan(&e.ID, &e.Workspace, &e.Name, &e.Description, &e.Archived, &created, &updated, &e.ArtifactLocation, &e.RunCount, &last); err != nil {
 		return nil, err
 	}
 	e.CreatedAt, e.UpdatedAt, e.LastRunAt = fromMS(created), fromMS(updated), fromNullMS(last)
@@ -37,8 +37,41 @@ func (db *DB) findExperiment(ctx context.Context, q querier, wsID int64, name st
 		FROM experiments e JOIN workspaces w ON w.id = e.workspace_id WHERE e.workspace_id = ? AND e.name = ?`, wsID, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, atelier.Errorf(atelier.ENOTFOUND, "experiment %q not found", name)
+	} else if err != nil {
+		return nil, err
 	}
-	return e, err
+	return e, experimentTags(ctx, q, `experiment_id = ?`, []any{e.ID}, []*atelier.Experiment{e})
+}
+
+// experimentTags fills in the tags of the experiments, reading those of experiment_tags rows
+// matching where.
+func experimentTags(ctx context.Context, q querier, where string, args []any, list []*atelier.Experiment) error {
+	if len(list) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*atelier.Experiment, len(list))
+	for _, e := range list {
+		byID[e.ID] = e
+	}
+	rows, err := q.QueryContext(ctx, `SELECT experiment_id, key, value FROM experiment_tags WHERE `+where, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var k, v string
+		if err := rows.Scan(&id, &k, &v); err != nil {
+			return err
+		}
+		if e := byID[id]; e != nil {
+			if e.Tags == nil {
+				e.Tags = map[string]string{}
+			}
+			e.Tags[k] = v
+		}
+	}
+	return rows.Err()
 }
 
 // ListExperiments returns a workspace's experiments by name.
@@ -73,7 +106,60 @@ func (db *DB) ListExperiments(ctx context.Context, workspace string, f atelier.E
 		}
 		list = append(list, e)
 	}
-	return list, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	if f.ID != 0 || f.Name != "" {
+		err = experimentTags(ctx, db.read, `experiment_id IN (SELECT id FROM experiments WHERE workspace_id = ? AND (? = 0 OR id = ?) AND (? = '' OR name = ?))`,
+			[]any{wsID, f.ID, f.ID, f.Name, f.Name}, list)
+	} else {
+		err = experimentTags(ctx, db.read, `experiment_id IN (SELECT id FROM experiments WHERE workspace_id = ?)`, []any{wsID}, list)
+	}
+	return list, err
+}
+
+// CreateExperiment creates an experiment; ECONFLICT when the name is taken. The name is
+// checked and taken in one write transaction, so of concurrent creates exactly one wins.
+func (db *DB) CreateExperiment(ctx context.Context, workspace string, c atelier.ExperimentCreate) (*atelier.Experiment, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	var out *atelier.Experiment
+	err := db.update(ctx, func(tx *txn) error {
+		wsID, err := db.workspaceID(ctx, tx, workspace)
+		if err != nil {
+			return err
+		}
+		now := ms(db.now())
+		res, err := tx.ExecContext(ctx, `INSERT INTO experiments (workspace_id, name, description, artifact_location, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?)`, wsID, c.Name, c.Description, c.ArtifactLocation, now, now)
+		if isUniqueViolation(err) {
+			return atelier.Errorf(atelier.ECONFLICT, "experiment %q already exists", c.Name)
+		} else if err != nil {
+			return err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		if err := setExperimentTags(ctx, tx, id, c.Tags); err != nil {
+			return err
+		}
+		out, err = db.findExperiment(ctx, tx, wsID, c.Name)
+		return err
+	})
+	return out, err
+}
+
+func setExperimentTags(ctx context.Context, tx *txn, id int64, tags map[string]string) error {
+	for _, k := range sortedKeys(tags) {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?)
+			ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value`, id, k, tags[k]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UpdateExperiment renames, describes, archives or restores an experiment.
@@ -83,8 +169,8 @@ func (db *DB) UpdateExperiment(ctx context.Context, workspace, name string, upd 
 			return nil, err
 		}
 	}
-	if upd.Description != nil && len(*upd.Description) > 4096 {
-		return nil, atelier.Errorf(atelier.EINVALID, "experiment description is longer than 4096 characters")
+	if err := upd.Validate(); err != nil {
+		return nil, err
 	}
 	var out *atelier.Experiment
 	err := db.update(ctx, func(tx *txn) error {
@@ -110,8 +196,22 @@ func (db *DB) UpdateExperiment(ctx context.Context, workspace, name string, upd 
 			e.Name, e.Description, e.Archived, ms(e.UpdatedAt), e.ID)
 		if isUniqueViolation(err) {
 			return atelier.Errorf(atelier.ECONFLICT, "experiment %q already exists", e.Name)
+		} else if err != nil {
+			return err
 		}
-		out = e
+		if err := setExperimentTags(ctx, tx, e.ID, upd.Tags); err != nil {
+			return err
+		}
+		for _, k := range upd.DeleteTags {
+			res, err := tx.ExecContext(ctx, `DELETE FROM experiment_tags WHERE experiment_id = ? AND key = ?`, e.ID, k)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return atelier.Errorf(atelier.ENOTFOUND, "experiment %q has no tag %q", e.Name, k)
+			}
+		}
+		out, err = db.findExperiment(ctx, tx, wsID, e.Name)
 		return err
 	})
 	return out, err

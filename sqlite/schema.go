@@ -385,6 +385,16 @@ CREATE TABLE compute_targets (
 	updated_at          INTEGER NOT NULL,
 	UNIQUE (workspace_id, name)
 );
+`, `
+-- Experiments get tags and an artifact location of their own (issue 19): the MLflow API kept
+-- them in hidden runs.
+ALTER TABLE experiments ADD COLUMN artifact_location TEXT NOT NULL DEFAULT '';
+CREATE TABLE experiment_tags (
+	experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+	key           TEXT NOT NULL,
+	value         TEXT NOT NULL,
+	PRIMARY KEY (experiment_id, key)
+) WITHOUT ROWID;
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -33,6 +33,7 @@ func TestStore(t *testing.T, open func(t *testing.T, now func() time.Time) ateli
 	}{
 		{"Workspaces", testWorkspaces},
 		{"Experiments", testExperiments},
+		{"CreateExperiments", testCreateExperiments},
 		{"Runs", testRuns},
 		{"QueuedRuns", testQueuedRuns},
 		{"QueuedRunsSameMillisecond", func(t *testing.T, _ func(t *testing.T) atelier.Store) { testQueuedRunsSameMillisecond(t, open) }},
