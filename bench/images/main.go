@@ -76,6 +76,7 @@ type bench struct {
 	runtime []byte
 	blobs   registry.BlobStore
 	meta    registry.Metadata
+	podman  []string // global options: the benchmark's own storage
 }
 
 func run(want func(string) bool, reps, coldReps, copyMiB int, baseDir string, keep bool) error {
@@ -201,11 +202,14 @@ func setup(ctx context.Context, work, baseDir string) (*bench, error) {
 	if b.meta, err = registry.OpenDiskMetadata(filepath.Join(work, "build-registry", "meta")); err != nil {
 		return nil, err
 	}
-	// podman needs the base in its storage, as atelier needs it imported: not timed.
-	if err := exec.CommandContext(ctx, "podman", "image", "exists", podmanBase).Run(); err != nil {
-		if out, err := exec.CommandContext(ctx, "skopeo", "--insecure-policy", "copy", "-q", "oci:"+base+":bookworm", "containers-storage:"+podmanBase).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("loading the base into podman: %v\n%s", err, out)
-		}
+	// podman gets a storage of its own in the working directory, so the images and build cache
+	// of the benchmark go with it; it needs the base there, as atelier needs it imported (not
+	// timed).
+	root, runroot := filepath.Join(work, "podman", "root"), filepath.Join(work, "podman", "run")
+	b.podman = []string{"--root", root, "--runroot", runroot, "--storage-driver", "overlay"}
+	store := "containers-storage:[overlay@" + root + "+" + runroot + "]"
+	if out, err := exec.CommandContext(ctx, "skopeo", "--insecure-policy", "copy", "-q", "oci:"+base+":bookworm", store+podmanBase).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("loading the base into podman: %v\n%s", err, out)
 	}
 	return b, nil
 }
@@ -246,8 +250,8 @@ func (b *bench) atelierBuild(ctx context.Context, cacheDir, out, tag string) (ti
 }
 
 func (b *bench) podmanBuild(ctx context.Context, tag string, noCache bool) (time.Duration, error) {
-	args := []string{"build", "--quiet", "--network=host", "--pull=never",
-		"-v", "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro", "-t", "bench/diabetes-svc:" + tag}
+	args := append(slices.Clone(b.podman), "build", "--quiet", "--network=host", "--pull=never",
+		"-v", "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro", "-t", "bench/diabetes-svc:"+tag)
 	if noCache {
 		args = append(args, "--no-cache")
 	}
