@@ -223,7 +223,8 @@ func TestPodmanRun(t *testing.T) {
 	mustWrite(t, filepath.Join(home, "auth.json"), `{"auths": {}}`)
 	env := append(os.Environ(), "HOME="+home, "REGISTRY_AUTH_FILE="+filepath.Join(home, "auth.json"))
 	run := func(name string, args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, name, args...)
+		// Not the test's context: it is done before the clean-ups run, and they use this too.
+		cmd := exec.Command(name, args...)
 		cmd.Env = env
 		b, err := cmd.CombinedOutput()
 		return string(b), err
