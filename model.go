@@ -64,7 +64,9 @@ type ModelVersion struct {
 // Ref returns the version's reference, name:version.
 func (v *ModelVersion) Ref() ModelRef { return ModelRef{Name: v.Name, Version: v.Version} }
 
-// Model is a model name with its versions summarized.
+// Model is a model name with its versions summarized. A model comes into being with its first
+// version and goes with its last, unless it was created on its own (CreateModel) or given a
+// description or tags: then it stays, with or without versions, until it is deleted.
 type Model struct {
 	Name          string `json:"name"`
 	Workspace     string `json:"workspace"`
@@ -74,6 +76,61 @@ type Model struct {
 	Aliases   map[string]int64 `json:"aliases"`
 	CreatedAt time.Time        `json:"created_at"`
 	UpdatedAt time.Time        `json:"updated_at"`
+	// Description and Tags are the model's own, beside those of each version.
+	Description string            `json:"description,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+}
+
+// ModelCreate creates a model before (or without) any version.
+type ModelCreate struct {
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+}
+
+// Validate checks a creation before anything of it is stored.
+func (c *ModelCreate) Validate() error {
+	if err := ValidateModelName(c.Name); err != nil {
+		return err
+	}
+	return (&ModelUpdate{Description: &c.Description, Tags: c.Tags}).Validate()
+}
+
+// ModelUpdate changes a model's own description and tags; nil fields are left alone. Tags are
+// set (added or changed) and DeleteTags removed, each of which must exist.
+type ModelUpdate struct {
+	Description *string           `json:"description,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	DeleteTags  []string          `json:"delete_tags,omitempty"`
+}
+
+// Validate checks an update before anything of it is stored.
+func (u *ModelUpdate) Validate() error {
+	if u.Description != nil {
+		if err := ValidateModelMetadata(*u.Description, "", "", nil, nil, nil); err != nil {
+			return err
+		}
+	}
+	if err := ValidateKeyValues("tag", u.Tags, MaxTagValue); err != nil {
+		return err
+	}
+	for _, k := range u.DeleteTags {
+		if err := ValidateKey("tag", k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ModelEditor creates, describes and renames models, each in one transaction of the store.
+type ModelEditor interface {
+	// CreateModel creates a model with no version; ECONFLICT when the name is taken.
+	CreateModel(ctx context.Context, workspace string, c ModelCreate) (*Model, error)
+	// UpdateModel changes a model's description and tags, all or nothing.
+	UpdateModel(ctx context.Context, workspace, name string, upd ModelUpdate) (*Model, error)
+	// RenameModel gives a model a new name (ECONFLICT when taken), keeping its versions,
+	// aliases, creation times and what uses them: references follow the versions.
+	RenameModel(ctx context.Context, workspace, name, newName string) (*Model, error)
 }
 
 // Limits on models.
@@ -492,6 +549,7 @@ func (e *ModelInUseError) Unwrap() error { return e.Err }
 // numbered by the store, atomically: concurrent registrations of one name get distinct,
 // consecutive versions. Deleted version numbers are never reused while the model exists.
 type ModelStore interface {
+	ModelEditor
 	// CreateModelVersion assigns the next version of v.Name and stores v with its files (whose
 	// objects the workspace then holds). A run named by v.RunID must exist; v.Experiment is
 	// taken from it.

@@ -1,7 +1,9 @@
 package mlflow_test
 
 import (
+	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 
@@ -70,5 +72,64 @@ func TestExperimentRecords(t *testing.T) {
 	}
 	if len(page.Runs) != 0 {
 		t.Errorf("the workspace has %d runs after creating and tagging experiments, want none", len(page.Runs))
+	}
+}
+
+// TestRegisteredModelRecords: a registered model's description and tags are the model's own,
+// it exists with no version, and a rename keeps its versions, aliases and creation time even
+// while something uses a version; no hidden run is made for any of it.
+func TestRegisteredModelRecords(t *testing.T) {
+	s := MustStack(t)
+	ctx := authCtx(t, s)
+	rm := s.MustOK(t, "POST", api+"registered-models/create", `{"name":"empty","description":"d","tags":[{"key":"team","value":"a"}]}`)["registered_model"].(map[string]any)
+	if rm["description"] != "d" || fmt.Sprint(rm["tags"]) != "[map[key:team value:a]]" || rm["latest_versions"] != nil {
+		t.Fatalf("created %v", rm)
+	}
+	s.MustOK(t, "POST", api+"registered-models/set-tag", `{"name":"empty","key":"stage","value":"dev"}`)
+	s.MustOK(t, "DELETE", api+"registered-models/delete-tag", `{"name":"empty","key":"team"}`)
+	MustError(t, s.Do(t, "DELETE", api+"registered-models/delete-tag", `{"name":"empty","key":"team"}`), 404, "RESOURCE_DOES_NOT_EXIST")
+	s.MustOK(t, "PATCH", api+"registered-models/update", `{"name":"empty","description":"new"}`)
+	m, err := s.Service.FindModel(ctx, atelier.DefaultWorkspace, "empty")
+	if err != nil || m.Description != "new" || fmt.Sprint(m.Tags) != "map[stage:dev]" || m.VersionCount != 0 {
+		t.Fatalf("atelier model %+v, %v; want description new, tag stage=dev, no version", m, err)
+	}
+
+	// A version in use (an image's reference) does not stop a rename; everything moves along.
+	run := s.MustOK(t, "POST", api+"runs/create", `{"experiment_id":"0"}`)["run"].(map[string]any)["info"].(map[string]any)
+	rid := str(run["run_id"])
+	s.MustOK(t, "PUT", "/api/2.0/mlflow-artifacts/artifacts/0/"+rid+"/artifacts/sk/MLmodel", "flavors: {}\n")
+	s.MustOK(t, "POST", api+"model-versions/create", `{"name":"empty","source":"runs:/`+rid+`/sk","run_id":"`+rid+`"}`)
+	s.MustOK(t, "POST", api+"registered-models/alias", `{"name":"empty","alias":"champion","version":"1"}`)
+	before := s.MustOK(t, "GET", api+"registered-models/get?name=empty", "")["registered_model"].(map[string]any)
+	store := s.Store
+	if err := store.AddModelReference(ctx, atelier.DefaultWorkspace, atelier.ModelReference{Kind: "image", ID: "img", Name: "empty", Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	after := s.MustOK(t, "POST", api+"registered-models/rename", `{"name":"empty","new_name":"renamed"}`)["registered_model"].(map[string]any)
+	if after["name"] != "renamed" || after["creation_timestamp"] != before["creation_timestamp"] || after["description"] != "new" ||
+		fmt.Sprint(after["aliases"]) != "[map[alias:champion version:1]]" || fmt.Sprint(after["tags"]) != "[map[key:stage value:dev]]" {
+		t.Fatalf("renamed %v, was %v", after, before)
+	}
+	v := s.MustOK(t, "GET", api+"model-versions/get?name=renamed&version=1", "")["model_version"].(map[string]any)
+	if v["run_id"] != rid {
+		t.Fatalf("renamed version %v", v)
+	}
+	MustError(t, s.Do(t, "GET", api+"registered-models/get?name=empty", ""), 404, "RESOURCE_DOES_NOT_EXIST")
+	// Deleting its only version leaves the registered model, as in MLflow.
+	if err := store.RemoveModelReference(ctx, atelier.DefaultWorkspace, atelier.ModelReference{Kind: "image", ID: "img", Name: "renamed", Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.MustOK(t, "DELETE", api+"model-versions/delete", `{"name":"renamed","version":"1"}`)
+	s.MustOK(t, "GET", api+"registered-models/get?name=renamed", "")
+	found := s.MustOK(t, "GET", api+"registered-models/search?filter="+url.QueryEscape("tags.stage = 'dev'"), "")["registered_models"].([]any)
+	if len(found) != 1 || found[0].(map[string]any)["name"] != "renamed" {
+		t.Fatalf("search by tag %v", found)
+	}
+	page, err := s.Service.ListRuns(ctx, atelier.DefaultWorkspace, atelier.RunQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Runs) != 1 || page.Runs[0].ID != rid {
+		t.Errorf("runs after the registry calls: %d, want only the training run", len(page.Runs))
 	}
 }

@@ -33,6 +33,7 @@ type Services interface {
 	atelier.MetricService
 	atelier.FileService
 	atelier.ModelService
+	atelier.ModelEditor
 	// LogBatch stores a run's params, tags and metric points in one transaction.
 	LogBatch(ctx context.Context, workspace, runID string, b *atelier.RunBatch) error
 }
@@ -195,8 +196,7 @@ func (h *Handler) errorWriter() edge.Errors {
 
 // notForRuns are the endpoints a run's token may not call. A run's token changes only its run
 // and the runs it creates (the service checks each of those writes); these change what every
-// reader of the workspace sees: an experiment, a registered model (its description and tags live
-// in a record run the token could otherwise make under its own run), a version. Refused here,
+// reader of the workspace sees: an experiment, a registered model, a version. Refused here,
 // before anything is written. In the registry a run's token creates registered models and
 // registers versions from its runs' files (registered-models/create, model-versions/create).
 var notForRuns = map[string]bool{

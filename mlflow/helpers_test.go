@@ -25,6 +25,7 @@ import (
 type Stack struct {
 	Server  *httptest.Server
 	Service *service.Service
+	Store   atelier.Store // the service's store, for what only the store does (model references)
 	Token   string
 	Dir     string // the data directory
 }
@@ -58,7 +59,7 @@ func MustStack(tb testing.TB) *Stack {
 	if err != nil || token == "" {
 		tb.Fatalf("making the admin token: %q, %v", token, err)
 	}
-	s := &Stack{Service: svc, Token: token, Dir: dir}
+	s := &Stack{Service: svc, Store: db, Token: token, Dir: dir}
 	s.Server = httptest.NewServer(mlflow.NewHandler(svc, svc, nil))
 	tb.Cleanup(s.Server.Close)
 	return s

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -14,29 +13,22 @@ import (
 // MLflow's model registry is atelier's: a version registered through MLflow is an atelier model
 // version made of the files backing its source (a logged model, run artifacts or another
 // version), registered by reference (no byte copied); an atelier version reads as an MLflow one.
-// What the atelier registry has no place for lives beside it:
-//   - a registered model's tags and description, and a model with no version yet, in a hidden
-//     record run (property mlflow.record = registered-model) of the Default experiment (under a
-//     run token, a child of that run; the first record made is the model's, see recordOrder). A
-//     run's token creates registered models but changes none (notForRuns in handler.go);
-//   - a version's stage in its tag mlflow.stage; its MLflow source, logged model id and run link
-//     in properties (set once, as the source of a version never changes).
+// A registered model's description and tags are the atelier model's own, and a model created
+// through MLflow exists with no version (atelier.ModelEditor). A run's token creates registered
+// models but changes none (notForRuns in handler.go). What the atelier registry has no place
+// for lives beside it: a version's stage in its tag mlflow.stage; its MLflow source, logged
+// model id and run link in properties (set once, as the source of a version never changes).
 //
 // Every version is downloaded from registered-models/<name>/versions/<v>/files through the
 // artifacts proxy, so what MLflow loads is what the registry holds.
 
 const (
-	tagRMName        = "mlflow.registeredModelName"
-	tagRMDescription = "mlflow.registeredModelDescription"
-	tagStage         = "mlflow.stage"
-	propSource       = "mlflow.source"
-	propModelID      = "mlflow.modelId"
-	propRunLink      = "mlflow.runLink"
-	stageNone        = "None"
+	tagStage    = "mlflow.stage"
+	propSource  = "mlflow.source"
+	propModelID = "mlflow.modelId"
+	propRunLink = "mlflow.runLink"
+	stageNone   = "None"
 )
-
-// recordTags are the bookkeeping tags of a registered model's record run.
-var recordTags = map[string]bool{tagRMName: true, tagRMDescription: true, tagLifecycle: true}
 
 // ModelVersion is MLflow's ModelVersion message.
 type ModelVersion struct {
@@ -106,109 +98,19 @@ func (s *scope) versionSource(v *atelier.ModelVersion) string {
 	return versionDownloadURI(v)
 }
 
-// recordOrder orders the records of a registered model, the model's first. A name may have
-// more than one: a run's token sees only its run tree, so it may make a record for a model whose
-// record it cannot see. The first made holds the model's description and tags, in get and search
-// alike, so a later one never overrides what everyone else reads.
-const recordOrder = "created_at, id"
-
-// modelRecords lists the record runs of a registered model, live and deleted, first made first.
-func (s *scope) modelRecords(name string) ([]*atelier.Run, error) {
-	return s.allRuns(atelier.RunQuery{OrderBy: recordOrder,
-		Filter: "properties.`" + propRecord + "` = '" + recordRegisteredModel + "' and tags.`" + tagRMName + "` = " + quote(name)})
-}
-
-// liveRecords keeps the records not deleted.
-func liveRecords(recs []*atelier.Run) []*atelier.Run {
-	var live []*atelier.Run
-	for _, r := range recs {
-		if r.Tags[tagLifecycle] != "deleted" {
-			live = append(live, r)
-		}
-	}
-	return live
-}
-
-// modelRecord finds the record run of a registered model: the first live one, or with deleted
-// set the first deleted one when there is no live one.
-func (s *scope) modelRecord(name string, deleted bool) (*atelier.Run, error) {
-	recs, err := s.modelRecords(name)
-	if err != nil {
-		return nil, err
-	}
-	if live := liveRecords(recs); len(live) > 0 {
-		return live[0], nil
-	}
-	if deleted && len(recs) > 0 {
-		return recs[0], nil
-	}
-	return nil, nil
-}
-
-// ensureModelRecord returns the live record of a model, making one (or reviving a deleted one,
-// with its old tags dropped) when there is none.
-func (s *scope) ensureModelRecord(name string, tags map[string]string) (*atelier.Run, error) {
-	rec, err := s.modelRecord(name, true)
-	if err != nil {
-		return nil, err
-	}
-	if rec != nil && rec.Tags[tagLifecycle] != "deleted" {
-		return rec, nil
-	}
-	all := map[string]string{tagRMName: name}
-	for k, v := range tags {
-		all[k] = v
-	}
-	if rec == nil {
-		c := atelier.RunCreate{Experiment: defaultExperiment, Name: "mlflow-registered-model",
-			Properties: map[string]string{propRecord: recordRegisteredModel}, Tags: all}
-		// A run's token creates child runs only: its records go under its run.
-		if p := atelier.PrincipalFromContext(s.ctx); p != nil && p.Kind == atelier.PrincipalRun && p.RunID != "" {
-			parent, err := s.h.svc.FindRun(s.ctx, s.ws, p.RunID)
-			if err != nil {
-				return nil, err
-			}
-			c.ParentID, c.Experiment = parent.ID, parent.Experiment
-		}
-		return s.h.svc.CreateRun(s.ctx, s.ws, c)
-	}
-	for k := range rec.Tags {
-		if _, keep := all[k]; !keep {
-			if err := s.h.svc.DeleteTag(s.ctx, s.ws, rec.ID, k); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := s.h.svc.SetTags(s.ctx, s.ws, rec.ID, all); err != nil {
-		return nil, err
-	}
-	return s.h.svc.FindRun(s.ctx, s.ws, rec.ID)
-}
-
-// findModel returns the atelier model (nil when it has no version) and the record (nil when
-// it has none) of a registered model, ENOTFOUND when neither exists.
-func (s *scope) findModel(name string) (*atelier.Model, *atelier.Run, error) {
+// findModel returns a registered model, ENOTFOUND in MLflow's words when there is none.
+func (s *scope) findModel(name string) (*atelier.Model, error) {
 	if name == "" {
-		return nil, nil, invalidParam("missing value for required parameter 'name'")
+		return nil, invalidParam("missing value for required parameter 'name'")
 	}
 	if err := atelier.ValidateModelName(name); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	m, err := s.h.svc.FindModel(s.ctx, s.ws, name)
 	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
-		m, err = nil, nil
+		return nil, atelier.Errorf(atelier.ENOTFOUND, "Registered Model with name=%s not found", name)
 	}
-	if err != nil {
-		return nil, nil, err
-	}
-	rec, err := s.modelRecord(name, false)
-	if err != nil {
-		return nil, nil, err
-	}
-	if m == nil && rec == nil {
-		return nil, nil, atelier.Errorf(atelier.ENOTFOUND, "Registered Model with name=%s not found", name)
-	}
-	return m, rec, nil
+	return m, err
 }
 
 // allVersions lists the versions of a model (all models for an empty name).
@@ -263,34 +165,13 @@ func canonicalStage(s string) (string, error) {
 	return "", invalidParam("invalid model version stage %q: use None, Staging, Production or Archived", s)
 }
 
-func (s *scope) toRegisteredModel(name string, m *atelier.Model, rec *atelier.Run, versions []*atelier.ModelVersion) *RegisteredModel {
-	out := &RegisteredModel{Name: name}
-	var created, updated time.Time
-	if m != nil {
-		created, updated = m.CreatedAt, m.UpdatedAt
-		for a, v := range m.Aliases {
-			out.Aliases = append(out.Aliases, RegisteredModelAlias{a, strconv.FormatInt(v, 10)})
-		}
-		sort.Slice(out.Aliases, func(i, j int) bool { return out.Aliases[i].Alias < out.Aliases[j].Alias })
+func (s *scope) toRegisteredModel(m *atelier.Model, versions []*atelier.ModelVersion) *RegisteredModel {
+	out := &RegisteredModel{Name: m.Name, Description: m.Description, Tags: sortedKeyVals(m.Tags),
+		CreationTimestamp: ms(m.CreatedAt), LastUpdatedTimestamp: ms(m.UpdatedAt)}
+	for a, v := range m.Aliases {
+		out.Aliases = append(out.Aliases, RegisteredModelAlias{a, strconv.FormatInt(v, 10)})
 	}
-	if rec != nil {
-		if created.IsZero() || rec.CreatedAt.Before(created) {
-			created = rec.CreatedAt
-		}
-		if updated.IsZero() {
-			updated = rec.CreatedAt
-		}
-		out.UserID = rec.CreatedBy
-		out.Description = rec.Tags[tagRMDescription]
-		tags := map[string]string{}
-		for k, v := range rec.Tags {
-			if !recordTags[k] {
-				tags[k] = v
-			}
-		}
-		out.Tags = sortedKeyVals(tags)
-	}
-	out.CreationTimestamp, out.LastUpdatedTimestamp = ms(created), ms(updated)
+	sort.Slice(out.Aliases, func(i, j int) bool { return out.Aliases[i].Alias < out.Aliases[j].Alias })
 	mvs := make([]*ModelVersion, 0, len(versions))
 	for _, v := range versions {
 		mvs = append(mvs, s.toModelVersion(v))
@@ -306,17 +187,17 @@ func (s *scope) toRegisteredModel(name string, m *atelier.Model, rec *atelier.Ru
 
 // registeredModel reads one registered model.
 func (s *scope) registeredModel(name string) (*RegisteredModel, error) {
-	m, rec, err := s.findModel(name)
+	m, err := s.findModel(name)
 	if err != nil {
 		return nil, err
 	}
 	var versions []*atelier.ModelVersion
-	if m != nil {
+	if m.VersionCount > 0 {
 		if versions, err = s.allVersions(name); err != nil {
 			return nil, err
 		}
 	}
-	return s.toRegisteredModel(name, m, rec, versions), nil
+	return s.toRegisteredModel(m, versions), nil
 }
 
 type nameReq struct {
@@ -343,21 +224,11 @@ func (h *Handler) createRegisteredModel(w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return err
 	}
-	for k := range tags {
-		if recordTags[k] {
-			return invalidParam("tag %q is reserved", k)
-		}
-	}
-	if req.Description != "" {
-		tags[tagRMDescription] = string(req.Description)
-	}
 	s := h.scope(r, ws)
-	if _, _, err := s.findModel(name); err == nil {
+	_, err = h.svc.CreateModel(s.ctx, ws, atelier.ModelCreate{Name: name, Description: string(req.Description), Tags: tags})
+	if atelier.ErrorCode(err) == atelier.ECONFLICT {
 		return &apiError{http.StatusBadRequest, "RESOURCE_ALREADY_EXISTS", "Registered Model (name=" + name + ") already exists."}
-	} else if atelier.ErrorCode(err) != atelier.ENOTFOUND {
-		return err
-	}
-	if _, err := s.ensureModelRecord(name, tags); err != nil {
+	} else if err != nil {
 		return err
 	}
 	rm, err := s.registeredModel(name)
@@ -389,22 +260,11 @@ func (h *Handler) updateRegisteredModel(w http.ResponseWriter, r *http.Request, 
 	}
 	s := h.scope(r, ws)
 	name := string(req.Name)
-	if _, _, err := s.findModel(name); err != nil {
+	if _, err := s.findModel(name); err != nil {
 		return err
 	}
 	if req.Description != nil {
-		rec, err := s.ensureModelRecord(name, nil)
-		if err != nil {
-			return err
-		}
-		if *req.Description == "" {
-			if _, has := rec.Tags[tagRMDescription]; has {
-				err = h.svc.DeleteTag(s.ctx, ws, rec.ID, tagRMDescription)
-			}
-		} else {
-			err = h.svc.SetTags(s.ctx, ws, rec.ID, map[string]string{tagRMDescription: string(*req.Description)})
-		}
-		if err != nil {
+		if _, err := h.svc.UpdateModel(s.ctx, ws, name, atelier.ModelUpdate{Description: (*string)(req.Description)}); err != nil {
 			return err
 		}
 	}
@@ -422,42 +282,17 @@ func (h *Handler) deleteRegisteredModel(w http.ResponseWriter, r *http.Request, 
 	}
 	s := h.scope(r, ws)
 	name := string(req.Name)
-	m, rec, err := s.findModel(name)
-	if err != nil {
+	if _, err := s.findModel(name); err != nil {
 		return err
 	}
-	if m != nil {
-		if err := h.svc.DeleteModel(s.ctx, ws, name); err != nil {
-			return err
-		}
-	}
-	if rec != nil {
-		if err := h.setRecordTags(s, name, map[string]string{tagLifecycle: "deleted"}); err != nil {
-			return err
-		}
+	if err := h.svc.DeleteModel(s.ctx, ws, name); err != nil {
+		return err
 	}
 	return ok(w, nil)
 }
 
-// setRecordTags sets tags on every live record of a model, so that deleting or renaming it
-// leaves no other record behind to stand for it.
-func (h *Handler) setRecordTags(s *scope, name string, tags map[string]string) error {
-	recs, err := s.modelRecords(name)
-	if err != nil {
-		return err
-	}
-	for _, rec := range liveRecords(recs) {
-		if err := h.svc.SetTags(s.ctx, s.ws, rec.ID, tags); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// renameRegisteredModel moves a model to a new name. atelier's registry has no rename, so the
-// versions are registered again under the new name (by reference: no file is copied) and the old
-// name deleted; this keeps version numbers only when they run 1..n without gaps, and refuses
-// otherwise, as it refuses a model something (an image, a service) uses.
+// renameRegisteredModel renames a model in one transaction of the store: versions, aliases,
+// creation times and what uses them stay with it.
 func (h *Handler) renameRegisteredModel(w http.ResponseWriter, r *http.Request, ws string) error {
 	var req struct {
 		Name    jstring `json:"name"`
@@ -474,73 +309,20 @@ func (h *Handler) renameRegisteredModel(w http.ResponseWriter, r *http.Request, 
 	if err := atelier.ValidateModelName(newName); err != nil {
 		return err
 	}
-	m, rec, err := s.findModel(name)
-	if err != nil {
+	if _, err := s.findModel(name); err != nil {
 		return err
 	}
-	if newName == name {
-		return invalidParam("the new name is the current name")
-	}
-	if _, _, err := s.findModel(newName); err == nil {
+	_, err := h.svc.RenameModel(s.ctx, ws, name, newName)
+	if atelier.ErrorCode(err) == atelier.ECONFLICT {
 		return &apiError{http.StatusBadRequest, "RESOURCE_ALREADY_EXISTS", "Registered Model (name=" + newName + ") already exists."}
-	} else if atelier.ErrorCode(err) != atelier.ENOTFOUND {
+	} else if err != nil {
 		return err
-	}
-	if m != nil {
-		if err := h.moveVersions(s, m, newName); err != nil {
-			return err
-		}
-	}
-	if rec != nil {
-		if err := h.setRecordTags(s, name, map[string]string{tagRMName: newName}); err != nil {
-			return err
-		}
 	}
 	rm, err := s.registeredModel(newName)
 	if err != nil {
 		return err
 	}
 	return ok(w, map[string]any{"registered_model": rm})
-}
-
-func (h *Handler) moveVersions(s *scope, m *atelier.Model, newName string) error {
-	refs, err := h.svc.ListModelReferences(s.ctx, s.ws, atelier.ModelRef{Name: m.Name})
-	if err != nil {
-		return err
-	}
-	if len(refs) > 0 {
-		return atelier.NewModelInUseError(m.Name, refs)
-	}
-	list, err := s.allVersions(m.Name)
-	if err != nil {
-		return err
-	}
-	for i, v := range list {
-		if v.Version != int64(i+1) {
-			return invalidParam("model %s cannot be renamed: its versions are not numbered 1 to %d without gaps (atelier would renumber them)", m.Name, len(list))
-		}
-	}
-	undo := func() { _ = h.svc.DeleteModel(s.ctx, s.ws, newName) }
-	for _, lv := range list {
-		v, err := h.svc.FindModelVersion(s.ctx, s.ws, lv.Ref())
-		if err != nil {
-			undo()
-			return err
-		}
-		if _, err := h.svc.RegisterModel(s.ctx, s.ws, atelier.ModelRegister{Name: newName, RunID: v.RunID, Files: v.Files,
-			Description: v.Description, Tags: v.Tags, Properties: v.Properties, Framework: v.Framework,
-			FrameworkVersion: v.FrameworkVersion, Datasets: v.Datasets}); err != nil {
-			undo()
-			return err
-		}
-	}
-	for alias, version := range m.Aliases {
-		if _, err := h.svc.SetModelAlias(s.ctx, s.ws, newName, alias, version); err != nil {
-			undo()
-			return err
-		}
-	}
-	return h.svc.DeleteModel(s.ctx, s.ws, m.Name)
 }
 
 // registeredModelAttrs are the attributes a registered model search filters and orders by.
@@ -604,17 +386,6 @@ func (h *Handler) searchRegisteredModels(w http.ResponseWriter, r *http.Request,
 		}
 		token = page.NextPageToken
 	}
-	recs, err := s.allRuns(atelier.RunQuery{OrderBy: recordOrder,
-		Filter: "properties.`" + propRecord + "` = '" + recordRegisteredModel + "' and tags.`" + tagLifecycle + "` is null"})
-	if err != nil {
-		return err
-	}
-	byName := map[string]*atelier.Run{}
-	for _, rec := range recs {
-		if n := rec.Tags[tagRMName]; byName[n] == nil {
-			byName[n] = rec // the first made, as modelRecord picks it
-		}
-	}
 	versions, err := s.allVersions("")
 	if err != nil {
 		return err
@@ -623,19 +394,9 @@ func (h *Handler) searchRegisteredModels(w http.ResponseWriter, r *http.Request,
 	for _, v := range versions {
 		versionsOf[v.Name] = append(versionsOf[v.Name], v)
 	}
-	names := map[string]bool{}
-	for n := range models {
-		names[n] = true
-	}
-	for n := range byName {
-		names[n] = n != ""
-	}
 	out := []*RegisteredModel{}
-	for n, keep := range names {
-		if !keep {
-			continue
-		}
-		rm := s.toRegisteredModel(n, models[n], byName[n], versionsOf[n])
+	for _, m := range models {
+		rm := s.toRegisteredModel(m, versionsOf[m.Name])
 		if matchConds(conds, func(f, k string) (string, bool) { return registeredModelAttr(rm, f, k) }) {
 			out = append(out, rm)
 		}
@@ -666,12 +427,12 @@ func (h *Handler) getLatestVersions(w http.ResponseWriter, r *http.Request, ws s
 		}
 	}
 	s := h.scope(r, ws)
-	m, _, err := s.findModel(string(req.Name))
+	m, err := s.findModel(string(req.Name))
 	if err != nil {
 		return err
 	}
 	var mvs []*ModelVersion
-	if m != nil {
+	if m.VersionCount > 0 {
 		versions, err := s.allVersions(m.Name)
 		if err != nil {
 			return err
@@ -695,18 +456,12 @@ func (h *Handler) setRegisteredModelTag(w http.ResponseWriter, r *http.Request, 
 	if err := atelier.ValidateKey("tag", string(req.Key)); err != nil {
 		return err
 	}
-	if recordTags[string(req.Key)] {
-		return invalidParam("tag %q is reserved", req.Key)
-	}
 	s := h.scope(r, ws)
-	if _, _, err := s.findModel(string(req.Name)); err != nil {
+	if _, err := s.findModel(string(req.Name)); err != nil {
 		return err
 	}
-	rec, err := s.ensureModelRecord(string(req.Name), nil)
-	if err != nil {
-		return err
-	}
-	if err := h.svc.SetTags(s.ctx, ws, rec.ID, map[string]string{string(req.Key): string(req.Value)}); err != nil {
+	upd := atelier.ModelUpdate{Tags: map[string]string{string(req.Key): string(req.Value)}}
+	if _, err := h.svc.UpdateModel(s.ctx, ws, string(req.Name), upd); err != nil {
 		return err
 	}
 	return ok(w, nil)
@@ -721,18 +476,15 @@ func (h *Handler) deleteRegisteredModelTag(w http.ResponseWriter, r *http.Reques
 		return err
 	}
 	s := h.scope(r, ws)
-	_, rec, err := s.findModel(string(req.Name))
-	if err != nil {
+	if _, err := s.findModel(string(req.Name)); err != nil {
 		return err
 	}
 	key := string(req.Key)
-	if rec == nil || recordTags[key] {
+	_, err := h.svc.UpdateModel(s.ctx, ws, string(req.Name), atelier.ModelUpdate{DeleteTags: []string{key}})
+	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
 		return atelier.Errorf(atelier.ENOTFOUND, "registered model %s has no tag %q", req.Name, key)
 	}
-	if _, has := rec.Tags[key]; !has {
-		return atelier.Errorf(atelier.ENOTFOUND, "registered model %s has no tag %q", req.Name, key)
-	}
-	if err := h.svc.DeleteTag(s.ctx, ws, rec.ID, key); err != nil {
+	if err != nil {
 		return err
 	}
 	return ok(w, nil)
@@ -954,7 +706,7 @@ func (h *Handler) createModelVersion(w http.ResponseWriter, r *http.Request, ws 
 	}
 	s := h.scope(r, ws)
 	name := string(req.Name)
-	if _, _, err := s.findModel(name); err != nil {
+	if _, err := s.findModel(name); err != nil {
 		return err
 	}
 	lineage, files, err := s.sourceFiles(string(req.Source), string(req.ModelID))
@@ -1038,8 +790,8 @@ func (h *Handler) deleteModelVersion(w http.ResponseWriter, r *http.Request, ws 
 	if _, err := h.svc.FindModelVersion(s.ctx, ws, ref); err != nil {
 		return err
 	}
-	// An MLflow registered model outlives its versions: keep a record of it.
-	if _, err := s.ensureModelRecord(ref.Name, nil); err != nil {
+	// An MLflow registered model outlives its versions: keep it (an empty update does).
+	if _, err := h.svc.UpdateModel(s.ctx, ws, ref.Name, atelier.ModelUpdate{}); err != nil {
 		return err
 	}
 	if err := h.svc.DeleteModelVersion(s.ctx, ws, ref); err != nil {

@@ -227,6 +227,38 @@ func (s *Service) DeleteModel(ctx context.Context, workspace, name string) error
 	return s.store.DeleteModel(ctx, workspace, name)
 }
 
+// CreateModel creates a model with no version. A run's token may, as it may register versions;
+// only members change or rename models.
+func (s *Service) CreateModel(ctx context.Context, workspace string, c atelier.ModelCreate) (*atelier.Model, error) {
+	runID := ""
+	if p := runPrincipal(ctx); p != nil {
+		runID = p.RunID
+	}
+	if err := s.authorizeWrite(ctx, workspace, runID); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return s.store.CreateModel(ctx, workspace, c)
+}
+
+// UpdateModel changes a model's own description and tags.
+func (s *Service) UpdateModel(ctx context.Context, workspace, name string, upd atelier.ModelUpdate) (*atelier.Model, error) {
+	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
+		return nil, err
+	}
+	return s.store.UpdateModel(ctx, workspace, name, upd)
+}
+
+// RenameModel renames a model with its versions, aliases and references, in one transaction.
+func (s *Service) RenameModel(ctx context.Context, workspace, name, newName string) (*atelier.Model, error) {
+	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
+		return nil, err
+	}
+	return s.store.RenameModel(ctx, workspace, name, newName)
+}
+
 // ListModelReferences lists what uses a version (or any version of a model, for a bare name).
 func (s *Service) ListModelReferences(ctx context.Context, workspace string, ref atelier.ModelRef) ([]atelier.ModelReference, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {

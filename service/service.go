@@ -75,6 +75,7 @@ var (
 	_ atelier.WorkspaceService  = (*Service)(nil)
 	_ atelier.ExperimentService = (*Service)(nil)
 	_ atelier.ExperimentCreator = (*Service)(nil)
+	_ atelier.ModelEditor       = (*Service)(nil)
 	_ atelier.RunService        = (*Service)(nil)
 	_ atelier.MetricService     = (*Service)(nil)
 	_ atelier.FileService       = (*Service)(nil)

@@ -338,8 +338,11 @@ func (db *DB) ListModelVersions(ctx context.Context, workspace string, mq atelie
 	return page, db.attachVersions(ctx, db.read, ids, page.Versions)
 }
 
-const modelSelect = `SELECT m.id, m.name, m.created_at, m.updated_at, max(v.version), count(v.id)
-	FROM models m JOIN model_versions v ON v.model_id = m.id`
+const modelSelect = `SELECT m.id, m.name, m.created_at, m.updated_at, coalesce(max(v.version), 0), count(v.id), m.description
+	FROM models m LEFT JOIN model_versions v ON v.model_id = m.id`
+
+// modelVisible keeps, after GROUP BY m.id, the models that exist: with a version, or kept.
+const modelVisible = ` HAVING count(v.id) > 0 OR m.kept`
 
 func (db *DB) scanModels(ctx context.Context, q querier, workspace string, rows *sql.Rows) ([]*atelier.Model, error) {
 	defer rows.Close()
@@ -349,7 +352,7 @@ func (db *DB) scanModels(ctx context.Context, q querier, workspace string, rows 
 	for rows.Next() {
 		m := &atelier.Model{Workspace: workspace, Aliases: map[string]int64{}}
 		var id, created, updated int64
-		if err := rows.Scan(&id, &m.Name, &created, &updated, &m.LatestVersion, &m.VersionCount); err != nil {
+		if err := rows.Scan(&id, &m.Name, &created, &updated, &m.LatestVersion, &m.VersionCount, &m.Description); err != nil {
 			return nil, err
 		}
 		m.CreatedAt, m.UpdatedAt = fromMS(created), fromMS(updated)
@@ -362,8 +365,29 @@ func (db *DB) scanModels(ctx context.Context, q querier, workspace string, rows 
 	if len(list) == 0 {
 		return list, nil
 	}
+	in := `(` + strings.TrimSuffix(strings.Repeat("?,", len(args)), ",") + `)`
+	trows, err := q.QueryContext(ctx, `SELECT model_id, key, value FROM model_tags WHERE model_id IN `+in, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer trows.Close()
+	for trows.Next() {
+		var id int64
+		var k, v string
+		if err := trows.Scan(&id, &k, &v); err != nil {
+			return nil, err
+		}
+		if byID[id].Tags == nil {
+			byID[id].Tags = map[string]string{}
+		}
+		byID[id].Tags[k] = v
+	}
+	if err := trows.Err(); err != nil {
+		return nil, err
+	}
+	trows.Close()
 	arows, err := q.QueryContext(ctx, `SELECT a.model_id, a.alias, v.version FROM model_aliases a JOIN model_versions v ON v.id = a.version_id
-		WHERE a.model_id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(args)), ",")+`)`, args...)
+		WHERE a.model_id IN `+in, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -379,7 +403,7 @@ func (db *DB) scanModels(ctx context.Context, q querier, workspace string, rows 
 	return list, arows.Err()
 }
 
-// FindModel returns a model with at least one version.
+// FindModel returns a model that exists: with at least one version, or kept.
 func (db *DB) FindModel(ctx context.Context, workspace, name string) (*atelier.Model, error) {
 	if err := atelier.ValidateModelName(name); err != nil {
 		return nil, err
@@ -388,11 +412,15 @@ func (db *DB) FindModel(ctx context.Context, workspace, name string) (*atelier.M
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.read.QueryContext(ctx, modelSelect+` WHERE m.workspace_id = ? AND m.name = ? GROUP BY m.id`, wsID, name)
+	return db.findModel(ctx, db.read, workspace, wsID, name)
+}
+
+func (db *DB) findModel(ctx context.Context, q querier, workspace string, wsID int64, name string) (*atelier.Model, error) {
+	rows, err := q.QueryContext(ctx, modelSelect+` WHERE m.workspace_id = ? AND m.name = ? GROUP BY m.id`+modelVisible, wsID, name)
 	if err != nil {
 		return nil, err
 	}
-	list, err := db.scanModels(ctx, db.read, workspace, rows)
+	list, err := db.scanModels(ctx, q, workspace, rows)
 	if err != nil {
 		return nil, err
 	}
@@ -426,7 +454,7 @@ func (db *DB) ListModels(ctx context.Context, workspace string, mq atelier.Model
 	if mq.NameContains != "" {
 		where, args = where+" AND instr(lower(m.name), lower(?)) > 0", append(args, mq.NameContains)
 	}
-	rows, err := db.read.QueryContext(ctx, modelSelect+` WHERE `+where+` GROUP BY m.id ORDER BY m.name LIMIT ? OFFSET ?`, append(args, limit+1, offset)...)
+	rows, err := db.read.QueryContext(ctx, modelSelect+` WHERE `+where+` GROUP BY m.id`+modelVisible+` ORDER BY m.name LIMIT ? OFFSET ?`, append(args, limit+1, offset)...)
 	if err != nil {
 		return nil, err
 	}
@@ -609,11 +637,12 @@ func (db *DB) DeleteModel(ctx context.Context, workspace, name string) error {
 		if err != nil {
 			return err
 		}
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM model_versions WHERE model_id = ?`, modelID).Scan(&n); err != nil {
+		var exists bool
+		if err := tx.QueryRowContext(ctx, `SELECT kept OR EXISTS (SELECT 1 FROM model_versions WHERE model_id = ?) FROM models WHERE id = ?`,
+			modelID, modelID).Scan(&exists); err != nil {
 			return err
 		}
-		if n == 0 {
+		if !exists {
 			return modelNotFound(name)
 		}
 		refs, err := db.references(ctx, tx, "v.model_id = ?", modelID)
@@ -626,6 +655,141 @@ func (db *DB) DeleteModel(ctx context.Context, workspace, name string) error {
 		_, err = tx.ExecContext(ctx, `DELETE FROM models WHERE id = ?`, modelID)
 		return err
 	})
+}
+
+// CreateModel creates a kept model with no version. A name whose model went with its last
+// version is free: the new model starts afresh (its own creation time, no tags, version 1 next).
+func (db *DB) CreateModel(ctx context.Context, workspace string, c atelier.ModelCreate) (*atelier.Model, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	var out *atelier.Model
+	err := db.update(ctx, func(tx *txn) error {
+		wsID, err := db.workspaceID(ctx, tx, workspace)
+		if err != nil {
+			return err
+		}
+		if _, err := db.findModel(ctx, tx, workspace, wsID, c.Name); err == nil {
+			return atelier.Errorf(atelier.ECONFLICT, "model %q already exists", c.Name)
+		} else if atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			return err
+		}
+		if err := dropGoneModel(ctx, tx, wsID, c.Name); err != nil {
+			return err
+		}
+		now := ms(db.now())
+		var id int64
+		if err := tx.QueryRowContext(ctx, `INSERT INTO models (workspace_id, name, last_version, description, kept, created_at, updated_at)
+			VALUES (?, ?, 0, ?, 1, ?, ?) RETURNING id`, wsID, c.Name, c.Description, now, now).Scan(&id); err != nil {
+			return err
+		}
+		if err := setModelTags(ctx, tx, id, c.Tags); err != nil {
+			return err
+		}
+		out, err = db.findModel(ctx, tx, workspace, wsID, c.Name)
+		return err
+	})
+	return out, err
+}
+
+// dropGoneModel deletes the row left by a model that went with its last version.
+func dropGoneModel(ctx context.Context, tx *txn, wsID int64, name string) error {
+	_, err := tx.ExecContext(ctx, `DELETE FROM models WHERE workspace_id = ? AND name = ? AND NOT kept
+		AND NOT EXISTS (SELECT 1 FROM model_versions v WHERE v.model_id = models.id)`, wsID, name)
+	return err
+}
+
+func setModelTags(ctx context.Context, tx *txn, id int64, tags map[string]string) error {
+	for _, k := range sortedKeys(tags) {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO model_tags (model_id, key, value) VALUES (?, ?, ?)
+			ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value`, id, k, tags[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UpdateModel sets a model's description and tags, all or nothing; the model is kept from then
+// on, so what was said of it does not vanish with its last version.
+func (db *DB) UpdateModel(ctx context.Context, workspace, name string, upd atelier.ModelUpdate) (*atelier.Model, error) {
+	if err := atelier.ValidateModelName(name); err != nil {
+		return nil, err
+	}
+	if err := upd.Validate(); err != nil {
+		return nil, err
+	}
+	var out *atelier.Model
+	err := db.update(ctx, func(tx *txn) error {
+		wsID, err := db.workspaceID(ctx, tx, workspace)
+		if err != nil {
+			return err
+		}
+		if _, err := db.findModel(ctx, tx, workspace, wsID, name); err != nil {
+			return err
+		}
+		id, err := db.modelID(ctx, tx, wsID, name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE models SET kept = 1, updated_at = ?, description = coalesce(?, description) WHERE id = ?`,
+			ms(db.now()), nullStringPtr(upd.Description), id); err != nil {
+			return err
+		}
+		if err := setModelTags(ctx, tx, id, upd.Tags); err != nil {
+			return err
+		}
+		for _, k := range upd.DeleteTags {
+			res, err := tx.ExecContext(ctx, `DELETE FROM model_tags WHERE model_id = ? AND key = ?`, id, k)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return atelier.Errorf(atelier.ENOTFOUND, "model %q has no tag %q", name, k)
+			}
+		}
+		out, err = db.findModel(ctx, tx, workspace, wsID, name)
+		return err
+	})
+	return out, err
+}
+
+// RenameModel renames a model in place: versions, aliases, tags, references and creation
+// times stay with it (they hang off its row, not its name).
+func (db *DB) RenameModel(ctx context.Context, workspace, name, newName string) (*atelier.Model, error) {
+	if err := atelier.ValidateModelName(name); err != nil {
+		return nil, err
+	}
+	if err := atelier.ValidateModelName(newName); err != nil {
+		return nil, err
+	}
+	var out *atelier.Model
+	err := db.update(ctx, func(tx *txn) error {
+		wsID, err := db.workspaceID(ctx, tx, workspace)
+		if err != nil {
+			return err
+		}
+		if _, err := db.findModel(ctx, tx, workspace, wsID, name); err != nil {
+			return err
+		}
+		if newName == name {
+			return atelier.Errorf(atelier.EINVALID, "model %q already has that name", name)
+		}
+		if _, err := db.findModel(ctx, tx, workspace, wsID, newName); err == nil {
+			return atelier.Errorf(atelier.ECONFLICT, "model %q already exists", newName)
+		} else if atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			return err
+		}
+		if err := dropGoneModel(ctx, tx, wsID, newName); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE models SET name = ?, updated_at = ? WHERE workspace_id = ? AND name = ?`,
+			newName, ms(db.now()), wsID, name); err != nil {
+			return err
+		}
+		out, err = db.findModel(ctx, tx, workspace, wsID, newName)
+		return err
+	})
+	return out, err
 }
 
 // AddModelReference records that something uses a version.
@@ -700,4 +864,12 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// nullStringPtr is NULL for nil, so coalesce keeps the stored value.
+func nullStringPtr(s *string) any {
+	if s == nil {
+		return nil
+	}
+	return *s
 }

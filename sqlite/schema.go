@@ -395,6 +395,56 @@ CREATE TABLE experiment_tags (
 	value         TEXT NOT NULL,
 	PRIMARY KEY (experiment_id, key)
 ) WITHOUT ROWID;
+`, `
+-- Registered models get a description and tags of their own, and may exist with no version
+-- (issue 19). A model made by its first version (kept = 0) goes with its last one; one created
+-- on its own or given metadata (kept = 1) stays until deleted.
+ALTER TABLE models ADD COLUMN description TEXT NOT NULL DEFAULT '';
+ALTER TABLE models ADD COLUMN kept INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE model_tags (
+	model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+	key      TEXT NOT NULL,
+	value    TEXT NOT NULL,
+	PRIMARY KEY (model_id, key)
+) WITHOUT ROWID;
+`, `
+-- Images (issue 20): models + a scoring script + dependencies, built into the workspace's image
+-- registry as <workspace>/<name>:<version>. spec holds what the image is built from (models,
+-- entry script, source snapshot, dependencies file, base) as JSON; log the build's log (its
+-- last MiB). Versions are numbered per name from image_names, never given twice.
+CREATE TABLE image_names (
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	name         TEXT NOT NULL,
+	last_version INTEGER NOT NULL,
+	PRIMARY KEY (workspace_id, name)
+) WITHOUT ROWID;
+CREATE TABLE images (
+	id           INTEGER PRIMARY KEY,
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	name         TEXT NOT NULL,
+	version      INTEGER NOT NULL,
+	description  TEXT NOT NULL DEFAULT '',
+	status       TEXT NOT NULL,
+	error        TEXT NOT NULL DEFAULT '',
+	spec         TEXT NOT NULL,
+	digest       TEXT NOT NULL DEFAULT '',
+	size         INTEGER NOT NULL DEFAULT 0,
+	layers       TEXT NOT NULL DEFAULT '[]',
+	log          TEXT NOT NULL DEFAULT '',
+	created_by   TEXT NOT NULL DEFAULT '',
+	created_at   INTEGER NOT NULL,
+	started_at   INTEGER,
+	ended_at     INTEGER,
+	UNIQUE (workspace_id, name, version)
+);
+CREATE INDEX images_workspace ON images (workspace_id, created_at);
+CREATE INDEX images_queue ON images (status, created_at) WHERE status IN ('Queued', 'Building');
+CREATE TABLE image_tags (
+	image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+	key      TEXT NOT NULL,
+	value    TEXT NOT NULL,
+	PRIMARY KEY (image_id, key)
+) WITHOUT ROWID;
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -25,6 +25,7 @@ func testModels(t *testing.T, open func(t *testing.T) atelier.Store) {
 		{"Query", testModelQuery},
 		{"Delete", testModelDelete},
 		{"References", testModelReferences},
+		{"Records", testModelRecords},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}

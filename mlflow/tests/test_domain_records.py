@@ -40,3 +40,39 @@ def test_experiment_concurrent_create_tags_and_location(run_mlflow, server):
     assert res["tags"] == {"stage": "dev"}
     assert res["found"] == ["located"]
     assert atelier_runs(server, "exp-records") == []
+
+
+def test_registered_model_records_and_rename(run_mlflow, server):
+    uri = workspace(server, "model-records")
+    res = run_mlflow("""
+        from concurrent.futures import ThreadPoolExecutor
+        c = MlflowClient()
+        c.create_registered_model("empty", tags={"team": "a"}, description="first")
+        c.set_registered_model_tag("empty", "stage", "dev")
+        c.delete_registered_model_tag("empty", "team")
+        c.update_registered_model("empty", description="second")
+        m = c.get_registered_model("empty")
+        created = m.creation_timestamp
+        renamed = c.rename_registered_model("empty", "renamed")
+        r = c.get_registered_model("renamed")
+        c.create_registered_model("a")
+        c.create_registered_model("b")
+        def rename(n):
+            try:
+                c.rename_registered_model(n, "c")
+                return "ok"
+            except MlflowException as e:
+                return e.error_code
+        with ThreadPoolExecutor(2) as pool:
+            races = sorted(pool.map(rename, ["a", "b"]))
+        names = sorted(x.name for x in c.search_registered_models())
+        out({"desc": r.description, "tags": r.tags, "created": created, "rcreated": r.creation_timestamp,
+             "versions": len(r.latest_versions or []), "races": races, "names": names})
+    """, tracking_uri=uri)
+    assert res["desc"] == "second"
+    assert res["tags"] == {"stage": "dev"}
+    assert res["rcreated"] == res["created"]
+    assert res["versions"] == 0
+    assert res["races"] == ["RESOURCE_ALREADY_EXISTS", "ok"]
+    assert len(res["names"]) == 3 and "c" in res["names"] and "renamed" in res["names"]
+    assert atelier_runs(server, "model-records") == []
