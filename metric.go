@@ -101,9 +101,6 @@ type RunBatch struct {
 	// already stored or earlier in the batch, so that a retried batch logs nothing twice
 	// (MLflow keeps one row per such point).
 	SkipDuplicates bool
-	// Unless refuses the batch (ECONFLICT) if the run has one of these tags with that value,
-	// checked in the batch's transaction: MLflow's deleted runs take no more writes.
-	Unless map[string]string
 }
 
 // Validate checks the whole batch before anything of it is stored.

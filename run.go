@@ -115,6 +115,9 @@ type Run struct {
 	Metrics map[string]Float `json:"metrics"`
 	// ChildCount is the number of direct children.
 	ChildCount int64 `json:"child_count"`
+	// Deleted says the run was deleted (MLflow's lifecycle stage "deleted"): it is kept, takes
+	// no more params, tags or metrics, and may be restored.
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 // Duration is the time the run has been (or was) executing.
@@ -279,6 +282,29 @@ type RunQuery struct {
 	// Summaries asks for every metric's summary of the page's runs too (RunPage.Summaries),
 	// read with the runs. For in-process callers (the MLflow API); the REST API does not carry it.
 	Summaries bool `json:"-"`
+	// Lifecycle keeps only active or only deleted runs; "" keeps both. For in-process callers
+	// (the MLflow API's view_type).
+	Lifecycle RunLifecycle `json:"-"`
+}
+
+// RunLifecycle is whether a run is deleted: active runs take writes, deleted ones do not.
+type RunLifecycle string
+
+// The run lifecycles.
+const (
+	LifecycleActive  RunLifecycle = "active"
+	LifecycleDeleted RunLifecycle = "deleted"
+)
+
+// RunDeleter deletes and restores runs. A deleted run stays stored and readable; the store
+// refuses (ECONFLICT) its params, tags and metrics until it is restored.
+type RunDeleter interface {
+	SetRunLifecycle(ctx context.Context, workspace, id string, l RunLifecycle) (*Run, error)
+}
+
+// RunDeletedConflict is the ECONFLICT of a write to a deleted run.
+func RunDeletedConflict(id string) *Error {
+	return Errorf(ECONFLICT, "run %s is deleted: restore it to change it", id)
 }
 
 // Default and maximum page sizes of run lists.

@@ -19,6 +19,7 @@ type Store interface {
 	SecretStore
 	ComputeTargetStore
 	LeaseStore
+	ImageStore
 
 	// Files: the store keeps the metadata; the content lives in the ObjectStore.
 	PutFile(ctx context.Context, workspace, runID string, f *File) error

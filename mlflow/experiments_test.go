@@ -133,3 +133,34 @@ func TestRegisteredModelRecords(t *testing.T) {
 		t.Errorf("runs after the registry calls: %d, want only the training run", len(page.Runs))
 	}
 }
+
+// TestDeletedRunLifecycle: runs/delete sets the run's lifecycle in the store, which then
+// refuses writes from any door (atelier's own API too), and runs/restore lifts it.
+func TestDeletedRunLifecycle(t *testing.T) {
+	s := MustStack(t)
+	ctx := authCtx(t, s)
+	rid := str(s.MustOK(t, "POST", api+"runs/create", `{"experiment_id":"0"}`)["run"].(map[string]any)["info"].(map[string]any)["run_id"])
+	s.MustOK(t, "POST", api+"runs/delete", `{"run_id":"`+rid+`"}`)
+	run, err := s.Service.FindRun(ctx, atelier.DefaultWorkspace, rid)
+	if err != nil || !run.Deleted || len(run.Tags) > 0 && run.Tags["mlflow.lifecycleStage"] != "" {
+		t.Fatalf("atelier run after runs/delete = %+v, %v; want Deleted and no lifecycle tag", run, err)
+	}
+	MustError(t, s.Do(t, "POST", api+"runs/log-metric", `{"run_id":"`+rid+`","key":"m","value":1,"timestamp":1}`), 400, "INVALID_PARAMETER_VALUE")
+	MustError(t, s.Do(t, "POST", api+"runs/log-batch", `{"run_id":"`+rid+`","params":[{"key":"p","value":"1"}]}`), 400, "INVALID_PARAMETER_VALUE")
+	if err := s.Service.SetTags(ctx, atelier.DefaultWorkspace, rid, map[string]string{"t": "1"}); atelier.ErrorCode(err) != atelier.ECONFLICT {
+		t.Errorf("SetTags on a deleted run through the service: %v, want ECONFLICT", err)
+	}
+	got := s.MustOK(t, "POST", api+"runs/search", `{"experiment_ids":["0"],"run_view_type":"DELETED_ONLY"}`)["runs"].([]any)
+	if len(got) != 1 {
+		t.Fatalf("DELETED_ONLY search = %d runs, want 1", len(got))
+	}
+	if got := s.MustOK(t, "POST", api+"runs/search", `{"experiment_ids":["0"]}`)["runs"]; got != nil && len(got.([]any)) != 0 {
+		t.Fatalf("ACTIVE_ONLY search = %v, want none", got)
+	}
+	s.MustOK(t, "POST", api+"runs/restore", `{"run_id":"`+rid+`"}`)
+	s.MustOK(t, "POST", api+"runs/log-metric", `{"run_id":"`+rid+`","key":"m","value":1,"timestamp":1}`)
+	info := s.MustOK(t, "GET", api+"runs/get?run_id="+rid, "")["run"].(map[string]any)["info"].(map[string]any)
+	if info["lifecycle_stage"] != "active" {
+		t.Fatalf("restored run lifecycle_stage = %v", info["lifecycle_stage"])
+	}
+}

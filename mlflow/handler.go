@@ -30,6 +30,7 @@ type Services interface {
 	atelier.ExperimentService
 	atelier.ExperimentCreator
 	atelier.RunService
+	atelier.RunDeleter
 	atelier.MetricService
 	atelier.FileService
 	atelier.ModelService

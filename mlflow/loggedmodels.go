@@ -113,7 +113,7 @@ func (s *scope) findLoggedModel(id string) (*atelier.Run, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	if run.Properties[propRecord] != recordLoggedModel || run.Tags[tagLifecycle] == "deleted" {
+	if run.Properties[propRecord] != recordLoggedModel || run.Deleted {
 		return nil, notFound
 	}
 	return run, nil
@@ -259,7 +259,7 @@ func (h *Handler) finalizeLoggedModel(w http.ResponseWriter, r *http.Request, s 
 }
 
 func (h *Handler) deleteLoggedModel(w http.ResponseWriter, r *http.Request, s *scope, run *atelier.Run) error {
-	if err := h.svc.SetTags(s.ctx, s.ws, run.ID, map[string]string{tagLifecycle: "deleted"}); err != nil {
+	if _, err := h.svc.SetRunLifecycle(s.ctx, s.ws, run.ID, atelier.LifecycleDeleted); err != nil {
 		return err
 	}
 	return ok(w, nil)
@@ -431,14 +431,14 @@ func (h *Handler) searchLoggedModels(w http.ResponseWriter, r *http.Request, ws 
 		}
 		names = append(names, quote(e.Name))
 	}
-	filter := "properties.`" + propRecord + "` = '" + recordLoggedModel + "' and tags.`" + tagLifecycle + "` is null"
+	filter := "properties.`" + propRecord + "` = '" + recordLoggedModel + "'"
 	if len(req.ExperimentIDs) > 0 {
 		if len(names) == 0 {
 			return ok(w, map[string]any{"models": []any{}})
 		}
 		filter += " and experiment in (" + strings.Join(names, ", ") + ")"
 	}
-	runs, err := s.allRuns(atelier.RunQuery{Filter: filter})
+	runs, err := s.allRuns(atelier.RunQuery{Filter: filter, Lifecycle: atelier.LifecycleActive})
 	if err != nil {
 		return err
 	}

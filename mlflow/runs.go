@@ -93,7 +93,7 @@ func (s *scope) toRunInfo(run *atelier.Run) RunInfo {
 		t := ms(*run.EndedAt)
 		info.EndTime = &t
 	}
-	if run.Tags[tagLifecycle] == "deleted" {
+	if run.Deleted {
 		info.LifecycleStage = "deleted"
 	}
 	return info
@@ -124,7 +124,7 @@ func (s *scope) findRun(id string, active bool) (*atelier.Run, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	if active && run.Tags[tagLifecycle] == "deleted" {
+	if active && run.Deleted {
 		return nil, invalidParam("The run %s must be in the 'active' state. Current state is deleted.", id)
 	}
 	return run, nil
@@ -266,14 +266,14 @@ func (h *Handler) setLifecycle(w http.ResponseWriter, r *http.Request, ws string
 	if err != nil {
 		return err
 	}
-	switch isDeleted := run.Tags[tagLifecycle] == "deleted"; {
-	case deleted && !isDeleted:
-		err = h.svc.SetTags(s.ctx, ws, id, map[string]string{tagLifecycle: "deleted"})
-	case !deleted && isDeleted:
-		err = h.svc.DeleteTag(s.ctx, ws, id, tagLifecycle)
+	l := atelier.LifecycleActive
+	if deleted {
+		l = atelier.LifecycleDeleted
 	}
-	if err != nil {
-		return err
+	if run.Deleted != deleted {
+		if _, err := h.svc.SetRunLifecycle(s.ctx, ws, run.ID, l); err != nil {
+			return err
+		}
 	}
 	return ok(w, nil)
 }
@@ -334,13 +334,13 @@ func (h *Handler) searchRuns(w http.ResponseWriter, r *http.Request, ws string) 
 		return err
 	}
 	conds := []string{"properties.`" + propExperiment + "` is null", "properties.`" + propRecord + "` is null"}
+	q := atelier.RunQuery{Limit: limit, PageToken: string(req.PageToken), Summaries: true}
 	switch view {
 	case viewActive:
-		conds = append(conds, "tags.`"+tagLifecycle+"` is null")
+		q.Lifecycle = atelier.LifecycleActive
 	case viewDeleted:
-		conds = append(conds, "tags.`"+tagLifecycle+"` = 'deleted'")
+		q.Lifecycle = atelier.LifecycleDeleted
 	}
-	q := atelier.RunQuery{Limit: limit, PageToken: string(req.PageToken), Summaries: true}
 	if len(names) == 1 {
 		q.Experiment = names[0]
 	} else {
@@ -559,7 +559,7 @@ func (s *scope) logBatch(id string, b *atelier.RunBatch) error {
 		_, err := s.findRun(id, true)
 		return err
 	}
-	b.SkipDuplicates, b.Unless = true, map[string]string{tagLifecycle: "deleted"}
+	b.SkipDuplicates = true
 	err := s.h.svc.LogBatch(s.ctx, s.ws, id, b)
 	if code := atelier.ErrorCode(err); code != atelier.ENOTFOUND && code != atelier.ECONFLICT {
 		return err

@@ -49,7 +49,8 @@ func atelierStatus(s string) (atelier.RunStatus, error) {
 
 // Tags atelier keeps for MLflow's sake but does not show MLflow clients as tags.
 const (
-	// tagLifecycle marks a run deleted through MLflow (atelier has no run deletion).
+	// tagLifecycle marked a run deleted through MLflow before runs had a lifecycle of their
+	// own (Run.Deleted); the store's migration turned the marks into it. Still hidden.
 	tagLifecycle = "mlflow.lifecycleStage"
 	// propExperiment marks the run that holds an experiment created through MLflow before it had
 	// runs (atelier creates experiments with their first run), and the experiment's tags.

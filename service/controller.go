@@ -53,6 +53,8 @@ type watchedJob struct {
 	tokens        []string // the run's tokens, revoked when it ends (nil: look them up)
 	canceled      bool     // the driver was told to cancel
 	endedSeen     bool     // the driver said the job ended while the run was still active
+	// endedAt is when the run was seen ended; the job is released once its runner exited.
+	endedAt time.Time
 }
 
 func newScheduler() *scheduler {
@@ -104,18 +106,23 @@ func (s *Service) leaseTTL() time.Duration {
 // of drivers outlive it: it leaves them running, for the next server to recover.
 func (s *Service) RunScheduler(ctx context.Context) {
 	s.recoverJobs(ctx)
+	s.recoverBuilds(ctx)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	lastRenew := s.now()
 	for {
 		s.dispatch(ctx)
 		s.watch(ctx)
+		s.dispatchBuilds(ctx)
 		if ttl := s.leaseTTL(); s.now().Sub(lastRenew) >= ttl/3 {
 			lastRenew = s.now()
-			if _, err := s.store.RenewLeases(ctx, atelier.LeaseKindRun, s.owner(), lastRenew.Add(ttl)); err != nil && ctx.Err() == nil {
-				s.log.Error("renewing the leases of runs", "err", err)
+			for _, kind := range []string{atelier.LeaseKindRun, atelier.LeaseKindBuild} {
+				if _, err := s.store.RenewLeases(ctx, kind, s.owner(), lastRenew.Add(ttl)); err != nil && ctx.Err() == nil {
+					s.log.Error("renewing leases", "kind", kind, "err", err)
+				}
 			}
-			s.recoverJobs(ctx) // the runs of servers that died meanwhile
+			s.recoverJobs(ctx) // the work of servers that died meanwhile
+			s.recoverBuilds(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -130,6 +137,7 @@ func (s *Service) RunScheduler(ctx context.Context) {
 					d.shutdown()
 				}
 			}
+			s.stopBuilds()
 			s.sched.wg.Wait()
 			return
 		case <-s.sched.wake:
@@ -300,6 +308,10 @@ func (s *Service) watch(ctx context.Context) {
 }
 
 func (s *Service) watchJob(ctx context.Context, j *watchedJob) {
+	if !j.endedAt.IsZero() {
+		s.finish(ctx, j) // waiting for the runner to exit
+		return
+	}
 	run, err := s.store.FindRun(ctx, j.workspace, j.id)
 	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
 		s.finish(ctx, j) // its workspace was deleted
@@ -371,25 +383,36 @@ func (s *Service) runnerTail(ctx context.Context, j *watchedJob) string {
 	return ": " + text
 }
 
-// finish forgets a job whose run ended: its tokens, its files on the target, its lease.
+// finish forgets a job whose run ended: its tokens at once; its files on the target and its
+// lease once its runner has exited (it records the run's end just before), which finish, called
+// again by watch, waits for.
 func (s *Service) finish(ctx context.Context, j *watchedJob) {
 	bg := context.WithoutCancel(ctx)
-	tokens := j.tokens
-	if tokens == nil {
-		all, err := s.store.ListTokens(bg)
-		if err == nil {
-			for _, t := range all {
-				if t.Kind == atelier.PrincipalRun && t.RunID == j.id && t.RevokedAt == nil {
-					tokens = append(tokens, t.ID)
+	if j.endedAt.IsZero() {
+		j.endedAt = s.now()
+		tokens := j.tokens
+		if tokens == nil {
+			all, err := s.store.ListTokens(bg)
+			if err == nil {
+				for _, t := range all {
+					if t.Kind == atelier.PrincipalRun && t.RunID == j.id && t.RevokedAt == nil {
+						tokens = append(tokens, t.ID)
+					}
 				}
 			}
 		}
-	}
-	for _, id := range tokens {
-		s.revokeToken(bg, id)
+		for _, id := range tokens {
+			s.revokeToken(bg, id)
+		}
 	}
 	if j.handle != "" {
-		if err := j.target.Driver.Release(bg, j.handle); err != nil {
+		if err := j.target.Driver.Release(bg, j.handle); atelier.ErrorCode(err) == atelier.ECONFLICT {
+			// Its runner has not exited yet; one that lingers long after the end is stopped.
+			if s.now().Sub(j.endedAt) > runnerExitGrace && !j.canceled {
+				j.canceled = j.target.Driver.Cancel(bg, j.handle) == nil
+			}
+			return
+		} else if err != nil {
 			s.log.Warn("releasing a run's job", "run", j.id, "err", err)
 		}
 	}
@@ -402,6 +425,9 @@ func (s *Service) finish(ctx context.Context, j *watchedJob) {
 	s.log.Info("run ended", "workspace", j.workspace, "run", j.id)
 	s.sched.poke()
 }
+
+// runnerExitGrace is how long a runner may linger after its run ended before it is stopped.
+const runnerExitGrace = 30 * time.Second
 
 // recoverJobs takes over the leases of runs no live server holds — this server's own from
 // before a restart, a dead server's, expired ones — and watches their jobs again: a job still

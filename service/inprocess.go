@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -168,7 +167,7 @@ func (d *inProcessDriver) Release(ctx context.Context, h string) error {
 		select {
 		case <-j.done:
 		default:
-			return fmt.Errorf("the run's job is still running")
+			return atelier.Errorf(atelier.ECONFLICT, "the run's job is still running")
 		}
 		delete(d.jobs, ph.Run)
 	}

@@ -128,6 +128,14 @@ func (s *Service) CreateExperiment(ctx context.Context, workspace string, c atel
 	return s.store.CreateExperiment(ctx, workspace, c)
 }
 
+// SetRunLifecycle deletes or restores a run.
+func (s *Service) SetRunLifecycle(ctx context.Context, workspace, id string, l atelier.RunLifecycle) (*atelier.Run, error) {
+	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
+		return nil, err
+	}
+	return s.store.SetRunLifecycle(ctx, workspace, id, l)
+}
+
 // UpdateExperiment renames, archives or restores an experiment.
 func (s *Service) UpdateExperiment(ctx context.Context, workspace, name string, upd atelier.ExperimentUpdate) (*atelier.Experiment, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {

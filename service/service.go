@@ -48,6 +48,11 @@ type Service struct {
 	OwnerDead func(owner string) bool
 	LeaseTTL  time.Duration
 	ownerOnce sync.Once
+	// Builder builds images into the workspace registry (nil: no images); at most
+	// MaxConcurrentBuilds (DefaultMaxConcurrentBuilds when zero) at once on this server.
+	Builder             atelier.ImageBuilder
+	MaxConcurrentBuilds int
+	builds              builds
 
 	// Snapshot limits.
 	SnapshotMaxBytes int64
@@ -76,6 +81,7 @@ var (
 	_ atelier.ExperimentService = (*Service)(nil)
 	_ atelier.ExperimentCreator = (*Service)(nil)
 	_ atelier.ModelEditor       = (*Service)(nil)
+	_ atelier.RunDeleter        = (*Service)(nil)
 	_ atelier.RunService        = (*Service)(nil)
 	_ atelier.MetricService     = (*Service)(nil)
 	_ atelier.FileService       = (*Service)(nil)

@@ -63,7 +63,7 @@ func (db *DB) LogMetrics(ctx context.Context, workspace, runID string, batch *at
 	now := db.now().UnixMilli()
 	groups := prepareGroups(batch.Points, now, false)
 	return db.update(ctx, func(tx *txn) error {
-		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
+		if err := db.checkLiveRun(ctx, tx, workspace, runID); err != nil {
 			return err
 		}
 		return db.insertMetrics(ctx, tx, runID, groups, batch.Records, now, false)
@@ -79,17 +79,8 @@ func (db *DB) LogBatch(ctx context.Context, workspace, runID string, b *atelier.
 	now := db.now().UnixMilli()
 	groups := prepareGroups(b.Metrics.Points, now, b.SkipDuplicates)
 	return db.update(ctx, func(tx *txn) error {
-		if _, err := db.checkRun(ctx, tx, workspace, runID); err != nil {
+		if err := db.checkLiveRun(ctx, tx, workspace, runID); err != nil {
 			return err
-		}
-		for k, v := range b.Unless {
-			var have string
-			err := tx.QueryRowContext(ctx, `SELECT value FROM run_tags WHERE run_id = ? AND key = ?`, runID, k).Scan(&have)
-			if err == nil && have == v {
-				return atelier.Errorf(atelier.ECONFLICT, "run %s has the tag %s=%q: it takes no more writes", runID, k, v)
-			} else if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
 		}
 		if err := insertImmutable(ctx, tx, runID, "run_params", "param", b.Params); err != nil {
 			return err

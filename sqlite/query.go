@@ -349,6 +349,15 @@ func (db *DB) ListRuns(ctx context.Context, workspace string, rq atelier.RunQuer
 	if rq.RootOnly {
 		q.where = append(q.where, "r.parent_id IS NULL")
 	}
+	switch rq.Lifecycle {
+	case "":
+	case atelier.LifecycleActive:
+		q.where = append(q.where, "r.deleted = 0")
+	case atelier.LifecycleDeleted:
+		q.where = append(q.where, "r.deleted = 1")
+	default:
+		return nil, atelier.Errorf(atelier.EINVALID, "invalid run lifecycle %q: use active or deleted", rq.Lifecycle)
+	}
 	expr, err := atelier.ParseFilter(rq.Filter)
 	if err != nil {
 		return nil, err

@@ -110,7 +110,7 @@ func insertKeyValues(ctx context.Context, tx *txn, table, runID string, kv map[s
 
 const runColumns = `r.id, w.name, e.name, coalesce(r.parent_id, ''), r.name, r.status, r.created_at, r.started_at, r.ended_at,
 	r.created_by, r.compute, r.config, r.snapshot_id, r.error, r.exit_code, r.git,
-	(SELECT count(*) FROM runs c WHERE c.parent_id = r.id)`
+	(SELECT count(*) FROM runs c WHERE c.parent_id = r.id), r.deleted`
 
 const runJoins = ` JOIN workspaces w ON w.id = r.workspace_id JOIN experiments e ON e.id = r.experiment_id`
 
@@ -122,7 +122,7 @@ func scanRun(row interface{ Scan(...any) error }) (*atelier.Run, error) {
 	var started, ended, exit sql.NullInt64
 	var config, git sql.NullString
 	if err := row.Scan(&r.ID, &r.Workspace, &r.Experiment, &r.ParentID, &r.Name, &r.Status, &created, &started, &ended,
-		&r.CreatedBy, &r.Compute, &config, &r.SnapshotID, &r.Error, &exit, &git, &r.ChildCount); err != nil {
+		&r.CreatedBy, &r.Compute, &config, &r.SnapshotID, &r.Error, &exit, &git, &r.ChildCount, &r.Deleted); err != nil {
 		return nil, err
 	}
 	r.CreatedAt, r.StartedAt, r.EndedAt = fromMS(created), fromNullMS(started), fromNullMS(ended)
@@ -314,7 +314,7 @@ func (db *DB) setImmutable(ctx context.Context, workspace, id, table, kind strin
 		return err
 	}
 	return db.update(ctx, func(tx *txn) error {
-		if _, err := db.checkRun(ctx, tx, workspace, id); err != nil {
+		if err := db.checkLiveRun(ctx, tx, workspace, id); err != nil {
 			return err
 		}
 		return insertImmutable(ctx, tx, id, table, kind, kv)
@@ -347,7 +347,7 @@ func (db *DB) SetTags(ctx context.Context, workspace, id string, tags map[string
 		return err
 	}
 	return db.update(ctx, func(tx *txn) error {
-		if _, err := db.checkRun(ctx, tx, workspace, id); err != nil {
+		if err := db.checkLiveRun(ctx, tx, workspace, id); err != nil {
 			return err
 		}
 		return insertKeyValues(ctx, tx, "run_tags", id, tags)
@@ -357,7 +357,7 @@ func (db *DB) SetTags(ctx context.Context, workspace, id string, tags map[string
 // DeleteTag removes a tag; ENOTFOUND if the run has no such tag.
 func (db *DB) DeleteTag(ctx context.Context, workspace, id, key string) error {
 	return db.update(ctx, func(tx *txn) error {
-		if _, err := db.checkRun(ctx, tx, workspace, id); err != nil {
+		if err := db.checkLiveRun(ctx, tx, workspace, id); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM run_tags WHERE run_id = ? AND key = ?`, id, key)
@@ -369,6 +369,41 @@ func (db *DB) DeleteTag(ctx context.Context, workspace, id, key string) error {
 		}
 		return nil
 	})
+}
+
+// checkLiveRun is checkRun for writes a deleted run refuses (params, tags, metrics).
+func (db *DB) checkLiveRun(ctx context.Context, tx *txn, workspace, id string) error {
+	if _, err := db.checkRun(ctx, tx, workspace, id); err != nil {
+		return err
+	}
+	var deleted bool
+	if err := tx.QueryRowContext(ctx, `SELECT deleted FROM runs WHERE id = ?`, id).Scan(&deleted); err != nil {
+		return err
+	}
+	if deleted {
+		return atelier.RunDeletedConflict(id)
+	}
+	return nil
+}
+
+// SetRunLifecycle deletes or restores a run; setting the lifecycle it has is no change.
+func (db *DB) SetRunLifecycle(ctx context.Context, workspace, id string, l atelier.RunLifecycle) (*atelier.Run, error) {
+	if l != atelier.LifecycleActive && l != atelier.LifecycleDeleted {
+		return nil, atelier.Errorf(atelier.EINVALID, "invalid run lifecycle %q: use active or deleted", l)
+	}
+	var out *atelier.Run
+	err := db.update(ctx, func(tx *txn) error {
+		if _, err := db.checkRun(ctx, tx, workspace, id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET deleted = ? WHERE id = ?`, l == atelier.LifecycleDeleted, id); err != nil {
+			return err
+		}
+		var err error
+		out, err = db.findRun(ctx, tx, workspace, id)
+		return err
+	})
+	return out, err
 }
 
 // ReconcileRuns fails the runs a server that died was executing (those with a compute target)

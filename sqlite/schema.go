@@ -445,6 +445,12 @@ CREATE TABLE image_tags (
 	value    TEXT NOT NULL,
 	PRIMARY KEY (image_id, key)
 ) WITHOUT ROWID;
+`, `
+-- A run's lifecycle (issue 19): deleted runs are kept, refuse writes and may be restored. The
+-- MLflow API marked them with the tag mlflow.lifecycleStage = deleted; that mark becomes this.
+ALTER TABLE runs ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET deleted = 1 WHERE id IN (SELECT run_id FROM run_tags WHERE key = 'mlflow.lifecycleStage' AND value = 'deleted');
+DELETE FROM run_tags WHERE key = 'mlflow.lifecycleStage';
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -514,12 +514,12 @@ func testMetrics(t *testing.T, open func(t *testing.T) atelier.Store) {
 		}
 	})
 
-	t.Run("LogBatchUnless", func(t *testing.T) {
+	t.Run("LogBatchDeletedRun", func(t *testing.T) {
 		id := newRun(t)
-		unless := map[string]string{"state": "deleted"}
-		mustOK(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{Unless: unless, Tags: map[string]string{"state": "active"}}), "LogBatch(active run)")
-		mustOK(t, s.SetTags(ctx, "ws", id, map[string]string{"state": "deleted"}), "SetTags")
-		wantCode(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{Unless: unless, Params: map[string]string{"p": "1"},
+		mustOK(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{Tags: map[string]string{"state": "active"}}), "LogBatch(active run)")
+		_, err := s.SetRunLifecycle(ctx, "ws", id, atelier.LifecycleDeleted)
+		mustOK(t, err, "SetRunLifecycle(deleted)")
+		wantCode(t, s.LogBatch(ctx, "ws", id, &atelier.RunBatch{Params: map[string]string{"p": "1"},
 			Metrics: atelier.MetricBatch{Points: points("loss", []int64{0}, 1)}}), atelier.ECONFLICT, "LogBatch(deleted run)")
 		if run := MustFindRun(t, s, "ws", id); len(run.Params) != 0 || len(run.Metrics) != 0 {
 			t.Errorf("a refused batch stored params %v, metrics %v", run.Params, run.Metrics)

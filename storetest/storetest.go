@@ -34,6 +34,7 @@ func TestStore(t *testing.T, open func(t *testing.T, now func() time.Time) ateli
 		{"Workspaces", testWorkspaces},
 		{"Experiments", testExperiments},
 		{"CreateExperiments", testCreateExperiments},
+		{"RunLifecycle", testRunLifecycle},
 		{"Runs", testRuns},
 		{"QueuedRuns", testQueuedRuns},
 		{"QueuedRunsSameMillisecond", func(t *testing.T, _ func(t *testing.T) atelier.Store) { testQueuedRunsSameMillisecond(t, open) }},
@@ -58,6 +59,7 @@ func TestStore(t *testing.T, open func(t *testing.T, now func() time.Time) ateli
 		{"ComputeTargets", testComputeTargets},
 		{"ClaimRuns", testClaimRuns},
 		{"Leases", testLeases},
+		{"Images", testImages},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh) })
 	}

@@ -1,0 +1,381 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+)
+
+var _ atelier.ImageService = (*Service)(nil)
+
+// Events of image builds.
+const (
+	EventImageStatus = "image.status"
+	EventImageLog    = "image.log"
+)
+
+// ImageLogEvent is a piece of an image's build log as it is written.
+type ImageLogEvent struct {
+	Image  string `json:"image"` // name:version
+	Offset int64  `json:"offset"`
+	Text   string `json:"text"`
+}
+
+// DefaultMaxConcurrentBuilds is how many image builds a server runs at once.
+const DefaultMaxConcurrentBuilds = 2
+
+// CreateImage queues the build of an image: its models resolved (an alias or "latest" names
+// the version it is now), its source directory and the files it names checked.
+func (s *Service) CreateImage(ctx context.Context, workspace string, c atelier.ImageCreate) (*atelier.Image, error) {
+	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if s.Builder == nil {
+		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "this server builds no images (no image builder is configured)")
+	}
+	snap, err := s.store.FindSnapshot(ctx, workspace, c.SnapshotID)
+	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
+		return nil, atelier.Errorf(atelier.EINVALID, "snapshot %s not found: upload the source directory first", c.SnapshotID)
+	} else if err != nil {
+		return nil, err
+	}
+	if err := c.CheckFiles(snap); err != nil {
+		return nil, err
+	}
+	img := &atelier.Image{Name: c.Name, Description: c.Description, Tags: c.Tags, EntryScript: c.EntryScript,
+		SnapshotID: c.SnapshotID, Requirements: c.Requirements, Conda: c.Conda, Base: c.Base}
+	seen := map[atelier.ImageModel]bool{}
+	for _, m := range c.Models {
+		ref, _ := atelier.ParseModelRef(m)
+		v, err := s.store.FindModelVersion(ctx, workspace, ref)
+		if atelier.ErrorCode(err) == atelier.ENOTFOUND {
+			return nil, atelier.Errorf(atelier.EINVALID, "model %s not found in workspace %q (see 'atelier model list')", m, workspace)
+		} else if err != nil {
+			return nil, err
+		}
+		im := atelier.ImageModel{Name: v.Name, Version: v.Version}
+		if seen[im] {
+			return nil, atelier.Errorf(atelier.EINVALID, "model %s is listed twice", im)
+		}
+		seen[im] = true
+		img.Models = append(img.Models, im)
+	}
+	if err := s.Builder.CheckBase(ctx, workspace, c.Base); err != nil {
+		return nil, err
+	}
+	if err := s.store.CreateImage(ctx, workspace, img); err != nil {
+		return nil, err
+	}
+	s.imageChanged(ctx, img)
+	s.sched.poke()
+	return img, nil
+}
+
+// FindImage returns an image (its latest version for a bare name).
+func (s *Service) FindImage(ctx context.Context, workspace string, ref atelier.ImageRef) (*atelier.Image, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.store.FindImage(ctx, workspace, ref)
+}
+
+// ListImages lists a workspace's images, newest first.
+func (s *Service) ListImages(ctx context.Context, workspace string, q atelier.ImageQuery) ([]*atelier.Image, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return nil, err
+	}
+	return s.store.ListImages(ctx, workspace, q)
+}
+
+// ImageLog reads an image's build log from offset.
+func (s *Service) ImageLog(ctx context.Context, workspace string, ref atelier.ImageRef, offset int64) (string, error) {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return "", err
+	}
+	return s.store.ImageLog(ctx, workspace, ref, offset)
+}
+
+// DeleteImage removes an image version: its record, the model references that kept its models,
+// and its tag and manifest in the registry.
+func (s *Service) DeleteImage(ctx context.Context, workspace string, ref atelier.ImageRef) error {
+	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
+		return err
+	}
+	img, err := s.store.FindImage(ctx, workspace, ref)
+	if err != nil {
+		return err
+	}
+	if ref.Version == 0 {
+		return atelier.Errorf(atelier.EINVALID, "name the version to delete: %s:%d", ref.Name, img.Version)
+	}
+	if err := s.store.DeleteImage(ctx, workspace, ref); err != nil {
+		return err
+	}
+	if img.Status == atelier.ImageSucceeded && s.Builder != nil {
+		if err := s.Builder.Delete(context.WithoutCancel(ctx), workspace, ref); err != nil && atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			// The record is gone; what is left in the registry is collected as garbage.
+			s.log.Warn("deleting an image from the registry", "workspace", workspace, "image", ref.String(), "err", err)
+		}
+	}
+	return nil
+}
+
+// ExportImage writes a built image as a tarball.
+func (s *Service) ExportImage(ctx context.Context, workspace string, ref atelier.ImageRef, format string, w io.Writer) error {
+	if err := s.authorize(ctx, workspace); err != nil {
+		return err
+	}
+	if format != "docker" && format != "oci" {
+		return atelier.Errorf(atelier.EINVALID, "unknown export format %q: docker (docker-archive) or oci (OCI layout)", format)
+	}
+	img, err := s.store.FindImage(ctx, workspace, ref)
+	if err != nil {
+		return err
+	}
+	if img.Status != atelier.ImageSucceeded {
+		return atelier.Errorf(atelier.ECONFLICT, "image %s:%d is %s: only a built image can be exported", img.Name, img.Version, img.Status)
+	}
+	if s.Builder == nil {
+		return atelier.Errorf(atelier.EUNAVAILABLE, "this server has no image registry")
+	}
+	return s.Builder.Export(ctx, workspace, atelier.ImageRef{Name: img.Name, Version: img.Version}, format, w)
+}
+
+// imageChanged tells watchers of an image's status and records its build as an activity.
+func (s *Service) imageChanged(ctx context.Context, img *atelier.Image) {
+	s.publish(img.Workspace, EventImageStatus, "", img)
+	now := s.now().UTC()
+	a := &atelier.Activity{ID: "image-" + img.Name + "-" + fmt.Sprint(img.Version), Workspace: img.Workspace, Kind: "image.build",
+		Target: fmt.Sprintf("%s:%d", img.Name, img.Version), Message: string(img.Status), StartedAt: img.CreatedAt, UpdatedAt: now,
+		EndedAt: img.EndedAt, Error: img.Error}
+	switch img.Status {
+	case atelier.ImageQueued:
+		a.Status = atelier.ActivityQueued
+	case atelier.ImageBuilding:
+		a.Status = atelier.ActivityRunning
+	case atelier.ImageSucceeded:
+		a.Status, a.Percent = atelier.ActivitySucceeded, 100
+	default:
+		a.Status, a.Percent = atelier.ActivityFailed, 100
+	}
+	if err := s.store.PutActivity(context.WithoutCancel(ctx), a); err != nil {
+		s.log.Warn("recording an image build's activity", "image", a.Target, "err", err)
+	}
+	s.publish(img.Workspace, atelier.EventActivity, "", a)
+}
+
+// builds are the image builds this server runs.
+type builds struct {
+	mu      sync.Mutex
+	running map[string]context.CancelFunc // lease id → cancel
+	wg      sync.WaitGroup
+}
+
+func (s *Service) maxBuilds() int {
+	if s.MaxConcurrentBuilds > 0 {
+		return s.MaxConcurrentBuilds
+	}
+	return DefaultMaxConcurrentBuilds
+}
+
+// dispatchBuilds claims queued builds this server has room for and runs them.
+func (s *Service) dispatchBuilds(ctx context.Context) {
+	if s.Builder == nil || ctx.Err() != nil {
+		return
+	}
+	s.builds.mu.Lock()
+	free := s.maxBuilds() - len(s.builds.running)
+	s.builds.mu.Unlock()
+	if free <= 0 {
+		return
+	}
+	imgs, err := s.store.ClaimImages(ctx, s.owner(), free, s.now().Add(s.leaseTTL()))
+	if err != nil {
+		s.log.Error("claiming image builds", "err", err)
+		return
+	}
+	for _, img := range imgs {
+		s.startBuild(ctx, img)
+	}
+}
+
+func imageLease(img *atelier.Image) string {
+	return fmt.Sprintf("%s/%s:%d", img.Workspace, img.Name, img.Version)
+}
+
+// startBuild runs a claimed build in the background.
+func (s *Service) startBuild(ctx context.Context, img *atelier.Image) {
+	id := imageLease(img)
+	bctx, cancel := context.WithCancel(ctx)
+	s.builds.mu.Lock()
+	if s.builds.running == nil {
+		s.builds.running = map[string]context.CancelFunc{}
+	}
+	s.builds.running[id] = cancel
+	s.builds.mu.Unlock()
+	s.imageChanged(ctx, img)
+	s.log.Info("image build started", "workspace", img.Workspace, "image", img.Location)
+	s.builds.wg.Add(1)
+	go func() {
+		defer s.builds.wg.Done()
+		defer cancel()
+		s.build(bctx, img)
+		s.builds.mu.Lock()
+		delete(s.builds.running, id)
+		s.builds.mu.Unlock()
+		if err := s.store.ReleaseLease(context.WithoutCancel(ctx), atelier.LeaseKindBuild, id, s.owner()); err != nil {
+			s.log.Error("releasing an image build's lease", "image", id, "err", err)
+		}
+		s.sched.poke()
+	}()
+}
+
+// build builds one image and records its end; stopped by the server's shutdown, the image goes
+// back to the queue for the next server.
+func (s *Service) build(ctx context.Context, img *atelier.Image) {
+	bg := context.WithoutCancel(ctx)
+	ref := atelier.ImageRef{Name: img.Name, Version: img.Version}
+	logw := &imageLog{s: s, ctx: bg, img: img}
+	res, err := s.runBuild(ctx, img, logw)
+	logw.Flush()
+	if ctx.Err() != nil {
+		if rerr := s.store.RequeueImage(bg, img.Workspace, ref); rerr != nil {
+			s.log.Error("requeueing an interrupted image build", "image", img.Location, "err", rerr)
+		}
+		s.log.Info("image build interrupted: queued again", "image", img.Location)
+		return
+	}
+	msg := ""
+	if err != nil {
+		msg = atelier.ErrorMessage(err)
+		if atelier.ErrorCode(err) == atelier.EINTERNAL {
+			s.log.Error("image build failed", "image", img.Location, "err", err)
+			msg = "the build failed: " + err.Error()
+		}
+		s.store.AppendImageLog(bg, img.Workspace, ref, "\nbuild failed: "+msg+"\n")
+	}
+	ended, eerr := s.store.EndImageBuild(bg, img.Workspace, ref, res, msg)
+	if eerr != nil {
+		s.log.Error("recording the end of an image build", "image", img.Location, "err", eerr)
+		return
+	}
+	s.imageChanged(bg, ended)
+	s.log.Info("image build ended", "workspace", img.Workspace, "image", img.Location, "status", ended.Status)
+}
+
+func (s *Service) runBuild(ctx context.Context, img *atelier.Image, log io.Writer) (*atelier.ImageBuildResult, error) {
+	snap, err := s.store.FindSnapshot(ctx, img.Workspace, img.SnapshotID)
+	if err != nil {
+		return nil, atelier.Errorf(atelier.EINVALID, "the image's source directory (snapshot %s) is missing: %s", img.SnapshotID, atelier.ErrorMessage(err))
+	}
+	job := &atelier.ImageBuildJob{Image: img, Snapshot: snap, Open: s.objects.OpenObject}
+	for _, m := range img.Models {
+		v, err := s.store.FindModelVersion(ctx, img.Workspace, atelier.ModelRef{Name: m.Name, Version: m.Version})
+		if err != nil {
+			return nil, atelier.Errorf(atelier.EINVALID, "model %s: %s", m, atelier.ErrorMessage(err))
+		}
+		job.Models = append(job.Models, v)
+	}
+	return s.Builder.Build(ctx, job, log)
+}
+
+// recoverBuilds puts back in the queue the builds of servers that died (and this one's own
+// from before a restart): a build is made again from its inputs, its cached layers reused.
+func (s *Service) recoverBuilds(ctx context.Context) {
+	if s.Builder == nil {
+		return
+	}
+	leases, err := s.store.ListLeases(ctx, atelier.LeaseKindBuild)
+	if err != nil {
+		return
+	}
+	now := s.now()
+	for _, l := range leases {
+		s.builds.mu.Lock()
+		_, mine := s.builds.running[l.ID]
+		s.builds.mu.Unlock()
+		if mine {
+			continue
+		}
+		dead := l.Owner != s.owner() && s.OwnerDead != nil && s.OwnerDead(l.Owner)
+		if l.Owner != s.owner() && !dead && l.Expires.After(now) {
+			continue
+		}
+		from := ""
+		if dead {
+			from = l.Owner
+		}
+		if _, err := s.store.AcquireLease(ctx, &atelier.Lease{Kind: l.Kind, ID: l.ID, Workspace: l.Workspace, Owner: s.owner(),
+			Expires: now.Add(s.leaseTTL())}, now, from); err != nil {
+			continue
+		}
+		ref, err := atelier.ParseImageRef(l.ID[len(l.Workspace)+1:])
+		if err == nil {
+			if err := s.store.RequeueImage(ctx, l.Workspace, ref); err == nil {
+				s.log.Info("image build of a stopped server queued again", "workspace", l.Workspace, "image", ref.String())
+			}
+		}
+		s.store.ReleaseLease(ctx, atelier.LeaseKindBuild, l.ID, s.owner())
+	}
+}
+
+// stopBuilds interrupts the builds of this server (it stops): they go back to the queue.
+func (s *Service) stopBuilds() {
+	s.builds.mu.Lock()
+	for _, cancel := range s.builds.running {
+		cancel()
+	}
+	s.builds.mu.Unlock()
+	s.builds.wg.Wait()
+}
+
+// imageLog writes a build's log to the store line by line (and at Flush), and publishes it.
+type imageLog struct {
+	s      *Service
+	ctx    context.Context
+	img    *atelier.Image
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	offset int64
+	last   time.Time
+}
+
+func (l *imageLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	if bytes.LastIndexByte(l.buf.Bytes(), '\n') >= 0 && time.Since(l.last) > 100*time.Millisecond || l.buf.Len() > 64<<10 {
+		l.flush()
+	}
+	return len(p), nil
+}
+
+// Flush writes what is buffered.
+func (l *imageLog) Flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flush()
+}
+
+func (l *imageLog) flush() {
+	if l.buf.Len() == 0 {
+		return
+	}
+	text := l.buf.String()
+	l.buf.Reset()
+	l.last = time.Now()
+	ref := atelier.ImageRef{Name: l.img.Name, Version: l.img.Version}
+	if err := l.s.store.AppendImageLog(l.ctx, l.img.Workspace, ref, text); err != nil {
+		l.s.log.Warn("appending to an image's build log", "image", l.img.Location, "err", err)
+	}
+	l.s.publish(l.img.Workspace, EventImageLog, "", ImageLogEvent{Image: ref.String(), Offset: l.offset, Text: text})
+	l.offset += int64(len(text))
+}
