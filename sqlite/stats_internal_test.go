@@ -34,13 +34,8 @@ func TestUpgradeCountsRuns(t *testing.T) {
 			before = i
 		}
 	}
-	// The tables of later migrations go too, or migrating again would find them.
-	stmts := []string{`DROP TABLE experiment_stats`}
-	for _, m := range migrations[before+1:] {
-		for _, match := range createTable.FindAllStringSubmatch(m, -1) {
-			stmts = append(stmts, `DROP TABLE `+match[1])
-		}
-	}
+	// The tables and columns of later migrations go too, or migrating again would find them.
+	stmts := append([]string{`DROP TABLE experiment_stats`}, undoLater(before+1)...)
 	for _, stmt := range append(stmts, fmt.Sprintf(`PRAGMA user_version = %d`, before)) {
 		if _, err := db.write.ExecContext(ctx, stmt); err != nil {
 			t.Fatal(stmt, err)

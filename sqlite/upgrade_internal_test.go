@@ -12,7 +12,25 @@ import (
 	"github.com/atelier-ml/atelier"
 )
 
-var createTable = regexp.MustCompile(`CREATE TABLE (\w+)`)
+var (
+	createTable = regexp.MustCompile(`CREATE TABLE (\w+)`)
+	addColumn   = regexp.MustCompile(`ALTER TABLE (\w+) ADD COLUMN (\w+)`)
+)
+
+// undoLater returns the statements that undo what the migrations after the first n made
+// (their tables and added columns), so that migrating again from n finds none of it.
+func undoLater(n int) []string {
+	var stmts []string
+	for _, m := range migrations[n:] {
+		for _, match := range createTable.FindAllStringSubmatch(m, -1) {
+			stmts = append(stmts, `DROP TABLE `+match[1])
+		}
+		for _, match := range addColumn.FindAllStringSubmatch(m, -1) {
+			stmts = append(stmts, `ALTER TABLE `+match[1]+` DROP COLUMN `+match[2])
+		}
+	}
+	return stmts
+}
 
 // TestUpgradeKeepsAdminToken: a data directory from before users and roles (issue 7) keeps its
 // administrator token after the migration.
@@ -34,13 +52,8 @@ func TestUpgradeKeepsAdminToken(t *testing.T) {
 			before = i
 		}
 	}
-	// The tables of later migrations go too, or migrating again would find them.
-	var drops []string
-	for _, m := range migrations[before+1:] {
-		for _, match := range createTable.FindAllStringSubmatch(m, -1) {
-			drops = append(drops, `DROP TABLE `+match[1])
-		}
-	}
+	// The tables and columns of later migrations go too, or migrating again would find them.
+	drops := undoLater(before + 1)
 	for _, stmt := range append(drops, `DROP TABLE audit`, `DROP TABLE members`, `DROP TABLE users`,
 		fmt.Sprintf(`PRAGMA user_version = %d`, before)) {
 		if _, err := db.write.ExecContext(ctx, stmt); err != nil {
