@@ -40,6 +40,7 @@ type Services interface {
 	atelier.AuditService
 	atelier.DatastoreService
 	atelier.SecretService
+	atelier.ImageService
 	UploadObject(ctx context.Context, workspace string, r io.Reader, digest string) (atelier.Object, error)
 }
 
@@ -231,7 +232,7 @@ func (s *Server) Routes() []Route {
 		{Pattern: "GET " + ws + "/activities", Policy: PolicyMember, handler: s.listActivities},
 		{Pattern: "GET " + ws + "/activities/{activity}", Policy: PolicyRunRead, handler: s.getActivity},
 		{Pattern: "GET " + ws + "/events", Policy: PolicyRunRead, handler: s.events},
-	}, slices.Concat(s.modelRoutes(), s.authRoutes(), s.datastoreRoutes(), s.vaultRoutes(), s.computeRoutes())...)
+	}, slices.Concat(s.modelRoutes(), s.authRoutes(), s.datastoreRoutes(), s.vaultRoutes(), s.computeRoutes(), s.imageRoutes())...)
 }
 
 // wrap serves a route through the edge: it authenticates the request (a bearer token, or the

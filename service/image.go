@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -378,4 +379,22 @@ func (l *imageLog) flush() {
 	}
 	l.s.publish(l.img.Workspace, EventImageLog, "", ImageLogEvent{Image: ref.String(), Offset: l.offset, Text: text})
 	l.offset += int64(len(text))
+}
+
+// AuthorizeRegistry decides whether the caller may use the workspace image registry: repo ""
+// asks only whether it may use the registry at all (any authenticated caller), a repository
+// <workspace>/... whether it may pull from it (any member of the workspace, a run of it) or,
+// with write, push to or delete from it (Contributors and Owners).
+func (s *Service) AuthorizeRegistry(ctx context.Context, repo string, write bool) error {
+	if atelier.PrincipalFromContext(ctx) == nil {
+		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
+	}
+	if repo == "" {
+		return nil
+	}
+	workspace, _, _ := strings.Cut(repo, "/")
+	if write {
+		return s.authorizeWrite(ctx, workspace, "")
+	}
+	return s.authorizeWorkspace(ctx, workspace)
 }
