@@ -333,7 +333,7 @@ func (h *Handler) searchRuns(w http.ResponseWriter, r *http.Request, ws string) 
 	if err != nil {
 		return err
 	}
-	conds := []string{"properties.`" + propExperiment + "` is null", "properties.`" + propRecord + "` is null"}
+	conds := []string{"properties.`" + propRecord + "` is null"} // logged models' runs
 	q := atelier.RunQuery{Limit: limit, PageToken: string(req.PageToken), Summaries: true}
 	switch view {
 	case viewActive:

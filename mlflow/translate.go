@@ -52,9 +52,6 @@ const (
 	// tagLifecycle marked a run deleted through MLflow before runs had a lifecycle of their
 	// own (Run.Deleted); the store's migration turned the marks into it. Still hidden.
 	tagLifecycle = "mlflow.lifecycleStage"
-	// propExperiment marks the run that holds an experiment created through MLflow before it had
-	// runs (atelier creates experiments with their first run), and the experiment's tags.
-	propExperiment = "mlflow.experimentRecord"
 )
 
 // View types of searches.

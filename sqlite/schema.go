@@ -451,6 +451,50 @@ CREATE TABLE image_tags (
 ALTER TABLE runs ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
 UPDATE runs SET deleted = 1 WHERE id IN (SELECT run_id FROM run_tags WHERE key = 'mlflow.lifecycleStage' AND value = 'deleted');
 DELETE FROM run_tags WHERE key = 'mlflow.lifecycleStage';
+`, `
+-- The MLflow API's hidden record runs become the records they stood for (issue 19), then go:
+-- an experiment record's tags become the experiment's (the first record of each experiment
+-- wins, as the API read them); a live registered-model record becomes the model's own
+-- description and tags, the model kept with or without versions (the first record of a name
+-- wins). Deleted registered-model records stood for deleted models: they just go.
+INSERT OR IGNORE INTO experiment_tags (experiment_id, key, value)
+SELECT x.experiment_id, t.key, t.value FROM (
+	SELECT r.id, r.experiment_id, row_number() OVER (PARTITION BY r.experiment_id ORDER BY r.created_at, r.id) AS k
+	FROM runs r JOIN run_properties p ON p.run_id = r.id AND p.key = 'mlflow.experimentRecord'
+) x JOIN run_tags t ON t.run_id = x.id
+WHERE x.k = 1;
+CREATE TEMP TABLE model_records AS
+SELECT id, workspace_id, name, created_at FROM (
+	SELECT r.id, r.workspace_id, n.value AS name, r.created_at,
+		row_number() OVER (PARTITION BY r.workspace_id, n.value ORDER BY r.created_at, r.id) AS k
+	FROM runs r
+	JOIN run_properties p ON p.run_id = r.id AND p.key = 'mlflow.record' AND p.value = 'registered-model'
+	JOIN run_tags n ON n.run_id = r.id AND n.key = 'mlflow.registeredModelName'
+	WHERE r.deleted = 0
+) WHERE k = 1;
+INSERT INTO models (workspace_id, name, last_version, description, kept, created_at, updated_at)
+SELECT x.workspace_id, x.name, 0,
+	coalesce((SELECT value FROM run_tags WHERE run_id = x.id AND key = 'mlflow.registeredModelDescription'), ''),
+	1, x.created_at, x.created_at
+FROM model_records x WHERE true
+ON CONFLICT (workspace_id, name) DO UPDATE SET kept = 1, description = excluded.description,
+	created_at = min(models.created_at, excluded.created_at);
+INSERT OR IGNORE INTO model_tags (model_id, key, value)
+SELECT m.id, t.key, t.value FROM model_records x
+JOIN models m ON m.workspace_id = x.workspace_id AND m.name = x.name
+JOIN run_tags t ON t.run_id = x.id
+WHERE t.key NOT IN ('mlflow.registeredModelName', 'mlflow.registeredModelDescription');
+DROP TABLE model_records;
+CREATE TEMP TABLE record_runs AS
+SELECT run_id AS id FROM run_properties
+WHERE key = 'mlflow.experimentRecord' OR (key = 'mlflow.record' AND value = 'registered-model');
+DELETE FROM activities WHERE id IN (SELECT id FROM record_runs);
+DELETE FROM runs WHERE id IN (SELECT id FROM record_runs);
+DROP TABLE record_runs;
+DELETE FROM experiment_stats WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.experiment_id = experiment_stats.experiment_id);
+UPDATE experiment_stats SET
+	run_count = (SELECT count(*) FROM runs r WHERE r.experiment_id = experiment_stats.experiment_id),
+	last_run_at = (SELECT max(created_at) FROM runs r WHERE r.experiment_id = experiment_stats.experiment_id);
 `}
 
 func (db *DB) migrate(ctx context.Context) error {
