@@ -61,14 +61,14 @@ func (l *lockedLog) String() string {
 	return l.b.String()
 }
 
-func startServer(t *testing.T, dataDir, addr string) *serverProcess {
+func startServer(t *testing.T, dataDir, addr string, args ...string) *serverProcess {
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := &lockedLog{}
-	cmd := exec.Command(bin, "server", "--data", dataDir, "--addr", addr)
+	cmd := exec.Command(bin, append([]string{"server", "--data", dataDir, "--addr", addr}, args...)...)
 	cmd.Stderr, cmd.Stdout = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

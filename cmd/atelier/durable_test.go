@@ -156,6 +156,32 @@ func TestRunVanishedWhileDown(t *testing.T) {
 	}
 }
 
+// TestCancelFromAnotherServer: a second server process on the same data directory cancels a
+// run the first one launched; the cancel reaches the script, and the run ends Canceled.
+func TestCancelFromAnotherServer(t *testing.T) {
+	needPython(t)
+	dataDir := t.TempDir()
+	first := startServer(t, dataDir, freeAddr(t))
+	run := submitScript(t, first.client, gatedScript)
+	waitFor(t, "the script to start", func() bool { return strings.Contains(runLog(first.client, run.ID), "before the restart") })
+	second := startServer(t, dataDir, freeAddr(t), "--socket", "off")
+	got, err := second.client.CancelRun(context.Background(), atelier.DefaultWorkspace, run.ID)
+	if err != nil || got.Status != atelier.StatusCancelRequested {
+		t.Fatalf("CancelRun on the second server: %v, %v; want CancelRequested", got, err)
+	}
+	waitFor(t, "the run to end", func() bool {
+		r, err := first.client.FindRun(context.Background(), atelier.DefaultWorkspace, run.ID)
+		got = r
+		return err == nil && r.Status.Terminal()
+	})
+	if got.Status != atelier.StatusCanceled {
+		t.Fatalf("run ended %s (%q), want Canceled", got.Status, got.Error)
+	}
+	if strings.Contains(runLog(first.client, run.ID), "after the gate") {
+		t.Error("the canceled script ran on")
+	}
+}
+
 // TestInteractiveRunSurvivesRestart: a run a client drives (no compute target) is left as it is
 // by a restart, and its client completes it afterwards.
 func TestInteractiveRunSurvivesRestart(t *testing.T) {
