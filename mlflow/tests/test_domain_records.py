@@ -76,3 +76,26 @@ def test_registered_model_records_and_rename(run_mlflow, server):
     assert res["races"] == ["RESOURCE_ALREADY_EXISTS", "ok"]
     assert len(res["names"]) == 3 and "c" in res["names"] and "renamed" in res["names"]
     assert atelier_runs(server, "model-records") == []
+
+
+def test_deleted_run_is_deleted_in_atelier(run_mlflow, server):
+    uri = workspace(server, "run-lifecycle")
+    res = run_mlflow("""
+        c = MlflowClient()
+        eid = c.create_experiment("lifecycle")
+        rid = c.create_run(eid).info.run_id
+        c.delete_run(rid)
+        try:
+            c.log_batch(rid, metrics=[mlflow.entities.Metric("m", 1.0, 1, 0)])
+            err = None
+        except MlflowException as e:
+            err = e.error_code
+        out({"rid": rid, "err": err})
+    """, tracking_uri=uri)
+    assert res["err"] == "INVALID_PARAMETER_VALUE"
+    status, run = server.api("GET", "/api/v1/workspaces/run-lifecycle/runs/%s" % res["rid"])
+    assert status == 200 and run.get("deleted") is True, run
+    assert "mlflow.lifecycleStage" not in run["tags"]
+    # the store refuses writes to it from atelier's own API too
+    status, body = server.api("POST", "/api/v1/workspaces/run-lifecycle/runs/%s/tags" % res["rid"], {"tags": {"t": "1"}})
+    assert status == 409, (status, body)
