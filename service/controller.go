@@ -452,8 +452,7 @@ func (s *Service) recoverJobs(ctx context.Context) {
 		if held || ctx.Err() != nil {
 			continue
 		}
-		dead := l.Owner != s.owner() && s.OwnerDead != nil && s.OwnerDead(l.Owner)
-		if l.Owner != s.owner() && !dead && l.Expires.After(now) {
+		if !s.takeable(l, now) {
 			continue // a live server holds it
 		}
 		run, err := s.store.FindRun(ctx, l.Workspace, l.ID)
@@ -466,12 +465,7 @@ func (s *Service) recoverJobs(ctx context.Context) {
 				continue // a target this server has no driver for: another server's to recover
 			}
 		}
-		from := ""
-		if dead {
-			from = l.Owner
-		}
-		got, err := s.store.AcquireLease(ctx, &atelier.Lease{Kind: l.Kind, ID: l.ID, Workspace: l.Workspace,
-			Owner: s.owner(), Expires: now.Add(s.leaseTTL())}, now, from)
+		got, err := s.takeLease(ctx, l, now)
 		if err != nil {
 			continue // taken by another server first
 		}
@@ -500,6 +494,22 @@ func (s *Service) recoverJobs(ctx context.Context) {
 			s.sched.mu.Unlock()
 		}
 	}
+}
+
+// takeable reports whether this server may take over a lease: its own (from before a restart),
+// an expired one, or one whose owner is known to be dead.
+func (s *Service) takeable(l *atelier.Lease, now time.Time) bool {
+	return l.Owner == s.owner() || !l.Expires.After(now) || s.OwnerDead != nil && s.OwnerDead(l.Owner)
+}
+
+// takeLease takes over a takeable lease for this server; exactly one server succeeds.
+func (s *Service) takeLease(ctx context.Context, l *atelier.Lease, now time.Time) (*atelier.Lease, error) {
+	from := ""
+	if l.Owner != s.owner() && s.OwnerDead != nil && s.OwnerDead(l.Owner) {
+		from = l.Owner
+	}
+	return s.store.AcquireLease(ctx, &atelier.Lease{Kind: l.Kind, ID: l.ID, Workspace: l.Workspace,
+		Owner: s.owner(), Expires: now.Add(s.leaseTTL())}, now, from)
 }
 
 // leasedRuns returns the ids of the runs with a lease (whose tokens must survive a restart).

@@ -306,16 +306,10 @@ func (s *Service) recoverBuilds(ctx context.Context) {
 		if mine {
 			continue
 		}
-		dead := l.Owner != s.owner() && s.OwnerDead != nil && s.OwnerDead(l.Owner)
-		if l.Owner != s.owner() && !dead && l.Expires.After(now) {
+		if !s.takeable(l, now) {
 			continue
 		}
-		from := ""
-		if dead {
-			from = l.Owner
-		}
-		if _, err := s.store.AcquireLease(ctx, &atelier.Lease{Kind: l.Kind, ID: l.ID, Workspace: l.Workspace, Owner: s.owner(),
-			Expires: now.Add(s.leaseTTL())}, now, from); err != nil {
+		if _, err := s.takeLease(ctx, l, now); err != nil {
 			continue
 		}
 		ref, err := atelier.ParseImageRef(l.ID[len(l.Workspace)+1:])
