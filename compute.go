@@ -137,6 +137,11 @@ type JobLaunch struct {
 	ScriptToken string
 	// Secrets are the decrypted secrets the run's configuration names, by name.
 	Secrets map[string]string
+	// Target is the workspace's stored compute target the run executes on, with its
+	// credentials decrypted (nil for a server's built-in target). A driver serving many
+	// targets of its kind puts what it needs of the target into the job's handle.
+	Target      *ComputeTarget
+	Credentials ComputeCredentials
 }
 
 // JobPhase is where a launched job is, as its driver sees it.

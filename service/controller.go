@@ -27,6 +27,8 @@ type Target struct {
 	MaxConcurrentRuns int
 	// Isolation names what confines the target's runs (see atelier.ComputeTarget).
 	Isolation string
+	// Stored is the workspace's stored target this is (nil for a built-in target).
+	Stored *atelier.ComputeTarget
 }
 
 // DefaultLeaseTTL is how long a server's lease on a run lasts without being renewed: another
@@ -183,7 +185,7 @@ func (s *Service) storedTarget(ct *atelier.ComputeTarget) *Target {
 	if d == nil {
 		return nil
 	}
-	return &Target{Name: ct.Name, Kind: ct.Kind, Driver: d, MaxConcurrentRuns: max(ct.MaxConcurrentRuns, 1)}
+	return &Target{Name: ct.Name, Kind: ct.Kind, Driver: d, MaxConcurrentRuns: max(ct.MaxConcurrentRuns, 1), Stored: ct}
 }
 
 // targetOf returns the target a run executes on (nil when this server cannot run it).
@@ -272,8 +274,14 @@ func (s *Service) launch(ctx context.Context, t *Target, run *atelier.Run) {
 		return
 	}
 	tokens = append(tokens, script.ID)
-	handle, err := t.Driver.Launch(ctx, &atelier.JobLaunch{Run: run, Server: s.ServerURL, Token: runner.Secret,
-		ScriptToken: script.Secret, Secrets: secrets})
+	l := &atelier.JobLaunch{Run: run, Server: s.ServerURL, Token: runner.Secret, ScriptToken: script.Secret, Secrets: secrets, Target: t.Stored}
+	if t.Stored != nil {
+		if l.Credentials, err = s.ComputeTargetCredentials(ctx, t.Stored); err != nil {
+			fail(fmt.Sprintf("the credentials of compute target %s: %s", t.Name, atelier.ErrorMessage(err)))
+			return
+		}
+	}
+	handle, err := t.Driver.Launch(ctx, l)
 	if err != nil {
 		s.log.Error("launching a run", "run", run.ID, "compute", t.Name, "err", err)
 		fail(fmt.Sprintf("launching the run on %s: %s", t.Name, atelier.ErrorMessage(err)))
