@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 
@@ -163,4 +164,54 @@ func TestDeletedRunLifecycle(t *testing.T) {
 	if info["lifecycle_stage"] != "active" {
 		t.Fatalf("restored run lifecycle_stage = %v", info["lifecycle_stage"])
 	}
+}
+
+// TestMetricHistoryPages: get-history pages as MLflow does (max_results, page_token), and a
+// whole history without max_results is every point, in step order.
+func TestMetricHistoryPages(t *testing.T) {
+	s := MustStack(t)
+	rid := str(s.MustOK(t, "POST", api+"runs/create", `{"experiment_id":"0"}`)["run"].(map[string]any)["info"].(map[string]any)["run_id"])
+	var metrics []string
+	for i := range 25 {
+		metrics = append(metrics, fmt.Sprintf(`{"key":"loss","value":%d.5,"timestamp":%d,"step":%d}`, i, 1000+i, i))
+	}
+	s.MustOK(t, "POST", api+"runs/log-batch", `{"run_id":"`+rid+`","metrics":[`+strings.Join(metrics, ",")+`]}`)
+	var steps []string
+	token := ""
+	pages := 0
+	for {
+		q := "run_id=" + rid + "&metric_key=loss&max_results=10"
+		if token != "" {
+			q += "&page_token=" + url.QueryEscape(token)
+		}
+		page := s.MustOK(t, "GET", api+"metrics/get-history?"+q, "")
+		pages++
+		for _, m := range page["metrics"].([]any) {
+			mm := m.(map[string]any)
+			if mm["key"] != "loss" {
+				t.Fatalf("point %v", mm)
+			}
+			steps = append(steps, fmt.Sprint(mm["step"]))
+		}
+		token, _ = page["next_page_token"].(string)
+		if token == "" || pages > 5 {
+			break
+		}
+	}
+	if pages != 3 || len(steps) != 25 || steps[0] != "0" || steps[24] != "24" {
+		t.Fatalf("paged history: %d pages, steps %v; want 3 pages of 0..24", pages, steps)
+	}
+	all := s.MustOK(t, "GET", api+"metrics/get-history?run_id="+rid+"&metric_key=loss", "")
+	if got := all["metrics"].([]any); len(got) != 25 || all["next_page_token"] != nil {
+		t.Fatalf("whole history: %d points, token %v", len(got), all["next_page_token"])
+	}
+	if v := all["metrics"].([]any)[3].(map[string]any); v["value"] != 3.5 || v["timestamp"] != float64(1003) {
+		t.Fatalf("point 3 = %v", v)
+	}
+	none := s.MustOK(t, "GET", api+"metrics/get-history?run_id="+rid+"&metric_key=missing", "")
+	if got, ok := none["metrics"].([]any); !ok || len(got) != 0 {
+		t.Fatalf("history of a missing metric = %v, want an empty list", none)
+	}
+	MustError(t, s.Do(t, "GET", api+"metrics/get-history?run_id="+rid+"&metric_key=loss&max_results=0", ""), 400, "INVALID_PARAMETER_VALUE")
+	MustError(t, s.Do(t, "GET", api+"metrics/get-history?run_id="+rid+"&metric_key=loss&page_token=x", ""), 400, "INVALID_PARAMETER_VALUE")
 }

@@ -1,9 +1,12 @@
 package mlflow
 
 import (
+	"bufio"
 	"encoding/json"
+	"math"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -700,21 +703,65 @@ func (h *Handler) getMetricHistory(w http.ResponseWriter, r *http.Request, ws st
 	if req.MetricKey == "" {
 		return invalidParam("missing value for required parameter 'metric_key'")
 	}
+	limit := math.MaxInt32 // every point, as MLflow answers without max_results
+	if req.MaxResults.Set {
+		if req.MaxResults.V < 1 {
+			return invalidParam("invalid value %d for parameter 'max_results': use a positive number", req.MaxResults.V)
+		}
+		limit = int(min(req.MaxResults.V, math.MaxInt32))
+	}
 	s := h.scope(r, ws)
 	if _, err := s.findRun(id, false); err != nil {
 		return err
 	}
-	metrics := []Metric{}
 	series, err := h.svc.MetricHistory(s.ctx, ws, id, string(req.MetricKey), atelier.HistoryQuery{})
 	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
-		return ok(w, map[string]any{"metrics": metrics})
+		series = &atelier.Series{Name: string(req.MetricKey)}
 	} else if err != nil {
 		return err
 	}
-	for i := range series.Steps {
-		metrics = append(metrics, Metric{Key: series.Name, Value: series.Values[i], Timestamp: series.Timestamps[i], Step: series.Steps[i]})
+	lo, hi, next, err := pageOf(len(series.Steps), string(req.PageToken), limit)
+	if err != nil {
+		return err
 	}
-	return ok(w, map[string]any{"metrics": metrics})
+	return writeHistory(w, series, lo, hi, next)
+}
+
+// writeHistory streams points lo..hi of a series as MLflow's GetMetricHistory response, one
+// point at a time: a series of millions of points is never one response value in memory.
+func writeHistory(w http.ResponseWriter, s *atelier.Series, lo, hi int, next string) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	key, _ := json.Marshal(s.Name)
+	buf := append(make([]byte, 0, 256), `{"metrics":[`...)
+	for i := lo; i < hi; i++ {
+		if i > lo {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"key":`...)
+		buf = append(buf, key...)
+		buf = append(buf, `,"value":`...)
+		buf = atelier.AppendFloatJSON(buf, float64(s.Values[i]))
+		buf = append(buf, `,"timestamp":`...)
+		buf = strconv.AppendInt(buf, s.Timestamps[i], 10)
+		buf = append(buf, `,"step":`...)
+		buf = strconv.AppendInt(buf, s.Steps[i], 10)
+		buf = append(buf, '}')
+		if _, err := bw.Write(buf); err != nil {
+			return nil // the client went away; the status is sent
+		}
+		buf = buf[:0]
+	}
+	buf = append(buf, ']')
+	if next != "" {
+		t, _ := json.Marshal(next)
+		buf = append(append(buf, `,"next_page_token":`...), t...)
+	}
+	buf = append(buf, "}\n"...)
+	bw.Write(buf)
+	bw.Flush()
+	return nil
 }
 
 func (h *Handler) getMetricHistoryBulkInterval(w http.ResponseWriter, r *http.Request, ws string) error {

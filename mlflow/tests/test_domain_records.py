@@ -99,3 +99,23 @@ def test_deleted_run_is_deleted_in_atelier(run_mlflow, server):
     # the store refuses writes to it from atelier's own API too
     status, body = server.api("POST", "/api/v1/workspaces/run-lifecycle/runs/%s/tags" % res["rid"], {"tags": {"t": "1"}})
     assert status == 409, (status, body)
+
+
+def test_metric_history_pages(run_mlflow, server):
+    uri = workspace(server, "history-pages")
+    res = run_mlflow("""
+        from mlflow.entities import Metric
+        c = MlflowClient()
+        rid = c.create_run(c.create_experiment("h")).info.run_id
+        for b in range(30):
+            c.log_batch(rid, metrics=[Metric("loss", float(i), 1000 + i, i) for i in range(b * 1000, (b + 1) * 1000)])
+        hist = c.get_metric_history(rid, "loss")  # the client pages by 25000
+        store = c._tracking_client.store
+        page = store.get_metric_history(rid, "loss", max_results=7)
+        page2 = store.get_metric_history(rid, "loss", max_results=7, page_token=page.token)
+        out({"n": len(hist), "first": hist[0].step, "last": hist[-1].step,
+             "page": [m.step for m in page], "token": page.token, "page2": [m.step for m in page2]})
+    """, tracking_uri=uri)
+    assert res["n"] == 30000 and res["first"] == 0 and res["last"] == 29999
+    assert res["page"] == list(range(7)) and res["token"]
+    assert res["page2"] == list(range(7, 14))
