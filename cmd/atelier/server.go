@@ -3,12 +3,8 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	_ "net/http/pprof"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,25 +14,22 @@ import (
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/api"
 	"github.com/atelier-ml/atelier/compute/local"
-	"github.com/atelier-ml/atelier/datastore"
-	"github.com/atelier-ml/atelier/edge"
-	"github.com/atelier-ml/atelier/mlflow"
 	"github.com/atelier-ml/atelier/python"
 	"github.com/atelier-ml/atelier/sandbox"
 	"github.com/atelier-ml/atelier/secret"
+	"github.com/atelier-ml/atelier/server"
 	"github.com/atelier-ml/atelier/service"
-	"github.com/atelier-ml/atelier/sqlite"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
 const (
 	defaultDataDir = ".atelier"
-	adminTokenFile = "admin-token"
-	socketFile     = "atelier.sock"
+	adminTokenFile = server.AdminTokenFile
+	socketFile     = server.SocketFile
 	// urlFile holds the address the server listens on while it runs, so clients that read the
 	// admin token beside it send it to this server and no other (see clientConfig.client).
-	urlFile = "server-url"
+	urlFile = server.URLFile
 )
 
 // serverConfig is the server's configuration: defaults, then the config file, then ATELIER_*
@@ -159,219 +152,61 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if err != nil {
 		return usagef("--cookie-secure: %s", atelier.ErrorMessage(err))
 	}
-	// The address first: a server that cannot listen touches nothing (no token made and
-	// printed above the error, no store opened).
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) {
-			err = op.Err // "bind: address already in use", without repeating the address
-		}
-		return fmt.Errorf("listening on %s: %w; choose another address with --addr or ATELIER_ADDR (make run ADDR=HOST:PORT)", cfg.addr, err)
-	}
-	defer ln.Close()
-
-	dataDir, err := filepath.Abs(cfg.dataDir)
-	if err != nil {
-		return err
-	}
-	for _, dir := range []string{dataDir, filepath.Join(dataDir, "tmp"),
-		filepath.Join(dataDir, "work"), filepath.Join(dataDir, "envs"), filepath.Join(dataDir, "sdk")} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("creating the data directory: %w", err)
-		}
-	}
-	// Runs, of another user, read the environments and the SDK where they are granted them
-	// (the data directory itself stays the server's only).
-	for _, dir := range []string{filepath.Join(dataDir, "envs"), filepath.Join(dataDir, "sdk")} {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			return fmt.Errorf("creating the data directory: %w", err)
-		}
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(dataDir, "atelier.db"), sqlite.Options{Synchronous: cfg.synchronous})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	opener := datastore.NewOpener("")
-	artifacts, err := openArtifacts(ctx, cfg.artifacts, dataDir, opener, log)
-	if err != nil {
-		return err
-	}
-	defer artifacts.objects.Close()
-
-	svc := service.New(db, artifacts.objects, log)
-	svc.TempDir = filepath.Join(dataDir, "tmp")
-	svc.SnapshotMaxBytes, svc.SnapshotMaxFiles = cfg.snapshotMaxBytes, cfg.snapshotMaxFiles
 	// Datastore credentials are sealed under the master key: ATELIER_MASTER_KEY, else
 	// <data>/master.key (made on first start). The variable is dropped so runs never inherit it.
-	masterKey, err := secret.LoadKey(filepath.Join(dataDir, "master.key"), os.Getenv(secret.EnvKey))
+	masterKey := os.Getenv(secret.EnvKey)
 	os.Unsetenv(secret.EnvKey)
+	owner, ownerDead := leaseOwner()
+	srv, err := server.New(ctx, server.Config{
+		DataDir: cfg.dataDir, Addr: cfg.addr, Socket: cfg.socket, Log: log, Synchronous: cfg.synchronous,
+		SnapshotMaxBytes: cfg.snapshotMaxBytes, SnapshotMaxFiles: cfg.snapshotMaxFiles,
+		Artifacts: cfg.artifacts, MasterKey: masterKey, DebugAddr: cfg.debugAddr,
+		CookieSecure: cookieSecure, Version: buildVersion().Version,
+		TokenNotice: func(path, secret string) {
+			fmt.Fprintf(os.Stderr, "Created the administrator token (saved in %s; shown only this once):\n\n    %s\n\n", path, secret)
+		},
+		LocalCompute: func(ctx context.Context, m server.Machine) (*service.Target, error) {
+			return localCompute(ctx, cfg, m)
+		},
+		Owner: owner, OwnerDead: ownerDead,
+	})
 	if err != nil {
 		return err
 	}
-	if svc.Secrets, err = secret.New(masterKey); err != nil {
-		return err
-	}
-	svc.Datastores, svc.DataDir = opener, dataDir
-	svc.ArtifactDir, svc.BuiltInLocation = artifacts.dir, artifacts.builtIn()
-	if err := svc.Init(ctx); err != nil {
-		return err
-	}
-	secret, err := svc.EnsureAdminToken(ctx, filepath.Join(dataDir, adminTokenFile))
-	if err != nil {
-		return err
-	}
-	if secret != "" {
-		fmt.Fprintf(os.Stderr, "Created the administrator token (saved in %s; shown only this once):\n\n    %s\n\n",
-			filepath.Join(dataDir, adminTokenFile), secret)
-	}
+	defer srv.Close()
+	return srv.Run(ctx)
+}
 
-	if cfg.debugAddr != "" {
-		go func() {
-			log.Info("pprof listening", "addr", "http://"+cfg.debugAddr+"/debug/pprof/")
-			// http.DefaultServeMux carries net/http/pprof's handlers.
-			if err := http.ListenAndServe(cfg.debugAddr, http.DefaultServeMux); err != nil {
-				log.Error("pprof server", "err", err)
-			}
-		}()
-	}
-	unixLn, err := listenSocket(cfg.socket, dataDir, log)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	if unixLn != nil {
-		defer unixLn.Close() // removes the socket file, if the server stops before serving
-	}
-	svc.ServerURL = "http://" + ln.Addr().String()
+// localCompute is the compute target of this machine: runs launched as job runners of their
+// own (atelier job exec), detached from the server, confined by the isolation set up here.
+// They outlive a restart, and the server that starts again finds them.
+func localCompute(ctx context.Context, cfg serverConfig, m server.Machine) (*service.Target, error) {
+	dataDir := m.DataDir
 	sdkPath, err := python.Install(filepath.Join(dataDir, "sdk"))
 	if err != nil {
-		return fmt.Errorf("installing the Python SDK for runs: %w", err)
+		return nil, fmt.Errorf("installing the Python SDK for runs: %w", err)
 	}
-	iso, err := isolation(ctx, cfg, dataDir, artifacts, unixLn, sdkPath, log)
+	iso, err := isolation(ctx, cfg, m, sdkPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// Runs on local are launched as job runners of their own (atelier job exec), detached from
-	// the server: they outlive a restart, and the server that starts again finds them.
 	self, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("finding the server's binary for the job runners: %w", err)
+		return nil, fmt.Errorf("finding the server's binary for the job runners: %w", err)
 	}
 	isoFile := filepath.Join(dataDir, "run-isolation.json")
 	if err := writeJobIsolation(isoFile, iso, iso.runAs); err != nil {
-		return fmt.Errorf("writing the isolation of runs: %w", err)
+		return nil, fmt.Errorf("writing the isolation of runs: %w", err)
 	}
 	driver := &local.Driver{Command: []string{self, "job", "exec"}, Dir: filepath.Join(dataDir, "jobs"), Env: runnerEnviron(),
-		Args: []string{"--envs-dir", filepath.Join(dataDir, "envs"), "--server-url-file", filepath.Join(dataDir, urlFile),
+		Args: []string{"--envs-dir", filepath.Join(dataDir, "envs"), "--server-url-file", filepath.Join(dataDir, server.URLFile),
 			"--cancel-grace", cfg.cancelGrace.String()}}
 	if iso.Isolation != nil {
 		driver.Args = append(driver.Args, "--isolation", isoFile)
 	}
 	(&local.Executor{WorkDir: filepath.Join(dataDir, "work")}).CleanupMounts()
-	svc.AddComputeTarget(&service.Target{Name: atelier.DefaultCompute, Kind: "local", MaxConcurrentRuns: cfg.maxLocalRuns,
-		Driver: driver, Isolation: iso.Name()})
-	// Workspaces' own targets of kind local (another queue, another concurrency) run on it too.
-	svc.Drivers = map[string]atelier.ComputeDriver{atelier.ComputeLocal: driver}
-	svc.Owner, svc.OwnerDead = leaseOwner()
-	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
-	schedDone := make(chan struct{})
-	go func() { svc.RunScheduler(schedCtx); close(schedDone) }()
-	defer func() { stopSched(); <-schedDone }()
-	// The MLflow REST API shares the listener: MLflow's paths go to it, the rest to atelier's API
-	// (dispatched by prefix, not by a ServeMux, which would redirect non-canonical paths).
-	apiServer, mlflowAPI := api.NewServer(svc, svc, log), mlflow.NewHandler(svc, svc, log)
-	apiServer.Version = buildVersion().Version
-	apiServer.CookieSecure = cookieSecure
-	// Both front doors tell one condition how writes end: a full disk is logged once an
-	// episode, and the health check reports it.
-	apiServer.Storage = edge.NewStorageCondition(log)
-	mlflowAPI.Storage = apiServer.Storage
-	if unixLn != nil {
-		apiServer.LocalSocket = unixLn.Addr().String()
-	}
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if mlflow.Handles(r.URL.Path) {
-			mlflowAPI.ServeHTTP(w, r)
-			return
-		}
-		apiServer.ServeHTTP(w, r)
-	})
-	srv := &http.Server{
-		Handler:           logRequests(log, handler),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	api.AcceptPassedFiles(srv) // files passed over the Unix socket
-	log.Info("atelier server listening", "addr", "http://"+ln.Addr().String(), "data", dataDir, "artifacts", artifacts.loc.String())
-	urlPath := filepath.Join(dataDir, urlFile)
-	if err := os.WriteFile(urlPath, []byte(svc.ServerURL+"\n"), 0o600); err != nil {
-		return fmt.Errorf("writing the server's address: %w", err)
-	}
-	defer os.Remove(urlPath)
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	if unixLn != nil {
-		log.Info("listening for local clients", "socket", api.UnixScheme+unixLn.Addr().String())
-		go func() { errc <- srv.Serve(unixLn) }()
-	}
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down")
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return nil
-}
-
-// logRequests logs each request; the high-rate ingestion calls log at debug level.
-func logRequests(log *slog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &edge.StatusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		level := slog.LevelInfo
-		if r.Method == http.MethodGet || strings.HasSuffix(r.URL.Path, "/metrics") || strings.Contains(r.URL.Path, "/logs/") {
-			level = slog.LevelDebug
-		}
-		if sw.Status >= 500 && sw.Status != http.StatusInsufficientStorage { // a full disk is logged once, by Storage
-			level = slog.LevelError
-		}
-		log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.Status,
-			"duration", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr)
-	})
-}
-
-// listenSocket opens the server's Unix socket: spec is a path, "auto" (<data>/atelier.sock,
-// skipped with a warning where the path is too long for a socket) or "off".
-func listenSocket(spec, dataDir string, log *slog.Logger) (net.Listener, error) {
-	switch spec {
-	case "off", "":
-		return nil, nil
-	case "auto":
-		path := filepath.Join(dataDir, socketFile)
-		ln, err := api.ListenUnix(path)
-		if err != nil {
-			log.Warn("no Unix socket for local clients (they use TCP)", "socket", path, "err", err)
-			return nil, nil
-		}
-		return ln, nil
-	}
-	path, err := filepath.Abs(spec)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := api.ListenUnix(path)
-	if err != nil {
-		return nil, usagef("--socket: %v", err)
-	}
-	return ln, nil
+	return &service.Target{Name: atelier.DefaultCompute, Kind: atelier.ComputeLocal, MaxConcurrentRuns: cfg.maxLocalRuns,
+		Driver: driver, Isolation: iso.Name()}, nil
 }
 
 // runIsolation is how the local target confines runs, and the trusted interpreter it grants.
@@ -384,7 +219,8 @@ type runIsolation struct {
 // isolation sets up the confinement of runs on this machine (package sandbox): they must not
 // reach the server's data directory, artifact store, socket or its user's home, and get the
 // SDK and the default interpreter. It says loudly when nothing confines them.
-func isolation(ctx context.Context, cfg serverConfig, dataDir string, artifacts *artifactStore, unixLn net.Listener, sdkPath string, log *slog.Logger) (runIsolation, error) {
+func isolation(ctx context.Context, cfg serverConfig, m server.Machine, sdkPath string) (runIsolation, error) {
+	dataDir, log := m.DataDir, m.Log
 	runAs := cfg.runAs
 	switch runAs {
 	case "auto":
@@ -404,11 +240,11 @@ func isolation(ctx context.Context, cfg serverConfig, dataDir string, artifacts 
 		return runIsolation{}, usagef("%v", err)
 	}
 	iso := runIsolation{Isolation: &local.Isolation{Launcher: launcher, Hide: []string{dataDir}, ReadOnly: []string{sdkPath}}, runAs: runAs}
-	if artifacts.dir != "" {
-		iso.Hide = append(iso.Hide, artifacts.dir)
+	if m.ArtifactsDir != "" {
+		iso.Hide = append(iso.Hide, m.ArtifactsDir)
 	}
-	if unixLn != nil {
-		iso.Hide = append(iso.Hide, unixLn.Addr().String())
+	if m.Socket != "" {
+		iso.Hide = append(iso.Hide, m.Socket)
 	}
 	if home, err := os.UserHomeDir(); err == nil && home != "/" {
 		iso.Hide = append(iso.Hide, home)
