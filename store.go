@@ -11,6 +11,7 @@ type Store interface {
 	ExperimentService
 	ExperimentCreator
 	RunService
+	RunDeleter
 	MetricService
 	ActivityService
 	ModelStore
