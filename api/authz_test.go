@@ -234,7 +234,14 @@ func mustAuthzFixture(t *testing.T) *authzFixture {
 	if _, err := admin.CreateComputeTarget(ctx, "team", atelier.ComputeTargetSpec{Name: "cpu4", Kind: atelier.ComputeLocal}); err != nil {
 		t.Fatal(err)
 	}
-	f.vars = map[string]string{"secret": "MATRIX_SECRET", "compute": "cpu4", "datastore": atelier.DefaultDatastore, "workspace": "team", "experiment": "exp", "run": run.ID, "key": "k", "snapshot": snap.ID,
+	// An image (stored as queued, so no build is needed) for the image routes; the stub
+	// builder lets a create through to the store whatever bases this server has.
+	s.Service.Builder = stubBuilder{}
+	if err := s.DB.CreateImage(ctx, "team", &atelier.Image{Name: "svc", Models: []atelier.ImageModel{{Name: "m", Version: 1}},
+		EntryScript: "train.py", SnapshotID: snap.ID}); err != nil {
+		t.Fatal(err)
+	}
+	f.vars = map[string]string{"image": "svc:1", "secret": "MATRIX_SECRET", "compute": "cpu4", "datastore": atelier.DefaultDatastore, "workspace": "team", "experiment": "exp", "run": run.ID, "key": "k", "snapshot": snap.ID,
 		"activity": run.ID, "model": "m", "version": "1", "alias": "prod", "user": "guest", "digest": Sum([]byte(content)),
 		"otherRun": otherRun.ID, "otherExperiment": otherRun.Experiment}
 	return f
@@ -270,6 +277,7 @@ var matrixBodies = map[string]string{
 	"PUT {ws}/datastores/{datastore}/files/{path...}": `x,y`,
 	"PUT {ws}/secrets/{secret}":                       `{"value":"` + matrixSecretValue + `"}`,
 	"POST {ws}/compute":                               `{"name":"cpu8","kind":"local"}`,
+	"POST {ws}/images":                                `{"name":"svc","models":["m:1"],"entry_script":"train.py","snapshot_id":"{snapshot}"}`,
 
 	"POST {ws}/datastores/{datastore}/digests": `{"paths":["data.csv"]}`,
 	// Over TCP a batch is refused (400) once the caller is known to have access.
@@ -433,3 +441,19 @@ func (f *authzFixture) checkScoped(t *testing.T, pattern, p string, body []byte)
 		t.Errorf("%s as %s: the list lacks the token's own experiment %s: %s", pattern, p, mine[p][1], body)
 	}
 }
+
+// stubBuilder is an image builder that accepts any base and fails every build: the matrix
+// checks who may call the image routes, not what a build makes.
+type stubBuilder struct{}
+
+func (stubBuilder) CheckBase(context.Context, string, string) error { return nil }
+
+func (stubBuilder) Build(context.Context, *atelier.ImageBuildJob, io.Writer) (*atelier.ImageBuildResult, error) {
+	return nil, atelier.Errorf(atelier.EINVALID, "the authorization matrix builds no images")
+}
+
+func (stubBuilder) Export(context.Context, string, atelier.ImageRef, string, io.Writer) error {
+	return atelier.Errorf(atelier.ENOTFOUND, "the authorization matrix builds no images")
+}
+
+func (stubBuilder) Delete(context.Context, string, atelier.ImageRef) error { return nil }

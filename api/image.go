@@ -11,16 +11,17 @@ import (
 	"github.com/atelier-ml/atelier"
 )
 
-// imageRoutes is the images' part of the route table.
+// imageRoutes is the images' part of the route table. Reads are PolicyMember: a run's token
+// reads no images (the service refuses it, as for compute targets and secrets).
 func (s *Server) imageRoutes() []Route {
 	const img = ws + "/images/{image}"
 	return []Route{
-		{Pattern: "GET " + ws + "/images", Policy: PolicyRead, handler: s.listImages},
+		{Pattern: "GET " + ws + "/images", Policy: PolicyMember, handler: s.listImages},
 		{Pattern: "POST " + ws + "/images", Policy: PolicyWrite, handler: s.createImage},
-		{Pattern: "GET " + img, Policy: PolicyRead, handler: s.getImage},
+		{Pattern: "GET " + img, Policy: PolicyMember, handler: s.getImage},
 		{Pattern: "DELETE " + img, Policy: PolicyWrite, handler: s.deleteImage},
-		{Pattern: "GET " + img + "/log", Policy: PolicyRead, handler: s.imageLog},
-		{Pattern: "GET " + img + "/export", Policy: PolicyRead, handler: s.exportImage},
+		{Pattern: "GET " + img + "/log", Policy: PolicyMember, handler: s.imageLog},
+		{Pattern: "GET " + img + "/export", Policy: PolicyMember, handler: s.exportImage},
 	}
 }
 

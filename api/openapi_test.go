@@ -415,6 +415,11 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"SecretList", SecretList{}, true},
 		{"SecretPut", SecretPut{}, false},
 		{"Health", Health{}, true},
+		{"Image", atelier.Image{}, true},
+		{"ImageModel", atelier.ImageModel{}, true},
+		{"ImageLayer", atelier.ImageLayer{}, true},
+		{"ImageCreate", atelier.ImageCreate{}, false},
+		{"ImageList", ImageList{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema, func(t *testing.T) {
