@@ -99,15 +99,7 @@ func (u *ExperimentUpdate) Validate() error {
 			return Errorf(EINVALID, "experiment description is longer than %d bytes", MaxExperimentDescription)
 		}
 	}
-	if err := ValidateKeyValues("tag", u.Tags, MaxTagValue); err != nil {
-		return err
-	}
-	for _, k := range u.DeleteTags {
-		if err := ValidateKey("tag", k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return ValidateTagChanges(u.Tags, u.DeleteTags)
 }
 
 // ExperimentFilter selects experiments in a list.

@@ -111,15 +111,7 @@ func (u *ModelUpdate) Validate() error {
 			return err
 		}
 	}
-	if err := ValidateKeyValues("tag", u.Tags, MaxTagValue); err != nil {
-		return err
-	}
-	for _, k := range u.DeleteTags {
-		if err := ValidateKey("tag", k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return ValidateTagChanges(u.Tags, u.DeleteTags)
 }
 
 // ModelEditor creates, describes and renames models, each in one transaction of the store.

@@ -206,6 +206,19 @@ func ValidateKey(kind, key string) error {
 	return nil
 }
 
+// ValidateTagChanges checks the tags an update sets and those it deletes (experiments, models).
+func ValidateTagChanges(set map[string]string, del []string) error {
+	if err := ValidateKeyValues("tag", set, MaxTagValue); err != nil {
+		return err
+	}
+	for _, k := range del {
+		if err := ValidateKey("tag", k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ValidateKeyValues checks a map of params, tags or properties.
 func ValidateKeyValues(kind string, kv map[string]string, maxValue int) error {
 	if len(kv) > MaxKeyValuesPerReq {

@@ -143,7 +143,7 @@ func (db *DB) CreateExperiment(ctx context.Context, workspace string, c atelier.
 		if err != nil {
 			return err
 		}
-		if err := setExperimentTags(ctx, tx, id, c.Tags); err != nil {
+		if err := changeTags(ctx, tx, "experiment_tags", "experiment_id", id, c.Tags, nil, nil); err != nil {
 			return err
 		}
 		out, err = db.findExperiment(ctx, tx, wsID, c.Name)
@@ -152,11 +152,22 @@ func (db *DB) CreateExperiment(ctx context.Context, workspace string, c atelier.
 	return out, err
 }
 
-func setExperimentTags(ctx context.Context, tx *txn, id int64, tags map[string]string) error {
-	for _, k := range sortedKeys(tags) {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?)
-			ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value`, id, k, tags[k]); err != nil {
+// changeTags sets and deletes the tags of one experiment or model (table experiment_tags or
+// model_tags, keyed by owner column col); a tag to delete that is not there is ENOTFOUND.
+func changeTags(ctx context.Context, tx *txn, table, col string, id int64, set map[string]string, del []string, missing func(key string) error) error {
+	for _, k := range sortedKeys(set) {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO `+table+` (`+col+`, key, value) VALUES (?, ?, ?)
+			ON CONFLICT (`+col+`, key) DO UPDATE SET value = excluded.value`, id, k, set[k]); err != nil {
 			return err
+		}
+	}
+	for _, k := range del {
+		res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE `+col+` = ? AND key = ?`, id, k)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return missing(k)
 		}
 	}
 	return nil
@@ -199,17 +210,11 @@ func (db *DB) UpdateExperiment(ctx context.Context, workspace, name string, upd 
 		} else if err != nil {
 			return err
 		}
-		if err := setExperimentTags(ctx, tx, e.ID, upd.Tags); err != nil {
-			return err
+		missing := func(k string) error {
+			return atelier.Errorf(atelier.ENOTFOUND, "experiment %q has no tag %q", e.Name, k)
 		}
-		for _, k := range upd.DeleteTags {
-			res, err := tx.ExecContext(ctx, `DELETE FROM experiment_tags WHERE experiment_id = ? AND key = ?`, e.ID, k)
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				return atelier.Errorf(atelier.ENOTFOUND, "experiment %q has no tag %q", e.Name, k)
-			}
+		if err := changeTags(ctx, tx, "experiment_tags", "experiment_id", e.ID, upd.Tags, upd.DeleteTags, missing); err != nil {
+			return err
 		}
 		out, err = db.findExperiment(ctx, tx, wsID, e.Name)
 		return err

@@ -683,7 +683,7 @@ func (db *DB) CreateModel(ctx context.Context, workspace string, c atelier.Model
 			VALUES (?, ?, 0, ?, 1, ?, ?) RETURNING id`, wsID, c.Name, c.Description, now, now).Scan(&id); err != nil {
 			return err
 		}
-		if err := setModelTags(ctx, tx, id, c.Tags); err != nil {
+		if err := changeTags(ctx, tx, "model_tags", "model_id", id, c.Tags, nil, nil); err != nil {
 			return err
 		}
 		out, err = db.findModel(ctx, tx, workspace, wsID, c.Name)
@@ -697,16 +697,6 @@ func dropGoneModel(ctx context.Context, tx *txn, wsID int64, name string) error 
 	_, err := tx.ExecContext(ctx, `DELETE FROM models WHERE workspace_id = ? AND name = ? AND NOT kept
 		AND NOT EXISTS (SELECT 1 FROM model_versions v WHERE v.model_id = models.id)`, wsID, name)
 	return err
-}
-
-func setModelTags(ctx context.Context, tx *txn, id int64, tags map[string]string) error {
-	for _, k := range sortedKeys(tags) {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO model_tags (model_id, key, value) VALUES (?, ?, ?)
-			ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value`, id, k, tags[k]); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // UpdateModel sets a model's description and tags, all or nothing; the model is kept from then
@@ -735,17 +725,9 @@ func (db *DB) UpdateModel(ctx context.Context, workspace, name string, upd ateli
 			ms(db.now()), nullStringPtr(upd.Description), id); err != nil {
 			return err
 		}
-		if err := setModelTags(ctx, tx, id, upd.Tags); err != nil {
+		missing := func(k string) error { return atelier.Errorf(atelier.ENOTFOUND, "model %q has no tag %q", name, k) }
+		if err := changeTags(ctx, tx, "model_tags", "model_id", id, upd.Tags, upd.DeleteTags, missing); err != nil {
 			return err
-		}
-		for _, k := range upd.DeleteTags {
-			res, err := tx.ExecContext(ctx, `DELETE FROM model_tags WHERE model_id = ? AND key = ?`, id, k)
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				return atelier.Errorf(atelier.ENOTFOUND, "model %q has no tag %q", name, k)
-			}
 		}
 		out, err = db.findModel(ctx, tx, workspace, wsID, name)
 		return err
