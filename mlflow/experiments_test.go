@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -125,6 +126,16 @@ func TestRegisteredModelRecords(t *testing.T) {
 	found := s.MustOK(t, "GET", api+"registered-models/search?filter="+url.QueryEscape("tags.stage = 'dev'"), "")["registered_models"].([]any)
 	if len(found) != 1 || found[0].(map[string]any)["name"] != "renamed" {
 		t.Fatalf("search by tag %v", found)
+	}
+	// A deleted name created again is a new model: its own creation time, none of the old tags.
+	old := s.MustOK(t, "POST", api+"registered-models/create", `{"name":"again","tags":[{"key":"k","value":"v"}]}`)["registered_model"].(map[string]any)
+	s.MustOK(t, "DELETE", api+"registered-models/delete", `{"name":"again"}`)
+	for time.Now().UnixMilli() <= int64(old["creation_timestamp"].(float64)) {
+		time.Sleep(time.Millisecond)
+	}
+	again := s.MustOK(t, "POST", api+"registered-models/create", `{"name":"again"}`)["registered_model"].(map[string]any)
+	if again["creation_timestamp"] == old["creation_timestamp"] || again["tags"] != nil {
+		t.Errorf("recreated model %v, the deleted one %v: want a new creation time and no tags", again, old)
 	}
 	page, err := s.Service.ListRuns(ctx, atelier.DefaultWorkspace, atelier.RunQuery{})
 	if err != nil {
