@@ -55,7 +55,7 @@ func TestAuditInWriteTransaction(t *testing.T) {
 			if tc.dies {
 				srv := httptest.NewServer(api.NewServer(diesAfterRequest{s.Service}, s.Service, nil))
 				t.Cleanup(srv.Close)
-				s.Server = srv
+				s.URL = srv.URL
 			}
 			resp := s.MustDo(t, Request{Method: "POST", Path: "/api/v1/workspaces", Body: `{"name":"` + tc.workspace + `"}`})
 			if ok := resp.Status == 201; ok != tc.stored {

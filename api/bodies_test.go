@@ -13,6 +13,8 @@ import (
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/api"
+	"github.com/atelier-ml/atelier/server"
+	"github.com/atelier-ml/atelier/server/servertest"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -366,7 +368,7 @@ func TestAnyUserCreatesWorkspace(t *testing.T) {
 
 // The health check tells the server's version, as the document says.
 func TestHealthVersion(t *testing.T) {
-	s := MustStack(t, func(s *Stack) { s.API.Version = "v1.2.3-test" }) // before it serves
+	s := MustStack(t, servertest.WithConfig(func(c *server.Config) { c.Version = "v1.2.3-test" }))
 	h, err := api.NewClient(s.Server.URL, "").Health(t.Context())
 	if err != nil {
 		t.Fatal(err)

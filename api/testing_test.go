@@ -10,99 +10,54 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/api"
-	"github.com/atelier-ml/atelier/blob"
-	"github.com/atelier-ml/atelier/datastore"
-	"github.com/atelier-ml/atelier/secret"
-	"github.com/atelier-ml/atelier/service"
-	"github.com/atelier-ml/atelier/sqlite"
+	"github.com/atelier-ml/atelier/server"
+	"github.com/atelier-ml/atelier/server/servertest"
 )
 
-// Stack is a whole server as the binary wires it: SQLite and the file object store in a temp
-// directory, the service, and the API served over a real listener.
+// Stack is a whole server as the binary wires it (package servertest): SQLite and the file
+// object store in a temp directory, the service, and the API served over a real listener.
 type Stack struct {
-	Server  *httptest.Server
-	API     *api.Server
-	Service *service.Service
-	DB      *sqlite.DB
-	Client  *api.Client
-	Token   string // the administrator's token
-	Dir     string // the data directory
+	*servertest.Stack
 }
 
 // StackOption tunes a stack before it serves.
-type StackOption func(*Stack)
+type StackOption = servertest.Option
 
 // WithMaxJSONBody bounds the JSON request bodies of the stack's server.
-func WithMaxJSONBody(n int64) StackOption { return func(s *Stack) { s.API.MaxJSONBody = n } }
+func WithMaxJSONBody(n int64) StackOption {
+	return servertest.Tune(func(s *server.Server) { s.API.MaxJSONBody = n })
+}
 
 // WithLocalSocket makes the stack's server tell path as its Unix socket, as the binary does
 // (MustUnixClient then listens there).
-func WithLocalSocket(path string) StackOption { return func(s *Stack) { s.API.LocalSocket = path } }
+func WithLocalSocket(path string) StackOption {
+	return servertest.Tune(func(s *server.Server) { s.API.LocalSocket = path })
+}
 
 // MustStack starts a server stack that is torn down when tb ends.
 func MustStack(tb testing.TB, opts ...StackOption) *Stack {
 	tb.Helper()
-	return MustStackLog(tb, nil, opts...)
+	return &Stack{servertest.New(tb, opts...)}
 }
 
 // MustStackLog starts a server stack whose service and API log to log.
 func MustStackLog(tb testing.TB, log *slog.Logger, opts ...StackOption) *Stack {
 	tb.Helper()
-	ctx := context.Background()
-	dir := tb.TempDir()
-	for _, d := range []string{"objects", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "atelier.db"), sqlite.Options{})
-	if err != nil {
-		tb.Fatalf("opening the store: %v", err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	objects, err := blob.Open(ctx, "file://"+filepath.ToSlash(filepath.Join(dir, "objects")))
-	if err != nil {
-		tb.Fatalf("opening the object store: %v", err)
-	}
-	tb.Cleanup(func() { objects.Close() })
-	svc := service.New(db, objects, log)
-	svc.TempDir = filepath.Join(dir, "tmp")
-	svc.Datastores, svc.DataDir = datastore.NewOpener(filepath.Join(dir, "datastores")), dir
-	if svc.Secrets, err = secret.New(bytes.Repeat([]byte{0x5e}, secret.KeySize)); err != nil {
-		tb.Fatal(err)
-	}
-	if err := svc.Init(ctx); err != nil {
-		tb.Fatalf("initializing the service: %v", err)
-	}
-	token, err := svc.EnsureAdminToken(ctx, filepath.Join(dir, "admin-token"))
-	if err != nil || token == "" {
-		tb.Fatalf("making the admin token: %q, %v", token, err)
-	}
-	s := &Stack{API: api.NewServer(svc, svc, log), Service: svc, DB: db, Token: token, Dir: dir}
-	for _, o := range opts {
-		o(s)
-	}
-	s.Server = httptest.NewServer(s.API)
-	tb.Cleanup(s.Server.Close)
-	s.Client = api.NewClient(s.Server.URL, token)
-	return s
+	return MustStack(tb, append([]StackOption{servertest.WithLog(log)}, opts...)...)
 }
 
-// MustServer starts a server stack and returns its server, a client with the admin token, and
+// MustServer starts a server stack and returns its URL, a client with the admin token, and
 // the token.
-func MustServer(tb testing.TB) (*httptest.Server, *api.Client, string) {
+func MustServer(tb testing.TB) (string, *api.Client, string) {
 	tb.Helper()
 	s := MustStack(tb)
-	return s.Server, s.Client, s.Token
+	return s.URL, s.Client, s.Token
 }
 
 // Ctx returns a context that ends with the test (or after a minute, so a hang fails clearly).
@@ -153,7 +108,7 @@ func (s *Stack) MustDo(tb testing.TB, req Request) Response {
 	if req.Body != "" {
 		body = strings.NewReader(req.Body)
 	}
-	hr, err := http.NewRequestWithContext(Ctx(tb), req.Method, s.Server.URL+req.Path, body)
+	hr, err := http.NewRequestWithContext(Ctx(tb), req.Method, s.URL+req.Path, body)
 	if err != nil {
 		tb.Fatalf("%s %s: %v", req.Method, req.Path, err)
 	}

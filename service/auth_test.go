@@ -5,38 +5,21 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/atelier-ml/atelier"
-	"github.com/atelier-ml/atelier/blob"
+	"github.com/atelier-ml/atelier/server/servertest"
 	"github.com/atelier-ml/atelier/service"
-	"github.com/atelier-ml/atelier/sqlite"
 	"golang.org/x/crypto/bcrypt"
 )
 
-// MustService returns a service over a fresh SQLite store and file object store, logging to
-// log (discarded when nil), with the users named in users (password "correct horse").
+// MustService returns the service of a server stack (package servertest), logging to log
+// (discarded when nil), with the users named in users (password "correct horse").
 func MustService(tb testing.TB, log *slog.Logger, users ...string) *service.Service {
 	tb.Helper()
-	ctx := context.Background()
-	dir := tb.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "atelier.db"), sqlite.Options{})
-	if err != nil {
-		tb.Fatalf("opening the store: %v", err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	objects, err := blob.Open(ctx, "file://"+filepath.ToSlash(filepath.Join(dir, "objects")))
-	if err != nil {
-		tb.Fatalf("opening the object store: %v", err)
-	}
-	tb.Cleanup(func() { objects.Close() })
-	svc := service.New(db, objects, log)
+	svc := servertest.New(tb, servertest.WithLog(log), servertest.WithoutScheduler()).Service
 	svc.PasswordCost = bcrypt.MinCost
-	if err := svc.Init(ctx); err != nil {
-		tb.Fatal(err)
-	}
 	for _, u := range users {
 		if err := svc.CreateUser(adminContext(tb), &atelier.User{Name: u}, "correct horse"); err != nil {
 			tb.Fatal(err)

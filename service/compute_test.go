@@ -7,27 +7,27 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/atelier-ml/atelier"
-	"github.com/atelier-ml/atelier/api"
 	"github.com/atelier-ml/atelier/blob"
 	"github.com/atelier-ml/atelier/compute/local"
 	"github.com/atelier-ml/atelier/python"
+	"github.com/atelier-ml/atelier/server"
+	"github.com/atelier-ml/atelier/server/servertest"
 	"github.com/atelier-ml/atelier/service"
 	"github.com/atelier-ml/atelier/sqlite"
 )
 
-// computeStack is a server with a local compute target: real SQLite, the file object store,
-// the API on a real listener (scripts call it back with their run token), and the scheduler.
+// computeStack is a server with a local compute target (package servertest): real SQLite, the
+// file object store, the API on a real listener (scripts call it back with their run token), and
+// the scheduler.
 type computeStack struct {
 	dir     string
 	db      *sqlite.DB
@@ -36,7 +36,7 @@ type computeStack struct {
 	exec    *local.Executor
 	url     string
 	ctx     context.Context // the administrator's
-	stop    func()          // stops the scheduler and waits for it
+	stop    func()          // stops the server (its scheduler too) and waits for it
 	Close   func()          // stops everything (once)
 }
 
@@ -51,53 +51,21 @@ func MustComputeStack(tb testing.TB, dir string, maxRuns int, noScheduler bool) 
 	if _, err := exec.LookPath("python3"); err != nil {
 		tb.Skip("python3 is not on PATH")
 	}
-	if dir == "" {
-		dir = tb.TempDir()
+	var ex *local.Executor
+	opts := []servertest.Option{servertest.WithLocalCompute(func(_ context.Context, m server.Machine) (*service.Target, error) {
+		ex = &local.Executor{WorkDir: filepath.Join(m.DataDir, "work"), Envs: &local.EnvCache{Dir: filepath.Join(m.DataDir, "envs")},
+			CancelGrace: 300 * time.Millisecond}
+		return &service.Target{Name: "local", Kind: "local", MaxConcurrentRuns: maxRuns, Executor: ex}, nil
+	})}
+	if dir != "" {
+		opts = append(opts, servertest.WithDir(dir))
 	}
-	ctx := context.Background()
-	for _, d := range []string{"objects", "tmp", "work", "envs"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "atelier.db"), sqlite.Options{})
-	if err != nil {
-		tb.Fatalf("opening the store: %v", err)
-	}
-	objects, err := blob.Open(ctx, "file://"+filepath.ToSlash(filepath.Join(dir, "objects")))
-	if err != nil {
-		tb.Fatalf("opening the object store: %v", err)
-	}
-	svc := service.New(db, objects, nil)
-	svc.TempDir = filepath.Join(dir, "tmp")
-	if err := svc.Init(ctx); err != nil {
-		tb.Fatalf("initializing the service: %v", err)
-	}
-	srv := httptest.NewServer(api.NewServer(svc, svc, nil))
-	svc.ServerURL = srv.URL
-	ex := &local.Executor{WorkDir: filepath.Join(dir, "work"), Envs: &local.EnvCache{Dir: filepath.Join(dir, "envs")},
-		CancelGrace: 300 * time.Millisecond}
-	svc.AddComputeTarget(&service.Target{Name: "local", Kind: "local", MaxConcurrentRuns: maxRuns, Executor: ex})
-	s := &computeStack{dir: dir, db: db, objects: objects, svc: svc, exec: ex, url: srv.URL, ctx: adminContext(tb)}
-	schedCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
 	if noScheduler {
-		close(done)
-	} else {
-		go func() { svc.RunScheduler(schedCtx); close(done) }()
+		opts = append(opts, servertest.WithoutScheduler())
 	}
-	var once, closeOnce sync.Once
-	s.stop = func() { once.Do(func() { cancel(); <-done }) }
-	s.Close = func() {
-		closeOnce.Do(func() {
-			s.stop()
-			srv.Close()
-			objects.Close()
-			db.Close()
-		})
-	}
-	tb.Cleanup(s.Close)
-	return s
+	st := servertest.New(tb, opts...)
+	return &computeStack{dir: st.Dir, db: st.DB, objects: st.Objects, svc: st.Service, exec: ex, url: st.URL,
+		ctx: adminContext(tb), stop: st.Stop, Close: st.Close}
 }
 
 // MustSnapshot uploads files as a snapshot.
@@ -479,12 +447,7 @@ func TestCancelFromAnotherServer(t *testing.T) {
 	fmt.Sscanf(strings.TrimSpace(s.Log(t, run.ID, local.StdLogPath)), "pgid=%d", &pgid)
 
 	// The other server: the same database, no scheduler, nothing executing.
-	db, err := sqlite.Open(context.Background(), filepath.Join(s.dir, "atelier.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	other := service.New(db, s.objects, nil)
+	other := servertest.New(t, servertest.WithDir(s.dir), servertest.WithoutScheduler()).Service
 	got, err := other.CancelRun(s.ctx, "default", run.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -13,8 +13,9 @@ import (
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/compute/local"
+	"github.com/atelier-ml/atelier/server"
+	"github.com/atelier-ml/atelier/server/servertest"
 	"github.com/atelier-ml/atelier/service"
-	"github.com/atelier-ml/atelier/sqlite"
 )
 
 // A driver that cannot start the job: the run fails with the driver's reason, its lease is
@@ -93,15 +94,13 @@ func TestRecoveryTakesEachRunOnce(t *testing.T) {
 	var stacks []*computeStack
 	logs := &lockedBuffer{}
 	for range 2 {
-		db, err := sqlite.Open(context.Background(), filepath.Join(dir, "atelier.db"), sqlite.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		svc := service.New(db, first.objects, slog.New(slog.NewTextHandler(logs, nil)))
-		svc.AddComputeTarget(&service.Target{Name: "local", Kind: "local", MaxConcurrentRuns: 10, Executor: first.exec})
-		svc.OwnerDead = func(o string) bool { return o == "ghost" }
-		stacks = append(stacks, &computeStack{db: db, svc: svc})
+		st := servertest.New(t, servertest.WithDir(dir), servertest.WithoutScheduler(),
+			servertest.WithLog(slog.New(slog.NewTextHandler(logs, nil))),
+			servertest.WithLocalCompute(func(context.Context, server.Machine) (*service.Target, error) {
+				return &service.Target{Name: "local", Kind: "local", MaxConcurrentRuns: 10, Executor: first.exec}, nil
+			}),
+			servertest.WithConfig(func(c *server.Config) { c.OwnerDead = func(o string) bool { return o == "ghost" } }))
+		stacks = append(stacks, &computeStack{db: st.DB, svc: st.Service})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

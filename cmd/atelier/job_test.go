@@ -5,10 +5,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,11 +14,9 @@ import (
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/api"
-	"github.com/atelier-ml/atelier/blob"
-	"github.com/atelier-ml/atelier/datastore"
-	"github.com/atelier-ml/atelier/secret"
+	"github.com/atelier-ml/atelier/server"
+	"github.com/atelier-ml/atelier/server/servertest"
 	"github.com/atelier-ml/atelier/service"
-	"github.com/atelier-ml/atelier/sqlite"
 )
 
 // jobStack is a server as the binary wires it (SQLite, objects, datastores, the vault, REST),
@@ -33,42 +29,12 @@ type jobStack struct {
 
 func startJobStack(t *testing.T) *jobStack {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	for _, d := range []string{"objects", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "atelier.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	objects, err := blob.Open(ctx, "file://"+filepath.ToSlash(filepath.Join(dir, "objects")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { objects.Close() })
-	svc := service.New(db, objects, nil)
-	svc.TempDir = filepath.Join(dir, "tmp")
-	svc.Datastores, svc.DataDir = datastore.NewOpener(filepath.Join(dir, "datastores")), dir
-	if svc.Secrets, err = secret.New(bytes.Repeat([]byte{0x5e}, secret.KeySize)); err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
 	// Submitting needs the target to exist; nothing dispatches to it (no scheduler runs).
-	svc.AddComputeTarget(&service.Target{Name: atelier.DefaultCompute, Kind: "local"})
-	token, err := svc.EnsureAdminToken(ctx, filepath.Join(dir, "admin-token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.NewServer(svc, svc, nil))
-	t.Cleanup(srv.Close)
-	svc.ServerURL = srv.URL
-	return &jobStack{url: srv.URL, svc: svc, admin: api.NewClient(srv.URL, token)}
+	st := servertest.New(t, servertest.WithoutScheduler(),
+		servertest.WithLocalCompute(func(context.Context, server.Machine) (*service.Target, error) {
+			return &service.Target{Name: atelier.DefaultCompute, Kind: "local"}, nil
+		}))
+	return &jobStack{url: st.URL, svc: st.Service, admin: st.Client}
 }
 
 // claim submits script (with the other files) and claims the run as the scheduler does

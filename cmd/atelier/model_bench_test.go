@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,37 +11,13 @@ import (
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/api"
-	"github.com/atelier-ml/atelier/blob"
-	"github.com/atelier-ml/atelier/service"
-	"github.com/atelier-ml/atelier/sqlite"
+	"github.com/atelier-ml/atelier/server/servertest"
 )
 
-// benchServer starts a whole server (SQLite, file object store, API) in dir.
+// benchServer starts a whole server (package servertest) in dir.
 func benchServer(tb testing.TB, dir string) *api.Client {
 	tb.Helper()
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "atelier.db"), sqlite.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	objects, err := blob.Open(ctx, "file://"+filepath.ToSlash(filepath.Join(dir, "objects")))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { objects.Close() })
-	svc := service.New(db, objects, nil)
-	svc.TempDir = dir
-	if err := svc.Init(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	token, err := svc.EnsureAdminToken(ctx, filepath.Join(dir, "admin-token"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv := httptest.NewServer(api.NewServer(svc, svc, nil))
-	tb.Cleanup(srv.Close)
-	return api.NewClient(srv.URL, token)
+	return servertest.New(tb, servertest.WithDir(dir)).Client
 }
 
 // writeRandom writes n random bytes to p in 1 MiB writes and returns how long it took.
