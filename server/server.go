@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/atelier-ml/atelier"
@@ -22,6 +23,7 @@ import (
 	"github.com/atelier-ml/atelier/datastore"
 	"github.com/atelier-ml/atelier/edge"
 	"github.com/atelier-ml/atelier/mlflow"
+	"github.com/atelier-ml/atelier/oci/registry"
 	"github.com/atelier-ml/atelier/secret"
 	"github.com/atelier-ml/atelier/service"
 	"github.com/atelier-ml/atelier/sqlite"
@@ -72,6 +74,11 @@ type Config struct {
 	OwnerDead func(owner string) bool
 	// NoScheduler leaves the runs to be claimed elsewhere (tests claim them as a scheduler would).
 	NoScheduler bool
+	// ImageBase is the default base of images (an OCI layout, OCI archive or docker archive;
+	// "" for none: images then name a base of the workspace registry); ImagePipArgs are added
+	// to the pip of image builds (an index URL, --find-links DIR).
+	ImageBase    string
+	ImagePipArgs []string
 }
 
 // Machine is what the compute target of this machine must keep its runs away from, and where
@@ -90,9 +97,11 @@ type Server struct {
 	Objects *blob.Store // the artifact store's objects
 	API     *api.Server
 	MLflow  *mlflow.Handler
-	DataDir string
-	URL     string // http://host:port of the TCP listener
-	Socket  string // the Unix socket's path, "" for none
+	// Registry is the workspace image registry, served under /v2/.
+	Registry *registry.Registry
+	DataDir  string
+	URL      string // http://host:port of the TCP listener
+	Socket   string // the Unix socket's path, "" for none
 	// AdminToken is the administrator token New made, "" when there already was one.
 	AdminToken string
 
@@ -206,6 +215,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			}
 		}
 	}
+	if err := s.openImages(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("opening the image registry: %w", err)
+	}
 	if cfg.Owner != "" {
 		svc.Owner = cfg.Owner
 	}
@@ -236,6 +248,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 // ServeHTTP serves the front doors that share the listener.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v2" || strings.HasPrefix(r.URL.Path, "/v2/") {
+		s.Registry.ServeHTTP(w, r)
+		return
+	}
 	if mlflow.Handles(r.URL.Path) {
 		s.MLflow.ServeHTTP(w, r)
 		return

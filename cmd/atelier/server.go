@@ -49,6 +49,8 @@ type serverConfig struct {
 	cancelGrace      time.Duration
 	cookieSecure     string
 	artifacts        string
+	imageBase        string
+	imagePipArgs     string
 }
 
 // flags are the server's settings: each is a flag, a variable and a key of the config file.
@@ -72,6 +74,9 @@ func (cfg *serverConfig) flags() *pflag.FlagSet {
 			": interpreters of user-managed environments (environment.python), shared data")
 	f.DurationVar(&cfg.cancelGrace, "cancel-grace", 10*time.Second, "time a canceled script gets between SIGTERM and SIGKILL")
 	f.StringVar(&cfg.artifacts, "artifacts", "", "artifact store URL: file:///dir, s3://, azblob:// or gs:// (default: the data directory)")
+	f.StringVar(&cfg.imageBase, "image-base", "",
+		"default base of images: an OCI layout, OCI archive or docker archive on this machine (scripts/build-python-base.sh makes a CPython one); without it images name a base pushed to the workspace registry")
+	f.StringVar(&cfg.imagePipArgs, "image-pip-args", "", "arguments added to the pip of image builds, space-separated (an --index-url, --find-links DIR)")
 	f.StringVar(&cfg.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
 	f.StringVar(&cfg.cookieSecure, "cookie-secure", string(api.CookieSecureAuto),
 		"mark the UI's session cookie Secure: auto (when the request came over TLS or with X-Forwarded-Proto: https), always, or never (plain http off localhost)")
@@ -169,6 +174,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			return localCompute(ctx, cfg, m)
 		},
 		Owner: owner, OwnerDead: ownerDead,
+		ImageBase: cfg.imageBase, ImagePipArgs: strings.Fields(cfg.imagePipArgs),
 	})
 	if err != nil {
 		return err

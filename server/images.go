@@ -1,0 +1,94 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/edge"
+	"github.com/atelier-ml/atelier/oci/build"
+	"github.com/atelier-ml/atelier/oci/registry"
+)
+
+// openImages opens the workspace image registry (served under /v2/; image <ws>/<name>:<version>)
+// and gives the service its image builder, which builds into the registry's stores.
+func (s *Server) openImages(ctx context.Context, cfg Config) error {
+	dir := filepath.Join(s.DataDir, "registry")
+	for _, d := range []string{dir, filepath.Join(s.DataDir, "build-cache")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	blobs, err := registry.OpenDiskBlobs(filepath.Join(dir, "blobs"), nil)
+	if err != nil {
+		return err
+	}
+	meta, err := registry.OpenDiskMetadata(filepath.Join(dir, "meta"))
+	if err != nil {
+		return err
+	}
+	key, err := registryKey(filepath.Join(dir, "token.key"))
+	if err != nil {
+		return err
+	}
+	s.Registry, err = registry.New(registry.Options{Blobs: blobs, Metadata: meta, Logger: s.log, TokenKey: key,
+		Authorizer: &registryAuth{auth: edge.Authenticator{Auth: s.Service}, svc: s.Service}})
+	if err != nil {
+		return err
+	}
+	s.Service.Builder = &build.Workspaces{Blobs: blobs, Metadata: meta, CacheDir: filepath.Join(s.DataDir, "build-cache"),
+		TmpDir: filepath.Join(s.DataDir, "tmp"), DefaultBase: cfg.ImageBase, PipArgs: cfg.ImagePipArgs,
+		Host: strings.TrimPrefix(s.URL, "http://")}
+	return nil
+}
+
+// registryKey is the key the registry signs its bearer tokens with, kept so they outlive a
+// restart.
+func registryKey(path string) ([]byte, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	return b, os.WriteFile(path, b, 0o600)
+}
+
+// registryAuth lets the registry's clients in with atelier's tokens (Basic: any user name and a
+// token as the password, as `podman login -u NAME -p TOKEN` sends it; or Bearer) and decides by
+// the caller's role in the repository's workspace: members pull, Contributors push.
+type registryAuth struct {
+	auth edge.Authenticator
+	svc  interface {
+		AuthorizeRegistry(ctx context.Context, repo string, write bool) error
+	}
+}
+
+func (a *registryAuth) Authorize(r *http.Request, repo string, action registry.Action) (string, error) {
+	var p *atelier.Principal
+	if claims, ok := registry.TokenPrincipal(r.Context()); ok {
+		if err := json.Unmarshal([]byte(claims), &p); err != nil || p == nil {
+			return "", atelier.Errorf(atelier.EUNAUTHORIZED, "an unreadable registry token")
+		}
+	} else {
+		if r.Header.Get("Authorization") == "" {
+			return "", atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required: log in with your user name and an atelier token as the password")
+		}
+		var err error
+		if p, err = a.auth.Authenticate(r); err != nil {
+			return "", err
+		}
+	}
+	ctx := atelier.NewContextWithPrincipal(r.Context(), p)
+	if err := a.svc.AuthorizeRegistry(ctx, repo, action == registry.Push || action == registry.Delete); err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(p)
+	return string(b), err
+}
