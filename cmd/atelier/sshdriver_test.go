@@ -59,8 +59,8 @@ func newSSHKey(t *testing.T) (private, public string) {
 
 // startSSHD starts sshd (openssh-server; .ci/run installs it) as root with a generated host
 // key, letting sshUser in with a generated key. Without sshd or root it skips, saying why,
-// unless CI is set: there it fails.
-func startSSHD(t *testing.T) *sshMachine {
+// unless CI is set: there it fails. extra are more sshd_config lines.
+func startSSHD(t *testing.T, extra ...string) *sshMachine {
 	t.Helper()
 	unavailable := func(why string) {
 		t.Helper()
@@ -122,7 +122,7 @@ func startSSHD(t *testing.T) *sshMachine {
 	// StrictModes no: the authorized keys live in the test's directory, not the account's home.
 	config := write("sshd_config", strings.Join([]string{"Port " + strconv.Itoa(port), "ListenAddress 127.0.0.1", "HostKey " + hostKeyFile,
 		"PidFile none", "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
-		"AuthorizedKeysFile " + keys, "StrictModes no", "UsePAM no", "AllowUsers " + sshUser, "LogLevel VERBOSE"}, "\n")+"\n")
+		"AuthorizedKeysFile " + keys, "StrictModes no", "UsePAM no", "AllowUsers " + sshUser, "LogLevel VERBOSE"}, "\n")+"\n"+strings.Join(extra, "\n")+"\n")
 	m := &sshMachine{port: port, hostKey: hostPub, key: clientPriv, home: u.HomeDir, log: &lockedLog{}}
 	cmd := exec.Command(sshd, "-D", "-e", "-f", config)
 	cmd.Stdout, cmd.Stderr = m.log, m.log
@@ -247,6 +247,21 @@ func TestSSHDriverCheck(t *testing.T) {
 	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
 	block, _ := gossh.MarshalPrivateKeyWithPassphrase(edPriv, "", []byte("secret"))
 	encrypted := string(pem.EncodeToMemory(block))
+	// A machine whose sessions find no python3: a PATH of only sh, uname and setsid.
+	bare := t.TempDir()
+	os.Chmod(bare, 0o755)
+	os.Chmod(filepath.Dir(bare), 0o755)
+	for _, name := range []string{"sh", "uname", "setsid"} {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(p, filepath.Join(bare, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noPython := startSSHD(t, "SetEnv PATH="+bare)
+	noPythonTarget := noPython.target(noPython.hostKey)
 	closed, _ := net.Listen("tcp", "127.0.0.1:0")
 	closedPort := closed.Addr().(*net.TCPAddr).Port
 	closed.Close()
@@ -260,6 +275,7 @@ func TestSSHDriverCheck(t *testing.T) {
 		{"WrongHostKey", m.target(otherPub), m.key, atelier.EINVALID, []string{"box", "host key", "ssh.host_key", m.hostKey}},
 		{"RefusedKey", m.target(m.hostKey), otherPriv, atelier.EINVALID, []string{"box", "refused the key", sshUser, "authorized_keys"}},
 		{"EncryptedWithoutPassphrase", m.target(m.hostKey), encrypted, atelier.EINVALID, []string{"box", "ssh_passphrase"}},
+		{"NoPython3", noPythonTarget, noPython.key, atelier.EINVALID, []string{"box", "python3 --version", sshUser, "install Python 3"}},
 		{"ClosedPort", &atelier.ComputeTarget{Name: "box", Kind: atelier.ComputeSSH, SSH: &atelier.SSHCompute{Host: "127.0.0.1", Port: closedPort, User: sshUser}},
 			m.key, atelier.EUNAVAILABLE, []string{"box", "cannot reach", "refused"}},
 	} {
@@ -404,5 +420,48 @@ func TestSSHDriverRecovery(t *testing.T) {
 	db, _ := json.Marshal(downHandle)
 	if st, err := unreachable.Status(ctx, string(db)); err == nil {
 		t.Errorf("Status on a machine that does not answer: %+v, want an error", st)
+	}
+}
+
+// TestSSHDriverSecrets: secrets reach the script on the machine unchanged (quotes, newlines,
+// shell syntax), through the environment file, never a command line.
+func TestSSHDriverSecrets(t *testing.T) {
+	needPython(t)
+	ctx := context.Background()
+	m := startSSHD(t)
+	s := startJobStack(t)
+	target := m.target(m.hostKey)
+	d := sshDriver(t, m, target)
+	value := "it's \"$HOME\" $(id)\nsecond line \\ `id`"
+	if _, err := s.admin.SetSecret(ctx, atelier.DefaultWorkspace, "API_KEY", value); err != nil {
+		t.Fatal(err)
+	}
+	script := "import os, sys\nsys.exit(0 if os.environ.get('API_KEY') == " + strconv.Quote(value) + " else 5)\n"
+	run, token := s.claim(t, jobCtx(t), atelier.RunConfig{Script: "train.py", Secrets: []string{"API_KEY"}}, map[string]string{"train.py": script})
+	handle, err := d.Launch(ctx, &atelier.JobLaunch{Run: run, Server: s.url, Token: token, Target: target,
+		Credentials: atelier.ComputeCredentials{SSHPrivateKey: m.key}, Secrets: map[string]string{"API_KEY": value}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, err := d.Status(ctx, handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Phase != atelier.JobRunning {
+			if st.Phase != atelier.JobExited || st.ExitCode != 0 {
+				got, _ := s.admin.FindRun(ctx, atelier.DefaultWorkspace, run.ID)
+				t.Fatalf("the job ended %+v (run %s, %q): the secret did not reach the script unchanged", st, got.Status, got.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job still runs")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(m.log.String(), "second line") {
+		t.Error("the secret's value is in sshd's log")
 	}
 }

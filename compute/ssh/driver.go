@@ -295,6 +295,7 @@ set -a
 set +a
 setsid `+cmdline.String()+` </dev/null >>"$dir/`+RunnerLog+`" 2>&1 &
 pid=$!
+set +e
 rm -f "$dir/`+envFile+`"
 echo "$pid"
 cat "/proc/$pid/stat"
@@ -304,12 +305,19 @@ cat "/proc/$pid/stat"
 	}
 	out := strings.SplitN(string(res.stdout), "\n", 2)
 	pid, perr := strconv.Atoi(strings.TrimSpace(out[0]))
-	if res.code != 0 || perr != nil || len(out) < 2 {
+	if res.code != 0 && perr != nil {
 		return "", atelier.Errorf(atelier.EUNAVAILABLE, "compute target %s: starting the job runner failed: %s", t.Name, strings.TrimSpace(string(res.stderr)))
 	}
-	start, _, err := parseStat(out[1])
-	if err != nil {
-		return "", fmt.Errorf("compute target %s: reading the job runner's start time: %w", t.Name, err)
+	var start uint64
+	if len(out) == 2 {
+		start, _, err = parseStat(out[1])
+	}
+	if perr != nil || len(out) < 2 || err != nil {
+		// Started, but not to be watched: stopped, so that nothing runs without a handle.
+		if perr == nil && len(out) == 2 && strings.TrimSpace(out[1]) != "" {
+			d.run(context.WithoutCancel(ctx), e, fmt.Sprintf("kill -KILL %d 2>/dev/null", pid), nil)
+		}
+		return "", atelier.Errorf(atelier.EUNAVAILABLE, "compute target %s: reading the started job runner's pid and start time failed: %s", t.Name, strings.TrimSpace(string(res.stderr)))
 	}
 	j := handle{Workspace: l.Run.Workspace, Target: t.Name, Host: t.SSH.Host, Port: t.SSH.Port, User: t.SSH.User, PID: pid, Start: start, Dir: dir}
 	if e.hostKey == "" {
