@@ -34,7 +34,7 @@ const (
 	exitConflict  = 4
 	exitAuth      = 5   // unauthorized or forbidden
 	exitUnavail   = 6   // the server cannot be reached
-	exitRunFailed = 7   // run submit --wait: the run ended Failed or Canceled
+	exitRunFailed = 7   // run submit --wait: the run ended Failed or Canceled; image create --wait: the build Failed
 	exitInterrupt = 130 // interrupted (Ctrl-C, SIGTERM), as shells report it
 )
 
@@ -53,6 +53,10 @@ func exitCode(err error) int {
 	}
 	var rf runFailedError
 	if errors.As(err, &rf) {
+		return exitRunFailed
+	}
+	var bf imageFailedError
+	if errors.As(err, &bf) {
 		return exitRunFailed
 	}
 	var ie interruptedError

@@ -14,6 +14,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/atelier-ml/atelier/datastore/datastoretest"
+	"github.com/atelier-ml/atelier/oci/build/buildtest"
 	"github.com/atelier-ml/atelier/sandbox"
 )
 
@@ -77,6 +78,14 @@ func TestScripts(t *testing.T) {
 					ts.Fatalf("usage: capture NAME")
 				}
 				ts.Setenv(args[0], strings.TrimSpace(ts.ReadFile("stdout")))
+			},
+			// mkbase DIR writes a tiny image base (an OCI layout declaring Python 3.11 at
+			// /usr/bin/python3, without one: package buildtest) for atelier server --image-base.
+			"mkbase": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 {
+					ts.Fatalf("usage: mkbase DIR")
+				}
+				ts.Check(buildtest.WriteLayout(ts.MkAbs(args[0]), buildtest.Platform(), "3.11"))
 			},
 			// mkfile PATH SIZE writes SIZE bytes of generated content.
 			"mkfile": func(ts *testscript.TestScript, neg bool, args []string) {

@@ -56,7 +56,7 @@ go over its Unix socket when it has one that belongs to this user; ATELIER_SOCKE
 them on TCP.
 
 Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
-5 not authorized, 6 server unreachable, 7 the awaited run failed, 130 interrupted
+5 not authorized, 6 server unreachable, 7 the awaited run or image build failed, 130 interrupted
 (Ctrl-C on run submit --wait stops following; the run keeps running).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -78,7 +78,7 @@ Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err.Error()} })
 
 	root.AddCommand(newServerCmd(), newWorkspaceCmd(cfg), newExperimentCmd(cfg), newRunCmd(cfg),
-		newActivityCmd(cfg), newSnapshotCmd(cfg), newComputeCmd(cfg), newModelCmd(cfg),
+		newActivityCmd(cfg), newSnapshotCmd(cfg), newComputeCmd(cfg), newModelCmd(cfg), newImageCmd(cfg),
 		newUserCmd(cfg), newTokenCmd(cfg), newAuditCmd(cfg), newDatastoreCmd(cfg), newSecretCmd(cfg), newJobCmd(cfg), newVersionCmd(cfg))
 	root.Version = buildVersion().String()
 	root.SetVersionTemplate("{{.Version}}\n")

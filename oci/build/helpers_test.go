@@ -1,22 +1,17 @@
 package build
 
 import (
-	"archive/tar"
 	"archive/zip"
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/atelier-ml/atelier/oci/build/buildtest"
 )
 
 // MustPython skips the test when the host has no python3 (the builder needs it for pip and for
@@ -30,17 +25,13 @@ func MustPython(tb testing.TB) string {
 	return p
 }
 
-// MustBaseImage writes a tiny base image (one layer with /etc/os-release; a config declaring
-// the platform and a Python version) as an OCI layout, and returns the layout directory.
+// MustBaseImage writes a tiny base image (package buildtest: one layer with /etc/os-release; a
+// config declaring the platform and a Python version) as an OCI layout, and returns the layout
+// directory.
 func MustBaseImage(tb testing.TB, platform v1.Platform, pyVersion string) string {
 	tb.Helper()
-	img := baseImage(tb, platform, pyVersion)
 	dir := filepath.Join(tb.TempDir(), "base")
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := p.AppendImage(img); err != nil {
+	if err := buildtest.WriteLayout(dir, platform, pyVersion); err != nil {
 		tb.Fatal(err)
 	}
 	return dir
@@ -48,30 +39,7 @@ func MustBaseImage(tb testing.TB, platform v1.Platform, pyVersion string) string
 
 func baseImage(tb testing.TB, platform v1.Platform, pyVersion string) v1.Image {
 	tb.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	content := []byte("ID=atelier-test\n")
-	tw.WriteHeader(&tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755})
-	tw.WriteHeader(&tar.Header{Name: "etc/os-release", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(content))})
-	tw.Write(content)
-	tw.Close()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
-	if err != nil {
-		tb.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture = platform.OS, platform.Architecture
-	cfg.Config.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
-	cfg.Config.Labels = map[string]string{LabelPythonVersion: pyVersion, LabelPython: "/usr/bin/python3"}
-	img, err = mutate.ConfigFile(img, cfg)
+	img, err := buildtest.Image(platform, pyVersion)
 	if err != nil {
 		tb.Fatal(err)
 	}
