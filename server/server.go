@@ -79,6 +79,11 @@ type Config struct {
 	// to the pip of image builds (an index URL, --find-links DIR).
 	ImageBase    string
 	ImagePipArgs []string
+	// AdvertiseURL is the URL runs (on this machine and remote ones) reach the server at;
+	// "" for the TCP listener's address.
+	AdvertiseURL string
+	// RunnerArgs are added to the command line of the job runners remote drivers start.
+	RunnerArgs []string
 }
 
 // Machine is what the compute target of this machine must keep its runs away from, and where
@@ -214,6 +219,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 				svc.Drivers = map[string]atelier.ComputeDriver{t.Kind: t.Driver}
 			}
 		}
+	}
+	if err := s.openSSH(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.AdvertiseURL != "" {
+		svc.ServerURL = strings.TrimRight(cfg.AdvertiseURL, "/")
 	}
 	if err := s.openImages(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("opening the image registry: %w", err)

@@ -242,3 +242,61 @@ func killRunnersUnder(dir string) {
 		}
 	}
 }
+
+// TestSSHTargetThroughTheServer: a workspace attaches a machine over SSH (the server's ssh
+// driver checks it), a run submitted to it executes there, and survives its server killed with
+// -9: the restarted server reattaches it over SSH and it completes with its outputs.
+func TestSSHTargetThroughTheServer(t *testing.T) {
+	needPython(t)
+	m := startSSHD(t)
+	t.Cleanup(func() { killRunnersUnder(m.home) })
+	ctx := context.Background()
+	dataDir, addr := t.TempDir(), freeAddr(t)
+	srv := startServer(t, dataDir, addr)
+	target, err := srv.client.CreateComputeTarget(ctx, atelier.DefaultWorkspace, atelier.ComputeTargetSpec{Name: "box", Kind: atelier.ComputeSSH,
+		SSH: &atelier.SSHCompute{Host: "127.0.0.1", Port: m.port, User: sshUser, HostKey: m.hostKey}, Credentials: atelier.ComputeCredentials{SSHPrivateKey: m.key}})
+	if err != nil {
+		t.Fatalf("attaching the ssh target: %v", err)
+	}
+	if target.Kind != atelier.ComputeSSH {
+		t.Fatalf("attached %+v", target)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("train.py")
+	w.Write([]byte(gatedScript))
+	zw.Close()
+	snap, err := srv.client.UploadSnapshotZip(ctx, atelier.DefaultWorkspace, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := srv.client.SubmitRun(ctx, atelier.DefaultWorkspace, atelier.RunSubmit{Experiment: "ssh", SnapshotID: snap.ID,
+		Config: atelier.RunConfig{Script: "train.py", Compute: "box"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the script to start on the machine", func() bool { return strings.Contains(runLog(srv.client, run.ID), "before the restart") })
+	srv.cmd.Process.Kill()
+	srv.cmd.Wait()
+	srv = startServer(t, dataDir, addr)
+	gate := filepath.Join(m.home, ".cache", "atelier", "jobs", run.ID, "job", "work", run.ID, "wd", "go")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatalf("opening the gate on the machine: %v", err)
+	}
+	var got *atelier.Run
+	waitFor(t, "the run to end", func() bool {
+		r, err := srv.client.FindRun(ctx, atelier.DefaultWorkspace, run.ID)
+		got = r
+		return err == nil && r.Status.Terminal()
+	})
+	if got.Status != atelier.StatusCompleted {
+		t.Fatalf("run on the ssh target ended %s (%q)", got.Status, got.Error)
+	}
+	if log := runLog(srv.client, run.ID); !strings.Contains(log, "after the gate") {
+		t.Errorf("the run's log lost its end across the restart:\n%s", log)
+	}
+	files, err := srv.client.ListFiles(ctx, atelier.DefaultWorkspace, run.ID, "outputs/")
+	if err != nil || len(files) != 1 {
+		t.Errorf("outputs of the ssh run: %v, %v", files, err)
+	}
+}

@@ -51,6 +51,7 @@ type serverConfig struct {
 	artifacts        string
 	imageBase        string
 	imagePipArgs     string
+	advertiseURL     string
 }
 
 // flags are the server's settings: each is a flag, a variable and a key of the config file.
@@ -77,6 +78,8 @@ func (cfg *serverConfig) flags() *pflag.FlagSet {
 	f.StringVar(&cfg.imageBase, "image-base", "",
 		"default base of images: an OCI layout, OCI archive or docker archive on this machine (scripts/build-python-base.sh makes a CPython one); without it images name a base pushed to the workspace registry")
 	f.StringVar(&cfg.imagePipArgs, "image-pip-args", "", "arguments added to the pip of image builds, space-separated (an --index-url, --find-links DIR)")
+	f.StringVar(&cfg.advertiseURL, "advertise-url", "",
+		"the URL runs reach this server at, on this machine and on remote compute targets (default: the listen address)")
 	f.StringVar(&cfg.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
 	f.StringVar(&cfg.cookieSecure, "cookie-secure", string(api.CookieSecureAuto),
 		"mark the UI's session cookie Secure: auto (when the request came over TLS or with X-Forwarded-Proto: https), always, or never (plain http off localhost)")
@@ -175,6 +178,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		},
 		Owner: owner, OwnerDead: ownerDead,
 		ImageBase: cfg.imageBase, ImagePipArgs: strings.Fields(cfg.imagePipArgs),
+		AdvertiseURL: cfg.advertiseURL, RunnerArgs: []string{"--cancel-grace", cfg.cancelGrace.String()},
 	})
 	if err != nil {
 		return err
