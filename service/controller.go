@@ -209,6 +209,9 @@ func (s *Service) dispatch(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if t.Driver == nil {
+			continue // a target runs are submitted to, run elsewhere (a test claims them itself)
+		}
 		_, active, err := s.store.ComputeTargetRuns(ctx, t.workspace, t.Name)
 		if err != nil {
 			s.log.Error("counting the active runs", "compute", t.Name, "err", err)
@@ -469,7 +472,7 @@ func (s *Service) recoverJobs(ctx context.Context) {
 		}
 		var t *Target
 		if run != nil {
-			if t = s.targetOf(ctx, run); t == nil {
+			if t = s.targetOf(ctx, run); t == nil || t.Driver == nil {
 				continue // a target this server has no driver for: another server's to recover
 			}
 		}
