@@ -59,8 +59,8 @@ def _free_port():
 
 
 class Server:
-    def __init__(self, url, token, log_path):
-        self.url, self.token, self.log_path = url, token, log_path
+    def __init__(self, url, token, log_path, binary=None):
+        self.url, self.token, self.log_path, self.binary = url, token, log_path, binary
 
     def api(self, method, path, body=None, token=None):
         """Calls atelier's own REST API; returns (status, decoded JSON)."""
@@ -111,7 +111,7 @@ def server(tmp_path_factory):
                 raise RuntimeError("atelier server did not start:\n" + log_path.read_text())
             time.sleep(0.05)
         token = (data / "admin-token").read_text().strip()
-        yield Server(url, token, log_path)
+        yield Server(url, token, log_path, binary)
     finally:
         proc.terminate()
         try:
