@@ -46,8 +46,10 @@ type storedImage struct {
 	m     *registry.Manifest
 }
 
-func (i *storedImage) RawManifest() ([]byte, error)        { return i.m.Body, nil }
-func (i *storedImage) MediaType() (types.MediaType, error) { return types.MediaType(i.m.MediaType), nil }
+func (i *storedImage) RawManifest() ([]byte, error) { return i.m.Body, nil }
+func (i *storedImage) MediaType() (types.MediaType, error) {
+	return types.MediaType(i.m.MediaType), nil
+}
 
 func (i *storedImage) RawConfigFile() ([]byte, error) {
 	mf, err := v1.ParseManifest(bytes.NewReader(i.m.Body))
