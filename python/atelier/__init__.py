@@ -12,6 +12,7 @@ Standard library only.
 from ._http import ActivityFailedError, AtelierError
 from .compute import ComputeTarget, KubernetesCompute, LocalCompute, PodmanCompute, RemoteCompute, SlurmCompute
 from .datastore import Datastore, DownloadResult, UploadResult
+from .image import ContainerImage, ContainerImageConfig, Image, ImageBuildError, InferenceConfig
 from .model import Model
 from .run import OfflineRun, Run
 from .submit import Environment, ScriptRunConfig
@@ -19,6 +20,7 @@ from .workspace import Experiment, Workspace
 
 __version__ = "0.1.0"
 
-__all__ = ["ActivityFailedError", "AtelierError", "ComputeTarget", "Datastore", "DownloadResult", "Environment",
-           "Experiment", "KubernetesCompute", "LocalCompute", "Model", "OfflineRun", "PodmanCompute", "RemoteCompute",
-           "Run", "ScriptRunConfig", "SlurmCompute", "UploadResult", "Workspace", "__version__"]
+__all__ = ["ActivityFailedError", "AtelierError", "ComputeTarget", "ContainerImage", "ContainerImageConfig", "Datastore",
+           "DownloadResult", "Environment", "Experiment", "Image", "ImageBuildError", "InferenceConfig",
+           "KubernetesCompute", "LocalCompute", "Model", "OfflineRun", "PodmanCompute", "RemoteCompute", "Run",
+           "ScriptRunConfig", "SlurmCompute", "UploadResult", "Workspace", "__version__"]

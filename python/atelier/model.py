@@ -548,6 +548,35 @@ class Model:
         if alias in (self._details.get("aliases") or []):
             self._details["aliases"] = [a for a in self._details["aliases"] if a != alias]
 
+    @staticmethod
+    def package(workspace, models, inference_config=None, generate_dockerfile=False, image_name=None,
+                image_label=None):
+        """Builds models and inference_config (an InferenceConfig) into an image, as Azure's
+        Model.package: returns the Image (Queued), whose wait_for_creation follows the build and
+        whose image_location names it. image_name defaults to the first model's name + "-package"."""
+        from .image import Image
+
+        if generate_dockerfile:
+            raise ValueError("generate_dockerfile is not supported: atelier builds the image itself, without Docker")
+        if inference_config is None:
+            raise ValueError("Model.package needs an inference_config (InferenceConfig(entry_script, ...))")
+        models = list(models or [])
+        if image_name is None:
+            if not models:
+                raise ValueError("Model.package needs an image_name when it packages no model")
+            first = getattr(models[0], "name", None) or str(models[0]).split(":")[0].split("@")[0]
+            image_name = re.sub(r"[^a-z0-9]+", "-", first.lower()).strip("-") + "-package"
+        tags = dict(inference_config.tags)
+        if image_label:
+            tags["label"] = str(image_label)
+        cfg = inference_config
+        if tags != cfg.tags:
+            import copy
+
+            cfg = copy.copy(cfg)
+            cfg.tags = tags
+        return Image.create(workspace, image_name, models, cfg)
+
     def delete(self):
         """Deletes this version. While an image or a service uses it, AtelierError (conflict,
         409) says which; its details["references"] lists them."""
