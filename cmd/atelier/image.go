@@ -84,8 +84,9 @@ func imageCreateCmd(cfg *clientConfig) *cobra.Command {
 		Long: `Build the next version of image NAME: the source directory is uploaded as a snapshot
 (as run submit does, honouring .amlignore or .gitignore), then the server builds the models,
 the entry script and the dependencies in --requirements on the base image (--base, else the
-server's default Python base). The models are placed where Azure ML places them:
-$AZUREML_MODEL_DIR is /var/azureml-app/azureml-models, a model at <name>/<version>/ below it.
+server's default Python base). The models are placed where Azure ML places them, under
+/var/azureml-app/azureml-models/<name>/<version>/; $AZUREML_MODEL_DIR is that folder when the
+image holds one model, else the folder above.
 
 --entry-script and --requirements are paths in the source directory (score.py), or paths
 from here that lie inside it (./serve/score.py).
