@@ -94,7 +94,11 @@ func (d *inProcessDriver) Launch(ctx context.Context, l *atelier.JobLaunch) (str
 			res.Status, res.Error = atelier.StatusFailed, "the server shut down while the run was active"
 		}
 		// Recorded as the runner records it: the run's end is the job's word.
-		if _, err := s.updateRunStatus(bg, run.Workspace, run.ID, atelier.RunStatusUpdate{Status: res.Status, Error: res.Error, ExitCode: res.ExitCode}); err != nil {
+		end := atelier.RunStatusUpdate{Status: res.Status, Error: res.Error, ExitCode: res.ExitCode}
+		if now, err := s.store.FindRun(bg, run.Workspace, run.ID); err == nil {
+			end = asRequested(now, end)
+		}
+		if _, err := s.updateRunStatus(bg, run.Workspace, run.ID, end); err != nil {
 			s.log.Error("recording the end of a run", "run", run.ID, "err", err)
 		}
 		s.sched.mu.Lock()

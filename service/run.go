@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"unicode/utf8"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -255,12 +256,56 @@ func (s *Service) UpdateRunStatus(ctx context.Context, workspace, id string, upd
 	if upd.Status.Terminal() && !runner {
 		// A submitted script that completes or fails its own run (as Azure ML scripts do)
 		// does not end it: the script's exit does, once its outputs are uploaded, as its
-		// runner records.
+		// runner records. A failure it asks for (run.fail()) is kept for that end.
 		if run, err := s.store.FindRun(ctx, workspace, id); err == nil && run.Compute != "" && run.Status.Active() {
+			if p != nil && p.RunID == id && upd.Status == atelier.StatusFailed {
+				props := map[string]string{requestedStatusProperty: string(atelier.StatusFailed)}
+				if upd.Error != "" {
+					props[requestedErrorProperty] = truncateText(upd.Error, atelier.MaxTagValue)
+				}
+				if err := s.store.AddProperties(ctx, workspace, id, props); err != nil && atelier.ErrorCode(err) != atelier.ECONFLICT {
+					return nil, err
+				}
+				return s.store.FindRun(ctx, workspace, id)
+			}
 			return run, nil
 		}
 	}
+	if runner && upd.Status == atelier.StatusCompleted {
+		if run, err := s.store.FindRun(ctx, workspace, id); err == nil {
+			upd = asRequested(run, upd)
+		}
+	}
 	return s.updateRunStatus(ctx, workspace, id, upd)
+}
+
+// The properties that keep a failure a submitted script asked for (run.fail()) until its end.
+const (
+	requestedStatusProperty = "atelier.requested_status"
+	requestedErrorProperty  = "atelier.requested_error"
+)
+
+// asRequested is the end of a run whose script exited 0: Failed when the script failed its run.
+func asRequested(run *atelier.Run, upd atelier.RunStatusUpdate) atelier.RunStatusUpdate {
+	if upd.Status == atelier.StatusCompleted && run.Properties[requestedStatusProperty] == string(atelier.StatusFailed) {
+		upd.Status = atelier.StatusFailed
+		upd.Error = run.Properties[requestedErrorProperty]
+		if upd.Error == "" {
+			upd.Error = "the script failed its run (run.fail())"
+		}
+	}
+	return upd
+}
+
+// truncateText cuts s to at most n bytes, on a rune boundary.
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // updateRunStatus changes a run's status without authorization (for the scheduler) and tells

@@ -300,3 +300,43 @@ func TestSSHTargetThroughTheServer(t *testing.T) {
 		t.Errorf("outputs of the ssh run: %v, %v", files, err)
 	}
 }
+
+// TestScriptFailsItsRun: a submitted script that fails its own run (run.fail(), as Azure ML
+// scripts do) and then exits 0 ends Failed with its error, once its outputs are uploaded; one
+// that completes its own run is ended by its exit (Completed).
+func TestScriptFailsItsRun(t *testing.T) {
+	needPython(t)
+	srv := startServer(t, t.TempDir(), freeAddr(t))
+	ctx := context.Background()
+	failing := submitScript(t, srv.client, `import os
+from atelier import Run
+run = Run.get_context()
+os.makedirs("outputs", exist_ok=True)
+open("outputs/partial.txt", "w").write("x")
+run.fail(error_details="bad input data")
+print("still running after fail", flush=True)
+`)
+	completing := submitScript(t, srv.client, "from atelier import Run\nRun.get_context().complete()\nprint('after complete', flush=True)\n")
+	for _, tc := range []struct {
+		run    *atelier.Run
+		status atelier.RunStatus
+		error  string
+		log    string
+	}{{failing, atelier.StatusFailed, "bad input data", "still running after fail"}, {completing, atelier.StatusCompleted, "", "after complete"}} {
+		var got *atelier.Run
+		waitFor(t, "the run to end", func() bool {
+			r, err := srv.client.FindRun(ctx, atelier.DefaultWorkspace, tc.run.ID)
+			got = r
+			return err == nil && r.Status.Terminal()
+		})
+		if got.Status != tc.status || !strings.Contains(got.Error, tc.error) {
+			t.Errorf("run ended %s (%q), want %s with %q", got.Status, got.Error, tc.status, tc.error)
+		}
+		if log := runLog(srv.client, tc.run.ID); !strings.Contains(log, tc.log) {
+			t.Errorf("the script did not run to its end:\n%s", log)
+		}
+	}
+	if files, err := srv.client.ListFiles(ctx, atelier.DefaultWorkspace, failing.ID, "outputs/"); err != nil || len(files) != 1 {
+		t.Errorf("the failed run's outputs: %v, %v", files, err)
+	}
+}
