@@ -201,6 +201,15 @@ def test_build_failures(iws, model, tmp_path):
     assert "nosuchpackage" in image.get_logs()
     image.delete()
 
+    # A conda file: not supported yet, and the build says so.
+    conda = write(src / "env.yml", "dependencies:\n  - python=3.11\n")
+    image = Image.create(iws, unique("conda"), [model], ContainerImage.image_configuration(
+        str(src / "score.py"), conda_file=conda))
+    with pytest.raises(ImageBuildError) as e:
+        image.wait_for_creation()
+    assert "conda files are not supported yet" in str(e.value)
+    image.delete()
+
 
 def test_refusals(iws, model, tmp_path):
     script = write(tmp_path / "s" / "score.py", SCORE)
