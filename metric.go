@@ -133,7 +133,7 @@ func (b *MetricBatch) Validate() error {
 	for i := range b.Points {
 		p := &b.Points[i]
 		if i == 0 || p.Name != last { // batches are usually runs of one name: validate each name once
-			if err := ValidateKey("metric", p.Name); err != nil {
+			if err := ValidateMetricName(p.Name); err != nil {
 				return Errorf(EINVALID, "metrics[%d]: %s", i, ErrorMessage(err))
 			}
 			last = p.Name
@@ -147,7 +147,7 @@ func (b *MetricBatch) Validate() error {
 	}
 	for i := range b.Records {
 		r := &b.Records[i]
-		if err := ValidateKey("metric", r.Name); err != nil {
+		if err := ValidateMetricName(r.Name); err != nil {
 			return Errorf(EINVALID, "records[%d]: %s", i, ErrorMessage(err))
 		}
 		switch r.Kind {
@@ -174,6 +174,10 @@ func (b *MetricBatch) Validate() error {
 	}
 	return nil
 }
+
+// ValidateMetricName checks a metric's name: 1-MaxKeyLength bytes of UTF-8 without control
+// characters. Unlike params and tags, leading and trailing spaces are kept, as Azure ML keeps them.
+func ValidateMetricName(name string) error { return validateKeyText("metric", name) }
 
 // MetricSummary is the latest value of one metric of a run.
 type MetricSummary struct {

@@ -186,9 +186,20 @@ const (
 	MaxKeyValuesPerReq = 1000
 )
 
-// ValidateKey checks a param, tag, property or metric name: 1-250 characters of printable
+// ValidateKey checks a param, tag or property name: 1-250 characters of printable
 // UTF-8 without leading or trailing spaces.
 func ValidateKey(kind, key string) error {
+	if err := validateKeyText(kind, key); err != nil {
+		return err
+	}
+	if key[0] == ' ' || key[len(key)-1] == ' ' {
+		return Errorf(EINVALID, "invalid %s name %q: leading or trailing spaces are not allowed", kind, key)
+	}
+	return nil
+}
+
+// validateKeyText checks a name is 1-MaxKeyLength bytes of UTF-8 without control characters.
+func validateKeyText(kind, key string) error {
 	if key == "" || len(key) > MaxKeyLength {
 		return Errorf(EINVALID, "invalid %s name %q: use 1-%d characters", kind, key, MaxKeyLength)
 	}
@@ -199,9 +210,6 @@ func ValidateKey(kind, key string) error {
 		if r < 0x20 || r == 0x7f {
 			return Errorf(EINVALID, "invalid %s name %q: control characters are not allowed", kind, key)
 		}
-	}
-	if key[0] == ' ' || key[len(key)-1] == ' ' {
-		return Errorf(EINVALID, "invalid %s name %q: leading or trailing spaces are not allowed", kind, key)
 	}
 	return nil
 }

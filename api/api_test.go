@@ -1173,7 +1173,7 @@ func TestMetricBatchAllOrNothing(t *testing.T) {
 		points []atelier.MetricPoint
 	}{
 		{"bad name in the middle", []atelier.MetricPoint{{Name: "a", Value: 1}, {Name: "a", Value: 2}, {Name: "bad\x01", Value: 3}, {Name: "b", Value: 4}}},
-		{"trailing space last", []atelier.MetricPoint{{Name: "a", Value: 1}, {Name: "b", Value: 2}, {Name: "c ", Value: 3}}},
+		{"control character last", []atelier.MetricPoint{{Name: "a", Value: 1}, {Name: "b", Value: 2}, {Name: "c\x7f", Value: 3}}},
 		{"empty name after others", []atelier.MetricPoint{{Name: "a", Value: 1}, {Name: "", Value: 2}}},
 		{"empty name first", []atelier.MetricPoint{{Name: "", Value: 1}, {Name: "a", Value: 2}}},
 		{"only an empty name", []atelier.MetricPoint{{Value: 1}}},

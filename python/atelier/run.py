@@ -34,8 +34,7 @@ def _check_name(kind, name):
         raise ValueError("invalid %s name %r: not valid Unicode text" % (kind, name)) from None
     if not name or size > _MAX_KEY:
         raise ValueError("invalid %s name %r: use 1-%d characters (bytes of UTF-8)" % (kind, name, _MAX_KEY))
-    if name[0] == " " or name[-1] == " ":
-        raise ValueError("invalid %s name %r: leading or trailing spaces are not allowed" % (kind, name))
+    # Leading and trailing spaces are kept, as Azure ML keeps them in metric names.
     for ch in name:
         if ch < " " or ch == "\x7f":
             raise ValueError("invalid %s name %r: control characters are not allowed" % (kind, name))

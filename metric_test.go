@@ -1,0 +1,29 @@
+package atelier_test
+
+import (
+	"testing"
+
+	"github.com/atelier-ml/atelier"
+)
+
+// TestMetricNamesKeepTheirSpaces: Azure ML accepts metric names with leading or trailing
+// spaces (issue 24); params and tags still refuse them, and a metric name stays non-empty
+// UTF-8 without control characters.
+func TestMetricNamesKeepTheirSpaces(t *testing.T) {
+	for _, name := range []string{" lead", "trail ", " both ", " "} {
+		b := atelier.MetricBatch{Points: []atelier.MetricPoint{{Name: name, Value: 1}},
+			Records: []atelier.MetricRecord{{Name: name + "rec", Kind: atelier.MetricList, Value: []byte(`[1]`)}}}
+		if err := b.Validate(); err != nil {
+			t.Errorf("metric name %q refused: %v", name, err)
+		}
+		if err := atelier.ValidateKey("tag", name); atelier.ErrorCode(err) != atelier.EINVALID {
+			t.Errorf("tag name %q: %v, want EINVALID", name, err)
+		}
+	}
+	for _, name := range []string{"", "a\x01", "bad\xff", string(make([]byte, atelier.MaxKeyLength+1))} {
+		b := atelier.MetricBatch{Points: []atelier.MetricPoint{{Name: name, Value: 1}}}
+		if err := b.Validate(); atelier.ErrorCode(err) != atelier.EINVALID {
+			t.Errorf("metric name %q: %v, want EINVALID", name, err)
+		}
+	}
+}
