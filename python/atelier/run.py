@@ -502,7 +502,8 @@ class Run:
             self._buf.flush()
 
     def get_metrics(self, name=None, recursive=False, run_type=None, populate=False):
-        """The run's metrics: name -> list of values for scalars (NaN and infinities as floats);
+        """The run's metrics, as Azure ML v1 gives them: name -> the value of a scalar logged
+        once, the list of its values if logged more than once (NaN and infinities as floats);
         a list metric gives its list (a list of lists if logged more than once), rows give a
         dict of columns, a table its dict of columns (a list of them if logged more than once),
         images their output path(s). recursive=True gives {run_id: metrics} for the run and
@@ -521,6 +522,9 @@ class Run:
                 continue
             kind = s.get("kind", "scalar")
             if kind == "scalar":
+                if s.get("count") == 1:  # Azure ML: a metric logged once is its value
+                    out[n] = parse_float(s.get("value"))
+                    continue
                 ser = self._client.request("GET", self._path("metric-history"), query={"name": n})
                 out[n] = [parse_float(v) for v in ser.get("values") or []]
                 continue
@@ -917,7 +921,10 @@ class OfflineRun:
         return []
 
     def get_metrics(self, name=None, recursive=False, **kwargs):
-        m = {k: v for k, v in self._metrics.items() if name is None or k == name}
+        m = {}
+        for k, v in self._metrics.items():
+            if name is None or k == name:  # a scalar logged once is its value, as online
+                m[k] = v[0] if k in self._steps and len(v) == 1 else v
         return {self._id: m} if recursive else m
 
     def get_details(self):

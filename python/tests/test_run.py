@@ -38,8 +38,8 @@ def test_scalars_nan_inf_bool(run):
     assert m["rmse"] == [0.5, 0.25]
     assert math.isnan(m["x"][0]) and m["x"][1:] == [math.inf, -math.inf]
     assert m["flag"] == [1.0, 0.0]
-    assert m["count"] == [3.0]
-    assert m["duck"] == [1.5]
+    assert m["count"] == 3.0
+    assert m["duck"] == 1.5
     assert run.get_metrics("rmse") == {"rmse": [0.5, 0.25]}
     h = history(run.workspace, run.id, "rmse")
     assert h["steps"] == [0, 7]
@@ -55,7 +55,7 @@ def test_log_a_dict_logs_each_entry(run):
     with pytest.raises(TypeError, match="values in the dict"):
         run.log({"loss": 0.1}, 0.2)
     m = run.get_metrics()
-    assert m["loss"] == [0.5, 0.25] and m["acc"] == [0.75] and "bad" not in m
+    assert m["loss"] == [0.5, 0.25] and m["acc"] == 0.75 and "bad" not in m
     assert history(run.workspace, run.id, "loss")["steps"] == [0, 9]
 
 
@@ -140,7 +140,7 @@ def test_values_that_cannot_be_sent_fail_the_call(run):
     run.log_list("ok_list", [1, 2])
     run.flush()  # nothing of the refused calls was buffered
     m = run.get_metrics()
-    assert "bad" not in m and m["ok"] == [1.0] and m["ok_list"] == [1, 2]
+    assert "bad" not in m and m["ok"] == 1.0 and m["ok_list"] == [1, 2]
 
 
 REFUSED_SCRIPT = textwrap.dedent("""
@@ -261,7 +261,7 @@ def test_child_runs(run):
     with run.child_run("good") as c:
         c.log("loss", 0.3)
     assert c.get_status() == "Completed"
-    assert c.get_metrics() == {"loss": [0.3]}
+    assert c.get_metrics() == {"loss": 0.3}
     with pytest.raises(ValueError):
         with run.child_run("bad") as c2:
             raise ValueError("boom")

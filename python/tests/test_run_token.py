@@ -157,5 +157,5 @@ def test_a_submitted_run_whose_metrics_were_refused_fails(ws, tmp_path):
     assert "done" in log
     assert "the server refused 1 metric points and 0 records of run %s (metrics 'stolen')" % other.id in log
     assert "exiting with status 1" in log
-    assert run.get_metrics() == {"acc": [0.5]}  # its own metrics were sent
+    assert run.get_metrics() == {"acc": 0.5}  # its own metrics were sent
     assert api(ws, "GET", "/runs/%s/metrics" % other.id)["metrics"] == []
