@@ -64,6 +64,7 @@ const (
 	MetricRow    MetricKind = "row"    // log_row: one row appended to a table
 	MetricTable  MetricKind = "table"  // log_table: a dict of equal-length columns
 	MetricImage  MetricKind = "image"  // log_image: an image stored as an output file
+	MetricText   MetricKind = "text"   // log of a string: a text value (Azure ML v1's string metric)
 )
 
 // MetricPoint is one point of a scalar series. Timestamp is in milliseconds since the epoch.
@@ -75,7 +76,7 @@ type MetricPoint struct {
 	Value     Float  `json:"value"`
 }
 
-// MetricRecord is one value of a non-scalar metric (list, row, table or image).
+// MetricRecord is one value of a non-scalar metric (list, row, table, image or text).
 type MetricRecord struct {
 	Name      string          `json:"name"`
 	Kind      MetricKind      `json:"kind"`
@@ -162,8 +163,16 @@ func (b *MetricBatch) Validate() error {
 			if err := ValidatePath(r.Path); err != nil {
 				return Errorf(EINVALID, "records[%d]: %s", i, ErrorMessage(err))
 			}
+		case MetricText:
+			var text string
+			if len(r.Value) == 0 || r.Value[0] != '"' || json.Unmarshal(r.Value, &text) != nil {
+				return Errorf(EINVALID, "records[%d]: value of text metric %q is not a JSON string", i, r.Name)
+			}
+			if r.Path != "" {
+				return Errorf(EINVALID, "records[%d]: text metric %q has a path: only an image metric names a file", i, r.Name)
+			}
 		default:
-			return Errorf(EINVALID, "records[%d]: unknown metric kind %q (want list, row, table or image)", i, r.Kind)
+			return Errorf(EINVALID, "records[%d]: unknown metric kind %q (want list, row, table, image or text)", i, r.Kind)
 		}
 		if len(r.Value) > MaxRecordBytes {
 			return Errorf(EINVALID, "records[%d]: value of metric %q is larger than %d bytes", i, r.Name, MaxRecordBytes)

@@ -27,3 +27,24 @@ func TestMetricNamesKeepTheirSpaces(t *testing.T) {
 		}
 	}
 }
+
+// TestTextMetricRecord: a text record holds a JSON string and names no file (issue 24).
+func TestTextMetricRecord(t *testing.T) {
+	ok := atelier.MetricBatch{Records: []atelier.MetricRecord{{Name: "note", Kind: atelier.MetricText, Value: []byte(`"some text"`)},
+		{Name: "empty", Kind: atelier.MetricText, Value: []byte(`""`)}}}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("text records refused: %v", err)
+	}
+	for _, r := range []atelier.MetricRecord{
+		{Name: "n", Kind: atelier.MetricText, Value: []byte(`1`)},
+		{Name: "n", Kind: atelier.MetricText, Value: []byte(`null`)},
+		{Name: "n", Kind: atelier.MetricText},
+		{Name: "n", Kind: atelier.MetricText, Value: []byte(`"unterminated`)},
+		{Name: "n", Kind: atelier.MetricText, Value: []byte(`"a"`), Path: "outputs/a.txt"},
+	} {
+		b := atelier.MetricBatch{Records: []atelier.MetricRecord{r}}
+		if err := b.Validate(); atelier.ErrorCode(err) != atelier.EINVALID {
+			t.Errorf("text record %s (path %q): %v, want EINVALID", r.Value, r.Path, err)
+		}
+	}
+}

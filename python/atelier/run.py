@@ -94,7 +94,7 @@ def _log_each(log, metrics, value, step):
         if not isinstance(name, str):
             raise TypeError("log(dict): metric names must be strings, got %r" % (name,))
         _check_name("metric", name)
-        checked.append((name, to_metric_float(name, v)))
+        checked.append((name, v if isinstance(v, str) else to_metric_float(name, v)))
     for name, v in checked:
         log(name, v, step=step)
 
@@ -384,6 +384,8 @@ class Run:
 
     def log(self, name, value=None, description="", step=None):
         """Logs a scalar value; step defaults to one past the last step logged under name.
+        A str value is a text metric, as in Azure ML v1 (stored as a record of kind text;
+        get_metrics gives it back as the string, a list of them if logged more than once).
 
         A dict logs each of its entries, as W&B's wandb.log({"loss": 0.2, "acc": 0.9}) does:
         all are checked before any is sent, so a bad value logs none of them."""
@@ -396,6 +398,9 @@ class Run:
         if name not in b.names:
             _check_name("metric", name)
             b.names[name] = json.dumps(name)
+        if isinstance(value, str):
+            self._record(name, "text", value=str(value))
+            return
         if type(value) is not float:
             value = to_metric_float(name, value)
         if step is not None:
@@ -727,6 +732,8 @@ def _collapse_records(kind, recs):
     if kind == "image":
         paths = [r.get("path") for r in recs]
         return paths[0] if len(paths) == 1 else paths
+    if kind == "text":  # strings as logged: "NaN" stays a string
+        return vals[0] if len(vals) == 1 else vals
     vals = [_parse_json_floats(v) for v in vals]
     return vals[0] if len(vals) == 1 else vals
 
@@ -841,7 +848,7 @@ class OfflineRun:
             _log_each(self.log, name, value, step)
             return
         _check_name("metric", name)
-        v = to_metric_float(name, value)
+        v = str(value) if isinstance(value, str) else to_metric_float(name, value)
         step = self._steps.get(name, 0) if step is None else _step(name, step)
         self._steps[name] = step + 1
         self._metrics.setdefault(name, []).append(v)

