@@ -115,6 +115,8 @@ class Run:
         self._buf_lock = threading.Lock()
         self._images = {}
         self._image_lock = threading.Lock()
+        # An interactive run's outputs directory (start_logging), uploaded under outputs/ by complete().
+        self._outputs_dir = None
 
     # identity
 
@@ -248,8 +250,11 @@ class Run:
         return self._details
 
     def complete(self, _set_status=True):
-        """Flushes pending metrics and marks the run Completed."""
+        """Flushes pending metrics, uploads the outputs directory of an interactive run (as
+        Azure ML v1 does) and marks the run Completed."""
         self.flush()
+        if self._outputs_dir is not None and os.path.isdir(self._outputs_dir):
+            self.upload_folder("outputs", self._outputs_dir)
         if _set_status:
             self._set_status({"status": "Completed"})
         self._close_buffer()

@@ -225,6 +225,10 @@ def _same_server(server, here):
     return norm(server) in {norm(h) for h in here}
 
 
+# start_logging's default snapshot_directory: the current directory when the run starts.
+_CURRENT_DIRECTORY = object()
+
+
 class Experiment:
     """A named group of runs in a workspace; it is created on its first run."""
 
@@ -241,11 +245,15 @@ class Experiment:
     def _runs_path(self):
         return "/api/v1/workspaces/%s/runs" % quote_seg(self.workspace.name)
 
-    def start_logging(self, name=None, display_name=None, snapshot_directory=None, tags=None,
+    def start_logging(self, name=None, display_name=None, snapshot_directory=_CURRENT_DIRECTORY, tags=None,
                       params=None, outputs=None, **kwargs):
         """Starts an interactive run (status Running) to log to from this process; complete()
-        it when done, or use it as a context manager. With snapshot_directory, that directory is
-        uploaded as the run's code snapshot."""
+        it when done, or use it as a context manager. As in Azure ML v1, snapshot_directory (by
+        default the current directory; None for no snapshot) is uploaded as the run's code
+        snapshot, and the files of the outputs directory (by default ./outputs; False for none)
+        are uploaded under outputs/ when the run completes."""
+        if snapshot_directory is _CURRENT_DIRECTORY:
+            snapshot_directory = os.getcwd()
         body = {"experiment": self.name, "status": "Running"}
         if name or display_name:
             body["name"] = name or display_name
@@ -257,7 +265,10 @@ class Experiment:
             from .submit import upload_snapshot
             body["snapshot_id"] = upload_snapshot(self.workspace, snapshot_directory)["id"]
         d = self.workspace._client.request("POST", self._runs_path(), body=body)
-        return Run(self, d["id"], _details=d)
+        run = Run(self, d["id"], _details=d)
+        if outputs is not False:
+            run._outputs_dir = os.path.abspath(os.fspath(outputs) if outputs else "outputs")
+        return run
 
     def submit(self, config, tags=None, **kwargs):
         """Submits a ScriptRunConfig; returns the queued Run."""

@@ -86,3 +86,61 @@ def test_offline_text_metric(monkeypatch, capsys):
     r = atelier.OfflineRun()
     r.log("note", "hello")
     assert r.get_metrics() == {"note": "hello"}
+
+
+def _snapshot_names(ws, run):
+    import io
+    import zipfile
+    data = ws._client.request("GET", "/api/v1/workspaces/default/runs/%s/snapshot" % run.id, raw=True)
+    return sorted(zipfile.ZipFile(io.BytesIO(data)).namelist())
+
+
+def test_start_logging_snapshots_the_current_directory_and_uploads_outputs(ws, tmp_path, monkeypatch):
+    # Azure ML's train-within-notebook: start_logging(), write the model to ./outputs,
+    # complete(), then register the model from the run's outputs.
+    (tmp_path / "notebook.py").write_text("print('train')\n")
+    (tmp_path / "outputs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    exp = atelier.Experiment(ws, "pytest-start-logging")
+    run = exp.start_logging()
+    assert _snapshot_names(ws, run) == ["notebook.py"]
+    (tmp_path / "outputs" / "model.pkl").write_bytes(b"model bytes")
+    (tmp_path / "outputs" / "sub").mkdir()
+    (tmp_path / "outputs" / "sub" / "extra.txt").write_text("extra")
+    run.upload_file("outputs/model.pkl", str(tmp_path / "outputs" / "model.pkl"))  # uploaded twice: fine
+    assert "outputs/sub/extra.txt" not in run.get_file_names()  # not before complete()
+    monkeypatch.chdir("/")  # uploaded from where the run started, wherever the process is now
+    run.complete()
+    assert run.get_status() == "Completed"
+    names = run.get_file_names()
+    assert "outputs/model.pkl" in names and "outputs/sub/extra.txt" in names
+    model = run.register_model("start-logging-model", "outputs/model.pkl")
+    assert model.version >= 1
+    dl = tmp_path / "dl"
+    dl.mkdir()
+    run.download_file("outputs/sub/extra.txt", str(dl))
+    assert (dl / "extra.txt").read_text() == "extra"
+
+
+def test_start_logging_snapshot_and_outputs_arguments(ws, tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text("x = 1\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.txt").write_text("a")
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "b.txt").write_text("b")
+    monkeypatch.chdir(tmp_path)
+    exp = atelier.Experiment(ws, "pytest-start-logging")
+    with exp.start_logging(snapshot_directory=str(src), outputs="out") as run:
+        pass
+    assert _snapshot_names(ws, run) == ["train.py"]
+    files = run.get_file_names()
+    assert "outputs/a.txt" in files and "outputs/b.txt" not in files
+    # None: no snapshot (Azure's "setting to None will take no snapshot"); outputs=False: no upload.
+    with exp.start_logging(snapshot_directory=None, outputs=False) as run:
+        pass
+    assert not (run.get_details().get("snapshot_id"))
+    with pytest.raises(atelier.AtelierError, match="no snapshot"):
+        _snapshot_names(ws, run)
+    assert not [f for f in run.get_file_names() if f.startswith("outputs/")]
