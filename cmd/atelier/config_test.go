@@ -155,7 +155,7 @@ func TestClientConfigEnv(t *testing.T) {
 
 func TestConfigFileErrors(t *testing.T) {
 	tests := []struct{ name, file, want string }{
-		{"unknown key", "addr: 127.0.0.1:1\nadress: x\n", `atelier.yaml: line 2: unknown key "adress" (known: addr, artifacts, cancel-grace,`},
+		{"unknown key", "addr: 127.0.0.1:1\nadress: x\n", `atelier.yaml: line 2: unknown key "adress" (known: addr, advertise-url, artifacts, cancel-grace,`},
 		{"not an integer", "max-local-runs: many\n", `atelier.yaml: line 1: max-local-runs: "many" is not an integer`},
 		{"not a duration", "\ncancel-grace: 10\n", `atelier.yaml: line 2: cancel-grace: "10" is not a duration like 10s or 1m30s`},
 		{"a list", "run-readable:\n  - /opt\n", `atelier.yaml: line 2: run-readable must be a single value, not a list`},

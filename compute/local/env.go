@@ -82,7 +82,7 @@ func (c *EnvCache) Python(ctx context.Context, env atelier.EnvironmentConfig, sr
 	l.Lock()
 	defer l.Unlock()
 	// Job runners of other runs share the directory: a file lock serializes them too.
-	unlock, err := lockFile(ctx, dir+".lock")
+	unlock, err := lockFile(ctx, filepath.Join(c.Dir, ".locks", key))
 	if err != nil {
 		return "", err
 	}
@@ -134,7 +134,7 @@ func (c *EnvCache) conda(ctx context.Context, env atelier.EnvironmentConfig, src
 	l := c.lock(key)
 	l.Lock()
 	defer l.Unlock()
-	unlock, err := lockFile(ctx, dir+".lock")
+	unlock, err := lockFile(ctx, filepath.Join(c.Dir, ".locks", key))
 	if err != nil {
 		return "", err
 	}
@@ -198,6 +198,9 @@ func (c *EnvCache) run(ctx context.Context, log io.Writer, srcDir, envDir, name 
 // lockFile takes an exclusive lock on path (created if needed) for processes of this machine,
 // waiting for it until ctx ends; the function returned releases it.
 func lockFile(ctx context.Context, path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
