@@ -495,7 +495,7 @@ func (u *uploader) send(ctx context.Context, it *uploadItem, sum string) error {
 		// The request was cut short, so the server stored nothing.
 		return fmt.Errorf("uploading %s: %w: nothing was stored", it.local, fh.Changed())
 	}
-	if err := uploadError(it, err); err != nil {
+	if err := uploadError(it, sum, err); err != nil {
 		return err
 	}
 	if sum != "" && f.SHA256 != "" && f.SHA256 != sum {
@@ -505,13 +505,17 @@ func (u *uploader) send(ctx context.Context, it *uploadItem, sum string) error {
 	return nil
 }
 
-// uploadError says what failed in uploading it, if anything.
-func uploadError(it *uploadItem, err error) error {
+// uploadError says what failed in uploading it with the sha256 sum (if any), if anything. The
+// server refuses content that does not match the sum sent: whether the file changed since it
+// was hashed is asked of the file, not read into the server's message.
+func uploadError(it *uploadItem, sum string, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case atelier.ErrorCode(err) == atelier.EINVALID && strings.Contains(atelier.ErrorMessage(err), "does not match sha256"):
-		return fmt.Errorf("uploading %s: the file changed after it was read: nothing was stored", it.local)
+	case sum != "" && atelier.ErrorCode(err) == atelier.EINVALID:
+		if now, herr := hashFile(it.local, false); herr == nil && now != sum {
+			return fmt.Errorf("uploading %s: the file changed after it was read: nothing was stored", it.local)
+		}
 	}
 	return fmt.Errorf("uploading %s: %w", it.local, err)
 }
@@ -551,7 +555,7 @@ func (u *uploader) passAll(ctx context.Context, items []*uploadItem) error {
 			return fmt.Errorf("uploading %s and %d more: %w", batch[0].local, len(batch)-1, err)
 		}
 		for i, p := range batch {
-			if err := uploadError(p.uploadItem, errs[i]); err != nil {
+			if err := uploadError(p.uploadItem, p.sum, errs[i]); err != nil {
 				return err
 			}
 			u.sent(p.uploadItem)

@@ -432,7 +432,7 @@ func runMetricsCmd(cfg *clientConfig) *cobra.Command {
 				return t.flush()
 			}
 			s, err := c.MetricHistory(cmd.Context(), cfg.workspace, args[0], name, atelier.HistoryQuery{MaxPoints: maxPoints})
-			if atelier.ErrorCode(err) == atelier.EINVALID && strings.Contains(atelier.ErrorMessage(err), "records") {
+			if atelier.ErrorCode(err) == atelier.EINVALID && recordsMetric(cmd.Context(), c, cfg.workspace, args[0], name) {
 				recs, err := c.MetricRecords(cmd.Context(), cfg.workspace, args[0], name)
 				if err != nil {
 					return err
@@ -461,6 +461,21 @@ func runMetricsCmd(cfg *clientConfig) *cobra.Command {
 	cmd.Flags().StringVar(&name, "name", "", "show this metric's series")
 	cmd.Flags().IntVar(&maxPoints, "max-points", 0, "downsample the series to at most this many points")
 	return cmd
+}
+
+// recordsMetric tells whether the run's metric is one of records (a list, a table, an image),
+// which has no series: by its kind, as the run's metrics list it.
+func recordsMetric(ctx context.Context, c *api.Client, workspace, run, name string) bool {
+	list, err := c.ListMetrics(ctx, workspace, run)
+	if err != nil {
+		return false
+	}
+	for _, m := range list {
+		if m.Name == name {
+			return m.Kind != atelier.MetricScalar
+		}
+	}
+	return false
 }
 
 func runLogsCmd(cfg *clientConfig) *cobra.Command {
