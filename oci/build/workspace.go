@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -120,7 +121,11 @@ func (w *Workspaces) Build(ctx context.Context, job *atelier.ImageBuildJob, log 
 	repo := img.Workspace + "/" + img.Name
 	res, err := Build(ctx, spec, base, Output{Registry: &RegistryOutput{Blobs: w.Blobs, Metadata: w.Metadata, Repo: repo,
 		Tags: []string{strconv.FormatInt(img.Version, 10)}}})
-	if err != nil {
+	var ae *atelier.Error
+	if errors.As(err, &ae) {
+		// Name the user's files as they named them, not where the build put them.
+		return nil, &atelier.Error{Code: ae.Code, Message: strings.ReplaceAll(ae.Message, src+string(filepath.Separator), ""), Cause: ae.Cause}
+	} else if err != nil {
 		return nil, err
 	}
 	out := &atelier.ImageBuildResult{Digest: res.Digest, Size: res.Size}
