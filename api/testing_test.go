@@ -21,9 +21,11 @@ import (
 )
 
 // Stack is a whole server as the binary wires it (package servertest): SQLite and the file
-// object store in a temp directory, the service, and the API served over a real listener.
+// object store in a temp directory, the service, and the API served over a real listener. No
+// scheduler runs: tests that dispatch runs run one themselves.
 type Stack struct {
 	*servertest.Stack
+	URL string // where MustDo sends requests
 }
 
 // StackOption tunes a stack before it serves.
@@ -43,7 +45,8 @@ func WithLocalSocket(path string) StackOption {
 // MustStack starts a server stack that is torn down when tb ends.
 func MustStack(tb testing.TB, opts ...StackOption) *Stack {
 	tb.Helper()
-	return &Stack{servertest.New(tb, opts...)}
+	st := servertest.New(tb, append([]StackOption{servertest.WithoutScheduler()}, opts...)...)
+	return &Stack{Stack: st, URL: st.URL}
 }
 
 // MustStackLog starts a server stack whose service and API log to log.
