@@ -237,7 +237,8 @@ func killRunnersUnder(dir string) {
 			continue
 		}
 		args := strings.Split(string(cmdline), "\x00")
-		if len(args) > 3 && args[1] == "job" && args[2] == "exec" && strings.Contains(string(cmdline), dir) {
+		// A path under dir: dir and a separator (another test's dir may start with this one's name).
+		if len(args) > 3 && args[1] == "job" && args[2] == "exec" && strings.Contains(string(cmdline), filepath.Clean(dir)+string(filepath.Separator)) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
