@@ -39,10 +39,12 @@ def test_attach_refused_without_driver(ws, tmp_path):
     key.write_text(KEY)
     cfg = RemoteCompute.attach_configuration(address="10.0.0.7", username="ml", private_key_file=str(key))
     assert "b3BlbnNzaC" not in repr(cfg)  # a configuration never shows its credentials
+    # The server has the ssh driver: its check refuses a key it cannot read, storing nothing.
     with pytest.raises(AtelierError) as e:
         ComputeTarget.attach(ws, "gpu-box", cfg)
     assert (e.value.code, e.value.status) == ("invalid", 400)
-    assert 'compute kind "ssh" is not available on this server yet (this server has:' in e.value.message
+    assert 'compute target "gpu-box" failed its check' in e.value.message
+    assert "ssh_private_key cannot be read" in e.value.message
     assert "b3BlbnNzaC" not in str(e.value)
     assert "gpu-box" not in ws.compute_targets
 
