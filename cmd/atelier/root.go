@@ -83,6 +83,7 @@ Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
 	root.Version = buildVersion().String()
 	root.SetVersionTemplate("{{.Version}}\n")
 	refuseUnknownCommands(root)
+	completeFromServer(cfg, root)
 	return root
 }
 
