@@ -39,6 +39,9 @@ func (s *Service) CreateImage(ctx context.Context, workspace string, c atelier.I
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if c.Conda != "" {
+		return nil, atelier.Errorf(atelier.EINVALID, "conda %s: images install a requirements.txt with pip; conda files are not supported yet (list the packages in a requirements.txt)", c.Conda)
+	}
 	if s.Builder == nil {
 		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "this server builds no images (no image builder is configured)")
 	}

@@ -201,14 +201,13 @@ def test_build_failures(iws, model, tmp_path):
     assert "nosuchpackage" in image.get_logs()
     image.delete()
 
-    # A conda file: not supported yet, and the build says so.
+    # A conda file: not supported yet, refused when the image is created (nothing is queued).
     conda = write(src / "env.yml", "dependencies:\n  - python=3.11\n")
-    image = Image.create(iws, unique("conda"), [model], ContainerImage.image_configuration(
-        str(src / "score.py"), conda_file=conda))
-    with pytest.raises(ImageBuildError) as e:
-        image.wait_for_creation()
-    assert "conda files are not supported yet" in str(e.value)
-    image.delete()
+    name = unique("conda")
+    with pytest.raises(AtelierError) as e:
+        Image.create(iws, name, [model], ContainerImage.image_configuration(str(src / "score.py"), conda_file=conda))
+    assert e.value.status == 400 and "conda files are not supported yet" in str(e.value)
+    assert [i for i in Image.list(iws) if i.name == name] == []
 
 
 def test_refusals(iws, model, tmp_path):
