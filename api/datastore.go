@@ -146,15 +146,8 @@ func (s *Server) listDatastoreFiles(w http.ResponseWriter, r *http.Request) erro
 	if q.Recursive, err = queryBool(r, "recursive"); err != nil {
 		return err
 	}
-	limit, err := queryInt(r, "limit")
-	if err != nil {
+	if q.Limit, err = queryLimit(r); err != nil {
 		return err
-	}
-	if limit != nil {
-		if *limit < 0 || *limit > atelier.MaxPageSize {
-			return atelier.Errorf(atelier.EINVALID, "limit=%d is out of range (0 to %d)", *limit, atelier.MaxPageSize)
-		}
-		q.Limit = int(*limit)
 	}
 	page, err := s.svc.ListDatastoreFiles(r.Context(), r.PathValue("workspace"), r.PathValue("datastore"), q)
 	if err != nil {

@@ -556,15 +556,8 @@ func (s *Server) listActivities(w http.ResponseWriter, r *http.Request) error {
 	if f.Active, err = queryBool(r, "active"); err != nil {
 		return err
 	}
-	limit, err := queryInt(r, "limit")
-	if err != nil {
+	if f.Limit, err = queryLimit(r); err != nil {
 		return err
-	}
-	if limit != nil {
-		if *limit < 0 || *limit > atelier.MaxPageSize {
-			return atelier.Errorf(atelier.EINVALID, "limit=%d is out of range (0 to %d)", *limit, atelier.MaxPageSize)
-		}
-		f.Limit = int(*limit)
 	}
 	list, err := s.svc.ListActivities(r.Context(), r.PathValue("workspace"), f)
 	if err != nil {

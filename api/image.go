@@ -43,15 +43,9 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) error {
 		}
 		iq.Tags[k] = v
 	}
-	limit, err := queryInt(r, "limit")
-	if err != nil {
+	var err error
+	if iq.Limit, err = queryLimit(r); err != nil {
 		return err
-	}
-	if limit != nil {
-		if *limit < 0 || *limit > atelier.MaxPageSize {
-			return atelier.Errorf(atelier.EINVALID, "limit=%d is out of range (0 to %d)", *limit, atelier.MaxPageSize)
-		}
-		iq.Limit = int(*limit)
 	}
 	list, err := s.svc.ListImages(r.Context(), r.PathValue("workspace"), iq)
 	if err != nil {

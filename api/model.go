@@ -52,17 +52,9 @@ func modelQuery(r *http.Request) (atelier.ModelQuery, error) {
 	q := r.URL.Query()
 	mq := atelier.ModelQuery{NameContains: q.Get("name_contains"), Tags: q["tag"], Properties: q["property"],
 		OrderBy: q.Get("order_by"), PageToken: q.Get("page_token")}
-	limit, err := queryInt(r, "limit")
-	if err != nil {
-		return mq, err
-	}
-	if limit != nil {
-		if *limit < 0 || *limit > atelier.MaxPageSize {
-			return mq, atelier.Errorf(atelier.EINVALID, "limit=%d is out of range (0 to %d)", *limit, atelier.MaxPageSize)
-		}
-		mq.Limit = int(*limit)
-	}
-	return mq, nil
+	var err error
+	mq.Limit, err = queryLimit(r)
+	return mq, err
 }
 
 func (s *Server) listModels(w http.ResponseWriter, r *http.Request) error {

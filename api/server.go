@@ -379,6 +379,18 @@ func queryInt(r *http.Request, name string) (*int64, error) {
 	return &n, nil
 }
 
+// queryLimit reads the optional page size of a list: 0 when absent, else 0 to MaxPageSize.
+func queryLimit(r *http.Request) (int, error) {
+	limit, err := queryInt(r, "limit")
+	if err != nil || limit == nil {
+		return 0, err
+	}
+	if *limit < 0 || *limit > atelier.MaxPageSize {
+		return 0, atelier.Errorf(atelier.EINVALID, "limit=%d is out of range (0 to %d)", *limit, atelier.MaxPageSize)
+	}
+	return int(*limit), nil
+}
+
 func queryBool(r *http.Request, name string) (bool, error) {
 	v, err := queryTyped(r, name, "true or false")
 	if v == "" || err != nil {
