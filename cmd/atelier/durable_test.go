@@ -206,26 +206,23 @@ func TestInteractiveRunSurvivesRestart(t *testing.T) {
 // killRunner kills the job runner of a run (found by its command line) with SIGKILL.
 func killRunner(t *testing.T, runID string) {
 	t.Helper()
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(cmdline), "\x00")
-		if len(args) > 4 && args[1] == "job" && args[2] == "exec" && strings.Contains(string(cmdline), runID) {
-			if pid, err := strconv.Atoi(e.Name()); err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
-				return
-			}
-		}
+	if killRunners(func(cmdline string) bool { return strings.Contains(cmdline, runID) }) == 0 {
+		t.Fatalf("no job runner of run %s found", runID)
 	}
-	t.Fatalf("no job runner of run %s found", runID)
 }
 
 // killRunnersUnder kills, with SIGKILL, the job runners whose command line names a path under
 // dir (their scripts die with them: Pdeathsig): runners outlive their servers by design, and a
 // test must not leave its runs running after it.
 func killRunnersUnder(dir string) {
+	// A path under dir: dir and a separator (another test's dir may start with this one's name).
+	under := filepath.Clean(dir) + string(filepath.Separator)
+	killRunners(func(cmdline string) bool { return strings.Contains(cmdline, under) })
+}
+
+// killRunners kills the job runners (atelier job exec) whose command line matches, and says how many.
+func killRunners(match func(cmdline string) bool) int {
+	killed := 0
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -237,11 +234,11 @@ func killRunnersUnder(dir string) {
 			continue
 		}
 		args := strings.Split(string(cmdline), "\x00")
-		// A path under dir: dir and a separator (another test's dir may start with this one's name).
-		if len(args) > 3 && args[1] == "job" && args[2] == "exec" && strings.Contains(string(cmdline), filepath.Clean(dir)+string(filepath.Separator)) {
-			syscall.Kill(pid, syscall.SIGKILL)
+		if len(args) > 3 && args[1] == "job" && args[2] == "exec" && match(string(cmdline)) && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed++
 		}
 	}
+	return killed
 }
 
 // TestSSHTargetThroughTheServer: a workspace attaches a machine over SSH (the server's ssh
