@@ -228,6 +228,11 @@ func (db *DB) ClaimImages(ctx context.Context, owner string, limit int, expires 
 	if owner == "" {
 		return nil, atelier.Errorf(atelier.EINVALID, "a lease needs an owner")
 	}
+	// The controller asks every second: an empty queue costs a read, not a write transaction.
+	var queued int
+	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM images WHERE status = 'Queued' LIMIT 1)`).Scan(&queued); err != nil || queued == 0 {
+		return nil, err
+	}
 	var out []*atelier.Image
 	err := db.update(ctx, func(tx *txn) error {
 		out = out[:0]

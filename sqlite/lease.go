@@ -17,6 +17,11 @@ func (db *DB) ClaimRuns(ctx context.Context, workspace, compute, owner string, l
 	if owner == "" {
 		return nil, atelier.Errorf(atelier.EINVALID, "a lease needs an owner")
 	}
+	// The controller asks every second: an empty queue costs a read, not a write transaction.
+	var queued int
+	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM runs WHERE status = 'Queued' AND compute = ? LIMIT 1)`, compute).Scan(&queued); err != nil || queued == 0 {
+		return nil, err
+	}
 	var out []*atelier.Run
 	err := db.update(ctx, func(tx *txn) error {
 		out = out[:0]
