@@ -238,14 +238,17 @@ func (s *Service) dispatch(ctx context.Context) {
 func (s *Service) launch(ctx context.Context, t *Target, run *atelier.Run) {
 	bg := context.WithoutCancel(ctx)
 	var tokens []string
+	// A run that could not be launched: its tokens and lease go first, so a client that sees it
+	// Failed finds nothing of it left (a server that dies in between leaves a run without a
+	// lease, which the next start fails: see ReconcileRuns).
 	fail := func(msg string) {
-		s.updateRunStatus(bg, run.Workspace, run.ID, atelier.RunStatusUpdate{Status: atelier.StatusFailed, Error: msg})
 		for _, id := range tokens {
 			s.revokeToken(bg, id)
 		}
 		if err := s.store.ReleaseLease(bg, atelier.LeaseKindRun, run.ID, s.owner()); err != nil {
 			s.log.Error("releasing a run's lease", "run", run.ID, "err", err)
 		}
+		s.updateRunStatus(bg, run.Workspace, run.ID, atelier.RunStatusUpdate{Status: atelier.StatusFailed, Error: msg})
 	}
 	var config atelier.RunConfig
 	if err := json.Unmarshal(run.Config, &config); err != nil {
