@@ -25,10 +25,12 @@ test-go:
 	ATELIER_TEST_EXAMPLES=1 $(GO) test -race -count=1 -timeout 25m ./...
 
 # The SDK's suite, then the real mlflow client against atelier (its fixture installs mlflow and
-# scikit-learn from PyPI into a cached virtual environment the first time).
+# scikit-learn from PyPI into a cached virtual environment the first time), then the scoring
+# runtime on real score.py files (scikit-learn, inference-schema, mlflow-skinny likewise).
 test-python:
 	cd python && python3 -m pytest -q
 	python3 -m pytest -q mlflow/tests
+	python3 -m pytest -q oci/build/runtime/tests
 
 # Every sh and python block of README.md, in order, on a fresh copy of the checkout against a
 # real server (the blocks install the example's requirements, the SDK and mlflow from PyPI).

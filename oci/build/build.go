@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -371,8 +372,26 @@ func (b *builder) filesLayer(ctx context.Context, name string, collect func() (*
 
 func (b *builder) runtimeFiles() (*layerFiles, error) {
 	f := newLayerFiles()
-	f.addData(strings.TrimPrefix(RuntimeScript, "/"), runtimeSource, false)
-	return f, nil
+	dir := path.Dir(strings.TrimPrefix(RuntimeScript, "/"))
+	err := fs.WalkDir(runtimeFS, "runtime", func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		// Bytecode a local run of the runtime may have left beside its sources is no part of it.
+		if d.IsDir() && d.Name() == "__pycache__" {
+			return fs.SkipDir
+		}
+		if d.IsDir() || strings.HasSuffix(name, ".pyc") {
+			return nil
+		}
+		data, err := runtimeFS.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		f.addData(path.Join(dir, strings.TrimPrefix(name, "runtime/")), data, false)
+		return nil
+	})
+	return f, err
 }
 
 func (b *builder) modelFiles() (*layerFiles, error) {

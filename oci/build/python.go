@@ -3,7 +3,7 @@ package build
 import (
 	"bytes"
 	"context"
-	_ "embed"
+	"embed"
 	"errors"
 	"fmt"
 	"os"
@@ -13,8 +13,12 @@ import (
 	"github.com/atelier-ml/atelier"
 )
 
-//go:embed runtime/atelier_runtime.py
-var runtimeSource []byte
+// runtimeFS is the scoring runtime: the server script and, under compat/, the modules score.py
+// files import from the Azure ML SDK (azureml.core.model, azureml.monitoring,
+// azureml.contrib.services). all: keeps the packages' __init__.py files.
+//
+//go:embed runtime/atelier_runtime.py all:runtime/compat
+var runtimeFS embed.FS
 
 //go:embed runtime/check_entry.py
 var checkEntrySource string

@@ -1,82 +1,978 @@
-"""atelier's scoring runtime: serves an Azure ML style score.py over HTTP.
+"""atelier's scoring runtime: serves an Azure ML score.py (or an MLflow model) over HTTP.
 
-It imports the entry script named by AZUREML_ENTRY_SCRIPT, calls its init() once, then answers
-POST /score by calling run(raw_json) with the request body, and GET / with a health answer.
-Standard library only, so it runs on any CPython 3 base image.
+    AZUREML_ENTRY_SCRIPT=/var/azureml-app/score.py AZUREML_MODEL_DIR=... python3 atelier_runtime.py
+
+It imports the entry script (its directory first on sys.path), calls init() once, prints
+"atelier scoring runtime ready on <addr>" and answers HTTP/1.1 on ATELIER_SCORE_SOCKET (a Unix
+socket) or ATELIER_SCORE_HOST:ATELIER_SCORE_PORT (127.0.0.1:5001). If the import or init()
+raises, the traceback goes to stderr and it exits with code 3, never printing the ready line.
+Without an entry script it serves the MLflow model in AZUREML_MODEL_DIR (mlflow must import).
+
+The endpoints, status codes, headers and error bodies are those of Microsoft's
+azureml-inference-server-http 1.5 (GET /, GET|POST /score, GET /swagger.json, @rawhttp), plus
+the Open Inference Protocol (/v2/...) and, for MLflow models, MLflow's /invocations. One
+thread, one selector: many keep-alive connections, one request processed at a time, as
+score.py files are written for one request per worker. Standard library only.
 """
 
-import importlib.util
+import inspect
 import json
 import os
+import selectors
+import socket
 import sys
-import threading
+import time
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import uuid
+from urllib.parse import parse_qsl, unquote
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The azureml.* stand-ins (Model, ModelDataCollector, AMLRequest/AMLResponse) go last on
+# sys.path: packages installed in the image win over them.
+sys.path.append(os.path.join(HERE, "compat"))
+
+from atelier_http import AMLRequest, AMLResponse, Headers  # noqa: E402
+import atelier_http  # noqa: E402
+
+EXIT_INIT = 3  # Microsoft's server exits 3 when the script cannot be loaded or init() fails
+HEADER_LIMIT = 100  # longest x-request-id / x-ms-request-id accepted (431 above), as Microsoft's
+MAX_HEAD = 64 * 1024
+NOT_FOUND = ("The requested URL was not found on the server. If you entered the URL manually please check "
+             "your spelling and try again.")
+NOT_ALLOWED = "The method is not allowed for the requested URL."
+RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for more info."
+
+REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+           411: "Length Required", 413: "Content Too Large", 415: "Unsupported Media Type",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+           503: "Service Unavailable"}
+
+JSON = "application/json"
 
 
-def load(path):
-    # The entry script's directory comes first on sys.path, as Azure ML does, so score.py can
-    # import the modules beside it.
-    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
-    spec = importlib.util.spec_from_file_location("score", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+class Reply:
+    """An answer: status, body bytes and headers beyond Content-Length."""
+
+    __slots__ = ("status", "body", "headers")
+
+    def __init__(self, status, body, headers):
+        self.status, self.body, self.headers = status, body, headers
 
 
-class Handler(BaseHTTPRequestHandler):
-    module = None
-    # run() is called one request at a time: score.py files are written for Azure ML's
-    # one-request-per-worker model and are rarely thread-safe.
-    lock = threading.Lock()
+def json_reply(status, obj, extra=()):
+    return Reply(status, json.dumps(obj).encode("utf-8"), [("Content-Type", JSON)] + list(extra))
 
-    def reply(self, status, body, content_type="application/json"):
-        data = body.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
-    def do_GET(self):
-        if self.path in ("/", "/score"):
-            self.reply(200, "Healthy", "text/plain; charset=utf-8")
-        else:
-            self.reply(404, json.dumps({"error": "not found: " + self.path}))
+def error(status, message, run_failed=False):
+    """Microsoft's ErrorResponse: {"message": ...} as JSON."""
+    return json_reply(status, {"message": message}, [("x-ms-run-function-failed", "True" if run_failed else "False")])
 
-    def do_POST(self):
-        if self.path != "/score":
-            self.reply(404, json.dumps({"error": "not found: " + self.path}))
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length).decode("utf-8")
+
+def log(msg):
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+# ----------------------------------------------------------------------------------------------
+# The request, as parsed off the wire.
+
+class Request:
+    __slots__ = ("method", "path", "query", "headers", "body", "version", "peer")
+
+    def __init__(self, method, path, query, headers, body, version, peer):
+        self.method, self.path, self.query = method, path, query
+        self.headers, self.body, self.version, self.peer = headers, body, version, peer
+
+    def header(self, name, default=""):
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return default
+
+    def aml(self):
+        return AMLRequest(self.method, self.path, self.query,
+                          Headers([(k.title(), v) for k, v in self.headers]), self.body, self.peer)
+
+    def header_dict(self):
+        # Flask's dict(request.headers): Title-Case names.
+        return {k.title(): v for k, v in self.headers}
+
+
+def query_params(query):
+    """Microsoft's GET /score input: each query value parsed as JSON when it is, repeated names as lists."""
+    lists = {}
+    for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         try:
-            with self.lock:
-                result = self.module.run(raw)
-        except Exception as exc:  # the scoring script's error is the caller's answer
-            traceback.print_exc()
-            self.reply(500, json.dumps({"error": "run() failed: %s" % exc}))
-            return
-        if isinstance(result, (bytes, bytearray)):
-            result = result.decode("utf-8")
-        self.reply(200, result if isinstance(result, str) else json.dumps(result))
+            v = json.loads(v)
+        except ValueError:
+            pass
+        lists.setdefault(k, []).append(v)
+    return {k: v[0] if len(v) == 1 else v for k, v in lists.items()}
 
-    def log_message(self, fmt, *args):
-        sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
+
+# ----------------------------------------------------------------------------------------------
+# The Azure ML scoring contract.
+
+class ScoreApp:
+    """Serves an entry script as Microsoft's azureml-inference-server-http does."""
+
+    def __init__(self, entry):
+        self.entry = entry
+        self.app_root = os.path.dirname(os.path.abspath(entry))
+        sys.path.insert(0, self.app_root)
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("entry_module", entry)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for fn in ("init", "run"):
+            if not hasattr(module, fn):
+                raise RuntimeError("User script at %s does not have a %s() function defined." % (entry, fn))
+        # Azure ML SDK's generated driver modules forward run() to the real script's.
+        driver = getattr(module, "driver_module", None)
+        self.run = driver.run if driver is not None and hasattr(driver, "run") else module.run
+        self.init = module.init
+        self.analyze()
+        self.model_name, self.model_version = model_identity()
+        self.name = os.environ.get("ATELIER_SERVICE_NAME") or self.model_name or "model"
+        self.swaggers = None
+
+    def analyze(self):
+        params = list(inspect.signature(self.run).parameters.values())
+        if any(p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
+            raise RuntimeError("run() cannot accept positional-only arguments, *args, or **kwargs.")
+        self.pass_headers = any(p.name == "request_headers" for p in params)
+        params = [p for p in params if p.name != "request_headers"]
+        if not params:
+            raise RuntimeError("run() needs to accept an argument for input data.")
+        self.params = params
+        self.first = params[0].name
+        self.raw = bool(getattr(self.run, "__atelier_rawhttp__", False)) or atelier_http._rawHttpRequested or \
+            bool(getattr(sys.modules.get("azureml_inference_server_http.api.aml_request"), "_rawHttpRequested", False))
+        self.schema = schema_decorated(self.run)
+        if self.raw and self.schema:
+            raise RuntimeError("run() cannot be decorated with both @rawhttp and @input_schema")
+
+    # -- routing
+    def handle(self, req):
+        path = req.path
+        if path == "/score":
+            if req.method in ("GET", "POST") or (req.method == "OPTIONS" and self.raw):
+                return self.score(req)
+            if req.method == "OPTIONS":
+                return Reply(200, b"", [("Content-Type", "text/html; charset=utf-8"), ("x-ms-run-function-failed", "False")])
+            return error(405, NOT_ALLOWED)
+        if path == "/":
+            if req.method in ("GET", "HEAD"):
+                return Reply(200, b"Healthy", [("Content-Type", "text/html; charset=utf-8")])
+            return error(405, NOT_ALLOWED)
+        if path == "/swagger.json":
+            if req.method != "GET":
+                return error(405, NOT_ALLOWED)
+            return self.swagger(req)
+        if path.startswith("/v2"):
+            return v2(self, req)
+        return error(404, NOT_FOUND)
+
+    # -- /score
+    def score(self, req, body=None):
+        """Calls run() with the request as Microsoft's input parsers shape it."""
+        if self.raw:
+            kwargs = {self.first: req.aml()}
+        elif self.schema:
+            if req.method == "GET":
+                parsed = query_params(req.query)
+            else:
+                ctype = req.header("content-type").split(";")[0].strip().lower()
+                if not (ctype == JSON or (ctype.startswith("application/") and ctype.endswith("+json"))):
+                    return error(415, "Expects Content-Type to be application/json")
+                raw = req.body if body is None else body
+                try:
+                    parsed = json.loads(raw)
+                except ValueError as ex:
+                    if raw:
+                        return error(400, "POST body could not be decoded as JSON: %s" % ex)
+                    return error(400, "POST body is empty. Expecting a JSON dictionary.")
+                if not isinstance(parsed, dict):
+                    return error(400, "POST body should be a JSON dictionary.")
+            kwargs = {}
+            for p in self.params:
+                v = parsed.get(p.name, p.default)
+                if v is inspect.Parameter.empty:
+                    return error(400, "A value is not provided for the %r parameter." % p.name)
+                kwargs[p.name] = v
+        elif req.method == "GET":
+            kwargs = {self.first: json.dumps(query_params(req.query))}
+        else:
+            raw = req.body if body is None else body
+            try:
+                kwargs = {self.first: raw.decode("utf-8")}
+            except UnicodeDecodeError as ex:
+                return error(400, "Input cannot be decoded as UTF-8: %s" % ex)
+        if self.pass_headers:
+            kwargs["request_headers"] = req.header_dict()
+        start = time.perf_counter()
+        try:
+            out = self.run(**kwargs)
+        except Exception:
+            log("Encountered Exception: " + traceback.format_exc().rstrip())
+            return error(500, RUN_FAILED, run_failed=True)
+        elapsed = "%.3f" % ((time.perf_counter() - start) * 1000)
+        if hasattr(out, "status_code") and hasattr(out, "get_data") and hasattr(out, "headers"):
+            # AMLResponse, ours or Flask's (Microsoft's is a flask.Response).
+            headers = [(k, str(v)) for k, v in out.headers.items() if k.lower() not in ("content-length", "x-ms-run-function-failed")]
+            failed = out.status_code >= 500 or str(out.headers.get("x-ms-run-function-failed", "False")) == "True"
+            headers.append(("x-ms-run-function-failed", "True" if failed else "False"))
+            headers.append(("x-ms-run-fn-exec-ms", elapsed))
+            return Reply(int(out.status_code), out.get_data(), headers)
+        if isinstance(out, (bytes, bytearray)):
+            out = bytes(out).decode("utf-8", "replace")
+        try:
+            data = json.dumps(out).encode("utf-8")
+        except (TypeError, ValueError) as ex:
+            log("run() returned a value that is not JSON serializable: %s: %s" % (type(ex).__name__, ex))
+            return error(500, "run() returned a value that is not JSON serializable (%s): %s" % (type(out).__name__, ex),
+                         run_failed=True)
+        return Reply(200, data, [("Content-Type", JSON), ("x-ms-run-function-failed", "False"), ("x-ms-run-fn-exec-ms", elapsed)])
+
+    # -- /swagger.json
+    def swagger(self, req):
+        version = dict(parse_qsl(req.query.decode("latin-1"))).get("version", "2")
+        if self.swaggers is None:
+            self.swaggers = build_swaggers(self)
+        valid = {"2", "2.0", "3", "3.0", "3.1"}
+        supported = sorted({v for v in self.swaggers if v in ("2", "3", "3.1")})
+        if version not in valid:
+            return error(404, "Swagger version [%s] is not valid. Supported versions: [%s]." % (version, ", ".join(supported)))
+        doc = self.swaggers.get(version)
+        if doc is None:
+            return error(404, "Swagger version [%s] is not supported for the scoring script. Supported swagger "
+                              "versions: [%s]." % (version, ", ".join(supported)))
+        return json_reply(200, doc, [("x-ms-run-function-failed", "False")])
+
+    # -- the Open Inference Protocol's view
+    def infer(self, req, payload):
+        inputs = payload.get("inputs")
+        body = v2_to_run_input(inputs, [p.name for p in self.params] if self.schema else ())
+        sub = Request("POST", "/score", b"", [("content-type", JSON)] + [h for h in req.headers if h[0] != "content-type"],
+                      b"", req.version, req.peer)
+        reply = self.score(sub, json.dumps(body).encode("utf-8"))
+        if reply.status != 200:
+            return reply
+        try:
+            result = json.loads(reply.body)
+        except ValueError:
+            result = reply.body.decode("utf-8", "replace")
+        return v2_reply(self, payload, result, reply.headers)
+
+
+def schema_decorated(fn):
+    mod = sys.modules.get("inference_schema.schema_util")
+    if mod is None:
+        return False
+    try:
+        return bool(mod.is_schema_decorated(fn))
+    except Exception:
+        return False
+
+
+def model_identity():
+    """The (name, version) of the model in AZUREML_MODEL_DIR when it holds one, else ("", "")."""
+    md = os.path.normpath(os.environ.get("AZUREML_MODEL_DIR", "") or ".")
+    version = os.path.basename(md)
+    name = os.path.basename(os.path.dirname(md))
+    if version.isdigit() and name and name != "azureml-models":
+        return name, version
+    try:
+        names = [n for n in os.listdir(md) if os.path.isdir(os.path.join(md, n))]
+    except OSError:
+        names = []
+    if len(names) == 1:
+        versions = sorted((v for v in os.listdir(os.path.join(md, names[0])) if v.isdigit()), key=int)
+        return names[0], versions[-1] if versions else ""
+    return "", ""
+
+
+def build_swaggers(app):
+    """Swagger 2 / OpenAPI 3 / 3.1 documents: the user's swagger*.json files beside score.py when
+    present, else generated from inference_schema's decorators (Microsoft's templates)."""
+    docs = {}
+
+    def user(name):
+        try:
+            with open(os.path.join(app.app_root, name), encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    util = sys.modules.get("inference_schema.schema_util")
+    supported = []
+    if util is not None:
+        try:
+            supported = [str(v) for v in util.get_supported_versions(app.run)]
+        except Exception:
+            supported = []
+    if app.schema:
+        inp, outp = util.get_input_schema(app.run), util.get_output_schema(app.run)
+    else:
+        inp = outp = {"type": "object", "example": {}}
+    name = os.environ.get("ATELIER_SERVICE_NAME") or os.environ.get("SERVICE_NAME") or "ML service"
+    version = os.environ.get("ATELIER_SERVICE_VERSION") or os.environ.get("SERVICE_VERSION") or "1.0"
+    prefix = (os.environ.get("ATELIER_SERVICE_PATH_PREFIX") or os.environ.get("SERVICE_PATH_PREFIX") or "").strip("/")
+    prefix = "/" + prefix if prefix else ""
+    for v, aliases, files in (("2", ("2", "2.0"), ("swagger.json", "swagger2.json")), ("3", ("3", "3.0"), ("swagger3.json",)),
+                              ("3.1", ("3.1",), ("swagger3.1.json",))):
+        doc = None
+        for f in files:
+            doc = user(f)
+            if doc is not None:
+                break
+        if doc is None and any(a in supported for a in aliases):
+            doc = swagger_doc(v, name, version, prefix, inp, outp)
+        if doc is not None:
+            for a in aliases:
+                docs[a] = doc
+    return docs
+
+
+def swagger_doc(v, name, version, prefix, inp, outp):
+    err = {"type": "object", "properties": {"message": {"type": "string"}}}
+    info = {"title": name, "description": "API specification for the Azure Machine Learning service " + name,
+            "version": version}
+    if v == "2":
+        ref = lambda n: {"$ref": "#/definitions/" + n}  # noqa: E731
+        default = {"description": "The service failed to execute due to an error.", "schema": ref("ErrorResponse")}
+        return {
+            "swagger": "2.0", "info": info, "schemes": ["https"], "consumes": [JSON], "produces": [JSON],
+            "securityDefinitions": {"Bearer": {"type": "apiKey", "name": "Authorization", "in": "header",
+                                               "description": "For example: Bearer abc123"}},
+            "paths": {
+                prefix + "/": {"get": {"operationId": "ServiceHealthCheck",
+                                       "description": "Simple health check endpoint to ensure the service is up at any given point.",
+                                       "responses": {"200": {"description": "If service is up and running, this response will be returned with the content 'Healthy'",
+                                                             "schema": {"type": "string"}, "examples": {JSON: "Healthy"}},
+                                                     "default": default}}},
+                prefix + "/score": {"post": {"operationId": "RunMLService",
+                                             "description": "Run web service's model and get the prediction output",
+                                             "security": [{"Bearer": []}],
+                                             "parameters": [{"name": "serviceInputPayload", "in": "body",
+                                                             "description": "The input payload for executing the real-time machine learning service.",
+                                                             "schema": ref("ServiceInput")}],
+                                             "responses": {"200": {"description": "The service processed the input correctly and provided a result prediction, if applicable.",
+                                                                   "schema": ref("ServiceOutput")},
+                                                           "default": default}}},
+                prefix + "/swagger.json": {"get": {"operationId": "GetSwaggerSpec", "description": "Get the Swagger specification.",
+                                                   "parameters": [{"name": "version", "in": "query", "required": False,
+                                                                   "type": "integer", "enum": [2, 3]}],
+                                                   "responses": {"200": {"description": "The Swagger specification.", "schema": {"type": "string"}},
+                                                                 "default": default}}},
+            },
+            "definitions": {"ServiceInput": inp, "ServiceOutput": outp, "ErrorResponse": err},
+        }
+    ref = lambda n: {"$ref": "#/components/schemas/" + n}  # noqa: E731
+    default = {"description": "The service failed to execute due to an error.", "content": {JSON: {"schema": ref("ErrorResponse")}}}
+    return {
+        "openapi": "3.1.0" if v == "3.1" else "3.0.3", "info": info, "security": [{"Bearer": []}],
+        "paths": {
+            prefix + "/": {"get": {"operationId": "ServiceHealthCheck",
+                                   "description": "Simple health check endpoint to ensure the service is up at any given point.",
+                                   "responses": {"200": {"description": "If service is up and running, this response will be returned with the content 'Healthy'",
+                                                         "content": {"text/plain": {"schema": {"type": "string", "example": "Healthy"}}}},
+                                                 "default": default}}},
+            prefix + "/score": {"post": {"operationId": "RunMLService", "description": "Run web service's model and get the prediction output",
+                                         "security": [{"Bearer": []}],
+                                         "requestBody": {"description": "The input payload for executing the real-time machine learning service.",
+                                                         "content": {JSON: {"schema": ref("ServiceInput")}}},
+                                         "responses": {"200": {"description": "The service processed the input correctly and provided a result prediction, if applicable.",
+                                                               "content": {JSON: {"schema": ref("ServiceOutput")}}},
+                                                       "default": default}}},
+            prefix + "/swagger.json": {"get": {"operationId": "GetSwaggerSpec", "description": "Get the Swagger specification.",
+                                               "parameters": [{"name": "version", "in": "query", "required": False,
+                                                               "schema": {"type": "integer", "enum": [2, 3]}}],
+                                               "responses": {"200": {"description": "The Swagger specification.",
+                                                                     "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                                             "default": default}}},
+        },
+        "components": {"schemas": {"ServiceInput": inp, "ServiceOutput": outp, "ErrorResponse": err},
+                       "securitySchemes": {"Bearer": {"type": "apiKey", "name": "Authorization", "in": "header",
+                                                      "description": "For example: Bearer abc123"}}},
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# MLflow models (no entry script): MLflow's scoring protocol, through mlflow's own parsing.
+
+class MLflowApp:
+    def __init__(self, model_dir):
+        path = find_mlmodel(model_dir)
+        if path is None:
+            raise RuntimeError("no entry script (AZUREML_ENTRY_SCRIPT) and no MLflow model (an MLmodel file) in %s" % model_dir)
+        try:
+            import mlflow.pyfunc
+            from mlflow.pyfunc import scoring_server
+        except ImportError as ex:
+            raise RuntimeError("serving the MLflow model in %s needs mlflow in the image's Python: %s" % (path, ex))
+        self.model = mlflow.pyfunc.load_model(path)
+        self.server = scoring_server
+        self.input_schema = self.model.metadata.get_input_schema()
+        import mlflow.version
+
+        self.version_text = mlflow.version.VERSION.encode()
+        self.model_name, self.model_version = model_identity()
+        self.name = os.environ.get("ATELIER_SERVICE_NAME") or self.model_name or "model"
+        self.params = []
+
+    def init(self):
+        pass
+
+    def handle(self, req):
+        path = req.path
+        if path == "/invocations":
+            if req.method != "POST":
+                return error(405, NOT_ALLOWED)
+            return self.invocations(req.body, req.header("content-type", JSON))
+        if path in ("/ping", "/health"):
+            return Reply(200, b"\n", [("Content-Type", JSON)])
+        if path == "/version":
+            return Reply(200, self.version_text, [("Content-Type", JSON)])
+        if path == "/":
+            return Reply(200, b"Healthy", [("Content-Type", "text/html; charset=utf-8")])
+        if path.startswith("/v2"):
+            return v2(self, req)
+        return error(404, NOT_FOUND)
+
+    def invocations(self, body, content_type):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            r = self.server.invocations(body, content_type or JSON, self.model, self.input_schema)
+        except MlflowException as e:
+            return Reply(e.get_http_status_code(), e.serialize_as_json().encode("utf-8"), [("Content-Type", JSON)])
+        except Exception:
+            log("Encountered Exception: " + traceback.format_exc().rstrip())
+            return json_reply(500, {"error_code": "INTERNAL_ERROR", "message": "the model failed: see the service log"})
+        return Reply(r.status, r.response.encode("utf-8"), [("Content-Type", r.mimetype)])
+
+    def infer(self, req, payload):
+        inputs = payload.get("inputs") or []
+        values = [tensor_value(i) for i in inputs]
+        if len(inputs) == 1:
+            body = {"inputs": values[0]}
+        elif all(isinstance(v, list) and not any(isinstance(x, list) for x in v) and len(v) == len(values[0]) for v in values):
+            # Several 1-D tensors of one length: the columns of a table, as MLServer reads them.
+            body = {"dataframe_split": {"columns": [i["name"] for i in inputs], "data": [list(r) for r in zip(*values)]}}
+        else:
+            body = {"inputs": {i["name"]: v for i, v in zip(inputs, values)}}
+        reply = self.invocations(json.dumps(body).encode("utf-8"), JSON)
+        if reply.status != 200:
+            return reply
+        result = json.loads(reply.body)
+        if isinstance(result, dict) and "predictions" in result:
+            result = result["predictions"]
+        return v2_reply(self, payload, result, [])
+
+
+def find_mlmodel(d, depth=2):
+    if not d or not os.path.isdir(d):
+        return None
+    if os.path.isfile(os.path.join(d, "MLmodel")):
+        return d
+    if depth == 0:
+        return None
+    for n in sorted(os.listdir(d)):
+        found = find_mlmodel(os.path.join(d, n), depth - 1)
+        if found:
+            return found
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# The Open Inference Protocol (KServe V2), on top of either app.
+
+V2_PREFIX = "/v2/models/"
+
+
+def v2_error(status, message):
+    return json_reply(status, {"error": message})
+
+
+def v2(app, req):
+    path = req.path
+    if path in ("/v2/health/live", "/v2/health/ready"):
+        return Reply(200, b"", [])
+    if path == "/v2":
+        return json_reply(200, {"name": "atelier", "version": "1", "extensions": []})
+    if not path.startswith(V2_PREFIX):
+        return v2_error(404, "not found: " + path)
+    parts = path[len(V2_PREFIX):].split("/")
+    name = unquote(parts[0])
+    rest = parts[1:]
+    version = ""
+    if len(rest) >= 2 and rest[0] == "versions":
+        version, rest = unquote(rest[1]), rest[2:]
+    if name != app.name:
+        return v2_error(404, "model %r not found: this service serves %r" % (name, app.name))
+    if version and app.model_version and version != app.model_version:
+        return v2_error(404, "model %r has no version %r: it serves version %r" % (name, version, app.model_version))
+    if rest == [] and req.method == "GET":
+        return json_reply(200, {"name": app.name, "versions": [app.model_version] if app.model_version else [],
+                                "platform": "atelier-mlflow" if isinstance(app, MLflowApp) else "atelier-azureml",
+                                "inputs": [], "outputs": []})
+    if rest == ["ready"] and req.method == "GET":
+        return json_reply(200, {"name": app.name, "ready": True})
+    if rest == ["infer"]:
+        if req.method != "POST":
+            return v2_error(405, "infer takes POST")
+        try:
+            payload = json.loads(req.body)
+        except ValueError as ex:
+            return v2_error(400, "the request is not JSON: %s" % ex)
+        if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
+            return v2_error(400, 'the request must be a JSON object with a non-empty "inputs" list of tensors')
+        for t in payload["inputs"]:
+            if not isinstance(t, dict) or "data" not in t or "name" not in t:
+                return v2_error(400, 'each input tensor needs a "name" and "data"')
+            try:
+                tensor_value(t)
+            except ValueError as ex:
+                return v2_error(400, "input %r: %s" % (t.get("name"), ex))
+        return app.infer(req, payload)
+    return v2_error(404, "not found: " + path)
+
+
+def tensor_value(t):
+    """An input tensor's data as nested lists of its shape (data may be flat or nested already)."""
+    data, shape = t["data"], t.get("shape")
+    if not isinstance(data, list) or not shape or any(isinstance(x, list) for x in data):
+        return data
+    n = 1
+    for s in shape:
+        n *= s
+    if n != len(data):
+        raise ValueError("shape %s holds %d values, data has %d" % (shape, n, len(data)))
+    for s in reversed(shape[1:]):
+        data = [data[i:i + s] for i in range(0, len(data), s)]
+    return data
+
+
+def v2_to_run_input(inputs, params):
+    """Tensors to the JSON run() reads: one tensor -> {"data": value} (or {name: value} when its name
+    is one of an @input_schema run()'s parameters); several -> {name: value, ...}."""
+    if len(inputs) == 1 and inputs[0]["name"] not in params:
+        return {"data": tensor_value(inputs[0])}
+    return {t["name"]: tensor_value(t) for t in inputs}
+
+
+def tensor_of(name, value):
+    flat, shape = [], []
+    v = value
+    while isinstance(v, list):
+        shape.append(len(v))
+        v = v[0] if v else None
+
+    def walk(x):
+        if isinstance(x, list):
+            for y in x:
+                walk(y)
+        else:
+            flat.append(x)
+    walk(value)
+    if not shape:
+        shape = [1]
+    if flat and all(isinstance(x, bool) for x in flat):
+        dt = "BOOL"
+    elif flat and all(isinstance(x, int) and not isinstance(x, bool) for x in flat):
+        dt = "INT64"
+    elif flat and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in flat):
+        dt = "FP64"
+    else:
+        dt = "BYTES"
+        flat = [x if isinstance(x, str) else json.dumps(x) for x in flat]
+    n = 1
+    for s in shape:
+        n *= s
+    if n != len(flat):  # ragged: one BYTES tensor of JSON rows
+        shape, dt = [len(value)], "BYTES"
+        flat = [json.dumps(x) for x in value]
+    return {"name": name, "datatype": dt, "shape": shape, "data": flat}
+
+
+def v2_reply(app, payload, result, headers):
+    """run()'s answer as output tensors: a JSON object gives one tensor per key, anything else one
+    tensor named "predict"."""
+    if isinstance(result, dict):
+        outputs = [tensor_of(str(k), v) for k, v in result.items()]
+    else:
+        outputs = [tensor_of("predict", result)]
+    wanted = [o.get("name") for o in payload.get("outputs") or [] if isinstance(o, dict)]
+    if wanted:
+        outputs = [o for o in outputs if o["name"] in wanted]
+    body = {"model_name": app.name, "model_version": app.model_version, "outputs": outputs}
+    if "id" in payload:
+        body["id"] = payload["id"]
+    extra = [h for h in headers if h[0] in ("x-ms-run-fn-exec-ms",)]
+    return json_reply(200, body, extra)
+
+
+# ----------------------------------------------------------------------------------------------
+# HTTP/1.1 over a selector.
+
+class Conn:
+    __slots__ = ("sock", "peer", "buf", "out", "closing", "head", "sent_continue")
+
+    def __init__(self, sock, peer):
+        self.sock, self.peer = sock, peer
+        self.buf = bytearray()
+        self.out = b""
+        self.closing = False
+        self.head = None  # (method, target, version, headers, body_start, length, chunked, keep_alive)
+        self.sent_continue = False
+
+
+class Server:
+    def __init__(self, app, listener, max_body, access_log):
+        self.app, self.listener, self.max_body, self.access_log = app, listener, max_body, access_log
+        self.sel = selectors.DefaultSelector()
+        self.monitoring = None
+
+    def serve(self):
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, None)
+        while True:
+            for key, events in self.sel.select():
+                conn = key.data
+                if conn is None:
+                    self.accept()
+                    continue
+                if events & selectors.EVENT_WRITE:
+                    self.flush(conn)
+                if events & selectors.EVENT_READ and not conn.out:
+                    self.read(conn)
+
+    def accept(self):
+        while True:
+            try:
+                sock, peer = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as ex:  # out of descriptors: leave it queued
+                log("accept: %s" % ex)
+                return
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                peer = peer[0]
+            else:
+                peer = "unix"
+            self.sel.register(sock, selectors.EVENT_READ, Conn(sock, peer))
+
+    def close(self, conn):
+        try:
+            self.sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        conn.sock.close()
+
+    def read(self, conn):
+        try:
+            data = conn.sock.recv(262144)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close(conn)
+            return
+        if not data:
+            self.close(conn)
+            return
+        if conn.closing:
+            return  # the answer is sent; what else comes is dropped
+        conn.buf += data
+        self.process(conn)
+
+    def send(self, conn, data):
+        if conn.out:
+            conn.out += data
+            return
+        try:
+            n = conn.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError:
+            self.close(conn)
+            return
+        if n < len(data):
+            conn.out = data[n:]
+            self.sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+        elif conn.closing:
+            self.shutdown(conn)
+
+    def flush(self, conn):
+        try:
+            n = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close(conn)
+            return
+        conn.out = conn.out[n:]
+        if not conn.out:
+            if conn.closing:
+                self.shutdown(conn)
+                return
+            self.sel.modify(conn.sock, selectors.EVENT_READ, conn)
+            if conn.buf:
+                self.process(conn)
+
+    def shutdown(self, conn):
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self.close(conn)
+
+    def process(self, conn):
+        """Answers every complete request in conn.buf, in order."""
+        while not conn.closing and not conn.out:
+            buf = conn.buf
+            if conn.head is None:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buf) > MAX_HEAD:
+                        self.fail(conn, 431, "the request's headers exceed %d bytes" % MAX_HEAD)
+                    return
+                head = self.parse_head(conn, bytes(buf[:end]), end + 4)
+                if head is None:
+                    return
+                conn.head = head
+            method, target, version, headers, start, length, chunked, keep = conn.head
+            if chunked:
+                body, consumed = dechunk(buf, start, self.max_body)
+                if body is None:
+                    if consumed < 0:
+                        self.fail(conn, 413 if consumed == -2 else 400,
+                                  "the request body exceeds %d bytes (ATELIER_MAX_BODY)" % self.max_body if consumed == -2
+                                  else "malformed chunked request body")
+                    elif not conn.sent_continue and expects_continue(headers):
+                        conn.sent_continue = True
+                        self.send(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+                    return
+                del buf[:consumed]
+            else:
+                if len(buf) - start < length:
+                    if not conn.sent_continue and expects_continue(headers):
+                        conn.sent_continue = True
+                        self.send(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+                    return
+                body = bytes(buf[start:start + length])
+                del buf[:start + length]
+            conn.head = None
+            conn.sent_continue = False
+            path, _, query = target.partition("?")
+            req = Request(method, path, query.encode("latin-1"), headers, body, version, conn.peer)
+            self.respond(conn, req, keep)
+
+    def parse_head(self, conn, raw, start):
+        try:
+            text = raw.decode("latin-1")
+            lines = text.split("\r\n")
+            method, target, version = lines[0].split(" ")
+            if not version.startswith("HTTP/1."):
+                raise ValueError(version)
+            headers = []
+            for line in lines[1:]:
+                k, _, v = line.partition(":")
+                headers.append((k.strip().lower(), v.strip()))
+        except ValueError:
+            self.fail(conn, 400, "malformed HTTP request")
+            return None
+        length, chunked = 0, False
+        conn_hdr = ""
+        for k, v in headers:
+            if k == "content-length":
+                try:
+                    length = int(v)
+                    if length < 0:
+                        raise ValueError
+                except ValueError:
+                    self.fail(conn, 400, "Content-Length %r is not a number of bytes" % v)
+                    return None
+            elif k == "transfer-encoding":
+                chunked = "chunked" in v.lower()
+            elif k == "connection":
+                conn_hdr = v.lower()
+        keep = "close" not in conn_hdr if version == "HTTP/1.1" else "keep-alive" in conn_hdr
+        if length > self.max_body:
+            self.fail(conn, 413, "the request body of %d bytes exceeds the limit of %d bytes (ATELIER_MAX_BODY)" % (length, self.max_body))
+            return None
+        if target.startswith("http://") or target.startswith("https://"):
+            target = "/" + target.split("/", 3)[-1] if target.count("/") >= 3 else "/"
+        return (method, target, version, headers, start, length, chunked, keep)
+
+    def fail(self, conn, status, message):
+        """Answers a request that cannot be read, and closes the connection after it."""
+        conn.closing = True
+        conn.buf = bytearray()
+        reply = error(status, message)
+        self.send(conn, render(reply, [], False))
+
+    def respond(self, conn, req, keep):
+        start = time.perf_counter()
+        rid, extra, reply = self.ids(req)
+        if reply is None:
+            mon = self.monitoring or sys.modules.get("azureml.monitoring")
+            if mon is not None and hasattr(mon, "current_request_id"):
+                self.monitoring = mon
+                mon.current_request_id = extra[1][1]
+            try:
+                reply = self.app.handle(req)
+            except Exception:
+                log("Encountered Exception: " + traceback.format_exc().rstrip())
+                reply = error(500, "An unexpected internal error occurred. Check the logs for more info.")
+        if not keep:
+            conn.closing = True
+        if req.method == "HEAD":
+            reply = Reply(reply.status, b"", reply.headers)
+        self.send(conn, render(reply, extra, keep))
+        if self.access_log:
+            log("%s %s %s %d %.3fms %d %s" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), req.method,
+                                             req.path, reply.status, (time.perf_counter() - start) * 1000,
+                                             len(reply.body), rid))
+
+    def ids(self, req):
+        """Microsoft's request-id headers: x-request-id (the client's or a new uuid), x-ms-request-id
+        (the client's, else x-ms-client-request-id, else x-request-id), x-ms-client-request-id."""
+        rid = legacy = client = ""
+        for k, v in req.headers:
+            if k == "x-request-id":
+                rid = v
+            elif k == "x-ms-request-id":
+                legacy = v
+            elif k == "x-ms-client-request-id":
+                client = v
+        if not rid:
+            rid = str(uuid.uuid4())
+        if len(rid) > HEADER_LIMIT:
+            return "", [], error(431, "x-request-id must not exceed %d characters" % HEADER_LIMIT)
+        if legacy:
+            client = client or legacy
+        else:
+            legacy = client or rid
+        if len(legacy) > HEADER_LIMIT or len(client) > HEADER_LIMIT:
+            return rid, [("x-request-id", rid)], error(
+                431, "x-ms-request-id and x-ms-client-request-id must not exceed %d characters" % HEADER_LIMIT)
+        extra = [("x-request-id", rid), ("x-ms-request-id", legacy)]
+        if client:
+            extra.append(("x-ms-client-request-id", client))
+        return rid, extra, None
+
+
+def expects_continue(headers):
+    return any(k == "expect" and v.lower() == "100-continue" for k, v in headers)
+
+
+def dechunk(buf, start, limit):
+    """(body, end) of a complete chunked body at buf[start:]; (None, 0) if incomplete, (None, -1)
+    if malformed, (None, -2) if larger than limit."""
+    pos, body = start, bytearray()
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None, 0
+        try:
+            size = int(bytes(buf[pos:eol]).split(b";")[0].strip(), 16)
+        except ValueError:
+            return None, -1
+        if len(body) + size > limit:
+            return None, -2
+        if size == 0:
+            end = buf.find(b"\r\n\r\n", eol)  # skips trailers
+            if end < 0:
+                return None, 0
+            return bytes(body), end + 4
+        if len(buf) < eol + 2 + size + 2:
+            return None, 0
+        body += buf[eol + 2:eol + 2 + size]
+        pos = eol + 2 + size + 2
+
+
+def render(reply, extra, keep):
+    head = ["HTTP/1.1 %d %s\r\nContent-Length: %d\r\n" % (reply.status, REASONS.get(reply.status, "Status"), len(reply.body))]
+    for k, v in reply.headers:
+        head.append("%s: %s\r\n" % (k, v))
+    for k, v in extra:
+        head.append("%s: %s\r\n" % (k, v))
+    if not keep:
+        head.append("Connection: close\r\n")
+    head.append("\r\n")
+    return "".join(head).encode("latin-1") + reply.body
+
+
+# ----------------------------------------------------------------------------------------------
+
+def listen():
+    """The listening socket and its address as the ready line says it."""
+    path = os.environ.get("ATELIER_SCORE_SOCKET", "")
+    if path:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(path)
+        s.listen(1024)
+        return s, path
+    host = os.environ.get("ATELIER_SCORE_HOST") or "127.0.0.1"
+    port = int(os.environ.get("ATELIER_SCORE_PORT") or "5001")
+    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    s = socket.socket(info[0], socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(info[4])
+    s.listen(1024)
+    h, p = s.getsockname()[:2]
+    return s, ("[%s]:%d" % (h, p) if ":" in h else "%s:%d" % (h, p))
 
 
 def main():
-    entry = os.environ.get("AZUREML_ENTRY_SCRIPT", "/var/azureml-app/score.py")
-    host = os.environ.get("ATELIER_SCORE_HOST", "0.0.0.0")
-    port = int(os.environ.get("ATELIER_SCORE_PORT", "5001"))
-    module = load(entry)
-    module.init()
-    Handler.module = module
-    server = ThreadingHTTPServer((host, port), Handler)
-    # The bound address on stdout tells a supervisor (or a test) the server is ready.
-    print("atelier scoring runtime listening on %s:%d" % server.server_address[:2], flush=True)
-    server.serve_forever()
+    entry = os.environ.get("AZUREML_ENTRY_SCRIPT", "")
+    try:
+        max_body = int(os.environ.get("ATELIER_MAX_BODY") or 100 * 1024 * 1024)
+    except ValueError:
+        log("ATELIER_MAX_BODY=%r is not a number of bytes" % os.environ["ATELIER_MAX_BODY"])
+        return 2
+    access_log = os.environ.get("ATELIER_ACCESS_LOG", "1") not in ("0", "false", "off", "")
+    # What the script prints while it loads goes to stderr, so the ready line is the first line on
+    # stdout whatever init() prints; afterwards its prints go to stdout, the replica's log.
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        if entry:
+            app = ScoreApp(entry)
+        else:
+            app = MLflowApp(os.environ.get("AZUREML_MODEL_DIR", ""))
+        app.init()
+    except BaseException as ex:
+        if isinstance(ex, KeyboardInterrupt):
+            raise
+        traceback.print_exc()
+        log("atelier scoring runtime: %s failed, not serving" % ("loading or init() of " + entry if entry else "loading the MLflow model"))
+        return EXIT_INIT
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+    try:
+        listener, addr = listen()
+    except OSError as ex:
+        log("atelier scoring runtime: cannot listen: %s" % ex)
+        return 1
+    sys.stdout.write("atelier scoring runtime ready on %s\n" % addr)
+    sys.stdout.flush()
+    try:
+        Server(app, listener, max_body, access_log).serve()
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

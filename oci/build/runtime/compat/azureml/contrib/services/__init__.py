@@ -1,0 +1,2 @@
+# azureml.contrib.services: AMLRequest, AMLResponse and @rawhttp for score.py files that want the
+# raw HTTP request (azureml-contrib-services' module names).

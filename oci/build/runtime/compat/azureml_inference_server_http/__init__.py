@@ -1,0 +1,1 @@
+# azureml_inference_server_http inside an atelier scoring image: its api modules only.

@@ -1,0 +1,1 @@
+from atelier_http import AMLRequest, rawhttp  # noqa: F401

@@ -1,0 +1,1 @@
+from atelier_http import AMLResponse  # noqa: F401
