@@ -16,14 +16,29 @@ import (
 	"strings"
 )
 
-//go:embed atelier/*.py
+// The azureml package (Azure ML v1's names over the SDK, issue 24) is installed beside it.
+//
+//go:embed atelier/*.py azureml/*.py azureml/*/*.py azureml/*/*/*.py
 var sdk embed.FS
+
+// sdkFiles are the embedded files, in a fixed order.
+func sdkFiles() ([]string, error) {
+	var files []string
+	for _, pat := range []string{"atelier/*.py", "azureml/*.py", "azureml/*/*.py", "azureml/*/*/*.py"} {
+		m, err := fs.Glob(sdk, pat)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, m...)
+	}
+	return files, nil
+}
 
 // Install writes the SDK under dir/<content hash>/atelier (once per version) and returns the
 // directory to put on PYTHONPATH.
 func Install(dir string) (string, error) {
 	h := sha256.New()
-	files, err := fs.Glob(sdk, "atelier/*.py")
+	files, err := sdkFiles()
 	if err != nil {
 		return "", err
 	}
@@ -41,10 +56,10 @@ func Install(dir string) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	if err := os.MkdirAll(filepath.Join(tmp, "atelier"), 0o755); err != nil {
-		return "", err
-	}
 	for _, f := range files {
+		if err := os.MkdirAll(filepath.Join(tmp, filepath.Dir(filepath.FromSlash(f))), 0o755); err != nil {
+			return "", err
+		}
 		b, _ := sdk.ReadFile(f)
 		if err := os.WriteFile(filepath.Join(tmp, filepath.FromSlash(f)), b, 0o644); err != nil {
 			return "", err

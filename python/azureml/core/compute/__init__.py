@@ -1,0 +1,139 @@
+"""azureml.core.compute: v1's compute targets over atelier's. atelier runs on compute it is
+given: the built-in "local", more local queues (LocalCompute), machines over SSH
+(RemoteCompute), Slurm, Kubernetes and Podman. It provisions no cloud machines: AmlCompute,
+ComputeInstance and the other Azure kinds raise ComputeTargetException saying so."""
+
+import atelier
+from atelier.compute import ComputeTarget as _ComputeTarget
+
+from ..._compat import AtelierError, adopt
+from ...exceptions import ComputeTargetException
+
+__all__ = ["ComputeTarget", "AmlCompute", "ComputeInstance", "RemoteCompute", "LocalCompute", "SlurmCompute",
+           "KubernetesCompute", "PodmanCompute", "AksCompute", "DatabricksCompute", "HDInsightCompute",
+           "BatchCompute", "DataFactoryCompute", "AdlaCompute", "KustoCompute", "SynapseCompute",
+           "ComputeTargetException"]
+
+_OFFERS = ("atelier provisions no cloud compute: use the built-in 'local' target, a local queue "
+           "(LocalCompute.provisioning_configuration), or attach a machine over SSH "
+           "(RemoteCompute.attach_configuration), a Slurm cluster, a Kubernetes namespace or a Podman service")
+
+
+class _Unsupported(ComputeTargetException, NotImplementedError):
+    pass
+
+
+class ComputeTarget(_ComputeTarget):
+    """``ComputeTarget(workspace, name)``; ComputeTargetException when there is none by that
+    name (v1 samples catch it to create one)."""
+
+    def __init__(self, workspace, name=None, _details=None):
+        try:
+            _ComputeTarget.__init__(self, workspace, name, _details)
+        except AtelierError as e:
+            if e.status == 404:
+                raise ComputeTargetException("ComputeTargetNotFound: compute target %r not found in workspace %s "
+                                             "(%s)" % (name, workspace.name, ", ".join(
+                                                 sorted(c.name for c in _ComputeTarget.list(workspace)))),
+                                             code="not_found", status=404) from None
+            raise
+
+    @staticmethod
+    def list(workspace):
+        return [adopt(c, ComputeTarget) for c in _ComputeTarget.list(workspace)]
+
+    @staticmethod
+    def create(workspace, name, provisioning_configuration):
+        if isinstance(provisioning_configuration, _AzureConfiguration):
+            raise _Unsupported("cannot create %s %r: %s" % (provisioning_configuration.kind, name, _OFFERS))
+        return adopt(_ComputeTarget.create(workspace, name, provisioning_configuration), ComputeTarget)
+
+    @staticmethod
+    def attach(workspace, name, attach_configuration):
+        if isinstance(attach_configuration, _AzureConfiguration):
+            raise _Unsupported("cannot attach %s %r: %s" % (attach_configuration.kind, name, _OFFERS))
+        return adopt(_ComputeTarget.attach(workspace, name, attach_configuration), ComputeTarget)
+
+    def wait_for_completion(self, show_output=False, min_node_count=None, timeout_in_minutes=20,
+                            is_delete_operation=False):
+        return _ComputeTarget.wait_for_completion(self, show_output)
+
+    def get_status(self):
+        _ComputeTarget.get_status(self)
+        return _Status(self)
+
+    @property
+    def status(self):
+        return _Status(self)
+
+
+class _Status:
+    """v1's AmlComputeStatus-ish answer: the queue of the target."""
+
+    def __init__(self, target):
+        self.provisioning_state = target.provisioning_state
+        self.current_node_count = target.running
+        self.node_state_counts = {"runningNodeCount": target.running, "idleNodeCount": 0}
+        self.queued = target.queued
+
+    def serialize(self):
+        return dict(vars(self))
+
+
+class _AzureConfiguration:
+    def __init__(self, kind, **kwargs):
+        self.kind = kind
+        self.__dict__.update(kwargs)
+
+
+def _azure_kind(kind):
+    class K(ComputeTarget):
+        @staticmethod
+        def provisioning_configuration(*args, **kwargs):
+            return _AzureConfiguration(kind, **kwargs)
+
+        @staticmethod
+        def attach_configuration(*args, **kwargs):
+            return _AzureConfiguration(kind, **kwargs)
+
+        @staticmethod
+        def supported_vmsizes(workspace, location=None):
+            raise _Unsupported("%s VM sizes: %s" % (kind, _OFFERS))
+
+    K.__name__ = K.__qualname__ = kind
+    return K
+
+
+AmlCompute = _azure_kind("AmlCompute")
+ComputeInstance = _azure_kind("ComputeInstance")
+AksCompute = _azure_kind("AksCompute")
+DatabricksCompute = _azure_kind("DatabricksCompute")
+HDInsightCompute = _azure_kind("HDInsightCompute")
+BatchCompute = _azure_kind("BatchCompute")
+DataFactoryCompute = _azure_kind("DataFactoryCompute")
+AdlaCompute = _azure_kind("AdlaCompute")
+KustoCompute = _azure_kind("KustoCompute")
+SynapseCompute = _azure_kind("SynapseCompute")
+
+
+class RemoteCompute(ComputeTarget):
+    """A machine over SSH with a key (v1's RemoteCompute; a password is refused)."""
+
+    @staticmethod
+    def attach_configuration(resource_id=None, address=None, ssh_port=22, username=None, password=None,
+                             private_key_file=None, private_key_passphrase=None, **kwargs):
+        if password:
+            raise ComputeTargetException("atelier reaches SSH targets with a key, not a password: give "
+                                         "private_key_file")
+        if resource_id and not address:
+            raise _Unsupported("attaching an Azure VM by resource_id: %s" % _OFFERS)
+        return atelier.RemoteCompute.attach_configuration(address=address, username=username,
+                                                          private_key_file=private_key_file,
+                                                          private_key_passphrase=private_key_passphrase,
+                                                          ssh_port=ssh_port, **kwargs)
+
+
+LocalCompute = atelier.LocalCompute
+SlurmCompute = atelier.SlurmCompute
+KubernetesCompute = atelier.KubernetesCompute
+PodmanCompute = atelier.PodmanCompute

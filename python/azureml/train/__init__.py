@@ -1,0 +1,1 @@
+"""azureml.train: v1's (deprecated) estimators, as ScriptRunConfigs."""

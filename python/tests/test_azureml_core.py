@@ -1,0 +1,239 @@
+"""The azureml package (Azure ML v1's names over atelier, issue 24) against a real server."""
+
+import json
+import os
+import textwrap
+
+import pytest
+
+from conftest import api
+
+import atelier
+from azureml.core import (ComputeTarget, Dataset, Datastore, Environment, Experiment, Model, Run, RunConfiguration,
+                          ScriptRunConfig, Workspace)
+from azureml.core.compute import AmlCompute
+from azureml.core.conda_dependencies import CondaDependencies
+from azureml.data import OutputFileDatasetConfig
+from azureml.exceptions import ComputeTargetException, UserErrorException, WorkspaceException
+
+
+@pytest.fixture
+def v1ws(server, tmp_path, monkeypatch):
+    """A v1 Workspace from an Azure-style config.json (plus the server and token) in tmp_path."""
+    url, token = server
+    (tmp_path / ".azureml").mkdir()
+    (tmp_path / ".azureml" / "config.json").write_text(json.dumps({
+        "subscription_id": "00000000-sub", "resource_group": "rg", "workspace_name": "default",
+        "server": url, "token": token}))
+    for k in ("ATELIER_SERVER", "ATELIER_TOKEN", "ATELIER_WORKSPACE", "ATELIER_RUN_ID"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return Workspace.from_config()
+
+
+def test_workspace_from_azure_config(v1ws, server, tmp_path):
+    assert v1ws.name == "default" and v1ws.server == server[0]
+    assert (v1ws.subscription_id, v1ws.resource_group, v1ws.location) == ("00000000-sub", "rg", "atelier")
+    assert "default" in v1ws.datastores and isinstance(v1ws.datastores["default"], Datastore)
+    assert isinstance(v1ws.compute_targets["local"], ComputeTarget)
+    assert isinstance(v1ws.get_default_datastore(), Datastore)
+    d = v1ws.get_details()
+    assert d["subscriptionId"] == "00000000-sub" and d["name"] == "default"
+    # write_config writes Azure's keys and the server, never the token.
+    p = v1ws.write_config(path=str(tmp_path / "out"))
+    written = json.load(open(p))
+    assert written["workspace_name"] == "default" and "token" not in written
+
+
+def test_workspace_that_does_not_exist_is_a_clear_error(v1ws, tmp_path):
+    (tmp_path / "other").mkdir()
+    cfg = json.load(open(tmp_path / ".azureml" / "config.json"))
+    cfg["workspace_name"] = "no-such-ws"
+    (tmp_path / "other" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(WorkspaceException, match="no-such-ws.*does not exist.*Workspace.create"):
+        Workspace.from_config(path=str(tmp_path / "other"))
+    with pytest.raises(WorkspaceException, match="does not exist"):
+        Workspace("sub", "rg", "no-such-ws")
+    ws2 = Workspace.create("azureml-created", exist_ok=True, show_output=False)
+    assert ws2.name == "azureml-created"
+    assert Workspace.create("azureml-created", exist_ok=True, show_output=False).name == "azureml-created"
+    assert "azureml-created" in Workspace.list()
+
+
+def test_interactive_run_v1_api(v1ws, tmp_path):
+    exp = Experiment(workspace=v1ws, name="azureml-interactive")
+    run = exp.start_logging(snapshot_directory=None)
+    assert isinstance(run, Run) and isinstance(run.experiment, Experiment)
+    run.log("acc", 0.9)
+    run.log("note", "text metric")
+    run.log_confusion_matrix("cm", {"class_labels": ["a", "b"], "matrix": [[1, 0], [0, 1]]})
+    (tmp_path / "f.txt").write_text("hello")
+    props = run.upload_file("outputs/f.txt", str(tmp_path / "f.txt"))
+    assert isinstance(props.serialize(), dict)
+    child = run.child_run("c1")
+    assert isinstance(child, Run)
+    child.log("x", 1)
+    child.complete()
+    run.complete()
+    m = run.get_metrics()
+    assert m["acc"] == 0.9 and m["note"] == "text metric"
+    assert json.loads(m["cm"])["schema_type"] == "confusion_matrix"
+    kids = run.get_children()
+    assert [type(k) for k in kids] == [Run] and kids[0].parent.id == run.id
+    model = run.register_model("azureml-model", "outputs/f.txt", tags={"k": "v"})
+    assert isinstance(model, Model) and model.version >= 1 and model.url.startswith("aml://")
+    got = Model(v1ws, "azureml-model")
+    assert got.version == model.version
+    assert [type(r) for r in exp.get_runs()] and all(isinstance(r, Run) for r in exp.get_runs())
+    details = run.get_details()
+    assert details["runId"] == run.id and details["status"] == "Completed"
+    assert isinstance(v1ws.experiments["azureml-interactive"], Experiment)
+    # get_model_path outside a deployment downloads into ./azureml-models/<name>/<version>.
+    p = Model.get_model_path("azureml-model", _workspace=v1ws)
+    assert p.endswith(os.path.join("azureml-models", "azureml-model", str(model.version), "f.txt"))
+    assert open(p).read() == "hello"
+
+
+def test_get_model_path_in_a_deployment(tmp_path, monkeypatch):
+    d = tmp_path / "azureml-models" / "m" / "2"
+    d.mkdir(parents=True)
+    (d / "model.pkl").write_text("x")
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path / "azureml-models" / "m" / "2"))
+    assert Model.get_model_path("m") == str(d / "model.pkl")
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path / "azureml-models"))
+    assert Model.get_model_path("m") == str(d / "model.pkl")
+    assert Model.get_model_path("m", version=2) == str(d / "model.pkl")
+
+
+def test_offline_run_context(monkeypatch, capsys):
+    monkeypatch.delenv("ATELIER_RUN_ID", raising=False)
+    run = Run.get_context()
+    run.log("a", 1)
+    run.log_confusion_matrix("cm", {"class_labels": [0], "matrix": [[1]]})
+    assert run.get_metrics()["a"] == 1
+    assert run.upload_file("x", __file__).serialize() == {"path": "x"}
+
+
+def test_compute_targets(v1ws):
+    assert ComputeTarget(v1ws, "local").name == "local"
+    with pytest.raises(ComputeTargetException, match="not found"):
+        ComputeTarget(workspace=v1ws, name="cpu-cluster")
+    cfg = AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2", max_nodes=4)
+    with pytest.raises(NotImplementedError, match="provisions no cloud compute.*RemoteCompute"):
+        ComputeTarget.create(v1ws, "cpu-cluster", cfg)
+
+
+def test_conda_dependencies_map_to_pip(tmp_path):
+    cd = CondaDependencies.create(pip_packages=["requests==2.0"], conda_packages=["pip"], python_version="3.8")
+    env = Environment("e")
+    env.python.conda_dependencies = cd
+    out = env._atelier(str(tmp_path))
+    assert "conda" not in out
+    assert open(out["requirements"]).read() == "requests==2.0\n"  # azureml-defaults left out
+    cd.add_conda_package("scikit-learn")
+    out = env._atelier(str(tmp_path))
+    assert "requirements" not in out and "scikit-learn" in open(out["conda"]).read()
+    env.python.user_managed_dependencies = True
+    assert env._atelier(str(tmp_path)) == {"variables": {}}
+    # an environment.yml parses back
+    p = cd.save(str(tmp_path / "env.yml"))
+    cd2 = CondaDependencies(p)
+    assert list(cd2.pip_packages) == list(cd.pip_packages) and list(cd2.conda_packages) == list(cd.conda_packages)
+
+
+def test_environment_registry(v1ws):
+    env = Environment("v1-test-env")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["six"])
+    r1 = env.register(v1ws)
+    assert r1.version == "1"
+    assert env.register(v1ws).version == "1"  # unchanged: same version
+    env.python.conda_dependencies.add_pip_package("attrs")
+    assert env.register(v1ws).version == "2"
+    got = Environment.get(v1ws, "v1-test-env")
+    assert got.version == "2" and "attrs" in list(got.python.conda_dependencies.pip_packages)
+    assert Environment.get(v1ws, "v1-test-env", version="1").version == "1"
+    assert "v1-test-env" in v1ws.environments
+    with pytest.raises(UserErrorException, match="reserved"):
+        Environment("AzureML-Minimal").register(v1ws)
+    with pytest.warns(UserWarning, match="curated"):
+        cur = Environment.get(v1ws, "AzureML-Tutorial")
+    assert cur.python.user_managed_dependencies
+    with pytest.raises(UserErrorException, match="no environment"):
+        Environment.get(v1ws, "nope")
+
+
+def test_submit_script_run_config_with_run_configuration(v1ws, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text(textwrap.dedent("""
+        import sys
+        from azureml.core import Run
+        run = Run.get_context()
+        run.log("alpha", float(sys.argv[2]))
+        run.log("kind", type(run).__module__)
+        print("hello from", run.id)
+    """))
+    rc = RunConfiguration()
+    rc.environment.python.user_managed_dependencies = True
+    exp = Experiment(v1ws, "azureml-submit")
+    run = exp.submit(ScriptRunConfig(source_directory=str(src), script="train.py", arguments=["--alpha", 0.5],
+                                     run_config=rc))
+    assert isinstance(run, Run)
+    details = run.wait_for_completion(show_output=True)
+    assert details["status"] == "Completed"
+    assert run.get_metrics() == {"alpha": 0.5, "kind": "azureml.core.run"}
+    rd = run.get_details()["runDefinition"]
+    assert rd["script"] == "train.py" and rd["arguments"] == ["--alpha", "0.5"] and rd["target"] == "local"
+
+
+def test_datasets_and_data_in_a_run(v1ws, tmp_path):
+    data = tmp_path / "data"
+    (data / "iris").mkdir(parents=True)
+    (data / "iris" / "a.csv").write_text("x,y\n1,2\n3,4\n")
+    (data / "iris" / "b.csv").write_text("x,y\n5,6\n")
+    (data / "iris" / "notes.txt").write_text("n")
+    ds = v1ws.get_default_datastore()
+    ds.upload(src_dir=str(data), target_path="azureml-test", overwrite=True, show_progress=False)
+    files = Dataset.File.from_files(path=(ds, "azureml-test/iris/*.csv"))
+    assert sorted(files.to_path()) == ["/a.csv", "/b.csv"]
+    got = files.download(target_path=str(tmp_path / "dl"))
+    assert sorted(os.path.basename(p) for p in got) == ["a.csv", "b.csv"]
+    reg = files.register(v1ws, "azureml-iris-files", description="iris")
+    assert reg.version == 1
+    with pytest.raises(UserErrorException, match="create_new_version"):
+        Dataset.File.from_files(path=(ds, "azureml-test/iris/")).register(v1ws, "azureml-iris-files")
+    assert Dataset.File.from_files(path=(ds, "azureml-test/iris/")).register(
+        v1ws, "azureml-iris-files", create_new_version=True).version == 2
+    assert Dataset.get_by_name(v1ws, "azureml-iris-files", version=1).to_path() == ["/a.csv", "/b.csv"]
+    assert "azureml-iris-files" in v1ws.datasets
+    with Dataset.get_by_name(v1ws, "azureml-iris-files").mount() as m:
+        assert sorted(os.listdir(m.mount_point)) == ["a.csv", "b.csv", "notes.txt"]
+    with pytest.raises(Exception, match="matches no file"):
+        Dataset.File.from_files(path=(ds, "azureml-test/missing/*.csv"))
+
+    # A run gets the dataset, a datastore path and an output folder through its arguments.
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "use.py").write_text(textwrap.dedent("""
+        import argparse, os
+        from azureml.core import Run
+        p = argparse.ArgumentParser()
+        p.add_argument("--data"); p.add_argument("--ref"); p.add_argument("--out")
+        a = p.parse_args()
+        run = Run.get_context()
+        run.log("n_data", len(os.listdir(a.data)))
+        run.log("ref_is_dir", str(os.path.isdir(a.ref)))
+        run.log("input_path_same", str(run.input_datasets["iris"] == a.data))
+        with open(os.path.join(a.out, "result.txt"), "w") as f:
+            f.write("done")
+    """))
+    out = OutputFileDatasetConfig(name="result", destination=(ds, "azureml-test/out"))
+    cfg = ScriptRunConfig(source_directory=str(src), script="use.py",
+                          arguments=["--data", reg.as_named_input("iris").as_mount(),
+                                     "--ref", ds.path("azureml-test/iris").as_download(), "--out", out])
+    run = Experiment(v1ws, "azureml-data").submit(cfg)
+    run.wait_for_completion(show_output=True)
+    m = run.get_metrics()
+    assert m == {"n_data": 2, "ref_is_dir": "True", "input_path_same": "True"}
+    assert [f["path"] for f in ds.list_files("azureml-test/out/")] == ["azureml-test/out/result.txt"]
+    assert run.get_details()["runDefinition"]["script"] == "use.py"
