@@ -38,7 +38,20 @@ var keywords = map[string]bool{"and": true, "or": true, "not": true, "in": true,
 // ParseFilter parses a run filter written in the query language of docs/filter.md.
 // An empty filter gives a nil expression: it matches every run.
 func ParseFilter(s string) (FilterExpr, error) {
+	statuses := make([]string, len(RunStatuses))
+	for i, s := range RunStatuses {
+		statuses[i] = string(s)
+	}
+	return ParseFilterFor(s, RunAttributes, statuses)
+}
+
+// ParseFilterFor parses a filter over records whose attributes are attributes and whose status
+// is one of statuses (logged models', say) in the same language.
+func ParseFilterFor(s string, attributes, statuses []string) (FilterExpr, error) {
 	p, err := newParser("filter", s)
+	if p != nil {
+		p.attrs, p.statuses = attributes, statuses
+	}
 	if p == nil {
 		return nil, err
 	}
@@ -54,8 +67,14 @@ func ParseFilter(s string) (FilterExpr, error) {
 
 // ParseOrderBy parses an ordering: fields separated by commas, each optionally followed by asc or desc.
 // An empty ordering gives nil.
-func ParseOrderBy(s string) ([]OrderTerm, error) {
+func ParseOrderBy(s string) ([]OrderTerm, error) { return ParseOrderByFor(s, RunAttributes) }
+
+// ParseOrderByFor parses an ordering over records whose attributes are attributes.
+func ParseOrderByFor(s string, attributes []string) ([]OrderTerm, error) {
 	p, err := newParser("order by", s)
+	if p != nil {
+		p.attrs = attributes
+	}
 	if p == nil {
 		return nil, err
 	}
@@ -124,11 +143,13 @@ type token struct {
 
 // parser is a recursive-descent parser over a one-token lookahead scanner.
 type parser struct {
-	what  string // "filter" or "order by", to prefix messages
-	src   string
-	pos   int
-	tok   token
-	depth int
+	what     string // "filter" or "order by", to prefix messages
+	src      string
+	pos      int
+	tok      token
+	depth    int
+	attrs    []string // the attributes fields may name
+	statuses []string // the values status may take
 }
 
 // newParser returns a nil parser for an empty input, so callers return nil, nil.
@@ -317,7 +338,7 @@ func (p *parser) field() (FilterField, error) {
 	case !dotted:
 		kind, name = FieldAttribute, prefix
 	case kind == "":
-		return FilterField{}, p.errorf(t, "unknown field; use metrics.NAME, params.NAME, tags.NAME, properties.NAME or an attribute: %s", strings.Join(RunAttributes, ", "))
+		return FilterField{}, p.errorf(t, "unknown field; use metrics.NAME, params.NAME, tags.NAME, properties.NAME or an attribute: %s", strings.Join(p.attrs, ", "))
 	case name == "":
 		return FilterField{}, p.errorf(t, "expected a name after %q (quote other names: %s.`my name`)", prefix+".", prefix)
 	}
@@ -328,7 +349,7 @@ func (p *parser) field() (FilterField, error) {
 	if a, ok := attributeAliases[lower]; ok {
 		lower = a
 	}
-	for _, a := range RunAttributes {
+	for _, a := range p.attrs {
 		if a == lower {
 			return FilterField{Kind: FieldAttribute, Name: a}, nil
 		}
@@ -336,12 +357,12 @@ func (p *parser) field() (FilterField, error) {
 	if !dotted && fieldKinds[lower] != "" {
 		return FilterField{}, p.errorf(t, "expected a name: %s.NAME", lower)
 	}
-	return FilterField{}, p.errorf(t, "unknown attribute; attributes are %s", strings.Join(RunAttributes, ", "))
+	return FilterField{}, p.errorf(t, "unknown attribute; attributes are %s", strings.Join(p.attrs, ", "))
 }
 
 // Attribute groups for the type rules.
 func isTimeAttr(f FilterField) bool {
-	return f.Kind == FieldAttribute && (f.Name == "created_at" || f.Name == "started_at" || f.Name == "ended_at")
+	return f.Kind == FieldAttribute && (f.Name == "created_at" || f.Name == "started_at" || f.Name == "ended_at" || f.Name == "updated_at")
 }
 
 func isNumericField(f FilterField) bool {
@@ -399,17 +420,14 @@ func (p *parser) value(f FilterField, op string) (FilterValue, error) {
 		return v, p.errorf(t, "%s compares with text; quote it: '%s'", f, t.text)
 	case f == FilterField{FieldAttribute, "status"} && op != "like" && op != "ilike":
 		// Statuses match in any case, then take their canonical spelling.
-		for _, s := range RunStatuses {
-			if strings.EqualFold(v.Str, string(s)) {
-				v.Str = string(s)
+		valid := false
+		for _, s := range p.statuses {
+			if strings.EqualFold(v.Str, s) {
+				v.Str, valid = s, true
 			}
 		}
-		if !RunStatus(v.Str).Valid() {
-			names := make([]string, len(RunStatuses))
-			for i, s := range RunStatuses {
-				names[i] = string(s)
-			}
-			return v, p.errorf(t, "unknown status; statuses are %s", strings.Join(names, ", "))
+		if !valid {
+			return v, p.errorf(t, "unknown status; statuses are %s", strings.Join(p.statuses, ", "))
 		}
 	}
 	return v, p.next()

@@ -21,6 +21,7 @@ type Store interface {
 	ComputeTargetStore
 	LeaseStore
 	ImageStore
+	LoggedModelStore
 
 	// Files: the store keeps the metadata; the content lives in the ObjectStore.
 	PutFile(ctx context.Context, workspace, runID string, f *File) error

@@ -48,17 +48,10 @@ func (h *Handler) artifactRoute(method, endpoint string) handlerFunc {
 }
 
 // runArtifactPath splits <experiment_id>/<run_id>/artifacts[/X] into the run and the run file
-// path outputs[/X]; a logged model's <experiment_id>/models/m-<run_id>/artifacts[/X] likewise.
+// path outputs[/X].
 func runArtifactPath(p string) (runID, file string, err error) {
 	p = strings.Trim(p, "/")
 	parts := strings.SplitN(p, "/", 4)
-	if len(parts) >= 3 && parts[1] == "models" && strings.HasPrefix(parts[2], loggedModelPrefix) {
-		parts = strings.SplitN(p, "/", 5)
-		if len(parts) < 4 || parts[3] != "artifacts" {
-			return "", "", invalidParam("invalid artifact path %q: logged model artifacts live under <experiment_id>/models/<model_id>/artifacts", p)
-		}
-		parts = append([]string{parts[0], strings.TrimPrefix(parts[2], loggedModelPrefix)}, parts[3:]...)
-	}
 	if len(parts) < 3 || parts[2] != "artifacts" {
 		return "", "", invalidParam("invalid artifact path %q: run artifacts live under <experiment_id>/<run_id>/artifacts", p)
 	}
@@ -73,6 +66,26 @@ func runArtifactPath(p string) (runID, file string, err error) {
 		return "", "", err
 	}
 	return parts[1], file, nil
+}
+
+// modelArtifactPath splits a logged model's <experiment_id>/models/<model_id>/artifacts[/X]
+// into the model and its file X ("" for the root); ok is false for other paths.
+func modelArtifactPath(p string) (modelID, file string, ok bool, err error) {
+	p = strings.Trim(p, "/")
+	parts := strings.SplitN(p, "/", 5)
+	if len(parts) < 3 || parts[1] != "models" || !strings.HasPrefix(parts[2], atelier.LoggedModelIDPrefix) {
+		return "", "", false, nil
+	}
+	if len(parts) < 4 || parts[3] != "artifacts" {
+		return "", "", true, invalidParam("invalid artifact path %q: logged model artifacts live under <experiment_id>/models/<model_id>/artifacts", p)
+	}
+	if len(parts) == 5 && parts[4] != "" {
+		file = parts[4]
+		if err := atelier.ValidatePath(file); err != nil {
+			return "", "", true, err
+		}
+	}
+	return parts[2], file, true, nil
 }
 
 // The files of a registered model version are served (read only) at
@@ -158,6 +171,20 @@ func (h *Handler) uploadArtifact(w http.ResponseWriter, r *http.Request, ws, p s
 		}
 		return invalidParam("model version files are immutable: log files to a run or a logged model")
 	}
+	if id, file, isModel, err := modelArtifactPath(p); err != nil {
+		return err
+	} else if isModel {
+		if file == "" {
+			return invalidParam("invalid artifact path %q: name a file", p)
+		}
+		_, err := h.svc.UploadLoggedModelFile(r.Context(), ws, id, file, r.Body)
+		if atelier.ErrorCode(err) == atelier.ENOTFOUND && strings.HasPrefix(atelier.ErrorMessage(err), "logged model") {
+			return atelier.Errorf(atelier.ENOTFOUND, "Logged model with ID '%s' not found.", id)
+		} else if err != nil {
+			return err
+		}
+		return ok(w, nil)
+	}
 	runID, file, err := runArtifactPath(p)
 	if err != nil {
 		return err
@@ -175,10 +202,19 @@ func (h *Handler) downloadArtifact(w http.ResponseWriter, r *http.Request, ws, p
 	var size int64
 	var rc io.ReadCloser
 	ref, file, isVersion, err := versionArtifactPath(p)
+	modelID, modelFile, isModel, merr := modelArtifactPath(p)
 	runID := ""
 	switch {
 	case err != nil:
 		return err
+	case merr != nil:
+		return merr
+	case isModel:
+		f, body, err := h.svc.OpenLoggedModelFile(r.Context(), ws, modelID, modelFile)
+		if err != nil {
+			return err
+		}
+		file, size, rc = modelFile, f.Size, body
 	case isVersion:
 		f, body, err := h.svc.OpenModelFile(r.Context(), ws, ref, file)
 		if err != nil {
@@ -256,6 +292,19 @@ func (h *Handler) listArtifacts(w http.ResponseWriter, r *http.Request, ws strin
 			return err
 		}
 		return ok(w, map[string]any{"files": listVersionDir(v, dir)})
+	}
+	if id, dir, isModel, err := modelArtifactPath(p); err != nil {
+		return err
+	} else if isModel {
+		list, err := h.svc.ListLoggedModelFiles(r.Context(), ws, id, dir)
+		if err != nil {
+			return err
+		}
+		files := dirEntries(list, dir)
+		for i := range files {
+			files[i].Path = path.Base(files[i].Path)
+		}
+		return ok(w, map[string]any{"files": files})
 	}
 	runID, dir, err := runArtifactPath(p)
 	if err != nil {

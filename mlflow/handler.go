@@ -1,9 +1,10 @@
 // Package mlflow serves MLflow's REST API (tracking, the mlflow-artifacts proxy) on atelier's
 // domain services, so the unmodified mlflow Python client logs to atelier: a run created through
 // MLflow is an atelier run with the same metrics, params, tags and output files, and the other
-// way round. MLflow 3's logged models are hidden atelier runs (loggedmodels.go), and MLflow's
-// model registry is atelier's (registry.go). The wire shapes follow MLflow's protos (service.proto, mlflow_artifacts.proto) and
-// its server: snake_case fields, enums as names, {"error_code","message"} errors.
+// way round. MLflow 3's logged models are atelier's logged models (loggedmodels.go), and
+// MLflow's model registry is atelier's (registry.go). The wire shapes follow MLflow's protos
+// (service.proto, mlflow_artifacts.proto) and its server: snake_case fields, enums as names,
+// {"error_code","message"} errors.
 //
 // Workspaces: the default workspace answers at the server root (tracking URI http://HOST:PORT),
 // another one under /workspaces/{ws}/mlflow (tracking URI http://HOST:PORT/workspaces/{ws}/mlflow).
@@ -35,6 +36,7 @@ type Services interface {
 	atelier.FileService
 	atelier.ModelService
 	atelier.ModelEditor
+	atelier.LoggedModelService
 	// LogBatch stores a run's params, tags and metric points in one transaction.
 	LogBatch(ctx context.Context, workspace, runID string, b *atelier.RunBatch) error
 }

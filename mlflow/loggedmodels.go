@@ -1,33 +1,21 @@
 package mlflow
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"path"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/atelier-ml/atelier"
 )
 
-// MLflow 3's logged models are atelier runs: each is a hidden run (property mlflow.record =
-// logged-model) in the model's experiment, a child of its source run when it has one. The model
-// id is "m-" + that run's id; the model's name, params, tags and status are the run's; its
-// artifacts are the run's output files, which the client uploads through the artifacts proxy at
-// mlflow-artifacts:/<experiment_id>/models/<model_id>/artifacts. So a model logged from a
-// training run shows in atelier as a child run holding the model files, with its own lineage.
+// MLflow 3's logged models are atelier's (loggedmodel.go in the domain): this file translates
+// their messages. A model's id is atelier's ("m-..."); its files are uploaded through the
+// artifacts proxy at mlflow-artifacts:/<experiment_id>/models/<model_id>/artifacts and kept as
+// the model's own files; the runs that produced or used it are linked to it.
 
-// Record runs: runs that hold MLflow-only objects, never shown as MLflow runs.
-const (
-	propRecord            = "mlflow.record"
-	recordLoggedModel     = "logged-model"
-	recordRegisteredModel = "registered-model"
-	propModelType         = "mlflow.modelType"
-	loggedModelPrefix     = "m-"
-	tagModelOutputs       = "mlflow.modelOutputs" // hidden: a run's logged models, as JSON
-)
+const propModelType = "mlflow.modelType" // read by the version registration of older data
 
 // LoggedModel is MLflow's LoggedModel message.
 type LoggedModel struct {
@@ -63,60 +51,51 @@ const (
 	lmFailed  = "LOGGED_MODEL_UPLOAD_FAILED"
 )
 
-func loggedModelStatus(s atelier.RunStatus) string {
-	switch s {
-	case atelier.StatusCompleted:
-		return lmReady
-	case atelier.StatusFailed, atelier.StatusCanceled:
-		return lmFailed
+var lmStatuses = map[atelier.LoggedModelStatus]string{atelier.LoggedModelPending: lmPending,
+	atelier.LoggedModelReady: lmReady, atelier.LoggedModelFailed: lmFailed}
+
+// loggedModelStatus reads MLflow's status name (or number).
+func loggedModelStatus(s string) (atelier.LoggedModelStatus, error) {
+	switch strings.ToUpper(s) {
+	case lmReady, "READY", "2":
+		return atelier.LoggedModelReady, nil
+	case lmFailed, "UPLOAD_FAILED", "FAILED", "3":
+		return atelier.LoggedModelFailed, nil
+	case lmPending, "PENDING", "1":
+		return atelier.LoggedModelPending, nil
 	}
-	return lmPending
+	return "", invalidParam("invalid logged model status %q: use LOGGED_MODEL_PENDING, LOGGED_MODEL_READY or LOGGED_MODEL_UPLOAD_FAILED", s)
 }
 
 // loggedModelArtifactURI is where a logged model's files are, for the artifacts proxy.
-func loggedModelArtifactURI(expID, runID string) string {
-	return "mlflow-artifacts:/" + expID + "/models/" + loggedModelPrefix + runID + "/artifacts"
+func loggedModelArtifactURI(expID, id string) string {
+	return "mlflow-artifacts:/" + expID + "/models/" + id + "/artifacts"
 }
 
-func (s *scope) toLoggedModel(run *atelier.Run) *LoggedModel {
-	expID := s.experimentIDOf(run.Experiment)
-	updated := run.CreatedAt
-	if run.EndedAt != nil {
-		updated = *run.EndedAt
-	}
-	tags := map[string]string{}
-	for k, v := range run.Tags {
-		if !hiddenTags[k] {
-			tags[k] = v
-		}
+func (s *scope) toLoggedModel(m *atelier.LoggedModel) *LoggedModel {
+	expID := s.experimentIDOf(m.Experiment)
+	metrics := make([]Metric, 0, len(m.Metrics))
+	for _, x := range m.Metrics {
+		metrics = append(metrics, Metric{Key: x.Name, Value: atelier.Float(x.Value), Timestamp: ms(x.Timestamp), Step: x.Step,
+			RunID: x.RunID, ModelID: m.ID, DatasetName: x.DatasetName, DatasetDigest: x.DatasetDigest})
 	}
 	return &LoggedModel{
-		Info: LoggedModelInfo{ModelID: loggedModelPrefix + run.ID, ExperimentID: expID, Name: run.Name,
-			CreationTimestampMS: ms(run.CreatedAt), LastUpdatedTimestampMS: ms(updated),
-			ArtifactURI: loggedModelArtifactURI(expID, run.ID), Status: loggedModelStatus(run.Status),
-			ModelType: run.Properties[propModelType], SourceRunID: run.ParentID, StatusMessage: run.Error,
-			Tags: sortedKeyVals(tags)},
-		Data: LoggedModelData{Params: sortedKeyVals(run.Params), Metrics: []Metric{}},
+		Info: LoggedModelInfo{ModelID: m.ID, ExperimentID: expID, Name: m.Name,
+			CreationTimestampMS: ms(m.CreatedAt), LastUpdatedTimestampMS: ms(m.UpdatedAt),
+			ArtifactURI: loggedModelArtifactURI(expID, m.ID), Status: lmStatuses[m.Status],
+			ModelType: m.ModelType, SourceRunID: m.SourceRunID, StatusMessage: m.StatusMessage,
+			Tags: sortedKeyVals(m.Tags)},
+		Data: LoggedModelData{Params: sortedKeyVals(m.Params), Metrics: metrics},
 	}
 }
 
-// findLoggedModel returns the run of a logged model.
-func (s *scope) findLoggedModel(id string) (*atelier.Run, error) {
-	notFound := atelier.Errorf(atelier.ENOTFOUND, "Logged model with ID '%s' not found.", id)
-	runID, ok := strings.CutPrefix(id, loggedModelPrefix)
-	if !ok || runID == "" {
-		return nil, notFound
+// findLoggedModel returns a live logged model, with MLflow's message when there is none.
+func (s *scope) findLoggedModel(id string) (*atelier.LoggedModel, error) {
+	m, err := s.h.svc.FindLoggedModel(s.ctx, s.ws, id)
+	if atelier.ErrorCode(err) == atelier.ENOTFOUND || (err == nil && m.Deleted) {
+		return nil, atelier.Errorf(atelier.ENOTFOUND, "Logged model with ID '%s' not found.", id)
 	}
-	run, err := s.h.svc.FindRun(s.ctx, s.ws, runID)
-	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
-		return nil, notFound
-	} else if err != nil {
-		return nil, err
-	}
-	if run.Properties[propRecord] != recordLoggedModel || run.Deleted {
-		return nil, notFound
-	}
-	return run, nil
+	return m, err
 }
 
 func keyValMap(kind string, list []inKeyVal, limit int) (map[string]string, error) {
@@ -159,29 +138,16 @@ func (h *Handler) createLoggedModel(w http.ResponseWriter, r *http.Request, ws s
 	if e.Archived {
 		return invalidParam("The experiment %s must be in the 'active' state. Current state is deleted.", expID)
 	}
-	if req.SourceRunID != "" {
-		if _, err := s.findRun(string(req.SourceRunID), true); err != nil {
-			return err
-		}
-	}
 	name := string(req.Name)
 	if name == "" {
 		name = randomRunName()
 	}
-	if utf8.RuneCountInString(name) > atelier.MaxRunNameLength || strings.Contains(name, "/") {
-		return invalidParam("invalid logged model name %q: use at most %d characters and no '/'", name, atelier.MaxRunNameLength)
-	}
-	props := map[string]string{propRecord: recordLoggedModel}
-	if req.ModelType != "" {
-		props[propModelType] = string(req.ModelType)
-	}
-	run, err := h.svc.CreateRun(s.ctx, ws, atelier.RunCreate{Experiment: e.Name, Name: name, ParentID: string(req.SourceRunID),
-		Status: atelier.StatusRunning, Params: params, Tags: tags, Properties: props})
+	m, err := h.svc.CreateLoggedModel(s.ctx, ws, atelier.LoggedModelCreate{Experiment: e.Name, Name: name, ModelType: string(req.ModelType),
+		SourceRunID: string(req.SourceRunID), Params: params, Tags: tags})
 	if err != nil {
 		return err
 	}
-	s.forgetExperiments() // the run may have created its experiment
-	return ok(w, map[string]any{"model": s.toLoggedModel(run)})
+	return ok(w, map[string]any{"model": s.toLoggedModel(m)})
 }
 
 // loggedModelRoute picks the handler of logged-models/{model_id}[/...].
@@ -191,14 +157,14 @@ func (h *Handler) loggedModelRoute(method, endpoint string) handlerFunc {
 		return nil
 	}
 	id, sub, _ := strings.Cut(rest, "/")
-	with := func(f func(w http.ResponseWriter, r *http.Request, s *scope, run *atelier.Run) error) handlerFunc {
+	with := func(f func(w http.ResponseWriter, r *http.Request, s *scope, m *atelier.LoggedModel) error) handlerFunc {
 		return func(w http.ResponseWriter, r *http.Request, ws string) error {
 			s := h.scope(r, ws)
-			run, err := s.findLoggedModel(id)
+			m, err := s.findLoggedModel(id)
 			if err != nil {
 				return err
 			}
-			return f(w, r, s, run)
+			return f(w, r, s, m)
 		}
 	}
 	switch {
@@ -215,8 +181,8 @@ func (h *Handler) loggedModelRoute(method, endpoint string) handlerFunc {
 		if err != nil {
 			return nil
 		}
-		return with(func(w http.ResponseWriter, r *http.Request, s *scope, run *atelier.Run) error {
-			return h.deleteLoggedModelTag(w, s, run, key)
+		return with(func(w http.ResponseWriter, r *http.Request, s *scope, m *atelier.LoggedModel) error {
+			return h.deleteLoggedModelTag(w, s, m, key)
 		})
 	case sub == "params" && method == http.MethodPost:
 		return with(h.logLoggedModelParams)
@@ -226,46 +192,35 @@ func (h *Handler) loggedModelRoute(method, endpoint string) handlerFunc {
 	return nil
 }
 
-func (h *Handler) getLoggedModel(w http.ResponseWriter, r *http.Request, s *scope, run *atelier.Run) error {
-	return ok(w, map[string]any{"model": s.toLoggedModel(run)})
+func (h *Handler) getLoggedModel(w http.ResponseWriter, r *http.Request, s *scope, m *atelier.LoggedModel) error {
+	return ok(w, map[string]any{"model": s.toLoggedModel(m)})
 }
 
-func (h *Handler) finalizeLoggedModel(w http.ResponseWriter, r *http.Request, s *scope, run *atelier.Run) error {
+func (h *Handler) finalizeLoggedModel(w http.ResponseWriter, r *http.Request, s *scope, m *atelier.LoggedModel) error {
 	var req struct {
 		Status jstring `json:"status"`
 	}
 	if err := h.decode(w, r, &req); err != nil {
 		return err
 	}
-	var st atelier.RunStatus
-	switch strings.ToUpper(string(req.Status)) {
-	case lmReady, "2":
-		st = atelier.StatusCompleted
-	case lmFailed, "3":
-		st = atelier.StatusFailed
-	case lmPending, "1":
-		st = atelier.StatusRunning
-	default:
-		return invalidParam("invalid logged model status %q: use LOGGED_MODEL_READY or LOGGED_MODEL_UPLOAD_FAILED", req.Status)
+	st, err := loggedModelStatus(string(req.Status))
+	if err != nil {
+		return err
 	}
-	// A finalized model stays as it is (atelier's run lifecycle does not go back).
-	if !run.Status.Terminal() && st != run.Status {
-		var err error
-		if run, err = h.svc.UpdateRunStatus(s.ctx, s.ws, run.ID, atelier.RunStatusUpdate{Status: st}); err != nil {
-			return err
-		}
+	if m, err = h.svc.UpdateLoggedModel(s.ctx, s.ws, m.ID, atelier.LoggedModelUpdate{Status: &st}); err != nil {
+		return err
 	}
-	return ok(w, map[string]any{"model": s.toLoggedModel(run)})
+	return ok(w, map[string]any{"model": s.toLoggedModel(m)})
 }
 
-func (h *Handler) deleteLoggedModel(w http.ResponseWriter, r *http.Request, s *scope, run *atelier.Run) error {
-	if _, err := h.svc.SetRunLifecycle(s.ctx, s.ws, run.ID, atelier.LifecycleDeleted); err != nil {
+func (h *Handler) deleteLoggedModel(w http.ResponseWriter, r *http.Request, s *scope, m *atelier.LoggedModel) error {
+	if err := h.svc.DeleteLoggedModel(s.ctx, s.ws, m.ID); err != nil {
 		return err
 	}
 	return ok(w, nil)
 }
 
-func (h *Handler) setLoggedModelTags(w http.ResponseWriter, r *http.Request, s *scope, run *atelier.Run) error {
+func (h *Handler) setLoggedModelTags(w http.ResponseWriter, r *http.Request, s *scope, m *atelier.LoggedModel) error {
 	var req struct {
 		Tags []inKeyVal `json:"tags"`
 	}
@@ -276,33 +231,25 @@ func (h *Handler) setLoggedModelTags(w http.ResponseWriter, r *http.Request, s *
 	if err != nil {
 		return err
 	}
-	for k := range tags {
-		if hiddenTags[k] {
-			return invalidParam("tag %q is reserved", k)
-		}
-	}
 	if len(tags) > 0 {
-		if err := h.svc.SetTags(s.ctx, s.ws, run.ID, tags); err != nil {
+		if m, err = h.svc.UpdateLoggedModel(s.ctx, s.ws, m.ID, atelier.LoggedModelUpdate{Tags: tags}); err != nil {
 			return err
 		}
-		for k, v := range tags {
-			run.Tags[k] = v
-		}
 	}
-	return ok(w, map[string]any{"model": s.toLoggedModel(run)})
+	return ok(w, map[string]any{"model": s.toLoggedModel(m)})
 }
 
-func (h *Handler) deleteLoggedModelTag(w http.ResponseWriter, s *scope, run *atelier.Run, key string) error {
-	if _, found := run.Tags[key]; !found || hiddenTags[key] {
-		return atelier.Errorf(atelier.ENOTFOUND, "No tag with key %q on logged model %s%s", key, loggedModelPrefix, run.ID)
+func (h *Handler) deleteLoggedModelTag(w http.ResponseWriter, s *scope, m *atelier.LoggedModel, key string) error {
+	if _, found := m.Tags[key]; !found {
+		return atelier.Errorf(atelier.ENOTFOUND, "No tag with key %q on logged model %s", key, m.ID)
 	}
-	if err := h.svc.DeleteTag(s.ctx, s.ws, run.ID, key); err != nil {
+	if _, err := h.svc.UpdateLoggedModel(s.ctx, s.ws, m.ID, atelier.LoggedModelUpdate{DeleteTags: []string{key}}); err != nil {
 		return err
 	}
 	return ok(w, nil)
 }
 
-func (h *Handler) logLoggedModelParams(w http.ResponseWriter, r *http.Request, s *scope, run *atelier.Run) error {
+func (h *Handler) logLoggedModelParams(w http.ResponseWriter, r *http.Request, s *scope, m *atelier.LoggedModel) error {
 	var req struct {
 		Params []inKeyVal `json:"params"`
 	}
@@ -314,83 +261,137 @@ func (h *Handler) logLoggedModelParams(w http.ResponseWriter, r *http.Request, s
 		return err
 	}
 	if len(params) > 0 {
-		if err := s.logParams(run.ID, params); err != nil {
+		_, err := h.svc.UpdateLoggedModel(s.ctx, s.ws, m.ID, atelier.LoggedModelUpdate{Params: params})
+		if atelier.ErrorCode(err) == atelier.ECONFLICT {
+			return invalidParam("%s", atelier.ErrorMessage(err))
+		} else if err != nil {
 			return err
 		}
 	}
 	return ok(w, nil)
 }
 
-func (h *Handler) listLoggedModelArtifacts(w http.ResponseWriter, r *http.Request, s *scope, run *atelier.Run) error {
+func (h *Handler) listLoggedModelArtifacts(w http.ResponseWriter, r *http.Request, s *scope, m *atelier.LoggedModel) error {
 	sub := strings.Trim(r.URL.Query().Get("artifact_directory_path"), "/")
-	dir := outputsDir
 	if sub != "" {
-		dir += "/" + sub
-		if err := atelier.ValidatePath(dir); err != nil {
+		if err := atelier.ValidatePath(sub); err != nil {
 			return err
 		}
 	}
-	files, err := h.listDir(r, s.ws, run.ID, dir)
+	list, err := h.svc.ListLoggedModelFiles(s.ctx, s.ws, m.ID, sub)
 	if err != nil {
 		return err
 	}
-	for i := range files {
-		if sub != "" {
-			files[i].Path = sub + "/" + files[i].Path
-		}
-	}
-	return ok(w, map[string]any{"root_uri": s.toLoggedModel(run).Info.ArtifactURI, "files": files})
+	return ok(w, map[string]any{"root_uri": s.toLoggedModel(m).Info.ArtifactURI, "files": dirEntries(list, sub)})
 }
 
-// loggedModelAttrs are the attributes a logged model search filters and orders by.
-var loggedModelAttrs = map[string]string{
-	"name": "name", "model_id": "model_id", "source_run_id": "source_run_id", "status": "status",
-	"model_type": "model_type", "creation_timestamp": "creation_timestamp", "creation_time": "creation_timestamp",
-	"creation_timestamp_ms": "creation_timestamp", "last_updated_timestamp": "last_updated_timestamp",
-	"last_updated_timestamp_ms": "last_updated_timestamp", "experiment_id": "experiment_id",
-}
-
-func loggedModelAttr(m *LoggedModel, field, key string) (string, bool) {
-	switch field {
-	case "name":
-		return m.Info.Name, true
-	case "model_id":
-		return m.Info.ModelID, true
-	case "source_run_id":
-		return m.Info.SourceRunID, m.Info.SourceRunID != ""
-	case "status":
-		return m.Info.Status, true
-	case "model_type":
-		return m.Info.ModelType, m.Info.ModelType != ""
-	case "experiment_id":
-		return m.Info.ExperimentID, true
-	case "creation_timestamp":
-		return strconv.FormatInt(m.Info.CreationTimestampMS, 10), true
-	case "last_updated_timestamp":
-		return strconv.FormatInt(m.Info.LastUpdatedTimestampMS, 10), true
-	case "tags", "params":
-		list := m.Info.Tags
-		if field == "params" {
-			list = m.Data.Params
-		}
-		for _, kv := range list {
-			if kv.Key == key {
-				return kv.Value, true
+// dirEntries lists the entries right under dir ("" for the root) of files, as MLflow's
+// FileInfo with paths from the root.
+func dirEntries(files []*atelier.File, dir string) []FileInfo {
+	seen := map[string]bool{}
+	out := []FileInfo{}
+	for _, f := range files {
+		rel := f.Path
+		if dir != "" {
+			var found bool
+			if rel, found = strings.CutPrefix(f.Path, dir+"/"); !found {
+				continue
 			}
 		}
+		name, _, nested := strings.Cut(rel, "/")
+		full := name
+		if dir != "" {
+			full = dir + "/" + name
+		}
+		if seen[full] {
+			continue
+		}
+		seen[full] = true
+		if nested {
+			out = append(out, FileInfo{Path: full, IsDir: true})
+		} else {
+			size := f.Size
+			out = append(out, FileInfo{Path: full, FileSize: &size})
+		}
 	}
-	return "", false
+	return out
+}
+
+// loggedModelFields maps MLflow's logged model attributes to atelier's.
+var loggedModelFields = map[string]string{
+	"name": "name", "model_id": "id", "source_run_id": "source_run_id", "status": "status",
+	"model_type": "model_type", "creation_timestamp": "created_at", "creation_time": "created_at",
+	"creation_timestamp_ms": "created_at", "last_updated_timestamp": "updated_at",
+	"last_updated_timestamp_ms": "updated_at", "experiment_id": "experiment",
+}
+
+// loggedModelFilter translates MLflow's logged model filter (comparisons joined by AND) to
+// atelier's filter language, experiment ids to names and statuses to atelier's.
+func (s *scope) loggedModelFilter(filter string) (string, error) {
+	conds, err := parseConds(filter, loggedModelFields, map[string]string{"tags": "tags", "tag": "tags",
+		"params": "params", "param": "params", "metrics": "metrics", "metric": "metrics"})
+	if err != nil {
+		return "", err
+	}
+	parts := make([]string, 0, len(conds))
+	for _, c := range conds {
+		field := c.field
+		if c.key != "" || field == "tags" || field == "params" || field == "metrics" {
+			field = atelier.FilterField{Kind: c.field, Name: c.key}.String()
+		}
+		numeric := c.field == "metrics" || c.field == "created_at" || c.field == "updated_at"
+		vals := make([]string, len(c.values))
+		for i, v := range c.values {
+			switch {
+			case c.field == "status":
+				if st, err := loggedModelStatus(v); err == nil {
+					v = string(st)
+				}
+			case c.field == "experiment":
+				if e, err := s.experimentByID(v); err == nil {
+					v = e.Name
+				}
+			}
+			if numeric {
+				if _, err := strconv.ParseFloat(v, 64); err != nil {
+					return "", invalidParam("filter %q: %s compares with a number, not %q", filter, c.field, v)
+				}
+				vals[i] = v
+			} else {
+				vals[i] = quote(v)
+			}
+		}
+		op := c.op
+		switch op {
+		case "==":
+			op = "="
+		case "<>":
+			op = "!="
+		}
+		if op == "in" || op == "not in" {
+			parts = append(parts, field+" "+op+" ("+strings.Join(vals, ", ")+")")
+		} else {
+			parts = append(parts, field+" "+op+" "+vals[0])
+		}
+	}
+	return strings.Join(parts, " and "), nil
 }
 
 func (h *Handler) searchLoggedModels(w http.ResponseWriter, r *http.Request, ws string) error {
 	var req struct {
 		ExperimentIDs jlist   `json:"experiment_ids"`
 		Filter        jstring `json:"filter"`
-		MaxResults    jint    `json:"max_results"`
-		PageToken     jstring `json:"page_token"`
-		OrderBy       []struct {
-			FieldName jstring `json:"field_name"`
-			Ascending *jbool  `json:"ascending"`
+		Datasets      []struct {
+			DatasetName   jstring `json:"dataset_name"`
+			DatasetDigest jstring `json:"dataset_digest"`
+		} `json:"datasets"`
+		MaxResults jint    `json:"max_results"`
+		PageToken  jstring `json:"page_token"`
+		OrderBy    []struct {
+			FieldName     jstring `json:"field_name"`
+			Ascending     *jbool  `json:"ascending"`
+			DatasetName   jstring `json:"dataset_name"`
+			DatasetDigest jstring `json:"dataset_digest"`
 		} `json:"order_by"`
 	}
 	if err := h.decode(w, r, &req); err != nil {
@@ -400,28 +401,38 @@ func (h *Handler) searchLoggedModels(w http.ResponseWriter, r *http.Request, ws 
 	if err != nil {
 		return err
 	}
-	conds, err := parseConds(string(req.Filter), loggedModelAttrs, map[string]string{"tags": "tags", "tag": "tags", "params": "params", "param": "params"})
-	if err != nil {
-		return err
-	}
-	var terms []string
-	for _, o := range req.OrderBy {
-		t := string(o.FieldName)
-		if o.Ascending != nil && !bool(*o.Ascending) {
-			t += " DESC"
-		}
-		terms = append(terms, t)
-	}
-	keys, err := parseOrder(terms, loggedModelAttrs)
-	if err != nil {
-		return err
-	}
-	keys = append(keys, orderKey{field: "creation_timestamp", desc: true}, orderKey{field: "model_id"})
 	s := h.scope(r, ws)
 	if _, err := h.svc.FindWorkspace(s.ctx, ws); err != nil {
 		return err
 	}
-	var names []string
+	q := atelier.LoggedModelQuery{Limit: min(limit, atelier.MaxPageSize), PageToken: string(req.PageToken)}
+	if q.Filter, err = s.loggedModelFilter(string(req.Filter)); err != nil {
+		return err
+	}
+	var terms []string
+	for _, o := range req.OrderBy {
+		f := string(o.FieldName)
+		kind, key, keyed := strings.Cut(f, ".")
+		switch {
+		case keyed && (kind == "metrics" || kind == "params" || kind == "tags"):
+			f = atelier.FilterField{Kind: kind, Name: key}.String()
+		case loggedModelFields[strings.ToLower(f)] != "":
+			f = loggedModelFields[strings.ToLower(f)]
+		default:
+			return invalidParam("invalid order_by field %q", o.FieldName)
+		}
+		if o.Ascending != nil && !bool(*o.Ascending) {
+			f += " desc"
+		}
+		terms = append(terms, f)
+	}
+	q.OrderBy = strings.Join(terms, ", ")
+	for _, d := range req.Datasets {
+		if d.DatasetName == "" {
+			return invalidParam("a data set of a logged model search needs a dataset_name")
+		}
+		q.Datasets = append(q.Datasets, atelier.LoggedModelDataset{Name: string(d.DatasetName), Digest: string(d.DatasetDigest)})
+	}
 	for _, id := range req.ExperimentIDs {
 		e, err := s.experimentByID(id)
 		if atelier.ErrorCode(err) == atelier.ENOTFOUND {
@@ -429,62 +440,27 @@ func (h *Handler) searchLoggedModels(w http.ResponseWriter, r *http.Request, ws 
 		} else if err != nil {
 			return err
 		}
-		names = append(names, quote(e.Name))
+		q.Experiments = append(q.Experiments, e.Name)
 	}
-	filter := "properties.`" + propRecord + "` = '" + recordLoggedModel + "'"
-	if len(req.ExperimentIDs) > 0 {
-		if len(names) == 0 {
-			return ok(w, map[string]any{"models": []any{}})
-		}
-		filter += " and experiment in (" + strings.Join(names, ", ") + ")"
+	if len(req.ExperimentIDs) > 0 && len(q.Experiments) == 0 {
+		return ok(w, map[string]any{"models": []any{}})
 	}
-	runs, err := s.allRuns(atelier.RunQuery{Filter: filter, Lifecycle: atelier.LifecycleActive})
+	page, err := h.svc.ListLoggedModels(s.ctx, ws, q)
 	if err != nil {
 		return err
 	}
-	models := []*LoggedModel{}
-	for _, run := range runs {
-		m := s.toLoggedModel(run)
-		if matchConds(conds, func(f, k string) (string, bool) { return loggedModelAttr(m, f, k) }) {
-			models = append(models, m)
-		}
+	models := make([]*LoggedModel, 0, len(page.Models))
+	for _, m := range page.Models {
+		models = append(models, s.toLoggedModel(m))
 	}
-	sortItems(models, keys, func(m *LoggedModel, f string) string { v, _ := loggedModelAttr(m, f, ""); return v })
-	lo, hi, next, err := pageOf(len(models), string(req.PageToken), limit)
-	if err != nil {
-		return err
-	}
-	resp := map[string]any{"models": models[lo:hi]}
-	if next != "" {
-		resp["next_page_token"] = next
+	resp := map[string]any{"models": models}
+	if page.NextPageToken != "" {
+		resp["next_page_token"] = page.NextPageToken
 	}
 	return ok(w, resp)
 }
 
-// allRuns lists every run a query finds, page after page.
-func (s *scope) allRuns(q atelier.RunQuery) ([]*atelier.Run, error) {
-	q.Limit = atelier.MaxPageSize
-	var out []*atelier.Run
-	for {
-		page, err := s.h.svc.ListRuns(s.ctx, s.ws, q)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page.Runs...)
-		if page.NextPageToken == "" {
-			return out, nil
-		}
-		q.PageToken = page.NextPageToken
-	}
-}
-
-// modelOutput is MLflow's ModelOutput: a run produced a logged model at a step.
-type modelOutput struct {
-	ModelID string `json:"model_id"`
-	Step    int64  `json:"step"`
-}
-
-// logOutputs records a run's logged models in a hidden tag; get-run returns them as the run's
+// logOutputs links a run to the logged models it produced; get-run returns them as the run's
 // outputs (the client picks the newest of a run's models by step when it registers runs:/).
 func (h *Handler) logOutputs(w http.ResponseWriter, r *http.Request, ws string) error {
 	var req struct {
@@ -502,17 +478,10 @@ func (h *Handler) logOutputs(w http.ResponseWriter, r *http.Request, ws string) 
 		return err
 	}
 	s := h.scope(r, ws)
-	run, err := s.findRun(id, true)
-	if err != nil {
+	if _, err := s.findRun(id, true); err != nil {
 		return err
 	}
-	var list []modelOutput
-	_ = json.Unmarshal([]byte(run.Tags[tagModelOutputs]), &list)
-	seen := map[modelOutput]bool{}
-	for _, o := range list {
-		seen[o] = true
-	}
-	added := false
+	links := make([]atelier.RunModel, 0, len(req.Models))
 	for _, m := range req.Models {
 		if m.ModelID == "" {
 			return invalidParam("missing value for required parameter 'model_id'")
@@ -520,30 +489,36 @@ func (h *Handler) logOutputs(w http.ResponseWriter, r *http.Request, ws string) 
 		if _, err := s.findLoggedModel(string(m.ModelID)); err != nil {
 			return err
 		}
-		o := modelOutput{string(m.ModelID), m.Step.V}
-		if !seen[o] {
-			seen[o], added = true, true
-			list = append(list, o)
+		links = append(links, atelier.RunModel{RunID: id, ModelID: string(m.ModelID), Step: m.Step.V})
+	}
+	if len(links) > 0 {
+		if err := h.svc.AddRunModels(s.ctx, ws, links); err != nil {
+			return err
 		}
-	}
-	if !added {
-		return ok(w, nil)
-	}
-	b, _ := json.Marshal(list)
-	if len(b) > atelier.MaxTagValue {
-		h.log.Warn("mlflow model outputs too many to keep", "run", id, "models", len(list))
-		return ok(w, nil)
-	}
-	if err := h.svc.SetTags(s.ctx, ws, id, map[string]string{tagModelOutputs: string(b)}); err != nil {
-		return err
 	}
 	return ok(w, nil)
 }
 
+// runModels gives a run's model inputs and outputs as get-run shows them.
+func (s *scope) runModels(runID string) (inputs, outputs []map[string]any, err error) {
+	links, err := s.h.svc.ListRunModels(s.ctx, s.ws, runID)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, l := range links {
+		if l.Input {
+			inputs = append(inputs, map[string]any{"model_id": l.ModelID})
+		} else {
+			outputs = append(outputs, map[string]any{"model_id": l.ModelID, "step": l.Step})
+		}
+	}
+	return inputs, outputs, nil
+}
+
 // loggedModelBase is the directory name a logged model's files get in a model version: its
 // name when that is a plain file name, else "model".
-func loggedModelBase(run *atelier.Run) string {
-	name := run.Name
+func loggedModelBase(m *atelier.LoggedModel) string {
+	name := m.Name
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\") || path.Clean(name) != name || atelier.ValidatePath(name) != nil {
 		return "model"
 	}

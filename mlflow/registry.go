@@ -574,17 +574,17 @@ func (h *Handler) getModelVersionByAlias(w http.ResponseWriter, r *http.Request,
 // models:/NAME@ALIAS, or its files' URI).
 func (s *scope) sourceFiles(source, modelID string) (string, []atelier.ModelFile, error) {
 	if modelID == "" {
-		if id, found := strings.CutPrefix(source, "models:/"); found && strings.HasPrefix(id, loggedModelPrefix) && !strings.ContainsAny(id, "/@") {
+		if id, found := strings.CutPrefix(source, "models:/"); found && strings.HasPrefix(id, atelier.LoggedModelIDPrefix) && !strings.ContainsAny(id, "/@") {
 			modelID = id
 		}
 	}
 	switch {
 	case modelID != "" && (source == "" || strings.HasPrefix(source, "models:/")):
-		run, err := s.findLoggedModel(modelID)
+		m, err := s.findLoggedModel(modelID)
 		if err != nil {
 			return "", nil, err
 		}
-		return s.runSourceFiles(run, outputsDir)
+		return s.loggedModelSourceFiles(m, "")
 	case strings.HasPrefix(source, "mlflow-artifacts:"):
 		p := strings.TrimPrefix(source, "mlflow-artifacts:")
 		if rest, found := strings.CutPrefix(p, "//"); found {
@@ -594,6 +594,15 @@ func (s *scope) sourceFiles(source, modelID string) (string, []atelier.ModelFile
 			return "", nil, err
 		} else if isVersion {
 			return s.versionSourceFiles(ref, file)
+		}
+		if id, file, isModel, err := modelArtifactPath(p); err != nil {
+			return "", nil, err
+		} else if isModel {
+			m, err := s.findLoggedModel(id)
+			if err != nil {
+				return "", nil, err
+			}
+			return s.loggedModelSourceFiles(m, file)
 		}
 		runID, file, err := runArtifactPath(p)
 		if err != nil {
@@ -635,18 +644,10 @@ func (s *scope) sourceFiles(source, modelID string) (string, []atelier.ModelFile
 	return "", nil, invalidParam("cannot register a model version from %q: atelier registers files it stores; use a source such as models:/<model_id>, runs:/<run_id>/<path> or the artifact URI of a run or logged model", source)
 }
 
-// runSourceFiles lists a run's files at file (a file or a folder) as version files. A logged
-// model's folder is named after the model, and its lineage is its source run.
+// runSourceFiles lists a run's files at file (a file or a folder) as version files.
 func (s *scope) runSourceFiles(run *atelier.Run, file string) (string, []atelier.ModelFile, error) {
 	lineage, base := run.ID, path.Base(file)
-	if run.Properties[propRecord] == recordLoggedModel {
-		if run.ParentID != "" {
-			lineage = run.ParentID
-		}
-		if file == outputsDir {
-			base = loggedModelBase(run)
-		}
-	} else if file == outputsDir {
+	if file == outputsDir {
 		base = "model"
 	}
 	list, err := s.h.svc.ListFiles(s.ctx, s.ws, run.ID, file)
@@ -662,6 +663,39 @@ func (s *scope) runSourceFiles(run *atelier.Run, file string) (string, []atelier
 	}
 	if len(files) == 0 {
 		return "", nil, atelier.Errorf(atelier.ENOTFOUND, "run %s has no artifacts at %q", run.ID, strings.TrimPrefix(strings.TrimPrefix(file, outputsDir), "/"))
+	}
+	return lineage, files, nil
+}
+
+// loggedModelSourceFiles lists a logged model's files at file ("" for all) as version files,
+// its folder named after the model; the lineage is its source run.
+func (s *scope) loggedModelSourceFiles(m *atelier.LoggedModel, file string) (string, []atelier.ModelFile, error) {
+	list, err := s.h.svc.ListLoggedModelFiles(s.ctx, s.ws, m.ID, file)
+	if err != nil {
+		return "", nil, err
+	}
+	base := loggedModelBase(m)
+	if file != "" {
+		base = path.Base(file)
+	}
+	var files []atelier.ModelFile
+	for _, f := range list {
+		rel := f.Path
+		if file != "" {
+			rel = f.Path[len(file):]
+		} else {
+			rel = "/" + rel
+		}
+		files = append(files, atelier.ModelFile{Path: base + rel, Digest: f.Digest, Size: f.Size})
+	}
+	if len(files) == 0 {
+		return "", nil, atelier.Errorf(atelier.ENOTFOUND, "logged model %s has no artifacts at %q", m.ID, file)
+	}
+	lineage := m.SourceRunID
+	if lineage != "" {
+		if _, err := s.h.svc.FindRun(s.ctx, s.ws, lineage); err != nil {
+			lineage = "" // a source run kept elsewhere is no lineage here
+		}
 	}
 	return lineage, files, nil
 }
@@ -723,7 +757,7 @@ func (h *Handler) createModelVersion(w http.ResponseWriter, r *http.Request, ws 
 		}
 	}
 	if props[propModelID] == "" {
-		if id, found := strings.CutPrefix(string(req.Source), "models:/"); found && strings.HasPrefix(id, loggedModelPrefix) && !strings.ContainsAny(id, "/@") {
+		if id, found := strings.CutPrefix(string(req.Source), "models:/"); found && strings.HasPrefix(id, atelier.LoggedModelIDPrefix) && !strings.ContainsAny(id, "/@") {
 			props[propModelID] = id
 		}
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // TestLoggedModelLifecycle: create, upload through the proxy at the artifact location, finalize,
-// tag, search, link to the run; the model is an atelier child run of its source run.
+// tag, search, link to the run, metrics per data set; the model is atelier's logged model, not a run.
 func TestLoggedModelLifecycle(t *testing.T) {
 	s := MustStack(t)
 	run := s.MustOK(t, "POST", api+"runs/create", `{"experiment_id":"0","run_name":"train"}`)["run"].(map[string]any)["info"].(map[string]any)
@@ -66,12 +66,56 @@ func TestLoggedModelLifecycle(t *testing.T) {
 	if len(runs) != 1 {
 		t.Fatalf("search runs found %d runs", len(runs))
 	}
-	// atelier: a child run of the training run holding the files
+	// atelier: a logged model of its own (no run) holding the files, linked to the training run
 	ctx := authCtx(t, s)
-	child, err := s.Service.FindRun(ctx, "default", strings.TrimPrefix(mid, "m-"))
-	if err != nil || child.ParentID != rid || child.Status != atelier.StatusCompleted {
-		t.Fatalf("atelier run of the model: %+v, %v", child, err)
+	if _, err := s.Service.FindRun(ctx, "default", strings.TrimPrefix(mid, "m-")); atelier.ErrorCode(err) != atelier.ENOTFOUND {
+		t.Fatalf("the logged model is a run: %v", err)
 	}
+	lm, err := s.Service.FindLoggedModel(ctx, "default", mid)
+	if err != nil || lm.SourceRunID != rid || lm.Status != atelier.LoggedModelReady {
+		t.Fatalf("atelier's logged model: %+v, %v", lm, err)
+	}
+	files, err := s.Service.ListLoggedModelFiles(ctx, "default", mid, "")
+	if err != nil || len(files) != 2 || files[0].Path != "MLmodel" || files[1].Path != "model.pkl" {
+		t.Fatalf("atelier's logged model files: %+v, %v", files, err)
+	}
+	// A metric logged with model_id is measured on the model; data sets filter the search.
+	s.MustOK(t, "POST", api+"runs/log-batch", `{"run_id":"`+rid+`","metrics":[{"key":"acc","value":0.9,"timestamp":1,"step":0,
+		"model_id":"`+mid+`","dataset_name":"eval","dataset_digest":"d1"}]}`)
+	got = s.MustOK(t, "GET", api+"logged-models/"+mid, "")["model"].(map[string]any)
+	if ms := fmt.Sprint(got["data"].(map[string]any)["metrics"]); !strings.Contains(ms, "dataset_name:eval") || !strings.Contains(ms, "key:acc") {
+		t.Fatalf("model metrics %s", ms)
+	}
+	for body, want := range map[string]int{
+		`{"experiment_ids":["` + eid + `"],"datasets":[{"dataset_name":"eval"}]}`:                           1,
+		`{"experiment_ids":["` + eid + `"],"datasets":[{"dataset_name":"test"}]}`:                           0,
+		`{"experiment_ids":["` + eid + `"],"filter":"metrics.acc > 0.5"}`:                                   1,
+		`{"experiment_ids":["` + eid + `"],"filter":"metrics.acc > 0.95"}`:                                  0,
+		`{"experiment_ids":["` + eid + `"],"order_by":[{"field_name":"metrics.acc","ascending":false}]}`:    1,
+		`{"experiment_ids":["` + eid + `"],"filter":"status = 'LOGGED_MODEL_READY' and model_type = 'sk'"}`: 1,
+	} {
+		if n := len(s.MustOK(t, "POST", api+"logged-models/search", body)["models"].([]any)); n != want {
+			t.Errorf("search %s found %d, want %d", body, n, want)
+		}
+	}
+	// A run that used the model lists it among its inputs.
+	user := str(s.MustOK(t, "POST", api+"runs/create", `{"experiment_id":"0"}`)["run"].(map[string]any)["info"].(map[string]any)["run_id"])
+	s.MustOK(t, "POST", api+"runs/log-inputs", `{"run_id":"`+user+`","models":[{"model_id":"`+mid+`"}]}`)
+	if in := fmt.Sprint(s.MustOK(t, "GET", api+"runs/get?run_id="+user, "")["run"].(map[string]any)["inputs"]); !strings.Contains(in, "model_inputs:[map[model_id:"+mid+"]]") {
+		t.Fatalf("run inputs %s", in)
+	}
+	// Finalizing may move a READY model to FAILED, as MLflow allows.
+	fin = s.MustOK(t, "PATCH", api+"logged-models/"+mid, `{"status":"LOGGED_MODEL_UPLOAD_FAILED"}`)
+	if st := fin["model"].(map[string]any)["info"].(map[string]any)["status"]; st != "LOGGED_MODEL_UPLOAD_FAILED" {
+		t.Fatalf("status after READY then FAILED: %v", st)
+	}
+	// A source run kept elsewhere is recorded, not refused.
+	far := s.MustOK(t, "POST", api+"logged-models", `{"experiment_id":"0","name":"far","source_run_id":"0123456789abcdef"}`)["model"].(map[string]any)["info"].(map[string]any)
+	if far["source_run_id"] != "0123456789abcdef" {
+		t.Fatalf("far model %v", far)
+	}
+	s.MustOK(t, "DELETE", api+"logged-models/"+str(far["model_id"]), "")
+	MustError(t, s.Do(t, "GET", api+"logged-models/"+str(far["model_id"]), ""), 404, "RESOURCE_DOES_NOT_EXIST")
 	MustError(t, s.Do(t, "GET", api+"logged-models/m-nope", ""), 404, "RESOURCE_DOES_NOT_EXIST")
 	MustError(t, s.Do(t, "GET", api+"logged-models/"+rid, ""), 404, "RESOURCE_DOES_NOT_EXIST")
 }

@@ -31,7 +31,7 @@ const (
 )
 
 // hiddenTags are atelier's bookkeeping, not shown as MLflow tags.
-var hiddenTags = map[string]bool{tagLifecycle: true, tagInputs: true, tagModelOutputs: true}
+var hiddenTags = map[string]bool{tagLifecycle: true, tagInputs: true}
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
@@ -41,7 +41,23 @@ func (s *scope) toRun(run *atelier.Run) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.toRunWith(run, sums), nil
+	out := s.toRunWith(run, sums)
+	ins, outs, err := s.runModels(run.ID)
+	if err != nil {
+		return nil, err
+	}
+	if len(ins) > 0 {
+		var inputs map[string]any
+		if json.Unmarshal(out.Inputs, &inputs) != nil || inputs == nil {
+			inputs = map[string]any{}
+		}
+		inputs["model_inputs"] = ins
+		out.Inputs, _ = json.Marshal(inputs)
+	}
+	if len(outs) > 0 {
+		out.Outputs, _ = json.Marshal(map[string]any{"model_outputs": outs})
+	}
+	return out, nil
 }
 
 // toRunWith converts a run whose metric summaries are at hand.
@@ -73,9 +89,6 @@ func (s *scope) toRunWith(run *atelier.Run, sums []*atelier.MetricSummary) *Run 
 	out.Inputs = json.RawMessage(`{"dataset_inputs":[]}`)
 	if in := run.Tags[tagInputs]; in != "" && json.Valid([]byte(in)) {
 		out.Inputs = json.RawMessage(`{"dataset_inputs":` + in + `}`)
-	}
-	if o := run.Tags[tagModelOutputs]; o != "" && json.Valid([]byte(o)) {
-		out.Outputs = json.RawMessage(`{"model_outputs":` + o + `}`)
 	}
 	return out
 }
@@ -336,7 +349,7 @@ func (h *Handler) searchRuns(w http.ResponseWriter, r *http.Request, ws string) 
 	if err != nil {
 		return err
 	}
-	conds := []string{"properties.`" + propRecord + "` is null"} // logged models' runs
+	var conds []string
 	q := atelier.RunQuery{Limit: limit, PageToken: string(req.PageToken), Summaries: true}
 	switch view {
 	case viewActive:
@@ -409,10 +422,45 @@ func (h *Handler) logMetric(w http.ResponseWriter, r *http.Request, ws string) e
 	if err != nil {
 		return err
 	}
-	if err := h.scope(r, ws).logBatch(id, &atelier.RunBatch{Metrics: atelier.MetricBatch{Points: []atelier.MetricPoint{p}}}); err != nil {
+	s := h.scope(r, ws)
+	if err := s.logBatch(id, &atelier.RunBatch{Metrics: atelier.MetricBatch{Points: []atelier.MetricPoint{p}}}); err != nil {
+		return err
+	}
+	if err := s.logModelMetrics(id, []inMetric{req.inMetric}, time.Now().UnixMilli()); err != nil {
 		return err
 	}
 	return ok(w, nil)
+}
+
+// logModelMetrics records the metrics that name a logged model (MLflow 3's model_id) on that
+// model too, with the run and the data set they were measured with.
+func (s *scope) logModelMetrics(runID string, list []inMetric, now int64) error {
+	byModel := map[string][]*atelier.LoggedModelMetric{}
+	var order []string
+	for _, m := range list {
+		if m.ModelID == "" {
+			continue
+		}
+		ts := m.Timestamp.V
+		if !m.Timestamp.Set {
+			ts = now
+		}
+		id := string(m.ModelID)
+		if byModel[id] == nil {
+			order = append(order, id)
+		}
+		byModel[id] = append(byModel[id], &atelier.LoggedModelMetric{Name: string(m.Key), Value: m.Value.V, Step: m.Step.V,
+			Timestamp: time.UnixMilli(ts).UTC(), RunID: runID, DatasetName: string(m.DatasetName), DatasetDigest: string(m.DatasetDigest)})
+	}
+	for _, id := range order {
+		err := s.h.svc.LogLoggedModelMetrics(s.ctx, s.ws, id, byModel[id])
+		if atelier.ErrorCode(err) == atelier.ENOTFOUND {
+			return atelier.Errorf(atelier.ENOTFOUND, "Logged model with ID '%s' not found.", id)
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // logParams logs params with MLflow's message for a changed value.
@@ -548,7 +596,11 @@ func (h *Handler) logBatch(w http.ResponseWriter, r *http.Request, ws string) er
 	if err := batch.Validate(); err != nil {
 		return err
 	}
-	if err := h.scope(r, ws).logBatch(id, batch); err != nil {
+	s := h.scope(r, ws)
+	if err := s.logBatch(id, batch); err != nil {
+		return err
+	}
+	if err := s.logModelMetrics(id, req.Metrics, now); err != nil {
 		return err
 	}
 	return ok(w, nil)
@@ -585,6 +637,9 @@ func (h *Handler) logInputs(w http.ResponseWriter, r *http.Request, ws string) e
 	var req struct {
 		runIDReq
 		Datasets []json.RawMessage `json:"datasets"`
+		Models   []struct {
+			ModelID jstring `json:"model_id"`
+		} `json:"models"`
 	}
 	if err := h.decode(w, r, &req); err != nil {
 		return err
@@ -597,6 +652,22 @@ func (h *Handler) logInputs(w http.ResponseWriter, r *http.Request, ws string) e
 	run, err := s.findRun(id, true)
 	if err != nil {
 		return err
+	}
+	// Models the run used are linked to it as inputs.
+	links := make([]atelier.RunModel, 0, len(req.Models))
+	for _, m := range req.Models {
+		if m.ModelID == "" {
+			return invalidParam("missing value for required parameter 'model_id'")
+		}
+		if _, err := s.findLoggedModel(string(m.ModelID)); err != nil {
+			return err
+		}
+		links = append(links, atelier.RunModel{RunID: id, ModelID: string(m.ModelID), Input: true})
+	}
+	if len(links) > 0 {
+		if err := h.svc.AddRunModels(s.ctx, ws, links); err != nil {
+			return err
+		}
 	}
 	if len(req.Datasets) == 0 {
 		return ok(w, nil)

@@ -34,6 +34,10 @@ type Metric struct {
 	Timestamp int64         `json:"timestamp"`
 	Step      int64         `json:"step"`
 	RunID     string        `json:"run_id,omitempty"`
+	// MLflow 3: the logged model the value was measured on, and the data set.
+	ModelID       string `json:"model_id,omitempty"`
+	DatasetName   string `json:"dataset_name,omitempty"`
+	DatasetDigest string `json:"dataset_digest,omitempty"`
 }
 
 // RunInfo is MLflow's RunInfo message.
@@ -184,4 +188,8 @@ type inMetric struct {
 	Value     jfloat  `json:"value"`
 	Timestamp jint    `json:"timestamp"`
 	Step      jint    `json:"step"`
+	// MLflow 3: the metric is also measured on a logged model, on a data set.
+	ModelID       jstring `json:"model_id"`
+	DatasetName   jstring `json:"dataset_name"`
+	DatasetDigest jstring `json:"dataset_digest"`
 }

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,15 +68,16 @@ func TestUpgradeConvertsRecordRuns(t *testing.T) {
 			conv = i
 		}
 	}
+	// Only that migration runs again: later ones would create their tables twice.
 	for _, stmt := range []string{`DELETE FROM experiment_tags`, `DELETE FROM model_tags`, `UPDATE models SET kept = 0, description = ''`,
-		fmt.Sprintf(`PRAGMA user_version = %d`, conv)} {
+		migrations[conv]} {
 		if _, err := db.write.ExecContext(ctx, stmt); err != nil {
 			t.Fatal(stmt, err)
 		}
 	}
 	db.Close()
 	if db, err = Open(ctx, path, Options{}); err != nil {
-		t.Fatalf("upgrading: %v", err)
+		t.Fatalf("reopening: %v", err)
 	}
 	defer db.Close()
 

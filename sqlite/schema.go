@@ -495,6 +495,106 @@ DELETE FROM experiment_stats WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.expe
 UPDATE experiment_stats SET
 	run_count = (SELECT count(*) FROM runs r WHERE r.experiment_id = experiment_stats.experiment_id),
 	last_run_at = (SELECT max(created_at) FROM runs r WHERE r.experiment_id = experiment_stats.experiment_id);
+`, `
+-- Logged models (MLflow 3's LoggedModel) are records of their own (issue 19): files, params,
+-- tags, metrics measured on them, a status; runs link to the models they produced or used. The
+-- MLflow API kept each in a hidden run (property mlflow.record = logged-model, id "m-" + the
+-- run's id, a child of its source run, files under outputs/, the source run's links in the
+-- hidden tag mlflow.modelOutputs): those become these records, keeping their ids, then go.
+CREATE TABLE logged_models (
+	id             TEXT PRIMARY KEY,
+	workspace_id   INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	experiment_id  INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+	name           TEXT NOT NULL,
+	model_type     TEXT NOT NULL DEFAULT '',
+	source_run_id  TEXT,
+	status         TEXT NOT NULL,
+	status_message TEXT NOT NULL DEFAULT '',
+	deleted        INTEGER NOT NULL DEFAULT 0,
+	created_by     TEXT NOT NULL DEFAULT '',
+	created_at     INTEGER NOT NULL,
+	updated_at     INTEGER NOT NULL
+);
+CREATE INDEX logged_models_workspace ON logged_models (workspace_id, created_at) WHERE deleted = 0;
+CREATE INDEX logged_models_experiment ON logged_models (experiment_id, created_at) WHERE deleted = 0;
+CREATE INDEX logged_models_source ON logged_models (source_run_id) WHERE source_run_id IS NOT NULL;
+CREATE TABLE logged_model_params (
+	model_id TEXT NOT NULL REFERENCES logged_models(id) ON DELETE CASCADE,
+	key      TEXT NOT NULL,
+	value    TEXT NOT NULL,
+	PRIMARY KEY (model_id, key)
+) WITHOUT ROWID;
+CREATE INDEX logged_model_params_kv ON logged_model_params (key, value);
+CREATE TABLE logged_model_tags (
+	model_id TEXT NOT NULL REFERENCES logged_models(id) ON DELETE CASCADE,
+	key      TEXT NOT NULL,
+	value    TEXT NOT NULL,
+	PRIMARY KEY (model_id, key)
+) WITHOUT ROWID;
+CREATE INDEX logged_model_tags_kv ON logged_model_tags (key, value);
+CREATE TABLE logged_model_metrics (
+	id             INTEGER PRIMARY KEY,
+	model_id       TEXT NOT NULL REFERENCES logged_models(id) ON DELETE CASCADE,
+	name           TEXT NOT NULL,
+	step           INTEGER NOT NULL,
+	timestamp      INTEGER NOT NULL,
+	value          REAL,
+	is_nan         INTEGER NOT NULL DEFAULT 0,
+	run_id         TEXT NOT NULL DEFAULT '',
+	dataset_name   TEXT NOT NULL DEFAULT '',
+	dataset_digest TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX logged_model_metrics_model ON logged_model_metrics (model_id, name, step, timestamp);
+CREATE TABLE logged_model_files (
+	model_id   TEXT NOT NULL REFERENCES logged_models(id) ON DELETE CASCADE,
+	path       TEXT NOT NULL,
+	digest     TEXT NOT NULL,
+	size       INTEGER NOT NULL,
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY (model_id, path)
+) WITHOUT ROWID;
+CREATE INDEX logged_model_files_digest ON logged_model_files (digest);
+CREATE TABLE run_models (
+	id       INTEGER PRIMARY KEY,
+	run_id   TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+	model_id TEXT NOT NULL REFERENCES logged_models(id) ON DELETE CASCADE,
+	input    INTEGER NOT NULL,
+	step     INTEGER NOT NULL,
+	UNIQUE (run_id, input, model_id, step)
+);
+CREATE INDEX run_models_model ON run_models (model_id);
+CREATE TEMP TABLE model_runs AS
+SELECT r.* FROM runs r JOIN run_properties p ON p.run_id = r.id AND p.key = 'mlflow.record' AND p.value = 'logged-model';
+INSERT INTO logged_models (id, workspace_id, experiment_id, name, model_type, source_run_id, status, status_message,
+	deleted, created_by, created_at, updated_at)
+SELECT 'm-' || r.id, r.workspace_id, r.experiment_id, r.name,
+	coalesce((SELECT value FROM run_properties WHERE run_id = r.id AND key = 'mlflow.modelType'), ''),
+	CASE WHEN r.parent_id IN (SELECT id FROM runs) AND r.parent_id NOT IN (SELECT id FROM model_runs) THEN r.parent_id END,
+	CASE r.status WHEN 'Completed' THEN 'Ready' WHEN 'Failed' THEN 'Failed' WHEN 'Canceled' THEN 'Failed' ELSE 'Pending' END,
+	r.error, r.deleted, r.created_by, r.created_at, coalesce(r.ended_at, r.created_at)
+FROM model_runs r;
+INSERT INTO logged_model_params (model_id, key, value)
+SELECT 'm-' || run_id, key, value FROM run_params WHERE run_id IN (SELECT id FROM model_runs);
+INSERT INTO logged_model_tags (model_id, key, value) SELECT 'm-' || run_id, key, value FROM run_tags
+WHERE run_id IN (SELECT id FROM model_runs) AND key NOT IN ('mlflow.lifecycleStage', 'mlflow.datasetInputs', 'mlflow.modelOutputs');
+INSERT INTO logged_model_files (model_id, path, digest, size, created_at)
+SELECT 'm-' || run_id, substr(path, 9), digest, size, created_at
+FROM files WHERE run_id IN (SELECT id FROM model_runs) AND path GLOB 'outputs/?*';
+INSERT OR IGNORE INTO run_models (run_id, model_id, input, step)
+SELECT t.run_id, json_extract(j.value, '$.model_id'), 0, coalesce(json_extract(j.value, '$.step'), 0)
+FROM run_tags t, json_each(CASE WHEN json_valid(t.value) AND json_type(t.value) = 'array' THEN t.value ELSE '[]' END) j
+WHERE t.key = 'mlflow.modelOutputs' AND t.run_id NOT IN (SELECT id FROM model_runs)
+	AND json_extract(j.value, '$.model_id') IN (SELECT id FROM logged_models);
+DELETE FROM run_tags WHERE key = 'mlflow.modelOutputs';
+UPDATE model_versions SET run_id = NULL WHERE run_id IN (SELECT id FROM model_runs);
+DELETE FROM activities WHERE id IN (SELECT id FROM model_runs);
+DELETE FROM runs WHERE id IN (SELECT id FROM model_runs);
+UPDATE experiment_stats SET
+	run_count = (SELECT count(*) FROM runs r WHERE r.experiment_id = experiment_stats.experiment_id),
+	last_run_at = (SELECT max(created_at) FROM runs r WHERE r.experiment_id = experiment_stats.experiment_id)
+WHERE experiment_id IN (SELECT experiment_id FROM model_runs);
+DELETE FROM experiment_stats WHERE run_count = 0;
+DROP TABLE model_runs;
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -60,6 +60,7 @@ func TestStore(t *testing.T, open func(t *testing.T, now func() time.Time) ateli
 		{"ClaimRuns", testClaimRuns},
 		{"Leases", testLeases},
 		{"Images", testImages},
+		{"LoggedModels", testLoggedModels},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh) })
 	}

@@ -376,10 +376,12 @@ def test_sklearn_model_registry_round_trip(run_mlflow, server):
     assert v["aliases"] == ["champion"]
     paths = sorted(f["path"] for f in v["files"])
     assert "model/MLmodel" in paths and any(p.startswith("model/model.") for p in paths), paths
-    # the logged model is a child run of the training run holding the files
-    status, files = server.api("GET", "/api/v1/workspaces/default/runs/%s/files" % res["model_id"][2:])
-    assert status == 200, files
-    assert "outputs/MLmodel" in [f["path"] for f in files["files"]]
+    # the logged model is a record of its own, not a run: the runs are the training run only
+    status, body = server.api("GET", "/api/v1/workspaces/default/runs/%s" % res["model_id"][2:])
+    assert status == 404, body
+    status, body = server.api("GET", "/api/v1/workspaces/default/runs?experiment=diabetes")
+    assert status == 200, body
+    assert [r["id"] for r in body["runs"]] == [res["run"]], body
 
 
 def test_autolog_and_registry_search(run_mlflow, server):
