@@ -37,6 +37,7 @@ import atelier_http  # noqa: E402
 EXIT_INIT = 3  # Microsoft's server exits 3 when the script cannot be loaded or init() fails
 HEADER_LIMIT = 100  # longest x-request-id / x-ms-request-id accepted (431 above), as Microsoft's
 MAX_HEAD = 64 * 1024
+DRAIN_LIMIT = 16 * 1024 * 1024  # what is read and dropped after refusing a request, at most
 NOT_FOUND = ("The requested URL was not found on the server. If you entered the URL manually please check "
              "your spelling and try again.")
 NOT_ALLOWED = "The method is not allowed for the requested URL."
@@ -618,7 +619,7 @@ def v2_reply(app, payload, result, headers):
 # HTTP/1.1 over a selector.
 
 class Conn:
-    __slots__ = ("sock", "peer", "buf", "out", "closing", "head", "sent_continue")
+    __slots__ = ("sock", "peer", "buf", "out", "closing", "head", "sent_continue", "drained", "drain")
 
     def __init__(self, sock, peer):
         self.sock, self.peer = sock, peer
@@ -627,6 +628,8 @@ class Conn:
         self.closing = False
         self.head = None  # (method, target, version, headers, body_start, length, chunked, keep_alive)
         self.sent_continue = False
+        self.drained = 0
+        self.drain = False
 
 
 class Server:
@@ -634,6 +637,7 @@ class Server:
         self.app, self.listener, self.max_body, self.access_log = app, listener, max_body, access_log
         self.sel = selectors.DefaultSelector()
         self.monitoring = None
+        self.second, self.stamp = 0, ""
 
     def serve(self):
         self.listener.setblocking(False)
@@ -646,7 +650,7 @@ class Server:
                     continue
                 if events & selectors.EVENT_WRITE:
                     self.flush(conn)
-                if events & selectors.EVENT_READ and not conn.out:
+                elif events & selectors.EVENT_READ:
                     self.read(conn)
 
     def accept(self):
@@ -685,7 +689,13 @@ class Server:
             self.close(conn)
             return
         if conn.closing:
-            return  # the answer is sent; what else comes is dropped
+            # The answer is sent and the write side shut: what else comes (the rest of a body
+            # refused with 413) is dropped until the client closes, so that closing with unread
+            # data does not reset the connection before the client has read the answer.
+            conn.drained += len(data)
+            if conn.drained > DRAIN_LIMIT:
+                self.close(conn)
+            return
         conn.buf += data
         self.process(conn)
 
@@ -701,8 +711,9 @@ class Server:
             self.close(conn)
             return
         if n < len(data):
+            # Until the answer is out, nothing more is read from this connection.
             conn.out = data[n:]
-            self.sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+            self.sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
         elif conn.closing:
             self.shutdown(conn)
 
@@ -727,8 +738,12 @@ class Server:
         try:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
-            pass
-        self.close(conn)
+            self.close(conn)
+            return
+        if not conn.drain:
+            self.close(conn)  # the client asked to close after a complete request: a plain close is clean
+            return
+        self.sel.modify(conn.sock, selectors.EVENT_READ, conn)
 
     def process(self, conn):
         """Answers every complete request in conn.buf, in order."""
@@ -810,7 +825,7 @@ class Server:
 
     def fail(self, conn, status, message):
         """Answers a request that cannot be read, and closes the connection after it."""
-        conn.closing = True
+        conn.closing = conn.drain = True
         conn.buf = bytearray()
         reply = error(status, message)
         self.send(conn, render(reply, [], False))
@@ -834,9 +849,11 @@ class Server:
             reply = Reply(reply.status, b"", reply.headers)
         self.send(conn, render(reply, extra, keep))
         if self.access_log:
-            log("%s %s %s %d %.3fms %d %s" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), req.method,
-                                             req.path, reply.status, (time.perf_counter() - start) * 1000,
-                                             len(reply.body), rid))
+            now = int(time.time())
+            if now != self.second:  # one strftime a second, not one a request
+                self.second, self.stamp = now, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+            log("%s %s %s %d %.3fms %d %s" % (self.stamp, req.method, req.path, reply.status,
+                                             (time.perf_counter() - start) * 1000, len(reply.body), rid))
 
     def ids(self, req):
         """Microsoft's request-id headers: x-request-id (the client's or a new uuid), x-ms-request-id

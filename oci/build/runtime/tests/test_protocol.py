@@ -89,6 +89,9 @@ def test_oversized_body_gives_413(start):
     rt = start("echo_score.py", env={"ATELIER_MAX_BODY": "1000"})
     status, _, body = rt.request("POST", "/score", b"x" * 1001, {"Content-Type": "application/json"})
     assert status == 413 and b"ATELIER_MAX_BODY" in body
+    # A client still sending its body reads the 413 (the rest is drained, not reset).
+    status, _, body = rt.request("POST", "/score", b"x" * (5 << 20), {"Content-Type": "application/json"})
+    assert status == 413, body
     # Exactly the limit is read and scored.
     payload = json.dumps({"data": [1] * 300}).encode()
     payload += b" " * (1000 - len(payload))
@@ -157,6 +160,15 @@ def test_rawhttp_sample(start):
     assert json.loads(body) == {"file": "a.jpg", "size": 256, "field": "hello"}
     # init()'s print went to stderr (the ready line stays the first line on stdout).
     rt.wait_stderr("This is init()")
+
+
+def test_large_answer(start):
+    rt = start("echo_score.py")
+    c = rt.connect()
+    for _ in range(3):
+        status, _, body = rt.request("POST", "/score", b'{"big": 20000}', conn=c)
+        assert status == 200 and len(json.loads(body)) == 20000
+    c.close()
 
 
 def test_keep_alive_and_pipelining(start):

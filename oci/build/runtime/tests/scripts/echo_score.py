@@ -16,6 +16,8 @@ def run(raw_data):
         raise ValueError("asked to fail: %s" % data["fail"])
     if data.get("set"):
         return set(data["set"])  # not JSON-serializable
+    if "big" in data:
+        return ["x" * 1000] * data["big"]
     if "text" in data:
         return data["text"]  # a str result: JSON-encoded again, as Microsoft's server does
     if "bytes" in data:
