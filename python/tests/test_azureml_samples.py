@@ -1,0 +1,134 @@
+"""Azure ML v1 notebooks and scripts (examples/azureml-v1) run unchanged against a real server
+(issue 24). Each sample's notebook.py runs as a user runs it, in a Python with numpy, pandas,
+scikit-learn and matplotlib (a virtualenv cached under $ATELIER_TEST_CACHE; these tests skip
+when it cannot be installed from PyPI), from a copy of its folder holding the config.json Azure
+writes (plus the server and token). The server's runs get the same packages through PYTHONPATH.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PY_DIR, REPO_ROOT, Server
+
+CACHE = os.environ.get("ATELIER_TEST_CACHE", os.path.expanduser("~/.cache/atelier-test"))
+PACKAGES = ["numpy>=2", "pandas", "scikit-learn", "joblib", "pyarrow", "matplotlib", "tqdm"]
+SAMPLES = os.path.join(REPO_ROOT, "examples", "azureml-v1")
+
+
+@pytest.fixture(scope="session")
+def venv():
+    """(python, site-packages) of the cached virtualenv with the samples' packages."""
+    d = os.path.join(CACHE, "azureml-venv-py%d%d" % sys.version_info[:2])
+    py = os.path.join(d, "bin", "python")
+    marker = os.path.join(d, ".installed")
+    if not os.path.exists(marker):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(CACHE, exist_ok=True)
+        try:
+            subprocess.run([sys.executable, "-m", "venv", d], check=True)
+            subprocess.run([py, "-m", "pip", "install", "-q"] + PACKAGES, check=True, timeout=1200)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+            shutil.rmtree(d, ignore_errors=True)
+            pytest.skip("cannot install the samples' packages from PyPI (%s)" % e)
+        open(marker, "w").close()
+    site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    return py, site
+
+
+@pytest.fixture(scope="session")
+def sample_server(binary, venv, tmp_path_factory):
+    """A server whose runs import the samples' packages (its PYTHONPATH reaches them)."""
+    _, site = venv
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = site
+    try:
+        srv = Server(binary, tmp_path_factory.mktemp("azureml-samples") / "data", "--run-readable",
+                     os.path.dirname(os.path.dirname(os.path.dirname(site))), "--max-local-runs", "2")
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+    yield srv
+    srv.stop()
+
+
+def run_sample(name, venv, sample_server, tmp_path):
+    """Runs examples/azureml-v1/<name>/notebook.py from a copy of its folder; returns stdout."""
+    py, _ = venv
+    work = tmp_path / name
+    shutil.copytree(os.path.join(SAMPLES, name), str(work))
+    (work / ".azureml").mkdir()
+    (work / ".azureml" / "config.json").write_text(json.dumps({
+        "subscription_id": "11111111-2222-3333-4444-555555555555", "resource_group": "samples-rg",
+        "workspace_name": "default", "server": sample_server.url, "token": sample_server.token}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_")}
+    env["PYTHONPATH"] = PY_DIR
+    env["MPLBACKEND"] = "Agg"
+    p = subprocess.run([py, "notebook.py"], cwd=str(work), env=env, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, "%s failed:\n%s\n%s" % (name, p.stdout[-6000:], p.stderr[-6000:])
+    return p.stdout
+
+
+def test_train_on_local(venv, sample_server, tmp_path):
+    out = run_sample("train-on-local", venv, sample_server, tmp_path)
+    assert "SDK version: 1.60.0" in out
+    assert "11111111-2222-3333-4444-555555555555" in out and "samples-rg" in out
+    assert "alpha is 0.95, and mse is" in out  # the script's output, streamed by show_output
+    assert "When alpha is 0.05, we have min MSE" in out or "When alpha is" in out
+    assert "'outputs/ridge_0.40.pkl'" in out
+    assert "best_ridge_model 1 aml://asset/best_ridge_model:1" in out
+    # A conda package needs conda on the compute target: the run says so.
+    assert "system-managed: Failed" in out and "neither conda nor mamba" in out
+
+
+def test_logging_api(venv, sample_server, tmp_path):
+    out = run_sample("logging-api", venv, sample_server, tmp_path)
+    assert "'Name': 'Logging API run'" in out and "'Magic Number': 42" in out
+    assert "'Fibonacci': [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89]" in out
+    assert "'Hyperbolic Tangent'" in out
+    assert "myfile_in_the_cloud.txt" in out
+    assert (tmp_path / "logging-api" / "files" / "myfile_in_the_cloud.txt").read_text() == "This is a dummy file.\n"
+
+
+def test_train_within_notebook(venv, sample_server, tmp_path):
+    out = run_sample("train-within-notebook", venv, sample_server, tmp_path)
+    assert "Completed" in out and "'alpha_value': 0.1" in out
+    assert "diabetes-ridge\tdiabetes-ridge:1\t1" in out
+    assert "reloaded prediction:" in out
+    assert (tmp_path / "train-within-notebook" / "azureml-models" / "diabetes-ridge" / "1" / "model.pkl").exists()
+
+
+def test_manage_runs(venv, sample_server, tmp_path):
+    out = run_sample("manage-runs", venv, sample_server, tmp_path)
+    assert "Hello, Azure ML!" in out and "metrics: {'greeting': 'hello'}" in out
+    assert "{'quality': 'fantastic run'}" in out and "'author': 'azureml-user'" in out
+    assert "children: [0.0, 1.0, 2.0]" in out  # numbers come back as floats (Azure keeps ints)
+    assert "interactive children: 3" in out
+    assert "canceled: Canceled" in out and "failed: Failed" in out
+
+
+def test_using_environments(venv, sample_server, tmp_path):
+    out = run_sample("using-environments", venv, sample_server, tmp_path)
+    assert "AzureML-Minimal 1" in out
+    assert "registered myenv 1" in out and "Name myenv" in out
+    assert "restored pip packages: ['azureml-defaults', 'six']" in out
+    assert "environment: pipenv True" in out or "environment:" in out
+    assert "run environment: {'EXAMPLE_VAR': '1'}" in out
+
+
+def test_datasets(venv, sample_server, tmp_path):
+    out = run_sample("datasets", venv, sample_server, tmp_path)
+    assert "tabular rows: 150" in out and "first 3: 3" in out
+    assert "registered iris 1" in out
+    assert "files: ['/iris-1.csv', '/iris-2.csv']" in out
+    assert "by name: iris 1 150" in out
+    assert "rows: 150 files mounted: ['iris-1.csv', 'iris-2.csv']" in out
+    assert "summary: ['iris-summary/summary.txt']" in out
+    assert "iris-model 1" in out
