@@ -100,6 +100,10 @@ func (s *Server) secureCookie(r *http.Request) bool {
 	return false
 }
 
+// SecureCookie reports whether the session cookie of a response to r is Secure; the studio
+// (ui/) sets the same cookie by the same rule.
+func (s *Server) SecureCookie(r *http.Request) bool { return s.secureCookie(r) }
+
 // fileAudit is the audit entry of one file of a batch upload, as the PUT of that file would
 // be recorded; nil when the server keeps no audit log.
 func (s *Server) fileAudit(r *http.Request, path string, status int) *atelier.AuditEntry {

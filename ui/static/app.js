@@ -1,0 +1,344 @@
+// The studio's scripts. Pages are whole without them (server-rendered); these add the theme
+// toggle, live run status, metric charts (uPlot), the followed log and MLflow's links. Data is
+// read from the REST API with the session cookie; nothing here writes.
+(function () {
+  "use strict";
+  var A = (window.atelier = window.atelier || { charts: {} });
+
+  // MLflow's "View run" link is <tracking URI>/#/experiments/X/runs/Y: the fragment never
+  // reaches the server, so the page at / (or the workspace's MLflow landing page, or the login
+  // page they lead to) sends it on to the run's page here.
+  (function mlflowLink() {
+    var m = location.hash.match(/^#\/experiments\/[^/]+\/runs\/([0-9A-Za-z_-]+)/);
+    if (!m) return;
+    var ws = "default";
+    var wm = location.pathname.match(/^\/(?:workspaces|w)\/([^/]+)/);
+    if (wm) ws = decodeURIComponent(wm[1]);
+    var target = "/w/" + encodeURIComponent(ws) + "/runs/" + encodeURIComponent(m[1]);
+    var next = document.getElementById("login-next");
+    if (next) {
+      var from = new URLSearchParams(location.search).get("next") || "/";
+      var fm = from.match(/^\/(?:workspaces|w)\/([^/]+)/);
+      if (fm) target = "/w/" + fm[1] + "/runs/" + encodeURIComponent(m[1]);
+      next.value = target;
+      history.replaceState(null, "", location.pathname + location.search);
+      return;
+    }
+    location.replace(target);
+  })();
+
+  function ready(f) {
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", f);
+    else f();
+  }
+
+  function theme() {
+    var b = document.getElementById("theme-toggle");
+    if (!b) return;
+    b.addEventListener("click", function () {
+      var root = document.documentElement;
+      var cur = root.getAttribute("data-theme");
+      if (!cur) cur = matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+      var next = cur === "dark" ? "light" : "dark";
+      root.setAttribute("data-theme", next);
+      try { localStorage.setItem("atelier-theme", next); } catch (e) {}
+      document.dispatchEvent(new CustomEvent("atelier:theme"));
+    });
+  }
+
+  function api(ws, rest) {
+    return "/api/v1/workspaces/" + encodeURIComponent(ws) + rest;
+  }
+
+  function pathEsc(p) {
+    return p.split("/").map(encodeURIComponent).join("/");
+  }
+
+  // Live status: the status badges of the runs on the page follow the workspace's events.
+  function liveStatus() {
+    var rows = document.querySelectorAll("[data-run-id] [data-status], #run [data-status]");
+    var wsEl = document.querySelector("[data-workspace]");
+    var ws = wsEl ? wsEl.getAttribute("data-workspace") : (location.pathname.match(/^\/w\/([^/]+)/) || [])[1];
+    if (!rows.length || !ws || !window.EventSource) return;
+    ws = decodeURIComponent(ws);
+    var run = document.getElementById("run");
+    var url = api(ws, "/events?types=run.status");
+    if (run) url += "&run_id=" + encodeURIComponent(run.getAttribute("data-run"));
+    var es = new EventSource(url);
+    es.addEventListener("run.status", function (e) {
+      var ev = JSON.parse(e.data), r = ev.data || {};
+      var sel = '[data-run-id="' + CSS.escape(ev.run_id) + '"] [data-status]';
+      var els = Array.prototype.slice.call(document.querySelectorAll(sel));
+      if (run && run.getAttribute("data-run") === ev.run_id) {
+        els.push(document.getElementById("run-status"));
+        run.setAttribute("data-status", r.status);
+        if (/^(Completed|Failed|Canceled)$/.test(r.status)) {
+          var c = document.getElementById("cancel-form");
+          if (c) c.remove();
+        }
+      }
+      els.forEach(function (el) {
+        if (!el || !r.status) return;
+        el.textContent = r.status;
+        el.className = el.className.replace(/\bs-\S+/, "s-" + r.status.toLowerCase());
+      });
+    });
+    window.addEventListener("pagehide", function () { es.close(); });
+  }
+
+  // ---- charts ----
+
+  function smooth(ys, a) {
+    if (!a) return ys;
+    var out = new Array(ys.length), last = null;
+    for (var i = 0; i < ys.length; i++) {
+      var y = ys[i];
+      if (y == null || !isFinite(y)) { out[i] = y; continue; }
+      last = last == null ? y : a * last + (1 - a) * y;
+      out[i] = last;
+    }
+    return out;
+  }
+
+  function cssVar(name) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  }
+
+  var palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#e377c2", "#8c564b"];
+
+  // A chart of one run's metric, or of one metric of several runs (compare). It reads the
+  // series downsampled to the plot's width (each bucket keeps its min and max, drawn as a band,
+  // so spikes show), and a zoom reads the chosen window again, at full detail once it holds
+  // fewer points than the width.
+  function Chart(fig, sources, opts) {
+    this.fig = fig;
+    this.el = fig.querySelector(".plot");
+    this.sources = sources; // [{ws, run, name, label}]
+    this.opts = opts;
+    this.window = null; // [minStep, maxStep] or null for all
+    this.data = null;
+    this.u = null;
+    this.key = opts.key;
+    A.charts[this.key] = this;
+  }
+
+  Chart.prototype.maxPoints = function () {
+    return Math.max(200, Math.min(2000, Math.round((this.el.clientWidth || 600) * 1.5)));
+  };
+
+  Chart.prototype.load = function () {
+    var self = this, t0 = performance.now();
+    var q = "&max_points=" + this.maxPoints();
+    if (this.window) q += "&min_step=" + Math.floor(this.window[0]) + "&max_step=" + Math.ceil(this.window[1]);
+    return Promise.all(this.sources.map(function (s) {
+      return fetch(api(s.ws, "/runs/" + encodeURIComponent(s.run) + "/metric-history?name=" + encodeURIComponent(s.name) + q),
+        { credentials: "same-origin" }).then(function (r) {
+        if (r.status === 401) { location.reload(); throw new Error("session ended"); }
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      });
+    })).then(function (series) {
+      self.series = series;
+      self.draw();
+      self.lastMs = performance.now() - t0;
+      self.fig.setAttribute("data-ready", "1");
+      self.fig.setAttribute("data-points", String(self.points));
+      document.dispatchEvent(new CustomEvent("atelier:chart", { detail: self }));
+    }).catch(function (e) {
+      self.el.textContent = "The chart could not be read: " + e.message;
+      self.fig.setAttribute("data-error", e.message);
+    });
+  };
+
+  // columns aligns the series on one x axis (their union of steps or times).
+  Chart.prototype.columns = function () {
+    var byTime = A.xAxis === "time", a = A.smoothing || 0;
+    var series = this.series;
+    if (series.length === 1) {
+      var s = series[0];
+      var xs = byTime ? s.timestamps.map(function (t) { return t / 1000; }) : s.steps;
+      var cols = [xs, smooth(s.values, a)];
+      if (s.downsampled && s.min && s.max) cols.push(s.min, s.max);
+      this.points = s.values.length;
+      this.steps = s.steps;
+      return cols;
+    }
+    var idx = new Map(), xsAll = [];
+    series.forEach(function (s) {
+      (byTime ? s.timestamps : s.steps).forEach(function (x) {
+        var k = byTime ? x / 1000 : x;
+        if (!idx.has(k)) { idx.set(k, 0); xsAll.push(k); }
+      });
+    });
+    xsAll.sort(function (p, q) { return p - q; });
+    xsAll.forEach(function (x, i) { idx.set(x, i); });
+    var out = [xsAll], n = 0;
+    series.forEach(function (s) {
+      var ys = new Array(xsAll.length).fill(null);
+      var vals = smooth(s.values, a);
+      (byTime ? s.timestamps : s.steps).forEach(function (x, i) { ys[idx.get(byTime ? x / 1000 : x)] = vals[i]; });
+      out.push(ys);
+      n += s.values.length;
+    });
+    this.points = n;
+    this.steps = byTime ? null : xsAll;
+    return out;
+  };
+
+  Chart.prototype.draw = function () {
+    var self = this;
+    var data = this.columns();
+    var fg = cssVar("--fg") || "#000", grid = cssVar("--line") || "#ddd";
+    var axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } };
+    var series = [{ label: A.xAxis === "time" ? "time" : "step" }];
+    if (this.series.length === 1) {
+      series.push({ label: this.sources[0].label, stroke: palette[0], width: 1.5, spanGaps: true, points: { show: false } });
+      if (data.length === 4) {
+        series.push({ label: "min", stroke: "rgba(31,119,180,0.35)", width: 1, points: { show: false } });
+        series.push({ label: "max", stroke: "rgba(31,119,180,0.35)", width: 1, points: { show: false } });
+      }
+    } else {
+      this.sources.forEach(function (s, i) {
+        series.push({ label: s.label, stroke: palette[i % palette.length], width: 1.5, spanGaps: true, points: { show: false } });
+      });
+    }
+    var bands = data.length === 4 && this.series.length === 1 ? [{ series: [3, 2], fill: "rgba(31,119,180,0.15)" }] : [];
+    var opts = {
+      width: this.el.clientWidth || 600,
+      height: this.opts.height || 240,
+      series: series,
+      bands: bands,
+      scales: { x: { time: A.xAxis === "time" }, y: { distr: A.logScale ? 3 : 1 } },
+      axes: [axis, Object.assign({}, axis, { size: 60 })],
+      cursor: { drag: { x: true, y: false, setScale: false } },
+      legend: { show: this.series.length > 1 || this.opts.legend === true },
+      hooks: {
+        setSelect: [function (u) {
+          if (u.select.width < 2) return;
+          var lo = u.posToVal(u.select.left, "x"), hi = u.posToVal(u.select.left + u.select.width, "x");
+          u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+          self.zoom(lo, hi);
+        }],
+      },
+    };
+    if (this.u) this.u.destroy();
+    this.el.textContent = "";
+    this.u = new uPlot(opts, data, this.el);
+    this.u.over.addEventListener("dblclick", function () { self.window = null; self.load(); });
+  };
+
+  // zoom reads the window [lo, hi] of the x axis again, in steps (a time axis is mapped to the
+  // steps of the points shown).
+  Chart.prototype.zoom = function (lo, hi) {
+    var steps;
+    if (A.xAxis === "time") {
+      var s = this.series[0], i0 = 0, i1 = s.timestamps.length - 1;
+      while (i0 < i1 && s.timestamps[i0] / 1000 < lo) i0++;
+      while (i1 > i0 && s.timestamps[i1] / 1000 > hi) i1--;
+      steps = [s.steps[i0], s.steps[i1]];
+    } else {
+      steps = [lo, hi];
+    }
+    this.window = steps;
+    this.zoomStart = performance.now();
+    var self = this;
+    return this.load().then(function () { self.zoomMs = performance.now() - self.zoomStart; });
+  };
+
+  function runCharts() {
+    var run = document.getElementById("run");
+    var figs = document.querySelectorAll("#charts figure.chart");
+    if (!run || !figs.length || !window.uPlot) return;
+    var ws = run.getAttribute("data-workspace"), id = run.getAttribute("data-run");
+    var charts = [];
+    figs.forEach(function (fig) {
+      var name = fig.getAttribute("data-metric");
+      charts.push(new Chart(fig, [{ ws: ws, run: id, name: name, label: name }], { key: name }));
+    });
+    var t0 = performance.now();
+    Promise.all(charts.map(function (c) { return c.load(); })).then(function () {
+      A.chartsMs = performance.now() - t0;
+      document.body.setAttribute("data-charts-ready", "1");
+    });
+    controls(charts);
+  }
+
+  function controls(charts) {
+    var x = document.getElementById("x-axis"), lg = document.getElementById("log-scale"), sm = document.getElementById("smoothing");
+    function redraw() {
+      A.xAxis = x ? x.value : "step";
+      A.logScale = lg ? lg.checked : false;
+      A.smoothing = sm ? parseFloat(sm.value) : 0;
+      charts.forEach(function (c) { if (c.series) c.draw(); });
+    }
+    [x, lg, sm].forEach(function (el) { if (el) el.addEventListener("change", redraw); });
+    if (sm) sm.addEventListener("input", redraw);
+    document.addEventListener("atelier:theme", redraw);
+  }
+
+  function compareChart() {
+    var fig = document.getElementById("overlay"), data = document.getElementById("compare-data");
+    if (!fig || !data || !window.uPlot) return;
+    var ws = data.getAttribute("data-workspace"), name = fig.getAttribute("data-metric");
+    var sources = [];
+    document.querySelectorAll("#diff thead th[data-run]").forEach(function (th) {
+      sources.push({ ws: ws, run: th.getAttribute("data-run"), name: name, label: th.querySelector("a").textContent });
+    });
+    var c = new Chart(fig, sources, { key: "compare", height: 320, legend: true });
+    c.load().then(function () { document.body.setAttribute("data-charts-ready", "1"); });
+    controls([c]);
+  }
+
+  // ---- the log ----
+
+  // followLog reads what is appended to the shown log from where the page's tail ended, over
+  // the log endpoint's follow stream, until the run ends.
+  function followLog() {
+    var pre = document.getElementById("log"), run = document.getElementById("run");
+    if (!pre || !run || !window.fetch || !window.TextDecoder) return;
+    var ws = run.getAttribute("data-workspace"), id = run.getAttribute("data-run");
+    var path = pre.getAttribute("data-log"), offset = parseInt(pre.getAttribute("data-offset") || "0", 10);
+    var follow = document.getElementById("follow");
+    var maxChars = 4 << 20;
+    function atEnd() { if (!follow || follow.checked) pre.scrollTop = pre.scrollHeight; }
+    atEnd();
+    if (follow) follow.addEventListener("change", atEnd);
+    if (pre.getAttribute("data-done") === "true") return;
+    var dec = new TextDecoder();
+    function connect() {
+      var url = api(ws, "/runs/" + encodeURIComponent(id) + "/logs/" + pathEsc(path) + "?follow=true&offset=" + offset);
+      fetch(url, { credentials: "same-origin" }).then(function (r) {
+        if (r.status === 404) { return retry(2000); } // no log yet
+        if (!r.ok || !r.body) return retry(5000);
+        var reader = r.body.getReader(), got = false;
+        function pump() {
+          return reader.read().then(function (res) {
+            if (res.done) {
+              // The stream ends when the run does; one that ended early is read again.
+              if (got && !/^(Completed|Failed|Canceled)$/.test(run.getAttribute("data-status"))) retry(1000);
+              return;
+            }
+            got = true;
+            offset += res.value.length;
+            pre.appendChild(document.createTextNode(dec.decode(res.value, { stream: true })));
+            if (pre.textContent.length > maxChars) pre.textContent = pre.textContent.slice(-maxChars / 2);
+            pre.setAttribute("data-offset", String(offset));
+            atEnd();
+            return pump();
+          });
+        }
+        return pump();
+      }).catch(function () { retry(5000); });
+    }
+    function retry(ms) { setTimeout(connect, ms); }
+    connect();
+  }
+
+  ready(function () {
+    theme();
+    liveStatus();
+    runCharts();
+    compareChart();
+    followLog();
+  });
+})();
