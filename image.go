@@ -262,7 +262,18 @@ type ImageBuilder interface {
 	Export(ctx context.Context, workspace string, ref ImageRef, format string, w io.Writer) error
 	// Delete removes a built image's tag and manifest from the registry.
 	Delete(ctx context.Context, workspace string, ref ImageRef) error
+	// Unpack writes a built image's filesystem to dir (which must not exist; it is written
+	// whole or not at all) and says how the image runs: what replicas of a web service run.
+	Unpack(ctx context.Context, workspace string, ref ImageRef, dir string) (*ImageRuntime, error)
 }
 
 // LeaseKindBuild is the kind of the leases of image builds.
 const LeaseKindBuild = "build"
+
+// ImageRuntime is how a built image runs, read from its configuration.
+type ImageRuntime struct {
+	Digest     string
+	Entrypoint []string
+	Env        []string
+	WorkingDir string
+}

@@ -21,6 +21,7 @@ type Store interface {
 	ComputeTargetStore
 	LeaseStore
 	ImageStore
+	WebServiceStore
 	LoggedModelStore
 
 	// Files: the store keeps the metadata; the content lives in the ObjectStore.

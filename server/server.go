@@ -226,6 +226,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.AdvertiseURL != "" {
 		svc.ServerURL = strings.TrimRight(cfg.AdvertiseURL, "/")
 	}
+	s.openServices(cfg)
 	if err := s.openImages(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("opening the image registry: %w", err)
 	}
@@ -261,6 +262,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/v2" || strings.HasPrefix(r.URL.Path, "/v2/") {
 		s.Registry.ServeHTTP(w, r)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, ServicesPrefix) {
+		s.serveScoring(w, r)
 		return
 	}
 	if mlflow.Handles(r.URL.Path) {

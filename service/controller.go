@@ -116,9 +116,10 @@ func (s *Service) RunScheduler(ctx context.Context) {
 		s.dispatch(ctx)
 		s.watch(ctx)
 		s.dispatchBuilds(ctx)
+		s.reconcileServices(ctx)
 		if ttl := s.leaseTTL(); s.now().Sub(lastRenew) >= ttl/3 {
 			lastRenew = s.now()
-			for _, kind := range []string{atelier.LeaseKindRun, atelier.LeaseKindBuild} {
+			for _, kind := range []string{atelier.LeaseKindRun, atelier.LeaseKindBuild, atelier.LeaseKindService} {
 				if _, err := s.store.RenewLeases(ctx, kind, s.owner(), lastRenew.Add(ttl)); err != nil && ctx.Err() == nil {
 					s.log.Error("renewing leases", "kind", kind, "err", err)
 				}
@@ -140,6 +141,7 @@ func (s *Service) RunScheduler(ctx context.Context) {
 				}
 			}
 			s.stopBuilds()
+			s.stopDeployments()
 			s.sched.wg.Wait()
 			return
 		case <-s.sched.wake:

@@ -73,6 +73,11 @@ type Service struct {
 	// Drivers are the compute drivers of this server, by kind (local, ssh, ...): a compute
 	// target of a kind without one cannot be created or attached.
 	Drivers map[string]atelier.ComputeDriver
+
+	// Bwrap is bubblewrap's path: the local deployment target runs each replica of a web
+	// service in its image's unpacked filesystem with it ("" for no local target).
+	Bwrap   string
+	deploys deployments
 }
 
 // Compile-time checks that Service implements the domain services.

@@ -368,6 +368,13 @@ func (db *DB) DeleteImage(ctx context.Context, workspace string, ref atelier.Ima
 		if img.Status == atelier.ImageBuilding {
 			return atelier.Errorf(atelier.ECONFLICT, "image %s is being built: delete it once its build ended", ref)
 		}
+		var service string
+		err = tx.QueryRowContext(ctx, `SELECT s.name FROM service_images u JOIN web_services s ON s.id = u.service_id WHERE u.image_id = ? ORDER BY s.name LIMIT 1`, id).Scan(&service)
+		if err == nil {
+			return atelier.Errorf(atelier.ECONFLICT, "image %s is served by web service %q: delete the service or move it to another image first", ref, service)
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
 		wsID, err := db.workspaceID(ctx, tx, workspace)
 		if err != nil {
 			return err

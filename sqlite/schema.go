@@ -496,6 +496,39 @@ UPDATE experiment_stats SET
 	run_count = (SELECT count(*) FROM runs r WHERE r.experiment_id = experiment_stats.experiment_id),
 	last_run_at = (SELECT max(created_at) FROM runs r WHERE r.experiment_id = experiment_stats.experiment_id);
 `, `
+-- Web services (issue 21): images served as scoring endpoints. images holds the images served
+-- and their traffic shares ([{"image": "name:version", "percent": 100}]), config the
+-- deployment configuration, both as JSON; keys the two service keys, sealed by the server.
+-- service_images records which images a service uses: such an image cannot be deleted.
+CREATE TABLE web_services (
+	id           INTEGER PRIMARY KEY,
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	name         TEXT NOT NULL,
+	description  TEXT NOT NULL DEFAULT '',
+	target       TEXT NOT NULL,
+	images       TEXT NOT NULL,
+	config       TEXT NOT NULL,
+	state        TEXT NOT NULL,
+	error        TEXT NOT NULL DEFAULT '',
+	keys         BLOB,
+	created_by   TEXT NOT NULL DEFAULT '',
+	created_at   INTEGER NOT NULL,
+	updated_at   INTEGER NOT NULL,
+	UNIQUE (workspace_id, name)
+);
+CREATE TABLE web_service_tags (
+	service_id INTEGER NOT NULL REFERENCES web_services(id) ON DELETE CASCADE,
+	key        TEXT NOT NULL,
+	value      TEXT NOT NULL,
+	PRIMARY KEY (service_id, key)
+) WITHOUT ROWID;
+CREATE TABLE service_images (
+	service_id INTEGER NOT NULL REFERENCES web_services(id) ON DELETE CASCADE,
+	image_id   INTEGER NOT NULL REFERENCES images(id),
+	PRIMARY KEY (service_id, image_id)
+) WITHOUT ROWID;
+CREATE INDEX service_images_image ON service_images (image_id);
+`, `
 -- Logged models (MLflow 3's LoggedModel) are records of their own (issue 19): files, params,
 -- tags, metrics measured on them, a status; runs link to the models they produced or used. The
 -- MLflow API kept each in a hidden run (property mlflow.record = logged-model, id "m-" + the

@@ -59,6 +59,10 @@ func exitCode(err error) int {
 	if errors.As(err, &bf) {
 		return exitRunFailed
 	}
+	var sf serviceFailedError
+	if errors.As(err, &sf) {
+		return exitRunFailed
+	}
 	var ie interruptedError
 	if errors.As(err, &ie) {
 		return exitInterrupt

@@ -1,0 +1,43 @@
+package server
+
+import (
+	"net/http"
+	"os/exec"
+	"strings"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/edge"
+	"github.com/atelier-ml/atelier/service"
+)
+
+// ServicesPrefix is where the gateway serves web services: /services/<workspace>/<name>/score,
+// /swagger.json, /v2/... (the Open Inference Protocol), /invocations (MLflow's).
+const ServicesPrefix = "/services/"
+
+// openServices gives the service the local deployment target when bubblewrap is installed.
+func (s *Server) openServices(cfg Config) {
+	if p, err := exec.LookPath("bwrap"); err == nil {
+		s.Service.Bwrap = p
+	} else {
+		s.log.Info("web services cannot be deployed on this server: bubblewrap is not installed (apt install bubblewrap)")
+	}
+}
+
+// serveScoring is the gateway's front door: it authenticates with the service's keys (the
+// service layer checks them), not with the workspace's tokens.
+func (s *Server) serveScoring(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.Path, ServicesPrefix)
+	ws, rest, ok1 := strings.Cut(rest, "/")
+	name, sub, ok2 := strings.Cut(rest, "/")
+	if !ok1 || ws == "" || name == "" {
+		http.Error(w, `{"error": {"code": 404, "message": "a service's address is /services/WORKSPACE/NAME/score"}}`, http.StatusNotFound)
+		return
+	}
+	path := "/" + sub
+	if !ok2 {
+		path = "/"
+	}
+	auth := edge.Authenticator{Auth: s.Service}
+	s.Service.ServeScoring(w, r, service.ScoringRequest{Workspace: ws, Name: name, Path: path,
+		Authenticate: func() (*atelier.Principal, error) { return auth.Authenticate(r) }})
+}

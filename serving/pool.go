@@ -1,0 +1,590 @@
+// Package serving runs web services: pools of replicas of an image, the requests the gateway
+// hands them (balanced over ready replicas, queued while all are busy, timed out), and the
+// autoscaler that sizes each pool by its utilization, as Azure ML's router does.
+package serving
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Replica is one running replica of an image: a scoring runtime reached over HTTP.
+type Replica interface {
+	// Transport reaches the replica; requests are made to http://replica/<path>.
+	Transport() http.RoundTripper
+	// Done is closed when the replica's process has exited; Err then says how.
+	Done() <-chan struct{}
+	Err() error
+	// Stop ends the replica (SIGTERM, then SIGKILL after a grace) and waits for it.
+	Stop()
+}
+
+// StartFunc starts replica n of a pool and returns once it is ready to serve (its init() ran),
+// or with an error that says why it could not start (the replica's log tail included).
+type StartFunc func(ctx context.Context, n int) (Replica, error)
+
+// Config sizes a pool and bounds its requests.
+type Config struct {
+	// Replicas is the fixed size when Autoscale is off.
+	Replicas  int
+	Autoscale bool
+	Min, Max  int
+	// TargetUtilization is in percent of the replicas' capacity.
+	TargetUtilization int
+	Refresh           time.Duration
+	ScaleDownDelay    time.Duration
+	// MaxConcurrent is how many requests a replica gets at once.
+	MaxConcurrent int
+	// MaxWait bounds the wait for a free replica (then 503); Timeout bounds a request's
+	// scoring (then 504, and the replica is recycled).
+	MaxWait time.Duration
+	Timeout time.Duration
+}
+
+// Event is something a pool did: a replica started, failed or exited, a scale decision.
+type Event struct {
+	Kind    string // replica.started, replica.failed, replica.exited, scale
+	Message string
+}
+
+// Pool runs the replicas of one image of a service.
+type Pool struct {
+	cfg    Config
+	start  StartFunc
+	now    func() time.Time
+	events func(Event)
+
+	mu       sync.Mutex
+	ready    []*slot
+	starting int
+	next     int // number of the next replica
+	desired  int
+	waiters  []chan *slot
+	inflight int
+	// utilization: the integral of (in flight + queued) over time since the last refresh.
+	load      float64
+	loadSince time.Time
+	// windowStart is when the autoscaler's current window began.
+	windowStart time.Time
+	belowFrom   time.Time // since when the load asks for fewer replicas (zero: it does not)
+	closed      bool
+	lastErr     string
+	// initFailed: the last replica failed in its init(), so the next would too.
+	initFailed bool
+	// failures in a row of starting replicas: the pool backs off, and reports Failed.
+	failures int
+	wake     chan struct{}
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+}
+
+type slot struct {
+	n    int
+	r    Replica
+	busy int
+	gone bool
+}
+
+// Stats is a pool's state.
+type Stats struct {
+	Desired, Ready, Starting, Busy, Queued int
+	// LastError is the last replica failure ("" when none).
+	LastError string
+	// Failing is true while replicas fail to start one after another, or at once when a
+	// replica's init() failed.
+	Failing bool
+}
+
+// NewPool starts a pool; it starts its replicas at once and keeps their number where the
+// configuration (and the autoscaler) wants it until Close. now may be nil (the wall clock);
+// events may be nil.
+func NewPool(cfg Config, start StartFunc, now func() time.Time, events func(Event)) *Pool {
+	if now == nil {
+		now = time.Now
+	}
+	if events == nil {
+		events = func(Event) {}
+	}
+	if cfg.MaxConcurrent < 1 {
+		cfg.MaxConcurrent = 1
+	}
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = time.Second
+	}
+	p := &Pool{cfg: cfg, start: start, now: now, events: events, wake: make(chan struct{}, 1)}
+	p.desired = cfg.Replicas
+	if cfg.Autoscale {
+		p.desired = cfg.Min
+	}
+	p.loadSince = now()
+	p.windowStart = p.loadSince
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.wg.Add(1)
+	go p.run(ctx)
+	return p
+}
+
+// Stats returns the pool's state.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := Stats{Desired: p.desired, Ready: len(p.ready), Starting: p.starting, Queued: len(p.waiters), LastError: p.lastErr, Failing: p.failures >= 3 || p.initFailed}
+	for _, s := range p.ready {
+		if s.busy > 0 {
+			st.Busy++
+		}
+	}
+	return st
+}
+
+// WaitReady waits until the pool has n ready replicas, or its replicas fail to start three
+// times in a row (the error then says why), or ctx ends.
+func (p *Pool) WaitReady(ctx context.Context, n int) error {
+	for {
+		st := p.Stats()
+		if st.Ready >= n {
+			return nil
+		}
+		if st.Failing {
+			return errors.New(st.LastError)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (p *Pool) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// account adds the load since the last change to the integral; called with mu held.
+func (p *Pool) account() {
+	now := p.now()
+	p.load += float64(p.inflight+len(p.waiters)) * now.Sub(p.loadSince).Seconds()
+	p.loadSince = now
+}
+
+// ErrBusy is returned by Acquire when no replica became free within MaxWait.
+var ErrBusy = errors.New("every replica is busy")
+
+// ErrClosed is returned by Acquire when the pool is closing.
+var ErrClosed = errors.New("the service is being stopped")
+
+// acquire returns a replica with room for one more request, waiting for one up to MaxWait
+// (or, with no replica ready at all, while one starts, up to Timeout: a cold start).
+func (p *Pool) acquire(ctx context.Context) (*slot, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	p.account()
+	if s := p.free(); s != nil {
+		s.busy++
+		p.inflight++
+		p.mu.Unlock()
+		return s, nil
+	}
+	ch := make(chan *slot, 1)
+	p.waiters = append(p.waiters, ch)
+	wait := p.cfg.MaxWait
+	if len(p.ready) == 0 {
+		wait = p.cfg.Timeout
+		if p.desired == 0 {
+			p.desired = 1 // scale from zero
+			p.events(Event{"scale", "scaling from 0 to 1 replica: a request arrived"})
+			p.poke()
+		}
+	}
+	p.mu.Unlock()
+	if p.cfg.Autoscale {
+		p.poke() // the autoscaler sees the queue at once
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case s := <-ch:
+		if s == nil {
+			return nil, ErrClosed
+		}
+		return s, nil
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, w := range p.waiters {
+		if w == ch {
+			p.account()
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, ErrBusy
+		}
+	}
+	// handed a slot meanwhile
+	s := <-ch
+	if s == nil {
+		return nil, ErrClosed
+	}
+	return s, nil
+}
+
+// free returns the least busy ready replica with room; called with mu held.
+func (p *Pool) free() *slot {
+	var best *slot
+	for _, s := range p.ready {
+		if s.busy < p.cfg.MaxConcurrent && (best == nil || s.busy < best.busy) {
+			best = s
+		}
+	}
+	return best
+}
+
+// release gives a replica's place back, to the first waiter if any.
+func (p *Pool) release(s *slot) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.account()
+	s.busy--
+	p.inflight--
+	p.handOff()
+}
+
+// handOff gives free replicas to waiters; called with mu held.
+func (p *Pool) handOff() {
+	for len(p.waiters) > 0 {
+		s := p.free()
+		if s == nil {
+			return
+		}
+		s.busy++
+		p.inflight++
+		ch := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		ch <- s
+	}
+}
+
+// Response errors the gateway answers with.
+var (
+	ErrTimeout      = errors.New("scoring timed out")
+	ErrReplicaLost  = errors.New("the replica serving the request exited")
+	ErrReplicaError = errors.New("the replica could not be reached")
+)
+
+// Result describes how a request was served.
+type Result struct {
+	Replica int
+	Status  int
+	Err     error
+}
+
+// Serve hands the request to a replica and writes its answer to w. The request's path is the
+// replica's path (the gateway strips its prefix). It returns how the request was served; when
+// Err is set, the caller writes the error answer (nothing was written yet).
+func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, path string) Result {
+	s, err := p.acquire(r.Context())
+	if err != nil {
+		return Result{Replica: -1, Err: err}
+	}
+	defer p.release(s)
+	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.Timeout)
+	defer cancel()
+	body := &bodyReader{r: r.Body}
+	out, err := http.NewRequestWithContext(ctx, r.Method, "http://replica"+path, body)
+	if err != nil {
+		return Result{Replica: s.n, Err: err}
+	}
+	out.ContentLength = r.ContentLength
+	for k, v := range r.Header {
+		switch k {
+		case "Authorization", "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Authorization":
+			continue
+		}
+		out.Header[k] = v
+	}
+	resp, err := s.r.Transport().RoundTrip(out)
+	if err != nil {
+		if body.err != nil {
+			return Result{Replica: s.n, Err: body.err} // the client's body, not the replica
+		}
+		return Result{Replica: s.n, Err: p.failed(s, ctx, r.Context(), err)}
+	}
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, v := range resp.Header {
+		switch k {
+		case "Connection", "Keep-Alive", "Transfer-Encoding":
+			continue
+		}
+		h[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		p.failed(s, ctx, r.Context(), err)
+	}
+	return Result{Replica: s.n, Status: resp.StatusCode}
+}
+
+// bodyReader keeps the error of reading a request's body (the client left, or sent too much).
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+// failed classifies a failed exchange with a replica; a replica that timed out is recycled.
+func (p *Pool) failed(s *slot, ctx, client context.Context, err error) error {
+	select {
+	case <-s.r.Done():
+		return fmt.Errorf("%w (replica %d: %v)", ErrReplicaLost, s.n, s.r.Err())
+	default:
+	}
+	if client.Err() != nil {
+		return client.Err()
+	}
+	if ctx.Err() != nil {
+		p.events(Event{"replica.recycled", fmt.Sprintf("replica %d did not answer within %s: recycled", s.n, p.cfg.Timeout)})
+		go s.r.Stop()
+		return ErrTimeout
+	}
+	// The process may be exiting: give it a moment to be seen as such.
+	select {
+	case <-s.r.Done():
+		return fmt.Errorf("%w (replica %d: %v)", ErrReplicaLost, s.n, s.r.Err())
+	case <-time.After(100 * time.Millisecond):
+	}
+	return fmt.Errorf("%w: %v", ErrReplicaError, err)
+}
+
+// run keeps the pool's replicas at the desired number and refreshes the autoscaler.
+func (p *Pool) run(ctx context.Context) {
+	defer p.wg.Done()
+	tick := time.NewTicker(p.cfg.Refresh)
+	defer tick.Stop()
+	for {
+		p.reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.wake:
+		case <-tick.C:
+			p.autoscale()
+		}
+	}
+}
+
+// autoscale sets the desired number of replicas from the load since the last refresh.
+func (p *Pool) autoscale() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.cfg.Autoscale || p.closed {
+		return
+	}
+	now := p.now()
+	p.account()
+	window := max(now.Sub(p.windowStart).Seconds(), 1e-3)
+	p.windowStart = now
+	avg := p.load / window // average requests in flight or queued
+	p.load = 0
+	want := int(math.Ceil(avg * 100 / float64(p.cfg.TargetUtilization*p.cfg.MaxConcurrent)))
+	if len(p.waiters) > 0 {
+		want = max(want, len(p.ready)+p.starting+1)
+	}
+	want = min(max(want, p.cfg.Min), p.cfg.Max)
+	switch {
+	case want > p.desired:
+		p.events(Event{"scale", fmt.Sprintf("scaling up from %d to %d replicas: utilization %.0f%% of %d ready (target %d%%)",
+			p.desired, want, p.utilization(avg), len(p.ready), p.cfg.TargetUtilization)})
+		p.desired = want
+		p.belowFrom = time.Time{}
+	case want < p.desired:
+		if p.belowFrom.IsZero() {
+			p.belowFrom = now
+		} else if now.Sub(p.belowFrom) >= p.cfg.ScaleDownDelay {
+			p.events(Event{"scale", fmt.Sprintf("scaling down from %d to %d replicas: utilization below %d%% for %s",
+				p.desired, want, p.cfg.TargetUtilization, p.cfg.ScaleDownDelay)})
+			p.desired = want
+			p.belowFrom = time.Time{}
+		}
+	default:
+		p.belowFrom = time.Time{}
+	}
+}
+
+func (p *Pool) utilization(avg float64) float64 {
+	if len(p.ready) == 0 {
+		return 100
+	}
+	return avg * 100 / float64(len(p.ready)*p.cfg.MaxConcurrent)
+}
+
+// reconcile starts or stops replicas to reach the desired number.
+func (p *Pool) reconcile(ctx context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	// After failures in a row, replicas start one at a time, backing off 1 s, 2 s, ... 30 s.
+	for len(p.ready)+p.starting < p.desired && (p.failures == 0 || p.starting == 0) {
+		p.starting++
+		n := p.next
+		p.next++
+		delay := time.Duration(0)
+		if p.failures > 0 {
+			delay = min(time.Duration(p.failures)*time.Second, 30*time.Second)
+		}
+		p.wg.Add(1)
+		go p.startReplica(ctx, n, delay)
+	}
+	// Stop idle replicas beyond the desired number (the newest first).
+	for i := len(p.ready) - 1; i >= 0 && len(p.ready) > p.desired; i-- {
+		s := p.ready[i]
+		if s.busy > 0 {
+			continue
+		}
+		p.ready = append(p.ready[:i], p.ready[i+1:]...)
+		s.gone = true
+		p.events(Event{"replica.stopped", fmt.Sprintf("replica %d stopped (scaled down)", s.n)})
+		go s.r.Stop()
+	}
+}
+
+func (p *Pool) startReplica(ctx context.Context, n int, delay time.Duration) {
+	defer p.wg.Done()
+	if delay > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+	}
+	var r Replica
+	err := ctx.Err()
+	if err == nil {
+		t0 := time.Now()
+		r, err = p.start(ctx, n)
+		if err == nil {
+			p.events(Event{"replica.started", fmt.Sprintf("replica %d ready in %s", n, time.Since(t0).Round(time.Millisecond))})
+		}
+	}
+	p.mu.Lock()
+	p.starting--
+	if err != nil {
+		if ctx.Err() == nil {
+			p.failures++
+			p.lastErr = err.Error()
+			p.initFailed = errors.Is(err, ErrInitFailed)
+			p.events(Event{"replica.failed", fmt.Sprintf("replica %d failed to start: %v", n, err)})
+		}
+		p.mu.Unlock()
+		p.poke()
+		return
+	}
+	if p.closed {
+		p.mu.Unlock()
+		r.Stop()
+		return
+	}
+	p.failures, p.initFailed = 0, false
+	s := &slot{n: n, r: r}
+	p.account()
+	p.ready = append(p.ready, s)
+	p.handOff()
+	p.mu.Unlock()
+	p.poke()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		select {
+		case <-r.Done():
+		case <-ctx.Done():
+			return
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if s.gone {
+			return
+		}
+		s.gone = true
+		for i, x := range p.ready {
+			if x == s {
+				p.ready = append(p.ready[:i], p.ready[i+1:]...)
+				break
+			}
+		}
+		p.lastErr = fmt.Sprintf("replica %d exited: %v", n, r.Err())
+		p.events(Event{"replica.exited", p.lastErr + "; starting another"})
+		p.poke()
+	}()
+}
+
+// Close stops taking requests, waits for those in flight (up to ctx), and stops every replica.
+func (p *Pool) Close(ctx context.Context) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	for _, w := range p.waiters {
+		w <- nil
+	}
+	p.waiters = nil
+	p.mu.Unlock()
+	for {
+		p.mu.Lock()
+		n := p.inflight
+		p.mu.Unlock()
+		if n == 0 || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	p.cancel()
+	p.mu.Lock()
+	ready := p.ready
+	p.ready = nil
+	for _, s := range ready {
+		s.gone = true
+	}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range ready {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.r.Stop() }()
+	}
+	wg.Wait()
+	p.wg.Wait()
+}
+
+// RetryAfter is the Retry-After header's value for a 503 of a busy pool, in seconds.
+func (p *Pool) RetryAfter() string {
+	return strconv.Itoa(max(1, int(p.cfg.Refresh.Seconds())))
+}
