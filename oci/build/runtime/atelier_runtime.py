@@ -828,6 +828,8 @@ class Server:
         conn.closing = conn.drain = True
         conn.buf = bytearray()
         reply = error(status, message)
+        if self.access_log:
+            log("%s refused %s: %d %s" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), conn.peer, status, message))
         self.send(conn, render(reply, [], False))
 
     def respond(self, conn, req, keep):
