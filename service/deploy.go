@@ -420,7 +420,7 @@ func (s *Service) startPool(ctx context.Context, d *deployment, svc *atelier.Web
 			return nil, err
 		}
 		env := []string{"ATELIER_SCORE_SOCKET=" + serving.SocketIn, "ATELIER_SERVICE_NAME=" + svc.Name,
-			"ATELIER_WORKSPACE=" + svc.Workspace, "ATELIER_MODEL_DATA_DIR=" + modelDataIn}
+			"ATELIER_WORKSPACE=" + svc.Workspace, "ATELIER_ACCESS_LOG=0", "ATELIER_MODEL_DATA_DIR=" + modelDataIn}
 		if !c.CollectModelData {
 			env[len(env)-1] = "ATELIER_MODEL_DATA_DIR="
 		}

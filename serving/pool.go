@@ -46,7 +46,13 @@ type Config struct {
 	// scoring (then 504, and the replica is recycled).
 	MaxWait time.Duration
 	Timeout time.Duration
+	// ColdStart bounds the wait of a request that finds no replica ready at all (one is
+	// starting, or the pool scales from zero); default DefaultColdStart.
+	ColdStart time.Duration
 }
+
+// DefaultColdStart is how long a request waits for a pool's first replica by default.
+const DefaultColdStart = 2 * time.Minute
 
 // Event is something a pool did: a replica started, failed or exited, a scale decision.
 type Event struct {
@@ -118,6 +124,9 @@ func NewPool(cfg Config, start StartFunc, now func() time.Time, events func(Even
 	if cfg.Refresh <= 0 {
 		cfg.Refresh = time.Second
 	}
+	if cfg.ColdStart <= 0 {
+		cfg.ColdStart = DefaultColdStart
+	}
 	p := &Pool{cfg: cfg, start: start, now: now, events: events, wake: make(chan struct{}, 1)}
 	p.desired = cfg.Replicas
 	if cfg.Autoscale {
@@ -185,7 +194,7 @@ var ErrBusy = errors.New("every replica is busy")
 var ErrClosed = errors.New("the service is being stopped")
 
 // acquire returns a replica with room for one more request, waiting for one up to MaxWait
-// (or, with no replica ready at all, while one starts, up to Timeout: a cold start).
+// (or, with no replica ready at all, while one starts, up to ColdStart).
 func (p *Pool) acquire(ctx context.Context) (*slot, error) {
 	p.mu.Lock()
 	if p.closed {
@@ -203,7 +212,7 @@ func (p *Pool) acquire(ctx context.Context) (*slot, error) {
 	p.waiters = append(p.waiters, ch)
 	wait := p.cfg.MaxWait
 	if len(p.ready) == 0 {
-		wait = p.cfg.Timeout
+		wait = p.cfg.ColdStart
 		if p.desired == 0 {
 			p.desired = 1 // scale from zero
 			p.events(Event{"scale", "scaling from 0 to 1 replica: a request arrived"})
