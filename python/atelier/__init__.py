@@ -16,11 +16,14 @@ from .image import ContainerImage, ContainerImageConfig, Image, ImageBuildError,
 from .model import Model
 from .run import OfflineRun, Run
 from .submit import Environment, ScriptRunConfig
+from .webservice import (AciWebservice, AksWebservice, DeploymentConfiguration, LocalWebservice, Webservice,
+                         WebserviceException)
 from .workspace import Experiment, Workspace
 
 __version__ = "0.1.0"
 
-__all__ = ["ActivityFailedError", "AtelierError", "ComputeTarget", "ContainerImage", "ContainerImageConfig", "Datastore",
+__all__ = ["AciWebservice", "ActivityFailedError", "AksWebservice", "AtelierError", "DeploymentConfiguration",
+           "LocalWebservice", "Webservice", "WebserviceException", "ComputeTarget", "ContainerImage", "ContainerImageConfig", "Datastore",
            "DownloadResult", "Environment", "Experiment", "Image", "ImageBuildError", "InferenceConfig",
            "KubernetesCompute", "LocalCompute", "Model", "OfflineRun", "PodmanCompute", "RemoteCompute", "Run",
            "ScriptRunConfig", "SlurmCompute", "UploadResult", "Workspace", "__version__"]

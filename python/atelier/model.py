@@ -577,6 +577,24 @@ class Model:
             cfg.tags = tags
         return Image.create(workspace, image_name, models, cfg)
 
+    @staticmethod
+    def deploy(workspace, name, models, inference_config=None, deployment_config=None, deployment_target=None,
+               overwrite=False, show_output=False):
+        """Deploys models as web service name, as Azure's Model.deploy: builds an image of them
+        with inference_config (named <name>-image; this call waits for the build), then deploys
+        it with deployment_config (LocalWebservice/AciWebservice/AksWebservice.deploy_configuration).
+        Returns the Webservice, Transitioning: wait_for_deployment() waits until it is Healthy."""
+        from .image import Image
+        from .webservice import Webservice
+
+        if inference_config is None:
+            raise ValueError("Model.deploy needs an inference_config (InferenceConfig(entry_script, ...)): atelier "
+                             "serves score.py files (MLflow models without one: mlflow models serve)")
+        image = Image.create(workspace, re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + "-image", models,
+                             inference_config)
+        image.wait_for_creation(show_output=show_output)
+        return Webservice.deploy_from_image(workspace, name, image, deployment_config, deployment_target, overwrite)
+
     def delete(self):
         """Deletes this version. While an image or a service uses it, AtelierError (conflict,
         409) says which; its details["references"] lists them."""
