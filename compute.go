@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -203,6 +204,12 @@ type SlurmCompute struct {
 	// TokenSecret names the workspace secret (see 'atelier secret') holding the JWT the
 	// server sends to slurmrestd; the token may instead be given as a credential.
 	TokenSecret string `json:"token_secret,omitempty"`
+	// Runner is the atelier binary on the cluster's nodes, of this server's version; empty
+	// for the server's own path (a server on the cluster's shared filesystem).
+	Runner string `json:"runner,omitempty"`
+	// WorkDir is a directory on a filesystem the nodes share, where each job gets its own
+	// directory; empty for the server's (<data>/slurm), which suits a server on the cluster.
+	WorkDir string `json:"work_dir,omitempty"`
 }
 
 // KubernetesCompute is the configuration of a kubernetes target: a namespace of a cluster.
@@ -377,6 +384,12 @@ func (s *ComputeTargetSpec) Validate() error {
 		if c.TokenSecret != "" {
 			if err := ValidateSecretName(c.TokenSecret); err != nil {
 				return Errorf(EINVALID, "slurm.token_secret: %s", ErrorMessage(err))
+			}
+		}
+		for _, f := range []struct{ name, value string }{{"slurm.runner", c.Runner}, {"slurm.work_dir", c.WorkDir}} {
+			if f.value != "" && (!strings.HasPrefix(f.value, "/") || path.Clean(f.value) != f.value || len(f.value) > 4096 ||
+				!utf8.ValidString(f.value) || strings.ContainsAny(f.value, "\x00\n")) {
+				return Errorf(EINVALID, "invalid %s %q: want an absolute path on the cluster's nodes, without '..'", f.name, f.value)
 			}
 		}
 		if (c.TokenSecret == "") == (s.Credentials.Token == "") {

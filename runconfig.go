@@ -23,7 +23,18 @@ type RunConfig struct {
 	// Secrets names vault secrets the script receives as environment variables of the same
 	// names. Only the names are stored; the values are decrypted when the run starts.
 	Secrets []string `json:"secrets,omitempty" yaml:"secrets"`
+	// NodeCount is how many nodes the run asks of a cluster target (slurm: the job's nodes);
+	// 0 means one.
+	NodeCount int `json:"node_count,omitempty" yaml:"node_count"`
+	// GPUs is how many GPUs per node the run asks of a cluster target (slurm: gres gpu:N).
+	GPUs int `json:"gpus,omitempty" yaml:"gpus"`
 }
+
+// Bounds of a run's resources.
+const (
+	MaxRunNodes = 4096
+	MaxRunGPUs  = 64
+)
 
 // EnvironmentConfig is the software a script runs with.
 type EnvironmentConfig struct {
@@ -82,6 +93,12 @@ func (c *RunConfig) Validate(snapshot *Snapshot) error {
 		if strings.ContainsRune(a, 0) {
 			return Errorf(EINVALID, "run config: an argument contains a NUL byte")
 		}
+	}
+	if c.NodeCount < 0 || c.NodeCount > MaxRunNodes {
+		return Errorf(EINVALID, "run config: node_count %d is out of range (1 to %d; 0 for 1)", c.NodeCount, MaxRunNodes)
+	}
+	if c.GPUs < 0 || c.GPUs > MaxRunGPUs {
+		return Errorf(EINVALID, "run config: gpus %d is out of range (0 to %d per node)", c.GPUs, MaxRunGPUs)
 	}
 	if err := validateDataReferences(c.Data); err != nil {
 		return err

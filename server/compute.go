@@ -4,32 +4,43 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/atelier-ml/atelier"
+	slurmcompute "github.com/atelier-ml/atelier/compute/slurm"
 	sshcompute "github.com/atelier-ml/atelier/compute/ssh"
 )
 
-// openSSH gives the service the driver of ssh targets: it runs the job runner (this binary,
-// uploaded once per version) on the workspaces' machines over SSH.
-func (s *Server) openSSH(cfg Config) error {
+// openRemoteCompute gives the service the drivers of the workspaces' remote targets, which
+// run the job runner (this binary) elsewhere:
+//   - ssh: uploaded once per version to the machines, run over SSH;
+//   - slurm: each run a batch job submitted through slurmrestd, whose script runs the runner
+//     from the target's slurm.runner (this binary's path by default) in its slurm.work_dir
+//     (<data>/slurm by default): the defaults suit a server on the cluster's shared filesystem.
+func (s *Server) openRemoteCompute(cfg Config) error {
 	svc := s.Service
 	self, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("finding the server's binary for the ssh targets: %w", err)
+		return fmt.Errorf("finding the server's binary for the remote compute targets: %w", err)
 	}
-	sd := sshcompute.New(self, func(ctx context.Context, ws, name string) (*atelier.ComputeTarget, atelier.ComputeCredentials, error) {
+	lookup := func(ctx context.Context, ws, name string) (*atelier.ComputeTarget, atelier.ComputeCredentials, error) {
 		t, err := svc.ComputeTargetFor(ctx, ws, name)
 		if err != nil {
 			return nil, atelier.ComputeCredentials{}, err
 		}
 		creds, err := svc.ComputeTargetCredentials(ctx, t)
 		return t, creds, err
-	}, cfg.RunnerArgs...)
-	sd.Log = s.log
+	}
 	if svc.Drivers == nil {
 		svc.Drivers = map[string]atelier.ComputeDriver{}
 	}
+	sd := sshcompute.New(self, lookup, cfg.RunnerArgs...)
+	sd.Log = s.log
 	svc.Drivers[atelier.ComputeSSH] = sd
 	s.onClose(sd.Close)
+
+	sl := slurmcompute.New(self, filepath.Join(s.DataDir, "slurm"), lookup, cfg.RunnerArgs...)
+	sl.Log = s.log
+	svc.Drivers[atelier.ComputeSlurm] = sl
 	return nil
 }

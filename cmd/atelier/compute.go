@@ -117,6 +117,12 @@ func printComputeTarget(cmd *cobra.Command, cfg *clientConfig, ct *atelier.Compu
 		if ct.Slurm.TokenSecret != "" {
 			t.row("token secret", ct.Slurm.TokenSecret)
 		}
+		if ct.Slurm.Runner != "" {
+			t.row("runner", ct.Slurm.Runner)
+		}
+		if ct.Slurm.WorkDir != "" {
+			t.row("work dir", ct.Slurm.WorkDir)
+		}
 	case ct.Kubernetes != nil:
 		if ct.Kubernetes.Context != "" {
 			t.row("context", ct.Kubernetes.Context)
@@ -145,6 +151,7 @@ type computeFlags struct {
 	port                                      int
 	url, partition, account, tokenSecret      string
 	token, kubeconfig, namespace, kctx, image string
+	runner, workDir                           string
 }
 
 func (f *computeFlags) addCommon(cmd *cobra.Command) {
@@ -167,6 +174,8 @@ func (f *computeFlags) addRemote(cmd *cobra.Command) {
 	fl.StringVar(&f.account, "account", "", "slurm: the account")
 	fl.StringVar(&f.tokenSecret, "token-secret", "", "slurm: the workspace secret holding the JWT (see 'atelier secret set')")
 	fl.StringVar(&f.token, "token", "", "slurm: the JWT itself ('-' reads it from stdin); stored encrypted, never shown")
+	fl.StringVar(&f.runner, "runner", "", "slurm: the atelier binary on the nodes (default the server's own path)")
+	fl.StringVar(&f.workDir, "work-dir", "", "slurm: a directory on the nodes' shared filesystem for the jobs (default the server's <data>/slurm)")
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubernetes: a kubeconfig file; stored encrypted, never shown (none: the server's in-cluster account)")
 	fl.StringVar(&f.namespace, "namespace", "", "kubernetes: the namespace")
 	fl.StringVar(&f.kctx, "context", "", "kubernetes: the kubeconfig context (default its current one)")
@@ -176,7 +185,7 @@ func (f *computeFlags) addRemote(cmd *cobra.Command) {
 // computeFlagKinds says which kinds each remote flag applies to.
 var computeFlagKinds = []struct{ flag, kinds string }{
 	{"host", "ssh"}, {"port", "ssh"}, {"user", "ssh"}, {"key", "ssh"}, {"key-passphrase", "ssh"}, {"host-key", "ssh"},
-	{"url", "slurm podman"}, {"partition", "slurm"}, {"account", "slurm"}, {"token-secret", "slurm"}, {"token", "slurm"},
+	{"url", "slurm podman"}, {"partition", "slurm"}, {"account", "slurm"}, {"token-secret", "slurm"}, {"token", "slurm"}, {"runner", "slurm"}, {"work-dir", "slurm"},
 	{"kubeconfig", "kubernetes"}, {"namespace", "kubernetes"}, {"context", "kubernetes"}, {"image", "kubernetes podman"},
 }
 
@@ -227,7 +236,8 @@ func (f *computeFlags) build(cmd *cobra.Command, name string) (atelier.ComputeTa
 		}
 		creds.SSHPassphrase, err = secret("key-passphrase", f.keyPassphrase, false)
 	case atelier.ComputeSlurm:
-		spec.Slurm = &atelier.SlurmCompute{URL: f.url, Partition: f.partition, Account: f.account, TokenSecret: f.tokenSecret}
+		spec.Slurm = &atelier.SlurmCompute{URL: f.url, Partition: f.partition, Account: f.account, TokenSecret: f.tokenSecret,
+			Runner: f.runner, WorkDir: f.workDir}
 		creds.Token, err = secret("token", f.token, false)
 	case atelier.ComputeKubernetes:
 		spec.Kubernetes = &atelier.KubernetesCompute{Namespace: f.namespace, Context: f.kctx, Image: f.image}
@@ -293,7 +303,7 @@ func computeAttachCmd(cfg *clientConfig) *cobra.Command {
 storing it; the check is an activity ('atelier activity list'). Each kind takes its own flags:
 
   ssh         --host H --user U --key FILE [--port P --host-key 'ssh-ed25519 AAAA...' --key-passphrase -]
-  slurm       --url URL (--token-secret NAME | --token -) [--partition P --account A]
+  slurm       --url URL (--token-secret NAME | --token -) [--partition P --account A --runner PATH --work-dir DIR]
   kubernetes  --namespace NS [--kubeconfig FILE --context C --image IMAGE]
   podman      [--url unix:///run/podman/podman.sock --image IMAGE]
 

@@ -61,7 +61,8 @@ func loadRunConfig(path string) (*atelier.RunConfig, error) {
 
 // The shape of a run configuration: each key's kind of YAML node.
 var runConfigShape = map[string]yaml.Kind{"script": yaml.ScalarNode, "secrets": yaml.SequenceNode, "arguments": yaml.SequenceNode,
-	"compute": yaml.ScalarNode, "experiment": yaml.ScalarNode, "timeout": yaml.ScalarNode, "environment": yaml.MappingNode, "data": yaml.SequenceNode}
+	"compute": yaml.ScalarNode, "experiment": yaml.ScalarNode, "timeout": yaml.ScalarNode, "environment": yaml.MappingNode, "data": yaml.SequenceNode,
+	"node_count": yaml.ScalarNode, "gpus": yaml.ScalarNode}
 
 var environmentShape = map[string]yaml.Kind{"python": yaml.ScalarNode, "requirements": yaml.ScalarNode,
 	"conda": yaml.ScalarNode, "variables": yaml.MappingNode}
@@ -141,6 +142,7 @@ func runSubmitCmd(cfg *clientConfig) *cobra.Command {
 		opt                                                                                 archive.Options
 	)
 	var secretNames []string
+	var nodeCount, gpus int
 	cmd := &cobra.Command{
 		Use:   "submit DIR [flags] [-- SCRIPT ARGS...]",
 		Short: "Submit a training script directory to run on a compute target",
@@ -197,6 +199,12 @@ when the run Completed (7 when it Failed or was Canceled).`,
 			set("experiment", &rc.Experiment, experiment)
 			if len(args) > 0 {
 				rc.Arguments = args
+			}
+			if f.Changed("node-count") {
+				rc.NodeCount = nodeCount
+			}
+			if f.Changed("gpus") {
+				rc.GPUs = gpus
 			}
 			if f.Changed("timeout") {
 				d, err := parseTimeout(timeout)
@@ -259,6 +267,8 @@ when the run Completed (7 when it Failed or was Canceled).`,
 	f.StringVar(&requirements, "requirements", "", "pip requirements file, relative to DIR")
 	f.StringVar(&conda, "conda", "", "conda environment file, relative to DIR")
 	f.StringVar(&timeout, "timeout", "", "fail the run after this long (e.g. 90, 30m, 2h)")
+	f.IntVar(&nodeCount, "node-count", 0, "nodes the run asks of a cluster target (slurm)")
+	f.IntVar(&gpus, "gpus", 0, "GPUs per node the run asks of a cluster target (slurm: gres gpu:N)")
 	f.StringArrayVar(&envVars, "env", nil, "environment variable KEY=VALUE for the script (repeatable)")
 	f.StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")
 	f.StringArrayVar(&secretNames, "secret", nil, "workspace secret NAME the script receives as $NAME, masked in its output (repeatable; see 'atelier secret')")

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/compute/computetest"
+	slurmcompute "github.com/atelier-ml/atelier/compute/slurm"
+	"github.com/atelier-ml/atelier/compute/slurm/slurmtest"
+)
+
+// slurmCluster starts a real Slurm cluster (slurmtest); without Slurm it skips, saying why,
+// unless CI is set: there it fails.
+func slurmCluster(t *testing.T) *slurmtest.Cluster {
+	t.Helper()
+	if why := slurmtest.Available(); why != "" && os.Getenv("CI") != "" {
+		t.Fatalf("the slurm driver tests need a real Slurm (CI is set, so this fails instead of skipping): %s", why)
+	}
+	return slurmtest.Start(t)
+}
+
+// TestSlurmDriverConformance runs the compute driver suite against the slurm driver: real
+// slurmctld, slurmd and slurmrestd, each run a batch job whose script runs the real binary's
+// runner, talking to a real server.
+func TestSlurmDriverConformance(t *testing.T) {
+	needPython(t)
+	c := slurmCluster(t)
+	s := startJobStack(t)
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := &atelier.ComputeTarget{Name: "hpc", Kind: atelier.ComputeSlurm, Workspace: atelier.DefaultWorkspace,
+		Slurm: &atelier.SlurmCompute{URL: c.URL, Partition: slurmtest.Partition}}
+	creds := atelier.ComputeCredentials{Token: c.Token("root", time.Hour)}
+	work := t.TempDir()
+	t.Cleanup(func() { killRunnersUnder(work) })
+	d := slurmcompute.New(bin, work, func(_ context.Context, ws, name string) (*atelier.ComputeTarget, atelier.ComputeCredentials, error) {
+		if ws != target.Workspace || name != target.Name {
+			return nil, creds, atelier.Errorf(atelier.ENOTFOUND, "no compute target %q", name)
+		}
+		return target, creds, nil
+	}, "--server-wait", "3s", "--cancel-grace", "300ms")
+	computetest.TestDriver(t, computetest.Harness{
+		Driver: d,
+		Claim: func(t *testing.T, script string) *atelier.JobLaunch {
+			run, token := s.claim(t, jobCtx(t), atelier.RunConfig{Script: "train.py"}, map[string]string{"train.py": script})
+			return &atelier.JobLaunch{Run: run, Server: s.url, Token: token, Target: target, Credentials: creds}
+		},
+		Run: func(t *testing.T, id string) *atelier.Run {
+			run, err := s.admin.FindRun(context.Background(), atelier.DefaultWorkspace, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return run
+		},
+		RequestCancel: func(t *testing.T, id string) {
+			if _, err := s.admin.CancelRun(context.Background(), atelier.DefaultWorkspace, id); err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
+}
+
+// TestSlurmTargetThroughTheServer: a user attaches a Slurm cluster with the CLI (the server's
+// slurm driver checks it; a wrong partition, an expired token and an unreachable URL are
+// refused saying so), submits a run to it with --wait and gets its metrics and output; a run
+// survives its server killed with -9 (the restarted server reattaches it by its Slurm job id)
+// and another is canceled, while a third waits in Slurm's queue for GPUs and is canceled there.
+func TestSlurmTargetThroughTheServer(t *testing.T) {
+	needPython(t)
+	c := slurmCluster(t)
+	ctx := context.Background()
+	dataDir, addr := t.TempDir(), freeAddr(t)
+	srv := startServer(t, dataDir, addr)
+	t.Cleanup(func() { killRunnersUnder(dataDir) })
+	bin, _ := buildBinary()
+	adminToken, _ := os.ReadFile(filepath.Join(dataDir, adminTokenFile))
+	cli := func(stdin string, args ...string) (string, error) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "ATELIER_SERVER="+srv.url, "ATELIER_TOKEN="+strings.TrimSpace(string(adminToken)))
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+
+	token := c.Token("root", time.Hour)
+	for _, tc := range []struct {
+		name, token string
+		args        []string
+		want        string
+	}{
+		{"unknown partition", token, []string{"--url", c.URL, "--partition", "gpu"}, `no partition "gpu" (it has: debug)`},
+		{"expired token", c.Token("root", -time.Minute), []string{"--url", c.URL}, "expired at"},
+		{"unreachable", token, []string{"--url", "http://127.0.0.1:1"}, "cannot reach slurmrestd at http://127.0.0.1:1"},
+	} {
+		out, err := cli(tc.token, append([]string{"compute", "attach", "hpc", "--kind", "slurm", "--token", "-"}, tc.args...)...)
+		if err == nil || !strings.Contains(out, tc.want) || strings.Contains(out, tc.token) {
+			t.Errorf("attach with %s: %v, want an error saying %q (and not the token):\n%s", tc.name, err, tc.want, out)
+		}
+	}
+	if out, err := cli(token, "compute", "attach", "hpc", "--kind", "slurm", "--url", c.URL, "--token", "-", "--partition", slurmtest.Partition, "--max-concurrent-runs", "4", "-o", "json"); err != nil {
+		t.Fatalf("attach: %v\n%s", err, out)
+	}
+
+	dir := t.TempDir()
+	script := `import os, sys, time
+from atelier import Run
+run = Run.get_context()
+for step in range(3):
+    run.log("loss", 1.0 / (step + 1))
+print("on node", os.environ.get("SLURM_JOB_ID"), "gpus", os.environ.get("SLURM_JOB_GPUS", "-"), flush=True)
+mode = sys.argv[1] if len(sys.argv) > 1 else ""
+if mode == "gate":
+    while not os.path.exists("go"):
+        time.sleep(0.02)
+    print("after the gate", flush=True)
+elif mode == "forever":
+    while True:
+        time.sleep(0.05)
+`
+	if err := os.WriteFile(filepath.Join(dir, "train.py"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cli("", "run", "submit", dir, "-e", "slurm", "--script", "train.py", "--compute", "hpc", "--gpus", "1", "--wait", "-o", "json")
+	if err != nil {
+		t.Fatalf("run submit --compute hpc --wait: %v\n%s\nserver log:\n%s", err, out, srv.log)
+	}
+	page, err := srv.client.ListRuns(ctx, atelier.DefaultWorkspace, atelier.RunQuery{})
+	if err != nil || len(page.Runs) != 1 {
+		t.Fatalf("runs: %+v, %v", page, err)
+	}
+	run := page.Runs[0]
+	if run.Status != atelier.StatusCompleted || run.Compute != "hpc" || run.Metrics["loss"] != 1.0/3 {
+		t.Fatalf("the slurm run: %s on %q, metrics %v (%q)", run.Status, run.Compute, run.Metrics, run.Error)
+	}
+	if log := runLog(srv.client, run.ID); !strings.Contains(log, "on node ") || strings.Contains(log, "on node None") || !strings.Contains(log, "gpus 0") {
+		t.Errorf("the script did not run in a Slurm job with a GPU:\n%s", log)
+	}
+
+	// A run survives its server killed with -9: the restarted server asks Slurm about its job.
+	submit := func(args ...string) *atelier.Run {
+		t.Helper()
+		out, err := cli("", append([]string{"run", "submit", dir, "-e", "slurm", "--script", "train.py", "--compute", "hpc", "-o", "json"}, args...)...)
+		if err != nil {
+			t.Fatalf("run submit: %v\n%s", err, out)
+		}
+		var r atelier.Run
+		if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &r); err != nil {
+			t.Fatalf("run submit -o json: %v\n%s", err, out)
+		}
+		return &r
+	}
+	gated := submit("--", "gate")
+	waitFor(t, "the gated script to start", func() bool { return strings.Contains(runLog(srv.client, gated.ID), "on node") })
+	srv.cmd.Process.Kill()
+	srv.cmd.Wait()
+	srv = startServer(t, dataDir, addr)
+	gate := filepath.Join(dataDir, "slurm", gated.ID, "job", "work", gated.ID, "wd", "go")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatalf("opening the gate: %v", err)
+	}
+	got := waitEnded(t, srv.client, gated.ID)
+	if got.Status != atelier.StatusCompleted || !strings.Contains(runLog(srv.client, gated.ID), "after the gate") {
+		t.Fatalf("the run across a server restart ended %s (%q):\n%s", got.Status, got.Error, runLog(srv.client, gated.ID))
+	}
+
+	// Cancel: a running run, and one waiting in Slurm's queue for both GPUs while another holds them.
+	running := submit("--gpus", "2", "--", "forever")
+	waitFor(t, "the forever script to start", func() bool { return strings.Contains(runLog(srv.client, running.ID), "on node") })
+	queued := submit("--gpus", "1")
+	waitFor(t, "the second run's job to wait in Slurm's queue", func() bool {
+		jobs, _ := c.Jobs()
+		return strings.Contains(jobs, "PENDING atelier-"+queued.ID)
+	})
+	for _, r := range []*atelier.Run{queued, running} {
+		if out, err := cli("", "run", "cancel", r.ID); err != nil {
+			t.Fatalf("run cancel: %v\n%s", err, out)
+		}
+	}
+	for _, r := range []*atelier.Run{queued, running} {
+		if got := waitEnded(t, srv.client, r.ID); got.Status != atelier.StatusCanceled {
+			t.Errorf("canceled run %s ended %s (%q)", r.ID, got.Status, got.Error)
+		}
+	}
+	waitFor(t, "Slurm's queue to empty", func() bool { jobs, _ := c.Jobs(); return strings.TrimSpace(jobs) == "" })
+	if bytes.Contains([]byte(srv.log.String()), []byte(token)) {
+		t.Error("the server's log holds the Slurm token")
+	}
+}
+
+func waitEnded(t *testing.T, c interface {
+	FindRun(context.Context, string, string) (*atelier.Run, error)
+}, id string) *atelier.Run {
+	t.Helper()
+	var got *atelier.Run
+	waitFor(t, "run "+id+" to end", func() bool {
+		r, err := c.FindRun(context.Background(), atelier.DefaultWorkspace, id)
+		got = r
+		return err == nil && r.Status.Terminal()
+	})
+	return got
+}
