@@ -220,7 +220,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			}
 		}
 	}
-	if err := s.openSSH(cfg); err != nil {
+	if err := s.openRemoteCompute(cfg); err != nil {
 		return nil, err
 	}
 	if cfg.AdvertiseURL != "" {
