@@ -27,6 +27,7 @@ import (
 	"github.com/atelier-ml/atelier/secret"
 	"github.com/atelier-ml/atelier/service"
 	"github.com/atelier-ml/atelier/sqlite"
+	"github.com/atelier-ml/atelier/ui"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -102,6 +103,8 @@ type Server struct {
 	Objects *blob.Store // the artifact store's objects
 	API     *api.Server
 	MLflow  *mlflow.Handler
+	// UI is the studio, the web UI, served at / (every path but the other doors').
+	UI *ui.Handler
 	// Registry is the workspace image registry, served under /v2/.
 	Registry *registry.Registry
 	DataDir  string
@@ -220,7 +223,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			}
 		}
 	}
-	if err := s.openRemoteCompute(cfg); err != nil {
+	if err := s.openSSH(cfg); err != nil {
 		return nil, err
 	}
 	if cfg.AdvertiseURL != "" {
@@ -249,6 +252,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.API.Storage = edge.NewStorageCondition(log)
 	s.MLflow.Storage = s.API.Storage
 	s.API.LocalSocket = s.Socket
+	s.UI = ui.New(svc, svc, svc, svc, log)
+	s.UI.SecureCookie = s.API.SecureCookie
 	s.http = &http.Server{
 		Handler:           edge.LogRequests(log, s),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -268,8 +273,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveScoring(w, r)
 		return
 	}
+	if ui.IsLanding(r) { // a workspace's MLflow tracking URI, opened in a browser
+		s.UI.ServeHTTP(w, r)
+		return
+	}
 	if mlflow.Handles(r.URL.Path) {
 		s.MLflow.ServeHTTP(w, r)
+		return
+	}
+	if !strings.HasPrefix(r.URL.Path, "/api/") {
+		s.UI.ServeHTTP(w, r)
 		return
 	}
 	s.API.ServeHTTP(w, r)

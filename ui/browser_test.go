@@ -14,6 +14,7 @@ import (
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/server/servertest"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -270,23 +271,17 @@ func TestStudio(t *testing.T) {
 			t.Fatalf("metrics.rmse < 0.2 shows %d runs, want 6", n)
 		}
 		// Order by the metric, clicking its column's header twice (desc, then asc).
-		alice.run("ordering by rmse", chromedp.Click(`th.metrics a`, chromedp.ByQuery), chromedp.WaitVisible(`#runs-table`, chromedp.ByQuery))
-		if got := alice.text("#runs-table tbody tr:first-child .runlink"); got != "run-05" {
-			t.Fatalf("ordered by rmse desc, the first run is %q, want run-05", got)
-		}
-		alice.run("ordering by rmse asc", chromedp.Click(`th.metrics a`, chromedp.ByQuery), chromedp.WaitVisible(`#runs-table`, chromedp.ByQuery))
-		if got := alice.text("#runs-table tbody tr:first-child .runlink"); got != "run-00" {
-			t.Fatalf("ordered by rmse asc, the first run is %q, want run-00", got)
-		}
+		first := `document.querySelector("#runs-table tbody tr:first-child .runlink").textContent`
+		alice.run("ordering by rmse", chromedp.Click(`th.metrics a`, chromedp.ByQuery))
+		alice.waitJS("the table is ordered by rmse desc (run-05 first)", first+` === "run-05" && location.search.includes("desc")`)
+		alice.run("ordering by rmse asc", chromedp.Click(`th.metrics a`, chromedp.ByQuery))
+		alice.waitJS("the table is ordered by rmse asc (run-00 first)", first+` === "run-00" && location.search.includes("asc")`)
 		// Typing a filter in the form.
 		alice.open("/w/default/runs")
 		alice.run("filtering by a param", chromedp.SetValue("#filter", "params.alpha = '0.4' and tags.team = 'vision'", chromedp.ByQuery),
 			chromedp.SetValue("#cols", "params.alpha, metrics.rmse", chromedp.ByQuery),
-			chromedp.Click("#apply", chromedp.ByQuery), chromedp.WaitVisible("#runs-table", chromedp.ByQuery))
-		alice.eval(`document.querySelectorAll("#runs-table tbody tr[data-run-id]").length`, &n)
-		if n != 6 {
-			t.Fatalf("params.alpha = '0.4' shows %d runs, want 6", n)
-		}
+			chromedp.Click("#apply", chromedp.ByQuery))
+		alice.waitJS("params.alpha = '0.4' shows 6 runs", `location.search.includes("alpha") && document.querySelectorAll("#runs-table tbody tr[data-run-id]").length === 6`)
 		var heads string
 		alice.eval(`[...document.querySelectorAll("#runs-table thead th")].map(e => e.innerText.trim()).join("|")`, &heads)
 		if !strings.Contains(heads, "params alpha") || !strings.Contains(heads, "metrics rmse") {
@@ -334,7 +329,8 @@ func TestStudio(t *testing.T) {
 			if !next {
 				break
 			}
-			alice.run("next page", chromedp.Click("#next-page", chromedp.ByQuery), chromedp.WaitVisible("#runs-table", chromedp.ByQuery))
+			alice.run("next page", chromedp.Click("#next-page", chromedp.ByQuery))
+			alice.waitJS("the next page", fmt.Sprintf(`document.querySelector("#runs-table .runlink").textContent !== %q`, names[0]))
 			if page > 10 {
 				t.Fatal("more than 10 pages of 10 for 31 runs")
 			}
@@ -481,7 +477,8 @@ func TestStudio(t *testing.T) {
 
 		alice.tb = t
 		alice.open("/w/default/runs/" + f.live.ID)
-		alice.run("cancelling", chromedp.Click("#cancel", chromedp.ByQuery), chromedp.WaitVisible("#run-status", chromedp.ByQuery))
+		alice.run("cancelling", chromedp.Click("#cancel", chromedp.ByQuery), chromedp.WaitNotPresent("#cancel", chromedp.ByQuery),
+			chromedp.WaitVisible("#run-status", chromedp.ByQuery))
 		if got := alice.text("#run-status"); got != "Canceled" && got != "CancelRequested" {
 			t.Fatalf("after cancel the status is %q", got)
 		}
@@ -658,3 +655,32 @@ func TestXSS(t *testing.T) {
 }
 
 func urlq(s string) string { return url.QueryEscape(s) }
+
+// TestWithoutJavaScript reads the studio with scripts disabled: the pages are whole as the
+// server renders them, and the forms work as plain forms.
+func TestWithoutJavaScript(t *testing.T) {
+	b := newBrowser(t)
+	f := newFixture(t)
+	tb := b.tab(f.stack.URL)
+	tb.run("disabling JavaScript", emulation.SetScriptExecutionDisabled(true))
+	tb.open("/w/default/runs")
+	tb.login("alice", password)
+	tb.run("filtering with the plain form", chromedp.SetValue("#filter", "metrics.rmse < 0.2", chromedp.ByQuery),
+		chromedp.Submit("#filter", chromedp.ByQuery))
+	tb.run("the filtered page", chromedp.WaitVisible("#runs-table", chromedp.ByQuery))
+	var n int
+	tb.eval(`document.querySelectorAll("#runs-table tbody tr[data-run-id]").length`, &n)
+	if loc := tb.location(); !strings.Contains(loc, "filter=") || n != 6 {
+		t.Fatalf("without JavaScript the filtered table at %s has %d runs, want 6", loc, n)
+	}
+	if err := f.stack.Client.AppendLog(f.ctx, "default", f.live.ID, "logs/std_log.txt", []byte("hello from the run\n")); err != nil {
+		t.Fatal(err)
+	}
+	tb.open("/w/default/runs/" + f.live.ID)
+	if got := tb.text("#log"); !strings.Contains(got, "hello from the run") {
+		t.Fatalf("the log without JavaScript: %q", got)
+	}
+	if got := tb.text("#metrics-table"); !strings.Contains(got, "rmse") {
+		t.Fatalf("the metrics table without JavaScript: %q", got)
+	}
+}

@@ -105,7 +105,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /w/{workspace}/compare", h.page(h.compare))
 	m.HandleFunc("GET /w/{workspace}/models", h.page(h.models))
 	m.HandleFunc("GET /w/{workspace}/models/{model}", h.page(h.model))
-	m.HandleFunc("/", h.page(h.notFound))
+	m.HandleFunc("/", h.notFound)
 }
 
 // Handles reports whether a request is the studio's: everything but the REST API's /api/
@@ -340,9 +340,17 @@ func (q *request) show(h *Handler, name, title, nav string, data any) error {
 	return nil
 }
 
-// notFound is the page of every path no route serves.
-func (h *Handler) notFound(q *request) error {
-	return atelier.Errorf(atelier.ENOTFOUND, "there is no page at %s", q.r.URL.Path)
+// notFound is the page of every path no route serves: a 404 with or without a session (a
+// path that is no page is not worth a login, and the front door serves nothing else there).
+func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
+	v := &view{Path: r.URL.RequestURI()}
+	if p, err := (edge.Authenticator{Auth: h.auth}).Authenticate(r); err == nil {
+		v.User = p
+		if c, err := r.Cookie(edge.SessionCookie); err == nil {
+			v.CSRF = edge.CSRFToken(c.Value)
+		}
+	}
+	h.renderError(w, r, v, atelier.Errorf(atelier.ENOTFOUND, "there is no page at %s", r.URL.Path))
 }
 
 var errNoSessions = errors.New("this server does not open sessions")

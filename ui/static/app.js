@@ -72,7 +72,7 @@
       if (run && run.getAttribute("data-run") === ev.run_id) {
         els.push(document.getElementById("run-status"));
         run.setAttribute("data-status", r.status);
-        if (/^(Completed|Failed|Canceled)$/.test(r.status)) {
+        if (/^(Completed|Failed|Canceled|CancelRequested)$/.test(r.status)) {
           var c = document.getElementById("cancel-form");
           if (c) c.remove();
         }
