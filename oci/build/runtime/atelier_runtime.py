@@ -121,6 +121,11 @@ class ScoreApp:
         self.entry = entry
         self.app_root = os.path.dirname(os.path.abspath(entry))
         sys.path.insert(0, self.app_root)
+        # As Microsoft's server does, its raw-HTTP modules replace any installed
+        # azureml-contrib-services: score.py gets this runtime's AMLRequest and AMLResponse.
+        for name in ("azureml.contrib.services.aml_request", "azureml.contrib.services.aml_response",
+                     "azureml_inference_server_http.api.aml_request", "azureml_inference_server_http.api.aml_response"):
+            sys.modules[name] = atelier_http
         import importlib.util
 
         spec = importlib.util.spec_from_file_location("entry_module", entry)
@@ -148,8 +153,7 @@ class ScoreApp:
             raise RuntimeError("run() needs to accept an argument for input data.")
         self.params = params
         self.first = params[0].name
-        self.raw = bool(getattr(self.run, "__atelier_rawhttp__", False)) or atelier_http._rawHttpRequested or \
-            bool(getattr(sys.modules.get("azureml_inference_server_http.api.aml_request"), "_rawHttpRequested", False))
+        self.raw = bool(getattr(self.run, "__atelier_rawhttp__", False)) or atelier_http._rawHttpRequested
         self.schema = schema_decorated(self.run)
         if self.raw and self.schema:
             raise RuntimeError("run() cannot be decorated with both @rawhttp and @input_schema")
@@ -232,8 +236,7 @@ class ScoreApp:
             data = json.dumps(out).encode("utf-8")
         except (TypeError, ValueError) as ex:
             log("run() returned a value that is not JSON serializable: %s: %s" % (type(ex).__name__, ex))
-            return error(500, "run() returned a value that is not JSON serializable (%s): %s" % (type(out).__name__, ex),
-                         run_failed=True)
+            return error(500, "run() returned a value that is not JSON serializable (%s): %s" % (type(out).__name__, ex))
         return Reply(200, data, [("Content-Type", JSON), ("x-ms-run-function-failed", "False"), ("x-ms-run-fn-exec-ms", elapsed)])
 
     # -- /swagger.json
@@ -307,13 +310,14 @@ def build_swaggers(app):
             return None
 
     util = sys.modules.get("inference_schema.schema_util")
-    supported = []
-    if util is not None:
+    # An undecorated run() gets every version with empty schemas, as inference_schema (always
+    # installed with Microsoft's server) says of it.
+    supported = ["2.0", "3.0", "3.1"]
+    if app.schema:
         try:
             supported = [str(v) for v in util.get_supported_versions(app.run)]
         except Exception:
             supported = []
-    if app.schema:
         inp, outp = util.get_input_schema(app.run), util.get_output_schema(app.run)
     else:
         inp = outp = {"type": "object", "example": {}}

@@ -117,13 +117,19 @@ def test_unknown_path_and_method(start):
     assert (status, body) == (200, b"")
 
 
-def test_swagger_absent_without_inference_schema(start):
-    rt = start("echo_score.py")
+def test_swagger_of_an_undecorated_run(start):
+    # As Microsoft's server: every version, with empty input and output schemas.
+    rt = start("echo_score.py", env={"ATELIER_SERVICE_NAME": "diabetes", "ATELIER_SERVICE_PATH_PREFIX": "/services/ws/diabetes"})
     status, _, body = rt.request("GET", "/swagger.json")
-    assert status == 404
-    assert "not supported for the scoring script" in json.loads(body)["message"]
+    assert status == 200
+    doc = json.loads(body)
+    assert doc["swagger"] == "2.0" and doc["info"]["title"] == "diabetes"
+    assert doc["definitions"]["ServiceInput"] == {"type": "object", "example": {}}
+    assert set(doc["paths"]) == {"/services/ws/diabetes/", "/services/ws/diabetes/score", "/services/ws/diabetes/swagger.json"}
+    assert json.loads(rt.request("GET", "/swagger.json?version=3")[2])["openapi"] == "3.0.3"
     status, _, body = rt.request("GET", "/swagger.json?version=7")
-    assert status == 404 and "is not valid" in json.loads(body)["message"]
+    assert status == 404
+    assert json.loads(body)["message"] == "Swagger version [7] is not valid. Supported versions: [2, 3, 3.1]."
 
 
 def test_user_swagger_file_is_served(start, tmp_path):
