@@ -9,7 +9,8 @@ an identical inline one share the cache entry):
 - otherwise ``python.conda_dependencies``: its pip packages as a requirements file (azureml-*
   left out: the atelier SDK provides azureml; the conda packages python and pip are the
   interpreter's); other conda packages make it a conda file, which needs conda or mamba on the
-  compute target.
+  compute target, unless ATELIER_CONDA_AS_PIP=1 where the run is submitted: then they are
+  installed with pip under the same names.
 - ``from_pip_requirements`` passes its file as it is; ``docker.*`` is recorded (a podman or
   kubernetes target takes its image from the target's configuration).
 
@@ -76,7 +77,8 @@ class DockerSection(_Section):
         self.base_dockerfile = None
         self.base_image_registry = _RegistrySection()
         self.platform = None
-        self.shm_size = None
+        self.shm_size = "2g"
+        self.shared_volumes = True
         self.arguments = []
         self.gpu_support = False
         for k, v in kwargs.items():
@@ -267,6 +269,11 @@ class Environment:
         if cd is None:
             return out
         pip, conda = cd._atelier_spec()
+        if conda and os.environ.get("ATELIER_CONDA_AS_PIP", "") not in ("", "0"):
+            # Opted in: conda packages installed with pip under the same names (most of the
+            # common ones, scikit-learn, numpy, pandas, match); a version "=x" becomes "==x".
+            pip = pip + [_conda_to_pip(c) for c in conda]
+            conda = []
         if conda:
             p = os.path.join(tmpdir, "conda-%s.yml" % _safe(self.name))
             keep = CondaDependencies._from_text(cd.serialize_to_string())
@@ -279,6 +286,18 @@ class Environment:
                 f.write("\n".join(pip) + "\n")
             out["requirements"] = p
         return out
+
+
+def _conda_to_pip(spec):
+    spec = spec.split("::")[-1].strip()
+    for op in (">=", "<=", "==", "!=", ">", "<"):
+        if op in spec:
+            return spec
+    if "=" in spec:
+        name, _, ver = spec.partition("=")
+        ver = ver.split("=")[0]
+        return "%s==%s" % (name, ver + ".*" if ver.count(".") < 2 and not ver.endswith("*") else ver)
+    return spec
 
 
 def _same(latest, doc):

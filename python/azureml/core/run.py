@@ -163,6 +163,20 @@ class Run(_V1RunMethods, _Run):
             d.setdefault("error", {"error": {"message": d["error"]}})
         return d
 
+    def get_details_with_logs(self):
+        """get_details() with the text of the run's log files under logFiles."""
+        d = self.get_details()
+        logs = {}
+        for name in d.get("logFiles") or {}:
+            try:
+                logs[name] = self._client.request("GET", self._path("logs", name), raw=True).decode("utf-8", "replace")
+            except AtelierError as e:
+                if e.status != 404:
+                    raise
+                logs[name] = ""
+        d["logFiles"] = logs
+        return d
+
     def get_environment(self):
         """The environment the run was submitted with, as a v1 Environment."""
         from .environment import Environment

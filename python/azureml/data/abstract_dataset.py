@@ -32,12 +32,15 @@ def _split(path):
 def _normalize_paths(path):
     """v1's path arguments: (datastore, path), a DataPath, or lists of them, as
     [{"datastore", "path"}]."""
+    from .data_reference import DataReference
     from .datapath import DataPath
     items = path if isinstance(path, list) else [path]
     out = []
     for it in items:
         if isinstance(it, DataPath):
             it = it._pair()
+        elif isinstance(it, DataReference):  # datastore.path("folder")
+            it = (it.datastore, it.path_on_datastore or "")
         if isinstance(it, tuple) and len(it) == 2:
             ds, p = it
             name = ds if isinstance(ds, str) else getattr(ds, "name", None)

@@ -9,7 +9,7 @@ __all__ = ["FileDatasetFactory", "TabularDatasetFactory"]
 
 def _ws_of(paths):
     for p in paths if isinstance(paths, list) else [paths]:
-        ds = p[0] if isinstance(p, tuple) else getattr(p, "datastore", None)
+        ds = p[0] if isinstance(p, tuple) else getattr(p, "datastore", None)  # DataPath, DataReference
         ws = getattr(ds, "workspace", None)
         if ws is not None:
             return ws

@@ -3,6 +3,8 @@ given: the built-in "local", more local queues (LocalCompute), machines over SSH
 (RemoteCompute), Slurm, Kubernetes and Podman. It provisions no cloud machines: AmlCompute,
 ComputeInstance and the other Azure kinds raise ComputeTargetException saying so."""
 
+import os
+
 import atelier
 from atelier.compute import ComputeTarget as _ComputeTarget
 
@@ -45,7 +47,19 @@ class ComputeTarget(_ComputeTarget):
     @staticmethod
     def create(workspace, name, provisioning_configuration):
         if isinstance(provisioning_configuration, _AzureConfiguration):
-            raise _Unsupported("cannot create %s %r: %s" % (provisioning_configuration.kind, name, _OFFERS))
+            if os.environ.get("ATELIER_AZURE_COMPUTE") == "local":
+                # Opted in: Azure's clusters and instances become local queues of the server.
+                cfg = provisioning_configuration
+                n = getattr(cfg, "max_nodes", None) or 1
+                try:
+                    return ComputeTarget(workspace, name)
+                except ComputeTargetException:
+                    pass
+                return adopt(_ComputeTarget.create(workspace, name, atelier.LocalCompute.provisioning_configuration(
+                    max_concurrent_runs=int(n), description="%s %s (as a local queue)" % (
+                        cfg.kind, getattr(cfg, "vm_size", "") or ""))), ComputeTarget)
+            raise _Unsupported("cannot create %s %r: %s (or set ATELIER_AZURE_COMPUTE=local to make it a local "
+                               "queue)" % (provisioning_configuration.kind, name, _OFFERS))
         return adopt(_ComputeTarget.create(workspace, name, provisioning_configuration), ComputeTarget)
 
     @staticmethod
@@ -65,6 +79,18 @@ class ComputeTarget(_ComputeTarget):
     @property
     def status(self):
         return _Status(self)
+
+    def list_nodes(self):
+        """The target's nodes as v1 lists a cluster's: one, the machine its runs use."""
+        return [{"nodeId": self.name, "port": None, "publicIpAddress": None, "privateIpAddress": None,
+                 "nodeState": "busy" if self.running else "idle"}]
+
+    def update(self, min_nodes=None, max_nodes=None, idle_seconds_before_scaledown=None):
+        """idle_seconds_before_scaledown has no meaning on a machine that is always there;
+        min_nodes and max_nodes cannot be changed (detach and create the target again)."""
+        if min_nodes is not None or max_nodes is not None:
+            raise _Unsupported("changing the nodes of %r: detach it and create it again with another "
+                               "max_concurrent_runs" % self.name)
 
 
 class _Status:
@@ -98,6 +124,8 @@ def _azure_kind(kind):
 
         @staticmethod
         def supported_vmsizes(workspace, location=None):
+            if os.environ.get("ATELIER_AZURE_COMPUTE") == "local":
+                return [{"name": "local", "vCPUs": os.cpu_count(), "gpus": 0, "memoryGB": None}]
             raise _Unsupported("%s VM sizes: %s" % (kind, _OFFERS))
 
     K.__name__ = K.__qualname__ = kind
