@@ -258,6 +258,11 @@ func (s *Server) door() edge.Door {
 	return d
 }
 
+// WriteError answers err as the API does (for the server's other doors: /metrics).
+func (s *Server) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	s.errorWriter().Write(w, r, err)
+}
+
 func (s *Server) errorWriter() edge.Errors {
 	return edge.Errors{Log: s.log, Map: func(err error) (int, any) {
 		return edge.StatusOf(statusOf, err), ErrorResponse{Code: atelier.ErrorCode(err), Message: atelier.ErrorMessage(err)}

@@ -223,7 +223,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			}
 		}
 	}
-	if err := s.openSSH(cfg); err != nil {
+	if err := s.openRemoteCompute(cfg); err != nil {
 		return nil, err
 	}
 	if cfg.AdvertiseURL != "" {
@@ -271,6 +271,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.HasPrefix(r.URL.Path, ServicesPrefix) {
 		s.serveScoring(w, r)
+		return
+	}
+	if r.URL.Path == "/metrics" {
+		s.serveMetrics(w, r)
 		return
 	}
 	if ui.IsLanding(r) { // a workspace's MLflow tracking URI, opened in a browser

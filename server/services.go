@@ -41,3 +41,21 @@ func (s *Server) serveScoring(w http.ResponseWriter, r *http.Request) {
 	s.Service.ServeScoring(w, r, service.ScoringRequest{Workspace: ws, Name: name, Path: path,
 		Authenticate: func() (*atelier.Principal, error) { return auth.Authenticate(r) }})
 }
+
+// serveMetrics serves /metrics in Prometheus' text format: the web services of the workspaces
+// the caller (a token, as for the API) may read.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	p, err := edge.Authenticator{Auth: s.Service}.Authenticate(r)
+	if err == nil && p == nil {
+		err = atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required: send 'Authorization: Bearer TOKEN' (Prometheus: authorization.credentials)")
+	}
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="atelier"`)
+		s.API.WriteError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if err := s.Service.WriteServiceMetrics(atelier.NewContextWithPrincipal(r.Context(), p), w); err != nil {
+		s.API.WriteError(w, r, err)
+	}
+}

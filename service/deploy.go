@@ -41,6 +41,7 @@ type deployment struct {
 	workspace string
 	name      string
 	log       *serviceLog
+	metrics   *serviceMetrics
 	cancel    context.CancelFunc
 	done      chan struct{}
 	want      chan *atelier.WebService // the newest wanted state (capacity 1)
@@ -123,7 +124,7 @@ func (s *Service) reconcileServices(ctx context.Context) {
 func (s *Service) startDeployment(ctx context.Context, svc *atelier.WebService) {
 	id := atelier.ServiceLeaseID(svc.Workspace, svc.Name)
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d := &deployment{s: s, workspace: svc.Workspace, name: svc.Name, cancel: cancel, done: make(chan struct{}),
+	d := &deployment{s: s, workspace: svc.Workspace, name: svc.Name, cancel: cancel, done: make(chan struct{}), metrics: newServiceMetrics(),
 		want: make(chan *atelier.WebService, 1), state: atelier.ServiceTransitioning}
 	var err error
 	if d.log, err = openServiceLog(s.serviceDir(svc.Workspace, svc.Name)); err != nil {
@@ -435,6 +436,7 @@ func (s *Service) startPool(ctx context.Context, d *deployment, svc *atelier.Web
 		return r, nil
 	}
 	pool := serving.NewPool(cfg, start, s.now, func(e serving.Event) {
+		d.metrics.event(e.Kind, e.Message)
 		d.log.printf("%s: %s", si.Image, e.Message)
 	})
 	want := 1
@@ -497,7 +499,7 @@ func (s *Service) ServeScoring(w http.ResponseWriter, r *http.Request, req Scori
 			w.Header().Set("WWW-Authenticate", `Bearer realm="atelier service"`)
 		}
 		scoringError(w, status, msg)
-		d.log.request(reqID, status, time.Since(t0), -1, r.Method+" "+req.Path)
+		d.record(reqID, status, time.Since(t0), -1, r.Method+" "+req.Path)
 		return
 	}
 	if len(revs) == 0 {
@@ -507,7 +509,7 @@ func (s *Service) ServeScoring(w http.ResponseWriter, r *http.Request, req Scori
 	}
 	if r.ContentLength > MaxScoringBody {
 		scoringError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is %d bytes; a scoring request may have at most %d", r.ContentLength, MaxScoringBody))
-		d.log.request(reqID, 413, time.Since(t0), -1, r.Method+" "+req.Path)
+		d.record(reqID, 413, time.Since(t0), -1, r.Method+" "+req.Path)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxScoringBody)
@@ -541,7 +543,13 @@ func (s *Service) ServeScoring(w http.ResponseWriter, r *http.Request, req Scori
 			scoringError(w, status, "the replica could not be reached: "+res.Err.Error())
 		}
 	}
-	d.log.request(reqID, status, time.Since(t0), res.Replica, r.Method+" "+req.Path)
+	d.record(reqID, status, time.Since(t0), res.Replica, r.Method+" "+req.Path)
+}
+
+// record logs a scoring request and counts it.
+func (d *deployment) record(reqID string, status int, took time.Duration, replica int, what string) {
+	d.log.request(reqID, status, took, replica, what)
+	d.metrics.request(status, took)
 }
 
 // authorizeScoring checks a scoring request's credentials; it returns 0 when they pass.

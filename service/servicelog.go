@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -12,10 +13,16 @@ import (
 
 // serviceLog is a web service's log file: its replicas' output, what the controller and the
 // autoscaler did, and one line per request. `atelier service logs` reads it from an offset.
+// Lines are buffered and written at least every logFlushEvery: a scoring request costs no
+// write of its own.
 type serviceLog struct {
-	mu sync.Mutex
-	f  *os.File
+	mu   sync.Mutex
+	f    *os.File
+	w    *bufio.Writer
+	stop chan struct{}
 }
+
+const logFlushEvery = 100 * time.Millisecond
 
 func openServiceLog(dir string) (*serviceLog, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -25,14 +32,33 @@ func openServiceLog(dir string) (*serviceLog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &serviceLog{f: f}, nil
+	l := &serviceLog{f: f, w: bufio.NewWriterSize(f, 64<<10), stop: make(chan struct{})}
+	go l.flusher()
+	return l, nil
+}
+
+func (l *serviceLog) flusher() {
+	t := time.NewTicker(logFlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			l.mu.Lock()
+			if l.w != nil {
+				l.w.Flush()
+			}
+			l.mu.Unlock()
+		}
+	}
 }
 
 func (l *serviceLog) write(line string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.f != nil {
-		l.f.WriteString(line)
+	if l.w != nil {
+		l.w.WriteString(line)
 	}
 }
 
@@ -63,12 +89,23 @@ func (l *serviceLog) prefixed(prefix string) io.Writer {
 	})
 }
 
+// flush writes the buffered lines now (before the log is read).
+func (l *serviceLog) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.w != nil {
+		l.w.Flush()
+	}
+}
+
 func (l *serviceLog) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f != nil {
+		l.w.Flush()
 		l.f.Close()
-		l.f = nil
+		l.f, l.w = nil, nil
+		close(l.stop)
 	}
 }
 

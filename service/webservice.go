@@ -320,6 +320,9 @@ func (s *Service) WebServiceLog(ctx context.Context, workspace, name string, off
 	if _, err := s.store.FindWebService(ctx, workspace, name); err != nil {
 		return offset, err
 	}
+	if d := s.deployment(atelier.ServiceLeaseID(workspace, name)); d != nil {
+		d.log.flush()
+	}
 	f, err := os.Open(filepath.Join(s.serviceDir(workspace, name), "service.log"))
 	if os.IsNotExist(err) {
 		return offset, nil

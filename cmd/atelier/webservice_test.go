@@ -311,6 +311,34 @@ func TestWebServiceLocal(t *testing.T) {
 		}
 	}
 
+	// Prometheus metrics: the requests by status, replicas, scale events; a token is needed.
+	metrics := func(token string) (int, string) {
+		req, _ := http.NewRequest("GET", srv.url+"/metrics", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := metrics(""); code != 401 {
+		t.Fatalf("/metrics without a token: %d", code)
+	}
+	code, text := metrics(c.Token)
+	for _, want := range []string{`atelier_service_requests_total{workspace="default",service="diabetes",code="200"}`,
+		`atelier_service_requests_total{workspace="default",service="diabetes",code="401"}`,
+		`atelier_service_requests_total{workspace="default",service="diabetes",code="504"} 1`,
+		`atelier_service_replicas{workspace="default",service="diabetes",state="ready"} 2`,
+		`atelier_service_request_duration_seconds_bucket{workspace="default",service="diabetes",le="+Inf"}`} {
+		if code != 200 || !strings.Contains(text, want) {
+			t.Fatalf("/metrics (%d) lacks %s:\n%s", code, want, text)
+		}
+	}
+
 	// A restart of the server: the service comes back.
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	srv.cmd.Wait()
