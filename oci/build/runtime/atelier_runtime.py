@@ -417,6 +417,9 @@ class MLflowApp:
             from mlflow.pyfunc import scoring_server
         except ImportError as ex:
             raise RuntimeError("serving the MLflow model in %s needs mlflow in the image's Python: %s" % (path, ex))
+        if not hasattr(scoring_server, "invocations"):
+            raise RuntimeError("mlflow %s is too old to serve %s: its scoring server has no invocations(); use mlflow 2.10 or later"
+                               % (getattr(mlflow, "__version__", "?"), path))
         self.model = mlflow.pyfunc.load_model(path)
         self.server = scoring_server
         self.input_schema = self.model.metadata.get_input_schema()

@@ -222,6 +222,18 @@ def test_malformed_request_gives_400(start):
     assert rt.request("GET", "/")[0] == 200
 
 
+def test_default_address_is_loopback(tmp_path):
+    env = dict(os.environ, AZUREML_ENTRY_SCRIPT=os.path.join(SCRIPTS, "noop_score.py"), ATELIER_SCORE_PORT="0")
+    env.pop("ATELIER_SCORE_HOST", None)
+    env.pop("ATELIER_SCORE_SOCKET", None)
+    p = subprocess.Popen([sys.executable, RUNTIME], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert p.stdout.readline().startswith("atelier scoring runtime ready on 127.0.0.1:")
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+
+
 def test_unix_socket(start, tmp_path):
     sock = str(tmp_path / "score.sock")
     rt = start("echo_score.py", env={"ATELIER_SCORE_SOCKET": sock})
