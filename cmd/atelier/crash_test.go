@@ -61,7 +61,7 @@ func (l *lockedLog) String() string {
 	return l.b.String()
 }
 
-func startServer(t *testing.T, dataDir, addr string, args ...string) *serverProcess {
+func startServer(t testing.TB, dataDir, addr string, args ...string) *serverProcess {
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
@@ -91,7 +91,7 @@ func startServer(t *testing.T, dataDir, addr string, args ...string) *serverProc
 	}
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -200,4 +203,100 @@ func waitEnded(t *testing.T, c interface {
 		return err == nil && r.Status.Terminal()
 	})
 	return got
+}
+
+// BenchmarkSlurmSubmitToStart measures the time from submitting a script to its first line
+// running, through atelier (a REST submit to a stored slurm target: the scheduler claims it,
+// the driver submits its job to slurmrestd, Slurm starts the batch script, the runner fetches
+// the snapshot and starts the script) beside `sbatch` of the same script. It reports the
+// medians (ms) over b.N runs of each; docs/benchmarks.md records them:
+//
+//	go test -run '^$' -bench SlurmSubmitToStart -benchtime 10x ./cmd/atelier/
+func BenchmarkSlurmSubmitToStart(b *testing.B) {
+	c := slurmtest.Start(b)
+	ctx := context.Background()
+	dataDir, err := os.MkdirTemp("", "atelier-bench-slurm-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dataDir)
+	srv := startServer(b, dataDir, freeAddr(b))
+	if _, err := srv.client.CreateComputeTarget(ctx, atelier.DefaultWorkspace, atelier.ComputeTargetSpec{Name: "hpc", Kind: atelier.ComputeSlurm,
+		MaxConcurrentRuns: 4, Slurm: &atelier.SlurmCompute{URL: c.URL, Partition: slurmtest.Partition},
+		Credentials: atelier.ComputeCredentials{Token: c.Token("root", time.Hour)}}); err != nil {
+		b.Fatal(err)
+	}
+	const script = "import time\nprint('start', repr(time.time()), flush=True)\n"
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("train.py")
+	w.Write([]byte(script))
+	zw.Close()
+	snap, err := srv.client.UploadSnapshotZip(ctx, atelier.DefaultWorkspace, &buf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	started := func(log string) time.Time {
+		i := strings.Index(log, "start ")
+		if i < 0 {
+			return time.Time{}
+		}
+		f, err := strconv.ParseFloat(strings.Fields(log[i+6:])[0], 64)
+		if err != nil {
+			return time.Time{}
+		}
+		return time.Unix(0, int64(f*1e9))
+	}
+	var viaAtelier, viaSbatch []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		run, err := srv.client.SubmitRun(ctx, atelier.DefaultWorkspace, atelier.RunSubmit{Experiment: "bench", SnapshotID: snap.ID,
+			Config: atelier.RunConfig{Script: "train.py", Compute: "hpc"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var at time.Time
+		for deadline := time.Now().Add(2 * time.Minute); at.IsZero(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("run %s did not start", run.ID)
+			}
+			at = started(runLog(srv.client, run.ID))
+		}
+		viaAtelier = append(viaAtelier, at.Sub(t0))
+
+		out := filepath.Join(dataDir, "sbatch-"+strconv.Itoa(i)+".out")
+		t0 = time.Now()
+		cmd := c.Command("sbatch", "--partition", slurmtest.Partition, "--output", out, "--wrap",
+			"/usr/bin/python3 -c \"import time; print('start', repr(time.time()), flush=True)\"")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("sbatch: %v: %s", err, msg)
+		}
+		at = time.Time{}
+		for deadline := time.Now().Add(2 * time.Minute); at.IsZero(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatal("the sbatch job did not start")
+			}
+			data, _ := os.ReadFile(out)
+			at = started(string(data))
+		}
+		viaSbatch = append(viaSbatch, at.Sub(t0))
+		waitFor2(b, func() bool { jobs, _ := c.Jobs(); return strings.TrimSpace(jobs) == "" })
+	}
+	b.StopTimer()
+	median := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(median(viaAtelier), "atelier-ms")
+	b.ReportMetric(median(viaSbatch), "sbatch-ms")
+	b.Logf("submit → script start, %d runs each: atelier %v; sbatch %v", b.N, viaAtelier, viaSbatch)
+}
+
+func waitFor2(b *testing.B, ok func() bool) {
+	for deadline := time.Now().Add(2 * time.Minute); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("the cluster's queue did not empty")
+		}
+	}
 }
