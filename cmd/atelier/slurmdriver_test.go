@@ -20,7 +20,6 @@ import (
 	"github.com/atelier-ml/atelier/compute/slurm/slurmtest"
 )
 
-
 // TestSlurmDriverConformance runs the compute driver suite against the slurm driver: real
 // slurmctld, slurmd and slurmrestd, each run a batch job whose script runs the real binary's
 // runner, talking to a real server.
