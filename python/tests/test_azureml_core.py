@@ -237,3 +237,73 @@ def test_datasets_and_data_in_a_run(v1ws, tmp_path):
     assert m == {"n_data": 2, "ref_is_dir": "True", "input_path_same": "True"}
     assert [f["path"] for f in ds.list_files("azureml-test/out/")] == ["azureml-test/out/result.txt"]
     assert run.get_details()["runDefinition"]["script"] == "use.py"
+
+
+def test_register_model_by_its_mlflow_path(v1ws, tmp_path):
+    # MLflow's artifacts are the run's outputs/: v1 samples register "model/model.pkl".
+    run = Experiment(v1ws, "azureml-mlflow-path").start_logging(snapshot_directory=None)
+    (tmp_path / "model.pkl").write_text("m")
+    run.upload_file("outputs/model/model.pkl", str(tmp_path / "model.pkl"))
+    run.complete()
+    m = run.register_model("azureml-mlflow-model", model_path="model/model.pkl")
+    assert [f["path"] for f in m.files] == ["model.pkl"]
+    with pytest.raises(atelier.AtelierError) as e:
+        run.register_model("azureml-mlflow-model", model_path="nope/model.pkl")
+    assert e.value.status == 404
+
+
+def test_estimator(v1ws, tmp_path):
+    from azureml.train.estimator import Estimator
+    from azureml.train.sklearn import SKLearn
+    (tmp_path / "train.py").write_text(textwrap.dedent("""
+        import sys
+        from azureml.core.run import Run
+        Run.get_context().log("args", " ".join(sys.argv[1:]))
+    """))
+    est = Estimator(source_directory=str(tmp_path), entry_script="train.py", compute_target="local",
+                    script_params={"--alpha": 0.5, "--flag": ""}, user_managed=True)
+    assert est.arguments == ["--alpha", 0.5, "--flag"]
+    run = Experiment(v1ws, "azureml-estimator").submit(est)
+    run.wait_for_completion()
+    assert run.get_metrics() == {"args": "--alpha 0.5 --flag"}
+    sk = SKLearn(source_directory=str(tmp_path), entry_script="train.py", pip_packages=["six"])
+    assert open(sk.environment._atelier(str(tmp_path))["requirements"]).read() == "six\n"
+
+
+def test_v1_features_atelier_lacks_say_so(v1ws):
+    from azureml.core.webservice import AciWebservice
+    from azureml.train.hyperdrive import HyperDriveConfig, RandomParameterSampling, choice
+    sampling = RandomParameterSampling({"--alpha": choice(0.1, 0.5)})
+    assert sampling.sample()["--alpha"] in (0.1, 0.5)
+    with pytest.raises(NotImplementedError, match="HyperDrive.*child run"):
+        Experiment(v1ws, "azureml-hd").submit(HyperDriveConfig(hyperparameter_sampling=sampling))
+    with pytest.raises(NotImplementedError, match="atelier service create"):
+        AciWebservice.deploy_configuration(cpu_cores=1, memory_gb=1)
+    with pytest.raises(NotImplementedError, match="atelier service list"):
+        v1ws.webservices
+    with pytest.raises(NotImplementedError, match="datastores are"):
+        Datastore.register_azure_file_share(v1ws, "share", "share", "acct")
+    with pytest.raises(NotImplementedError, match="one process per run"):
+        cfg = ScriptRunConfig(source_directory=".", script="x.py")
+        cfg.run_config.node_count = 2
+        Experiment(v1ws, "azureml-dist").submit(cfg)
+    with pytest.raises(NotImplementedError, match="upload the files"):
+        Dataset.Tabular.from_delimited_files("https://example.invalid/iris.csv")
+
+
+def test_dataset_whose_files_are_gone(v1ws, tmp_path):
+    ds = v1ws.get_default_datastore()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.csv").write_text("a\n1\n")
+    ds.upload(str(tmp_path / "d"), target_path="azureml-gone", overwrite=True, show_progress=False)
+    reg = Dataset.File.from_files((ds, "azureml-gone/x.csv")).register(v1ws, "azureml-gone")
+    assert reg.to_path() == ["/x.csv"]
+    ds.delete_files("azureml-gone", recursive=True)
+    with pytest.raises(Exception, match="azureml-gone/x.csv matches no file"):
+        Dataset.get_by_name(v1ws, "azureml-gone").download(str(tmp_path / "out"))
+
+
+def test_workspace_mlflow_tracking_uri(v1ws, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    assert v1ws.get_mlflow_tracking_uri() == v1ws.server
+    assert os.environ["MLFLOW_TRACKING_TOKEN"] == v1ws._client.token

@@ -20,7 +20,7 @@ import subprocess
 import pytest
 
 from conftest import PY_DIR
-from test_azureml_samples import sample_server, venv  # noqa: F401 (fixtures)
+from test_azureml_samples import CACHE, sample_server, venv  # noqa: F401 (fixtures)
 
 NOTEBOOKS = os.environ.get("AZUREML_NOTEBOOKS_DIR")
 
@@ -52,6 +52,10 @@ CASES = [
     ("how-to-use-azureml/training/train-on-amlcompute/train-on-amlcompute.ipynb",
      ["SDK version: 1.60.0", "'mse': [", "'nodeId': 'cpu-cluster'"]),
 ]
+
+# Notebooks that need MLflow run in the MLflow suite's cached virtualenv (mlflow/tests).
+MLFLOW = {"how-to-use-azureml/track-and-monitor-experiments/using-mlflow/train-local/train-local.ipynb":
+          ["SDK version: 1.60.0", "Mean Squared Error is", "Experiment(Name: LocalTrain-with-mlflow-sample"]}
 
 # Notebooks that do not run here, and the line that says why.
 FAILS = {
@@ -113,6 +117,19 @@ def test_notebook(notebook, expected, venv, sample_server, tmp_path):  # noqa: F
 def test_notebook_that_fails(notebook, venv, sample_server, tmp_path):  # noqa: F811
     out = run_notebook(notebook, venv, sample_server, tmp_path)
     assert out.returncode != 0 and FAILS[notebook] in out.stderr, out.stderr[-8000:]
+
+
+@pytest.mark.skipif(not NOTEBOOKS, reason="AZUREML_NOTEBOOKS_DIR (a checkout of Azure/MachineLearningNotebooks) is not set")
+@pytest.mark.parametrize("notebook", sorted(MLFLOW), ids=[os.path.basename(n) for n in sorted(MLFLOW)])
+def test_mlflow_notebook(notebook, sample_server, tmp_path):  # noqa: F811
+    import glob
+    pys = glob.glob(os.path.join(CACHE, "mlflow-venv-*", "bin", "python"))
+    if not pys:
+        pytest.skip("no cached MLflow virtualenv (the mlflow/tests suite makes it)")
+    out = run_notebook(notebook, (pys[0], None), sample_server, tmp_path)
+    assert out.returncode == 0, "%s failed:\n%s\n%s" % (notebook, out.stdout[-8000:], out.stderr[-8000:])
+    for e in MLFLOW[notebook]:
+        assert e in out.stdout, "%r not in the output:\n%s" % (e, out.stdout[-8000:])
 
 
 def run_notebook(notebook, venv, sample_server, tmp_path):  # noqa: F811

@@ -151,11 +151,14 @@ class Workspace(_Workspace):
     def delete(self, delete_dependent_resources=False, no_wait=False):
         raise unsupported("Workspace.delete", "delete a workspace with `atelier workspace delete %s`" % self.name)
 
-    def get_mlflow_tracking_uri(self):
-        """The MLflow tracking URI of this workspace on the server (its token goes in
-        MLFLOW_TRACKING_TOKEN)."""
+    def get_mlflow_tracking_uri(self, _with_auth=True):
+        """The MLflow tracking URI of this workspace on the server. As Azure's azureml-mlflow
+        plugin authenticates the MLflow client for the workspace, this sets
+        MLFLOW_TRACKING_TOKEN to the workspace's token when it is not set already."""
         from atelier.run import _web_address
         base = _web_address(self.server)
+        if _with_auth and self._client.token and not os.environ.get("MLFLOW_TRACKING_TOKEN"):
+            os.environ["MLFLOW_TRACKING_TOKEN"] = self._client.token
         return base if self.name == "default" else base + "/workspaces/" + quote_seg(self.name) + "/mlflow"
 
     # collections, as the v1 classes
