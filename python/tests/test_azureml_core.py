@@ -6,8 +6,6 @@ import textwrap
 
 import pytest
 
-from conftest import api
-
 import atelier
 from azureml.core import (ComputeTarget, Dataset, Datastore, Environment, Experiment, Model, Run, RunConfiguration,
                           ScriptRunConfig, Workspace)

@@ -79,8 +79,9 @@ class Workspace(_Workspace):
         the atelier SDK's configuration (ATELIER_*, .atelier/config.json, the server started
         here) gives it: so a submitted run's script finds its own workspace."""
         cfg_path = _find_config(path, _file_name)
-        if cfg_path is None and path is not None and not os.path.exists(os.fspath(path)):
-            raise UserErrorException("no config.json at %s" % path, code="not_found", status=404)
+        if cfg_path is None and path is not None:
+            raise UserErrorException("no %s at %s (nor under .azureml/ or aml_config/ there)" % (
+                _file_name or "config.json", path), code="not_found", status=404)
         cfg = {}
         if cfg_path is not None:
             try:

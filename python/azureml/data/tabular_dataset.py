@@ -1,7 +1,6 @@
 """azureml.data.tabular_dataset: v1's TabularDataset over delimited, parquet or JSON lines
 files. to_pandas_dataframe() needs pandas (and pyarrow for parquet) where it runs."""
 
-import os
 import random
 import tempfile
 
