@@ -678,6 +678,8 @@ class Server:
             self.sel.register(sock, selectors.EVENT_READ, Conn(sock, peer))
 
     def close(self, conn):
+        conn.closing = True
+        conn.out = b""
         try:
             self.sel.unregister(conn.sock)
         except (KeyError, ValueError):

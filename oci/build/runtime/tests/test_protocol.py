@@ -198,6 +198,25 @@ def test_keep_alive_and_pipelining(start):
     assert got.index(b"[2]") < got.index(b"[10]")
 
 
+def test_clients_that_vanish_do_not_stop_it(start):
+    rt = start("echo_score.py")
+    big = b'{"big": 5000}'
+    socks = []
+    for i in range(60):
+        s = socket.create_connection((rt.host, rt.port), timeout=30)
+        if i % 3 == 0:
+            s.sendall(b"POST /score HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")  # never finished
+        elif i % 3 == 1:
+            s.sendall(b"POST /score HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(big), big))  # answer never read
+        socks.append(s)
+    for s in socks:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # reset on close
+        s.close()
+    status, _, body = rt.post_json("/score", {"data": [3]})
+    assert status == 200 and json.loads(body)["doubled"] == [6]
+    assert rt.proc.poll() is None
+
+
 def test_chunked_body(start):
     rt = start("echo_score.py")
     s = socket.create_connection((rt.host, rt.port), timeout=30)
