@@ -299,3 +299,75 @@ func waitFor2(b *testing.B, ok func() bool) {
 		}
 	}
 }
+
+// TestSlurmDriverSecrets: secrets reach the script on the node unchanged (quotes, newlines,
+// shell syntax) through the job's environment; neither they nor the run's token are in what
+// Slurm shows of the job. A launch with an expired token is refused saying so.
+func TestSlurmDriverSecrets(t *testing.T) {
+	needPython(t)
+	ctx := context.Background()
+	c := slurmtest.Start(t)
+	s := startJobStack(t)
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := &atelier.ComputeTarget{Name: "hpc", Kind: atelier.ComputeSlurm, Workspace: atelier.DefaultWorkspace,
+		Slurm: &atelier.SlurmCompute{URL: c.URL}}
+	creds := atelier.ComputeCredentials{Token: c.Token("root", time.Hour)}
+	work := t.TempDir()
+	t.Cleanup(func() { killRunnersUnder(work) })
+	d := slurmcompute.New(bin, work, func(context.Context, string, string) (*atelier.ComputeTarget, atelier.ComputeCredentials, error) {
+		return target, creds, nil
+	})
+	value := "it's \"$HOME\" $(id)\nsecond line \\ `id`"
+	if _, err := s.admin.SetSecret(ctx, atelier.DefaultWorkspace, "API_KEY", value); err != nil {
+		t.Fatal(err)
+	}
+	script := "import os, sys, time\nok = os.environ.get('API_KEY') == " + strconv.Quote(value) +
+		"\nprint('secret ok' if ok else 'secret wrong', flush=True)\nwhile not os.path.exists('go'):\n    time.sleep(0.02)\nsys.exit(0 if ok else 5)\n"
+	run, token := s.claim(t, jobCtx(t), atelier.RunConfig{Script: "train.py", Secrets: []string{"API_KEY"}}, map[string]string{"train.py": script})
+	handle, err := d.Launch(ctx, &atelier.JobLaunch{Run: run, Server: s.url, Token: token, Target: target, Credentials: creds,
+		Secrets: map[string]string{"API_KEY": value}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the script to start", func() bool { return strings.Contains(stdLog(t, ctx, s.admin, run), "secret ") })
+	var h struct {
+		JobID int `json:"job_id"`
+	}
+	json.Unmarshal([]byte(handle), &h)
+	shown, err := c.Command("scontrol", "show", "job", "-dd", strconv.Itoa(h.JobID)).CombinedOutput()
+	if err != nil || !strings.Contains(string(shown), "atelier-"+run.ID) {
+		t.Fatalf("scontrol show job: %v\n%s", err, shown)
+	}
+	if strings.Contains(string(shown), "second line") || strings.Contains(string(shown), token) {
+		t.Errorf("scontrol show job shows the secret or the runner's token:\n%s", shown)
+	}
+	os.WriteFile(filepath.Join(work, run.ID, "job", "work", run.ID, "wd", "go"), nil, 0o644)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, err := d.Status(ctx, handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Phase != atelier.JobRunning {
+			if st.Phase != atelier.JobExited || st.ExitCode != 0 {
+				got, _ := s.admin.FindRun(ctx, atelier.DefaultWorkspace, run.ID)
+				t.Fatalf("the job ended %+v (run %s, %q): the secret did not reach the script unchanged", st, got.Status, got.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job still runs")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	run2, token2 := s.claim(t, jobCtx(t), atelier.RunConfig{Script: "train.py"}, map[string]string{"train.py": "print(1)\n"})
+	_, err = d.Launch(ctx, &atelier.JobLaunch{Run: run2, Server: s.url, Token: token2, Target: target,
+		Credentials: atelier.ComputeCredentials{Token: c.Token("root", -time.Minute)}})
+	if atelier.ErrorCode(err) != atelier.EINVALID || !strings.Contains(atelier.ErrorMessage(err), "expired at") {
+		t.Errorf("a launch with an expired token: %v, want EINVALID saying it expired", err)
+	}
+}

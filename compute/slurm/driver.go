@@ -171,6 +171,9 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 	if err != nil {
 		return "", err
 	}
+	if err := d.checkExpiry(t, r, l.Credentials.Token); err != nil {
+		return "", err
+	}
 	runner, workDir, err := d.targetPaths(t)
 	if err != nil {
 		return "", err
@@ -434,6 +437,20 @@ func (d *Driver) Release(ctx context.Context, h string) error {
 	return os.RemoveAll(j.Dir)
 }
 
+// checkExpiry refuses a token whose exp has passed, saying how to replace it.
+func (d *Driver) checkExpiry(t *atelier.ComputeTarget, r *rest, token string) error {
+	_, exp, _ := claims(token)
+	if exp.IsZero() || exp.After(d.now()) {
+		return nil
+	}
+	how := "attach the target again with a new one"
+	if t.Slurm.TokenSecret != "" {
+		how = "set a new one in the workspace secret " + t.Slurm.TokenSecret
+	}
+	return atelier.Errorf(atelier.EINVALID, "compute target %s: the token for user %q expired at %s: make a new one (scontrol token username=%s lifespan=SECONDS) and %s",
+		t.Name, r.user, exp.Format(time.RFC3339), r.user, how)
+}
+
 // Check checks that a target can run jobs: slurmrestd answers at its URL and serves APIVersion,
 // the token is a JWT naming a user and not expired, slurmctld accepts it, and the partition (when
 // given) exists. Each failure says which.
@@ -448,9 +465,8 @@ func (d *Driver) Check(ctx context.Context, t *atelier.ComputeTarget, creds atel
 	if err != nil {
 		return err
 	}
-	if _, exp, _ := claims(creds.Token); !exp.IsZero() && !exp.After(d.now()) {
-		return atelier.Errorf(atelier.EINVALID, "compute target %s: the token for user %q expired at %s: make a new one (scontrol token username=%s lifespan=SECONDS) and attach again",
-			t.Name, r.user, exp.Format(time.RFC3339), r.user)
+	if err := d.checkExpiry(t, r, creds.Token); err != nil {
+		return err
 	}
 	var ping struct {
 		Pings []struct {
