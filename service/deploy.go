@@ -44,6 +44,7 @@ type deployment struct {
 	metrics   *serviceMetrics
 	cancel    context.CancelFunc
 	done      chan struct{}
+	shipped   chan struct{}            // closed when the model data shipper stopped
 	want      chan *atelier.WebService // the newest wanted state (capacity 1)
 
 	mu      sync.RWMutex
@@ -146,6 +147,10 @@ func (s *Service) startDeployment(ctx context.Context, svc *atelier.WebService) 
 	s.log.Info("web service starting", "workspace", svc.Workspace, "service", svc.Name, "images", describeImages(svc.Images))
 	d.want <- svc
 	go d.loop(dctx)
+	d.shipped = make(chan struct{})
+	ship := &modelDataShipper{s: s, workspace: svc.Workspace, service: svc.Name,
+		dir: filepath.Join(s.serviceDir(svc.Workspace, svc.Name), "modeldata"), sent: map[string]int64{}}
+	go func() { defer close(d.shipped); ship.loop(dctx) }()
 }
 
 // stopDeployment stops a service this server runs and gives its lease up.
@@ -226,6 +231,7 @@ func (d *deployment) stop() {
 	for _, r := range revs {
 		r.pool.Close(ctx)
 	}
+	<-d.shipped // the model data of the last requests
 	d.log.printf("service stopped on this server")
 	d.log.close()
 }

@@ -168,3 +168,43 @@ def test_bad_names_and_configurations(sws, model):
     with pytest.raises(atelier.AtelierError) as e:
         Webservice.deploy_from_image(sws, unique("svc"), "no-such-image:1")
     assert e.value.status == 400 and "not found" in str(e.value)
+
+
+COLLECT_SCORE = """import json
+
+from azureml.monitoring import ModelDataCollector
+
+
+def init():
+    global inputs, predictions
+    inputs = ModelDataCollector("diabetes", designation="inputs", feature_names=["age", "bmi"])
+    predictions = ModelDataCollector("diabetes", designation="predictions", feature_names=["y"])
+
+
+def run(raw_data):
+    data = json.loads(raw_data)["data"]
+    inputs.collect(data)
+    result = [sum(row) for row in data]
+    predictions.collect(result)
+    return result
+"""
+
+
+def test_model_data_collection_reaches_the_default_datastore(sws, model, tmp_path):
+    cfg = InferenceConfig(entry_script="score.py", source_directory=str(source(tmp_path, COLLECT_SCORE)))
+    name = unique("collect")
+    service = Model.deploy(sws, name, [model], cfg, AciWebservice.deploy_configuration(collect_model_data=True))
+    service.wait_for_deployment()
+    assert service.run(json.dumps({"data": [[1, 2], [3, 4]]})) == [3, 7]
+    service.delete()  # ships what the last requests collected
+    files = sws._client.request("GET", "/api/v1/workspaces/default/datastores/default/files",
+                                query={"prefix": "modeldata/default/%s/" % name, "recursive": True})
+    paths = sorted(f["path"] for f in files["files"])
+    assert any("/inputs/" in p for p in paths), paths
+    assert any("/predictions/" in p for p in paths), paths
+    inputs = [p for p in paths if "/inputs/" in p][0]
+    # Azure's layout: modeldata/<workspace>/<service>/<model>/<version>/<designation>/<yyyy>/<mm>/<dd>/data.csv
+    parts = inputs.split("/")
+    assert parts[:4] == ["modeldata", "default", name, "diabetes"] and parts[5] == "inputs" and parts[-1] == "data.csv", inputs
+    raw = sws._client.request("GET", "/api/v1/workspaces/default/datastores/default/files/" + inputs, raw=True)
+    assert b"age" in raw and b"1" in raw, raw
