@@ -305,3 +305,23 @@ def test_workspace_mlflow_tracking_uri(v1ws, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
     assert v1ws.get_mlflow_tracking_uri() == v1ws.server
     assert os.environ["MLFLOW_TRACKING_TOKEN"] == v1ws._client.token
+
+
+def test_remote_compute_attach_configuration(tmp_path):
+    from azureml.core.compute import RemoteCompute
+    key = tmp_path / "id"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n")
+    cfg = RemoteCompute.attach_configuration(address="10.0.0.7", ssh_port=2222, username="ml",
+                                             private_key_file=str(key))
+    assert cfg._spec("vm")["ssh"] == {"host": "10.0.0.7", "port": 2222, "user": "ml"}
+    assert "ssh_private_key" in cfg._spec("vm")["credentials"]
+    with pytest.raises(ComputeTargetException, match="key, not a password"):
+        RemoteCompute.attach_configuration(address="h", username="u", password="p")
+
+
+def test_inference_config_takes_a_v1_environment():
+    from azureml.core.model import InferenceConfig
+    env = Environment("serve")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["joblib"])
+    ic = InferenceConfig(entry_script="score.py", environment=env)
+    assert open(ic.requirements_file).read() == "joblib\n" and isinstance(ic, atelier.InferenceConfig)

@@ -1,7 +1,9 @@
 """azureml.core.model: v1's Model over atelier's model registry, and Model.get_model_path."""
 
 import os
+import tempfile
 
+import atelier
 from atelier.model import Model as _Model
 
 from .._compat import AtelierError, adopt, unsupported
@@ -117,9 +119,18 @@ def _in_model_dir(base, name, version):
     return _single(base)
 
 
-class InferenceConfig:
-    """v1's InferenceConfig: the atelier SDK's (images package a scoring script with models)."""
+class InferenceConfig(atelier.InferenceConfig):
+    """v1's InferenceConfig (the atelier SDK's, for Model.package and atelier.Image): a v1
+    Environment gives the image its pip requirements as it gives a run its own (see
+    Environment); images install no conda packages."""
 
-    def __new__(cls, *args, **kwargs):
-        import atelier
-        return atelier.InferenceConfig(*args, **kwargs)
+    def __init__(self, entry_script=None, runtime=None, conda_file=None, extra_docker_file_steps=None,
+                 source_directory=None, enable_gpu=None, description=None, base_image=None,
+                 base_image_registry=None, cuda_version=None, environment=None, execution_script=None):
+        if environment is not None and hasattr(environment, "_atelier"):
+            a = environment._atelier(tempfile.mkdtemp(prefix="azureml-inference-"))
+            environment = atelier.Environment(name=environment.name, requirements=a.get("requirements"),
+                                              conda=a.get("conda"), variables=a.get("variables"))
+        atelier.InferenceConfig.__init__(self, entry_script, runtime, conda_file, extra_docker_file_steps,
+                                         source_directory, enable_gpu, description, base_image, base_image_registry,
+                                         cuda_version, environment, execution_script)
