@@ -14,12 +14,16 @@ import (
 // /swagger.json, /v2/... (the Open Inference Protocol), /invocations (MLflow's).
 const ServicesPrefix = "/services/"
 
-// openServices gives the service the local deployment target when bubblewrap is installed.
+// openServices gives the service the local deployment target when bubblewrap is installed, and
+// the podman target when podman is.
 func (s *Server) openServices(cfg Config) {
 	if p, err := exec.LookPath("bwrap"); err == nil {
 		s.Service.Bwrap = p
 	} else {
-		s.log.Info("web services cannot be deployed on this server: bubblewrap is not installed (apt install bubblewrap)")
+		s.log.Info("web services cannot be deployed on the local target: bubblewrap is not installed (apt install bubblewrap)")
+	}
+	if p, err := exec.LookPath("podman"); err == nil {
+		s.Service.Podman = p
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -144,6 +145,9 @@ func (s *Service) startDeployment(ctx context.Context, svc *atelier.WebService) 
 	}
 	s.deploys.running[id] = d
 	s.deploys.mu.Unlock()
+	if svc.Target == "podman" {
+		s.removeServiceContainers(svc.Workspace, svc.Name) // left by a server that was killed
+	}
 	s.log.Info("web service starting", "workspace", svc.Workspace, "service", svc.Name, "images", describeImages(svc.Images))
 	d.want <- svc
 	go d.loop(dctx)
@@ -401,15 +405,12 @@ func (s *Service) startPool(ctx context.Context, d *deployment, svc *atelier.Web
 	if err != nil {
 		return nil, err
 	}
-	rootfs := filepath.Join(s.DataDir, "services", "rootfs", strings.TrimPrefix(img.Digest, "sha256:"))
 	t0 := time.Now()
-	s.deploys.unpack.Lock()
-	rt, err := s.Builder.Unpack(ctx, svc.Workspace, ref, rootfs)
-	s.deploys.unpack.Unlock()
+	launch, err := s.replicaLauncher(ctx, svc, si, img)
 	if err != nil {
-		return nil, fmt.Errorf("unpacking the image: %w", err)
+		return nil, err
 	}
-	d.log.printf("image %s (%s) ready to run in %s", si.Image, img.Digest, time.Since(t0).Round(time.Millisecond))
+	d.log.printf("image %s (%s) ready to run on %s in %s", si.Image, img.Digest, svc.Target, time.Since(t0).Round(time.Millisecond))
 	modelData := filepath.Join(s.serviceDir(svc.Workspace, svc.Name), "modeldata")
 	if err := os.MkdirAll(modelData, 0o755); err != nil {
 		return nil, err
@@ -431,12 +432,17 @@ func (s *Service) startPool(ctx context.Context, d *deployment, svc *atelier.Web
 		if !c.CollectModelData {
 			env[len(env)-1] = "ATELIER_MODEL_DATA_DIR="
 		}
-		cmd := serving.BwrapCommand(s.Bwrap, rootfs, rt.Entrypoint, rt.Env, rt.WorkingDir, sockDir,
-			map[string]string{modelData: modelDataIn}, env)
+		cmd, stop := launch(n, sockDir, modelData, env)
 		r, err := serving.StartProcess(ctx, cmd, serving.HostSocket(sockDir), d.log.prefixed(fmt.Sprintf("%s replica %d: ", si.Image, n)))
 		if err != nil {
+			if stop != nil {
+				stop()
+			}
 			os.RemoveAll(sockDir)
 			return nil, err
+		}
+		if stop != nil {
+			r = &cleanedReplica{Replica: r, cleanup: stop}
 		}
 		go func() { <-r.Done(); os.RemoveAll(sockDir) }()
 		return r, nil
@@ -458,6 +464,51 @@ func (s *Service) startPool(ctx context.Context, d *deployment, svc *atelier.Web
 		return nil, err
 	}
 	return pool, nil
+}
+
+// launcher makes the command of replica n of an image on a target: its scoring runtime
+// listening on serving.SocketIn inside sockDir, model data in modelData, with env; stop (nil
+// for none) removes what the command leaves behind once it exited.
+type launcher func(n int, sockDir, modelData string, env []string) (cmd *exec.Cmd, stop func())
+
+// replicaLauncher readies an image to run on the service's target: unpacked for local, loaded
+// into podman's storage for podman.
+func (s *Service) replicaLauncher(ctx context.Context, svc *atelier.WebService, si atelier.ServiceImage, img *atelier.Image) (launcher, error) {
+	ref := si.Ref()
+	switch svc.Target {
+	case "podman":
+		name, rt, err := s.podmanImage(ctx, svc.Workspace, ref, img)
+		if err != nil {
+			return nil, err
+		}
+		return func(n int, sockDir, modelData string, env []string) (*exec.Cmd, func()) {
+			return s.podmanReplica(svc, name, rt, n, sockDir, modelData, env)
+		}, nil
+	default:
+		rootfs := filepath.Join(s.DataDir, "services", "rootfs", strings.TrimPrefix(img.Digest, "sha256:"))
+		s.deploys.unpack.Lock()
+		rt, err := s.Builder.Unpack(ctx, svc.Workspace, ref, rootfs)
+		s.deploys.unpack.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("unpacking the image: %w", err)
+		}
+		return func(n int, sockDir, modelData string, env []string) (*exec.Cmd, func()) {
+			return serving.BwrapCommand(s.Bwrap, rootfs, rt.Entrypoint, rt.Env, rt.WorkingDir, sockDir,
+				map[string]string{modelData: modelDataIn}, env), nil
+		}, nil
+	}
+}
+
+// cleanedReplica is a replica whose target leaves something to remove once it stopped.
+type cleanedReplica struct {
+	serving.Replica
+	cleanup func()
+	once    sync.Once
+}
+
+func (r *cleanedReplica) Stop() {
+	r.Replica.Stop()
+	r.once.Do(r.cleanup)
 }
 
 // ScoringRequest is what the gateway knows of a request to a service.

@@ -76,7 +76,9 @@ type Service struct {
 
 	// Bwrap is bubblewrap's path: the local deployment target runs each replica of a web
 	// service in its image's unpacked filesystem with it ("" for no local target).
-	Bwrap   string
+	Bwrap string
+	// Podman is podman's path: the podman deployment target runs replicas as containers.
+	Podman  string
 	deploys deployments
 }
 

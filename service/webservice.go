@@ -27,10 +27,17 @@ const EventServiceStatus = "service.status"
 
 // serviceTargets are the deployment targets this server runs services on.
 func (s *Service) serviceTargets() []string {
-	if s.Builder == nil || s.Bwrap == "" {
+	if s.Builder == nil {
 		return nil
 	}
-	return []string{"local"}
+	var targets []string
+	if s.Bwrap != "" {
+		targets = append(targets, "local")
+	}
+	if s.Podman != "" {
+		targets = append(targets, "podman")
+	}
+	return targets
 }
 
 func serviceAAD(workspace, name string) []byte {
@@ -107,7 +114,7 @@ func (s *Service) checkServiceTarget(target string) error {
 		return nil
 	}
 	if len(has) == 0 {
-		return atelier.Errorf(atelier.EUNAVAILABLE, "this server deploys no web services: it needs an image builder and bubblewrap (apt install bubblewrap) for the local target")
+		return atelier.Errorf(atelier.EUNAVAILABLE, "this server deploys no web services: it needs an image builder, and bubblewrap (apt install bubblewrap) for the local target or podman for the podman target")
 	}
 	return atelier.Errorf(atelier.EINVALID, "deployment target %q is not available on this server (it has: %s)", target, strings.Join(has, ", "))
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -407,4 +408,67 @@ func TestWebServiceBadInput(t *testing.T) {
 			t.Errorf("%v: exit %d (want %d), stderr %q (want %q)\n%s", tc.args, code, tc.code, errOut, tc.want, out)
 		}
 	}
+}
+
+// podmanContainers lists the containers of a service started by the server of dataDir.
+func podmanContainers(t *testing.T, podman, service string) []string {
+	out, err := exec.Command(podman, "ps", "-q", "--filter", "label=ai.atelier.service=default/"+service).Output()
+	if err != nil {
+		t.Fatalf("podman ps: %v", err)
+	}
+	return strings.Fields(string(out))
+}
+
+// TestWebServicePodman deploys the same kind of image on the podman target: each replica a
+// container of the image, scored through the gateway; a container killed is replaced; deleting
+// the service removes its containers.
+func TestWebServicePodman(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds an image and runs containers")
+	}
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		needRealTool(t, "podman is not installed")
+	}
+	base := pythonBase(t)
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir, addr := t.TempDir(), freeAddr(t)
+	srv := startServer(t, dataDir, addr, "--image-base", base)
+	name := "pod" + strings.Split(addr, ":")[1]
+	t.Cleanup(func() {
+		for _, id := range podmanContainers(t, podman, name) {
+			exec.Command(podman, "rm", "-f", "-t", "0", id).Run()
+		}
+	})
+	buildServiceImage(t, srv, bin, "podmodel", "pod-svc", 7, false)
+	out, errOut, code := srv.run(t, "service", "deploy", name, "--image", "pod-svc:1", "--target", "podman", "--replicas", "2", "--auth", "none", "--wait", "-o", "json")
+	if code != 0 {
+		t.Fatalf("deploy on podman: exit %d\n%s\n%s\nserver:\n%s", code, out, errOut, srv.log)
+	}
+	if ids := podmanContainers(t, podman, name); len(ids) != 2 {
+		t.Fatalf("%d containers for 2 replicas", len(ids))
+	}
+	a := score(t, srv, name, "", `{"data": [1, 2]}`)
+	if a.status != 200 || !strings.Contains(a.body, `"result": [7, 14]`) {
+		t.Fatalf("score on podman: %d %s", a.status, a.body)
+	}
+	// A container killed: the replica is replaced by a new container.
+	ids := podmanContainers(t, podman, name)
+	if out, err := exec.Command(podman, "kill", "-s", "KILL", ids[0]).CombinedOutput(); err != nil {
+		t.Fatalf("podman kill: %v %s", err, out)
+	}
+	waitFor(t, "the killed container to be replaced", func() bool {
+		now := podmanContainers(t, podman, name)
+		return len(now) == 2 && !slices.Contains(now, ids[0]) && findService(t, srv.client, name).Replicas.Ready == 2
+	})
+	if a := score(t, srv, name, "", `{"data": [3]}`); a.status != 200 || !strings.Contains(a.body, "[21]") {
+		t.Fatalf("after the kill: %d %s", a.status, a.body)
+	}
+	if out, errOut, code := srv.run(t, "service", "delete", name); code != 0 {
+		t.Fatalf("delete: %d %s %s", code, out, errOut)
+	}
+	waitFor(t, "the containers to be removed", func() bool { return len(podmanContainers(t, podman, name)) == 0 })
 }
