@@ -24,13 +24,13 @@ type WebService struct {
 	Target string `json:"target"`
 	// Images are the images the service serves and each one's share of the traffic in percent
 	// (one image at 100 %, or two while traffic is split between versions).
-	Images []ServiceImage    `json:"images"`
-	Config WebServiceConfig  `json:"config"`
-	State  WebServiceState   `json:"state"`
-	Error  string            `json:"error,omitempty"`
+	Images []ServiceImage   `json:"images"`
+	Config WebServiceConfig `json:"config"`
+	State  WebServiceState  `json:"state"`
+	Error  string           `json:"error,omitempty"`
 	// Replicas is the live state of the replicas (filled by the server running the service).
 	Replicas ReplicaCounts `json:"replicas"`
-	// ScoringURI and SwaggerURI are filled by the API from the address it is reached at.
+	// ScoringURI and SwaggerURI are the gateway's addresses of the service (from the server's URL).
 	ScoringURI string `json:"scoring_uri,omitempty"`
 	SwaggerURI string `json:"swagger_uri,omitempty"`
 
