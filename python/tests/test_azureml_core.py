@@ -38,8 +38,8 @@ def test_workspace_from_azure_config(v1ws, server, tmp_path):
     d = v1ws.get_details()
     assert d["subscriptionId"] == "00000000-sub" and d["name"] == "default"
     # write_config writes Azure's keys and the server, never the token.
-    p = v1ws.write_config(path=str(tmp_path / "out"))
-    written = json.load(open(p))
+    assert v1ws.write_config(path=str(tmp_path / "out")) is None
+    written = json.load(open(tmp_path / "out" / ".azureml" / "config.json"))
     assert written["workspace_name"] == "default" and "token" not in written
 
 

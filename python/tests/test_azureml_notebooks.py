@@ -49,9 +49,17 @@ CASES = [
       "'quality': 'fantastic run'", "Did the run cancel?"]),
     ("how-to-use-azureml/work-with-data/datasets-tutorial/scriptrun-with-data-input-output/how-to-use-scriptrun.ipynb",
      ["compute target", "Hello Azure ML!", "Status: Completed"]),
+    ("configuration.ipynb",
+     ["You are currently using version 1.60.0", "Workspace not accessible",
+      "Deployed Workspace with name azureml-configured.", "Creating new cpu-cluster",
+      "gpu-cluster"]),
     ("how-to-use-azureml/training/train-on-amlcompute/train-on-amlcompute.ipynb",
      ["SDK version: 1.60.0", "'mse': [", "'nodeId': 'cpu-cluster'"]),
 ]
+
+# What a notebook reads from its environment, as its text tells the user to set it.
+NOTEBOOK_ENV = {"configuration.ipynb": {"SUBSCRIPTION_ID": "sub", "RESOURCE_GROUP": "rg",
+                                        "WORKSPACE_NAME": "azureml-configured"}}
 
 # Notebooks that need MLflow run in the MLflow suite's cached virtualenv (mlflow/tests).
 MLFLOW = {"how-to-use-azureml/track-and-monitor-experiments/using-mlflow/train-local/train-local.ipynb":
@@ -154,5 +162,6 @@ def run_notebook(notebook, venv, sample_server, tmp_path):  # noqa: F811
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_")}
     env.update({"PATH": str(shim) + os.pathsep + os.environ.get("PATH", ""), "PYTHONPATH": PY_DIR, "MPLBACKEND": "Agg", "ATELIER_AZURE_COMPUTE": "local",
                 "ATELIER_CONDA_AS_PIP": "1"})
+    env.update(NOTEBOOK_ENV.get(notebook, {}))
     return subprocess.run([py, "notebook_as_script.py"], cwd=str(work), env=env, capture_output=True, text=True,
                           timeout=1200)

@@ -131,14 +131,14 @@ class Workspace(_Workspace):
         return out
 
     def write_config(self, path=None, file_name=None):
-        """Writes path/.azureml/config.json (Azure's keys, plus "server"); never the token."""
+        """Writes path/.azureml/config.json (Azure's keys, plus "server"); never the token.
+        Returns None, as v1 does."""
         d = os.path.join(os.fspath(path or "."), ".azureml")
         os.makedirs(d, exist_ok=True)
         p = os.path.join(d, file_name or "config.json")
         with open(p, "w", encoding="utf-8") as f:
             json.dump({"subscription_id": self.subscription_id, "resource_group": self.resource_group,
                        "workspace_name": self.name, "server": self.server}, f, indent=4)
-        return p
 
     def get_details(self):
         d = dict(_Workspace.get_details(self))
