@@ -962,6 +962,8 @@ def listen():
 
 def main():
     entry = os.environ.get("AZUREML_ENTRY_SCRIPT", "")
+    if entry and os.path.isdir(entry):
+        entry = ""  # an image built without an entry script names its app directory: MLflow mode
     try:
         max_body = int(os.environ.get("ATELIER_MAX_BODY") or 100 * 1024 * 1024)
     except ValueError:

@@ -169,3 +169,10 @@ def test_ml_python_is_not_the_runtime_requirement(ml_python):
     src = open(runtime).read()
     for mod in ("numpy", "flask", "pandas", "inference_schema"):
         assert "import %s" % mod not in src
+
+
+def test_entry_script_naming_a_directory_is_mlflow_mode(start, ml_python, mlflow_model, tmp_path):
+    # An image built without an entry script sets AZUREML_ENTRY_SCRIPT to its app directory.
+    rt = start(str(tmp_path), python=ml_python, env={"AZUREML_MODEL_DIR": str(mlflow_model)})
+    status, _, body = rt.post_json("/invocations", {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 1]]}})
+    assert status == 200 and round(json.loads(body)["predictions"][0], 6) == 6.0
