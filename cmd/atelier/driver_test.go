@@ -33,25 +33,7 @@ func localDriver(t *testing.T) *local.Driver {
 func TestLocalDriverConformance(t *testing.T) {
 	needPython(t)
 	s := startJobStack(t)
-	computetest.TestDriver(t, computetest.Harness{
-		Driver: localDriver(t),
-		Claim: func(t *testing.T, script string) *atelier.JobLaunch {
-			run, token := s.claim(t, jobCtx(t), atelier.RunConfig{Script: "train.py"}, map[string]string{"train.py": script})
-			return &atelier.JobLaunch{Run: run, Server: s.url, Token: token}
-		},
-		Run: func(t *testing.T, id string) *atelier.Run {
-			run, err := s.admin.FindRun(context.Background(), atelier.DefaultWorkspace, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return run
-		},
-		RequestCancel: func(t *testing.T, id string) {
-			if _, err := s.admin.CancelRun(context.Background(), atelier.DefaultWorkspace, id); err != nil {
-				t.Fatal(err)
-			}
-		},
-	})
+	computetest.TestDriver(t, s.harness(localDriver(t), nil))
 }
 
 // TestLocalDriverRecovery: what a restarted server learns of handles — a runner killed (no

@@ -42,11 +42,22 @@ func TestSlurmDriverConformance(t *testing.T) {
 		}
 		return target, creds, nil
 	}, "--server-wait", "3s", "--cancel-grace", "300ms")
-	computetest.TestDriver(t, computetest.Harness{
+	computetest.TestDriver(t, s.harness(d, func(l *atelier.JobLaunch) { l.Target, l.Credentials = target, creds }))
+}
+
+// harness is the conformance suite's harness for driver d over the stack: runs of train.py
+// claimed as the controller claims them, launched with what target adds (the stored target
+// and its credentials), read and canceled as a user does.
+func (s *jobStack) harness(d atelier.ComputeDriver, target func(*atelier.JobLaunch)) computetest.Harness {
+	return computetest.Harness{
 		Driver: d,
 		Claim: func(t *testing.T, script string) *atelier.JobLaunch {
 			run, token := s.claim(t, jobCtx(t), atelier.RunConfig{Script: "train.py"}, map[string]string{"train.py": script})
-			return &atelier.JobLaunch{Run: run, Server: s.url, Token: token, Target: target, Credentials: creds}
+			l := &atelier.JobLaunch{Run: run, Server: s.url, Token: token}
+			if target != nil {
+				target(l)
+			}
+			return l
 		},
 		Run: func(t *testing.T, id string) *atelier.Run {
 			run, err := s.admin.FindRun(context.Background(), atelier.DefaultWorkspace, id)
@@ -60,7 +71,7 @@ func TestSlurmDriverConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
-	})
+	}
 }
 
 // TestSlurmTargetThroughTheServer: a user attaches a Slurm cluster with the CLI (the server's

@@ -191,26 +191,9 @@ func sshDriver(t *testing.T, m *sshMachine, target *atelier.ComputeTarget) *sshc
 
 // sshHarness is the conformance suite's harness for the ssh driver over a real server.
 func sshHarness(s *jobStack, d *sshcompute.Driver, target *atelier.ComputeTarget, key string) computetest.Harness {
-	return computetest.Harness{
-		Driver: d,
-		Claim: func(t *testing.T, script string) *atelier.JobLaunch {
-			run, token := s.claim(t, jobCtx(t), atelier.RunConfig{Script: "train.py"}, map[string]string{"train.py": script})
-			return &atelier.JobLaunch{Run: run, Server: s.url, Token: token, Target: target,
-				Credentials: atelier.ComputeCredentials{SSHPrivateKey: key}}
-		},
-		Run: func(t *testing.T, id string) *atelier.Run {
-			run, err := s.admin.FindRun(context.Background(), atelier.DefaultWorkspace, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return run
-		},
-		RequestCancel: func(t *testing.T, id string) {
-			if _, err := s.admin.CancelRun(context.Background(), atelier.DefaultWorkspace, id); err != nil {
-				t.Fatal(err)
-			}
-		},
-	}
+	return s.harness(d, func(l *atelier.JobLaunch) {
+		l.Target, l.Credentials = target, atelier.ComputeCredentials{SSHPrivateKey: key}
+	})
 }
 
 // TestSSHDriverConformance runs the compute driver suite against the ssh driver: a real sshd,
