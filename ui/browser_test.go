@@ -146,7 +146,7 @@ func (t *tab) screenshot(name string) {
 		return
 	}
 	var png []byte
-	t.run("taking a screenshot", chromedp.FullScreenshot(&png, 80))
+	t.run("taking a screenshot", chromedp.FullScreenshot(&png, 100))
 	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
 		t.tb.Fatal(err)
 	}
@@ -368,6 +368,7 @@ func TestStudio(t *testing.T) {
 		if res.Max != 1000 {
 			t.Fatalf("the downsampled chart's max band peaks at %v, want the spike of 1000", res.Max)
 		}
+		alice.screenshot("run-big-metric")
 		// A zoom reads the window at full detail.
 		alice.eval(`atelier.charts["loss"].zoom(12300, 12400), true`, nil)
 		alice.waitJS("the zoomed window is drawn", `atelier.charts["loss"].u.data[0].length === 101`)
@@ -376,7 +377,6 @@ func TestStudio(t *testing.T) {
 		if spike != 1000 {
 			t.Fatalf("the zoomed window's peak is %v, want 1000", spike)
 		}
-		alice.screenshot("run-big-metric")
 	})
 
 	t.Run("live log follows a running run", func(t *testing.T) {

@@ -40,6 +40,7 @@ var funcs = template.FuncMap{
 	"pct":      func(f float64) string { return strconv.FormatFloat(math.Max(0, math.Min(100, f)), 'f', 0, 64) },
 	"add":      func(a, b int) int { return a + b },
 	"dict":     dict,
+	"ms":       func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) },
 	"caret":    func(pos int) string { return strings.Repeat(" ", max(0, pos-1)) + "^" },
 }
 

@@ -256,11 +256,11 @@
       charts.push(new Chart(fig, [{ ws: ws, run: id, name: name, label: name }], { key: name }));
     });
     var t0 = performance.now();
-    Promise.all(charts.map(function (c) { return c.load(); })).then(function () {
+    controls(charts);
+    return Promise.all(charts.map(function (c) { return c.load(); })).then(function () {
       A.chartsMs = performance.now() - t0;
       document.body.setAttribute("data-charts-ready", "1");
     });
-    controls(charts);
   }
 
   function controls(charts) {
@@ -336,9 +336,12 @@
 
   ready(function () {
     theme();
-    liveStatus();
-    runCharts();
+    // The charts' reads go first: the event stream and the followed log each hold one of the
+    // browser's six connections to the server while the page is open.
+    Promise.resolve(runCharts()).then(function () {
+      liveStatus();
+      followLog();
+    });
     compareChart();
-    followLog();
   });
 })();
