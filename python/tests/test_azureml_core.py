@@ -325,3 +325,11 @@ def test_inference_config_takes_a_v1_environment():
     env.python.conda_dependencies = CondaDependencies.create(pip_packages=["joblib"])
     ic = InferenceConfig(entry_script="score.py", environment=env)
     assert open(ic.requirements_file).read() == "joblib\n" and isinstance(ic, atelier.InferenceConfig)
+
+
+def test_submit_to_a_target_that_does_not_exist(v1ws, tmp_path):
+    (tmp_path / "t.py").write_text("print(1)\n")
+    cfg = ScriptRunConfig(source_directory=str(tmp_path), script="t.py", compute_target="cpu-cluster")
+    with pytest.raises(atelier.AtelierError, match="cpu-cluster") as e:
+        Experiment(v1ws, "azureml-no-target").submit(cfg)
+    assert 400 <= e.value.status < 500
