@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # sys.path: packages installed in the image win over them.
 sys.path.append(os.path.join(HERE, "compat"))
 
-from atelier_http import AMLRequest, AMLResponse, Headers  # noqa: E402
+from atelier_http import AMLRequest, Headers  # noqa: E402
 import atelier_http  # noqa: E402
 
 EXIT_INIT = 3  # Microsoft's server exits 3 when the script cannot be loaded or init() fails

@@ -1,9 +1,9 @@
 """AMLRequest, AMLResponse and @rawhttp: the raw-HTTP types of Azure ML's scoring contract.
 
-A score.py imports them as azureml.contrib.services.aml_request / aml_response (or from
-azureml_inference_server_http.api); those modules re-export these. Microsoft's are Flask's
-Request and Response; these offer the part of that API score.py files use, with the standard
-library only.
+A score.py imports them from azureml.contrib.services.aml_request / aml_response (or
+azureml_inference_server_http.api.…): the runtime makes those module names this module, as
+Microsoft's server substitutes its own. Microsoft's are Flask's Request and Response; these offer
+the part of that API score.py files use, with the standard library only.
 """
 
 import io

@@ -1,2 +1,2 @@
-# azureml.contrib.services: AMLRequest, AMLResponse and @rawhttp for score.py files that want the
-# raw HTTP request (azureml-contrib-services' module names).
+# azureml.contrib.services: the parent of aml_request and aml_response, which the runtime maps to
+# its atelier_http module (AMLRequest, AMLResponse, @rawhttp) before it imports score.py.

@@ -1,1 +1,0 @@
-from atelier_http import AMLRequest, rawhttp  # noqa: F401

@@ -1,1 +1,0 @@
-from atelier_http import AMLResponse  # noqa: F401
