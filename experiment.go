@@ -121,3 +121,29 @@ type ExperimentService interface {
 type ExperimentCreator interface {
 	CreateExperiment(ctx context.Context, workspace string, c ExperimentCreate) (*Experiment, error)
 }
+
+// ExperimentQuery searches experiments. Filter and OrderBy are the query language of runs
+// (filter.go) over the attributes of ExperimentAttributes and tags.K; the default order is
+// created_at desc, then id. Archived keeps only archived experiments when true, only the others
+// when false, all when nil.
+type ExperimentQuery struct {
+	Filter    string `json:"filter,omitempty"`
+	OrderBy   string `json:"order_by,omitempty"`
+	Archived  *bool  `json:"archived,omitempty"`
+	Limit     int    `json:"limit,omitempty"`
+	PageToken string `json:"page_token,omitempty"`
+}
+
+// ExperimentAttributes are the attributes of an experiment search.
+var ExperimentAttributes = []string{"id", "name", "created_at", "updated_at"}
+
+// ExperimentPage is one page of a search; NextPageToken is empty on the last page.
+type ExperimentPage struct {
+	Experiments   []*Experiment `json:"experiments"`
+	NextPageToken string        `json:"next_page_token"`
+}
+
+// ExperimentSearcher searches experiments in the store, one page at a time.
+type ExperimentSearcher interface {
+	SearchExperiments(ctx context.Context, workspace string, q ExperimentQuery) (*ExperimentPage, error)
+}

@@ -42,15 +42,19 @@ func ParseFilter(s string) (FilterExpr, error) {
 	for i, s := range RunStatuses {
 		statuses[i] = string(s)
 	}
-	return ParseFilterFor(s, RunAttributes, statuses)
+	return parseFilter(s, RunAttributes, statuses, attributeAliases)
 }
 
 // ParseFilterFor parses a filter over records whose attributes are attributes and whose status
 // is one of statuses (logged models', say) in the same language.
 func ParseFilterFor(s string, attributes, statuses []string) (FilterExpr, error) {
+	return parseFilter(s, attributes, statuses, nil)
+}
+
+func parseFilter(s string, attributes, statuses []string, aliases map[string]string) (FilterExpr, error) {
 	p, err := newParser("filter", s)
 	if p != nil {
-		p.attrs, p.statuses = attributes, statuses
+		p.attrs, p.statuses, p.aliases = attributes, statuses, aliases
 	}
 	if p == nil {
 		return nil, err
@@ -67,13 +71,19 @@ func ParseFilterFor(s string, attributes, statuses []string) (FilterExpr, error)
 
 // ParseOrderBy parses an ordering: fields separated by commas, each optionally followed by asc or desc.
 // An empty ordering gives nil.
-func ParseOrderBy(s string) ([]OrderTerm, error) { return ParseOrderByFor(s, RunAttributes) }
+func ParseOrderBy(s string) ([]OrderTerm, error) {
+	return parseOrderBy(s, RunAttributes, attributeAliases)
+}
 
 // ParseOrderByFor parses an ordering over records whose attributes are attributes.
 func ParseOrderByFor(s string, attributes []string) ([]OrderTerm, error) {
+	return parseOrderBy(s, attributes, nil)
+}
+
+func parseOrderBy(s string, attributes []string, aliases map[string]string) ([]OrderTerm, error) {
 	p, err := newParser("order by", s)
 	if p != nil {
-		p.attrs = attributes
+		p.attrs, p.aliases = attributes, aliases
 	}
 	if p == nil {
 		return nil, err
@@ -148,8 +158,9 @@ type parser struct {
 	pos      int
 	tok      token
 	depth    int
-	attrs    []string // the attributes fields may name
-	statuses []string // the values status may take
+	attrs    []string          // the attributes fields may name
+	statuses []string          // the values status may take
+	aliases  map[string]string // other names of attributes (MLflow's, for runs)
 }
 
 // newParser returns a nil parser for an empty input, so callers return nil, nil.
@@ -346,7 +357,7 @@ func (p *parser) field() (FilterField, error) {
 		return FilterField{Kind: kind, Name: name}, nil
 	}
 	lower := strings.ToLower(name)
-	if a, ok := attributeAliases[lower]; ok {
+	if a, ok := p.aliases[lower]; ok {
 		lower = a
 	}
 	for _, a := range p.attrs {

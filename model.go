@@ -396,10 +396,21 @@ type ModelQuery struct {
 	RunID string `json:"run_id,omitempty"`
 	// OrderBy is "version", "created_at" or "name", then optionally asc or desc; the default is
 	// created_at desc (the newest first).
-	OrderBy   string `json:"order_by,omitempty"`
+	OrderBy string `json:"order_by,omitempty"`
+	// Filter and Sort are the query language of runs (filter.go), evaluated by the store: over
+	// ModelAttributes and tags.K for models, ModelVersionAttributes, tags.K and properties.K for
+	// versions. Sort, when set, replaces OrderBy (ties go by name, then version desc).
+	Filter    string `json:"filter,omitempty"`
+	Sort      string `json:"sort,omitempty"`
 	Limit     int    `json:"limit,omitempty"`
 	PageToken string `json:"page_token,omitempty"`
 }
+
+// The attributes of model and version searches (ModelQuery.Filter and Sort).
+var (
+	ModelAttributes        = []string{"name", "created_at", "updated_at"}
+	ModelVersionAttributes = []string{"name", "version", "run_id", "experiment", "created_at", "updated_at"}
+)
 
 // ModelOrder is a parsed ModelQuery.OrderBy.
 type ModelOrder struct {

@@ -10,6 +10,7 @@ type Store interface {
 	WorkspaceService
 	ExperimentService
 	ExperimentCreator
+	ExperimentSearcher
 	RunService
 	RunDeleter
 	MetricService

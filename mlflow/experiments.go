@@ -261,56 +261,111 @@ func (h *Handler) searchExperiments(w http.ResponseWriter, r *http.Request, ws s
 		}
 		limit = int(req.MaxResults.V)
 	}
-	offset := 0
-	if req.PageToken != "" {
-		if offset, err = strconv.Atoi(string(req.PageToken)); err != nil || offset < 0 {
-			return invalidParam("invalid page token %q", req.PageToken)
-		}
-	}
 	conds, err := parseExperimentFilter(string(req.Filter))
 	if err != nil {
 		return err
 	}
+	q := atelier.ExperimentQuery{Filter: experimentFilter(conds), Limit: min(limit, atelier.MaxPageSize), PageToken: string(req.PageToken)}
+	if q.OrderBy, err = experimentOrder(req.OrderBy); err != nil {
+		return err
+	}
+	switch view {
+	case viewActive:
+		q.Archived = new(bool)
+	case viewDeleted:
+		q.Archived = ptrTo(true)
+	}
 	s := h.scope(r, ws)
-	list, err := s.experiments()
+	page, err := h.svc.SearchExperiments(s.ctx, ws, q)
 	if err != nil {
 		return err
 	}
-	hasDefault := false
-	for _, e := range list {
-		hasDefault = hasDefault || e.Name == defaultExperiment
+	out := make([]Experiment, 0, len(page.Experiments))
+	for _, e := range page.Experiments {
+		out = append(out, s.toExperiment(e))
 	}
-	if !hasDefault {
-		list = append(list, &atelier.Experiment{Workspace: ws, Name: defaultExperiment})
+	// Experiment 0 exists from the start for MLflow: until a run is made in it, it is not in the
+	// store, and is added here when the search fits one page.
+	if q.PageToken == "" && page.NextPageToken == "" && view != viewDeleted {
+		if _, err := h.svc.FindExperiment(s.ctx, ws, defaultExperiment); atelier.ErrorCode(err) == atelier.ENOTFOUND {
+			if x := s.toExperiment(&atelier.Experiment{Workspace: ws, Name: defaultExperiment}); matchExperiment(x, conds) {
+				out = append(out, x)
+				if err := sortExperiments(out, req.OrderBy); err != nil {
+					return err
+				}
+				if len(out) > limit {
+					out = out[:limit]
+				}
+			}
+		} else if err != nil {
+			return err
+		}
 	}
-	var out []Experiment
-	for _, e := range list {
-		if (view == viewActive && e.Archived) || (view == viewDeleted && !e.Archived) {
+	resp := map[string]any{"experiments": out}
+	if page.NextPageToken != "" {
+		resp["next_page_token"] = page.NextPageToken
+	}
+	return ok(w, resp)
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// experimentFilter writes an MLflow experiment filter in atelier's query language.
+func experimentFilter(conds []expCond) string {
+	parts := make([]string, 0, len(conds))
+	for _, c := range conds {
+		op := c.op
+		switch op {
+		case "==":
+			op = "="
+		case "<>":
+			op = "!="
+		}
+		switch c.field {
+		case "name":
+			parts = append(parts, "name "+op+" "+quote(c.value))
+		case "tags":
+			parts = append(parts, atelier.FilterField{Kind: atelier.FieldTag, Name: c.key}.String()+" "+op+" "+quote(c.value))
+		case "creation_time":
+			parts = append(parts, "created_at "+op+" "+strconv.FormatInt(c.num, 10))
+		case "last_update_time":
+			parts = append(parts, "updated_at "+op+" "+strconv.FormatInt(c.num, 10))
+		}
+	}
+	return strings.Join(parts, " and ")
+}
+
+// experimentOrder translates MLflow's order_by of experiments; the default is the newest first.
+func experimentOrder(orderBy []string) (string, error) {
+	fields := map[string]string{"name": "name", "creation_time": "created_at", "last_update_time": "updated_at", "experiment_id": "id"}
+	var terms []string
+	for _, o := range orderBy {
+		f := strings.Fields(o)
+		if len(f) == 0 {
 			continue
 		}
-		x := s.toExperiment(e)
-		if matchExperiment(x, conds) {
-			out = append(out, x)
+		name := fields[strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(f[0], "attributes."), "attribute."))]
+		if name == "" {
+			return "", invalidParam("invalid order_by field %q: use name, experiment_id, creation_time or last_update_time", f[0])
 		}
+		if len(f) > 2 {
+			return "", invalidParam("invalid order_by clause %q", o)
+		}
+		if len(f) == 2 {
+			switch strings.ToUpper(f[1]) {
+			case "DESC":
+				name += " desc"
+			case "ASC":
+			default:
+				return "", invalidParam("invalid order_by clause %q", o)
+			}
+		}
+		terms = append(terms, name)
 	}
-	if err := sortExperiments(out, req.OrderBy); err != nil {
-		return err
+	if len(terms) == 0 {
+		return "created_at desc", nil
 	}
-	resp := map[string]any{}
-	if offset < len(out) {
-		out = out[offset:]
-	} else {
-		out = nil
-	}
-	if len(out) > limit {
-		out = out[:limit]
-		resp["next_page_token"] = strconv.Itoa(offset + limit)
-	}
-	if out == nil {
-		out = []Experiment{}
-	}
-	resp["experiments"] = out
-	return ok(w, resp)
+	return strings.Join(terms, ", "), nil
 }
 
 // expCond is one condition of an experiment filter.

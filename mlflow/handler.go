@@ -30,6 +30,7 @@ type Services interface {
 	atelier.WorkspaceService
 	atelier.ExperimentService
 	atelier.ExperimentCreator
+	atelier.ExperimentSearcher
 	atelier.RunService
 	atelier.RunDeleter
 	atelier.MetricService

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"strconv"
 	"strings"
 
 	"github.com/atelier-ml/atelier"
@@ -333,48 +332,25 @@ func (s *scope) loggedModelFilter(filter string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	parts := make([]string, 0, len(conds))
-	for _, c := range conds {
-		field := c.field
-		if c.key != "" || field == "tags" || field == "params" || field == "metrics" {
-			field = atelier.FilterField{Kind: c.field, Name: c.key}.String()
-		}
-		numeric := c.field == "metrics" || c.field == "created_at" || c.field == "updated_at"
-		vals := make([]string, len(c.values))
-		for i, v := range c.values {
-			switch {
-			case c.field == "status":
+	return atelierFilter(filter, conds, func(c cond) (string, bool, string) {
+		switch c.field {
+		case "tags", "params", "metrics":
+			return keyed(c.field, c.key), c.field == "metrics", ""
+		case "status":
+			for i, v := range c.values {
 				if st, err := loggedModelStatus(v); err == nil {
-					v = string(st)
+					c.values[i] = string(st)
 				}
-			case c.field == "experiment":
+			}
+		case "experiment":
+			for i, v := range c.values {
 				if e, err := s.experimentByID(v); err == nil {
-					v = e.Name
+					c.values[i] = e.Name
 				}
 			}
-			if numeric {
-				if _, err := strconv.ParseFloat(v, 64); err != nil {
-					return "", invalidParam("filter %q: %s compares with a number, not %q", filter, c.field, v)
-				}
-				vals[i] = v
-			} else {
-				vals[i] = quote(v)
-			}
 		}
-		op := c.op
-		switch op {
-		case "==":
-			op = "="
-		case "<>":
-			op = "!="
-		}
-		if op == "in" || op == "not in" {
-			parts = append(parts, field+" "+op+" ("+strings.Join(vals, ", ")+")")
-		} else {
-			parts = append(parts, field+" "+op+" "+vals[0])
-		}
-	}
-	return strings.Join(parts, " and "), nil
+		return c.field, c.field == "created_at" || c.field == "updated_at", ""
+	})
 }
 
 func (h *Handler) searchLoggedModels(w http.ResponseWriter, r *http.Request, ws string) error {

@@ -329,24 +329,6 @@ func (h *Handler) renameRegisteredModel(w http.ResponseWriter, r *http.Request, 
 var registeredModelAttrs = map[string]string{"name": "name", "creation_timestamp": "creation_timestamp",
 	"last_updated_timestamp": "last_updated_timestamp", "timestamp": "last_updated_timestamp"}
 
-func registeredModelAttr(m *RegisteredModel, field, key string) (string, bool) {
-	switch field {
-	case "name":
-		return m.Name, true
-	case "creation_timestamp":
-		return strconv.FormatInt(m.CreationTimestamp, 10), true
-	case "last_updated_timestamp":
-		return strconv.FormatInt(m.LastUpdatedTimestamp, 10), true
-	case "tags":
-		for _, kv := range m.Tags {
-			if kv.Key == key {
-				return kv.Value, true
-			}
-		}
-	}
-	return "", false
-}
-
 func (h *Handler) searchRegisteredModels(w http.ResponseWriter, r *http.Request, ws string) error {
 	var req struct {
 		Filter     jstring `json:"filter"`
@@ -365,52 +347,82 @@ func (h *Handler) searchRegisteredModels(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
+	modelFields := map[string]string{"name": "name", "creation_timestamp": "created_at", "last_updated_timestamp": "updated_at"}
+	filter, err := atelierFilter(string(req.Filter), conds, func(c cond) (string, bool, string) {
+		if c.field == "tags" {
+			return keyed(atelier.FieldTag, c.key), false, ""
+		}
+		return modelFields[c.field], c.field != "name", ""
+	})
+	if err != nil {
+		return err
+	}
 	keys, err := parseOrder(req.OrderBy, registeredModelAttrs)
 	if err != nil {
 		return err
 	}
-	keys = append(keys, orderKey{field: "name"})
 	s := h.scope(r, ws)
-	models := map[string]*atelier.Model{}
-	for token := "start"; token != ""; {
-		q := atelier.ModelQuery{Limit: atelier.MaxPageSize}
-		if token != "start" {
-			q.PageToken = token
-		}
-		page, err := h.svc.ListModels(s.ctx, ws, q)
-		if err != nil {
-			return err
-		}
-		for _, m := range page.Models {
-			models[m.Name] = m
-		}
-		token = page.NextPageToken
-	}
-	versions, err := s.allVersions("")
+	page, err := h.svc.ListModels(s.ctx, ws, atelier.ModelQuery{Filter: filter, Sort: sortOf(keys, modelFields),
+		Limit: limit, PageToken: string(req.PageToken)})
 	if err != nil {
 		return err
 	}
-	versionsOf := map[string][]*atelier.ModelVersion{}
-	for _, v := range versions {
-		versionsOf[v.Name] = append(versionsOf[v.Name], v)
+	names := make([]string, len(page.Models))
+	for i, m := range page.Models {
+		names[i] = m.Name
 	}
-	out := []*RegisteredModel{}
-	for _, m := range models {
-		rm := s.toRegisteredModel(m, versionsOf[m.Name])
-		if matchConds(conds, func(f, k string) (string, bool) { return registeredModelAttr(rm, f, k) }) {
-			out = append(out, rm)
-		}
-	}
-	sortItems(out, keys, func(m *RegisteredModel, f string) string { v, _ := registeredModelAttr(m, f, ""); return v })
-	lo, hi, next, err := pageOf(len(out), string(req.PageToken), limit)
+	versionsOf, err := s.versionsOf(names)
 	if err != nil {
 		return err
 	}
-	resp := map[string]any{"registered_models": out[lo:hi]}
-	if next != "" {
-		resp["next_page_token"] = next
+	out := make([]*RegisteredModel, 0, len(page.Models))
+	for _, m := range page.Models {
+		out = append(out, s.toRegisteredModel(m, versionsOf[m.Name]))
+	}
+	resp := map[string]any{"registered_models": out}
+	if page.NextPageToken != "" {
+		resp["next_page_token"] = page.NextPageToken
 	}
 	return ok(w, resp)
+}
+
+// sortOf writes parsed MLflow order keys as an atelier ordering.
+func sortOf(keys []orderKey, fields map[string]string) string {
+	terms := make([]string, 0, len(keys))
+	for _, k := range keys {
+		t := fields[k.field]
+		if k.desc {
+			t += " desc"
+		}
+		terms = append(terms, t)
+	}
+	return strings.Join(terms, ", ")
+}
+
+// versionsOf reads the versions of the named models, by model.
+func (s *scope) versionsOf(names []string) (map[string][]*atelier.ModelVersion, error) {
+	out := map[string][]*atelier.ModelVersion{}
+	if len(names) == 0 {
+		return out, nil
+	}
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = quote(n)
+	}
+	q := atelier.ModelQuery{Filter: "name in (" + strings.Join(quoted, ", ") + ")", Sort: "name, version", Limit: atelier.MaxPageSize}
+	for {
+		page, err := s.h.svc.ListModelVersions(s.ctx, s.ws, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range page.Versions {
+			out[v.Name] = append(out[v.Name], v)
+		}
+		if page.NextPageToken == "" {
+			return out, nil
+		}
+		q.PageToken = page.NextPageToken
+	}
 }
 
 func (h *Handler) getLatestVersions(w http.ResponseWriter, r *http.Request, ws string) error {
@@ -840,34 +852,6 @@ var modelVersionAttrs = map[string]string{"name": "name", "version_number": "ver
 	"creation_timestamp": "creation_timestamp", "last_updated_timestamp": "last_updated_timestamp",
 	"timestamp": "last_updated_timestamp", "current_stage": "current_stage"}
 
-func modelVersionAttr(v *ModelVersion, field, key string) (string, bool) {
-	switch field {
-	case "name":
-		return v.Name, true
-	case "version":
-		return v.Version, true
-	case "run_id":
-		return v.RunID, v.RunID != ""
-	case "source":
-		return v.Source, true
-	case "model_id":
-		return v.ModelID, v.ModelID != ""
-	case "current_stage":
-		return v.CurrentStage, true
-	case "creation_timestamp":
-		return strconv.FormatInt(v.CreationTimestamp, 10), true
-	case "last_updated_timestamp":
-		return strconv.FormatInt(v.LastUpdatedTimestamp, 10), true
-	case "tags":
-		for _, kv := range v.Tags {
-			if kv.Key == key {
-				return kv.Value, true
-			}
-		}
-	}
-	return "", false
-}
-
 func (h *Handler) searchModelVersions(w http.ResponseWriter, r *http.Request, ws string) error {
 	var req struct {
 		Filter     jstring `json:"filter"`
@@ -886,43 +870,53 @@ func (h *Handler) searchModelVersions(w http.ResponseWriter, r *http.Request, ws
 	if err != nil {
 		return err
 	}
+	versionFields := map[string]string{"name": "name", "version": "version", "run_id": "run_id",
+		"creation_timestamp": "created_at", "last_updated_timestamp": "updated_at",
+		"source": keyed(atelier.FieldProperty, propSource), "model_id": keyed(atelier.FieldProperty, propModelID),
+		"current_stage": keyed(atelier.FieldTag, tagStage)}
+	filter, err := atelierFilter(string(req.Filter), conds, func(c cond) (string, bool, string) {
+		switch c.field {
+		case "tags":
+			return keyed(atelier.FieldTag, c.key), false, ""
+		case "current_stage":
+			// The stage is the tag mlflow.stage; None is its absence.
+			stage := keyed(atelier.FieldTag, tagStage)
+			if len(c.values) == 1 && strings.EqualFold(c.values[0], stageNone) {
+				switch c.op {
+				case "=", "==":
+					return "", false, stage + " is null"
+				case "!=", "<>":
+					return "", false, stage + " is not null"
+				}
+			}
+			return stage, false, ""
+		}
+		return versionFields[c.field], c.field == "creation_timestamp" || c.field == "last_updated_timestamp", ""
+	})
+	if err != nil {
+		return err
+	}
 	keys, err := parseOrder(req.OrderBy, modelVersionAttrs)
 	if err != nil {
 		return err
 	}
-	keys = append(keys, orderKey{field: "name"}, orderKey{field: "version", desc: true})
-	name := ""
-	for _, c := range conds {
-		if c.field == "name" && (c.op == "=" || c.op == "==") {
-			name = c.values[0]
-		}
+	sort := sortOf(keys, versionFields)
+	if sort == "" {
+		sort = "name"
 	}
 	s := h.scope(r, ws)
-	if name != "" && atelier.ValidateModelName(name) != nil {
-		if _, err := h.svc.FindWorkspace(s.ctx, ws); err != nil {
-			return err
-		}
-		return ok(w, map[string]any{"model_versions": []any{}})
-	}
-	versions, err := s.allVersions(name)
+	page, err := h.svc.ListModelVersions(s.ctx, ws, atelier.ModelQuery{Filter: filter, Sort: sort,
+		Limit: min(limit, atelier.MaxPageSize), PageToken: string(req.PageToken)})
 	if err != nil {
 		return err
 	}
-	out := []*ModelVersion{}
-	for _, v := range versions {
-		mv := s.toModelVersion(v)
-		if matchConds(conds, func(f, k string) (string, bool) { return modelVersionAttr(mv, f, k) }) {
-			out = append(out, mv)
-		}
+	out := make([]*ModelVersion, 0, len(page.Versions))
+	for _, v := range page.Versions {
+		out = append(out, s.toModelVersion(v))
 	}
-	sortItems(out, keys, func(v *ModelVersion, f string) string { x, _ := modelVersionAttr(v, f, ""); return x })
-	lo, hi, next, err := pageOf(len(out), string(req.PageToken), limit)
-	if err != nil {
-		return err
-	}
-	resp := map[string]any{"model_versions": out[lo:hi]}
-	if next != "" {
-		resp["next_page_token"] = next
+	resp := map[string]any{"model_versions": out}
+	if page.NextPageToken != "" {
+		resp["next_page_token"] = page.NextPageToken
 	}
 	return ok(w, resp)
 }

@@ -190,6 +190,21 @@ func TestRegistryRoundTrip(t *testing.T) {
 	if len(rms) != 1 || fmt.Sprint(rms[0].(map[string]any)["tags"]) != "[map[key:x value:y]]" {
 		t.Fatalf("registered model search %v", rms)
 	}
+	// The client's own filter: a model without the tag passes != (as in MLflow's registry).
+	for filter, want := range map[string]int{"tag.`mlflow.prompt.is_prompt` != 'true'": 1, "tags.x != 'y'": 0,
+		"tags.x NOT IN ('z')": 1, "tags.x = 'y' AND creation_timestamp > 0": 1, "name = 'nope'": 0} {
+		rms := s.MustOK(t, "GET", api+"registered-models/search?filter="+url.QueryEscape(filter), "")["registered_models"].([]any)
+		if len(rms) != want {
+			t.Errorf("registered model search %q found %d, want %d", filter, len(rms), want)
+		}
+	}
+	for filter, want := range map[string]int{"name = 'reg'": 2, "name = 'reg' AND version_number = 2": 1,
+		"current_stage = 'Production'": 1, "current_stage != 'None'": 2, "current_stage = 'None'": 0, "run_id = '" + rid + "'": 2, "tags.k = 'nope'": 0} {
+		mvs := s.MustOK(t, "GET", api+"model-versions/search?filter="+url.QueryEscape(filter), "")["model_versions"].([]any)
+		if len(mvs) != want {
+			t.Errorf("model version search %q found %d, want %d", filter, len(mvs), want)
+		}
+	}
 
 	// an atelier-native version reads through MLflow
 	if _, err := s.Service.RegisterModel(ctx, "default", atelier.ModelRegister{Name: "native", RunID: rid, Path: "outputs/sk"}); err != nil {

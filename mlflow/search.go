@@ -1,7 +1,7 @@
 package mlflow
 
 import (
-	"sort"
+	"github.com/atelier-ml/atelier"
 	"strconv"
 	"strings"
 )
@@ -19,8 +19,56 @@ type cond struct {
 	values []string
 }
 
-// attrFunc returns the value of a field of one item, and whether it has one.
-type attrFunc func(field, key string) (string, bool)
+// atelierFilter writes conds in atelier's query language; field names each condition's
+// field there (an attribute, or kind.`key`) and says whether it compares numbers, or returns
+// a whole comparison of its own (a field with no atelier twin).
+func atelierFilter(filter string, conds []cond, field func(c cond) (expr string, numeric bool, whole string)) (string, error) {
+	parts := make([]string, 0, len(conds))
+	for _, c := range conds {
+		f, numeric, whole := field(c)
+		if whole != "" {
+			parts = append(parts, whole)
+			continue
+		}
+		vals := make([]string, len(c.values))
+		for i, v := range c.values {
+			if numeric {
+				if _, err := strconv.ParseFloat(v, 64); err != nil {
+					return "", invalidParam("filter %q: %s compares with a number, not %q", filter, f, v)
+				}
+				vals[i] = v
+			} else {
+				vals[i] = quote(v)
+			}
+		}
+		op := c.op
+		switch op {
+		case "==":
+			op = "="
+		case "<>":
+			op = "!="
+		}
+		var part string
+		if op == "in" || op == "not in" {
+			if len(vals) == 0 {
+				return "", invalidParam("filter %q: %s needs at least one value", filter, strings.ToUpper(op))
+			}
+			part = f + " " + op + " (" + strings.Join(vals, ", ") + ")"
+		} else {
+			part = f + " " + op + " " + vals[0]
+		}
+		// As MLflow's registry: a record without the tag (param, metric) passes != and NOT IN
+		// (the client's own filter tag.`mlflow.prompt.is_prompt` != 'true' relies on it).
+		if strings.Contains(f, ".") && (op == "!=" || op == "not in") {
+			part = "(" + part + " or " + f + " is null)"
+		}
+		parts = append(parts, part)
+	}
+	return strings.Join(parts, " and "), nil
+}
+
+// keyed is the atelier field of a keyed condition (tags.k, params.k, metrics.k).
+func keyed(kind, key string) string { return atelier.FilterField{Kind: kind, Name: key}.String() }
 
 // parseConds parses a filter; prefixes maps accepted prefixes (and their aliases) to the keyed
 // field name, attrs lists the attributes (and aliases) with the name they stand for.
@@ -107,57 +155,6 @@ func parseConds(s string, attrs, prefixes map[string]string) ([]cond, error) {
 	return conds, nil
 }
 
-// matchConds reports whether an item passes every condition; a field the item lacks fails
-// every comparison but != and NOT IN.
-func matchConds(conds []cond, get attrFunc) bool {
-	for _, c := range conds {
-		v, has := get(c.field, c.key)
-		var ok bool
-		switch c.op {
-		case "in":
-			ok = has && contains(c.values, v)
-		case "not in":
-			ok = !has || !contains(c.values, v)
-		case "!=", "<>":
-			ok = !has || compareValues(v, c.values[0]) != 0
-		case "like":
-			ok = has && likeMatch(v, c.values[0])
-		case "ilike":
-			ok = has && likeMatch(strings.ToLower(v), strings.ToLower(c.values[0]))
-		default:
-			if !has {
-				return false
-			}
-			n := compareValues(v, c.values[0])
-			switch c.op {
-			case "=", "==":
-				ok = n == 0
-			case "<":
-				ok = n < 0
-			case "<=":
-				ok = n <= 0
-			case ">":
-				ok = n > 0
-			case ">=":
-				ok = n >= 0
-			}
-		}
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // compareValues compares as numbers when both are, else as strings.
 func compareValues(a, b string) int {
 	x, errA := strconv.ParseFloat(a, 64)
@@ -209,22 +206,6 @@ func parseOrder(terms []string, attrs map[string]string) ([]orderKey, error) {
 		keys = append(keys, k)
 	}
 	return keys, nil
-}
-
-// sortItems sorts items by keys, reading values with get.
-func sortItems[T any](items []T, keys []orderKey, get func(item T, field string) string) {
-	sort.SliceStable(items, func(a, b int) bool {
-		for _, k := range keys {
-			c := compareValues(get(items[a], k.field), get(items[b], k.field))
-			if k.desc {
-				c = -c
-			}
-			if c != 0 {
-				return c < 0
-			}
-		}
-		return false
-	})
 }
 
 // pageOf cuts one page out of n items: the offset in token, at most limit items; it returns

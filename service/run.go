@@ -118,6 +118,30 @@ func (s *Service) ListExperiments(ctx context.Context, workspace string, f ateli
 	return mine, nil
 }
 
+// SearchExperiments searches a workspace's experiments in the store; to a run's token, only its
+// run's experiment is found.
+func (s *Service) SearchExperiments(ctx context.Context, workspace string, q atelier.ExperimentQuery) (*atelier.ExperimentPage, error) {
+	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
+		return nil, err
+	}
+	page, err := s.store.SearchExperiments(ctx, workspace, q)
+	p := runPrincipal(ctx)
+	if err != nil || p == nil {
+		return page, err
+	}
+	exp, err := s.runExperiment(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	mine := &atelier.ExperimentPage{Experiments: []*atelier.Experiment{}, NextPageToken: page.NextPageToken}
+	for _, e := range page.Experiments {
+		if e.Name == exp {
+			mine.Experiments = append(mine.Experiments, e)
+		}
+	}
+	return mine, nil
+}
+
 // CreateExperiment creates an experiment before its first run; ECONFLICT when it exists.
 func (s *Service) CreateExperiment(ctx context.Context, workspace string, c atelier.ExperimentCreate) (*atelier.Experiment, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -243,4 +244,86 @@ func countRun(ctx context.Context, tx *txn, expID, createdAt int64) error {
 		ON CONFLICT (experiment_id) DO UPDATE SET run_count = run_count + 1, last_run_at = max(last_run_at, excluded.last_run_at)`,
 		expID, createdAt)
 	return err
+}
+
+var _ atelier.ExperimentSearcher = (*DB)(nil)
+
+// experimentQuery is the search of experiments e.
+func experimentQuery() *recordQuery {
+	return &recordQuery{
+		attrs: map[string]string{"id": "e.id", "name": "e.name", "created_at": "e.created_at", "updated_at": "e.updated_at"},
+		times: map[string]bool{"created_at": true, "updated_at": true},
+		sides: map[string]side{atelier.FieldTag: {"experiment_tags", "x.experiment_id = e.id"}},
+	}
+}
+
+// SearchExperiments filters, orders and pages experiments in the database.
+func (db *DB) SearchExperiments(ctx context.Context, workspace string, eq atelier.ExperimentQuery) (*atelier.ExperimentPage, error) {
+	wsID, err := db.workspaceID(ctx, db.read, workspace)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := pageLimit(eq.Limit)
+	if err != nil {
+		return nil, err
+	}
+	offset, err := decodePageToken(eq.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	q := experimentQuery()
+	terms, err := atelier.ParseOrderByFor(eq.OrderBy, atelier.ExperimentAttributes)
+	if err != nil {
+		return nil, err
+	}
+	if len(terms) == 0 {
+		terms = []atelier.OrderTerm{{Field: atelier.FilterField{Kind: atelier.FieldAttribute, Name: "created_at"}, Desc: true}}
+	}
+	order, orderArgs, err := q.order(terms)
+	if err != nil {
+		return nil, err
+	}
+	where := []string{"e.workspace_id = ?"}
+	q.args = append(q.args, wsID)
+	if eq.Archived != nil {
+		where, q.args = append(where, "e.archived = ?"), append(q.args, *eq.Archived)
+	}
+	cond, err := q.where(eq.Filter, atelier.ExperimentAttributes, nil)
+	if err != nil {
+		return nil, err
+	}
+	if cond != "" {
+		where = append(where, cond)
+	}
+	args := append(append(q.args, orderArgs...), limit+1, offset)
+	rows, err := db.read.QueryContext(ctx, `SELECT `+experimentColumns+` FROM experiments e JOIN workspaces w ON w.id = e.workspace_id
+		WHERE `+strings.Join(where, " AND ")+` ORDER BY `+strings.Join(append(order, "e.id"), ", ")+` LIMIT ? OFFSET ?`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	page := &atelier.ExperimentPage{Experiments: []*atelier.Experiment{}}
+	for rows.Next() {
+		e, err := scanExperiment(rows)
+		if err != nil {
+			return nil, err
+		}
+		page.Experiments = append(page.Experiments, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	if len(page.Experiments) > limit {
+		page.Experiments = page.Experiments[:limit]
+		page.NextPageToken = encodePageToken(offset + limit)
+	}
+	if len(page.Experiments) == 0 {
+		return page, nil
+	}
+	ids := make([]any, len(page.Experiments))
+	for i, e := range page.Experiments {
+		ids[i] = e.ID
+	}
+	return page, experimentTags(ctx, db.read, `experiment_id IN `+inList(len(ids)), ids, page.Experiments)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"math"
 	"strings"
 
@@ -393,105 +392,23 @@ func (db *DB) ListLoggedModelFiles(ctx context.Context, workspace, id, prefix st
 	return out, rows.Err()
 }
 
-// loggedModelColumnsByAttr maps the attributes of a logged model search to SQL over
-// logged_models lm and experiments e.
-var loggedModelColumnsByAttr = map[string]string{
-	"id": "lm.id", "name": "lm.name", "status": "lm.status", "model_type": "lm.model_type",
-	"source_run_id": "coalesce(lm.source_run_id, '')", "experiment": "e.name",
-	"created_at": "lm.created_at", "updated_at": "lm.updated_at",
-}
-
-// loggedModelQuery compiles a logged model search to SQL.
-type loggedModelQuery struct {
-	args []any
-	// datasets restricts metrics to the query's data sets (SQL over alias x, and its args).
-	datasets     string
-	datasetsArgs []any
-}
-
-// metricValue is the newest value (highest step, then time) of a metric measured on the model.
-func (q *loggedModelQuery) metricValue(name string) string {
-	q.args = append(q.args, name)
-	q.args = append(q.args, q.datasetsArgs...)
-	return `(SELECT CASE WHEN x.is_nan THEN NULL ELSE x.value END FROM logged_model_metrics x WHERE x.model_id = lm.id AND x.name = ?` +
-		q.datasets + ` ORDER BY x.step DESC, x.timestamp DESC, x.id DESC LIMIT 1)`
-}
-
-func (q *loggedModelQuery) compile(e atelier.FilterExpr) (string, error) {
-	switch e := e.(type) {
-	case *atelier.FilterAnd:
-		return q.binary(e.Left, e.Right, "AND")
-	case *atelier.FilterOr:
-		return q.binary(e.Left, e.Right, "OR")
-	case *atelier.FilterNot:
-		s, err := q.compile(e.X)
-		return "NOT (" + s + ")", err
-	case *atelier.FilterCompare:
-		return q.compare(e)
+// loggedModelQuery is the search of logged models over logged_models lm and experiments e.
+// Metrics are the newest value (highest step, then time) measured on the model, on the
+// search's data sets when it names some.
+func loggedModelQuery(datasets string, datasetsArgs []any) *recordQuery {
+	return &recordQuery{
+		attrs: map[string]string{"id": "lm.id", "name": "lm.name", "status": "lm.status", "model_type": "lm.model_type",
+			"source_run_id": "coalesce(lm.source_run_id, '')", "experiment": "e.name",
+			"created_at": "lm.created_at", "updated_at": "lm.updated_at"},
+		times: map[string]bool{"created_at": true, "updated_at": true},
+		sides: map[string]side{atelier.FieldParam: {"logged_model_params", "x.model_id = lm.id"},
+			atelier.FieldTag: {"logged_model_tags", "x.model_id = lm.id"}},
+		metric: func(q *recordQuery, name string) string {
+			q.args = append(append(q.args, name), datasetsArgs...)
+			return `(SELECT CASE WHEN x.is_nan THEN NULL ELSE x.value END FROM logged_model_metrics x WHERE x.model_id = lm.id AND x.name = ?` +
+				datasets + ` ORDER BY x.step DESC, x.timestamp DESC, x.id DESC LIMIT 1)`
+		},
 	}
-	return "", fmt.Errorf("unknown filter node %T", e)
-}
-
-func (q *loggedModelQuery) binary(l, r atelier.FilterExpr, op string) (string, error) {
-	ls, err := q.compile(l)
-	if err != nil {
-		return "", err
-	}
-	rs, err := q.compile(r)
-	return "(" + ls + " " + op + " " + rs + ")", err
-}
-
-func (q *loggedModelQuery) compare(c *atelier.FilterCompare) (string, error) {
-	nullTest := func(expr string) string {
-		if c.Op == "is null" {
-			return expr + " IS NULL"
-		}
-		return expr + " IS NOT NULL"
-	}
-	switch c.Field.Kind {
-	case atelier.FieldMetric:
-		col := q.metricValue(c.Field.Name)
-		if c.Op == "is null" || c.Op == "is not null" {
-			return nullTest(col), nil
-		}
-		cond, args, err := condition(col, c, true)
-		q.args = append(q.args, args...)
-		return cond, err
-	case atelier.FieldParam, atelier.FieldTag:
-		table := "logged_model_params"
-		if c.Field.Kind == atelier.FieldTag {
-			table = "logged_model_tags"
-		}
-		q.args = append(q.args, c.Field.Name)
-		if c.Op == "is null" || c.Op == "is not null" {
-			not := ""
-			if c.Op == "is null" {
-				not = "NOT "
-			}
-			return not + "EXISTS (SELECT 1 FROM " + table + " t WHERE t.model_id = lm.id AND t.key = ?)", nil
-		}
-		cond, args, err := condition("t.value", c, false)
-		q.args = append(q.args, args...)
-		return "EXISTS (SELECT 1 FROM " + table + " t WHERE t.model_id = lm.id AND t.key = ? AND " + cond + ")", err
-	case atelier.FieldAttribute:
-		col, ok := loggedModelColumnsByAttr[c.Field.Name]
-		if !ok {
-			return "", atelier.Errorf(atelier.EINVALID, "filter: unknown attribute %q", c.Field.Name)
-		}
-		if c.Op == "is null" || c.Op == "is not null" {
-			return nullTest(col), nil
-		}
-		numeric := c.Field.Name == "created_at" || c.Field.Name == "updated_at"
-		if numeric {
-			if err := timeValues(c); err != nil {
-				return "", err
-			}
-		}
-		cond, args, err := condition(col, c, numeric)
-		q.args = append(q.args, args...)
-		return cond, err
-	}
-	return "", atelier.Errorf(atelier.EINVALID, "filter: logged models have no %s", c.Field.Kind)
 }
 
 // ListLoggedModels searches live models in the database: the filter and ordering become SQL
@@ -520,63 +437,38 @@ func (db *DB) ListLoggedModels(ctx context.Context, workspace string, lq atelier
 	if limit == 0 {
 		limit = atelier.DefaultPageSize
 	}
-	q := &loggedModelQuery{}
+	var datasets string
+	var datasetsArgs []any
 	if len(lq.Datasets) > 0 {
 		var ors []string
 		for _, d := range lq.Datasets {
 			if d.Digest == "" {
 				ors = append(ors, "x.dataset_name = ?")
-				q.datasetsArgs = append(q.datasetsArgs, d.Name)
+				datasetsArgs = append(datasetsArgs, d.Name)
 			} else {
 				ors = append(ors, "(x.dataset_name = ? AND x.dataset_digest = ?)")
-				q.datasetsArgs = append(q.datasetsArgs, d.Name, d.Digest)
+				datasetsArgs = append(datasetsArgs, d.Name, d.Digest)
 			}
 		}
-		q.datasets = " AND (" + strings.Join(ors, " OR ") + ")"
+		datasets = " AND (" + strings.Join(ors, " OR ") + ")"
 	}
-	// The ordering's arguments are gathered apart: they follow the filter's in the SQL text.
-	var order []string
-	for _, t := range terms {
-		dir := " ASC"
-		if t.Desc {
-			dir = " DESC"
-		}
-		switch t.Field.Kind {
-		case atelier.FieldMetric:
-			// Models without the metric (or with NaN) sort last either way.
-			order = append(order, q.metricValue(t.Field.Name)+" IS NULL", q.metricValue(t.Field.Name)+dir)
-		case atelier.FieldParam, atelier.FieldTag:
-			table := "logged_model_params"
-			if t.Field.Kind == atelier.FieldTag {
-				table = "logged_model_tags"
-			}
-			v := "(SELECT o.value FROM " + table + " o WHERE o.model_id = lm.id AND o.key = ?)"
-			order = append(order, v+" IS NULL", v+dir)
-			q.args = append(q.args, t.Field.Name, t.Field.Name)
-		case atelier.FieldAttribute:
-			col, ok := loggedModelColumnsByAttr[t.Field.Name]
-			if !ok {
-				return nil, atelier.Errorf(atelier.EINVALID, "order by: unknown attribute %q", t.Field.Name)
-			}
-			order = append(order, col+dir)
-		default:
-			return nil, atelier.Errorf(atelier.EINVALID, "order by: logged models have no %s", t.Field.Kind)
-		}
+	q := loggedModelQuery(datasets, datasetsArgs)
+	order, orderArgs, err := q.order(terms)
+	if err != nil {
+		return nil, err
 	}
-	order = append(order, "lm.created_at DESC", "lm.id ASC")
-	orderArgs := q.args
-	q.args = nil
+	order = append(order, "lm.created_at DESC", "lm.id DESC")
 	where := []string{"lm.workspace_id = ?", "lm.deleted = 0"}
 	q.args = append(q.args, wsID)
 	if len(lq.Experiments) > 0 {
-		where = append(where, "e.name IN ("+strings.TrimSuffix(strings.Repeat("?,", len(lq.Experiments)), ",")+")")
+		where = append(where, "e.name IN "+inList(len(lq.Experiments)))
 		for _, e := range lq.Experiments {
 			q.args = append(q.args, e)
 		}
 	}
-	if q.datasets != "" {
-		where = append(where, "EXISTS (SELECT 1 FROM logged_model_metrics x WHERE x.model_id = lm.id"+q.datasets+")")
-		q.args = append(q.args, q.datasetsArgs...)
+	if datasets != "" {
+		where = append(where, "EXISTS (SELECT 1 FROM logged_model_metrics x WHERE x.model_id = lm.id"+datasets+")")
+		q.args = append(q.args, datasetsArgs...)
 	}
 	if filter != nil {
 		cond, err := q.compile(filter)

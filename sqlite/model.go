@@ -254,6 +254,26 @@ func pageLimit(limit int) (int, error) {
 	return limit, nil
 }
 
+// modelQuery is the search of models m (grouped with their versions v).
+func modelQuery() *recordQuery {
+	return &recordQuery{
+		attrs: map[string]string{"name": "m.name", "created_at": "m.created_at", "updated_at": "m.updated_at"},
+		times: map[string]bool{"created_at": true, "updated_at": true},
+		sides: map[string]side{atelier.FieldTag: {"model_tags", "x.model_id = m.id"}},
+	}
+}
+
+// versionQuery is the search of versions v of models m.
+func versionQuery() *recordQuery {
+	return &recordQuery{
+		attrs: map[string]string{"name": "m.name", "version": "v.version", "run_id": "coalesce(v.run_id, '')", "experiment": "v.experiment",
+			"created_at": "v.created_at", "updated_at": "v.updated_at"},
+		times: map[string]bool{"created_at": true, "updated_at": true},
+		sides: map[string]side{atelier.FieldTag: {"model_version_tags", "x.version_id = v.id"},
+			atelier.FieldProperty: {"model_version_properties", "x.version_id = v.id"}},
+	}
+}
+
 // ListModelVersions searches versions. Each tag or property filter is an EXISTS on its (key,
 // value) index, so the search stays an index walk however many versions there are.
 func (db *DB) ListModelVersions(ctx context.Context, workspace string, mq atelier.ModelQuery) (*atelier.ModelVersionPage, error) {
@@ -298,19 +318,39 @@ func (db *DB) ListModelVersions(ctx context.Context, workspace string, mq atelie
 			}
 		}
 	}
-	order, _ := atelier.ParseModelOrder(mq.OrderBy)
-	dir := " ASC"
-	if order.Desc {
-		dir = " DESC"
+	vq := versionQuery()
+	cond, err := vq.where(mq.Filter, atelier.ModelVersionAttributes, nil)
+	if err != nil {
+		return nil, err
+	}
+	if cond != "" {
+		where, args = append(where, cond), append(args, vq.args...)
 	}
 	var orderBy string
-	switch order.Field {
-	case "version":
-		orderBy = "v.version" + dir + ", v.id" + dir
-	case "name":
-		orderBy = "m.name" + dir + ", v.version DESC"
-	default:
-		orderBy = "v.created_at" + dir + ", v.id" + dir
+	if mq.Sort != "" {
+		terms, err := atelier.ParseOrderByFor(mq.Sort, atelier.ModelVersionAttributes)
+		if err != nil {
+			return nil, err
+		}
+		order, orderArgs, err := vq.order(terms)
+		if err != nil {
+			return nil, err
+		}
+		orderBy, args = strings.Join(append(order, "m.name", "v.version DESC"), ", "), append(args, orderArgs...)
+	} else {
+		order, _ := atelier.ParseModelOrder(mq.OrderBy)
+		dir := " ASC"
+		if order.Desc {
+			dir = " DESC"
+		}
+		switch order.Field {
+		case "version":
+			orderBy = "v.version" + dir + ", v.id" + dir
+		case "name":
+			orderBy = "m.name" + dir + ", v.version DESC"
+		default:
+			orderBy = "v.created_at" + dir + ", v.id" + dir
+		}
 	}
 	query := `SELECT ` + versionColumns + versionFrom + ` WHERE ` + strings.Join(where, " AND ") + ` ORDER BY ` + orderBy + ` LIMIT ? OFFSET ?`
 	rows, err := db.read.QueryContext(ctx, query, append(args, limit+1, offset)...)
@@ -436,7 +476,7 @@ func (db *DB) ListModels(ctx context.Context, workspace string, mq atelier.Model
 		return nil, err
 	}
 	if len(mq.Tags) > 0 || len(mq.Properties) > 0 || mq.RunID != "" || mq.Name != "" || mq.OrderBy != "" {
-		return nil, atelier.Errorf(atelier.EINVALID, "models are listed by name only: search versions to filter by name, tag, property or run")
+		return nil, atelier.Errorf(atelier.EINVALID, "models are listed by name, or searched with a filter: search versions to filter by tag, property or run")
 	}
 	wsID, err := db.workspaceID(ctx, db.read, workspace)
 	if err != nil {
@@ -450,11 +490,30 @@ func (db *DB) ListModels(ctx context.Context, workspace string, mq atelier.Model
 	if err != nil {
 		return nil, err
 	}
-	where, args := "m.workspace_id = ?", []any{wsID}
-	if mq.NameContains != "" {
-		where, args = where+" AND instr(lower(m.name), lower(?)) > 0", append(args, mq.NameContains)
+	q := modelQuery()
+	terms, err := atelier.ParseOrderByFor(mq.Sort, atelier.ModelAttributes)
+	if err != nil {
+		return nil, err
 	}
-	rows, err := db.read.QueryContext(ctx, modelSelect+` WHERE `+where+` GROUP BY m.id`+modelVisible+` ORDER BY m.name LIMIT ? OFFSET ?`, append(args, limit+1, offset)...)
+	order, orderArgs, err := q.order(terms)
+	if err != nil {
+		return nil, err
+	}
+	where := "m.workspace_id = ?"
+	q.args = append(q.args, wsID)
+	if mq.NameContains != "" {
+		where, q.args = where+" AND instr(lower(m.name), lower(?)) > 0", append(q.args, mq.NameContains)
+	}
+	cond, err := q.where(mq.Filter, atelier.ModelAttributes, nil)
+	if err != nil {
+		return nil, err
+	}
+	if cond != "" {
+		where += " AND " + cond
+	}
+	args := append(append(q.args, orderArgs...), limit+1, offset)
+	rows, err := db.read.QueryContext(ctx, modelSelect+` WHERE `+where+` GROUP BY m.id`+modelVisible+` ORDER BY `+
+		strings.Join(append(order, "m.name"), ", ")+` LIMIT ? OFFSET ?`, args...)
 	if err != nil {
 		return nil, err
 	}

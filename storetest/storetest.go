@@ -61,6 +61,7 @@ func TestStore(t *testing.T, open func(t *testing.T, now func() time.Time) ateli
 		{"Leases", testLeases},
 		{"Images", testImages},
 		{"LoggedModels", testLoggedModels},
+		{"RecordSearch", testRecordSearch},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh) })
 	}
