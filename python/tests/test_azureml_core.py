@@ -225,7 +225,8 @@ def test_datasets_and_data_in_a_run(v1ws, tmp_path):
         with open(os.path.join(a.out, "result.txt"), "w") as f:
             f.write("done")
     """))
-    out = OutputFileDatasetConfig(name="result", destination=(ds, "azureml-test/out"))
+    out = OutputFileDatasetConfig(name="result", destination=(ds, "azureml-test/out")).register_on_complete(
+        "azureml-result", tags={"from": "run"})
     cfg = ScriptRunConfig(source_directory=str(src), script="use.py",
                           arguments=["--data", reg.as_named_input("iris").as_mount(),
                                      "--ref", ds.path("azureml-test/iris").as_download(), "--out", out])
@@ -235,6 +236,8 @@ def test_datasets_and_data_in_a_run(v1ws, tmp_path):
     assert m == {"n_data": 2, "ref_is_dir": "True", "input_path_same": "True"}
     assert [f["path"] for f in ds.list_files("azureml-test/out/")] == ["azureml-test/out/result.txt"]
     assert run.get_details()["runDefinition"]["script"] == "use.py"
+    result = Dataset.get_by_name(v1ws, "azureml-result")
+    assert result.to_path() == ["/result.txt"] and result.tags == {"from": "run"}
 
 
 def test_register_model_by_its_mlflow_path(v1ws, tmp_path):

@@ -133,6 +133,21 @@ class Run(_V1RunMethods, _Run):
         dataset given as_named_input without a mode, the dataset over its downloaded files."""
         return _inputs(_Run.input_datasets.fget(self))
 
+    def wait_for_completion(self, show_output=False, wait_post_processing=False, raise_on_error=True,
+                            poll_interval=2.0, timeout=None):
+        details = _Run.wait_for_completion(self, show_output=show_output, wait_post_processing=wait_post_processing,
+                                           raise_on_error=raise_on_error, poll_interval=poll_interval,
+                                           timeout=timeout)
+        pending = getattr(self, "_azureml_outputs", None)
+        if pending and details.get("status") == "Completed":
+            from ..data.dataset_factory import FileDatasetFactory
+            from .datastore import Datastore
+            self._azureml_outputs = []
+            for ds, path, (name, description, tags) in pending:
+                FileDatasetFactory.from_files((Datastore.get(self.workspace, ds), path)).register(
+                    self.workspace, name, description=description, tags=tags, create_new_version=True)
+        return details
+
     # v1 attributes
 
     type = property(lambda self: "azureml.scriptrun" if (self._info().get("config")) else "azureml.run")

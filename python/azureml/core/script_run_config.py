@@ -193,7 +193,21 @@ class ScriptRunConfig(_ScriptRunConfig):
         if git:
             body["git"] = git
         d = ws._client.request("POST", "/api/v1/workspaces/%s/runs/submit" % quote_seg(ws.name), body=body)
-        return _adopt_run(_Run(experiment, d["id"], _details=d))
+        run = _adopt_run(_Run(experiment, d["id"], _details=d))
+        run._azureml_outputs = _registrations(list(rc.arguments or []) + list((rc.output_data or {}).values()))
+        return run
+
+
+def _registrations(items):
+    """The outputs to register as datasets when the run completes: (datastore, path, (name,
+    description, tags))."""
+    from ..data.output_dataset_config import OutputFileDatasetConfig
+    out = []
+    for it in items:
+        if isinstance(it, OutputFileDatasetConfig) and it._registration:
+            _, ds, path, _, _ = it._ref()
+            out.append((ds, path, it._registration))
+    return out
 
 
 def _target_name(t):

@@ -27,8 +27,10 @@ class OutputFileDatasetConfig(OutputDatasetConfig):
 
     def _ref(self):
         ds, path = self.destination
-        return self.name, datastore_name(ds), (path or "").replace("{run-id}", uuid.uuid4().hex).strip("/"), \
-            "upload", None
+        if "{run-id}" in (path or ""):
+            self.destination = (ds, path.replace("{run-id}", uuid.uuid4().hex))
+            ds, path = self.destination
+        return self.name, datastore_name(ds), (path or "").strip("/"), "upload", None
 
     def as_mount(self, disable_metadata_cache=False):
         return self
@@ -37,6 +39,8 @@ class OutputFileDatasetConfig(OutputDatasetConfig):
         return self
 
     def register_on_complete(self, name, description=None, tags=None):
+        """Registers the output folder as a FileDataset (a new version of name) once the run
+        completes: when Run.wait_for_completion sees it Completed, in the submitting process."""
         self._registration = (name, description, tags)
         return self
 
