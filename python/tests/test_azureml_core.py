@@ -336,3 +336,14 @@ def test_submit_to_a_target_that_does_not_exist(v1ws, tmp_path):
     with pytest.raises(atelier.AtelierError, match="cpu-cluster") as e:
         Experiment(v1ws, "azureml-no-target").submit(cfg)
     assert 400 <= e.value.status < 500
+
+
+def test_pipelines_and_automl_are_refused_naming_the_alternative():
+    from azureml.pipeline.core import Pipeline, PipelineData
+    from azureml.pipeline.steps import PythonScriptStep
+    from azureml.train.automl import AutoMLConfig
+    for cls in (Pipeline, PipelineData, PythonScriptStep):
+        with pytest.raises(NotImplementedError, match="no pipelines yet.*ScriptRunConfig"):
+            cls("x")
+    with pytest.raises(NotImplementedError, match="child run"):
+        AutoMLConfig(task="classification")

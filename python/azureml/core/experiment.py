@@ -30,8 +30,8 @@ class Experiment(_Experiment):
         if getattr(config, "_submit", None) is None:
             kind = type(config).__name__
             raise unsupported("submitting a %s" % kind, "atelier submits ScriptRunConfig (and Estimator) runs; "
-                              "run a hyperparameter sweep or a pipeline as child runs of a ScriptRunConfig "
-                              "script, or with `atelier pipeline`")
+                              "run a hyperparameter sweep as child runs of one script, and a pipeline's steps "
+                              "as runs passing data through datastore outputs and datasets")
         return _adopt_run(_Experiment.submit(self, config, tags=tags, **kwargs))
 
     def start_logging(self, *args, **kwargs):

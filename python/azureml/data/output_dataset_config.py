@@ -52,4 +52,5 @@ class OutputFileDatasetConfig(OutputDatasetConfig):
         return self.read_delimited_files()
 
     def as_input(self, name=None):
-        raise unsupported("OutputFileDatasetConfig.as_input", "pipelines pass data with `atelier pipeline`")
+        raise unsupported("OutputFileDatasetConfig.as_input", "atelier has no pipelines yet: give the next run "
+                          "the destination as a dataset (Dataset.File.from_files(destination))")
