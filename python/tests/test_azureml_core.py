@@ -347,3 +347,26 @@ def test_pipelines_and_automl_are_refused_naming_the_alternative():
             cls("x")
     with pytest.raises(NotImplementedError, match="child run"):
         AutoMLConfig(task="classification")
+
+
+def test_a_submitted_script_reads_datasets_and_models(v1ws, tmp_path):
+    ds = v1ws.get_default_datastore()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("a")
+    ds.upload(str(tmp_path / "d"), target_path="azureml-in-run", overwrite=True, show_progress=False)
+    Dataset.File.from_files((ds, "azureml-in-run/")).register(v1ws, "azureml-in-run", create_new_version=True)
+    Model.register(v1ws, str(tmp_path / "d" / "a.txt"), "azureml-in-run-model")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "s.py").write_text(textwrap.dedent("""
+        from azureml.core import Dataset, Run, Workspace
+        from azureml.core.model import Model
+        run = Run.get_context()
+        ws = run.experiment.workspace
+        run.log("files", " ".join(Dataset.get_by_name(ws, "azureml-in-run").to_path()))
+        run.log("model", open(Model.get_model_path("azureml-in-run-model")).read())
+        run.log("same_ws", str(Workspace.from_config().name == ws.name))
+    """))
+    run = Experiment(v1ws, "azureml-in-run").submit(ScriptRunConfig(str(src), "s.py"))
+    run.wait_for_completion(show_output=True)
+    assert run.get_metrics() == {"files": "/a.txt", "model": "a", "same_ws": "True"}
