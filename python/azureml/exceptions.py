@@ -46,8 +46,8 @@ class ModelNotFoundException(AzureMLException):
     pass
 
 
-class WebserviceException(AzureMLException):
-    pass
+# What the atelier SDK's web services raise.
+from atelier.webservice import WebserviceException  # noqa: E402
 
 
 class AuthenticationException(AzureMLException):

@@ -6,7 +6,7 @@ import tempfile
 import atelier
 from atelier.model import Model as _Model
 
-from .._compat import AtelierError, adopt, unsupported
+from .._compat import AtelierError, adopt
 from ..exceptions import ModelNotFoundException
 
 __all__ = ["Model", "InferenceConfig"]
@@ -69,15 +69,6 @@ class Model(_Model):
         if os.path.isdir(target) and os.listdir(target):
             return _single(target)
         return m.download(target_dir=target, exist_ok=True)
-
-    def deploy(self, *args, **kwargs):
-        raise unsupported("Model.deploy", "build an image (Model.package / atelier.Image.create) and deploy it "
-                          "with `atelier service create`")
-
-    @staticmethod
-    def deploy_static(*args, **kwargs):
-        raise unsupported("Model.deploy", "atelier service create")
-
 
 def _datasets(datasets):
     out = []

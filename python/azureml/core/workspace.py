@@ -196,7 +196,8 @@ class Workspace(_Workspace):
 
     @property
     def webservices(self):
-        raise unsupported("Workspace.webservices", "atelier deploys images as services: `atelier service list`")
+        """The workspace's web services by name."""
+        return {s.name: s for s in atelier.Webservice.list(self)}
 
     @property
     def images(self):

@@ -1,41 +1,19 @@
-"""azureml.core.webservice: v1's web services. atelier deploys images as services of its own
-(`atelier service create`); the v1 classes are not mapped yet and say so."""
+"""azureml.core.webservice: v1's web services, the atelier SDK's (services deployed from images
+on the server's gateway; see docs/serving.md). AksEndpoint (A/B versions behind one endpoint)
+is not supported."""
+
+from atelier.webservice import AciWebservice, AksWebservice, LocalWebservice, Webservice, WebserviceException
 
 from ..._compat import unsupported
 
-__all__ = ["Webservice", "LocalWebservice", "AciWebservice", "AksWebservice", "AksEndpoint"]
-
-_INSTEAD = "build an image (Model.package or atelier.Image.create) and deploy it with `atelier service create`"
+__all__ = ["Webservice", "LocalWebservice", "AciWebservice", "AksWebservice", "AksEndpoint", "WebserviceException"]
 
 
-class _Refused:
+class AksEndpoint:
     def __init__(self, *args, **kwargs):
-        raise unsupported(type(self).__name__, _INSTEAD)
-
-    @classmethod
-    def deploy_configuration(cls, *args, **kwargs):
-        raise unsupported("%s.deploy_configuration" % cls.__name__, _INSTEAD)
+        raise unsupported("AksEndpoint", "deploy each version as its own Webservice, or update one service "
+                          "(Webservice.update) for a rolling update")
 
     @staticmethod
-    def list(*args, **kwargs):
-        raise unsupported("Webservice.list", "`atelier service list`")
-
-
-class Webservice(_Refused):
-    pass
-
-
-class LocalWebservice(_Refused):
-    pass
-
-
-class AciWebservice(_Refused):
-    pass
-
-
-class AksWebservice(_Refused):
-    pass
-
-
-class AksEndpoint(_Refused):
-    pass
+    def deploy_configuration(*args, **kwargs):
+        raise unsupported("AksEndpoint", "AksWebservice.deploy_configuration")
