@@ -1,7 +1,6 @@
 """What the azureml modules share: adopting atelier objects as their v1 classes, and the
 one-line refusals of what atelier does not have."""
 
-import atelier
 from atelier import AtelierError
 
 __all__ = ["adopt", "unsupported", "AtelierError"]
@@ -23,7 +22,3 @@ def adopt(obj, cls):
 def unsupported(what, instead):
     """NotImplementedError for a v1 feature atelier does not have, naming the alternative."""
     return NotImplementedError("%s is not supported by atelier: %s" % (what, instead))
-
-
-def atelier_version():
-    return atelier.__version__

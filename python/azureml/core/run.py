@@ -174,8 +174,6 @@ class Run(_V1RunMethods, _Run):
         d.setdefault("outputDatasets", [{"dataset": {"name": k, "datastore": v["dataStoreName"], "path":
                                                      v["pathOnDataStore"]}, "outputDetails": {"outputName": k}}
                                         for k, v in refs.items() if v["mode"] == "upload"])
-        if d.get("error"):
-            d.setdefault("error", {"error": {"message": d["error"]}})
         return d
 
     def get_details_with_logs(self):
