@@ -597,7 +597,7 @@ func (s *Service) ServeScoring(w http.ResponseWriter, r *http.Request, req Scori
 			status = 499 // the client left
 		default:
 			status = http.StatusBadGateway
-			scoringError(w, status, "the replica could not be reached: "+res.Err.Error())
+			scoringError(w, status, res.Err.Error())
 		}
 	}
 	d.record(reqID, status, time.Since(t0), res.Replica, r.Method+" "+req.Path)

@@ -4,11 +4,14 @@
 package serving
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net"
+	"os"
 	"net/http"
 	"strconv"
 	"sync"
@@ -17,8 +20,8 @@ import (
 
 // Replica is one running replica of an image: a scoring runtime reached over HTTP.
 type Replica interface {
-	// Transport reaches the replica; requests are made to http://replica/<path>.
-	Transport() http.RoundTripper
+	// Dial opens a connection to the replica's HTTP server (the pool keeps them alive).
+	Dial(ctx context.Context) (net.Conn, error)
 	// Done is closed when the replica's process has exited; Err then says how.
 	Done() <-chan struct{}
 	Err() error
@@ -96,6 +99,55 @@ type slot struct {
 	r    Replica
 	busy int
 	gone bool
+
+	cmu   sync.Mutex
+	idle  []*replicaConn // kept-alive connections to the replica
+	close bool           // the replica is gone: connections are closed, not kept
+}
+
+// replicaConn is a kept-alive HTTP/1.1 connection to a replica, used by one request at a time
+// in the request's own goroutine (no transport goroutines between the gateway and the replica).
+type replicaConn struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func (s *slot) conn(ctx context.Context) (*replicaConn, error) {
+	s.cmu.Lock()
+	if n := len(s.idle); n > 0 {
+		c := s.idle[n-1]
+		s.idle = s.idle[:n-1]
+		s.cmu.Unlock()
+		return c, nil
+	}
+	s.cmu.Unlock()
+	c, err := s.r.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &replicaConn{c: c, br: bufio.NewReaderSize(c, 32<<10)}, nil
+}
+
+func (s *slot) keep(c *replicaConn) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.close {
+		c.c.Close()
+		return
+	}
+	c.c.SetDeadline(time.Time{})
+	s.idle = append(s.idle, c)
+}
+
+// closeConns closes the kept connections of a replica that is gone.
+func (s *slot) closeConns() {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	s.close = true
+	for _, c := range s.idle {
+		c.c.Close()
+	}
+	s.idle = nil
 }
 
 // Stats is a pool's state.
@@ -328,14 +380,28 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, path string) Result
 		}
 		out.Header[k] = v
 	}
-	resp, err := s.r.Transport().RoundTrip(out)
+	rc, err := s.conn(ctx)
 	if err != nil {
+		return Result{Replica: s.n, Err: p.failed(s, ctx, r.Context(), err)}
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		rc.c.SetDeadline(dl)
+	}
+	// A client that leaves (or the timeout) unblocks the exchange at once.
+	unblock := context.AfterFunc(ctx, func() { rc.c.SetDeadline(time.Unix(1, 0)) })
+	defer unblock()
+	if err := out.Write(rc.c); err != nil {
+		rc.c.Close()
 		if body.err != nil {
 			return Result{Replica: s.n, Err: body.err} // the client's body, not the replica
 		}
 		return Result{Replica: s.n, Err: p.failed(s, ctx, r.Context(), err)}
 	}
-	defer resp.Body.Close()
+	resp, err := http.ReadResponse(rc.br, out)
+	if err != nil {
+		rc.c.Close()
+		return Result{Replica: s.n, Err: p.failed(s, ctx, r.Context(), err)}
+	}
 	h := w.Header()
 	for k, v := range resp.Header {
 		switch k {
@@ -345,8 +411,15 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, path string) Result
 		h[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
-	if _, err := io.Copy(w, resp.Body); err != nil {
-		p.failed(s, ctx, r.Context(), err)
+	_, err = io.Copy(w, resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.Close || !unblock() {
+		rc.c.Close()
+		if err != nil {
+			p.failed(s, ctx, r.Context(), err)
+		}
+	} else {
+		s.keep(rc)
 	}
 	return Result{Replica: s.n, Status: resp.StatusCode}
 }
@@ -375,7 +448,7 @@ func (p *Pool) failed(s *slot, ctx, client context.Context, err error) error {
 	if client.Err() != nil {
 		return client.Err()
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		p.events(Event{"replica.recycled", fmt.Sprintf("replica %d did not answer within %s: recycled", s.n, p.cfg.Timeout)})
 		go s.r.Stop()
 		return ErrTimeout
@@ -478,6 +551,7 @@ func (p *Pool) reconcile(ctx context.Context) {
 		}
 		p.ready = append(p.ready[:i], p.ready[i+1:]...)
 		s.gone = true
+		s.closeConns()
 		p.events(Event{"replica.stopped", fmt.Sprintf("replica %d stopped (scaled down)", s.n)})
 		go s.r.Stop()
 	}
@@ -539,6 +613,7 @@ func (p *Pool) startReplica(ctx context.Context, n int, delay time.Duration) {
 			return
 		}
 		s.gone = true
+		s.closeConns()
 		for i, x := range p.ready {
 			if x == s {
 				p.ready = append(p.ready[:i], p.ready[i+1:]...)
@@ -582,6 +657,7 @@ func (p *Pool) Close(ctx context.Context) {
 	p.ready = nil
 	for _, s := range ready {
 		s.gone = true
+		s.closeConns()
 	}
 	p.mu.Unlock()
 	var wg sync.WaitGroup

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,12 +32,12 @@ const StopGrace = 5 * time.Second
 
 // process is a replica running as a child process, listening on a unix socket.
 type process struct {
-	cmd       *exec.Cmd
-	transport *http.Transport
-	done      chan struct{}
-	err       error
-	tail      *tail
-	stopOnce  sync.Once
+	cmd      *exec.Cmd
+	socket   string
+	done     chan struct{}
+	err      error
+	tail     *tail
+	stopOnce sync.Once
 }
 
 // StartProcess starts cmd (a scoring runtime told to listen on socket) and waits for it to be
@@ -59,15 +58,7 @@ func StartProcess(ctx context.Context, cmd *exec.Cmd, socket string, log io.Writ
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the replica: %w", err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{}), tail: &tail{max: 40}}
-	p.transport = &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-		MaxIdleConns: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
-		DisableCompression: true,
-	}
+	p := &process{cmd: cmd, socket: socket, done: make(chan struct{}), tail: &tail{max: 40}}
 	ready := make(chan struct{})
 	var readyOnce sync.Once
 	copied := make(chan struct{})
@@ -92,7 +83,6 @@ func StartProcess(ctx context.Context, cmd *exec.Cmd, socket string, log io.Writ
 			err = errors.New("exited with code 0")
 		}
 		p.err = err
-		p.transport.CloseIdleConnections()
 		close(p.done)
 	}()
 	select {
@@ -111,8 +101,11 @@ func StartProcess(ctx context.Context, cmd *exec.Cmd, socket string, log io.Writ
 	}
 }
 
-func (p *process) Transport() http.RoundTripper { return p.transport }
-func (p *process) Done() <-chan struct{}        { return p.done }
+func (p *process) Dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", p.socket)
+}
+func (p *process) Done() <-chan struct{} { return p.done }
 func (p *process) Err() error {
 	select {
 	case <-p.done:
