@@ -399,9 +399,10 @@ type ModelQuery struct {
 	OrderBy string `json:"order_by,omitempty"`
 	// Filter and Sort are the query language of runs (filter.go), evaluated by the store: over
 	// ModelAttributes and tags.K for models, ModelVersionAttributes, tags.K and properties.K for
-	// versions. Sort, when set, replaces OrderBy (ties go by name, then version desc).
-	Filter    string `json:"filter,omitempty"`
-	Sort      string `json:"sort,omitempty"`
+	// versions. Sort, when set, replaces OrderBy (ties go by name, then version desc). For
+	// in-process callers (the MLflow API); the REST API does not carry them yet.
+	Filter    string `json:"-"`
+	Sort      string `json:"-"`
 	Limit     int    `json:"limit,omitempty"`
 	PageToken string `json:"page_token,omitempty"`
 }

@@ -303,9 +303,9 @@ type RunQuery struct {
 	// Summaries asks for every metric's summary of the page's runs too (RunPage.Summaries),
 	// read with the runs. For in-process callers (the MLflow API); the REST API does not carry it.
 	Summaries bool `json:"-"`
-	// Lifecycle keeps only active or only deleted runs; "" keeps both. For in-process callers
-	// (the MLflow API's view_type).
-	Lifecycle RunLifecycle `json:"-"`
+	// Lifecycle keeps only active or only deleted runs; "" keeps both (the MLflow API's
+	// view_type; the CLI lists active runs unless asked).
+	Lifecycle RunLifecycle `json:"lifecycle,omitempty"`
 }
 
 // RunLifecycle is whether a run is deleted: active runs take writes, deleted ones do not.

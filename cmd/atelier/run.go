@@ -258,7 +258,7 @@ func runEndCmd(cfg *clientConfig, verb string, status atelier.RunStatus) *cobra.
 
 func runListCmd(cfg *clientConfig) *cobra.Command {
 	var q atelier.RunQuery
-	var all bool
+	var all, withDeleted bool
 	cmd := &cobra.Command{
 		Use:     "list",
 		Short:   "List and search runs (see docs/filter.md for the filter language)",
@@ -268,6 +268,9 @@ func runListCmd(cfg *clientConfig) *cobra.Command {
 			c, err := cfg.client()
 			if err != nil {
 				return err
+			}
+			if !withDeleted {
+				q.Lifecycle = atelier.LifecycleActive
 			}
 			var runs []*atelier.Run
 			more := false
@@ -305,6 +308,7 @@ func runListCmd(cfg *clientConfig) *cobra.Command {
 	f.IntVar(&q.Limit, "limit", atelier.DefaultPageSize, "page size")
 	f.BoolVar(&all, "all", false, "fetch every page")
 	f.BoolVar(&q.RootOnly, "root", false, "only runs without a parent")
+	f.BoolVar(&withDeleted, "include-deleted", false, "list deleted runs too (deleted through the MLflow API; shown as deleted)")
 	return cmd
 }
 
@@ -312,7 +316,11 @@ func printRuns(w io.Writer, runs []*atelier.Run) error {
 	t := newTable(w, "ID", "EXPERIMENT", "NAME", "STATUS", "CREATED", "DURATION", "METRICS")
 	now := time.Now()
 	for _, r := range runs {
-		t.row(r.ID, r.Experiment, r.Name, r.Status, r.CreatedAt, r.Duration(now), truncate(kvString(r.Metrics), 60))
+		status := string(r.Status)
+		if r.Deleted {
+			status += " (deleted)"
+		}
+		t.row(r.ID, r.Experiment, r.Name, status, r.CreatedAt, r.Duration(now), truncate(kvString(r.Metrics), 60))
 	}
 	return t.flush()
 }
