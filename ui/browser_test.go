@@ -443,6 +443,49 @@ func TestStudio(t *testing.T) {
 		alice.screenshot("models")
 	})
 
+	t.Run("tables, texts and previews of outputs", func(t *testing.T) {
+		alice.tb = t
+		c, run := f.stack.Client, f.runs[4]
+		recs := []atelier.MetricRecord{
+			{Name: "confusion", Kind: atelier.MetricTable, Value: []byte(`{"actual":["cat","dog"],"cats":[9,2],"dogs":[1,8]}`)},
+			{Name: "per_epoch", Kind: atelier.MetricRow, Value: []byte(`{"epoch":1,"acc":0.5}`)},
+			{Name: "per_epoch", Kind: atelier.MetricRow, Value: []byte(`{"epoch":2,"acc":0.75}`)},
+			{Name: "note", Kind: atelier.MetricText, Value: []byte(`"converged early"`)},
+		}
+		if err := c.LogMetrics(f.ctx, "default", run.ID, &atelier.MetricBatch{Records: recs}); err != nil {
+			t.Fatal(err)
+		}
+		for path, body := range map[string]string{"outputs/scores.csv": "name,score\nfirst,0.9\nsecond,0.8\n", "outputs/config.json": `{"lr":0.1,"layers":[64,32]}`} {
+			if _, err := c.UploadFile(f.ctx, "default", run.ID, path, strings.NewReader(body), ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		alice.open("/w/default/runs/" + run.ID)
+		got := alice.text("#h-records + details")
+		if !strings.Contains(got, "cat") || !strings.Contains(got, "9") {
+			t.Fatalf("the table record shows %q", got)
+		}
+		var records string
+		alice.eval(`document.querySelector("section[aria-labelledby=h-records]").innerText`, &records)
+		for _, want := range []string{"per_epoch", "0.75", "converged early"} {
+			if !strings.Contains(records, want) {
+				t.Fatalf("the records section lacks %q:\n%s", want, records)
+			}
+		}
+		alice.run("opening the CSV's preview", chromedp.Click(`#outputs a[href$="scores.csv"]`, chromedp.ByQuery), chromedp.WaitVisible("#preview-table", chromedp.ByQuery))
+		if got := alice.text("#preview-table"); !strings.Contains(got, "second") || !strings.Contains(got, "score") {
+			t.Fatalf("the CSV preview shows %q", got)
+		}
+		alice.open("/w/default/runs/" + run.ID + "/files/outputs/config.json")
+		if got := alice.text("#preview-text"); !strings.Contains(got, "\n  \"layers\": [") {
+			t.Fatalf("the JSON preview is not indented: %q", got)
+		}
+		alice.open("/w/default/runs/" + run.ID + "/files/outputs/nothing.bin")
+		if st := alice.status(); st != 404 {
+			t.Fatalf("the preview of a missing file: status %d", st)
+		}
+	})
+
 	t.Run("home shows running runs and activities", func(t *testing.T) {
 		alice.tb = t
 		alice.open("/w/default")
@@ -628,17 +671,21 @@ func TestXSS(t *testing.T) {
 	tb.open("/login")
 	tb.login("mallory", password)
 	for _, path := range []string{"/w/default/runs?cols=" + urlq("params.p,tags.t"), "/w/default/runs/" + run.ID, "/w/default", "/w/default/compare?run=" + run.ID,
-		"/w/default/runs?filter=" + urlq(evil)} {
+		"/w/default/runs?filter=" + urlq(evil), "/w/default/runs/" + run.ID + "/files/outputs/" + url.PathEscape(strings.NewReplacer("/", "_").Replace(evil))} {
 		tb.open(path)
 		tb.run("the page", chromedp.WaitReady("body", chromedp.ByQuery))
-		if strings.Contains(path, "/runs/") {
+		if strings.Contains(path, "/runs/") && !strings.Contains(path, "/files/") {
 			tb.waitJS("the charts are drawn", `document.body.getAttribute("data-charts-ready") === "1"`)
 		}
 		var res struct {
 			XSS   any  `json:"xss"`
 			Shown bool `json:"shown"`
 		}
-		tb.eval(`({xss: window.__xss === undefined ? null : window.__xss, shown: document.body.innerText.includes('<script>window.__xss=1</script>')})`, &res)
+		shown := "<script>window.__xss=1</script>"
+		if strings.Contains(path, "/files/") {
+			shown = "<script>window.__xss=1<_script>" // the file's name has no slash
+		}
+		tb.eval(fmt.Sprintf(`({xss: window.__xss === undefined ? null : window.__xss, shown: document.body.innerText.includes(%q)})`, shown), &res)
 		if res.XSS != nil {
 			t.Fatalf("%s: a script ran (window.__xss = %v)", path, res.XSS)
 		}

@@ -419,6 +419,7 @@ type runData struct {
 	Run      *atelier.Run
 	Scalars  []*atelier.MetricSummary
 	Others   []*atelier.MetricSummary
+	Records  []*recordView
 	Logs     []*atelier.File
 	Outputs  []*atelier.File
 	Children []*atelier.Run
@@ -449,6 +450,9 @@ func (h *Handler) run(q *request) error {
 		} else {
 			d.Others = append(d.Others, m)
 		}
+	}
+	if d.Records, err = h.recordViews(q, id, d.Others); err != nil {
+		return err
 	}
 	files, err := h.svc.ListFiles(ctx, ws, id, "")
 	if err != nil {

@@ -318,6 +318,7 @@
               if (got && !/^(Completed|Failed|Canceled)$/.test(run.getAttribute("data-status"))) retry(1000);
               return;
             }
+            if (!got) { var none = document.getElementById("no-log"); if (none) none.remove(); }
             got = true;
             offset += res.value.length;
             pre.appendChild(document.createTextNode(dec.decode(res.value, { stream: true })));
