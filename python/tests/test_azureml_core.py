@@ -368,3 +368,27 @@ def test_a_submitted_script_reads_datasets_and_models(v1ws, tmp_path):
     run = Experiment(v1ws, "azureml-in-run").submit(ScriptRunConfig(str(src), "s.py"))
     run.wait_for_completion(show_output=True)
     assert run.get_metrics() == {"files": "/a.txt", "model": "a", "same_ws": "True"}
+
+
+def test_registered_and_inline_environments_share_the_cache(v1ws, tmp_path):
+    (tmp_path / "s.py").write_text("import six\nprint('six', six.__version__)\n")
+
+    def env(name):
+        e = Environment(name)
+        e.python.conda_dependencies = CondaDependencies.create(pip_packages=["six==1.16.0"])
+        return e
+
+    env("shared-env").register(v1ws)
+    exp = Experiment(v1ws, "azureml-env-cache")
+    first = exp.submit(ScriptRunConfig(str(tmp_path), "s.py", environment=Environment.get(v1ws, "shared-env")))
+    details = first.wait_for_completion(raise_on_error=False)
+    if details["status"] != "Completed":
+        pytest.skip("cannot install six from PyPI here: %s" % (details.get("error"), ))
+    second = exp.submit(ScriptRunConfig(str(tmp_path), "s.py", environment=env("inline-env")))
+    second.wait_for_completion()
+    names = second.get_file_names()
+    prep = [n for n in names if "prepare" in n]
+    assert prep, names
+    tmp = tmp_path / "prep.txt"
+    second.download_file(prep[0], str(tmp))
+    assert "reusing environment" in tmp.read_text()
