@@ -54,11 +54,13 @@ class Experiment(_Experiment):
         return [e for n, e in sorted(exps.items()) if experiment_name is None or n == experiment_name]
 
     def archive(self):
-        raise unsupported("Experiment.archive", "experiments are kept; delete runs with `atelier run delete`")
+        raise unsupported("Experiment.archive", "experiments and their runs are kept; tag the runs to set them "
+                          "apart (run.tag)")
 
     def reactivate(self, new_name=None):
         raise unsupported("Experiment.reactivate", "experiments are never archived on atelier")
 
     @staticmethod
     def delete(workspace, experiment_id):
-        raise unsupported("Experiment.delete", "delete the experiment's runs with `atelier run delete`")
+        raise unsupported("Experiment.delete", "experiments and their runs are kept; a whole workspace can be "
+                          "deleted (`atelier workspace delete --force`)")
