@@ -392,3 +392,27 @@ def test_registered_and_inline_environments_share_the_cache(v1ws, tmp_path):
     tmp = tmp_path / "prep.txt"
     second.download_file(prep[0], str(tmp))
     assert "reusing environment" in tmp.read_text()
+
+
+def test_keyvault_secrets_reach_a_run_and_run_details_show(v1ws, tmp_path, capsys):
+    from azureml.widgets import RunDetails
+    kv = v1ws.get_default_keyvault()
+    kv.set_secret(name="AZUREML_TEST_SECRET", value="s3cret")
+    assert {"name": "AZUREML_TEST_SECRET"} in kv.list_secrets()
+    with pytest.raises(NotImplementedError, match="write-only"):
+        kv.get_secret("AZUREML_TEST_SECRET")
+    (tmp_path / "s.py").write_text(textwrap.dedent("""
+        from azureml.core import Run
+        run = Run.get_context()
+        run.log("secret_ok", str(run.get_secret("AZUREML_TEST_SECRET") == "s3cret"))
+        run.log("vault_ok", str(run.experiment.workspace.get_default_keyvault().get_secret("AZUREML_TEST_SECRET") == "s3cret"))
+    """))
+    rc = RunConfiguration()
+    rc.secrets = ["AZUREML_TEST_SECRET"]
+    run = Experiment(v1ws, "azureml-secrets").submit(ScriptRunConfig(str(tmp_path), "s.py", run_config=rc))
+    run.wait_for_completion()
+    assert run.get_metrics() == {"secret_ok": "True", "vault_ok": "True"}
+    capsys.readouterr()
+    RunDetails(run).show()
+    out = capsys.readouterr().out
+    assert run.id in out and "Completed" in out and "secret_ok: True" in out
