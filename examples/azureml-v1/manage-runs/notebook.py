@@ -34,7 +34,7 @@ with exp.start_logging() as parent_run:
 print("interactive children:", len(parent_run.get_children()))
 
 # Cancel a submitted run, mark an interactive one failed.
-src = ScriptRunConfig(".", script="hello.py", environment=env)
+src = ScriptRunConfig(".", script="hello_with_delay.py", environment=env)
 to_cancel = exp.submit(src)
 to_cancel.cancel()
 print("canceled:", to_cancel.wait_for_completion(raise_on_error=False)["status"])
