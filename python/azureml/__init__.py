@@ -7,3 +7,7 @@ NotImplementedError saying what atelier offers instead. Standard library only (p
 by TabularDataset.to_pandas_dataframe when it is installed). See docs/azureml-v1.md.
 """
 
+
+# A pkgutil-style namespace, as the scoring runtime's stand-ins (azureml.contrib.services,
+# azureml.monitoring in images) are: installed together, both packages' modules are found.
+__path__ = __import__("pkgutil").extend_path(__path__, __name__)

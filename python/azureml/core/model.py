@@ -41,22 +41,29 @@ class Model(_Model):
 
     @staticmethod
     def get_model_path(model_name, version=None, _workspace=None):
-        """The local path of a model's file or folder. In a deployment (AZUREML_MODEL_DIR set)
-        it is found there; elsewhere in ./azureml-models/<name>/<version>, downloaded from the
-        workspace's registry (_workspace, else the submitted run's, else from_config) when
-        missing."""
-        base = os.environ.get("AZUREML_MODEL_DIR")
-        if base:
-            return _in_model_dir(base, model_name, version)
-        ws = _workspace or _context_workspace()
-        if ws is None and version is not None:
-            cached = os.path.join(MODELS_DIR, model_name, str(version))
-            if os.path.isdir(cached):
-                return _single(cached)
-        if ws is None:
-            raise ModelNotFoundException("model %s: not in a deployment (AZUREML_MODEL_DIR is not set) and no "
-                                         "workspace to download it from: pass _workspace" % model_name,
+        """The local path of a model's file or folder, as azureml-core resolves it (and as the
+        scoring runtime does in images): <root>/<name>/<version>/<the one file or folder>, the
+        root being AZUREML_MODEL_DIR (or its grandparent, when it is one model's directory) in a
+        deployment, else ./azureml-models, where a model missing from it is downloaded from the
+        workspace's registry (_workspace, else the submitted run's). A name that is no model is
+        tried as a path relative to the working directory."""
+        if os.environ.get("AZUREML_MODEL_DIR"):
+            found = _cached(model_name, version)
+            if found:
+                return found
+            if os.path.exists(model_name):
+                return model_name
+            raise ModelNotFoundException("model %s not found in %s" % (model_name, " or ".join(_roots())),
                                          code="not_found", status=404)
+        ws = _workspace or _context_workspace()
+        if ws is None:
+            found = _cached(model_name, version)
+            if found:
+                return found
+            if os.path.exists(model_name):
+                return model_name
+            raise ModelNotFoundException("model %s: not in ./%s and no workspace to download it from (pass "
+                                         "_workspace)" % (model_name, MODELS_DIR), code="not_found", status=404)
         try:
             m = Model(ws, model_name, version=version)
         except AtelierError as e:
@@ -65,10 +72,12 @@ class Model(_Model):
                     model_name, "" if version is None else ":%s" % version, ws.name), code="not_found",
                     status=404) from None
             raise
-        target = os.path.join(MODELS_DIR, m.name, str(m.version))
-        if os.path.isdir(target) and os.listdir(target):
-            return _single(target)
-        return m.download(target_dir=target, exist_ok=True)
+        found = _cached(m.name, m.version)
+        if found:
+            return found
+        return m.download(target_dir=os.path.join(os.environ.get("AML_APP_ROOT", ""), MODELS_DIR, m.name,
+                                                  str(m.version)), exist_ok=True)
+
 
 def _datasets(datasets):
     out = []
@@ -87,27 +96,31 @@ def _context_workspace():
     return getattr(r.experiment, "workspace", None)
 
 
-def _single(d):
-    entries = [e for e in os.listdir(d) if not e.startswith(".")]
-    return os.path.join(d, entries[0]) if len(entries) == 1 else d
+def _roots():
+    roots = []
+    md = os.environ.get("AZUREML_MODEL_DIR")
+    if md:
+        roots += [md, os.path.dirname(os.path.dirname(os.path.normpath(md)))]
+    roots.append(os.path.join(os.environ.get("AML_APP_ROOT", ""), MODELS_DIR))
+    return roots
 
 
-def _in_model_dir(base, name, version):
-    """As v1 resolves it: one model in AZUREML_MODEL_DIR (its files directly, or under
-    <name>/<version>), or several as <name>/<version>/..."""
-    cand = os.path.join(base, name)
-    if os.path.isdir(cand):
-        vs = sorted((v for v in os.listdir(cand) if v.isdigit()), key=int)
-        if version is not None:
-            vs = [v for v in vs if v == str(version)]
+def _cached(name, version):
+    """<root>/<name>/<version or the latest>/<its one entry>, or None."""
+    for root in _roots():
+        d = os.path.join(root, name)
+        if not os.path.isdir(d):
+            continue
+        vs = [int(v) for v in os.listdir(d) if v.isdigit()]
         if not vs:
-            raise ModelNotFoundException("model %s%s is not in %s" % (name, "" if version is None else
-                                                                      ":%s" % version, base), code="not_found",
-                                         status=404)
-        return _single(os.path.join(cand, vs[-1]))
-    if os.path.exists(cand):
-        return cand
-    return _single(base)
+            continue
+        v = int(version) if version is not None else max(vs)
+        d = os.path.join(d, str(v))
+        if not os.path.isdir(d):
+            return None
+        entries = [e for e in os.listdir(d) if not e.startswith(".")]
+        return os.path.join(d, entries[0]) if len(entries) == 1 else d
+    return None
 
 
 class InferenceConfig(atelier.InferenceConfig):
