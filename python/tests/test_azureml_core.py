@@ -416,3 +416,27 @@ def test_keyvault_secrets_reach_a_run_and_run_details_show(v1ws, tmp_path, capsy
     RunDetails(run).show()
     out = capsys.readouterr().out
     assert run.id in out and "Completed" in out and "secret_ok: True" in out
+
+
+def test_merges_with_the_scoring_runtimes_stand_ins(tmp_path):
+    # The SDK's azureml and the scoring runtime's (oci/build/runtime/compat) on one path: a
+    # score.py finds both packages' modules, and the same model path from either.
+    import subprocess
+    import sys
+    from conftest import PY_DIR, REPO_ROOT
+    compat = os.path.join(REPO_ROOT, "oci", "build", "runtime", "compat")
+    if not os.path.isdir(os.path.join(compat, "azureml")):
+        pytest.skip("no scoring runtime stand-ins in this checkout")
+    d = tmp_path / "azureml-models" / "m" / "3"
+    d.mkdir(parents=True)
+    (d / "model.pkl").write_text("x")
+    code = textwrap.dedent("""
+        import azureml.contrib.services, azureml.monitoring
+        from azureml.core.model import Model
+        from azureml.core import Workspace
+        print(Model.get_model_path("m"))
+    """)
+    env = dict(os.environ, PYTHONPATH=PY_DIR + os.pathsep + compat, AZUREML_MODEL_DIR=str(d))
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(d / "model.pkl")
