@@ -121,10 +121,25 @@ func (t *tab) status() int {
 	return n
 }
 
-// waitJS waits until a JavaScript expression is true.
+// waitJS waits until a JavaScript expression is true, across navigations (a click may load a
+// whole page, or swap part of it with htmx).
 func (t *tab) waitJS(what, js string) {
 	t.tb.Helper()
-	t.run("waiting until "+what, chromedp.Poll(js, nil, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(25*time.Second)))
+	deadline := time.Now().Add(25 * time.Second)
+	for {
+		var ok bool
+		ctx, cancel := context.WithTimeout(t.ctx, 5*time.Second)
+		err := chromedp.Run(ctx, chromedp.Evaluate("!!("+js+")", &ok))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.run("waiting until "+what, chromedp.Evaluate("!!("+js+")", &ok))
+			t.tb.Fatalf("waiting until %s: still false (%v)", what, err)
+		}
+		time.Sleep(20 * time.Millisecond) // the polling interval
+	}
 }
 
 func (t *tab) login(user, password string) {
@@ -625,6 +640,59 @@ func TestStudio(t *testing.T) {
 		}
 		alice.screenshot("runs-dark")
 		alice.run("toggling back", chromedp.Click("#theme-toggle", chromedp.ByQuery))
+	})
+
+	t.Run("child runs", func(t *testing.T) {
+		alice.tb = t
+		for i := range 3 {
+			if _, err := f.stack.Client.CreateRun(f.ctx, "default", atelier.RunCreate{ParentID: f.runs[7].ID, Name: fmt.Sprintf("child-%d", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		alice.open("/w/default/runs?order=" + urlq("name asc") + "&limit=500")
+		var href string
+		alice.eval(`document.querySelector('tr[data-run-id="`+f.runs[7].ID+`"] a.children').href`, &href)
+		alice.open(strings.TrimPrefix(href, base))
+		alice.waitJS("the children's table", `document.querySelectorAll("#runs-table tbody tr[data-run-id]").length === 3 && document.querySelector("#runs-table .runlink").textContent.startsWith("child-")`)
+		alice.open("/w/default/runs/" + f.runs[7].ID)
+		if got := alice.text("#children"); !strings.Contains(got, "child-2") {
+			t.Fatalf("the run's children: %q", got)
+		}
+	})
+
+	t.Run("workspace pages; the audit log for Owners only", func(t *testing.T) {
+		alice.tb = t
+		alice.open("/w/default/members")
+		if got := alice.text("#members"); !strings.Contains(got, "alice") || !strings.Contains(got, "Reader") {
+			t.Fatalf("members: %q", got)
+		}
+		for _, page := range []string{"compute", "datastores", "activities"} {
+			alice.open("/w/default/" + page)
+			if st := alice.status(); st != 200 {
+				t.Fatalf("%s: status %d", page, st)
+			}
+		}
+		if got := alice.text("#activities-table"); !strings.Contains(got, "run") {
+			t.Fatalf("activities: %q", got)
+		}
+		var audit bool
+		alice.eval(`!!document.getElementById("nav-audit")`, &audit)
+		if audit {
+			t.Fatal("a Contributor is offered the audit log")
+		}
+		alice.open("/w/default/audit")
+		if st := alice.status(); st != 403 {
+			t.Fatalf("a Contributor's audit page: status %d, want 403", st)
+		}
+		admin := b.tab(base)
+		admin.tb = t
+		admin.open("/login")
+		admin.run("pasting the administrator's token", chromedp.SendKeys("#token", f.stack.Token, chromedp.ByQuery),
+			chromedp.Click("#login-submit", chromedp.ByQuery), chromedp.WaitVisible("#logout", chromedp.ByQuery))
+		admin.open("/w/default/audit?user=alice")
+		if got := admin.text("#audit"); !strings.Contains(got, "/w/default/runs/"+f.live.ID+"/cancel") {
+			t.Fatalf("the audit log lacks alice's cancel from the studio:\n%s", got)
+		}
 	})
 
 	t.Run("logout", func(t *testing.T) {

@@ -40,6 +40,9 @@ type Services interface {
 	atelier.ActivityService
 	atelier.ModelService
 	atelier.ComputeService
+	atelier.DatastoreService
+	atelier.MemberService
+	atelier.AuditService
 	// CallerRole is the caller's role in a workspace, to leave out the buttons of writes the
 	// caller may not make (the service still refuses them).
 	CallerRole(ctx context.Context, workspace string) (atelier.Role, error)
@@ -106,6 +109,11 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /w/{workspace}/compare", h.page(h.compare))
 	m.HandleFunc("GET /w/{workspace}/models", h.page(h.models))
 	m.HandleFunc("GET /w/{workspace}/models/{model}", h.page(h.model))
+	m.HandleFunc("GET /w/{workspace}/compute", h.page(h.compute))
+	m.HandleFunc("GET /w/{workspace}/activities", h.page(h.activities))
+	m.HandleFunc("GET /w/{workspace}/datastores", h.page(h.datastores))
+	m.HandleFunc("GET /w/{workspace}/members", h.page(h.members))
+	m.HandleFunc("GET /w/{workspace}/audit", h.page(h.auditLog))
 	m.HandleFunc("/", h.notFound)
 }
 
@@ -162,6 +170,9 @@ type view struct {
 	Path      string
 	Timing    time.Duration
 }
+
+// IsOwner tells whether the caller may see the workspace's audit log and manage its members.
+func (v *view) IsOwner() bool { return v.Role.AtLeast(atelier.RoleOwner) }
 
 // CanWrite tells whether the caller may make the page's writes (cancel a run, ...).
 func (v *view) CanWrite() bool { return v.Role.AtLeast(atelier.RoleContributor) }
