@@ -136,15 +136,16 @@ const (
 )
 
 var (
-	modelNamePattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`)
+	modelNamePattern  = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9._ -]{0,253}[A-Za-z0-9._-])?$`)
 	modelAliasPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]{0,127}$`)
 )
 
-// ValidateModelName checks a model name: 1-255 letters, digits, '.', '_' or '-', starting with
-// a letter or digit, so it is safe in a URL path and a file name and never holds ':' or '@'.
+// ValidateModelName checks a model name: 1-255 letters, digits, '.', '_', '-' or spaces (as
+// MLflow allows), starting with a letter or digit and not ending with a space, so it is a file
+// name, escapes plainly in a URL path and never holds ':', '@' or '/'.
 func ValidateModelName(name string) error {
 	if !modelNamePattern.MatchString(name) {
-		return Errorf(EINVALID, "invalid model name %q: use 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit", name, MaxModelNameLength)
+		return Errorf(EINVALID, "invalid model name %q: use 1-%d letters, digits, '.', '_', '-' or spaces, starting with a letter or digit and not ending with a space", name, MaxModelNameLength)
 	}
 	return nil
 }

@@ -27,7 +27,11 @@ func TestParseModelRef(t *testing.T) {
 		{"diabetes@", ModelRef{}, false},
 		{"diabetes@1prod", ModelRef{}, false},
 		{"diabetes@latest", ModelRef{}, false},
-		{"a b", ModelRef{}, false},
+		{"a b", ModelRef{Name: "a b"}, true},
+		{"diabetes ridge (v2)", ModelRef{}, false},
+		{"my model:2", ModelRef{Name: "my model", Version: 2}, true},
+		{"a ", ModelRef{}, false},
+		{" a", ModelRef{}, false},
 		{"-x", ModelRef{}, false},
 		{"a/b:1", ModelRef{}, false},
 	} {

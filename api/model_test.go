@@ -168,7 +168,7 @@ func TestModelBadInput(t *testing.T) {
 		status int
 		want   []string
 	}{
-		{"invalid name", reg(`{"name":"bad name","run_id":"` + run.ID + `","path":"outputs/model.pkl"}`), 400, []string{"invalid model name", "bad name"}},
+		{"invalid name", reg(`{"name":"bad/name","run_id":"` + run.ID + `","path":"outputs/model.pkl"}`), 400, []string{"invalid model name", "bad/name"}},
 		{"name with @", reg(`{"name":"m@x","run_id":"` + run.ID + `","path":"outputs/model.pkl"}`), 400, []string{"invalid model name"}},
 		{"missing path in the run", reg(`{"name":"m","run_id":"` + run.ID + `","path":"outputs/nope"}`), 404, []string{"no file or directory", "outputs/nope"}},
 		{"unknown run", reg(`{"name":"m","run_id":"nope","path":"outputs/model.pkl"}`), 404, []string{"run", "nope"}},

@@ -242,7 +242,7 @@ func TestRegistryRoundTrip(t *testing.T) {
 		MustError(t, s.Do(t, tc.method, tc.path, tc.body), 404, "RESOURCE_DOES_NOT_EXIST")
 	}
 	for _, tc := range []struct{ method, path, body string }{
-		{"POST", api + "registered-models/create", `{"name":"bad name"}`},
+		{"POST", api + "registered-models/create", `{"name":"bad/name"}`},
 		{"POST", api + "model-versions/create", `{"name":"native","source":"s3://bucket/x"}`},
 		{"GET", api + "model-versions/get?name=native&version=x", ""},
 		{"POST", api + "model-versions/transition-stage", `{"name":"native","version":"1","stage":"Prod"}`},

@@ -119,3 +119,47 @@ def test_metric_history_pages(run_mlflow, server):
     assert res["n"] == 30000 and res["first"] == 0 and res["last"] == 29999
     assert res["page"] == list(range(7)) and res["token"]
     assert res["page2"] == list(range(7, 14))
+
+
+def test_logged_model_records_and_names_with_spaces(run_mlflow, server):
+    """A logged model (MLflow 3) is a record of its own: metrics logged with model_id reach it and
+    filter searches by data set, a run's model inputs are kept, finalizing READY then FAILED
+    sticks; a registered model may have spaces in its name and loads back."""
+    uri = workspace(server, "lm-records")
+    res = run_mlflow("""
+        import numpy as np
+        from sklearn.linear_model import Ridge
+        from mlflow.entities import LoggedModelStatus
+        X, y = np.arange(20.0).reshape(10, 2), np.arange(10.0)
+        mlflow.set_experiment("lm exp")
+        ds = mlflow.data.from_numpy(X, targets=y, name="eval set")
+        with mlflow.start_run() as run:
+            info = mlflow.sklearn.log_model(Ridge().fit(X, y), name="ridge model", params={"alpha": "1"})
+            mlflow.log_metric("rmse", 0.5, model_id=info.model_id, dataset=ds)
+        c = MlflowClient()
+        with mlflow.start_run() as user:
+            c.log_inputs(user.info.run_id, models=[mlflow.entities.LoggedModelInput(info.model_id)])
+        eid = run.info.experiment_id
+        by_ds = mlflow.search_logged_models(experiment_ids=[eid], datasets=[{"dataset_name": "eval set"}], output_format="list")
+        no_ds = mlflow.search_logged_models(experiment_ids=[eid], datasets=[{"dataset_name": "other"}], output_format="list")
+        by_metric = mlflow.search_logged_models(experiment_ids=[eid], filter_string="metrics.rmse < 1 AND params.alpha = '1'", output_format="list")
+        m = c.get_logged_model(info.model_id)
+        inputs = [i.model_id for i in (c.get_run(user.info.run_id).inputs.model_inputs or [])]
+        c.finalize_logged_model(info.model_id, LoggedModelStatus.FAILED)
+        failed = str(c.get_logged_model(info.model_id).status)
+        mv = mlflow.register_model("models:/%s" % info.model_id, "ridge model prod")
+        loaded = mlflow.pyfunc.load_model("models:/ridge model prod/1")
+        names = [r.name for r in c.search_registered_models(filter_string="name = 'ridge model prod'")]
+        out({"by_ds": [x.model_id for x in by_ds], "no_ds": len(no_ds), "by_metric": [x.model_id for x in by_metric],
+             "metrics": [(x.key, x.value, x.dataset_name) for x in m.metrics], "model_id": info.model_id,
+             "inputs": inputs, "failed": failed, "version": mv.version, "names": names,
+             "same": bool(np.allclose(loaded.predict(X), Ridge().fit(X, y).predict(X)))})
+    """, tracking_uri=uri)
+    mid = res["model_id"]
+    assert res["by_ds"] == [mid] and res["no_ds"] == 0 and res["by_metric"] == [mid]
+    assert res["metrics"] == [["rmse", 0.5, "eval set"]]
+    assert res["inputs"] == [mid]
+    assert "FAILED" in res["failed"]
+    assert str(res["version"]) == "1" and res["names"] == ["ridge model prod"] and res["same"]
+    runs = atelier_runs(server, "lm-records")
+    assert len(runs) == 2, runs  # the two runs; the logged model is not one
