@@ -437,8 +437,14 @@ func TestStudio(t *testing.T) {
 		if _, err := c.UploadFile(f.ctx, "default", f.runs[0].ID, "outputs/model.pkl", strings.NewReader("weights"), ""); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.RegisterModel(f.ctx, "default", atelier.ModelRegister{Name: "digits", RunID: f.runs[0].ID, Path: "outputs/model.pkl"}); err != nil {
-			t.Fatal(err)
+		// Registered from the run's page.
+		alice.open("/w/default/runs/" + f.runs[0].ID)
+		alice.run("registering a model", chromedp.SetValue("#register-path", "outputs/model.pkl", chromedp.ByQuery),
+			chromedp.SendKeys("#register-name", "digits", chromedp.ByQuery), chromedp.Click("#register", chromedp.ByQuery),
+			chromedp.WaitVisible("#versions", chromedp.ByQuery))
+		v, err := c.FindModelVersion(f.ctx, "default", atelier.ModelRef{Name: "digits"})
+		if err != nil || v.RunID != f.runs[0].ID || v.Path != "outputs/model.pkl" {
+			t.Fatalf("the registered version: %+v, %v", v, err)
 		}
 		alice.open("/w/default/models")
 		alice.run("opening the model", chromedp.Click(`#models a`, chromedp.ByQuery), chromedp.WaitVisible("#versions", chromedp.ByQuery))
@@ -519,12 +525,14 @@ func TestStudio(t *testing.T) {
 		rita.tb = t
 		rita.open("/login")
 		rita.login("rita", password)
-		rita.open("/w/default/runs/" + f.live.ID)
-		rita.run("the run page", chromedp.WaitVisible("#run-status", chromedp.ByQuery))
-		var buttons int
-		rita.eval(`document.querySelectorAll("#cancel, form[method=post]:not([action='/logout'])").length`, &buttons)
-		if buttons != 0 {
-			t.Fatalf("a Reader sees %d write buttons", buttons)
+		for _, id := range []string{f.live.ID, f.runs[0].ID} { // active, and with outputs
+			rita.open("/w/default/runs/" + id)
+			rita.run("the run page", chromedp.WaitVisible("#run-status", chromedp.ByQuery))
+			var buttons int
+			rita.eval(`document.querySelectorAll("#cancel, #register, form[method=post]:not([action='/logout'])").length`, &buttons)
+			if buttons != 0 {
+				t.Fatalf("a Reader sees %d write buttons on run %s", buttons, id)
+			}
 		}
 		// A form post made anyway is refused by the service.
 		var st int

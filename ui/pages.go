@@ -535,6 +535,18 @@ func (h *Handler) cancel(q *request) error {
 	return nil
 }
 
+// register registers a model from one of the run's files (or folders).
+func (h *Handler) register(q *request) error {
+	ws, id := q.ws(), q.r.PathValue("run")
+	name, path := strings.TrimSpace(q.r.PostFormValue("name")), q.r.PostFormValue("path")
+	v, err := h.svc.RegisterModel(q.ctx(), ws, atelier.ModelRegister{Name: name, RunID: id, Path: path})
+	if err != nil {
+		return err
+	}
+	http.Redirect(q.w, q.r, "/w/"+url.PathEscape(ws)+"/models/"+url.PathEscape(v.Name), http.StatusSeeOther)
+	return nil
+}
+
 type compareData struct {
 	Runs    []*atelier.Run
 	Params  []diffRow

@@ -106,6 +106,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /w/{workspace}/runs/{run}", h.page(h.run))
 	m.HandleFunc("POST /w/{workspace}/runs/{run}/cancel", h.page(h.cancel))
 	m.HandleFunc("GET /w/{workspace}/runs/{run}/files/{path...}", h.page(h.preview))
+	m.HandleFunc("POST /w/{workspace}/runs/{run}/register", h.page(h.register))
 	m.HandleFunc("GET /w/{workspace}/compare", h.page(h.compare))
 	m.HandleFunc("GET /w/{workspace}/models", h.page(h.models))
 	m.HandleFunc("GET /w/{workspace}/models/{model}", h.page(h.model))
