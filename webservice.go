@@ -30,6 +30,9 @@ type WebService struct {
 	Error  string           `json:"error,omitempty"`
 	// Replicas is the live state of the replicas (filled by the server running the service).
 	Replicas ReplicaCounts `json:"replicas"`
+	// Events are the service's last replica and scale events on the server running it, oldest
+	// first.
+	Events []ServiceEvent `json:"events,omitempty"`
 	// ScoringURI and SwaggerURI are the gateway's addresses of the service (from the server's URL).
 	ScoringURI string `json:"scoring_uri,omitempty"`
 	SwaggerURI string `json:"swagger_uri,omitempty"`
@@ -217,6 +220,14 @@ func ValidateTraffic(images []ServiceImage) error {
 		return Errorf(EINVALID, "the traffic shares of the images add up to %d %%, not 100 %%", sum)
 	}
 	return nil
+}
+
+// ServiceEvent is something that happened to a service's replicas: a replica started, failed,
+// exited or was recycled, or the autoscaler changed their number.
+type ServiceEvent struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"` // replica.started, replica.failed, replica.exited, replica.recycled, replica.stopped, scale
+	Message string    `json:"message"`
 }
 
 // ServiceKeys are a service's two keys: either authenticates a scoring request, so one can be

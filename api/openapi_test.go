@@ -380,6 +380,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"WebServiceConfig", atelier.WebServiceConfig{}, false},
 		{"ServiceImage", atelier.ServiceImage{}, false},
 		{"ReplicaCounts", atelier.ReplicaCounts{}, true},
+		{"ServiceEvent", atelier.ServiceEvent{}, true},
 		{"WebServiceList", WebServiceList{}, true},
 		{"ServiceKeys", atelier.ServiceKeys{}, true},
 		{"RegenerateKey", RegenerateKey{}, false},

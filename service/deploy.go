@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +52,7 @@ type deployment struct {
 	mu      sync.RWMutex
 	applied *atelier.WebService
 	revs    []*revision
+	events  []atelier.ServiceEvent // the last maxServiceEvents
 	keys    atelier.ServiceKeys
 	state   atelier.WebServiceState
 	stopped bool
@@ -383,6 +385,32 @@ func (d *deployment) refreshState() {
 	d.s.serviceChanged(ctx, &svc, string(next))
 }
 
+// maxServiceEvents is how many events a service shows.
+const maxServiceEvents = 20
+
+// event keeps a replica or scale event for 'service show'; a scale decision also becomes the
+// message of the service's activity.
+func (d *deployment) event(e atelier.ServiceEvent) {
+	d.mu.Lock()
+	d.events = append(d.events, e)
+	if len(d.events) > maxServiceEvents {
+		d.events = d.events[len(d.events)-maxServiceEvents:]
+	}
+	applied, state := d.applied, d.state
+	d.mu.Unlock()
+	if e.Kind == "scale" && applied != nil {
+		svc := *applied
+		svc.State = state
+		d.s.serviceChanged(context.Background(), &svc, e.Message)
+	}
+}
+
+func (d *deployment) recentEvents() []atelier.ServiceEvent {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return slices.Clone(d.events)
+}
+
 func (d *deployment) counts() atelier.ReplicaCounts {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -450,6 +478,7 @@ func (s *Service) startPool(ctx context.Context, d *deployment, svc *atelier.Web
 	pool := serving.NewPool(cfg, start, s.now, func(e serving.Event) {
 		d.metrics.event(e.Kind, e.Message)
 		d.log.printf("%s: %s", si.Image, e.Message)
+		d.event(atelier.ServiceEvent{Time: s.now().UTC(), Kind: e.Kind, Message: si.Image + ": " + e.Message})
 	})
 	want := 1
 	if !c.AutoscaleEnabled {

@@ -379,6 +379,7 @@ func (s *Service) withReplicas(svc *atelier.WebService) *atelier.WebService {
 	}
 	if d := s.deployment(atelier.ServiceLeaseID(svc.Workspace, svc.Name)); d != nil {
 		svc.Replicas = d.counts()
+		svc.Events = d.recentEvents()
 	}
 	if s.ServerURL != "" {
 		base := strings.TrimSuffix(s.ServerURL, "/") + "/services/" + url.PathEscape(svc.Workspace) + "/" + svc.Name

@@ -312,6 +312,9 @@ func serviceShowCmd(cfg *clientConfig) *cobra.Command {
 			t.row("created", svc.CreatedAt)
 			t.row("created by", svc.CreatedBy)
 			t.row("updated", svc.UpdatedAt)
+			for _, e := range svc.Events {
+				t.row("event", e.Time.Format("15:04:05")+" "+e.Message)
+			}
 			return t.flush()
 		},
 	}

@@ -219,10 +219,17 @@ func TestWebServiceLocal(t *testing.T) {
 	if len(pids) == 0 {
 		t.Fatal("no replica process found")
 	}
-	syscall.Kill(pids[0], syscall.SIGKILL)
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Replaced: its exit is an event of the service, and two replicas are ready again.
 	waitFor(t, "the killed replica to be replaced", func() bool {
 		s := findService(t, c, "diabetes")
-		return s.Replicas.Ready == 2 && score(t, srv, "diabetes", "Bearer "+keys.Primary, `{"data": [1]}`).status == 200
+		exited := false
+		for _, e := range s.Events {
+			exited = exited || e.Kind == "replica.exited"
+		}
+		return exited && s.Replicas.Ready == 2 && score(t, srv, "diabetes", "Bearer "+keys.Primary, `{"data": [1]}`).status == 200
 	})
 	// A replica dying in the middle of a request: that request gets a 502 that says so.
 	if a := score(t, srv, "diabetes", "Bearer "+keys.Primary, `{"data": [1], "die": true}`); a.status != 502 || !strings.Contains(a.body, "exited") {
