@@ -1,8 +1,11 @@
 package ui_test
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"net/url"
 	"os"
@@ -13,7 +16,10 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/compute/local"
+	"github.com/atelier-ml/atelier/server"
 	"github.com/atelier-ml/atelier/server/servertest"
+	"github.com/atelier-ml/atelier/service"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
@@ -805,5 +811,58 @@ func TestWithoutJavaScript(t *testing.T) {
 	}
 	if got := tb.text("#metrics-table"); !strings.Contains(got, "rmse") {
 		t.Fatalf("the metrics table without JavaScript: %q", got)
+	}
+}
+
+// TestSubmittedRunLog follows the log of a script submitted to the local compute target while
+// it prints, and sees the run end, live.
+func TestSubmittedRunLog(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not on PATH")
+	}
+	b := newBrowser(t)
+	s := servertest.New(t, servertest.WithLocalCompute(func(_ context.Context, m server.Machine) (*service.Target, error) {
+		ex := &local.Executor{WorkDir: filepath.Join(m.DataDir, "work"), Envs: &local.EnvCache{Dir: filepath.Join(m.DataDir, "envs")}}
+		return &service.Target{Name: "local", Kind: "local", MaxConcurrentRuns: 2, Executor: ex}, nil
+	}))
+	ctx := atelier.NewContextWithPrincipal(context.Background(), &atelier.Principal{Kind: atelier.PrincipalAdmin, Name: "admin"})
+	// The script prints, then waits for the file the test writes once the page shows the
+	// first line, then prints again: the second line can only reach the page by following.
+	dir := t.TempDir()
+	script := fmt.Sprintf(`import os, sys, time
+print("first line from the script", flush=True)
+while not os.path.exists(%q):
+    time.sleep(0.05)
+print("second line from the script", flush=True)
+`, filepath.Join(dir, "go"))
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("train.py")
+	io.WriteString(w, script)
+	zw.Close()
+	snap, err := s.Service.UploadSnapshotZip(ctx, "default", &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := s.Service.SubmitRun(ctx, "default", atelier.RunSubmit{Experiment: "live", SnapshotID: snap.ID, Config: atelier.RunConfig{Script: "train.py"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := b.tab(s.URL)
+	tb.open("/login")
+	tb.run("pasting the administrator's token", chromedp.SendKeys("#token", s.Token, chromedp.ByQuery),
+		chromedp.Click("#login-submit", chromedp.ByQuery), chromedp.WaitVisible("#logout", chromedp.ByQuery))
+	tb.open("/w/default/runs/" + run.ID)
+	tb.eval(`window.__samePage = true`, nil) // gone if the page reloads
+	tb.waitJS("the first line", `document.getElementById("log") && document.getElementById("log").textContent.includes("first line from the script")`)
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tb.waitJS("the second line, followed", `document.getElementById("log").textContent.includes("second line from the script")`)
+	tb.waitJS("the run's end, live", `document.getElementById("run-status").textContent === "Completed"`)
+	var same bool
+	tb.eval(`window.__samePage === true`, &same)
+	if !same {
+		t.Fatal("the page reloaded: the log and the status must arrive without a reload")
 	}
 }
