@@ -241,7 +241,23 @@ func mustAuthzFixture(t *testing.T) *authzFixture {
 		EntryScript: "train.py", SnapshotID: snap.ID}); err != nil {
 		t.Fatal(err)
 	}
-	f.vars = map[string]string{"image": "svc:1", "secret": "MATRIX_SECRET", "compute": "cpu4", "datastore": atelier.DefaultDatastore, "workspace": "team", "experiment": "exp", "run": run.ID, "key": "k", "snapshot": snap.ID,
+	// A built image (version 2) and a web service serving it, for the service routes; the
+	// local target is declared (no scheduler runs here, so nothing is deployed).
+	s.Service.Bwrap = "bwrap"
+	if err := s.DB.CreateImage(ctx, "team", &atelier.Image{Name: "svc", Models: []atelier.ImageModel{{Name: "m", Version: 1}},
+		EntryScript: "train.py", SnapshotID: snap.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB.EndImageBuild(ctx, "team", atelier.ImageRef{Name: "svc", Version: 2}, &atelier.ImageBuildResult{Digest: "sha256:" + strings.Repeat("0", 64)}, ""); err != nil {
+		t.Fatal(err)
+	}
+	cfg := atelier.WebServiceConfig{AuthEnabled: true}
+	cfg.Fill()
+	if err := s.DB.CreateWebService(ctx, "team", &atelier.WebService{Name: "scorer", Target: "local",
+		Images: []atelier.ServiceImage{{Image: "svc:2", Percent: 100}}, Config: cfg, State: atelier.ServiceHealthy}, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.vars = map[string]string{"image": "svc:1", "service": "scorer", "secret": "MATRIX_SECRET", "compute": "cpu4", "datastore": atelier.DefaultDatastore, "workspace": "team", "experiment": "exp", "run": run.ID, "key": "k", "snapshot": snap.ID,
 		"activity": run.ID, "model": "m", "version": "1", "alias": "prod", "user": "guest", "digest": Sum([]byte(content)),
 		"otherRun": otherRun.ID, "otherExperiment": otherRun.Experiment}
 	return f
@@ -278,6 +294,9 @@ var matrixBodies = map[string]string{
 	"PUT {ws}/secrets/{secret}":                       `{"value":"` + matrixSecretValue + `"}`,
 	"POST {ws}/compute":                               `{"name":"cpu8","kind":"local"}`,
 	"POST {ws}/images":                                `{"name":"svc","models":["m:1"],"entry_script":"train.py","snapshot_id":"{snapshot}"}`,
+	"POST {ws}/services":                              `{"name":"scorer2","image":"svc:2"}`,
+	"PATCH {ws}/services/{service}":                   `{"description":"d"}`,
+	"POST {ws}/services/{service}/keys":               `{"key":"secondary"}`,
 
 	"POST {ws}/datastores/{datastore}/digests": `{"paths":["data.csv"]}`,
 	// Over TCP a batch is refused (400) once the caller is known to have access.

@@ -75,7 +75,7 @@ type Pool struct {
 	starting int
 	next     int // number of the next replica
 	desired  int
-	waiters  []chan *slot
+	waiters  []*job
 	inflight int
 	// utilization: the integral of (in flight + queued) over time since the last refresh.
 	load      float64
@@ -245,23 +245,37 @@ var ErrBusy = errors.New("every replica is busy")
 // ErrClosed is returned by Acquire when the pool is closing.
 var ErrClosed = errors.New("the service is being stopped")
 
+// job is a request waiting for a replica. It is served either by its own handler, handed a
+// replica (slot), or by the request that just finished on a replica, which sends it to the
+// replica at once and answers it from a goroutine of its own (done): the replica does not wait
+// for the waiting handler to be scheduled.
+type job struct {
+	w     http.ResponseWriter
+	r     *http.Request
+	path  string
+	slot  chan *slot  // a replica to serve the request on (nil: the pool closed)
+	done  chan Result // the request was served for it
+	taken bool        // out of the queue (guarded by Pool.mu)
+}
+
 // acquire returns a replica with room for one more request, waiting for one up to MaxWait
-// (or, with no replica ready at all, while one starts, up to ColdStart).
-func (p *Pool) acquire(ctx context.Context) (*slot, error) {
+// (or, with no replica ready at all, while one starts, up to ColdStart). When the request was
+// served meanwhile by the pipeline, it returns that result instead (slot nil).
+func (p *Pool) acquire(j *job) (*slot, *Result, error) {
+	ctx := j.r.Context()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	p.account()
 	if s := p.free(); s != nil {
 		s.busy++
 		p.inflight++
 		p.mu.Unlock()
-		return s, nil
+		return s, nil, nil
 	}
-	ch := make(chan *slot, 1)
-	p.waiters = append(p.waiters, ch)
+	p.waiters = append(p.waiters, j)
 	wait := p.cfg.MaxWait
 	if len(p.ready) == 0 {
 		wait = p.cfg.ColdStart
@@ -278,32 +292,43 @@ func (p *Pool) acquire(ctx context.Context) (*slot, error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
-	case s := <-ch:
-		if s == nil {
-			return nil, ErrClosed
-		}
-		return s, nil
+	case s := <-j.slot:
+		return p.handed(s)
+	case res := <-j.done:
+		return nil, &res, nil
 	case <-timer.C:
 	case <-ctx.Done():
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i, w := range p.waiters {
-		if w == ch {
-			p.account()
-			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+	if !j.taken {
+		for i, w := range p.waiters {
+			if w == j {
+				p.account()
+				p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+				break
 			}
-			return nil, ErrBusy
 		}
+		p.mu.Unlock()
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, ErrBusy
 	}
-	// handed a slot meanwhile
-	s := <-ch
+	p.mu.Unlock()
+	// Taken meanwhile: handed a replica, or being served.
+	select {
+	case s := <-j.slot:
+		return p.handed(s)
+	case res := <-j.done:
+		return nil, &res, nil
+	}
+}
+
+func (p *Pool) handed(s *slot) (*slot, *Result, error) {
 	if s == nil {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
-	return s, nil
+	return s, nil, nil
 }
 
 // free returns the least busy ready replica with room; called with mu held.
@@ -317,16 +342,6 @@ func (p *Pool) free() *slot {
 	return best
 }
 
-// release gives a replica's place back, to the first waiter if any.
-func (p *Pool) release(s *slot) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.account()
-	s.busy--
-	p.inflight--
-	p.handOff()
-}
-
 // handOff gives free replicas to waiters; called with mu held.
 func (p *Pool) handOff() {
 	for len(p.waiters) > 0 {
@@ -336,9 +351,41 @@ func (p *Pool) handOff() {
 		}
 		s.busy++
 		p.inflight++
-		ch := p.waiters[0]
+		j := p.waiters[0]
 		p.waiters = p.waiters[1:]
-		ch <- s
+		j.taken = true
+		j.slot <- s
+	}
+}
+
+// serveNext serves the queue's next request on replica s, whose request just ended, or gives the
+// replica's place back. The next request is sent to the replica before next returns; its answer
+// is read and written by a goroutine, which then serves the one after it.
+func (p *Pool) serveNext(s *slot) {
+	for {
+		p.mu.Lock()
+		p.account()
+		if s.gone || p.closed || len(p.waiters) == 0 {
+			s.busy--
+			p.inflight--
+			p.handOff()
+			p.mu.Unlock()
+			return
+		}
+		j := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		j.taken = true
+		p.mu.Unlock() // the replica's place passes from the ended request to j: busy and inflight stay
+		x, res := p.send(s, j)
+		if x == nil {
+			j.done <- res
+			continue
+		}
+		go func() {
+			j.done <- p.receive(x)
+			p.serveNext(s)
+		}()
+		return
 	}
 }
 
@@ -360,17 +407,46 @@ type Result struct {
 // replica's path (the gateway strips its prefix). It returns how the request was served; when
 // Err is set, the caller writes the error answer (nothing was written yet).
 func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, path string) Result {
-	s, err := p.acquire(r.Context())
+	j := &job{w: w, r: r, path: path, slot: make(chan *slot, 1), done: make(chan Result, 1)}
+	s, served, err := p.acquire(j)
 	if err != nil {
 		return Result{Replica: -1, Err: err}
 	}
-	defer p.release(s)
+	if served != nil {
+		return *served
+	}
+	x, res := p.send(s, j)
+	if x != nil {
+		res = p.receive(x)
+	}
+	if f, ok := w.(http.Flusher); ok && res.Err == nil {
+		f.Flush() // this answer is complete: its client need not wait for the next request's send
+	}
+	p.serveNext(s)
+	return res
+}
+
+// exchange is a request sent to a replica, its answer not yet read.
+type exchange struct {
+	s       *slot
+	j       *job
+	rc      *replicaConn
+	out     *http.Request
+	ctx     context.Context
+	cancel  context.CancelFunc
+	unblock func() bool
+}
+
+// send writes j's request to a connection of replica s. It returns the exchange, or (nil and)
+// the result of a request that could not be sent.
+func (p *Pool) send(s *slot, j *job) (*exchange, Result) {
+	r := j.r
 	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.Timeout)
-	defer cancel()
 	body := &bodyReader{r: r.Body}
-	out, err := http.NewRequestWithContext(ctx, r.Method, "http://replica"+path, body)
+	out, err := http.NewRequestWithContext(ctx, r.Method, "http://replica"+j.path, body)
 	if err != nil {
-		return Result{Replica: s.n, Err: err}
+		cancel()
+		return nil, Result{Replica: s.n, Err: err}
 	}
 	out.ContentLength = r.ContentLength
 	for k, v := range r.Header {
@@ -382,27 +458,37 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, path string) Result
 	}
 	rc, err := s.conn(ctx)
 	if err != nil {
-		return Result{Replica: s.n, Err: p.failed(s, ctx, r.Context(), err)}
+		cancel()
+		return nil, Result{Replica: s.n, Err: p.failed(s, ctx, r.Context(), err)}
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		rc.c.SetDeadline(dl)
 	}
 	// A client that leaves (or the timeout) unblocks the exchange at once.
 	unblock := context.AfterFunc(ctx, func() { rc.c.SetDeadline(time.Unix(1, 0)) })
-	defer unblock()
 	if err := out.Write(rc.c); err != nil {
+		unblock()
+		cancel()
 		rc.c.Close()
 		if body.err != nil {
-			return Result{Replica: s.n, Err: body.err} // the client's body, not the replica
+			return nil, Result{Replica: s.n, Err: body.err} // the client's body, not the replica
 		}
-		return Result{Replica: s.n, Err: p.failed(s, ctx, r.Context(), err)}
+		return nil, Result{Replica: s.n, Err: p.failed(s, ctx, r.Context(), err)}
 	}
-	resp, err := http.ReadResponse(rc.br, out)
+	return &exchange{s: s, j: j, rc: rc, out: out, ctx: ctx, cancel: cancel, unblock: unblock}, Result{}
+}
+
+// receive reads a replica's answer to an exchange and writes it to the request's client.
+func (p *Pool) receive(x *exchange) Result {
+	defer x.cancel()
+	s, rc := x.s, x.rc
+	resp, err := http.ReadResponse(rc.br, x.out)
 	if err != nil {
+		x.unblock()
 		rc.c.Close()
-		return Result{Replica: s.n, Err: p.failed(s, ctx, r.Context(), err)}
+		return Result{Replica: s.n, Err: p.failed(s, x.ctx, x.j.r.Context(), err)}
 	}
-	h := w.Header()
+	h := x.j.w.Header()
 	for k, v := range resp.Header {
 		switch k {
 		case "Connection", "Keep-Alive", "Transfer-Encoding":
@@ -410,13 +496,13 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, path string) Result
 		}
 		h[k] = v
 	}
-	w.WriteHeader(resp.StatusCode)
-	_, err = io.Copy(w, resp.Body)
+	x.j.w.WriteHeader(resp.StatusCode)
+	_, err = io.Copy(x.j.w, resp.Body)
 	resp.Body.Close()
-	if err != nil || resp.Close || !unblock() {
+	if err != nil || resp.Close || !x.unblock() {
 		rc.c.Close()
 		if err != nil {
-			p.failed(s, ctx, r.Context(), err)
+			p.failed(s, x.ctx, x.j.r.Context(), err)
 		}
 	} else {
 		s.keep(rc)
@@ -634,8 +720,9 @@ func (p *Pool) Close(ctx context.Context) {
 		return
 	}
 	p.closed = true
-	for _, w := range p.waiters {
-		w <- nil
+	for _, j := range p.waiters {
+		j.taken = true
+		j.slot <- nil
 	}
 	p.waiters = nil
 	p.mu.Unlock()

@@ -214,3 +214,35 @@ func TestInitFailure(t *testing.T) {
 		t.Fatalf("WaitReady: %v", err)
 	}
 }
+
+// TestEachAnswerReachesItsClient: under a queue (16 clients, 2 replicas of one request at a
+// time), requests are handed from one to the next on each replica; every client gets the answer
+// to its own request.
+func TestEachAnswerReachesItsClient(t *testing.T) {
+	start, _ := starter(t, "import json\ndef init():\n    pass\ndef run(raw):\n    return json.loads(raw)\n")
+	pool := serving.NewPool(serving.Config{Replicas: 2, MaxConcurrent: 1, MaxWait: time.Minute, Timeout: time.Minute, Refresh: time.Second}, start, nil, nil)
+	defer pool.Close(context.Background())
+	if err := pool.WaitReady(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 16*40)
+	for c := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				want := fmt.Sprintf(`{"client": %d, "i": %d}`, c, i)
+				code, body, err := post(t, pool, want)
+				if err != nil || code != 200 || strings.TrimSpace(body) != want {
+					errs <- fmt.Sprintf("client %d request %d: %d %q %v", c, i, code, body, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
