@@ -227,6 +227,18 @@ type runsData struct {
 	Base        string // the table's path
 }
 
+// ParallelFilter is the filter of the table's runs, its experiment's included.
+func (d *runsData) ParallelFilter() string {
+	if d.Experiment == "" {
+		return d.Filter
+	}
+	f := "experiment = '" + strings.ReplaceAll(d.Experiment, "'", "''") + "'"
+	if strings.TrimSpace(d.Filter) != "" {
+		f += " and (" + d.Filter + ")"
+	}
+	return f
+}
+
 // SortLink is the link to the table ordered by field, toggling the direction when it already is.
 func (d *runsData) SortLink(field string) template.URL {
 	order := field + " desc"

@@ -108,6 +108,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /w/{workspace}/runs/{run}/files/{path...}", h.page(h.preview))
 	m.HandleFunc("POST /w/{workspace}/runs/{run}/register", h.page(h.register))
 	m.HandleFunc("GET /w/{workspace}/compare", h.page(h.compare))
+	m.HandleFunc("GET /w/{workspace}/parallel", h.page(h.parallel))
 	m.HandleFunc("GET /w/{workspace}/models", h.page(h.models))
 	m.HandleFunc("GET /w/{workspace}/models/{model}", h.page(h.model))
 	m.HandleFunc("GET /w/{workspace}/compute", h.page(h.compute))
