@@ -364,11 +364,43 @@ func jsonError(err error) error {
 	case errors.As(err, &aerr):
 		return aerr
 	case errors.As(err, &typ):
-		return invalidParam("invalid value for parameter '%s' supplied: want %s, not %s", typ.Field, typ.Type, typ.Value)
+		field := typ.Field // embedded request parts are named in the path: keep the wire name
+		if i := strings.LastIndexByte(field, '.'); i >= 0 && strings.ContainsAny(field[:i], "ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+			field = field[i+1:]
+		}
+		return invalidParam("Invalid value %s for parameter '%s' supplied: it must be %s", typ.Value, field, wireType(typ.Type))
 	case errors.As(err, &syntax):
 		return invalidParam("malformed JSON request body at byte %d: %s", syntax.Offset, syntax.Error())
 	}
 	return invalidParam("malformed request: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// wireType names a field's type as the protocol has it, not as Go does.
+func wireType(t reflect.Type) string {
+	if t == nil {
+		return "of another type"
+	}
+	switch t.Name() {
+	case "jint":
+		return "an integer"
+	case "jfloat":
+		return "a number"
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.String:
+		return "a string"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Int, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	}
+	return "of another type"
 }
 
 // Handles reports whether a request path belongs to the MLflow API.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -232,6 +233,80 @@ func TestLoggingRefusals(t *testing.T) {
 		got := s.MustOK(t, "GET", api+"runs/get?run_id="+id, "")
 		if data := fmt.Sprint(got["run"].(map[string]any)["data"]); strings.Contains(data, "half") {
 			t.Errorf("a refused write was stored: %s", data)
+		}
+	}
+}
+
+// TestWireTypes: a number where MLflow wants a string is refused (400), as MLflow's server
+// refuses it, and messages name the protocol's types, not Go's.
+func TestWireTypes(t *testing.T) {
+	s := MustStack(t)
+	for _, tc := range []struct{ path, body, want string }{
+		{"experiments/create", `{"name":123}`, "'name' supplied: it must be a string"},
+		{"runs/update", `{"run_id":31,"status":"FINISHED"}`, "'run_id' supplied: it must be a string"},
+		{"runs/log-batch", `{"run_id":"x","metrics":{"key":"m"}}`, "it must be a list"},
+		{"runs/log-metric", `{"run_id":"x","key":"m","value":1,"step":"two"}`, "integer"},
+	} {
+		r := s.Do(t, "POST", api+tc.path, tc.body)
+		MustError(t, r, 400, "INVALID_PARAMETER_VALUE")
+		if !strings.Contains(string(r.Body), tc.want) || strings.Contains(string(r.Body), "mlflow.") {
+			t.Errorf("%s %s: %s, want a message with %q and no Go type", tc.path, tc.body, r.Body, tc.want)
+		}
+	}
+	// A query parameter is text: run 31 is looked for, and not found.
+	MustError(t, s.Do(t, "GET", api+"runs/get?run_id=31", ""), 404, "RESOURCE_DOES_NOT_EXIST")
+	if list := s.MustOK(t, "POST", api+"experiments/search", `{"filter":"name = '123'"}`)["experiments"]; fmt.Sprint(list) != "[]" {
+		t.Errorf("an experiment was created from a number: %v", list)
+	}
+}
+
+// TestParentTagOfAMissingRun: mlflow.parentRunId naming a run atelier does not hold is kept as
+// the tag it is, as MLflow keeps it; the run is created without a parent.
+func TestParentTagOfAMissingRun(t *testing.T) {
+	s := MustStack(t)
+	run := s.MustOK(t, "POST", api+"runs/create", `{"experiment_id":"0","tags":[{"key":"mlflow.parentRunId","value":"0123abcd"}]}`)["run"].(map[string]any)
+	got := s.MustOK(t, "GET", api+"runs/get?run_id="+str(run["info"].(map[string]any)["run_id"]), "")["run"].(map[string]any)
+	if tags := fmt.Sprint(got["data"].(map[string]any)["tags"]); !strings.Contains(tags, "key:mlflow.parentRunId value:0123abcd") {
+		t.Fatalf("tags %s", tags)
+	}
+}
+
+// TestSearchTies: runs that tie on the ordering go by start time (newest first), then by run id
+// ascending, as MLflow's server orders them, so pages of one search never disagree.
+func TestSearchTies(t *testing.T) {
+	s := MustStack(t)
+	type key struct {
+		start float64
+		id    string
+	}
+	var runs []key
+	for range 6 {
+		info := s.MustOK(t, "POST", api+"runs/create", `{"experiment_id":"0"}`)["run"].(map[string]any)["info"].(map[string]any)
+		runs = append(runs, key{info["start_time"].(float64), str(info["run_id"])})
+	}
+	sort.Slice(runs, func(i, j int) bool {
+		if runs[i].start != runs[j].start {
+			return runs[i].start > runs[j].start
+		}
+		return runs[i].id < runs[j].id
+	})
+	var want []string
+	for _, r := range runs {
+		want = append(want, r.id)
+	}
+	for _, order := range []string{``, `,"order_by":["attributes.start_time DESC"]`, `,"order_by":["params.nope"]`} {
+		var got []string
+		for token := ""; ; {
+			page := s.MustOK(t, "POST", api+"runs/search", `{"experiment_ids":["0"],"max_results":2,"page_token":"`+token+`"`+order+`}`)
+			for _, r := range page["runs"].([]any) {
+				got = append(got, str(r.(map[string]any)["info"].(map[string]any)["run_id"]))
+			}
+			if token, _ = page["next_page_token"].(string); token == "" {
+				break
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("order %s: %v, want %v", order, got, want)
 		}
 	}
 }

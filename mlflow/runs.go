@@ -192,8 +192,16 @@ func (h *Handler) createRun(w http.ResponseWriter, r *http.Request, ws string) e
 		_, n := utf8.DecodeLastRuneInString(atelierName)
 		atelierName = atelierName[:len(atelierName)-n]
 	}
+	// A parent tag naming a run atelier does not hold (one kept elsewhere) is recorded as
+	// given, as MLflow records it, and the run has no parent here.
+	parent := tags[tagParentRun]
+	if parent != "" {
+		if _, err := h.svc.FindRun(s.ctx, ws, parent); atelier.ErrorCode(err) == atelier.ENOTFOUND {
+			parent = ""
+		}
+	}
 	run, err := h.svc.CreateRun(s.ctx, ws, atelier.RunCreate{Experiment: e.Name, Name: atelierName,
-		ParentID: tags[tagParentRun], Status: atelier.StatusRunning, Tags: tags})
+		ParentID: parent, Status: atelier.StatusRunning, Tags: tags})
 	if err != nil {
 		return err
 	}
@@ -373,8 +381,11 @@ func (h *Handler) searchRuns(w http.ResponseWriter, r *http.Request, ws string) 
 	if q.OrderBy, err = translateOrderBy(req.OrderBy); err != nil {
 		return err
 	}
+	// Ties go as MLflow's server breaks them: the newest start first, then by run id ascending.
 	if q.OrderBy == "" {
 		q.OrderBy = "started_at desc, id"
+	} else {
+		q.OrderBy += ", started_at desc, id"
 	}
 	page, err := h.svc.ListRuns(s.ctx, ws, q)
 	if err != nil {

@@ -2,6 +2,7 @@ package mlflow
 
 import (
 	"encoding/json"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -136,8 +137,13 @@ func (s *jstring) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		return nil
 	}
-	*s = jstring(b)
-	return nil
+	// As MLflow's server (protobuf's JSON parsing): a number or anything else where a string
+	// belongs is refused, not read as its text.
+	v := string(b)
+	if len(v) > 40 {
+		v = v[:40] + "..."
+	}
+	return &json.UnmarshalTypeError{Value: v, Type: reflect.TypeOf(jstring(""))}
 }
 
 // jlist is a list of strings that also reads a single string (a query parameter given once).
