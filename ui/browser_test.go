@@ -469,6 +469,17 @@ func TestStudio(t *testing.T) {
 		if err != nil || v.RunID != f.runs[0].ID || v.Path != "outputs/model.pkl" {
 			t.Fatalf("the registered version: %+v, %v", v, err)
 		}
+		if _, err := c.UpdateModelVersion(f.ctx, "default", atelier.ModelRef{Name: "digits", Version: 1}, atelier.ModelVersionUpdate{Tags: map[string]string{"stage": "prod"}}); err != nil {
+			t.Fatal(err)
+		}
+		alice.open("/w/default/models?tag=" + urlq("stage=prod"))
+		if got := alice.text("#model-versions"); !strings.Contains(got, "digits") || !strings.Contains(got, "stage=prod") {
+			t.Fatalf("versions tagged stage=prod: %q", got)
+		}
+		alice.open("/w/default/models?tag=" + urlq("stage=dev"))
+		if got := alice.text("#model-versions"); strings.Contains(got, "digits") {
+			t.Fatalf("versions tagged stage=dev: %q", got)
+		}
 		alice.open("/w/default/models")
 		alice.run("opening the model", chromedp.Click(`#models a`, chromedp.ByQuery), chromedp.WaitVisible("#versions", chromedp.ByQuery))
 		var dl struct {
@@ -882,5 +893,11 @@ print("second line from the script", flush=True)
 	tb.eval(`window.__samePage === true`, &same)
 	if !same {
 		t.Fatal("the page reloaded: the log and the status must arrive without a reload")
+	}
+	// The run's code, browsed.
+	tb.run("opening the snapshot", chromedp.Click("#snapshot-link", chromedp.ByQuery), chromedp.WaitVisible("#snapshot-files", chromedp.ByQuery))
+	tb.run("opening train.py", chromedp.Click(`#snapshot-files a`, chromedp.ByQuery), chromedp.WaitVisible("#snapshot-text", chromedp.ByQuery))
+	if got := tb.text("#snapshot-text"); !strings.Contains(got, "second line from the script") {
+		t.Fatalf("the snapshot's train.py shows %q", got)
 	}
 }

@@ -639,21 +639,37 @@ func diffRows(keys map[string]bool, runs []*atelier.Run, get func(*atelier.Run, 
 }
 
 type modelsData struct {
-	Search string
-	Models []*atelier.Model
-	Next   template.URL
+	Search   string
+	Tag      string // KEY or KEY=VALUE: versions are searched
+	Versions []*atelier.ModelVersion
+	Models   []*atelier.Model
+	Next     template.URL
 }
 
 func (h *Handler) models(q *request) error {
 	qs := q.r.URL.Query()
-	d := &modelsData{Search: qs.Get("q")}
-	page, err := h.svc.ListModels(q.ctx(), q.ws(), atelier.ModelQuery{NameContains: d.Search, Limit: 100, PageToken: qs.Get("page")})
+	d := &modelsData{Search: qs.Get("q"), Tag: strings.TrimSpace(qs.Get("tag"))}
+	mq := atelier.ModelQuery{NameContains: d.Search, Limit: 100, PageToken: qs.Get("page")}
+	if d.Tag != "" {
+		// Tags are the versions': a tag search lists the versions that have it.
+		mq.Tags = []string{d.Tag}
+		versions, err := h.svc.ListModelVersions(q.ctx(), q.ws(), mq)
+		if err != nil {
+			return err
+		}
+		d.Versions = versions.Versions
+		if versions.NextPageToken != "" {
+			d.Next = template.URL("?" + url.Values{"q": {d.Search}, "tag": {d.Tag}, "page": {versions.NextPageToken}}.Encode())
+		}
+		return q.show(h, "models", "Models", "models", d)
+	}
+	page, err := h.svc.ListModels(q.ctx(), q.ws(), mq)
 	if err != nil {
 		return err
 	}
 	d.Models = page.Models
 	if page.NextPageToken != "" {
-		d.Next = template.URL("?" + url.Values{"q": {d.Search}, "page": {page.NextPageToken}}.Encode())
+		d.Next = template.URL("?" + url.Values{"q": {d.Search}, "tag": {d.Tag}, "page": {page.NextPageToken}}.Encode())
 	}
 	return q.show(h, "models", "Models", "models", d)
 }

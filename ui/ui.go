@@ -43,6 +43,7 @@ type Services interface {
 	atelier.DatastoreService
 	atelier.MemberService
 	atelier.AuditService
+	atelier.SnapshotService
 	// CallerRole is the caller's role in a workspace, to leave out the buttons of writes the
 	// caller may not make (the service still refuses them).
 	CallerRole(ctx context.Context, workspace string) (atelier.Role, error)
@@ -107,6 +108,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /w/{workspace}/runs/{run}/cancel", h.page(h.cancel))
 	m.HandleFunc("GET /w/{workspace}/runs/{run}/files/{path...}", h.page(h.preview))
 	m.HandleFunc("POST /w/{workspace}/runs/{run}/register", h.page(h.register))
+	m.HandleFunc("GET /w/{workspace}/runs/{run}/snapshot", h.page(h.snapshot))
 	m.HandleFunc("GET /w/{workspace}/compare", h.page(h.compare))
 	m.HandleFunc("GET /w/{workspace}/parallel", h.page(h.parallel))
 	m.HandleFunc("GET /w/{workspace}/models", h.page(h.models))
