@@ -565,6 +565,9 @@ func (b *builder) assemble(base v1.Image, baseCfg *v1.ConfigFile, python string,
 	c.Env = setEnv(c.Env, "AZUREML_MODEL_DIR", b.modelDir())
 	c.Env = setEnv(c.Env, "AZUREML_ENTRY_SCRIPT", path.Join(AppDir, filepath.ToSlash(b.spec.EntryScript)))
 	c.Env = setEnv(c.Env, "PYTHONUNBUFFERED", "1")
+	// A container's runtime listens on every address of its own network namespace, so that
+	// `podman run -p` reaches it (the runtime alone binds 127.0.0.1 by default).
+	c.Env = setEnv(c.Env, "ATELIER_SCORE_HOST", "0.0.0.0")
 	if b.spec.Requirements != "" {
 		pp := SitePackages
 		if old := envValue(baseCfg.Config.Env, "PYTHONPATH"); old != "" {
