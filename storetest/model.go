@@ -359,7 +359,7 @@ func testModelQuery(t *testing.T, open func(t *testing.T) atelier.Store) {
 	}
 
 	for _, q := range []atelier.ModelQuery{{OrderBy: "size"}, {OrderBy: "version sideways"}, {Tags: []string{"=x"}}, {Limit: -1},
-		{PageToken: "garbage!"}, {Name: "bad name"}} {
+		{PageToken: "garbage!"}, {Name: "bad/name"}} {
 		_, err := s.ListModelVersions(ctx, "ws", q)
 		wantCode(t, err, atelier.EINVALID, "ListModelVersions(%+v)", q)
 	}

@@ -25,7 +25,7 @@ func testModelRecords(t *testing.T, open func(t *testing.T) atelier.Store) {
 		}
 		_, err = s.CreateModel(ctx, "ws", atelier.ModelCreate{Name: "empty"})
 		wantCode(t, err, atelier.ECONFLICT, "CreateModel(taken)")
-		_, err = s.CreateModel(ctx, "ws", atelier.ModelCreate{Name: "bad name"})
+		_, err = s.CreateModel(ctx, "ws", atelier.ModelCreate{Name: "bad/name"})
 		wantCode(t, err, atelier.EINVALID, "CreateModel(bad name)")
 		list, err := s.ListModels(ctx, "ws", atelier.ModelQuery{})
 		mustOK(t, err, "ListModels")
@@ -131,7 +131,7 @@ func testModelRecords(t *testing.T, open func(t *testing.T) atelier.Store) {
 		}{
 			{"taken", "new", "other", atelier.ECONFLICT},
 			{"missing", "nope", "x", atelier.ENOTFOUND},
-			{"bad name", "new", "a b", atelier.EINVALID},
+			{"bad name", "new", "a/b", atelier.EINVALID},
 			{"same", "new", "new", atelier.EINVALID},
 		} {
 			_, err := s.RenameModel(ctx, "ws", tc.from, tc.to)
