@@ -390,6 +390,11 @@ func TestStudio(t *testing.T) {
 			t.Fatalf("the downsampled chart's max band peaks at %v, want the spike of 1000", res.Max)
 		}
 		alice.screenshot("run-big-metric")
+		// New points of the running run are drawn as they come.
+		if err := f.stack.Client.LogMetrics(f.ctx, "default", f.big.ID, &atelier.MetricBatch{Points: []atelier.MetricPoint{{Name: "loss", Step: ptr(int64(20_000)), Value: 5000}}}); err != nil {
+			t.Fatal(err)
+		}
+		alice.waitJS("the new point is drawn", `Math.max(...atelier.charts["loss"].u.data[3]) === 5000`)
 		// A zoom reads the window at full detail.
 		alice.eval(`atelier.charts["loss"].zoom(12300, 12400), true`, nil)
 		alice.waitJS("the zoomed window is drawn", `atelier.charts["loss"].u.data[0].length === 101`)

@@ -63,8 +63,20 @@
     ws = decodeURIComponent(ws);
     var run = document.getElementById("run");
     var url = api(ws, "/events?types=run.status");
-    if (run) url += "&run_id=" + encodeURIComponent(run.getAttribute("data-run"));
+    if (run) url = api(ws, "/events?types=run.status,run.metrics&run_id=" + encodeURIComponent(run.getAttribute("data-run")));
     var es = new EventSource(url);
+    // New points of a running run redraw its charts (not one zoomed in), at most every 2 s.
+    var pending = null;
+    es.addEventListener("run.metrics", function () {
+      if (pending) return;
+      pending = setTimeout(function () {
+        pending = null;
+        Object.keys(A.charts).forEach(function (k) {
+          var c = A.charts[k];
+          if (c.key !== "compare" && !c.window && c.series) c.load();
+        });
+      }, 2000);
+    });
     es.addEventListener("run.status", function (e) {
       var ev = JSON.parse(e.data), r = ev.data || {};
       var sel = '[data-run-id="' + CSS.escape(ev.run_id) + '"] [data-status]';
