@@ -894,6 +894,7 @@ print("second line from the script", flush=True)
 	}
 	tb.waitJS("the second line, followed", `document.getElementById("log").textContent.includes("second line from the script")`)
 	tb.waitJS("the run's end, live", `document.getElementById("run-status").textContent === "Completed"`)
+	tb.waitJS("the timeline's end, live", `document.querySelector("dl.facts").textContent.includes("Ended")`)
 	var same bool
 	tb.eval(`window.__samePage === true`, &same)
 	if !same {

@@ -84,6 +84,7 @@
       if (run && run.getAttribute("data-run") === ev.run_id) {
         els.push(document.getElementById("run-status"));
         run.setAttribute("data-status", r.status);
+        refreshFacts();
         if (/^(Completed|Failed|Canceled|CancelRequested)$/.test(r.status)) {
           var c = document.getElementById("cancel-form");
           if (c) c.remove();
@@ -96,6 +97,20 @@
       });
     });
     window.addEventListener("pagehide", function () { es.close(); });
+  }
+
+  // refreshFacts reads the run page again for its timeline (started, ended, duration, exit
+  // code, error) after a status change.
+  function refreshFacts() {
+    fetch(location.href, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.text() : null; }).then(function (html) {
+      if (!html) return;
+      var doc = new DOMParser().parseFromString(html, "text/html");
+      ["dl.facts", "#run-error"].forEach(function (sel) {
+        var now = document.querySelector(sel), next = doc.querySelector(sel);
+        if (now && next) now.replaceWith(next);
+        else if (!now && next) document.querySelector("dl.facts").after(next);
+      });
+    });
   }
 
   // ---- charts ----
