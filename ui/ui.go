@@ -195,8 +195,6 @@ type request struct {
 func (q *request) ctx() context.Context { return q.r.Context() }
 func (q *request) ws() string           { return q.r.PathValue("workspace") }
 
-type pageFunc func(h *Handler, q *request) error
-
 // page authenticates a page request with the REST API's rules (the session cookie, with the
 // CSRF token on a write, or a bearer token) and renders its error, if any, as a page. A caller
 // without credentials, or with an expired session, goes to the login page, which brings them
