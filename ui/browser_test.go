@@ -391,6 +391,7 @@ func TestStudio(t *testing.T) {
 		}
 		alice.screenshot("run-big-metric")
 		// New points of the running run are drawn as they come.
+		alice.waitJS("the page follows the run's events", `atelier.eventsOpen === true`)
 		if err := f.stack.Client.LogMetrics(f.ctx, "default", f.big.ID, &atelier.MetricBatch{Points: []atelier.MetricPoint{{Name: "loss", Step: ptr(int64(20_000)), Value: 5000}}}); err != nil {
 			t.Fatal(err)
 		}
@@ -889,6 +890,7 @@ print("second line from the script", flush=True)
 	tb.open("/w/default/runs/" + run.ID)
 	tb.eval(`window.__samePage = true`, nil) // gone if the page reloads
 	tb.waitJS("the first line", `document.getElementById("log") && document.getElementById("log").textContent.includes("first line from the script")`)
+	tb.waitJS("the page follows the run's events", `atelier.eventsOpen === true`)
 	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -65,6 +65,11 @@
     var url = api(ws, "/events?types=run.status");
     if (run) url = api(ws, "/events?types=run.status,run.metrics&run_id=" + encodeURIComponent(run.getAttribute("data-run")));
     var es = new EventSource(url);
+    // Open means subscribed: the server subscribes before it answers.
+    es.addEventListener("open", function () {
+      A.eventsOpen = true;
+      if (run) refreshFacts(); // what changed between the page's rendering and the subscription
+    });
     // New points of a running run redraw its charts (not one zoomed in), at most every 2 s.
     var pending = null;
     es.addEventListener("run.metrics", function () {
@@ -105,6 +110,15 @@
     fetch(location.href, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.text() : null; }).then(function (html) {
       if (!html) return;
       var doc = new DOMParser().parseFromString(html, "text/html");
+      var st = doc.getElementById("run-status"), cur = document.getElementById("run-status");
+      if (st && cur && st.textContent !== cur.textContent) {
+        cur.replaceWith(st);
+        document.getElementById("run").setAttribute("data-status", st.textContent);
+        if (!doc.getElementById("cancel-form")) {
+          var c = document.getElementById("cancel-form");
+          if (c) c.remove();
+        }
+      }
       ["dl.facts", "#run-error"].forEach(function (sel) {
         var now = document.querySelector(sel), next = doc.querySelector(sel);
         if (now && next) now.replaceWith(next);
