@@ -156,8 +156,10 @@ func TestScaleToZero(t *testing.T) {
 	if code, _, err := post(t, pool, `{}`); err != nil || code != 200 {
 		t.Fatalf("cold start: %d %v", code, err)
 	}
-	if started.Load() != 1 {
-		t.Fatalf("%d replicas started for the first request", started.Load())
+	// (The autoscaler may add a second while the first starts: one request queued on no ready
+	// replica is over the 70 % target.)
+	if n := started.Load(); n < 1 || n > 2 {
+		t.Fatalf("%d replicas started for the first request", n)
 	}
 	waitFor(t, "the scale to zero", func() bool { st := pool.Stats(); return st.Desired == 0 && st.Ready == 0 })
 	if code, _, err := post(t, pool, `{}`); err != nil || code != 200 {

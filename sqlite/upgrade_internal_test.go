@@ -18,12 +18,15 @@ var (
 )
 
 // undoLater returns the statements that undo what the migrations after the first n made
-// (their tables and added columns), so that migrating again from n finds none of it.
+// (their tables and added columns), newest first (a table is dropped before those it
+// references), so that migrating again from n finds none of it.
 func undoLater(n int) []string {
 	var stmts []string
-	for _, m := range migrations[n:] {
-		for _, match := range createTable.FindAllStringSubmatch(m, -1) {
-			stmts = append(stmts, `DROP TABLE `+match[1])
+	for i := len(migrations) - 1; i >= n; i-- {
+		m := migrations[i]
+		tables := createTable.FindAllStringSubmatch(m, -1)
+		for j := len(tables) - 1; j >= 0; j-- {
+			stmts = append(stmts, `DROP TABLE `+tables[j][1])
 		}
 		for _, match := range addColumn.FindAllStringSubmatch(m, -1) {
 			stmts = append(stmts, `ALTER TABLE `+match[1]+` DROP COLUMN `+match[2])
