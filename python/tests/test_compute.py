@@ -48,10 +48,21 @@ def test_attach_refused_without_driver(ws, tmp_path):
     assert "b3BlbnNzaC" not in str(e.value)
     assert "gpu-box" not in ws.compute_targets
 
+    # The slurm driver's check refuses a token that is not a JWT, without echoing it.
     cfg = SlurmCompute.attach_configuration(url="http://slurm:6820", partition="gpu", token="eyJhbGciOi.jwt")
     with pytest.raises(AtelierError) as e:
         ComputeTarget.attach(ws, "hpc", cfg)
-    assert 'compute kind "slurm" is not available' in e.value.message and "eyJhbGciOi" not in str(e.value)
+    assert "not a JWT" in e.value.message and "eyJhbGciOi" not in str(e.value)
+    assert "hpc" not in ws.compute_targets
+
+    # A kind this server has no driver for is refused by name.
+    kubeconfig = ("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://10.0.0.9:6443'}\n"
+                  "users:\n- name: u\n  user: {token: abc}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\n"
+                  "current-context: x\n")
+    cfg = KubernetesCompute.attach_configuration(namespace="ml", kubeconfig=kubeconfig)
+    with pytest.raises(AtelierError) as e:
+        ComputeTarget.attach(ws, "k8s", cfg)
+    assert 'compute kind "kubernetes" is not available' in e.value.message
 
 
 @pytest.mark.parametrize("name,cfg,want", [
