@@ -44,6 +44,8 @@ type Services interface {
 	atelier.MemberService
 	atelier.AuditService
 	atelier.SnapshotService
+	atelier.ImageService
+	atelier.WebServiceService
 	// CallerRole is the caller's role in a workspace, to leave out the buttons of writes the
 	// caller may not make (the service still refuses them).
 	CallerRole(ctx context.Context, workspace string) (atelier.Role, error)
@@ -114,6 +116,9 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /w/{workspace}/models", h.page(h.models))
 	m.HandleFunc("GET /w/{workspace}/models/{model}", h.page(h.model))
 	m.HandleFunc("GET /w/{workspace}/compute", h.page(h.compute))
+	m.HandleFunc("GET /w/{workspace}/images", h.page(h.images))
+	m.HandleFunc("GET /w/{workspace}/services", h.page(h.services))
+	m.HandleFunc("GET /w/{workspace}/services/{service}", h.page(h.service))
 	m.HandleFunc("GET /w/{workspace}/activities", h.page(h.activities))
 	m.HandleFunc("GET /w/{workspace}/datastores", h.page(h.datastores))
 	m.HandleFunc("GET /w/{workspace}/members", h.page(h.members))
