@@ -381,10 +381,7 @@ func (p *Pool) serveNext(s *slot) {
 			j.done <- res
 			continue
 		}
-		go func() {
-			j.done <- p.receive(x)
-			p.serveNext(s)
-		}()
+		go func() { j.done <- p.receive(x) }()
 		return
 	}
 }
@@ -416,14 +413,11 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, path string) Result
 		return *served
 	}
 	x, res := p.send(s, j)
-	if x != nil {
-		res = p.receive(x)
+	if x == nil {
+		p.serveNext(s)
+		return res
 	}
-	if f, ok := w.(http.Flusher); ok && res.Err == nil {
-		f.Flush() // this answer is complete: its client need not wait for the next request's send
-	}
-	p.serveNext(s)
-	return res
+	return p.receive(x)
 }
 
 // exchange is a request sent to a replica, its answer not yet read.
@@ -479,16 +473,22 @@ func (p *Pool) send(s *slot, j *job) (*exchange, Result) {
 }
 
 // receive reads a replica's answer to an exchange and writes it to the request's client.
+//
+// An answer of up to earlyAnswer bytes is read whole before it is written to its client, and
+// the replica's next queued request is sent first: the replica works on it while this answer
+// travels. receive hands the replica on (serveNext) exactly once.
 func (p *Pool) receive(x *exchange) Result {
 	defer x.cancel()
-	s, rc := x.s, x.rc
+	s, rc, w := x.s, x.rc, x.j.w
 	resp, err := http.ReadResponse(rc.br, x.out)
 	if err != nil {
 		x.unblock()
 		rc.c.Close()
-		return Result{Replica: s.n, Err: p.failed(s, x.ctx, x.j.r.Context(), err)}
+		res := Result{Replica: s.n, Err: p.failed(s, x.ctx, x.j.r.Context(), err)}
+		p.serveNext(s)
+		return res
 	}
-	h := x.j.w.Header()
+	h := w.Header()
 	for k, v := range resp.Header {
 		switch k {
 		case "Connection", "Keep-Alive", "Transfer-Encoding":
@@ -496,8 +496,30 @@ func (p *Pool) receive(x *exchange) Result {
 		}
 		h[k] = v
 	}
-	x.j.w.WriteHeader(resp.StatusCode)
-	_, err = io.Copy(x.j.w, resp.Body)
+	if resp.ContentLength >= 0 && resp.ContentLength <= earlyAnswer {
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.Close || !x.unblock() {
+			rc.c.Close()
+		} else {
+			s.keep(rc)
+		}
+		if err != nil {
+			for k := range resp.Header {
+				h.Del(k)
+			}
+			res := Result{Replica: s.n, Err: p.failed(s, x.ctx, x.j.r.Context(), err)}
+			p.serveNext(s)
+			return res
+		}
+		p.serveNext(s)
+		w.WriteHeader(resp.StatusCode)
+		w.Write(body)
+		flush(w)
+		return Result{Replica: s.n, Status: resp.StatusCode}
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, err = io.Copy(w, resp.Body)
 	resp.Body.Close()
 	if err != nil || resp.Close || !x.unblock() {
 		rc.c.Close()
@@ -507,7 +529,18 @@ func (p *Pool) receive(x *exchange) Result {
 	} else {
 		s.keep(rc)
 	}
+	flush(w)
+	p.serveNext(s)
 	return Result{Replica: s.n, Status: resp.StatusCode}
+}
+
+// earlyAnswer bounds the answers read whole before they are written (see receive).
+const earlyAnswer = 1 << 20
+
+func flush(w http.ResponseWriter) {
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // bodyReader keeps the error of reading a request's body (the client left, or sent too much).

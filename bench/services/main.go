@@ -81,6 +81,7 @@ func main() {
 	sklearn := flag.Bool("sklearn", true, "serve a scikit-learn model (else a no-op score.py)")
 	home, _ := os.UserHomeDir()
 	amlVenv := flag.String("aml-venv", filepath.Join(home, ".cache", "atelier-bench", "amlserver"), "bench/scoring's virtualenv with azureml-inference-server-http and scikit-learn")
+	profile := flag.String("cpuprofile", "", "write the server's CPU profile during the last level through the gateway to this file")
 	base := flag.String("image-base", filepath.Join(home, ".cache", "atelier-test", "python-base", "current"), "the CPython base image")
 	flag.Parse()
 	var levels []int
@@ -108,7 +109,8 @@ func main() {
 	// The server, a model, an image and a service of one replica.
 	addr := freeAddr()
 	data := filepath.Join(work, "data")
-	srv := start(work, nil, bin, "server", "--data", data, "--addr", addr, "--image-base", *base)
+	debug := freeAddr()
+	srv := start(work, nil, bin, "server", "--data", data, "--addr", addr, "--image-base", *base, "--debug-addr", debug)
 	url := "http://" + addr
 	waitHTTP(url+"/api/v1/health", 30*time.Second)
 	token := strings.TrimSpace(string(must(os.ReadFile(filepath.Join(data, "admin-token")))))
@@ -161,7 +163,27 @@ func main() {
 	fmt.Println("|---|---|---|---|---|---|")
 	for _, c := range levels {
 		load.Run(ctx, gateway, []byte(body), hdr, c, time.Second) // warm-up
+		var prof chan []byte
+		if *profile != "" && c == levels[len(levels)-1] {
+			prof = make(chan []byte, 1)
+			go func() {
+				resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", debug, max(1, int(dur.Seconds())-1)))
+				if err != nil {
+					prof <- nil
+					return
+				}
+				defer resp.Body.Close()
+				var b bytes.Buffer
+				b.ReadFrom(resp.Body)
+				prof <- b.Bytes()
+			}()
+		}
 		g := load.RunConfig(ctx, load.Config{URL: gateway, Body: []byte(body), Header: hdr, Concurrency: c, Duration: *dur})
+		if prof != nil {
+			if b := <-prof; b != nil {
+				os.WriteFile(*profile, b, 0o644)
+			}
+		}
 		d := load.RunConfig(ctx, load.Config{URL: "http://replica/score", Body: []byte(body), Header: http.Header{"Content-Type": {"application/json"}}, Concurrency: c, Duration: *dur, Client: load.NewClient(c, sock)})
 		amlCell, ratio := "-", "-"
 		if amlURL != "" {
