@@ -22,7 +22,7 @@ from ._http import AtelierError, quote_path, quote_seg
 
 __all__ = ["Model"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._ -]{0,253}[A-Za-z0-9._-])?$")
 _TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:?\d\d)?$")
 _PAGE_SIZE = 1000
 _WORKERS = 8
@@ -33,8 +33,8 @@ def _check_model_name(name):
     if not isinstance(name, str):
         raise TypeError("model name must be a str, not %s" % type(name).__name__)
     if not _NAME.match(name):
-        raise AtelierError("invalid model name %r: use 1-255 letters, digits, '.', '_' or '-', starting with "
-                           "a letter or digit" % name, code="invalid", status=400)
+        raise AtelierError("invalid model name %r: use 1-255 letters, digits, '.', '_', '-' or spaces, starting "
+                           "with a letter or digit and not ending with a space" % name, code="invalid", status=400)
 
 
 def _parse_time(s):

@@ -265,22 +265,25 @@ def test_bad_input(ws, tmp_path):
     assert e.value.status == 400
     src = tmp_path / "m.bin"
     src.write_bytes(b"x")
-    for bad in ("has space", "-dash", "a:b", "a@b", "", "x" * 256):
+    for bad in ("trailing space ", " leading", "-dash", "a:b", "a@b", "", "x" * 256):
         with pytest.raises(AtelierError) as e:
             Model.register(ws, str(src), bad)
         assert e.value.status == 400 and e.value.code == "invalid", bad
     # The server says the same when the SDK does not check first.
     with pytest.raises(AtelierError) as e:
-        api(ws, "POST", "/models", body={"name": "has space", "files": [
+        api(ws, "POST", "/models", body={"name": "trailing space ", "files": [
             {"path": "m.bin", "digest": hashlib.sha256(b"x").hexdigest(), "size": 1}]})
     assert e.value.status == 400 and e.value.code == "invalid"
+    # Names may hold spaces inside, as MLflow's registered models do.
+    spaced = Model.register(ws, str(src), unique("has space"))
+    assert " " in spaced.name and Model(ws, spaced.name).version == spaced.version
     # A manifest naming objects the server lacks is refused.
     with pytest.raises(AtelierError) as e:
         api(ws, "POST", "/models", body={"name": unique("bad"), "files": [
             {"path": "m.bin", "digest": hashlib.sha256(b"never uploaded").hexdigest(), "size": 14}]})
     assert 400 <= e.value.status < 500
     with pytest.raises(AtelierError) as e:
-        Model(ws, "bad name")
+        Model(ws, "bad name ")
     assert e.value.status == 400
     with pytest.raises(AtelierError) as e:
         Model(ws, unique("m"), version=0)
