@@ -296,6 +296,9 @@ func runListCmd(cfg *clientConfig) *cobra.Command {
 				}
 			}
 			if cfg.output == "json" {
+				if runs == nil {
+					runs = []*atelier.Run{} // [], not null: scripts iterate it
+				}
 				return printJSON(cmd.OutOrStdout(), runs)
 			}
 			return printRuns(cmd.OutOrStdout(), runs)

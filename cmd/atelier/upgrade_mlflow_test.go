@@ -77,7 +77,7 @@ func TestUpgradeMLflowRecordRuns(t *testing.T) {
 	}
 
 	bin, _ := buildBinary()
-	cmd := exec.Command(bin, "run", "list", "-o", "json")
+	cmd := exec.Command(bin, "run", "list", "--include-deleted", "-o", "json")
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), "ATELIER_SERVER="+srv.url, "ATELIER_TOKEN="+tok)
 	out, err := cmd.CombinedOutput()
