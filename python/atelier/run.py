@@ -233,13 +233,11 @@ class Run:
         return self._refresh().get("status")
 
     def get_portal_url(self):
-        """The run's address on its server, to open or share. atelier has no web UI yet (the
-        MLflow client's "View run" link, <server>/#/experiments/..., is not served): this is
-        the run's REST resource, <server>/api/v1/workspaces/<workspace>/runs/<id>, which
-        answers with the run as JSON given a token (Authorization: Bearer). A workspace reached
-        over the server's Unix socket gives the server's TCP address, read from the server-url
-        file it keeps beside the socket while it runs."""
-        return _web_address(self._client.server) + self._path()
+        """The run's page in the studio, atelier's web UI: <server>/w/<workspace>/runs/<id>, to
+        open in a browser or share (it asks to log in first). A workspace reached over the
+        server's Unix socket gives the server's TCP address, read from the server-url file it
+        keeps beside the socket while it runs."""
+        return "%s/w/%s/runs/%s" % (_web_address(self._client.server), quote_seg(self._ws), quote_seg(self._id))
 
     def start(self):
         """Marks a NotStarted run as Running."""
