@@ -355,9 +355,18 @@ func (db *DB) MetricHistory(ctx context.Context, workspace, runID, name string, 
 	if p, ok := db.series.get(key, count); ok {
 		return series.ToSeries(name, p, q), nil
 	}
-	// Small enough series are read whole and cached (charts re-read them as they zoom);
-	// larger ones read only the chunks of the window.
-	whole := count <= maxCachedSeriesPoints
+	// A downsampled answer is small: keeping it spares a re-read of a series too large to keep
+	// whole (a chart of millions of points refreshing) a read and a pass over every point.
+	var vkey string
+	if q.MaxPoints > 0 {
+		vkey = viewKey(key, q)
+		if s, ok := db.series.getView(vkey, count); ok {
+			return s, nil
+		}
+	}
+	// Series small enough to cache are read whole and cached (charts re-read them as they
+	// zoom); larger ones read only the chunks of the window.
+	whole := db.series.fits(count)
 	minStep, maxStep := int64(math.MinInt64), int64(math.MaxInt64)
 	if q.MinStep != nil && !whole {
 		minStep = *q.MinStep
@@ -365,15 +374,25 @@ func (db *DB) MetricHistory(ctx context.Context, workspace, runID, name string, 
 	if q.MaxStep != nil && !whole {
 		maxStep = *q.MaxStep
 	}
-	rows, err := db.read.QueryContext(ctx, `SELECT data FROM metric_chunks WHERE run_id = ? AND name = ? AND max_step >= ? AND min_step <= ? ORDER BY seq`,
-		runID, name, minStep, maxStep)
+	const where = ` FROM metric_chunks WHERE run_id = ? AND name = ? AND max_step >= ? AND min_step <= ?`
+	// Sized up front, the columns are allocated once rather than grown chunk by chunk (which
+	// allocates several times the series for a large one).
+	size := count
+	if !whole && (q.MinStep != nil || q.MaxStep != nil) {
+		var n sql.NullInt64
+		if err := db.read.QueryRowContext(ctx, `SELECT sum(count)`+where, runID, name, minStep, maxStep).Scan(&n); err != nil {
+			return nil, err
+		}
+		size = n.Int64
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT data`+where+` ORDER BY seq`, runID, name, minStep, maxStep)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	// Decoding every chunk into one column set lets Merge return it as is when the steps are
 	// already in order (the usual case).
-	var p series.Points
+	p := series.Points{Steps: make([]int64, 0, size), Timestamps: make([]int64, 0, size), Values: make([]float64, 0, size)}
 	var data sql.RawBytes
 	for rows.Next() {
 		if err := rows.Scan(&data); err != nil {
@@ -390,7 +409,11 @@ func (db *DB) MetricHistory(ctx context.Context, workspace, runID, name string, 
 	if whole {
 		db.series.put(key, count, merged)
 	}
-	return series.ToSeries(name, merged, q), nil
+	s := series.ToSeries(name, merged, q)
+	if s.Downsampled && !whole {
+		db.series.putView(vkey, count, s)
+	}
+	return s, nil
 }
 
 // MetricRecords returns every record of a non-scalar metric.
