@@ -628,6 +628,11 @@ UPDATE experiment_stats SET
 WHERE experiment_id IN (SELECT experiment_id FROM model_runs);
 DELETE FROM experiment_stats WHERE run_count = 0;
 DROP TABLE model_runs;
+`, `
+-- Run searches at scale (issue 19, query.go): MLflow's order (newest start first, then id) read
+-- off an index so a page stops at its end, and run names found by an index.
+CREATE INDEX runs_experiment_started ON runs (experiment_id, started_at DESC, id);
+CREATE INDEX runs_name ON runs (workspace_id, name);
 `}
 
 func (db *DB) migrate(ctx context.Context) error {
