@@ -50,6 +50,9 @@ type DB struct {
 	// workspaces caches workspace name → id for reads: nearly every call resolves a workspace
 	// first, and the query also began a read transaction of its own.
 	workspaces workspaceCache
+	// planLimit is the number of runs under which a search reads them all (query.go):
+	// driverLimit, lowered by tests to exercise every plan on a small fixture.
+	planLimit int
 }
 
 // workspaceCache maps the names of committed workspaces to their ids. A deletion bumps gen
@@ -140,7 +143,7 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	readDB.SetMaxIdleConns(max(4, 2*runtime.NumCPU()))
 
 	db := &DB{path: path, read: newPool(readDB), write: write, writeStmts: &stmtCache{db: write}, Now: time.Now, NewID: NewID,
-		series: newSeriesCache(opt.SeriesCacheBytes),
+		series: newSeriesCache(opt.SeriesCacheBytes), planLimit: driverLimit,
 		writes: make(chan *writeReq, 1024), closed: make(chan struct{})}
 	if err := db.migrate(ctx); err != nil {
 		db.read.Close()

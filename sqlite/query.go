@@ -321,7 +321,15 @@ func encodePageToken(offset int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// ListRuns searches runs with a filter and an ordering evaluated in the database.
+// ListRuns searches runs with a filter and an ordering evaluated in the database, by one of
+// three plans, so a first page costs about the same at 1,000 runs as at 1,000,000:
+//   - a selective conjunct of the filter (a param, tag, property, metric or name comparison that
+//     an index answers and that at most driverLimit runs of the database pass) drives the
+//     search: its runs are read by the index and sorted;
+//   - ordering by a metric the filter does not require reads the runs with a value by the
+//     metric's (name, value) index in order, then the runs without one;
+//   - otherwise the runs are walked in the order asked for (an index has the order MLflow's
+//     clients ask for) and the walk stops at the page's end.
 func (db *DB) ListRuns(ctx context.Context, workspace string, rq atelier.RunQuery) (*atelier.RunPage, error) {
 	wsID, err := db.workspaceID(ctx, db.read, workspace)
 	if err != nil {
@@ -337,24 +345,26 @@ func (db *DB) ListRuns(ctx context.Context, workspace string, rq atelier.RunQuer
 	if err != nil {
 		return nil, err
 	}
-	q := &runQuery{where: []string{"r.workspace_id = ?"}, args: []any{wsID}}
+	base := &runQuery{where: []string{"r.workspace_id = ?"}, args: []any{wsID}, from: "runs r"}
 	if rq.Experiment != "" {
-		q.where = append(q.where, "e.name = ?")
-		q.args = append(q.args, rq.Experiment)
+		// The experiment's runs (by its index), not the workspace's: the experiment is in the
+		// workspace, and so are its runs.
+		base.where = []string{"e.workspace_id = ?", "e.name = ?"}
+		base.args = append(base.args, rq.Experiment)
 	}
 	if rq.ParentID != "" {
-		q.where = append(q.where, "r.parent_id = ?")
-		q.args = append(q.args, rq.ParentID)
+		base.where = append(base.where, "r.parent_id = ?")
+		base.args = append(base.args, rq.ParentID)
 	}
 	if rq.RootOnly {
-		q.where = append(q.where, "r.parent_id IS NULL")
+		base.where = append(base.where, "r.parent_id IS NULL")
 	}
 	switch rq.Lifecycle {
 	case "":
 	case atelier.LifecycleActive:
-		q.where = append(q.where, "r.deleted = 0")
+		base.where = append(base.where, "r.deleted = 0")
 	case atelier.LifecycleDeleted:
-		q.where = append(q.where, "r.deleted = 1")
+		base.where = append(base.where, "r.deleted = 1")
 	default:
 		return nil, atelier.Errorf(atelier.EINVALID, "invalid run lifecycle %q: use active or deleted", rq.Lifecycle)
 	}
@@ -366,41 +376,63 @@ func (db *DB) ListRuns(ctx context.Context, workspace string, rq atelier.RunQuer
 	if err != nil {
 		return nil, err
 	}
-	q.from = "runs r"
-	if len(terms) > 0 && terms[0].Field.Kind == atelier.FieldMetric && requiresMetric(expr, terms[0].Field.Name) {
-		q.inner = map[string]string{terms[0].Field.Name: "m0"}
-		q.from = "metric_latest m0 JOIN runs r ON r.id = m0.run_id AND m0.name = ? AND m0.kind = 'scalar'"
-		q.jargs = append(q.jargs, terms[0].Field.Name)
-	}
-	if expr != nil {
-		cond, err := q.compile(expr)
-		if err != nil {
-			return nil, err
+	terms = append(terms, atelier.OrderTerm{Field: atelier.FilterField{Kind: atelier.FieldAttribute, Name: "created_at"}, Desc: true})
+	for i, t := range terms {
+		// Run ids are unique: terms after one are never reached, and would keep the database
+		// from reading the order off an index.
+		if t.Field.Kind == atelier.FieldAttribute && t.Field.Name == "id" {
+			terms = terms[:i+1]
+			break
 		}
-		q.where = append(q.where, cond)
 	}
-	if err := q.orderBy(terms); err != nil {
-		return nil, err
+	page := &atelier.RunPage{Runs: []*atelier.Run{}}
+	small, err := db.smallScope(ctx, wsID, rq.Experiment)
+	var d *driver
+	if err == nil && !small {
+		d, err = db.chooseDriver(ctx, wsID, expr)
 	}
-	q.order = append(q.order, "r.created_at DESC", "r.id DESC")
-
-	query := `SELECT ` + runColumns + ` FROM ` + q.from + runJoins + strings.Join(q.joins, "") +
-		` WHERE ` + strings.Join(q.where, " AND ") + ` ORDER BY ` + strings.Join(q.order, ", ") + ` LIMIT ? OFFSET ?`
-	args := append(append(append([]any{}, q.jargs...), q.args...), limit+1, offset)
-	rows, err := db.read.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	page := &atelier.RunPage{Runs: []*atelier.Run{}}
-	for rows.Next() {
-		run, err := scanRun(rows)
-		if err != nil {
-			return nil, err
+	first := terms[0]
+	switch {
+	case small:
+		page.Runs, err = db.searchRuns(ctx, base, expr, terms, limit+1, offset)
+	case d != nil:
+		q := base.clone()
+		q.from = d.from()
+		q.jargs = append(q.jargs, d.args...)
+		page.Runs, err = db.searchRuns(ctx, q, expr, terms, limit+1, offset)
+	case first.Field.Kind == atelier.FieldMetric && requiresMetric(expr, first.Field.Name):
+		page.Runs, err = db.searchRuns(ctx, base.withMetric(first.Field.Name, false), expr, terms, limit+1, offset)
+	case first.Field.Kind == atelier.FieldMetric:
+		// The runs with a value first (NaN is stored as NULL and sorts with the runs without
+		// the metric), then the others in the order of the remaining terms.
+		q := base.withMetric(first.Field.Name, true)
+		page.Runs, err = db.searchRuns(ctx, q, expr, terms, limit+1, offset)
+		if err != nil || len(page.Runs) > limit {
+			break
 		}
-		page.Runs = append(page.Runs, run)
+		rest := offset
+		if len(page.Runs) > 0 {
+			rest = 0
+		} else if rest > 0 {
+			var with int
+			if with, err = db.countRuns(ctx, base.withMetric(first.Field.Name, true), expr); err != nil {
+				break
+			}
+			rest = max(0, offset-with)
+		}
+		q = base.clone()
+		q.where = append(q.where, "NOT EXISTS (SELECT 1 FROM metric_latest m WHERE m.run_id = r.id AND m.name = ? AND m.kind = 'scalar' AND m.value IS NOT NULL)")
+		q.args = append(q.args, first.Field.Name)
+		var more []*atelier.Run
+		more, err = db.searchRuns(ctx, q, expr, terms[1:], limit+1-len(page.Runs), rest)
+		page.Runs = append(page.Runs, more...)
+	default:
+		page.Runs, err = db.searchRuns(ctx, base, expr, terms, limit+1, offset)
 	}
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	if len(page.Runs) > limit {
@@ -409,6 +441,184 @@ func (db *DB) ListRuns(ctx context.Context, workspace string, rq atelier.RunQuer
 	}
 	page.Summaries, err = db.attach(ctx, db.read, page.Runs, rq.Summaries)
 	return page, err
+}
+
+func (q *runQuery) clone() *runQuery {
+	return &runQuery{where: append([]string(nil), q.where...), args: append([]any(nil), q.args...),
+		from: q.from, jargs: append([]any(nil), q.jargs...)}
+}
+
+// withMetric starts the search from the runs' latest values of the metric, inner-joined: the
+// (name, value) index then gives the order by the metric. valued keeps only values (not NaN).
+func (q *runQuery) withMetric(name string, valued bool) *runQuery {
+	c := q.clone()
+	c.inner = map[string]string{name: "m0"}
+	c.from = "metric_latest m0 CROSS JOIN runs r ON r.id = m0.run_id AND m0.name = ? AND m0.kind = 'scalar'"
+	c.jargs = append(c.jargs, name)
+	if valued {
+		c.where = append(c.where, "m0.value IS NOT NULL")
+	}
+	return c
+}
+
+// compileAll adds the filter and the ordering to a copy of q and returns its SQL and arguments
+// (without the SELECT list and the page's LIMIT).
+func (q *runQuery) compileAll(expr atelier.FilterExpr, terms []atelier.OrderTerm) (string, []any, error) {
+	c := q.clone()
+	c.inner = q.inner
+	if expr != nil {
+		cond, err := c.compile(expr)
+		if err != nil {
+			return "", nil, err
+		}
+		c.where = append(c.where, cond)
+	}
+	if err := c.orderBy(terms); err != nil {
+		return "", nil, err
+	}
+	sql := ` FROM ` + c.from + runJoins + strings.Join(c.joins, "") + ` WHERE ` + strings.Join(c.where, " AND ")
+	if len(c.order) > 0 {
+		sql += ` ORDER BY ` + strings.Join(c.order, ", ")
+	}
+	return sql, append(append([]any{}, c.jargs...), c.args...), nil
+}
+
+func (db *DB) searchRuns(ctx context.Context, q *runQuery, expr atelier.FilterExpr, terms []atelier.OrderTerm, limit, offset int) ([]*atelier.Run, error) {
+	body, args, err := q.compileAll(expr, terms)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT `+runColumns+body+` LIMIT ? OFFSET ?`, append(args, limit, offset)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var runs []*atelier.Run
+	for rows.Next() {
+		run, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, run)
+	}
+	return runs, rows.Err()
+}
+
+func (db *DB) countRuns(ctx context.Context, q *runQuery, expr atelier.FilterExpr) (int, error) {
+	body, args, err := q.compileAll(expr, nil)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = db.read.QueryRowContext(ctx, `SELECT count(*)`+body, args...).Scan(&n)
+	return n, err
+}
+
+// smallScope reports whether the runs searched (the experiment's, or else the workspace's)
+// are at most driverLimit: then reading them all and sorting the matches is the fastest plan.
+func (db *DB) smallScope(ctx context.Context, wsID int64, experiment string) (bool, error) {
+	var n int
+	var err error
+	if experiment != "" {
+		err = db.read.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM experiments e JOIN runs r ON r.experiment_id = e.id
+			WHERE e.workspace_id = ? AND e.name = ? LIMIT ?)`, wsID, experiment, db.planLimit+1).Scan(&n)
+	} else {
+		err = db.read.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM runs WHERE workspace_id = ? LIMIT ?)`,
+			wsID, db.planLimit+1).Scan(&n)
+	}
+	return n <= db.planLimit, err
+}
+
+// driverLimit is the most runs a driving conjunct may match: reading and sorting that many
+// runs costs about what walking a few thousand runs in order does.
+const driverLimit = 2000
+
+// A driver is a part of the filter that indexes answer, as the start of a search: ids selects
+// the ids of the runs that may pass it (every run that passes it, and maybe some that do not,
+// as runs of other workspaces), joined to the runs r by CROSS JOIN, which keeps that order.
+type driver struct {
+	ids  string
+	args []any
+}
+
+func (d *driver) from() string { return "(" + d.ids + ") c CROSS JOIN runs r ON r.id = c.id" }
+
+// chooseDriver returns the driver of e that the fewest runs of the database pass, if at most
+// the plan limit do; nil when none is selective.
+func (db *DB) chooseDriver(ctx context.Context, wsID int64, e atelier.FilterExpr) (*driver, error) {
+	var best *driver
+	bestN := db.planLimit + 1
+	for _, d := range drivers(e, wsID, nil) {
+		var n int
+		err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM (`+d.ids+` LIMIT ?)`, append(d.args, db.planLimit+1)...).Scan(&n)
+		if err != nil {
+			return nil, err
+		}
+		if n < bestN {
+			best, bestN = d, n
+		}
+	}
+	return best, nil
+}
+
+// drivers appends the drivers of e to out: each alone narrows the search to e's matches. A
+// conjunction has its parts' drivers; a disjunction one, the union of a driver of each part.
+func drivers(e atelier.FilterExpr, wsID int64, out []*driver) []*driver {
+	switch e := e.(type) {
+	case *atelier.FilterAnd:
+		return drivers(e.Right, wsID, drivers(e.Left, wsID, out))
+	case *atelier.FilterOr:
+		l, r := drivers(e.Left, wsID, nil), drivers(e.Right, wsID, nil)
+		if len(l) > 0 && len(r) > 0 {
+			out = append(out, &driver{ids: l[0].ids + " UNION " + r[0].ids, args: append(append([]any{}, l[0].args...), r[0].args...)})
+		}
+	case *atelier.FilterCompare:
+		if d := driverOf(e, wsID); d != nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// driverOf returns the driver of a comparison an index answers by a range: equality, a set, a
+// prefix pattern, or an order comparison of a metric; nil for the others (and for an invalid
+// comparison, which the filter's compilation reports).
+func driverOf(c *atelier.FilterCompare, wsID int64) *driver {
+	switch c.Op {
+	case "=", "in":
+	case "like":
+		if p := c.Value.Str; c.Value.IsNumber || p == "" || p[0] == '%' || p[0] == '_' {
+			return nil
+		}
+	case "<", "<=", ">", ">=":
+		if c.Field.Kind != atelier.FieldMetric {
+			return nil
+		}
+	default:
+		return nil
+	}
+	var ids, col string
+	var args []any
+	numeric := false
+	switch c.Field.Kind {
+	case atelier.FieldParam, atelier.FieldTag, atelier.FieldProperty:
+		ids, col, args = "SELECT run_id AS id FROM "+sideTables[c.Field.Kind]+" WHERE key = ? AND ", "value", []any{c.Field.Name}
+	case atelier.FieldMetric:
+		ids, col, args = "SELECT run_id AS id FROM metric_latest WHERE name = ? AND kind = 'scalar' AND ", "value", []any{c.Field.Name}
+		numeric = true
+	case atelier.FieldAttribute:
+		if c.Field.Name != "name" && c.Field.Name != "status" {
+			return nil
+		}
+		ids, col, args = "SELECT id FROM runs INDEXED BY runs_"+c.Field.Name+" WHERE workspace_id = ? AND ", c.Field.Name, []any{wsID}
+	default:
+		return nil
+	}
+	cond, cargs, err := condition(col, c, numeric)
+	if err != nil {
+		return nil
+	}
+	return &driver{ids: ids + cond, args: append(args, cargs...)}
 }
 
 // requiresMetric reports whether every run matching e has the metric: some top-level conjunct

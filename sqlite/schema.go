@@ -630,9 +630,11 @@ DELETE FROM experiment_stats WHERE run_count = 0;
 DROP TABLE model_runs;
 `, `
 -- Run searches at scale (issue 19, query.go): MLflow's order (newest start first, then id) read
--- off an index so a page stops at its end, and run names found by an index.
+-- off an index so a page stops at its end, and runs found by name or status by an index.
 CREATE INDEX runs_experiment_started ON runs (experiment_id, started_at DESC, id);
+CREATE INDEX runs_workspace_started ON runs (workspace_id, started_at DESC, id);
 CREATE INDEX runs_name ON runs (workspace_id, name);
+CREATE INDEX runs_status ON runs (workspace_id, status);
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

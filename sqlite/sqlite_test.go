@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -33,6 +34,21 @@ func TestStore(t *testing.T) {
 		}
 		return db
 	})
+}
+
+// TestRunSearchPlans runs the search part of the suite under each plan of ListRuns: with a
+// plan limit of 0 no scope is small and only conjuncts that match no run drive the search; with
+// 4 and 12 some do, and ordering by a metric reads the runs with a value first.
+func TestRunSearchPlans(t *testing.T) {
+	for _, limit := range []int{0, 4, 12} {
+		t.Run(fmt.Sprint(limit), func(t *testing.T) {
+			storetest.TestQueries(t, func(t *testing.T) atelier.Store {
+				db := MustOpen(t, filepath.Join(t.TempDir(), "atelier.db"))
+				sqlite.SetPlanLimit(db, limit)
+				return db
+			})
+		})
+	}
 }
 
 func TestReopenKeepsData(t *testing.T) {

@@ -13,8 +13,9 @@ import (
 )
 
 var (
-	createTable = regexp.MustCompile(`CREATE TABLE (\w+)`)
-	addColumn   = regexp.MustCompile(`ALTER TABLE (\w+) ADD COLUMN (\w+)`)
+	createTable  = regexp.MustCompile(`CREATE TABLE (\w+)`)
+	addColumn    = regexp.MustCompile(`ALTER TABLE (\w+) ADD COLUMN (\w+)`)
+	createObject = regexp.MustCompile(`CREATE (?:UNIQUE )?(INDEX|TRIGGER) (\w+)`)
 )
 
 // undoLater returns the statements that undo what the migrations after the first n made
@@ -24,6 +25,11 @@ func undoLater(n int) []string {
 	var stmts []string
 	for i := len(migrations) - 1; i >= n; i-- {
 		m := migrations[i]
+		// Indexes and triggers first: a column one uses cannot be dropped (those of dropped
+		// tables go with them).
+		for _, match := range createObject.FindAllStringSubmatch(m, -1) {
+			stmts = append(stmts, `DROP `+match[1]+` IF EXISTS `+match[2])
+		}
 		tables := createTable.FindAllStringSubmatch(m, -1)
 		for j := len(tables) - 1; j >= 0; j-- {
 			stmts = append(stmts, `DROP TABLE `+tables[j][1])

@@ -67,6 +67,10 @@ func TestStore(t *testing.T, open func(t *testing.T, now func() time.Time) ateli
 	}
 }
 
+// TestQueries runs the run-search part of the suite alone, for a store that chooses between
+// several query plans: run it once for each plan (TestStore covers the store's default one).
+func TestQueries(t *testing.T, open func(t *testing.T) atelier.Store) { testQueries(t, open) }
+
 // Context returns the test's context carrying an admin principal named "tester", which stores
 // record as created_by.
 func Context(tb testing.TB) context.Context {
