@@ -62,7 +62,7 @@ func (db *DB) CreateModelVersion(ctx context.Context, workspace string, v *ateli
 			return err
 		}
 		var modelID int64
-		if err := tx.QueryRowContext(ctx, `UPDATE models SET last_version = last_version + 1, updated_at = ? WHERE workspace_id = ? AND name = ?
+		if err := tx.QueryRowContext(ctx, `UPDATE models SET last_version = last_version + 1, version_count = version_count + 1, updated_at = ? WHERE workspace_id = ? AND name = ?
 			RETURNING id, last_version`, ms(now), wsID, v.Name).Scan(&modelID, &v.Version); err != nil {
 			return err
 		}
@@ -456,7 +456,11 @@ func (db *DB) FindModel(ctx context.Context, workspace, name string) (*atelier.M
 }
 
 func (db *DB) findModel(ctx context.Context, q querier, workspace string, wsID int64, name string) (*atelier.Model, error) {
-	rows, err := q.QueryContext(ctx, modelSelect+` WHERE m.workspace_id = ? AND m.name = ? GROUP BY m.id`+modelVisible, wsID, name)
+	// The same columns as modelSelect, read off the model's row and the last entry of its
+	// versions' index rather than by visiting every version.
+	rows, err := q.QueryContext(ctx, `SELECT m.id, m.name, m.created_at, m.updated_at,
+		coalesce((SELECT max(v.version) FROM model_versions v WHERE v.model_id = m.id), 0), m.version_count, m.description
+		FROM models m WHERE m.workspace_id = ? AND m.name = ? AND (m.version_count > 0 OR m.kept)`, wsID, name)
 	if err != nil {
 		return nil, err
 	}
@@ -676,6 +680,9 @@ func (db *DB) DeleteModelVersion(ctx context.Context, workspace string, ref atel
 		}
 		if len(refs) > 0 {
 			return atelier.NewModelInUseError(atelier.ModelRef{Name: ref.Name, Version: version}.String(), refs)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE models SET version_count = version_count - 1 WHERE id = (SELECT model_id FROM model_versions WHERE id = ?)`, id); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM model_versions WHERE id = ?`, id)
 		return err
