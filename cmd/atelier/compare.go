@@ -85,10 +85,7 @@ func runCompareCmd(cfg *clientConfig) *cobra.Command {
 				}
 				row := []any{mark + f.Field}
 				for _, v := range f.Values {
-					if m, ok := v.(atelier.Float); ok {
-						v = float64(m) // printed at a readable precision
-					}
-					row = append(row, v)
+					row = append(row, v) // a metric at the tables' precision (cell)
 				}
 				t.row(row...)
 			}
@@ -198,7 +195,7 @@ func runUntagCmd(cfg *clientConfig) *cobra.Command {
 		Use: "untag RUN KEY [KEY...]", Short: "Remove tags from a run",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 2 {
-				return usagef("%s takes a run and at least one tag key, got %d argument(s); see '%s --help'", cmd.CommandPath(), len(args), cmd.CommandPath())
+				return usagef("%s takes a run and at least one tag key, got %d %s; see '%s --help'", cmd.CommandPath(), len(args), plural(len(args), "argument", "arguments"), cmd.CommandPath())
 			}
 			return nil
 		},

@@ -434,7 +434,7 @@ this user (ATELIER_SOCKET=off keeps such a transfer on TCP).`,
 			if cfg.output == "json" {
 				return printJSON(cmd.OutOrStdout(), res)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "uploaded %d files (%s), skipped %d unchanged\n", res.Uploaded, humanBytes(res.Bytes), res.Skipped)
+			fmt.Fprintf(cmd.OutOrStdout(), "uploaded %d %s (%s), skipped %d unchanged\n", res.Uploaded, plural(res.Uploaded, "file", "files"), humanBytes(res.Bytes), res.Skipped)
 			return nil
 		},
 	}
@@ -783,7 +783,7 @@ file into a temporary file the command passes it, small files many to a request.
 			if cfg.output == "json" {
 				return printJSON(cmd.OutOrStdout(), map[string]int64{"downloaded": count.Load()})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "downloaded %d files\n", count.Load())
+			fmt.Fprintf(cmd.OutOrStdout(), "downloaded %d %s\n", count.Load(), plural(int(count.Load()), "file", "files"))
 			return nil
 		},
 	}
@@ -918,7 +918,7 @@ func datastoreRmCmd(cfg *clientConfig) *cobra.Command {
 			if cfg.output == "json" {
 				return printJSON(cmd.OutOrStdout(), api.DatastoreDeleted{Deleted: n})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d files\n", n)
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d %s\n", n, plural(int(n), "file", "files"))
 			return nil
 		},
 	}

@@ -447,7 +447,7 @@ func modelShowCmd(cfg *clientConfig) *cobra.Command {
 			t.row("datasets", strings.Join(v.Datasets, ", "))
 			t.row("tags", kvString(v.Tags))
 			t.row("properties", kvString(v.Properties))
-			t.row("size", fmt.Sprintf("%s in %d files", humanBytes(v.Size), v.FileCount))
+			t.row("size", fmt.Sprintf("%s in %d %s", humanBytes(v.Size), v.FileCount, plural(int(v.FileCount), "file", "files")))
 			t.row("created", v.CreatedAt)
 			t.row("created by", v.CreatedBy)
 			for _, f := range v.Files {

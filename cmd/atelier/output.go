@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/atelier-ml/atelier"
 )
 
 // printJSON writes v as indented JSON.
@@ -70,7 +73,9 @@ func cell(v any) string {
 	case time.Duration:
 		return v.Round(time.Millisecond).String()
 	case float64:
-		return fmt.Sprintf("%.6g", v)
+		return formatMetric(v)
+	case atelier.Float:
+		return formatMetric(float64(v))
 	}
 	return printable(fmt.Sprint(v))
 }
@@ -124,9 +129,27 @@ func kvString[V any](m map[string]V) string {
 	sortStrings(keys)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%v", k, m[k])
+		v := fmt.Sprint(m[k])
+		if f, ok := any(m[k]).(atelier.Float); ok {
+			v = formatMetric(float64(f)) // a metric at the tables' precision
+		}
+		parts[i] = k + "=" + v
 	}
 	return strings.Join(parts, " ")
+}
+
+// formatMetric prints a metric value as every table shows it (run list, run metrics, run show,
+// run compare): a whole number as it is (70, 1234567), others to 6 significant digits
+// (50.123456789 is 50.1235, 0.000123456789 is 0.000123457) but without an exponent up to 10^15
+// (1234567.891 is 1234568), NaN and the infinities by name. JSON output keeps the full value.
+func formatMetric(v float64) string {
+	switch a := math.Abs(v); {
+	case v == math.Trunc(v) && a < 1e15:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case a >= 1e6 && a < 1e15:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 6, 64)
 }
 
 // plural picks the word for n things.

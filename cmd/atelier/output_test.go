@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -110,5 +112,40 @@ func TestCLIEscapesServerText(t *testing.T) {
 	}
 	if out := atelierCLI("run", "list", "-o", "json"); !strings.Contains(out, `"name": "evil\u001b[2J\u001b[1;1Hname`+"\u202e\"") {
 		t.Errorf("atelier run list -o json printed %q, want the name exact", out)
+	}
+}
+
+// TestFormatMetric: the precision of metrics in every table (issue 25).
+func TestFormatMetric(t *testing.T) {
+	for _, tt := range []struct {
+		in   float64
+		want string
+	}{
+		{70, "70"}, {-3, "-3"}, {0, "0"}, {1234567, "1234567"}, {50.1, "50.1"},
+		{50.123456789, "50.1235"}, {0.98765432, "0.987654"}, {0.000123456789, "0.000123457"},
+		{1.5e-7, "1.5e-07"}, {1234567.891, "1234568"}, {-9876543.21, "-9876543"}, {2.5e20, "2.5e+20"},
+		{math.NaN(), "NaN"}, {math.Inf(1), "+Inf"}, {math.Inf(-1), "-Inf"},
+	} {
+		if got := formatMetric(tt.in); got != tt.want {
+			t.Errorf("formatMetric(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	if got := kvString(map[string]atelier.Float{"rmse": 50.123456789, "epochs": 12}); got != "epochs=12 rmse=50.1235" {
+		t.Errorf("kvString of metrics = %q", got)
+	}
+}
+
+// TestRunTree: children right under their parent, grandchildren deeper, runs whose parent is
+// not listed at the top level in their order; a cycle loses no run.
+func TestRunTree(t *testing.T) {
+	runs := []*atelier.Run{{ID: "c1", ParentID: "p"}, {ID: "x", ParentID: "elsewhere"}, {ID: "p"},
+		{ID: "g", ParentID: "c1"}, {ID: "c2", ParentID: "p"}, {ID: "a", ParentID: "b"}, {ID: "b", ParentID: "a"}}
+	ordered, depths := runTree(runs)
+	var got []string
+	for i, r := range ordered {
+		got = append(got, fmt.Sprintf("%s:%d", r.ID, depths[i]))
+	}
+	if s := strings.Join(got, " "); s != "x:0 p:0 c1:1 g:2 c2:1 a:0 b:1" {
+		t.Errorf("runTree = %s", s)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/atelier-ml/atelier/api"
 	"github.com/atelier-ml/atelier/service"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // clientConfig is what client commands need: flags, else ATELIER_* variables (see layer).
@@ -75,7 +76,7 @@ Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
 		_, err := layer(pf, nil, os.Getenv)
 		return err
 	}
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err.Error()} })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{suggestFlag(c, err.Error())} })
 
 	root.AddCommand(newServerCmd(), newWorkspaceCmd(cfg), newExperimentCmd(cfg), newRunCmd(cfg),
 		newActivityCmd(cfg), newSnapshotCmd(cfg), newComputeCmd(cfg), newModelCmd(cfg), newImageCmd(cfg), newServiceCmd(cfg),
@@ -85,6 +86,51 @@ Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
 	refuseUnknownCommands(root)
 	completeFromServer(cfg, root)
 	return root
+}
+
+// suggestFlag adds to cobra's "unknown flag: --experimnt" the command's nearest flags (by edit
+// distance up to 2, or those it begins): "(did you mean --experiment?)", and where to look.
+func suggestFlag(c *cobra.Command, msg string) string {
+	name, ok := strings.CutPrefix(msg, "unknown flag: --")
+	if !ok {
+		return msg
+	}
+	name, _, _ = strings.Cut(name, "=")
+	var near []string
+	seen := map[string]bool{}
+	visit := func(f *pflag.Flag) {
+		if !seen[f.Name] && !f.Hidden && (editDistance(name, f.Name) <= 2 || strings.HasPrefix(f.Name, name)) {
+			seen[f.Name] = true
+			near = append(near, "--"+f.Name)
+		}
+	}
+	c.Flags().VisitAll(visit)
+	c.InheritedFlags().VisitAll(visit)
+	if len(near) > 0 {
+		msg += " (did you mean " + strings.Join(near, " or ") + "?)"
+	}
+	return fmt.Sprintf("%s; see '%s --help'", msg, c.CommandPath())
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // refuseUnknownCommands makes every command group (atelier, atelier run, ...) answer a
@@ -157,7 +203,11 @@ func (cfg *clientConfig) transferClient(ctx context.Context) (*api.Client, error
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usagef("%s takes %d argument(s), got %d; see '%s --help'", cmd.CommandPath(), n, len(args), cmd.CommandPath())
+			takes := fmt.Sprintf("%d %s", n, plural(n, "argument", "arguments"))
+			if n == 0 {
+				takes = "no arguments"
+			}
+			return usagef("%s takes %s, got %d; see '%s --help'", cmd.CommandPath(), takes, len(args), cmd.CommandPath())
 		}
 		return nil
 	}

@@ -259,12 +259,23 @@ func runEndCmd(cfg *clientConfig, verb string, status atelier.RunStatus) *cobra.
 func runListCmd(cfg *clientConfig) *cobra.Command {
 	var q atelier.RunQuery
 	var all, withDeleted bool
+	var columns string
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List and search runs (see docs/filter.md for the filter language)",
-		Example: `  atelier run list --experiment diabetes --filter "metrics.rmse < 60 and params.alpha = '0.1'" --order-by "metrics.rmse asc"`,
-		Args:    exactArgs(0),
+		Use:   "list",
+		Short: "List and search runs (see docs/filter.md for the filter language)",
+		Long: `List and search runs (see docs/filter.md for the filter language).
+
+The table shows metrics to 6 significant digits (-o json gives them whole), each child run
+indented under its parent when both are listed, and a column for every field the runs are
+ordered by. --columns chooses the columns.`,
+		Example: `  atelier run list --experiment diabetes --filter "metrics.rmse < 60 and params.alpha = '0.1'" --order-by "metrics.rmse asc"
+  atelier run list -e diabetes --columns name,status,params.alpha,metrics.rmse,tags.team`,
+		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cols, err := parseRunColumns(columns)
+			if err != nil {
+				return err
+			}
 			c, err := cfg.client()
 			if err != nil {
 				return err
@@ -301,10 +312,11 @@ func runListCmd(cfg *clientConfig) *cobra.Command {
 				}
 				return printJSON(cmd.OutOrStdout(), runs)
 			}
-			return printRuns(cmd.OutOrStdout(), runs)
+			return printRuns(cmd.OutOrStdout(), runs, withOrderColumns(cols, q.OrderBy))
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&columns, "columns", "", columnsHelp)
 	f.StringVarP(&q.Experiment, "experiment", "e", "", "only runs of this experiment")
 	f.StringVar(&q.Filter, "filter", "", "filter expression")
 	f.StringVar(&q.OrderBy, "order-by", "", "ordering, e.g. 'metrics.rmse asc'")
@@ -313,19 +325,6 @@ func runListCmd(cfg *clientConfig) *cobra.Command {
 	f.BoolVar(&q.RootOnly, "root", false, "only runs without a parent")
 	f.BoolVar(&withDeleted, "include-deleted", false, "list deleted runs too (deleted through the MLflow API; shown as deleted)")
 	return cmd
-}
-
-func printRuns(w io.Writer, runs []*atelier.Run) error {
-	t := newTable(w, "ID", "EXPERIMENT", "NAME", "STATUS", "CREATED", "DURATION", "METRICS")
-	now := time.Now()
-	for _, r := range runs {
-		status := string(r.Status)
-		if r.Deleted {
-			status += " (deleted)"
-		}
-		t.row(r.ID, r.Experiment, r.Name, status, r.CreatedAt, r.Duration(now), truncate(kvString(r.Metrics), 60))
-	}
-	return t.flush()
 }
 
 func truncate(s string, n int) string {
@@ -635,9 +634,14 @@ func downloadFile(ctx context.Context, c *api.Client, workspace, runID, path, di
 }
 
 func runChildrenCmd(cfg *clientConfig) *cobra.Command {
-	return &cobra.Command{
+	var columns string
+	cmd := &cobra.Command{
 		Use: "children RUN", Short: "List a run's child runs", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cols, err := parseRunColumns(columns)
+			if err != nil {
+				return err
+			}
 			c, err := cfg.client()
 			if err != nil {
 				return err
@@ -652,9 +656,11 @@ func runChildrenCmd(cfg *clientConfig) *cobra.Command {
 			if cfg.output == "json" {
 				return printJSON(cmd.OutOrStdout(), page.Runs)
 			}
-			return printRuns(cmd.OutOrStdout(), page.Runs)
+			return printRuns(cmd.OutOrStdout(), page.Runs, cols)
 		},
 	}
+	cmd.Flags().StringVar(&columns, "columns", "", columnsHelp)
+	return cmd
 }
 
 // gitInfo reads the commit, branch and dirtiness of a source directory that is a git checkout.

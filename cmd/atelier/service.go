@@ -302,7 +302,7 @@ func serviceShowCmd(cfg *clientConfig) *cobra.Command {
 			if k.AutoscaleEnabled {
 				t.row("autoscale", fmt.Sprintf("%d-%d replicas at %d%% utilization, every %ds, down after %ds", k.MinReplicas, k.MaxReplicas, k.TargetUtilization, k.RefreshSeconds, k.ScaleDownDelaySeconds))
 			} else {
-				t.row("autoscale", fmt.Sprintf("off (%d replicas)", k.Replicas))
+				t.row("autoscale", fmt.Sprintf("off (%d %s)", k.Replicas, plural(int(k.Replicas), "replica", "replicas")))
 			}
 			t.row("auth", authText(k))
 			t.row("limits", fmt.Sprintf("%d concurrent requests a replica, wait %d ms, timeout %d ms", k.MaxConcurrentRequestsPerReplica, k.MaxRequestWaitMs, k.ScoringTimeoutMs))

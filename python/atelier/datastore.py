@@ -58,6 +58,11 @@ def _folder(target_path, what="target_path"):
     return "" if t in ("", ".") else _check_path(t, what)
 
 
+def _files(n):
+    """'1 file', '2 files'."""
+    return "%d file%s" % (n, "" if n == 1 else "s")
+
+
 def _human(n):
     if n < 1024:
         return "%d B" % n
@@ -448,8 +453,8 @@ class Datastore:
         try:
             _map(self._client, one, items)
         finally:
-            bar.finish("uploaded %d files (%s) to %s, skipped %d unchanged" % (
-                counts["uploaded"], _human(counts["bytes"]), self.name, counts["skipped"]))
+            bar.finish("uploaded %s (%s) to %s, skipped %d unchanged" % (
+                _files(counts["uploaded"]), _human(counts["bytes"]), self.name, counts["skipped"]))
         return UploadResult(self, root, counts["uploaded"], counts["skipped"], counts["bytes"])
 
     def _fill_digests(self, items, remote):
@@ -543,9 +548,9 @@ class Datastore:
         try:
             _map(self._client, one, todo)
         finally:
-            summary = "downloaded %d files (%s) from %s" % (counts["downloaded"], _human(counts["bytes"]), self.name)
+            summary = "downloaded %s (%s) from %s" % (_files(counts["downloaded"]), _human(counts["bytes"]), self.name)
             if skipped:
-                summary += ", left %d existing files alone (overwrite=False)" % skipped
+                summary += ", left %d existing %s alone (overwrite=False)" % (skipped, "file" if skipped == 1 else "files")
             if not files:
                 summary = "no file of %s starts with %r" % (self.name, prefix or "")
             bar.finish(summary)

@@ -276,9 +276,9 @@ def test_progress(ws, tmp_path, capsys, monkeypatch):
     ds.download(str(tmp_path / "dl"), prefix=t + "/")
     ds.download(str(tmp_path / "dl"), prefix=t + "/")
     err = capsys.readouterr().err
-    assert "uploaded 1 files (2.0 KiB) to default, skipped 0 unchanged in" in err
-    assert "downloaded 1 files (2.0 KiB) from default in" in err
-    assert "downloaded 0 files (0 B) from default, left 1 existing files alone (overwrite=False) in" in err
+    assert "uploaded 1 file (2.0 KiB) to default, skipped 0 unchanged in" in err
+    assert "downloaded 1 file (2.0 KiB) from default in" in err
+    assert "downloaded 0 files (0 B) from default, left 1 existing file alone (overwrite=False) in" in err
 
     class TTY(io.StringIO):
         def isatty(self):
