@@ -41,7 +41,8 @@ func newRunCmd(cfg *clientConfig) *cobra.Command {
 
 A RUN argument is a run's id or a unique prefix of it, as git takes a commit's (ids begin with
 their creation time, so the part that tells runs made together apart is at the end: give more
-than the first 12 characters). An ambiguous prefix is refused (exit 2) with the runs it names.`}
+than the first 12 characters), or its name when no other run of the workspace has it. An
+ambiguous prefix or name is refused (exit 2) with the runs it names.`}
 	cmd.AddCommand(runSubmitCmd(cfg), runCreateCmd(cfg), runLogCmd(cfg), runKVCmd(cfg, "param", "Set a param (immutable once set)"),
 		runKVCmd(cfg, "tag", "Set a tag"), runKVCmd(cfg, "property", "Set a property (immutable once set)"),
 		runUploadCmd(cfg), runEndCmd(cfg, "complete", atelier.StatusCompleted), runEndCmd(cfg, "fail", atelier.StatusFailed),
