@@ -93,6 +93,17 @@ func completeFromServer(cfg *clientConfig, root *cobra.Command) {
 				c.RegisterFlagCompletionFunc(name, fn)
 			}
 		}
+		// The NAME (REF) of experiment show, compute detach, datastore ls, model show, ...: a name
+		// the group has; the commands that make one (register, create, attach) take a new name.
+		if c.HasParent() && c.ValidArgsFunction == nil && namesExisting(c.Use) && flagValues[c.Parent().Name()] != nil {
+			fn := flagValues[c.Parent().Name()]
+			c.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+				if len(args) > 0 {
+					return nil, cobra.ShellCompDirectiveDefault
+				}
+				return fn(cmd, args, toComplete)
+			}
+		}
 		if first, all := runArgPositions(c.Use); first >= 0 && c.ValidArgsFunction == nil {
 			c.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 				if len(args) < first || len(args) > first && !all {
@@ -106,6 +117,20 @@ func completeFromServer(cfg *clientConfig, root *cobra.Command) {
 		}
 	}
 	walk(root)
+}
+
+// namesExisting tells whether a usage line ("show NAME", "download REF -d DIR") takes the name
+// of something that exists as its first argument.
+func namesExisting(use string) bool {
+	f := strings.Fields(use)
+	if len(f) < 2 || f[1] != "NAME" && f[1] != "REF" {
+		return false
+	}
+	switch f[0] {
+	case "register", "create", "attach":
+		return false
+	}
+	return true
 }
 
 // completeRuns lists the most recent runs whose id starts with prefix.
