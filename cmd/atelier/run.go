@@ -580,7 +580,7 @@ func runDownloadCmd(cfg *clientConfig) *cobra.Command {
 				return err
 			}
 			if len(files) == 0 {
-				return atelier.Errorf(atelier.ENOTFOUND, "run %s has no files under %s/ (see 'atelier run show %s')", args[0], strings.TrimSuffix(prefix, "/"), args[0])
+				return atelier.Errorf(atelier.ENOTFOUND, "run %s has no files under %s/ (see 'atelier run files %s')", args[0], strings.TrimSuffix(prefix, "/"), args[0])
 			}
 			var total int64
 			for _, f := range files {
