@@ -294,12 +294,14 @@ ordered by. --columns chooses the columns.`,
 				runs = append(runs, page.Runs...)
 				if !all || page.NextPageToken == "" {
 					more = page.NextPageToken != ""
+					q.PageToken = page.NextPageToken
 					break
 				}
 				q.PageToken = page.NextPageToken
 			}
 			if more && cfg.output != "json" {
-				defer fmt.Fprintf(os.Stderr, "(%d %s shown; more match: --all lists them all, --limit N more at once)\n", len(runs), plural(len(runs), "run", "runs"))
+				rest := countMoreRuns(cmd.Context(), c, cfg.workspace, q)
+				defer fmt.Fprintf(os.Stderr, "(%d %s shown; %s: --all lists them all, --limit N more at once)\n", len(runs), plural(len(runs), "run", "runs"), rest)
 			}
 			if len(runs) == 0 && q.Experiment != "" {
 				// No run, or no such experiment (a typo)? Say which.
@@ -326,6 +328,24 @@ ordered by. --columns chooses the columns.`,
 	f.BoolVar(&q.RootOnly, "root", false, "only runs without a parent")
 	f.BoolVar(&withDeleted, "include-deleted", false, "list deleted runs too (deleted through the MLflow API; shown as deleted)")
 	return cmd
+}
+
+// moreRunsCounted is how many of the runs a list left out run list counts, reading on.
+const moreRunsCounted = 1000
+
+// countMoreRuns says how many runs match after the page q.PageToken starts: "12 more match",
+// "1 more matches", or "more than 1000 more match" when there are more than it counts (it asks
+// for one more page, of up to 1000 runs). A failure to count says only that more match.
+func countMoreRuns(ctx context.Context, c *api.Client, workspace string, q atelier.RunQuery) string {
+	q.Limit = moreRunsCounted
+	page, err := c.ListRuns(ctx, workspace, q)
+	switch {
+	case err != nil || len(page.Runs) == 0:
+		return "more match"
+	case page.NextPageToken != "":
+		return fmt.Sprintf("more than %d more match", len(page.Runs))
+	}
+	return fmt.Sprintf("%d more %s", len(page.Runs), plural(len(page.Runs), "matches", "match"))
 }
 
 func truncate(s string, n int) string {
