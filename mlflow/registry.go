@@ -730,6 +730,43 @@ func (s *scope) versionSourceFiles(ref atelier.ModelRef, dir string) (string, []
 	return v.RunID, files, nil
 }
 
+// invalidSource is MLflow's refusal of a version source that the run or model id given does not
+// hold.
+func invalidSource(source, idName string) error {
+	return invalidParam("Invalid model version source: '%s'. The %s request parameter must identify the resource that contains the source.", source, idName)
+}
+
+// sourceNamesRun reports whether a source is a run's files (runs:/ or a run's artifact URI).
+func sourceNamesRun(source string) bool {
+	if strings.HasPrefix(source, "runs:/") {
+		return true
+	}
+	p, found := strings.CutPrefix(source, "mlflow-artifacts:")
+	if !found {
+		return false
+	}
+	if rest, host := strings.CutPrefix(p, "//"); host {
+		_, p, _ = strings.Cut(rest, "/")
+	}
+	_, _, err := runArtifactPath(p)
+	_, _, isModel, _ := modelArtifactPath(p)
+	_, _, isVersion, _ := versionArtifactPath(p)
+	return err == nil && !isModel && !isVersion
+}
+
+// checkSourceRun refuses, as the newest MLflow server does, a runs:/ source with a run_id naming
+// another run.
+func checkSourceRun(source, runID string) error {
+	rest, found := strings.CutPrefix(source, "runs:/")
+	if !found || runID == "" {
+		return nil
+	}
+	if srcRun, _, _ := strings.Cut(rest, "/"); srcRun != runID {
+		return invalidSource(source, "run_id")
+	}
+	return nil
+}
+
 func (h *Handler) createModelVersion(w http.ResponseWriter, r *http.Request, ws string) error {
 	var req struct {
 		Name        jstring    `json:"name"`
@@ -755,8 +792,15 @@ func (h *Handler) createModelVersion(w http.ResponseWriter, r *http.Request, ws 
 	if _, err := s.findModel(name); err != nil {
 		return err
 	}
+	if err := checkSourceRun(string(req.Source), string(req.RunID)); err != nil {
+		return err
+	}
 	lineage, files, err := s.sourceFiles(string(req.Source), string(req.ModelID))
-	if err != nil {
+	if atelier.ErrorCode(err) == atelier.ENOTFOUND && sourceNamesRun(string(req.Source)) &&
+		strings.HasPrefix(atelier.ErrorMessage(err), "Run '") { // findRun's, not "no artifacts at"
+		// As MLflow's server answers a run source whose run it does not hold.
+		return invalidSource(string(req.Source), "run_id")
+	} else if err != nil {
 		return err
 	}
 	if req.RunID != "" {

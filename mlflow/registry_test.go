@@ -244,6 +244,10 @@ func TestRegistryRoundTrip(t *testing.T) {
 	for _, tc := range []struct{ method, path, body string }{
 		{"POST", api + "registered-models/create", `{"name":"bad/name"}`},
 		{"POST", api + "model-versions/create", `{"name":"native","source":"s3://bucket/x"}`},
+		// as the newest MLflow server: a run source whose run is not held, or another run_id
+		{"POST", api + "model-versions/create", `{"name":"native","source":"runs:/0123456789abcdef0123456789abcdef/sk"}`},
+		{"POST", api + "model-versions/create", `{"name":"native","source":"mlflow-artifacts:/0/0123456789abcdef0123456789abcdef/artifacts/sk"}`},
+		{"POST", api + "model-versions/create", `{"name":"native","source":"runs:/` + rid + `/sk","run_id":"0123456789abcdef0123456789abcdef"}`},
 		{"GET", api + "model-versions/get?name=native&version=x", ""},
 		{"POST", api + "model-versions/transition-stage", `{"name":"native","version":"1","stage":"Prod"}`},
 		{"GET", api + "model-versions/search?filter=" + url.QueryEscape("name = "), ""},
