@@ -78,24 +78,43 @@ func (db *DB) CreateModelVersion(ctx context.Context, workspace string, v *ateli
 			return err
 		}
 		for table, kv := range map[string]map[string]string{"model_version_tags": v.Tags, "model_version_properties": v.Properties} {
+			args := make([]any, 0, 3*len(kv))
 			for k, val := range kv {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO `+table+` (version_id, key, value) VALUES (?, ?, ?)`, id, k, val); err != nil {
-					return err
-				}
+				args = append(args, id, k, val)
+			}
+			if err := insertRows(ctx, tx, `INSERT INTO `+table+` (version_id, key, value) VALUES `, 3, args); err != nil {
+				return err
 			}
 		}
+		files := make([]any, 0, 4*len(v.Files))
+		objects := make([]any, 0, 3*len(v.Files))
 		for _, f := range v.Files {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO model_version_files (version_id, path, digest, size) VALUES (?, ?, ?, ?)`,
-				id, f.Path, f.Digest, f.Size); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO workspace_objects (workspace_id, digest, size) VALUES (?, ?, ?)`,
-				wsID, f.Digest, f.Size); err != nil {
-				return err
-			}
+			files = append(files, id, f.Path, f.Digest, f.Size)
+			objects = append(objects, wsID, f.Digest, f.Size)
 		}
-		return nil
+		if err := insertRows(ctx, tx, `INSERT INTO model_version_files (version_id, path, digest, size) VALUES `, 4, files); err != nil {
+			return err
+		}
+		return insertRows(ctx, tx, `INSERT OR IGNORE INTO workspace_objects (workspace_id, digest, size) VALUES `, 3, objects)
 	})
+}
+
+// insertRows runs insert (a statement up to VALUES) for the rows in args, width values each,
+// several rows a statement: a statement costs more than a row. Statements hold 64, 32, … or 1
+// rows, so few distinct ones are prepared and cached.
+func insertRows(ctx context.Context, tx *txn, insert string, width int, args []any) error {
+	row := "(?" + strings.Repeat(", ?", width-1) + ")"
+	for n := len(args) / width; n > 0; {
+		k := 64
+		for k > n {
+			k /= 2
+		}
+		if _, err := tx.ExecContext(ctx, insert+row+strings.Repeat(", "+row, k-1), args[:k*width]...); err != nil {
+			return err
+		}
+		args, n = args[k*width:], n-k
+	}
+	return nil
 }
 
 const versionColumns = `v.id, m.name, v.version, v.description, v.framework, v.framework_version, coalesce(v.run_id, ''), v.experiment,
