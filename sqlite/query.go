@@ -435,6 +435,9 @@ func (db *DB) ListRuns(ctx context.Context, workspace string, rq atelier.RunQuer
 	if err != nil {
 		return nil, err
 	}
+	if page.Runs == nil {
+		page.Runs = []*atelier.Run{} // an empty list, not null, in JSON
+	}
 	if len(page.Runs) > limit {
 		page.Runs = page.Runs[:limit]
 		page.NextPageToken = encodePageToken(offset + limit)

@@ -289,6 +289,19 @@ func testQueries(t *testing.T, open func(t *testing.T) atelier.Store) {
 		}
 	})
 
+	t.Run("NoMatchIsAnEmptyList", func(t *testing.T) {
+		for _, q := range []atelier.RunQuery{{Filter: "params.alpha = 'none'"}, {OrderBy: "metrics.rmse desc", Filter: "name = 'none'"},
+			{Experiment: "exp-none"}} {
+			page, err := s.ListRuns(ctx, "q", q)
+			if err != nil && atelier.ErrorCode(err) != atelier.ENOTFOUND {
+				t.Fatalf("ListRuns(%+v): %v", q, err)
+			}
+			if err == nil && (page.Runs == nil || len(page.Runs) != 0) {
+				t.Errorf("ListRuns(%+v).Runs = %#v, want an empty list (JSON [])", q, page.Runs)
+			}
+		}
+	})
+
 	t.Run("Pagination", func(t *testing.T) {
 		for _, q := range []atelier.RunQuery{
 			{Limit: 7},
