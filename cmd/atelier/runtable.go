@@ -40,9 +40,10 @@ var runAttributeColumns = map[string]struct {
 	"duration":   {"DURATION", func(r *atelier.Run, now time.Time) any { return r.Duration(now) }},
 }
 
-// runColumnAliases are the attribute names as the table's headers show them.
+// runColumnAliases are the attribute names as the table's headers show them, and MLflow's.
 var runColumnAliases = map[string]string{"created": "created_at", "started": "started_at",
-	"ended": "ended_at", "parent": "parent_id", "run_id": "id", "run_name": "name"}
+	"ended": "ended_at", "parent": "parent_id", "run_id": "id", "run_name": "name",
+	"start_time": "started_at", "end_time": "ended_at", "user_id": "created_by"}
 
 // runSummaryKinds are the columns that show all of a run's metrics, params, tags or
 // properties as k=v pairs.
