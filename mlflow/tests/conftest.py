@@ -1,7 +1,8 @@
 """Fixtures for driving the real mlflow client against a real atelier server.
 
 The mlflow client (newest 3.x from PyPI, with scikit-learn) lives in a virtualenv cached under
-$ATELIER_TEST_CACHE (default ~/.cache/atelier-test), keyed by the Python version; the tests run
+$ATELIER_TEST_CACHE (default ~/.cache/atelier-test), keyed by the Python version and upgraded
+when older than $ATELIER_MLFLOW_REFRESH_DAYS (default 7); the tests run
 mlflow code in that venv's python as subprocesses, so pytest itself needs nothing but the
 standard library. Without network access to PyPI (and no cached venv) the suite is skipped.
 
@@ -24,6 +25,7 @@ import pytest
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.environ.get("ATELIER_TEST_CACHE", os.path.expanduser("~/.cache/atelier-test"))
 PACKAGES = ["mlflow>=3,<4", "scikit-learn"]
+REFRESH_SECONDS = float(os.environ.get("ATELIER_MLFLOW_REFRESH_DAYS", "7")) * 86400
 
 
 def _venv_python():
@@ -32,6 +34,14 @@ def _venv_python():
     py = os.path.join(venv, "bin", "python")
     marker = os.path.join(venv, ".installed")
     if os.path.exists(marker):
+        # Issue 19 keeps the suite on the newest mlflow 3.x: a venv older than a week is upgraded
+        # (kept as it is when PyPI cannot be reached).
+        if time.time() - os.path.getmtime(marker) > REFRESH_SECONDS:
+            try:
+                subprocess.run([py, "-m", "pip", "install", "-q", "-U"] + PACKAGES, check=True, timeout=900)
+                os.utime(marker)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+                print("mlflow venv not upgraded (%s); testing the installed client" % e, file=sys.stderr)
         return py
     if os.path.exists(venv):
         shutil.rmtree(venv)
