@@ -367,9 +367,12 @@ func (h *Handler) searchRegisteredModels(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
-	names := make([]string, len(page.Models))
-	for i, m := range page.Models {
-		names[i] = m.Name
+	// Only the models that have versions have latest versions to read.
+	var names []string
+	for _, m := range page.Models {
+		if m.VersionCount > 0 {
+			names = append(names, m.Name)
+		}
 	}
 	versionsOf, err := s.versionsOf(names)
 	if err != nil {

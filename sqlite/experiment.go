@@ -112,8 +112,16 @@ func (db *DB) ListExperiments(ctx context.Context, workspace string, f atelier.E
 	}
 	rows.Close()
 	if f.ID != 0 || f.Name != "" {
-		err = experimentTags(ctx, db.read, `experiment_id IN (SELECT id FROM experiments WHERE workspace_id = ? AND (? = 0 OR id = ?) AND (? = '' OR name = ?))`,
-			[]any{wsID, f.ID, f.ID, f.Name, f.Name}, list)
+		// At most one experiment: its tags by their primary key (a subquery naming the
+		// experiment by "? = 0 OR id = ?" read every experiment's tags).
+		if len(list) == 0 {
+			return list, nil
+		}
+		ids := make([]any, len(list))
+		for i, e := range list {
+			ids[i] = e.ID
+		}
+		err = experimentTags(ctx, db.read, `experiment_id IN `+inList(len(ids)), ids, list)
 	} else {
 		err = experimentTags(ctx, db.read, `experiment_id IN (SELECT id FROM experiments WHERE workspace_id = ?)`, []any{wsID}, list)
 	}
@@ -253,7 +261,7 @@ func experimentQuery() *recordQuery {
 	return &recordQuery{
 		attrs: map[string]string{"id": "e.id", "name": "e.name", "created_at": "e.created_at", "updated_at": "e.updated_at"},
 		times: map[string]bool{"created_at": true, "updated_at": true},
-		sides: map[string]side{atelier.FieldTag: {"experiment_tags", "x.experiment_id = e.id"}},
+		sides: map[string]side{atelier.FieldTag: {"experiment_tags", "experiment_id", "e.id"}},
 	}
 }
 
@@ -295,9 +303,15 @@ func (db *DB) SearchExperiments(ctx context.Context, workspace string, eq atelie
 	if cond != "" {
 		where = append(where, cond)
 	}
+	order = append(order, "e.id")
+	if few, err := q.few(ctx, db.read, "experiments", offset+limit+1); err != nil {
+		return nil, err
+	} else if few {
+		where[0], order = "+"+where[0], unindexed(order)
+	}
 	args := append(append(q.args, orderArgs...), limit+1, offset)
 	rows, err := db.read.QueryContext(ctx, `SELECT `+experimentColumns+` FROM experiments e JOIN workspaces w ON w.id = e.workspace_id
-		WHERE `+strings.Join(where, " AND ")+` ORDER BY `+strings.Join(append(order, "e.id"), ", ")+` LIMIT ? OFFSET ?`, args...)
+		WHERE `+strings.Join(where, " AND ")+` ORDER BY `+strings.Join(order, ", ")+` LIMIT ? OFFSET ?`, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"math"
 	"strings"
@@ -94,23 +95,31 @@ func (db *DB) findLoggedModel(ctx context.Context, q querier, wsID int64, id str
 	return m, loggedModelDetails(ctx, q, []*atelier.LoggedModel{m})
 }
 
-// loggedModelDetails fills in the params, tags and metrics of models.
+// loggedModelDetails fills in the params, tags and metrics of models, the ids passed as one
+// JSON array (so each query is one cached statement whatever the page's length).
 func loggedModelDetails(ctx context.Context, q querier, list []*atelier.LoggedModel) error {
 	if len(list) == 0 {
 		return nil
 	}
 	byID := make(map[string]*atelier.LoggedModel, len(list))
-	ids := make([]any, 0, len(list))
+	ids := make([]string, 0, len(list))
 	for _, m := range list {
 		byID[m.ID] = m
 		ids = append(ids, m.ID)
 	}
-	in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",") + ")"
-	for table, get := range map[string]func(*atelier.LoggedModel) map[string]string{
-		"logged_model_params": func(m *atelier.LoggedModel) map[string]string { return m.Params },
-		"logged_model_tags":   func(m *atelier.LoggedModel) map[string]string { return m.Tags },
+	idsJSON, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	const in = ` WHERE model_id IN (SELECT value FROM json_each(?))`
+	for _, part := range []struct {
+		table string
+		get   func(*atelier.LoggedModel) map[string]string
+	}{
+		{"logged_model_params", func(m *atelier.LoggedModel) map[string]string { return m.Params }},
+		{"logged_model_tags", func(m *atelier.LoggedModel) map[string]string { return m.Tags }},
 	} {
-		rows, err := q.QueryContext(ctx, `SELECT model_id, key, value FROM `+table+` WHERE model_id IN `+in, ids...)
+		rows, err := q.QueryContext(ctx, `SELECT model_id, key, value FROM `+part.table+in, string(idsJSON))
 		if err != nil {
 			return err
 		}
@@ -120,7 +129,7 @@ func loggedModelDetails(ctx context.Context, q querier, list []*atelier.LoggedMo
 				rows.Close()
 				return err
 			}
-			get(byID[id])[k] = v
+			part.get(byID[id])[k] = v
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -128,7 +137,7 @@ func loggedModelDetails(ctx context.Context, q querier, list []*atelier.LoggedMo
 		}
 	}
 	rows, err := q.QueryContext(ctx, `SELECT model_id, name, step, timestamp, value, is_nan, run_id, dataset_name, dataset_digest
-		FROM logged_model_metrics WHERE model_id IN `+in+` ORDER BY id`, ids...)
+		FROM logged_model_metrics`+in+` ORDER BY id`, string(idsJSON))
 	if err != nil {
 		return err
 	}
@@ -401,8 +410,8 @@ func loggedModelQuery(datasets string, datasetsArgs []any) *recordQuery {
 			"source_run_id": "coalesce(lm.source_run_id, '')", "experiment": "e.name",
 			"created_at": "lm.created_at", "updated_at": "lm.updated_at"},
 		times: map[string]bool{"created_at": true, "updated_at": true},
-		sides: map[string]side{atelier.FieldParam: {"logged_model_params", "x.model_id = lm.id"},
-			atelier.FieldTag: {"logged_model_tags", "x.model_id = lm.id"}},
+		sides: map[string]side{atelier.FieldParam: {"logged_model_params", "model_id", "lm.id"},
+			atelier.FieldTag: {"logged_model_tags", "model_id", "lm.id"}},
 		metric: func(q *recordQuery, name string) string {
 			q.args = append(append(q.args, name), datasetsArgs...)
 			return `(SELECT CASE WHEN x.is_nan THEN NULL ELSE x.value END FROM logged_model_metrics x WHERE x.model_id = lm.id AND x.name = ?` +
@@ -460,8 +469,14 @@ func (db *DB) ListLoggedModels(ctx context.Context, workspace string, lq atelier
 	order = append(order, "lm.created_at DESC", "lm.id DESC")
 	where := []string{"lm.workspace_id = ?", "lm.deleted = 0"}
 	q.args = append(q.args, wsID)
-	if len(lq.Experiments) > 0 {
-		where = append(where, "e.name IN "+inList(len(lq.Experiments)))
+	// The experiments as ids, so that the models are walked on (experiment_id, created_at, id),
+	// in the default order, for a search of one experiment.
+	if len(lq.Experiments) == 1 {
+		where = append(where, "lm.experiment_id = (SELECT id FROM experiments WHERE workspace_id = ? AND name = ?)")
+		q.args = append(q.args, wsID, lq.Experiments[0])
+	} else if len(lq.Experiments) > 1 {
+		where = append(where, "lm.experiment_id IN (SELECT id FROM experiments WHERE workspace_id = ? AND name IN "+inList(len(lq.Experiments))+")")
+		q.args = append(q.args, wsID)
 		for _, e := range lq.Experiments {
 			q.args = append(q.args, e)
 		}
@@ -476,6 +491,14 @@ func (db *DB) ListLoggedModels(ctx context.Context, workspace string, lq atelier
 			return nil, err
 		}
 		where = append(where, cond)
+	}
+	if few, err := q.few(ctx, db.read, "logged_models", offset+limit+1); err != nil {
+		return nil, err
+	} else if few {
+		where[0], order = "+"+where[0], unindexed(order)
+		if len(lq.Experiments) > 0 {
+			where[2] = "+" + where[2]
+		}
 	}
 	args := append(q.args, orderArgs...)
 	args = append(args, limit+1, offset)

@@ -278,7 +278,7 @@ func modelQuery() *recordQuery {
 	return &recordQuery{
 		attrs: map[string]string{"name": "m.name", "created_at": "m.created_at", "updated_at": "m.updated_at"},
 		times: map[string]bool{"created_at": true, "updated_at": true},
-		sides: map[string]side{atelier.FieldTag: {"model_tags", "x.model_id = m.id"}},
+		sides: map[string]side{atelier.FieldTag: {"model_tags", "model_id", "m.id"}},
 	}
 }
 
@@ -288,8 +288,8 @@ func versionQuery() *recordQuery {
 		attrs: map[string]string{"name": "m.name", "version": "v.version", "run_id": "coalesce(v.run_id, '')", "experiment": "v.experiment",
 			"created_at": "v.created_at", "updated_at": "v.updated_at"},
 		times: map[string]bool{"created_at": true, "updated_at": true},
-		sides: map[string]side{atelier.FieldTag: {"model_version_tags", "x.version_id = v.id"},
-			atelier.FieldProperty: {"model_version_properties", "x.version_id = v.id"}},
+		sides: map[string]side{atelier.FieldTag: {"model_version_tags", "version_id", "v.id"},
+			atelier.FieldProperty: {"model_version_properties", "version_id", "v.id"}},
 	}
 }
 
@@ -397,11 +397,15 @@ func (db *DB) ListModelVersions(ctx context.Context, workspace string, mq atelie
 	return page, db.attachVersions(ctx, db.read, ids, page.Versions)
 }
 
-const modelSelect = `SELECT m.id, m.name, m.created_at, m.updated_at, coalesce(max(v.version), 0), count(v.id), m.description
-	FROM models m LEFT JOIN model_versions v ON v.model_id = m.id`
+// modelSelect reads models m without grouping them with their versions: a search walks the
+// models in its order (by name, the (workspace_id, name) index) and stops after the page,
+// reading the latest version of only the models it returns, off the end of their versions'
+// index.
+const modelSelect = `SELECT m.id, m.name, m.created_at, m.updated_at,
+	coalesce((SELECT max(v.version) FROM model_versions v WHERE v.model_id = m.id), 0), m.version_count, m.description FROM models m`
 
-// modelVisible keeps, after GROUP BY m.id, the models that exist: with a version, or kept.
-const modelVisible = ` HAVING count(v.id) > 0 OR m.kept`
+// modelVisible keeps the models that exist: with a version, or kept.
+const modelVisible = `(m.version_count > 0 OR m.kept)`
 
 func (db *DB) scanModels(ctx context.Context, q querier, workspace string, rows *sql.Rows) ([]*atelier.Model, error) {
 	defer rows.Close()
@@ -445,8 +449,18 @@ func (db *DB) scanModels(ctx context.Context, q querier, workspace string, rows 
 		return nil, err
 	}
 	trows.Close()
+	// Aliases name versions: only models that have some can have aliases.
+	var versioned []any
+	for i, m := range list {
+		if m.VersionCount > 0 {
+			versioned = append(versioned, args[i])
+		}
+	}
+	if len(versioned) == 0 {
+		return list, nil
+	}
 	arows, err := q.QueryContext(ctx, `SELECT a.model_id, a.alias, v.version FROM model_aliases a JOIN model_versions v ON v.id = a.version_id
-		WHERE a.model_id IN `+in, args...)
+		WHERE a.model_id IN `+inList(len(versioned)), versioned...)
 	if err != nil {
 		return nil, err
 	}
@@ -534,9 +548,15 @@ func (db *DB) ListModels(ctx context.Context, workspace string, mq atelier.Model
 	if cond != "" {
 		where += " AND " + cond
 	}
+	order = append(order, "m.name")
+	if few, err := q.few(ctx, db.read, "models", offset+limit+1); err != nil {
+		return nil, err
+	} else if few {
+		where, order = "+"+where, unindexed(order)
+	}
 	args := append(append(q.args, orderArgs...), limit+1, offset)
-	rows, err := db.read.QueryContext(ctx, modelSelect+` WHERE `+where+` GROUP BY m.id`+modelVisible+` ORDER BY `+
-		strings.Join(append(order, "m.name"), ", ")+` LIMIT ? OFFSET ?`, args...)
+	rows, err := db.read.QueryContext(ctx, modelSelect+` WHERE `+where+` AND `+modelVisible+` ORDER BY `+
+		strings.Join(order, ", ")+` LIMIT ? OFFSET ?`, args...)
 	if err != nil {
 		return nil, err
 	}

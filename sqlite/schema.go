@@ -641,6 +641,18 @@ CREATE INDEX runs_status ON runs (workspace_id, status);
 -- longer counts its versions, which cost a millisecond per few thousand.
 ALTER TABLE models ADD COLUMN version_count INTEGER NOT NULL DEFAULT 0;
 UPDATE models SET version_count = (SELECT count(*) FROM model_versions v WHERE v.model_id = models.id);
+`, `
+-- Searches of records walk an index in their page's order and stop after the page (issue 19,
+-- recordquery.go): a tag test is one lookup on the tags' (key, value) index; experiments are
+-- listed newest first (MLflow's default order: creation time down, id up); logged models newest
+-- first, their id breaking ties.
+CREATE INDEX experiment_tags_kv ON experiment_tags (key, value);
+CREATE INDEX model_tags_kv ON model_tags (key, value);
+CREATE INDEX experiments_created ON experiments (workspace_id, created_at DESC, id);
+DROP INDEX IF EXISTS logged_models_workspace;
+DROP INDEX IF EXISTS logged_models_experiment;
+CREATE INDEX logged_models_workspace ON logged_models (workspace_id, created_at, id) WHERE deleted = 0;
+CREATE INDEX logged_models_experiment ON logged_models (experiment_id, created_at, id) WHERE deleted = 0;
 `}
 
 func (db *DB) migrate(ctx context.Context) error {
