@@ -34,9 +34,7 @@ func (h *Handler) artifactRoute(method, endpoint string) handlerFunc {
 		case http.MethodGet, http.MethodHead:
 			return func(w http.ResponseWriter, r *http.Request, ws string) error { return h.downloadArtifact(w, r, ws, p) }
 		case http.MethodDelete:
-			return func(w http.ResponseWriter, r *http.Request, ws string) error {
-				return notImplemented("deleting artifacts (run outputs are kept)")
-			}
+			return func(w http.ResponseWriter, r *http.Request, ws string) error { return h.deleteArtifact(w, r, ws, p) }
 		}
 	case strings.HasPrefix(endpoint, "mpu/"):
 		// The client falls back to single PUTs when multipart upload is not available.
@@ -165,6 +163,11 @@ func listVersionDir(v *atelier.ModelVersion, dir string) []FileInfo {
 }
 
 func (h *Handler) uploadArtifact(w http.ResponseWriter, r *http.Request, ws, p string) error {
+	if key, free, err := freeArtifactPath(p); err != nil {
+		return err
+	} else if free {
+		return h.uploadFree(w, r, ws, p, key)
+	}
 	if _, _, isVersion, err := versionArtifactPath(p); isVersion || err != nil {
 		if err != nil {
 			return err
@@ -201,10 +204,27 @@ func (h *Handler) uploadArtifact(w http.ResponseWriter, r *http.Request, ws, p s
 func (h *Handler) downloadArtifact(w http.ResponseWriter, r *http.Request, ws, p string) error {
 	var size int64
 	var rc io.ReadCloser
+	key, free, ferr := freeArtifactPath(p)
+	if ferr != nil {
+		return ferr
+	}
 	ref, file, isVersion, err := versionArtifactPath(p)
 	modelID, modelFile, isModel, merr := modelArtifactPath(p)
 	runID := ""
 	switch {
+	case free:
+		if key == freePrefix {
+			return invalidParam("invalid artifact path %q: name a file", p)
+		}
+		ds, store, err := h.freeStore(r, ws)
+		if err != nil {
+			return err
+		}
+		f, body, err := store.OpenDatastoreFile(r.Context(), ws, ds, key)
+		if err != nil {
+			return err
+		}
+		file, size, rc = p, f.Size, body
 	case err != nil:
 		return err
 	case merr != nil:
@@ -232,7 +252,7 @@ func (h *Handler) downloadArtifact(w http.ResponseWriter, r *http.Request, ws, p
 		size, rc = f.Size, body
 	}
 	defer rc.Close()
-	ct := mime.TypeByExtension(path.Ext(file))
+	ct := artifactContentType(file)
 	if ct == "" {
 		ct = "application/octet-stream"
 	}
@@ -281,8 +301,14 @@ func (h *Handler) listDir(r *http.Request, ws, runID, dir string) ([]FileInfo, e
 // listArtifacts is the proxy's listing: entries by base name under ?path=.
 func (h *Handler) listArtifacts(w http.ResponseWriter, r *http.Request, ws string) error {
 	p := r.URL.Query().Get("path")
-	if p == "" {
-		return ok(w, map[string]any{"files": []FileInfo{}})
+	if key, free, err := freeArtifactPath(p); err != nil {
+		return err
+	} else if free {
+		files, err := h.listFree(r, ws, key)
+		if err != nil {
+			return err
+		}
+		return ok(w, map[string]any{"files": files})
 	}
 	if ref, dir, isVersion, err := versionArtifactPath(p); err != nil {
 		return err
@@ -353,4 +379,145 @@ func (h *Handler) listRunArtifacts(w http.ResponseWriter, r *http.Request, ws st
 		}
 	}
 	return ok(w, map[string]any{"root_uri": s.toRunInfo(run).ArtifactURI, "files": files})
+}
+
+// Any other path under the artifact root (what MLflow's artifact repositories and helpers write
+// anywhere under mlflow-artifacts:/, as `mlflow server --serve-artifacts` accepts) is a file of
+// the workspace's default datastore under freePrefix: stored durably where the workspace keeps
+// its data, and reachable through atelier's datastore API and CLI as well.
+const freePrefix = "mlflow-artifacts"
+
+// freeArtifactPath reports whether p lies outside the runs, logged models and model versions,
+// with its datastore path (freePrefix itself for the root).
+func freeArtifactPath(p string) (key string, free bool, err error) {
+	rel := strings.TrimSuffix(strings.TrimLeft(p, "/"), "/")
+	first, _, _ := strings.Cut(rel, "/")
+	if first == registryArtifacts {
+		return "", false, nil // a model version's files (versionArtifactPath)
+	}
+	if parts := strings.SplitN(rel, "/", 4); len(parts) >= 3 {
+		if parts[1] == "models" && strings.HasPrefix(parts[2], atelier.LoggedModelIDPrefix) {
+			return "", false, nil // a logged model's files (modelArtifactPath)
+		}
+		if _, perr := strconv.ParseInt(parts[0], 10, 64); perr == nil && parts[2] == "artifacts" {
+			return "", false, nil // a run's files (runArtifactPath)
+		}
+	}
+	if strings.HasPrefix(p, "/") {
+		return "", true, invalidParam("invalid artifact path %q: it must be relative to the artifact root", p)
+	}
+	if rel == "" {
+		return freePrefix, true, nil
+	}
+	if atelier.ValidatePath(rel) != nil || len(freePrefix)+1+len(rel) > atelier.MaxPathLength {
+		return "", true, invalidParam("invalid artifact path %q: use a relative path of at most %d bytes with '/' separators, "+
+			"without empty, '.' or '..' elements", p, atelier.MaxPathLength-len(freePrefix)-1)
+	}
+	return freePrefix + "/" + rel, true, nil
+}
+
+// freeStore is the datastore holding the files outside runs and models: the workspace's default
+// one. Its methods authorize the caller as atelier's datastore routes do: a Reader reads and
+// lists, a Contributor writes and deletes.
+func (h *Handler) freeStore(r *http.Request, ws string) (string, atelier.DatastoreService, error) {
+	store, found := h.svc.(atelier.DatastoreService)
+	if !found {
+		return "", nil, notImplemented("artifacts outside runs and logged models (this server has no datastores)")
+	}
+	list, err := store.ListDatastores(r.Context(), ws)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, d := range list {
+		if d.IsDefault {
+			return d.Name, store, nil
+		}
+	}
+	return atelier.DefaultDatastore, store, nil
+}
+
+// artifactContentType is the content type of a file by its extension ("" when unknown).
+func artifactContentType(name string) string {
+	return mime.TypeByExtension(path.Ext(name))
+}
+
+func (h *Handler) uploadFree(w http.ResponseWriter, r *http.Request, ws, p, key string) error {
+	if key == freePrefix || strings.HasSuffix(p, "/") {
+		return invalidParam("invalid artifact path %q: name a file", p)
+	}
+	ds, store, err := h.freeStore(r, ws)
+	if err != nil {
+		return err
+	}
+	// Stored with the type downloads are served with; the client's own guess (MLflow sends
+	// text/plain for JSON, YAML and the like) when the extension says nothing.
+	ct := artifactContentType(key)
+	if ct == "" {
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err == nil && len(mt) <= 256 {
+			ct = mt
+		}
+	}
+	if _, err := store.WriteDatastoreFile(r.Context(), ws, ds, key, r.Body, "", ct); err != nil {
+		return err
+	}
+	return ok(w, nil)
+}
+
+// listFree lists the entries right under key, by base name, as MLflow's proxy does.
+func (h *Handler) listFree(r *http.Request, ws, key string) ([]FileInfo, error) {
+	ds, store, err := h.freeStore(r, ws)
+	if err != nil {
+		return nil, err
+	}
+	out := []FileInfo{}
+	q := atelier.DatastoreFileQuery{Prefix: key + "/", Limit: atelier.MaxPageSize}
+	for {
+		page, err := store.ListDatastoreFiles(r.Context(), ws, ds, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range page.Files {
+			name := path.Base(strings.TrimSuffix(f.Path, "/"))
+			if f.Dir {
+				out = append(out, FileInfo{Path: name, IsDir: true})
+				continue
+			}
+			size := f.Size
+			out = append(out, FileInfo{Path: name, FileSize: &size})
+		}
+		if page.NextPageToken == "" {
+			break
+		}
+		q.PageToken = page.NextPageToken
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+// deleteArtifact deletes a file or a folder outside runs and models, as MLflow's proxy does
+// (deleting nothing is not an error there either). Run, logged model and version files are kept.
+func (h *Handler) deleteArtifact(w http.ResponseWriter, r *http.Request, ws, p string) error {
+	key, free, err := freeArtifactPath(p)
+	if err != nil {
+		return err
+	}
+	if !free {
+		return notImplemented("deleting run, logged model and model version artifacts (they are kept)")
+	}
+	if key == freePrefix {
+		return invalidParam("invalid artifact path %q: name a file or a folder", p)
+	}
+	ds, store, err := h.freeStore(r, ws)
+	if err != nil {
+		return err
+	}
+	_, err = store.DeleteDatastoreFiles(r.Context(), ws, ds, key, true)
+	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
+		// Nothing there, or no datastore to look in: a listing tells which.
+		_, err = store.ListDatastoreFiles(r.Context(), ws, ds, atelier.DatastoreFileQuery{Prefix: path.Dir(key) + "/", Limit: 1})
+	}
+	if err != nil {
+		return err
+	}
+	return ok(w, nil)
 }

@@ -163,7 +163,7 @@ func TestValidationIsNever5xx(t *testing.T) {
 		{"bulk without runs", "GET", api + "metrics/get-history-bulk-interval?metric_key=m", ``, 400, "INVALID_PARAMETER_VALUE"},
 		{"unknown endpoint", "POST", api + "runs/explode", `{}`, 404, "ENDPOINT_NOT_FOUND"},
 		{"unknown workspace", "POST", "/workspaces/nope/mlflow" + api + "runs/create", `{}`, 404, "RESOURCE_DOES_NOT_EXIST"},
-		{"bad artifact path", "GET", "/api/2.0/mlflow-artifacts/artifacts/x/y", ``, 400, "INVALID_PARAMETER_VALUE"},
+		{"bad artifact path", "GET", "/api/2.0/mlflow-artifacts/artifacts/x/../y", ``, 400, "INVALID_PARAMETER_VALUE"},
 		{"delete artifact", "DELETE", "/api/2.0/mlflow-artifacts/artifacts/0/" + id + "/artifacts/a", ``, 501, "NOT_IMPLEMENTED"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/blob"
+	"github.com/atelier-ml/atelier/datastore"
 	"github.com/atelier-ml/atelier/mlflow"
 	"github.com/atelier-ml/atelier/service"
 	"github.com/atelier-ml/atelier/sqlite"
@@ -52,6 +53,7 @@ func MustStack(tb testing.TB) *Stack {
 	tb.Cleanup(func() { objects.Close() })
 	svc := service.New(db, objects, nil)
 	svc.TempDir = filepath.Join(dir, "tmp")
+	svc.Datastores = datastore.NewOpener(filepath.Join(dir, "datastores")) // as the binary has them
 	if err := svc.Init(ctx); err != nil {
 		tb.Fatalf("initializing the service: %v", err)
 	}

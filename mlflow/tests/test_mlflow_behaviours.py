@@ -261,8 +261,6 @@ def test_model_version_external_sources(run_mlflow, server):
         assert case[2:] == [s, run_id], case
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19 gap: the artifacts proxy keeps only run and logged-model files "
-                   "(<exp>/<run>/artifacts, <exp>/models/<id>/artifacts); other mlflow-artifacts:/ paths are a 400")
 def test_artifacts_proxy_outside_a_run(run_mlflow, server):
     """mlflow-artifacts:/ paths outside <experiment>/<run>/artifacts (what MlflowClient helpers and
     artifact repositories write) upload, list and download, served with a content type."""
