@@ -171,6 +171,11 @@ type RunCreate struct {
 	Params     map[string]string `json:"params,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`
 	Properties map[string]string `json:"properties,omitempty"`
+	// StartedAt, when set, is when the run started (a run imported from elsewhere, or an MLflow
+	// client's start_time): the run is created started, in status Running when Status is empty
+	// (an active Status is kept; NotStarted and Queued are refused). Kept to the millisecond;
+	// see ValidateRunTime for the range.
+	StartedAt *time.Time `json:"started_at,omitempty"`
 	// Data is the run's lineage: the datastore paths it reads and writes. Only SubmitRun sets
 	// it, from the run configuration.
 	Data []DataReference `json:"-"`
@@ -266,6 +271,14 @@ func (c *RunCreate) Validate() error {
 	if c.Status.Terminal() {
 		return Errorf(EINVALID, "a run cannot be created in the terminal status %s", c.Status)
 	}
+	if c.StartedAt != nil {
+		if err := ValidateRunTime("start time", *c.StartedAt, time.Now()); err != nil {
+			return err
+		}
+		if c.Status != "" && !c.Status.Active() {
+			return Errorf(EINVALID, "a run created with a start time is started: its status cannot be %s (leave it empty for Running)", c.Status)
+		}
+	}
 	if c.Compute != "" {
 		if err := ValidateName("compute", c.Compute); err != nil {
 			return err
@@ -288,6 +301,38 @@ type RunStatusUpdate struct {
 	Status   RunStatus `json:"status"`
 	Error    string    `json:"error,omitempty"`
 	ExitCode *int      `json:"exit_code,omitempty"`
+	// EndedAt, when set, is when the run ended (an MLflow client's end_time): it is used when
+	// the update ends the run, instead of the store's clock, and ignored otherwise. It is kept
+	// as given even before the run's start, as MLflow keeps it (clients' clocks differ).
+	EndedAt *time.Time `json:"ended_at,omitempty"`
+}
+
+// MaxRunTimeAhead is how far after the server's clock a given start or end time may be: room
+// for clients whose clocks run ahead, not for times in microseconds taken for milliseconds.
+const MaxRunTimeAhead = 24 * time.Hour
+
+// ValidateRunTime checks a start or end time a client gives a run (kind names it in the
+// message): not before 1970-01-01 (the Unix epoch) and at most MaxRunTimeAhead after now.
+func ValidateRunTime(kind string, t, now time.Time) error {
+	if t.Before(time.Unix(0, 0)) {
+		return Errorf(EINVALID, "invalid run %s %s: it is before 1970-01-01T00:00:00Z", kind, t.UTC().Format(time.RFC3339Nano))
+	}
+	if t.After(now.Add(MaxRunTimeAhead)) {
+		return Errorf(EINVALID, "invalid run %s %s: it is more than %s after the server's clock (%s); times are milliseconds since 1970",
+			kind, t.UTC().Format(time.RFC3339Nano), MaxRunTimeAhead, now.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// Validate checks a status update's own fields (the store checks the transition).
+func (u *RunStatusUpdate) Validate(now time.Time) error {
+	if !u.Status.Valid() {
+		return Errorf(EINVALID, "unknown run status %q", u.Status)
+	}
+	if u.EndedAt != nil {
+		return ValidateRunTime("end time", *u.EndedAt, now)
+	}
+	return nil
 }
 
 // RunQuery selects and orders runs. Filter and OrderBy use the grammar of filter.go.

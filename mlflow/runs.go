@@ -160,6 +160,12 @@ func (h *Handler) createRun(w http.ResponseWriter, r *http.Request, ws string) e
 	if len(req.Tags) > maxBatchTags*10 {
 		return invalidParam("too many tags: %d", len(req.Tags))
 	}
+	// start_time is kept as given (MLflow's clients send their clock; importers the run's own
+	// start); 0 or absent is the server's clock, as MLflow's. The domain bounds it.
+	started, err := mlflowTime("start_time", req.StartTime)
+	if err != nil {
+		return err
+	}
 	s := h.scope(r, ws)
 	expID := string(req.ExperimentID)
 	if expID == "" {
@@ -201,13 +207,26 @@ func (h *Handler) createRun(w http.ResponseWriter, r *http.Request, ws string) e
 		}
 	}
 	run, err := h.svc.CreateRun(s.ctx, ws, atelier.RunCreate{Experiment: e.Name, Name: atelierName,
-		ParentID: parent, Status: atelier.StatusRunning, Tags: tags})
+		ParentID: parent, Status: atelier.StatusRunning, StartedAt: started, Tags: tags})
 	if err != nil {
 		return err
 	}
 	// A new run has no metrics. Its experiment is e, which s.exps holds (or, for Default, which
 	// the run may have just brought into being, "0" whatever its atelier id).
 	return ok(w, map[string]any{"run": s.toRunWith(run, nil)})
+}
+
+// mlflowTime reads a run's start_time or end_time, milliseconds since 1970: nil when 0 or
+// absent (the server's clock), refused when negative.
+func mlflowTime(field string, v jint) (*time.Time, error) {
+	if v.V < 0 {
+		return nil, invalidParam("invalid value %d for parameter '%s': milliseconds since 1970 cannot be negative", v.V, field)
+	}
+	if v.V == 0 {
+		return nil, nil
+	}
+	t := time.UnixMilli(v.V).UTC()
+	return &t, nil
 }
 
 func (h *Handler) getRun(w http.ResponseWriter, r *http.Request, ws string) error {
@@ -268,7 +287,13 @@ func (h *Handler) updateRun(w http.ResponseWriter, r *http.Request, ws string) e
 			// MLflow resumes an ended run by setting it RUNNING; atelier's lifecycle does not go
 			// back, so the run stays ended and its logging goes on.
 		default:
-			if run, err = h.svc.UpdateRunStatus(s.ctx, ws, id, atelier.RunStatusUpdate{Status: st}); err != nil {
+			// end_time is kept as given when the update ends the run (MLflow's clients send
+			// their clock); 0 or absent is the server's clock.
+			ended, err := mlflowTime("end_time", req.EndTime)
+			if err != nil {
+				return err
+			}
+			if run, err = h.svc.UpdateRunStatus(s.ctx, ws, id, atelier.RunStatusUpdate{Status: st, EndedAt: ended}); err != nil {
 				return err
 			}
 		}

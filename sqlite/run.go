@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -19,13 +20,20 @@ func (db *DB) CreateRun(ctx context.Context, workspace string, c atelier.RunCrea
 	}
 	if c.Status == "" {
 		c.Status = atelier.StatusNotStarted
+		if c.StartedAt != nil {
+			// A run given its start time has started (Validate refused any other status).
+			c.Status = atelier.StatusRunning
+		}
 	}
 	now := db.now()
 	run := &atelier.Run{ID: db.NewID(), Workspace: workspace, Experiment: c.Experiment, ParentID: c.ParentID,
 		Name: c.Name, Status: c.Status, CreatedAt: now, CreatedBy: atelier.PrincipalName(ctx), Compute: c.Compute,
 		Config: c.Config, SnapshotID: c.SnapshotID, Git: c.Git,
 		Params: nonNil(c.Params), Tags: nonNil(c.Tags), Properties: nonNil(c.Properties), Metrics: map[string]atelier.Float{}}
-	if c.Status.Active() {
+	if c.StartedAt != nil {
+		started := c.StartedAt.UTC().Truncate(time.Millisecond)
+		run.StartedAt = &started
+	} else if c.Status.Active() {
 		run.StartedAt = &now
 	}
 	err := db.update(ctx, func(tx *txn) error {
@@ -245,8 +253,8 @@ func fromNullFloat(v sql.NullFloat64, isNaN bool) float64 {
 
 // UpdateRunStatus moves a run through its lifecycle, refusing illegal transitions.
 func (db *DB) UpdateRunStatus(ctx context.Context, workspace, id string, upd atelier.RunStatusUpdate) (*atelier.Run, error) {
-	if !upd.Status.Valid() {
-		return nil, atelier.Errorf(atelier.EINVALID, "unknown run status %q", upd.Status)
+	if err := upd.Validate(db.now()); err != nil {
+		return nil, err
 	}
 	if len(upd.Error) > atelier.MaxErrorLength {
 		upd.Error = upd.Error[len(upd.Error)-atelier.MaxErrorLength:]
@@ -276,6 +284,10 @@ func (db *DB) updateRunStatus(ctx context.Context, tx *txn, workspace, id string
 	}
 	if upd.Status.Terminal() {
 		run.EndedAt = &now
+		if upd.EndedAt != nil {
+			ended := upd.EndedAt.UTC().Truncate(time.Millisecond)
+			run.EndedAt = &ended
+		}
 	}
 	run.Status = upd.Status
 	if upd.Error != "" {

@@ -222,6 +222,74 @@ func testRuns(t *testing.T, open func(t *testing.T) atelier.Store) {
 		wantCode(t, s.SetTags(ctx, "ws", run.ID, map[string]string{" x": "1"}), atelier.EINVALID, "SetTags(leading space)")
 	})
 
+	t.Run("GivenStartTime", func(t *testing.T) {
+		// A run created with its start time (an import, MLflow's start_time) keeps it, to the
+		// millisecond, and is Running unless an active status is given.
+		start := time.Date(2023, 11, 14, 22, 13, 20, 123456789, time.UTC)
+		want := start.Truncate(time.Millisecond)
+		created := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "started", StartedAt: &start})
+		for _, got := range []*atelier.Run{created, MustFindRun(t, s, "ws", created.ID)} {
+			if got.Status != atelier.StatusRunning || got.StartedAt == nil || !got.StartedAt.Equal(want) || got.EndedAt != nil {
+				t.Errorf("run created with start %v = %s, StartedAt %v, EndedAt %v; want Running, StartedAt %v, not ended",
+					start, got.Status, got.StartedAt, got.EndedAt, want)
+			}
+		}
+		if time.Since(created.CreatedAt) > time.Minute {
+			t.Errorf("CreatedAt = %v, want now (the start time is not the creation time)", created.CreatedAt)
+		}
+		prep := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "started", Status: atelier.StatusPreparing, StartedAt: &start})
+		if prep.Status != atelier.StatusPreparing || prep.StartedAt == nil || !prep.StartedAt.Equal(want) {
+			t.Errorf("Preparing run created with start %v = %s, StartedAt %v", start, prep.Status, prep.StartedAt)
+		}
+		epoch := time.Unix(0, 0)
+		if r := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "started", StartedAt: &epoch}); r.StartedAt == nil || !r.StartedAt.Equal(epoch) {
+			t.Errorf("run started at the epoch has StartedAt %v", r.StartedAt)
+		}
+		before, future := time.Unix(0, 0).Add(-time.Millisecond), time.Now().Add(atelier.MaxRunTimeAhead+time.Hour)
+		for name, c := range map[string]atelier.RunCreate{
+			"before 1970":    {Experiment: "refused-start", StartedAt: &before},
+			"far in future":  {Experiment: "refused-start", StartedAt: &future},
+			"not started":    {Experiment: "refused-start", Status: atelier.StatusNotStarted, StartedAt: &start},
+			"queued started": {Experiment: "refused-start", Status: atelier.StatusQueued, StartedAt: &start},
+		} {
+			_, err := s.CreateRun(ctx, "ws", c)
+			wantCode(t, err, atelier.EINVALID, "CreateRun(%s)", name)
+		}
+		if _, err := s.FindExperiment(ctx, "ws", "refused-start"); atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			t.Errorf("refused CreateRun left its experiment behind (FindExperiment err %v)", err)
+		}
+	})
+
+	t.Run("EqualStartTimesOrderByID", func(t *testing.T) {
+		// MLflow's order: start time descending, then run id ascending; runs that share a start
+		// time keep one order on every page.
+		start := time.Date(2023, 11, 14, 22, 13, 20, 0, time.UTC)
+		later := start.Add(time.Second)
+		var ids []string
+		for range 5 {
+			ids = append(ids, MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "ties", StartedAt: &start}).ID)
+		}
+		first := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "ties", StartedAt: &later}).ID
+		sort.Strings(ids)
+		want := append([]string{first}, ids...)
+		var got []string
+		q := atelier.RunQuery{Experiment: "ties", OrderBy: "started_at desc, id", Limit: 2}
+		for {
+			page, err := s.ListRuns(ctx, "ws", q)
+			mustOK(t, err, "ListRuns(%+v)", q)
+			for _, r := range page.Runs {
+				got = append(got, r.ID)
+			}
+			if page.NextPageToken == "" || len(got) > len(want) {
+				break
+			}
+			q.PageToken = page.NextPageToken
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("runs by started_at desc, id in pages of 2 (-want +got):\n%s", diff)
+		}
+	})
+
 	t.Run("Properties", func(t *testing.T) {
 		run := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "exp", Properties: map[string]string{"source": "cli"}})
 		mustOK(t, s.AddProperties(ctx, "ws", run.ID, map[string]string{"source": "cli", "hash": "h"}), "AddProperties")
@@ -326,6 +394,44 @@ func testRunStatus(t *testing.T, open func(t *testing.T) atelier.Store) {
 		}
 		if d := got.Duration(time.Now()); d <= 0 || d > time.Minute {
 			t.Errorf("Duration = %v, want a few milliseconds", d)
+		}
+	})
+
+	t.Run("GivenEndTime", func(t *testing.T) {
+		// An update that ends a run with its end time (MLflow's end_time) keeps it, even before
+		// the start (clients' clocks differ); one that does not end the run ignores it.
+		start := time.Date(2023, 11, 14, 22, 13, 20, 0, time.UTC)
+		end := start.Add(90*time.Second + 500*time.Microsecond)
+		run := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "lifecycle", StartedAt: &start})
+		fin, err := s.UpdateRunStatus(ctx, "ws", run.ID, atelier.RunStatusUpdate{Status: Finalizing, EndedAt: &end})
+		mustOK(t, err, "UpdateRunStatus(Finalizing, end)")
+		if fin.EndedAt != nil {
+			t.Errorf("Finalizing run has EndedAt %v, want none (the end time is for an update that ends the run)", fin.EndedAt)
+		}
+		upd, err := s.UpdateRunStatus(ctx, "ws", run.ID, atelier.RunStatusUpdate{Status: Completed, EndedAt: &end})
+		mustOK(t, err, "UpdateRunStatus(Completed, end)")
+		for _, got := range []*atelier.Run{upd, MustFindRun(t, s, "ws", run.ID)} {
+			if got.EndedAt == nil || !got.EndedAt.Equal(end.Truncate(time.Millisecond)) || got.StartedAt == nil || !got.StartedAt.Equal(start) {
+				t.Errorf("run ended at %v = StartedAt %v, EndedAt %v; want %v, %v", end, got.StartedAt, got.EndedAt, start, end.Truncate(time.Millisecond))
+			}
+			if d := got.Duration(time.Now()); d != 90*time.Second {
+				t.Errorf("Duration = %v, want 1m30s", d)
+			}
+		}
+		early := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "lifecycle", Status: Running})
+		upd, err = s.UpdateRunStatus(ctx, "ws", early.ID, atelier.RunStatusUpdate{Status: Failed, EndedAt: &start})
+		mustOK(t, err, "UpdateRunStatus(Failed, end before start)")
+		if upd.EndedAt == nil || !upd.EndedAt.Equal(start) {
+			t.Errorf("run ended before its start has EndedAt %v, want %v as given", upd.EndedAt, start)
+		}
+		before, future := time.Unix(0, 0).Add(-time.Second), time.Now().Add(atelier.MaxRunTimeAhead+time.Hour)
+		for _, bad := range []time.Time{before, future} {
+			r := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "lifecycle", Status: Running})
+			_, err := s.UpdateRunStatus(ctx, "ws", r.ID, atelier.RunStatusUpdate{Status: Completed, EndedAt: &bad})
+			wantCode(t, err, atelier.EINVALID, "UpdateRunStatus(Completed, end %v)", bad)
+			if got := MustFindRun(t, s, "ws", r.ID); got.Status != Running || got.EndedAt != nil {
+				t.Errorf("refused end left the run %s, EndedAt %v", got.Status, got.EndedAt)
+			}
 		}
 	})
 

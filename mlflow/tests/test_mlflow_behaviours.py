@@ -135,8 +135,6 @@ def test_equal_keys_order_and_pages(run_mlflow, server):
         assert res[k] == want, k
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19 gap: runs/create ignores start_time (the domain's RunCreate has "
-                   "no start time; the store stamps it), so equal start times cannot be made through MLflow")
 def test_equal_start_times_order_by_run_id(run_mlflow, server):
     """create_run(start_time=...) keeps the time given (MLflow does; importers rely on it), and
     runs that start at the same millisecond are ordered by run id ascending on every page."""
