@@ -48,6 +48,10 @@ type ModelVersion struct {
 	// Path is where the files were registered from: a path in the run, or the base name of the
 	// local file or folder.
 	Path string `json:"path"`
+	// Source, when set, makes the version a reference: its files live at this URI (s3://...,
+	// gs://..., https://..., runs:/... to a path without files) and atelier stores none of them
+	// (no files, no object held). Empty for a version of stored files.
+	Source string `json:"source,omitempty"`
 	// Datasets names the data sets or datastore paths the model was trained on.
 	Datasets  []string `json:"datasets"`
 	FileCount int      `json:"file_count"`
@@ -63,6 +67,15 @@ type ModelVersion struct {
 
 // Ref returns the version's reference, name:version.
 func (v *ModelVersion) Ref() ModelRef { return ModelRef{Name: v.Name, Version: v.Version} }
+
+// IsReference reports whether the version only points at files stored elsewhere (Source).
+func (v *ModelVersion) IsReference() bool { return v.Source != "" }
+
+// NotStored is the refusal (EINVALID) to read, download or build from the files of a reference
+// version, which atelier does not hold.
+func (v *ModelVersion) NotStored() error {
+	return Errorf(EINVALID, "model %s is a reference to %s; its files are not stored in atelier", v.Ref(), v.Source)
+}
 
 // Model is a model name with its versions summarized. A model comes into being with its first
 // version and goes with its last, unless it was created on its own (CreateModel) or given a
@@ -249,12 +262,14 @@ func (r ModelRef) String() string {
 }
 
 // ModelRegister is the request to register a new version of a model, from a run's files
-// (RunID and Path) or from uploaded objects (Files, with RunID optional for lineage).
+// (RunID and Path), from uploaded objects (Files, with RunID optional for lineage), or as a
+// reference to files stored elsewhere (Source, with RunID optional for lineage).
 type ModelRegister struct {
 	Name             string            `json:"name"`
 	RunID            string            `json:"run_id,omitempty"`
 	Path             string            `json:"path,omitempty"`
 	Files            []ModelFile       `json:"files,omitempty"`
+	Source           string            `json:"source,omitempty"`
 	Description      string            `json:"description,omitempty"`
 	Tags             map[string]string `json:"tags,omitempty"`
 	Properties       map[string]string `json:"properties,omitempty"`
@@ -269,12 +284,18 @@ func (m *ModelRegister) Validate() error {
 		return err
 	}
 	switch {
+	case m.Source != "" && (m.Path != "" || len(m.Files) > 0):
+		return Errorf(EINVALID, "a reference (source %q) holds no files: give a source, a run path or uploaded files, only one", m.Source)
+	case m.Source != "":
+		if err := ValidateModelSource(m.Source); err != nil {
+			return err
+		}
 	case m.Path != "" && len(m.Files) > 0:
 		return Errorf(EINVALID, "give either a run path or uploaded files, not both")
 	case m.Path != "" && m.RunID == "":
 		return Errorf(EINVALID, "a path names files of a run: give the run too")
 	case m.Path == "" && len(m.Files) == 0:
-		return Errorf(EINVALID, "a model needs files: give a run and a path in it, or upload files")
+		return Errorf(EINVALID, "a model needs files: give a run and a path in it, upload files, or give the source URI of files stored elsewhere")
 	}
 	if m.Path != "" {
 		if err := ValidatePath(m.Path); err != nil {
@@ -285,6 +306,42 @@ func (m *ModelRegister) Validate() error {
 		return err
 	}
 	return ValidateModelMetadata(m.Description, m.Framework, m.FrameworkVersion, m.Datasets, m.Tags, m.Properties)
+}
+
+// MaxModelSourceLength bounds the source URI of a reference version.
+const MaxModelSourceLength = 4096
+
+var modelSourceScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*:`)
+
+// ValidateModelSource checks the source URI of a reference version: a URI with a scheme
+// (s3://bucket/key, gs://..., dbfs:/..., https://..., runs:/RUN/PATH), not a local path or a
+// file: URI (the server's disk is no place to point at), with no ".." segment.
+func ValidateModelSource(source string) error {
+	if source == "" || len(source) > MaxModelSourceLength || !utf8.ValidString(source) {
+		return Errorf(EINVALID, "a model source must be a URI of 1-%d bytes of UTF-8", MaxModelSourceLength)
+	}
+	for _, r := range source {
+		if r < 0x20 || r == 0x7f {
+			return Errorf(EINVALID, "model source %q holds a control character", source)
+		}
+	}
+	scheme := modelSourceScheme.FindString(source)
+	if scheme == "" || len(scheme) == 2 { // "C:" is a Windows drive, not a scheme
+		return Errorf(EINVALID, "model source %q is not a URI: a reference points at files stored elsewhere (s3://, gs://, https://...), not at a local path", source)
+	}
+	if strings.EqualFold(scheme, "file:") {
+		return Errorf(EINVALID, "model source %q is a file of the server's disk: upload the files instead", source)
+	}
+	rest := source[len(scheme):]
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	for _, seg := range strings.Split(rest, "/") {
+		if seg == ".." {
+			return Errorf(EINVALID, "model source %q holds a '..' segment", source)
+		}
+	}
+	return nil
 }
 
 // ValidateModelMetadata checks the descriptive fields of a version.

@@ -68,3 +68,39 @@ func TestValidateModelFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestModelReferenceRegister(t *testing.T) {
+	for _, tc := range []struct {
+		req ModelRegister
+		ok  bool
+	}{
+		{ModelRegister{Name: "m", Source: "s3://bucket/path/model"}, true},
+		{ModelRegister{Name: "m", Source: "gs://bucket/path/model", RunID: "r"}, true},
+		{ModelRegister{Name: "m", Source: "dbfs:/databricks/mlflow/model"}, true},
+		{ModelRegister{Name: "m", Source: "https://example.com/m.tar.gz?x=1"}, true},
+		{ModelRegister{Name: "m", Source: "runs:/0123/no-files"}, true},
+		{ModelRegister{Name: "m", Source: "/tmp/model"}, false},
+		{ModelRegister{Name: "m", Source: "model"}, false},
+		{ModelRegister{Name: "m", Source: `C:\models\m`}, false},
+		{ModelRegister{Name: "m", Source: "file:///tmp/model"}, false},
+		{ModelRegister{Name: "m", Source: "FILE:/tmp/model"}, false},
+		{ModelRegister{Name: "m", Source: "s3://bucket/a/../../model"}, false},
+		{ModelRegister{Name: "m", Source: "s3://bucket/a\nb"}, false},
+		{ModelRegister{Name: "m", Source: "s3://bucket/" + strings.Repeat("a", MaxModelSourceLength)}, false},
+		{ModelRegister{Name: "m", Source: "s3://bucket/m", RunID: "r", Path: "outputs/m"}, false},
+		{ModelRegister{Name: "m", Source: "s3://bucket/m", Files: []ModelFile{{Path: "a", Digest: strings.Repeat("0", 64)}}}, false},
+		{ModelRegister{Name: "m"}, false},
+	} {
+		err := tc.req.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("Validate(%+v) = %v, want ok=%v", tc.req, err, tc.ok)
+		}
+		if err != nil && ErrorCode(err) != EINVALID {
+			t.Errorf("Validate(%+v): code %s", tc.req, ErrorCode(err))
+		}
+	}
+	v := &ModelVersion{Name: "m", Version: 3, Source: "s3://b/k"}
+	if !v.IsReference() || ErrorMessage(v.NotStored()) != "model m:3 is a reference to s3://b/k; its files are not stored in atelier" {
+		t.Errorf("NotStored = %v", v.NotStored())
+	}
+}

@@ -278,6 +278,9 @@ func (s *Server) downloadModelZip(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	if v.IsReference() {
+		return v.NotStored() // a 400 before the body starts
+	}
 	w.Header().Set("Content-Type", "application/zip")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%d.zip"`, v.Name, v.Version))
 	if err := s.modelSvc().WriteModelZip(r.Context(), r.PathValue("workspace"), v.Ref(), w); err != nil {

@@ -281,3 +281,60 @@ func TestModelRunToken(t *testing.T) {
 		t.Errorf("a run reading the registry: %v", err)
 	}
 }
+
+// TestModelReferenceVersion: a version registered from a source URI is a reference to files
+// stored elsewhere: it reads back with its source and no files, and every use of its files
+// (zip, one file, an image) is a 400 that says the files are not stored.
+func TestModelReferenceVersion(t *testing.T) {
+	s := MustStack(t)
+	c, ctx := s.Client, Ctx(t)
+	run := MustRun(t, c, atelier.RunCreate{Experiment: "e"})
+	v := mustRegister(t, c, atelier.ModelRegister{Name: "ext", Source: "s3://bucket/path/model", RunID: run.ID})
+	if v.Version != 1 || v.Source != "s3://bucket/path/model" || v.FileCount != 0 || len(v.Files) != 0 || v.RunID != run.ID {
+		t.Errorf("reference version = %+v", v)
+	}
+	resp := s.MustDo(t, Request{Method: "GET", Path: "/api/v1/workspaces/default/models/ext/versions/1"})
+	var got map[string]any
+	if resp.Status != http.StatusOK || json.Unmarshal(resp.Body, &got) != nil || got["source"] != "s3://bucket/path/model" {
+		t.Errorf("GET version: %d %s", resp.Status, resp.Body)
+	}
+	notStored := func(what string, err error) {
+		t.Helper()
+		MustCode(t, err, atelier.EINVALID)
+		if msg := atelier.ErrorMessage(err); !strings.Contains(msg, "is a reference to s3://bucket/path/model; its files are not stored in atelier") {
+			t.Errorf("%s: %q", what, msg)
+		}
+	}
+	ref := atelier.ModelRef{Name: "ext", Version: 1}
+	var zip bytes.Buffer
+	notStored("WriteModelZip", c.WriteModelZip(ctx, "default", ref, &zip))
+	_, _, err := c.OpenModelFile(ctx, "default", ref, "model")
+	notStored("OpenModelFile", err)
+	resp = s.MustDo(t, Request{Method: "GET", Path: "/api/v1/workspaces/default/models/ext/versions/1/zip"})
+	if resp.Status != http.StatusBadRequest {
+		t.Errorf("GET zip of a reference: %d %s", resp.Status, resp.Body)
+	}
+
+	// An image cannot hold a model whose files atelier does not store.
+	s.Service.Builder = stubBuilder{}
+	snap, err := c.UploadSnapshotZip(ctx, "default", bytes.NewReader(MustZip(t, [2]string{"score.py", "print(1)\n"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.CreateImage(ctx, "default", atelier.ImageCreate{Name: "svc", Models: []string{"ext:1"}, EntryScript: "score.py", SnapshotID: snap.ID})
+	notStored("CreateImage", err)
+
+	// Bad sources and mixtures are refused; the reference deletes as any version.
+	for _, bad := range []atelier.ModelRegister{
+		{Name: "ext", Source: "/tmp/model"},
+		{Name: "ext", Source: "file:///tmp/model"},
+		{Name: "ext", Source: "s3://bucket/a/../../model"},
+		{Name: "ext", Source: "s3://bucket/model", RunID: run.ID, Path: "outputs/model.pkl"},
+	} {
+		_, err := c.RegisterModel(ctx, "default", bad)
+		MustCode(t, err, atelier.EINVALID)
+	}
+	if err := c.DeleteModelVersion(ctx, "default", ref); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -27,8 +27,36 @@ const (
 	propSource  = "mlflow.source"
 	propModelID = "mlflow.modelId"
 	propRunLink = "mlflow.runLink"
-	stageNone   = "None"
+	// propRunID is the run_id given with a reference version's remote source when atelier holds
+	// no such run (MLflow looks no run up for a remote source): shown as given, no lineage.
+	propRunID = "mlflow.runId"
+	stageNone = "None"
 )
+
+// versionRunID is a version's MLflow run_id: its lineage, or the run_id given with a remote
+// source that names no run held here.
+func versionRunID(v *atelier.ModelVersion) string {
+	if v.RunID != "" {
+		return v.RunID
+	}
+	return v.Properties[propRunID]
+}
+
+// remoteSource reports whether a version source is a URI of files stored elsewhere (s3://,
+// gs://, dbfs:/, http(s)://, ...): any scheme but those naming what atelier stores (runs:/,
+// models:/, mlflow-artifacts:) and file: (MLflow refuses the server's own disk). MLflow records
+// such a source as a pointer; atelier registers a reference version.
+func remoteSource(source string) bool {
+	scheme, _, found := strings.Cut(source, ":")
+	if !found || len(scheme) < 2 || strings.ContainsAny(scheme, "/\\") {
+		return false // a local path (or a Windows drive, C:)
+	}
+	switch strings.ToLower(scheme) {
+	case "runs", "models", "mlflow-artifacts", "file":
+		return false
+	}
+	return true // checked by atelier.ValidateModelSource, a 400 naming the source
+}
 
 // ModelVersion is MLflow's ModelVersion message.
 type ModelVersion struct {
@@ -79,7 +107,7 @@ func (s *scope) toModelVersion(v *atelier.ModelVersion) *ModelVersion {
 	}
 	return &ModelVersion{Name: v.Name, Version: strconv.FormatInt(v.Version, 10), CreationTimestamp: ms(v.CreatedAt),
 		LastUpdatedTimestamp: ms(v.UpdatedAt), UserID: v.CreatedBy, CurrentStage: stage, Description: v.Description,
-		Source: s.versionSource(v), RunID: v.RunID, Status: "READY", Tags: sortedKeyVals(tags),
+		Source: s.versionSource(v), RunID: versionRunID(v), Status: "READY", Tags: sortedKeyVals(tags),
 		RunLink: v.Properties[propRunLink], Aliases: v.Aliases, ModelID: v.Properties[propModelID]}
 }
 
@@ -89,6 +117,9 @@ func (s *scope) toModelVersion(v *atelier.ModelVersion) *ModelVersion {
 func (s *scope) versionSource(v *atelier.ModelVersion) string {
 	if src := v.Properties[propSource]; src != "" {
 		return src
+	}
+	if v.IsReference() {
+		return v.Source
 	}
 	if v.RunID != "" && (v.Path == outputsDir || strings.HasPrefix(v.Path, outputsDir+"/")) {
 		if expID := s.experimentIDOf(v.Experiment); expID != "" {
@@ -757,6 +788,20 @@ func sourceNamesRun(source string) bool {
 	return err == nil && !isModel && !isVersion
 }
 
+// sourceRunID is the run a run source names (runs:/RUN/... or a run's artifact URI).
+func sourceRunID(source string) string {
+	if rest, found := strings.CutPrefix(source, "runs:/"); found {
+		id, _, _ := strings.Cut(rest, "/")
+		return id
+	}
+	p := strings.TrimPrefix(source, "mlflow-artifacts:")
+	if rest, host := strings.CutPrefix(p, "//"); host {
+		_, p, _ = strings.Cut(rest, "/")
+	}
+	id, _, _ := runArtifactPath(p)
+	return id
+}
+
 // checkSourceRun refuses, as the newest MLflow server does, a runs:/ source with a run_id naming
 // another run.
 func checkSourceRun(source, runID string) error {
@@ -798,18 +843,44 @@ func (h *Handler) createModelVersion(w http.ResponseWriter, r *http.Request, ws 
 	if err := checkSourceRun(string(req.Source), string(req.RunID)); err != nil {
 		return err
 	}
-	lineage, files, err := s.sourceFiles(string(req.Source), string(req.ModelID))
-	if atelier.ErrorCode(err) == atelier.ENOTFOUND && sourceNamesRun(string(req.Source)) &&
-		strings.HasPrefix(atelier.ErrorMessage(err), "Run '") { // findRun's, not "no artifacts at"
-		// As MLflow's server answers a run source whose run it does not hold.
-		return invalidSource(string(req.Source), "run_id")
-	} else if err != nil {
-		return err
-	}
-	if req.RunID != "" {
-		lineage = string(req.RunID)
-	}
 	props := map[string]string{}
+	var lineage, reference string
+	var files []atelier.ModelFile
+	if remoteSource(string(req.Source)) {
+		// Files stored elsewhere: a reference version, its source kept as given.
+		if err := atelier.ValidateModelSource(string(req.Source)); err != nil {
+			return invalidParam("Invalid model version source: '%s'. %s", req.Source, atelier.ErrorMessage(err))
+		}
+		reference = string(req.Source)
+		if req.RunID != "" {
+			if _, err := h.svc.FindRun(s.ctx, ws, string(req.RunID)); err == nil {
+				lineage = string(req.RunID)
+			} else if atelier.ErrorCode(err) == atelier.ENOTFOUND {
+				props[propRunID] = string(req.RunID) // MLflow looks no run up for a remote source
+			} else {
+				return err
+			}
+		}
+	} else {
+		lineage, files, err = s.sourceFiles(string(req.Source), string(req.ModelID))
+		if atelier.ErrorCode(err) == atelier.ENOTFOUND && sourceNamesRun(string(req.Source)) {
+			if strings.HasPrefix(atelier.ErrorMessage(err), "Run '") { // findRun's, not "no artifacts at"
+				// As MLflow's server answers a run source whose run it does not hold.
+				return invalidSource(string(req.Source), "run_id")
+			}
+			// A path of a held run with no files under it: MLflow records it as a pointer, and
+			// so does atelier, as a reference with the run as lineage.
+			reference, lineage, files, err = string(req.Source), sourceRunID(string(req.Source)), nil, nil
+			if verr := atelier.ValidateModelSource(reference); verr != nil {
+				return invalidParam("Invalid model version source: '%s'. %s", req.Source, atelier.ErrorMessage(verr))
+			}
+		} else if err != nil {
+			return err
+		}
+		if req.RunID != "" {
+			lineage = string(req.RunID)
+		}
+	}
 	for k, v := range map[string]jstring{propSource: req.Source, propModelID: req.ModelID, propRunLink: req.RunLink} {
 		if v != "" {
 			props[k] = string(v)
@@ -820,7 +891,7 @@ func (h *Handler) createModelVersion(w http.ResponseWriter, r *http.Request, ws 
 			props[propModelID] = id
 		}
 	}
-	v, err := h.svc.RegisterModel(s.ctx, ws, atelier.ModelRegister{Name: name, RunID: lineage, Files: files,
+	v, err := h.svc.RegisterModel(s.ctx, ws, atelier.ModelRegister{Name: name, RunID: lineage, Files: files, Source: reference,
 		Description: string(req.Description), Tags: tags, Properties: props, Framework: "mlflow"})
 	if err != nil {
 		return err
@@ -1082,5 +1153,22 @@ func (h *Handler) getModelVersionDownloadURI(w http.ResponseWriter, r *http.Requ
 	if err != nil {
 		return err
 	}
+	if v.IsReference() {
+		// The files are where the source says, as MLflow answers for a source it does not hold.
+		return ok(w, map[string]any{"artifact_uri": h.scope(r, ws).referenceDownloadURI(v)})
+	}
 	return ok(w, map[string]any{"artifact_uri": versionDownloadURI(v)})
+}
+
+// referenceDownloadURI is where a reference version's files are: its source, a runs:/ source
+// resolved (as MLflow resolves it) to the run's artifact URI.
+func (s *scope) referenceDownloadURI(v *atelier.ModelVersion) string {
+	if rest, found := strings.CutPrefix(v.Source, "runs:/"); found && v.RunID != "" {
+		if id, p, _ := strings.Cut(rest, "/"); id == v.RunID {
+			if expID := s.experimentIDOf(v.Experiment); expID != "" {
+				return strings.TrimSuffix("mlflow-artifacts:/"+expID+"/"+v.RunID+"/artifacts/"+strings.Trim(p, "/"), "/")
+			}
+		}
+	}
+	return v.Source
 }

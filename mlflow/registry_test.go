@@ -243,7 +243,10 @@ func TestRegistryRoundTrip(t *testing.T) {
 	}
 	for _, tc := range []struct{ method, path, body string }{
 		{"POST", api + "registered-models/create", `{"name":"bad/name"}`},
-		{"POST", api + "model-versions/create", `{"name":"native","source":"s3://bucket/x"}`},
+		// as MLflow: a local path, a file of the server, a remote URI with a '..' segment
+		{"POST", api + "model-versions/create", `{"name":"native","source":"/tmp/x"}`},
+		{"POST", api + "model-versions/create", `{"name":"native","source":"file:///tmp/x"}`},
+		{"POST", api + "model-versions/create", `{"name":"native","source":"s3://bucket/a/../../x"}`},
 		// as the newest MLflow server: a run source whose run is not held, or another run_id
 		{"POST", api + "model-versions/create", `{"name":"native","source":"runs:/0123456789abcdef0123456789abcdef/sk"}`},
 		{"POST", api + "model-versions/create", `{"name":"native","source":"mlflow-artifacts:/0/0123456789abcdef0123456789abcdef/artifacts/sk"}`},
@@ -284,4 +287,46 @@ func TestRunTokenLogsAndRegisters(t *testing.T) {
 	if mv["version"] != "1" || mv["run_id"] != rid {
 		t.Fatalf("version %v", mv)
 	}
+}
+
+// TestModelVersionExternalSources: as MLflow records a remote source as a pointer, atelier
+// registers a reference version (no files): the source and run_id read back as given (a run_id
+// atelier does not hold is no lineage), get-download-uri answers the source, and runs:/ to a
+// path of a held run without files is a reference too.
+func TestModelVersionExternalSources(t *testing.T) {
+	s := MustStack(t)
+	rid := str(s.MustOK(t, "POST", api+"runs/create", `{"experiment_id":"0"}`)["run"].(map[string]any)["info"].(map[string]any)["run_id"])
+	s.MustOK(t, "POST", api+"registered-models/create", `{"name":"ext"}`)
+	missing := "0000000000000000000000000000dead"
+	for i, tc := range []struct{ source, runID, wantRunID, wantURI string }{
+		{"s3://bucket/path/model", "", "", "s3://bucket/path/model"},
+		{"gs://bucket/path/model", missing, missing, "gs://bucket/path/model"},
+		{"dbfs:/databricks/mlflow/model", rid, rid, "dbfs:/databricks/mlflow/model"},
+		{"https://example.com/models/model.tar.gz", "", "", "https://example.com/models/model.tar.gz"},
+		{"runs:/" + rid + "/no-files-here", rid, rid, "mlflow-artifacts:/0/" + rid + "/artifacts/no-files-here"},
+	} {
+		body := fmt.Sprintf(`{"name":"ext","source":%q,"run_id":%q}`, tc.source, tc.runID)
+		mv := s.MustOK(t, "POST", api+"model-versions/create", body)["model_version"].(map[string]any)
+		runID := func(m map[string]any) string { s, _ := m["run_id"].(string); return s }
+		if mv["source"] != tc.source || runID(mv) != tc.wantRunID || mv["version"] != fmt.Sprint(i+1) {
+			t.Errorf("%s: created %v", tc.source, mv)
+		}
+		got := s.MustOK(t, "GET", api+"model-versions/get?name=ext&version="+fmt.Sprint(i+1), "")["model_version"].(map[string]any)
+		if got["source"] != tc.source || runID(got) != tc.wantRunID {
+			t.Errorf("%s: read back %v", tc.source, got)
+		}
+		uri := s.MustOK(t, "GET", api+"model-versions/get-download-uri?name=ext&version="+fmt.Sprint(i+1), "")["artifact_uri"]
+		if uri != tc.wantURI {
+			t.Errorf("%s: download uri %v, want %s", tc.source, uri, tc.wantURI)
+		}
+	}
+	// The native view: a reference with its source, no files, and the run only when held.
+	v, err := s.Store.FindModelVersion(context.Background(), "default", atelier.ModelRef{Name: "ext", Version: 2})
+	if err != nil || v.Source != "gs://bucket/path/model" || v.RunID != "" || len(v.Files) != 0 {
+		t.Errorf("ext:2 = %+v, %v", v, err)
+	}
+	if v, err := s.Store.FindModelVersion(context.Background(), "default", atelier.ModelRef{Name: "ext", Version: 3}); err != nil || v.RunID != rid {
+		t.Errorf("ext:3 = %+v, %v", v, err)
+	}
+	s.MustOK(t, "DELETE", api+"model-versions/delete", `{"name":"ext","version":"1"}`)
 }

@@ -65,6 +65,9 @@ func (s *Service) CreateImage(ctx context.Context, workspace string, c atelier.I
 		} else if err != nil {
 			return nil, err
 		}
+		if v.IsReference() {
+			return nil, v.NotStored()
+		}
 		im := atelier.ImageModel{Name: v.Name, Version: v.Version}
 		if seen[im] {
 			return nil, atelier.Errorf(atelier.EINVALID, "model %s is listed twice", im)
@@ -285,6 +288,9 @@ func (s *Service) runBuild(ctx context.Context, img *atelier.Image, log io.Write
 		v, err := s.store.FindModelVersion(ctx, img.Workspace, atelier.ModelRef{Name: m.Name, Version: m.Version})
 		if err != nil {
 			return nil, atelier.Errorf(atelier.EINVALID, "model %s: %s", m, atelier.ErrorMessage(err))
+		}
+		if v.IsReference() {
+			return nil, v.NotStored()
 		}
 		job.Models = append(job.Models, v)
 	}

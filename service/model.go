@@ -23,11 +23,15 @@ func (s *Service) RegisterModel(ctx context.Context, workspace string, req ateli
 		return nil, err
 	}
 	v := &atelier.ModelVersion{Name: req.Name, Description: req.Description, Tags: req.Tags, Properties: req.Properties,
-		Framework: req.Framework, FrameworkVersion: req.FrameworkVersion, RunID: req.RunID, Path: req.Path, Datasets: req.Datasets}
+		Framework: req.Framework, FrameworkVersion: req.FrameworkVersion, RunID: req.RunID, Path: req.Path, Datasets: req.Datasets,
+		Source: req.Source}
 	var err error
-	if req.Path != "" {
+	switch {
+	case req.Source != "":
+		// A reference: the files stay where the source says; nothing is copied or held.
+	case req.Path != "":
 		v.Files, err = s.runModelFiles(ctx, workspace, req.RunID, req.Path)
-	} else {
+	default:
 		v.Files, err = s.uploadedModelFiles(ctx, workspace, req.Files)
 	}
 	if err != nil {
@@ -273,6 +277,9 @@ func (s *Service) OpenModelFile(ctx context.Context, workspace string, ref ateli
 	if err != nil {
 		return nil, nil, err
 	}
+	if v.IsReference() {
+		return nil, nil, v.NotStored()
+	}
 	for i := range v.Files {
 		if f := &v.Files[i]; f.Path == p {
 			rc, err := s.objects.OpenObject(ctx, f.Digest)
@@ -295,6 +302,9 @@ func (s *Service) WriteModelZip(ctx context.Context, workspace string, ref ateli
 }
 
 func (s *Service) writeModelZip(ctx context.Context, v *atelier.ModelVersion, w io.Writer) error {
+	if v.IsReference() {
+		return v.NotStored()
+	}
 	entries := make([]atelier.SnapshotEntry, len(v.Files))
 	for i, f := range v.Files {
 		entries[i] = atelier.SnapshotEntry{Path: f.Path, Digest: f.Digest, Size: f.Size}

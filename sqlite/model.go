@@ -18,7 +18,15 @@ func (db *DB) CreateModelVersion(ctx context.Context, workspace string, v *ateli
 	if err := atelier.ValidateModelName(v.Name); err != nil {
 		return err
 	}
-	if len(v.Files) == 0 {
+	if v.Source != "" {
+		// A reference: its files live at the source, none here.
+		if err := atelier.ValidateModelSource(v.Source); err != nil {
+			return err
+		}
+		if len(v.Files) > 0 {
+			return atelier.Errorf(atelier.EINVALID, "model %s is a reference to %s: it holds no files", v.Name, v.Source)
+		}
+	} else if len(v.Files) == 0 {
 		return atelier.Errorf(atelier.EINVALID, "model %s has no files", v.Name)
 	}
 	if err := atelier.ValidateModelFiles(v.Files); err != nil {
@@ -67,8 +75,8 @@ func (db *DB) CreateModelVersion(ctx context.Context, workspace string, v *ateli
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO model_versions (model_id, workspace_id, version, description, framework, framework_version,
-			run_id, experiment, path, datasets, file_count, size, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			modelID, wsID, v.Version, v.Description, v.Framework, v.FrameworkVersion, nullString(v.RunID), v.Experiment, v.Path,
+			run_id, experiment, path, source, datasets, file_count, size, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			modelID, wsID, v.Version, v.Description, v.Framework, v.FrameworkVersion, nullString(v.RunID), v.Experiment, v.Path, v.Source,
 			string(datasets), v.FileCount, v.Size, v.CreatedBy, ms(now), ms(now))
 		if err != nil {
 			return err
@@ -118,7 +126,7 @@ func insertRows(ctx context.Context, tx *txn, insert string, width int, args []a
 }
 
 const versionColumns = `v.id, m.name, v.version, v.description, v.framework, v.framework_version, coalesce(v.run_id, ''), v.experiment,
-	v.path, v.datasets, v.file_count, v.size, v.created_by, v.created_at, v.updated_at`
+	v.path, v.source, v.datasets, v.file_count, v.size, v.created_by, v.created_at, v.updated_at`
 
 const versionFrom = ` FROM model_versions v JOIN models m ON m.id = v.model_id`
 
@@ -127,7 +135,7 @@ func scanVersion(row interface{ Scan(...any) error }, workspace string) (int64, 
 	var id, created, updated int64
 	var datasets string
 	if err := row.Scan(&id, &v.Name, &v.Version, &v.Description, &v.Framework, &v.FrameworkVersion, &v.RunID, &v.Experiment,
-		&v.Path, &datasets, &v.FileCount, &v.Size, &v.CreatedBy, &created, &updated); err != nil {
+		&v.Path, &v.Source, &datasets, &v.FileCount, &v.Size, &v.CreatedBy, &created, &updated); err != nil {
 		return 0, nil, err
 	}
 	v.CreatedAt, v.UpdatedAt = fromMS(created), fromMS(updated)

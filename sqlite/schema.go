@@ -653,6 +653,10 @@ DROP INDEX IF EXISTS logged_models_workspace;
 DROP INDEX IF EXISTS logged_models_experiment;
 CREATE INDEX logged_models_workspace ON logged_models (workspace_id, created_at, id) WHERE deleted = 0;
 CREATE INDEX logged_models_experiment ON logged_models (experiment_id, created_at, id) WHERE deleted = 0;
+`, `
+-- A model version may be a reference to files stored elsewhere (issue 19, model.go): its source
+-- URI, with no files and no object held. Empty for a version of stored files.
+ALTER TABLE model_versions ADD COLUMN source TEXT NOT NULL DEFAULT '';
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

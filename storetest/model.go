@@ -26,6 +26,7 @@ func testModels(t *testing.T, open func(t *testing.T) atelier.Store) {
 		{"Delete", testModelDelete},
 		{"References", testModelReferences},
 		{"Records", testModelRecords},
+		{"Reference", testModelReference},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
@@ -451,4 +452,56 @@ func testModelReferences(t *testing.T, open func(t *testing.T) atelier.Store) {
 	mustOK(t, s.RemoveModelReference(ctx, "ws", svc), "RemoveModelReference(service)")
 	mustOK(t, s.RemoveModelReference(ctx, "ws", svc), "RemoveModelReference twice")
 	mustOK(t, s.DeleteModelVersion(ctx, "ws", atelier.ModelRef{Name: "m", Version: 1}), "DeleteModelVersion once unreferenced")
+}
+
+// testModelReference: a version may be a reference to files stored elsewhere (a source URI, no
+// files): created, read back, listed and deleted as any version; a source that is no remote URI,
+// or a reference with files, is refused.
+func testModelReference(t *testing.T, open func(t *testing.T) atelier.Store) {
+	s := open(t)
+	ctx := Context(t)
+	MustCreateWorkspace(t, s, "ws")
+	run := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "e"})
+	MustRegisterModel(t, s, "ws", &atelier.ModelVersion{Name: "m"}) // stored files, version 1
+
+	ref := &atelier.ModelVersion{Name: "m", Source: "s3://bucket/path/model", RunID: run.ID, Tags: map[string]string{"k": "v"}}
+	mustOK(t, s.CreateModelVersion(ctx, "ws", ref), "CreateModelVersion(reference)")
+	if ref.Version != 2 || ref.FileCount != 0 || ref.Size != 0 || len(ref.Files) != 0 || ref.Experiment != "e" || !ref.IsReference() {
+		t.Errorf("reference version = %+v", ref)
+	}
+	got, err := s.FindModelVersion(ctx, "ws", atelier.ModelRef{Name: "m", Version: 2})
+	mustOK(t, err, "FindModelVersion(m:2)")
+	if got.Source != "s3://bucket/path/model" || got.RunID != run.ID || got.FileCount != 0 || len(got.Files) != 0 || got.Tags["k"] != "v" {
+		t.Errorf("reference read back = %+v", got)
+	}
+	stored, err := s.FindModelVersion(ctx, "ws", atelier.ModelRef{Name: "m", Version: 1})
+	mustOK(t, err, "FindModelVersion(m:1)")
+	if stored.Source != "" || stored.IsReference() || len(stored.Files) != 1 {
+		t.Errorf("stored version = %+v", stored)
+	}
+	page, err := s.ListModelVersions(ctx, "ws", atelier.ModelQuery{Name: "m"})
+	mustOK(t, err, "ListModelVersions")
+	sources := map[int64]string{}
+	for _, v := range page.Versions {
+		sources[v.Version] = v.Source
+	}
+	if len(sources) != 2 || sources[1] != "" || sources[2] != "s3://bucket/path/model" {
+		t.Errorf("listed sources = %v", sources)
+	}
+
+	for _, bad := range []*atelier.ModelVersion{
+		{Name: "m", Source: "/tmp/model"},
+		{Name: "m", Source: "file:///tmp/model"},
+		{Name: "m", Source: "s3://bucket/a/../../model"},
+		{Name: "m", Source: "s3://bucket/model", Files: modelFiles("model.pkl")},
+	} {
+		wantCode(t, s.CreateModelVersion(ctx, "ws", bad), atelier.EINVALID, "CreateModelVersion(source "+bad.Source+")")
+	}
+
+	mustOK(t, s.DeleteModelVersion(ctx, "ws", atelier.ModelRef{Name: "m", Version: 2}), "DeleteModelVersion(reference)")
+	_, err = s.FindModelVersion(ctx, "ws", atelier.ModelRef{Name: "m", Version: 2})
+	wantCode(t, err, atelier.ENOTFOUND, "FindModelVersion after deleting the reference")
+	if m, err := s.FindModel(ctx, "ws", "m"); err != nil || m.VersionCount != 1 {
+		t.Errorf("model after deleting the reference = %+v, %v", m, err)
+	}
 }

@@ -45,21 +45,34 @@ func modelRegisterCmd(cfg *clientConfig) *cobra.Command {
 	var req atelier.ModelRegister
 	var tags, props []string
 	cmd := &cobra.Command{
-		Use:   "register --name N --path P [--run RUN]",
-		Short: "Register a new version of a model from a run's outputs or from local files",
+		Use:   "register --name N (--path P [--run RUN] | --source URI)",
+		Short: "Register a new version of a model from a run's outputs, from local files, or as a reference",
 		Long: `Register the next version of a model.
 
 With --run, --path is a file or folder of the run (e.g. outputs/model.pkl): the version refers
 to the run's stored files, so nothing is uploaded or copied. Without --run, --path is a local
 file or folder: files the server does not hold yet are uploaded, then registered. Either way
-the files are named from the path's last element (outputs/model gives model/...).`,
+the files are named from the path's last element (outputs/model gives model/...).
+
+With --source, the version is a reference to files stored elsewhere (s3://bucket/key, gs://,
+https://...): atelier stores none of them, so it cannot download them or build images from
+them, unless a datastore of the workspace holds the bucket ('atelier model download' then reads
+through it). --run is then optional lineage.`,
 		Example: `  atelier model register --name diabetes --run $RUN --path outputs/model.pkl --tag stage=dev
-  atelier model register --name diabetes --path ./model_dir --framework scikit-learn --framework-version 1.5`,
+  atelier model register --name diabetes --path ./model_dir --framework scikit-learn --framework-version 1.5
+  atelier model register --name diabetes --source s3://models/diabetes/v7`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
-			if req.Name == "" || req.Path == "" {
-				return usagef("--name and --path are required")
+			switch {
+			case req.Name == "" || (req.Path == "" && req.Source == ""):
+				return usagef("--name and --path (or --source) are required")
+			case req.Path != "" && req.Source != "":
+				return usagef("give --path or --source, not both")
+			case req.Source != "":
+				if err := atelier.ValidateModelSource(req.Source); err != nil {
+					return usagef("%s", atelier.ErrorMessage(err))
+				}
 			}
 			if err := atelier.ValidateModelName(req.Name); err != nil {
 				return usagef("%s", atelier.ErrorMessage(err))
@@ -82,7 +95,9 @@ the files are named from the path's last element (outputs/model gives model/...)
 			if req.RunID, err = resolveRun(ctx, c, cfg.workspace, req.RunID); err != nil {
 				return err
 			}
-			if req.RunID == "" {
+			if req.Source != "" {
+				// A reference: nothing to upload.
+			} else if req.RunID == "" {
 				if req.Files, err = uploadModelFiles(ctx, c, cfg.workspace, req.Path); err != nil {
 					return err
 				}
@@ -105,6 +120,7 @@ the files are named from the path's last element (outputs/model gives model/...)
 	f.StringVar(&req.Name, "name", "", "model name")
 	f.StringVar(&req.Path, "path", "", "a file or folder of the run (with --run), else a local file or folder")
 	f.StringVar(&req.RunID, "run", "", "register from this run's files")
+	f.StringVar(&req.Source, "source", "", "register a reference to files stored elsewhere at this URI (s3://, gs://, https://...)")
 	f.StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")
 	f.StringArrayVar(&props, "property", nil, "property KEY=VALUE, immutable (repeatable)")
 	f.StringVar(&req.Description, "description", "", "description")
@@ -444,6 +460,9 @@ func modelShowCmd(cfg *clientConfig) *cobra.Command {
 			t.row("run", v.RunID)
 			t.row("experiment", v.Experiment)
 			t.row("path", v.Path)
+			if v.IsReference() {
+				t.row("source", v.Source+" (reference: files not stored in atelier)")
+			}
 			t.row("datasets", strings.Join(v.Datasets, ", "))
 			t.row("tags", kvString(v.Tags))
 			t.row("properties", kvString(v.Properties))
@@ -479,6 +498,27 @@ func modelDownloadCmd(cfg *clientConfig) *cobra.Command {
 			v, err := c.FindModelVersion(ctx, cfg.workspace, ref)
 			if err != nil {
 				return err
+			}
+			if v.IsReference() {
+				// The files are elsewhere: through a datastore of the workspace that holds the
+				// source's bucket, or not at all.
+				stores, err := c.ListDatastores(ctx, cfg.workspace)
+				if err != nil {
+					return err
+				}
+				name, p := referenceDatastore(v.Source, stores)
+				if name == "" || asZip {
+					return atelier.Errorf(atelier.EINVALID, "%s (no datastore of workspace %q holds it%s)", atelier.ErrorMessage(v.NotStored()),
+						cfg.workspace, map[bool]string{true: "; --zip needs stored files", false: ""}[asZip && name != ""])
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "model %s is a reference to %s: downloading it through datastore %q\n", v.Ref(), v.Source, name)
+				sub := datastoreDownloadCmd(cfg)
+				sub.SetContext(ctx)
+				sub.SetOut(cmd.OutOrStdout())
+				if err := sub.Flags().Set("dir", dir); err != nil {
+					return err
+				}
+				return sub.RunE(sub, []string{name, p})
 			}
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
@@ -681,4 +721,30 @@ func modelAliasCmd(cfg *clientConfig) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&remove, "remove", false, "remove the alias")
 	return cmd
+}
+
+// referenceDatastore finds the datastore holding a reference version's source (an s3:// or gs://
+// URI in a bucket datastore, under its prefix) and the source's path in it; "" when none does.
+func referenceDatastore(source string, stores []*atelier.Datastore) (name, p string) {
+	kinds := map[string]string{"s3": atelier.DatastoreS3, "gs": atelier.DatastoreGCS}
+	scheme, rest, found := strings.Cut(source, "://")
+	kind := kinds[scheme]
+	if !found || kind == "" {
+		return "", ""
+	}
+	bucket, key, _ := strings.Cut(rest, "/")
+	key = strings.Trim(key, "/")
+	for _, d := range stores {
+		if d.Kind != kind || d.Bucket != bucket {
+			continue
+		}
+		prefix := strings.Trim(d.Prefix, "/")
+		switch {
+		case prefix == "" && key != "":
+			return d.Name, key
+		case strings.HasPrefix(key, prefix+"/"):
+			return d.Name, strings.TrimPrefix(key, prefix+"/")
+		}
+	}
+	return "", ""
 }

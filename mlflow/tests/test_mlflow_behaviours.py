@@ -227,9 +227,6 @@ EXTERNAL_SOURCES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19 gap: a model version whose files live elsewhere (an external "
-                   "source URI) needs the domain to hold versions without stored files (ModelRegister wants "
-                   "files); atelier answers 400 for remote URIs and 404 for runs:/ to a path without files")
 def test_model_version_external_sources(run_mlflow, server):
     """MLflow records a version's source as a pointer: s3://, gs://, dbfs:/, http(s)://, with or
     without a run_id the server does not hold (it looks no run up for a remote source), and runs:/
