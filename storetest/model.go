@@ -495,7 +495,7 @@ func testModelReference(t *testing.T, open func(t *testing.T) atelier.Store) {
 		{Name: "m", Source: "s3://bucket/a/../../model"},
 		{Name: "m", Source: "s3://bucket/model", Files: modelFiles("model.pkl")},
 	} {
-		wantCode(t, s.CreateModelVersion(ctx, "ws", bad), atelier.EINVALID, "CreateModelVersion(source "+bad.Source+")")
+		wantCode(t, s.CreateModelVersion(ctx, "ws", bad), atelier.EINVALID, "CreateModelVersion(source %s)", bad.Source)
 	}
 
 	mustOK(t, s.DeleteModelVersion(ctx, "ws", atelier.ModelRef{Name: "m", Version: 2}), "DeleteModelVersion(reference)")
