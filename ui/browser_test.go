@@ -723,6 +723,15 @@ func TestStudio(t *testing.T) {
 		if got := alice.text("#activities-table"); !strings.Contains(got, "run") {
 			t.Fatalf("activities: %q", got)
 		}
+		// The datastore browser: from the datastores page into a datastore, then a folder.
+		if _, err := f.stack.Client.WriteDatastoreFile(f.ctx, "default", "default", "data/train.csv", strings.NewReader("a,b\n"), "", ""); err != nil {
+			t.Fatal(err)
+		}
+		alice.open("/w/default/datastores")
+		alice.run("opening the datastore", chromedp.Click(`#datastores a[href="/w/default/datastores/default"]`, chromedp.ByQuery),
+			chromedp.WaitVisible("#datastore-files", chromedp.ByQuery))
+		alice.run("opening a folder", chromedp.Click(`#datastore-files a.folder`, chromedp.ByQuery))
+		alice.waitJS("the folder's listing", `document.querySelector("#breadcrumbs") && document.querySelector("#breadcrumbs").textContent.includes("data") && document.querySelector("#datastore-files").textContent.includes("train.csv")`)
 		var audit bool
 		alice.eval(`!!document.getElementById("nav-audit")`, &audit)
 		if audit {

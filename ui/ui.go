@@ -121,6 +121,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /w/{workspace}/services/{service}", h.page(h.service))
 	m.HandleFunc("GET /w/{workspace}/activities", h.page(h.activities))
 	m.HandleFunc("GET /w/{workspace}/datastores", h.page(h.datastores))
+	m.HandleFunc("GET /w/{workspace}/datastores/{datastore}", h.page(h.datastore))
 	m.HandleFunc("GET /w/{workspace}/members", h.page(h.members))
 	m.HandleFunc("GET /w/{workspace}/audit", h.page(h.auditLog))
 	m.HandleFunc("/", h.notFound)
