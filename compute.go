@@ -160,8 +160,12 @@ type JobState struct {
 	// ExitCode is the runner's exit code when Exited (0: it recorded a Completed run; see
 	// `atelier job exec --help`).
 	ExitCode int
-	// Detail says in a sentence what the driver saw (why a job is Gone).
+	// Detail says in a sentence what the driver saw (why a job is Gone, why it is Queued).
 	Detail string
+	// Queued says a Running job waits in the target's own queue (a Slurm job PENDING): its
+	// runner has not started, and Detail says why it waits. The server writes each new
+	// Detail in the run's preparation log (logs/prepare_log.txt).
+	Queued bool
 }
 
 // Compute target kinds. "local" is also the name of the built-in target every workspace has

@@ -57,6 +57,8 @@ type watchedJob struct {
 	endedSeen     bool     // the driver said the job ended while the run was still active
 	// endedAt is when the run was seen ended; the job is released once its runner exited.
 	endedAt time.Time
+	// queued is the Detail of the driver's last Queued state written to the run's log.
+	queued string
 }
 
 func newScheduler() *scheduler {
@@ -356,6 +358,7 @@ func (s *Service) watchJob(ctx context.Context, j *watchedJob) {
 		}
 	}
 	if st.Phase == atelier.JobRunning {
+		s.noteQueued(ctx, j, st)
 		return
 	}
 	if !j.endedSeen {
@@ -379,6 +382,38 @@ func (s *Service) watchJob(ctx context.Context, j *watchedJob) {
 	}
 	s.log.Warn("run ended without its runner recording it", "workspace", j.workspace, "run", j.id, "status", upd.Status, "reason", upd.Error)
 	s.finish(ctx, j)
+}
+
+// prepareLogPath is the run's preparation log, which `run submit --wait` shows while the run
+// is Queued or Preparing (the runner writes its own preparation there next).
+const prepareLogPath = "logs/prepare_log.txt"
+
+// noteQueued writes to the run's preparation log why its job waits in the target's queue (a
+// driver's Queued state: a Slurm job PENDING, with Slurm's reason) each time that changes, and
+// what the driver says once it has left the queue. The run stays Preparing meanwhile: it was
+// claimed, and a status never goes back to Queued.
+func (s *Service) noteQueued(ctx context.Context, j *watchedJob, st atelier.JobState) {
+	var line string
+	switch {
+	case st.Queued && st.Detail != j.queued:
+		line = st.Detail
+	case !st.Queued && j.queued != "":
+		line = "left the queue"
+		if st.Detail != "" {
+			line += ": " + st.Detail
+		}
+	default:
+		return
+	}
+	text := s.now().UTC().Format(time.RFC3339) + " " + line + "\n"
+	if err := s.appendLog(context.WithoutCancel(ctx), j.workspace, j.id, prepareLogPath, []byte(text)); err != nil {
+		s.log.Warn("writing a queued run's reason to its log", "run", j.id, "err", err)
+		return
+	}
+	j.queued = ""
+	if st.Queued {
+		j.queued = st.Detail
+	}
 }
 
 // runnerTail is the end of what the runner said, for the run's error.

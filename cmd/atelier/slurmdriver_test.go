@@ -186,6 +186,14 @@ elif mode == "forever":
 		jobs, _ := c.Jobs()
 		return strings.Contains(jobs, "PENDING atelier-"+queued.ID)
 	})
+	// The run stays Preparing (claimed), and its preparation log says why it waits.
+	waitFor(t, "the queued run's preparation log to give Slurm's reason", func() bool {
+		chunk, err := srv.client.ReadLog(ctx, atelier.DefaultWorkspace, queued.ID, "logs/prepare_log.txt", 0, 0)
+		return err == nil && chunk != nil && strings.Contains(string(chunk.Data), "waiting in Slurm's queue: Resources")
+	})
+	if r, err := srv.client.FindRun(ctx, atelier.DefaultWorkspace, queued.ID); err != nil || r.Status != atelier.StatusPreparing {
+		t.Errorf("a run whose job waits in Slurm's queue: %+v, %v; want Preparing", r, err)
+	}
 	for _, r := range []*atelier.Run{queued, running} {
 		if out, err := cli("", "run", "cancel", r.ID); err != nil {
 			t.Fatalf("run cancel: %v\n%s", err, out)

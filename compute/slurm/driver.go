@@ -270,12 +270,57 @@ func active(state string) bool {
 	return false
 }
 
-// Status asks slurmctld about the job. PENDING, RUNNING and the other active states are
-// Running (the Detail says which, with Slurm's reason); COMPLETED and FAILED are Exited with the
-// batch script's (the runner's) exit code; a job Slurm ended itself (CANCELLED, TIMEOUT,
-// NODE_FAIL, PREEMPTED, OUT_OF_MEMORY, ...) or no longer knows is Gone with what Slurm says,
-// unless the runner's exit code is readable in the job's directory. slurmrestd that cannot be
-// reached is an error (the controller asks again), not Gone.
+// queueReasons says in words what the commonest reasons Slurm gives for a pending job mean
+// (squeue's NODELIST(REASON); the reasons are those of slurm's job_reason_string).
+var queueReasons = map[string]string{
+	"None":            "Slurm's scheduler has not looked at it yet",
+	"Resources":       "the nodes, CPUs or GPUs it asks for are in use",
+	"Priority":        "jobs of higher priority are ahead of it",
+	"BeginTime":       "its start time has not come",
+	"Dependency":      "it waits for the jobs it depends on",
+	"JobHeldUser":     "it is held (scontrol release releases it)",
+	"JobHeldAdmin":    "an administrator holds it",
+	"PartitionConfig": "it asks for more than its partition allows",
+	"ReqNodeNotAvail": "the nodes it needs are down, drained or reserved",
+}
+
+// activeState is the state of a job Slurm holds in an active state: Running, and Queued while
+// it is PENDING in Slurm's queue, with Slurm's reason (state_reason) in the Detail.
+func activeState(jobID int, info *jobInfo) atelier.JobState {
+	state := strings.SplitN(info.JobState, "+", 2)[0]
+	reason := info.StateReason
+	if reason == "None" {
+		reason = ""
+	}
+	if state == "PENDING" {
+		if reason == "" {
+			reason = "None"
+		}
+		detail := "waiting in Slurm's queue: " + reason
+		// ReqNodeNotAvail comes with the nodes: "ReqNodeNotAvail, UnavailableNodes:node[1-2]".
+		if words := queueReasons[strings.SplitN(reason, ",", 2)[0]]; words != "" {
+			detail += " (" + words + ")"
+		}
+		detail += "; Slurm job " + strconv.Itoa(jobID) + " is PENDING"
+		return atelier.JobState{Phase: atelier.JobRunning, Queued: true, Detail: detail}
+	}
+	detail := "Slurm job " + strconv.Itoa(jobID) + " is " + state
+	if reason != "" {
+		detail += " (" + reason + ")"
+	}
+	if info.BatchHost != "" {
+		detail += " on " + info.BatchHost
+	}
+	return atelier.JobState{Phase: atelier.JobRunning, Detail: detail}
+}
+
+// Status asks slurmctld about the job. A PENDING job is Running and Queued, its Detail saying
+// Slurm's reason ("waiting in Slurm's queue: Resources (...)"); RUNNING and the other active
+// states are Running (the Detail says which, with Slurm's reason); COMPLETED and FAILED are
+// Exited with the batch script's (the runner's) exit code; a job Slurm ended itself
+// (CANCELLED, TIMEOUT, NODE_FAIL, PREEMPTED, OUT_OF_MEMORY, ...) or no longer knows is Gone
+// with what Slurm says, unless the runner's exit code is readable in the job's directory.
+// slurmrestd that cannot be reached is an error (the controller asks again), not Gone.
 func (d *Driver) Status(ctx context.Context, h string) (atelier.JobState, error) {
 	j, err := d.parse(h)
 	if err != nil {
@@ -304,14 +349,7 @@ func (d *Driver) Status(ctx context.Context, h string) (atelier.JobState, error)
 	}
 	state := strings.SplitN(info.JobState, "+", 2)[0]
 	if active(state) {
-		detail := "Slurm job " + strconv.Itoa(j.JobID) + " is " + state
-		if info.StateReason != "" && info.StateReason != "None" {
-			detail += " (" + info.StateReason + ")"
-		}
-		if info.BatchHost != "" && state != "PENDING" {
-			detail += " on " + info.BatchHost
-		}
-		return atelier.JobState{Phase: atelier.JobRunning, Detail: detail}, nil
+		return activeState(j.JobID, info), nil
 	}
 	if code, ok := readExit(j.Dir); ok {
 		return atelier.JobState{Phase: atelier.JobExited, ExitCode: code}, nil

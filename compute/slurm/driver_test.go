@@ -105,8 +105,9 @@ func waitState(t *testing.T, d *slurm.Driver, h string, ok func(atelier.JobState
 }
 
 // TestJobs runs jobs whose runner is a shell script: the handle is the Slurm job id, the exit
-// code comes from Slurm, the runner's log is readable from an offset, a pending job is
-// canceled in Slurm and is then Gone (before it started), a fresh driver reads the same
+// code comes from Slurm, the runner's log is readable from an offset, a pending job is Queued
+// with Slurm's reason (Resources, then JobHeldAdmin while held), is canceled in Slurm and is
+// then Gone (before it started), a fresh driver reads the same
 // handles, GPUs map to gres, and Release removes the job's directory.
 func TestJobs(t *testing.T) {
 	c := slurmtest.Start(t)
@@ -183,7 +184,10 @@ func TestJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, sleeper, busy, func(s atelier.JobState) bool { return strings.Contains(s.Detail, "RUNNING") })
+	st = waitState(t, sleeper, busy, func(s atelier.JobState) bool { return strings.Contains(s.Detail, "RUNNING") })
+	if st.Queued {
+		t.Errorf("a running job is Queued: %+v", st)
+	}
 	shown, _ = c.Command("scontrol", "show", "job", jobID(t, busy)).CombinedOutput()
 	if !strings.Contains(string(shown), "gpu:2") {
 		t.Errorf("the job does not ask for 2 GPUs:\n%s", shown)
@@ -192,9 +196,24 @@ func TestJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st = waitState(t, sleeper, queued, func(s atelier.JobState) bool { return strings.Contains(s.Detail, "PENDING (") })
-	if st.Phase != atelier.JobRunning || !strings.Contains(st.Detail, "Resources") {
-		t.Errorf("a job waiting for GPUs: %+v, want Running with Slurm's reason", st)
+	st = waitState(t, sleeper, queued, func(s atelier.JobState) bool { return s.Queued && !strings.Contains(s.Detail, "queue: None") })
+	if st.Phase != atelier.JobRunning || !strings.Contains(st.Detail, "waiting in Slurm's queue: Resources") {
+		t.Errorf("a job waiting for GPUs: %+v, want Running and Queued with Slurm's reason", st)
+	}
+	// Held (scontrol hold), its reason says so; released, it waits for the GPUs again.
+	if out, err := c.Command("scontrol", "hold", jobID(t, queued)).CombinedOutput(); err != nil {
+		t.Fatalf("scontrol hold: %v: %s", err, out)
+	}
+	st = waitState(t, sleeper, queued, func(s atelier.JobState) bool { return strings.Contains(s.Detail, "JobHeld") })
+	if st.Phase != atelier.JobRunning || !st.Queued || !strings.Contains(st.Detail, "waiting in Slurm's queue: JobHeldAdmin") {
+		t.Errorf("a held job: %+v, want Running and Queued, held", st)
+	}
+	if out, err := c.Command("scontrol", "release", jobID(t, queued)).CombinedOutput(); err != nil {
+		t.Fatalf("scontrol release: %v: %s", err, out)
+	}
+	st = waitState(t, sleeper, queued, func(s atelier.JobState) bool { return !strings.Contains(s.Detail, "JobHeld") })
+	if st.Phase != atelier.JobRunning || !st.Queued {
+		t.Errorf("a released job still waiting for GPUs: %+v, want Running and Queued", st)
 	}
 	if err := sleeper.Release(ctx, queued); atelier.ErrorCode(err) != atelier.ECONFLICT {
 		t.Errorf("Release of a pending job: %v, want ECONFLICT", err)
