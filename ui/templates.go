@@ -36,7 +36,6 @@ var funcs = template.FuncMap{
 	"lower":    strings.ToLower,
 	"short":    func(id string) string { return shortID(id) },
 	"pathesc":  escapePath,
-	"qesc":     url.QueryEscape,
 	"pct":      func(f float64) string { return strconv.FormatFloat(math.Max(0, math.Min(100, f)), 'f', 0, 64) },
 	"add":      func(a, b int) int { return a + b },
 	"dict":     dict,
