@@ -568,7 +568,13 @@ func (p *Pool) failed(s *slot, ctx, client context.Context, err error) error {
 		return client.Err()
 	}
 	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		// Out of the rotation before it stops: it is still busy with the request that timed
+		// out, and a request handed to it would wait behind that one and time out too.
+		p.mu.Lock()
+		p.retire(s)
+		p.mu.Unlock()
 		p.events(Event{"replica.recycled", fmt.Sprintf("replica %d did not answer within %s: recycled", s.n, p.cfg.Timeout)})
+		p.poke()
 		go s.r.Stop()
 		return ErrTimeout
 	}
@@ -668,9 +674,7 @@ func (p *Pool) reconcile(ctx context.Context) {
 		if s.busy > 0 {
 			continue
 		}
-		p.ready = append(p.ready[:i], p.ready[i+1:]...)
-		s.gone = true
-		s.closeConns()
+		p.retire(s)
 		p.events(Event{"replica.stopped", fmt.Sprintf("replica %d stopped (scaled down)", s.n)})
 		go s.r.Stop()
 	}
@@ -731,18 +735,24 @@ func (p *Pool) startReplica(ctx context.Context, n int, delay time.Duration) {
 		if s.gone {
 			return
 		}
-		s.gone = true
-		s.closeConns()
-		for i, x := range p.ready {
-			if x == s {
-				p.ready = append(p.ready[:i], p.ready[i+1:]...)
-				break
-			}
-		}
+		p.retire(s)
 		p.lastErr = fmt.Sprintf("replica %d exited: %v", n, r.Err())
 		p.events(Event{"replica.exited", p.lastErr + "; starting another"})
 		p.poke()
 	}()
+}
+
+// retire takes a replica out of the rotation: no request is given to it any more, and its
+// kept-alive connections close. Called with mu held.
+func (p *Pool) retire(s *slot) {
+	s.gone = true
+	s.closeConns()
+	for i, x := range p.ready {
+		if x == s {
+			p.ready = append(p.ready[:i], p.ready[i+1:]...)
+			break
+		}
+	}
 }
 
 // Close stops taking requests, waits for those in flight (up to ctx), and stops every replica.

@@ -206,6 +206,29 @@ func TestScoringTimeout(t *testing.T) {
 	}
 }
 
+// TestTimedOutReplicaLeavesAtOnce: a replica whose request timed out is still busy with it, so
+// it leaves the rotation when the timeout is answered, before it is stopped: the requests after
+// it go to the other replica and succeed (they were once handed to it and timed out too).
+func TestTimedOutReplicaLeavesAtOnce(t *testing.T) {
+	start, _ := starter(t, sleepyScore)
+	pool := serving.NewPool(serving.Config{Replicas: 2, MaxConcurrent: 1, MaxWait: time.Minute, Timeout: 500 * time.Millisecond, Refresh: time.Minute}, start, nil, nil)
+	defer pool.Close(context.Background())
+	if err := pool.WaitReady(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := post(t, pool, `{"sleep": 30}`); !errors.Is(err, serving.ErrTimeout) {
+		t.Fatalf("a hanging run(): %v", err)
+	}
+	if st := pool.Stats(); st.Ready != 1 {
+		t.Fatalf("right after the timeout: %d replicas ready, want 1 (the timed-out one out of the rotation)", st.Ready)
+	}
+	for i := range 5 {
+		if code, _, err := post(t, pool, `{}`); err != nil || code != 200 {
+			t.Fatalf("request %d after the timeout: %d %v", i, code, err)
+		}
+	}
+}
+
 // TestInitFailure: a score.py whose init() raises fails WaitReady at once with its traceback.
 func TestInitFailure(t *testing.T) {
 	start, _ := starter(t, "def init():\n    raise ValueError('no model here')\ndef run(raw):\n    return raw\n")
