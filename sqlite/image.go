@@ -65,15 +65,25 @@ func scanImage(row interface{ Scan(...any) error }) (int64, *atelier.Image, erro
 }
 
 func (db *DB) imageTags(ctx context.Context, q querier, ids map[int64]*atelier.Image) error {
-	if len(ids) == 0 {
+	tags := make(map[int64]map[string]string, len(ids))
+	for id, img := range ids {
+		tags[id] = img.Tags
+	}
+	return readTags(ctx, q, "image_tags", "image_id", tags)
+}
+
+// readTags fills the tags of records (id → the record's tag map) from a tag table of (idCol,
+// key, value) rows, in one query.
+func readTags(ctx context.Context, q querier, table, idCol string, tags map[int64]map[string]string) error {
+	if len(tags) == 0 {
 		return nil
 	}
-	list := make([]int64, 0, len(ids))
-	for id := range ids {
+	list := make([]int64, 0, len(tags))
+	for id := range tags {
 		list = append(list, id)
 	}
 	b, _ := json.Marshal(list)
-	rows, err := q.QueryContext(ctx, `SELECT image_id, key, value FROM image_tags WHERE image_id IN (SELECT value FROM json_each(?))`, string(b))
+	rows, err := q.QueryContext(ctx, `SELECT `+idCol+`, key, value FROM `+table+` WHERE `+idCol+` IN (SELECT value FROM json_each(?))`, string(b))
 	if err != nil {
 		return err
 	}
@@ -84,7 +94,7 @@ func (db *DB) imageTags(ctx context.Context, q querier, ids map[int64]*atelier.I
 		if err := rows.Scan(&id, &k, &v); err != nil {
 			return err
 		}
-		ids[id].Tags[k] = v
+		tags[id][k] = v
 	}
 	return rows.Err()
 }

@@ -122,28 +122,11 @@ func scanWebService(row interface{ Scan(...any) error }) (int64, *atelier.WebSer
 }
 
 func (db *DB) webServiceTags(ctx context.Context, q querier, ids map[int64]*atelier.WebService) error {
-	if len(ids) == 0 {
-		return nil
+	tags := make(map[int64]map[string]string, len(ids))
+	for id, svc := range ids {
+		tags[id] = svc.Tags
 	}
-	list := make([]int64, 0, len(ids))
-	for id := range ids {
-		list = append(list, id)
-	}
-	b, _ := json.Marshal(list)
-	rows, err := q.QueryContext(ctx, `SELECT service_id, key, value FROM web_service_tags WHERE service_id IN (SELECT value FROM json_each(?))`, string(b))
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		var k, v string
-		if err := rows.Scan(&id, &k, &v); err != nil {
-			return err
-		}
-		ids[id].Tags[k] = v
-	}
-	return rows.Err()
+	return readTags(ctx, q, "web_service_tags", "service_id", tags)
 }
 
 func (db *DB) findWebService(ctx context.Context, q querier, workspace, name string) (int64, *atelier.WebService, error) {
