@@ -60,6 +60,7 @@ func TestStore(t *testing.T, open func(t *testing.T, now func() time.Time) ateli
 		{"ClaimRuns", testClaimRuns},
 		{"Leases", testLeases},
 		{"Images", testImages},
+		{"WebServices", testWebServices},
 		{"LoggedModels", testLoggedModels},
 		{"RecordSearch", testRecordSearch},
 	} {
