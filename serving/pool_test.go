@@ -211,7 +211,8 @@ func TestScoringTimeout(t *testing.T) {
 // it go to the other replica and succeed (they were once handed to it and timed out too).
 func TestTimedOutReplicaLeavesAtOnce(t *testing.T) {
 	start, _ := starter(t, sleepyScore)
-	pool := serving.NewPool(serving.Config{Replicas: 2, MaxConcurrent: 1, MaxWait: time.Minute, Timeout: 500 * time.Millisecond, Refresh: time.Minute}, start, nil, nil)
+	// A timeout long enough for a loaded machine to answer {} well within it.
+	pool := serving.NewPool(serving.Config{Replicas: 2, MaxConcurrent: 1, MaxWait: time.Minute, Timeout: 3 * time.Second, Refresh: time.Minute}, start, nil, nil)
 	defer pool.Close(context.Background())
 	if err := pool.WaitReady(context.Background(), 2); err != nil {
 		t.Fatal(err)
