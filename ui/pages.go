@@ -225,6 +225,39 @@ type runsData struct {
 	ColsError   string
 	ErrorAt     int
 	Base        string // the table's path
+	// Expand are the parents whose children are shown in the table, under their rows
+	// (expand=ID, repeatable); Children holds those children by parent.
+	Expand   []string
+	Children map[string][]*atelier.Run
+	page     string // this page's token
+}
+
+// ColsValue is the table's columns as a cols parameter (the chosen ones, or those picked for
+// the page), for the live updates of its cells.
+func (d *runsData) ColsValue() string {
+	parts := make([]string, len(d.Columns))
+	for i, c := range d.Columns {
+		parts[i] = c.Field.Kind + "." + c.Field.Name
+	}
+	return strings.Join(parts, ",")
+}
+
+// Expanded tells whether a parent's children are shown.
+func (d *runsData) Expanded(id string) bool { return slices.Contains(d.Expand, id) }
+
+// ExpandLink is the link to this page of the table with a parent's children shown, or hidden
+// when they are.
+func (d *runsData) ExpandLink(id string) template.URL {
+	var expand []string
+	for _, e := range d.Expand {
+		if e != id {
+			expand = append(expand, e)
+		}
+	}
+	if !d.Expanded(id) {
+		expand = append(expand, id)
+	}
+	return d.link(d.Order, d.page, expand)
 }
 
 // ParallelFilter is the filter of the table's runs, its experiment's included.
@@ -261,7 +294,10 @@ func (d *runsData) SortMark(field string) string {
 
 // query is the link to a page of the table (a template.URL: a query html/template would
 // otherwise escape as one value).
-func (d *runsData) query(order, page string) template.URL {
+func (d *runsData) query(order, page string) template.URL { return d.link(order, page, nil) }
+
+// link is the link to a page of the table with the children of expand shown.
+func (d *runsData) link(order, page string, expand []string) template.URL {
 	v := url.Values{}
 	if d.Filter != "" {
 		v.Set("filter", d.Filter)
@@ -281,12 +317,19 @@ func (d *runsData) query(order, page string) template.URL {
 	if page != "" {
 		v.Set("page", page)
 	}
+	if len(expand) > 0 {
+		v["expand"] = expand
+	}
 	return template.URL("?" + v.Encode())
 }
 
 const (
 	defaultRunsLimit = 50
 	maxRunsLimit     = 500
+	// maxExpanded bounds the parents expanded at once, maxChildRows the children shown under
+	// each (more are a link to the table of the parent's children).
+	maxExpanded  = 20
+	maxChildRows = 100
 )
 
 // runs is the runs table, of an experiment or the whole workspace: the run filter language and
@@ -309,6 +352,15 @@ func (h *Handler) runs(q *request) error {
 	cols, err := parseColumns(d.Cols)
 	if err != nil {
 		d.ColsError = atelier.ErrorMessage(err)
+	}
+	d.page = qs.Get("page")
+	for _, id := range qs["expand"] {
+		if id != "" && !slices.Contains(d.Expand, id) {
+			d.Expand = append(d.Expand, id)
+		}
+	}
+	if len(d.Expand) > maxExpanded {
+		return atelier.Errorf(atelier.EINVALID, "%d runs expanded: expand at most %d at once", len(d.Expand), maxExpanded)
 	}
 	title := "Runs"
 	if d.Experiment != "" {
@@ -345,11 +397,33 @@ func (h *Handler) runs(q *request) error {
 	default:
 		return err
 	}
+	if err := h.expandChildren(q, d); err != nil {
+		return err
+	}
 	if cols == nil {
 		cols = autoColumns(d.Runs)
 	}
 	d.Columns = cols
 	return q.show(h, "runs", title, "runs", d)
+}
+
+// expandChildren reads the children of the expanded parents on the page (a parent not on the
+// page is left out: its link is the way back to it).
+func (h *Handler) expandChildren(q *request, d *runsData) error {
+	for _, id := range d.Expand {
+		if !slices.ContainsFunc(d.Runs, func(r *atelier.Run) bool { return r.ID == id && r.ChildCount > 0 }) {
+			continue
+		}
+		page, err := h.svc.ListRuns(q.ctx(), q.ws(), atelier.RunQuery{ParentID: id, OrderBy: "created_at asc", Limit: maxChildRows})
+		if err != nil {
+			return err
+		}
+		if d.Children == nil {
+			d.Children = map[string][]*atelier.Run{}
+		}
+		d.Children[id] = page.Runs
+	}
+	return nil
 }
 
 // errorPosition is the 1-based position a parse error names ("at position 12"), or 0.

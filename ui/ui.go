@@ -106,6 +106,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /w/{workspace}/experiments", h.page(h.experiments))
 	m.HandleFunc("GET /w/{workspace}/experiments/{experiment}", h.page(h.runs))
 	m.HandleFunc("GET /w/{workspace}/runs", h.page(h.runs))
+	m.HandleFunc("GET /w/{workspace}/runs/live", h.page(h.jsonData(h.liveRuns)))
 	m.HandleFunc("GET /w/{workspace}/runs/{run}", h.page(h.run))
 	m.HandleFunc("POST /w/{workspace}/runs/{run}/cancel", h.page(h.cancel))
 	m.HandleFunc("GET /w/{workspace}/runs/{run}/files/{path...}", h.page(h.preview))

@@ -127,6 +127,120 @@
     });
   }
 
+  // ---- the runs table ----
+
+  // A parent's "N children" link shows its children under its row, in place: the link is the
+  // same page of the table with expand=ID (what it opens without JavaScript); here that page is
+  // read and only the parent's rows are taken from it. Clicking again hides them.
+  function expandRows() {
+    document.addEventListener("click", function (e) {
+      var a = e.target.closest ? e.target.closest("a.expand") : null;
+      if (!a || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+      var row = a.closest("tr"), id = a.getAttribute("data-parent");
+      if (!row || !id) return;
+      var sel = 'tr[data-parent="' + CSS.escape(id) + '"]';
+      if (a.getAttribute("aria-expanded") === "true") {
+        if (!a._collapsed) return; // expanded by the server: its link reads the table again
+        e.preventDefault();
+        row.parentNode.querySelectorAll(sel).forEach(function (r) { r.remove(); });
+        history.replaceState(history.state, "", a.href); // the link to the table without them
+        if (a._collapsed) a.replaceWith(a._collapsed);
+        return;
+      }
+      e.preventDefault();
+      if (a.getAttribute("aria-busy") === "true") return;
+      a.setAttribute("aria-busy", "true");
+      fetch(a.href, { credentials: "same-origin" }).then(function (r) {
+        if (r.status === 401) { location.reload(); throw new Error("session ended"); }
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.text();
+      }).then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var next = doc.querySelector('tr[data-run-id="' + CSS.escape(id) + '"] a.expand');
+        row.parentNode.querySelectorAll(sel).forEach(function (r) { r.remove(); });
+        var after = row;
+        doc.querySelectorAll("#runs-table " + sel).forEach(function (r) {
+          r = document.importNode(r, true);
+          after.after(r);
+          after = r;
+        });
+        if (next) {
+          next = document.importNode(next, true);
+          next._collapsed = a;
+          a.removeAttribute("aria-busy");
+          a.replaceWith(next);
+        }
+        history.replaceState(history.state, "", a.href);
+        liveCells.schedule();
+        document.dispatchEvent(new CustomEvent("atelier:expanded", { detail: id }));
+      }).catch(function (err) {
+        a.removeAttribute("aria-busy");
+        a.setAttribute("data-error", err.message);
+      });
+    });
+  }
+
+  // liveCells keeps the status, duration and chosen columns of the table's active runs up to
+  // date: every few seconds while the page is visible, one bounded request for all of them
+  // (at most 100 runs); none once every run shown has ended.
+  var liveCells = (function () {
+    var timer = null, busy = false;
+    A.livePolls = 0;
+    function activeIDs() {
+      var table = document.getElementById("runs-table");
+      if (!table) return null;
+      var ids = [];
+      table.querySelectorAll("tbody tr[data-run-id]").forEach(function (tr) {
+        var st = tr.querySelector("[data-status]"), id = tr.getAttribute("data-run-id");
+        if (st && !/^(Completed|Failed|Canceled)$/.test(st.textContent.trim()) && ids.indexOf(id) < 0) ids.push(id);
+      });
+      return { table: table, ids: ids.slice(0, 100) };
+    }
+    function schedule() {
+      if (timer || busy) return;
+      var a = activeIDs();
+      A.livePolling = !!(a && a.ids.length);
+      if (!A.livePolling) return;
+      timer = setTimeout(tick, A.liveInterval || 3000);
+    }
+    function tick() {
+      timer = null;
+      var a = activeIDs();
+      if (!a || !a.ids.length) { A.livePolling = false; return; }
+      if (document.hidden) { schedule(); return; }
+      var ws = a.table.getAttribute("data-workspace");
+      var q = new URLSearchParams();
+      a.ids.forEach(function (id) { q.append("run", id); });
+      q.set("cols", a.table.getAttribute("data-cols") || "");
+      busy = true;
+      A.livePolls++;
+      fetch("/w/" + encodeURIComponent(ws) + "/runs/live?" + q.toString(), { credentials: "same-origin" }).then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      }).then(function (d) {
+        var table = document.getElementById("runs-table");
+        if (!table || table.getAttribute("data-cols") !== q.get("cols")) return; // swapped meanwhile
+        (d.runs || []).forEach(function (run) {
+          table.querySelectorAll('tr[data-run-id="' + CSS.escape(run.id) + '"]').forEach(function (tr) {
+            var st = tr.querySelector("[data-status]");
+            if (st && run.status && st.textContent !== run.status) {
+              st.textContent = run.status;
+              st.className = st.className.replace(/\bs-\S+/, "s-" + run.status.toLowerCase());
+            }
+            var du = tr.querySelector("[data-duration]");
+            if (du && run.duration) du.textContent = run.duration;
+            (run.cells || []).forEach(function (v, i) {
+              var td = tr.querySelector('td[data-col="' + i + '"]');
+              if (td && td.textContent !== v) td.textContent = v;
+            });
+          });
+        });
+        document.dispatchEvent(new CustomEvent("atelier:live"));
+      }).catch(function () {}).then(function () { busy = false; schedule(); });
+    }
+    return { schedule: schedule };
+  })();
+
   // ---- charts ----
 
   function smooth(ys, a) {
@@ -385,5 +499,9 @@
       followLog();
     });
     compareChart();
+    expandRows();
+    liveCells.schedule();
+    // A table swapped in by htmx (a query, a sort, a page) starts its own polling if it needs it.
+    document.addEventListener("htmx:afterSettle", function () { liveCells.schedule(); });
   });
 })();
