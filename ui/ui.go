@@ -124,6 +124,9 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /w/{workspace}/datastores", h.page(h.datastores))
 	m.HandleFunc("GET /w/{workspace}/datastores/{datastore}", h.page(h.datastore))
 	m.HandleFunc("GET /w/{workspace}/members", h.page(h.members))
+	m.HandleFunc("POST /w/{workspace}/members", h.page(h.addMember))
+	m.HandleFunc("POST /w/{workspace}/members/{user}", h.page(h.setMemberRole))
+	m.HandleFunc("POST /w/{workspace}/members/{user}/remove", h.page(h.removeMember))
 	m.HandleFunc("GET /w/{workspace}/audit", h.page(h.auditLog))
 	m.HandleFunc("/", h.notFound)
 }
