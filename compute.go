@@ -232,7 +232,16 @@ type PodmanCompute struct {
 	URL string `json:"url,omitempty"`
 	// Image runs the in-job runner; empty for the server's default.
 	Image string `json:"image,omitempty"`
+	// CPUs and MemoryGB limit each run's container (podman --cpus, --memory); zero for no limit.
+	CPUs     float64 `json:"cpus,omitempty"`
+	MemoryGB float64 `json:"memory_gb,omitempty"`
 }
+
+// Bounds of a podman target's limits.
+const (
+	MaxPodmanCPUs     = 1024
+	MaxPodmanMemoryGB = 16384
+)
 
 // ComputeCredentials are a compute target's secrets: sealed with the server's master key and
 // never returned. Only the fields of the target's kind apply.
@@ -422,6 +431,12 @@ func (s *ComputeTargetSpec) Validate() error {
 		}
 		if c.Image != "" && !imagePattern.MatchString(c.Image) {
 			return Errorf(EINVALID, "invalid podman.image %q: want an image reference such as registry/name:tag", c.Image)
+		}
+		if c.CPUs < 0 || c.CPUs > MaxPodmanCPUs || c.CPUs != c.CPUs {
+			return Errorf(EINVALID, "podman.cpus %g is out of range (0 to %d; 0 for no limit)", c.CPUs, MaxPodmanCPUs)
+		}
+		if c.MemoryGB < 0 || c.MemoryGB > MaxPodmanMemoryGB || c.MemoryGB != c.MemoryGB {
+			return Errorf(EINVALID, "podman.memory_gb %g is out of range (0 to %d; 0 for no limit)", c.MemoryGB, MaxPodmanMemoryGB)
 		}
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/atelier-ml/atelier"
+	podmancompute "github.com/atelier-ml/atelier/compute/podman"
 	slurmcompute "github.com/atelier-ml/atelier/compute/slurm"
 	sshcompute "github.com/atelier-ml/atelier/compute/ssh"
 )
@@ -16,7 +17,9 @@ import (
 //   - ssh: uploaded once per version to the machines, run over SSH;
 //   - slurm: each run a batch job submitted through slurmrestd, whose script runs the runner
 //     from the target's slurm.runner (this binary's path by default) in its slurm.work_dir
-//     (<data>/slurm by default): the defaults suit a server on the cluster's shared filesystem.
+//     (<data>/slurm by default): the defaults suit a server on the cluster's shared filesystem;
+//   - podman: each run a container of the target's image (or of the server's --image-base),
+//     the runner bind-mounted read-only (copied in for a service on another machine).
 func (s *Server) openRemoteCompute(cfg Config) error {
 	svc := s.Service
 	self, err := os.Executable()
@@ -42,5 +45,10 @@ func (s *Server) openRemoteCompute(cfg Config) error {
 	sl := slurmcompute.New(self, filepath.Join(s.DataDir, "slurm"), lookup, cfg.RunnerArgs...)
 	sl.Log = s.log
 	svc.Drivers[atelier.ComputeSlurm] = sl
+
+	pd := podmancompute.New(self, cfg.RunnerArgs...)
+	pd.DefaultBase = cfg.ImageBase
+	pd.Log = s.log
+	svc.Drivers[atelier.ComputePodman] = pd
 	return nil
 }

@@ -130,8 +130,16 @@ func printComputeTarget(cmd *cobra.Command, cfg *clientConfig, ct *atelier.Compu
 		if ct.Kubernetes.Image != "" {
 			t.row("image", ct.Kubernetes.Image)
 		}
-	case ct.Podman != nil && ct.Podman.Image != "":
-		t.row("image", ct.Podman.Image)
+	case ct.Podman != nil:
+		if ct.Podman.Image != "" {
+			t.row("image", ct.Podman.Image)
+		}
+		if ct.Podman.CPUs > 0 {
+			t.row("cpus", ct.Podman.CPUs)
+		}
+		if ct.Podman.MemoryGB > 0 {
+			t.row("memory", fmt.Sprintf("%g GB", ct.Podman.MemoryGB))
+		}
 	}
 	if !ct.BuiltIn {
 		t.row("credentials", strings.Join(ct.Credentials, ", "))
@@ -152,6 +160,7 @@ type computeFlags struct {
 	url, partition, account, tokenSecret      string
 	token, kubeconfig, namespace, kctx, image string
 	runner, workDir                           string
+	cpus, memoryGB                            float64
 }
 
 func (f *computeFlags) addCommon(cmd *cobra.Command) {
@@ -180,6 +189,8 @@ func (f *computeFlags) addRemote(cmd *cobra.Command) {
 	fl.StringVar(&f.namespace, "namespace", "", "kubernetes: the namespace")
 	fl.StringVar(&f.kctx, "context", "", "kubernetes: the kubeconfig context (default its current one)")
 	fl.StringVar(&f.image, "image", "", "kubernetes, podman: the image the runner runs in (default the server's)")
+	fl.Float64Var(&f.cpus, "cpus", 0, "podman: the CPUs each run's container may use (default no limit)")
+	fl.Float64Var(&f.memoryGB, "memory-gb", 0, "podman: the memory each run's container may use, in GB (default no limit)")
 }
 
 // computeFlagKinds says which kinds each remote flag applies to.
@@ -187,6 +198,7 @@ var computeFlagKinds = []struct{ flag, kinds string }{
 	{"host", "ssh"}, {"port", "ssh"}, {"user", "ssh"}, {"key", "ssh"}, {"key-passphrase", "ssh"}, {"host-key", "ssh"},
 	{"url", "slurm podman"}, {"partition", "slurm"}, {"account", "slurm"}, {"token-secret", "slurm"}, {"token", "slurm"}, {"runner", "slurm"}, {"work-dir", "slurm"},
 	{"kubeconfig", "kubernetes"}, {"namespace", "kubernetes"}, {"context", "kubernetes"}, {"image", "kubernetes podman"},
+	{"cpus", "podman"}, {"memory-gb", "podman"},
 }
 
 // build makes the spec of the flags: the block of the kind, the credentials read from their
@@ -243,7 +255,7 @@ func (f *computeFlags) build(cmd *cobra.Command, name string) (atelier.ComputeTa
 		spec.Kubernetes = &atelier.KubernetesCompute{Namespace: f.namespace, Context: f.kctx, Image: f.image}
 		creds.Kubeconfig, err = secret("kubeconfig", f.kubeconfig, true)
 	case atelier.ComputePodman:
-		spec.Podman = &atelier.PodmanCompute{URL: f.url, Image: f.image}
+		spec.Podman = &atelier.PodmanCompute{URL: f.url, Image: f.image, CPUs: f.cpus, MemoryGB: f.memoryGB}
 	}
 	return spec, err
 }
@@ -305,7 +317,7 @@ storing it; the check is an activity ('atelier activity list'). Each kind takes 
   ssh         --host H --user U --key FILE [--port P --host-key 'ssh-ed25519 AAAA...' --key-passphrase -]
   slurm       --url URL (--token-secret NAME | --token -) [--partition P --account A --runner PATH --work-dir DIR]
   kubernetes  --namespace NS [--kubeconfig FILE --context C --image IMAGE]
-  podman      [--url unix:///run/podman/podman.sock --image IMAGE]
+  podman      [--url unix:///run/podman/podman.sock --image IMAGE --cpus N --memory-gb GB]
 
 Credentials (--key, --key-passphrase, --token, --kubeconfig) are stored encrypted on the
 server and never shown again; '-' reads a value from stdin. A kind this server has no driver

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/compute/computetest"
+	podmancompute "github.com/atelier-ml/atelier/compute/podman"
+)
+
+// needPodman returns podman and the CPython base image (scripts/build-python-base.sh), or
+// skips saying what is missing; in CI (CI=true, where .ci/run installs both) it fails.
+func needPodman(t *testing.T) (podman, base string) {
+	t.Helper()
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		needRealTool(t, "podman is not installed (apt-get install podman runc, and /etc/containers/containers.conf of .ci/run)")
+	}
+	base = os.Getenv("ATELIER_PYTHON_BASE")
+	if base == "" {
+		home, _ := os.UserHomeDir()
+		base = filepath.Join(home, ".cache", "atelier-test", "python-base", "current")
+	}
+	if _, err := os.Stat(filepath.Join(base, "index.json")); err != nil {
+		needRealTool(t, "no CPython base image in %s: run scripts/build-python-base.sh", base)
+	}
+	return podman, base
+}
+
+// removeJobContainers removes the containers of runs of this test's workspace runs (named by
+// their run ids), whatever state they are in.
+func removeJobContainers(podman string, ids ...string) {
+	for _, id := range ids {
+		exec.Command(podman, "rm", "--force", "--time", "0", "atelier-job-"+id).Run()
+	}
+}
+
+// podmanTarget is a podman target of the server's podman, on the default base image.
+func podmanTarget() *atelier.ComputeTarget {
+	return &atelier.ComputeTarget{Name: "box", Kind: atelier.ComputePodman, Workspace: atelier.DefaultWorkspace,
+		Podman: &atelier.PodmanCompute{CPUs: 1, MemoryGB: 1}}
+}
+
+// podmanDriver is the podman driver as the server wires it: the real binary, the base image.
+func podmanDriver(t *testing.T, base string) *podmancompute.Driver {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := podmancompute.New(bin, "--server-wait", "3s", "--cancel-grace", "300ms")
+	d.DefaultBase = base
+	d.StopTimeout = 5 * time.Second
+	return d
+}
+
+// TestPodmanDriverConformance runs the compute driver suite against the podman driver: each run
+// a real container of the CPython base image, whose runner (the real binary, bind-mounted)
+// talks to a real server.
+func TestPodmanDriverConformance(t *testing.T) {
+	podman, base := needPodman(t)
+	s := startJobStack(t)
+	d := podmanDriver(t, base)
+	target := podmanTarget()
+	var runs []string
+	t.Cleanup(func() { removeJobContainers(podman, runs...) })
+	h := s.harness(d, func(l *atelier.JobLaunch) {
+		l.Target = target
+		runs = append(runs, l.Run.ID)
+	})
+	computetest.TestDriver(t, h)
+}
+
+// TestPodmanDriverRecovery: the runner's token is in no part of the container's configuration
+// and its environment file is gone once it started; the CPU and memory limits are the target's;
+// a driver that did not launch the job (a restarted server) sees it running; a container
+// removed behind atelier's back is Gone with a reason naming it; releasing it is no error.
+func TestPodmanDriverRecovery(t *testing.T) {
+	podman, base := needPodman(t)
+	ctx := context.Background()
+	s := startJobStack(t)
+	d := podmanDriver(t, base)
+	target := podmanTarget()
+	run, token := s.claim(t, jobCtx(t), atelier.RunConfig{Script: "train.py"},
+		map[string]string{"train.py": "import time\nprint('looping', flush=True)\nwhile True:\n    time.sleep(0.05)\n"})
+	t.Cleanup(func() { removeJobContainers(podman, run.ID) })
+	handle, err := d.Launch(ctx, &atelier.JobLaunch{Run: run, Server: s.url, Token: token, Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h map[string]any
+	if err := json.Unmarshal([]byte(handle), &h); err != nil {
+		t.Fatal(err)
+	}
+	name := h["name"].(string)
+	waitFor(t, "the script to run", func() bool {
+		r, _ := s.admin.FindRun(ctx, atelier.DefaultWorkspace, run.ID)
+		return r != nil && r.Status == atelier.StatusRunning
+	})
+	inspect, err := exec.Command(podman, "container", "inspect", name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("podman inspect: %v\n%s", err, inspect)
+	}
+	if strings.Contains(string(inspect), token) {
+		t.Error("the runner's token is in the container's configuration (podman inspect)")
+	}
+	var info []struct {
+		HostConfig struct {
+			Memory   int64
+			NanoCpus int64
+		}
+	}
+	if err := json.Unmarshal(inspect, &info); err != nil || len(info) != 1 {
+		t.Fatalf("podman inspect: %v", err)
+	}
+	if info[0].HostConfig.Memory != 1<<30 || info[0].HostConfig.NanoCpus != 1e9 {
+		t.Errorf("the container's limits are memory %d, nano CPUs %d; want the target's 1 GB and 1 CPU", info[0].HostConfig.Memory, info[0].HostConfig.NanoCpus)
+	}
+	if out, err := exec.Command(podman, "exec", name, "ls", podmancompute.JobDir).CombinedOutput(); err != nil || strings.Contains(string(out), "env") {
+		t.Errorf("the runner's environment file is still in the container (%v): %s", err, out)
+	}
+	other := podmancompute.New(d.Binary)
+	if st, err := other.Status(ctx, handle); err != nil || st.Phase != atelier.JobRunning {
+		t.Fatalf("a running container, to another driver: %+v, %v", st, err)
+	}
+	if err := other.Release(ctx, handle); atelier.ErrorCode(err) != atelier.ECONFLICT {
+		t.Errorf("Release of a running job: %v, want ECONFLICT", err)
+	}
+	// Removed behind atelier's back: Gone, saying which container.
+	if out, err := exec.Command(podman, "rm", "--force", "--time", "0", name).CombinedOutput(); err != nil {
+		t.Fatalf("podman rm: %v\n%s", err, out)
+	}
+	st, err := other.Status(ctx, handle)
+	if err != nil || st.Phase != atelier.JobGone || !strings.Contains(st.Detail, name) || !strings.Contains(st.Detail, "box") {
+		t.Errorf("a removed container: %+v, %v; want Gone naming %s and the target", st, err, name)
+	}
+	if err := other.Cancel(ctx, handle); err != nil {
+		t.Errorf("Cancel of a removed container: %v", err)
+	}
+	if _, err := other.Logs(ctx, handle, 0); atelier.ErrorCode(err) != atelier.ENOTFOUND {
+		t.Errorf("Logs of a removed container: %v, want ENOTFOUND", err)
+	}
+	if err := other.Release(ctx, handle); err != nil {
+		t.Errorf("Release of a removed container: %v", err)
+	}
+	// A service that does not answer is an error the controller retries, not Gone.
+	var down map[string]any
+	json.Unmarshal([]byte(handle), &down)
+	down["url"] = "unix://" + filepath.Join(t.TempDir(), "none.sock")
+	db, _ := json.Marshal(down)
+	if st, err := other.Status(ctx, string(db)); err == nil {
+		t.Errorf("Status on a service that does not answer: %+v, want an error", st)
+	}
+}
+
+// TestPodmanDriverCheck: a usable target passes; an image that cannot be pulled, an image
+// without Python and a service that does not answer each give a clear EINVALID naming the
+// target and what to fix.
+func TestPodmanDriverCheck(t *testing.T) {
+	podman, base := needPodman(t)
+	ctx := jobCtx(t)
+	d := podmanDriver(t, base)
+	if err := d.Check(ctx, podmanTarget(), atelier.ComputeCredentials{}); err != nil {
+		t.Fatalf("Check of a usable target: %v", err)
+	}
+	// An image without python3: the base's filesystem with /usr/bin/python3* removed.
+	loaded, err := exec.Command(podman, "image", "list", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+podmancompute.BaseRepo).Output()
+	if err != nil || strings.TrimSpace(string(loaded)) == "" {
+		t.Fatalf("the base image was not loaded as %s: %v", podmancompute.BaseRepo, err)
+	}
+	baseRef := strings.Fields(string(loaded))[0]
+	noPython := "localhost/atelier-test/no-python:1"
+	ctr := "atelier-test-nopython-" + time.Now().Format("150405.000000")
+	if out, err := exec.Command(podman, "run", "--name", ctr, "--network=none", "--entrypoint", "/bin/sh", baseRef, "-c", "rm -f /usr/bin/python3*").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if out, err := exec.Command(podman, "commit", "--quiet", ctr, noPython).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	exec.Command(podman, "rm", "--force", ctr).Run()
+	t.Cleanup(func() { exec.Command(podman, "rmi", "--force", noPython).Run() })
+	for _, tc := range []struct {
+		name   string
+		podman atelier.PodmanCompute
+		want   []string
+	}{
+		{"NotPullable", atelier.PodmanCompute{Image: "127.0.0.1:1/none/such:1"}, []string{"box", "127.0.0.1:1/none/such:1", "cannot be pulled"}},
+		{"NoPython", atelier.PodmanCompute{Image: noPython}, []string{"box", "python3 --version", noPython, "Python 3"}},
+		{"ServiceDown", atelier.PodmanCompute{URL: "unix://" + filepath.Join(t.TempDir(), "podman.sock")}, []string{"box", "does not answer", "podman.url"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := podmanTarget()
+			target.Podman = &tc.podman
+			err := d.Check(ctx, target, atelier.ComputeCredentials{})
+			if atelier.ErrorCode(err) != atelier.EINVALID {
+				t.Fatalf("Check: %v, want EINVALID", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(atelier.ErrorMessage(err), w) {
+					t.Errorf("Check's error %q does not say %q", atelier.ErrorMessage(err), w)
+				}
+			}
+		})
+	}
+}
+
+// TestPodmanDriverService: the driver through a Podman service (podman system service on a
+// Unix socket, the CLI in remote mode), the runner copied into the container as for a service
+// on another machine: a run completes.
+func TestPodmanDriverService(t *testing.T) {
+	podman, base := needPodman(t)
+	sock := filepath.Join(t.TempDir(), "podman.sock")
+	svc := exec.Command(podman, "system", "service", "--time=0", "unix://"+sock)
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Process.Kill(); svc.Wait() })
+	waitFor(t, "the podman service's socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	s := startJobStack(t)
+	d := podmanDriver(t, base)
+	d.CopyRunner = true
+	target := podmanTarget()
+	target.Podman.URL = "unix://" + sock
+	ctx := jobCtx(t)
+	if err := d.Check(ctx, target, atelier.ComputeCredentials{}); err != nil {
+		t.Fatalf("Check through the service: %v", err)
+	}
+	run, token := s.claim(t, ctx, atelier.RunConfig{Script: "train.py"}, map[string]string{"train.py": "print('through the service', flush=True)\n"})
+	t.Cleanup(func() { removeJobContainers(podman, run.ID) })
+	handle, err := d.Launch(ctx, &atelier.JobLaunch{Run: run, Server: s.url, Token: token, Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st atelier.JobState
+	waitFor(t, "the job to end", func() bool {
+		st, err = d.Status(ctx, handle)
+		return err != nil || st.Phase != atelier.JobRunning
+	})
+	if err != nil || st.Phase != atelier.JobExited || st.ExitCode != 0 {
+		r, _ := d.Logs(ctx, handle, 0)
+		var log []byte
+		if r != nil {
+			log, _ = io.ReadAll(r)
+		}
+		t.Fatalf("the job ended %+v (%v):\n%s", st, err, log)
+	}
+	if log := runLog(s.admin, run.ID); !strings.Contains(log, "through the service") {
+		t.Errorf("the run's log: %q", log)
+	}
+	if err := d.Release(ctx, handle); err != nil {
+		t.Fatal(err)
+	}
+}
