@@ -510,10 +510,13 @@ type runData struct {
 	Outputs  []*atelier.File
 	Children []*atelier.Run
 	Models   []*atelier.ModelVersion
-	Log      string // the shown log's path
-	LogText  string // its tail
-	LogEnd   int64  // the offset after the tail, where following starts
-	LogCut   bool   // the tail is not the whole log
+	Data     []dataRef      // the datastore paths of its run configuration
+	Datasets []datasetInput // the data sets an MLflow client logged as its inputs
+	RerunOf  string         // the run this one repeats
+	Log      string         // the shown log's path
+	LogText  string         // its tail
+	LogEnd   int64          // the offset after the tail, where following starts
+	LogCut   bool           // the tail is not the whole log
 }
 
 // logTail is how much of a log the run page shows before following it.
@@ -573,6 +576,7 @@ func (h *Handler) run(q *request) error {
 		return err
 	}
 	d.Models = models.Versions
+	d.Data, d.Datasets, d.RerunOf = dataRefs(ws, run), datasetInputs(run), run.Properties[rerunOfProperty]
 	title := run.Name
 	if title == "" {
 		title = shortID(run.ID)
