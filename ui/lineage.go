@@ -2,6 +2,8 @@ package ui
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 
@@ -98,4 +100,39 @@ func datasetInputs(run *atelier.Run) []datasetInput {
 		out = append(out, d)
 	}
 	return out
+}
+
+// resubmittable tells whether a run can be submitted again: it was submitted (it has a snapshot,
+// a run configuration and a compute target), as atelier run rerun requires.
+func resubmittable(r *atelier.Run) bool {
+	return r.SnapshotID != "" && len(r.Config) > 0 && r.Compute != ""
+}
+
+// rerun submits a run again, as atelier run rerun does: a new run of the same experiment, name,
+// snapshot, run configuration and git state through the service's SubmitRun, its property
+// rerun_of naming the original; then it is the new run's page.
+func (h *Handler) rerun(q *request) error {
+	ctx, ws := q.ctx(), q.ws()
+	orig, err := h.svc.FindRun(ctx, ws, q.r.PathValue("run"))
+	if err != nil {
+		return err
+	}
+	if !resubmittable(orig) {
+		return atelier.Errorf(atelier.EINVALID, "run %s was not submitted (it has no snapshot and run configuration to run again): only submitted runs can be re-submitted", orig.ID)
+	}
+	var rc atelier.RunConfig
+	if err := json.Unmarshal(orig.Config, &rc); err != nil {
+		return fmt.Errorf("run %s: reading its run configuration: %w", orig.ID, err)
+	}
+	run, err := h.svc.SubmitRun(ctx, ws, atelier.RunSubmit{Experiment: orig.Experiment, Name: orig.Name, SnapshotID: orig.SnapshotID,
+		Config: rc, Git: orig.Git})
+	if err != nil {
+		return err
+	}
+	// Properties cannot change afterwards: the link is made at once.
+	if err := h.svc.AddProperties(ctx, ws, run.ID, map[string]string{rerunOfProperty: orig.ID}); err != nil {
+		return fmt.Errorf("run %s was submitted, but linking it to %s failed: %w", run.ID, orig.ID, err)
+	}
+	http.Redirect(q.w, q.r, "/w/"+url.PathEscape(ws)+"/runs/"+url.PathEscape(run.ID), http.StatusSeeOther)
+	return nil
 }

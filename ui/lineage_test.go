@@ -4,8 +4,11 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"path/filepath"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/atelier-ml/atelier/server"
 	"github.com/atelier-ml/atelier/server/servertest"
 	"github.com/atelier-ml/atelier/service"
+	"github.com/chromedp/chromedp"
 )
 
 // submitted is a run submitted with a snapshot and a run configuration reading a datastore
@@ -65,6 +69,17 @@ func newSubmitted(t *testing.T) *submitted {
 	}
 	if _, err := c.RegisterModel(ctx, "default", atelier.ModelRegister{Name: "digits", RunID: run.ID, Path: "outputs/model.pkl"}); err != nil {
 		t.Fatal(err)
+	}
+	for _, u := range []struct {
+		name string
+		role atelier.Role
+	}{{"carl", atelier.RoleContributor}, {"rita", atelier.RoleReader}} {
+		if err := c.CreateUser(ctx, &atelier.User{Name: u.name}, password); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ShareWorkspace(ctx, "default", u.name, u.role); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return &submitted{s: s, ctx: ctx, parent: parent, run: run}
 }
@@ -132,5 +147,86 @@ func TestRunLineage(t *testing.T) {
 		if !strings.Contains(body[i:], want) {
 			t.Errorf("the data sets lack %s", want)
 		}
+	}
+}
+
+// TestRerun: a Contributor re-submits a submitted run from its page: a new run of the same
+// snapshot and run configuration, linked to the original (rerun_of), and the answer is the new
+// run's page; a Reader sees no button and is refused, a run that was not submitted has none and
+// is refused with a 400.
+func TestRerun(t *testing.T) {
+	f := newSubmitted(t)
+	s := f.s
+	carl, rita := tokenFor(t, s, "carl"), tokenFor(t, s, "rita")
+	page := "/w/default/runs/" + f.run.ID
+	if _, body := getAs(t, s, carl, page); !strings.Contains(body, `id="rerun"`) {
+		t.Fatal("a Contributor's page of a submitted run has no Re-submit")
+	}
+	if _, body := getAs(t, s, rita, page); strings.Contains(body, `id="rerun"`) {
+		t.Fatal("a Reader is offered Re-submit")
+	}
+	if _, body := getAs(t, s, carl, "/w/default/runs/"+f.parent.ID); strings.Contains(body, `id="rerun"`) {
+		t.Fatal("a run that was not submitted is offered Re-submit")
+	}
+	if code, _, _ := postAs(t, s, rita, page+"/rerun", nil); code != 403 {
+		t.Fatalf("a Reader's re-submit: %d, want 403", code)
+	}
+	if code, _, body := postAs(t, s, carl, "/w/default/runs/"+f.parent.ID+"/rerun", nil); code != 400 || !strings.Contains(body, "was not submitted") {
+		t.Fatalf("re-submitting a run that was not submitted: %d\n%s", code, body)
+	}
+	if code, _, _ := postAs(t, s, carl, "/w/default/runs/nosuch/rerun", nil); code != 404 {
+		t.Fatalf("re-submitting a run that does not exist: %d, want 404", code)
+	}
+	if page, _ := s.Client.ListRuns(f.ctx, "default", atelier.RunQuery{Experiment: "lineage"}); len(page.Runs) != 3 {
+		t.Fatalf("refused re-submits made runs: %d runs", len(page.Runs))
+	}
+	code, loc, body := postAs(t, s, carl, page+"/rerun", url.Values{})
+	if code != 303 || !strings.HasPrefix(loc, "/w/default/runs/") || loc == page {
+		t.Fatalf("re-submit: %d to %q\n%s", code, loc, body)
+	}
+	id := strings.TrimPrefix(loc, "/w/default/runs/")
+	again, err := s.Client.FindRun(f.ctx, "default", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rc atelier.RunConfig
+	if err := json.Unmarshal(again.Config, &rc); err != nil {
+		t.Fatal(err)
+	}
+	if again.SnapshotID != f.run.SnapshotID || again.Experiment != "lineage" || again.Name != "trainer" || again.Compute != f.run.Compute ||
+		rc.Script != "train.py" || !slices.Equal(rc.Arguments, []string{"--epochs", "3"}) || len(rc.Data) != 2 ||
+		again.Properties["rerun_of"] != f.run.ID || again.CreatedBy != "carl" {
+		t.Fatalf("the new run %+v (config %+v) is not the original submitted again by carl", again, rc)
+	}
+	if _, body := getAs(t, s, carl, loc); !strings.Contains(body, `<a href="/w/default/runs/`+f.run.ID+`" id="lineage-rerun-of">`) {
+		t.Fatal("the new run's lineage does not link the original")
+	}
+}
+
+// TestRerunInBrowser: in Chromium, a Contributor follows the lineage's data link to the
+// datastore browser, then re-submits the run and lands on the new run's page.
+func TestRerunInBrowser(t *testing.T) {
+	b := newBrowser(t)
+	f := newSubmitted(t)
+	tb := b.tab(f.s.URL)
+	page := "/w/default/runs/" + f.run.ID
+	tb.open(page)
+	tb.login("carl", password)
+	tb.run("following the data link", chromedp.Click("#lineage-data a.data-browse", chromedp.ByQuery), chromedp.WaitVisible("#datastore-files", chromedp.ByQuery))
+	if got := tb.text("#datastore-files"); !strings.Contains(got, "train.csv") {
+		t.Fatalf("the data link's folder: %q", got)
+	}
+	tb.open(page)
+	tb.run("re-submitting", chromedp.Click("#rerun", chromedp.ByQuery))
+	tb.waitJS("the new run's page", `location.pathname !== "`+page+`" && location.pathname.startsWith("/w/default/runs/") && !!document.getElementById("lineage-rerun-of")`)
+	var href string
+	tb.eval(`document.getElementById("lineage-rerun-of").getAttribute("href")`, &href)
+	if href != page {
+		t.Fatalf("the new run links %q as its original, want %q", href, page)
+	}
+	id := strings.TrimPrefix(tb.location(), "/w/default/runs/")
+	again, err := f.s.Client.FindRun(f.ctx, "default", id)
+	if err != nil || again.SnapshotID != f.run.SnapshotID || again.Properties["rerun_of"] != f.run.ID {
+		t.Fatalf("the re-submitted run: %+v, %v", again, err)
 	}
 }

@@ -26,21 +26,22 @@ func parsePages() map[string]*template.Template {
 }
 
 var funcs = template.FuncMap{
-	"ago":      ago,
-	"when":     when,
-	"dur":      runDuration,
-	"num":      formatFloat,
-	"bytes":    formatBytes,
-	"sorted":   sortedKeys,
-	"terminal": func(s atelier.RunStatus) bool { return s.Terminal() },
-	"lower":    strings.ToLower,
-	"short":    func(id string) string { return shortID(id) },
-	"pathesc":  escapePath,
-	"pct":      func(f float64) string { return strconv.FormatFloat(math.Max(0, math.Min(100, f)), 'f', 0, 64) },
-	"add":      func(a, b int) int { return a + b },
-	"dict":     dict,
-	"ms":       func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) },
-	"caret":    func(pos int) string { return strings.Repeat(" ", max(0, pos-1)) + "^" },
+	"ago":           ago,
+	"when":          when,
+	"dur":           runDuration,
+	"num":           formatFloat,
+	"bytes":         formatBytes,
+	"sorted":        sortedKeys,
+	"terminal":      func(s atelier.RunStatus) bool { return s.Terminal() },
+	"lower":         strings.ToLower,
+	"short":         func(id string) string { return shortID(id) },
+	"pathesc":       escapePath,
+	"pct":           func(f float64) string { return strconv.FormatFloat(math.Max(0, math.Min(100, f)), 'f', 0, 64) },
+	"add":           func(a, b int) int { return a + b },
+	"dict":          dict,
+	"ms":            func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) },
+	"resubmittable": resubmittable,
+	"caret":         func(pos int) string { return strings.Repeat(" ", max(0, pos-1)) + "^" },
 }
 
 // dict makes a map of key, value pairs, to pass several values to a template.

@@ -109,6 +109,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /w/{workspace}/runs/live", h.page(h.jsonData(h.liveRuns)))
 	m.HandleFunc("GET /w/{workspace}/runs/{run}", h.page(h.run))
 	m.HandleFunc("POST /w/{workspace}/runs/{run}/cancel", h.page(h.cancel))
+	m.HandleFunc("POST /w/{workspace}/runs/{run}/rerun", h.page(h.rerun))
 	m.HandleFunc("GET /w/{workspace}/runs/{run}/files/{path...}", h.page(h.preview))
 	m.HandleFunc("POST /w/{workspace}/runs/{run}/register", h.page(h.register))
 	m.HandleFunc("GET /w/{workspace}/runs/{run}/snapshot", h.page(h.snapshot))
