@@ -1,6 +1,8 @@
 package main
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/api"
 	"github.com/atelier-ml/atelier/compute/computetest"
 	podmancompute "github.com/atelier-ml/atelier/compute/podman"
 )
@@ -258,4 +261,127 @@ func TestPodmanDriverService(t *testing.T) {
 	if err := d.Release(ctx, handle); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// attachPodman attaches the server's podman as target box with the CLI.
+func attachPodman(t testing.TB, srv *serverProcess, args ...string) string {
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"compute", "attach", "box", "--kind", "podman"}, args...)...)
+	cmd.Env = append(os.Environ(), "ATELIER_SERVER="+srv.url, "ATELIER_TOKEN="+srv.client.Token)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("compute attach: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// TestPodmanTargetThroughTheServer: a user attaches the server's podman with the CLI (the
+// server's podman driver checks it), and runs submitted to it execute in containers of the
+// server's base image: one completes with its log and outputs across a kill -9 of the server
+// (the restarted server reattaches it by its container), one is canceled, and one whose
+// container is removed while the server is down fails saying so.
+func TestPodmanTargetThroughTheServer(t *testing.T) {
+	podman, base := needPodman(t)
+	ctx := context.Background()
+	dataDir, addr := t.TempDir(), freeAddr(t)
+	srvArgs := []string{"--image-base", base, "--cancel-grace", "300ms"}
+	srv := startServer(t, dataDir, addr, srvArgs...)
+	var runs []string
+	t.Cleanup(func() { removeJobContainers(podman, runs...) })
+	attachPodman(t, srv, "--cpus", "1", "--memory-gb", "1")
+	target, err := srv.client.FindComputeTarget(ctx, atelier.DefaultWorkspace, "box")
+	if err != nil || target.Podman == nil || target.Podman.CPUs != 1 || target.Podman.MemoryGB != 1 {
+		t.Fatalf("attached %+v, %v", target, err)
+	}
+	submit := func(script string) *atelier.Run {
+		t.Helper()
+		run := submitScriptTo(t, srv.client, script, "box")
+		runs = append(runs, run.ID)
+		return run
+	}
+	ended := func(s *serverProcess, id string) *atelier.Run {
+		t.Helper()
+		var got *atelier.Run
+		waitFor(t, "run "+id+" to end", func() bool {
+			r, err := s.client.FindRun(ctx, atelier.DefaultWorkspace, id)
+			got = r
+			return err == nil && r.Status.Terminal()
+		})
+		return got
+	}
+
+	// Completes across a kill -9 of the server.
+	run := submit(gatedScript)
+	waitFor(t, "the script to start in its container", func() bool { return strings.Contains(runLog(srv.client, run.ID), "before the restart") })
+	srv.cmd.Process.Kill()
+	srv.cmd.Wait()
+	srv = startServer(t, dataDir, addr, srvArgs...)
+	if out, err := exec.Command(podman, "exec", "atelier-job-"+run.ID, "touch", podmancompute.JobDir+"/work/work/"+run.ID+"/wd/go").CombinedOutput(); err != nil {
+		t.Fatalf("opening the gate in the container: %v\n%s", err, out)
+	}
+	if got := ended(srv, run.ID); got.Status != atelier.StatusCompleted {
+		t.Fatalf("run on the podman target ended %s (%q)", got.Status, got.Error)
+	}
+	if log := runLog(srv.client, run.ID); !strings.Contains(log, "before the restart") || !strings.Contains(log, "after the gate") {
+		t.Errorf("the run's log lost a part across the restart:\n%s", log)
+	}
+	files, err := srv.client.ListFiles(ctx, atelier.DefaultWorkspace, run.ID, "outputs/")
+	if err != nil || len(files) != 1 {
+		t.Errorf("outputs of the podman run: %v, %v", files, err)
+	}
+	// The ended run's container is released.
+	waitFor(t, "the ended run's container to be removed", func() bool {
+		return exec.Command(podman, "container", "exists", "atelier-job-"+run.ID).Run() != nil
+	})
+
+	// Canceled.
+	loop := "import time\nprint('looping', flush=True)\nwhile True:\n    time.sleep(0.05)\n"
+	run = submit(loop)
+	waitFor(t, "the looping script to start", func() bool { return strings.Contains(runLog(srv.client, run.ID), "looping") })
+	if _, err := srv.client.CancelRun(ctx, atelier.DefaultWorkspace, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := ended(srv, run.ID); got.Status != atelier.StatusCanceled {
+		t.Fatalf("canceled run ended %s (%q)", got.Status, got.Error)
+	}
+
+	// Its container removed while the server was down: the restarted server finds it gone and
+	// fails the run, naming the container.
+	run = submit(loop)
+	waitFor(t, "the looping script to start", func() bool { return strings.Contains(runLog(srv.client, run.ID), "looping") })
+	srv.cmd.Process.Kill()
+	srv.cmd.Wait()
+	if out, err := exec.Command(podman, "rm", "--force", "--time", "0", "atelier-job-"+run.ID).CombinedOutput(); err != nil {
+		t.Fatalf("podman rm: %v\n%s", err, out)
+	}
+	srv = startServer(t, dataDir, addr, srvArgs...)
+	if got := ended(srv, run.ID); got.Status != atelier.StatusFailed || !strings.Contains(got.Error, "atelier-job-"+run.ID) {
+		t.Fatalf("a run whose container was removed ended %s (%q), want Failed naming its container", got.Status, got.Error)
+	}
+}
+
+// submitScriptTo submits script as train.py to a compute target.
+func submitScriptTo(t testing.TB, c *api.Client, script, compute string) *atelier.Run {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("train.py")
+	w.Write([]byte(script))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	snap, err := c.UploadSnapshotZip(ctx, atelier.DefaultWorkspace, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := c.SubmitRun(ctx, atelier.DefaultWorkspace, atelier.RunSubmit{Experiment: "podman", SnapshotID: snap.ID,
+		Config: atelier.RunConfig{Script: "train.py", Compute: compute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
 }
