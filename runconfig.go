@@ -154,6 +154,10 @@ type RunSubmit struct {
 	Git        *GitInfo          `json:"git,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`
 	Params     map[string]string `json:"params,omitempty"`
+	// ParentID makes the submitted run a child of that run (Azure ML v1's run.submit_child):
+	// a run's own token may submit children of itself and its descendants. The experiment
+	// defaults to the parent's.
+	ParentID string `json:"parent_id,omitempty"`
 }
 
 // Data reference modes.

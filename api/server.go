@@ -42,6 +42,7 @@ type Services interface {
 	atelier.SecretService
 	atelier.ImageService
 	atelier.WebServiceService
+	atelier.RunRenamer
 	UploadObject(ctx context.Context, workspace string, r io.Reader, digest string) (atelier.Object, error)
 }
 
@@ -204,6 +205,7 @@ func (s *Server) Routes() []Route {
 		{Pattern: "POST " + ws + "/runs/search", Policy: PolicyReadScoped, handler: s.searchRuns},
 		{Pattern: "POST " + ws + "/runs/submit", Policy: PolicyWrite, handler: s.submitRun},
 		{Pattern: "GET " + ws + "/runs/{run}", Policy: PolicyRunRead, handler: s.getRun},
+		{Pattern: "PATCH " + ws + "/runs/{run}", Policy: PolicyRun, handler: s.renameRun},
 		{Pattern: "POST " + ws + "/runs/{run}/cancel", Policy: PolicyRun, handler: s.cancelRun},
 		{Pattern: "GET " + ws + "/runs/{run}/children", Policy: PolicyRunRead, handler: s.listChildren},
 		{Pattern: "POST " + ws + "/runs/{run}/status", Policy: PolicyRun, handler: s.updateRunStatus},

@@ -56,11 +56,24 @@ func (s *Service) ListComputeTargets(ctx context.Context, workspace string) ([]*
 
 // SubmitRun queues a script on a compute target.
 func (s *Service) SubmitRun(ctx context.Context, workspace string, sub atelier.RunSubmit) (*atelier.Run, error) {
-	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
+	if err := s.authorizeWrite(ctx, workspace, sub.ParentID); err != nil {
 		return nil, err
 	}
 	if sub.Experiment == "" {
 		sub.Experiment = sub.Config.Experiment
+	}
+	if sub.ParentID != "" {
+		// A child joins its parent's experiment, the one a run's token may write to.
+		parent, err := s.store.FindRun(ctx, workspace, sub.ParentID)
+		if atelier.ErrorCode(err) == atelier.ENOTFOUND {
+			return nil, atelier.Errorf(atelier.EINVALID, "parent_id: run %q not found in workspace %q", sub.ParentID, workspace)
+		} else if err != nil {
+			return nil, err
+		}
+		if sub.Experiment != "" && sub.Experiment != parent.Experiment {
+			return nil, atelier.Errorf(atelier.EINVALID, "experiment: a child run is in its parent's experiment %q, not in %q", parent.Experiment, sub.Experiment)
+		}
+		sub.Experiment = parent.Experiment
 	}
 	if sub.SnapshotID == "" {
 		return nil, atelier.Errorf(atelier.EINVALID, "snapshot_id is required: upload the source directory first")
@@ -91,7 +104,7 @@ func (s *Service) SubmitRun(ctx context.Context, workspace string, sub atelier.R
 	}
 	run, err := s.store.CreateRun(ctx, workspace, atelier.RunCreate{Experiment: sub.Experiment, Name: sub.Name,
 		Status: atelier.StatusQueued, Compute: sub.Config.Compute, Config: config, SnapshotID: sub.SnapshotID,
-		Git: sub.Git, Tags: sub.Tags, Params: sub.Params, Data: sub.Config.Data})
+		Git: sub.Git, Tags: sub.Tags, Params: sub.Params, Data: sub.Config.Data, ParentID: sub.ParentID})
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 import hashlib
 import json
 import math
+import numbers
 import os
 import shutil
 import signal
@@ -98,6 +99,24 @@ def _log_each(log, metrics, value, step):
     for name, v in checked:
         log(name, v, step=step)
 
+
+# The run property marking a scalar metric logged with int values (see Run._mark_int).
+INT_METRIC_PREFIX = "atelier.metric_type."
+
+
+def _is_int(value):
+    """An int-valued metric value: Python and numpy ints, not booleans."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return False
+    return isinstance(value, numbers.Integral)
+
+
+def _as_int(v):
+    """A stored value of a metric marked int: an int when it is whole, else the float."""
+    f = parse_float(v)
+    return int(f) if isinstance(f, float) and f.is_integer() else f
+
+
 class Run:
     """A run of an experiment. ``Run(experiment, run_id)`` attaches to an existing run;
     ``Run.get_context()`` returns the run the server submitted this script as."""
@@ -115,6 +134,7 @@ class Run:
         self._buf_lock = threading.Lock()
         self._images = {}
         self._image_lock = threading.Lock()
+        self._int_metrics = set()  # names logged as ints (and so marked on the server)
         # An interactive run's outputs directory (start_logging), uploaded under outputs/ by complete().
         self._outputs_dir = None
 
@@ -128,11 +148,31 @@ class Run:
     def workspace(self):
         return self.experiment.workspace
 
-    @property
-    def display_name(self):
+    def _get_display_name(self):
         return self._info().get("name") or self._id
 
+    def _set_display_name(self, name):
+        """Renames the run on the server (Azure ML v1's run.display_name = ...)."""
+        if name is None:
+            name = ""
+        if not isinstance(name, str):
+            raise TypeError("display_name must be a str, not %s" % type(name).__name__)
+        self._details = self._client.request("PATCH", self._path(), body={"name": name})
+
+    display_name = property(_get_display_name, _set_display_name)
     name = display_name
+
+    def set_display_name(self, name):
+        """Renames the run (the same as run.display_name = name)."""
+        self._set_display_name(name)
+
+    def submit_child(self, config, tags=None, **kwargs):
+        """Submits config (a ScriptRunConfig) as a child of this run, in its experiment (Azure
+        ML v1's run.submit_child); returns the queued child run."""
+        submit = getattr(config, "_submit", None)
+        if submit is None:
+            raise TypeError("submit_child wants a ScriptRunConfig, not %s" % type(config).__name__)
+        return submit(self.experiment, tags=tags, _parent_id=self._id, **kwargs)
 
     @property
     def status(self):
@@ -405,10 +445,24 @@ class Run:
             self._record(name, "text", value=str(value))
             return
         if type(value) is not float:
-            value = to_metric_float(name, value)
+            given, value = value, to_metric_float(name, value)
+            if name not in self._int_metrics and _is_int(given):
+                self._mark_int(name)
         if step is not None:
             step = _step(name, step)
         b.add_point(name, step, int(time.time() * 1000), value)
+
+    def _mark_int(self, name):
+        """Records on the server that name was logged with int values (the server keeps a
+        scalar metric as a float64): a run property INT_METRIC_PREFIX + name, set once, so
+        get_metrics() gives ints back, as Azure ML does. MLflow's API is unchanged."""
+        key = INT_METRIC_PREFIX + name
+        if len(key) <= 250:
+            try:
+                self._client.request("POST", self._path("properties"), body={"properties": {key: "int"}})
+            except AtelierError:
+                pass  # the metric itself reports a run that cannot be written to, at flush
+        self._int_metrics.add(name)
 
     def _record(self, name, kind, value=None, path=None):
         """Buffers a record; value is already plain JSON (to_metric_json)."""
@@ -523,6 +577,7 @@ class Run:
             return out
         self.flush()
         summaries = self._client.request("GET", self._path("metrics")).get("metrics") or []
+        props = self._refresh().get("properties") or {} if summaries else {}
         out = {}
         for s in summaries:
             n = s["name"]
@@ -530,11 +585,12 @@ class Run:
                 continue
             kind = s.get("kind", "scalar")
             if kind == "scalar":
+                conv = _as_int if props.get(INT_METRIC_PREFIX + n) == "int" else parse_float
                 if s.get("count") == 1:  # Azure ML: a metric logged once is its value
-                    out[n] = parse_float(s.get("value"))
+                    out[n] = conv(s.get("value"))
                     continue
                 ser = self._client.request("GET", self._path("metric-history"), query={"name": n})
-                out[n] = [parse_float(v) for v in ser.get("values") or []]
+                out[n] = [conv(v) for v in ser.get("values") or []]
                 continue
             recs = self._client.request("GET", self._path("metric-records"), query={"name": n}).get("records") or []
             out[n] = _collapse_records(kind, recs)
@@ -830,7 +886,11 @@ class OfflineRun:
         self._status = "Running"
 
     id = property(lambda self: self._id)
-    display_name = property(lambda self: self._name or self._id)
+    def _set_display_name(self, name):
+        self._name = name or None
+        self._say("rename %s" % name)
+
+    display_name = property(lambda self: self._name or self._id, _set_display_name)
     name = display_name
     status = property(lambda self: self._status)
     tags = property(lambda self: dict(self._tags))
@@ -852,6 +912,8 @@ class OfflineRun:
             return
         _check_name("metric", name)
         v = str(value) if isinstance(value, str) else to_metric_float(name, value)
+        if _is_int(value) and v.is_integer():
+            v = int(v)
         step = self._steps.get(name, 0) if step is None else _step(name, step)
         self._steps[name] = step + 1
         self._metrics.setdefault(name, []).append(v)

@@ -1,11 +1,14 @@
 """Submitting scripts: ScriptRunConfig, Environment and snapshot upload."""
 
 import hashlib
+import io
 import os
 import stat
 import subprocess
+import sys
+import tempfile
 
-from ._http import quote_seg
+from ._http import AtelierError, quote_seg
 from ._ignore import walk
 from .run import Run
 
@@ -111,12 +114,17 @@ class ScriptRunConfig:
         if env is not None:
             resolved["requirements"] = self._resolve_file(env.requirements, extra)
             resolved["conda"] = self._resolve_file(env.conda, extra)
-        snap = upload_snapshot(ws, self.source_directory, extra_files=extra)
+        if kwargs.get("_parent_id"):
+            snap = child_snapshot(ws, self.source_directory, extra_files=extra)
+        else:
+            snap = upload_snapshot(ws, self.source_directory, extra_files=extra)
         body = self._body(experiment, snap["id"], resolved)
         if name:
             body["name"] = name
         if tags:
             body["tags"] = {k: str(v) for k, v in tags.items()}
+        if kwargs.get("_parent_id"):
+            body["parent_id"] = kwargs["_parent_id"]
         git = _git_info(self.source_directory)
         if git:
             body["git"] = git
@@ -139,7 +147,10 @@ def _digest(path):
 
 def snapshot_entries(source_directory, extra_files=None):
     """The snapshot manifest of a directory (honouring .amlignore, else .gitignore) as a list of
-    entries, and a map from digest to a local file with that content."""
+    entries, and a map from digest to a local file with that content. Each file is read once:
+    its entry holds the digest and size of what was read (a file still being written, a log
+    being appended to, is snapshotted as it was when read); a file gone before it is read is
+    left out with a warning."""
     entries, files = [], {}
     items = list(walk(source_directory))
     seen = {rel for rel, _ in items}
@@ -147,23 +158,51 @@ def snapshot_entries(source_directory, extra_files=None):
         if rel not in seen:
             items.append((rel, p))
     for rel, p in items:
-        digest, size = _digest(p)
+        try:
+            digest, size = _digest(p)
+            mode = os.stat(p).st_mode
+        except FileNotFoundError:
+            sys.stderr.write("atelier: snapshot: %s was removed while the snapshot was taken; left out\n" % rel)
+            continue
         e = {"path": rel, "digest": digest, "size": size}
-        if os.stat(p).st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH):
+        if mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH):
             e["executable"] = True
         entries.append(e)
         files.setdefault(digest, p)
     return entries, files
 
 
+def _read_prefix(path, size):
+    """The first size bytes of path (fewer if it shrank) in a spooled temporary file, and their
+    digest and length."""
+    spool = tempfile.SpooledTemporaryFile(max_size=32 << 20)
+    h, n = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while n < size:
+            blk = f.read(min(1 << 20, size - n))
+            if not blk:
+                break
+            h.update(blk)
+            spool.write(blk)
+            n += len(blk)
+    spool.seek(0)
+    return spool, h.hexdigest(), n
+
+
 def upload_snapshot(workspace, source_directory, extra_files=None):
     """Uploads a directory as a content-addressed snapshot: only the files the server lacks are
-    sent. Returns the snapshot JSON (its "id" names it)."""
+    sent. Returns the snapshot JSON (its "id" names it).
+
+    What is uploaded is exactly the bytes the manifest's digest was taken of: a file that grew
+    since (a log being appended to) is sent as its first size bytes; one rewritten in between
+    is sent as it reads now, its manifest entry corrected, with a warning on stderr. A file
+    changing never fails the upload."""
     if not os.path.isdir(source_directory):
         raise FileNotFoundError("source directory %s does not exist" % source_directory)
     c = workspace._client
     base = "/api/v1/workspaces/%s" % quote_seg(workspace.name)
     entries, files = snapshot_entries(source_directory, extra_files)
+    sizes = {e["digest"]: e["size"] for e in entries}
     digests = list(files)
     missing = []
     for i in range(0, len(digests), 1000):
@@ -171,10 +210,55 @@ def upload_snapshot(workspace, source_directory, extra_files=None):
         missing.extend((d or {}).get("missing") or [])
     for dg in missing:
         p = files[dg]
-        with open(p, "rb") as f:
-            c.request("PUT", base + "/objects/" + dg, body=f, headers={
-                "Content-Type": "application/octet-stream", "Content-Length": str(os.path.getsize(p))})
+        try:
+            spool, got, n = _read_prefix(p, sizes[dg])
+        except FileNotFoundError:
+            spool, got, n = None, None, 0
+        if got != dg:
+            # Rewritten (or removed) since it was hashed: snapshot what it holds now.
+            if spool is not None:
+                spool.close()
+            try:
+                with open(p, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                data = None
+            changed = [e for e in entries if e["digest"] == dg]
+            for e in changed:
+                if data is None:
+                    entries.remove(e)
+                else:
+                    e["digest"], e["size"] = hashlib.sha256(data).hexdigest(), len(data)
+            sys.stderr.write("atelier: snapshot: %s changed while the snapshot was taken; %s\n" % (
+                ", ".join(e["path"] for e in changed),
+                "left out (it is gone)" if data is None else "snapshotted as it reads now"))
+            if data is None:
+                continue
+            spool, got, n = io.BytesIO(data), hashlib.sha256(data).hexdigest(), len(data)
+        with spool:
+            c.request("PUT", base + "/objects/" + got, body=spool, headers={
+                "Content-Type": "application/octet-stream", "Content-Length": str(n)})
     return c.request("POST", base + "/snapshots", body={"entries": entries})
+
+
+def child_snapshot(workspace, source_directory, extra_files=None):
+    """The snapshot of a run submitted from a submitted run: a run's token may not upload code,
+    so a child run of the script's own directory gets the code snapshot of the run this process
+    is (the directory it started in). Anything else is refused with what to do instead."""
+    try:
+        return upload_snapshot(workspace, source_directory, extra_files=extra_files)
+    except AtelierError as e:
+        me = os.environ.get("ATELIER_RUN_ID")
+        if e.status != 403 or not me:
+            raise
+        here = os.path.realpath(os.getcwd())
+        if os.path.realpath(source_directory) != here or extra_files:
+            raise AtelierError("a submitted run's token may not upload code: submit the child with "
+                               "source_directory='.' (it then runs this run's own code snapshot), or submit "
+                               "it from outside the run", code="forbidden", status=403) from None
+        d = workspace._client.request("GET", "/api/v1/workspaces/%s/runs/%s" % (quote_seg(workspace.name),
+                                                                               quote_seg(me)))
+        return {"id": d["snapshot_id"]}
 
 
 def _git_info(directory):

@@ -96,9 +96,13 @@ class _V1RunMethods:
         return {n: self.get_secret(n) for n in secrets}
 
     def submit_child(self, config, tags=None, **kwargs):
-        raise unsupported("Run.submit_child", "submitted runs cannot be children of another run yet; "
-                          "submit it with Experiment.submit, or use run.child_run() to log a child run "
-                          "from this process")
+        """Submits config as a child run of this run (in its experiment); returns the queued run."""
+        if getattr(config, "_submit", None) is None:
+            raise unsupported("submitting a %s" % type(config).__name__, "atelier submits ScriptRunConfig "
+                              "(and Estimator) runs as children")
+        if not isinstance(self, _Run):
+            raise unsupported("Run.submit_child on an offline run", "submit the script with Experiment.submit")
+        return _adopt_run(_Run.submit_child(self, config, tags=tags, **kwargs))
 
 
 class Run(_V1RunMethods, _Run):

@@ -173,7 +173,11 @@ class ScriptRunConfig(_ScriptRunConfig):
                 f.write(_ENTRY % (json.dumps(names, sort_keys=True), json.dumps(specs, sort_keys=True)))
             extra[ENTRY_SCRIPT] = entry
             script, args = ENTRY_SCRIPT, [script] + args
-        snap = upload_snapshot(ws, self.source_directory, extra_files=extra)
+        if kwargs.get("_parent_id"):
+            from atelier.submit import child_snapshot
+            snap = child_snapshot(ws, self.source_directory, extra_files=extra)
+        else:
+            snap = upload_snapshot(ws, self.source_directory, extra_files=extra)
         config_env = {k: v for k, v in (("python", envd.get("python")), ("requirements", resolved["requirements"]),
                                         ("conda", resolved["conda"]), ("variables", envd.get("variables"))) if v}
         config = {"script": script, "arguments": args, "compute": _target_name(rc.target) or "local",
@@ -189,6 +193,8 @@ class ScriptRunConfig(_ScriptRunConfig):
             body["name"] = name or self.name or rc.name
         if tags:
             body["tags"] = {k: str(v) for k, v in tags.items()}
+        if kwargs.get("_parent_id"):
+            body["parent_id"] = kwargs["_parent_id"]
         git = _git_info(self.source_directory)
         if git:
             body["git"] = git
