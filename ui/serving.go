@@ -45,5 +45,9 @@ func (h *Handler) service(q *request) error {
 			text = text[i+1:]
 		}
 	}
-	return q.show(h, "service", svc.Name, "services", map[string]any{"Service": svc, "Log": string(text)})
+	stats, err := h.readServiceStats(q.ctx(), q.ws(), name)
+	if err != nil {
+		return err
+	}
+	return q.show(h, "service", svc.Name, "services", map[string]any{"Service": svc, "Log": string(text), "Stats": stats})
 }

@@ -121,6 +121,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /w/{workspace}/images", h.page(h.images))
 	m.HandleFunc("GET /w/{workspace}/services", h.page(h.services))
 	m.HandleFunc("GET /w/{workspace}/services/{service}", h.page(h.service))
+	m.HandleFunc("GET /w/{workspace}/services/{service}/stats", h.page(h.jsonData(h.serviceStatsData)))
 	m.HandleFunc("GET /w/{workspace}/activities", h.page(h.activities))
 	m.HandleFunc("GET /w/{workspace}/datastores", h.page(h.datastores))
 	m.HandleFunc("GET /w/{workspace}/datastores/{datastore}", h.page(h.datastore))

@@ -444,6 +444,77 @@
     controls([c]);
   }
 
+  // ---- a web service's traffic ----
+
+  // serviceCharts polls the service's gateway counters every 2 s while the page is visible and
+  // draws, for each interval, the request rate (all and 5xx) and the latency (mean and the
+  // 95th percentile, from the histogram's buckets), the last 5 minutes.
+  function serviceCharts() {
+    var sec = document.getElementById("service-traffic");
+    var rateFig = document.getElementById("rate-chart"), latFig = document.getElementById("latency-chart");
+    if (!sec || !rateFig || !latFig || !window.uPlot) return;
+    var url = "/w/" + encodeURIComponent(sec.getAttribute("data-workspace")) + "/services/" +
+      encodeURIComponent(sec.getAttribute("data-service")) + "/stats";
+    var keep = 150, prev = null;
+    var rate = [[], [], []], lat = [[], [], []];
+    var plots = (A.servicePlots = {});
+    A.serviceSamples = 0;
+    function p95(cur, old) {
+      var total = cur.latency_count - old.latency_count;
+      if (total <= 0) return null;
+      var want = 0.95 * total, last = null;
+      for (var i = 0; i < cur.buckets.length; i++) {
+        var b = cur.buckets[i], ob = old.buckets[i] || { count: 0 };
+        last = b.le;
+        if (b.count - ob.count >= want) return b.le * 1000;
+      }
+      return last == null ? null : last * 1000; // beyond the last bound
+    }
+    function plot(fig, key, data, labels) {
+      var el = fig.querySelector(".plot");
+      var fg = cssVar("--fg") || "#000", grid = cssVar("--line") || "#ddd";
+      var axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } };
+      if (plots[key]) { plots[key].setData(data); } else {
+        plots[key] = new uPlot({
+          width: el.clientWidth || 600, height: 200, scales: { x: { time: true } },
+          series: [{ label: "time" }, { label: labels[0], stroke: palette[0], width: 1.5, spanGaps: true, points: { show: true, size: 4 } },
+            { label: labels[1], stroke: palette[1], width: 1.5, spanGaps: true, points: { show: true, size: 4 } }],
+          axes: [axis, Object.assign({}, axis, { size: 60 })],
+        }, data, el);
+      }
+      fig.setAttribute("data-points", String(data[0].length));
+    }
+    function sample() {
+      if (document.hidden) return Promise.resolve();
+      return fetch(url, { credentials: "same-origin" }).then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      }).then(function (cur) {
+        A.serviceSamples++;
+        if (prev && cur.time > prev.time) {
+          var dt = (cur.time - prev.time) / 1000, t = cur.time / 1000;
+          var n = cur.requests - prev.requests, dc = cur.latency_count - prev.latency_count;
+          if (n < 0 || dc < 0) { prev = cur; return; } // the service restarted: counters began again
+          rate[0].push(t); rate[1].push(n / dt); rate[2].push((cur.errors - prev.errors) / dt);
+          lat[0].push(t); lat[1].push(dc > 0 ? (cur.latency_sum - prev.latency_sum) / dc * 1000 : null); lat[2].push(p95(cur, prev));
+          [rate, lat].forEach(function (d) { d.forEach(function (col) { if (col.length > keep) col.shift(); }); });
+          plot(rateFig, "rate", rate, ["requests/s", "5xx/s"]);
+          plot(latFig, "latency", lat, ["mean ms", "p95 ms"]);
+          var last = lat[1][lat[1].length - 1];
+          document.getElementById("service-rate").textContent = (n / dt).toFixed(2) + " requests/s" +
+            (last != null ? ", mean " + last.toFixed(1) + " ms" : "") + "; " + cur.replicas.busy + " busy / " + cur.replicas.ready + " ready";
+        }
+        prev = cur;
+      }).catch(function (e) { sec.setAttribute("data-error", e.message); });
+    }
+    function loop() { sample().then(function () { setTimeout(loop, A.serviceInterval || 2000); }); }
+    loop();
+    document.addEventListener("atelier:theme", function () {
+      Object.keys(plots).forEach(function (k) { plots[k].destroy(); delete plots[k]; });
+      if (rate[0].length) { plot(rateFig, "rate", rate, ["requests/s", "5xx/s"]); plot(latFig, "latency", lat, ["mean ms", "p95 ms"]); }
+    });
+  }
+
   // ---- the log ----
 
   // followLog reads what is appended to the shown log from where the page's tail ended, over
@@ -501,6 +572,7 @@
     compareChart();
     expandRows();
     liveCells.schedule();
+    serviceCharts();
     // A table swapped in by htmx (a query, a sort, a page) starts its own polling if it needs it.
     document.addEventListener("htmx:afterSettle", function () { liveCells.schedule(); });
   });
