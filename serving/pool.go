@@ -5,6 +5,7 @@ package serving
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +13,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -99,6 +99,9 @@ type slot struct {
 	r    Replica
 	busy int
 	gone bool
+	// ahead is the request sent to the replica behind the one it scores (guarded by Pool.mu).
+	ahead *exchange
+	last  *exchange // the last request given a place at the replica (guarded by Pool.mu)
 
 	cmu   sync.Mutex
 	idle  []*replicaConn // kept-alive connections to the replica
@@ -153,6 +156,8 @@ func (s *slot) closeConns() {
 // Stats is a pool's state.
 type Stats struct {
 	Desired, Ready, Starting, Busy, Queued int
+	// Ahead counts the requests sent to a busy replica to wait there (see place).
+	Ahead int
 	// LastError is the last replica failure ("" when none).
 	LastError string
 	// Failing is true while replicas fail to start one after another, or at once when a
@@ -202,6 +207,9 @@ func (p *Pool) Stats() Stats {
 		if s.busy > 0 {
 			st.Busy++
 		}
+		if s.ahead != nil {
+			st.Ahead++
+		}
 	}
 	return st
 }
@@ -245,23 +253,55 @@ var ErrBusy = errors.New("every replica is busy")
 // ErrClosed is returned by Acquire when the pool is closing.
 var ErrClosed = errors.New("the service is being stopped")
 
-// job is a request waiting for a replica. It is served either by its own handler, handed a
-// replica (slot), or by the request that just finished on a replica, which sends it to the
+// A replica scores one request at a time, and between two requests it would wait for its
+// answer to reach the gateway and the next request to come back: at a scoring time of a few
+// hundred microseconds, that turnaround is a third of a replica's time. So, when every replica
+// is busy, the next request may be sent to a replica ahead, to wait in its socket behind the
+// one it scores (one such request a replica, and only when a replica takes one request at a
+// time: with more, requests already wait inside it). A request sent ahead has not started:
+//   - its scoring timeout starts when the request before it ends;
+//   - it is withdrawn when it waited max_request_wait_time (the 503 of a full queue), and
+//     the replica skips it (its connection is closed, and the runtime does not score a
+//     request marked as sent ahead whose connection is closed);
+//   - it goes back to the head of the queue when its replica leaves (the request before it
+//     timed out, or the process died): its body is kept for that, so only requests of up to
+//     aheadBody bytes are sent ahead.
+// The one exception is a request that the replica starts in the instant the gateway withdraws
+// it or sees its replica time out: it may then be scored and answered 503, or scored twice.
+
+// aheadBody bounds the bodies of the requests that may be sent to a replica ahead.
+const aheadBody = 64 << 10
+
+// aheadHeader marks a request sent ahead for the replica.
+const aheadHeader = "X-Atelier-Ahead"
+
+// maxRequeues bounds how often one request goes back to the queue because its replica left.
+const maxRequeues = 3
+
+// errRequeued ends an exchange sent ahead to a replica that left before starting it.
+var errRequeued = errors.New("the replica left before it started the request")
+
+// job is a request for a replica. It is served either by its own handler, handed a place at a
+// replica (an exchange), or by the request that just ended on a replica, which sends it to the
 // replica at once and answers it from a goroutine of its own (done): the replica does not wait
 // for the waiting handler to be scheduled.
 type job struct {
-	w     http.ResponseWriter
-	r     *http.Request
-	path  string
-	slot  chan *slot  // a replica to serve the request on (nil: the pool closed)
-	done  chan Result // the request was served for it
-	taken bool        // out of the queue (guarded by Pool.mu)
+	w       http.ResponseWriter
+	r       *http.Request
+	path    string
+	body    []byte // the body, read whole, when the request may be sent ahead (replay is set)
+	replay  bool
+	arrived time.Time
+	handed  chan *exchange // a place at a replica (nil: the pool closed)
+	done    chan Result    // the request was served for it
+	taken   bool           // out of the queue (guarded by Pool.mu)
+	front   bool           // it goes back to the head of the queue (guarded by Pool.mu)
 }
 
-// acquire returns a replica with room for one more request, waiting for one up to MaxWait
-// (or, with no replica ready at all, while one starts, up to ColdStart). When the request was
-// served meanwhile by the pipeline, it returns that result instead (slot nil).
-func (p *Pool) acquire(j *job) (*slot, *Result, error) {
+// acquire returns a place for the request at a replica with room for it, waiting for one up
+// to MaxWait (or, with no replica ready at all, while one starts, up to ColdStart). When the
+// request was served meanwhile by the pipeline, it returns that result instead (nil place).
+func (p *Pool) acquire(j *job) (*exchange, *Result, error) {
 	ctx := j.r.Context()
 	p.mu.Lock()
 	if p.closed {
@@ -269,13 +309,15 @@ func (p *Pool) acquire(j *job) (*slot, *Result, error) {
 		return nil, nil, ErrClosed
 	}
 	p.account()
-	if s := p.free(); s != nil {
-		s.busy++
-		p.inflight++
+	if x := p.place(j); x != nil {
 		p.mu.Unlock()
-		return s, nil, nil
+		return x, nil, nil
 	}
-	p.waiters = append(p.waiters, j)
+	if j.front {
+		p.waiters = append([]*job{j}, p.waiters...)
+	} else {
+		p.waiters = append(p.waiters, j)
+	}
 	wait := p.cfg.MaxWait
 	if len(p.ready) == 0 {
 		wait = p.cfg.ColdStart
@@ -292,8 +334,8 @@ func (p *Pool) acquire(j *job) (*slot, *Result, error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
-	case s := <-j.slot:
-		return p.handed(s)
+	case x := <-j.handed:
+		return p.handed(x)
 	case res := <-j.done:
 		return nil, &res, nil
 	case <-timer.C:
@@ -315,74 +357,132 @@ func (p *Pool) acquire(j *job) (*slot, *Result, error) {
 		return nil, nil, ErrBusy
 	}
 	p.mu.Unlock()
-	// Taken meanwhile: handed a replica, or being served.
+	// Taken meanwhile: handed a place, or being served.
 	select {
-	case s := <-j.slot:
-		return p.handed(s)
+	case x := <-j.handed:
+		return p.handed(x)
 	case res := <-j.done:
 		return nil, &res, nil
 	}
 }
 
-func (p *Pool) handed(s *slot) (*slot, *Result, error) {
-	if s == nil {
+func (p *Pool) handed(x *exchange) (*exchange, *Result, error) {
+	if x == nil {
 		return nil, nil, ErrClosed
 	}
-	return s, nil, nil
+	return x, nil, nil
 }
 
-// free returns the least busy ready replica with room; called with mu held.
-func (p *Pool) free() *slot {
+// place gives j a place at the least busy ready replica with room, or ahead at one (see
+// above); nil when there is none. Called with mu held.
+func (p *Pool) place(j *job) *exchange {
 	var best *slot
 	for _, s := range p.ready {
 		if s.busy < p.cfg.MaxConcurrent && (best == nil || s.busy < best.busy) {
 			best = s
 		}
 	}
-	return best
+	if best == nil {
+		for _, s := range p.ready {
+			if p.mayWaitAt(s, j) {
+				best = s
+				break
+			}
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return p.newExchange(best, j)
 }
 
-// handOff gives free replicas to waiters; called with mu held.
-func (p *Pool) handOff() {
-	for len(p.waiters) > 0 {
-		s := p.free()
-		if s == nil {
-			return
-		}
-		s.busy++
-		p.inflight++
-		j := p.waiters[0]
-		p.waiters = p.waiters[1:]
-		j.taken = true
-		j.slot <- s
+// mayWaitAt says whether j may be sent ahead to replica s, busy with another request. Called
+// with mu held.
+func (p *Pool) mayWaitAt(s *slot, j *job) bool {
+	return p.cfg.MaxConcurrent == 1 && s.busy == 1 && s.ahead == nil && !s.gone && j.replay &&
+		time.Since(j.arrived) < p.cfg.MaxWait
+}
+
+// newExchange takes a place at s for j (ahead when s is full) and starts its clock: the
+// scoring timeout, or for a request sent ahead the rest of its wait. Called with mu held.
+func (p *Pool) newExchange(s *slot, j *job) *exchange {
+	s.busy++
+	p.inflight++
+	ctx, cancel := context.WithCancelCause(j.r.Context())
+	x := &exchange{s: s, j: j, ctx: ctx, cancel: cancel, written: make(chan struct{})}
+	if s.busy > p.cfg.MaxConcurrent {
+		x.ahead, x.sentAhead = true, true
+		x.after = s.last
+		s.ahead = x
+		x.timer = time.AfterFunc(p.cfg.MaxWait-time.Since(j.arrived), func() { p.withdraw(x) })
+	} else {
+		x.startTimeout(p.cfg.Timeout)
+	}
+	s.last = x
+	return x
+}
+
+// withdraw takes back a request that waited ahead at a replica for its whole wait.
+func (p *Pool) withdraw(x *exchange) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if x.ahead {
+		x.cancel(ErrBusy)
 	}
 }
 
-// serveNext serves the queue's next request on replica s, whose request just ended, or gives the
-// replica's place back. The next request is sent to the replica before next returns; its answer
-// is read and written by a goroutine, which then serves the one after it.
-func (p *Pool) serveNext(s *slot) {
-	for {
-		p.mu.Lock()
-		p.account()
-		if s.gone || p.closed || len(p.waiters) == 0 {
-			s.busy--
-			p.inflight--
-			p.handOff()
-			p.mu.Unlock()
+// handOff gives places at replicas with room to waiters; called with mu held.
+func (p *Pool) handOff() {
+	for len(p.waiters) > 0 {
+		j := p.waiters[0]
+		x := p.place(j)
+		if x == nil {
 			return
 		}
-		j := p.waiters[0]
 		p.waiters = p.waiters[1:]
 		j.taken = true
-		p.mu.Unlock() // the replica's place passes from the ended request to j: busy and inflight stay
-		x, res := p.send(s, j)
-		if x == nil {
-			j.done <- res
+		j.handed <- x
+	}
+}
+
+// serveNext ends exchange x, which was answered or failed, on its replica: the request sent
+// ahead there (if any) is now the replica's current one, and the queue's next requests take
+// the free places at once. They are sent to the replica before serveNext returns; their
+// answers are read and written by goroutines, which then serve the ones after them.
+func (p *Pool) serveNext(x *exchange) {
+	s := x.s
+	p.mu.Lock()
+	p.account()
+	x.timer.Stop()
+	if x.ahead { // answered before the end of the request before it was seen
+		x.ahead = false
+		s.ahead = nil
+	} else if a := s.ahead; a != nil && !s.gone { // (on a replica gone, it waits again)
+		a.ahead = false
+		s.ahead = nil
+		a.timer.Stop()
+		a.startTimeout(p.cfg.Timeout)
+	}
+	s.busy--
+	p.inflight--
+	var next []*exchange
+	for len(p.waiters) > 0 && !s.gone && !p.closed {
+		j := p.waiters[0]
+		if s.busy >= p.cfg.MaxConcurrent && !p.mayWaitAt(s, j) {
+			break
+		}
+		p.waiters = p.waiters[1:]
+		j.taken = true
+		next = append(next, p.newExchange(s, j))
+	}
+	p.handOff()
+	p.mu.Unlock()
+	for _, y := range next {
+		if err := p.send(y); err != nil {
+			y.j.done <- p.end(y, err)
 			continue
 		}
-		go func() { j.done <- p.receive(x) }()
-		return
+		go func() { y.j.done <- p.receive(y) }()
 	}
 }
 
@@ -404,90 +504,177 @@ type Result struct {
 // replica's path (the gateway strips its prefix). It returns how the request was served; when
 // Err is set, the caller writes the error answer (nothing was written yet).
 func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, path string) Result {
-	j := &job{w: w, r: r, path: path, slot: make(chan *slot, 1), done: make(chan Result, 1)}
-	s, served, err := p.acquire(j)
+	j := &job{w: w, r: r, path: path, arrived: time.Now(), handed: make(chan *exchange, 1), done: make(chan Result, 1)}
+	if p.cfg.MaxConcurrent == 1 && p.cfg.MaxWait > 0 && r.ContentLength >= 0 && r.ContentLength <= aheadBody {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return Result{Replica: -1, Err: err}
+		}
+		j.body, j.replay = body, true
+	}
+	for requeues := 0; ; requeues++ {
+		res := p.serve(j)
+		if !errors.Is(res.Err, errRequeued) {
+			return res
+		}
+		if requeues == maxRequeues {
+			return Result{Replica: res.Replica, Err: fmt.Errorf("%w: %d replicas left while the request waited for them", ErrReplicaError, requeues+1)}
+		}
+		p.mu.Lock()
+		j.taken, j.front = false, true
+		p.mu.Unlock()
+	}
+}
+
+func (p *Pool) serve(j *job) Result {
+	x, served, err := p.acquire(j)
 	if err != nil {
 		return Result{Replica: -1, Err: err}
 	}
 	if served != nil {
 		return *served
 	}
-	x, res := p.send(s, j)
-	if x == nil {
-		p.serveNext(s)
-		return res
+	if err := p.send(x); err != nil {
+		return p.end(x, err)
 	}
 	return p.receive(x)
 }
 
-// exchange is a request sent to a replica, its answer not yet read.
+// exchange is a request's place at a replica: the request, once sent, and its answer.
 type exchange struct {
-	s       *slot
-	j       *job
+	s      *slot
+	j      *job
+	ctx    context.Context // ends with the client, the timeout (ErrTimeout), a withdrawal (ErrBusy) or a requeue
+	cancel context.CancelCauseFunc
+	// ahead: sent behind another request and not started; timer: the withdrawal, then the
+	// scoring timeout (both guarded by Pool.mu).
+	ahead bool
+	timer *time.Timer
+	// sentAhead: the request is marked for the replica, which skips it when the gateway
+	// withdrew it (closed its connection) before the replica came to it.
+	sentAhead bool
+	// after is the request a request sent ahead goes behind: it is written to the replica
+	// after that one is (written is closed then), so that the replica reads it first.
+	after   *exchange
+	written chan struct{}
+
 	rc      *replicaConn
 	out     *http.Request
-	ctx     context.Context
-	cancel  context.CancelFunc
+	body    *bodyReader // the client's body when it is not kept
 	unblock func() bool
 }
 
-// send writes j's request to a connection of replica s. It returns the exchange, or (nil and)
-// the result of a request that could not be sent.
-func (p *Pool) send(s *slot, j *job) (*exchange, Result) {
-	r := j.r
-	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.Timeout)
-	body := &bodyReader{r: r.Body}
-	out, err := http.NewRequestWithContext(ctx, r.Method, "http://replica"+j.path, body)
+func (x *exchange) startTimeout(d time.Duration) {
+	x.timer = time.AfterFunc(d, func() { x.cancel(ErrTimeout) })
+}
+
+// send writes x's request to a connection of its replica.
+func (p *Pool) send(x *exchange) error {
+	defer close(x.written)
+	if x.after != nil {
+		select {
+		case <-x.after.written:
+		case <-x.ctx.Done():
+		}
+		x.after = nil // (a chain of requests each sent ahead would otherwise stay reachable)
+	}
+	if x.ctx.Err() != nil {
+		return context.Cause(x.ctx)
+	}
+	r := x.j.r
+	var body io.Reader
+	if x.j.replay {
+		body = bytes.NewReader(x.j.body)
+	} else {
+		x.body = &bodyReader{r: r.Body}
+		body = x.body
+	}
+	out, err := http.NewRequestWithContext(x.ctx, r.Method, "http://replica"+x.j.path, body)
 	if err != nil {
-		cancel()
-		return nil, Result{Replica: s.n, Err: err}
+		return err
 	}
 	out.ContentLength = r.ContentLength
 	for k, v := range r.Header {
 		switch k {
-		case "Authorization", "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Authorization":
+		case "Authorization", "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Authorization", aheadHeader:
 			continue
 		}
 		out.Header[k] = v
 	}
-	rc, err := s.conn(ctx)
+	if x.sentAhead {
+		out.Header.Set(aheadHeader, "1")
+	}
+	rc, err := x.s.conn(x.ctx)
 	if err != nil {
-		cancel()
-		return nil, Result{Replica: s.n, Err: p.failed(s, ctx, r.Context(), err)}
+		return err
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		rc.c.SetDeadline(dl)
-	}
-	// A client that leaves (or the timeout) unblocks the exchange at once.
-	unblock := context.AfterFunc(ctx, func() { rc.c.SetDeadline(time.Unix(1, 0)) })
+	x.rc = rc
+	// A client that leaves, the timeout or a withdrawal unblock the exchange at once.
+	x.unblock = context.AfterFunc(x.ctx, func() { rc.c.SetDeadline(time.Unix(1, 0)) })
 	if err := out.Write(rc.c); err != nil {
-		unblock()
-		cancel()
-		rc.c.Close()
-		if body.err != nil {
-			return nil, Result{Replica: s.n, Err: body.err} // the client's body, not the replica
-		}
-		return nil, Result{Replica: s.n, Err: p.failed(s, ctx, r.Context(), err)}
+		return err
 	}
-	return &exchange{s: s, j: j, rc: rc, out: out, ctx: ctx, cancel: cancel, unblock: unblock}, Result{}
+	x.out = out
+	return nil
+}
+
+// end ends an exchange that failed with err and says how the request was served.
+func (p *Pool) end(x *exchange, err error) Result {
+	s, client := x.s, x.j.r.Context()
+	if x.rc != nil {
+		x.unblock()
+		x.rc.c.Close()
+	}
+	defer x.cancel(nil)
+	p.mu.Lock()
+	if x.ahead { // not started: its place is given up, and the request waits again or fails
+		x.ahead = false
+		if s.ahead == x {
+			s.ahead = nil
+		}
+		x.timer.Stop()
+		p.account()
+		s.busy--
+		p.inflight--
+		p.handOff()
+		gone := s.gone
+		p.mu.Unlock()
+		switch {
+		case client.Err() != nil:
+			return Result{Replica: s.n, Err: client.Err()}
+		case context.Cause(x.ctx) == ErrBusy:
+			return Result{Replica: -1, Err: ErrBusy}
+		}
+		if !gone { // the replica failed: give it a moment to be seen as gone before the request waits again
+			select {
+			case <-s.r.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		return Result{Replica: s.n, Err: errRequeued}
+	}
+	p.mu.Unlock()
+	if x.body != nil && x.body.err != nil {
+		err = x.body.err // the client's body, not the replica
+	} else {
+		err = p.failed(x, err)
+	}
+	p.serveNext(x)
+	return Result{Replica: s.n, Err: err}
 }
 
 // receive reads a replica's answer to an exchange and writes it to the request's client.
 //
 // An answer of up to earlyAnswer bytes is read whole before it is written to its client, and
-// the replica's next queued request is sent first: the replica works on it while this answer
-// travels. receive hands the replica on (serveNext) exactly once.
+// the replica's next queued requests are sent first: the replica works on them while this
+// answer travels. receive hands the replica on (serveNext) exactly once.
 func (p *Pool) receive(x *exchange) Result {
-	defer x.cancel()
 	s, rc, w := x.s, x.rc, x.j.w
 	resp, err := http.ReadResponse(rc.br, x.out)
 	if err != nil {
-		x.unblock()
-		rc.c.Close()
-		res := Result{Replica: s.n, Err: p.failed(s, x.ctx, x.j.r.Context(), err)}
-		p.serveNext(s)
-		return res
+		return p.end(x, err)
 	}
+	defer x.cancel(nil)
 	h := w.Header()
 	for k, v := range resp.Header {
 		switch k {
@@ -499,20 +686,18 @@ func (p *Pool) receive(x *exchange) Result {
 	if resp.ContentLength >= 0 && resp.ContentLength <= earlyAnswer {
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if err != nil || resp.Close || !x.unblock() {
-			rc.c.Close()
-		} else {
-			s.keep(rc)
-		}
 		if err != nil {
 			for k := range resp.Header {
 				h.Del(k)
 			}
-			res := Result{Replica: s.n, Err: p.failed(s, x.ctx, x.j.r.Context(), err)}
-			p.serveNext(s)
-			return res
+			return p.end(x, err)
 		}
-		p.serveNext(s)
+		if resp.Close || !x.unblock() {
+			rc.c.Close()
+		} else {
+			s.keep(rc)
+		}
+		p.serveNext(x)
 		w.WriteHeader(resp.StatusCode)
 		w.Write(body)
 		flush(w)
@@ -524,13 +709,13 @@ func (p *Pool) receive(x *exchange) Result {
 	if err != nil || resp.Close || !x.unblock() {
 		rc.c.Close()
 		if err != nil {
-			p.failed(s, x.ctx, x.j.r.Context(), err)
+			p.failed(x, err)
 		}
 	} else {
 		s.keep(rc)
 	}
 	flush(w)
-	p.serveNext(s)
+	p.serveNext(x)
 	return Result{Replica: s.n, Status: resp.StatusCode}
 }
 
@@ -558,7 +743,8 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 }
 
 // failed classifies a failed exchange with a replica; a replica that timed out is recycled.
-func (p *Pool) failed(s *slot, ctx, client context.Context, err error) error {
+func (p *Pool) failed(x *exchange, err error) error {
+	s, client := x.s, x.j.r.Context()
 	select {
 	case <-s.r.Done():
 		return fmt.Errorf("%w (replica %d: %v)", ErrReplicaLost, s.n, s.r.Err())
@@ -567,7 +753,7 @@ func (p *Pool) failed(s *slot, ctx, client context.Context, err error) error {
 	if client.Err() != nil {
 		return client.Err()
 	}
-	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+	if context.Cause(x.ctx) == ErrTimeout {
 		// Out of the rotation before it stops: it is still busy with the request that timed
 		// out, and a request handed to it would wait behind that one and time out too.
 		p.mu.Lock()
@@ -742,11 +928,14 @@ func (p *Pool) startReplica(ctx context.Context, n int, delay time.Duration) {
 	}()
 }
 
-// retire takes a replica out of the rotation: no request is given to it any more, and its
-// kept-alive connections close. Called with mu held.
+// retire takes a replica out of the rotation: no request is given to it any more, its
+// kept-alive connections close, and the request sent ahead to it waits again. Called with mu held.
 func (p *Pool) retire(s *slot) {
 	s.gone = true
 	s.closeConns()
+	if a := s.ahead; a != nil {
+		a.cancel(errRequeued) // not started: it waits again for another replica
+	}
 	for i, x := range p.ready {
 		if x == s {
 			p.ready = append(p.ready[:i], p.ready[i+1:]...)
@@ -765,7 +954,7 @@ func (p *Pool) Close(ctx context.Context) {
 	p.closed = true
 	for _, j := range p.waiters {
 		j.taken = true
-		j.slot <- nil
+		j.handed <- nil
 	}
 	p.waiters = nil
 	p.mu.Unlock()

@@ -272,3 +272,129 @@ func TestEachAnswerReachesItsClient(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+// TestRequestSentAhead: with the only replica busy, the next request is sent to it to wait
+// there (not in the pool's queue), and is answered once the first one is.
+func TestRequestSentAhead(t *testing.T) {
+	start, _ := starter(t, sleepyScore)
+	pool := serving.NewPool(serving.Config{Replicas: 1, MaxConcurrent: 1, MaxWait: time.Minute, Timeout: time.Minute, Refresh: time.Second}, start, nil, nil)
+	defer pool.Close(context.Background())
+	if err := pool.WaitReady(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() { _, _, err := post(t, pool, `{"sleep": 1}`); slow <- err }()
+	waitFor(t, "the slow request to hold the replica", func() bool { return pool.Stats().Busy == 1 })
+	next := make(chan string, 1)
+	go func() {
+		code, body, err := post(t, pool, `{}`)
+		next <- fmt.Sprint(code, " ", strings.TrimSpace(body), " ", err)
+	}()
+	waitFor(t, "the next request sent ahead", func() bool { return pool.Stats().Ahead == 1 })
+	if st := pool.Stats(); st.Queued != 0 {
+		t.Fatalf("a request sent ahead is also queued: %+v", st)
+	}
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+	if got := <-next; got != `200 {"ok": true} <nil>` {
+		t.Fatalf("the request sent ahead: %s", got)
+	}
+	if st := pool.Stats(); st.Ahead != 0 || st.Busy != 0 {
+		t.Fatalf("after both: %+v", st)
+	}
+}
+
+// TestAheadRequeuedWhenReplicaTimesOut: a request waiting ahead at a replica whose current
+// request times out has not started; it goes to another replica (here the one started in place
+// of the recycled one) and is answered, not failed with the replica.
+func TestAheadRequeuedWhenReplicaTimesOut(t *testing.T) {
+	start, started := starter(t, sleepyScore)
+	pool := serving.NewPool(serving.Config{Replicas: 1, MaxConcurrent: 1, MaxWait: time.Minute, Timeout: 5 * time.Second, Refresh: time.Second}, start, nil, nil)
+	defer pool.Close(context.Background())
+	if err := pool.WaitReady(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	hung := make(chan error, 1)
+	go func() { _, _, err := post(t, pool, `{"sleep": 60}`); hung <- err }()
+	waitFor(t, "the hanging request to hold the replica", func() bool { return pool.Stats().Busy == 1 })
+	next := make(chan string, 1)
+	go func() {
+		code, body, err := post(t, pool, `{}`)
+		next <- fmt.Sprint(code, " ", strings.TrimSpace(body), " ", err)
+	}()
+	waitFor(t, "the next request sent ahead", func() bool { return pool.Stats().Ahead == 1 })
+	select {
+	case err := <-hung:
+		t.Fatalf("the hanging request ended before the next one was sent ahead: %v", err)
+	default:
+	}
+	if err := <-hung; !errors.Is(err, serving.ErrTimeout) {
+		t.Fatalf("the hanging request: %v", err)
+	}
+	if got := <-next; got != `200 {"ok": true} <nil>` {
+		t.Fatalf("the request sent ahead to the recycled replica: %s", got)
+	}
+	if n := started.Load(); n != 2 {
+		t.Fatalf("%d replicas started, want 2", n)
+	}
+}
+
+// TestAheadTimeoutStartsWhenItStarts: the scoring timeout of a request sent ahead counts from
+// the end of the request before it, not from when it was sent.
+func TestAheadTimeoutStartsWhenItStarts(t *testing.T) {
+	start, _ := starter(t, sleepyScore)
+	// Each run takes 2.5 s of a 4 s timeout; from the second one's sending it is 5 s.
+	pool := serving.NewPool(serving.Config{Replicas: 1, MaxConcurrent: 1, MaxWait: time.Minute, Timeout: 4 * time.Second, Refresh: time.Second}, start, nil, nil)
+	defer pool.Close(context.Background())
+	if err := pool.WaitReady(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan string, 1)
+	go func() { code, _, err := post(t, pool, `{"sleep": 2.5}`); first <- fmt.Sprint(code, err) }()
+	waitFor(t, "the first request to hold the replica", func() bool { return pool.Stats().Busy == 1 })
+	second := make(chan string, 1)
+	go func() { code, _, err := post(t, pool, `{"sleep": 2.5}`); second <- fmt.Sprint(code, err) }()
+	waitFor(t, "the second request sent ahead", func() bool { return pool.Stats().Ahead == 1 })
+	for i, ch := range []chan string{first, second} {
+		if got := <-ch; got != "200 <nil>" {
+			t.Fatalf("request %d: %s", i+1, got)
+		}
+	}
+}
+
+// TestWithdrawnRequestIsNotScored: a request sent ahead that waited max_request_wait_time is
+// answered ErrBusy, and the replica does not score it when it comes to it.
+func TestWithdrawnRequestIsNotScored(t *testing.T) {
+	calls := filepath.Join(t.TempDir(), "calls")
+	start, _ := starter(t, fmt.Sprintf(`import json, time
+def init():
+    pass
+def run(raw):
+    req = json.loads(raw)
+    with open(%q, "a") as f:
+        f.write(req["name"] + "\n")
+    time.sleep(req.get("sleep", 0))
+    return {"ok": True}
+`, calls))
+	pool := serving.NewPool(serving.Config{Replicas: 1, MaxConcurrent: 1, MaxWait: 200 * time.Millisecond, Timeout: time.Minute, Refresh: time.Second}, start, nil, nil)
+	defer pool.Close(context.Background())
+	if err := pool.WaitReady(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() { _, _, err := post(t, pool, `{"name": "slow", "sleep": 2}`); slow <- err }()
+	waitFor(t, "the slow request to start", func() bool { b, _ := os.ReadFile(calls); return string(b) == "slow\n" })
+	if _, _, err := post(t, pool, `{"name": "withdrawn"}`); !errors.Is(err, serving.ErrBusy) {
+		t.Fatalf("a request that waited behind the slow one: %v", err)
+	}
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+	if code, _, err := post(t, pool, `{"name": "after"}`); err != nil || code != 200 {
+		t.Fatalf("after the slow one: %d %v", code, err)
+	}
+	if b, _ := os.ReadFile(calls); string(b) != "slow\nafter\n" {
+		t.Fatalf("the replica scored:\n%s", b)
+	}
+}

@@ -18,6 +18,7 @@ score.py files are written for one request per worker. Standard library only.
 import inspect
 import json
 import os
+import select
 import selectors
 import socket
 import sys
@@ -625,6 +626,16 @@ def v2_reply(app, payload, result, headers):
 # ----------------------------------------------------------------------------------------------
 # HTTP/1.1 over a selector.
 
+POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
+
+
+def hung_up(sock):
+    """Whether the peer closed its side of sock (what it sent may still be unread)."""
+    p = select.poll()
+    p.register(sock, POLLRDHUP)
+    return bool(p.poll(0))
+
+
 class Conn:
     __slots__ = ("sock", "peer", "buf", "out", "closing", "head", "sent_continue", "drained", "drain")
 
@@ -793,6 +804,11 @@ class Server:
             conn.sent_continue = False
             path, _, query = target.partition("?")
             req = Request(method, path, query.encode("latin-1"), headers, body, version, conn.peer)
+            if req.header("x-atelier-ahead") and hung_up(conn.sock):
+                # The gateway sent it ahead, behind another request, and withdrew it since (it
+                # waited too long): it is not scored.
+                self.close(conn)
+                return
             self.respond(conn, req, keep)
 
     def parse_head(self, conn, raw, start):
