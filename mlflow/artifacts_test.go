@@ -26,7 +26,7 @@ func rawDo(tb testing.TB, s *Stack, method, path, body, auth string, header map[
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, s.Server.URL+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, rd)
 	if err != nil {
 		tb.Fatal(err)
 	}

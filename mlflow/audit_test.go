@@ -64,8 +64,9 @@ func TestAuditInWriteTransaction(t *testing.T) {
 					BEGIN INSERT INTO test_fails_at_commit (ref) VALUES (1); END`); err != nil {
 				t.Fatal(err)
 			}
-			s.Server = httptest.NewServer(mlflow.NewHandler(diesAfterRequest{s.Service}, s.Service, nil))
-			t.Cleanup(s.Server.Close)
+			srv := httptest.NewServer(mlflow.NewHandler(diesAfterRequest{s.Service}, s.Service, nil))
+			t.Cleanup(srv.Close)
+			s.URL = srv.URL
 			resp := s.Do(t, "POST", "/api/2.0/mlflow/experiments/create", `{"name":"`+name+`"}`)
 			if stored := resp.Status == 200; stored != (name == "kept") {
 				t.Fatalf("creating experiment %s: %d %s", name, resp.Status, resp.Body)

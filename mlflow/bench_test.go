@@ -54,7 +54,7 @@ func (c *benchClient) post(tb testing.TB, path string, body []byte) []byte {
 }
 
 func (c *benchClient) send(path string, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(context.Background(), "POST", c.s.Server.URL+api+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(context.Background(), "POST", c.s.URL+api+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}

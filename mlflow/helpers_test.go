@@ -6,25 +6,19 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/atelier-ml/atelier"
-	"github.com/atelier-ml/atelier/blob"
-	"github.com/atelier-ml/atelier/datastore"
-	"github.com/atelier-ml/atelier/mlflow"
+	"github.com/atelier-ml/atelier/server/servertest"
 	"github.com/atelier-ml/atelier/service"
-	"github.com/atelier-ml/atelier/sqlite"
 )
 
-// Stack is a real server as the binary wires it (SQLite and the file object store in a temp
-// directory, the service) serving the MLflow API over a real listener.
+// Stack is the real server stack, wired by package server as the binary wires it (servertest),
+// in a temporary data directory; the MLflow API is served at URL.
 type Stack struct {
-	Server  *httptest.Server
+	URL     string
 	Service *service.Service
 	Store   atelier.Store // the service's store, for what only the store does (model references)
 	Token   string
@@ -34,37 +28,8 @@ type Stack struct {
 // MustStack starts a stack that is torn down when tb ends.
 func MustStack(tb testing.TB) *Stack {
 	tb.Helper()
-	ctx := context.Background()
-	dir := tb.TempDir()
-	for _, d := range []string{"objects", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "atelier.db"), sqlite.Options{})
-	if err != nil {
-		tb.Fatalf("opening the store: %v", err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	objects, err := blob.Open(ctx, "file://"+filepath.ToSlash(filepath.Join(dir, "objects")))
-	if err != nil {
-		tb.Fatalf("opening the object store: %v", err)
-	}
-	tb.Cleanup(func() { objects.Close() })
-	svc := service.New(db, objects, nil)
-	svc.TempDir = filepath.Join(dir, "tmp")
-	svc.Datastores = datastore.NewOpener(filepath.Join(dir, "datastores")) // as the binary has them
-	if err := svc.Init(ctx); err != nil {
-		tb.Fatalf("initializing the service: %v", err)
-	}
-	token, err := svc.EnsureAdminToken(ctx, filepath.Join(dir, "admin-token"))
-	if err != nil || token == "" {
-		tb.Fatalf("making the admin token: %q, %v", token, err)
-	}
-	s := &Stack{Service: svc, Store: db, Token: token, Dir: dir}
-	s.Server = httptest.NewServer(mlflow.NewHandler(svc, svc, nil))
-	tb.Cleanup(s.Server.Close)
-	return s
+	st := servertest.New(tb)
+	return &Stack{URL: st.URL, Service: st.Service, Store: st.DB, Token: st.Token, Dir: st.Dir}
 }
 
 // Response is a raw answer.
@@ -98,7 +63,7 @@ func (s *Stack) DoAuth(tb testing.TB, method, path, body, auth string) Response 
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, s.Server.URL+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, rd)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func BenchmarkMetricHistory(b *testing.B) {
 		}
 	}
 	read := func(b *testing.B, query string) {
-		req, _ := http.NewRequest("GET", s.Server.URL+"/api/2.0/mlflow/metrics/get-history?run_id="+run.ID+"&metric_key=loss"+query, nil)
+		req, _ := http.NewRequest("GET", s.URL+"/api/2.0/mlflow/metrics/get-history?run_id="+run.ID+"&metric_key=loss"+query, nil)
 		req.Header.Set("Authorization", "Bearer "+s.Token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
