@@ -223,6 +223,23 @@ type KubernetesCompute struct {
 	Context string `json:"context,omitempty"`
 	// Image runs the in-job runner; empty for the server's default.
 	Image string `json:"image,omitempty"`
+	// CPU and Memory are each pod's requests (Kubernetes quantities: "4", "500m", "16Gi"; the
+	// memory is its limit too); empty asks for none.
+	CPU    string `json:"cpu,omitempty"`
+	Memory string `json:"memory,omitempty"`
+	// NodeSelector and Tolerations place the pods (as a pod spec's).
+	NodeSelector map[string]string      `json:"node_selector,omitempty"`
+	Tolerations  []KubernetesToleration `json:"tolerations,omitempty"`
+}
+
+// KubernetesToleration is a pod's toleration of a node taint.
+type KubernetesToleration struct {
+	Key string `json:"key,omitempty"`
+	// Operator is Equal (the default) or Exists.
+	Operator string `json:"operator,omitempty"`
+	Value    string `json:"value,omitempty"`
+	// Effect is NoSchedule, PreferNoSchedule or NoExecute; empty for all.
+	Effect string `json:"effect,omitempty"`
 }
 
 // PodmanCompute is the configuration of a podman target: a Podman service's API.
@@ -329,6 +346,11 @@ var (
 	slurmNamePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 	k8sNamePattern   = regexp.MustCompile(`^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$`)
 	imagePattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,511}$`)
+	// A Kubernetes quantity (resource.ParseQuantity's grammar, without exponents), a label
+	// key (an optional DNS-subdomain prefix and a name) and a label value.
+	k8sQuantityPattern   = regexp.MustCompile(`^[0-9]{1,15}(\.[0-9]{1,9})?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$`)
+	k8sLabelKeyPattern   = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	k8sLabelValuePattern = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
 )
 
 // Validate checks a compute target before it is stored: its name (not "local", the built-in
@@ -421,6 +443,37 @@ func (s *ComputeTargetSpec) Validate() error {
 		}
 		if c.Image != "" && !imagePattern.MatchString(c.Image) {
 			return Errorf(EINVALID, "invalid kubernetes.image %q: want an image reference such as registry/name:tag", c.Image)
+		}
+		if c.CPU != "" && !k8sQuantityPattern.MatchString(c.CPU) {
+			return Errorf(EINVALID, "invalid kubernetes.cpu %q: want a Kubernetes quantity such as 4 or 500m", c.CPU)
+		}
+		if c.Memory != "" && !k8sQuantityPattern.MatchString(c.Memory) {
+			return Errorf(EINVALID, "invalid kubernetes.memory %q: want a Kubernetes quantity such as 16Gi or 512Mi", c.Memory)
+		}
+		if len(c.NodeSelector) > 64 || len(c.Tolerations) > 64 {
+			return Errorf(EINVALID, "kubernetes.node_selector and kubernetes.tolerations take at most 64 entries each")
+		}
+		for k, v := range c.NodeSelector {
+			if !k8sLabelKeyPattern.MatchString(k) || len(k) > 316 || (v != "" && !k8sLabelValuePattern.MatchString(v)) {
+				return Errorf(EINVALID, "invalid kubernetes.node_selector %q: %q: want a label key (prefix/name) and a label value of at most 63 letters, digits, '-', '_' or '.'", k, v)
+			}
+		}
+		for i, tol := range c.Tolerations {
+			if tol.Key != "" && (!k8sLabelKeyPattern.MatchString(tol.Key) || len(tol.Key) > 316) {
+				return Errorf(EINVALID, "invalid kubernetes.tolerations[%d].key %q: want a label key", i, tol.Key)
+			}
+			if tol.Operator != "" && tol.Operator != "Equal" && tol.Operator != "Exists" {
+				return Errorf(EINVALID, "invalid kubernetes.tolerations[%d].operator %q: want Equal or Exists", i, tol.Operator)
+			}
+			if tol.Value != "" && (tol.Operator == "Exists" || !k8sLabelValuePattern.MatchString(tol.Value)) {
+				return Errorf(EINVALID, "invalid kubernetes.tolerations[%d].value %q: a label value, and none with operator Exists", i, tol.Value)
+			}
+			if tol.Key == "" && tol.Operator != "Exists" {
+				return Errorf(EINVALID, "kubernetes.tolerations[%d] has no key: only operator Exists may tolerate every taint", i)
+			}
+			if tol.Effect != "" && tol.Effect != "NoSchedule" && tol.Effect != "PreferNoSchedule" && tol.Effect != "NoExecute" {
+				return Errorf(EINVALID, "invalid kubernetes.tolerations[%d].effect %q: want NoSchedule, PreferNoSchedule or NoExecute", i, tol.Effect)
+			}
 		}
 	case ComputePodman:
 		c := s.Podman

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/atelier-ml/atelier"
+	kubernetescompute "github.com/atelier-ml/atelier/compute/kubernetes"
 	podmancompute "github.com/atelier-ml/atelier/compute/podman"
 	slurmcompute "github.com/atelier-ml/atelier/compute/slurm"
 	sshcompute "github.com/atelier-ml/atelier/compute/ssh"
@@ -19,7 +20,10 @@ import (
 //     from the target's slurm.runner (this binary's path by default) in its slurm.work_dir
 //     (<data>/slurm by default): the defaults suit a server on the cluster's shared filesystem;
 //   - podman: each run a container of the target's image (or of the server's --image-base),
-//     the runner bind-mounted read-only (copied in for a service on another machine).
+//     the runner bind-mounted read-only (copied in for a service on another machine);
+//   - kubernetes: each run a batch/v1 Job in the target's namespace whose pod runs the runner
+//     from the target's kubernetes.image (or ATELIER_KUBERNETES_IMAGE's), reaching the server
+//     at its advertised URL; the driver watches the Jobs and pods it made.
 func (s *Server) openRemoteCompute(cfg Config) error {
 	svc := s.Service
 	self, err := os.Executable()
@@ -50,5 +54,10 @@ func (s *Server) openRemoteCompute(cfg Config) error {
 	pd.DefaultBase = cfg.ImageBase
 	pd.Log = s.log
 	svc.Drivers[atelier.ComputePodman] = pd
+
+	kd := kubernetescompute.New(os.Getenv("ATELIER_KUBERNETES_IMAGE"), lookup, cfg.RunnerArgs...)
+	kd.Log = s.log
+	svc.Drivers[atelier.ComputeKubernetes] = kd
+	s.onClose(kd.Close)
 	return nil
 }

@@ -130,6 +130,25 @@ func printComputeTarget(cmd *cobra.Command, cfg *clientConfig, ct *atelier.Compu
 		if ct.Kubernetes.Image != "" {
 			t.row("image", ct.Kubernetes.Image)
 		}
+		if ct.Kubernetes.CPU != "" {
+			t.row("cpu", ct.Kubernetes.CPU)
+		}
+		if ct.Kubernetes.Memory != "" {
+			t.row("memory", ct.Kubernetes.Memory)
+		}
+		for k, v := range ct.Kubernetes.NodeSelector {
+			t.row("node selector", k+"="+v)
+		}
+		for _, tol := range ct.Kubernetes.Tolerations {
+			s := tol.Key
+			if tol.Value != "" {
+				s += "=" + tol.Value
+			}
+			if tol.Effect != "" {
+				s += ":" + tol.Effect
+			}
+			t.row("toleration", s)
+		}
 	case ct.Podman != nil:
 		if ct.Podman.Image != "" {
 			t.row("image", ct.Podman.Image)
@@ -161,6 +180,8 @@ type computeFlags struct {
 	token, kubeconfig, namespace, kctx, image string
 	runner, workDir                           string
 	cpus, memoryGB                            float64
+	k8sCPU, k8sMemory                         string
+	nodeSelector, tolerations                 []string
 }
 
 func (f *computeFlags) addCommon(cmd *cobra.Command) {
@@ -191,6 +212,10 @@ func (f *computeFlags) addRemote(cmd *cobra.Command) {
 	fl.StringVar(&f.image, "image", "", "kubernetes, podman: the image the runner runs in (default the server's)")
 	fl.Float64Var(&f.cpus, "cpus", 0, "podman: the CPUs each run's container may use (default no limit)")
 	fl.Float64Var(&f.memoryGB, "memory-gb", 0, "podman: the memory each run's container may use, in GB (default no limit)")
+	fl.StringVar(&f.k8sCPU, "cpu", "", "kubernetes: each pod's CPU request (a quantity: 4, 500m)")
+	fl.StringVar(&f.k8sMemory, "memory", "", "kubernetes: each pod's memory request and limit (a quantity: 16Gi)")
+	fl.StringArrayVar(&f.nodeSelector, "node-selector", nil, "kubernetes: a node label the pods need, KEY=VALUE (repeatable)")
+	fl.StringArrayVar(&f.tolerations, "toleration", nil, "kubernetes: a taint the pods tolerate, KEY[=VALUE][:EFFECT] (repeatable; KEY alone: any value)")
 }
 
 // computeFlagKinds says which kinds each remote flag applies to.
@@ -199,6 +224,7 @@ var computeFlagKinds = []struct{ flag, kinds string }{
 	{"url", "slurm podman"}, {"partition", "slurm"}, {"account", "slurm"}, {"token-secret", "slurm"}, {"token", "slurm"}, {"runner", "slurm"}, {"work-dir", "slurm"},
 	{"kubeconfig", "kubernetes"}, {"namespace", "kubernetes"}, {"context", "kubernetes"}, {"image", "kubernetes podman"},
 	{"cpus", "podman"}, {"memory-gb", "podman"},
+	{"cpu", "kubernetes"}, {"memory", "kubernetes"}, {"node-selector", "kubernetes"}, {"toleration", "kubernetes"},
 }
 
 // build makes the spec of the flags: the block of the kind, the credentials read from their
@@ -252,7 +278,26 @@ func (f *computeFlags) build(cmd *cobra.Command, name string) (atelier.ComputeTa
 			Runner: f.runner, WorkDir: f.workDir}
 		creds.Token, err = secret("token", f.token, false)
 	case atelier.ComputeKubernetes:
-		spec.Kubernetes = &atelier.KubernetesCompute{Namespace: f.namespace, Context: f.kctx, Image: f.image}
+		spec.Kubernetes = &atelier.KubernetesCompute{Namespace: f.namespace, Context: f.kctx, Image: f.image, CPU: f.k8sCPU, Memory: f.k8sMemory}
+		for _, kv := range f.nodeSelector {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return spec, usagef("--node-selector %q: want KEY=VALUE", kv)
+			}
+			if spec.Kubernetes.NodeSelector == nil {
+				spec.Kubernetes.NodeSelector = map[string]string{}
+			}
+			spec.Kubernetes.NodeSelector[k] = v
+		}
+		for _, tol := range f.tolerations {
+			kv, effect, _ := strings.Cut(tol, ":")
+			k, v, hasValue := strings.Cut(kv, "=")
+			t := atelier.KubernetesToleration{Key: k, Value: v, Effect: effect, Operator: "Equal"}
+			if !hasValue {
+				t.Operator = "Exists"
+			}
+			spec.Kubernetes.Tolerations = append(spec.Kubernetes.Tolerations, t)
+		}
 		creds.Kubeconfig, err = secret("kubeconfig", f.kubeconfig, true)
 	case atelier.ComputePodman:
 		spec.Podman = &atelier.PodmanCompute{URL: f.url, Image: f.image, CPUs: f.cpus, MemoryGB: f.memoryGB}
@@ -316,7 +361,8 @@ storing it; the check is an activity ('atelier activity list'). Each kind takes 
 
   ssh         --host H --user U --key FILE [--port P --host-key 'ssh-ed25519 AAAA...' --key-passphrase -]
   slurm       --url URL (--token-secret NAME | --token -) [--partition P --account A --runner PATH --work-dir DIR]
-  kubernetes  --namespace NS [--kubeconfig FILE --context C --image IMAGE]
+  kubernetes  --namespace NS [--kubeconfig FILE --context C --image IMAGE --cpu Q --memory Q
+              --node-selector K=V --toleration K[=V][:EFFECT]]
   podman      [--url unix:///run/podman/podman.sock --image IMAGE --cpus N --memory-gb GB]
 
 Credentials (--key, --key-passphrase, --token, --kubeconfig) are stored encrypted on the

@@ -1,0 +1,407 @@
+package kubetest
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
+)
+
+// Kubelet is a node whose pods' first containers run as processes of the test's machine: a
+// stand-in for a kubelet and a container runtime, enough for a driver's conformance with a
+// real runner. Its pods run with the container's command and arguments (the command's first
+// word mapped through Binaries), the container's environment (values, secretKeyRef, fieldRef
+// and envFrom secretRef resolved as a kubelet does), in a directory of their own (the working
+// directory of the image is not there: relative paths are). A deleted pod's process gets
+// SIGTERM, then SIGKILL after its grace period; its output is served as the container's log
+// (kubectl logs, the API's pods/log).
+type Kubelet struct {
+	Name string
+	c    *Cluster
+	// Binaries maps a command's first word to the program run for it.
+	Binaries map[string]string
+	dir      string
+
+	mu   sync.Mutex
+	pods map[string]*kpod // by uid
+}
+
+type kpod struct {
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	done    chan struct{}
+	killing bool
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
+}
+
+// StartKubelet registers a node named name, Ready, with the capacity given (the defaults of
+// NodeCapacity), and runs its pods until the test ends.
+func (c *Cluster) StartKubelet(tb testing.TB, name string, capacity NodeCapacity, binaries map[string]string) *Kubelet {
+	tb.Helper()
+	k := &Kubelet{Name: name, c: c, Binaries: binaries, dir: tb.TempDir(), pods: map[string]*kpod{}}
+	logs := httptest.NewUnstartedServer(http.HandlerFunc(k.serveLogs))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	logs.Listener = l
+	logs.StartTLS()
+	port := l.Addr().(*net.TCPAddr).Port
+
+	if capacity.CPU == "" {
+		capacity.CPU = "32"
+	}
+	if capacity.Memory == "" {
+		capacity.Memory = "256Gi"
+	}
+	if capacity.Pods == 0 {
+		capacity.Pods = 110
+	}
+	res := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse(capacity.CPU),
+		corev1.ResourceMemory: resource.MustParse(capacity.Memory),
+		corev1.ResourcePods:   *resource.NewQuantity(int64(capacity.Pods), resource.DecimalSI),
+	}
+	if capacity.GPUs > 0 {
+		res["nvidia.com/gpu"] = *resource.NewQuantity(int64(capacity.GPUs), resource.DecimalSI)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"type": "process", "kubernetes.io/hostname": name}}}
+	node, err = c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		tb.Fatalf("creating node %s: %v", name, err)
+	}
+	heartbeat := func() error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			n, err := c.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			now := metav1.Now()
+			n.Status.Capacity, n.Status.Allocatable = res, res
+			n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: name}}
+			n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(port)
+			n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+				Message: "kubetest runs this node's pods as processes", LastHeartbeatTime: now, LastTransitionTime: now}}
+			_, err = c.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+			return err
+		})
+	}
+	if err := heartbeat(); err != nil {
+		tb.Fatalf("node %s status: %v", name, err)
+	}
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				heartbeat()
+			}
+		}
+	}()
+
+	f := informers.NewSharedInformerFactoryWithOptions(c.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", name).String()
+	}))
+	inf := f.Core().V1().Pods().Informer()
+	inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { k.sync(ctx, obj.(*corev1.Pod)) },
+		UpdateFunc: func(_, obj any) { k.sync(ctx, obj.(*corev1.Pod)) },
+	})
+	f.Start(ctx.Done())
+	tb.Cleanup(func() {
+		cancel()
+		f.Shutdown()
+		k.mu.Lock()
+		for _, p := range k.pods {
+			if p.cmd.Process != nil {
+				syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			}
+		}
+		k.mu.Unlock()
+		logs.Close()
+	})
+	return k
+}
+
+var logPath = regexp.MustCompile(`^/containerLogs/([^/]+)/([^/]+)/([^/]+)$`)
+
+func (k *Kubelet) serveLogs(w http.ResponseWriter, r *http.Request) {
+	m := logPath.FindStringSubmatch(r.URL.Path)
+	if m == nil {
+		http.NotFound(w, r)
+		return
+	}
+	pod, err := k.c.Client.CoreV1().Pods(m[1]).Get(r.Context(), m[2], metav1.GetOptions{})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	k.mu.Lock()
+	p := k.pods[string(pod.UID)]
+	k.mu.Unlock()
+	if p == nil {
+		http.Error(w, "the container has not started", http.StatusNotFound)
+		return
+	}
+	w.Write(p.out.Bytes())
+}
+
+func (k *Kubelet) sync(ctx context.Context, pod *corev1.Pod) {
+	k.mu.Lock()
+	p := k.pods[string(pod.UID)]
+	k.mu.Unlock()
+	if pod.DeletionTimestamp != nil {
+		if p == nil {
+			k.c.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, *metav1.NewDeleteOptions(0))
+			return
+		}
+		k.mu.Lock()
+		first := !p.killing
+		p.killing = true
+		k.mu.Unlock()
+		if first {
+			grace := time.Duration(30) * time.Second
+			if pod.DeletionGracePeriodSeconds != nil {
+				grace = time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
+			}
+			go func() {
+				syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+				select {
+				case <-p.done:
+				case <-time.After(grace):
+					syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+					<-p.done
+				}
+				k.c.Client.CoreV1().Pods(pod.Namespace).Delete(context.Background(), pod.Name, *metav1.NewDeleteOptions(0))
+			}()
+		}
+		return
+	}
+	if p != nil || pod.Status.Phase != corev1.PodPending || len(pod.Spec.Containers) == 0 {
+		return
+	}
+	p = &kpod{out: &syncBuffer{}, done: make(chan struct{})}
+	k.mu.Lock()
+	k.pods[string(pod.UID)] = p
+	k.mu.Unlock()
+	go k.run(ctx, pod, p)
+}
+
+func (k *Kubelet) setStatus(pod *corev1.Pod, f func(*corev1.PodStatus)) {
+	ctx := context.Background()
+	retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := k.c.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cur.UID != pod.UID {
+			return nil
+		}
+		f(&cur.Status)
+		_, err = k.c.Client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+func (k *Kubelet) fail(pod *corev1.Pod, p *kpod, reason, msg string) {
+	p.out.Write([]byte(msg + "\n"))
+	close(p.done)
+	k.setStatus(pod, func(s *corev1.PodStatus) {
+		s.Phase = corev1.PodFailed
+		s.Reason, s.Message = reason, msg
+	})
+}
+
+func (k *Kubelet) run(ctx context.Context, pod *corev1.Pod, p *kpod) {
+	ctr := pod.Spec.Containers[0]
+	env, err := k.env(ctx, pod, ctr)
+	if err != nil {
+		k.fail(pod, p, "CreateContainerConfigError", err.Error())
+		return
+	}
+	words := append(append([]string{}, ctr.Command...), ctr.Args...)
+	if len(words) == 0 {
+		k.fail(pod, p, "NoCommand", "kubetest runs containers with a command only")
+		return
+	}
+	vars := map[string]string{}
+	for _, e := range env {
+		name, value, _ := strings.Cut(e, "=")
+		vars[name] = value
+	}
+	for i := range words {
+		words[i] = expand(words[i], vars)
+	}
+	prog := words[0]
+	if b, ok := k.Binaries[prog]; ok {
+		prog = b
+	}
+	dir := filepath.Join(k.dir, string(pod.UID))
+	os.MkdirAll(dir, 0o755)
+	cmd := exec.Command(prog, words[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd = cmd
+	if err := cmd.Start(); err != nil {
+		k.fail(pod, p, "StartError", err.Error())
+		return
+	}
+	started := metav1.Now()
+	k.setStatus(pod, func(s *corev1.PodStatus) {
+		s.Phase = corev1.PodRunning
+		s.HostIP, s.PodIP = "127.0.0.1", "127.0.0.1"
+		s.StartTime = &started
+		s.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: started}}
+		s.ContainerStatuses = []corev1.ContainerStatus{{Name: ctr.Name, Image: ctr.Image, Ready: true,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}}}
+	})
+	err = cmd.Wait()
+	code := 0
+	if err != nil {
+		code = 1
+		if ee, ok := err.(*exec.ExitError); ok {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				code = 128 + int(ws.Signal())
+			} else {
+				code = ee.ExitCode()
+			}
+		}
+	}
+	close(p.done)
+	finished := metav1.Now()
+	k.setStatus(pod, func(s *corev1.PodStatus) {
+		s.Phase = corev1.PodSucceeded
+		reason := "Completed"
+		if code != 0 {
+			s.Phase, reason = corev1.PodFailed, "Error"
+		}
+		s.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse, LastTransitionTime: finished}}
+		s.ContainerStatuses = []corev1.ContainerStatus{{Name: ctr.Name, Image: ctr.Image,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: int32(code), Reason: reason,
+				StartedAt: started, FinishedAt: finished}}}}
+	})
+}
+
+var varRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// expand replaces $(VAR) with the variable's value, as Kubernetes does in env and args.
+func expand(s string, vars map[string]string) string {
+	return varRef.ReplaceAllStringFunc(s, func(m string) string {
+		if v, ok := vars[m[2:len(m)-1]]; ok {
+			return v
+		}
+		return m
+	})
+}
+
+var fieldAnnotation = regexp.MustCompile(`^metadata\.(annotations|labels)\['(.+)'\]$`)
+
+// env resolves a container's environment as a kubelet does.
+func (k *Kubelet) env(ctx context.Context, pod *corev1.Pod, ctr corev1.Container) ([]string, error) {
+	var env []string
+	vars := map[string]string{}
+	set := func(name, value string) {
+		env = append(env, name+"="+value)
+		vars[name] = value
+	}
+	secret := func(name string) (*corev1.Secret, error) {
+		s, err := k.c.Client.CoreV1().Secrets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, &configError{"secret " + strconv.Quote(name) + " not found"}
+		}
+		return s, err
+	}
+	for _, from := range ctr.EnvFrom {
+		if from.SecretRef == nil {
+			continue
+		}
+		s, err := secret(from.SecretRef.Name)
+		if err != nil {
+			return nil, err
+		}
+		for key, v := range s.Data {
+			set(from.Prefix+key, string(v))
+		}
+	}
+	for _, e := range ctr.Env {
+		switch {
+		case e.ValueFrom == nil:
+			set(e.Name, expand(e.Value, vars))
+		case e.ValueFrom.SecretKeyRef != nil:
+			s, err := secret(e.ValueFrom.SecretKeyRef.Name)
+			if err != nil {
+				return nil, err
+			}
+			set(e.Name, string(s.Data[e.ValueFrom.SecretKeyRef.Key]))
+		case e.ValueFrom.FieldRef != nil:
+			path := e.ValueFrom.FieldRef.FieldPath
+			switch path {
+			case "metadata.name":
+				set(e.Name, pod.Name)
+			case "metadata.namespace":
+				set(e.Name, pod.Namespace)
+			case "spec.nodeName":
+				set(e.Name, pod.Spec.NodeName)
+			case "status.podIP", "status.hostIP":
+				set(e.Name, "127.0.0.1")
+			default:
+				if m := fieldAnnotation.FindStringSubmatch(path); m != nil {
+					if m[1] == "annotations" {
+						set(e.Name, pod.Annotations[m[2]])
+					} else {
+						set(e.Name, pod.Labels[m[2]])
+					}
+				} else {
+					return nil, &configError{"fieldRef " + path + " is not supported by kubetest"}
+				}
+			}
+		}
+	}
+	return env, nil
+}
+
+type configError struct{ msg string }
+
+func (e *configError) Error() string { return e.msg }
