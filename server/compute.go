@@ -52,6 +52,7 @@ func (s *Server) openRemoteCompute(cfg Config) error {
 
 	pd := podmancompute.New(self, cfg.RunnerArgs...)
 	pd.DefaultBase = cfg.ImageBase
+	pd.Dir = filepath.Join(s.DataDir, "podman")
 	pd.Log = s.log
 	svc.Drivers[atelier.ComputePodman] = pd
 

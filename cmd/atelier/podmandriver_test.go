@@ -61,6 +61,7 @@ func podmanDriver(t *testing.T, base string) *podmancompute.Driver {
 	}
 	d := podmancompute.New(bin, "--server-wait", "3s", "--cancel-grace", "300ms")
 	d.DefaultBase = base
+	d.Dir = t.TempDir()
 	d.StopTimeout = 5 * time.Second
 	return d
 }
@@ -127,8 +128,12 @@ func TestPodmanDriverRecovery(t *testing.T) {
 	if info[0].HostConfig.Memory != 1<<30 || info[0].HostConfig.NanoCpus != 1e9 {
 		t.Errorf("the container's limits are memory %d, nano CPUs %d; want the target's 1 GB and 1 CPU", info[0].HostConfig.Memory, info[0].HostConfig.NanoCpus)
 	}
-	if out, err := exec.Command(podman, "exec", name, "ls", podmancompute.JobDir).CombinedOutput(); err != nil || strings.Contains(string(out), "env") {
+	if out, err := exec.Command(podman, "exec", name, "ls", "-R", podmancompute.JobDir+"/secret").CombinedOutput(); err != nil || strings.Contains(string(out), "env") {
 		t.Errorf("the runner's environment file is still in the container (%v): %s", err, out)
+	}
+	jobDir, _ := h["dir"].(string)
+	if entries, err := os.ReadDir(jobDir); jobDir == "" || err != nil || len(entries) != 0 {
+		t.Errorf("the job's directory %q on the server's machine: %v, %v; want it empty once the runner started", jobDir, entries, err)
 	}
 	other := podmancompute.New(d.Binary)
 	if st, err := other.Status(ctx, handle); err != nil || st.Phase != atelier.JobRunning {
@@ -153,6 +158,15 @@ func TestPodmanDriverRecovery(t *testing.T) {
 	}
 	if err := other.Release(ctx, handle); err != nil {
 		t.Errorf("Release of a removed container: %v", err)
+	}
+	if _, err := os.Stat(jobDir); err != nil {
+		t.Errorf("a driver of another directory removed the job's directory: %v", err)
+	}
+	if err := d.Release(ctx, handle); err != nil {
+		t.Errorf("Release of a removed container: %v", err)
+	}
+	if _, err := os.Stat(jobDir); !os.IsNotExist(err) {
+		t.Errorf("the job's directory is still there after Release: %v", err)
 	}
 	// A service that does not answer is an error the controller retries, not Gone.
 	var down map[string]any
@@ -384,4 +398,87 @@ func submitScriptTo(t testing.TB, c *api.Client, script, compute string) *atelie
 		t.Fatal(err)
 	}
 	return run
+}
+
+// BenchmarkPodmanSubmitToRunning measures a podman target's submit → Running (the runner has
+// fetched the snapshot, chosen the interpreter and started the script) through a real server,
+// the base image and the environment volume already there, against `podman run` of the same
+// image starting python3 directly.
+//
+//	go test ./cmd/atelier/ -run '^$' -bench PodmanSubmitToRunning -benchtime 10x
+func BenchmarkPodmanSubmitToRunning(b *testing.B) {
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		b.Skip("podman is not installed")
+	}
+	home, _ := os.UserHomeDir()
+	base := filepath.Join(home, ".cache", "atelier-test", "python-base", "current")
+	if _, err := os.Stat(filepath.Join(base, "index.json")); err != nil {
+		b.Skip("no CPython base image: run scripts/build-python-base.sh")
+	}
+	ctx := context.Background()
+	dataDir, addr := b.TempDir(), freeAddr(b)
+	srv := startServer(b, dataDir, addr, "--image-base", base)
+	attachPodman(b, srv)
+	var runs []string
+	b.Cleanup(func() {
+		for _, id := range runs {
+			exec.Command(podman, "rm", "--force", "--time", "0", "atelier-job-"+id).Run()
+		}
+	})
+	one := func() time.Duration {
+		run := submitScriptTo(b, srv.client, "print('hi')\n", "box")
+		runs = append(runs, run.ID)
+		start := time.Now()
+		var running time.Duration
+		for deadline := start.Add(2 * time.Minute); ; time.Sleep(5 * time.Millisecond) {
+			r, err := srv.client.FindRun(ctx, atelier.DefaultWorkspace, run.ID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if running == 0 && (r.Status == atelier.StatusRunning || r.Status.Terminal()) {
+				running = time.Since(start)
+			}
+			if r.Status.Terminal() {
+				if r.Status != atelier.StatusCompleted {
+					b.Fatalf("run %s ended %s (%q)", r.ID, r.Status, r.Error)
+				}
+				return running
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("run %s is still %s", r.ID, r.Status)
+			}
+		}
+	}
+	one() // the base image loaded, the environment volume made
+	out, err := exec.Command(podman, "image", "list", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+podmancompute.BaseRepo).Output()
+	if err != nil || len(strings.Fields(string(out))) == 0 {
+		b.Fatalf("the base image is not loaded: %v", err)
+	}
+	image := strings.Fields(string(out))[0]
+	var atelierTotal, podmanStart, podmanTotal time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		atelierTotal += one()
+		// podman run, until python3's first line is read (its start) and until it exits.
+		start := time.Now()
+		cmd := exec.Command(podman, "run", "--rm", "--network=host", "--init", image, "python3", "-c", "print('hi', flush=True)")
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		line := make([]byte, 3)
+		if _, err := io.ReadFull(stdout, line); err != nil || string(line) != "hi\n" {
+			b.Fatalf("podman run printed %q: %v", line, err)
+		}
+		podmanStart += time.Since(start)
+		if err := cmd.Wait(); err != nil {
+			b.Fatalf("podman run: %v", err)
+		}
+		podmanTotal += time.Since(start)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(atelierTotal.Milliseconds())/float64(b.N), "submit-to-running-ms")
+	b.ReportMetric(float64(podmanStart.Milliseconds())/float64(b.N), "podman-run-to-python-ms")
+	b.ReportMetric(float64(podmanTotal.Milliseconds())/float64(b.N), "podman-run-total-ms")
 }

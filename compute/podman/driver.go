@@ -66,6 +66,12 @@ type Driver struct {
 	// archive on the server's machine (the server's --image-base), loaded into a target's
 	// podman once (BaseRepo:<digest>). Empty: targets must name podman.image.
 	DefaultBase string
+	// Dir is a directory of the server's machine where each job of a service on this machine
+	// gets a directory (0700) holding its runner's environment file (0600), bind-mounted into
+	// the container and removed by the container as its runner starts. Empty (or a service on
+	// another machine): the file is copied into the created container instead (podman cp,
+	// about half a second more).
+	Dir string
 	// CopyRunner copies the runner's binary into each container instead of bind-mounting it:
 	// always so for a service reached over tcp:// or ssh:// (another machine), whose
 	// filesystem does not hold the server's binary.
@@ -106,6 +112,8 @@ type handle struct {
 	URL       string `json:"url,omitempty"`
 	ID        string `json:"id"`
 	Name      string `json:"name"`
+	// Dir is the job's directory under the driver's Dir, when it has one.
+	Dir string `json:"dir,omitempty"`
 }
 
 var (
@@ -421,19 +429,41 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 		}
 		cmdline.WriteString(quote(a))
 	}
+	// The environment file: in a directory of the server's bind-mounted into the container, or
+	// copied into the created container.
+	envFile, dir := JobDir+"/env", ""
+	if !copyRunner && d.Dir != "" {
+		dir = filepath.Join(d.Dir, l.Run.ID)
+		os.RemoveAll(dir)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", fmt.Errorf("the job's directory: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "env"), []byte(envText.String()), 0o600); err != nil {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("the runner's environment file: %w", err)
+		}
+		envFile = JobDir + "/secret/env"
+	}
 	// The entrypoint reads the environment file and removes it before the runner starts.
 	script := `set -e
 umask 077
 set -a
-. ` + JobDir + `/env
+. ` + envFile + `
 set +a
-rm -f ` + JobDir + `/env
+rm -f ` + envFile + `
 exec ` + cmdline.String() + "\n"
-	args := []string{"create", "--name", name, "--network=host", "--init", "--log-driver", "k8s-file",
-		"--label", "ai.atelier.run=" + l.Run.Workspace + "/" + l.Run.ID, "--label", "ai.atelier.compute=" + l.Run.Workspace + "/" + t.Name,
-		"-v", "atelier-envs-" + img.ID[:12] + ":" + EnvsDir}
+	create := []string{"create"}
+	if dir != "" {
+		create = []string{"run", "--detach"} // nothing to copy in: created and started at once
+	}
+	args := append(create, "--name", name, "--network=host", "--init", "--log-driver", "k8s-file",
+		"--label", "ai.atelier.run="+l.Run.Workspace+"/"+l.Run.ID, "--label", "ai.atelier.compute="+l.Run.Workspace+"/"+t.Name,
+		"-v", "atelier-envs-"+img.ID[:12]+":"+EnvsDir)
 	if !copyRunner {
 		args = append(args, "-v", d.Binary+":"+RunnerPath+":ro")
+	}
+	if dir != "" {
+		args = append(args, "-v", dir+":"+JobDir+"/secret")
 	}
 	if c.CPUs > 0 {
 		args = append(args, "--cpus", strconv.FormatFloat(c.CPUs, 'f', -1, 64))
@@ -449,6 +479,10 @@ exec ` + cmdline.String() + "\n"
 		out, err = d.run(ctx, c.URL, nil, args...)
 	}
 	if err != nil {
+		if dir != "" {
+			d.run(context.WithoutCancel(ctx), c.URL, nil, "rm", "--force", "--time", "0", name)
+			os.RemoveAll(dir)
+		}
 		return "", atelier.Errorf(atelier.EUNAVAILABLE, "compute target %s: creating the run's container: %v", t.Name, err)
 	}
 	id := strings.TrimSpace(string(out))
@@ -457,7 +491,18 @@ exec ` + cmdline.String() + "\n"
 	}
 	if !idPattern.MatchString(id) {
 		d.run(context.WithoutCancel(ctx), c.URL, nil, "rm", "--force", "--time", "0", name)
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
 		return "", atelier.Errorf(atelier.EUNAVAILABLE, "compute target %s: podman create answered %q, not a container id", t.Name, out)
+	}
+	done := func() (string, error) {
+		b, _ := json.Marshal(handle{Workspace: l.Run.Workspace, Target: t.Name, URL: c.URL, ID: id, Name: name, Dir: dir})
+		d.log().Info("podman job launched", "compute", t.Name, "run", l.Run.ID, "container", id[:12], "image", img.Name)
+		return string(b), nil
+	}
+	if dir != "" {
+		return done()
 	}
 	fail := func(what string, err error) (string, error) {
 		d.run(context.WithoutCancel(ctx), c.URL, nil, "rm", "--force", "--time", "0", id)
@@ -502,9 +547,7 @@ exec ` + cmdline.String() + "\n"
 	if _, err := d.run(ctx, c.URL, nil, "start", id); err != nil {
 		return fail("starting the run's container", err)
 	}
-	b, _ := json.Marshal(handle{Workspace: l.Run.Workspace, Target: t.Name, URL: c.URL, ID: id, Name: name})
-	d.log().Info("podman job launched", "compute", t.Name, "run", l.Run.ID, "container", id[:12], "image", img.Name)
-	return string(b), nil
+	return done()
 }
 
 // Status reads the container's state. A service that does not answer is an error (the
@@ -614,6 +657,10 @@ func (d *Driver) Release(ctx context.Context, h string) error {
 	_, err = d.run(ctx, j.URL, nil, "rm", j.ID)
 	switch {
 	case err == nil || noSuchContainer(err):
+		// The job's directory, when it is one of this driver's (a handle names no other).
+		if j.Dir != "" && d.Dir != "" && filepath.Dir(j.Dir) == filepath.Clean(d.Dir) && runIDPattern.MatchString(filepath.Base(j.Dir)) {
+			os.RemoveAll(j.Dir)
+		}
 		return nil
 	case strings.Contains(err.Error(), "running") || strings.Contains(err.Error(), "state improper"):
 		return atelier.Errorf(atelier.ECONFLICT, "the job's container %s is still running", j.Name)
