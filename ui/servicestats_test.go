@@ -1,13 +1,19 @@
 package ui_test
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/server"
@@ -142,5 +148,123 @@ func TestServiceChartsInBrowser(t *testing.T) {
 		return {rate: r[1][n], errors: r[2][n], mean: l[1][n], p95: l[2][n], text: document.getElementById("service-rate").textContent}; })()`, &got)
 	if got.Rate <= 0 || got.Errors <= 0 || got.Errors >= got.Rate || got.Mean < 3.99 || got.Mean > 4.01 || got.P95 != 10 || !strings.Contains(got.Text, "mean 4.0 ms") {
 		t.Fatalf("the charts' last interval: %+v", got)
+	}
+}
+
+// TestServiceStatsOfARealService deploys an image on the local target (bubblewrap and the
+// CPython base image of scripts/build-python-base.sh; skipped without them), scores it, and
+// reads the counters the gateway kept through the service page and its stats: the studio reads
+// the service layer's own Prometheus text, so this is where a change of its format shows.
+func TestServiceStatsOfARealService(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds an image and runs a replica")
+	}
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		t.Skip("bubblewrap is not installed (apt install bubblewrap)")
+	}
+	base := os.Getenv("ATELIER_PYTHON_BASE")
+	if base == "" {
+		home, _ := os.UserHomeDir()
+		base = filepath.Join(home, ".cache", "atelier-test", "python-base", "current")
+	}
+	if _, err := os.Stat(filepath.Join(base, "index.json")); err != nil {
+		t.Skipf("no CPython base image in %s: run scripts/build-python-base.sh", base)
+	}
+	s := servertest.New(t, servertest.WithConfig(func(c *server.Config) { c.ImageBase = base }))
+	ctx := context.Background()
+	c := s.Client
+	run, err := c.CreateRun(ctx, "default", atelier.RunCreate{Experiment: "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UploadFile(ctx, "default", run.ID, "outputs/model.json", strings.NewReader(`{"scale": 2}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RegisterModel(ctx, "default", atelier.ModelRegister{Name: "doubler", RunID: run.ID, Path: "outputs/model.json"}); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("score.py")
+	io.WriteString(w, "import json\ndef init():\n    pass\ndef run(raw):\n    return {\"result\": [x * 2 for x in json.loads(raw)[\"data\"]]}\n")
+	zw.Close()
+	snap, err := c.UploadSnapshotZip(ctx, "default", &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := c.CreateImage(ctx, "default", atelier.ImageCreate{Name: "doubler-svc", Models: []string{"doubler"}, EntryScript: "score.py", SnapshotID: snap.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := atelier.ImageRef{Name: img.Name, Version: img.Version}
+	waitUntil(t, "the image built", func() bool {
+		img, err = c.FindImage(ctx, "default", ref)
+		return err == nil && img.Status.Ended()
+	})
+	if img.Status != atelier.ImageSucceeded {
+		log, _ := c.ImageLog(ctx, "default", ref, 0)
+		t.Fatalf("image %s (%s)\n%s", img.Status, img.Error, log)
+	}
+	if _, err := c.DeployWebService(ctx, "default", atelier.WebServiceDeploy{Name: "doubler", Image: "doubler-svc:1"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the service healthy", func() bool {
+		svc, err := c.FindWebService(ctx, "default", "doubler")
+		return err == nil && svc.State == atelier.ServiceHealthy
+	})
+	svc, _ := c.FindWebService(ctx, "default", "doubler")
+	auth := ""
+	if svc.Config.AuthEnabled {
+		keys, err := c.WebServiceKeys(ctx, "default", "doubler", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		auth = "Bearer " + keys.Primary
+	}
+	for range 3 {
+		resp, err := c.Score(ctx, "default", "doubler", "/score", auth, strings.NewReader(`{"data": [1, 2]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "[2, 4]") {
+			t.Fatalf("score: %d %s", resp.StatusCode, b)
+		}
+	}
+	code, body := getAs(t, s, s.Token, "/w/default/services/doubler/stats")
+	var st struct {
+		Running      bool           `json:"running"`
+		Requests     int            `json:"requests"`
+		ByStatus     map[string]int `json:"by_status"`
+		LatencyCount int            `json:"latency_count"`
+		LatencySum   float64        `json:"latency_sum"`
+		Buckets      []struct {
+			LE    float64 `json:"le"`
+			Count int     `json:"count"`
+		} `json:"buckets"`
+		Replicas struct{ Ready int } `json:"replicas"`
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil {
+		t.Fatalf("stats: %d %s", code, body)
+	}
+	if !st.Running || st.Requests != 3 || st.ByStatus["200"] != 3 || st.LatencyCount != 3 || st.LatencySum <= 0 ||
+		len(st.Buckets) == 0 || st.Buckets[len(st.Buckets)-1].Count != 3 || st.Replicas.Ready < 1 {
+		t.Fatalf("the stats of a service scored 3 times: %s", body)
+	}
+	if _, page := getAs(t, s, s.Token, "/w/default/services/doubler"); !strings.Contains(page, "3 requests answered since the service started on this server (200 × 3)") {
+		t.Fatal("the service page does not show its 3 requests")
+	}
+}
+
+// waitUntil polls cond until it holds (a build or a deployment), failing after 3 minutes.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting until %s: timed out", what)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
