@@ -123,11 +123,14 @@ class KubernetesCompute:
 
 
 class PodmanCompute:
-    """A Podman service's API (unix:///run/podman/podman.sock, tcp://, ssh://)."""
+    """A Podman service's API (unix:///run/podman/podman.sock, tcp://, ssh://); each run a
+    container of ``image`` (the server's default base without one), limited to ``cpus`` CPUs
+    and ``memory_gb`` GB when given."""
 
     @staticmethod
-    def attach_configuration(url=None, image=None, max_concurrent_runs=None, description=None):
-        return _Configuration("podman", {"url": url, "image": image}, None, max_concurrent_runs, description)
+    def attach_configuration(url=None, image=None, max_concurrent_runs=None, description=None, cpus=None, memory_gb=None):
+        return _Configuration("podman", {"url": url, "image": image, "cpus": cpus, "memory_gb": memory_gb}, None,
+                              max_concurrent_runs, description)
 
 
 class ComputeTarget:

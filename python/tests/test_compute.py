@@ -4,7 +4,7 @@ and detach refuse (the server under test has no driver for remote kinds yet)."""
 import pytest
 
 import atelier
-from atelier import AtelierError, ComputeTarget, KubernetesCompute, LocalCompute, RemoteCompute, SlurmCompute
+from atelier import AtelierError, ComputeTarget, KubernetesCompute, LocalCompute, PodmanCompute, RemoteCompute, SlurmCompute
 
 KEY = ("-----BEGIN OPENSSH PRIVATE KEY-----\n"
        "b3BlbnNzaC1rZXktdjEAAAAAc2VjcmV0LWtleS1tYXRlcmlhbA==\n"
@@ -75,6 +75,8 @@ def test_attach_refused_without_driver(ws, tmp_path):
     ("hpc", lambda: SlurmCompute.attach_configuration(url="ftp://slurm", token="t"), 'invalid slurm.url "ftp://slurm"'),
     ("hpc", lambda: SlurmCompute.attach_configuration(url="http://slurm:6820"), "exactly one of slurm.token_secret"),
     ("k8s", lambda: KubernetesCompute.attach_configuration(namespace="ML"), 'invalid kubernetes.namespace "ML"'),
+    ("box", lambda: PodmanCompute.attach_configuration(cpus=-1, memory_gb=1), "podman.cpus -1"),
+    ("box", lambda: PodmanCompute.attach_configuration(url="unix://relative.sock"), "invalid podman.url"),
     ("local", lambda: LocalCompute.provisioning_configuration(), "reserved for the built-in target"),
     ("cpu", lambda: LocalCompute.provisioning_configuration(max_concurrent_runs=5000), "max_concurrent_runs 5000"),
     ("bad name", lambda: LocalCompute.provisioning_configuration(), "invalid compute target name"),
