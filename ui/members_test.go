@@ -163,6 +163,7 @@ func TestMembersPageInBrowser(t *testing.T) {
 	if m := membersOf(t, s); m["bob"] != atelier.RoleContributor {
 		t.Fatalf("bob is %q", m["bob"])
 	}
+	tb.screenshot("members")
 	tb.eval(`window.__old = true`, nil) // gone once the form's answer is loaded
 	tb.run("making bob a Reader", chromedp.SetValue(`#members tr[data-user="bob"] select`, "Reader", chromedp.ByQuery),
 		chromedp.Click(`#members tr[data-user="bob"] button.change-role`, chromedp.ByQuery))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/server/servertest"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 )
 
@@ -187,6 +188,7 @@ func TestRunsTableLive(t *testing.T) {
 		for (let r = p.nextElementSibling; r && r.dataset.parent === "`+f.parent.ID+`"; r = r.nextElementSibling) { kids.push(r); names.push(r.querySelector(".runlink").textContent); }
 		return names.join(",") === "kid-0,kid-1,kid-2" && document.querySelector(`+"`"+sel+"`"+`).getAttribute("aria-expanded") === "true" && location.search.includes("expand=");
 	})()`)
+	tb.screenshot("runs-expanded")
 	tb.run("collapsing the parent", chromedp.Click(sel, chromedp.ByQuery))
 	tb.waitJS("the children gone", `document.querySelectorAll('#runs-table tr[data-parent]').length === 0 && document.querySelector(`+"`"+sel+"`"+`).getAttribute("aria-expanded") === "false" && !location.search.includes("expand=")`)
 
@@ -217,5 +219,29 @@ func TestRunsTableLive(t *testing.T) {
 	tb.eval(`window.__samePage === true`, &same)
 	if !same {
 		t.Fatal("the page reloaded")
+	}
+}
+
+// TestRunsTableExpandWithoutJavaScript: with scripts disabled, a parent's expand link opens the
+// table with its children under it, and the link then hides them.
+func TestRunsTableExpandWithoutJavaScript(t *testing.T) {
+	b := newBrowser(t)
+	f := newTableFixture(t)
+	tb := b.tab(f.s.URL)
+	tb.open("/login")
+	tb.run("pasting the administrator's token", chromedp.SendKeys("#token", f.s.Token, chromedp.ByQuery),
+		chromedp.Click("#login-submit", chromedp.ByQuery), chromedp.WaitVisible("#logout", chromedp.ByQuery))
+	tb.run("disabling JavaScript", emulation.SetScriptExecutionDisabled(true))
+	tb.open("/w/default/runs?root=1")
+	sel := `tr[data-run-id="` + f.parent.ID + `"] a.expand`
+	tb.run("expanding the parent", chromedp.Click(sel, chromedp.ByQuery), chromedp.WaitVisible(`#runs-table tr[data-parent]`, chromedp.ByQuery))
+	var n int
+	tb.eval(`document.querySelectorAll('#runs-table tr[data-parent="`+f.parent.ID+`"]').length`, &n)
+	if loc := tb.location(); n != 3 || !strings.Contains(loc, "expand="+f.parent.ID) || !strings.Contains(loc, "root=1") {
+		t.Fatalf("without JavaScript the expanded table at %s has %d child rows, want 3", loc, n)
+	}
+	tb.run("collapsing the parent", chromedp.Click(sel, chromedp.ByQuery), chromedp.WaitNotPresent(`#runs-table tr[data-parent]`, chromedp.ByQuery))
+	if loc := tb.location(); strings.Contains(loc, "expand=") {
+		t.Fatalf("collapsed, the table is at %s", loc)
 	}
 }

@@ -146,6 +146,7 @@ func TestServiceChartsInBrowser(t *testing.T) {
 	}
 	tb.eval(`(() => { const r = atelier.servicePlots.rate.data, l = atelier.servicePlots.latency.data, n = r[0].length - 1;
 		return {rate: r[1][n], errors: r[2][n], mean: l[1][n], p95: l[2][n], text: document.getElementById("service-rate").textContent}; })()`, &got)
+	tb.screenshot("service-traffic")
 	if got.Rate <= 0 || got.Errors <= 0 || got.Errors >= got.Rate || got.Mean < 3.99 || got.Mean > 4.01 || got.P95 != 10 || !strings.Contains(got.Text, "mean 4.0 ms") {
 		t.Fatalf("the charts' last interval: %+v", got)
 	}

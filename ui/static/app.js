@@ -1,5 +1,6 @@
 // The studio's scripts. Pages are whole without them (server-rendered); these add the theme
-// toggle, live run status, metric charts (uPlot), the followed log and MLflow's links. Data is
+// toggle, live run status, metric charts (uPlot), the followed log, MLflow's links, child runs
+// expanded in place and live cells in the runs table, and a web service's traffic charts. Data is
 // read from the REST API with the session cookie; nothing here writes.
 (function () {
   "use strict";
