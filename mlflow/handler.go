@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/edge"
@@ -53,6 +54,8 @@ type Handler struct {
 	MaxJSONBody int64
 	// Storage, when set, is told how writes end (see edge.StorageCondition).
 	Storage atelier.StorageMonitor
+	// Now is the time of metrics logged without a timestamp (the server's clock).
+	Now atelier.Clock
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, ws string) error
@@ -63,7 +66,7 @@ func NewHandler(svc Services, auth atelier.AuthService, log *slog.Logger) *Handl
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{svc: svc, auth: auth, log: log, MaxJSONBody: 64 << 20}
+	h := &Handler{svc: svc, auth: auth, log: log, MaxJSONBody: 64 << 20, Now: time.Now}
 	h.routes = map[string]handlerFunc{
 		"POST experiments/create":                h.createExperiment,
 		"GET experiments/get":                    h.getExperiment,

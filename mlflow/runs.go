@@ -454,7 +454,7 @@ func (h *Handler) logMetric(w http.ResponseWriter, r *http.Request, ws string) e
 	if err != nil {
 		return err
 	}
-	p, err := toPoint(req.inMetric, time.Now().UnixMilli())
+	p, err := toPoint(req.inMetric, h.Now().UnixMilli())
 	if err != nil {
 		return err
 	}
@@ -462,7 +462,7 @@ func (h *Handler) logMetric(w http.ResponseWriter, r *http.Request, ws string) e
 	if err := s.logBatch(id, &atelier.RunBatch{Metrics: atelier.MetricBatch{Points: []atelier.MetricPoint{p}}}); err != nil {
 		return err
 	}
-	if err := s.logModelMetrics(id, []inMetric{req.inMetric}, time.Now().UnixMilli()); err != nil {
+	if err := s.logModelMetrics(id, []inMetric{req.inMetric}, h.Now().UnixMilli()); err != nil {
 		return err
 	}
 	return ok(w, nil)
@@ -607,7 +607,7 @@ func (h *Handler) logBatch(w http.ResponseWriter, r *http.Request, ws string) er
 	case len(req.Metrics)+len(req.Params)+len(req.Tags) > maxBatchEntities:
 		return invalidParam("A batch logging request can contain at most %d metrics, params and tags in total.", maxBatchEntities)
 	}
-	now := time.Now().UnixMilli()
+	now := h.Now().UnixMilli()
 	pts := make([]atelier.MetricPoint, 0, len(req.Metrics))
 	for _, m := range req.Metrics {
 		p, err := toPoint(m, now)

@@ -85,6 +85,10 @@ type Config struct {
 	AdvertiseURL string
 	// RunnerArgs are added to the command line of the job runners remote drivers start.
 	RunnerArgs []string
+	// Clock and NewID are the domain's time and ids, shared by the store, the service and the
+	// MLflow API; nil for the wall clock and atelier.NewID (tests pin them).
+	Clock atelier.Clock
+	NewID atelier.IDs
 }
 
 // Machine is what the compute target of this machine must keep its runs away from, and where
@@ -166,6 +170,13 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.onClose(s.DB.Close)
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.NewID != nil {
+		s.DB.NewID = cfg.NewID
+	}
+	s.DB.Now = cfg.Clock
 	opener := datastore.NewOpener("")
 	if s.artifacts, err = openArtifacts(ctx, cfg.Artifacts, dataDir, opener); err != nil {
 		return nil, err
@@ -174,6 +185,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.onClose(s.Objects.Close)
 
 	svc := service.New(s.DB, s.artifacts.objects, log)
+	svc.SetClock(cfg.Clock)
 	s.Service = svc
 	svc.TempDir = filepath.Join(dataDir, "tmp")
 	if cfg.SnapshotMaxBytes > 0 {
@@ -243,6 +255,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// The MLflow REST API shares the listener: MLflow's paths go to it, the rest to atelier's API
 	// (dispatched by prefix, not by a ServeMux, which would redirect non-canonical paths).
 	s.API, s.MLflow = api.NewServer(svc, svc, log), mlflow.NewHandler(svc, svc, log)
+	s.MLflow.Now = cfg.Clock
 	s.API.Version = cfg.Version
 	if cfg.CookieSecure != "" {
 		s.API.CookieSecure = cfg.CookieSecure

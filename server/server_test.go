@@ -2,12 +2,15 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,5 +141,58 @@ func waitGet(t *testing.T, url string) int {
 			t.Fatalf("GET %s: %v", url, err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// One clock and one id generator for the whole stack: a server given them stamps what MLflow
+// logs without a timestamp and what the store creates with that time, and names runs with
+// those ids.
+func TestOneClock(t *testing.T) {
+	pinned := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	var n atomic.Int64
+	st := servertest.New(t, servertest.WithConfig(func(c *server.Config) {
+		c.Clock = func() time.Time { return pinned }
+		c.NewID = func() string { return fmt.Sprintf("%032x", 0xa7e1000+n.Add(1)) }
+	}))
+	post := func(path, body string) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest("POST", st.URL+"/api/2.0/mlflow/"+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+st.Token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("POST %s: %d %v %v", path, resp.StatusCode, out, err)
+		}
+		return out
+	}
+	run := post("runs/create", `{"experiment_id":"0"}`)["run"].(map[string]any)["info"].(map[string]any)
+	id := run["run_id"].(string)
+	if !strings.HasPrefix(id, "0000000000000000000000000a7e10") {
+		t.Errorf("run id %s is not from the server's id generator", id)
+	}
+	if got := run["start_time"]; got != fmt.Sprint(pinned.UnixMilli()) && got != float64(pinned.UnixMilli()) {
+		t.Errorf("start_time %v, want the pinned clock's %d", got, pinned.UnixMilli())
+	}
+	post("runs/log-metric", `{"run_id":"`+id+`","key":"loss","value":1.5}`)
+	req, _ := http.NewRequest("GET", st.URL+"/api/2.0/mlflow/metrics/get-history?run_id="+id+"&metric_key=loss", nil)
+	req.Header.Set("Authorization", "Bearer "+st.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var hist struct {
+		Metrics []struct{ Timestamp json.Number } `json:"metrics"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&hist); err != nil || len(hist.Metrics) != 1 {
+		t.Fatalf("history: %+v %v", hist, err)
+	}
+	if ts, _ := hist.Metrics[0].Timestamp.Int64(); ts != pinned.UnixMilli() {
+		t.Errorf("a metric logged without a timestamp is stamped %d, want the pinned clock's %d", ts, pinned.UnixMilli())
 	}
 }

@@ -113,6 +113,9 @@ func New(store atelier.Store, objects atelier.ObjectStore, log *slog.Logger) *Se
 		SnapshotMaxBytes: atelier.DefaultSnapshotMaxBytes, SnapshotMaxFiles: atelier.DefaultSnapshotMaxFiles}
 }
 
+// SetClock makes now the service's clock (the server's, shared with its store).
+func (s *Service) SetClock(now atelier.Clock) { s.now = now }
+
 // Broker returns the event broker (for the server's shutdown and tests).
 func (s *Service) Broker() *Broker { return s.events }
 

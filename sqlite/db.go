@@ -5,9 +5,7 @@ package sqlite
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -34,9 +32,10 @@ type DB struct {
 	// writeStmts caches the statements prepared on the writer's one connection.
 	writeStmts *stmtCache
 
-	// Now and NewID are injected so tests can pin them.
-	Now   func() time.Time
-	NewID func() string
+	// Now and NewID are the domain's clock and ids (the server sets them from its Config; tests
+	// pin them).
+	Now   atelier.Clock
+	NewID atelier.IDs
 
 	writes chan *writeReq
 	closed chan struct{}
@@ -142,7 +141,7 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	readDB.SetMaxOpenConns(max(4, 2*runtime.NumCPU()))
 	readDB.SetMaxIdleConns(max(4, 2*runtime.NumCPU()))
 
-	db := &DB{path: path, read: newPool(readDB), write: write, writeStmts: &stmtCache{db: write}, Now: time.Now, NewID: NewID,
+	db := &DB{path: path, read: newPool(readDB), write: write, writeStmts: &stmtCache{db: write}, Now: time.Now, NewID: atelier.NewID,
 		series: newSeriesCache(opt.SeriesCacheBytes), planLimit: driverLimit,
 		writes: make(chan *writeReq, 1024), closed: make(chan struct{})}
 	if err := db.migrate(ctx); err != nil {
@@ -168,39 +167,6 @@ func (db *DB) Close() error {
 	db.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	return errors.Join(db.read.Close(), db.write.Close())
 }
-
-// NewID returns a 32-hex-character id that sorts by creation time (48 bits of milliseconds,
-// 80 random bits), the same shape as MLflow's run ids. Ids made in the same millisecond by this
-// process increase, so runs created together keep their order.
-func NewID() string {
-	idMu.Lock()
-	defer idMu.Unlock()
-	ms := uint64(time.Now().UnixMilli())
-	if ms <= idLastMS {
-		ms = idLastMS
-		// Increment the random part as a big-endian number.
-		for i := 15; i >= 6; i-- {
-			idLast[i]++
-			if idLast[i] != 0 {
-				break
-			}
-		}
-	} else {
-		rand.Read(idLast[6:])
-		idLast[6] &= 0x7f // headroom for increments
-	}
-	idLastMS = ms
-	for i := 0; i < 6; i++ {
-		idLast[i] = byte(ms >> (40 - 8*i))
-	}
-	return hex.EncodeToString(idLast[:])
-}
-
-var (
-	idMu     sync.Mutex
-	idLast   [16]byte
-	idLastMS uint64
-)
 
 // now is the store's clock at the precision it stores (milliseconds), so what a write returns
 // equals what a later read returns.

@@ -49,7 +49,7 @@ func (db *DB) CreateLoggedModel(ctx context.Context, workspace string, c atelier
 		if err != nil {
 			return err
 		}
-		id, now := atelier.LoggedModelIDPrefix+NewID(), ms(db.now())
+		id, now := atelier.LoggedModelIDPrefix+db.NewID(), ms(db.now())
 		if _, err := tx.ExecContext(ctx, `INSERT INTO logged_models (id, workspace_id, experiment_id, name, model_type, source_run_id,
 			status, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			id, wsID, expID, c.Name, c.ModelType, nullString(c.SourceRunID), atelier.LoggedModelPending, createdBy, now, now); err != nil {
