@@ -115,7 +115,7 @@ func (c *Cluster) StartKubelet(tb testing.TB, name string, capacity NodeCapacity
 			}
 			now := metav1.Now()
 			n.Status.Capacity, n.Status.Allocatable = res, res
-			n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: name}}
+			n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
 			n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(port)
 			n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
 				Message: "kubetest runs this node's pods as processes", LastHeartbeatTime: now, LastTransitionTime: now}}
@@ -153,7 +153,7 @@ func (c *Cluster) StartKubelet(tb testing.TB, name string, capacity NodeCapacity
 		f.Shutdown()
 		k.mu.Lock()
 		for _, p := range k.pods {
-			if p.cmd.Process != nil {
+			if p.cmd != nil && p.cmd.Process != nil {
 				syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 			}
 		}
@@ -205,11 +205,20 @@ func (k *Kubelet) sync(ctx context.Context, pod *corev1.Pod) {
 				grace = time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
 			}
 			go func() {
-				syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-				select {
-				case <-p.done:
-				case <-time.After(grace):
-					syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+				// As a container runtime: SIGTERM to the container's first process, then
+				// SIGKILL to all of it after the grace period.
+				k.mu.Lock()
+				cmd := p.cmd
+				k.mu.Unlock()
+				if cmd != nil && cmd.Process != nil {
+					cmd.Process.Signal(syscall.SIGTERM)
+					select {
+					case <-p.done:
+					case <-time.After(grace):
+						syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+						<-p.done
+					}
+				} else {
 					<-p.done
 				}
 				k.c.Client.CoreV1().Pods(pod.Namespace).Delete(context.Background(), pod.Name, *metav1.NewDeleteOptions(0))
@@ -283,11 +292,13 @@ func (k *Kubelet) run(ctx context.Context, pod *corev1.Pod, p *kpod) {
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	p.cmd = cmd
 	if err := cmd.Start(); err != nil {
 		k.fail(pod, p, "StartError", err.Error())
 		return
 	}
+	k.mu.Lock()
+	p.cmd = cmd
+	k.mu.Unlock()
 	started := metav1.Now()
 	k.setStatus(pod, func(s *corev1.PodStatus) {
 		s.Phase = corev1.PodRunning
@@ -298,6 +309,7 @@ func (k *Kubelet) run(ctx context.Context, pod *corev1.Pod, p *kpod) {
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}}}
 	})
 	err = cmd.Wait()
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the container's other processes end with it
 	code := 0
 	if err != nil {
 		code = 1
