@@ -233,7 +233,14 @@ func TestServiceStatsOfARealService(t *testing.T) {
 			t.Fatalf("score: %d %s", resp.StatusCode, b)
 		}
 	}
-	code, body := getAs(t, s, s.Token, "/w/default/services/doubler/stats")
+	// The gateway counts a request once its answer is written: the last may be counted just
+	// after the client read it.
+	var code int
+	var body string
+	waitUntil(t, "the 3 requests counted", func() bool {
+		code, body = getAs(t, s, s.Token, "/w/default/services/doubler/stats")
+		return code != 200 || strings.Contains(body, `"requests":3,`)
+	})
 	var st struct {
 		Running      bool           `json:"running"`
 		Requests     int            `json:"requests"`
