@@ -694,12 +694,25 @@ func (d *Driver) Check(ctx context.Context, t *atelier.ComputeTarget, _ atelier.
 	if err != nil {
 		return err
 	}
-	out, err := d.run(ctx, c.URL, nil, "run", "--rm", "--network=none", "--entrypoint", "/bin/sh", img.Name, "-c", "python3 --version 2>&1 || echo no-python3")
+	// python3, and the runner itself where it is bind-mounted (it is linked against glibc).
+	args := []string{"run", "--rm", "--network=none", "--entrypoint", "/bin/sh"}
+	script := "python3 --version 2>&1 || echo no-python3"
+	bound := !d.CopyRunner && !remote(c.URL) && d.Binary != ""
+	if bound {
+		args = append(args, "-v", d.Binary+":"+RunnerPath+":ro")
+		script += "; echo; " + RunnerPath + " version 2>&1 || echo no-runner"
+	}
+	out, err := d.run(ctx, c.URL, nil, append(args, img.Name, "-c", script)...)
 	if err != nil {
 		return atelier.Errorf(atelier.EINVALID, "compute target %s: running /bin/sh in the image %s failed (%v): the runner needs an image with /bin/sh and python3", t.Name, img.Name, err)
 	}
-	if v := strings.TrimSpace(string(out)); !strings.HasPrefix(v, "Python 3") {
+	python, runner, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	if v := strings.TrimSpace(python); !strings.HasPrefix(v, "Python 3") {
 		return atelier.Errorf(atelier.EINVALID, "compute target %s: `python3 --version` fails in the image %s (%s): give an image with Python 3 on its PATH (--image)", t.Name, img.Name, v)
+	}
+	if runner = strings.TrimSpace(runner); bound && !strings.HasPrefix(runner, "atelier ") {
+		return atelier.Errorf(atelier.EINVALID, "compute target %s: the job runner (this server's binary) does not start in the image %s (%s): give a glibc-based image (Debian, Ubuntu) of the server's glibc version or newer",
+			t.Name, img.Name, runner)
 	}
 	return nil
 }
