@@ -27,6 +27,7 @@ func TestComputeTargetSpecValidate(t *testing.T) {
 		{"kubernetes in-cluster", atelier.ComputeTargetSpec{Name: "k8s", Kind: "kubernetes", Kubernetes: &atelier.KubernetesCompute{Namespace: "ml", Image: "ghcr.io/x/runner:1"}}, ""},
 		{"podman default socket", atelier.ComputeTargetSpec{Name: "box", Kind: "podman", Podman: &atelier.PodmanCompute{}}, ""},
 		{"podman ssh", atelier.ComputeTargetSpec{Name: "box", Kind: "podman", Podman: &atelier.PodmanCompute{URL: "ssh://core@host/run/podman/podman.sock"}}, ""},
+		{"podman limits", atelier.ComputeTargetSpec{Name: "box", Kind: "podman", Podman: &atelier.PodmanCompute{CPUs: 0.5, MemoryGB: 2}}, ""},
 
 		{"reserved", atelier.ComputeTargetSpec{Name: "local", Kind: "local"}, `"local" is reserved`},
 		{"bad name", atelier.ComputeTargetSpec{Name: "-x", Kind: "local"}, "invalid compute target name"},
@@ -55,6 +56,8 @@ func TestComputeTargetSpecValidate(t *testing.T) {
 		{"kubernetes toleration without key", atelier.ComputeTargetSpec{Name: "x", Kind: "kubernetes", Kubernetes: &atelier.KubernetesCompute{Namespace: "ml", Tolerations: []atelier.KubernetesToleration{{Value: "x"}}}}, "has no key"},
 		{"podman query", atelier.ComputeTargetSpec{Name: "x", Kind: "podman", Podman: &atelier.PodmanCompute{URL: "tcp://h:1?x=1"}}, "no password, query or fragment"},
 		{"podman image", atelier.ComputeTargetSpec{Name: "x", Kind: "podman", Podman: &atelier.PodmanCompute{Image: "-bad"}}, "invalid podman.image"},
+		{"podman cpus", atelier.ComputeTargetSpec{Name: "x", Kind: "podman", Podman: &atelier.PodmanCompute{CPUs: -1}}, "podman.cpus -1 is out of range"},
+		{"podman memory", atelier.ComputeTargetSpec{Name: "x", Kind: "podman", Podman: &atelier.PodmanCompute{MemoryGB: 20000}}, "podman.memory_gb 20000 is out of range"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.spec.Validate()

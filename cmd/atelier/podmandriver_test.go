@@ -169,6 +169,31 @@ func TestPodmanDriverRecovery(t *testing.T) {
 	if _, err := os.Stat(jobDir); !os.IsNotExist(err) {
 		t.Errorf("the job's directory is still there after Release: %v", err)
 	}
+	// Killed from outside: Exited with 137, and the runner's log says what podman saw.
+	run2, token2 := s.claim(t, jobCtx(t), atelier.RunConfig{Script: "train.py"},
+		map[string]string{"train.py": "import time\nwhile True:\n    time.sleep(0.05)\n"})
+	t.Cleanup(func() { removeJobContainers(podman, run2.ID) })
+	handle2, err := d.Launch(ctx, &atelier.JobLaunch{Run: run2, Server: s.url, Token: token2, Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(podman, "kill", "--signal", "KILL", "atelier-job-"+run2.ID).CombinedOutput(); err != nil {
+		t.Fatalf("podman kill: %v\n%s", err, out)
+	}
+	waitFor(t, "the killed container to be seen exited", func() bool {
+		st, err := d.Status(ctx, handle2)
+		return err == nil && st.Phase == atelier.JobExited && st.ExitCode == 137
+	})
+	if r, err := d.Logs(ctx, handle2, 0); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(r)
+		r.Close()
+		if !strings.Contains(string(b), "atelier-job-"+run2.ID+" was killed by signal 9") {
+			t.Errorf("the runner's log of a killed container does not say so:\n%s", b)
+		}
+	}
+	d.Release(ctx, handle2)
 	// A service that does not answer is an error the controller retries, not Gone.
 	var down map[string]any
 	json.Unmarshal([]byte(handle), &down)

@@ -640,6 +640,17 @@ func (d *Driver) Logs(ctx context.Context, h string, offset int64) (io.ReadClose
 		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "compute target %s: reading the logs of container %s: %v: %s", j.Target, j.Name, err, msg)
 	}
 	b := out.Bytes()
+	// A container killed from outside (podman kill, stop or rm, the memory limit) has no word
+	// of its runner on it: the driver's last line says what podman saw.
+	if st, err := d.run(ctx, j.URL, nil, "container", "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}", j.ID); err == nil {
+		if f := strings.Fields(string(st)); len(f) == 3 && (f[0] == "exited" || f[0] == "stopped") {
+			if code, _ := strconv.Atoi(f[1]); f[2] == "true" {
+				b = fmt.Appendf(b, "atelier: the container %s was killed for exceeding its memory limit (exit code %d): raise podman.memory_gb of compute target %s\n", j.Name, code, j.Target)
+			} else if code > 128 && code <= 128+64 {
+				b = fmt.Appendf(b, "atelier: the container %s was killed by signal %d (exit code %d): podman kill, stop or rm outside atelier, or the machine ran out of memory\n", j.Name, code-128, code)
+			}
+		}
+	}
 	if offset >= int64(len(b)) {
 		b = nil
 	} else {
