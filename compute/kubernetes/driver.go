@@ -660,6 +660,11 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 		c.client.CoreV1().Secrets(ns).Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{})
 		return "", d.apiError(t.Name, "creating the run's Job", err)
 	}
+	// The watch brings the Job soon; until then the cache answers for it (no GET on the
+	// controller's first Status).
+	if _, ok, _ := c.jobs.GetStore().Get(created); !ok {
+		c.jobs.GetStore().Add(created)
+	}
 	owner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: name, UID: created.UID}
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": []metav1.OwnerReference{owner}}})
 	if _, err := c.client.CoreV1().Secrets(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
