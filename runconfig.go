@@ -28,12 +28,22 @@ type RunConfig struct {
 	NodeCount int `json:"node_count,omitempty" yaml:"node_count"`
 	// GPUs is how many GPUs per node the run asks of a cluster target (slurm: gres gpu:N).
 	GPUs int `json:"gpus,omitempty" yaml:"gpus"`
+	// ProcessCountPerNode is how many processes of the script run on each node (Azure ML's
+	// process_count_per_node); 0 means one. A run of more than one process in all is a
+	// distributed run: each process gets MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK,
+	// LOCAL_RANK and NODE_RANK (slurm: the job's tasks, launched with srun).
+	ProcessCountPerNode int `json:"process_count_per_node,omitempty" yaml:"process_count_per_node"`
 }
+
+// Processes is how many processes of the script a run starts in all.
+func (c *RunConfig) Processes() int { return max(c.NodeCount, 1) * max(c.ProcessCountPerNode, 1) }
 
 // Bounds of a run's resources.
 const (
 	MaxRunNodes = 4096
 	MaxRunGPUs  = 64
+	// MaxRunProcessesPerNode bounds process_count_per_node.
+	MaxRunProcessesPerNode = 256
 )
 
 // EnvironmentConfig is the software a script runs with.
@@ -99,6 +109,9 @@ func (c *RunConfig) Validate(snapshot *Snapshot) error {
 	}
 	if c.GPUs < 0 || c.GPUs > MaxRunGPUs {
 		return Errorf(EINVALID, "run config: gpus %d is out of range (0 to %d per node)", c.GPUs, MaxRunGPUs)
+	}
+	if c.ProcessCountPerNode < 0 || c.ProcessCountPerNode > MaxRunProcessesPerNode {
+		return Errorf(EINVALID, "run config: process_count_per_node %d is out of range (1 to %d; 0 for 1)", c.ProcessCountPerNode, MaxRunProcessesPerNode)
 	}
 	if err := validateDataReferences(c.Data); err != nil {
 		return err

@@ -45,3 +45,26 @@ func TestRunConfigData(t *testing.T) {
 		})
 	}
 }
+
+// A run's resources out of range are refused naming the setting and its range.
+func TestRunConfigResources(t *testing.T) {
+	for _, tc := range []struct {
+		c   atelier.RunConfig
+		err string
+	}{
+		{atelier.RunConfig{Script: "t.py", NodeCount: -1}, "node_count -1 is out of range"},
+		{atelier.RunConfig{Script: "t.py", GPUs: 65}, "gpus 65 is out of range"},
+		{atelier.RunConfig{Script: "t.py", ProcessCountPerNode: -2}, "process_count_per_node -2 is out of range (1 to 256; 0 for 1)"},
+		{atelier.RunConfig{Script: "t.py", ProcessCountPerNode: 257}, "process_count_per_node 257 is out of range"},
+	} {
+		if err := tc.c.Validate(nil); atelier.ErrorCode(err) != atelier.EINVALID || !strings.Contains(atelier.ErrorMessage(err), tc.err) {
+			t.Errorf("Validate(%+v) = %v, want EINVALID containing %q", tc.c, err, tc.err)
+		}
+	}
+	if c := (atelier.RunConfig{NodeCount: 2, ProcessCountPerNode: 4}); c.Processes() != 8 {
+		t.Errorf("2 nodes × 4 processes = %d processes", c.Processes())
+	}
+	if c := (atelier.RunConfig{}); c.Processes() != 1 {
+		t.Errorf("an empty configuration starts %d processes", c.Processes())
+	}
+}

@@ -151,6 +151,37 @@ elif mode == "forever":
 		t.Errorf("the script did not run in a Slurm job with a GPU:\n%s", log)
 	}
 
+	// A distributed run: two processes (Slurm tasks) of the script, each with its rank, the
+	// world size and the master's address and port; the outputs of both are the run's.
+	dist := `import os
+e = os.environ
+print("rank", e["RANK"], "of", e["WORLD_SIZE"], "local", e["LOCAL_RANK"], "node", e["NODE_RANK"],
+      "master", e["MASTER_ADDR"] + ":" + e["MASTER_PORT"], flush=True)
+os.makedirs("outputs", exist_ok=True)
+with open("outputs/rank_%s.txt" % e["RANK"], "w") as f:
+    f.write(e["RANK"])
+`
+	if err := os.WriteFile(filepath.Join(dir, "dist.py"), []byte(dist), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = cli("", "run", "submit", dir, "-e", "slurm", "--script", "dist.py", "--compute", "hpc", "--process-count-per-node", "2", "--wait", "-o", "json")
+	if err != nil {
+		t.Fatalf("a distributed run: %v\n%s\nserver log:\n%s", err, out, srv.log)
+	}
+	var distRun atelier.Run
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &distRun); err != nil || distRun.Status != atelier.StatusCompleted {
+		t.Fatalf("a distributed run: %v\n%s", err, out)
+	}
+	log := runLog(srv.client, distRun.ID)
+	for _, want := range []string{"0: rank 0 of 2 local 0 node 0 master ", "1: rank 1 of 2 local 1 node 0 master "} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the distributed run's log has no %q:\n%s", want, log)
+		}
+	}
+	if files, err := srv.client.ListFiles(ctx, atelier.DefaultWorkspace, distRun.ID, "outputs/"); err != nil || len(files) != 2 {
+		t.Errorf("the distributed run's outputs: %+v, %v; want rank_0.txt and rank_1.txt", files, err)
+	}
+
 	// A run survives its server killed with -9: the restarted server asks Slurm about its job.
 	submit := func(args ...string) *atelier.Run {
 		t.Helper()

@@ -62,7 +62,7 @@ func loadRunConfig(path string) (*atelier.RunConfig, error) {
 // The shape of a run configuration: each key's kind of YAML node.
 var runConfigShape = map[string]yaml.Kind{"script": yaml.ScalarNode, "secrets": yaml.SequenceNode, "arguments": yaml.SequenceNode,
 	"compute": yaml.ScalarNode, "experiment": yaml.ScalarNode, "timeout": yaml.ScalarNode, "environment": yaml.MappingNode, "data": yaml.SequenceNode,
-	"node_count": yaml.ScalarNode, "gpus": yaml.ScalarNode}
+	"node_count": yaml.ScalarNode, "gpus": yaml.ScalarNode, "process_count_per_node": yaml.ScalarNode}
 
 var environmentShape = map[string]yaml.Kind{"python": yaml.ScalarNode, "requirements": yaml.ScalarNode,
 	"conda": yaml.ScalarNode, "variables": yaml.MappingNode}
@@ -142,7 +142,7 @@ func runSubmitCmd(cfg *clientConfig) *cobra.Command {
 		opt                                                                                 archive.Options
 	)
 	var secretNames []string
-	var nodeCount, gpus int
+	var nodeCount, gpus, processes int
 	cmd := &cobra.Command{
 		Use:   "submit DIR [flags] [-- SCRIPT ARGS...]",
 		Short: "Submit a training script directory to run on a compute target",
@@ -206,6 +206,9 @@ when the run Completed (7 when it Failed or was Canceled).`,
 			if f.Changed("gpus") {
 				rc.GPUs = gpus
 			}
+			if f.Changed("process-count-per-node") {
+				rc.ProcessCountPerNode = processes
+			}
 			if f.Changed("timeout") {
 				d, err := parseTimeout(timeout)
 				if err != nil {
@@ -268,6 +271,7 @@ when the run Completed (7 when it Failed or was Canceled).`,
 	f.StringVar(&conda, "conda", "", "conda environment file, relative to DIR")
 	f.StringVar(&timeout, "timeout", "", "fail the run after this long (e.g. 90, 30m, 2h)")
 	f.IntVar(&nodeCount, "node-count", 0, "nodes the run asks of a cluster target (slurm)")
+	f.IntVar(&processes, "process-count-per-node", 0, "processes of the script on each node: a distributed run (slurm), each with RANK, WORLD_SIZE, MASTER_ADDR...")
 	f.IntVar(&gpus, "gpus", 0, "GPUs per node the run asks of a cluster target (slurm: gres gpu:N)")
 	f.StringArrayVar(&envVars, "env", nil, "environment variable KEY=VALUE for the script (repeatable)")
 	f.StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")

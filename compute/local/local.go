@@ -118,10 +118,18 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 		return fail("canceled")
 	}
 
-	cmd := exec.Command(python, append([]string{job.Config.Script}, job.Config.Arguments...)...)
+	argv := append([]string{python, job.Config.Script}, job.Config.Arguments...)
+	var distEnv []string
+	if job.Config.Processes() > 1 {
+		if argv, distEnv, err = distributed(job.Config, argv); err != nil {
+			return failWith("starting a distributed run", err)
+		}
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = e.environ(job)
 	cmd.Env = append(cmd.Env, dataEnv...)
+	cmd.Env = append(cmd.Env, distEnv...)
 	cmd.Env = append(cmd.Env, "HOME="+home, "TMPDIR="+tmp)
 	// A process group of its own, so cancel and cleanup reach every process the script forks.
 	// Pdeathsig: if the server is killed, its scripts do not run on unwatched.
@@ -143,7 +151,7 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
-		return fail("starting %s: %v", python, err)
+		return fail("starting %s: %v", argv[0], err)
 	}
 	// A confined script has a mount namespace of its own, which none of its processes can
 	// leave: at the end it names them all, even one that dropped the run's environment.

@@ -226,6 +226,10 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 	if n := config.NodeCount; n > 1 {
 		job["nodes"] = []int{n, n}
 	}
+	if n := config.Processes(); n > 1 { // the runner starts them with srun (compute/local)
+		job["tasks"] = n
+		job["tasks_per_node"] = max(config.ProcessCountPerNode, 1)
+	}
 	if config.GPUs > 0 {
 		job["gres"] = "gpu:" + strconv.Itoa(config.GPUs)
 	}
