@@ -24,6 +24,7 @@ type Store interface {
 	ImageStore
 	WebServiceStore
 	LoggedModelStore
+	DatasetStore
 
 	// Files: the store keeps the metadata; the content lives in the ObjectStore.
 	PutFile(ctx context.Context, workspace, runID string, f *File) error

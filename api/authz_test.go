@@ -227,6 +227,13 @@ func mustAuthzFixture(t *testing.T) *authzFixture {
 	if _, err := admin.WriteDatastoreFile(ctx, "team", atelier.DefaultDatastore, "data/a.csv", strings.NewReader("a,b\n"), "", ""); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := admin.RegisterDataset(ctx, "team", atelier.DatasetRegister{Name: "ds", Type: atelier.DatasetFile,
+		Paths: []atelier.DatasetPath{{Datastore: atelier.DefaultDatastore, Path: "data/a.csv"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.RecordDatasetRun(ctx, "team", atelier.DatasetRun{Name: "ds", Version: 1, RunID: run.ID}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := admin.SetSecret(ctx, "team", "MATRIX_SECRET", matrixSecretValue); err != nil {
 		t.Fatal(err)
 	}
@@ -259,44 +266,48 @@ func mustAuthzFixture(t *testing.T) *authzFixture {
 	}
 	f.vars = map[string]string{"image": "svc:1", "service": "scorer", "secret": "MATRIX_SECRET", "compute": "cpu4", "datastore": atelier.DefaultDatastore, "workspace": "team", "experiment": "exp", "run": run.ID, "key": "k", "snapshot": snap.ID,
 		"activity": run.ID, "model": "m", "version": "1", "alias": "prod", "user": "guest", "digest": Sum([]byte(content)),
-		"otherRun": otherRun.ID, "otherExperiment": otherRun.Experiment}
+		"otherRun": otherRun.ID, "otherExperiment": otherRun.Experiment, "dataset": "ds"}
 	return f
 }
 
 // matrixBodies are request bodies that pass validation, so an allowed caller gets past it.
 var matrixBodies = map[string]string{
-	"POST /api/v1/login":                              `{"user":"guest","password":"` + matrixPassword + `"}`,
-	"POST /api/v1/users":                              `{"name":"newcomer","password":"` + matrixPassword + `"}`,
-	"POST /api/v1/tokens":                             `{"name":"laptop"}`,
-	"POST /api/v1/workspaces":                         `{"name":"fresh"}`,
-	"PATCH {ws}/experiments/{experiment}":             `{"description":"d"}`,
-	"POST {ws}/runs":                                  `{"experiment":"exp","parent_id":"{run}"}`,
-	"POST {ws}/runs/search":                           `{}`,
-	"POST {ws}/runs/submit":                           `{"experiment":"exp","snapshot_id":"{snapshot}","config":{"script":""}}`,
-	"POST {ws}/runs/{run}/status":                     `{"status":"Running"}`,
-	"POST {ws}/runs/{run}/params":                     `{"params":{"a":"1"}}`,
-	"POST {ws}/runs/{run}/tags":                       `{"tags":{"a":"1"}}`,
-	"POST {ws}/runs/{run}/properties":                 `{"properties":{"a":"1"}}`,
-	"POST {ws}/runs/{run}/metrics":                    `{}`,
-	"PUT {ws}/runs/{run}/files/{path...}":             `new content`,
-	"POST {ws}/runs/{run}/logs/{path...}":             "a line\n",
-	"POST {ws}/objects/missing":                       `{"digests":[]}`,
-	"PUT {ws}/objects/{digest}":                       `model weights`,
-	"POST {ws}/snapshots":                             `{"entries":[]}`,
-	"POST {ws}/models":                                `{"name":"m2","run_id":"{run}","path":"out.txt"}`,
-	"POST {ws}/models/search":                         `{}`,
-	"PATCH {ws}/models/{model}/versions/{version}":    `{}`,
-	"PUT {ws}/models/{model}/aliases/{alias}":         `{"version":1}`,
-	"PUT {ws}/members/{user}":                         `{"role":"Reader"}`,
-	"POST {ws}/datastores":                            `{"name":"s3","kind":"s3","bucket":"b"}`,
-	"PATCH {ws}/datastores/{datastore}":               `{}`,
-	"PUT {ws}/datastores/{datastore}/files/{path...}": `x,y`,
-	"PUT {ws}/secrets/{secret}":                       `{"value":"` + matrixSecretValue + `"}`,
-	"POST {ws}/compute":                               `{"name":"cpu8","kind":"local"}`,
-	"POST {ws}/images":                                `{"name":"svc","models":["m:1"],"entry_script":"train.py","snapshot_id":"{snapshot}"}`,
-	"POST {ws}/services":                              `{"name":"scorer2","image":"svc:2"}`,
-	"PATCH {ws}/services/{service}":                   `{"description":"d"}`,
-	"POST {ws}/services/{service}/keys":               `{"key":"secondary"}`,
+	"POST /api/v1/login":                               `{"user":"guest","password":"` + matrixPassword + `"}`,
+	"POST /api/v1/users":                               `{"name":"newcomer","password":"` + matrixPassword + `"}`,
+	"POST /api/v1/tokens":                              `{"name":"laptop"}`,
+	"POST /api/v1/workspaces":                          `{"name":"fresh"}`,
+	"PATCH {ws}/experiments/{experiment}":              `{"description":"d"}`,
+	"POST {ws}/runs":                                   `{"experiment":"exp","parent_id":"{run}"}`,
+	"POST {ws}/runs/search":                            `{}`,
+	"POST {ws}/runs/submit":                            `{"experiment":"exp","snapshot_id":"{snapshot}","config":{"script":""}}`,
+	"POST {ws}/runs/{run}/status":                      `{"status":"Running"}`,
+	"POST {ws}/runs/{run}/params":                      `{"params":{"a":"1"}}`,
+	"POST {ws}/runs/{run}/tags":                        `{"tags":{"a":"1"}}`,
+	"POST {ws}/runs/{run}/properties":                  `{"properties":{"a":"1"}}`,
+	"POST {ws}/runs/{run}/metrics":                     `{}`,
+	"PUT {ws}/runs/{run}/files/{path...}":              `new content`,
+	"POST {ws}/runs/{run}/logs/{path...}":              "a line\n",
+	"POST {ws}/objects/missing":                        `{"digests":[]}`,
+	"PUT {ws}/objects/{digest}":                        `model weights`,
+	"POST {ws}/snapshots":                              `{"entries":[]}`,
+	"POST {ws}/models":                                 `{"name":"m2","run_id":"{run}","path":"out.txt"}`,
+	"POST {ws}/models/search":                          `{}`,
+	"PATCH {ws}/models/{model}/versions/{version}":     `{}`,
+	"PUT {ws}/models/{model}/aliases/{alias}":          `{"version":1}`,
+	"PUT {ws}/members/{user}":                          `{"role":"Reader"}`,
+	"POST {ws}/datastores":                             `{"name":"s3","kind":"s3","bucket":"b"}`,
+	"PATCH {ws}/datastores/{datastore}":                `{}`,
+	"PUT {ws}/datastores/{datastore}/files/{path...}":  `x,y`,
+	"PUT {ws}/secrets/{secret}":                        `{"value":"` + matrixSecretValue + `"}`,
+	"POST {ws}/compute":                                `{"name":"cpu8","kind":"local"}`,
+	"POST {ws}/images":                                 `{"name":"svc","models":["m:1"],"entry_script":"train.py","snapshot_id":"{snapshot}"}`,
+	"POST {ws}/services":                               `{"name":"scorer2","image":"svc:2"}`,
+	"PATCH {ws}/services/{service}":                    `{"description":"d"}`,
+	"POST {ws}/services/{service}/keys":                `{"key":"secondary"}`,
+	"PATCH {ws}/runs/{run}":                            `{"name":"renamed"}`,
+	"POST {ws}/datasets":                               `{"name":"ds2","type":"file","paths":[{"datastore":"default","path":"data"}],"create_new_version":true}`,
+	"PATCH {ws}/datasets/{dataset}/versions/{version}": `{"description":"d"}`,
+	"POST {ws}/runs/{run}/datasets":                    `{"name":"ds","version":1}`,
 
 	"POST {ws}/datastores/{datastore}/digests": `{"paths":["data.csv"]}`,
 	// Over TCP a batch is refused (400) once the caller is known to have access.

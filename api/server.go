@@ -43,6 +43,7 @@ type Services interface {
 	atelier.ImageService
 	atelier.WebServiceService
 	atelier.RunRenamer
+	atelier.DatasetService
 	UploadObject(ctx context.Context, workspace string, r io.Reader, digest string) (atelier.Object, error)
 }
 
@@ -235,7 +236,7 @@ func (s *Server) Routes() []Route {
 		{Pattern: "GET " + ws + "/activities", Policy: PolicyMember, handler: s.listActivities},
 		{Pattern: "GET " + ws + "/activities/{activity}", Policy: PolicyRunRead, handler: s.getActivity},
 		{Pattern: "GET " + ws + "/events", Policy: PolicyRunRead, handler: s.events},
-	}, slices.Concat(s.modelRoutes(), s.authRoutes(), s.datastoreRoutes(), s.vaultRoutes(), s.computeRoutes(), s.imageRoutes(), s.webServiceRoutes())...)
+	}, slices.Concat(s.modelRoutes(), s.authRoutes(), s.datastoreRoutes(), s.vaultRoutes(), s.computeRoutes(), s.imageRoutes(), s.webServiceRoutes(), s.datasetRoutes())...)
 }
 
 // wrap serves a route through the edge: it authenticates the request (a bearer token, or the

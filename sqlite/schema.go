@@ -657,6 +657,33 @@ CREATE INDEX logged_models_experiment ON logged_models (experiment_id, created_a
 -- A model version may be a reference to files stored elsewhere (issue 19, model.go): its source
 -- URI, with no files and no object held. Empty for a version of stored files.
 ALTER TABLE model_versions ADD COLUMN source TEXT NOT NULL DEFAULT '';
+`, `
+-- Datasets (issue 24, dataset.go): registered, versioned references to datastore files. The
+-- definition (paths, format, transforms) is JSON and never changes; description and tags do.
+CREATE TABLE datasets (
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	name         TEXT NOT NULL,
+	version      INTEGER NOT NULL,
+	type         TEXT NOT NULL,
+	definition   TEXT NOT NULL,
+	description  TEXT NOT NULL DEFAULT '',
+	tags         TEXT NOT NULL DEFAULT '{}',
+	created_by   TEXT NOT NULL DEFAULT '',
+	created_at   INTEGER NOT NULL,
+	PRIMARY KEY (workspace_id, name, version)
+);
+-- Lineage: the runs that consumed a dataset version.
+CREATE TABLE dataset_runs (
+	workspace_id INTEGER NOT NULL,
+	name         TEXT NOT NULL,
+	version      INTEGER NOT NULL,
+	run_id       TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+	input        TEXT NOT NULL DEFAULT '',
+	used_at      INTEGER NOT NULL,
+	PRIMARY KEY (workspace_id, name, version, run_id),
+	FOREIGN KEY (workspace_id, name, version) REFERENCES datasets (workspace_id, name, version) ON DELETE CASCADE
+);
+CREATE INDEX dataset_runs_run ON dataset_runs (run_id);
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

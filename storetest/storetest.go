@@ -63,6 +63,7 @@ func TestStore(t *testing.T, open func(t *testing.T, now func() time.Time) ateli
 		{"WebServices", testWebServices},
 		{"LoggedModels", testLoggedModels},
 		{"RecordSearch", testRecordSearch},
+		{"Datasets", testDatasets},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh) })
 	}

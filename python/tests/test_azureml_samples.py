@@ -112,7 +112,7 @@ def test_manage_runs(venv, sample_server, tmp_path):
     out = run_sample("manage-runs", venv, sample_server, tmp_path)
     assert "Hello, Azure ML!" in out and "metrics: {'greeting': 'hello'}" in out
     assert "{'quality': 'fantastic run'}" in out and "'author': 'azureml-user'" in out
-    assert "children: [0.0, 1.0, 2.0]" in out  # numbers come back as floats (Azure keeps ints)
+    assert "children: [0, 1, 2]" in out  # ints come back as ints, as Azure keeps them
     assert "interactive children: 3" in out
     assert "canceled: Canceled" in out and "failed: Failed" in out
 

@@ -2,7 +2,8 @@
 get_by_name, get_all)."""
 
 from .. import _registry
-from ..data.abstract_dataset import KIND
+from .._compat import AtelierError
+from ..data.abstract_dataset import KIND, _datasets, from_server
 from ..data.dataset_factory import FileDatasetFactory, TabularDatasetFactory
 from ..data.file_dataset import FileDataset
 from ..data.tabular_dataset import TabularDataset
@@ -16,18 +17,33 @@ def _from_doc(workspace, doc):
     return cls(workspace, doc)
 
 
+def _legacy_hint(workspace, name):
+    """A hint when an older SDK registered name client-side (in the default datastore)."""
+    try:
+        if _registry.get(workspace, KIND, name) is not None:
+            return (" (an older atelier SDK kept a dataset %r in the default datastore under %s/%s/%s: "
+                    "register it again to put it on the server)" % (name, _registry.ROOT, KIND, name))
+    except AtelierError:
+        pass
+    return ""
+
+
 class Dataset:
     File = FileDatasetFactory
     Tabular = TabularDatasetFactory
 
     @staticmethod
     def get_by_name(workspace, name, version="latest"):
-        doc = _registry.get(workspace, KIND, name, None if version in (None, "latest") else int(version))
-        if doc is None:
-            raise DatasetNotFoundError("no dataset %r%s in workspace %s" % (
-                name, "" if version in (None, "latest") else " version %s" % version, workspace.name),
-                code="not_found", status=404)
-        return _from_doc(workspace, doc)
+        v = "latest" if version in (None, "latest") else int(version)
+        try:
+            d = workspace._client.request("GET", _datasets(workspace, name, v))
+        except AtelierError as e:
+            if e.status not in (400, 404):
+                raise
+            raise DatasetNotFoundError("no dataset %r%s in workspace %s%s" % (
+                name, "" if v == "latest" else " version %s" % v, workspace.name, _legacy_hint(workspace, name)),
+                code="not_found", status=404) from None
+        return _from_doc(workspace, from_server(d))
 
     @staticmethod
     def get_by_id(workspace, id):
@@ -37,7 +53,8 @@ class Dataset:
     @staticmethod
     def get_all(workspace):
         """The registered datasets by name, each at its latest version."""
-        return {n: Dataset.get_by_name(workspace, n) for n in _registry.names(workspace, KIND)}
+        page = workspace._client.request("GET", _datasets(workspace)) or {}
+        return {d["name"]: _from_doc(workspace, from_server(d)) for d in page.get("datasets") or []}
 
     @staticmethod
     def list(workspace):

@@ -172,9 +172,17 @@ class Run(_V1RunMethods, _Run):
         d.setdefault("runDefinition", rd)
         d.setdefault("submittedBy", d.get("created_by") or "")
         refs = rd["dataReferences"]
-        d.setdefault("inputDatasets", [{"dataset": {"name": k, "datastore": v["dataStoreName"], "path":
-                                                    v["pathOnDataStore"]}, "consumptionDetails": {"inputName": k}}
-                                       for k, v in refs.items() if v["mode"] != "upload"])
+        try:
+            used = self._client.request("GET", self._path("datasets")).get("datasets") or []
+        except AtelierError:
+            used = []
+        registered = [{"dataset": {"name": u["name"], "version": u["version"], "id": "%s:%s" % (u["name"], u["version"])},
+                       "consumptionDetails": {"inputName": u.get("input") or u["name"]}} for u in used]
+        seen = {u.get("input") for u in used}
+        d.setdefault("inputDatasets", registered + [
+            {"dataset": {"name": k, "datastore": v["dataStoreName"], "path": v["pathOnDataStore"]},
+             "consumptionDetails": {"inputName": k}}
+            for k, v in refs.items() if v["mode"] != "upload" and k not in seen])
         d.setdefault("outputDatasets", [{"dataset": {"name": k, "datastore": v["dataStoreName"], "path":
                                                      v["pathOnDataStore"]}, "outputDetails": {"outputName": k}}
                                         for k, v in refs.items() if v["mode"] == "upload"])

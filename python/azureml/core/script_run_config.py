@@ -200,8 +200,18 @@ class ScriptRunConfig(_ScriptRunConfig):
             body["git"] = git
         d = ws._client.request("POST", "/api/v1/workspaces/%s/runs/submit" % quote_seg(ws.name), body=body)
         run = _adopt_run(_Run(experiment, d["id"], _details=d))
+        _record_lineage(ws, run.id, specs)
         run._azureml_outputs = _registrations(list(rc.arguments or []) + list((rc.output_data or {}).values()))
         return run
+
+
+def _record_lineage(ws, run_id, specs):
+    """Tells the server which registered dataset versions the run consumes (by input name)."""
+    for v1, spec in sorted(specs.items()):
+        name, version = spec.get("registered_name"), spec.get("version")
+        if name and version:
+            ws._client.request("POST", "/api/v1/workspaces/%s/runs/%s/datasets" % (quote_seg(ws.name), quote_seg(run_id)),
+                               body={"name": name, "version": int(version), "input": str(v1)[:255]})
 
 
 def _registrations(items):

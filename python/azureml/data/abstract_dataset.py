@@ -1,9 +1,10 @@
 """azureml.data.abstract_dataset: what File and Tabular datasets share.
 
-A dataset is a versioned, registered reference to files of datastores: its document (paths,
-the format of a tabular one, its transforms) is kept by azureml._registry, since the atelier
-server has no dataset table yet. Reading one lists and downloads the files through the
-datastore API; a run gets one as a data reference (downloaded before the script starts)."""
+A dataset is a versioned, registered reference to files of datastores, kept by the atelier
+server (/api/v1/workspaces/{ws}/datasets; `atelier dataset list`): its paths, the format of a
+tabular one and its transforms. Reading one lists and downloads the files through the
+datastore API; a run gets one as a data reference (downloaded before the script starts), and
+the server records which dataset versions each submitted run consumed."""
 
 import fnmatch
 import json
@@ -11,11 +12,34 @@ import os
 import shutil
 import tempfile
 
-from .. import _registry
+from atelier._http import quote_seg
+
 from .._compat import AtelierError, unsupported
 from ..exceptions import DatasetNotFoundError, UserErrorException
 
 KIND = "datasets"
+
+
+def _datasets(ws, name=None, version=None):
+    p = "/api/v1/workspaces/%s/datasets" % quote_seg(ws.name)
+    if name is not None:
+        p += "/" + quote_seg(name)
+        if version is not None:
+            p += "/versions/%s" % quote_seg(str(version))
+    return p
+
+
+def from_server(d):
+    """A server dataset version as the SDK's document."""
+    doc = {"type": d.get("type"), "paths": [{"datastore": p["datastore"], "path": p.get("path") or ""}
+                                            for p in d.get("paths") or []],
+           "registered_name": d.get("name"), "version": d.get("version"), "description": d.get("description") or None,
+           "tags": dict(d.get("tags") or {})}
+    if d.get("format"):
+        doc["format"] = d["format"]
+    if d.get("transforms"):
+        doc["transforms"] = d["transforms"]
+    return doc
 _GLOB = set("*?[")
 
 
@@ -94,7 +118,7 @@ class AbstractDataset:
         d._local = self._local
         return d
 
-    # the registry
+    # the registry (the server's datasets, /api/v1/workspaces/{ws}/datasets)
 
     def register(self, workspace, name, description=None, tags=None, create_new_version=False):
         """Registers the dataset as name (version 1); an existing name is refused unless
@@ -102,40 +126,52 @@ class AbstractDataset:
         version, as Azure does)."""
         if not name or "/" in name:
             raise UserErrorException("invalid dataset name %r" % (name,))
-        doc = {k: v for k, v in self._doc.items() if k not in ("registered_name", "version")}
-        doc.update({"description": description, "tags": dict(tags or {}), "registered_name": name})
-        latest = _registry.get(workspace, KIND, name)
-        if latest is not None:
-            same = {k: v for k, v in latest.items() if k not in ("version", "description", "tags")} == \
-                {k: v for k, v in doc.items() if k not in ("description", "tags")}
-            if same:
-                return type(self)(workspace, latest)
-            if not create_new_version:
+        body = {"name": name, "type": self._doc.get("type") or self._TYPE, "paths": self._doc.get("paths") or [],
+                "description": description or "", "tags": {k: str(v) for k, v in (tags or {}).items()},
+                "create_new_version": bool(create_new_version)}
+        if self._doc.get("format"):
+            body["format"] = self._doc["format"]
+        if self._doc.get("transforms"):
+            body["transforms"] = self._doc["transforms"]
+        try:
+            d = workspace._client.request("POST", _datasets(workspace), body=body)
+        except AtelierError as e:
+            if e.status == 409:
                 raise UserErrorException("there is already a dataset named %r in workspace %s: pass "
                                          "create_new_version=True to add a version" % (name, workspace.name),
-                                         code="conflict", status=409)
-        v = _registry.put(workspace, KIND, name, doc)
-        return type(self)(workspace, dict(doc, version=v))
+                                         code="conflict", status=409) from None
+            if e.status == 400:
+                raise UserErrorException(str(e), code="invalid", status=400) from None
+            raise
+        return type(self)(workspace, from_server(d))
 
     def add_tags(self, tags=None):
-        return self._update(tags=dict(self.tags, **(tags or {})))
+        return self._update(tags=dict(self.tags, **{k: str(v) for k, v in (tags or {}).items()}))
+
+    def remove_tags(self, tags=None):
+        return self._update(tags={k: v for k, v in self.tags.items() if k not in (tags or [])})
 
     def update(self, description=None, tags=None):
-        return self._update(description=description if description is not None else self.description,
-                            tags=tags if tags is not None else self.tags)
+        fields = {}
+        if description is not None:
+            fields["description"] = description
+        if tags is not None:
+            fields["tags"] = {k: str(v) for k, v in tags.items()}
+        return self._update(**fields)
 
     def _update(self, **fields):
         if not self.name:
             raise UserErrorException("register the dataset before updating it")
-        doc = dict(self._doc, **fields)
-        _registry.put(self._workspace, KIND, self.name, {k: v for k, v in doc.items() if k != "version"},
-                      new_version=False)
-        self._doc = doc
+        d = self._workspace._client.request("PATCH", _datasets(self._workspace, self.name, self.version),
+                                            body=fields)
+        self._doc = from_server(d)
         return self
 
     def unregister_all_versions(self):
-        raise unsupported("Dataset.unregister_all_versions", "delete .azureml/registry/datasets/%s in the "
-                          "default datastore (Datastore.delete_files)" % self.name)
+        """Deletes every version of the dataset from the workspace (its files stay)."""
+        if not self.name:
+            raise UserErrorException("the dataset is not registered")
+        self._workspace._client.request("DELETE", _datasets(self._workspace, self.name))
 
     # runs
 
