@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +25,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/api"
 	"github.com/atelier-ml/atelier/compute/computetest"
 	sshcompute "github.com/atelier-ml/atelier/compute/ssh"
 )
@@ -40,7 +43,7 @@ type sshMachine struct {
 }
 
 // newSSHKey returns an ed25519 key as an OpenSSH private key file and its public key line.
-func newSSHKey(t *testing.T) (private, public string) {
+func newSSHKey(t testing.TB) (private, public string) {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -60,7 +63,7 @@ func newSSHKey(t *testing.T) (private, public string) {
 // startSSHD starts sshd (openssh-server; .ci/run installs it) as root with a generated host
 // key, letting sshUser in with a generated key. Without sshd or root it skips, saying why,
 // unless CI is set: there it fails. extra are more sshd_config lines.
-func startSSHD(t *testing.T, extra ...string) *sshMachine {
+func startSSHD(t testing.TB, extra ...string) *sshMachine {
 	t.Helper()
 	unavailable := func(why string) {
 		t.Helper()
@@ -446,5 +449,110 @@ func TestSSHDriverSecrets(t *testing.T) {
 	}
 	if strings.Contains(m.log.String(), "second line") {
 		t.Error("the secret's value is in sshd's log")
+	}
+}
+
+// BenchmarkSSHSubmitToStart measures the time from submitting a script to its first line
+// running on an ssh target whose machine has the runner, the snapshot and the environment
+// cached (one run before the measured ones), through atelier (a REST submit: the scheduler
+// claims it, the driver starts the runner detached over a kept SSH connection, the runner
+// fetches the run and starts the script), beside `ssh` running the same script with the same
+// Python (a new connection each time, as a user would). It reports the medians (ms) over b.N
+// runs of each; docs/benchmarks.md records them:
+//
+//	go test -run '^$' -bench SSHSubmitToStart -benchtime 10x ./cmd/atelier/
+func BenchmarkSSHSubmitToStart(b *testing.B) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		b.Skip("no ssh client (apt-get install openssh-client)")
+	}
+	m := startSSHD(b)
+	b.Cleanup(func() { killRunnersUnder(m.home) })
+	ctx := context.Background()
+	dataDir, err := os.MkdirTemp("", "atelier-bench-ssh-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dataDir)
+	srv := startServer(b, dataDir, freeAddr(b))
+	if _, err := srv.client.CreateComputeTarget(ctx, atelier.DefaultWorkspace, atelier.ComputeTargetSpec{Name: "box", Kind: atelier.ComputeSSH,
+		MaxConcurrentRuns: 4, SSH: &atelier.SSHCompute{Host: "127.0.0.1", Port: m.port, User: sshUser, HostKey: m.hostKey},
+		Credentials: atelier.ComputeCredentials{SSHPrivateKey: m.key}}); err != nil {
+		b.Fatal(err)
+	}
+	const script = "import time\nprint('start', repr(time.time()), flush=True)\n"
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("train.py")
+	w.Write([]byte(script))
+	zw.Close()
+	snap, err := srv.client.UploadSnapshotZip(ctx, atelier.DefaultWorkspace, &buf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	started := func(log string) time.Time {
+		i := strings.Index(log, "start ")
+		if i < 0 {
+			return time.Time{}
+		}
+		f, err := strconv.ParseFloat(strings.Fields(log[i+6:])[0], 64)
+		if err != nil {
+			return time.Time{}
+		}
+		return time.Unix(0, int64(f*1e9))
+	}
+	submit := func() time.Duration {
+		t0 := time.Now()
+		run, err := srv.client.SubmitRun(ctx, atelier.DefaultWorkspace, atelier.RunSubmit{Experiment: "bench", SnapshotID: snap.ID,
+			Config: atelier.RunConfig{Script: "train.py", Compute: "box"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var at time.Time
+		for deadline := time.Now().Add(2 * time.Minute); at.IsZero(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("run %s did not start", run.ID)
+			}
+			at = started(runLog(srv.client, run.ID))
+		}
+		waitEnded2(b, srv.client, run.ID)
+		return at.Sub(t0)
+	}
+	first := submit() // uploads the runner, caches the snapshot and the environment
+	keyFile := filepath.Join(dataDir, "key")
+	if err := os.WriteFile(keyFile, []byte(m.key), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	var viaAtelier, viaSSH []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		viaAtelier = append(viaAtelier, submit())
+		t0 := time.Now()
+		out, err := exec.Command("ssh", "-i", keyFile, "-p", strconv.Itoa(m.port), "-o", "StrictHostKeyChecking=no",
+			"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", sshUser+"@127.0.0.1",
+			"python3 -c \"import time; print('start', repr(time.time()), flush=True)\"").CombinedOutput()
+		if err != nil {
+			b.Fatalf("ssh: %v: %s", err, out)
+		}
+		viaSSH = append(viaSSH, started(string(out)).Sub(t0))
+	}
+	b.StopTimer()
+	median := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(median(viaAtelier), "atelier-ms")
+	b.ReportMetric(median(viaSSH), "ssh-ms")
+	b.Logf("submit → script start, %d runs each (the first, uncached run: %v): atelier %v; ssh %v", b.N, first, viaAtelier, viaSSH)
+}
+
+func waitEnded2(b *testing.B, c *api.Client, id string) {
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		r, err := c.FindRun(context.Background(), atelier.DefaultWorkspace, id)
+		if err == nil && r.Status.Terminal() {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("run %s did not end", id)
+		}
 	}
 }
