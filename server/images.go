@@ -4,12 +4,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"gocloud.dev/blob/fileblob"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/datastore"
 	"github.com/atelier-ml/atelier/edge"
 	"github.com/atelier-ml/atelier/oci/build"
 	"github.com/atelier-ml/atelier/oci/registry"
@@ -17,6 +22,13 @@ import (
 
 // openImages opens the workspace image registry (served under /v2/; image <ws>/<name>:<version>)
 // and gives the service its image builder, which builds into the registry's stores.
+//
+// The registry's blobs are in the artifact store, under oci/ (a folder, or a bucket's prefix:
+// beside the artifact store's objects, not among them, see registry.BucketBlobs), and its
+// manifests, tags, links and uploads in the database. Workspaces share the blobs; what keeps them
+// apart is the registry's links: a repository <ws>/<name> reads only the blobs pushed to it or
+// mounted into it by a caller who could read their source, and the caller's role in <ws> decides
+// who reaches the repository at all (registryAuth).
 func (s *Server) openImages(ctx context.Context, cfg Config) error {
 	dir := filepath.Join(s.DataDir, "registry")
 	for _, d := range []string{dir, filepath.Join(s.DataDir, "build-cache")} {
@@ -24,13 +36,19 @@ func (s *Server) openImages(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	blobs, err := registry.OpenDiskBlobs(filepath.Join(dir, "blobs"), nil)
+	blobs, err := s.artifacts.registryBlobs(ctx, cfg.Clock)
 	if err != nil {
 		return err
 	}
-	meta, err := registry.OpenDiskMetadata(filepath.Join(dir, "meta"))
+	s.onClose(blobs.Close)
+	meta := s.DB.Registry()
+	// A data directory of a server from before kept the registry in <data>/registry/{blobs,meta}.
+	rep, migrated, err := registry.MigrateDisk(ctx, dir, blobs, meta, cfg.Clock())
 	if err != nil {
-		return err
+		return fmt.Errorf("moving the image registry of %s into the artifact store and the database (nothing was removed; the next start tries again): %w", dir, err)
+	} else if migrated {
+		s.log.Info("moved the image registry into the artifact store and the database", "from", dir,
+			"repositories", rep.Repositories, "manifests", rep.Manifests, "tags", rep.Tags, "blobs", rep.Blobs, "bytes", rep.Bytes)
 	}
 	key, err := registryKey(filepath.Join(dir, "token.key"))
 	if err != nil {
@@ -45,6 +63,25 @@ func (s *Server) openImages(ctx context.Context, cfg Config) error {
 		TmpDir: filepath.Join(s.DataDir, "tmp"), DefaultBase: cfg.ImageBase, PipArgs: cfg.ImagePipArgs,
 		Host: strings.TrimPrefix(s.URL, "http://")}
 	return nil
+}
+
+// registryBlobs opens the registry's blobs: oci/ of the artifact store.
+func (a *artifactStore) registryBlobs(ctx context.Context, now func() time.Time) (*registry.BucketBlobs, error) {
+	if a.dir != "" {
+		dir := filepath.Join(a.dir, "oci")
+		// Its metadata is written (sidecar files): the registry stamps each blob's put time.
+		b, err := fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: true, NoTempDir: true})
+		if err != nil {
+			return nil, err
+		}
+		return registry.NewBucketBlobs(b, dir, now), nil
+	}
+	loc := a.loc.Sub("oci")
+	b, err := datastore.NewOpener("").OpenBucket(ctx, loc.Datastore, loc.Credentials)
+	if err != nil {
+		return nil, fmt.Errorf("the artifact store %s: %s", loc, atelier.ErrorMessage(err))
+	}
+	return registry.NewBucketBlobs(b, "", now), nil
 }
 
 // registryKey is the key the registry signs its bearer tokens with, kept so they outlive a

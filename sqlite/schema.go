@@ -684,6 +684,66 @@ CREATE TABLE dataset_runs (
 	FOREIGN KEY (workspace_id, name, version) REFERENCES datasets (workspace_id, name, version) ON DELETE CASCADE
 );
 CREATE INDEX dataset_runs_run ON dataset_runs (run_id);
+`, `
+-- The workspace image registry's metadata (issue 20, registry.go; its blobs are in the artifact
+-- store). Repositories are <workspace>/<name> and exist while they hold a manifest or a link.
+-- A manifest's body is kept as pushed; blobs and manifests are its descriptors' JSON, in order.
+CREATE TABLE registry_manifests (
+	repo          TEXT NOT NULL,
+	digest        TEXT NOT NULL,
+	media_type    TEXT NOT NULL,
+	body          BLOB NOT NULL,
+	blobs         TEXT NOT NULL DEFAULT '[]',
+	manifests     TEXT NOT NULL DEFAULT '[]',
+	subject       TEXT NOT NULL DEFAULT '',
+	artifact_type TEXT NOT NULL DEFAULT '',
+	annotations   TEXT,
+	PRIMARY KEY (repo, digest)
+) WITHOUT ROWID;
+CREATE INDEX registry_manifests_subject ON registry_manifests (repo, subject) WHERE subject != '';
+-- What each manifest references (kind 'blob' or 'manifest'), for the checks of deletes and GC.
+CREATE TABLE registry_references (
+	repo     TEXT NOT NULL,
+	manifest TEXT NOT NULL,
+	kind     TEXT NOT NULL,
+	digest   TEXT NOT NULL,
+	PRIMARY KEY (repo, manifest, kind, digest),
+	FOREIGN KEY (repo, manifest) REFERENCES registry_manifests (repo, digest) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX registry_references_digest ON registry_references (digest, kind, repo);
+CREATE TABLE registry_tags (
+	repo   TEXT NOT NULL,
+	tag    TEXT NOT NULL,
+	digest TEXT NOT NULL,
+	PRIMARY KEY (repo, tag),
+	FOREIGN KEY (repo, digest) REFERENCES registry_manifests (repo, digest) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX registry_tags_digest ON registry_tags (repo, digest);
+-- The blobs each repository may read (the registry's isolation between repositories).
+CREATE TABLE registry_links (
+	repo      TEXT NOT NULL,
+	digest    TEXT NOT NULL,
+	size      INTEGER NOT NULL,
+	linked_at INTEGER NOT NULL,
+	PRIMARY KEY (repo, digest)
+) WITHOUT ROWID;
+CREATE INDEX registry_links_digest ON registry_links (digest);
+CREATE TABLE registry_uploads (
+	id         TEXT PRIMARY KEY,
+	repo       TEXT NOT NULL,
+	size       INTEGER NOT NULL,
+	started_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL
+);
+CREATE INDEX registry_uploads_updated ON registry_uploads (updated_at);
+CREATE TABLE registry_upload_chunks (
+	upload_id TEXT NOT NULL REFERENCES registry_uploads (id) ON DELETE CASCADE,
+	seq       INTEGER NOT NULL,
+	digest    TEXT NOT NULL,
+	size      INTEGER NOT NULL,
+	PRIMARY KEY (upload_id, seq)
+);
+CREATE INDEX registry_upload_chunks_digest ON registry_upload_chunks (digest);
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

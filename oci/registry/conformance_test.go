@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier/oci/registry"
+	"github.com/atelier-ml/atelier/sqlite"
 )
 
 // conformanceBinary is where conformance.sh caches the suite.
@@ -49,12 +50,36 @@ type junit struct {
 // tag parameters, required digest headers) and every data set (sha512 and empty blobs included)
 // enabled, authenticating through the bearer token flow, and requires every test to pass.
 // Sparse manifests stay disabled: the registry refuses a manifest naming blobs it does not hold.
+//
+// It runs over each pair of stores: the disk stores, and the server's (blobs in the artifact
+// store, as a folder and on S3, metadata in SQLite).
 func TestConformance(t *testing.T) {
 	bin := conformanceBinary()
 	if bin == "" {
 		t.Skip("the OCI conformance suite is not built: run oci/registry/conformance.sh (or set ATELIER_OCI_CONFORMANCE)")
 	}
-	reg := MustServe(t)
+	t.Run("Disk", func(t *testing.T) { runConformance(t, bin, MustServe(t)) })
+	t.Run("ArtifactFolderAndSQLite", func(t *testing.T) {
+		dir := t.TempDir()
+		blobs := registry.NewBucketBlobs(openFileBucket(t, dir), dir, nil)
+		runConformance(t, bin, MustServe(t, func(o *registry.Options) { o.Blobs, o.Metadata = blobs, sqliteMetadata(t) }))
+	})
+	t.Run("ArtifactS3AndSQLite", func(t *testing.T) {
+		blobs := registry.NewBucketBlobs(openS3Bucket(t), "", nil)
+		runConformance(t, bin, MustServe(t, func(o *registry.Options) { o.Blobs, o.Metadata = blobs, sqliteMetadata(t) }))
+	})
+}
+
+func sqliteMetadata(t *testing.T) registry.Metadata {
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "atelier.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db.Registry()
+}
+
+func runConformance(t *testing.T, bin string, reg *testRegistry) {
 	reg.Auth.grant("conformance", "conformance-password", "conformance/", registry.Pull, registry.Push, registry.Delete)
 	results := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)

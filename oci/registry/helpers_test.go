@@ -121,15 +121,22 @@ func MustServe(tb testing.TB, configure ...func(*registry.Options)) *testRegistr
 	for _, c := range configure {
 		c(&o)
 	}
-	blobs, err := registry.OpenDiskBlobs(dir+"/blobs", o.Now)
-	if err != nil {
-		tb.Fatal(err)
+	// Disk stores unless configure gave others.
+	var blobs *registry.DiskBlobs
+	var meta *registry.DiskMetadata
+	var err error
+	if o.Blobs == nil {
+		if blobs, err = registry.OpenDiskBlobs(dir+"/blobs", o.Now); err != nil {
+			tb.Fatal(err)
+		}
+		o.Blobs = blobs
 	}
-	meta, err := registry.OpenDiskMetadata(dir + "/meta")
-	if err != nil {
-		tb.Fatal(err)
+	if o.Metadata == nil {
+		if meta, err = registry.OpenDiskMetadata(dir + "/meta"); err != nil {
+			tb.Fatal(err)
+		}
+		o.Metadata = meta
 	}
-	o.Blobs, o.Metadata = blobs, meta
 	auth, _ := o.Authorizer.(*testAuth)
 	if auth != nil {
 		auth.grant("ana", "secret", "ws/", registry.Pull, registry.Push, registry.Delete)
