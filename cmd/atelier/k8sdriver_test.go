@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/atelier-ml/atelier/compute/computetest"
 	kubernetescompute "github.com/atelier-ml/atelier/compute/kubernetes"
 	"github.com/atelier-ml/atelier/compute/kubernetes/kubetest"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // TestKubernetesDriverConformance runs the compute driver suite against the kubernetes driver:
@@ -45,7 +47,8 @@ func TestKubernetesDriverConformance(t *testing.T) {
 // TestKubernetesTargetThroughTheServer: a user attaches a namespace of a real cluster with the
 // CLI (the server's driver checks it: a missing namespace and an unreachable cluster are
 // refused saying so, the kubeconfig's token never shown), and a run submitted to it with --wait
-// completes in a pod of the process node.
+// completes in a pod of the process node; a run survives its server killed with -9 (the
+// restarted server finds its Job by the handle) and another is canceled (its Job deleted).
 func TestKubernetesTargetThroughTheServer(t *testing.T) {
 	needPython(t)
 	c := kubetest.Start(t, kubetest.Options{})
@@ -90,7 +93,13 @@ func TestKubernetesTargetThroughTheServer(t *testing.T) {
 		t.Errorf("compute show: %v\n%s", err, out)
 	}
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "train.py"), []byte("import os\nprint('in a pod', os.environ.get('ATELIER_TOKEN') is not None, flush=True)\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "train.py"), []byte(`import os, sys, time
+print('in a pod', os.environ.get('ATELIER_TOKEN') is not None, flush=True)
+if len(sys.argv) > 1:
+    while not os.path.exists(sys.argv[1]):
+        time.sleep(0.02)
+    print('after the gate', flush=True)
+`), 0o644)
 	out, err := cli("run", "submit", dir, "-e", "k8s", "--script", "train.py", "--compute", "k8s", "--wait", "-o", "json")
 	if err != nil {
 		t.Fatalf("run submit --compute k8s --wait: %v\n%s\nserver log:\n%s", err, out, srv.log)
@@ -106,4 +115,39 @@ func TestKubernetesTargetThroughTheServer(t *testing.T) {
 	if strings.Contains(srv.log.String(), kubetest.Token) {
 		t.Error("the server's log holds the kubeconfig's token")
 	}
+
+	submit := func(args ...string) *atelier.Run {
+		t.Helper()
+		out, err := cli(append([]string{"run", "submit", dir, "-e", "k8s", "--script", "train.py", "--compute", "k8s", "-o", "json", "--"}, args...)...)
+		if err != nil {
+			t.Fatalf("run submit: %v\n%s", err, out)
+		}
+		var r atelier.Run
+		if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &r); err != nil {
+			t.Fatalf("run submit -o json: %v\n%s", err, out)
+		}
+		return &r
+	}
+	gates := t.TempDir()
+	gated := submit(filepath.Join(gates, "go"))
+	waitFor(t, "the gated script to start", func() bool { return strings.Contains(runLog(srv.client, gated.ID), "in a pod") })
+	srv.cmd.Process.Kill()
+	srv.cmd.Wait()
+	srv = startServer(t, dataDir, addr)
+	os.WriteFile(filepath.Join(gates, "go"), nil, 0o644)
+	if got := waitEnded(t, srv.client, gated.ID); got.Status != atelier.StatusCompleted || !strings.Contains(runLog(srv.client, gated.ID), "after the gate") {
+		t.Fatalf("the run across a server restart ended %s (%q):\n%s", got.Status, got.Error, runLog(srv.client, gated.ID))
+	}
+	forever := submit(filepath.Join(gates, "never"))
+	waitFor(t, "the second script to start", func() bool { return strings.Contains(runLog(srv.client, forever.ID), "in a pod") })
+	if out, err := cli("run", "cancel", forever.ID); err != nil {
+		t.Fatalf("run cancel: %v\n%s", err, out)
+	}
+	if got := waitEnded(t, srv.client, forever.ID); got.Status != atelier.StatusCanceled {
+		t.Errorf("the canceled run ended %s (%q)", got.Status, got.Error)
+	}
+	waitFor(t, "the canceled run's Job to go", func() bool {
+		jobs, err := c.Client.BatchV1().Jobs("ml").List(context.Background(), metav1.ListOptions{LabelSelector: kubernetescompute.RunLabel + "=" + forever.ID})
+		return err == nil && len(jobs.Items) == 0
+	})
 }
