@@ -55,14 +55,15 @@ def test_attach_refused_without_driver(ws, tmp_path):
     assert "not a JWT" in e.value.message and "eyJhbGciOi" not in str(e.value)
     assert "hpc" not in ws.compute_targets
 
-    # A kind this server has no driver for is refused by name.
-    kubeconfig = ("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://10.0.0.9:6443'}\n"
+    # The kubernetes driver's check refuses a cluster it cannot reach, saying where.
+    kubeconfig = ("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1'}\n"
                   "users:\n- name: u\n  user: {token: abc}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\n"
                   "current-context: x\n")
     cfg = KubernetesCompute.attach_configuration(namespace="ml", kubeconfig=kubeconfig)
     with pytest.raises(AtelierError) as e:
         ComputeTarget.attach(ws, "k8s", cfg)
-    assert 'compute kind "kubernetes" is not available' in e.value.message
+    assert "cannot reach the cluster at https://127.0.0.1:1" in e.value.message
+    assert "k8s" not in ws.compute_targets
 
 
 @pytest.mark.parametrize("name,cfg,want", [
