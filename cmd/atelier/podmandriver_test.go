@@ -143,6 +143,25 @@ func TestPodmanDriverRecovery(t *testing.T) {
 	if err := other.Release(ctx, handle); atelier.ErrorCode(err) != atelier.ECONFLICT {
 		t.Errorf("Release of a running job: %v, want ECONFLICT", err)
 	}
+	// Launched again (a server stopped after the launch, before it recorded the handle): the
+	// running container is adopted, not restarted.
+	started := func() string {
+		out, _ := exec.Command(podman, "container", "inspect", "--format", "{{.State.StartedAt}}", name).Output()
+		return strings.TrimSpace(string(out))
+	}
+	before := started()
+	again, err := d.Launch(ctx, &atelier.JobLaunch{Run: run, Server: s.url, Token: token + "-new", Target: target})
+	if err != nil {
+		t.Fatalf("launching a launched run again: %v", err)
+	}
+	var ha map[string]any
+	json.Unmarshal([]byte(again), &ha)
+	if ha["id"] != h["id"] || started() != before || before == "" {
+		t.Errorf("launching again gave container %v (started %s), want the running %v (started %s)", ha["id"], started(), h["id"], before)
+	}
+	if entries, _ := os.ReadDir(jobDir); len(entries) != 0 {
+		t.Errorf("the adopting launch left files in the job's directory: %v", entries)
+	}
 	// Removed behind atelier's back: Gone, saying which container.
 	if out, err := exec.Command(podman, "rm", "--force", "--time", "0", name).CombinedOutput(); err != nil {
 		t.Fatalf("podman rm: %v\n%s", err, out)
@@ -360,7 +379,8 @@ func TestPodmanTargetThroughTheServer(t *testing.T) {
 	srv.cmd.Wait()
 	srv = startServer(t, dataDir, addr, srvArgs...)
 	if out, err := exec.Command(podman, "exec", "atelier-job-"+run.ID, "touch", podmancompute.JobDir+"/work/work/"+run.ID+"/wd/go").CombinedOutput(); err != nil {
-		t.Fatalf("opening the gate in the container: %v\n%s", err, out)
+		r, _ := srv.client.FindRun(ctx, atelier.DefaultWorkspace, run.ID)
+		t.Fatalf("opening the gate in the container: %v\n%s\nthe run: %+v\nthe restarted server's log:\n%s", err, out, r, srv.log.String())
 	}
 	if got := ended(srv, run.ID); got.Status != atelier.StatusCompleted {
 		t.Fatalf("run on the podman target ended %s (%q)", got.Status, got.Error)

@@ -434,11 +434,16 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 	envFile, dir := JobDir+"/env", ""
 	if !copyRunner && d.Dir != "" {
 		dir = filepath.Join(d.Dir, l.Run.ID)
-		os.RemoveAll(dir)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return "", fmt.Errorf("the job's directory: %w", err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "env"), []byte(envText.String()), 0o600); err != nil {
+		// Renamed into place: a container of an earlier launch of the run reads one whole file.
+		tmp := filepath.Join(dir, ".env.tmp")
+		if err := os.WriteFile(tmp, []byte(envText.String()), 0o600); err != nil {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("the runner's environment file: %w", err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "env")); err != nil {
 			os.RemoveAll(dir)
 			return "", fmt.Errorf("the runner's environment file: %w", err)
 		}
@@ -474,7 +479,21 @@ exec ` + cmdline.String() + "\n"
 	args = append(args, "--entrypoint", "/bin/sh", img.Name, "-c", script)
 	out, err := d.run(ctx, c.URL, nil, args...)
 	if err != nil && strings.Contains(err.Error(), "already in use") {
-		// A container left by an earlier launch of the run that never started: replaced.
+		// The run's container exists: a server launched it and stopped before it recorded the
+		// handle, and its successor launches the run again. A container of this run that
+		// started is the run's job (its runner has the earlier tokens, which stay valid while
+		// the run is leased): it is adopted, not restarted. One that never started, or not of
+		// this run, is replaced.
+		info, _ := d.run(ctx, c.URL, nil, "container", "inspect", "--format", `{{.Id}} {{.State.Status}} {{index .Config.Labels "ai.atelier.run"}}`, name)
+		if f := strings.Fields(string(info)); len(f) == 3 && idPattern.MatchString(f[0]) && f[2] == l.Run.Workspace+"/"+l.Run.ID &&
+			f[1] != "created" && f[1] != "configured" && f[1] != "initialized" {
+			if dir != "" {
+				os.Remove(filepath.Join(dir, "env"))
+			}
+			b, _ := json.Marshal(handle{Workspace: l.Run.Workspace, Target: t.Name, URL: c.URL, ID: f[0], Name: name, Dir: dir})
+			d.log().Info("podman job adopted: the run's container was launched before", "compute", t.Name, "run", l.Run.ID, "container", f[0][:12], "state", f[1])
+			return string(b), nil
+		}
 		d.run(ctx, c.URL, nil, "rm", "--force", "--time", "0", name)
 		out, err = d.run(ctx, c.URL, nil, args...)
 	}
