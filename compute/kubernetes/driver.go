@@ -202,7 +202,8 @@ func (d *Driver) restConfig(t *atelier.ComputeTarget, creds atelier.ComputeCrede
 		cfg.Burst = 100
 	}
 	cfg.UserAgent = "atelier"
-	cfg.Timeout = 30 * time.Second
+	// No client timeout: it would cut the informers' watches too; requests are bounded by
+	// their contexts.
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingTransport{rt, &d.requests} })
 	return cfg, nil
 }
@@ -279,6 +280,9 @@ func (c *cluster) watchOK() {
 	c.watchErr = nil
 	c.mu.Unlock()
 }
+
+// RequestTimeout bounds the requests of a Launch, Cancel or Release.
+const RequestTimeout = time.Minute
 
 // UnreachableAfter is how long a target's watch may fail before the driver stops answering
 // from its cache (Status returns EUNAVAILABLE, and the server asks again later).
@@ -501,6 +505,8 @@ func (d *Driver) Cancel(ctx context.Context, h string) error {
 	}
 	fg := metav1.DeletePropagationForeground
 	uid := types.UID(j.UID)
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
 	err = c.client.BatchV1().Jobs(j.Namespace).Delete(ctx, j.Job, metav1.DeleteOptions{PropagationPolicy: &fg, Preconditions: &metav1.Preconditions{UID: &uid}})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil
@@ -565,6 +571,8 @@ func (d *Driver) Release(ctx context.Context, h string) error {
 	}
 	bg := metav1.DeletePropagationBackground
 	uid := types.UID(j.UID)
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
 	err = c.client.BatchV1().Jobs(j.Namespace).Delete(ctx, j.Job, metav1.DeleteOptions{PropagationPolicy: &bg, Preconditions: &metav1.Preconditions{UID: &uid}})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return d.apiError(j.Target, "deleting Job "+j.Job, err)
@@ -638,6 +646,8 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 	if err != nil {
 		return "", err
 	}
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
 	ns := t.Kubernetes.Namespace
 	name := jobName(l.Run.ID)
 	labels := map[string]string{ManagedByLabel: ManagedBy}
@@ -786,6 +796,7 @@ func (d *Driver) Check(ctx context.Context, t *atelier.ComputeTarget, creds atel
 	if err != nil {
 		return err
 	}
+	cfg.Timeout = 20 * time.Second // an apiserver that accepts and never answers
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return atelier.Errorf(atelier.EINVALID, "compute target %s: %v", t.Name, err)
