@@ -751,21 +751,3 @@ func (h *Handler) models(q *request) error {
 	}
 	return q.show(h, "models", "Models", "models", d)
 }
-
-type modelData struct {
-	Model    *atelier.Model
-	Versions []*atelier.ModelVersion
-}
-
-func (h *Handler) model(q *request) error {
-	name := q.r.PathValue("model")
-	m, err := h.svc.FindModel(q.ctx(), q.ws(), name)
-	if err != nil {
-		return err
-	}
-	versions, err := h.svc.ListModelVersions(q.ctx(), q.ws(), atelier.ModelQuery{Name: name, OrderBy: "version desc", Limit: 200})
-	if err != nil {
-		return err
-	}
-	return q.show(h, "model", name, "models", &modelData{Model: m, Versions: versions.Versions})
-}

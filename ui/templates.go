@@ -14,7 +14,7 @@ import (
 )
 
 // pageNames are the templates of templates/, each executed within layout.html.
-var pageNames = []string{"error", "login", "workspaces", "home", "experiments", "runs", "run", "preview", "snapshot", "compare", "parallel", "models", "model", "compute", "activities", "datastores", "datastore", "members", "audit", "images", "services", "service"}
+var pageNames = []string{"error", "login", "workspaces", "home", "experiments", "runs", "run", "preview", "snapshot", "compare", "parallel", "models", "model", "version", "compute", "activities", "datastores", "datastore", "members", "audit", "images", "services", "service"}
 
 func parsePages() map[string]*template.Template {
 	pages := make(map[string]*template.Template, len(pageNames))
