@@ -159,6 +159,10 @@ type cluster struct {
 	mu         sync.Mutex
 	watchErr   error
 	watchSince time.Time
+	// syncErr is the last wait for the first list that timed out, at syncFailed: the calls
+	// of the next SyncTimeout fail at once instead of each waiting again.
+	syncErr    error
+	syncFailed time.Time
 }
 
 // restConfig builds a client configuration from a target's kubeconfig (its kubernetes.context,
@@ -296,13 +300,23 @@ func (d *Driver) synced(ctx context.Context, c *cluster, target string) error {
 		timeout = 30 * time.Second
 	}
 	if !c.jobs.HasSynced() || !c.pods.HasSynced() {
+		c.mu.Lock()
+		recent := c.syncErr
+		if time.Since(c.syncFailed) >= timeout {
+			recent = nil
+		}
+		c.mu.Unlock()
+		if recent != nil {
+			return recent
+		}
 		wctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		if !cache.WaitForCacheSync(wctx.Done(), c.jobs.HasSynced, c.pods.HasSynced) {
 			c.mu.Lock()
-			err := c.watchErr
+			err := atelier.Errorf(atelier.EUNAVAILABLE, "compute target %s: cannot list the Jobs of namespace %s at %s: %v", target, c.namespace, c.host, c.watchErr)
+			c.syncErr, c.syncFailed = err, time.Now()
 			c.mu.Unlock()
-			return atelier.Errorf(atelier.EUNAVAILABLE, "compute target %s: cannot list the Jobs of namespace %s at %s: %v", target, c.namespace, c.host, err)
+			return err
 		}
 	}
 	c.mu.Lock()

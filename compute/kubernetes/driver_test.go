@@ -457,3 +457,30 @@ func TestProcessPods(t *testing.T) {
 		t.Errorf("a canceled job: %+v", st)
 	}
 }
+
+// TestUnreachableCluster: a job whose cluster cannot be reached is an error, not Gone (the
+// server asks again later), and while the first list keeps failing each call fails at once
+// instead of waiting again.
+func TestUnreachableCluster(t *testing.T) {
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	url := "https://" + closed.Addr().String()
+	closed.Close()
+	tg := &atelier.ComputeTarget{Name: "k8s", Kind: atelier.ComputeKubernetes, Workspace: atelier.DefaultWorkspace,
+		Kubernetes: &atelier.KubernetesCompute{Namespace: ns}}
+	creds := atelier.ComputeCredentials{Kubeconfig: string(kubetest.KubeconfigFor(url, "t", ns))}
+	d := driver(tg, creds)
+	d.SyncTimeout = time.Second
+	defer d.Close()
+	h := `{"workspace":"default","target":"k8s","namespace":"ml","job":"atelier-x-123456","uid":"u"}`
+	_, err := d.Status(context.Background(), h)
+	if atelier.ErrorCode(err) != atelier.EUNAVAILABLE || !strings.Contains(atelier.ErrorMessage(err), "cannot list the Jobs of namespace ml at "+url) {
+		t.Fatalf("Status of a job on an unreachable cluster: %v, want EUNAVAILABLE saying so", err)
+	}
+	t0 := time.Now()
+	if _, err := d.Status(context.Background(), h); atelier.ErrorCode(err) != atelier.EUNAVAILABLE {
+		t.Fatalf("again: %v", err)
+	}
+	if time.Since(t0) > 500*time.Millisecond {
+		t.Logf("the second call waited %v", time.Since(t0)) // not asserted: a loaded machine
+	}
+}
