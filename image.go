@@ -23,6 +23,11 @@ type Image struct {
 	Tags        map[string]string `json:"tags"`
 	Status      ImageStatus       `json:"status"`
 	Error       string            `json:"error,omitempty"`
+	// Source is ImageBuilt for an image atelier built (a versioned record), ImagePushed for a
+	// tag another tool (podman, skopeo, docker) pushed into the workspace registry as
+	// <workspace>/<name>:<tag>: it has no build record, Version 0, its registry Tag, no models.
+	Source string `json:"source"`
+	Tag    string `json:"tag,omitempty"`
 
 	// What it is built from.
 	Models      []ImageModel `json:"models"`
@@ -265,6 +270,18 @@ type ImageBuilder interface {
 	// Unpack writes a built image's filesystem to dir (which must not exist; it is written
 	// whole or not at all) and says how the image runs: what replicas of a web service run.
 	Unpack(ctx context.Context, workspace string, ref ImageRef, dir string) (*ImageRuntime, error)
+}
+
+// Where an image comes from (Image.Source).
+const (
+	ImageBuilt  = "built"
+	ImagePushed = "pushed"
+)
+
+// PushedImageLister is an ImageBuilder that also lists the images other tools pushed into a
+// workspace's registry (those of repository <workspace>/<name> when name is given).
+type PushedImageLister interface {
+	ListPushed(ctx context.Context, workspace, name string) ([]*Image, error)
 }
 
 // LeaseKindBuild is the kind of the leases of image builds.

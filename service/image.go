@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -99,7 +101,44 @@ func (s *Service) ListImages(ctx context.Context, workspace string, q atelier.Im
 	if err := s.authorize(ctx, workspace); err != nil {
 		return nil, err
 	}
-	return s.store.ListImages(ctx, workspace, q)
+	list, err := s.store.ListImages(ctx, workspace, q)
+	if err != nil {
+		return nil, err
+	}
+	// Tags other tools pushed are listed too, unless the query asks for what only built images
+	// have (models, tags).
+	lister, ok := s.Builder.(atelier.PushedImageLister)
+	if !ok || q.Model != "" || len(q.Tags) > 0 {
+		return list, nil
+	}
+	pushed, err := lister.ListPushed(ctx, workspace, q.Name)
+	if err != nil {
+		return nil, err
+	}
+	if len(pushed) == 0 {
+		return list, nil
+	}
+	for _, p := range pushed {
+		// A tag that is a built version's is that image.
+		if v, err := strconv.ParseInt(p.Tag, 10, 64); err == nil && v > 0 && strconv.FormatInt(v, 10) == p.Tag {
+			_, err := s.store.FindImage(ctx, workspace, atelier.ImageRef{Name: p.Name, Version: v})
+			if err == nil {
+				continue
+			} else if atelier.ErrorCode(err) != atelier.ENOTFOUND {
+				return nil, err
+			}
+		}
+		list = append(list, p)
+	}
+	slices.SortStableFunc(list, func(a, b *atelier.Image) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	limit := q.Limit
+	if limit <= 0 || limit > atelier.MaxPageSize {
+		limit = atelier.DefaultPageSize
+	}
+	if len(list) > limit {
+		list = list[:limit]
+	}
+	return list, nil
 }
 
 // ImageLog reads an image's build log from offset.

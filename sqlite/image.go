@@ -60,6 +60,7 @@ func scanImage(row interface{ Scan(...any) error }) (int64, *atelier.Image, erro
 		img.EndedAt = &t
 	}
 	img.Location = img.Workspace + "/" + img.Name + ":" + fmt.Sprint(img.Version)
+	img.Source = atelier.ImageBuilt
 	img.Tags = map[string]string{}
 	return id, &img, nil
 }
@@ -143,6 +144,7 @@ func (db *DB) CreateImage(ctx context.Context, workspace string, img *atelier.Im
 		}
 		img.Workspace, img.Version, img.Status, img.CreatedAt, img.CreatedBy = workspace, version, atelier.ImageQueued, now, atelier.PrincipalName(ctx)
 		img.Location = workspace + "/" + ref
+		img.Source = atelier.ImageBuilt
 		if img.Tags == nil {
 			img.Tags = map[string]string{}
 		}

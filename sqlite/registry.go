@@ -46,6 +46,7 @@ func (r Registry) PutManifest(ctx context.Context, repo string, m *registry.Mani
 			return err
 		}
 	}
+	now := r.db.now()
 	return r.db.update(ctx, func(tx *txn) error {
 		for _, ref := range m.Blobs {
 			var size int64
@@ -87,8 +88,9 @@ func (r Registry) PutManifest(ctx context.Context, repo string, m *registry.Mani
 			}
 		}
 		for _, t := range tags {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO registry_tags (repo, tag, digest) VALUES (?, ?, ?)
-				ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest`, repo, t, string(m.Digest)); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO registry_tags (repo, tag, digest, tagged_at) VALUES (?, ?, ?, ?)
+				ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, tagged_at = excluded.tagged_at`,
+				repo, t, string(m.Digest), nanos(now)); err != nil {
 				return err
 			}
 		}
@@ -433,4 +435,29 @@ func (r Registry) ReleaseBlob(ctx context.Context, d registry.Digest, linkedBefo
 		return nil
 	})
 	return released, err
+}
+
+// ListTagged lists the tags of the repositories whose names start with prefix, with the
+// manifests they point at, by repository and tag.
+func (r Registry) ListTagged(ctx context.Context, prefix string) ([]registry.TaggedManifest, error) {
+	rows, err := r.db.read.QueryContext(ctx, `SELECT t.repo, t.tag, t.digest, m.media_type,
+			length(m.body) + coalesce((SELECT sum(json_extract(b.value, '$.Size')) FROM json_each(m.blobs) b), 0), t.tagged_at
+		FROM registry_tags t JOIN registry_manifests m ON m.repo = t.repo AND m.digest = t.digest
+		WHERE substr(t.repo, 1, length(?)) = ? ORDER BY t.repo, t.tag`, prefix, prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []registry.TaggedManifest
+	for rows.Next() {
+		var tm registry.TaggedManifest
+		var d string
+		var at int64
+		if err := rows.Scan(&tm.Repo, &tm.Tag, &d, &tm.MediaType, &tm.Size, &at); err != nil {
+			return nil, err
+		}
+		tm.Digest, tm.TaggedAt = registry.Digest(d), fromNanos(at)
+		list = append(list, tm)
+	}
+	return list, rows.Err()
 }

@@ -264,7 +264,7 @@ func imageListCmd(cfg *clientConfig) *cobra.Command {
 	var tags []string
 	cmd := &cobra.Command{
 		Use:   "list [--name N] [--model M] [--tag K=V]...",
-		Short: "List images, newest first",
+		Short: "List images, newest first (those atelier built, and the tags other tools pushed)",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -286,13 +286,18 @@ func imageListCmd(cfg *clientConfig) *cobra.Command {
 				}
 				return printJSON(out, list)
 			}
-			t := newTable(out, "NAME", "VERSION", "STATUS", "MODELS", "TAGS", "SIZE", "CREATED")
+			// An image pushed by another tool has its registry tag for a version.
+			t := newTable(out, "NAME", "VERSION", "STATUS", "MODELS", "TAGS", "SIZE", "CREATED", "SOURCE")
 			for _, img := range list {
 				size := ""
 				if img.Size > 0 {
 					size = humanBytes(img.Size)
 				}
-				t.row(img.Name, img.Version, img.Status, imageModels(img), truncate(kvString(img.Tags), 50), size, img.CreatedAt)
+				var version any = img.Version
+				if img.Source == atelier.ImagePushed {
+					version = img.Tag
+				}
+				t.row(img.Name, version, img.Status, imageModels(img), truncate(kvString(img.Tags), 50), size, img.CreatedAt, img.Source)
 			}
 			return t.flush()
 		},

@@ -141,3 +141,22 @@ type UploadStore interface {
 	// ExpireUploads ends the sessions not updated since before and returns how many it ended.
 	ExpireUploads(ctx context.Context, before time.Time) (int, error)
 }
+
+// TaggedManifest is a tag of a repository and what it points at.
+type TaggedManifest struct {
+	Repo, Tag string
+	Digest    Digest
+	MediaType string
+	// Size is the manifest's and the blobs' it names (an index's: its own only).
+	Size int64
+	// TaggedAt is when the tag was last pointed (zero when the store does not know).
+	TaggedAt time.Time
+}
+
+// TagLister is a Metadata that also lists tags across repositories in one read (the images
+// pushed by other tools are listed that way).
+type TagLister interface {
+	// ListTagged lists the tags of the repositories whose names start with prefix, by
+	// repository and tag.
+	ListTagged(ctx context.Context, prefix string) ([]TaggedManifest, error)
+}
