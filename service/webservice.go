@@ -330,18 +330,7 @@ func (s *Service) WebServiceLog(ctx context.Context, workspace, name string, off
 	if d := s.deployment(atelier.ServiceLeaseID(workspace, name)); d != nil {
 		d.log.flush()
 	}
-	f, err := os.Open(filepath.Join(s.serviceDir(workspace, name), "service.log"))
-	if os.IsNotExist(err) {
-		return offset, nil
-	} else if err != nil {
-		return offset, err
-	}
-	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return offset, err
-	}
-	n, err := io.Copy(w, f)
-	return offset + n, err
+	return readServiceLog(s.serviceDir(workspace, name), offset, w)
 }
 
 // serviceChanged publishes a service's state and records its activity.
