@@ -25,6 +25,7 @@ type Store interface {
 	WebServiceStore
 	LoggedModelStore
 	DatasetStore
+	EnvironmentStore
 
 	// Files: the store keeps the metadata; the content lives in the ObjectStore.
 	PutFile(ctx context.Context, workspace, runID string, f *File) error

@@ -234,6 +234,9 @@ func mustAuthzFixture(t *testing.T) *authzFixture {
 	if err := admin.RecordDatasetRun(ctx, "team", atelier.DatasetRun{Name: "ds", Version: 1, RunID: run.ID}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := admin.RegisterEnvironment(ctx, "team", atelier.EnvironmentRegister{Name: "env", Spec: []byte(`{"python":{}}`)}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := admin.SetSecret(ctx, "team", "MATRIX_SECRET", matrixSecretValue); err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +269,7 @@ func mustAuthzFixture(t *testing.T) *authzFixture {
 	}
 	f.vars = map[string]string{"image": "svc:1", "service": "scorer", "secret": "MATRIX_SECRET", "compute": "cpu4", "datastore": atelier.DefaultDatastore, "workspace": "team", "experiment": "exp", "run": run.ID, "key": "k", "snapshot": snap.ID,
 		"activity": run.ID, "model": "m", "version": "1", "alias": "prod", "user": "guest", "digest": Sum([]byte(content)),
-		"otherRun": otherRun.ID, "otherExperiment": otherRun.Experiment, "dataset": "ds"}
+		"otherRun": otherRun.ID, "otherExperiment": otherRun.Experiment, "dataset": "ds", "environment": "env"}
 	return f
 }
 
@@ -308,6 +311,7 @@ var matrixBodies = map[string]string{
 	"POST {ws}/datasets":                               `{"name":"ds2","type":"file","paths":[{"datastore":"default","path":"data"}],"create_new_version":true}`,
 	"PATCH {ws}/datasets/{dataset}/versions/{version}": `{"description":"d"}`,
 	"POST {ws}/runs/{run}/datasets":                    `{"name":"ds","version":1}`,
+	"POST {ws}/environments":                           `{"name":"env2","spec":{"python":{}}}`,
 
 	"POST {ws}/datastores/{datastore}/digests": `{"paths":["data.csv"]}`,
 	// Over TCP a batch is refused (400) once the caller is known to have access.

@@ -44,6 +44,7 @@ type Services interface {
 	atelier.WebServiceService
 	atelier.RunRenamer
 	atelier.DatasetService
+	atelier.EnvironmentService
 	UploadObject(ctx context.Context, workspace string, r io.Reader, digest string) (atelier.Object, error)
 }
 
@@ -236,7 +237,7 @@ func (s *Server) Routes() []Route {
 		{Pattern: "GET " + ws + "/activities", Policy: PolicyMember, handler: s.listActivities},
 		{Pattern: "GET " + ws + "/activities/{activity}", Policy: PolicyRunRead, handler: s.getActivity},
 		{Pattern: "GET " + ws + "/events", Policy: PolicyRunRead, handler: s.events},
-	}, slices.Concat(s.modelRoutes(), s.authRoutes(), s.datastoreRoutes(), s.vaultRoutes(), s.computeRoutes(), s.imageRoutes(), s.webServiceRoutes(), s.datasetRoutes())...)
+	}, slices.Concat(s.modelRoutes(), s.authRoutes(), s.datastoreRoutes(), s.vaultRoutes(), s.computeRoutes(), s.imageRoutes(), s.webServiceRoutes(), s.datasetRoutes(), s.environmentRoutes())...)
 }
 
 // wrap serves a route through the edge: it authenticates the request (a bearer token, or the

@@ -712,10 +712,9 @@ CREATE TABLE registry_references (
 ) WITHOUT ROWID;
 CREATE INDEX registry_references_digest ON registry_references (digest, kind, repo);
 CREATE TABLE registry_tags (
-	repo      TEXT NOT NULL,
-	tag       TEXT NOT NULL,
-	digest    TEXT NOT NULL,
-	tagged_at INTEGER NOT NULL DEFAULT 0,
+	repo   TEXT NOT NULL,
+	tag    TEXT NOT NULL,
+	digest TEXT NOT NULL,
 	PRIMARY KEY (repo, tag),
 	FOREIGN KEY (repo, digest) REFERENCES registry_manifests (repo, digest) ON DELETE CASCADE
 ) WITHOUT ROWID;
@@ -745,6 +744,22 @@ CREATE TABLE registry_upload_chunks (
 	PRIMARY KEY (upload_id, seq)
 );
 CREATE INDEX registry_upload_chunks_digest ON registry_upload_chunks (digest);
+`, `
+-- Environments (issue 24, environment.go): registered, versioned run environments; the spec
+-- is the client's JSON, spec_hash the sha256 of its canonical form.
+CREATE TABLE environments (
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	name         TEXT NOT NULL,
+	version      INTEGER NOT NULL,
+	spec         TEXT NOT NULL,
+	spec_hash    TEXT NOT NULL,
+	description  TEXT NOT NULL DEFAULT '',
+	tags         TEXT NOT NULL DEFAULT '{}',
+	created_by   TEXT NOT NULL DEFAULT '',
+	created_at   INTEGER NOT NULL,
+	PRIMARY KEY (workspace_id, name, version)
+);
+CREATE INDEX environments_hash ON environments (workspace_id, spec_hash);
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -64,6 +64,7 @@ func TestStore(t *testing.T, open func(t *testing.T, now func() time.Time) ateli
 		{"LoggedModels", testLoggedModels},
 		{"RecordSearch", testRecordSearch},
 		{"Datasets", testDatasets},
+		{"Environments", testEnvironments},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh) })
 	}

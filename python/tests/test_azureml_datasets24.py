@@ -181,3 +181,44 @@ def test_to_pandas_dataframe_of_each_tabular_format(v1ws, tmp_path, server):
     assert p.returncode == 0, p.stderr
     for k in ("parquet", "tsv", "jsonl"):
         assert "%s ['x', 'y'] [1, 2] ['a', 'b']" % k in p.stdout, p.stdout
+
+
+def test_environments_are_server_objects(v1ws):
+    from azureml.core import Environment
+    from azureml.core.conda_dependencies import CondaDependencies
+
+    def make(name, pkgs):
+        e = Environment(name)
+        e.python.conda_dependencies = CondaDependencies.create(pip_packages=pkgs)
+        return e
+
+    a = make("env24-a", ["six==1.16.0"]).register(v1ws)
+    assert a.version == "1"
+    d = api(v1ws, "GET", "/environments/env24-a/versions/1")
+    assert d["spec_hash"].startswith("sha256:") and "six==1.16.0" in json.dumps(d["spec"])
+    # The same definition under another name has the same hash: the same environment build.
+    b = make("env24-b", ["six==1.16.0"]).register(v1ws)
+    assert api(v1ws, "GET", "/environments/env24-b")["spec_hash"] == d["spec_hash"]
+    assert make("env24-a", ["six==1.16.0"]).register(v1ws).version == "1"
+    assert make("env24-a", ["six==1.17.0"]).register(v1ws).version == "2"
+    got = Environment.get(v1ws, "env24-a", version="1")
+    assert got.version == "1" and "six==1.16.0" in list(got.python.conda_dependencies.pip_packages)
+    # A registered environment maps onto the same run environment as the identical inline one.
+    import tempfile
+    assert open(got._atelier(tempfile.mkdtemp())["requirements"]).read() == \
+        open(make("inline", ["six==1.16.0"])._atelier(tempfile.mkdtemp())["requirements"]).read()
+    assert {"env24-a", "env24-b"} <= set(Environment.list(v1ws)) and v1ws.environments["env24-a"].version == "2"
+    assert b.version == "1"
+    # Bad input, named.
+    for body, msg in (({"name": "AzureML-Minimal", "spec": {}}, "name: environment names starting with \"AzureML-\" are reserved"),
+                      ({"name": "azureml-lower", "spec": {}}, "reserved"),
+                      ({"name": "env24-c"}, "required field \"spec\" is missing"),
+                      ({"name": "env24-c", "spec": [1]}, "spec")):
+        with pytest.raises(atelier.AtelierError, match=msg) as ei:
+            api(v1ws, "POST", "/environments", body=body)
+        assert ei.value.status == 400
+    with pytest.raises(atelier.AtelierError, match="has no version 9") as ei:
+        api(v1ws, "GET", "/environments/env24-a/versions/9")
+    assert ei.value.status == 404
+    api(v1ws, "DELETE", "/environments/env24-b")
+    assert "env24-b" not in Environment.list(v1ws)

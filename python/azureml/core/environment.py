@@ -14,7 +14,8 @@ an identical inline one share the cache entry):
 - ``from_pip_requirements`` passes its file as it is; ``docker.*`` is recorded (a podman or
   kubernetes target takes its image from the target's configuration).
 
-``Environment.register/get/list`` keep versioned specifications (see azureml._registry). Names
+``Environment.register/get/list`` are the server's registered, versioned environments
+(/api/v1/workspaces/{ws}/environments), each identified by the hash of its definition. Names
 starting with ``AzureML-`` are Azure's curated environments: get() gives a stand-in that runs
 on the server's Python, and register() refuses them.
 """
@@ -24,14 +25,36 @@ import os
 import tempfile
 import warnings
 
+from atelier._http import quote_seg
+
 from .. import _registry
-from .._compat import unsupported
+from .._compat import AtelierError, unsupported
 from ..exceptions import UserErrorException
 from .conda_dependencies import CondaDependencies
 
 __all__ = ["Environment", "PythonSection", "DockerSection", "SparkSection", "RSection"]
 
 _KIND = "environments"
+
+
+def _envs(ws, name=None, version=None):
+    p = "/api/v1/workspaces/%s/environments" % quote_seg(ws.name)
+    if name is not None:
+        p += "/" + quote_seg(name)
+        if version is not None:
+            p += "/versions/%s" % quote_seg(str(version))
+    return p
+
+
+def _legacy_hint(workspace, name):
+    """A hint when an older SDK registered name client-side (in the default datastore)."""
+    try:
+        if _registry.get(workspace, _KIND, name) is not None:
+            return (" (an older atelier SDK kept an environment %r in the default datastore under %s/%s/%s: "
+                    "register it again to put it on the server)" % (name, _registry.ROOT, _KIND, name))
+    except AtelierError:
+        pass
+    return ""
 _RESERVED = "azureml-"
 DEFAULT_CPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04"
 DEFAULT_GPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.1-cudnn8-ubuntu20.04"
@@ -155,34 +178,50 @@ class Environment:
     # the registry
 
     def register(self, workspace):
-        """Registers this definition as the next version of its name; returns it (versioned)."""
+        """Registers this definition as the next version of its name on the server; returns it
+        (versioned). An unchanged definition keeps its version (the server compares the hash
+        of the definition, which leaves the name out)."""
         _check_name(self.name)
         if self.name.lower().startswith(_RESERVED):
             raise UserErrorException("environment name %r is reserved: names starting with AzureML- are Azure's "
                                      "curated environments; register it under another name" % self.name)
-        doc = self._to_doc()
-        latest = _registry.get(workspace, _KIND, self.name)
-        if latest is not None and _same(latest, doc):  # an unchanged definition keeps its version
-            self.version = str(latest["version"])
-            return self
-        self.version = str(_registry.put(workspace, _KIND, self.name, doc))
+        spec = {k: v for k, v in self._to_doc().items() if k != "name"}
+        try:
+            d = workspace._client.request("POST", _envs(workspace), body={"name": self.name, "spec": spec})
+        except AtelierError as e:
+            if e.status == 400:
+                raise UserErrorException(str(e), code="invalid", status=400) from None
+            raise
+        self.version = str(d["version"])
+        self._spec_hash = d.get("spec_hash")
         return self
 
     @staticmethod
     def get(workspace, name, version=None, label=None):
         if name.lower().startswith(_RESERVED):
             return _curated(name)
-        doc = _registry.get(workspace, _KIND, name, version)
-        if doc is None:
+        try:
+            d = workspace._client.request("GET", _envs(workspace, name, "latest" if version is None else version))
+        except AtelierError as e:
+            if e.status not in (400, 404):
+                raise
             raise UserErrorException("no environment %r%s in workspace %s (Environment.list shows the registered "
-                                     "ones)" % (name, "" if version is None else " version %s" % version,
-                                                workspace.name), code="not_found", status=404)
-        return Environment._from_doc(doc)
+                                     "ones)%s" % (name, "" if version is None else " version %s" % version,
+                                                  workspace.name, _legacy_hint(workspace, name)),
+                                     code="not_found", status=404) from None
+        return Environment._from_server(d)
 
     @staticmethod
     def list(workspace):
         """The registered environments by name, each at its latest version."""
-        return {n: Environment.get(workspace, n) for n in _registry.names(workspace, _KIND)}
+        page = workspace._client.request("GET", _envs(workspace)) or {}
+        return {d["name"]: Environment._from_server(d) for d in page.get("environments") or []}
+
+    @staticmethod
+    def _from_server(d):
+        env = Environment._from_doc(dict(d.get("spec") or {}, name=d["name"], version=d["version"]))
+        env._spec_hash = d.get("spec_hash")
+        return env
 
     @staticmethod
     def load_from_directory(path):
@@ -298,10 +337,6 @@ def _conda_to_pip(spec):
         ver = ver.split("=")[0]
         return "%s==%s" % (name, ver + ".*" if ver.count(".") < 2 and not ver.endswith("*") else ver)
     return spec
-
-
-def _same(latest, doc):
-    return {k: v for k, v in latest.items() if k != "version"} == doc
 
 
 def _safe(name):
