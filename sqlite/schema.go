@@ -712,9 +712,10 @@ CREATE TABLE registry_references (
 ) WITHOUT ROWID;
 CREATE INDEX registry_references_digest ON registry_references (digest, kind, repo);
 CREATE TABLE registry_tags (
-	repo   TEXT NOT NULL,
-	tag    TEXT NOT NULL,
-	digest TEXT NOT NULL,
+	repo      TEXT NOT NULL,
+	tag       TEXT NOT NULL,
+	digest    TEXT NOT NULL,
+	tagged_at INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (repo, tag),
 	FOREIGN KEY (repo, digest) REFERENCES registry_manifests (repo, digest) ON DELETE CASCADE
 ) WITHOUT ROWID;
