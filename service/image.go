@@ -41,9 +41,6 @@ func (s *Service) CreateImage(ctx context.Context, workspace string, c atelier.I
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	if c.Conda != "" {
-		return nil, atelier.Errorf(atelier.EINVALID, "conda %s: images install a requirements.txt with pip; conda files are not supported yet (list the packages in a requirements.txt)", c.Conda)
-	}
 	if s.Builder == nil {
 		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "this server builds no images (no image builder is configured)")
 	}
@@ -55,6 +52,11 @@ func (s *Service) CreateImage(ctx context.Context, workspace string, c atelier.I
 	}
 	if err := c.CheckFiles(snap); err != nil {
 		return nil, err
+	}
+	if c.Conda != "" {
+		if err := s.checkConda(ctx, workspace, c, snap); err != nil {
+			return nil, err
+		}
 	}
 	img := &atelier.Image{Name: c.Name, Description: c.Description, Tags: c.Tags, EntryScript: c.EntryScript,
 		SnapshotID: c.SnapshotID, Requirements: c.Requirements, Conda: c.Conda, Base: c.Base}
@@ -439,4 +441,43 @@ func (s *Service) AuthorizeRegistry(ctx context.Context, repo string, write bool
 		return s.authorizeWrite(ctx, workspace, "")
 	}
 	return s.authorizeWorkspace(ctx, workspace)
+}
+
+// condaChecker is an ImageBuilder that checks a conda file against the base before a build is
+// queued (images have no conda: only python, pip, setuptools and wheel as conda packages).
+type condaChecker interface {
+	CheckConda(ctx context.Context, workspace, base, name string, data []byte) error
+}
+
+// maxCondaFile bounds the conda file read at create.
+const maxCondaFile = 1 << 20
+
+// checkConda refuses, before anything is queued, a conda file the build would refuse.
+func (s *Service) checkConda(ctx context.Context, workspace string, c atelier.ImageCreate, snap *atelier.Snapshot) error {
+	checker, ok := s.Builder.(condaChecker)
+	if !ok {
+		return atelier.Errorf(atelier.EINVALID, "conda %s: this server's image builder takes no conda files: give a requirements.txt", c.Conda)
+	}
+	var digest string
+	for _, e := range snap.Entries {
+		if e.Path == c.Conda {
+			digest = e.Digest
+		}
+	}
+	if digest == "" {
+		return atelier.Errorf(atelier.EINVALID, "conda file %s is not in the source directory", c.Conda)
+	}
+	rc, err := s.objects.OpenObject(ctx, digest)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxCondaFile+1))
+	if err != nil {
+		return err
+	}
+	if len(data) > maxCondaFile {
+		return atelier.Errorf(atelier.EINVALID, "conda file %s is larger than %d bytes", c.Conda, maxCondaFile)
+	}
+	return checker.CheckConda(ctx, workspace, c.Base, c.Conda, data)
 }

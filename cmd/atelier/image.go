@@ -79,7 +79,7 @@ func imageCreateCmd(cfg *clientConfig) *cobra.Command {
 	var wait bool
 	var opt archive.Options
 	cmd := &cobra.Command{
-		Use:   "create NAME --model REF... --entry-script FILE --source-dir DIR [--requirements FILE] [--wait]",
+		Use:   "create NAME --model REF... --entry-script FILE --source-dir DIR [--requirements FILE | --conda FILE] [--wait]",
 		Short: "Build a new version of an image from models and a scoring script",
 		Long: `Build the next version of image NAME: the source directory is uploaded as a snapshot
 (as run submit does, honouring .amlignore or .gitignore), then the server builds the models,
@@ -114,6 +114,11 @@ Without --wait, print the new version (NAME:VERSION) and return while it builds;
 			}
 			if req.EntryScript, err = inSourceDir("entry-script", dir, req.EntryScript); err != nil {
 				return err
+			}
+			if req.Conda != "" {
+				if req.Conda, err = inSourceDir("conda", dir, req.Conda); err != nil {
+					return err
+				}
 			}
 			if req.Requirements != "" {
 				if req.Requirements, err = inSourceDir("requirements", dir, req.Requirements); err != nil {
@@ -158,6 +163,7 @@ Without --wait, print the new version (NAME:VERSION) and return while it builds;
 	f.StringVar(&req.EntryScript, "entry-script", "", "the scoring script, with init() and run() (in the source directory)")
 	f.StringVar(&dir, "source-dir", "", "the directory uploaded with the entry script")
 	f.StringVar(&req.Requirements, "requirements", "", "pip requirements file (in the source directory)")
+	f.StringVar(&req.Conda, "conda", "", "conda environment file (in the source directory) whose conda dependencies are only python (the base's version), pip, setuptools and wheel; its pip: section is installed")
 	f.StringVar(&req.Base, "base", "", "base image REPO:TAG of the workspace registry (default: the server's Python base)")
 	f.StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")
 	f.StringVar(&req.Description, "description", "", "description")

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -73,9 +74,6 @@ func (w *Workspaces) base(ctx context.Context, workspace, base string) (v1.Image
 // into the registry's stores.
 func (w *Workspaces) Build(ctx context.Context, job *atelier.ImageBuildJob, log io.Writer) (*atelier.ImageBuildResult, error) {
 	img := job.Image
-	if img.Conda != "" {
-		return nil, atelier.Errorf(atelier.EINVALID, "image %s:%d names a conda file: images install a requirements.txt with pip (conda files are not supported yet)", img.Name, img.Version)
-	}
 	base, err := w.base(ctx, img.Workspace, img.Base)
 	if err != nil {
 		return nil, err
@@ -104,6 +102,32 @@ func (w *Workspaces) Build(ctx context.Context, job *atelier.ImageBuildJob, log 
 		Labels: map[string]string{"ai.atelier.workspace": img.Workspace, "ai.atelier.image": img.Location}}
 	if img.Requirements != "" {
 		spec.Requirements = filepath.Join(src, filepath.FromSlash(img.Requirements))
+	}
+	if img.Conda != "" {
+		// A conda file's pip section is installed as a requirements file; its conda packages
+		// may only be python (the base's), pip, setuptools and wheel.
+		data, err := os.ReadFile(filepath.Join(src, filepath.FromSlash(img.Conda)))
+		if err != nil {
+			return nil, atelier.Errorf(atelier.EINVALID, "conda file %s: %v", img.Conda, err)
+		}
+		env, err := ParseConda(img.Conda, data)
+		if err != nil {
+			return nil, err
+		}
+		v, err := basePython(base)
+		if err != nil {
+			return nil, err
+		}
+		if err := env.CheckPython(img.Conda, v); err != nil {
+			return nil, err
+		}
+		if req := env.Requirements(); req != nil {
+			spec.Requirements = filepath.Join(dir, "conda-requirements.txt")
+			if err := os.WriteFile(spec.Requirements, req, 0o644); err != nil {
+				return nil, err
+			}
+		}
+		fmt.Fprintf(log, "conda file %s: python %s, %d pip requirements (installed with pip)\n", img.Conda, cmp.Or(env.Python, "of the base"), len(env.Pip))
 	}
 	for _, v := range job.Models {
 		mdir := filepath.Join(dir, "models", v.Name, strconv.FormatInt(v.Version, 10))

@@ -138,8 +138,8 @@ class ContainerImage:
         source directory (its directory, or source_directory), its pip requirements_file, tags,
         description and base_image (an image of the workspace registry, REPO:TAG; the server's
         Python base when None). docker_file, enable_gpu, cuda_version and a base_image_registry are
-        not supported. conda_file is passed to the server, whose builds refuse it for now: give a
-        requirements_file."""
+        not supported. conda_file is passed to the server, which installs its pip: section; its
+        conda dependencies may only be python (the base's version), pip, setuptools and wheel."""
         for name, v in (("docker_file", docker_file), ("enable_gpu", enable_gpu), ("cuda_version", cuda_version),
                         ("base_image_registry", base_image_registry)):
             if v:

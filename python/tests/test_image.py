@@ -201,12 +201,13 @@ def test_build_failures(iws, model, tmp_path):
     assert "nosuchpackage" in image.get_logs()
     image.delete()
 
-    # A conda file: not supported yet, refused when the image is created (nothing is queued).
-    conda = write(src / "env.yml", "dependencies:\n  - python=3.11\n")
+    # A conda file naming conda packages other than python, pip, setuptools and wheel: refused
+    # when the image is created, naming them (nothing is queued); images have no conda.
+    conda = write(src / "env.yml", "dependencies:\n  - python=3.11\n  - numpy\n  - pip:\n    - joblib\n")
     name = unique("conda")
     with pytest.raises(AtelierError) as e:
         Image.create(iws, name, [model], ContainerImage.image_configuration(str(src / "score.py"), conda_file=conda))
-    assert e.value.status == 400 and "conda files are not supported yet" in str(e.value)
+    assert e.value.status == 400 and "conda packages numpy cannot be installed" in str(e.value)
     assert [i for i in Image.list(iws) if i.name == name] == []
 
 
