@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -15,7 +14,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,7 +23,6 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/atelier-ml/atelier"
-	"github.com/atelier-ml/atelier/api"
 	"github.com/atelier-ml/atelier/compute/computetest"
 	sshcompute "github.com/atelier-ml/atelier/compute/ssh"
 )
@@ -479,44 +476,7 @@ func BenchmarkSSHSubmitToStart(b *testing.B) {
 		Credentials: atelier.ComputeCredentials{SSHPrivateKey: m.key}}); err != nil {
 		b.Fatal(err)
 	}
-	const script = "import time\nprint('start', repr(time.time()), flush=True)\n"
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	w, _ := zw.Create("train.py")
-	w.Write([]byte(script))
-	zw.Close()
-	snap, err := srv.client.UploadSnapshotZip(ctx, atelier.DefaultWorkspace, &buf)
-	if err != nil {
-		b.Fatal(err)
-	}
-	started := func(log string) time.Time {
-		i := strings.Index(log, "start ")
-		if i < 0 {
-			return time.Time{}
-		}
-		f, err := strconv.ParseFloat(strings.Fields(log[i+6:])[0], 64)
-		if err != nil {
-			return time.Time{}
-		}
-		return time.Unix(0, int64(f*1e9))
-	}
-	submit := func() time.Duration {
-		t0 := time.Now()
-		run, err := srv.client.SubmitRun(ctx, atelier.DefaultWorkspace, atelier.RunSubmit{Experiment: "bench", SnapshotID: snap.ID,
-			Config: atelier.RunConfig{Script: "train.py", Compute: "box"}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		var at time.Time
-		for deadline := time.Now().Add(2 * time.Minute); at.IsZero(); time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				b.Fatalf("run %s did not start", run.ID)
-			}
-			at = started(runLog(srv.client, run.ID))
-		}
-		waitEnded2(b, srv.client, run.ID)
-		return at.Sub(t0)
-	}
+	submit := submitToStart(b, srv.client, "box")
 	first := submit() // uploads the runner, caches the snapshot and the environment
 	keyFile := filepath.Join(dataDir, "key")
 	if err := os.WriteFile(keyFile, []byte(m.key), 0o600); err != nil {
@@ -533,26 +493,10 @@ func BenchmarkSSHSubmitToStart(b *testing.B) {
 		if err != nil {
 			b.Fatalf("ssh: %v: %s", err, out)
 		}
-		viaSSH = append(viaSSH, started(string(out)).Sub(t0))
+		viaSSH = append(viaSSH, startedAt(string(out)).Sub(t0))
 	}
 	b.StopTimer()
-	median := func(d []time.Duration) float64 {
-		slices.Sort(d)
-		return float64(d[len(d)/2]) / float64(time.Millisecond)
-	}
-	b.ReportMetric(median(viaAtelier), "atelier-ms")
-	b.ReportMetric(median(viaSSH), "ssh-ms")
+	b.ReportMetric(medianMS(viaAtelier), "atelier-ms")
+	b.ReportMetric(medianMS(viaSSH), "ssh-ms")
 	b.Logf("submit → script start, %d runs each (the first, uncached run: %v): atelier %v; ssh %v", b.N, first, viaAtelier, viaSSH)
-}
-
-func waitEnded2(b *testing.B, c *api.Client, id string) {
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
-		r, err := c.FindRun(context.Background(), atelier.DefaultWorkspace, id)
-		if err == nil && r.Status.Terminal() {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("run %s did not end", id)
-		}
-	}
 }
