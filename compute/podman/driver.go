@@ -79,10 +79,14 @@ type Driver struct {
 	// StopTimeout is how long a canceled runner gets to stop its script and record the run's
 	// end before podman kills its container (a minute when zero).
 	StopTimeout time.Duration
-	Log         *slog.Logger
+	// ListingTTL is how long a listing of a service's job containers answers Status
+	// (DefaultListingTTL when zero).
+	ListingTTL time.Duration
+	Log        *slog.Logger
 
-	mu    sync.Mutex
-	loads map[string]*sync.Mutex // per service: one base image load at a time
+	mu       sync.Mutex
+	loads    map[string]*sync.Mutex // per service: one base image load at a time
+	listings map[string]*listing    // per service: its job containers, listed at most every ListingTTL
 }
 
 // New returns the driver of podman targets, which runs binary (the server's own) as the
@@ -569,6 +573,60 @@ exec ` + cmdline.String() + "\n"
 	return done()
 }
 
+// listedContainer is a container of a job in a service's listing.
+type listedContainer struct {
+	ID       string `json:"Id"`
+	State    string `json:"State"`
+	ExitCode int    `json:"ExitCode"`
+}
+
+// listing is one `podman ps` of a service's job containers.
+type listing struct {
+	mu         sync.Mutex
+	at         time.Time
+	containers map[string]listedContainer
+}
+
+// DefaultListingTTL is how long one listing of a service's job containers answers Status: the
+// controller asks about every job each second, and one podman process a pass costs what one
+// a job would.
+const DefaultListingTTL = 500 * time.Millisecond
+
+// listed returns a container as the service's listing of job containers has it, listed anew
+// when older than ListingTTL; false when it is not listed or the listing failed.
+func (d *Driver) listed(ctx context.Context, url, id string) (listedContainer, bool) {
+	d.mu.Lock()
+	if d.listings == nil {
+		d.listings = map[string]*listing{}
+	}
+	l := d.listings[url]
+	if l == nil {
+		l = &listing{}
+		d.listings[url] = l
+	}
+	d.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ttl := d.ListingTTL
+	if ttl == 0 {
+		ttl = DefaultListingTTL
+	}
+	if time.Since(l.at) > ttl {
+		out, err := d.run(ctx, url, nil, "ps", "--all", "--no-trunc", "--filter", "label=ai.atelier.run", "--format", "json")
+		var cs []listedContainer
+		if err != nil || json.Unmarshal(out, &cs) != nil {
+			l.at, l.containers = time.Time{}, nil
+			return listedContainer{}, false
+		}
+		l.at, l.containers = time.Now(), make(map[string]listedContainer, len(cs))
+		for _, c := range cs {
+			l.containers[c.ID] = c
+		}
+	}
+	c, ok := l.containers[id]
+	return c, ok
+}
+
 // Status reads the container's state. A service that does not answer is an error (the
 // controller asks again); a container podman no longer knows is Gone, with the reason.
 func (d *Driver) Status(ctx context.Context, h string) (atelier.JobState, error) {
@@ -576,6 +634,15 @@ func (d *Driver) Status(ctx context.Context, h string) (atelier.JobState, error)
 	if err != nil {
 		return atelier.JobState{}, err
 	}
+	if c, ok := d.listed(ctx, j.URL, j.ID); ok && c.State != "removing" {
+		switch c.State {
+		case "exited", "stopped":
+			return atelier.JobState{Phase: atelier.JobExited, ExitCode: c.ExitCode}, nil
+		case "running", "paused", "stopping":
+			return atelier.JobState{Phase: atelier.JobRunning}, nil
+		}
+	}
+	// Not in the listing (launched since, or gone), or in a state of its own: asked alone.
 	out, err := d.run(ctx, j.URL, nil, "container", "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}", j.ID)
 	if noSuchContainer(err) {
 		return atelier.JobState{Phase: atelier.JobGone, Detail: fmt.Sprintf("the run's container %s (%s) on compute target %s is gone: it was removed outside atelier, or podman's storage was reset",

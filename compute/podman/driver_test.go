@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -88,5 +89,47 @@ func TestLaunchRefusesClusterRuns(t *testing.T) {
 	}
 	if _, err := d.Launch(context.Background(), &atelier.JobLaunch{Run: &atelier.Run{ID: "r1"}, Target: &atelier.ComputeTarget{Name: "x", Kind: atelier.ComputeSSH}}); atelier.ErrorCode(err) != atelier.EINVALID {
 		t.Errorf("Launch on a target without a podman block: %v, want EINVALID", err)
+	}
+}
+
+// Watching many jobs costs one podman ps per ListingTTL, not one podman process per job; a
+// container not listed is asked about alone (and is Gone when podman does not know it).
+func TestStatusListsOncePerPass(t *testing.T) {
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	fake := filepath.Join(dir, "podman")
+	a, b := "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	script := `#!/bin/sh
+echo "$1" >> ` + calls + `
+case "$1" in
+ps) echo '[{"Id":"` + a + `","State":"running","ExitCode":0},{"Id":"` + b + `","State":"exited","ExitCode":3}]' ;;
+container) echo "Error: no such container cccccccccccc" >&2; exit 125 ;;
+esac
+`
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := New("/nonexistent")
+	d.Podman = fake
+	d.ListingTTL = time.Hour // a bound no look here reaches
+	h := func(id string) string {
+		return `{"workspace":"default","target":"box","id":"` + id + `","name":"atelier-job-r` + id[:1] + `"}`
+	}
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		if st, err := d.Status(ctx, h(a)); err != nil || st.Phase != atelier.JobRunning {
+			t.Fatalf("Status(a) = %+v, %v; want Running", st, err)
+		}
+		if st, err := d.Status(ctx, h(b)); err != nil || st.Phase != atelier.JobExited || st.ExitCode != 3 {
+			t.Fatalf("Status(b) = %+v, %v; want Exited 3", st, err)
+		}
+	}
+	c := "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+	if st, err := d.Status(ctx, h(c)); err != nil || st.Phase != atelier.JobGone || !bytes.Contains([]byte(st.Detail), []byte("cccccccccccc")) {
+		t.Fatalf("Status(c) = %+v, %v; want Gone naming it", st, err)
+	}
+	got, _ := os.ReadFile(calls)
+	if bytes.Count(got, []byte("ps\n")) != 1 || bytes.Count(got, []byte("container\n")) != 1 {
+		t.Errorf("podman was run as:\n%s\nwant one ps for 40 looks at two listed jobs and one inspect for the unlisted one", got)
 	}
 }
