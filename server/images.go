@@ -61,7 +61,7 @@ func (s *Server) openImages(ctx context.Context, cfg Config) error {
 	}
 	s.Service.Builder = &build.Workspaces{Blobs: blobs, Metadata: meta, CacheDir: filepath.Join(s.DataDir, "build-cache"),
 		TmpDir: filepath.Join(s.DataDir, "tmp"), DefaultBase: cfg.ImageBase, PipArgs: cfg.ImagePipArgs,
-		Host: strings.TrimPrefix(s.URL, "http://")}
+		Host: strings.TrimPrefix(s.URL, "http://"), Credentials: s.baseRegistryCredentials}
 	return nil
 }
 
@@ -128,4 +128,19 @@ func (a *registryAuth) Authorize(r *http.Request, repo string, action registry.A
 	}
 	b, err := json.Marshal(p)
 	return string(b), err
+}
+
+// baseRegistryCredentials reads the credentials of another registry from the workspace's vault:
+// the secret build.RegistrySecretName(host), USER:PASSWORD (a value without ':' is a token,
+// sent with the user name "atelier").
+func (s *Server) baseRegistryCredentials(ctx context.Context, workspace, host string) (string, string, error) {
+	name := build.RegistrySecretName(host)
+	v, ok, err := s.Service.ImageRegistrySecret(ctx, workspace, name)
+	if err != nil || !ok {
+		return "", "", err
+	}
+	if user, pass, found := strings.Cut(v, ":"); found {
+		return user, pass, nil
+	}
+	return "atelier", v, nil
 }

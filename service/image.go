@@ -481,3 +481,20 @@ func (s *Service) checkConda(ctx context.Context, workspace string, c atelier.Im
 	}
 	return checker.CheckConda(ctx, workspace, c.Base, c.Conda, data)
 }
+
+// ImageRegistrySecret returns the value of the workspace's vault secret name, which holds the
+// credentials of another registry an image's base is pulled from (USER:PASSWORD); ok is false
+// when there is no such secret. No authorization: the image was created by a Contributor and
+// its build reads the secret, which never leaves the server.
+func (s *Service) ImageRegistrySecret(ctx context.Context, workspace, name string) (value string, ok bool, err error) {
+	if _, err := s.store.SealedSecret(ctx, workspace, name); atelier.ErrorCode(err) == atelier.ENOTFOUND {
+		return "", false, nil
+	} else if err != nil {
+		return "", false, err
+	}
+	values, err := s.openRunSecrets(ctx, workspace, []string{name})
+	if err != nil {
+		return "", false, err
+	}
+	return values[name], true, nil
+}

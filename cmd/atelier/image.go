@@ -164,7 +164,7 @@ Without --wait, print the new version (NAME:VERSION) and return while it builds;
 	f.StringVar(&dir, "source-dir", "", "the directory uploaded with the entry script")
 	f.StringVar(&req.Requirements, "requirements", "", "pip requirements file (in the source directory)")
 	f.StringVar(&req.Conda, "conda", "", "conda environment file (in the source directory) whose conda dependencies are only python (the base's version), pip, setuptools and wheel; its pip: section is installed")
-	f.StringVar(&req.Base, "base", "", "base image REPO:TAG of the workspace registry (default: the server's Python base)")
+	f.StringVar(&req.Base, "base", "", "base image: REPO:TAG of the workspace registry, or HOST/REPO:TAG of another registry (credentials: the vault secret REGISTRY_<HOST>, USER:PASSWORD) (default: the server's Python base)")
 	f.StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")
 	f.StringVar(&req.Description, "description", "", "description")
 	f.BoolVar(&wait, "wait", false, "stream the build log until the build ends; exit 0 only if it Succeeded")

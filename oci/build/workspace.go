@@ -33,6 +33,9 @@ type Workspaces struct {
 	// archive on the server's disk ("" for none). A named base is a tag of the workspace
 	// registry (<repository>:<tag>, in the image's workspace).
 	DefaultBase string
+	// Credentials gives the credentials of another registry a base is pulled from
+	// (HOST/REPO:TAG); nil pulls anonymously.
+	Credentials RegistryCredentials
 	PipArgs     []string
 	Isolation   *Isolation
 	// Host is the registry's address clients pull from (127.0.0.1:8600), put before exported
@@ -52,6 +55,9 @@ func (w *Workspaces) base(ctx context.Context, workspace, base string) (v1.Image
 			return nil, atelier.Errorf(atelier.EINVALID, "this server has no default base image: give --base (a tag of the workspace registry) or start the server with --image-base PATH (an OCI layout or archive, e.g. from scripts/build-python-base.sh)")
 		}
 		return ImportBase(ctx, w.DefaultBase, DefaultPlatform())
+	}
+	if IsRemoteBase(base) {
+		return w.remoteBase(ctx, workspace, base)
 	}
 	repo, tag, ok := strings.Cut(base, ":")
 	if !ok {
