@@ -41,8 +41,13 @@ func main() {
 	points := flag.Int("points", 1_000_000, "points of each of the run page's 10 metrics")
 	lines := flag.Int("lines", 1_000_000, "lines of the big log")
 	chromium := flag.String("chromium", "chromium", "the Chromium binary")
+	mlflowPy := flag.String("mlflow-python", "", "a python with mlflow: also measure the MLflow UI (mlflow server, bench/ui/mlflow_server.py) on the same data in the same browser (bench/scoring makes one: ~/.cache/atelier-bench/mlflow/bin/python)")
+	mlflowPoints := flag.Int("mlflow-points", 0, "points of each of the MLflow run's 10 metrics (0: -points)")
 	flag.Parse()
-	if err := run(*bin, *chromium, *nruns, *points, *lines); err != nil {
+	if *mlflowPoints == 0 {
+		*mlflowPoints = *points
+	}
+	if err := run(*bin, *chromium, *nruns, *points, *lines, *mlflowPy, *mlflowPoints); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -204,8 +209,17 @@ func spread(xs []float64) string {
 	return fmt.Sprintf("%.1f ms (%.1f–%.1f)", xs[len(xs)/2], xs[0], xs[len(xs)-1])
 }
 
-func run(bin, chromium string, nruns, npoints, nlines int) error {
+func run(bin, chromium string, nruns, npoints, nlines int, mlflowPy string, mlflowPoints int) error {
 	ctx := context.Background()
+	var ml *mlflowServer
+	if mlflowPy != "" {
+		// Filled while atelier is filled and measured.
+		var err error
+		if ml, err = startMLflow(mlflowPy, nruns, mlflowPoints); err != nil {
+			return err
+		}
+		defer ml.stop()
+	}
 	s, err := start(bin)
 	if err != nil {
 		return err
@@ -249,7 +263,8 @@ func run(bin, chromium string, nruns, npoints, nlines int) error {
 
 	var rows [][3]string
 	// The runs table: filter and order by a metric, first page of 50; warm once, then 9 times.
-	q := url.Values{"filter": {"metrics.rmse < 60 and params.alpha = '0.1'"}, "order": {"metrics.rmse asc"}, "cols": {"metrics.rmse,metrics.r2,params.alpha"}}
+	filter := "metrics.rmse < 60 and params.alpha = '0.1'"
+	q := url.Values{"filter": {filter}, "order": {"metrics.rmse asc"}, "cols": {"metrics.rmse,metrics.r2,params.alpha"}}
 	tableURL := s.url + "/w/default/experiments/bench-ui?" + q.Encode()
 	var serverMs, readyMs []float64
 	for i := 0; i < 10; i++ {
@@ -338,6 +353,26 @@ func run(bin, chromium string, nruns, npoints, nlines int) error {
 		delays = append(delays, float64(time.Since(t0).Microseconds())/1000)
 	}
 	rows = append(rows, [3]string{"a line appended to the followed log, until the page shows it (median of 5)", "< 1 s", spread(delays)})
+
+	for _, r := range rows {
+		fmt.Fprintf(os.Stderr, "atelier: %s: %s\n", r[0], r[2])
+	}
+	if ml != nil {
+		fmt.Fprintln(os.Stderr, "waiting for mlflow server to be filled")
+		if err := ml.wait(); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "mlflow %s filled in %.0f s (ready %.0f s after it started)\n", ml.info.Version, ml.info.FillSeconds, ml.info.readySeconds)
+		mrows, err := measureMLflow(do, ml, filter)
+		if err != nil {
+			// Said in the table, beside atelier's numbers.
+			var where string
+			chromedp.Run(bctx, chromedp.Evaluate(`location.href + " :: " + document.body.innerText.slice(0, 600)`, &where))
+			fmt.Fprintf(os.Stderr, "measuring the MLflow UI: %v\nthe page: %s\n", err, where)
+			mrows = append(mrows, [3]string{"MLflow UI " + ml.info.Version, "", "failed: " + err.Error()})
+		}
+		rows = append(rows, mrows...)
+	}
 
 	fmt.Println("| measure | goal | measured |")
 	fmt.Println("|---|---|---|")
