@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/atelier-ml/atelier"
@@ -62,6 +63,49 @@ type Driver struct {
 	Log  *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+
+	views sync.Map // a *jobsView by slurmrestd and user
+}
+
+// JobsEvery is how old the jobs read from a slurmrestd may be when a job's status is asked.
+const JobsEvery = time.Second
+
+// jobsView is what the last read of a cluster's jobs said: the Status of every run on it is
+// answered from one read a second (with slurmctld's update time, so a read of an unchanged
+// queue is empty), not one request a run: a thousand queued runs cost slurmrestd one request
+// a second.
+type jobsView struct {
+	mu    sync.Mutex
+	read  time.Time // when it was read; zero: never
+	since int64     // the update time of the next read (Unix seconds)
+	jobs  map[int]jobInfo
+}
+
+// job is a job's state, from the cluster's jobs read at most JobsEvery ago, or, when it is not
+// among them (submitted since, or forgotten by slurmctld), read alone.
+func (d *Driver) job(ctx context.Context, r *rest, id int) (*jobInfo, error) {
+	v, _ := d.views.LoadOrStore(r.base+"\x00"+r.user, &jobsView{})
+	view := v.(*jobsView)
+	view.mu.Lock()
+	defer view.mu.Unlock()
+	if now := d.now(); now.Sub(view.read) >= JobsEvery {
+		// Reads overlap by a second: slurmctld's update times are in seconds.
+		list, changed, err := r.jobs(ctx, view.since)
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			view.jobs = make(map[int]jobInfo, len(list))
+			for _, j := range list {
+				view.jobs[j.JobID] = j
+			}
+		}
+		view.read, view.since = now, now.Unix()-1
+	}
+	if j, ok := view.jobs[id]; ok {
+		return &j, nil
+	}
+	return r.job(ctx, id)
 }
 
 // New returns the driver of slurm targets.
@@ -336,7 +380,7 @@ func (d *Driver) Status(ctx context.Context, h string) (atelier.JobState, error)
 	} else if gone != "" {
 		return atelier.JobState{Phase: atelier.JobGone, Detail: gone}, nil
 	}
-	info, err := r.job(ctx, j.JobID)
+	info, err := d.job(ctx, r, j.JobID)
 	if err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) {

@@ -15,7 +15,7 @@ import (
 	"github.com/atelier-ml/atelier/compute/slurm/slurmtest"
 )
 
-// TestStateOfRecordedJobs maps slurmrestd's answers to GET /slurm/v0.0.38/job/{id}, recorded
+// TestStateOfRecordedJobs maps slurmrestd's answers to GET /slurm/v0.0.38/jobs and job/{id}, recorded
 // from Slurm 22.05.8 (testdata/job-*.json: a running job, one pending for Resources, one
 // held by scontrol hold), onto job states: a PENDING job is Running and Queued with Slurm's
 // reason in its Detail; a RUNNING one is Running, not Queued. No cluster is needed.
@@ -56,8 +56,16 @@ func TestStateOfRecordedJobs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := int(tc.answer["jobs"].([]any)[0].(map[string]any)["job_id"].(float64))
+			// The driver reads the cluster's jobs (GET jobs); a job not among them is read alone.
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path != "/slurm/v0.0.38/job/"+itoa(id) {
+				switch r.URL.Path {
+				case "/slurm/v0.0.38/jobs":
+					if id%2 == 0 {
+						json.NewEncoder(w).Encode(map[string]any{"jobs": []any{}}) // not there: read alone
+						return
+					}
+				case "/slurm/v0.0.38/job/" + itoa(id):
+				default:
 					http.NotFound(w, r)
 					return
 				}
