@@ -37,8 +37,11 @@ import (
 	"strings"
 	"time"
 
+	"gocloud.dev/blob/fileblob"
+
 	"github.com/atelier-ml/atelier/oci/build"
 	"github.com/atelier-ml/atelier/oci/registry"
+	"github.com/atelier-ml/atelier/sqlite"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -60,6 +63,7 @@ func main() {
 	copyMiB := flag.Int("copy-mib", 1024, "size of the image skopeo copies, in MiB (4 layers of random content)")
 	baseDir := flag.String("base", "", "the CPython base (an OCI layout); default: what scripts/build-python-base.sh cached")
 	keep := flag.Bool("keep", false, "keep the working directory")
+	registryStore = flag.String("registry-store", "server", "atelier registry's stores for the copy: server (artifact store folder + SQLite) or disk")
 	flag.Parse()
 	want := func(name string) bool { return *only == "" || strings.Contains(","+*only+",", ","+name+",") }
 	if err := run(want, *reps, *coldReps, *copyMiB, *baseDir, *keep); err != nil {
@@ -363,20 +367,40 @@ type anyone struct{}
 
 func (anyone) Authorize(*http.Request, string, registry.Action) (string, error) { return "", nil }
 
+// registryStore picks the stores of atelier's registry in the copy benchmark.
+var registryStore *string
+
 func benchCopy(ctx context.Context, work string, reps, mib int) (result, error) {
 	layout := filepath.Join(work, "big")
 	total, err := writeBigImage(layout, mib)
 	if err != nil {
 		return result{}, err
 	}
-	// atelier's registry over its disk stores, served by this process.
-	blobs, err := registry.OpenDiskBlobs(filepath.Join(work, "atelier-registry", "blobs"), time.Now)
-	if err != nil {
-		return result{}, err
-	}
-	meta, err := registry.OpenDiskMetadata(filepath.Join(work, "atelier-registry", "meta"))
-	if err != nil {
-		return result{}, err
+	// atelier's registry served by this process: over the server's stores (blobs in an artifact
+	// store folder, metadata in SQLite), or with -registry-store disk over its disk stores.
+	var blobs registry.BlobStore
+	var meta registry.Metadata
+	if *registryStore == "disk" {
+		if blobs, err = registry.OpenDiskBlobs(filepath.Join(work, "atelier-registry", "blobs"), time.Now); err != nil {
+			return result{}, err
+		}
+		if meta, err = registry.OpenDiskMetadata(filepath.Join(work, "atelier-registry", "meta")); err != nil {
+			return result{}, err
+		}
+	} else {
+		dir := filepath.Join(work, "atelier-artifacts", "oci")
+		b, err := fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: true, NoTempDir: true})
+		if err != nil {
+			return result{}, err
+		}
+		defer b.Close()
+		blobs = registry.NewBucketBlobs(b, dir, time.Now)
+		db, err := sqlite.Open(ctx, filepath.Join(work, "atelier-artifacts", "atelier.db"), sqlite.Options{})
+		if err != nil {
+			return result{}, err
+		}
+		defer db.Close()
+		meta = db.Registry()
 	}
 	reg, err := registry.New(registry.Options{Blobs: blobs, Metadata: meta, Authorizer: anyone{}})
 	if err != nil {
