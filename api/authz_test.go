@@ -282,7 +282,7 @@ var matrixBodies = map[string]string{
 	"PATCH {ws}/experiments/{experiment}":              `{"description":"d"}`,
 	"POST {ws}/runs":                                   `{"experiment":"exp","parent_id":"{run}"}`,
 	"POST {ws}/runs/search":                            `{}`,
-	"POST {ws}/runs/submit":                            `{"experiment":"exp","snapshot_id":"{snapshot}","config":{"script":""}}`,
+	"POST {ws}/runs/submit":                            `{"experiment":"exp","snapshot_id":"{snapshot}","config":{"script":""},"parent_id":"{run}"}`,
 	"POST {ws}/runs/{run}/status":                      `{"status":"Running"}`,
 	"POST {ws}/runs/{run}/params":                      `{"params":{"a":"1"}}`,
 	"POST {ws}/runs/{run}/tags":                        `{"tags":{"a":"1"}}`,

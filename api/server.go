@@ -205,7 +205,7 @@ func (s *Server) Routes() []Route {
 		{Pattern: "POST " + ws + "/runs", Policy: PolicyRun, handler: s.createRun},
 		{Pattern: "GET " + ws + "/runs", Policy: PolicyReadScoped, handler: s.listRuns},
 		{Pattern: "POST " + ws + "/runs/search", Policy: PolicyReadScoped, handler: s.searchRuns},
-		{Pattern: "POST " + ws + "/runs/submit", Policy: PolicyWrite, handler: s.submitRun},
+		{Pattern: "POST " + ws + "/runs/submit", Policy: PolicyRun, handler: s.submitRun},
 		{Pattern: "GET " + ws + "/runs/{run}", Policy: PolicyRunRead, handler: s.getRun},
 		{Pattern: "PATCH " + ws + "/runs/{run}", Policy: PolicyRun, handler: s.renameRun},
 		{Pattern: "POST " + ws + "/runs/{run}/cancel", Policy: PolicyRun, handler: s.cancelRun},
