@@ -379,8 +379,9 @@ func TestPodmanTargetThroughTheServer(t *testing.T) {
 	srv.cmd.Wait()
 	srv = startServer(t, dataDir, addr, srvArgs...)
 	if out, err := exec.Command(podman, "exec", "atelier-job-"+run.ID, "touch", podmancompute.JobDir+"/work/work/"+run.ID+"/wd/go").CombinedOutput(); err != nil {
-		r, _ := srv.client.FindRun(ctx, atelier.DefaultWorkspace, run.ID)
-		t.Fatalf("opening the gate in the container: %v\n%s\nthe run: %+v\nthe restarted server's log:\n%s", err, out, r, srv.log.String())
+		// podman exec may answer after the script it let through ended and its container was
+		// released ("does not exist in database"): the run's end below says whether the gate opened.
+		t.Logf("podman exec (opening the gate): %v: %s", err, out)
 	}
 	if got := ended(srv, run.ID); got.Status != atelier.StatusCompleted {
 		t.Fatalf("run on the podman target ended %s (%q)", got.Status, got.Error)
