@@ -165,3 +165,29 @@ def test_submit_child_from_a_run(v1ws, tmp_path):
     # a parent that does not exist
     with pytest.raises(atelier.AtelierError, match="parent_id: run \"nope\" not found"):
         ScriptRunConfig(source_directory=str(src), script="child.py")._submit(exp, _parent_id="nope")
+
+
+def test_distributed_job_config_shapes_the_run(v1ws, tmp_path):
+    # PyTorchConfiguration and MpiConfiguration give the run its nodes and processes per node
+    # (run on slurm targets: srun starts them); on the local target the run fails saying so.
+    from azureml.core.runconfig import MpiConfiguration, PyTorchConfiguration, TensorflowConfiguration
+    src = tmp_path / "dist"
+    src.mkdir()
+    (src / "train.py").write_text("import os\nprint(os.environ.get('RANK'))\n")
+    exp = Experiment(v1ws, "azureml-distributed")
+    run = exp.submit(ScriptRunConfig(source_directory=str(src), script="train.py",
+                                     distributed_job_config=PyTorchConfiguration(process_count=4, node_count=2)))
+    config = run.get_details()["runDefinition"]
+    assert (config["nodeCount"], config["mpi"]["processCountPerNode"], config["pyTorch"]["processCount"]) == (2, 2, 4), config
+    run.wait_for_completion(raise_on_error=False)
+    assert run.get_status() == "Failed"
+    assert "runs on a slurm compute target" in json.dumps(run.get_details())
+    run = exp.submit(ScriptRunConfig(source_directory=str(src), script="train.py",
+                                     distributed_job_config=MpiConfiguration(process_count_per_node=3)))
+    assert run.get_details()["runDefinition"]["mpi"]["processCountPerNode"] == 3
+    run.wait_for_completion(raise_on_error=False)
+    with pytest.raises(ValueError, match="cannot be spread evenly"):
+        exp.submit(ScriptRunConfig(source_directory=str(src), script="train.py",
+                                   distributed_job_config=PyTorchConfiguration(process_count=3, node_count=2)))
+    with pytest.raises(Exception, match="TensorflowConfiguration"):
+        TensorflowConfiguration(worker_count=2)

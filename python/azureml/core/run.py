@@ -42,7 +42,9 @@ def _run_definition(d):
         script, args = args[0], args[1:]
     env = cfg.get("environment") or {}
     return {"script": script, "arguments": args, "target": cfg.get("compute") or d.get("compute") or "",
-            "framework": "Python", "nodeCount": 1,
+            "framework": "Python", "nodeCount": cfg.get("node_count") or 1,
+            "mpi": {"processCountPerNode": cfg.get("process_count_per_node") or 1},
+            "pyTorch": {"processCount": (cfg.get("node_count") or 1) * (cfg.get("process_count_per_node") or 1)},
             "environment": {"name": env.get("name") or "atelier", "python": {
                 "interpreterPath": env.get("python") or "python", "userManagedDependencies": not (
                     env.get("requirements") or env.get("conda")),

@@ -27,20 +27,41 @@ class DataReferenceConfiguration:
 
 class _Distributed:
     def __init__(self, *args, **kwargs):
-        raise unsupported(type(self).__name__, "atelier runs one process per run; start the workers from the "
-                          "script, or log child runs")
+        raise unsupported(type(self).__name__, "atelier runs distributed PyTorch and MPI jobs (PyTorchConfiguration, "
+                          "MpiConfiguration) on slurm targets; start parameter servers from the script")
 
 
-class MpiConfiguration(_Distributed):
-    pass
+class MpiConfiguration:
+    """``MpiConfiguration(process_count_per_node=1, node_count=1)``: on a slurm compute target, the
+    script runs as node_count × process_count_per_node tasks started by srun (Slurm's PMI for MPI),
+    each with RANK, LOCAL_RANK, NODE_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT."""
+
+    def __init__(self, process_count_per_node=1, node_count=1):
+        self.process_count_per_node, self.node_count = process_count_per_node, node_count
+
+    def _shape(self):
+        return int(self.node_count or 1), int(self.process_count_per_node or 1)
 
 
 class TensorflowConfiguration(_Distributed):
     pass
 
 
-class PyTorchConfiguration(_Distributed):
-    pass
+class PyTorchConfiguration:
+    """``PyTorchConfiguration(communication_backend="Nccl", process_count=None, node_count=1)``: on a
+    slurm compute target, process_count processes in all (node_count by default), spread evenly over
+    node_count nodes, each with the variables ``init_process_group(init_method="env://")`` reads."""
+
+    def __init__(self, communication_backend="Nccl", process_count=None, node_count=1):
+        self.communication_backend, self.process_count, self.node_count = communication_backend, process_count, node_count
+
+    def _shape(self):
+        nodes = int(self.node_count or 1)
+        total = int(self.process_count or nodes)
+        if nodes < 1 or total < nodes or total % nodes:
+            raise ValueError("PyTorchConfiguration: process_count %d cannot be spread evenly over node_count %d nodes"
+                             % (total, nodes))
+        return nodes, total // nodes
 
 
 class RunConfiguration:

@@ -156,9 +156,12 @@ class ScriptRunConfig(_ScriptRunConfig):
 
     def _submit(self, experiment, tags=None, name=None, **kwargs):
         rc = self.run_config
-        if (rc.node_count or 1) > 1 or self.distributed_job_config is not None:
-            raise unsupported("a distributed run (node_count %s)" % rc.node_count,
-                              "atelier runs one process per run; start the workers from the script")
+        nodes, per_node = int(rc.node_count or 1), 1
+        djc = self.distributed_job_config
+        if djc is not None:
+            if not hasattr(djc, "_shape"):
+                raise unsupported(type(djc).__name__, "use PyTorchConfiguration or MpiConfiguration (on a slurm target)")
+            nodes, per_node = djc._shape()
         ws = experiment.workspace
         script, args = self._script_and_args()
         data, names, specs, args = self._data(args)
@@ -184,6 +187,10 @@ class ScriptRunConfig(_ScriptRunConfig):
                   "environment": config_env}
         if data:
             config["data"] = data
+        if nodes > 1:
+            config["node_count"] = nodes
+        if per_node > 1:
+            config["process_count_per_node"] = per_node
         if rc.max_run_duration_seconds:
             config["timeout"] = rc.max_run_duration_seconds
         if rc.secrets:
