@@ -69,8 +69,8 @@ func (s *Server) openImages(ctx context.Context, cfg Config) error {
 func (a *artifactStore) registryBlobs(ctx context.Context, now func() time.Time) (*registry.BucketBlobs, error) {
 	if a.dir != "" {
 		dir := filepath.Join(a.dir, "oci")
-		// Its metadata is written (sidecar files): the registry stamps each blob's put time.
-		b, err := fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: true, NoTempDir: true})
+		// No sidecar metadata files: a blob's put time is its file's modification time.
+		b, err := fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: true, NoTempDir: true, Metadata: fileblob.MetadataDontWrite})
 		if err != nil {
 			return nil, err
 		}

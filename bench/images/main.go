@@ -389,7 +389,7 @@ func benchCopy(ctx context.Context, work string, reps, mib int) (result, error) 
 		}
 	} else {
 		dir := filepath.Join(work, "atelier-artifacts", "oci")
-		b, err := fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: true, NoTempDir: true})
+		b, err := fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: true, NoTempDir: true, Metadata: fileblob.MetadataDontWrite})
 		if err != nil {
 			return result{}, err
 		}

@@ -3,13 +3,10 @@ package registry
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -29,29 +26,39 @@ import (
 // write before it reports a mismatch or a failed read, so the drivers abort instead of
 // committing; content of an unknown digest is staged under staging/ and copied into place once
 // hashed. The put time is kept as the object's metadata (put), so that it is the registry's
-// clock, not the bucket's.
+// clock, not the bucket's. A folder bucket is handled as DiskBlobs handles its directory (same
+// layout; the put time is the file's modification time, set before the file is renamed into
+// place, and whole reads are files the HTTP server can sendfile).
 type BucketBlobs struct {
 	bucket *blob.Bucket
-	// dir is the bucket's folder when it is a local one: whole reads open the file, which the
-	// HTTP server can sendfile.
+	// dir is the bucket's folder when it is a local one.
 	dir   string
 	local bool
 	now   func() time.Time
+	// disk does everything for a folder: writing a temporary file, stamping it, then renaming
+	// it into place (as DiskBlobs does; the layout is the same), so that garbage collection
+	// never sees a put's content with an old time.
+	disk *DiskBlobs
 }
 
 var _ BlobStore = (*BucketBlobs)(nil)
 
 const putTimeKey = "put"
 
-// NewBucketBlobs returns a store over b; dir is b's folder when b is a local (fileblob) bucket,
-// opened with its metadata written (the default), else "". now stamps the content put
-// (time.Now when nil). The caller keeps ownership of b.
+// NewBucketBlobs returns a store over b; dir is b's folder when b is a local (fileblob) bucket
+// (opened with fileblob.MetadataDontWrite: the put time is then the file's modification time),
+// else "". now stamps the content put (time.Now when nil). The caller keeps ownership of b.
 func NewBucketBlobs(b *blob.Bucket, dir string, now func() time.Time) *BucketBlobs {
 	if now == nil {
 		now = time.Now
 	}
 	var fi os.FileInfo
-	return &BucketBlobs{bucket: b, dir: dir, local: b.As(&fi), now: now}
+	s := &BucketBlobs{bucket: b, dir: dir, local: b.As(&fi), now: now}
+	if dir != "" {
+		s.disk = &DiskBlobs{dir: dir, now: now}
+		os.MkdirAll(s.disk.tmpDir(), 0o700) // else puts fail, saying so
+	}
+	return s
 }
 
 func bucketKey(d Digest) string {
@@ -60,6 +67,9 @@ func bucketKey(d Digest) string {
 }
 
 func (s *BucketBlobs) Put(ctx context.Context, r io.Reader, want Digest) (BlobInfo, error) {
+	if s.disk != nil {
+		return s.disk.Put(ctx, r, want)
+	}
 	alg := Canonical
 	if want != "" {
 		if _, err := ParseDigest(string(want)); err != nil {
@@ -179,16 +189,11 @@ func (c *checkingReader) Read(p []byte) (int, error) {
 }
 
 func (s *BucketBlobs) Open(ctx context.Context, d Digest, offset, length int64) (io.ReadCloser, error) {
+	if s.disk != nil {
+		return s.disk.Open(ctx, d, offset, length)
+	}
 	if err := checkDigest(d); err != nil {
 		return nil, err
-	}
-	if s.dir != "" && offset == 0 && length < 0 {
-		f, err := os.Open(filepath.Join(s.dir, filepath.FromSlash(bucketKey(d))))
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, notFound(d)
-		} else if err == nil {
-			return f, nil
-		}
 	}
 	r, err := s.bucket.NewRangeReader(ctx, bucketKey(d), offset, length, nil)
 	if err != nil {
@@ -205,6 +210,9 @@ func (s *BucketBlobs) Open(ctx context.Context, d Digest, offset, length int64) 
 }
 
 func (s *BucketBlobs) Stat(ctx context.Context, d Digest) (BlobInfo, error) {
+	if s.disk != nil {
+		return s.disk.Stat(ctx, d)
+	}
 	if err := checkDigest(d); err != nil {
 		return BlobInfo{}, err
 	}
@@ -222,6 +230,9 @@ func (s *BucketBlobs) Stat(ctx context.Context, d Digest) (BlobInfo, error) {
 }
 
 func (s *BucketBlobs) Delete(ctx context.Context, d Digest) error {
+	if s.disk != nil {
+		return s.disk.Delete(ctx, d)
+	}
 	if err := checkDigest(d); err != nil {
 		return err
 	}
@@ -232,6 +243,9 @@ func (s *BucketBlobs) Delete(ctx context.Context, d Digest) error {
 }
 
 func (s *BucketBlobs) Walk(ctx context.Context, fn func(BlobInfo) error) error {
+	if s.disk != nil {
+		return s.disk.Walk(ctx, fn)
+	}
 	for alg := range algorithms {
 		it := s.bucket.List(&blob.ListOptions{Prefix: alg + "/"})
 		for {

@@ -24,7 +24,7 @@ import (
 
 // OpenFileBucket opens a folder bucket as the server opens the artifact store's oci/.
 func openFileBucket(t *testing.T, dir string) *gcblob.Bucket {
-	b, err := fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: true, NoTempDir: true})
+	b, err := fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: true, NoTempDir: true, Metadata: fileblob.MetadataDontWrite})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,13 +21,15 @@ func stored(t *testing.T, reg *testRegistry, content []byte) bool {
 	return err == nil
 }
 
-func TestCollectGarbage(t *testing.T) {
+func TestCollectGarbage(t *testing.T) { eachStores(t, testCollectGarbage) }
+
+func testCollectGarbage(t *testing.T, stores func(*registry.Options)) {
 	clk := &clock{now: registrytest.NewClock().Now()}
 	reg := MustServe(t, func(o *registry.Options) {
 		o.Now = clk.Now
 		o.GCGrace = time.Hour
 		o.UploadTTL = 3 * time.Hour
-	})
+	}, stores)
 	c := reg.client(t, "ana", "secret")
 	ctx := t.Context()
 
@@ -121,8 +123,10 @@ func (c *client) try(method, path string, body []byte, hdr ...string) (int, []by
 // nanosecond, while clients push images sharing a config; every image whose manifest push
 // succeeded must stay whole. A push the collection overtook fails (MANIFEST_BLOB_UNKNOWN, or 503
 // when the content went between being stored and linked) and is pushed again, as clients do.
-func TestCollectGarbageRacesPushes(t *testing.T) {
-	reg := MustServe(t, func(o *registry.Options) { o.GCGrace = time.Nanosecond })
+func TestCollectGarbageRacesPushes(t *testing.T) { eachStores(t, testCollectGarbageRacesPushes) }
+
+func testCollectGarbageRacesPushes(t *testing.T, stores func(*registry.Options)) {
+	reg := MustServe(t, func(o *registry.Options) { o.GCGrace = time.Nanosecond }, stores)
 	c := reg.client(t, "ana", "secret")
 	const pushers, images = 3, 6
 	var (

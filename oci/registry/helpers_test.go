@@ -106,8 +106,8 @@ type testRegistry struct {
 	*registry.Registry
 	URL   string
 	Host  string
-	Blobs *registry.DiskBlobs
-	Meta  *registry.DiskMetadata
+	Blobs registry.BlobStore
+	Meta  registry.Metadata
 	Auth  *testAuth
 	Dir   string
 }
@@ -147,7 +147,8 @@ func MustServe(tb testing.TB, configure ...func(*registry.Options)) *testRegistr
 	}
 	srv := httptest.NewServer(reg)
 	tb.Cleanup(srv.Close)
-	return &testRegistry{Registry: reg, URL: srv.URL, Host: strings.TrimPrefix(srv.URL, "http://"), Blobs: blobs, Meta: meta, Auth: auth, Dir: dir}
+	_, _ = blobs, meta
+	return &testRegistry{Registry: reg, URL: srv.URL, Host: strings.TrimPrefix(srv.URL, "http://"), Blobs: o.Blobs, Meta: o.Metadata, Auth: auth, Dir: dir}
 }
 
 // serve serves h on 127.0.0.1 until the test ends and returns its URL.
@@ -173,4 +174,20 @@ func rawRequest(tb testing.TB, host, req string) string {
 	conn.SetReadDeadline(time.Now().Add(time.Minute))
 	b, _ := io.ReadAll(conn)
 	return string(b)
+}
+
+// serverStores makes MustServe use the server's stores (blobs in an artifact store folder,
+// metadata in SQLite), stamped by the options' clock; give it last.
+func serverStores(t *testing.T) func(*registry.Options) {
+	return func(o *registry.Options) {
+		dir := t.TempDir()
+		o.Blobs = registry.NewBucketBlobs(openFileBucket(t, dir), dir, o.Now)
+		o.Metadata = sqliteMetadata(t)
+	}
+}
+
+// eachStores runs test over the disk stores and over the server's.
+func eachStores(t *testing.T, test func(t *testing.T, stores func(*registry.Options))) {
+	t.Run("Disk", func(t *testing.T) { test(t, func(*registry.Options) {}) })
+	t.Run("ArtifactFolderAndSQLite", func(t *testing.T) { test(t, serverStores(t)) })
 }
