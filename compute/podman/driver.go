@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -31,6 +30,7 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/oci/build"
 )
 
 var (
@@ -281,7 +281,7 @@ func (d *Driver) loadBase(ctx context.Context, targetName, url string) (string, 
 	var r io.Reader
 	if fi.IsDir() {
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(tarDir(pw, path)) }()
+		go func() { pw.CloseWithError(build.TarDir(pw, path)) }()
 		defer pr.Close()
 		r = pr
 	} else {
@@ -310,52 +310,6 @@ func (d *Driver) loadBase(ctx context.Context, targetName, url string) (string, 
 	}
 	d.log().Info("loaded the default base image into a podman compute target", "compute", targetName, "image", name)
 	return name, nil
-}
-
-// tarDir writes the files under dir as a tar stream (an OCI archive of a layout).
-func tarDir(w io.Writer, dir string) error {
-	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
-		fi, err := e.Info()
-		if err != nil {
-			return err
-		}
-		if !fi.Mode().IsRegular() && !fi.IsDir() {
-			return nil
-		}
-		h, err := tar.FileInfoHeader(fi, "")
-		if err != nil {
-			return err
-		}
-		h.Name = filepath.ToSlash(rel)
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if fi.IsDir() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
 }
 
 // quote quotes s for a POSIX shell.

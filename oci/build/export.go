@@ -117,8 +117,14 @@ func ExportOCI(img v1.Image, ref, tmp string, w io.Writer) error {
 	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": ref})); err != nil {
 		return err
 	}
+	return TarDir(w, dir)
+}
+
+// TarDir writes the files and folders under dir as a tar stream with fixed times and owners
+// (an OCI layout as an oci-archive, as `podman load` reads it).
+func TarDir(w io.Writer, dir string) error {
 	tw := tar.NewWriter(w)
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || path == dir {
 			return err
 		}
