@@ -41,6 +41,13 @@ func (s *Server) openImages(ctx context.Context, cfg Config) error {
 		return err
 	}
 	s.onClose(blobs.Close)
+	// Staged content of puts a crash cut short (buckets only; a day old, sparing other servers'
+	// puts in progress).
+	if n, err := blobs.CleanStaging(ctx, cfg.Clock().Add(-24*time.Hour)); err != nil {
+		s.log.Warn("cleaning the image registry's staged blobs", "err", err)
+	} else if n > 0 {
+		s.log.Info("deleted the image registry's staged blobs left by interrupted pushes", "count", n)
+	}
 	meta := s.DB.Registry()
 	// A data directory of a server from before kept the registry in <data>/registry/{blobs,meta}.
 	rep, migrated, err := registry.MigrateDisk(ctx, dir, blobs, meta, cfg.Clock())

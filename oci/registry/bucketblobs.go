@@ -277,6 +277,16 @@ func (s *BucketBlobs) Walk(ctx context.Context, fn func(BlobInfo) error) error {
 // CleanStaging deletes the staged content of puts a crash cut short, last modified before t
 // (a put in progress removes its own), and returns how many it deleted.
 func (s *BucketBlobs) CleanStaging(ctx context.Context, t time.Time) (int, error) {
+	if s.disk != nil {
+		entries, err := os.ReadDir(s.disk.tmpDir())
+		n := 0
+		for _, e := range entries {
+			if info, ierr := e.Info(); ierr == nil && info.ModTime().Before(t) && os.Remove(s.disk.tmpDir()+string(os.PathSeparator)+e.Name()) == nil {
+				n++
+			}
+		}
+		return n, err
+	}
 	it := s.bucket.List(&blob.ListOptions{Prefix: "staging/"})
 	n := 0
 	for {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -132,4 +133,43 @@ func openS3Bucket(t *testing.T) *gcblob.Bucket {
 	b = gcblob.PrefixedBucket(b, fmt.Sprintf("t%d/oci/", s3Prefixes.Add(1)))
 	t.Cleanup(func() { b.Close() })
 	return b
+}
+
+// CleanStaging removes what puts cut short by a crash left, sparing recent files.
+func TestBucketBlobsCleanStaging(t *testing.T) {
+	ctx := t.Context()
+	for _, c := range []struct {
+		name string
+		open func(t *testing.T) (*registry.BucketBlobs, func(string))
+	}{
+		{"Folder", func(t *testing.T) (*registry.BucketBlobs, func(string)) {
+			dir := t.TempDir()
+			s := registry.NewBucketBlobs(openFileBucket(t, dir), dir, nil)
+			return s, func(name string) {
+				if err := os.WriteFile(filepath.Join(dir, "tmp", name), []byte("x"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{"Memory", func(t *testing.T) (*registry.BucketBlobs, func(string)) {
+			b := memblob.OpenBucket(nil)
+			t.Cleanup(func() { b.Close() })
+			return registry.NewBucketBlobs(b, "", nil), func(name string) {
+				if err := b.WriteAll(ctx, "staging/"+name, []byte("x"), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, leave := c.open(t)
+			leave("left")
+			if n, err := s.CleanStaging(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+				t.Fatalf("CleanStaging of recent files = %d, %v; want 0", n, err)
+			}
+			if n, err := s.CleanStaging(ctx, time.Now().Add(time.Hour)); err != nil || n != 1 {
+				t.Fatalf("CleanStaging = %d, %v; want 1", n, err)
+			}
+		})
+	}
 }
