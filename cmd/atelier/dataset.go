@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -21,10 +22,14 @@ NAME:VERSION picks a version; NAME alone is the latest.`}
 }
 
 // datasetArg reads NAME or NAME:VERSION (version 0: the latest).
-func datasetArg(s string) (string, int, error) {
+func datasetArg(s string) (string, int, error) { return versionedArg("dataset", s) }
+
+// versionedArg reads NAME[:VERSION] of a versioned record (a dataset, an environment): version
+// 0 when none is given.
+func versionedArg(kind, s string) (string, int, error) {
 	name, ver, ok := strings.Cut(s, ":")
 	if err := atelier.ValidateDatasetName(name); err != nil {
-		return "", 0, usagef("%s", atelier.ErrorMessage(err))
+		return "", 0, usagef("invalid %s name %q: %s", kind, name, atelier.ErrorMessage(err))
 	}
 	if !ok {
 		return name, 0, nil
@@ -34,6 +39,32 @@ func datasetArg(s string) (string, int, error) {
 		return "", 0, usagef("%s", atelier.ErrorMessage(err))
 	}
 	return name, v, nil
+}
+
+// versionedDeleteCmd deletes a version of a versioned record, or every version.
+func versionedDeleteCmd(cfg *clientConfig, kind, short string, del func(ctx context.Context, c *api.Client, ws, name string, version int) error) *cobra.Command {
+	return &cobra.Command{
+		Use: "delete NAME[:VERSION]", Short: short, Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, v, err := versionedArg(kind, args[0])
+			if err != nil {
+				return err
+			}
+			c, err := cfg.client()
+			if err != nil {
+				return err
+			}
+			if err := del(cmd.Context(), c, cfg.workspace, name, v); err != nil {
+				return err
+			}
+			if v > 0 {
+				cfg.done("deleted %s %s version %d", kind, name, v)
+			} else {
+				cfg.done("deleted %s %s (every version)", kind, name)
+			}
+			return nil
+		},
+	}
 }
 
 func datasetPaths(d *atelier.Dataset) string {
@@ -218,26 +249,8 @@ version's gives that version back.`,
 }
 
 func datasetDeleteCmd(cfg *clientConfig) *cobra.Command {
-	return &cobra.Command{
-		Use: "delete NAME[:VERSION]", Short: "Delete a dataset version, or every version (the files stay)", Args: exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name, v, err := datasetArg(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := cfg.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteDataset(cmd.Context(), cfg.workspace, name, v); err != nil {
-				return err
-			}
-			if v > 0 {
-				cfg.done("deleted dataset %s version %d", name, v)
-			} else {
-				cfg.done("deleted dataset %s (every version)", name)
-			}
-			return nil
-		},
-	}
+	return versionedDeleteCmd(cfg, "dataset", "Delete a dataset version, or every version (the files stay)",
+		func(ctx context.Context, c *api.Client, ws, name string, v int) error {
+			return c.DeleteDataset(ctx, ws, name, v)
+		})
 }

@@ -1,10 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/api"
@@ -22,20 +22,7 @@ Names starting with AzureML- are reserved.`}
 	return cmd
 }
 
-func environmentArg(s string) (string, int, error) {
-	name, ver, ok := strings.Cut(s, ":")
-	if err := atelier.ValidateDatasetName(name); err != nil {
-		return "", 0, usagef("invalid environment name %q", name)
-	}
-	if !ok {
-		return name, 0, nil
-	}
-	v, err := api.ParseDatasetVersion(ver)
-	if err != nil {
-		return "", 0, usagef("%s", atelier.ErrorMessage(err))
-	}
-	return name, v, nil
-}
+func environmentArg(s string) (string, int, error) { return versionedArg("environment", s) }
 
 func environmentListCmd(cfg *clientConfig) *cobra.Command {
 	return &cobra.Command{
@@ -169,26 +156,8 @@ func environmentRegisterCmd(cfg *clientConfig) *cobra.Command {
 }
 
 func environmentDeleteCmd(cfg *clientConfig) *cobra.Command {
-	return &cobra.Command{
-		Use: "delete NAME[:VERSION]", Short: "Delete an environment version, or every version", Args: exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name, v, err := environmentArg(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := cfg.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteEnvironment(cmd.Context(), cfg.workspace, name, v); err != nil {
-				return err
-			}
-			if v > 0 {
-				cfg.done("deleted environment %s version %d", name, v)
-			} else {
-				cfg.done("deleted environment %s (every version)", name)
-			}
-			return nil
-		},
-	}
+	return versionedDeleteCmd(cfg, "environment", "Delete an environment version, or every version",
+		func(ctx context.Context, c *api.Client, ws, name string, v int) error {
+			return c.DeleteEnvironment(ctx, ws, name, v)
+		})
 }
