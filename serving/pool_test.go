@@ -33,7 +33,7 @@ def run(raw):
 
 // starter starts real scoring runtimes (oci/build/runtime) with score, on Unix sockets, as the
 // local target does but without an image's filesystem.
-func starter(t *testing.T, score string) (serving.StartFunc, *atomic.Int32) {
+func starter(t testing.TB, score string) (serving.StartFunc, *atomic.Int32) {
 	t.Helper()
 	py, _, err := python.Resolve(context.Background(), "python3")
 	if err != nil {
