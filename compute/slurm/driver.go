@@ -71,14 +71,13 @@ type Driver struct {
 const JobsEvery = time.Second
 
 // jobsView is what the last read of a cluster's jobs said: the Status of every run on it is
-// answered from one read a second (with slurmctld's update time, so a read of an unchanged
-// queue is empty), not one request a run: a thousand queued runs cost slurmrestd one request
-// a second.
+// answered from one read a second, not one request a run: a thousand queued runs cost
+// slurmrestd one request a second. (A read with slurmctld's update time would be empty while
+// nothing changed, but a pending job's reason changes without one: reads are whole.)
 type jobsView struct {
-	mu    sync.Mutex
-	read  time.Time // when it was read; zero: never
-	since int64     // the update time of the next read (Unix seconds)
-	jobs  map[int]jobInfo
+	mu   sync.Mutex
+	read time.Time // when it was read; zero: never
+	jobs map[int]jobInfo
 }
 
 // job is a job's state, from the cluster's jobs read at most JobsEvery ago, or, when it is not
@@ -89,18 +88,15 @@ func (d *Driver) job(ctx context.Context, r *rest, id int) (*jobInfo, error) {
 	view.mu.Lock()
 	defer view.mu.Unlock()
 	if now := d.now(); now.Sub(view.read) >= JobsEvery {
-		// Reads overlap by a second: slurmctld's update times are in seconds.
-		list, changed, err := r.jobs(ctx, view.since)
+		list, err := r.jobs(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if changed {
-			view.jobs = make(map[int]jobInfo, len(list))
-			for _, j := range list {
-				view.jobs[j.JobID] = j
-			}
+		view.jobs = make(map[int]jobInfo, len(list))
+		for _, j := range list {
+			view.jobs[j.JobID] = j
 		}
-		view.read, view.since = now, now.Unix()-1
+		view.read = now
 	}
 	if j, ok := view.jobs[id]; ok {
 		return &j, nil

@@ -197,9 +197,6 @@ func (r *rest) do(ctx context.Context, method, path string, body, out any) error
 				r.target, r.base, APIVersion, req.URL.Path, APIVersion)
 		}
 	}
-	if resp.StatusCode == http.StatusNotModified {
-		return errNotModified
-	}
 	var envelope struct {
 		Errors []slurmError `json:"errors"`
 	}
@@ -252,27 +249,15 @@ func (r *rest) job(ctx context.Context, id int) (*jobInfo, error) {
 	return nil, nil
 }
 
-// errNotModified is slurmrestd's answer (HTTP 304) to a read with an update time when nothing
-// changed since.
-var errNotModified = errors.New("not modified")
-
-// jobs reads every job slurmctld knows, or, with since (Unix seconds) set, nothing (changed
-// false) when no job changed since then: slurmctld answers a read with an update time with
-// the whole list or with HTTP 304.
-func (r *rest) jobs(ctx context.Context, since int64) (list []jobInfo, changed bool, err error) {
+// jobs reads every job slurmctld knows.
+func (r *rest) jobs(ctx context.Context) ([]jobInfo, error) {
 	var resp struct {
 		Jobs []jobInfo `json:"jobs"`
 	}
-	path := "jobs"
-	if since > 0 {
-		path += fmt.Sprintf("?update_time=%d", since)
+	if err := r.do(ctx, http.MethodGet, "jobs", nil, &resp); err != nil {
+		return nil, err
 	}
-	if err := r.do(ctx, http.MethodGet, path, nil, &resp); errors.Is(err, errNotModified) {
-		return nil, false, nil
-	} else if err != nil {
-		return nil, false, err
-	}
-	return resp.Jobs, true, nil
+	return resp.Jobs, nil
 }
 
 // exitCode reads a wait status as a shell does: the exit code, or 128 plus the signal.
