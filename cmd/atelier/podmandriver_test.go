@@ -166,7 +166,13 @@ func TestPodmanDriverRecovery(t *testing.T) {
 	if out, err := exec.Command(podman, "rm", "--force", "--time", "0", name).CombinedOutput(); err != nil {
 		t.Fatalf("podman rm: %v\n%s", err, out)
 	}
-	st, err := other.Status(ctx, handle)
+	// (Statuses come from a listing of the service's containers kept for a moment: the removal
+	// shows once it is renewed.)
+	var st atelier.JobState
+	waitFor(t, "the removed container to be seen gone", func() bool {
+		st, err = other.Status(ctx, handle)
+		return err != nil || st.Phase != atelier.JobRunning
+	})
 	if err != nil || st.Phase != atelier.JobGone || !strings.Contains(st.Detail, name) || !strings.Contains(st.Detail, "box") {
 		t.Errorf("a removed container: %+v, %v; want Gone naming %s and the target", st, err, name)
 	}
