@@ -282,10 +282,9 @@ def test_v1_features_atelier_lacks_say_so(v1ws):
     assert isinstance(v1ws.webservices, dict)
     with pytest.raises(NotImplementedError, match="datastores are"):
         Datastore.register_azure_file_share(v1ws, "share", "share", "acct")
-    with pytest.raises(NotImplementedError, match="one process per run"):
-        cfg = ScriptRunConfig(source_directory=".", script="x.py")
-        cfg.run_config.node_count = 2
-        Experiment(v1ws, "azureml-dist").submit(cfg)
+    from azureml.core.runconfig import TensorflowConfiguration  # (PyTorch and MPI run on slurm targets)
+    with pytest.raises(NotImplementedError, match="on slurm targets"):
+        TensorflowConfiguration(worker_count=2)
     with pytest.raises(NotImplementedError, match="upload the files"):
         Dataset.Tabular.from_delimited_files("https://example.invalid/iris.csv")
 
