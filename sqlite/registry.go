@@ -461,3 +461,103 @@ func (r Registry) ListTagged(ctx context.Context, prefix string) ([]registry.Tag
 	}
 	return list, rows.Err()
 }
+
+// deleteRegistryRepos removes the registry repositories of a workspace (<workspace>/...) in tx:
+// their manifests (with their tags and references), links and upload sessions. The blobs they
+// held, now unreferenced, are garbage collected.
+func deleteRegistryRepos(ctx context.Context, tx *txn, workspace string) error {
+	// The repositories whose names start with "<workspace>/": '0' follows '/' in byte order.
+	lo, hi := workspace+"/", workspace+"0"
+	for _, table := range []string{"registry_manifests", "registry_links", "registry_uploads"} {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE repo >= ? AND repo < ?`, lo, hi); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RecordImport records that b was imported as <b.Workspace>/<b.Name>:<b.Tag> (replacing a
+// record of an earlier import under that tag) and, when b.Default, makes it the workspace's
+// default base, in one transaction.
+func (db *DB) RecordImport(ctx context.Context, b *atelier.BaseImage) error {
+	return db.update(ctx, func(tx *txn) error {
+		id, err := db.workspaceID(ctx, tx, b.Workspace)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO registry_imports
+			(workspace_id, repo, tag, digest, size, platform, format, imported_by, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (repo, tag) DO UPDATE SET workspace_id = excluded.workspace_id, digest = excluded.digest, size = excluded.size,
+				platform = excluded.platform, format = excluded.format, imported_by = excluded.imported_by, imported_at = excluded.imported_at`,
+			id, b.Workspace+"/"+b.Name, b.Tag, b.Digest, b.Size, b.Platform, b.Format, b.ImportedBy, ms(b.ImportedAt)); err != nil {
+			return err
+		}
+		if b.Default {
+			return setDefaultBase(ctx, tx, id, b.Name+":"+b.Tag, b.ImportedBy, b.ImportedAt)
+		}
+		return nil
+	})
+}
+
+func setDefaultBase(ctx context.Context, tx *txn, workspaceID int64, base, by string, at time.Time) error {
+	if base == "" {
+		_, err := tx.ExecContext(ctx, `DELETE FROM workspace_default_bases WHERE workspace_id = ?`, workspaceID)
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO workspace_default_bases (workspace_id, base, set_by, set_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (workspace_id) DO UPDATE SET base = excluded.base, set_by = excluded.set_by, set_at = excluded.set_at`,
+		workspaceID, base, by, ms(at))
+	return err
+}
+
+// SetDefaultBase makes base the default base of the workspace's images ("" for none).
+func (db *DB) SetDefaultBase(ctx context.Context, workspace, base, by string) error {
+	return db.update(ctx, func(tx *txn) error {
+		id, err := db.workspaceID(ctx, tx, workspace)
+		if err != nil {
+			return err
+		}
+		return setDefaultBase(ctx, tx, id, base, by, db.now())
+	})
+}
+
+// DefaultBase returns the workspace's default base, "" when it has none.
+func (db *DB) DefaultBase(ctx context.Context, workspace string) (string, error) {
+	var base string
+	err := db.read.QueryRowContext(ctx, `SELECT d.base FROM workspace_default_bases d JOIN workspaces w ON w.id = d.workspace_id
+		WHERE w.name = ?`, workspace).Scan(&base)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return base, err
+}
+
+// ListImports lists the workspace's imported bases whose tags still point at what was imported,
+// by name and tag.
+func (db *DB) ListImports(ctx context.Context, workspace string) ([]*atelier.BaseImage, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT i.repo, i.tag, i.digest, i.size, i.platform, i.format, i.imported_by, i.imported_at,
+			coalesce(d.base, '')
+		FROM registry_imports i JOIN workspaces w ON w.id = i.workspace_id
+		JOIN registry_tags t ON t.repo = i.repo AND t.tag = i.tag AND t.digest = i.digest
+		LEFT JOIN workspace_default_bases d ON d.workspace_id = i.workspace_id
+		WHERE w.name = ? ORDER BY i.repo, i.tag`, workspace)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	list := []*atelier.BaseImage{}
+	for rows.Next() {
+		b := &atelier.BaseImage{Workspace: workspace}
+		var repo, def string
+		var at int64
+		if err := rows.Scan(&repo, &b.Tag, &b.Digest, &b.Size, &b.Platform, &b.Format, &b.ImportedBy, &at, &def); err != nil {
+			return nil, err
+		}
+		b.Name = repo[len(workspace)+1:]
+		b.Location = repo + ":" + b.Tag
+		b.ImportedAt = fromMS(at)
+		b.Default = def == b.Name+":"+b.Tag || b.Tag == "latest" && def == b.Name
+		list = append(list, b)
+	}
+	return list, rows.Err()
+}

@@ -761,6 +761,29 @@ CREATE TABLE environments (
 	PRIMARY KEY (workspace_id, name, version)
 );
 CREATE INDEX environments_hash ON environments (workspace_id, spec_hash);
+`, `
+-- Base images imported into the workspace image registry (issue 20, registry.go): the tag
+-- <workspace>/<name>:<tag> they were stored as, what was uploaded, and each workspace's default
+-- base of image builds (a tag of its registry or another registry's HOST/REPO:TAG).
+CREATE TABLE registry_imports (
+	workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+	repo         TEXT NOT NULL,
+	tag          TEXT NOT NULL,
+	digest       TEXT NOT NULL,
+	size         INTEGER NOT NULL,
+	platform     TEXT NOT NULL,
+	format       TEXT NOT NULL,
+	imported_by  TEXT NOT NULL DEFAULT '',
+	imported_at  INTEGER NOT NULL,
+	PRIMARY KEY (repo, tag)
+);
+CREATE INDEX registry_imports_workspace ON registry_imports (workspace_id);
+CREATE TABLE workspace_default_bases (
+	workspace_id INTEGER PRIMARY KEY REFERENCES workspaces(id) ON DELETE CASCADE,
+	base         TEXT NOT NULL,
+	set_by       TEXT NOT NULL DEFAULT '',
+	set_at       INTEGER NOT NULL
+);
 `}
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -91,6 +91,11 @@ func (db *DB) DeleteWorkspace(ctx context.Context, name string, force bool) erro
 		if _, err := tx.ExecContext(ctx, `DELETE FROM workspaces WHERE id = ?`, id); err != nil {
 			return err
 		}
+		// Its image registry repositories are named by it, not keyed by its id: a workspace
+		// made again under the name must not serve the old images.
+		if err := deleteRegistryRepos(ctx, tx, name); err != nil {
+			return err
+		}
 		tx.onCommit = append(tx.onCommit, func() { db.workspaces.forget(name) })
 		db.runWorkspace.Range(func(k, v any) bool {
 			if v.(int64) == id {
