@@ -85,6 +85,9 @@ type Config struct {
 	AdvertiseURL string
 	// RunnerArgs are added to the command line of the job runners remote drivers start.
 	RunnerArgs []string
+	// UnreachableAfter is how long a compute target may not answer about a run's job before
+	// the run fails (0: service.DefaultUnreachableAfter).
+	UnreachableAfter time.Duration
 	// Clock and NewID are the domain's time and ids, shared by the store, the service and the
 	// MLflow API; nil for the wall clock and atelier.NewID (tests pin them).
 	Clock atelier.Clock
@@ -251,6 +254,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.OwnerDead != nil {
 		svc.OwnerDead = cfg.OwnerDead
 	}
+	svc.UnreachableAfter = cfg.UnreachableAfter
 
 	// The MLflow REST API shares the listener: MLflow's paths go to it, the rest to atelier's API
 	// (dispatched by prefix, not by a ServeMux, which would redirect non-canonical paths).

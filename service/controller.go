@@ -59,7 +59,15 @@ type watchedJob struct {
 	endedAt time.Time
 	// queued is the Detail of the driver's last Queued state written to the run's log.
 	queued string
+	// unreachableSince is when the driver first failed to tell the job's state, since it
+	// last did (zero while it answers).
+	unreachableSince time.Time
 }
+
+// DefaultUnreachableAfter is how long a run's compute target may not answer before the run
+// fails (see Service.UnreachableAfter): long enough for a machine's reboot or an apiserver's
+// restart, short enough that nobody waits on a run that will never report.
+const DefaultUnreachableAfter = 10 * time.Minute
 
 func newScheduler() *scheduler {
 	return &scheduler{targets: map[string]*Target{}, jobs: map[string]*watchedJob{},
@@ -353,9 +361,13 @@ func (s *Service) watchJob(ctx context.Context, j *watchedJob) {
 		if atelier.ErrorCode(err) == atelier.EINVALID {
 			st = atelier.JobState{Phase: atelier.JobGone, Detail: "its job handle is unreadable: " + atelier.ErrorMessage(err)}
 		} else {
-			s.log.Warn("asking a driver about a run's job", "run", j.id, "compute", j.target.Name, "err", err)
+			if ctx.Err() == nil {
+				s.unreachable(ctx, j, run, err)
+			}
 			return
 		}
+	} else {
+		j.unreachableSince = time.Time{}
 	}
 	if st.Phase == atelier.JobRunning {
 		s.noteQueued(ctx, j, st)
@@ -381,6 +393,41 @@ func (s *Service) watchJob(ctx context.Context, j *watchedJob) {
 		return
 	}
 	s.log.Warn("run ended without its runner recording it", "workspace", j.workspace, "run", j.id, "status", upd.Status, "reason", upd.Error)
+	s.finish(ctx, j)
+}
+
+// unreachable notes that the run's target did not say how its job is. The next tick asks
+// again, until the target has not answered for UnreachableAfter; then the run fails with the
+// target's last error, the job is told to stop (best effort: the target may be gone for
+// good), and the server stops watching it.
+func (s *Service) unreachable(ctx context.Context, j *watchedJob, run *atelier.Run, err error) {
+	now := s.now()
+	if j.unreachableSince.IsZero() {
+		j.unreachableSince = now
+		s.log.Warn("a run's compute target does not answer; retrying", "run", j.id, "compute", j.target.Name, "err", err)
+		return
+	}
+	limit := s.UnreachableAfter
+	if limit <= 0 {
+		limit = DefaultUnreachableAfter
+	}
+	if now.Sub(j.unreachableSince) < limit {
+		return
+	}
+	upd := atelier.RunStatusUpdate{Status: atelier.StatusFailed, Error: fmt.Sprintf(
+		"compute target %s has not answered since %s (%s): %s; the run's job may still be running there, and was asked to stop",
+		j.target.Name, j.unreachableSince.UTC().Format(time.RFC3339), now.Sub(j.unreachableSince).Round(time.Second), atelier.ErrorMessage(err))}
+	if run.Status == atelier.StatusCancelRequested {
+		upd = atelier.RunStatusUpdate{Status: atelier.StatusCanceled, Error: "canceled by request; compute target " + j.target.Name + " did not answer: " + atelier.ErrorMessage(err)}
+	}
+	if _, err := s.updateRunStatus(context.WithoutCancel(ctx), j.workspace, j.id, upd); err != nil && atelier.ErrorCode(err) != atelier.ECONFLICT {
+		s.log.Error("recording the end of a run", "run", j.id, "err", err)
+		return
+	}
+	if err := j.target.Driver.Cancel(ctx, j.handle); err != nil {
+		s.log.Warn("telling an unreachable target to stop a run's job", "run", j.id, "compute", j.target.Name, "err", err)
+	}
+	s.log.Error("run failed: its compute target does not answer", "workspace", j.workspace, "run", j.id, "compute", j.target.Name, "since", j.unreachableSince, "err", err)
 	s.finish(ctx, j)
 }
 

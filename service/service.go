@@ -48,6 +48,10 @@ type Service struct {
 	OwnerDead func(owner string) bool
 	LeaseTTL  time.Duration
 	ownerOnce sync.Once
+	// UnreachableAfter is how long a compute target may fail to say how a run's job is
+	// (the machine, the cluster or its API does not answer) before the run fails saying so
+	// (DefaultUnreachableAfter when zero). Until then the server asks again every second.
+	UnreachableAfter time.Duration
 	// Builder builds images into the workspace registry (nil: no images); at most
 	// MaxConcurrentBuilds (DefaultMaxConcurrentBuilds when zero) at once on this server.
 	Builder             atelier.ImageBuilder

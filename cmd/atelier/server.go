@@ -52,6 +52,7 @@ type serverConfig struct {
 	imageBase        string
 	imagePipArgs     string
 	advertiseURL     string
+	unreachableAfter time.Duration
 }
 
 // flags are the server's settings: each is a flag, a variable and a key of the config file.
@@ -80,6 +81,8 @@ func (cfg *serverConfig) flags() *pflag.FlagSet {
 	f.StringVar(&cfg.imagePipArgs, "image-pip-args", "", "arguments added to the pip of image builds, space-separated (an --index-url, --find-links DIR)")
 	f.StringVar(&cfg.advertiseURL, "advertise-url", "",
 		"the URL runs reach this server at, on this machine and on remote compute targets (default: the listen address)")
+	f.DurationVar(&cfg.unreachableAfter, "compute-unreachable-after", service.DefaultUnreachableAfter,
+		"how long a compute target may not answer about a run's job before the run fails saying so")
 	f.StringVar(&cfg.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
 	f.StringVar(&cfg.cookieSecure, "cookie-secure", string(api.CookieSecureAuto),
 		"mark the UI's session cookie Secure: auto (when the request came over TLS or with X-Forwarded-Proto: https), always, or never (plain http off localhost)")
@@ -179,6 +182,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		Owner: owner, OwnerDead: ownerDead,
 		ImageBase: cfg.imageBase, ImagePipArgs: strings.Fields(cfg.imagePipArgs),
 		AdvertiseURL: cfg.advertiseURL, RunnerArgs: []string{"--cancel-grace", cfg.cancelGrace.String()},
+		UnreachableAfter: cfg.unreachableAfter,
 	})
 	if err != nil {
 		return err

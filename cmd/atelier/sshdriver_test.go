@@ -37,6 +37,7 @@ type sshMachine struct {
 	key     string // the client's private key (OpenSSH PEM)
 	home    string // sshUser's home
 	log     *lockedLog
+	pid     int // sshd's listener
 }
 
 // newSSHKey returns an ed25519 key as an OpenSSH private key file and its public key line.
@@ -129,6 +130,7 @@ func startSSHD(t testing.TB, extra ...string) *sshMachine {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	m.pid = cmd.Process.Pid
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
