@@ -63,9 +63,11 @@ type Spec struct {
 	// SourceDir is copied to AppDir; EntryScript (relative to it) is the score.py.
 	SourceDir   string
 	EntryScript string
-	// Requirements is a requirements.txt installed with pip for the base's Python; optional.
-	// PipArgs are added to pip's command line (an index URL, or --no-index --find-links DIR);
-	// they are part of the layer's cache key, what the index serves is not: pin versions.
+	// Requirements is a requirements.txt installed for the base's Python; optional. pip
+	// resolves it (binary wheels only) and the builder installs each wheel as a layer of its
+	// own. PipArgs are added to pip's command line (an index URL, or --no-index --find-links
+	// DIR); they are part of the resolution's cache key, what the index serves is not: pin
+	// versions.
 	Requirements string
 	PipArgs      []string
 	Models       []Model
@@ -123,7 +125,7 @@ func (iso *Isolation) confine(cmd *exec.Cmd, target string, ro ...string) error 
 
 // LayerResult says how one added layer was obtained.
 type LayerResult struct {
-	Name     string // deps, runtime, models, source
+	Name     string // "deps NAME VERSION" (one per wheel), runtime, models, source
 	Digest   string
 	Size     int64
 	Cached   bool
@@ -261,43 +263,58 @@ func (b *builder) build(ctx context.Context, base v1.Image, out Output) (Result,
 		return Result{}, err
 	}
 
-	// The layers are independent: built (or found in the cache) at the same time.
+	// The layers are independent: built (or found in the cache) at the same time. The
+	// requirements give a layer per wheel.
 	type step struct {
 		name string
-		make func(context.Context) (*cachedLayer, bool, error)
+		make func(context.Context) ([]builtLayer, error)
 	}
 	var steps []step
 	if b.spec.Requirements != "" {
-		steps = append(steps, step{"deps", func(ctx context.Context) (*cachedLayer, bool, error) { return b.depsLayer(ctx, python, pyVersion) }})
+		steps = append(steps, step{"deps", func(ctx context.Context) ([]builtLayer, error) { return b.depsLayers(ctx, python, pyVersion) }})
 	}
 	for _, s := range []struct {
 		name  string
 		files func() (*layerFiles, error)
 	}{{"runtime", b.runtimeFiles}, {"models", b.modelFiles}, {"source", b.sourceFiles}} {
-		steps = append(steps, step{s.name, func(ctx context.Context) (*cachedLayer, bool, error) { return b.filesLayer(ctx, s.name, s.files) }})
+		steps = append(steps, step{s.name, func(ctx context.Context) ([]builtLayer, error) {
+			t0 := time.Now()
+			l, cached, err := b.filesLayer(ctx, s.name, s.files)
+			if err != nil {
+				return nil, err
+			}
+			return []builtLayer{{name: s.name, l: l, cached: cached, took: time.Since(t0)}}, nil
+		}})
 	}
-	layers := make([]*cachedLayer, len(steps))
-	results := make([]LayerResult, len(steps))
+	built := make([][]builtLayer, len(steps))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, st := range steps {
 		g.Go(func() error {
-			t0 := time.Now()
-			l, cached, err := st.make(gctx)
+			ls, err := st.make(gctx)
 			if err != nil {
 				return err
 			}
-			layers[i] = l
-			results[i] = LayerResult{Name: st.name, Digest: l.meta.Digest.String(), Size: l.meta.Size, Cached: cached, Duration: time.Since(t0)}
-			how := "built"
-			if cached {
-				how = "cached"
+			built[i] = ls
+			for _, bl := range ls {
+				how := "built"
+				if bl.cached {
+					how = "cached"
+				}
+				fmt.Fprintf(b.log, "layer %s: %s %s (%d bytes) in %s\n", bl.name, how, bl.l.meta.Digest, bl.l.meta.Size, bl.took.Round(time.Millisecond))
 			}
-			fmt.Fprintf(b.log, "layer %s: %s %s (%d bytes) in %s\n", st.name, how, l.meta.Digest, l.meta.Size, time.Since(t0).Round(time.Millisecond))
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return Result{}, err
+	}
+	var layers []*cachedLayer
+	var results []LayerResult
+	for _, ls := range built {
+		for _, bl := range ls {
+			layers = append(layers, bl.l)
+			results = append(results, LayerResult{Name: bl.name, Digest: bl.l.meta.Digest.String(), Size: bl.l.meta.Size, Cached: bl.cached, Duration: bl.took})
+		}
 	}
 
 	img, err := b.assemble(base, baseCfg, python, layers, results)
@@ -363,7 +380,7 @@ func (b *builder) filesLayer(ctx context.Context, name string, collect func() (*
 	if l, err := b.cache.get(key); l != nil || err != nil {
 		return l, true, err
 	}
-	l, err := b.cache.put(key, func(w io.Writer) error { return files.writeTar(w, b.spec.Epoch) })
+	l, err := b.cache.put(key, nil, func(w io.Writer) error { return files.writeTar(w, b.spec.Epoch) })
 	if err != nil {
 		return nil, false, fmt.Errorf("layer %s: %w", name, err)
 	}
@@ -419,104 +436,6 @@ func (b *builder) sourceFiles() (*layerFiles, error) {
 		}
 	}
 	return f, nil
-}
-
-// depsLayer installs the requirements with pip on the host, for the image's Python and
-// platform, into a directory that becomes SitePackages. Its cache key is the requirements
-// file, pip's arguments, the Python version and the platform.
-func (b *builder) depsLayer(ctx context.Context, python, pyVersion string) (*cachedLayer, bool, error) {
-	req, err := os.ReadFile(b.spec.Requirements)
-	if err != nil {
-		return nil, false, atelier.Errorf(atelier.EINVALID, "requirements file %s: %v", b.spec.Requirements, err)
-	}
-	platforms := pipPlatforms(b.spec.Platform.Architecture)
-	if platforms == nil {
-		return nil, false, atelier.Errorf(atelier.EINVALID, "no Python wheels are known for the architecture %s", b.spec.Platform.Architecture)
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\ndeps\nepoch %d\npython %s %s\nplatform %s\nargs %q\n", layerFormat, b.spec.Epoch.Unix(), python, pyVersion, platformString(&b.spec.Platform), b.spec.PipArgs)
-	h.Write(req)
-	key := "deps-" + hex.EncodeToString(h.Sum(nil))
-	if l, err := b.cache.get(key); l != nil || err != nil {
-		return l, true, err
-	}
-	target, err := os.MkdirTemp(b.cache.dir, "pip-*.tmp")
-	if err != nil {
-		return nil, false, err
-	}
-	defer os.RemoveAll(target)
-	// pip may run in the target directory (confined as another user, the caller's may be out
-	// of its reach): the requirements are named absolutely.
-	reqPath, err := filepath.Abs(b.spec.Requirements)
-	if err != nil {
-		return nil, false, err
-	}
-	args := pipArgs(target, reqPath, pyVersion, platforms, b.spec.PipArgs)
-	cmd := exec.CommandContext(ctx, b.spec.HostPython, args...)
-	var out bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&out, b.log)
-	cmd.Stderr = cmd.Stdout
-	// pip must not read the user's configuration or write a cache outside the build.
-	cmd.Env = append(os.Environ(), "PIP_CONFIG_FILE="+os.DevNull, "PIP_NO_CACHE_DIR=1", "PYTHONDONTWRITEBYTECODE=1")
-	if err := b.spec.Isolation.confine(cmd, target, reqPath); err != nil {
-		return nil, false, fmt.Errorf("layer deps: confining pip: %w", err)
-	}
-	fmt.Fprintf(b.log, "pip install for Python %s on %s\n", pyVersion, platformString(&b.spec.Platform))
-	t0 := time.Now()
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return nil, false, ctx.Err()
-		}
-		return nil, false, atelier.Errorf(atelier.EINVALID, "installing %s failed (%v):\n%s", filepath.Base(b.spec.Requirements), err, tail(out.String(), 4096))
-	}
-	fmt.Fprintf(b.log, "pip install took %s\n", time.Since(t0).Round(time.Millisecond))
-	if err := fixShebangs(filepath.Join(target, "bin"), python); err != nil {
-		return nil, false, fmt.Errorf("layer deps: %w", err)
-	}
-	files := newLayerFiles()
-	if err := files.addTree(strings.TrimPrefix(SitePackages, "/"), target); err != nil {
-		return nil, false, fmt.Errorf("layer deps: %w", err)
-	}
-	l, err := b.cache.put(key, func(w io.Writer) error { return files.writeTar(w, b.spec.Epoch) })
-	if err != nil {
-		return nil, false, fmt.Errorf("layer deps: %w", err)
-	}
-	return l, false, nil
-}
-
-// fixShebangs points the scripts pip wrote (console entry points) at the image's Python: pip
-// wrote the host interpreter's path, which does not exist in the image and would make the layer
-// depend on the host.
-func fixShebangs(dir, python string) error {
-	ents, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	line := "#!" + python
-	if !strings.HasPrefix(python, "/") {
-		line = "#!/usr/bin/env " + python
-	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		name := filepath.Join(dir, e.Name())
-		b, err := os.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		first, rest, _ := bytes.Cut(b, []byte("\n"))
-		if !bytes.HasPrefix(first, []byte("#!")) || !bytes.Contains(first, []byte("python")) {
-			continue
-		}
-		if err := os.WriteFile(name, append([]byte(line+"\n"), rest...), 0o755); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func tail(s string, n int) string {

@@ -59,13 +59,13 @@ func pipPlatforms(arch string) []string {
 	return append(tags, "manylinux2014_"+machine)
 }
 
-// pipArgs is the pip command line that installs requirements into target for the image's Python
-// and platform without running anything of the image: binary wheels only. --no-compile keeps
-// the layer reproducible (a .pyc records its source's mtime) and free of the host Python's
-// bytecode, which the image's Python may not read.
-func pipArgs(target, requirements, pyVersion string, platforms, extra []string) []string {
-	args := []string{"-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-compile",
-		"--target", target, "--only-binary=:all:", "--implementation", "cp", "--python-version", pyVersion}
+// pipArgs is the pip command line that resolves requirements for the image's Python and platform
+// without installing anything (--dry-run; the wheels chosen, with their URLs and sha256, are
+// written to report) and without running anything of the image: binary wheels only. The
+// builder installs the wheels itself (wheel.go).
+func pipArgs(target, report, requirements, pyVersion string, platforms, extra []string) []string {
+	args := []string{"-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--dry-run", "--ignore-installed",
+		"--report", report, "--target", target, "--only-binary=:all:", "--implementation", "cp", "--python-version", pyVersion}
 	for _, p := range platforms {
 		args = append(args, "--platform", p)
 	}

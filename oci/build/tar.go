@@ -2,6 +2,7 @@ package build
 
 import (
 	"archive/tar"
+	"archive/zip"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -24,9 +25,10 @@ import (
 type entry struct {
 	name string // path in the image, without a leading slash
 	dir  bool
-	link string // symlink target
-	src  string // host file with the content
-	data []byte // content when src is ""
+	link string    // symlink target
+	src  string    // host file with the content
+	data []byte    // content when src is "" and zf nil
+	zf   *zip.File // a wheel's member with the content
 	exec bool
 }
 
@@ -183,6 +185,23 @@ func (l *layerFiles) writeTar(w io.Writer, epoch time.Time) error {
 func writeEntry(tw *tar.Writer, h *tar.Header, e *entry) error {
 	if h.Typeflag != tar.TypeReg {
 		return tw.WriteHeader(h)
+	}
+	if e.zf != nil {
+		h.Size = int64(e.zf.UncompressedSize64)
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		rc, err := e.zf.Open()
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		// The zip reader checks the size and CRC the archive declares.
+		n, err := io.Copy(tw, rc)
+		if err == nil && n != h.Size {
+			err = fmt.Errorf("holds %d bytes, not the %d its zip entry says", n, h.Size)
+		}
+		return err
 	}
 	if e.src == "" {
 		h.Size = int64(len(e.data))
