@@ -58,6 +58,11 @@ type Store interface {
 	// QueuedRuns returns the runs queued on a compute target, across workspaces, oldest first.
 	QueuedRuns(ctx context.Context, compute string, limit int) ([]*Run, error)
 
+	// RunStatuses returns the status of each run of ids (of any workspace) that exists; a run
+	// that does not (deleted with its workspace) is absent. One read whatever the number of
+	// ids: the controller's watch of every run it executes.
+	RunStatuses(ctx context.Context, ids []string) (map[string]RunStatus, error)
+
 	// ReconcileRuns fails, with the given reason, the runs with a compute target left active
 	// (Preparing, Running, Finalizing, CancelRequested) by a server that died, and the active
 	// descendants of such runs (child runs their scripts made); interactive runs stay as they

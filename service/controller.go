@@ -325,31 +325,39 @@ func (s *Service) watch(ctx context.Context) {
 		jobs = append(jobs, j)
 	}
 	s.sched.mu.Unlock()
+	if len(jobs) == 0 {
+		return
+	}
+	ids := make([]string, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.id
+	}
+	statuses, err := s.store.RunStatuses(ctx, ids)
+	if err != nil {
+		s.log.Warn("reading the statuses of the runs this server executes", "runs", len(ids), "err", err)
+		return
+	}
 	for _, j := range jobs {
 		if ctx.Err() != nil {
 			return
 		}
-		s.watchJob(ctx, j)
+		status, ok := statuses[j.id]
+		s.watchJob(ctx, j, status, ok)
 	}
 }
 
-func (s *Service) watchJob(ctx context.Context, j *watchedJob) {
+// watchJob looks at one job whose run's status is status (exists false: the run is gone, with
+// its workspace).
+func (s *Service) watchJob(ctx context.Context, j *watchedJob, status atelier.RunStatus, exists bool) {
 	if !j.endedAt.IsZero() {
 		s.finish(ctx, j) // waiting for the runner to exit
 		return
 	}
-	run, err := s.store.FindRun(ctx, j.workspace, j.id)
-	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
-		s.finish(ctx, j) // its workspace was deleted
-		return
-	} else if err != nil {
-		return
-	}
-	if run.Status.Terminal() {
+	if !exists || status.Terminal() {
 		s.finish(ctx, j)
 		return
 	}
-	if run.Status == atelier.StatusCancelRequested && !j.canceled {
+	if status == atelier.StatusCancelRequested && !j.canceled {
 		if err := j.target.Driver.Cancel(ctx, j.handle); err != nil {
 			s.log.Error("canceling a run's job", "run", j.id, "err", err)
 		} else {
@@ -362,7 +370,7 @@ func (s *Service) watchJob(ctx context.Context, j *watchedJob) {
 			st = atelier.JobState{Phase: atelier.JobGone, Detail: "its job handle is unreadable: " + atelier.ErrorMessage(err)}
 		} else {
 			if ctx.Err() == nil {
-				s.unreachable(ctx, j, run, err)
+				s.unreachable(ctx, j, status, err)
 			}
 			return
 		}
@@ -385,7 +393,7 @@ func (s *Service) watchJob(ctx context.Context, j *watchedJob) {
 	default:
 		upd.Error = "the run's job is gone: " + st.Detail
 	}
-	if run.Status == atelier.StatusCancelRequested {
+	if status == atelier.StatusCancelRequested {
 		upd = atelier.RunStatusUpdate{Status: atelier.StatusCanceled, Error: "canceled by request"}
 	}
 	if _, err := s.updateRunStatus(context.WithoutCancel(ctx), j.workspace, j.id, upd); err != nil && atelier.ErrorCode(err) != atelier.ECONFLICT {
@@ -400,7 +408,7 @@ func (s *Service) watchJob(ctx context.Context, j *watchedJob) {
 // again, until the target has not answered for UnreachableAfter; then the run fails with the
 // target's last error, the job is told to stop (best effort: the target may be gone for
 // good), and the server stops watching it.
-func (s *Service) unreachable(ctx context.Context, j *watchedJob, run *atelier.Run, err error) {
+func (s *Service) unreachable(ctx context.Context, j *watchedJob, status atelier.RunStatus, err error) {
 	now := s.now()
 	if j.unreachableSince.IsZero() {
 		j.unreachableSince = now
@@ -417,7 +425,7 @@ func (s *Service) unreachable(ctx context.Context, j *watchedJob, run *atelier.R
 	upd := atelier.RunStatusUpdate{Status: atelier.StatusFailed, Error: fmt.Sprintf(
 		"compute target %s has not answered since %s (%s): %s; the run's job may still be running there, and was asked to stop",
 		j.target.Name, j.unreachableSince.UTC().Format(time.RFC3339), now.Sub(j.unreachableSince).Round(time.Second), atelier.ErrorMessage(err))}
-	if run.Status == atelier.StatusCancelRequested {
+	if status == atelier.StatusCancelRequested {
 		upd = atelier.RunStatusUpdate{Status: atelier.StatusCanceled, Error: "canceled by request; compute target " + j.target.Name + " did not answer: " + atelier.ErrorMessage(err)}
 	}
 	if _, err := s.updateRunStatus(context.WithoutCancel(ctx), j.workspace, j.id, upd); err != nil && atelier.ErrorCode(err) != atelier.ECONFLICT {

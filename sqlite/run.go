@@ -452,6 +452,32 @@ func (db *DB) ReconcileRuns(ctx context.Context, reason string) ([]*atelier.Run,
 	return out, nil
 }
 
+// RunStatuses returns the status of each existing run of ids, in one statement.
+func (db *DB) RunStatuses(ctx context.Context, ids []string) (map[string]atelier.RunStatus, error) {
+	statuses := make(map[string]atelier.RunStatus, len(ids))
+	if len(ids) == 0 {
+		return statuses, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT id, status FROM runs WHERE id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var st atelier.RunStatus
+		if err := rows.Scan(&id, &st); err != nil {
+			return nil, err
+		}
+		statuses[id] = st
+	}
+	return statuses, rows.Err()
+}
+
 // QueuedRuns returns the runs waiting on a compute target, oldest first, across workspaces.
 func (db *DB) QueuedRuns(ctx context.Context, compute string, limit int) ([]*atelier.Run, error) {
 	rows, err := db.read.QueryContext(ctx, `SELECT `+runColumns+runFrom+` WHERE r.status = 'Queued' AND r.compute = ?

@@ -548,6 +548,28 @@ func sortedContains(list []string, s string) bool {
 	return i < len(list) && list[i] == s
 }
 
+// testRunStatuses: the statuses of many runs in one read, whatever their workspace; runs that
+// do not exist are absent, not errors.
+func testRunStatuses(t *testing.T, open func(t *testing.T) atelier.Store) {
+	s := open(t)
+	ctx := Context(t)
+	MustCreateWorkspace(t, s, "a")
+	running := MustCreateRun(t, s, "a", atelier.RunCreate{Experiment: "e", Status: atelier.StatusRunning, Compute: "gpu"})
+	MustCreateWorkspace(t, s, "b")
+	queued := MustCreateRun(t, s, "b", atelier.RunCreate{Experiment: "e", Status: atelier.StatusQueued, Compute: "gpu"})
+	ended := MustCreateRun(t, s, "a", atelier.RunCreate{Experiment: "e", Status: atelier.StatusQueued, Compute: "gpu"})
+	MustSetStatus(t, s, "a", ended.ID, atelier.StatusCanceled)
+	got, err := s.RunStatuses(ctx, []string{running.ID, queued.ID, ended.ID, "no-such-run"})
+	mustOK(t, err, "RunStatuses")
+	want := map[string]atelier.RunStatus{running.ID: atelier.StatusRunning, queued.ID: atelier.StatusQueued, ended.ID: atelier.StatusCanceled}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("RunStatuses (-want +got):\n%s", diff)
+	}
+	if got, err := s.RunStatuses(ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("RunStatuses(nil) = %v, %v; want none", got, err)
+	}
+}
+
 // testQueuedRuns: the scheduler's queue of a compute target holds only its Queued runs, from
 // every workspace, oldest (created_at, then id) first, so runs start in the order they were
 // submitted.

@@ -37,6 +37,7 @@ func TestStore(t *testing.T, open func(t *testing.T, now func() time.Time) ateli
 		{"RunLifecycle", testRunLifecycle},
 		{"Runs", testRuns},
 		{"QueuedRuns", testQueuedRuns},
+		{"RunStatuses", testRunStatuses},
 		{"QueuedRunsSameMillisecond", func(t *testing.T, _ func(t *testing.T) atelier.Store) { testQueuedRunsSameMillisecond(t, open) }},
 		{"PendingAudit", testPendingAudit},
 		{"RunStatus", testRunStatus},
