@@ -303,6 +303,7 @@ var matrixBodies = map[string]string{
 	"PUT {ws}/datastores/{datastore}/files/{path...}":  `x,y`,
 	"PUT {ws}/secrets/{secret}":                        `{"value":"` + matrixSecretValue + `"}`,
 	"POST {ws}/compute":                                `{"name":"cpu8","kind":"local"}`,
+	"PUT {ws}/image-bases/default":                     `{"base":""}`,
 	"POST {ws}/images":                                 `{"name":"svc","models":["m:1"],"entry_script":"train.py","snapshot_id":"{snapshot}"}`,
 	"POST {ws}/services":                               `{"name":"scorer2","image":"svc:2"}`,
 	"PATCH {ws}/services/{service}":                    `{"description":"d"}`,

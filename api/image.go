@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -22,6 +23,11 @@ func (s *Server) imageRoutes() []Route {
 		{Pattern: "DELETE " + img, Policy: PolicyWrite, handler: s.deleteImage},
 		{Pattern: "GET " + img + "/log", Policy: PolicyMember, handler: s.imageLog},
 		{Pattern: "GET " + img + "/export", Policy: PolicyMember, handler: s.exportImage},
+		{Pattern: "GET " + ws + "/image-bases", Policy: PolicyMember, handler: s.listBaseImages},
+		// Contributors import; with default=true, Owners (the service decides).
+		{Pattern: "POST " + ws + "/image-bases", Policy: PolicyWrite, handler: s.importBaseImage},
+		{Pattern: "PUT " + ws + "/image-bases/default", Policy: PolicyOwner, handler: s.setDefaultBaseImage},
+		{Pattern: "POST /api/v1/registry/gc", Policy: PolicyAdmin, handler: s.collectRegistryGarbage},
 	}
 }
 
@@ -208,4 +214,95 @@ func (c *Client) ExportImage(ctx context.Context, workspace string, ref atelier.
 	defer resp.Body.Close()
 	_, err = io.Copy(w, resp.Body)
 	return err
+}
+
+// importBaseImage stores the uploaded archive (the raw body: an OCI layout as a tar, an OCI
+// archive or a docker archive) as the base image ?name=NAME:TAG, and with ?default=true makes it
+// the workspace's default base.
+func (s *Server) importBaseImage(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	setDefault := false
+	if v := q.Get("default"); v != "" {
+		var err error
+		if setDefault, err = strconv.ParseBool(v); err != nil {
+			return atelier.Errorf(atelier.EINVALID, "default=%q: give true or false", v)
+		}
+	}
+	b, err := s.svc.ImportBaseImage(r.Context(), r.PathValue("workspace"), q.Get("name"), setDefault, r.Body)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, b)
+}
+
+func (s *Server) listBaseImages(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.svc.ListBaseImages(r.Context(), r.PathValue("workspace"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+// DefaultBase is the body of PUT /image-bases/default.
+type DefaultBase struct {
+	// Base is a tag of the workspace registry (NAME:TAG) or HOST/REPO:TAG of another
+	// registry; "" for none (images are then built on the server's default base).
+	Base string `json:"base"`
+}
+
+func (s *Server) setDefaultBaseImage(w http.ResponseWriter, r *http.Request) error {
+	var d DefaultBase
+	if err := s.readJSON(w, r, &d); err != nil {
+		return err
+	}
+	ws := r.PathValue("workspace")
+	if err := s.svc.SetDefaultBaseImage(r.Context(), ws, d.Base); err != nil {
+		return err
+	}
+	list, err := s.svc.ListBaseImages(r.Context(), ws)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) collectRegistryGarbage(w http.ResponseWriter, r *http.Request) error {
+	rep, err := s.svc.CollectRegistryGarbage(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, rep)
+}
+
+func (c *Client) ImportBaseImage(ctx context.Context, workspace, ref string, setDefault bool, r io.Reader) (*atelier.BaseImage, error) {
+	q := url.Values{"name": {ref}}
+	if setDefault {
+		q.Set("default", "true")
+	}
+	req, err := c.newRequest(ctx, "POST", wsPath(workspace, "image-bases"), q, r)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-tar")
+	resp, err := c.do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var b atelier.BaseImage
+	return &b, json.NewDecoder(resp.Body).Decode(&b)
+}
+
+func (c *Client) ListBaseImages(ctx context.Context, workspace string) (*atelier.BaseImageList, error) {
+	var list atelier.BaseImageList
+	return &list, c.call(ctx, "GET", wsPath(workspace, "image-bases"), nil, nil, &list)
+}
+
+func (c *Client) SetDefaultBaseImage(ctx context.Context, workspace, base string) error {
+	return c.call(ctx, "PUT", wsPath(workspace, "image-bases", "default"), nil, DefaultBase{Base: base}, nil)
+}
+
+func (c *Client) CollectRegistryGarbage(ctx context.Context) (*atelier.RegistryGCReport, error) {
+	var rep atelier.RegistryGCReport
+	return &rep, c.call(ctx, "POST", "/api/v1/registry/gc", nil, nil, &rep)
 }

@@ -429,6 +429,10 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"ImageLayer", atelier.ImageLayer{}, true},
 		{"ImageCreate", atelier.ImageCreate{}, false},
 		{"ImageList", ImageList{}, true},
+		{"BaseImage", atelier.BaseImage{}, true},
+		{"BaseImageList", atelier.BaseImageList{}, true},
+		{"DefaultBase", DefaultBase{}, false},
+		{"RegistryGCReport", atelier.RegistryGCReport{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema, func(t *testing.T) {

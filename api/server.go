@@ -41,6 +41,7 @@ type Services interface {
 	atelier.DatastoreService
 	atelier.SecretService
 	atelier.ImageService
+	atelier.BaseImageService
 	atelier.WebServiceService
 	atelier.RunRenamer
 	atelier.DatasetService

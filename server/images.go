@@ -61,14 +61,17 @@ func (s *Server) openImages(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	s.Registry, err = registry.New(registry.Options{Blobs: blobs, Metadata: meta, Logger: s.log, TokenKey: key,
+	s.Registry, err = registry.New(registry.Options{Blobs: blobs, Metadata: meta, Logger: s.log, TokenKey: key, Now: cfg.Clock,
 		Authorizer: &registryAuth{auth: edge.Authenticator{Auth: s.Service}, svc: s.Service}})
 	if err != nil {
 		return err
 	}
-	s.Service.Builder = &build.Workspaces{Blobs: blobs, Metadata: meta, CacheDir: filepath.Join(s.DataDir, "build-cache"),
-		TmpDir: filepath.Join(s.DataDir, "tmp"), DefaultBase: cfg.ImageBase, PipArgs: cfg.ImagePipArgs,
-		Host: strings.TrimPrefix(s.URL, "http://"), Credentials: s.baseRegistryCredentials}
+	tmp := filepath.Join(s.DataDir, "tmp")
+	s.images = &workspaceImages{Workspaces: &build.Workspaces{Blobs: blobs, Metadata: meta, CacheDir: filepath.Join(s.DataDir, "build-cache"),
+		TmpDir: tmp, DefaultBase: cfg.ImageBase, PipArgs: cfg.ImagePipArgs,
+		Host: strings.TrimPrefix(s.URL, "http://"), Credentials: s.baseRegistryCredentials},
+		db: s.DB, reg: s.Registry, log: s.log, tmp: tmp, now: cfg.Clock, owner: registryGCOwner(cfg.Owner)}
+	s.Service.Builder = s.images
 	return nil
 }
 

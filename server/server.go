@@ -80,6 +80,9 @@ type Config struct {
 	// to the pip of image builds (an index URL, --find-links DIR).
 	ImageBase    string
 	ImagePipArgs []string
+	// RegistryGCInterval is how often the workspace image registry's unreferenced blobs are
+	// collected (by one of the servers sharing the stores: the one holding the lease); 0 never.
+	RegistryGCInterval time.Duration
 	// AdvertiseURL is the URL runs (on this machine and remote ones) reach the server at;
 	// "" for the TCP listener's address.
 	AdvertiseURL string
@@ -127,6 +130,8 @@ type Server struct {
 	http      *http.Server
 	artifacts *artifactStore
 	closers   []func() error
+	// images is the service's image builder, which also collects the registry's garbage.
+	images *workspaceImages
 }
 
 // New opens the server's stores and wires its parts; Run serves them. The address comes first:
@@ -326,6 +331,9 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { s.Service.RunScheduler(schedCtx); return nil })
 	}
 	g.Go(func() error { s.artifacts.cleanStaging(gctx, log); return nil })
+	if s.cfg.RegistryGCInterval > 0 && s.images != nil {
+		g.Go(func() error { s.images.registryGC(gctx, s.cfg.RegistryGCInterval); return nil })
+	}
 	log.Info("atelier server listening", "addr", s.URL, "data", s.DataDir, "artifacts", s.artifacts.loc.String())
 	urlPath := filepath.Join(s.DataDir, URLFile)
 	if err := os.WriteFile(urlPath, []byte(s.URL+"\n"), 0o600); err != nil {

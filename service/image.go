@@ -44,6 +44,14 @@ func (s *Service) CreateImage(ctx context.Context, workspace string, c atelier.I
 	if s.Builder == nil {
 		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "this server builds no images (no image builder is configured)")
 	}
+	if c.Base == "" {
+		// The workspace's default base, recorded as the image's base (else the server's).
+		base, err := s.defaultBase(ctx, workspace)
+		if err != nil {
+			return nil, err
+		}
+		c.Base = base
+	}
 	snap, err := s.store.FindSnapshot(ctx, workspace, c.SnapshotID)
 	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
 		return nil, atelier.Errorf(atelier.EINVALID, "snapshot %s not found: upload the source directory first", c.SnapshotID)

@@ -23,7 +23,7 @@ dependencies, built by the server as OCI images (no Docker or Podman needed) int
 workspace image registry, served under /v2/ where an image is HOST/WORKSPACE/NAME:VERSION.
 A reference (REF) is NAME (the latest version) or NAME:VERSION.`}
 	cmd.AddCommand(imageCreateCmd(cfg), imageListCmd(cfg), imageShowCmd(cfg), imageLogsCmd(cfg),
-		imageExportCmd(cfg), imageDeleteCmd(cfg))
+		imageExportCmd(cfg), imageDeleteCmd(cfg), imageBaseCmd(cfg))
 	return cmd
 }
 
@@ -300,7 +300,7 @@ func imageListCmd(cfg *clientConfig) *cobra.Command {
 					size = humanBytes(img.Size)
 				}
 				var version any = img.Version
-				if img.Source == atelier.ImagePushed {
+				if img.Source == atelier.ImagePushed || img.Source == atelier.ImageImported {
 					version = img.Tag
 				}
 				t.row(img.Name, version, img.Status, imageModels(img), truncate(kvString(img.Tags), 50), size, img.CreatedAt, img.Source)

@@ -80,7 +80,7 @@ Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, 4 conflict,
 
 	root.AddCommand(newServerCmd(), newWorkspaceCmd(cfg), newExperimentCmd(cfg), newRunCmd(cfg),
 		newActivityCmd(cfg), newSnapshotCmd(cfg), newComputeCmd(cfg), newModelCmd(cfg), newImageCmd(cfg), newServiceCmd(cfg),
-		newUserCmd(cfg), newTokenCmd(cfg), newAuditCmd(cfg), newDatastoreCmd(cfg), newDatasetCmd(cfg), newEnvironmentCmd(cfg), newSecretCmd(cfg), newJobCmd(cfg), newVersionCmd(cfg))
+		newUserCmd(cfg), newTokenCmd(cfg), newAuditCmd(cfg), newDatastoreCmd(cfg), newDatasetCmd(cfg), newEnvironmentCmd(cfg), newSecretCmd(cfg), newJobCmd(cfg), newRegistryCmd(cfg), newVersionCmd(cfg))
 	root.Version = buildVersion().String()
 	root.SetVersionTemplate("{{.Version}}\n")
 	refuseUnknownCommands(root)

@@ -51,6 +51,7 @@ type serverConfig struct {
 	artifacts        string
 	imageBase        string
 	imagePipArgs     string
+	registryGCEvery  time.Duration
 	advertiseURL     string
 	unreachableAfter time.Duration
 }
@@ -79,6 +80,8 @@ func (cfg *serverConfig) flags() *pflag.FlagSet {
 	f.StringVar(&cfg.imageBase, "image-base", "",
 		"default base of images: an OCI layout, OCI archive or docker archive on this machine (scripts/build-python-base.sh makes a CPython one); without it images name a base pushed to the workspace registry")
 	f.StringVar(&cfg.imagePipArgs, "image-pip-args", "", "arguments added to the pip of image builds, space-separated (an --index-url, --find-links DIR)")
+	f.DurationVar(&cfg.registryGCEvery, "registry-gc-interval", server.DefaultRegistryGCInterval,
+		"how often the image registry's unreferenced blobs are deleted (by one of the servers sharing the stores); 0 never ('atelier registry gc' runs it now)")
 	f.StringVar(&cfg.advertiseURL, "advertise-url", "",
 		"the URL runs reach this server at, on this machine and on remote compute targets (default: the listen address)")
 	f.DurationVar(&cfg.unreachableAfter, "compute-unreachable-after", service.DefaultUnreachableAfter,
@@ -180,7 +183,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			return localCompute(ctx, cfg, m)
 		},
 		Owner: owner, OwnerDead: ownerDead,
-		ImageBase: cfg.imageBase, ImagePipArgs: strings.Fields(cfg.imagePipArgs),
+		ImageBase: cfg.imageBase, ImagePipArgs: strings.Fields(cfg.imagePipArgs), RegistryGCInterval: cfg.registryGCEvery,
 		AdvertiseURL: cfg.advertiseURL, RunnerArgs: []string{"--cancel-grace", cfg.cancelGrace.String()},
 		UnreachableAfter: cfg.unreachableAfter,
 	})
