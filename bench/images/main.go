@@ -4,8 +4,8 @@
 //
 //   - rebuild: after only score.py changed, atelier's build (base import + build into an OCI
 //     layout, warm layer cache) vs `podman build` of the equivalent Containerfile (warm cache);
-//   - cold: the scikit-learn image from nothing (empty layer cache; pip installs from the
-//     package index) vs `podman build --no-cache`;
+//   - cold: the scikit-learn image from nothing (empty layer cache; pip resolves from the
+//     package index, atelier fetches and installs the wheels) vs `podman build --no-cache`;
 //   - copy: `skopeo copy` of a 1 GiB image out of atelier's registry vs out of docker-registry
 //     (distribution 2.8, apt), both on loopback, without authentication.
 //
@@ -328,8 +328,8 @@ func (b *bench) cold(ctx context.Context, reps int) (result, error) {
 			fmt.Fprintf(os.Stderr, "  atelier layer %s: %d bytes in %s\n", l.Name, l.Size, l.Duration.Round(time.Millisecond))
 		}
 		for _, line := range strings.Split(res.Log, "\n") {
-			if strings.HasPrefix(line, "pip install took") {
-				fmt.Fprintf(os.Stderr, "  atelier %s (the rest of the deps layer is writing it: tar, gzip, digests)\n", line)
+			if strings.HasPrefix(line, "pip resolve took") {
+				fmt.Fprintf(os.Stderr, "  atelier %s (then the wheels are fetched and written as layers: unzip, tar, gzip, digests)\n", line)
 			}
 		}
 		size = res.Size

@@ -484,6 +484,9 @@ func planWheel(zr *zip.Reader, w wheelRef, python string) (*layerFiles, map[stri
 	sizes := map[string]int64{}
 	var add func(rel string, e *entry, sum string, size int64) error
 	add = func(rel string, e *entry, sum string, size int64) error {
+		if rel == "" || rel == "." || path.Clean(rel) != rel || !filepath.IsLocal(rel) {
+			return bad("the entry %q would be written outside site-packages", rel)
+		}
 		name := root + "/" + rel
 		if old, ok := files.entries[name]; ok {
 			if old.dir {
@@ -592,7 +595,7 @@ func planWheel(zr *zip.Reader, w wheelRef, python string) (*layerFiles, map[stri
 			if !ok || !identRE.MatchString(module) || !identRE.MatchString(attr) {
 				return nil, nil, bad("entry point %s = %s: not module:function", ep.name, ep.value)
 			}
-			if strings.ContainsAny(ep.name, "/\\\x00") || ep.name == "." || ep.name == ".." || strings.TrimSpace(ep.name) != ep.name {
+			if ep.name == "" || strings.ContainsAny(ep.name, "/\\\x00") || ep.name == "." || ep.name == ".." || strings.TrimSpace(ep.name) != ep.name {
 				return nil, nil, bad("entry point %q: not a file name", ep.name)
 			}
 			importName, _, _ := strings.Cut(attr, ".")
