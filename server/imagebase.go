@@ -1,6 +1,7 @@
 package server
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -63,6 +64,9 @@ func (w *workspaceImages) ImportBase(ctx context.Context, workspace, name, tag s
 	platform := build.DefaultPlatform()
 	img, err := build.ImportBase(ctx, f.Name(), platform)
 	if err != nil {
+		if cut := truncatedTar(f.Name()); cut != nil {
+			return nil, cut
+		}
 		return nil, uploadError(err, f.Name(), platform)
 	}
 	rep, err := w.push(ctx, workspace+"/"+name, tag, img)
@@ -250,4 +254,50 @@ func (w *workspaceImages) CheckBase(ctx context.Context, workspace, base string)
 		base = def
 	}
 	return w.Workspaces.CheckBase(ctx, workspace, base)
+}
+
+// truncatedTar tells whether the tar at name is cut short, naming where it ends: the reader of
+// archives seeks over contents, and Go's tar reader takes a tar ending between entries (without
+// the two zero blocks that end an archive) for a whole one.
+func truncatedTar(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	tr := tar.NewReader(struct{ io.Reader }{f}) // not a Seeker: every byte is read
+	last := ""
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err == nil {
+			last = h.Name
+			_, err = io.Copy(io.Discard, tr)
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			if last == "" {
+				return nil // not a tar, or cut inside its first entry: the reader's error says so
+			}
+			return atelier.Errorf(atelier.EINVALID, "the uploaded archive is truncated: it ends inside or after %s", last)
+		} else if err != nil {
+			return nil // not a tar: the reader's error says so
+		}
+	}
+	if last == "" {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	end := make([]byte, 1024)
+	if fi.Size()%512 != 0 || fi.Size() < 1024 {
+		return atelier.Errorf(atelier.EINVALID, "the uploaded archive is truncated: it ends after %s, inside a block", last)
+	}
+	if _, err := f.ReadAt(end, fi.Size()-1024); err != nil || !bytes.Equal(end, make([]byte, 1024)) {
+		return atelier.Errorf(atelier.EINVALID, "the uploaded archive is truncated: it ends after %s, without the end of a tar archive", last)
+	}
+	return nil
 }
