@@ -42,6 +42,12 @@ type ComputeTarget struct {
 	CreatedAt *time.Time `json:"created_at,omitempty"`
 	CreatedBy string     `json:"created_by,omitempty"`
 
+	// Capacity is what the target told of itself when shown alone (see ComputeDescriber);
+	// CapacityError says in a line why it told nothing (unreachable, refused). Neither is
+	// stored, and a list shows neither.
+	Capacity      *ComputeCapacity `json:"capacity,omitempty"`
+	CapacityError string           `json:"capacity_error,omitempty"`
+
 	// Sealed is the encrypted ComputeCredentials, opaque to the store. It is never sent.
 	Sealed []byte `json:"-"`
 }
@@ -560,6 +566,72 @@ type ComputeTargetStore interface {
 // before the target is stored. The server asks it when a target is created or attached.
 type ComputeChecker interface {
 	Check(ctx context.Context, t *ComputeTarget, creds ComputeCredentials) error
+}
+
+// ComputeDescriber is what a compute driver may tell besides running jobs: what a target has
+// (its nodes, CPUs, memory, GPUs and, for Slurm, partitions) as the target reports it now. The
+// server asks it for one target's show (`atelier compute show`, never the list), with a short
+// timeout: a target that does not answer is shown with its stored facts and the reason.
+type ComputeDescriber interface {
+	Describe(ctx context.Context, t *ComputeTarget, creds ComputeCredentials) (*ComputeCapacity, error)
+}
+
+// MaxCapacityNodes bounds the nodes a ComputeCapacity lists one by one; its totals count all.
+const MaxCapacityNodes = 1000
+
+// ComputeCapacity is what a compute target told of itself at ObservedAt: Slurm's nodes and
+// partitions (slurmrestd, as sinfo shows them), a Kubernetes cluster's nodes (their
+// allocatable resources and conditions), or the one machine of an ssh, podman or local target.
+type ComputeCapacity struct {
+	ObservedAt time.Time `json:"observed_at"`
+	// Source says where the numbers come from ("slurmrestd v0.0.38", "kubernetes nodes",
+	// "ssh: nproc, /proc/meminfo, nvidia-smi -L", "podman info", "this server's machine").
+	Source string        `json:"source"`
+	Totals ComputeTotals `json:"totals"`
+	// Nodes are the first MaxCapacityNodes nodes by name; NodesOmitted counts the others.
+	Nodes        []ComputeNode      `json:"nodes"`
+	NodesOmitted int                `json:"nodes_omitted,omitempty"`
+	Partitions   []ComputePartition `json:"partitions,omitempty"`
+}
+
+// ComputeTotals sums a target's nodes. ReadyNodes take work (Slurm: not down, drained or
+// failing; Kubernetes: Ready and schedulable; a single machine that answers); of them, Slurm
+// tells IdleNodes (nothing running) and AllocatedNodes (running jobs: allocated or mixed).
+type ComputeTotals struct {
+	Nodes          int   `json:"nodes"`
+	ReadyNodes     int   `json:"ready_nodes"`
+	IdleNodes      int   `json:"idle_nodes"`
+	AllocatedNodes int   `json:"allocated_nodes"`
+	CPUs           int   `json:"cpus"`
+	MemoryBytes    int64 `json:"memory_bytes"`
+	GPUs           int   `json:"gpus"`
+}
+
+// ComputeNode is one node of a target: its state as the target says it (Slurm's "idle",
+// "mixed", "allocated", "down+drain"...; Kubernetes' "Ready", "NotReady", "Ready,SchedulingDisabled";
+// "up" for a single machine), its CPUs, memory and GPUs (their type when known: Slurm's
+// "gpu:a100:4", the nvidia.com/gpu.product label, nvidia-smi's name), and its Slurm
+// partitions or a few Kubernetes labels (instance type, zone).
+type ComputeNode struct {
+	Name        string            `json:"name"`
+	State       string            `json:"state"`
+	CPUs        int               `json:"cpus"`
+	MemoryBytes int64             `json:"memory_bytes"`
+	GPUs        int               `json:"gpus,omitempty"`
+	GPUType     string            `json:"gpu_type,omitempty"`
+	Partitions  []string          `json:"partitions,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// ComputePartition is a Slurm partition: its state (UP, DOWN, DRAIN, INACTIVE), how many nodes
+// it has, whether it is the cluster's default, and its longest job time in minutes (0 for no
+// limit).
+type ComputePartition struct {
+	Name           string `json:"name"`
+	State          string `json:"state"`
+	Nodes          int    `json:"nodes"`
+	Default        bool   `json:"default,omitempty"`
+	MaxTimeMinutes int    `json:"max_time_minutes,omitempty"`
 }
 
 // ComputeTargetService creates, attaches, shows and detaches a workspace's compute targets;

@@ -256,7 +256,90 @@ func (s *Service) FindComputeTarget(ctx context.Context, workspace, name string)
 	} else if err != nil {
 		return nil, err
 	}
-	return s.withRuns(ctx, publicCompute(t))
+	if _, err := s.withRuns(ctx, t); err != nil {
+		return nil, err
+	}
+	s.describeComputeTarget(ctx, t)
+	return publicCompute(t), nil
+}
+
+// ComputeDescribeTimeout bounds the question a target's show asks its driver (what the target
+// has): the target may not answer, and the show answers with the stored facts anyway.
+const ComputeDescribeTimeout = 5 * time.Second
+
+// describeComputeTarget asks a target's driver what the target has, when the driver can tell
+// (see atelier.ComputeDescriber), and puts the answer in t.Capacity, or in t.CapacityError the
+// reason in one line, without any credential's value.
+func (s *Service) describeComputeTarget(ctx context.Context, t *atelier.ComputeTarget) {
+	var driver atelier.ComputeDriver
+	if t.BuiltIn {
+		s.sched.mu.Lock()
+		if bt := s.sched.targets[t.Name]; bt != nil {
+			driver = bt.Driver
+		}
+		s.sched.mu.Unlock()
+	} else {
+		driver = s.Drivers[t.Kind]
+		if driver == nil {
+			t.CapacityError = fmt.Sprintf("this server has no driver for %s compute targets", t.Kind)
+			return
+		}
+	}
+	describer, ok := driver.(atelier.ComputeDescriber)
+	if !ok {
+		return
+	}
+	var creds atelier.ComputeCredentials
+	if !t.BuiltIn {
+		var err error
+		if creds, err = s.ComputeTargetCredentials(ctx, t); err != nil {
+			t.CapacityError = oneLine(atelier.ErrorMessage(err), creds)
+			return
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, ComputeDescribeTimeout)
+	defer cancel()
+	view := *t
+	view.Sealed = nil
+	c, err := describer.Describe(dctx, &view, creds)
+	switch {
+	case err != nil && dctx.Err() != nil && ctx.Err() == nil && !strings.Contains(atelier.ErrorMessage(err), "in time"):
+		t.CapacityError = oneLine(fmt.Sprintf("compute target %s did not answer within %s (%s)", t.Name, ComputeDescribeTimeout, atelier.ErrorMessage(err)), creds)
+	case err != nil:
+		if atelier.ErrorCode(err) == atelier.EINTERNAL {
+			s.log.Warn("a compute target did not say what it has", "workspace", t.Workspace, "compute", t.Name, "kind", t.Kind, "err", err)
+		}
+		t.CapacityError = oneLine(atelier.ErrorMessage(err), creds)
+	case c == nil:
+		t.CapacityError = fmt.Sprintf("compute target %s told nothing of itself", t.Name)
+	default:
+		t.Capacity = c
+	}
+}
+
+// oneLine makes an error message one line of at most 500 bytes, with every credential's value
+// (and a kubeconfig's tokens, passwords and keys) replaced by "[redacted]".
+func oneLine(msg string, creds atelier.ComputeCredentials) string {
+	secrets := []string{creds.Token, creds.SSHPrivateKey, creds.SSHPassphrase, creds.Kubeconfig}
+	for _, line := range strings.Split(creds.Kubeconfig, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		switch strings.TrimSpace(k) {
+		case "token", "password", "client-key-data", "client-certificate-data":
+			if v = strings.Trim(strings.TrimSpace(v), `"'`); ok && len(v) >= 4 {
+				secrets = append(secrets, v)
+			}
+		}
+	}
+	for _, v := range secrets {
+		if v = strings.TrimSpace(v); len(v) >= 4 {
+			msg = strings.ReplaceAll(msg, v, "[redacted]")
+		}
+	}
+	msg = strings.Join(strings.Fields(msg), " ")
+	if len(msg) > 500 {
+		msg = strings.ToValidUTF8(msg[:497], "") + "..."
+	}
+	return msg
 }
 
 // storedComputeTargets lists a workspace's stored targets with their queues, as users see them.

@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/spf13/cobra"
@@ -72,7 +74,11 @@ func computeWhere(t *atelier.ComputeTarget) string {
 
 func computeShowCmd(cfg *clientConfig) *cobra.Command {
 	return &cobra.Command{
-		Use: "show NAME", Short: "Show a compute target: its kind, configuration, queue and isolation", Args: exactArgs(1),
+		Use: "show NAME", Short: "Show a compute target: its kind, configuration, queue, isolation and what it has", Args: exactArgs(1),
+		Long: `Show a compute target: its kind, configuration, queue and isolation, and what the target
+says it has when asked (within 5 seconds): its nodes (idle, allocated or unavailable), CPUs,
+memory and GPUs, and a Slurm cluster's partitions. A target that does not answer is shown
+anyway, with the reason in place of its capacity.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cfg.client()
 			if err != nil {
@@ -160,6 +166,7 @@ func printComputeTarget(cmd *cobra.Command, cfg *clientConfig, ct *atelier.Compu
 			t.row("memory", fmt.Sprintf("%g GB", ct.Podman.MemoryGB))
 		}
 	}
+	printCapacity(t, ct)
 	if !ct.BuiltIn {
 		t.row("credentials", strings.Join(ct.Credentials, ", "))
 		t.row("activity", ct.Activity)
@@ -169,6 +176,74 @@ func printComputeTarget(cmd *cobra.Command, cfg *clientConfig, ct *atelier.Compu
 		t.row("created by", ct.CreatedBy)
 	}
 	return t.flush()
+}
+
+// printCapacity adds what a target told of itself to a show's table: its nodes (how many are
+// idle, allocated or unavailable), CPUs, memory, GPUs, Slurm partitions and, for a few nodes,
+// each node; or why it told nothing.
+func printCapacity(t *table, ct *atelier.ComputeTarget) {
+	if ct.CapacityError != "" {
+		t.row("capacity", "unknown: "+ct.CapacityError)
+	}
+	c := ct.Capacity
+	if c == nil {
+		return
+	}
+	tot := c.Totals
+	var parts []string
+	if tot.IdleNodes+tot.AllocatedNodes > 0 {
+		parts = append(parts, fmt.Sprintf("%d idle", tot.IdleNodes), fmt.Sprintf("%d allocated", tot.AllocatedNodes))
+	} else if tot.ReadyNodes != tot.Nodes {
+		parts = append(parts, fmt.Sprintf("%d ready", tot.ReadyNodes))
+	}
+	if down := tot.Nodes - tot.ReadyNodes; down > 0 {
+		parts = append(parts, fmt.Sprintf("%d unavailable", down))
+	}
+	nodes := strconv.Itoa(tot.Nodes)
+	if len(parts) > 0 {
+		nodes += " (" + strings.Join(parts, ", ") + ")"
+	}
+	t.row("nodes", nodes)
+	t.row("cpus", tot.CPUs)
+	t.row("memory", humanBytes(tot.MemoryBytes))
+	gpus := strconv.Itoa(tot.GPUs)
+	var kinds []string
+	for _, n := range c.Nodes {
+		if n.GPUType != "" && !slices.Contains(kinds, n.GPUType) {
+			kinds = append(kinds, n.GPUType)
+		}
+	}
+	if len(kinds) > 0 {
+		gpus += " (" + strings.Join(kinds, ", ") + ")"
+	}
+	t.row("gpus", gpus)
+	for _, p := range c.Partitions {
+		desc := []string{p.State, count(p.Nodes, "node")}
+		if p.Default {
+			desc = append([]string{"default"}, desc...)
+		}
+		if p.MaxTimeMinutes > 0 {
+			desc = append(desc, "max time "+(time.Duration(p.MaxTimeMinutes)*time.Minute).String())
+		} else {
+			desc = append(desc, "no time limit")
+		}
+		t.row("partition", p.Name+" ("+strings.Join(desc, ", ")+")")
+	}
+	if tot.Nodes > 1 && tot.Nodes <= 16 {
+		for _, n := range c.Nodes {
+			desc := fmt.Sprintf("%s %s, %d cpus, %s", n.Name, n.State, n.CPUs, humanBytes(n.MemoryBytes))
+			if n.GPUs > 0 {
+				desc += ", " + count(n.GPUs, "gpu")
+			}
+			t.row("node", desc)
+		}
+	}
+	t.row("observed", c.ObservedAt)
+}
+
+// count says "1 node", "2 nodes".
+func count(n int, what string) string {
+	return strconv.Itoa(n) + " " + plural(n, what, what+"s")
 }
 
 // computeFlags are the flags of create and attach.
