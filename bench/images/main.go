@@ -328,6 +328,9 @@ func (b *bench) cold(ctx context.Context, reps int) (result, error) {
 			fmt.Fprintf(os.Stderr, "  atelier layer %s: %d bytes in %s\n", l.Name, l.Size, l.Duration.Round(time.Millisecond))
 		}
 		for _, line := range strings.Split(res.Log, "\n") {
+			if strings.HasPrefix(line, "wheel ") {
+				fmt.Fprintf(os.Stderr, "  atelier %s\n", line)
+			}
 			if strings.HasPrefix(line, "pip resolve took") {
 				fmt.Fprintf(os.Stderr, "  atelier %s (then the wheels are fetched and written as layers: unzip, tar, gzip, digests)\n", line)
 			}

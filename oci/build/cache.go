@@ -99,8 +99,22 @@ func (c *cache) put(key string, files map[string]string, write func(io.Writer) e
 	if err != nil {
 		return nil, err
 	}
-	if err := write(io.MultiWriter(zw, diffID)); err != nil {
-		return nil, err
+	// Two stages on two goroutines, so one large layer uses two cores: write (for a wheel:
+	// unzip and tar) and the diffID's hash here; gzip, the digest's hash and the file there.
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(zw, pr)
+		pr.CloseWithError(err) // a failed gzip or disk stops write
+		done <- err
+	}()
+	werr := write(io.MultiWriter(pw, diffID))
+	pw.CloseWithError(werr)
+	if err := <-done; werr == nil && err != nil {
+		werr = err
+	}
+	if werr != nil {
+		return nil, werr
 	}
 	if err := zw.Close(); err != nil {
 		return nil, err

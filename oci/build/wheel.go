@@ -269,8 +269,8 @@ type builtLayer struct {
 }
 
 // depsLayers resolves the requirements with pip and returns one layer per wheel, in the order
-// of the packages' names. Wheels are fetched at once; at most GOMAXPROCS are written (unzip,
-// tar, gzip) at a time.
+// of the packages' names. Up to 8 wheels are fetched at once; up to 2×GOMAXPROCS layers are
+// written (unzip, tar, gzip) at a time.
 func (b *builder) depsLayers(ctx context.Context, python, pyVersion string) ([]builtLayer, error) {
 	req, err := os.ReadFile(b.spec.Requirements)
 	if err != nil {
@@ -286,7 +286,9 @@ func (b *builder) depsLayers(ctx context.Context, python, pyVersion string) ([]b
 	}
 	roots := b.localRoots()
 	out := make([]builtLayer, len(refs))
-	cpu := make(chan struct{}, runtime.GOMAXPROCS(0))
+	// Layers are written two stages at a time each (cache.put): as many layers as cores keeps
+	// every core busy however the sizes fall, and the largest wheel need not wait for others.
+	cpu := make(chan struct{}, 2*runtime.GOMAXPROCS(0))
 	fetches := make(chan struct{}, 8)
 	g, gctx := errgroup.WithContext(ctx)
 	for i, w := range refs {
@@ -326,12 +328,14 @@ func (b *builder) wheelLayer(ctx context.Context, w wheelRef, python string, roo
 	case <-ctx.Done():
 		return nil, false, ctx.Err()
 	}
+	t0 := time.Now()
 	f, sum, remove, err := b.fetchWheel(ctx, w, roots)
 	<-fetches
 	if err != nil {
 		return nil, false, err
 	}
 	defer remove()
+	fetched := time.Since(t0)
 	key := b.wheelKey(sum, python)
 	if l, err := b.cache.get(key); l != nil || err != nil {
 		return l, true, err
@@ -342,6 +346,7 @@ func (b *builder) wheelLayer(ctx context.Context, w wheelRef, python string, roo
 		return nil, false, ctx.Err()
 	}
 	defer func() { <-cpu }()
+	t1 := time.Now()
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, false, err
@@ -359,6 +364,7 @@ func (b *builder) wheelLayer(ctx context.Context, w wheelRef, python string, roo
 	if err != nil {
 		return nil, false, fmt.Errorf("layer of %s: %w", w.file(), err)
 	}
+	fmt.Fprintf(b.log, "wheel %s: %d bytes fetched in %s, its layer written in %s\n", w.file(), fi.Size(), fetched.Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
 	return l, false, nil
 }
 
