@@ -67,4 +67,33 @@ func TestComputeShowCapacity(t *testing.T) {
 	if strings.Contains(string(resp.Body), token) || strings.Contains(string(resp.Body), strings.Split(token, ".")[2]) {
 		t.Errorf("the show holds the token: %s", resp.Body)
 	}
+
+	// A slurmrestd that accepts and never answers: the show waits ComputeDescribeTimeout, then
+	// answers without the capacity.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	s.Service.Drivers[atelier.ComputeSlurm] = checker
+	if _, err := c.CreateComputeTarget(ctx, "default", atelier.ComputeTargetSpec{Name: "silent", Kind: atelier.ComputeSlurm,
+		Slurm: &atelier.SlurmCompute{URL: "http://" + silent.Addr().String()}, Credentials: atelier.ComputeCredentials{Token: token}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Service.Drivers[atelier.ComputeSlurm] = slurm.New("/usr/bin/atelier", t.TempDir(), nil)
+	t0 := time.Now()
+	shown, err = c.FindComputeTarget(ctx, "default", "silent")
+	if err != nil || shown.Capacity != nil || !strings.Contains(shown.CapacityError, "did not answer in time") {
+		t.Errorf("show of a silent slurmrestd: %+v, %v; want capacity_error saying it did not answer in time", shown, err)
+	}
+	t.Logf("the show of a silent target answered after %v (ComputeDescribeTimeout %v)", time.Since(t0).Round(time.Millisecond), service.ComputeDescribeTimeout)
 }
