@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -43,6 +44,11 @@ must have been claimed (Preparing) for it.
   ATELIER_SCRIPT_TOKEN      the token the script gets (default: the runner's)
   ATELIER_WORKSPACE         the run's workspace (default "default")
   ATELIER_SECRET_<NAME>     the value of each secret the run's configuration names
+  ATELIER_NODE_RANK         this runner's node of a distributed run started one runner per
+                            node (a Kubernetes Indexed Job): it starts the node's processes;
+                            node 0 records the run, the others write logs/rank_<RANK>.txt
+  ATELIER_CONTROL_PORT      with ATELIER_NODE_RANK: the port node 0's runner listens on for
+                            the other nodes' (at MASTER_ADDR)
 
 The runner watches the run's status and stops the script when it is CancelRequested (or
 when the runner gets SIGTERM). While the server cannot be reached (it restarts), the
@@ -63,7 +69,13 @@ Exit codes: 0 the run Completed, 7 it Failed or was Canceled, 1 the runner itsel
 			c.UserAgent = "atelier-job"
 			c.HTTP.Transport = &waitingTransport{base: c.HTTP.Transport, wait: serverWait, urlFile: serverURLFile, stderr: cmd.ErrOrStderr()}
 			r := &jobRunner{client: c, workspace: cfg.workspace, runID: runID, workDir: workDir, envsDir: envsDir, cancelGrace: cancelGrace,
-				environ: os.Environ(), poll: time.Second, stderr: cmd.ErrOrStderr()}
+				environ: os.Environ(), poll: time.Second, stderr: cmd.ErrOrStderr(), node: -1}
+			if v := os.Getenv(local.NodeRankEnv); v != "" {
+				if r.node, err = strconv.Atoi(v); err != nil || r.node < 0 {
+					return usagef("%s=%q is not a node's rank", local.NodeRankEnv, v)
+				}
+				r.controlPort, r.masterAddr = os.Getenv(controlPortEnv), os.Getenv("MASTER_ADDR")
+			}
 			if isolationFile != "" {
 				if r.isolation, r.interpreters, err = readJobIsolation(isolationFile); err != nil {
 					return fmt.Errorf("job exec: %w", err)
@@ -96,7 +108,7 @@ Exit codes: 0 the run Completed, 7 it Failed or was Canceled, 1 the runner itsel
 	exec.Flags().StringVar(&exitFile, "exit-file", "", "write the runner's exit code to this file before exiting")
 	exec.Flags().DurationVar(&cancelGrace, "cancel-grace", atelier.DefaultCancelGrace, "time a canceled script gets between SIGTERM and SIGKILL")
 	exec.Flags().DurationVar(&serverWait, "server-wait", 10*time.Minute, "how long to keep retrying while the server cannot be reached")
-	cmd.AddCommand(exec)
+	cmd.AddCommand(exec, newJobTasksCmd())
 	return cmd
 }
 
@@ -120,6 +132,11 @@ type jobRunner struct {
 	isolation    *local.Isolation
 	interpreters map[string]string
 	stderr       io.Writer
+	// node is the runner's node of a distributed run started one runner per node (-1: not
+	// one); masterAddr and controlPort are where node 0's runner listens for the others'.
+	node        int
+	masterAddr  string
+	controlPort string
 }
 
 // exec runs the job and records its end; it returns the run as recorded. An error is the
@@ -209,8 +226,25 @@ func (r *jobRunner) exec(ctx context.Context) (*atelier.Run, error) {
 	// No overlay: each run copies its snapshot; the runner keeps no template between runs.
 	executor := &local.Executor{WorkDir: filepath.Join(dir, "work"), SDKPath: sdk, CancelGrace: cmp.Or(r.cancelGrace, atelier.DefaultCancelGrace),
 		Envs: &local.EnvCache{Dir: envs, Isolation: iso, Interpreters: r.interpreters}, Isolation: iso, NoOverlay: true}
-	host := api.NewJobHost(c, run, snap, filepath.Join(dir, "tmp"))
-	defer host.Close()
+	jobHost := api.NewJobHost(c, run, snap, filepath.Join(dir, "tmp"))
+	defer jobHost.Close()
+	var host atelier.JobHost = jobHost
+
+	// A node of a distributed run: node 0 hears the others; the others report to it.
+	var group *nodeGroup
+	var reporter *nodeReporter
+	if r.node >= 0 && config.NodeCount > 1 {
+		proof := nodeProof(run.ID, c.Token)
+		if r.node == 0 {
+			if group, err = listenNodes(r.controlPort, config, proof); err != nil {
+				return record(atelier.JobResult{Status: atelier.StatusFailed, Error: "starting node 0 of a distributed run: " + err.Error()})
+			}
+			defer group.close()
+		} else {
+			host = nodeHost{JobHost: jobHost, node: r.node}
+			reporter = reportToNode0(net.JoinHostPort(r.masterAddr, r.controlPort), r.node, proof, r.stderr)
+		}
+	}
 
 	jobCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -219,7 +253,22 @@ func (r *jobRunner) exec(ctx context.Context) (*atelier.Run, error) {
 		defer close(watched)
 		r.watchCancel(jobCtx, cancel)
 	}()
+	if group != nil {
+		go func() {
+			select {
+			case <-group.failed: // another node's processes failed: end this node's
+				cancel()
+			case <-jobCtx.Done():
+			}
+		}()
+	}
 	res := executor.Run(jobCtx, host, job)
+	if group != nil {
+		if res.Status == atelier.StatusCompleted {
+			group.wait(jobCtx) // the run ends once every node's processes have
+		}
+		res = group.outcome(res)
+	}
 	cancel()
 	<-watched
 	if ctx.Err() != nil && res.Status == atelier.StatusCanceled {
@@ -228,6 +277,13 @@ func (r *jobRunner) exec(ctx context.Context) (*atelier.Run, error) {
 		if now, err := c.FindRun(bg, run.Workspace, run.ID); err != nil || now.Status != atelier.StatusCancelRequested {
 			res.Status, res.Error = atelier.StatusFailed, "the job runner was stopped while the run was active"
 		}
+	}
+	if reporter != nil {
+		// Node 0's runner records the run: this node tells it how its processes ended.
+		reporter.end(res, 30*time.Second)
+		ended := *run
+		ended.Status, ended.Error, ended.ExitCode = res.Status, res.Error, res.ExitCode
+		return &ended, nil
 	}
 	return record(res)
 }

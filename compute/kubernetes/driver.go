@@ -67,7 +67,8 @@ const (
 const (
 	Container = "runner"
 	WorkDir   = "/atelier"
-	// MasterPort is MASTER_PORT of a distributed run.
+	// MasterPort is MASTER_PORT of a distributed run (unless the driver's MasterPort says
+	// otherwise); node 0's runner listens on the next port for the other nodes' runners.
 	MasterPort = 29500
 	// GPUResource is the extended resource a run's gpus ask for.
 	GPUResource = "nvidia.com/gpu"
@@ -91,6 +92,9 @@ type Driver struct {
 	Runner string
 	// Args are added after the runner's own arguments (--cancel-grace, --server-wait).
 	Args []string
+	// MasterPort is a distributed run's MASTER_PORT, where its rank 0 listens (MasterPort when
+	// zero); node 0's runner listens on the next one (ATELIER_CONTROL_PORT) for the others'.
+	MasterPort int
 	// QPS and Burst bound the requests to each cluster (50 and 100 when zero).
 	QPS   float32
 	Burst int
@@ -708,9 +712,17 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 }
 
 // jobSpec is a run's Job: restartPolicy Never and no retries (the runner records the run's
-// end; a second pod would run it again), node_count pods of an Indexed Job for a distributed
-// run with MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK and LOCAL_RANK, GPUs as nvidia.com/gpu
-// requests and limits, the target's resources, node selector and tolerations.
+// end; a second pod would run it again, and one failed pod fails the Job), GPUs as
+// nvidia.com/gpu requests and limits, the target's resources, node selector and tolerations.
+//
+// A distributed run (node_count × process_count_per_node > 1) is an Indexed Job of node_count
+// pods (one per node, as PyTorch's operator and Azure ML do), each pod's runner told its node
+// (ATELIER_NODE_RANK, the pod's completion index) and starting process_count_per_node processes
+// of the script with RANK, LOCAL_RANK, NODE_RANK and WORLD_SIZE (compute/local's RankEnv).
+// MASTER_ADDR is pod 0's name in the run's headless Service (`<job>-0.<job>`: the Job controller
+// names an Indexed Job's pods' hosts `<job>-<index>`, and the pods' subdomain is the Service);
+// MASTER_PORT is fixed. Node 0's runner records the run, and hears the other nodes' runners at
+// MASTER_ADDR:ATELIER_CONTROL_PORT (MASTER_PORT + 1).
 func (d *Driver) jobSpec(meta metav1.ObjectMeta, image string, l *atelier.JobLaunch, config atelier.RunConfig) (*batchv1.Job, error) {
 	runner := d.Runner
 	if runner == "" {
@@ -723,14 +735,24 @@ func (d *Driver) jobSpec(meta metav1.ObjectMeta, image string, l *atelier.JobLau
 		{Name: "HOME", Value: WorkDir},
 	}
 	n := max(config.NodeCount, 1)
-	if n > 1 {
+	port := d.MasterPort
+	if port == 0 {
+		port = MasterPort
+	}
+	switch {
+	case n > 1:
 		env = append(env,
-			corev1.EnvVar{Name: "MASTER_ADDR", Value: meta.Name + "-0." + meta.Name},
-			corev1.EnvVar{Name: "MASTER_PORT", Value: strconv.Itoa(MasterPort)},
-			corev1.EnvVar{Name: "WORLD_SIZE", Value: strconv.Itoa(n)},
-			corev1.EnvVar{Name: "RANK", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{
+			corev1.EnvVar{Name: "ATELIER_NODE_RANK", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{
 				FieldPath: "metadata.annotations['" + completionIndexAnnotation + "']"}}},
-			corev1.EnvVar{Name: "LOCAL_RANK", Value: "0"},
+			corev1.EnvVar{Name: "MASTER_ADDR", Value: meta.Name + "-0." + meta.Name},
+			corev1.EnvVar{Name: "MASTER_PORT", Value: strconv.Itoa(port)},
+			corev1.EnvVar{Name: "ATELIER_CONTROL_PORT", Value: strconv.Itoa(port + 1)},
+		)
+	case config.Processes() > 1: // one pod's processes
+		env = append(env,
+			corev1.EnvVar{Name: "ATELIER_NODE_RANK", Value: "0"},
+			corev1.EnvVar{Name: "MASTER_ADDR", Value: "127.0.0.1"},
+			corev1.EnvVar{Name: "MASTER_PORT", Value: strconv.Itoa(port)},
 		)
 	}
 	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}

@@ -303,9 +303,15 @@ func TestJobObjects(t *testing.T) {
 	for _, e := range job.Spec.Template.Spec.Containers[0].Env {
 		env[e.Name] = e
 	}
-	if env["MASTER_ADDR"].Value != name+"-0."+name || env["MASTER_PORT"].Value != "29500" || env["WORLD_SIZE"].Value != "3" ||
-		env["LOCAL_RANK"].Value != "0" || env["RANK"].ValueFrom == nil || !strings.Contains(env["RANK"].ValueFrom.FieldRef.FieldPath, "job-completion-index") {
+	// Each pod's runner is told its node; it starts the node's processes with their ranks.
+	if env["MASTER_ADDR"].Value != name+"-0."+name || env["MASTER_PORT"].Value != "29500" || env["ATELIER_CONTROL_PORT"].Value != "29501" ||
+		env["ATELIER_NODE_RANK"].ValueFrom == nil || !strings.Contains(env["ATELIER_NODE_RANK"].ValueFrom.FieldRef.FieldPath, "job-completion-index") {
 		t.Errorf("distributed variables: %+v", env)
+	}
+	for _, v := range []string{"RANK", "WORLD_SIZE", "LOCAL_RANK"} {
+		if _, ok := env[v]; ok {
+			t.Errorf("the pod has %s: the runner gives each process its own", v)
+		}
 	}
 	svc, err := c.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil || svc.Spec.ClusterIP != corev1.ClusterIPNone {

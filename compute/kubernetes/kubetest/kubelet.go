@@ -35,6 +35,14 @@ import (
 // directory of the image is not there: relative paths are). A deleted pod's process gets
 // SIGTERM, then SIGKILL after its grace period; its output is served as the container's log
 // (kubectl logs, the API's pods/log).
+//
+// The node is its pods' DNS too, as far as they need it: a pod with a subdomain (an Indexed
+// Job's pod in a headless Service) is named in the node's hosts file, as the cluster's DNS
+// names it (<hostname>.<subdomain>, with .<namespace>, .svc and .cluster.local), at 127.0.0.1,
+// where all the node's pods are; and such a pod's process sees that file as its /etc/hosts (a
+// mount namespace of its own, as a kubelet gives each pod its /etc/hosts, and a PID namespace
+// of its own, as a pod has), so its runner and its scripts reach pod 0 of their Job by name.
+// Pods on this node reach only this node's pods.
 type Kubelet struct {
 	Name string
 	c    *Cluster
@@ -44,6 +52,9 @@ type Kubelet struct {
 
 	mu   sync.Mutex
 	pods map[string]*kpod // by uid
+	// names are the hosts file's lines of the pods with a subdomain, by uid; hosts is the file.
+	names map[string]string
+	hosts string
 }
 
 type kpod struct {
@@ -74,7 +85,9 @@ func (s *syncBuffer) Bytes() []byte {
 // NodeCapacity), and runs its pods until the test ends.
 func (c *Cluster) StartKubelet(tb testing.TB, name string, capacity NodeCapacity, binaries map[string]string) *Kubelet {
 	tb.Helper()
-	k := &Kubelet{Name: name, c: c, Binaries: binaries, dir: tb.TempDir(), pods: map[string]*kpod{}}
+	k := &Kubelet{Name: name, c: c, Binaries: binaries, dir: tb.TempDir(), pods: map[string]*kpod{}, names: map[string]string{}}
+	k.hosts = filepath.Join(k.dir, "hosts")
+	k.writeHosts()
 	logs := httptest.NewUnstartedServer(http.HandlerFunc(k.serveLogs))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -229,6 +242,7 @@ func (k *Kubelet) sync(ctx context.Context, pod *corev1.Pod) {
 	if p != nil || pod.Status.Phase != corev1.PodPending || len(pod.Spec.Containers) == 0 {
 		return
 	}
+	k.name(pod)
 	p = &kpod{out: &syncBuffer{}, done: make(chan struct{})}
 	k.mu.Lock()
 	k.pods[string(pod.UID)] = p
@@ -287,11 +301,26 @@ func (k *Kubelet) run(ctx context.Context, pod *corev1.Pod, p *kpod) {
 	}
 	dir := filepath.Join(k.dir, string(pod.UID))
 	os.MkdirAll(dir, 0o755)
-	cmd := exec.Command(prog, words[1:]...)
+	args := words[1:]
+	var clone uintptr
+	if pod.Spec.Subdomain != "" {
+		// A pod of its own, as a container runtime makes it: a PID namespace whose first
+		// process is the container's (its /proc shows the pod's processes only) and a mount
+		// namespace whose /etc/hosts is the node's hosts file.
+		clone = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS
+		args = append([]string{"-c", `mount --make-rprivate / && mount --bind "$0" /etc/hosts && mount -t proc proc /proc && exec "$@"`, k.hosts, prog}, args...)
+		prog = "/bin/sh"
+	}
+	cmd := exec.Command(prog, args...)
 	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
 	cmd.Stdout, cmd.Stderr = p.out, p.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: clone}
+	if clone != 0 && os.Geteuid() != 0 {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
+	}
 	if err := cmd.Start(); err != nil {
 		k.fail(pod, p, "StartError", err.Error())
 		return
@@ -334,6 +363,42 @@ func (k *Kubelet) run(ctx context.Context, pod *corev1.Pod, p *kpod) {
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: int32(code), Reason: reason,
 				StartedAt: started, FinishedAt: finished}}}}
 	})
+}
+
+// name puts a pod with a subdomain in the node's hosts file.
+func (k *Kubelet) name(pod *corev1.Pod) {
+	if pod.Spec.Subdomain == "" {
+		return
+	}
+	host := pod.Spec.Hostname
+	if host == "" {
+		host = pod.Name
+	}
+	fqdn := host + "." + pod.Spec.Subdomain
+	line := "127.0.0.1\t" + strings.Join([]string{fqdn + "." + pod.Namespace + ".svc.cluster.local", fqdn + "." + pod.Namespace + ".svc",
+		fqdn + "." + pod.Namespace, fqdn}, " ")
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.names[string(pod.UID)] == line {
+		return
+	}
+	k.names[string(pod.UID)] = line
+	k.writeHostsLocked()
+}
+
+func (k *Kubelet) writeHosts() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.writeHostsLocked()
+}
+
+// writeHostsLocked rewrites the hosts file in place: the pods' mounts of it see the new lines.
+func (k *Kubelet) writeHostsLocked() {
+	lines := []string{"127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"}
+	for _, l := range k.names {
+		lines = append(lines, l)
+	}
+	os.WriteFile(k.hosts, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
 
 var varRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
