@@ -241,13 +241,15 @@ func (s *Service) dispatch(ctx context.Context) {
 		for _, run := range runs {
 			s.publish(run.Workspace, atelier.EventRunStatus, run.ID, run)
 			s.runChanged(ctx, run)
-			s.launch(ctx, t.Target, run)
+			s.launch(ctx, t.Target, run, false)
 		}
 	}
 }
 
-// launch starts a claimed run through its target's driver.
-func (s *Service) launch(ctx context.Context, t *Target, run *atelier.Run) {
+// launch starts a claimed run through its target's driver. again says it was claimed before a
+// restart: its job may have been started then (the handle not recorded), and a driver that
+// finds it adopts it, with the tokens it was given; those of the run are all revoked at its end.
+func (s *Service) launch(ctx context.Context, t *Target, run *atelier.Run, again bool) {
 	bg := context.WithoutCancel(ctx)
 	var tokens []string
 	// A run that could not be launched: its tokens and lease go first, so a client that sees it
@@ -312,6 +314,9 @@ func (s *Service) launch(ctx context.Context, t *Target, run *atelier.Run) {
 	}
 	s.log.Info("run launched", "workspace", run.Workspace, "run", run.ID, "compute", t.Name)
 	s.sched.mu.Lock()
+	if again {
+		tokens = nil // looked up at the end: an adopted job holds the earlier ones
+	}
 	s.sched.jobs[run.ID] = &watchedJob{workspace: run.Workspace, id: run.ID, target: t, handle: handle, tokens: tokens}
 	s.sched.mu.Unlock()
 }
@@ -592,7 +597,7 @@ func (s *Service) recoverJobs(ctx context.Context) {
 				continue
 			}
 			s.log.Info("launching a run claimed before a restart", "run", run.ID)
-			s.launch(ctx, t, run)
+			s.launch(ctx, t, run, true)
 		default:
 			s.log.Debug("run recovered", "workspace", run.Workspace, "run", run.ID, "compute", t.Name, "previous_owner", l.Owner)
 			s.sched.mu.Lock()

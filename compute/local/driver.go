@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/internal/atomicfile"
 )
 
 var _ atelier.ComputeDriver = (*Driver)(nil)
@@ -27,6 +28,9 @@ const (
 	// ExitFile holds the runner's exit code, written by the runner just before it exits: a
 	// server that did not start the runner (it restarted) cannot wait for it.
 	ExitFile = "exit-code"
+	// HandleFile holds the job's handle, written once its runner started: a server that
+	// launches the run again (it stopped before it recorded the handle) adopts that runner.
+	HandleFile = "handle.json"
 )
 
 // Driver runs jobs on this machine: each run's in-job runner (`atelier job exec`) is a process
@@ -71,6 +75,14 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 		return "", errors.New("local driver: no runner command")
 	}
 	dir := filepath.Join(d.Dir, l.Run.ID)
+	// A runner started for this run before (a server that stopped before it recorded the
+	// handle, whose successor launches the run again) is the run's job: adopted, not started a
+	// second time. Its runner keeps the earlier tokens.
+	if b, err := os.ReadFile(filepath.Join(dir, HandleFile)); err == nil {
+		if j, err := d.parse(string(b)); err == nil && j.Dir == dir {
+			return string(b), nil
+		}
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return "", err
 	}
@@ -124,6 +136,11 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 		d.mu.Unlock()
 	}()
 	b, _ := json.Marshal(handle{PID: cmd.Process.Pid, Start: start, Dir: dir})
+	if err := atomicfile.WriteFile(filepath.Join(dir, HandleFile), b, 0o600); err != nil {
+		// Not to be adopted, not to be watched: stopped, so that nothing runs without a handle.
+		syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+		return "", fmt.Errorf("recording the job runner's handle: %w", err)
+	}
 	return string(b), nil
 }
 

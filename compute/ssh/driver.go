@@ -33,6 +33,9 @@ const (
 	RunnerLog = "runner.log"
 	ExitFile  = "exit-code"
 	envFile   = "env" // the runner's environment, removed once it started
+	// startedFile holds the started runner's pid and /proc stat line: a launch of the same
+	// run finds it and adopts that runner.
+	startedFile = "started"
 )
 
 // DefaultRoot is where the driver keeps its files on a machine, under the account's home:
@@ -230,12 +233,16 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 	c.mu.Unlock()
 	root, bin := `"$HOME"/`+quote(d.root()), "atelier-"+hash
 	// One look: the job's directory made anew, the home (handles name absolute paths), the
-	// machine's kind and whether this binary is there already.
+	// machine's kind and whether this binary is there already. A runner started for this run
+	// before (a server that stopped before it recorded the handle, whose successor launches the
+	// run again) is the run's job: its pid and start are printed instead, and it is adopted,
+	// not started a second time (it keeps the earlier tokens).
 	res, err := d.run(ctx, e, `set -e
 root=`+root+`
 mkdir -p "$root/bin" "$root/jobs" "$root/envs"
 chmod 700 "$root"
 dir="$root/jobs/"`+quote(l.Run.ID)+`
+if [ -s "$dir/`+startedFile+`" ]; then printf 'started\n%s\n' "$dir"; cat "$dir/`+startedFile+`"; exit 0; fi
 rm -rf "$dir"
 mkdir -m 700 "$dir"
 printf '%s\n' "$dir"
@@ -246,6 +253,19 @@ if [ -x "$root/bin/`+bin+`" ]; then echo present; else echo absent; fi
 		return "", err
 	}
 	lines := strings.Split(strings.TrimRight(string(res.stdout), "\n"), "\n")
+	if res.code == 0 && len(lines) == 4 && lines[0] == "started" {
+		pid, err := strconv.Atoi(lines[2])
+		start, _, serr := parseStat(lines[3])
+		if err == nil && serr == nil {
+			j := handle{Workspace: l.Run.Workspace, Target: t.Name, Host: t.SSH.Host, Port: t.SSH.Port, User: t.SSH.User, PID: pid, Start: start, Dir: lines[1]}
+			if e.hostKey == "" {
+				j.HostKey = seen
+			}
+			b, _ := json.Marshal(j)
+			d.log().Info("ssh job adopted: the run's runner was started before", "compute", t.Name, "host", e.addr, "run", l.Run.ID, "pid", pid)
+			return string(b), nil
+		}
+	}
 	if res.code != 0 || len(lines) != 3 {
 		return "", atelier.Errorf(atelier.EUNAVAILABLE, "compute target %s: preparing the job's directory failed: %s", t.Name, strings.TrimSpace(string(res.stderr)))
 	}
@@ -297,6 +317,7 @@ setsid `+cmdline.String()+` </dev/null >>"$dir/`+RunnerLog+`" 2>&1 &
 pid=$!
 set +e
 rm -f "$dir/`+envFile+`"
+{ echo "$pid"; cat "/proc/$pid/stat"; } > "$dir/`+startedFile+`.tmp" && mv "$dir/`+startedFile+`.tmp" "$dir/`+startedFile+`"
 echo "$pid"
 cat "/proc/$pid/stat"
 `, strings.NewReader(envText.String()))
