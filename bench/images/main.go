@@ -243,6 +243,9 @@ func (b *bench) atelierBuild(ctx context.Context, cacheDir, out, tag string) (ti
 	if err != nil {
 		return 0, build.Result{}, err
 	}
+	if cacheDir != filepath.Join(b.work, "cache-warm") {
+		fmt.Fprintf(os.Stderr, "  atelier base imported in %s\n", time.Since(t0).Round(time.Millisecond))
+	}
 	spec := b.spec
 	spec.CacheDir = cacheDir
 	res, err := build.Build(ctx, spec, base, build.Output{LayoutDir: out, Tag: tag,
@@ -328,7 +331,7 @@ func (b *bench) cold(ctx context.Context, reps int) (result, error) {
 			fmt.Fprintf(os.Stderr, "  atelier layer %s: %d bytes in %s\n", l.Name, l.Size, l.Duration.Round(time.Millisecond))
 		}
 		for _, line := range strings.Split(res.Log, "\n") {
-			if strings.HasPrefix(line, "wheel ") {
+			if strings.HasPrefix(line, "wheel ") || strings.HasPrefix(line, "image ") || strings.HasPrefix(line, "inputs ") {
 				fmt.Fprintf(os.Stderr, "  atelier %s\n", line)
 			}
 			if strings.HasPrefix(line, "pip resolve took") {

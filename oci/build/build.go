@@ -256,9 +256,6 @@ func (b *builder) build(ctx context.Context, base v1.Image, out Output) (Result,
 	if b.spec.Requirements != "" && pyVersion == "" {
 		return Result{}, atelier.Errorf(atelier.EINVALID, "the base image does not say its Python version (label %s or env PYTHON_VERSION): give the Python version to install requirements for", LabelPythonVersion)
 	}
-	if err := checkEntry(ctx, b.spec.HostPython, filepath.Join(b.spec.SourceDir, b.spec.EntryScript)); err != nil {
-		return Result{}, err
-	}
 	if b.cache, err = openCache(b.spec.CacheDir); err != nil {
 		return Result{}, err
 	}
@@ -288,6 +285,17 @@ func (b *builder) build(ctx context.Context, base v1.Image, out Output) (Result,
 	}
 	built := make([][]builtLayer, len(steps))
 	g, gctx := errgroup.WithContext(ctx)
+	// The entry script is checked (a Python start) while the layers are built; its error
+	// stops them.
+	g.Go(func() error {
+		return checkEntry(gctx, b.spec.HostPython, filepath.Join(b.spec.SourceDir, b.spec.EntryScript))
+	})
+	// A registry output stores each layer's blob as soon as it is built (IO while the other
+	// layers compress); the push then finds them there.
+	var stores sync.WaitGroup
+	defer stores.Wait()
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel() // before the Wait above: a failed build stops storing
 	for i, st := range steps {
 		g.Go(func() error {
 			ls, err := st.make(gctx)
@@ -296,6 +304,9 @@ func (b *builder) build(ctx context.Context, base v1.Image, out Output) (Result,
 			}
 			built[i] = ls
 			for _, bl := range ls {
+				if out.Registry != nil && !bl.cached {
+					stores.Go(func() { out.Registry.storeBlob(sctx, bl.l) })
+				}
 				how := "built"
 				if bl.cached {
 					how = "cached"
@@ -308,6 +319,7 @@ func (b *builder) build(ctx context.Context, base v1.Image, out Output) (Result,
 	if err := g.Wait(); err != nil {
 		return Result{}, err
 	}
+	stores.Wait()
 	var layers []*cachedLayer
 	var results []LayerResult
 	for _, ls := range built {
@@ -334,10 +346,11 @@ func (b *builder) build(ctx context.Context, base v1.Image, out Output) (Result,
 	for _, l := range layers {
 		files[l.meta.Digest] = l.path
 	}
+	t0 := time.Now()
 	if err := out.write(ctx, img, files); err != nil {
 		return res, err
 	}
-	fmt.Fprintf(b.log, "image %s (%d bytes) built in %s\n", res.Digest, res.Size, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(b.log, "image %s (%d bytes) built in %s (written out in %s)\n", res.Digest, res.Size, time.Since(start).Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 	return res, nil
 }
 

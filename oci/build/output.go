@@ -274,6 +274,23 @@ func layoutBlob(dir string, b blob) error {
 	return os.Rename(f.Name(), name)
 }
 
+// storeBlob stores a built layer in the registry's blob store ahead of the push, while the other
+// layers are being built; unlinked, it is nothing until the push links it (a failed build
+// leaves it to the garbage collector, as a failed push does). Errors are left to the push,
+// which stores what is not there.
+func (r *RegistryOutput) storeBlob(ctx context.Context, l *cachedLayer) {
+	d := registry.Digest(l.meta.Digest.String())
+	if _, err := r.Blobs.Stat(ctx, d); err == nil || atelier.ErrorCode(err) != atelier.ENOTFOUND {
+		return
+	}
+	f, err := os.Open(l.path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	r.Blobs.Put(ctx, f, d)
+}
+
 // push stores the blobs, links them into the repository, then puts the manifest and its tags
 // in one step: a push that fails leaves no manifest or tag (its blobs are garbage collected).
 func (r *RegistryOutput) push(ctx context.Context, img v1.Image, files map[v1.Hash]string) error {
