@@ -428,3 +428,49 @@ func TestWheelOverlaps(t *testing.T) {
 		}
 	}
 }
+
+// TestWheelLayerReused: another requirements file needing the same wheel reuses its layer (pip
+// resolves again, the wheel's layer comes from the cache), and the same file again is not
+// resolved at all.
+func TestWheelLayerReused(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	first, err := Build(ctx, f.spec, f.base, Output{LayoutDir: filepath.Join(t.TempDir(), "out"), Tag: "1"})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, first.Log)
+	}
+	mustWrite(t, f.spec.Requirements, "# another file, the same wheel\ngreet\n")
+	second, err := Build(ctx, f.spec, f.base, Output{LayoutDir: filepath.Join(t.TempDir(), "out"), Tag: "1"})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, second.Log)
+	}
+	if l := second.Layers[0]; l.Name != "deps greet 1.0" || !l.Cached || l.Digest != first.Layers[0].Digest {
+		t.Fatalf("layer %+v; want greet's layer from the cache (%s)", l, first.Layers[0].Digest)
+	}
+	if !strings.Contains(second.Log, "pip resolve took") {
+		t.Errorf("a new requirements file was not resolved:\n%s", second.Log)
+	}
+	third, err := Build(ctx, f.spec, f.base, Output{LayoutDir: filepath.Join(t.TempDir(), "out"), Tag: "1"})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, third.Log)
+	}
+	if strings.Contains(third.Log, "pip resolve took") || third.Digest != second.Digest {
+		t.Errorf("the same requirements were resolved again (or gave another image):\n%s", third.Log)
+	}
+}
+
+// TestSdistOnly: a requirement with no wheel, only a source distribution, fails the build with
+// pip's error: binary wheels only.
+func TestSdistOnly(t *testing.T) {
+	f := newFixture(t)
+	wheels := f.spec.PipArgs[len(f.spec.PipArgs)-1]
+	mustWrite(t, filepath.Join(wheels, "srconly-1.0.tar.gz"), "not really a tarball")
+	mustWrite(t, f.spec.Requirements, "greet==1.0\nsrconly==1.0\n")
+	res, err := Build(context.Background(), f.spec, f.base, Output{LayoutDir: filepath.Join(t.TempDir(), "out"), Tag: "1"})
+	if err == nil {
+		t.Fatal("the build succeeded")
+	}
+	if atelier.ErrorCode(err) != atelier.EINVALID || !strings.Contains(err.Error(), "srconly") || !strings.Contains(res.Log, "srconly") {
+		t.Fatalf("got %v\n%s", err, res.Log)
+	}
+}
