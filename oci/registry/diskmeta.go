@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/internal/atomicfile"
 )
 
 // DiskMetadata is a Metadata in a directory, for a registry without a database: the whole
@@ -95,24 +96,7 @@ func (m *DiskMetadata) bodyPath(d Digest) string {
 
 // writeFileAtomic replaces path with data, so readers and crashes see the old or the new file.
 func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return atelier.StorageFull(err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return atelier.StorageFull(err)
+	return atelier.StorageFull(atomicfile.WriteFile(path, data, 0o600))
 }
 
 // update runs change on the state and writes it; change must fail before changing anything.
