@@ -16,7 +16,8 @@ import (
 
 // distScript checks its distributed variables (RANK = NODE_RANK × per-node + LOCAL_RANK) and
 // meets the others at MASTER_ADDR:MASTER_PORT: rank 0 listens, every other rank connects and
-// sends its rank, rank 0 checks all arrived. The rank given as the second argument exits 3.
+// sends its rank, rank 0 checks all arrived. The rank given as the second argument exits 3;
+// with -2, every rank then waits.
 const distScript = `import os, socket, sys, time
 per, fail = int(sys.argv[1]), int(sys.argv[2])
 rank, local, node, world = (int(os.environ[v]) for v in ('RANK', 'LOCAL_RANK', 'NODE_RANK', 'WORLD_SIZE'))
@@ -51,6 +52,9 @@ else:
     s.sendall(f'{rank}\n'.encode())
     s.close()
     print(f'rank {rank} met rank 0 at {addr}', flush=True)
+if fail == -2:
+    print(f'rank {rank} waits', flush=True)
+    time.sleep(600)
 `
 
 // TestKubernetesDistributedRun: a run of 2 nodes × 2 processes on a real control plane is an
@@ -59,7 +63,8 @@ else:
 // (pod 0's name in the Job's headless Service) and MASTER_PORT. The run Completes, rank 0's
 // output in its std_log and each other rank's in logs/rank_<RANK>.txt, node 0's outputs only.
 // A rank failing on the other node (3) fails the run with its exit code, as does one failing on
-// node 0 (1); either way the Job fails.
+// node 0 (1); either way the Job fails. A run canceled while its ranks run (the run asked to
+// stop, its Job deleted, as the server's controller does) is Canceled.
 func TestKubernetesDistributedRun(t *testing.T) {
 	needPython(t)
 	if _, err := exec.LookPath("mount"); err != nil {
@@ -83,7 +88,7 @@ func TestKubernetesDistributedRun(t *testing.T) {
 	d.MasterPort = freePortPair(t) // the process node's pods share this machine's ports
 	ctx := jobCtx(t)
 
-	launch := func(fail int) (*atelier.Run, string) {
+	start := func(fail int) (*atelier.Run, string) {
 		t.Helper()
 		run, token := s.claim(t, ctx, atelier.RunConfig{Script: "dist.py", Arguments: []string{"2", strconv.Itoa(fail)}, NodeCount: 2, ProcessCountPerNode: 2},
 			map[string]string{"dist.py": distScript})
@@ -91,6 +96,11 @@ func TestKubernetesDistributedRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		return run, h
+	}
+	launch := func(fail int) (*atelier.Run, string) {
+		t.Helper()
+		run, h := start(fail)
 		return waitEnded(t, s.admin, run.ID), h
 	}
 	file := func(run *atelier.Run, path string) string {
@@ -159,6 +169,24 @@ func TestKubernetesDistributedRun(t *testing.T) {
 			t.Errorf("rank %d failing: the Job %+v, want failed", tc.fail, st)
 		}
 	}
+
+	run, h = start(-2)
+	waitFor(t, "every rank to wait", func() bool {
+		return strings.Contains(stdLog(t, ctx, s.admin, run), "rank 0 waits") && strings.Contains(file(run, "logs/rank_3.txt"), "rank 3 waits")
+	})
+	if _, err := s.admin.CancelRun(ctx, run.Workspace, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Cancel(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitEnded(t, s.admin, run.ID); got.Status != atelier.StatusCanceled {
+		t.Errorf("the canceled distributed run ended %s (%q)", got.Status, got.Error)
+	}
+	waitFor(t, "the canceled run's Job to go", func() bool {
+		st, err := d.Status(ctx, h)
+		return err == nil && st.Phase == atelier.JobGone
+	})
 }
 
 // freePortPair is a port p with p and p+1 free here.
