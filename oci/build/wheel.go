@@ -178,6 +178,9 @@ func (b *builder) localRoots() []string {
 		if u, err := url.Parse(s); err == nil && u.Scheme == "file" {
 			s = u.Path
 		}
+		if !filepath.IsAbs(s) && !strings.HasPrefix(s, "-") && !strings.Contains(s, "://") {
+			s, _ = filepath.Abs(s) // pip, unconfined, runs in this directory
+		}
 		if filepath.IsAbs(s) {
 			roots = append(roots, filepath.Clean(s))
 		}
