@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -77,6 +78,20 @@ const (
 	TerminationGrace = 60
 )
 
+// PullImage is where a workspace image is pulled from: Reference (the workspace registry's
+// advertised host, the image's repository and its version or digest), Registry (that host, as
+// a docker config's key) and a credential that can only pull it (Password a token that expires;
+// Username may be anything the registry accepts).
+type PullImage struct {
+	Reference          string
+	Registry           string
+	Username, Password string
+}
+
+// ImageResolver resolves a target's kubernetes.image for a run of workspace: nil (and no
+// error) when image names no workspace image (a reference of another registry, used as is).
+type ImageResolver func(ctx context.Context, workspace, image string) (*PullImage, error)
+
 // Lookup returns a workspace's stored compute target with its decrypted credentials: Status,
 // Cancel, Logs and Release receive only a job's handle and find the target's cluster with it.
 type Lookup func(ctx context.Context, workspace, name string) (*atelier.ComputeTarget, atelier.ComputeCredentials, error)
@@ -95,6 +110,10 @@ type Driver struct {
 	// MasterPort is a distributed run's MASTER_PORT, where its rank 0 listens (MasterPort when
 	// zero); node 0's runner listens on the next one (ATELIER_CONTROL_PORT) for the others'.
 	MasterPort int
+	// ResolveImage, when set, is asked about a target's kubernetes.image at each launch: one
+	// naming a workspace image (NAME:VERSION of `atelier image`) runs from the workspace
+	// registry's reference, pulled with the credential it returns (see PullImage).
+	ResolveImage ImageResolver
 	// QPS and Burst bound the requests to each cluster (50 and 100 when zero).
 	QPS   float32
 	Burst int
@@ -628,7 +647,9 @@ func jobName(runID string) string {
 
 // Launch creates a run's Secret (the runner's and the script's tokens, the run's secrets) and
 // its Job, then makes the Job the Secret's owner (the Secret goes with the Job); a distributed
-// run also gets a headless Service naming its pods (MASTER_ADDR is rank 0's).
+// run also gets a headless Service naming its pods (MASTER_ADDR is rank 0's). A target image
+// that ResolveImage resolves to a workspace image also gets a dockerconfigjson Secret
+// `<job>-pull` holding the pull credential, the pod's imagePullSecrets, owned by the Job too.
 func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, error) {
 	t := l.Target
 	if t == nil || t.Kubernetes == nil {
@@ -666,6 +687,18 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
+	var pull *PullImage
+	if d.ResolveImage != nil && t.Kubernetes.Image != "" {
+		if pull, err = d.ResolveImage(ctx, l.Run.Workspace, t.Kubernetes.Image); err != nil {
+			return "", atelier.Errorf(atelier.ErrorCode(err), "compute target %s: kubernetes.image %q: %s", t.Name, t.Kubernetes.Image, atelier.ErrorMessage(err))
+		}
+		if pull != nil {
+			if pull.Reference == "" || pull.Registry == "" || strings.ContainsAny(pull.Reference, " \t\n") {
+				return "", atelier.Errorf(atelier.EINTERNAL, "compute target %s: kubernetes.image %q resolved to an unusable reference %q", t.Name, t.Kubernetes.Image, pull.Reference)
+			}
+			image = pull.Reference
+		}
+	}
 	ns := t.Kubernetes.Namespace
 	name := jobName(l.Run.ID)
 	labels := map[string]string{ManagedByLabel: ManagedBy}
@@ -679,13 +712,30 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 	if err != nil {
 		return "", err
 	}
+	secrets := []string{name}
 	secret := &corev1.Secret{ObjectMeta: meta, Type: corev1.SecretTypeOpaque, Data: data}
 	if _, err := c.client.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
 		return "", d.apiError(t.Name, "creating the run's Secret", err)
 	}
+	deleteSecrets := func() {
+		for _, s := range secrets {
+			c.client.CoreV1().Secrets(ns).Delete(context.WithoutCancel(ctx), s, metav1.DeleteOptions{})
+		}
+	}
+	if pull != nil {
+		// The pull credential is a Secret the kubelet reads (imagePullSecrets), not in the spec.
+		pm := meta
+		pm.Name = name + "-pull"
+		if _, err := c.client.CoreV1().Secrets(ns).Create(ctx, pullSecret(pm, pull), metav1.CreateOptions{}); err != nil {
+			deleteSecrets()
+			return "", d.apiError(t.Name, "creating the run's image pull Secret", err)
+		}
+		secrets = append(secrets, pm.Name)
+		job.Spec.Template.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: pm.Name}}
+	}
 	created, err := c.client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
 	if err != nil {
-		c.client.CoreV1().Secrets(ns).Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{})
+		deleteSecrets()
 		return "", d.apiError(t.Name, "creating the run's Job", err)
 	}
 	// The watch brings the Job soon; until then the cache answers for it (no GET on the
@@ -695,8 +745,10 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 	}
 	owner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: name, UID: created.UID}
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": []metav1.OwnerReference{owner}}})
-	if _, err := c.client.CoreV1().Secrets(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		d.log().Warn("making the Job own its Secret", "compute", t.Name, "job", name, "err", err)
+	for _, s := range secrets {
+		if _, err := c.client.CoreV1().Secrets(ns).Patch(ctx, s, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			d.log().Warn("making the Job own its Secret", "compute", t.Name, "job", name, "secret", s, "err", err)
+		}
 	}
 	if n := config.NodeCount; n > 1 {
 		svc := &corev1.Service{ObjectMeta: meta, Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone,
@@ -709,6 +761,14 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 	b, _ := json.Marshal(handle{Workspace: l.Run.Workspace, Target: t.Name, Namespace: ns, Job: name, UID: string(created.UID)})
 	d.log().Info("kubernetes job created", "compute", t.Name, "run", l.Run.ID, "job", name)
 	return string(b), nil
+}
+
+// pullSecret is a kubernetes.io/dockerconfigjson Secret holding a pull credential.
+func pullSecret(meta metav1.ObjectMeta, p *PullImage) *corev1.Secret {
+	auth := base64.StdEncoding.EncodeToString([]byte(p.Username + ":" + p.Password))
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{p.Registry: map[string]string{
+		"username": p.Username, "password": p.Password, "auth": auth}}})
+	return &corev1.Secret{ObjectMeta: meta, Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg}}
 }
 
 // jobSpec is a run's Job: restartPolicy Never and no retries (the runner records the run's
