@@ -39,7 +39,7 @@ import (
 
 // wheelFormat names how a wheel is laid out in its layer (pip --target's layout, launchers,
 // INSTALLER, RECORD); it is part of each wheel layer's cache key.
-const wheelFormat = "wheel-target-v1"
+const wheelFormat = "wheel-target-v2"
 
 // wheelRef is one wheel pip chose: where it is and its sha256 (hex).
 type wheelRef struct {
@@ -412,12 +412,15 @@ var (
 //   - the wheel's files, <name>.data/purelib and platlib go to site-packages;
 //   - <name>.data/scripts to site-packages/bin, a first line "#!python..." becoming the image's
 //     Python, executable;
-//   - <name>.data/headers to site-packages/include/python/<name>, <name>.data/data to
-//     site-packages itself (pip --target moves its home's data there);
+//   - <name>.data/headers to site-packages/include/python/<name> (the name as the .dist-info
+//     spells it), <name>.data/data to site-packages itself (pip --target moves its home's data
+//     there);
 //   - console_scripts and gui_scripts entry points become launchers in site-packages/bin, the
 //     same as pip's;
-//   - <dist-info>/INSTALLER says "atelier", REQUESTED marks a requirement named in the file,
-//     and RECORD lists every file with its sha256 and size, relative to site-packages.
+//   - <dist-info>/INSTALLER says "atelier", and RECORD lists every file with its sha256 and
+//     size, relative to site-packages. There is no REQUESTED (optional, PEP 376): the layer
+//     depends on the wheel and the image's Python only, whichever requirements file named it,
+//     which is what its cache key says.
 func planWheel(zr *zip.Reader, w wheelRef, python string) (*layerFiles, map[string]string, error) {
 	wheel := w.file()
 	bad := func(format string, args ...any) error {
@@ -454,6 +457,7 @@ func planWheel(zr *zip.Reader, w wheelRef, python string) (*layerFiles, map[stri
 		distInfo = d
 	}
 	dataDir := strings.TrimSuffix(distInfo, ".dist-info") + ".data"
+	distName, _, _ := strings.Cut(distInfo, "-")
 	read := func(name string) ([]byte, error) {
 		zf := byName[name]
 		if zf == nil {
@@ -547,7 +551,7 @@ func planWheel(zr *zip.Reader, w wheelRef, python string) (*layerFiles, map[stri
 			case "scripts":
 				rel, script = "bin/"+sub, true
 			case "headers":
-				rel = "include/python/" + w.Name + "/" + sub
+				rel = "include/python/" + distName + "/" + sub
 			default:
 				return nil, nil, bad("%s: unknown directory %s/%s (purelib, platlib, scripts, headers or data)", clean, dataDir, scheme)
 			}
@@ -619,11 +623,6 @@ func planWheel(zr *zip.Reader, w wheelRef, python string) (*layerFiles, map[stri
 	}
 	if err := add(distInfo+"/INSTALLER", &entry{data: []byte("atelier\n")}, recordHash(sha("atelier\n")), 8); err != nil {
 		return nil, nil, err
-	}
-	if w.Requested {
-		if err := add(distInfo+"/REQUESTED", &entry{data: []byte{}}, recordHash(sha("")), 0); err != nil {
-			return nil, nil, err
-		}
 	}
 	var rec bytes.Buffer
 	cw := csv.NewWriter(&rec)
