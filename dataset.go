@@ -87,6 +87,9 @@ type Dataset struct {
 	Tags        map[string]string `json:"tags"`
 	CreatedBy   string            `json:"created_by"`
 	CreatedAt   time.Time         `json:"created_at"`
+	// RunID is the run whose files the version holds (its outputs, registered by the run's
+	// script as Azure ML's output datasets are), "" for data registered from elsewhere.
+	RunID string `json:"run_id,omitempty"`
 }
 
 // DatasetRegister is the body of POST .../datasets: the definition of a new version.
@@ -101,6 +104,9 @@ type DatasetRegister struct {
 	// CreateNewVersion adds a version to an existing name; without it an existing name is
 	// ECONFLICT, unless the definition is the latest version's (then that version is returned).
 	CreateNewVersion bool `json:"create_new_version,omitempty"`
+	// RunID names the run that produced the files (see Dataset.RunID). A run's token registers
+	// datasets only with its own run or one of its descendants here.
+	RunID string `json:"run_id,omitempty"`
 }
 
 // Validate checks a registration's own fields (the service checks the datastores and paths).

@@ -10,11 +10,19 @@ import (
 // Every path's datastore must exist and hold something at the path (its folder or file up to
 // the first glob element), or the registration is EINVALID naming the path.
 func (s *Service) RegisterDataset(ctx context.Context, workspace string, req atelier.DatasetRegister) (*atelier.Dataset, error) {
-	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
+	// A run's script registers what its run produced: its token may, with its run's id.
+	if err := s.authorizeWrite(ctx, workspace, req.RunID); err != nil {
 		return nil, err
 	}
 	if err := req.Validate(); err != nil {
 		return nil, err
+	}
+	if req.RunID != "" {
+		if _, err := s.store.FindRun(ctx, workspace, req.RunID); atelier.ErrorCode(err) == atelier.ENOTFOUND {
+			return nil, atelier.Errorf(atelier.EINVALID, "run_id: run %q not found in workspace %q", req.RunID, workspace)
+		} else if err != nil {
+			return nil, err
+		}
 	}
 	latest, err := s.store.FindDataset(ctx, workspace, req.Name, 0)
 	switch {
@@ -32,7 +40,7 @@ func (s *Service) RegisterDataset(ctx context.Context, workspace string, req ate
 		}
 	}
 	d := &atelier.Dataset{Workspace: workspace, Name: req.Name, Type: req.Type, Paths: req.Paths, Format: req.Format,
-		Transforms: req.Transforms, Description: req.Description, Tags: req.Tags}
+		Transforms: req.Transforms, Description: req.Description, Tags: req.Tags, RunID: req.RunID}
 	if p := atelier.PrincipalFromContext(ctx); p != nil {
 		d.CreatedBy = p.Name
 	}

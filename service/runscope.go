@@ -11,15 +11,17 @@ import (
 
 // What a run's token may do. A submitted script receives a token that works while its run is
 // active; it may change its run and that run's descendants (the children it creates), read
-// them, their experiment and the workspace record, and read the workspace's datastores and
-// models (registering new versions from its own runs' files). Anything else is refused with
-// runScope, so the author of a script learns what the token is for. Lists it may use (runs,
-// experiments) are confined to what it may read, as a user's list of workspaces holds only
-// theirs: the MLflow API looks experiments and its registry records up through them.
+// them, their experiment and the workspace record, and read the workspace's datastores,
+// datasets, environments and models (registering new model and dataset versions from its own
+// runs' files). Anything else is refused with runScope, so the author of a script learns what
+// the token is for. Lists it may use (runs, experiments) are confined to what it may read, as a
+// user's list of workspaces holds only theirs: the MLflow API looks experiments and its
+// registry records up through them.
 
 // runScope ends every refusal of a run's token.
 const runScope = "a run's token may change only its run and that run's descendants, and read those runs, " +
-	"their experiment, the workspace, its datastores and its models"
+	"their experiment, the workspace, its datastores, datasets, environments and models " +
+	"(registering models and datasets from its run's files)"
 
 // maxRunTree bounds the runs a run's token lists at once (see confineRuns).
 const maxRunTree = 10000

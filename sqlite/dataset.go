@@ -14,6 +14,7 @@ type datasetDefinition struct {
 	Paths      []atelier.DatasetPath  `json:"paths"`
 	Format     *atelier.DatasetFormat `json:"format,omitempty"`
 	Transforms json.RawMessage        `json:"transforms,omitempty"`
+	RunID      string                 `json:"run_id,omitempty"` // the producing run
 }
 
 const datasetColumns = `d.name, d.version, d.type, d.definition, d.description, d.tags, d.created_by, d.created_at`
@@ -29,7 +30,7 @@ func scanDataset(row interface{ Scan(...any) error }, workspace string) (*atelie
 	if err := json.Unmarshal([]byte(def), &dd); err != nil {
 		return nil, err
 	}
-	d.Paths, d.Format, d.Transforms = dd.Paths, dd.Format, dd.Transforms
+	d.Paths, d.Format, d.Transforms, d.RunID = dd.Paths, dd.Format, dd.Transforms, dd.RunID
 	if err := json.Unmarshal([]byte(tags), &d.Tags); err != nil || d.Tags == nil {
 		d.Tags = map[string]string{}
 	}
@@ -39,7 +40,7 @@ func scanDataset(row interface{ Scan(...any) error }, workspace string) (*atelie
 
 // CreateDatasetVersion stores d as the next version of its name.
 func (db *DB) CreateDatasetVersion(ctx context.Context, d *atelier.Dataset) error {
-	def, err := json.Marshal(datasetDefinition{Paths: d.Paths, Format: d.Format, Transforms: d.Transforms})
+	def, err := json.Marshal(datasetDefinition{Paths: d.Paths, Format: d.Format, Transforms: d.Transforms, RunID: d.RunID})
 	if err != nil {
 		return err
 	}

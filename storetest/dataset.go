@@ -72,6 +72,19 @@ func testDatasets(t *testing.T, open func(t *testing.T) atelier.Store) {
 
 	// Lineage.
 	run := MustCreateRun(t, s, "ws", atelier.RunCreate{Experiment: "e", Name: "r"})
+	// A version a run produced keeps its run, through an update of its description.
+	produced := &atelier.Dataset{Workspace: "ws", Name: "predictions", Type: atelier.DatasetFile,
+		Paths: []atelier.DatasetPath{{Datastore: "default", Path: "out/"}}, RunID: run.ID}
+	if err := s.CreateDatasetVersion(ctx, produced); err != nil {
+		t.Fatal(err)
+	}
+	s.UpdateDataset(ctx, "ws", "predictions", 1, atelier.DatasetUpdate{Description: &desc})
+	if got, err := s.FindDataset(ctx, "ws", "predictions", 1); err != nil || got.RunID != run.ID || got.Description != desc {
+		t.Errorf("a run's output dataset = %+v, %v; want run_id %s", got, err, run.ID)
+	}
+	if got, _ := s.FindDataset(ctx, "ws", "iris", 1); got.RunID != "" {
+		t.Errorf("a dataset registered from elsewhere has run_id %q", got.RunID)
+	}
 	use := atelier.DatasetRun{Name: "iris", Version: 1, RunID: run.ID, Input: "train"}
 	for i := 0; i < 2; i++ { // recording again is no change
 		if err := s.RecordDatasetRun(ctx, "ws", use); err != nil {

@@ -224,6 +224,12 @@ def test_datasets_and_data_in_a_run(v1ws, tmp_path):
         run.log("input_path_same", str(run.input_datasets["iris"] == a.data))
         with open(os.path.join(a.out, "result.txt"), "w") as f:
             f.write("done")
+        # A script registers a dataset with its run's token: the version names the run.
+        from azureml.core import Dataset
+        ws = run.experiment.workspace
+        d = Dataset.File.from_files(path=(ws.get_default_datastore(), "azureml-test/iris/*.csv")).register(
+            ws, "azureml-in-run", create_new_version=True)
+        run.log("registered_in_run", d.name)
     """))
     out = OutputFileDatasetConfig(name="result", destination=(ds, "azureml-test/out")).register_on_complete(
         "azureml-result", tags={"from": "run"})
@@ -233,11 +239,16 @@ def test_datasets_and_data_in_a_run(v1ws, tmp_path):
     run = Experiment(v1ws, "azureml-data").submit(cfg)
     run.wait_for_completion(show_output=True)
     m = run.get_metrics()
-    assert m == {"n_data": 2, "ref_is_dir": "True", "input_path_same": "True"}
+    assert m == {"n_data": 2, "ref_is_dir": "True", "input_path_same": "True", "registered_in_run": "azureml-in-run"}
     assert [f["path"] for f in ds.list_files("azureml-test/out/")] == ["azureml-test/out/result.txt"]
     assert run.get_details()["runDefinition"]["script"] == "use.py"
     result = Dataset.get_by_name(v1ws, "azureml-result")
     assert result.to_path() == ["/result.txt"] and result.tags == {"from": "run"}
+    # Both datasets the run produced record it (lineage): the one its script registered and
+    # the output registered on completion.
+    for name in ("azureml-in-run", "azureml-result"):
+        got = v1ws._client.request("GET", "/api/v1/workspaces/default/datasets/%s/versions/latest" % name)
+        assert got.get("run_id") == run.id, (name, got)
 
 
 def test_register_model_by_its_mlflow_path(v1ws, tmp_path):

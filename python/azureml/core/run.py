@@ -151,7 +151,7 @@ class Run(_V1RunMethods, _Run):
             self._azureml_outputs = []
             for ds, path, (name, description, tags) in pending:
                 FileDatasetFactory.from_files((Datastore.get(self.workspace, ds), path)).register(
-                    self.workspace, name, description=description, tags=tags, create_new_version=True)
+                    self.workspace, name, description=description, tags=tags, create_new_version=True, _run_id=self.id)
         return details
 
     # v1 attributes

@@ -120,7 +120,7 @@ class AbstractDataset:
 
     # the registry (the server's datasets, /api/v1/workspaces/{ws}/datasets)
 
-    def register(self, workspace, name, description=None, tags=None, create_new_version=False):
+    def register(self, workspace, name, description=None, tags=None, create_new_version=False, _run_id=None):
         """Registers the dataset as name (version 1); an existing name is refused unless
         create_new_version, which adds the next version (an unchanged definition keeps its
         version, as Azure does)."""
@@ -133,6 +133,12 @@ class AbstractDataset:
             body["format"] = self._doc["format"]
         if self._doc.get("transforms"):
             body["transforms"] = self._doc["transforms"]
+        # Inside a submitted run, the dataset is the run's output: its token registers it naming
+        # the run, which the version records (its lineage); so does an output registered on
+        # completion (_run_id: OutputFileDatasetConfig.register_on_complete).
+        run_id = _run_id or os.environ.get("ATELIER_RUN_ID")
+        if run_id:
+            body["run_id"] = run_id
         try:
             d = workspace._client.request("POST", _datasets(workspace), body=body)
         except AtelierError as e:
