@@ -202,6 +202,22 @@ func (b *builder) localRoots() []string {
 
 var wheelClient = &http.Client{Transport: http.DefaultTransport}
 
+// indexCredentials are the user names and passwords that URLs of the pip arguments carry
+// (--index-url https://user:token@host/simple), by host: pip sends them for every file of that
+// host, and its report names the files without them.
+func (b *builder) indexCredentials() map[string]*url.Userinfo {
+	creds := map[string]*url.Userinfo{}
+	for _, a := range b.spec.PipArgs {
+		if _, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(a, "-") {
+			a = v
+		}
+		if u, err := url.Parse(a); err == nil && u.User != nil && (u.Scheme == "https" || u.Scheme == "http") {
+			creds[u.Host] = u.User
+		}
+	}
+	return creds
+}
+
 // fetchWheel returns the wheel's file, checked against the sha256 pip reported, and its sha256.
 // A local wheel is read where it is; one from an index is downloaded into the cache directory,
 // and remove deletes it.
@@ -235,6 +251,12 @@ func (b *builder) fetchWheel(ctx context.Context, w wheelRef, roots []string) (f
 		req, err := http.NewRequestWithContext(ctx, "GET", w.URL, nil)
 		if err != nil {
 			return nil, "", nil, err
+		}
+		if u.User == nil {
+			if user := b.indexCredentials()[u.Host]; user != nil {
+				pw, _ := user.Password()
+				req.SetBasicAuth(user.Username(), pw)
+			}
 		}
 		resp, err := wheelClient.Do(req)
 		if err != nil {

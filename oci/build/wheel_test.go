@@ -323,6 +323,10 @@ func TestFetchWheel(t *testing.T) {
 	sum := sha256.Sum256(data)
 	good := hex.EncodeToString(sum[:])
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "ana" || p != "s3cret" {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
 		if r.URL.Path != "/demo-1.0-py3-none-any.whl" {
 			http.NotFound(w, r)
 			return
@@ -335,7 +339,8 @@ func TestFetchWheel(t *testing.T) {
 	if err := os.WriteFile(local, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := &builder{cache: &cache{dir: t.TempDir()}}
+	// The index's credentials, from the pip arguments, go with the files of its host.
+	b := &builder{cache: &cache{dir: t.TempDir()}, spec: Spec{PipArgs: []string{"--index-url", strings.Replace(srv.URL, "http://", "http://ana:s3cret@", 1) + "/simple"}}}
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name, url, sha string
@@ -346,6 +351,7 @@ func TestFetchWheel(t *testing.T) {
 		{"https without a hash", srv.URL + "/demo-1.0-py3-none-any.whl", "", nil, ""},
 		{"https wrong hash", srv.URL + "/demo-1.0-py3-none-any.whl", strings.Repeat("0", 64), nil, "refused"},
 		{"https missing", srv.URL + "/nope-1.0-py3-none-any.whl", good, nil, "404"},
+		{"https other credentials", strings.Replace(srv.URL, "http://", "http://bob:x@", 1) + "/demo-1.0-py3-none-any.whl", good, nil, "401"},
 		{"file", "file://" + local, good, []string{dir}, ""},
 		{"file wrong hash", "file://" + local, strings.Repeat("a", 64), []string{dir}, "refused"},
 		{"file outside the roots", "file://" + local, good, []string{t.TempDir()}, "outside the directories"},
