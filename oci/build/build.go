@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path"
@@ -174,9 +175,10 @@ func hostPython(ctx context.Context, name string) (string, error) {
 }
 
 type builder struct {
-	spec  Spec
-	log   io.Writer
-	cache *cache
+	spec   Spec
+	log    io.Writer
+	cache  *cache
+	client *http.Client // fetches wheels
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)

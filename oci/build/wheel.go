@@ -12,6 +12,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/hex"
@@ -200,7 +202,39 @@ func (b *builder) localRoots() []string {
 	return roots
 }
 
-var wheelClient = &http.Client{Transport: http.DefaultTransport}
+// wheelClient fetches the wheels: the system's trust store, plus the CA bundle pip is given
+// (--cert FILE in the pip arguments, or PIP_CERT), so an index behind a private CA works for
+// both.
+func (b *builder) wheelClient() (*http.Client, error) {
+	var bundles []string
+	for i, a := range b.spec.PipArgs {
+		if v, ok := strings.CutPrefix(a, "--cert="); ok {
+			bundles = append(bundles, v)
+		} else if a == "--cert" && i+1 < len(b.spec.PipArgs) {
+			bundles = append(bundles, b.spec.PipArgs[i+1])
+		}
+	}
+	if v := os.Getenv("PIP_CERT"); v != "" {
+		bundles = append(bundles, v)
+	}
+	if len(bundles) == 0 {
+		return http.DefaultClient, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	for _, f := range bundles {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, atelier.Errorf(atelier.EINVALID, "pip's CA bundle: %v", err)
+		}
+		pool.AppendCertsFromPEM(pem)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool}
+	return &http.Client{Transport: t}, nil
+}
 
 // indexCredentials are the user names and passwords that URLs of the pip arguments carry
 // (--index-url https://user:token@host/simple), by host: pip sends them for every file of that
@@ -258,7 +292,11 @@ func (b *builder) fetchWheel(ctx context.Context, w wheelRef, roots []string) (f
 				req.SetBasicAuth(user.Username(), pw)
 			}
 		}
-		resp, err := wheelClient.Do(req)
+		client := b.client
+		if client == nil {
+			client = http.DefaultClient
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("fetching %s: %w", w.file(), err)
 		}
@@ -310,6 +348,9 @@ func (b *builder) depsLayers(ctx context.Context, python, pyVersion string) ([]b
 		return nil, err
 	}
 	roots := b.localRoots()
+	if b.client, err = b.wheelClient(); err != nil {
+		return nil, err
+	}
 	out := make([]builtLayer, len(refs))
 	// Layers are written two stages at a time each (cache.put): as many layers as cores keeps
 	// every core busy however the sizes fall, and the largest wheel need not wait for others.

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"io/fs"
@@ -480,5 +481,36 @@ func TestSdistOnly(t *testing.T) {
 	}
 	if atelier.ErrorCode(err) != atelier.EINVALID || !strings.Contains(err.Error(), "srconly") || !strings.Contains(res.Log, "srconly") {
 		t.Fatalf("got %v\n%s", err, res.Log)
+	}
+}
+
+// TestFetchWheelPrivateCA: an index behind a CA only pip's --cert bundle holds.
+func TestFetchWheelPrivateCA(t *testing.T) {
+	data := zipBytes(t, demoMeta)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(data) }))
+	defer srv.Close()
+	bundle := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PIP_CERT", "")
+	ref := wheelRef{Name: "demo", Version: "1.0", URL: srv.URL + "/demo-1.0-py3-none-any.whl"}
+	for _, args := range [][]string{nil, {"--cert", bundle}, {"--cert=" + bundle}} {
+		b := &builder{cache: &cache{dir: t.TempDir()}, spec: Spec{PipArgs: args}}
+		var err error
+		if b.client, err = b.wheelClient(); err != nil {
+			t.Fatal(err)
+		}
+		_, _, remove, err := b.fetchWheel(context.Background(), ref, nil)
+		if args == nil {
+			if err == nil || !strings.Contains(err.Error(), "certificate") {
+				t.Fatalf("without the bundle: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		remove()
 	}
 }
