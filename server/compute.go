@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/atelier-ml/atelier"
 	kubernetescompute "github.com/atelier-ml/atelier/compute/kubernetes"
@@ -58,6 +59,16 @@ func (s *Server) openRemoteCompute(cfg Config) error {
 
 	kd := kubernetescompute.New(os.Getenv("ATELIER_KUBERNETES_IMAGE"), lookup, cfg.RunnerArgs...)
 	kd.Log = s.log
+	// A target's kubernetes.image may name a workspace image (NAME:VERSION): its pods pull it
+	// from the workspace registry at the advertised address, with the run's token.
+	kd.ResolveImage = func(ctx context.Context, workspace, image string) (*kubernetescompute.PullImage, error) {
+		ref, ok, err := svc.ResolveWorkspaceImage(ctx, workspace, image)
+		if err != nil || !ok {
+			return nil, err
+		}
+		host, _, _ := strings.Cut(ref, "/")
+		return &kubernetescompute.PullImage{Reference: ref, Registry: host}, nil
+	}
 	svc.Drivers[atelier.ComputeKubernetes] = kd
 	s.onClose(kd.Close)
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -431,6 +432,36 @@ func (l *imageLog) flush() {
 	}
 	l.s.publish(l.img.Workspace, EventImageLog, "", ImageLogEvent{Image: ref.String(), Offset: l.offset, Text: text})
 	l.offset += int64(len(text))
+}
+
+// ResolveWorkspaceImage tells whether a compute target's image names an image of the
+// workspace (NAME:VERSION, no registry host or path: `atelier image`'s reference, which an
+// image of that name and version exists for) and returns its reference in the workspace
+// registry at the server's advertised address (HOST/WORKSPACE/NAME:VERSION). Anything else
+// (python:3.11, a registry's reference) is not the workspace's: ok is false, used as is. A
+// workspace image that did not build is an error saying so.
+func (s *Service) ResolveWorkspaceImage(ctx context.Context, workspace, image string) (ref string, ok bool, err error) {
+	if strings.Contains(image, "/") || !strings.Contains(image, ":") {
+		return "", false, nil
+	}
+	r, err := atelier.ParseImageRef(image)
+	if err != nil {
+		return "", false, nil // not a workspace image's reference (a tag that is not a version)
+	}
+	img, err := s.store.FindImage(ctx, workspace, r)
+	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
+		return "", false, nil
+	} else if err != nil {
+		return "", false, err
+	}
+	if img.Status != atelier.ImageSucceeded {
+		return "", false, atelier.Errorf(atelier.EINVALID, "workspace image %s is %s: only a built image runs (see 'atelier image show %s')", r, img.Status, r)
+	}
+	u, err := url.Parse(s.ServerURL)
+	if err != nil || u.Host == "" {
+		return "", false, atelier.Errorf(atelier.EINVALID, "the server's advertised URL %q names no host for the image registry", s.ServerURL)
+	}
+	return u.Host + "/" + workspace + "/" + r.String(), true, nil
 }
 
 // AuthorizeRegistry decides whether the caller may use the workspace image registry: repo ""

@@ -83,8 +83,11 @@ const (
 // a docker config's key) and a credential that can only pull it (Password a token that expires;
 // Username may be anything the registry accepts).
 type PullImage struct {
-	Reference          string
-	Registry           string
+	Reference string
+	Registry  string
+	// Username and Password log the node in; with no Password the run's script token is the
+	// credential (user "run"): it pulls from its own workspace's registry while the run is
+	// active and is revoked with it.
 	Username, Password string
 }
 
@@ -697,6 +700,11 @@ func (d *Driver) Launch(ctx context.Context, l *atelier.JobLaunch) (string, erro
 				return "", atelier.Errorf(atelier.EINTERNAL, "compute target %s: kubernetes.image %q resolved to an unusable reference %q", t.Name, t.Kubernetes.Image, pull.Reference)
 			}
 			image = pull.Reference
+			if pull.Password == "" {
+				p := *pull
+				p.Username, p.Password = "run", l.ScriptToken
+				pull = &p
+			}
 		}
 	}
 	ns := t.Kubernetes.Namespace
