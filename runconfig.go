@@ -23,15 +23,16 @@ type RunConfig struct {
 	// Secrets names vault secrets the script receives as environment variables of the same
 	// names. Only the names are stored; the values are decrypted when the run starts.
 	Secrets []string `json:"secrets,omitempty" yaml:"secrets"`
-	// NodeCount is how many nodes the run asks of a cluster target (slurm: the job's nodes);
-	// 0 means one.
+	// NodeCount is how many nodes the run asks of a cluster target (slurm: the job's nodes;
+	// kubernetes: the pods of an Indexed Job); 0 means one.
 	NodeCount int `json:"node_count,omitempty" yaml:"node_count"`
 	// GPUs is how many GPUs per node the run asks of a cluster target (slurm: gres gpu:N).
 	GPUs int `json:"gpus,omitempty" yaml:"gpus"`
 	// ProcessCountPerNode is how many processes of the script run on each node (Azure ML's
 	// process_count_per_node); 0 means one. A run of more than one process in all is a
 	// distributed run: each process gets MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK,
-	// LOCAL_RANK and NODE_RANK (slurm: the job's tasks, launched with srun).
+	// LOCAL_RANK and NODE_RANK (slurm: the job's tasks, launched with srun; kubernetes: each
+	// pod's runner starts its node's processes).
 	ProcessCountPerNode int `json:"process_count_per_node,omitempty" yaml:"process_count_per_node"`
 }
 
