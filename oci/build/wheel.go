@@ -112,7 +112,7 @@ var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // and platform. The answer is cached under the requirements, pip's arguments, the Python version
 // and the platform (as the whole dependencies layer was): what the index serves is not part of
 // the key, so pin versions.
-func (b *builder) resolve(ctx context.Context, req []byte, pyVersion string, platforms []string) ([]wheelRef, error) {
+func (b *builder) resolve(ctx context.Context, req []byte, pyVersion string, platforms []string, watch io.Writer) ([]wheelRef, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\nresolve\npython %s\nplatform %s\nargs %q\n", wheelFormat, pyVersion, platformString(&b.spec.Platform), b.spec.PipArgs)
 	h.Write(req)
@@ -138,7 +138,7 @@ func (b *builder) resolve(ctx context.Context, req []byte, pyVersion string, pla
 	report := filepath.Join(target, "report.json")
 	cmd := exec.CommandContext(ctx, b.spec.HostPython, pipArgs(target, report, reqPath, pyVersion, platforms, b.spec.PipArgs)...)
 	var out bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&out, b.log)
+	cmd.Stdout = io.MultiWriter(&out, b.log, watch)
 	cmd.Stderr = cmd.Stdout
 	// pip must not read the user's configuration or write a cache outside the build.
 	cmd.Env = append(os.Environ(), "PIP_CONFIG_FILE="+os.DevNull, "PIP_NO_CACHE_DIR=1", "PYTHONDONTWRITEBYTECODE=1")
@@ -343,26 +343,35 @@ func (b *builder) depsLayers(ctx context.Context, python, pyVersion string) ([]b
 	if platforms == nil {
 		return nil, atelier.Errorf(atelier.EINVALID, "no Python wheels are known for the architecture %s", b.spec.Platform.Architecture)
 	}
-	refs, err := b.resolve(ctx, req, pyVersion, platforms)
-	if err != nil {
-		return nil, err
-	}
 	roots := b.localRoots()
 	if b.client, err = b.wheelClient(); err != nil {
 		return nil, err
 	}
-	out := make([]builtLayer, len(refs))
 	// Layers are written two stages at a time each (cache.put): as many layers as cores keeps
 	// every core busy however the sizes fall, and the largest wheel need not wait for others.
 	cpu := make(chan struct{}, 2*runtime.GOMAXPROCS(0))
 	fetches := make(chan struct{}, 8)
+	pctx, cancel := context.WithCancel(ctx)
+	pre := &prefetcher{b: b, ctx: pctx, index: pipIndex(b.spec.PipArgs), python: python, roots: roots, fetches: fetches, cpu: cpu,
+		projects: map[string]bool{}, byFile: map[string]*prefetched{}}
+	defer pre.stop(cancel)
+	t0 := time.Now()
+	refs, err := b.resolve(ctx, req, pyVersion, platforms, pre)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]builtLayer, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, w := range refs {
 		g.Go(func() error {
-			t0 := time.Now()
-			l, cached, err := b.wheelLayer(gctx, w, python, roots, fetches, cpu)
-			if err != nil {
-				return err
+			l, cached, ok := pre.take(w)
+			if ok {
+				fmt.Fprintf(b.log, "wheel %s: prefetched while pip resolved\n", w.file())
+			} else {
+				var err error
+				if l, cached, err = b.wheelLayer(gctx, w, python, roots, fetches, cpu); err != nil {
+					return err
+				}
 			}
 			out[i] = builtLayer{name: "deps " + w.Name + " " + w.Version, l: l, cached: cached, took: time.Since(t0)}
 			return nil
@@ -426,7 +435,7 @@ func (b *builder) wheelLayer(ctx context.Context, w wheelRef, python string, roo
 	if err != nil {
 		return nil, false, err
 	}
-	l, err := b.cache.put(key, index, func(tw io.Writer) error { return files.writeTar(tw, b.spec.Epoch) })
+	l, err := b.cache.put(key, index, func(tw io.Writer) error { return files.writeTar(ctxWriter{ctx, tw}, b.spec.Epoch) })
 	if err != nil {
 		return nil, false, fmt.Errorf("layer of %s: %w", w.file(), err)
 	}
@@ -743,4 +752,17 @@ func parseEntryPoints(data []byte) ([]entryPoint, error) {
 		eps = append(eps, entryPoint{strings.TrimSpace(k), strings.TrimSpace(v)})
 	}
 	return eps, sc.Err()
+}
+
+// ctxWriter stops a layer's writing when the build is given up.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }

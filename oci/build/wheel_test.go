@@ -514,3 +514,67 @@ func TestFetchWheelPrivateCA(t *testing.T) {
 		remove()
 	}
 }
+
+// TestPrefetch: a wheel pip's output names is looked up in the index's JSON page, fetched and
+// written while pip runs; it is used only when pip's report names the same URL and sha256.
+func TestPrefetch(t *testing.T) {
+	data := zipBytes(t, append([]zfile{{name: "demo/__init__.py", content: "X = 1\n"}}, demoMeta...))
+	sum := sha256.Sum256(data)
+	good := hex.EncodeToString(sum[:])
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/simple/demo/":
+			w.Header().Set("Content-Type", "application/vnd.pypi.simple.v1+json")
+			fmt.Fprintf(w, `{"files":[{"filename":"demo-1.0-py3-none-any.whl","url":"../../files/demo-1.0-py3-none-any.whl","hashes":{"sha256":%q}}]}`, good)
+		case "/files/demo-1.0-py3-none-any.whl":
+			w.Write(data)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	var log bytes.Buffer
+	b := &builder{cache: &cache{dir: t.TempDir()}, log: &syncWriter{w: &log}, spec: Spec{PipArgs: []string{"--index-url", srv.URL + "/simple/"}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &prefetcher{b: b, ctx: ctx, index: pipIndex(b.spec.PipArgs), python: "/usr/bin/python3", fetches: make(chan struct{}, 2), cpu: make(chan struct{}, 2),
+		projects: map[string]bool{}, byFile: map[string]*prefetched{}}
+	if p.index != srv.URL+"/simple" {
+		t.Fatalf("index %q", p.index)
+	}
+	for _, chunk := range []string{"Collecting demo==1.0\n  Downloa", "ding demo-1.0-py3-none-any.whl (1 kB)\r\n", "  Downloading demo-1.0-py3-none-any.whl (1 kB)\n", "  Downloading other-2.0-py3-none-any.whl.metadata (3 kB)\n"} {
+		p.Write([]byte(chunk))
+	}
+	ref := wheelRef{Name: "demo", Version: "1.0", URL: srv.URL + "/files/demo-1.0-py3-none-any.whl", SHA256: good}
+	l, _, ok := p.take(ref)
+	if !ok || l == nil {
+		t.Fatalf("the wheel pip named was not prefetched:\n%s", log.String())
+	}
+	if _, _, ok := p.take(wheelRef{Name: "demo", URL: ref.URL, SHA256: strings.Repeat("0", 64)}); ok {
+		t.Fatal("a prefetched wheel was taken for another sha256")
+	}
+	if _, _, ok := p.take(wheelRef{Name: "demo", URL: srv.URL + "/elsewhere/demo-1.0-py3-none-any.whl", SHA256: good}); ok {
+		t.Fatal("a prefetched wheel was taken for another URL")
+	}
+	if _, _, ok := p.take(wheelRef{Name: "other", URL: srv.URL + "/files/other-2.0-py3-none-any.whl"}); ok {
+		t.Fatal("a wheel the index does not have was taken")
+	}
+	p.stop(cancel)
+	p.Write([]byte("  Downloading late-1.0-py3-none-any.whl (1 kB)\n")) // after stop: ignored
+	p.wg.Wait()
+	if n := len(p.byFile); n != 2 {
+		t.Fatalf("%d prefetches, want 2 (demo once, other)", n)
+	}
+	for _, args := range [][]string{{"--no-index", "--find-links", "/w"}} {
+		if got := pipIndex(args); got != "" {
+			t.Errorf("pipIndex(%q) = %q", args, got)
+		}
+	}
+	t.Setenv("PIP_INDEX_URL", "")
+	if got := pipIndex([]string{"--index-url=https://x/simple/"}); got != "https://x/simple" {
+		t.Errorf("pipIndex = %q", got)
+	}
+	if got := pipIndex(nil); got != "https://pypi.org/simple" {
+		t.Errorf("pipIndex = %q", got)
+	}
+}
