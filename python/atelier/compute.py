@@ -163,6 +163,10 @@ class ComputeTarget:
     kubernetes = property(lambda self: dict(self._details.get("kubernetes") or {}) or None)
     podman = property(lambda self: dict(self._details.get("podman") or {}) or None)
     credentials = property(lambda self: list(self._details.get("credentials") or []))
+    capacity = property(lambda self: self._details.get("capacity"),
+                        doc="what the target told when it was read (one target, not a list): its nodes, CPUs, "
+                            "memory, GPUs and Slurm partitions; None when it did not answer (see capacity_error)")
+    capacity_error = property(lambda self: self._details.get("capacity_error"))
     activity_id = property(lambda self: self._details.get("activity") or None,
                            doc="the activity that created or attached it (the server's check)")
     created_by = property(lambda self: self._details.get("created_by") or "")

@@ -1,6 +1,8 @@
 """Compute targets against a real atelier server: the built-in local, and what create, attach
 and detach refuse (the server under test has no driver for remote kinds yet)."""
 
+import os
+
 import pytest
 
 import atelier
@@ -19,6 +21,16 @@ def test_builtin_local(ws):
     assert local.max_concurrent_runs >= 1 and local.queued >= 0 and local.running >= 0
     assert local.credentials == [] and local.ssh is None
     assert local.get_status() == "Succeeded"
+    # One target shown (not listed) tells what it has: the server's machine.
+    assert local.capacity["totals"]["cpus"] == os.cpu_count() and local.capacity["totals"]["nodes"] == 1
+    assert local.capacity["totals"]["memory_bytes"] > 0 and local.capacity_error is None
+    from azureml.core.compute import ComputeTarget as V1ComputeTarget
+    v1 = V1ComputeTarget(ws, "local")
+    status = v1.get_status().serialize()
+    assert status["current_node_count"] == 1 and status["errors"] is None
+    assert sum(status["node_state_counts"].values()) == 1
+    nodes = v1.list_nodes()
+    assert [(n["nodeId"], n["cpus"]) for n in nodes] == [("local", os.cpu_count())]
     assert local.wait_for_completion() is local
     assert "local" in ws.compute_targets
     assert local == ComputeTarget.list(ws)[0]

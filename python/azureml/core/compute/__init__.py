@@ -81,9 +81,18 @@ class ComputeTarget(_ComputeTarget):
         return _Status(self)
 
     def list_nodes(self):
-        """The target's nodes as v1 lists a cluster's: one, the machine its runs use."""
-        return [{"nodeId": self.name, "port": None, "publicIpAddress": None, "privateIpAddress": None,
-                 "nodeState": "busy" if self.running else "idle"}]
+        """The target's nodes as v1 lists a cluster's: a Slurm or Kubernetes target's nodes as it
+        tells them; a machine (local, ssh, podman) is one node named after the target."""
+        self.refresh_state()
+        nodes = (self.capacity or {}).get("nodes") or []
+        if self.kind not in ("slurm", "kubernetes") or not nodes:
+            one = nodes[0] if nodes else {}
+            return [{"nodeId": self.name, "port": None, "publicIpAddress": None, "privateIpAddress": None,
+                     "nodeState": "running" if self.running else "idle", "cpus": one.get("cpus"),
+                     "memoryBytes": one.get("memory_bytes"), "gpus": one.get("gpus", 0)}]
+        return [{"nodeId": n.get("name"), "port": None, "publicIpAddress": None, "privateIpAddress": None,
+                 "nodeState": _node_state(n.get("state") or ""), "cpus": n.get("cpus"),
+                 "memoryBytes": n.get("memory_bytes"), "gpus": n.get("gpus", 0)} for n in nodes]
 
     def update(self, min_nodes=None, max_nodes=None, idle_seconds_before_scaledown=None):
         """idle_seconds_before_scaledown has no meaning on a machine that is always there;
@@ -93,14 +102,35 @@ class ComputeTarget(_ComputeTarget):
                                "max_concurrent_runs" % self.name)
 
 
+def _node_state(state):
+    """v1's nodeState of a node's state as its target says it."""
+    s = state.lower()
+    if s.startswith("idle") or s in ("ready", "up"):
+        return "idle"
+    if s.startswith(("alloc", "mixed", "comp")):
+        return "running"
+    return "unusable"
+
+
 class _Status:
-    """v1's AmlComputeStatus-ish answer: the queue of the target."""
+    """v1's AmlComputeStatus: the target's nodes (counted from what it told) and its queue."""
 
     def __init__(self, target):
         self.provisioning_state = target.provisioning_state
-        self.current_node_count = target.running
-        self.node_state_counts = {"runningNodeCount": target.running, "idleNodeCount": 0}
+        totals = (target.capacity or {}).get("totals") or {}
+        nodes = totals.get("nodes", 0)
+        ready = totals.get("ready_nodes", nodes)
+        idle = totals.get("idle_nodes", 0) if target.kind == "slurm" else max(ready - (1 if target.running else 0), 0)
+        busy = totals.get("allocated_nodes", 0) if target.kind == "slurm" else ready - idle
+        self.current_node_count = nodes
+        self.target_node_count = nodes
+        self.node_state_counts = {"idleNodeCount": idle, "runningNodeCount": busy, "preparingNodeCount": 0,
+                                  "unusableNodeCount": max(nodes - ready, 0), "leavingNodeCount": 0,
+                                  "preemptedNodeCount": 0}
+        self.allocation_state = "Steady"
+        self.errors = [target.capacity_error] if target.capacity_error else None
         self.queued = target.queued
+        self.running = target.running
 
     def serialize(self):
         return dict(vars(self))
