@@ -335,7 +335,7 @@ func (b *bench) cold(ctx context.Context, reps int) (result, error) {
 				fmt.Fprintf(os.Stderr, "  atelier %s\n", line)
 			}
 			if strings.HasPrefix(line, "pip resolve took") {
-				fmt.Fprintf(os.Stderr, "  atelier %s (then the wheels are fetched and written as layers: unzip, tar, gzip, digests)\n", line)
+				fmt.Fprintf(os.Stderr, "  atelier %s (the wheels its output names are fetched and written as layers meanwhile: unzip, tar, gzip, digests)\n", line)
 			}
 		}
 		size = res.Size
