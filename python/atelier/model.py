@@ -593,7 +593,24 @@ class Model:
         image = Image.create(workspace, re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + "-image", models,
                              inference_config)
         image.wait_for_creation(show_output=show_output)
-        return Webservice.deploy_from_image(workspace, name, image, deployment_config, deployment_target, overwrite)
+        service = Webservice.deploy_from_image(workspace, name, image, deployment_config, deployment_target, overwrite)
+        service._deployed = (list(models or []), inference_config)  # for reload() and update(models=...)
+        return service
+
+    @staticmethod
+    def profile(workspace, profile_name, models, inference_config, input_dataset=None, cpu=None, memory_in_gb=None,
+                description=None, input_data=None):
+        """Azure's Model.profile: deploys models with inference_config as a temporary web service
+        (cpu cores and memory_in_gb requested, 3.5 and 15 by default, as Azure's), sends each row
+        of input_dataset (a one-column TabularDataset, or a list of request bodies) to it as a
+        scoring request, measures the latency and the replica's CPU and memory, deletes the
+        service and its image, and returns the ModelProfile (Running: wait_for_completion()
+        waits; get_details() has Azure's keys). See webservice.ModelProfile."""
+        from .webservice import ModelProfile
+
+        return ModelProfile._start(workspace, profile_name, models, inference_config,
+                                   input_dataset if input_dataset is not None else input_data, cpu, memory_in_gb,
+                                   description)
 
     def delete(self):
         """Deletes this version. While an image or a service uses it, AtelierError (conflict,

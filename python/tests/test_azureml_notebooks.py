@@ -20,9 +20,11 @@ import subprocess
 import pytest
 
 from conftest import PY_DIR
-from test_azureml_samples import CACHE, sample_server, venv  # noqa: F401 (fixtures)
+from test_azureml_samples import CACHE, needs_serving, sample_server, venv  # noqa: F401 (fixtures)
 
 NOTEBOOKS = os.environ.get("AZUREML_NOTEBOOKS_DIR")
+
+DEPLOY_LOCAL = "how-to-use-azureml/deployment/deploy-to-local/register-model-deploy-local.ipynb"
 
 # notebook → [(text in the generated script, its replacement)]: data from the internet only.
 ADAPTATIONS = {
@@ -55,6 +57,14 @@ CASES = [
       "gpu-cluster"]),
     ("how-to-use-azureml/training/train-on-amlcompute/train-on-amlcompute.ipynb",
      ["SDK version: 1.60.0", "'mse': [", "'nodeId': 'cpu-cluster'"]),
+    # Removed from the repository in 1.56.0 (2024): its last version, from the checkout's history.
+    # Model.deploy with LocalWebservice, port, get_logs, run, a rewritten score.py and reload(),
+    # update(), then an AksCompute (a local queue here) and deploy_to_cloud to it.
+    (DEPLOY_LOCAL + "@3228bbfc63d0c7652c06c9cc240b77117eb9d5a7",
+     ["SDK version: 1.60.0", "state=Healthy", "Local service port: ", "service healthy: serving test-image:",
+      "[182.67335420683418, 90.99860655841785]",
+      "'Hello from the updated score.py: [182.67335420683418, 90.99860655841785]'",
+      "my-aks-9: Succeeded", "aks-service-1 Healthy"]),
 ]
 
 # What a notebook reads from its environment, as its text tells the user to set it.
@@ -70,7 +80,16 @@ FAILS = {
     # Pins scikit-learn==0.22.1 and pillow==6.2.1, which do not install on this Python.
     "how-to-use-azureml/training/using-environments/using-environments.ipynb":
         "pip install -r .atelier/requirements-myenv.txt failed",
+    # Its 2020 version (Model.profile, myenv.yml, a pickled model): the profile's environment pins
+    # scikit-learn==0.19.1, which has no wheel for this Python (the profile fails saying so, then
+    # Model.deploy's build); its score.py's `from sklearn.externals import joblib` would fail next.
+    DEPLOY_LOCAL + "@11e8ed2bab9c837ee915327476d23527fc81def6":
+        "No matching distribution found for scikit-learn==0.19.1",
 }
+
+
+def _ids(names):
+    return [os.path.basename(n).replace(".ipynb@", "@")[:60] for n in names]
 
 
 def _display(src):
@@ -112,7 +131,7 @@ def notebook_script(path):
 
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="AZUREML_NOTEBOOKS_DIR (a checkout of Azure/MachineLearningNotebooks) is not set")
-@pytest.mark.parametrize("notebook,expected", CASES, ids=[os.path.basename(c[0]) for c in CASES])
+@pytest.mark.parametrize("notebook,expected", CASES, ids=_ids(c[0] for c in CASES))
 def test_notebook(notebook, expected, venv, sample_server, tmp_path):  # noqa: F811
     out = run_notebook(notebook, venv, sample_server, tmp_path)
     assert out.returncode == 0, "%s failed:\n%s\n%s" % (notebook, out.stdout[-8000:], out.stderr[-8000:])
@@ -121,7 +140,7 @@ def test_notebook(notebook, expected, venv, sample_server, tmp_path):  # noqa: F
 
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="AZUREML_NOTEBOOKS_DIR (a checkout of Azure/MachineLearningNotebooks) is not set")
-@pytest.mark.parametrize("notebook", sorted(FAILS), ids=[os.path.basename(n) for n in sorted(FAILS)])
+@pytest.mark.parametrize("notebook", sorted(FAILS), ids=_ids(sorted(FAILS)))
 def test_notebook_that_fails(notebook, venv, sample_server, tmp_path):  # noqa: F811
     out = run_notebook(notebook, venv, sample_server, tmp_path)
     assert out.returncode != 0 and FAILS[notebook] in out.stderr, out.stderr[-8000:]
@@ -140,11 +159,34 @@ def test_mlflow_notebook(notebook, sample_server, tmp_path):  # noqa: F811
         assert e in out.stdout, "%r not in the output:\n%s" % (e, out.stdout[-8000:])
 
 
+def _checkout(notebook, work):
+    """Copies the notebook's folder to work; "path@commit" takes it from that commit of the
+    checkout's history (notebooks Azure has since removed). Skips when it is not there."""
+    path, _, commit = notebook.partition("@")
+    if not commit:
+        src = os.path.join(NOTEBOOKS, path)
+        if not os.path.exists(src):
+            pytest.skip("%s is not in %s" % (path, NOTEBOOKS))
+        shutil.copytree(os.path.dirname(src), str(work))
+        return os.path.join(str(work), os.path.basename(path))
+    folder = os.path.dirname(path)
+    archive = subprocess.run(["git", "-C", NOTEBOOKS, "archive", commit, folder], capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip("%s at %s is not in the history of %s: %s" % (path, commit[:8], NOTEBOOKS,
+                                                                   archive.stderr.decode(errors="replace").strip()))
+    tmp = str(work) + ".tree"
+    os.makedirs(tmp)
+    subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+    shutil.move(os.path.join(tmp, folder), str(work))
+    return os.path.join(str(work), os.path.basename(path))
+
+
 def run_notebook(notebook, venv, sample_server, tmp_path):  # noqa: F811
     py, _ = venv
-    src = os.path.join(NOTEBOOKS, notebook)
+    if "/deployment/" in notebook:
+        needs_serving()  # the server builds images and serves them
     work = tmp_path / "nb"
-    shutil.copytree(os.path.dirname(src), str(work))
+    src = _checkout(notebook, work)
     script = notebook_script(src)
     for old, new in ADAPTATIONS.get(notebook, []):
         assert old in script, "adaptation no longer applies: %r" % old

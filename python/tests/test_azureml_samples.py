@@ -18,6 +18,7 @@ from conftest import PY_DIR, REPO_ROOT, Server
 CACHE = os.environ.get("ATELIER_TEST_CACHE", os.path.expanduser("~/.cache/atelier-test"))
 PACKAGES = ["numpy>=2", "pandas", "scikit-learn", "joblib", "pyarrow", "matplotlib", "tqdm"]
 SAMPLES = os.path.join(REPO_ROOT, "examples", "azureml-v1")
+PYTHON_BASE = os.environ.get("ATELIER_PYTHON_BASE") or os.path.join(CACHE, "python-base", "current")
 
 
 @pytest.fixture(scope="session")
@@ -41,15 +42,36 @@ def venv():
     return py, site
 
 
+def serving_missing():
+    """Why this machine cannot build and serve images (the CPython base image that
+    scripts/build-python-base.sh caches, bubblewrap for the local target), or ""."""
+    missing = []
+    if not os.path.exists(os.path.join(PYTHON_BASE, "index.json")):
+        missing.append("no CPython base image in %s (scripts/build-python-base.sh)" % PYTHON_BASE)
+    if shutil.which("bwrap") is None:
+        missing.append("bubblewrap is not installed")
+    return "; ".join(missing)
+
+
+def needs_serving():
+    why = serving_missing()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why + " (CI installs them: see .ci/run)")
+        pytest.skip(why)
+
+
 @pytest.fixture(scope="session")
 def sample_server(binary, venv, tmp_path_factory):
-    """A server whose runs import the samples' packages (its PYTHONPATH reaches them)."""
+    """A server whose runs import the samples' packages (its PYTHONPATH reaches them), and that
+    builds images on the CPython base and serves them when this machine can."""
     _, site = venv
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = site
+    serving = [] if serving_missing() else ["--image-base", PYTHON_BASE]
     try:
         srv = Server(binary, tmp_path_factory.mktemp("azureml-samples") / "data", "--run-readable",
-                     os.path.dirname(os.path.dirname(os.path.dirname(site))), "--max-local-runs", "2")
+                     os.path.dirname(os.path.dirname(os.path.dirname(site))), "--max-local-runs", "2", *serving)
     finally:
         if old is None:
             del os.environ["PYTHONPATH"]
@@ -135,3 +157,37 @@ def test_datasets(venv, sample_server, tmp_path):
     assert "rows: 150 files mounted: ['iris-1.csv', 'iris-2.csv']" in out
     assert "summary: ['iris-summary/summary.txt']" in out
     assert "iris-model 1" in out
+
+
+def _line(out, prefix):
+    for ln in out.splitlines():
+        if ln.startswith(prefix):
+            return ln[len(prefix):].strip()
+    raise AssertionError("no line %r in:\n%s" % (prefix, out[-6000:]))
+
+
+def test_deploy_to_local(venv, sample_server, tmp_path):
+    needs_serving()
+    out = run_sample("deploy-to-local", venv, sample_server, tmp_path)
+    assert "SDK version: 1.60.0" in out and "registered sklearn_regression_model_local 1" in out
+    # Model.profile deployed a temporary service, replayed the 50 rows and measured the replica.
+    assert "profile state: Succeeded" in out
+    assert "profile requestedCpu: 1.0" in out and "profile requestedMemoryInGB: 0.5" in out
+    assert "profile totalQueries: 50" in out and "profile successQueries: 50" in out
+    assert float(_line(out, "profile maxUtilizedMemoryInGB:")) > 0.01  # numpy and scikit-learn are loaded
+    assert float(_line(out, "profile maxUtilizedCpu:")) >= 0
+    assert float(_line(out, "profile recommendedCpu:")) >= 0.1
+    assert float(_line(out, "profile recommendedMemoryInGB:")) >= float(_line(out, "profile maxUtilizedMemoryInGB:"))
+    p50, p99 = float(_line(out, "profile latencyPercentile50InMs:")), float(_line(out, "profile latencyPercentile99InMs:"))
+    assert 0 < p50 <= p99
+    # The service: served at the server's port, its log, the model's real predictions.
+    assert "Local service state: Healthy" in out
+    assert _line(out, "Local service port:") == sample_server.url.rsplit(":", 1)[1]
+    assert "atelier scoring runtime ready" in out or "ready" in out
+    served, local = json.loads(_line(out, "prediction:")), json.loads(_line(out, "local prediction:"))
+    assert len(served) == 2 and served == pytest.approx(local, rel=1e-6)
+    # reload() serves the rewritten score.py; update() the second model version.
+    assert "after reload: hello from updated score.py" in out
+    updated, local2 = json.loads(_line(out, "after update:")), json.loads(_line(out, "local prediction 2:"))
+    assert updated == pytest.approx(local2, rel=1e-6) and updated != pytest.approx(local, rel=1e-6)
+    assert "services left: []" in out

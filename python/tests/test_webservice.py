@@ -208,3 +208,59 @@ def test_model_data_collection_reaches_the_default_datastore(sws, model, tmp_pat
     assert parts[:4] == ["modeldata", "default", name, "diabetes"] and parts[5] == "inputs" and parts[-1] == "data.csv", inputs
     raw = sws._client.request("GET", "/api/v1/workspaces/default/datastores/default/files/" + inputs, raw=True)
     assert b"age" in raw and b"1" in raw, raw
+
+
+def test_reload_update_port_and_profile(sws, model, tmp_path):
+    """LocalWebservice's reload() serves a rewritten score.py, update(models=...) a new model
+    version with the same InferenceConfig, port is the server's; Model.profile deploys a
+    temporary service, replays the requests, measures the replica and deletes it."""
+    src = source(tmp_path, SCORE)
+    cfg = InferenceConfig(entry_script="score.py", source_directory=str(src))
+    name = unique("reload")
+    service = Model.deploy(sws, name, [model], cfg, LocalWebservice.deploy_configuration(port=6789))
+    service.wait_for_deployment()
+    assert sws._client.server.endswith(":%d" % service.port)  # the server's, not 6789
+    assert service.run(json.dumps({"data": [1]})) == {"result": [3]}
+
+    (src / "score.py").write_text(SCORE.replace('return {"result"', 'return {"reloaded": True, "result"'))
+    service.reload()
+    assert service.state == "Healthy"
+    assert service.run(json.dumps({"data": [1]})) == {"reloaded": True, "result": [3]}
+
+    d = tmp_path / "m2" / "model.json"
+    d.parent.mkdir()
+    d.write_text(json.dumps({"scale": 5}))
+    model2 = Model.register(sws, model_path=str(d), model_name=model.name)
+    service.update(models=[model2], wait=True)
+    assert service.run(json.dumps({"data": [1]})) == {"reloaded": True, "result": [5]}
+
+    # A Webservice read back by name has no InferenceConfig to reload: it says what to do.
+    with pytest.raises(NotImplementedError) as e:
+        Webservice(sws, name).reload()
+    assert "inference_config" in str(e.value)
+    service.delete()
+
+    profile = Model.profile(sws, "profile-" + name, [model2], cfg, input_dataset=[json.dumps({"data": [1, 2]})] * 20,
+                            cpu=0.5, memory_in_gb=1)
+    profile.wait_for_completion(show_output=True)
+    details = profile.get_details()
+    assert details["state"] == "Succeeded", details.get("error")
+    assert details["totalQueries"] == 20 and details["successQueries"] == 20 and details["successRate"] == 100.0
+    assert details["requestedCpu"] == 0.5 and details["requestedMemoryInGB"] == 1.0
+    assert details["maxUtilizedMemoryInGB"] > 0 and details["maxUtilizedCpu"] >= 0
+    assert details["recommendedCpu"] >= 0.1 and details["recommendedMemoryInGB"] >= details["maxUtilizedMemoryInGB"]
+    assert 0 < details["latencyPercentile50InMs"] <= details["latencyPercentile99InMs"]
+    # Its temporary service is gone.
+    assert not [s for s in Webservice.list(sws) if s.name.startswith("profile-" + name[:10])]
+
+
+def test_profile_bad_input(sws, model, tmp_path):
+    cfg = InferenceConfig(entry_script="score.py", source_directory=str(source(tmp_path, SCORE)))
+    with pytest.raises(ValueError, match="cpu must be between 0.1 and 3.5"):
+        Model.profile(sws, "p", [model], cfg, input_dataset=["{}"], cpu=8)
+    with pytest.raises(ValueError, match="memory_in_gb must be between"):
+        Model.profile(sws, "p", [model], cfg, input_dataset=["{}"], memory_in_gb=0)
+    with pytest.raises(ValueError, match="needs input_dataset"):
+        Model.profile(sws, "p", [model], cfg)
+    with pytest.raises(ValueError, match="no rows"):
+        Model.profile(sws, "p", [model], cfg, input_dataset=[])

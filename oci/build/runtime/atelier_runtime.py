@@ -874,6 +874,8 @@ class Server:
             conn.closing = True
         if req.method == "HEAD":
             reply = Reply(reply.status, b"", reply.headers)
+        if req.header("x-atelier-usage"):
+            extra = extra + [("x-atelier-usage", usage())]
         self.send(conn, render(reply, extra, keep))
         if self.access_log:
             now = int(time.time())
@@ -908,6 +910,22 @@ class Server:
         if client:
             extra.append(("x-ms-client-request-id", client))
         return rid, extra, None
+
+
+def usage():
+    """This replica's resource use, for a profiler that asks with an x-atelier-usage request
+    header (Model.profile): "cpu=<user+system CPU seconds of the process>; rss=<resident bytes
+    now>; maxrss=<peak resident bytes>"."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    rss = 0
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass
+    return "cpu=%.6f; rss=%d; maxrss=%d" % (ru.ru_utime + ru.ru_stime, rss, ru.ru_maxrss * 1024)
 
 
 def expects_continue(headers):

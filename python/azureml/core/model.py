@@ -1,6 +1,8 @@
 """azureml.core.model: v1's Model over atelier's model registry, and Model.get_model_path."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import atelier
@@ -138,3 +140,31 @@ class InferenceConfig(atelier.InferenceConfig):
         atelier.InferenceConfig.__init__(self, entry_script, runtime, conda_file, extra_docker_file_steps,
                                          source_directory, enable_gpu, description, base_image, base_image_registry,
                                          cuda_version, environment, execution_script)
+
+    def _resolve(self):
+        """Without a source_directory, the image holds the entry script alone, as Azure's does
+        (not the folder it is in, which may hold .azureml/config.json): it is copied, as it reads
+        now, into a folder of its own for each build (so reload() sees a changed score.py)."""
+        if self.source_directory is not None:
+            return atelier.InferenceConfig._resolve(self)
+        script = os.path.abspath(self.execution_script)
+        if not os.path.isfile(script):
+            raise AtelierError("entry script %s does not exist" % self.execution_script, code="invalid", status=400)
+        tmp = tempfile.mkdtemp(prefix="azureml-entry-")
+        _scratch.append(tmp)
+        shutil.copy2(script, os.path.join(tmp, os.path.basename(script)))
+        saved = self.source_directory, self.execution_script
+        self.source_directory, self.execution_script = tmp, os.path.basename(script)
+        try:
+            return atelier.InferenceConfig._resolve(self)
+        finally:
+            self.source_directory, self.execution_script = saved
+
+
+_scratch = []
+
+
+@atexit.register
+def _clean_scratch():
+    for d in _scratch:
+        shutil.rmtree(d, ignore_errors=True)

@@ -17,6 +17,11 @@ def _pandas():
     return pandas
 
 
+def _lines(path, fmt):
+    with open(path, encoding=fmt.get("encoding") or "utf-8") as f:
+        return [ln for ln in f.read().splitlines() if ln.strip()]
+
+
 class TabularDataset(AbstractDataset):
     _TYPE = "tabular"
 
@@ -32,6 +37,13 @@ class TabularDataset(AbstractDataset):
                     frames.append(pd.read_parquet(f))
                 elif kind == "json_lines":
                     frames.append(pd.read_json(f, lines=True, encoding=fmt.get("encoding") or "utf-8"))
+                elif fmt.get("separator") == "\n":
+                    # One column, a row per line (pandas takes no line separator as the delimiter).
+                    lines = _lines(f, fmt)
+                    if fmt.get("header", True):
+                        frames.append(pd.DataFrame({lines[0] if lines else "Column1": lines[1:]}))
+                    else:
+                        frames.append(pd.DataFrame({0: lines}))
                 else:
                     frames.append(pd.read_csv(f, sep=fmt.get("separator", ","),
                                               header=0 if fmt.get("header", True) else None,
@@ -58,6 +70,24 @@ class TabularDataset(AbstractDataset):
                 mask = [rnd.random() < t[1] for _ in range(len(df))]
                 df = df[mask] if t[3] == 0 else df[[not m for m in mask]]
         return df.reset_index(drop=True)
+
+    def _request_rows(self):
+        """Model.profile's request bodies: each row's text. A one-column dataset of lines
+        (separator "\n") is read without pandas."""
+        fmt = self._doc.get("format") or {}
+        if fmt.get("kind", "delimited") == "delimited" and fmt.get("separator") == "\n" and \
+                not self._doc.get("transforms"):
+            rows = []
+            with tempfile.TemporaryDirectory(prefix="azureml-tabular-") as tmp:
+                for f in sorted(self._fetch(tmp)):
+                    lines = _lines(f, fmt)
+                    rows += lines[1:] if fmt.get("header", True) else lines
+            return rows
+        df = self.to_pandas_dataframe()
+        if len(df.columns) != 1:
+            raise ValueError("a profile's input_dataset has one column (each row a request body), not %d"
+                             % len(df.columns))
+        return [str(v) for v in df.iloc[:, 0]]
 
     def to_pandas_dataframe(self, on_error="null", out_of_range_datetime="null"):
         return self._read()

@@ -42,6 +42,17 @@ def test_request_ids_are_echoed(start):
     assert status == 431 and b"must not exceed 100 characters" in body
 
 
+def test_resource_usage_only_when_asked(start):
+    # Model.profile asks for the replica's CPU seconds and memory with x-atelier-usage.
+    rt = start("echo_score.py")
+    _, headers, _ = rt.post_json("/score", {"data": [1]})
+    assert "x-atelier-usage" not in headers
+    _, headers, _ = rt.post_json("/score", {"data": [1]}, {"x-atelier-usage": "1"})
+    usage = dict(part.strip().split("=") for part in headers["x-atelier-usage"].split(";"))
+    assert set(usage) == {"cpu", "rss", "maxrss"}
+    assert float(usage["cpu"]) > 0 and int(usage["rss"]) > 1 << 20 and int(usage["maxrss"]) >= int(usage["rss"]) // 2
+
+
 def test_string_and_bytes_results_are_json_encoded(start):
     # Microsoft's server passes run()'s result through json.dumps, strings included: a score.py
     # returning json.dumps(...) gives its clients a JSON string, and so does this one.
