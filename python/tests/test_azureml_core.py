@@ -338,6 +338,24 @@ def test_inference_config_takes_a_v1_environment():
     assert open(ic.requirements_file).read() == "joblib\n" and isinstance(ic, atelier.InferenceConfig)
 
 
+def test_inference_config_leaves_out_azureml_packages(tmp_path):
+    # azureml-defaults and the inference server are the scoring runtime's: an image does not get them.
+    from azureml.core.model import InferenceConfig
+    req = tmp_path / "requirements.txt"
+    req.write_text("azureml-defaults==1.44\nscikit-learn\nazureml-inference-server-http\n# pinned\nnumpy\n")
+    ic = InferenceConfig(entry_script="score.py", environment=Environment.from_pip_requirements("serve", str(req)))
+    assert open(ic.requirements_file).read() == (
+        "# not installed, provided by atelier's scoring runtime: azureml-defaults==1.44, azureml-inference-server-http\n"
+        "scikit-learn\n# pinned\nnumpy\n")
+    # Without a source_directory the image holds the entry script alone, not its folder.
+    (tmp_path / "score.py").write_text("def init():\n    pass\n\n\ndef run(raw):\n    return raw\n")
+    (tmp_path / ".azureml").mkdir()
+    (tmp_path / ".azureml" / "config.json").write_text("{}")
+    ic = InferenceConfig(entry_script=str(tmp_path / "score.py"))
+    src, entry, _, _, _ = ic._resolve()
+    assert entry == "score.py" and sorted(os.listdir(src)) == ["score.py"]
+
+
 def test_submit_to_a_target_that_does_not_exist(v1ws, tmp_path):
     (tmp_path / "t.py").write_text("print(1)\n")
     cfg = ScriptRunConfig(source_directory=str(tmp_path), script="t.py", compute_target="cpu-cluster")

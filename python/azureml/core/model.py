@@ -134,7 +134,11 @@ class InferenceConfig(atelier.InferenceConfig):
                  source_directory=None, enable_gpu=None, description=None, base_image=None,
                  base_image_registry=None, cuda_version=None, environment=None, execution_script=None):
         if environment is not None and hasattr(environment, "_atelier"):
-            a = environment._atelier(tempfile.mkdtemp(prefix="azureml-inference-"))
+            tmp = tempfile.mkdtemp(prefix="azureml-inference-")
+            _scratch.append(tmp)
+            a = environment._atelier(tmp)
+            if a.get("requirements"):
+                a["requirements"] = _without_azureml(a["requirements"], tmp)
             environment = atelier.Environment(name=environment.name, requirements=a.get("requirements"),
                                               conda=a.get("conda"), variables=a.get("variables"))
         atelier.InferenceConfig.__init__(self, entry_script, runtime, conda_file, extra_docker_file_steps,
@@ -162,6 +166,25 @@ class InferenceConfig(atelier.InferenceConfig):
 
 
 _scratch = []
+
+
+def _without_azureml(path, tmp):
+    """The requirements file without its azureml-* packages (azureml-defaults,
+    azureml-inference-server-http, ...): atelier's scoring runtime provides what they do, and
+    installed in the image they would shadow its azureml stand-ins. A copy when it had any."""
+    from .conda_dependencies import _pkg_name
+
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    dropped = [ln.strip() for ln in lines
+               if ln.strip() and not ln.lstrip().startswith(("#", "-")) and _pkg_name(ln).startswith("azureml")]
+    if not dropped:
+        return path
+    out = os.path.join(tmp, "scoring-" + os.path.basename(path))
+    with open(out, "w", encoding="utf-8") as f:
+        f.write("# not installed, provided by atelier's scoring runtime: %s\n" % ", ".join(dropped))
+        f.write("\n".join(ln for ln in lines if ln.strip() not in dropped) + "\n")
+    return out
 
 
 @atexit.register
