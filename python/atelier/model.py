@@ -588,8 +588,7 @@ class Model:
         from .webservice import Webservice
 
         if inference_config is None:
-            raise ValueError("Model.deploy needs an inference_config (InferenceConfig(entry_script, ...)): atelier "
-                             "serves score.py files (MLflow models without one: mlflow models serve)")
+            inference_config = _no_code_config(models)
         image = Image.create(workspace, re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + "-image", models,
                              inference_config)
         image.wait_for_creation(show_output=show_output)
@@ -696,3 +695,58 @@ def _metadata(body, tags, properties, description, datasets, framework, framewor
         body["framework"] = str(framework)
     if framework_version:
         body["framework_version"] = str(framework_version)
+
+
+_SKLEARN = ("scikitlearn", "scikit-learn", "sklearn")
+
+# The scoring script of a scikit-learn model deployed without one, answering as Azure's no-code
+# deployment does: {"data": [[...], ...], "method": "predict"} (or predict_proba...) gives the list.
+_NO_CODE_SCORE = """import json
+import os
+
+import joblib
+import numpy
+
+
+def init():
+    global model
+    root = os.environ["AZUREML_MODEL_DIR"]
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs
+                   if f.endswith((".pkl", ".pickle", ".joblib", ".sav")))
+    if not files:
+        raise RuntimeError("no .pkl, .pickle, .joblib or .sav file in the model's folder " + root)
+    model = joblib.load(files[0])
+
+
+def run(raw_data):
+    body = json.loads(raw_data)
+    method = body.get("method", "predict")
+    if method not in ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform"):
+        raise ValueError("method %r: predict, predict_proba, predict_log_proba, decision_function or transform"
+                         % (method,))
+    return getattr(model, method)(numpy.array(body["data"])).tolist()
+"""
+
+
+def _no_code_config(models):
+    """The InferenceConfig of a no-code deployment, as Azure's: one scikit-learn model
+    (registered with model_framework ScikitLearn) gets a generated score.py and an environment
+    with scikit-learn (its model_framework_version), joblib and numpy."""
+    from .image import InferenceConfig
+    from .submit import Environment
+
+    models = list(models or [])
+    fws = [str(getattr(m, "framework", "") or "").lower() for m in models]
+    if len(models) != 1 or fws[0] not in _SKLEARN:
+        raise ValueError("Model.deploy without an inference_config deploys one scikit-learn model (registered with "
+                         "model_framework=Model.Framework.SCIKITLEARN) with a generated score.py; for other models "
+                         "pass InferenceConfig(entry_script, ...) (MLflow models: mlflow models serve)")
+    version = getattr(models[0], "framework_version", "") or ""
+    src = tempfile.mkdtemp(prefix="atelier-no-code-")
+    with open(os.path.join(src, "score.py"), "w", encoding="utf-8") as f:
+        f.write(_NO_CODE_SCORE)
+    req = os.path.join(src, "requirements.txt")
+    with open(req, "w", encoding="utf-8") as f:
+        f.write("scikit-learn%s\njoblib\nnumpy\n" % ("==" + version if re.match(r"^[0-9][0-9.]*$", version) else ""))
+    return InferenceConfig(entry_script="score.py", source_directory=src,
+                           environment=Environment(name="no-code-scikit-learn", requirements=req))

@@ -65,6 +65,14 @@ CASES = [
       "[182.67335420683418, 90.99860655841785]",
       "'Hello from the updated score.py: [182.67335420683418, 90.99860655841785]'",
       "my-aks-9: Succeeded", "aks-service-1 Healthy"]),
+    # Removed in 2023; its 2022 version (the 2023 one pins numpy==1.23, which current
+    # scikit-learn refuses): a no-code deployment of a scikit-learn model, one with score.py and
+    # an environment on AciWebservice, then Model.profile over a dataset of requests.
+    ("how-to-use-azureml/deployment/deploy-to-cloud/model-register-and-deploy.ipynb"
+     "@3228bbfc63d0c7652c06c9cc240b77117eb9d5a7",
+     ["Name: my-sklearn-model", "Version: 1", "service healthy: serving my-sklearn-service-image:",
+      "service healthy: serving my-custom-env-service-image:", "[182.67335420683418, 90.99860655841785]",
+      ": Succeeded"]),
 ]
 
 # What a notebook reads from its environment, as its text tells the user to set it.

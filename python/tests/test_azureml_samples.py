@@ -190,4 +190,6 @@ def test_deploy_to_local(venv, sample_server, tmp_path):
     assert "after reload: hello from updated score.py" in out
     updated, local2 = json.loads(_line(out, "after update:")), json.loads(_line(out, "local prediction 2:"))
     assert updated == pytest.approx(local2, rel=1e-6) and updated != pytest.approx(local, rel=1e-6)
+    # A scikit-learn model deployed without a score.py (generated, as Azure's no-code deployment).
+    assert json.loads(_line(out, "no-code:")) == pytest.approx(local2, rel=1e-6)
     assert "services left: []" in out

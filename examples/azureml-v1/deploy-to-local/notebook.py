@@ -1,8 +1,9 @@
 # Register a model and deploy it as a local web service: Azure ML SDK v1 code, run unchanged
 # on atelier. The cells of the notebook, in order: register a model, describe its environment
 # and entry script, profile it, deploy it, score, change score.py and reload, update to a new
-# model version, delete. The model is a ridge regression trained here on scikit-learn's copy
-# of the diabetes data (Azure's sample ships a pickled one).
+# model version, delete; then a no-code deployment of a scikit-learn model. The model is a
+# ridge regression trained here on scikit-learn's copy of the diabetes data (Azure's sample
+# ships a pickled one).
 
 # Check core SDK version number
 import azureml.core
@@ -122,6 +123,22 @@ print("local prediction 2:", json.dumps(joblib.load("sklearn_regression_model.pk
 
 # Delete the service
 local_service.delete()
+
+# A scikit-learn model registered with its framework deploys without a score.py (no-code
+# deployment): requests are {"data": [...], "method": "predict"}
+import sklearn
+from azureml.core.resource_configuration import ResourceConfiguration
+
+no_code_model = Model.register(workspace=ws, model_name="sklearn_regression_model_nocode",
+                               model_path="sklearn_regression_model.pkl",
+                               model_framework=Model.Framework.SCIKITLEARN,
+                               model_framework_version=sklearn.__version__,
+                               resource_configuration=ResourceConfiguration(cpu=1, memory_in_gb=0.5))
+no_code = Model.deploy(ws, "no-code", [no_code_model], overwrite=True)
+no_code.wait_for_deployment()
+print("no-code:", json.dumps(no_code.run(json.dumps({"data": X[:2].tolist(), "method": "predict"}))))
+no_code.delete()
+
 from azureml.core.webservice import Webservice
 
 print("services left:", [s.name for s in Webservice.list(ws)])

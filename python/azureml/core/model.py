@@ -18,8 +18,22 @@ __all__ = ["Model", "InferenceConfig"]
 MODELS_DIR = "azureml-models"
 
 
+class _Framework:
+    """Model.Framework: the frameworks v1 knows (SCIKITLEARN models deploy without a score.py)."""
+
+    CUSTOM = "Custom"
+    MULTI = "Multi"
+    ONNX = "Onnx"
+    PYTORCH = "PyTorch"
+    SCIKITLEARN = "ScikitLearn"
+    TENSORFLOW = "TensorFlow"
+    TFKERAS = "TfKeras"
+
+
 class Model(_Model):
     """``Model(workspace, name, version=None, tags=None, properties=None, run_id=None)``."""
+
+    Framework = _Framework
 
     url = property(lambda self: "aml://asset/%s" % self.id)
     created_time = property(lambda self: _Model.created_time.fget(self))
@@ -30,6 +44,11 @@ class Model(_Model):
     def register(workspace, model_path, model_name, tags=None, properties=None, description=None, datasets=None,
                  model_framework=None, model_framework_version=None, child_paths=None, sample_input_dataset=None,
                  sample_output_dataset=None, resource_configuration=None, **kwargs):
+        if resource_configuration is not None:
+            properties = dict(properties or {})
+            for k in ("cpu", "memory_in_gb", "gpu"):
+                if getattr(resource_configuration, k, None) is not None:
+                    properties.setdefault(k, str(getattr(resource_configuration, k)))
         return adopt(_Model.register(workspace, model_path, model_name, tags=tags, properties=properties,
                                      description=description, datasets=_datasets(datasets),
                                      model_framework=model_framework, model_framework_version=model_framework_version,
