@@ -80,6 +80,11 @@ func (c *cache) get(key string) (*cachedLayer, error) {
 // put writes the tar stream that write produces as the layer of key; files is its index (nil
 // for all but wheels' layers).
 func (c *cache) put(key string, files map[string]string, write func(io.Writer) error) (*cachedLayer, error) {
+	return c.putOn(key, files, write, false)
+}
+
+// putOn is put, writing on one goroutine when single (the CPU is kept for another process).
+func (c *cache) putOn(key string, files map[string]string, write func(io.Writer) error, single bool) (*cachedLayer, error) {
 	blob, metaPath := c.paths(key)
 	f, err := os.CreateTemp(c.dir, "layer-*.tmp")
 	if err != nil {
@@ -101,20 +106,26 @@ func (c *cache) put(key string, files map[string]string, write func(io.Writer) e
 	}
 	// Two stages on two goroutines, so one large layer uses two cores: write (for a wheel:
 	// unzip and tar) and the diffID's hash here; gzip, the digest's hash and the file there.
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(zw, pr)
-		pr.CloseWithError(err) // a failed gzip or disk stops write
-		done <- err
-	}()
-	werr := write(io.MultiWriter(pw, diffID))
-	pw.CloseWithError(werr)
-	if err := <-done; werr == nil && err != nil {
-		werr = err
-	}
-	if werr != nil {
-		return nil, werr
+	if single {
+		if err := write(io.MultiWriter(zw, diffID)); err != nil {
+			return nil, err
+		}
+	} else {
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(zw, pr)
+			pr.CloseWithError(err) // a failed gzip or disk stops write
+			done <- err
+		}()
+		werr := write(io.MultiWriter(pw, diffID))
+		pw.CloseWithError(werr)
+		if err := <-done; werr == nil && err != nil {
+			werr = err
+		}
+		if werr != nil {
+			return nil, werr
+		}
 	}
 	if err := zw.Close(); err != nil {
 		return nil, err

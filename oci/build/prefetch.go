@@ -27,12 +27,16 @@ type prefetcher struct {
 	python       string
 	roots        []string
 	fetches, cpu chan struct{}
-	mu           sync.Mutex
-	projects     map[string]bool
-	byFile       map[string]*prefetched
-	wg           sync.WaitGroup
-	lineMu       sync.Mutex
-	partial      []byte
+	// While pip runs (until resolved is closed) one prefetched layer at a time is written, on
+	// one goroutine: pip, whose end names the last wheels, keeps a core.
+	pipSlot  chan struct{}
+	resolved chan struct{}
+	mu       sync.Mutex
+	projects map[string]bool
+	byFile   map[string]*prefetched
+	wg       sync.WaitGroup
+	lineMu   sync.Mutex
+	partial  []byte
 }
 
 type prefetched struct {
@@ -113,8 +117,26 @@ func (p *prefetcher) start(file string) {
 		if pf.url, pf.sha, pf.err = p.lookup(project, file); pf.err != nil {
 			return
 		}
-		pf.l, pf.cached, pf.err = p.b.wheelLayer(p.ctx, wheelRef{Name: project, URL: pf.url, SHA256: pf.sha}, p.python, p.roots, p.fetches, p.cpu)
+		pf.l, pf.cached, pf.err = p.b.wheelLayer(p.ctx, wheelRef{Name: project, URL: pf.url, SHA256: pf.sha}, p.python, p.roots, p.fetches, p.slot)
 	}()
+}
+
+// slot lets a prefetched layer be written: while pip runs, one at a time on one goroutine;
+// after, as any other.
+func (p *prefetcher) slot(ctx context.Context) (func(), bool, error) {
+	release, _, err := semaphore(p.cpu)(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	select {
+	case p.pipSlot <- struct{}{}:
+		return func() { <-p.pipSlot; release() }, true, nil
+	case <-p.resolved:
+		return release, false, nil
+	case <-ctx.Done():
+		release()
+		return nil, false, ctx.Err()
+	}
 }
 
 // lookup finds file in the index's JSON page of project.

@@ -353,10 +353,11 @@ func (b *builder) depsLayers(ctx context.Context, python, pyVersion string) ([]b
 	fetches := make(chan struct{}, 8)
 	pctx, cancel := context.WithCancel(ctx)
 	pre := &prefetcher{b: b, ctx: pctx, index: pipIndex(b.spec.PipArgs), python: python, roots: roots, fetches: fetches, cpu: cpu,
-		projects: map[string]bool{}, byFile: map[string]*prefetched{}}
+		projects: map[string]bool{}, byFile: map[string]*prefetched{}, pipSlot: make(chan struct{}, 1), resolved: make(chan struct{})}
 	defer pre.stop(cancel)
 	t0 := time.Now()
 	refs, err := b.resolve(ctx, req, pyVersion, platforms, pre)
+	close(pre.resolved)
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +370,7 @@ func (b *builder) depsLayers(ctx context.Context, python, pyVersion string) ([]b
 				fmt.Fprintf(b.log, "wheel %s: prefetched while pip resolved\n", w.file())
 			} else {
 				var err error
-				if l, cached, err = b.wheelLayer(gctx, w, python, roots, fetches, cpu); err != nil {
+				if l, cached, err = b.wheelLayer(gctx, w, python, roots, fetches, semaphore(cpu)); err != nil {
 					return err
 				}
 			}
@@ -392,7 +393,22 @@ func (b *builder) wheelKey(sum, python string) string {
 	return "wheel-" + hex.EncodeToString(h.Sum(nil))
 }
 
-func (b *builder) wheelLayer(ctx context.Context, w wheelRef, python string, roots []string, fetches, cpu chan struct{}) (*cachedLayer, bool, error) {
+// cpuSlot lets a layer be written: release ends it; single asks for one goroutine.
+type cpuSlot func(ctx context.Context) (release func(), single bool, err error)
+
+// semaphore is a cpuSlot of at most cap(sem) layers at a time, each on two goroutines.
+func semaphore(sem chan struct{}) cpuSlot {
+	return func(ctx context.Context) (func(), bool, error) {
+		select {
+		case sem <- struct{}{}:
+			return func() { <-sem }, false, nil
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+	}
+}
+
+func (b *builder) wheelLayer(ctx context.Context, w wheelRef, python string, roots []string, fetches chan struct{}, slot cpuSlot) (*cachedLayer, bool, error) {
 	if w.SHA256 != "" {
 		if l, err := b.cache.get(b.wheelKey(w.SHA256, python)); l != nil || err != nil {
 			return l, true, err
@@ -415,12 +431,11 @@ func (b *builder) wheelLayer(ctx context.Context, w wheelRef, python string, roo
 	if l, err := b.cache.get(key); l != nil || err != nil {
 		return l, true, err
 	}
-	select {
-	case cpu <- struct{}{}:
-	case <-ctx.Done():
-		return nil, false, ctx.Err()
+	release, single, err := slot(ctx)
+	if err != nil {
+		return nil, false, err
 	}
-	defer func() { <-cpu }()
+	defer release()
 	t1 := time.Now()
 	fi, err := f.Stat()
 	if err != nil {
@@ -435,7 +450,7 @@ func (b *builder) wheelLayer(ctx context.Context, w wheelRef, python string, roo
 	if err != nil {
 		return nil, false, err
 	}
-	l, err := b.cache.put(key, index, func(tw io.Writer) error { return files.writeTar(ctxWriter{ctx, tw}, b.spec.Epoch) })
+	l, err := b.cache.putOn(key, index, func(tw io.Writer) error { return files.writeTar(ctxWriter{ctx, tw}, b.spec.Epoch) }, single)
 	if err != nil {
 		return nil, false, fmt.Errorf("layer of %s: %w", w.file(), err)
 	}

@@ -538,7 +538,7 @@ func TestPrefetch(t *testing.T) {
 	b := &builder{cache: &cache{dir: t.TempDir()}, log: &syncWriter{w: &log}, spec: Spec{PipArgs: []string{"--index-url", srv.URL + "/simple/"}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &prefetcher{b: b, ctx: ctx, index: pipIndex(b.spec.PipArgs), python: "/usr/bin/python3", fetches: make(chan struct{}, 2), cpu: make(chan struct{}, 2),
-		projects: map[string]bool{}, byFile: map[string]*prefetched{}}
+		projects: map[string]bool{}, byFile: map[string]*prefetched{}, pipSlot: make(chan struct{}, 1), resolved: make(chan struct{})}
 	if p.index != srv.URL+"/simple" {
 		t.Fatalf("index %q", p.index)
 	}
