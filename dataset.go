@@ -37,13 +37,14 @@ const (
 	MaxDatasetDescription = 4096
 )
 
-var datasetNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`)
+// datasetNamePattern: Azure ML's dataset names may hold spaces ("diabetes dataset"), inside.
+var datasetNamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._ -]{0,253}[A-Za-z0-9._-])?$`)
 
-// ValidateDatasetName checks a dataset name: 1-255 letters, digits, '.', '_' or '-', starting
-// with a letter or digit.
+// ValidateDatasetName checks a dataset name: 1-255 letters, digits, '.', '_', '-' or spaces,
+// starting with a letter or digit and not ending with a space.
 func ValidateDatasetName(name string) error {
 	if !datasetNamePattern.MatchString(name) {
-		return Errorf(EINVALID, "name: invalid dataset name %q: use 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit", name, MaxDatasetName)
+		return Errorf(EINVALID, "name: invalid dataset name %q: use 1-%d letters, digits, '.', '_', '-' or spaces, starting with a letter or digit and not ending with a space", name, MaxDatasetName)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -46,9 +47,12 @@ type EnvironmentRegister struct {
 	Tags        map[string]string `json:"tags,omitempty"`
 }
 
-// ValidateEnvironmentName checks a name as a dataset's, and refuses Azure's reserved prefix.
+var environmentNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`)
+
+// ValidateEnvironmentName checks a name (letters, digits, '.', '_' or '-', starting with a letter
+// or digit), and refuses Azure's reserved prefix.
 func ValidateEnvironmentName(name string) error {
-	if !datasetNamePattern.MatchString(name) {
+	if !environmentNamePattern.MatchString(name) {
 		return Errorf(EINVALID, "name: invalid environment name %q: use 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit", name, MaxDatasetName)
 	}
 	if strings.HasPrefix(strings.ToLower(name), strings.ToLower(ReservedEnvironmentPrefix)) {

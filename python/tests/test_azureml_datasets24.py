@@ -67,6 +67,10 @@ def test_datasets_are_server_objects(v1ws, tmp_path, binary, server):
     assert isinstance(Dataset.get_by_name(v1ws, "ds24-files"), type(files))
     v1.add_tags({"stage": "gold"})
     assert Dataset.get_by_name(v1ws, "ds24-tab", 1).tags == {"k": "v", "stage": "gold"}
+    # Azure's names may hold spaces (its samples register "diabetes dataset").
+    spaced = Dataset.File.from_files(path=(ds, "ds24/files/")).register(v1ws, "ds24 spaced files")
+    assert Dataset.get_by_name(v1ws, "ds24 spaced files").version == spaced.version == 1
+    assert "ds24 spaced files" in v1ws.datasets
 
     # Bad input: clear errors naming the field.
     with pytest.raises(DatasetNotFoundError, match="no dataset 'ds24-tab' version 9"):
@@ -81,7 +85,8 @@ def test_datasets_are_server_objects(v1ws, tmp_path, binary, server):
             "format: a tabular dataset needs a format"),
            ({"name": "x", "type": "tabular", "format": {"kind": "xlsx"}, "paths": [{"datastore": "default", "path": "ds24"}]},
             "format.kind"),
-           ({"name": "-x", "type": "file", "paths": [{"datastore": "default", "path": "ds24"}]}, "name: invalid dataset name")]
+           ({"name": "-x", "type": "file", "paths": [{"datastore": "default", "path": "ds24"}]}, "name: invalid dataset name"),
+           ({"name": "x ", "type": "file", "paths": [{"datastore": "default", "path": "ds24"}]}, "not ending with a space")]
     for body, msg in bad:
         with pytest.raises(atelier.AtelierError, match=msg) as ei:
             api(v1ws, "POST", "/datasets", body=body)
