@@ -45,6 +45,66 @@ func checkEntry(ctx context.Context, python, script string) error {
 	return nil
 }
 
+// withoutAzureMLSDK drops the requirements of Azure ML SDK v1 packages (azureml-defaults,
+// azureml-core, azureml-inference-server-http...) from a requirements file and names them:
+// Azure's score.py environments list them, and installed into the image they would replace the
+// azureml modules the scoring runtime stands in with (azureml.core.model,
+// azureml.contrib.services, azureml.monitoring). Options and other lines stay as they are.
+func withoutAzureMLSDK(req []byte) ([]byte, []string) {
+	var kept []string
+	var left []string
+	for _, line := range strings.Split(string(req), "\n") {
+		if name := requirementName(line); strings.HasPrefix(name, "azureml-") {
+			left = append(left, strings.TrimSpace(line))
+			continue
+		}
+		kept = append(kept, line)
+	}
+	if left == nil {
+		return req, nil
+	}
+	return []byte(strings.Join(kept, "\n")), left
+}
+
+// requirementName is the normalized project name a requirements line asks for ("" for a
+// comment, an option, a URL or a path).
+func requirementName(line string) string {
+	line, _, _ = strings.Cut(line, "#")
+	line = strings.TrimSpace(line)
+	end := strings.IndexFunc(line, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+	})
+	if end < 0 {
+		end = len(line)
+	}
+	if end == 0 || strings.HasPrefix(line, "-") {
+		return ""
+	}
+	rest := strings.TrimSpace(line[end:])
+	if rest != "" && !strings.ContainsAny(rest[:1], "[=<>!~;@,") {
+		return "" // not NAME followed by extras, a version, a marker or a URL
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(strings.ToLower(line[:end]), "_", "-"), ".", "-")
+}
+
+// hasRequirement tells whether a requirements file asks for anything (beyond options,
+// comments and blank lines).
+func hasRequirement(req []byte) bool {
+	for _, line := range strings.Split(string(req), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "-") {
+			return true
+		}
+		for _, opt := range []string{"-r", "--requirement", "-e", "--editable"} { // requirements elsewhere
+			if strings.HasPrefix(line, opt) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // pipPlatforms are the wheel platform tags a glibc Linux image accepts: manylinux wheels up to
 // glibc 2.36 (Debian bookworm). Pure-Python wheels are accepted whatever these are.
 func pipPlatforms(arch string) []string {

@@ -112,7 +112,7 @@ var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // and platform. The answer is cached under the requirements, pip's arguments, the Python version
 // and the platform (as the whole dependencies layer was): what the index serves is not part of
 // the key, so pin versions.
-func (b *builder) resolve(ctx context.Context, req []byte, pyVersion string, platforms []string, watch io.Writer) ([]wheelRef, error) {
+func (b *builder) resolve(ctx context.Context, req []byte, reqFile, pyVersion string, platforms []string, watch io.Writer) ([]wheelRef, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\nresolve\npython %s\nplatform %s\nargs %q\n", wheelFormat, pyVersion, platformString(&b.spec.Platform), b.spec.PipArgs)
 	h.Write(req)
@@ -131,7 +131,7 @@ func (b *builder) resolve(ctx context.Context, req []byte, pyVersion string, pla
 	defer os.RemoveAll(target)
 	// pip may run in the target directory (confined as another user, the caller's may be out
 	// of its reach): the requirements are named absolutely.
-	reqPath, err := filepath.Abs(b.spec.Requirements)
+	reqPath, err := filepath.Abs(reqFile)
 	if err != nil {
 		return nil, err
 	}
@@ -339,6 +339,28 @@ func (b *builder) depsLayers(ctx context.Context, python, pyVersion string) ([]b
 	if err != nil {
 		return nil, atelier.Errorf(atelier.EINVALID, "requirements file %s: %v", b.spec.Requirements, err)
 	}
+	reqPath := b.spec.Requirements
+	req, left := withoutAzureMLSDK(req)
+	if len(left) > 0 {
+		fmt.Fprintf(b.log, "left out of the requirements: %s (the Azure ML SDK v1 and its inference server: atelier's scoring runtime provides what score.py imports of them, which they would hide)\n",
+			strings.Join(left, ", "))
+		if !hasRequirement(req) {
+			return nil, nil
+		}
+		f, err := os.CreateTemp(b.cache.dir, "requirements-*.txt")
+		if err != nil {
+			return nil, err
+		}
+		defer os.Remove(f.Name())
+		_, err = f.Write(req)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		reqPath = f.Name()
+	}
 	platforms := pipPlatforms(b.spec.Platform.Architecture)
 	if platforms == nil {
 		return nil, atelier.Errorf(atelier.EINVALID, "no Python wheels are known for the architecture %s", b.spec.Platform.Architecture)
@@ -356,7 +378,7 @@ func (b *builder) depsLayers(ctx context.Context, python, pyVersion string) ([]b
 		projects: map[string]bool{}, byFile: map[string]*prefetched{}, pipSlot: make(chan struct{}, 1), resolved: make(chan struct{})}
 	defer pre.stop(cancel)
 	t0 := time.Now()
-	refs, err := b.resolve(ctx, req, pyVersion, platforms, pre)
+	refs, err := b.resolve(ctx, req, reqPath, pyVersion, platforms, pre)
 	close(pre.resolved)
 	if err != nil {
 		return nil, err
