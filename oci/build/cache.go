@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/atelier-ml/atelier/internal/atomicfile"
 )
 
 // layerFormat names how layers are written; it is part of every cache key, so changing the
@@ -163,27 +165,7 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// writeFileAtomic replaces name with data: readers see the old file or the new one.
+// writeFileAtomic replaces name with data (mode 0644): readers see the old file or the new one.
 func writeFileAtomic(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
+	return atomicfile.WriteFile(name, data, 0o644)
 }
