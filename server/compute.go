@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/atelier-ml/atelier"
@@ -59,6 +60,13 @@ func (s *Server) openRemoteCompute(cfg Config) error {
 
 	kd := kubernetescompute.New(os.Getenv("ATELIER_KUBERNETES_IMAGE"), lookup, cfg.RunnerArgs...)
 	kd.Log = s.log
+	if p := os.Getenv("ATELIER_KUBERNETES_MASTER_PORT"); p != "" {
+		port, err := strconv.Atoi(p)
+		if err != nil || port < 1 || port > 65534 {
+			return fmt.Errorf("ATELIER_KUBERNETES_MASTER_PORT=%q: a port from 1 to 65534 (the next one is node 0's control port)", p)
+		}
+		kd.MasterPort = port
+	}
 	// A target's kubernetes.image may name a workspace image (NAME:VERSION): its pods pull it
 	// from the workspace registry at the advertised address, with the run's token.
 	kd.ResolveImage = func(ctx context.Context, workspace, image string) (*kubernetescompute.PullImage, error) {

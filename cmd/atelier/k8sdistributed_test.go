@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -206,4 +210,68 @@ func freePortPair(t *testing.T) int {
 	}
 	t.Fatal("no two free ports in a row")
 	return 0
+}
+
+// TestKubernetesDistributedThroughTheServer: `run submit --node-count 2
+// --process-count-per-node 2` to a kubernetes target of the real server binary runs the script
+// on 2 pods × 2 processes whose ranks meet at rank 0, and the run Completes with every other
+// rank's log (the server's driver given a free MASTER_PORT: the process node's pods share this
+// machine's ports).
+func TestKubernetesDistributedThroughTheServer(t *testing.T) {
+	needPython(t)
+	if _, err := exec.LookPath("mount"); err != nil {
+		t.Skip("the process node gives a pod its /etc/hosts with mount(8)")
+	}
+	c := kubetest.Start(t, kubetest.Options{})
+	c.Namespace(t, "ml")
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.StartKubelet(t, "proc", kubetest.NodeCapacity{}, map[string]string{"atelier": bin})
+	t.Setenv("ATELIER_KUBERNETES_MASTER_PORT", strconv.Itoa(freePortPair(t)))
+	dataDir, addr := t.TempDir(), freeAddr(t)
+	srv := startServer(t, dataDir, addr)
+	adminToken, _ := os.ReadFile(filepath.Join(dataDir, adminTokenFile))
+	cli := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "ATELIER_SERVER="+srv.url, "ATELIER_TOKEN="+strings.TrimSpace(string(adminToken)))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("atelier %s: %v\n%s\nserver log:\n%s", strings.Join(args, " "), err, out, srv.log)
+		}
+		return string(out)
+	}
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	os.WriteFile(kc, c.KubeconfigData, 0o600)
+	cli("compute", "attach", "k8s", "--kind", "kubernetes", "--kubeconfig", kc, "--namespace", "ml", "--image", "atelier:test",
+		"--node-selector", "kubernetes.io/hostname=proc")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "dist.py"), []byte(distScript), 0o644)
+	out := cli("run", "submit", dir, "-e", "k8s-dist", "--script", "dist.py", "--compute", "k8s", "--node-count", "2",
+		"--process-count-per-node", "2", "--wait", "-o", "json", "--", "2", "-1")
+	var run atelier.Run
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &run); err != nil {
+		t.Fatalf("run submit -o json: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	ended := waitEnded(t, srv.client, run.ID)
+	log := stdLog(t, ctx, srv.client, ended)
+	if ended.Status != atelier.StatusCompleted || !strings.Contains(log, "rank 0 met [1, 2, 3]") {
+		t.Fatalf("the distributed run through the server ended %s (%q):\n%s", ended.Status, ended.Error, log)
+	}
+	files, err := srv.client.ListFiles(ctx, atelier.DefaultWorkspace, run.ID, "logs/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range files {
+		names = append(names, f.Path)
+	}
+	for _, want := range []string{"logs/rank_1.txt", "logs/rank_2.txt", "logs/rank_3.txt"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("the run's logs %v lack %s", names, want)
+		}
+	}
 }
