@@ -222,34 +222,13 @@ func TestKubernetesDistributedThroughTheServer(t *testing.T) {
 	if _, err := exec.LookPath("mount"); err != nil {
 		t.Skip("the process node gives a pod its /etc/hosts with mount(8)")
 	}
-	c := kubetest.Start(t, kubetest.Options{})
-	c.Namespace(t, "ml")
-	bin, err := buildBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.StartKubelet(t, "proc", kubetest.NodeCapacity{}, map[string]string{"atelier": bin})
 	t.Setenv("ATELIER_KUBERNETES_MASTER_PORT", strconv.Itoa(freePortPair(t)))
-	dataDir, addr := t.TempDir(), freeAddr(t)
-	srv := startServer(t, dataDir, addr)
-	adminToken, _ := os.ReadFile(filepath.Join(dataDir, adminTokenFile))
-	cli := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "ATELIER_SERVER="+srv.url, "ATELIER_TOKEN="+strings.TrimSpace(string(adminToken)))
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("atelier %s: %v\n%s\nserver log:\n%s", strings.Join(args, " "), err, out, srv.log)
-		}
-		return string(out)
-	}
-	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	os.WriteFile(kc, c.KubeconfigData, 0o600)
-	cli("compute", "attach", "k8s", "--kind", "kubernetes", "--kubeconfig", kc, "--namespace", "ml", "--image", "atelier:test",
+	_, srv, kc := startKubeServer(t)
+	srv.mustRun(t, "compute", "attach", "k8s", "--kind", "kubernetes", "--kubeconfig", kc, "--namespace", "ml", "--image", "atelier:test",
 		"--node-selector", "kubernetes.io/hostname=proc")
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "dist.py"), []byte(distScript), 0o644)
-	out := cli("run", "submit", dir, "-e", "k8s-dist", "--script", "dist.py", "--compute", "k8s", "--node-count", "2",
+	out := srv.mustRun(t, "run", "submit", dir, "-e", "k8s-dist", "--script", "dist.py", "--compute", "k8s", "--node-count", "2",
 		"--process-count-per-node", "2", "--wait", "-o", "json", "--", "2", "-1")
 	var run atelier.Run
 	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &run); err != nil {
@@ -274,4 +253,24 @@ func TestKubernetesDistributedThroughTheServer(t *testing.T) {
 			t.Errorf("the run's logs %v lack %s", names, want)
 		}
 	}
+}
+
+// startKubeServer starts a control plane with kubetest's process node "proc" (its pods run the
+// real binary) and namespace "ml", and the real server binary (with serverArgs); it returns the
+// cluster, the server and a kubeconfig file of the cluster.
+func startKubeServer(t *testing.T, serverArgs ...string) (*kubetest.Cluster, *serverProcess, string) {
+	t.Helper()
+	c := kubetest.Start(t, kubetest.Options{})
+	c.Namespace(t, "ml")
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.StartKubelet(t, "proc", kubetest.NodeCapacity{}, map[string]string{"atelier": bin})
+	srv := startServer(t, t.TempDir(), freeAddr(t), serverArgs...)
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, c.KubeconfigData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return c, srv, kc
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/atelier-ml/atelier"
 	kubernetescompute "github.com/atelier-ml/atelier/compute/kubernetes"
-	"github.com/atelier-ml/atelier/compute/kubernetes/kubetest"
 	"github.com/atelier-ml/atelier/oci/build/buildtest"
 )
 
@@ -26,30 +24,12 @@ import (
 // that did not build is refused saying so.
 func TestKubernetesWorkspaceImage(t *testing.T) {
 	needPython(t)
-	c := kubetest.Start(t, kubetest.Options{})
-	c.Namespace(t, "ml")
-	bin, err := buildBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.StartKubelet(t, "proc", kubetest.NodeCapacity{}, map[string]string{"atelier": bin})
 	base := filepath.Join(t.TempDir(), "base")
 	if err := buildtest.WriteLayout(base, buildtest.Platform(), "3.11"); err != nil {
 		t.Fatal(err)
 	}
-	dataDir, addr := t.TempDir(), freeAddr(t)
-	srv := startServer(t, dataDir, addr, "--image-base", base)
-	adminToken, _ := os.ReadFile(filepath.Join(dataDir, adminTokenFile))
-	cli := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "ATELIER_SERVER="+srv.url, "ATELIER_TOKEN="+strings.TrimSpace(string(adminToken)))
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("atelier %s: %v\n%s\nserver log:\n%s", strings.Join(args, " "), err, out, srv.log)
-		}
-		return string(out)
-	}
+	c, srv, kc := startKubeServer(t, "--image-base", base)
+	cli := func(args ...string) string { t.Helper(); return srv.mustRun(t, args...) }
 	serve := t.TempDir()
 	os.WriteFile(filepath.Join(serve, "score.py"), []byte("def init():\n    pass\n\ndef run(raw):\n    return raw\n"), 0o644)
 	model := filepath.Join(t.TempDir(), "model")
@@ -57,8 +37,6 @@ func TestKubernetesWorkspaceImage(t *testing.T) {
 	os.WriteFile(filepath.Join(model, "weights.txt"), []byte("1\n"), 0o644)
 	cli("model", "register", "--name", "m", "--path", model)
 	cli("image", "create", "trainer", "--model", "m", "--entry-script", "score.py", "--source-dir", serve, "--wait")
-	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	os.WriteFile(kc, c.KubeconfigData, 0o600)
 	cli("compute", "attach", "k8s", "--kind", "kubernetes", "--kubeconfig", kc, "--namespace", "ml", "--image", "trainer:1",
 		"--node-selector", "kubernetes.io/hostname=proc")
 	gate := filepath.Join(t.TempDir(), "go")
@@ -123,9 +101,10 @@ func TestKubernetesWorkspaceImage(t *testing.T) {
 	bad := t.TempDir()
 	os.WriteFile(filepath.Join(bad, "score.py"), []byte("def init():\n    pass\n\ndef run(raw):\n    return raw\n"), 0o644)
 	os.WriteFile(filepath.Join(bad, "requirements.txt"), []byte("this-package-does-not-exist-atelier==0.0.1\n"), 0o644)
-	cmd := exec.Command(bin, "image", "create", "trainer", "--model", "m", "--entry-script", "score.py", "--source-dir", bad, "--requirements", filepath.Join(bad, "requirements.txt"), "--wait")
-	cmd.Env = append(os.Environ(), "ATELIER_SERVER="+srv.url, "ATELIER_TOKEN="+strings.TrimSpace(string(adminToken)))
-	cmd.CombinedOutput() // fails: trainer:2 is Failed
+	if _, _, code := srv.run(t, "image", "create", "trainer", "--model", "m", "--entry-script", "score.py", "--source-dir", bad,
+		"--requirements", filepath.Join(bad, "requirements.txt"), "--wait"); code == 0 {
+		t.Fatal("an image whose requirement does not exist was built")
+	}
 	cli("compute", "attach", "k8s-bad", "--kind", "kubernetes", "--kubeconfig", kc, "--namespace", "ml", "--image", "trainer:2")
 	failed := submitScriptTo(t, srv.client, "print(1)\n", "k8s-bad")
 	if got := waitEnded(t, srv.client, failed.ID); got.Status != atelier.StatusFailed || !strings.Contains(got.Error, "workspace image trainer:2 is Failed") {

@@ -111,6 +111,17 @@ func (srv *serverProcess) run(t *testing.T, args ...string) (string, string, int
 	return stdout.String(), stderr.String(), code
 }
 
+// mustRun runs the CLI against the server and returns its standard output; a failure ends the
+// test with what the CLI and the server said.
+func (srv *serverProcess) mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, code := srv.run(t, args...)
+	if code != 0 {
+		t.Fatalf("atelier %s: exit %d\n%s%s\nserver log:\n%s", strings.Join(args, " "), code, out, errOut, srv.log)
+	}
+	return out
+}
+
 type scoreAnswer struct {
 	status int
 	header http.Header
