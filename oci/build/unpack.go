@@ -12,9 +12,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"golang.org/x/sys/unix"
 
 	"github.com/atelier-ml/atelier"
 )
@@ -32,7 +33,12 @@ func (w *Workspaces) Unpack(ctx context.Context, workspace string, ref atelier.I
 	return UnpackImage(ctx, img, dir)
 }
 
-// UnpackImage writes img's filesystem to dir (see Workspaces.Unpack).
+// UnpackImage writes img's filesystem to dir (see Workspaces.Unpack). Each layer is unpacked
+// once, into a cache beside dir (see layerCache); dir is composed from the cached layers, its
+// regular files hard links to theirs (copies where the filesystem does not link), so an image
+// sharing all but its last layer with one unpacked before takes the time of that layer and of
+// the links. The files are shared: whatever runs the image must not write to them (the local
+// target binds dir read-only). Concurrent calls, from this process or others, are safe.
 func UnpackImage(ctx context.Context, img v1.Image, dir string) (*atelier.ImageRuntime, error) {
 	cfg, err := img.ConfigFile()
 	if err != nil {
@@ -47,10 +53,27 @@ func UnpackImage(ctx context.Context, img v1.Image, dir string) (*atelier.ImageR
 	if _, err := os.Stat(dir); err == nil {
 		return rt, nil // unpacked before
 	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".unpack-*")
+	c := &layerCache{dir: filepath.Join(parent, layerCacheDir)}
+	unlock, err := c.lock(syscall.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	cached := make([]*unpackedLayer, len(layers))
+	for i, l := range layers {
+		if cached[i], err = c.get(ctx, l); err != nil {
+			return nil, fmt.Errorf("unpacking image %s: %w", digest, err)
+		}
+	}
+	tmp, err := os.MkdirTemp(parent, ".unpack-*")
 	if err != nil {
 		return nil, err
 	}
@@ -58,10 +81,11 @@ func UnpackImage(ctx context.Context, img v1.Image, dir string) (*atelier.ImageR
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	rc := mutate.Extract(img)
-	defer rc.Close()
-	if err := untar(ctx, tar.NewReader(rc), tmp); err != nil {
+	if err := compose(ctx, cached, tmp); err != nil {
 		return nil, fmt.Errorf("unpacking image %s: %w", digest, err)
+	}
+	if err := writeUses(c, dir, cached); err != nil {
+		return nil, err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if _, serr := os.Stat(dir); serr == nil {
@@ -72,64 +96,176 @@ func UnpackImage(ctx context.Context, img v1.Image, dir string) (*atelier.ImageR
 	return rt, nil
 }
 
-func untar(ctx context.Context, tr *tar.Reader, dir string) error {
+// compose writes to dir what mutate.Extract's flattening of the layers, untarred, would write
+// (the same entries in the same order, the same checks), a regular file being a link of the
+// layer's cached file.
+func compose(ctx context.Context, layers []*unpackedLayer, dir string) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		name := path.Clean("/" + h.Name)[1:]
-		if name == "" {
-			continue
-		}
-		mode := fs.FileMode(h.Mode) & fs.ModePerm
-		if parent := path.Dir(name); parent != "." {
-			if err := root.MkdirAll(parent, 0o755); err != nil {
-				return fmt.Errorf("%s: %w", h.Name, err)
+	w := &composer{root: root, dirs: map[string]bool{}}
+	defer w.closeParent()
+	fileMap := map[string]bool{}
+	opaqueDirs := map[string]bool{}
+	for i := len(layers) - 1; i >= 0; i-- {
+		l := layers[i]
+		layerOpaque := map[string]bool{}
+		for _, e := range l.entries {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if path.Base(e.Name) == opaqueWhiteout {
+				layerOpaque[path.Dir(e.Name)] = true
+				continue
+			}
+			name, tombstone := entryKey(e.Name, e.Typeflag)
+			if _, ok := fileMap[name]; ok && !tombstone {
+				continue
+			}
+			if inWhiteoutDir(fileMap, name) || inOpaqueDir(opaqueDirs, name) {
+				continue
+			}
+			fileMap[name] = tombstone || e.Typeflag != tar.TypeDir
+			if !tombstone {
+				if err := w.write(l, &e); err != nil {
+					return err
+				}
 			}
 		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := root.MkdirAll(name, 0o755); err != nil {
-				return fmt.Errorf("%s: %w", h.Name, err)
-			}
-			root.Chmod(name, mode|0o700)
-		case tar.TypeReg:
-			root.Remove(name)
-			f, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode|0o600)
-			if err != nil {
-				return fmt.Errorf("%s: %w", h.Name, err)
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", h.Name, err)
-			}
-		case tar.TypeSymlink:
-			root.Remove(name)
-			if err := root.Symlink(h.Linkname, name); err != nil {
-				return fmt.Errorf("%s: %w", h.Name, err)
-			}
-		case tar.TypeLink:
-			target := path.Clean("/" + h.Linkname)[1:]
-			root.Remove(name)
-			if err := root.Link(target, name); err != nil && !strings.Contains(err.Error(), "escapes") {
-				return fmt.Errorf("%s: hard link to %s: %w", h.Name, h.Linkname, err)
-			}
-		default:
-			// Devices and fifos are not needed to run a scoring runtime (/dev is mounted).
+		for d := range layerOpaque {
+			opaqueDirs[d] = true
 		}
 	}
+	return nil
+}
+
+// composer writes entries inside root as the unpacking of the flattened tar always did.
+type composer struct {
+	root *os.Root
+	dirs map[string]bool // directories made or met, whose MkdirAll is skipped
+
+	parentName string // the directory last opened for linking files in
+	parent     *os.File
+}
+
+func (w *composer) closeParent() {
+	if w.parent != nil {
+		w.parent.Close()
+		w.parent = nil
+	}
+}
+
+// removed forgets what a removal may have changed.
+func (w *composer) removed() {
+	w.closeParent()
+	clear(w.dirs)
+}
+
+// remove removes name, reporting whether something was.
+func (w *composer) remove(name string) bool {
+	if w.root.Remove(name) == nil {
+		w.removed()
+		return true
+	}
+	return false
+}
+
+func (w *composer) mkdirAll(name string) error {
+	if w.dirs[name] {
+		return nil
+	}
+	if err := w.root.MkdirAll(name, 0o755); err != nil {
+		return err
+	}
+	w.dirs[name] = true
+	return nil
+}
+
+func (w *composer) write(l *unpackedLayer, e *layerEntry) error {
+	name := path.Clean("/" + e.Name)[1:]
+	if name == "" {
+		return nil
+	}
+	mode := fs.FileMode(e.Mode) & fs.ModePerm
+	if parent := path.Dir(name); parent != "." {
+		if err := w.mkdirAll(parent); err != nil {
+			return fmt.Errorf("%s: %w", e.Name, err)
+		}
+	}
+	switch e.Typeflag {
+	case tar.TypeDir:
+		if err := w.mkdirAll(name); err != nil {
+			return fmt.Errorf("%s: %w", e.Name, err)
+		}
+		w.root.Chmod(name, mode|0o700)
+	case tar.TypeReg:
+		if err := w.link(l.file(e.File), name); err != nil {
+			return fmt.Errorf("%s: %w", e.Name, err)
+		}
+	case tar.TypeSymlink:
+		err := w.root.Symlink(e.Linkname, name)
+		if errors.Is(err, fs.ErrExist) && w.remove(name) {
+			err = w.root.Symlink(e.Linkname, name)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.Name, err)
+		}
+	case tar.TypeLink:
+		target := path.Clean("/" + e.Linkname)[1:]
+		w.remove(name)
+		if err := w.root.Link(target, name); err != nil && !strings.Contains(err.Error(), "escapes") {
+			return fmt.Errorf("%s: hard link to %s: %w", e.Name, e.Linkname, err)
+		}
+	default:
+		// Devices and fifos are not needed to run a scoring runtime (/dev is mounted).
+	}
+	return nil
+}
+
+var linkat = unix.Linkat // tests fail it
+
+// link makes name (inside root) a hard link of the cached file src, or a copy of it where
+// the filesystem does not link (another filesystem, too many links).
+func (w *composer) link(src, name string) error {
+	parent := path.Dir(name)
+	if w.parent == nil || w.parentName != parent {
+		w.closeParent()
+		f, err := w.root.Open(parent) // resolved inside root, like every path
+		if err != nil {
+			return err
+		}
+		w.parent, w.parentName = f, parent
+	}
+	base := path.Base(name)
+	err := linkat(unix.AT_FDCWD, src, int(w.parent.Fd()), base, 0)
+	if errors.Is(err, unix.EEXIST) && w.remove(name) {
+		return w.link(src, name)
+	}
+	if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EMLINK) || errors.Is(err, unix.EPERM) {
+		return w.copy(src, name)
+	}
+	return err
+}
+
+func (w *composer) copy(src, name string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := w.root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, fi.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
