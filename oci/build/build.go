@@ -83,8 +83,10 @@ type Spec struct {
 	Epoch  time.Time
 	Labels map[string]string
 
-	// CacheDir keeps built layers; required.
+	// CacheDir keeps built layers; required. ToolsDir keeps the builder's own tools (its pip,
+	// see builderPip): the directory "build-tools" beside CacheDir when empty.
 	CacheDir string
+	ToolsDir string
 	// HostPython runs pip and the entry-script check ("python3" when empty). The real
 	// executable behind it is used: a shim such as pyenv's rehashes its shims after every pip
 	// install, which fails when two builds do it at once.
@@ -226,6 +228,9 @@ func (b *builder) validate() error {
 	}
 	if s.HostPython == "" {
 		s.HostPython = "python3"
+	}
+	if s.ToolsDir == "" {
+		s.ToolsDir = filepath.Join(filepath.Dir(filepath.Clean(s.CacheDir)), "build-tools")
 	}
 	if s.Epoch.IsZero() {
 		s.Epoch = time.Unix(0, 0)

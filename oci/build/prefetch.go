@@ -98,9 +98,22 @@ func (p *prefetcher) Write(b []byte) (int, error) {
 
 var nameRun = regexp.MustCompile(`[-_.]+`)
 
+// start prefetches a wheel pip's output names, looking it up in the index's page.
 func (p *prefetcher) start(file string) {
 	dist, _, _ := strings.Cut(file, "-")
 	project := nameRun.ReplaceAllString(strings.ToLower(dist), "-")
+	p.begin(file, project, func() (string, string, error) { return p.lookup(project, file) })
+}
+
+// startKnown prefetches a wheel whose URL and sha256 are known (pip asked the index view for
+// its metadata).
+func (p *prefetcher) startKnown(file, project, url, sha string) {
+	project = nameRun.ReplaceAllString(strings.ToLower(project), "-")
+	p.begin(file, project, func() (string, string, error) { return url, sha, nil })
+}
+
+// begin starts on the first wheel of a project: locate says where it is.
+func (p *prefetcher) begin(file, project string, locate func() (string, string, error)) {
 	p.mu.Lock()
 	if p.projects[project] || p.ctx.Err() != nil {
 		p.mu.Unlock()
@@ -114,7 +127,7 @@ func (p *prefetcher) start(file string) {
 	go func() {
 		defer p.wg.Done()
 		defer close(pf.done)
-		if pf.url, pf.sha, pf.err = p.lookup(project, file); pf.err != nil {
+		if pf.url, pf.sha, pf.err = locate(); pf.err != nil {
 			return
 		}
 		pf.l, pf.cached, pf.err = p.b.wheelLayer(p.ctx, wheelRef{Name: project, URL: pf.url, SHA256: pf.sha}, p.python, p.roots, p.fetches, p.slot)

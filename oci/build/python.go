@@ -108,7 +108,7 @@ func hasRequirement(req []byte) bool {
 // pipPlatforms are the wheel platform tags a glibc Linux image accepts: manylinux wheels up to
 // glibc 2.36 (Debian bookworm). Pure-Python wheels are accepted whatever these are.
 func pipPlatforms(arch string) []string {
-	machine := map[string]string{"amd64": "x86_64", "arm64": "aarch64", "386": "i686", "ppc64le": "ppc64le", "s390x": "s390x"}[arch]
+	machine := wheelMachine(arch)
 	if machine == "" {
 		return nil
 	}
@@ -117,6 +117,12 @@ func pipPlatforms(arch string) []string {
 		tags = append(tags, fmt.Sprintf("manylinux_2_%d_%s", minor, machine))
 	}
 	return append(tags, "manylinux2014_"+machine)
+}
+
+// wheelMachine is the machine of an OCI architecture as wheel platform tags end with it; ""
+// when no wheels are known for it.
+func wheelMachine(arch string) string {
+	return map[string]string{"amd64": "x86_64", "arm64": "aarch64", "386": "i686", "ppc64le": "ppc64le", "s390x": "s390x"}[arch]
 }
 
 // pipArgs is the pip command line that resolves requirements for the image's Python and platform

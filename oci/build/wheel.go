@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -79,14 +80,14 @@ type pipReport struct {
 	} `json:"install"`
 }
 
-func parseReport(data []byte) ([]wheelRef, error) {
+func parseReport(data []byte, upstream func(string) string) ([]wheelRef, error) {
 	var r pipReport
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("pip's report: %w", err)
 	}
 	var refs []wheelRef
 	for _, it := range r.Install {
-		w := wheelRef{Name: it.Metadata.Name, Version: it.Metadata.Version, URL: it.DownloadInfo.URL, Requested: it.Requested}
+		w := wheelRef{Name: it.Metadata.Name, Version: it.Metadata.Version, URL: upstream(it.DownloadInfo.URL), Requested: it.Requested}
 		if ai := it.DownloadInfo.ArchiveInfo; ai != nil {
 			w.SHA256 = ai.Hashes["sha256"]
 			if h, ok := strings.CutPrefix(ai.Hash, "sha256="); ok && w.SHA256 == "" {
@@ -112,7 +113,7 @@ var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // and platform. The answer is cached under the requirements, pip's arguments, the Python version
 // and the platform (as the whole dependencies layer was): what the index serves is not part of
 // the key, so pin versions.
-func (b *builder) resolve(ctx context.Context, req []byte, reqFile, pyVersion string, platforms []string, watch io.Writer) ([]wheelRef, error) {
+func (b *builder) resolve(ctx context.Context, req []byte, reqFile, pyVersion string, platforms []string, pre *prefetcher) ([]wheelRef, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\nresolve\npython %s\nplatform %s\nargs %q\n", wheelFormat, pyVersion, platformString(&b.spec.Platform), b.spec.PipArgs)
 	h.Write(req)
@@ -136,13 +137,29 @@ func (b *builder) resolve(ctx context.Context, req []byte, reqFile, pyVersion st
 		return nil, err
 	}
 	report := filepath.Join(target, "report.json")
-	cmd := exec.CommandContext(ctx, b.spec.HostPython, pipArgs(target, report, reqPath, pyVersion, platforms, b.spec.PipArgs)...)
+	args, env := b.spec.PipArgs, os.Environ()
+	view, err := b.startIndexView(pre, pyVersion)
+	if err != nil {
+		return nil, err
+	}
+	defer view.close()
+	if view != nil {
+		args, env = view.args(), view.env(env)
+		fmt.Fprintf(b.log, "pip reads %s through the builder's view of it (%s): the image's wheels only, their metadata, no wheel downloaded to resolve\n",
+			strings.Join(redacted(view.indexes), ", "), view.root)
+	}
+	ro := []string{reqPath}
+	if home := b.pipHome(ctx, pre); home != "" {
+		env = append(slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "PYTHONPATH=") }), "PYTHONPATH="+home)
+		ro = append(ro, home)
+	}
+	cmd := exec.CommandContext(ctx, b.spec.HostPython, pipArgs(target, report, reqPath, pyVersion, platforms, args)...)
 	var out bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&out, b.log, watch)
+	cmd.Stdout = io.MultiWriter(&out, b.log, pre)
 	cmd.Stderr = cmd.Stdout
 	// pip must not read the user's configuration or write a cache outside the build.
-	cmd.Env = append(os.Environ(), "PIP_CONFIG_FILE="+os.DevNull, "PIP_NO_CACHE_DIR=1", "PYTHONDONTWRITEBYTECODE=1")
-	if err := b.spec.Isolation.confine(cmd, target, reqPath); err != nil {
+	cmd.Env = append(env, "PIP_CONFIG_FILE="+os.DevNull, "PIP_NO_CACHE_DIR=1", "PYTHONDONTWRITEBYTECODE=1")
+	if err := b.spec.Isolation.confine(cmd, target, ro...); err != nil {
 		return nil, fmt.Errorf("layer deps: confining pip: %w", err)
 	}
 	fmt.Fprintf(b.log, "pip resolve for Python %s on %s\n", pyVersion, platformString(&b.spec.Platform))
@@ -157,7 +174,7 @@ func (b *builder) resolve(ctx context.Context, req []byte, reqFile, pyVersion st
 	if err != nil {
 		return nil, fmt.Errorf("layer deps: pip wrote no report: %w", err)
 	}
-	refs, err := parseReport(data)
+	refs, err := parseReport(data, view.upstream)
 	if err != nil {
 		return nil, err
 	}
