@@ -2,6 +2,7 @@ package build
 
 import (
 	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,17 +41,19 @@ import (
 // downloads itself. The view lives for one resolve and reads nothing but the pages and files
 // pip asks for.
 type indexView struct {
-	b         *builder
-	pre       *prefetcher
-	indexes   []string // the indexes' roots, without a trailing slash; [0] is --index-url
-	machine   string   // the image's wheel machine tag suffix ("x86_64")
-	pyMinor   int      // the image's Python 3 minor version; -1 when unknown
-	ln        net.Listener
-	srv       *http.Server
-	root      string // http://127.0.0.1:PORT
-	mu        sync.Mutex
-	files     map[string]viewFile // "<index>/<sha256>/<filename>" →
-	metaBytes int64
+	b       *builder
+	pre     *prefetcher
+	indexes []string // the indexes' roots, without a trailing slash; [0] is --index-url
+	machine string   // the image's wheel machine tag suffix ("x86_64")
+	pyMinor int      // the image's Python 3 minor version; -1 when unknown
+	ln      net.Listener
+	srv     *http.Server
+	root    string // http://127.0.0.1:PORT
+	mu      sync.Mutex
+	files   map[string]viewFile  // "<index>/<sha256>/<filename>" →
+	pages   map[string]*viewPage // "<index>/<project>" →
+	ctx     context.Context      // the resolve's: pages are fetched for it, not for one request
+	cancel  context.CancelFunc
 }
 
 // viewFile is a wheel the view announced: where it is on its index.
@@ -100,13 +103,14 @@ func withoutIndexes(args []string) []string {
 
 // startIndexView serves the view of pip's indexes on loopback; nil (and no error) when pip
 // reads no index.
-func (b *builder) startIndexView(pre *prefetcher, pyVersion string) (*indexView, error) {
+func (b *builder) startIndexView(ctx context.Context, pre *prefetcher, pyVersion string) (*indexView, error) {
 	indexes := pipIndexes(b.spec.PipArgs)
 	if len(indexes) == 0 {
 		return nil, nil
 	}
 	v := &indexView{b: b, pre: pre, indexes: indexes, machine: wheelMachine(b.spec.Platform.Architecture), pyMinor: -1,
-		files: map[string]viewFile{}}
+		files: map[string]viewFile{}, pages: map[string]*viewPage{}}
+	v.ctx, v.cancel = context.WithCancel(ctx)
 	if major, minor, ok := strings.Cut(pyVersion, "."); ok && major == "3" {
 		if n, err := strconv.Atoi(minor); err == nil {
 			v.pyMinor = n
@@ -114,6 +118,7 @@ func (b *builder) startIndexView(pre *prefetcher, pyVersion string) (*indexView,
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		v.cancel()
 		return nil, fmt.Errorf("the package index view: %w", err)
 	}
 	v.ln, v.root = ln, "http://"+ln.Addr().String()
@@ -145,6 +150,7 @@ func (v *indexView) env(env []string) []string {
 
 func (v *indexView) close() {
 	if v != nil {
+		v.cancel()
 		v.srv.Close()
 	}
 }
@@ -215,28 +221,93 @@ type pageFile map[string]any
 
 func (f pageFile) str(k string) string { s, _ := f[k].(string); return s }
 
+// viewPage is a project page as the view answers it; done is closed once it is.
+type viewPage struct {
+	done   chan struct{}
+	status int
+	ctype  string
+	body   []byte
+}
+
+// servePage answers pip with a project's page: the one warmed for it, or fetched now.
 func (v *indexView) servePage(w http.ResponseWriter, r *http.Request, n int, project string) {
+	p := v.page(n, project)
+	select {
+	case <-p.done:
+	case <-r.Context().Done():
+		return
+	}
+	w.Header().Set("Content-Type", p.ctype)
+	w.WriteHeader(p.status)
+	w.Write(p.body)
+}
+
+// page returns project's page of index n, fetching it (once) when nobody did.
+func (v *indexView) page(n int, project string) *viewPage {
+	key := fmt.Sprintf("%d/%s", n, project)
+	v.mu.Lock()
+	p := v.pages[key]
+	if p == nil {
+		p = &viewPage{done: make(chan struct{})}
+		v.pages[key] = p
+		go func() {
+			defer close(p.done)
+			p.status, p.ctype, p.body = v.render(n, project)
+		}()
+	}
+	v.mu.Unlock()
+	return p
+}
+
+// warm fetches the pages of projects pip is about to ask for (the requirements' names at
+// first, then the dependencies a wheel's metadata names), from every index, while pip is busy
+// with something else.
+func (v *indexView) warm(projects ...string) {
+	for _, p := range projects {
+		if p = nameRun.ReplaceAllString(strings.ToLower(p), "-"); p == "" {
+			continue
+		}
+		for n := range v.indexes {
+			v.page(n, p)
+		}
+	}
+}
+
+var distName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*`)
+
+// requiresDist are the names of the dependencies core metadata lists (Requires-Dist), those of
+// extras included: warming a page pip will not ask for costs only the fetch.
+func requiresDist(meta []byte) []string {
+	var names []string
+	for _, line := range strings.Split(string(meta), "\n") {
+		if line == "" || line == "\r" {
+			break // the headers end; the description follows
+		}
+		if v, ok := strings.CutPrefix(line, "Requires-Dist:"); ok {
+			if name := distName.FindString(strings.TrimSpace(v)); name != "" {
+				names = append(names, name)
+			}
+		}
+	}
+	return names
+}
+
+// render is the view's answer for project's page of index n.
+func (v *indexView) render(n int, project string) (int, string, []byte) {
+	const text = "text/plain; charset=utf-8"
 	page, err := url.Parse(v.indexes[n] + "/" + url.PathEscape(project) + "/")
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+		return http.StatusBadRequest, text, []byte(err.Error())
 	}
-	accept := r.Header.Get("Accept")
-	if accept == "" {
-		accept = "application/vnd.pypi.simple.v1+json, text/html;q=0.01"
-	}
-	resp, err := v.get(r.Context(), page, accept)
+	resp, err := v.get(v.ctx, page, "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.1, text/html;q=0.01")
 	if err != nil {
-		http.Error(w, "the package index: "+err.Error(), http.StatusBadGateway)
-		return
+		return http.StatusBadGateway, text, []byte("the package index: " + err.Error())
 	}
 	defer resp.Body.Close()
 	ctype := resp.Header.Get("Content-Type")
 	if resp.StatusCode != http.StatusOK {
-		w.Header().Set("Content-Type", ctype)
-		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, io.LimitReader(resp.Body, 1<<20))
-		return
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return resp.StatusCode, ctype, body
 	}
 	base := *resp.Request.URL
 	if base.User == nil {
@@ -244,15 +315,16 @@ func (v *indexView) servePage(w http.ResponseWriter, r *http.Request, n int, pro
 	}
 	if !strings.HasPrefix(ctype, "application/vnd.pypi.simple.v1+json") {
 		// HTML: passed on, its relative links resolved against the index's page.
-		w.Header().Set("Content-Type", ctype)
-		fmt.Fprintf(w, "<base href=\"%s\">\n", htmlAttr.Replace(base.String()))
-		io.Copy(w, resp.Body)
-		return
+		var buf bytes.Buffer
+		fmt.Fprintf(&buf, "<base href=\"%s\">\n", htmlAttr.Replace(base.String()))
+		if _, err := io.Copy(&buf, io.LimitReader(resp.Body, 256<<20)); err != nil {
+			return http.StatusBadGateway, text, []byte(fmt.Sprintf("the package index's page %s: %v", page.Redacted(), err))
+		}
+		return http.StatusOK, ctype, buf.Bytes()
 	}
 	var doc map[string]any
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&doc); err != nil {
-		http.Error(w, fmt.Sprintf("the package index's page %s: %v", page.Redacted(), err), http.StatusBadGateway)
-		return
+		return http.StatusBadGateway, text, []byte(fmt.Sprintf("the package index's page %s: %v", page.Redacted(), err))
 	}
 	raw, _ := doc["files"].([]any)
 	kept := make([]any, 0, 64)
@@ -289,8 +361,11 @@ func (v *indexView) servePage(w http.ResponseWriter, r *http.Request, n int, pro
 		kept = append(kept, f)
 	}
 	doc["files"] = kept
-	w.Header().Set("Content-Type", "application/vnd.pypi.simple.v1+json")
-	json.NewEncoder(w).Encode(doc)
+	body, err := json.Marshal(doc)
+	if err != nil {
+		return http.StatusBadGateway, text, []byte(err.Error())
+	}
+	return http.StatusOK, "application/vnd.pypi.simple.v1+json", body
 }
 
 var htmlAttr = strings.NewReplacer(`&`, "&amp;", `"`, "&quot;", `<`, "&lt;", `>`, "&gt;")
@@ -368,24 +443,22 @@ func (v *indexView) serveFile(w http.ResponseWriter, r *http.Request, n int, sha
 	mu.Path += ".metadata"
 	mu.RawPath = ""
 	resp, err := v.get(r.Context(), &mu, "")
+	var data []byte
 	if err == nil && resp.StatusCode == http.StatusOK {
-		defer resp.Body.Close()
-		w.Header().Set("Content-Type", "text/plain")
-		nb, _ := io.Copy(w, io.LimitReader(resp.Body, 64<<20))
-		v.mu.Lock()
-		v.metaBytes += nb
-		v.mu.Unlock()
-		return
-	}
-	if err == nil {
+		data, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 		resp.Body.Close()
+	} else {
+		if err == nil {
+			resp.Body.Close()
+		}
+		// The index's file host has no metadata document: read it from the wheel.
+		data, err = v.wheelMetadata(r.Context(), u, name)
 	}
-	// The index's file host has no metadata document: read it from the wheel.
-	data, err := v.wheelMetadata(r.Context(), u, name)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
+	v.warm(requiresDist(data)...)
 	w.Header().Set("Content-Type", "text/plain")
 	w.Write(data)
 }

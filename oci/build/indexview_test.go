@@ -22,6 +22,14 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
+func TestRequiresDist(t *testing.T) {
+	meta := "Metadata-Version: 2.1\nName: scikit-learn\nRequires-Dist: numpy>=1.19.5\nRequires-Dist: SciPy (>=1.6.0)\n" +
+		"Requires-Dist: pytest>=7; extra == \"tests\"\nRequires-Python: >=3.9\n\nRequires-Dist: not-a-header\n"
+	if got := requiresDist([]byte(meta)); !slices.Equal(got, []string{"numpy", "SciPy", "pytest"}) {
+		t.Fatalf("requiresDist = %q", got)
+	}
+}
+
 func TestIndexViewUsable(t *testing.T) {
 	v := &indexView{machine: "x86_64", pyMinor: 11}
 	for file, want := range map[string]bool{
@@ -31,12 +39,12 @@ func TestIndexViewUsable(t *testing.T) {
 		"numpy-2.1.3-cp311-cp311-manylinux_2_17_aarch64.whl":                     false, // another machine
 		"numpy-2.1.3-cp311-cp311-win_amd64.whl":                                  false,
 		"numpy-2.1.3-pp310-pypy310_pp73-manylinux_2_17_x86_64.whl":               false, // PyPy
-		"numpy-2.1.3.tar.gz":                                                     false, // binary wheels only
-		"joblib-1.4.2-py3-none-any.whl":                                          true,
-		"six-1.16.0-py2.py3-none-any.whl":                                        true,
-		"old-1.0-py2-none-any.whl":                                               false,
-		"cryptography-43.0.1-cp39-abi3-manylinux_2_28_x86_64.whl":                true,
-		"torch-2.5.1-1-cp311-cp311-manylinux1_x86_64.whl":                        true, // a build tag
+		"numpy-2.1.3.tar.gz":                                      false, // binary wheels only
+		"joblib-1.4.2-py3-none-any.whl":                           true,
+		"six-1.16.0-py2.py3-none-any.whl":                         true,
+		"old-1.0-py2-none-any.whl":                                false,
+		"cryptography-43.0.1-cp39-abi3-manylinux_2_28_x86_64.whl": true,
+		"torch-2.5.1-1-cp311-cp311-manylinux1_x86_64.whl":         true, // a build tag
 	} {
 		if got := v.usable(file); got != want {
 			t.Errorf("usable(%s) = %v, want %v", file, got, want)
@@ -173,7 +181,7 @@ func newViewBuilder(t *testing.T, index string) (*builder, *prefetcher, *bytes.B
 func TestIndexViewPage(t *testing.T) {
 	fi := newFakeIndex(t)
 	b, pre, _ := newViewBuilder(t, fi.srv.URL+"/simple/")
-	v, err := b.startIndexView(pre, "3.11")
+	v, err := b.startIndexView(t.Context(), pre, "3.11")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +232,15 @@ func TestIndexViewPage(t *testing.T) {
 		if pf == nil {
 			t.Fatalf("%s: no prefetch started by its metadata", file)
 		}
+		if project == "demo" {
+			// demo requires dep: its page is fetched before pip asks for it.
+			v.mu.Lock()
+			warmed := v.pages["0/dep"] != nil
+			v.mu.Unlock()
+			if !warmed {
+				t.Fatal("the page of a dependency named by the metadata was not warmed")
+			}
+		}
 	}
 	if resp, err := http.Get(v.root + "/0/f/" + strings.Repeat("1", 64) + "/x-1.0-py3-none-any.whl.metadata"); err != nil || resp.StatusCode != 404 {
 		t.Fatalf("metadata of a wheel the view did not list: %v %v", resp.Status, err)
@@ -238,7 +255,7 @@ func TestIndexViewPage(t *testing.T) {
 	}))
 	defer html.Close()
 	hb, hpre, _ := newViewBuilder(t, html.URL+"/simple")
-	hv, err := hb.startIndexView(hpre, "3.11")
+	hv, err := hb.startIndexView(t.Context(), hpre, "3.11")
 	if err != nil {
 		t.Fatal(err)
 	}

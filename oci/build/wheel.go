@@ -138,12 +138,15 @@ func (b *builder) resolve(ctx context.Context, req []byte, reqFile, pyVersion st
 	}
 	report := filepath.Join(target, "report.json")
 	args, env := b.spec.PipArgs, os.Environ()
-	view, err := b.startIndexView(pre, pyVersion)
+	view, err := b.startIndexView(ctx, pre, pyVersion)
 	if err != nil {
 		return nil, err
 	}
 	defer view.close()
 	if view != nil {
+		for _, line := range strings.Split(string(req), "\n") {
+			view.warm(requirementName(line))
+		}
 		args, env = view.args(), view.env(env)
 		fmt.Fprintf(b.log, "pip reads %s through the builder's view of it (%s): the image's wheels only, their metadata, no wheel downloaded to resolve\n",
 			strings.Join(redacted(view.indexes), ", "), view.root)
