@@ -8,18 +8,22 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/pgzip"
 
 	"github.com/atelier-ml/atelier/internal/atomicfile"
 )
 
 // layerFormat names how layers are written; it is part of every cache key, so changing the
 // writing (compression, tar details) never serves a layer written the old way.
-const layerFormat = "atelier-layer-v2 tar klauspost-gzip-1"
+const layerFormat = "atelier-layer-v2 tar klauspost-pgzip-1-1MiB"
+
+// gzipBlock is the size of the blocks a layer is compressed in (part of layerFormat).
+const gzipBlock = 1 << 20
 
 // cache keeps built layers on disk by the digest of their inputs: <key>.tar.gz is the layer
 // blob and <key>.json its digests, written last, so a key is present only when complete.
@@ -100,10 +104,21 @@ func (c *cache) putOn(key string, files map[string]string, write func(io.Writer)
 	digest, diffID := sha256.New(), sha256.New()
 	counter := &countWriter{w: io.MultiWriter(f, digest)}
 	// BestSpeed: dependency layers are large and built once; the registry and clients do not
-	// care. klauspost/compress's gzip writes level 1 about 1.6 times as fast as the standard
-	// library's, and as deterministically. The gzip header carries no time or name, so equal tars compress to equal bytes.
-	zw, err := gzip.NewWriterLevel(counter, gzip.BestSpeed)
+	// care. klauspost's gzip writes level 1 about 1.6 times as fast as the standard library's;
+	// pgzip compresses blocks of 1 MiB on several goroutines (each with the previous block's
+	// last 32 KiB as its dictionary) into one gzip member, so one large layer (scipy's 130 MB)
+	// uses every core: 1.0 s -> 0.63 s here. The bytes depend on the block size only, not on
+	// how many blocks are compressed at once, and the gzip header carries no time or name, so
+	// equal tars compress to equal bytes.
+	zw, err := pgzip.NewWriterLevel(counter, pgzip.BestSpeed)
 	if err != nil {
+		return nil, err
+	}
+	blocks := 2 * runtime.GOMAXPROCS(0)
+	if single {
+		blocks = 1
+	}
+	if err := zw.SetConcurrency(gzipBlock, blocks); err != nil {
 		return nil, err
 	}
 	// Two stages on two goroutines, so one large layer uses two cores: write (for a wheel:
