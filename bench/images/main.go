@@ -340,6 +340,9 @@ func (b *bench) cold(ctx context.Context, reps int) (result, error) {
 				strings.HasPrefix(line, "pip reads ") || strings.HasPrefix(line, "resolving with the host's pip") {
 				fmt.Fprintf(os.Stderr, "  atelier %s\n", line)
 			}
+			if strings.HasPrefix(line, "resolved without pip") || strings.HasPrefix(line, "pip resolves: ") {
+				fmt.Fprintf(os.Stderr, "  atelier %s\n", line)
+			}
 			if strings.HasPrefix(line, "pip resolve took") {
 				fmt.Fprintf(os.Stderr, "  atelier %s (the wheels its output names are fetched and written as layers meanwhile: unzip, tar, gzip, digests)\n", line)
 			}
@@ -364,7 +367,7 @@ func (b *bench) cold(ctx context.Context, reps int) (result, error) {
 // a build of one small wheel, and says how long that took.
 func (b *bench) warmTools(ctx context.Context) error {
 	req := filepath.Join(b.work, "tools-requirements.txt")
-	if err := os.WriteFile(req, []byte("threadpoolctl==3.5.0\n"), 0o644); err != nil {
+	if err := os.WriteFile(req, []byte("threadpoolctl>=3.5,<3.6\n"), 0o644); err != nil {
 		return err
 	}
 	base, err := build.ImportBase(ctx, b.base, build.DefaultPlatform())

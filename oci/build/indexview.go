@@ -427,22 +427,38 @@ func (v *indexView) serveFile(w http.ResponseWriter, r *http.Request, n int, sha
 		http.NotFound(w, r)
 		return
 	}
-	u, err := url.Parse(f.url)
+	if !meta {
+		u, err := url.Parse(f.url)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		v.proxy(w, r, u)
+		return
+	}
+	data, err := v.metadata(r.Context(), name, f)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
-	if !meta {
-		v.proxy(w, r, u)
-		return
-	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Write(data)
+}
+
+// metadata returns the core metadata of a wheel the view listed, and starts on the wheel (the
+// prefetch) and on the pages of the projects it depends on.
+func (v *indexView) metadata(ctx context.Context, name string, f viewFile) ([]byte, error) {
 	if v.pre != nil {
 		v.pre.startKnown(name, f.project, f.url, f.sha)
+	}
+	u, err := url.Parse(f.url)
+	if err != nil {
+		return nil, err
 	}
 	mu := *u
 	mu.Path += ".metadata"
 	mu.RawPath = ""
-	resp, err := v.get(r.Context(), &mu, "")
+	resp, err := v.get(ctx, &mu, "")
 	var data []byte
 	if err == nil && resp.StatusCode == http.StatusOK {
 		data, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -452,15 +468,13 @@ func (v *indexView) serveFile(w http.ResponseWriter, r *http.Request, n int, sha
 			resp.Body.Close()
 		}
 		// The index's file host has no metadata document: read it from the wheel.
-		data, err = v.wheelMetadata(r.Context(), u, name)
+		data, err = v.wheelMetadata(ctx, u, name)
 	}
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
+		return nil, err
 	}
 	v.warm(requiresDist(data)...)
-	w.Header().Set("Content-Type", "text/plain")
-	w.Write(data)
+	return data, nil
 }
 
 // proxy passes the index's answer for u on.

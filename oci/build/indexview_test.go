@@ -321,12 +321,13 @@ func TestBuilderPip(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := filepath.Join(t.TempDir(), "requirements.txt")
-	os.WriteFile(req, []byte("threadpoolctl==3.5.0\n"), 0o644)
+	// Not pinned: pip resolves it.
+	os.WriteFile(req, []byte("threadpoolctl>=3.5,<3.6\n"), 0o644)
 	for i := range 2 {
 		log.Reset()
 		b.cache.dir = filepath.Join(t.TempDir(), "cache") // nothing resolved before
 		os.MkdirAll(b.cache.dir, 0o755)
-		refs, err := b.resolve(context.Background(), []byte("threadpoolctl==3.5.0\n"), req, "3.11", pipPlatforms("amd64"), pre)
+		refs, err := b.resolve(context.Background(), []byte("threadpoolctl>=3.5,<3.6\n"), req, "3.11", pipPlatforms("amd64"), pre)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, log)
 		}

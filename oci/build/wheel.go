@@ -147,6 +147,19 @@ func (b *builder) resolve(ctx context.Context, req []byte, reqFile, pyVersion st
 		for _, line := range strings.Split(string(req), "\n") {
 			view.warm(requirementName(line))
 		}
+		t0 := time.Now()
+		if refs, why := b.resolvePinned(ctx, req, view, pyVersion); refs != nil {
+			fmt.Fprintf(b.log, "resolved without pip in %s: every requirement is pinned and the pins hold their dependencies (%d wheels)\n",
+				time.Since(t0).Round(time.Millisecond), len(refs))
+			if data, err := json.Marshal(refs); err == nil {
+				if err := writeFileAtomic(cached, data); err != nil {
+					return nil, err
+				}
+			}
+			return refs, nil
+		} else {
+			fmt.Fprintf(b.log, "pip resolves: %s\n", why)
+		}
 		args, env = view.args(), view.env(env)
 		fmt.Fprintf(b.log, "pip reads %s through the builder's view of it (%s): the image's wheels only, their metadata, no wheel downloaded to resolve\n",
 			strings.Join(redacted(view.indexes), ", "), view.root)
@@ -409,7 +422,7 @@ func (b *builder) depsLayers(ctx context.Context, python, pyVersion string) ([]b
 		g.Go(func() error {
 			l, cached, ok := pre.take(w)
 			if ok {
-				fmt.Fprintf(b.log, "wheel %s: prefetched while pip resolved\n", w.file())
+				fmt.Fprintf(b.log, "wheel %s: prefetched while the requirements were resolved\n", w.file())
 			} else {
 				var err error
 				if l, cached, err = b.wheelLayer(gctx, w, python, roots, fetches, semaphore(cpu)); err != nil {
