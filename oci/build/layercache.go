@@ -18,7 +18,6 @@ import (
 	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/atelier-ml/atelier/internal/atomicfile"
 )
@@ -31,9 +30,10 @@ import (
 //
 // and an image's directory is composed from its layers' entries: directories and symbolic
 // links made anew, regular files hard links to the cached contents. An entry is written in
-// .layers/.tmp-* and renamed into place once its index is written and the filesystem synced,
-// so an entry is whole or absent; one without a readable, finished index is not used (written
-// again). .layers/uses/<image directory name> lists the layers an unpacked image was composed
+// .layers/.tmp-* and renamed into place once its index is written, so an entry is whole or
+// absent; one without a readable, finished index is not used (written again). Nothing is
+// synced (the image directories never were): a crash of the machine may leave an entry whose
+// files the filesystem had not written yet, as it could an image directory before. .layers/uses/<image directory name> lists the layers an unpacked image was composed
 // from, for RemoveUnusedLayers. Unpacking holds a shared flock on .layers/.lock, removing
 // unused layers an exclusive one.
 const (
@@ -91,10 +91,17 @@ func (c *layerCache) lock(how int) (func(), error) {
 	return func() { f.Close() }, nil // closing the last descriptor releases the flock
 }
 
-func diffIDHex(l v1.Layer) (string, error) {
-	d, err := l.DiffID()
-	if err != nil {
-		return "", err
+// diffIDHex is the hex of a layer's diff ID: the image config's (a compressed layer computes
+// its own by reading it whole), checked to be a sha256 digest, as it names a directory.
+func diffIDHex(cfg *v1.ConfigFile, layers []v1.Layer, i int) (string, error) {
+	var d v1.Hash
+	if len(cfg.RootFS.DiffIDs) == len(layers) {
+		d = cfg.RootFS.DiffIDs[i]
+	} else {
+		var err error
+		if d, err = layers[i].DiffID(); err != nil {
+			return "", err
+		}
 	}
 	if d.Algorithm != "sha256" || len(d.Hex) != 64 || strings.Trim(d.Hex, "0123456789abcdef") != "" {
 		return "", fmt.Errorf("layer diff ID %s is not a sha256 digest", d)
@@ -117,12 +124,9 @@ func readLayerIndex(dir, diffID string) (*unpackedLayer, error) {
 	return &unpackedLayer{dir: dir, entries: idx.Entries}, nil
 }
 
-// get returns l unpacked in the cache, unpacking it when no whole entry is there.
-func (c *layerCache) get(ctx context.Context, l v1.Layer) (*unpackedLayer, error) {
-	id, err := diffIDHex(l)
-	if err != nil {
-		return nil, err
-	}
+// get returns l, of diff ID id (hex), unpacked in the cache, unpacking it when no whole entry
+// is there.
+func (c *layerCache) get(ctx context.Context, l v1.Layer, id string) (*unpackedLayer, error) {
 	dir := filepath.Join(c.dir, id)
 	if cl, err := readLayerIndex(dir, id); err == nil {
 		return cl, nil
@@ -141,9 +145,6 @@ func (c *layerCache) get(ctx context.Context, l v1.Layer) (*unpackedLayer, error
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(tmp, layerIndexName), buf.Bytes(), 0o644); err != nil {
-		return nil, err
-	}
-	if err := syncFS(tmp); err != nil {
 		return nil, err
 	}
 	for range 3 {
@@ -167,16 +168,6 @@ func (c *layerCache) get(ctx context.Context, l v1.Layer) (*unpackedLayer, error
 	return nil, fmt.Errorf("layer sha256:%s: could not put it in the cache", id)
 }
 
-// syncFS writes the filesystem of dir to disk, so that a renamed cache entry has its content.
-func syncFS(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.Syncfs(int(f.Fd()))
-}
-
 // unpackLayer writes l's regular files to dir/f/<n> and returns its entries. It checks the
 // uncompressed content against the layer's diff ID (the cache is keyed by it, and shared by
 // every workspace's images), refuses paths that leave the root as mutate.Extract does, and
@@ -193,7 +184,8 @@ func unpackLayer(ctx context.Context, l v1.Layer, id, dir string) ([]layerEntry,
 		return nil, err
 	}
 	h := sha256.New()
-	tr := tar.NewReader(io.TeeReader(rc, h))
+	hashed := io.TeeReader(rc, h)
+	tr := tar.NewReader(hashed)
 	seen := map[string]bool{}
 	var entries []layerEntry
 	buf := make([]byte, 128<<10)
@@ -232,7 +224,7 @@ func unpackLayer(ctx context.Context, l v1.Layer, id, dir string) ([]layerEntry,
 		}
 		entries = append(entries, e)
 	}
-	if _, err := io.Copy(io.Discard, rc); err != nil { // what follows the tar's end is hashed too
+	if _, err := io.Copy(io.Discard, hashed); err != nil { // what follows the tar's end (padding) is hashed too
 		return nil, err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != id {

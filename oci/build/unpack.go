@@ -69,7 +69,11 @@ func UnpackImage(ctx context.Context, img v1.Image, dir string) (*atelier.ImageR
 	}
 	cached := make([]*unpackedLayer, len(layers))
 	for i, l := range layers {
-		if cached[i], err = c.get(ctx, l); err != nil {
+		id, err := diffIDHex(cfg, layers, i)
+		if err != nil {
+			return nil, fmt.Errorf("unpacking image %s: %w", digest, err)
+		}
+		if cached[i], err = c.get(ctx, l, id); err != nil {
 			return nil, fmt.Errorf("unpacking image %s: %w", digest, err)
 		}
 	}
@@ -105,13 +109,19 @@ func compose(ctx context.Context, layers []*unpackedLayer, dir string) error {
 		return err
 	}
 	defer root.Close()
-	w := &composer{root: root, dirs: map[string]bool{}}
-	defer w.closeParent()
+	rootFD, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rootFD)
+	w := &composer{root: root, rootFD: rootFD, fds: map[string]int{}}
+	defer w.forget()
 	fileMap := map[string]bool{}
 	opaqueDirs := map[string]bool{}
 	for i := len(layers) - 1; i >= 0; i-- {
 		l := layers[i]
 		layerOpaque := map[string]bool{}
+		files := -1
 		for _, e := range l.entries {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -128,10 +138,17 @@ func compose(ctx context.Context, layers []*unpackedLayer, dir string) error {
 				continue
 			}
 			fileMap[name] = tombstone || e.Typeflag != tar.TypeDir
-			if !tombstone {
-				if err := w.write(l, &e); err != nil {
+			if tombstone {
+				continue
+			}
+			if e.Typeflag == tar.TypeReg && files < 0 {
+				if files, err = unix.Open(filepath.Join(l.dir, "f"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 					return err
 				}
+				defer unix.Close(files)
+			}
+			if err := w.write(files, &e); err != nil {
+				return err
 			}
 		}
 		for d := range layerOpaque {
@@ -141,73 +158,103 @@ func compose(ctx context.Context, layers []*unpackedLayer, dir string) error {
 	return nil
 }
 
-// composer writes entries inside root as the unpacking of the flattened tar always did.
+// composer writes entries inside root as the unpacking of the flattened tar always did
+// (os.Root: MkdirAll of the parent, Chmod of a directory, Remove then write), by descriptors
+// of the directories met: a name is looked up in its parent without following symbolic links,
+// and whatever is not a plain directory there is resolved by os.Root, as it was.
 type composer struct {
-	root *os.Root
-	dirs map[string]bool // directories made or met, whose MkdirAll is skipped
-
-	parentName string // the directory last opened for linking files in
-	parent     *os.File
+	root   *os.Root
+	rootFD int
+	fds    map[string]int // open directories of the tree, by name
 }
 
-func (w *composer) closeParent() {
-	if w.parent != nil {
-		w.parent.Close()
-		w.parent = nil
+// forget closes the open directories (after a removal, which may have removed one).
+func (w *composer) forget() {
+	for _, fd := range w.fds {
+		unix.Close(fd)
 	}
-}
-
-// removed forgets what a removal may have changed.
-func (w *composer) removed() {
-	w.closeParent()
-	clear(w.dirs)
+	clear(w.fds)
 }
 
 // remove removes name, reporting whether something was.
 func (w *composer) remove(name string) bool {
 	if w.root.Remove(name) == nil {
-		w.removed()
+		w.forget()
 		return true
 	}
 	return false
 }
 
-func (w *composer) mkdirAll(name string) error {
-	if w.dirs[name] {
-		return nil
+// dir returns an open descriptor of directory name ("." the root), made with its parents
+// (as MkdirAll) if it is not there.
+func (w *composer) dir(name string) (int, error) {
+	if name == "." {
+		return w.rootFD, nil
 	}
-	if err := w.root.MkdirAll(name, 0o755); err != nil {
-		return err
+	if fd, ok := w.fds[name]; ok {
+		return fd, nil
 	}
-	w.dirs[name] = true
-	return nil
+	parent, err := w.dir(path.Dir(name))
+	if err != nil {
+		return -1, err
+	}
+	base := path.Base(name)
+	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(parent, base, flags, 0)
+	if errors.Is(err, unix.ENOENT) {
+		if err = unix.Mkdirat(parent, base, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
+			fd, err = unix.Openat(parent, base, flags, 0)
+		}
+	}
+	if err != nil { // a symbolic link, or not a directory: as os.Root has it
+		if err := w.root.MkdirAll(name, 0o755); err != nil {
+			return -1, err
+		}
+		f, err := w.root.Open(name)
+		if err != nil {
+			return -1, err
+		}
+		fd, err = unix.Dup(int(f.Fd()))
+		f.Close()
+		if err != nil {
+			return -1, err
+		}
+		unix.CloseOnExec(fd)
+	}
+	w.fds[name] = fd
+	return fd, nil
 }
 
-func (w *composer) write(l *unpackedLayer, e *layerEntry) error {
+// write writes entry e; files is the descriptor of its layer's cached files.
+func (w *composer) write(files int, e *layerEntry) error {
 	name := path.Clean("/" + e.Name)[1:]
 	if name == "" {
 		return nil
 	}
-	mode := fs.FileMode(e.Mode) & fs.ModePerm
-	if parent := path.Dir(name); parent != "." {
-		if err := w.mkdirAll(parent); err != nil {
-			return fmt.Errorf("%s: %w", e.Name, err)
-		}
+	if len(w.fds) > 512 {
+		w.forget()
 	}
+	mode := fs.FileMode(e.Mode) & fs.ModePerm
+	parent, err := w.dir(path.Dir(name))
+	if err != nil {
+		return fmt.Errorf("%s: %w", e.Name, err)
+	}
+	base := path.Base(name)
 	switch e.Typeflag {
 	case tar.TypeDir:
-		if err := w.mkdirAll(name); err != nil {
+		fd, err := w.dir(name)
+		if err != nil {
 			return fmt.Errorf("%s: %w", e.Name, err)
 		}
-		w.root.Chmod(name, mode|0o700)
+		unix.Fchmod(fd, uint32(mode|0o700))
 	case tar.TypeReg:
-		if err := w.link(l.file(e.File), name); err != nil {
+		if err := w.link(files, e.File, parent, name); err != nil {
 			return fmt.Errorf("%s: %w", e.Name, err)
 		}
 	case tar.TypeSymlink:
-		err := w.root.Symlink(e.Linkname, name)
-		if errors.Is(err, fs.ErrExist) && w.remove(name) {
-			err = w.root.Symlink(e.Linkname, name)
+		err := unix.Symlinkat(e.Linkname, parent, base)
+		if errors.Is(err, unix.EEXIST) && w.remove(name) {
+			return w.write(files, e)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.Name, err)
@@ -226,39 +273,36 @@ func (w *composer) write(l *unpackedLayer, e *layerEntry) error {
 
 var linkat = unix.Linkat // tests fail it
 
-// link makes name (inside root) a hard link of the cached file src, or a copy of it where
-// the filesystem does not link (another filesystem, too many links).
-func (w *composer) link(src, name string) error {
-	parent := path.Dir(name)
-	if w.parent == nil || w.parentName != parent {
-		w.closeParent()
-		f, err := w.root.Open(parent) // resolved inside root, like every path
-		if err != nil {
+// link makes name (inside root, in the open directory parent) a hard link of the cached file
+// n of files, or a copy of it where the filesystem does not link (another filesystem, too many
+// links).
+func (w *composer) link(files, n, parent int, name string) error {
+	src := strconv.Itoa(n)
+	err := linkat(files, src, parent, path.Base(name), 0)
+	if errors.Is(err, unix.EEXIST) && w.remove(name) {
+		if parent, err = w.dir(path.Dir(name)); err != nil {
 			return err
 		}
-		w.parent, w.parentName = f, parent
-	}
-	base := path.Base(name)
-	err := linkat(unix.AT_FDCWD, src, int(w.parent.Fd()), base, 0)
-	if errors.Is(err, unix.EEXIST) && w.remove(name) {
-		return w.link(src, name)
+		err = linkat(files, src, parent, path.Base(name), 0)
 	}
 	if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EMLINK) || errors.Is(err, unix.EPERM) {
-		return w.copy(src, name)
+		return w.copy(files, src, name)
 	}
 	return err
 }
 
-func (w *composer) copy(src, name string) error {
-	in, err := os.Open(src)
+func (w *composer) copy(files int, src, name string) error {
+	fd, err := unix.Openat(files, src, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
+	in := os.NewFile(uintptr(fd), src)
 	defer in.Close()
 	fi, err := in.Stat()
 	if err != nil {
 		return err
 	}
+	w.remove(name)
 	out, err := w.root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, fi.Mode().Perm())
 	if err != nil {
 		return err

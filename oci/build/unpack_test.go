@@ -18,6 +18,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -197,6 +198,7 @@ func testLayer(t *testing.T, entries ...tarEntry) v1.Layer {
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
+	buf.Write(make([]byte, 10240-buf.Len()%10240)) // padded to tar's records, as GNU tar writes it
 	b := buf.Bytes()
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
 	if err != nil {
@@ -327,8 +329,7 @@ func TestUnpackSharesLayers(t *testing.T) {
 	ids := func(ls []v1.Layer) map[string]bool {
 		m := map[string]bool{}
 		for _, l := range ls {
-			id, _ := diffIDHex(l)
-			m[id] = true
+			m[layerID(t, l)] = true
 		}
 		return m
 	}
@@ -452,12 +453,9 @@ func TestUnpackHalfWrittenLayer(t *testing.T) {
 	}
 	var truncated string
 	for i, l := range layers {
-		id, err := diffIDHex(l)
-		if err != nil {
-			t.Fatal(err)
-		}
+		id := layerID(t, l)
 		// A whole entry, then cut short: its index, its files.
-		cl, err := (&layerCache{dir: cache}).get(context.Background(), l)
+		cl, err := (&layerCache{dir: cache}).get(context.Background(), l, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -581,18 +579,20 @@ func TestUnpackRefusesEscapes(t *testing.T) {
 	good := testLayer(t, tarEntry{Name: "f", Body: "good"})
 	evil := testLayer(t, tarEntry{Name: "f", Body: "evil"})
 	id, _ := good.DiffID()
-	_, err = (&layerCache{dir: filepath.Join(parent, layerCacheDir)}).get(context.Background(), diffIDLayer{evil, id})
+	_, err = (&layerCache{dir: filepath.Join(parent, layerCacheDir)}).get(context.Background(), evil, id.Hex)
 	if err == nil || !strings.Contains(err.Error(), "diff ID") {
 		t.Errorf("a layer that is not its diff ID: %v", err)
 	}
 }
 
-type diffIDLayer struct {
-	v1.Layer
-	id v1.Hash
+func layerID(t *testing.T, l v1.Layer) string {
+	t.Helper()
+	id, err := l.DiffID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id.Hex
 }
-
-func (l diffIDLayer) DiffID() (v1.Hash, error) { return l.id, nil }
 
 // TestUnpackCopiesWithoutLinks: where hard links fail (another filesystem), the files are copied.
 func TestUnpackCopiesWithoutLinks(t *testing.T) {
@@ -606,5 +606,68 @@ func TestUnpackCopiesWithoutLinks(t *testing.T) {
 	sameTreeAsReference(t, img, dir)
 	if fi, _ := os.Stat(filepath.Join(dir, "data/keep")); fi.Sys().(*syscall.Stat_t).Nlink != 1 {
 		t.Error("data/keep is a link, want a copy")
+	}
+}
+
+// TestMeasureUnpack builds a scikit-learn image on the CPython base ($ATELIER_PYTHON_BASE, the
+// OCI layout scripts/build-python-base.sh writes), rebuilds it with score.py changed, and logs
+// how long unpacking the changed image takes: flattened whole (mutate.Extract untarred, as
+// UnpackImage did before the layer cache), and composed from the layer cache that unpacking the
+// first image filled. It needs the package index: ATELIER_TEST_PIP_INDEX=1.
+func TestMeasureUnpack(t *testing.T) {
+	layoutDir := os.Getenv("ATELIER_PYTHON_BASE")
+	if os.Getenv("ATELIER_TEST_PIP_INDEX") != "1" || layoutDir == "" {
+		t.Skip("set ATELIER_TEST_PIP_INDEX=1 and ATELIER_PYTHON_BASE to a CPython base layout")
+	}
+	ctx := context.Background()
+	f := newFixture(t)
+	base, err := ImportBase(ctx, layoutDir, DefaultPlatform())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.base = base
+	f.spec.PipArgs = nil
+	mustWrite(t, f.spec.Requirements, "scikit-learn\nnumpy\njoblib\ninference-schema[numpy-support]\n")
+	out := filepath.Join(t.TempDir(), "out")
+	var imgs []v1.Image
+	for i, score := range []string{"def init():\n    pass\n\n\ndef run(raw):\n    return raw\n", "def init():\n    pass\n\n\ndef run(raw):\n    return raw + raw\n"} {
+		mustWrite(t, filepath.Join(f.spec.SourceDir, "score.py"), score)
+		tag := fmt.Sprint(i + 1)
+		start := time.Now()
+		res, err := Build(ctx, f.spec, f.base, Output{LayoutDir: out, Tag: tag})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, res.Log)
+		}
+		t.Logf("build %s: %s", tag, time.Since(start).Round(time.Millisecond))
+		imgs = append(imgs, readLayout(t, out, tag))
+	}
+	for trial := range 3 {
+		parent := filepath.Join(t.TempDir(), "rootfs")
+		start := time.Now()
+		if err := flattenReference(t, imgs[1], filepath.Join(t.TempDir(), "flat")); err != nil {
+			t.Fatal(err)
+		}
+		flat := time.Since(start)
+		start = time.Now()
+		if _, err := UnpackImage(ctx, imgs[0], filepath.Join(parent, "one")); err != nil {
+			t.Fatal(err)
+		}
+		cold := time.Since(start)
+		start = time.Now()
+		if _, err := UnpackImage(ctx, imgs[1], filepath.Join(parent, "two")); err != nil {
+			t.Fatal(err)
+		}
+		warm := time.Since(start)
+		files, dirs := 0, 0
+		filepath.WalkDir(filepath.Join(parent, "two"), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs++
+			} else if err == nil {
+				files++
+			}
+			return nil
+		})
+		t.Logf("trial %d: %d files, %d directories: flattened whole %s; layer cache cold (first image) %s, changed image from the cache %s",
+			trial, files, dirs, flat.Round(time.Millisecond), cold.Round(time.Millisecond), warm.Round(time.Millisecond))
 	}
 }
