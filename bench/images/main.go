@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -63,6 +64,7 @@ func main() {
 	copyMiB := flag.Int("copy-mib", 1024, "size of the image skopeo copies, in MiB (4 layers of random content)")
 	baseDir := flag.String("base", "", "the CPython base (an OCI layout); default: what scripts/build-python-base.sh cached")
 	keep := flag.Bool("keep", false, "keep the working directory")
+	flag.BoolVar(&asRanges, "ranges", false, "write the requirements' pins as ranges (NAME>=V,<=V): the same wheels, resolved by pip (atelier's through its index view) instead of without it")
 	registryStore = flag.String("registry-store", "server", "atelier registry's stores for the copy: server (artifact store folder + SQLite) or disk")
 	flag.Parse()
 	want := func(name string) bool { return *only == "" || strings.Contains(","+*only+",", ","+name+",") }
@@ -71,6 +73,12 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// asRanges writes the example's pins as ranges (see -ranges).
+var (
+	asRanges     bool
+	pinsAsRanges = regexp.MustCompile(`(?m)^([A-Za-z0-9._-]+)==(\S+)`)
+)
 
 type bench struct {
 	work    string
@@ -175,6 +183,9 @@ func setup(ctx context.Context, work, baseDir string) (*bench, error) {
 		data, err := os.ReadFile(filepath.Join(serveDir, f))
 		if err != nil {
 			return nil, err
+		}
+		if f == "requirements.txt" && asRanges {
+			data = pinsAsRanges.ReplaceAll(data, []byte("$1>=$2,<=$2"))
 		}
 		if err := os.WriteFile(filepath.Join(b.ctxDir, "serve", f), data, 0o644); err != nil {
 			return nil, err
