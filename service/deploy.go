@@ -35,6 +35,7 @@ type deployments struct {
 	mu      sync.Mutex
 	running map[string]*deployment // lease id →
 	unpack  sync.Mutex             // one image unpacked at a time
+	imports serving.Imports        // what the replicas' init() import, by image digest
 }
 
 // deployment is a web service running here: one pool of replicas per image it serves.
@@ -448,17 +449,30 @@ func (s *Service) startPool(ctx context.Context, d *deployment, svc *atelier.Web
 		TargetUtilization: c.TargetUtilization, Refresh: time.Duration(c.RefreshSeconds) * time.Second,
 		ScaleDownDelay: time.Duration(c.ScaleDownDelaySeconds) * time.Second, MaxConcurrent: c.MaxConcurrentRequestsPerReplica,
 		MaxWait: time.Duration(c.MaxRequestWaitMs) * time.Millisecond, Timeout: time.Duration(c.ScoringTimeoutMs) * time.Millisecond}
+	env := []string{"ATELIER_SCORE_SOCKET=" + serving.SocketIn, "ATELIER_SERVICE_NAME=" + svc.Name,
+		"ATELIER_WORKSPACE=" + svc.Workspace, "ATELIER_ACCESS_LOG=0", "ATELIER_MODEL_DATA_DIR=" + modelDataIn}
+	if !c.CollectModelData {
+		env[len(env)-1] = "ATELIER_MODEL_DATA_DIR="
+	}
+	// On the local target the replicas are forks of a template that imported score.py once
+	// (serving.Template): a replica's cold start is its init(), not a Python start importing
+	// scikit-learn. Other targets start each replica's process (container) from scratch.
+	var template *serving.Template
+	if svc.Target == "local" {
+		template = serving.NewTemplate(func(sockDir string) *exec.Cmd {
+			cmd, _ := launch(-1, sockDir, modelData, append(slices.Clone(env), "ATELIER_TEMPLATE_SOCKET="+serving.TemplateSocketIn))
+			return cmd
+		}, d.log.prefixed(si.Image+" template: "), &s.deploys.imports, img.Digest)
+	}
 	start := func(ctx context.Context, n int) (serving.Replica, error) {
 		ctx, cancel := context.WithTimeout(ctx, DefaultReplicaStartTimeout)
 		defer cancel()
+		if template != nil {
+			return template.Start(ctx, n, d.log.prefixed(fmt.Sprintf("%s replica %d: ", si.Image, n)))
+		}
 		sockDir, err := os.MkdirTemp("", "atelier-replica-")
 		if err != nil {
 			return nil, err
-		}
-		env := []string{"ATELIER_SCORE_SOCKET=" + serving.SocketIn, "ATELIER_SERVICE_NAME=" + svc.Name,
-			"ATELIER_WORKSPACE=" + svc.Workspace, "ATELIER_ACCESS_LOG=0", "ATELIER_MODEL_DATA_DIR=" + modelDataIn}
-		if !c.CollectModelData {
-			env[len(env)-1] = "ATELIER_MODEL_DATA_DIR="
 		}
 		cmd, stop := launch(n, sockDir, modelData, env)
 		r, err := serving.StartProcess(ctx, cmd, serving.HostSocket(sockDir), d.log.prefixed(fmt.Sprintf("%s replica %d: ", si.Image, n)))
@@ -480,6 +494,9 @@ func (s *Service) startPool(ctx context.Context, d *deployment, svc *atelier.Web
 		d.log.printf("%s: %s", si.Image, e.Message)
 		d.event(atelier.ServiceEvent{Time: s.now().UTC(), Kind: e.Kind, Message: si.Image + ": " + e.Message})
 	})
+	if template != nil {
+		pool.OnClose(template.Close)
+	}
 	want := 1
 	if !c.AutoscaleEnabled {
 		want = c.Replicas

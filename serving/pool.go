@@ -92,6 +92,7 @@ type Pool struct {
 	wake     chan struct{}
 	wg       sync.WaitGroup
 	cancel   context.CancelFunc
+	onClose  []func()
 }
 
 type slot struct {
@@ -986,6 +987,26 @@ func (p *Pool) Close(ctx context.Context) {
 	}
 	wg.Wait()
 	p.wg.Wait()
+	p.mu.Lock()
+	after := p.onClose
+	p.onClose = nil
+	p.mu.Unlock()
+	for _, f := range after {
+		f()
+	}
+}
+
+// OnClose has f run at the end of Close, once every replica stopped (the template they were
+// forked from stops then); at once if the pool is closed already.
+func (p *Pool) OnClose(f func()) {
+	p.mu.Lock()
+	if !p.closed {
+		p.onClose = append(p.onClose, f)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	f()
 }
 
 // RetryAfter is the Retry-After header's value for a 503 of a busy pool, in seconds.

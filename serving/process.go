@@ -45,6 +45,15 @@ type process struct {
 // kept for the error of a replica that could not start. It returns when the replica is ready,
 // exited, or ctx ended (the process is then killed).
 func StartProcess(ctx context.Context, cmd *exec.Cmd, socket string, log io.Writer) (Replica, error) {
+	p, err := startProcess(ctx, cmd, socket, log, ReadyLine)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// startProcess starts cmd and waits for the line starting with readyLine on its output.
+func startProcess(ctx context.Context, cmd *exec.Cmd, socket string, log io.Writer, readyLine string) (*process, error) {
 	if log == nil {
 		log = io.Discard
 	}
@@ -64,17 +73,7 @@ func StartProcess(ctx context.Context, cmd *exec.Cmd, socket string, log io.Writ
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			line := sc.Text()
-			p.tail.add(line)
-			fmt.Fprintln(log, line)
-			if strings.HasPrefix(line, ReadyLine) {
-				readyOnce.Do(func() { close(ready) })
-			}
-		}
-		io.Copy(io.Discard, stdout)
+		copyOutput(stdout, log, p.tail, readyLine, func() { readyOnce.Do(func() { close(ready) }) })
 	}()
 	go func() {
 		<-copied
@@ -134,6 +133,22 @@ func (p *process) Stop() {
 
 // Pid is the replica process's id (tests kill it).
 func (p *process) Pid() int { return p.cmd.Process.Pid }
+
+// copyOutput copies a replica's output to log line by line, keeping the last lines in tail,
+// and calls ready at the line that starts with readyLine; it returns at the output's end.
+func copyOutput(r io.Reader, log io.Writer, tail *tail, readyLine string, ready func()) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		tail.add(line)
+		fmt.Fprintln(log, line)
+		if strings.HasPrefix(line, readyLine) {
+			ready()
+		}
+	}
+	io.Copy(io.Discard, r)
+}
 
 // tail keeps the last lines of a replica's output.
 type tail struct {

@@ -224,6 +224,9 @@ func main() {
 	log := cli("service", "logs", "bench")
 	var colds []time.Duration
 	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "scaling") || strings.Contains(line, " ready in ") || strings.Contains(line, "template") {
+			fmt.Fprintln(os.Stderr, line)
+		}
 		if i := strings.Index(line, " ready in "); i >= 0 && strings.Contains(line, "replica") {
 			if d, err := time.ParseDuration(strings.TrimSpace(line[i+len(" ready in "):])); err == nil {
 				colds = append(colds, d)
@@ -245,12 +248,16 @@ func cell(r load.Result) string {
 
 func msd(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 
-// replicaSocket finds the socket of the replica started after t (the only one).
+// replicaSocket finds the socket of the replica started after t (the only one): score.sock of
+// a replica started alone, <n>.sock of one forked from its template (the local target).
 func replicaSocket(after time.Time) string {
-	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "atelier-replica-*", "score.sock"))
+	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "atelier-replica-*", "*.sock"))
 	var best string
 	var bestT time.Time
 	for _, m := range matches {
+		if filepath.Base(m) == "template.sock" {
+			continue
+		}
 		fi, err := os.Stat(m)
 		if err == nil && fi.ModTime().After(after.Add(-time.Second)) && fi.ModTime().After(bestT) {
 			best, bestT = m, fi.ModTime()

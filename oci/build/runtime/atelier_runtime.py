@@ -7,6 +7,8 @@ It imports the entry script (its directory first on sys.path), calls init() once
 socket) or ATELIER_SCORE_HOST:ATELIER_SCORE_PORT (127.0.0.1:5001). If the import or init()
 raises, the traceback goes to stderr and it exits with code 3, never printing the ready line.
 Without an entry script it serves the MLflow model in AZUREML_MODEL_DIR (mlflow must import).
+With ATELIER_TEMPLATE_SOCKET set it is a template instead: it imports the entry script once and
+forks a replica (init(), then serving) for each request on that socket (see Template).
 
 The endpoints, status codes, headers and error bodies are those of Microsoft's
 azureml-inference-server-http 1.5 (GET /, GET|POST /score, GET /swagger.json, @rawhttp), plus
@@ -994,37 +996,38 @@ def listen():
     return s, ("[%s]:%d" % (h, p) if ":" in h else "%s:%d" % (h, p))
 
 
-def main():
-    entry = os.environ.get("AZUREML_ENTRY_SCRIPT", "")
-    if entry and os.path.isdir(entry):
-        entry = ""  # an image built without an entry script names its app directory: MLflow mode
-    try:
-        max_body = int(os.environ.get("ATELIER_MAX_BODY") or 100 * 1024 * 1024)
-    except ValueError:
-        log("ATELIER_MAX_BODY=%r is not a number of bytes" % os.environ["ATELIER_MAX_BODY"])
-        return 2
-    access_log = os.environ.get("ATELIER_ACCESS_LOG", "1") not in ("0", "false", "off", "")
-    # What the script prints while it loads goes to stderr, so the ready line is the first line on
-    # stdout whatever init() prints; afterwards its prints go to stdout, the replica's log.
+def prepare(entry, app=None):
+    """Loads the app (imports the entry script, or loads the MLflow model) unless given, then calls
+    its init(). What they print goes to stderr, so the ready line is the first line on stdout
+    whatever init() prints. On failure the traceback goes to stderr and it returns None."""
     sys.stdout.flush()
     saved = os.dup(1)
     os.dup2(2, 1)
     try:
-        if entry:
-            app = ScoreApp(entry)
-        else:
-            app = MLflowApp(os.environ.get("AZUREML_MODEL_DIR", ""))
+        if app is None:
+            app = load(entry)
         app.init()
     except BaseException as ex:
         if isinstance(ex, KeyboardInterrupt):
             raise
         traceback.print_exc()
         log("atelier scoring runtime: %s failed, not serving" % ("loading or init() of " + entry if entry else "loading the MLflow model"))
-        return EXIT_INIT
+        return None
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+    return app
+
+
+def load(entry):
+    if entry:
+        return ScoreApp(entry)
+    return MLflowApp(os.environ.get("AZUREML_MODEL_DIR", ""))
+
+
+def serve(app, max_body, access_log):
+    """Listens, prints the ready line and serves until killed; the process's exit code."""
     try:
         listener, addr = listen()
     except OSError as ex:
@@ -1036,6 +1039,382 @@ def main():
         Server(app, listener, max_body, access_log).serve()
     except KeyboardInterrupt:
         return 0
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The template (ATELIER_TEMPLATE_SOCKET): the entry script imported once, a replica forked for
+# each request, so that a replica's cold start is a fork and its init(), not a Python start and
+# the imports of score.py (scikit-learn, numpy...).
+
+class Template:
+    """Imports the entry script (its module level: the libraries it imports) without calling
+    init(), then listens on a Unix socket. Each connection asks for one replica with one JSON
+    line, {"n": N, "socket": PATH}, that carries a file descriptor (SCM_RIGHTS): the replica's
+    stdout and stderr. The template forks; the child calls init() and serves on PATH as a replica
+    started alone does. The template answers {"pid": PID} (the child's pid in the template's PID
+    namespace), then {"exit": CODE} once the child exited (CODE < 0: killed by signal -CODE), and
+    closes the connection. "term" or "kill" on the connection sends SIGTERM or SIGKILL to the
+    child's process group; the connection closed by the other side kills it. No thread is
+    started here: a fork copies only the thread that forks. In MLflow mode (no entry script)
+    each replica loads the model itself, after the fork.
+
+    What init() imports (score.py often imports only joblib and numpy; unpickling the model in
+    init() imports scikit-learn) is learnt from the first replica that starts: it reports the
+    modules its init() imported, and the template imports them too, so the next replicas find
+    them loaded; it records them in learnt.json beside its socket, and imports those listed in
+    preload.json there before it is ready (the server copies one to the other for the next
+    template of the image). init() itself runs only in the replicas."""
+
+    def __init__(self, path, entry, max_body, access_log):
+        import signal
+
+        self.signal = signal
+        self.path, self.entry, self.max_body, self.access_log = path, entry, max_body, access_log
+        self.app = None
+        self.children = {}  # pid -> connection
+        self.conns = {}  # connection -> [buffer, child pid or None, pending fds]
+        self.learning = None  # [fd, bytes read] of the replica reporting what its init() imported
+        self.learnt = False
+        self.modules, self.known = [], set()  # what init() imports, as learnt.json records it
+
+    def run(self):
+        signal = self.signal
+        if self.entry:
+            sys.stdout.flush()
+            saved = os.dup(1)
+            os.dup2(2, 1)
+            try:
+                self.app = load(self.entry)
+            except BaseException as ex:
+                if isinstance(ex, KeyboardInterrupt):
+                    raise
+                traceback.print_exc()
+                log("atelier scoring runtime: loading %s failed, not serving" % self.entry)
+                return EXIT_INIT
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+                os.close(saved)
+            # What init() imported in an earlier template of this image (preload.json, written
+            # there by the server): imported before the template is ready.
+            try:
+                with open(os.path.join(os.path.dirname(self.path), "preload.json")) as f:
+                    names = json.load(f)
+            except (OSError, ValueError):
+                names = None
+            if isinstance(names, list) and names:
+                self.import_modules(names, "that init() imported in an earlier template of this image")
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(256)
+        self.listener.setblocking(False)
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.listener, selectors.EVENT_READ, "listener")
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        sys.stdout.write("atelier scoring template ready on %s\n" % self.path)
+        sys.stdout.flush()
+        while True:
+            for key, _ in self.sel.select():
+                if key.data == "listener":
+                    self.accept()
+                elif key.data == "wake":
+                    try:
+                        while os.read(self.wake_r, 512):
+                            pass
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                    self.reap()
+                elif key.data == "learn":
+                    self.learn()
+                else:
+                    self.read(key.fileobj)
+            self.reap()
+
+    def accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as ex:
+                log("template: accept: %s" % ex)
+                return
+            conn.setblocking(False)
+            self.conns[conn] = [b"", None, []]
+            self.sel.register(conn, selectors.EVENT_READ, "conn")
+
+    def read(self, conn):
+        state = self.conns[conn]
+        try:
+            data, anc, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(4 * 4))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, anc = b"", []
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                n = len(payload) - len(payload) % 4
+                state[2].extend(int.from_bytes(payload[i:i + 4], sys.byteorder) for i in range(0, n, 4))
+        if not data:
+            self.drop(conn, kill=True)
+            return
+        state[0] += data
+        while b"\n" in state[0]:
+            line, _, state[0] = state[0].partition(b"\n")
+            line = line.strip()
+            pid = state[1]
+            if pid is None:
+                self.fork(conn, line)
+            elif line in (b"term", b"kill"):
+                self.kill(pid, self.signal.SIGTERM if line == b"term" else self.signal.SIGKILL)
+            if conn not in self.conns:
+                return
+
+    def kill(self, pid, sig):
+        try:
+            os.killpg(pid, sig)
+        except OSError:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+
+    def drop(self, conn, kill=False):
+        state = self.conns.pop(conn, None)
+        try:
+            self.sel.unregister(conn)
+        except (KeyError, ValueError):
+            pass
+        conn.close()
+        if state is None:
+            return
+        for fd in state[2]:
+            os.close(fd)
+        pid = state[1]
+        if pid is not None and self.children.get(pid) is conn:
+            self.children[pid] = None  # reaped without a report
+            if kill:
+                self.kill(pid, self.signal.SIGKILL)
+
+    def fork(self, conn, line):
+        state = self.conns[conn]
+        fds, state[2] = state[2], []
+        try:
+            req = json.loads(line)
+            n, path = int(req["n"]), str(req["socket"])
+            if len(fds) != 1:
+                raise ValueError("one file descriptor (the replica's output) must come with the request, not %d" % len(fds))
+        except (ValueError, KeyError, TypeError) as ex:
+            log("template: a bad replica request %r: %s" % (line[:200], ex))
+            for fd in fds:
+                os.close(fd)
+            self.reply(conn, {"error": str(ex)})
+            self.drop(conn)
+            return
+        out = fds[0]
+        teach = None
+        if not self.learnt and self.learning is None and self.app is not None:
+            teach, w = os.pipe()
+            self.learning = [teach, b""]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        import warnings
+
+        with warnings.catch_warnings():
+            # Python 3.12 warns about forking a process with threads: the libraries score.py
+            # imports may have started some (OpenBLAS's pool), which handle a fork themselves.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            self.child(n, path, out, w if teach is not None else None)  # never returns
+        os.close(out)
+        if teach is not None:
+            os.close(w)
+            os.set_blocking(teach, False)
+            self.sel.register(teach, selectors.EVENT_READ, "learn")
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass
+        state[1] = pid
+        self.children[pid] = conn
+        self.reply(conn, {"pid": pid})
+
+    def reply(self, conn, obj):
+        try:
+            conn.setblocking(True)
+            conn.sendall(json.dumps(obj).encode() + b"\n")
+            conn.setblocking(False)
+        except OSError:
+            pass
+
+    def reap(self):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status) if os.WIFSIGNALED(status) else 1
+            conn = self.children.pop(pid, None)
+            if conn is not None:
+                self.reply(conn, {"exit": code})
+                self.drop(conn)
+
+    def learn(self):
+        """Reads what the first replica's init() imported; at its end, imports it here."""
+        fd, data = self.learning
+        try:
+            chunk = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            self.learning[1] = data + chunk
+            return
+        self.sel.unregister(fd)
+        os.close(fd)
+        self.learning = None
+        try:
+            names = json.loads(data.decode("utf-8")) if data else None
+        except ValueError:
+            names = None
+        if not isinstance(names, list):
+            return  # that replica did not start: the next one reports
+        self.learnt = True
+        self.import_modules(names, "the first replica's init() imported")
+
+    def import_modules(self, names, why):
+        """Imports names (those not imported yet) here, in the template, and records them in
+        learnt.json beside the control socket, for the next template of the image."""
+        start = time.perf_counter()
+        done = []
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+        try:
+            import importlib
+
+            for name in names:
+                if not isinstance(name, str) or name in sys.modules:
+                    continue
+                try:
+                    importlib.import_module(name)
+                    done.append(name)
+                except KeyboardInterrupt:
+                    raise
+                except BaseException:
+                    pass  # a module importable only where init() ran: the replicas import it
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        new = [name for name in names if isinstance(name, str) and name in sys.modules and name not in self.known]
+        if not new:
+            return
+        self.modules += new
+        self.known.update(new)
+        learnt = os.path.join(os.path.dirname(self.path), "learnt.json")
+        try:
+            with open(learnt + ".tmp", "w") as f:
+                json.dump(self.modules, f)
+            os.replace(learnt + ".tmp", learnt)
+        except OSError as ex:
+            log("template: cannot record the modules init() imports: %s" % ex)
+        tops = sorted({name.split(".")[0] for name in done if not name.startswith("_")})
+        log("atelier scoring template imported %d modules %s (%s) in %.1fs, for the next replicas"
+            % (len(done), why, ", ".join(tops[:12]) + (", ..." if len(tops) > 12 else ""), time.perf_counter() - start))
+
+    def child(self, n, path, out, teach):
+        """The forked replica: the template's descriptors closed, its output on out, init() and
+        serving as a replica started alone; on teach (when given), the modules its init()
+        imported."""
+        code = 1
+        try:
+            signal = self.signal
+            os.setpgid(0, 0)
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            self.sel.close()
+            self.listener.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            for c, state in self.conns.items():
+                for fd in state[2]:
+                    os.close(fd)
+                c.close()
+            self.conns, self.children = {}, {}
+            if self.learning is not None:
+                os.close(self.learning[0])  # the template's end of a report
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.close(out)
+            os.environ["ATELIER_SCORE_SOCKET"] = path
+            os.environ["ATELIER_REPLICA"] = str(n)
+            numpy = sys.modules.get("numpy")
+            if numpy is not None:
+                try:
+                    numpy.random.seed()  # a replica's own seed, not a copy of the template's
+                except Exception:
+                    pass
+            before = set(sys.modules)
+            app = prepare(self.entry, self.app)
+            if teach is not None:
+                if app is not None:
+                    new = [name for name, m in list(sys.modules.items())
+                           if name not in before and getattr(m, "__spec__", None) is not None and name != "__main__"]
+                    data = json.dumps(new[:10000]).encode("utf-8")
+                    try:
+                        while data:
+                            data = data[os.write(teach, data):]
+                    except OSError:
+                        pass
+                os.close(teach)
+            code = EXIT_INIT if app is None else serve(app, self.max_body, self.access_log)
+        except BaseException:
+            try:
+                traceback.print_exc()
+            except BaseException:
+                pass
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+
+
+def main():
+    entry = os.environ.get("AZUREML_ENTRY_SCRIPT", "")
+    if entry and os.path.isdir(entry):
+        entry = ""  # an image built without an entry script names its app directory: MLflow mode
+    try:
+        max_body = int(os.environ.get("ATELIER_MAX_BODY") or 100 * 1024 * 1024)
+    except ValueError:
+        log("ATELIER_MAX_BODY=%r is not a number of bytes" % os.environ["ATELIER_MAX_BODY"])
+        return 2
+    access_log = os.environ.get("ATELIER_ACCESS_LOG", "1") not in ("0", "false", "off", "")
+    template = os.environ.get("ATELIER_TEMPLATE_SOCKET", "")
+    if template:
+        return Template(template, entry, max_body, access_log).run()
+    app = prepare(entry)
+    if app is None:
+        return EXIT_INIT
+    return serve(app, max_body, access_log)
 
 
 if __name__ == "__main__":
