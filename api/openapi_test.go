@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,12 +16,56 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 )
 
-// The OpenAPI document is written by hand; these tests keep it honest against the route table
-// and the Go types, so a route or a field added without documenting it fails here.
+// The OpenAPI document is generated (openapigen.go) from the route table, the Go types and the
+// tables beside them; TestOpenAPIGolden pins openapi.json to it. The other tests check what
+// the generator does not guarantee by construction: every route and field documented, the
+// references resolving, the error codes of the status table.
+
+var updateOpenAPI = flag.Bool("update", false, "TestOpenAPIGolden: rewrite openapi.json with the generated document")
+
+// TestOpenAPIGolden: openapi.json is the generated document. After changing a route, a Go type
+// of a body or the tables (openapi_ops.go, openapi_schemas.go, openapi_meta.go), run
+//
+//	go test ./api -run TestOpenAPIGolden -update
+//
+// and commit openapi.json with the change.
+func TestOpenAPIGolden(t *testing.T) {
+	got, err := GenerateOpenAPI(NewServer(nil, nil, nil).Routes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *updateOpenAPI {
+		if err := os.WriteFile("openapi.json", got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("openapi.json rewritten (%d lines)", bytes.Count(got, []byte("\n")))
+		return
+	}
+	want, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
+		i := 0
+		for i < len(gl) && i < len(wl) && gl[i] == wl[i] {
+			i++
+		}
+		line := func(l []string) string {
+			if i < len(l) {
+				return strings.TrimSpace(l[i])
+			}
+			return "(end of file)"
+		}
+		t.Errorf("openapi.json is not the generated document: first difference at line %d:\n\topenapi.json: %s\n\tgenerated:    %s\n"+
+			"run `go test ./api -run TestOpenAPIGolden -update` and commit openapi.json", i+1, line(wl), line(gl))
+	}
+}
 
 var openapiMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -556,5 +601,82 @@ func TestOpenAPIJSONBodies(t *testing.T) {
 		if s := b.resolve(bs.schema); s["type"] != "object" {
 			t.Errorf("%s: the JSON body %s is %v, want an object", key, bs.name, s["type"])
 		}
+	}
+}
+
+// TestOpenAPIGeneratorRules pins how the generator reads a Go type: JSON names, omitempty,
+// pointers, slices, maps, embedded structs, time.Time, json.RawMessage, references.
+func TestOpenAPIGeneratorRules(t *testing.T) {
+	type Inner struct {
+		A string `json:"a"`
+	}
+	type Embedded struct {
+		E int `json:"e"`
+	}
+	type T struct {
+		Embedded
+		Name     string            `json:"name"`
+		Opt      string            `json:"opt,omitempty"`
+		When     *time.Time        `json:"when"`
+		OptWhen  *time.Time        `json:"opt_when,omitempty"`
+		Count    int64             `json:"count"`
+		Ratio    float64           `json:"ratio"`
+		Raw      json.RawMessage   `json:"raw"`
+		Inner    *Inner            `json:"inner"`
+		List     []*Inner          `json:"list"`
+		Labels   map[string]string `json:"labels"`
+		Skipped  string            `json:"-"`
+		internal string
+	}
+	g := &openapiGen{names: map[reflect.Type]string{reflect.TypeOf(Inner{}): "Inner"}}
+	doc := func(response bool) map[string]any {
+		s := g.schema(schemaDoc{Name: "T", Type: T{}, Response: response, Desc: "A T.",
+			Fields: map[string]fieldDoc{"inner": {Desc: "The inner one."}, "name": {Extra: S{"maxLength": 10}}}})
+		var buf bytes.Buffer
+		writeJSONValue(&buf, s, "")
+		var out map[string]any
+		if err := json.Unmarshal(buf.Bytes(), &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if len(g.errs) > 0 {
+		t.Fatal(g.errs)
+	}
+	resp := doc(true)
+	want := `{"additionalProperties":false,"description":"A T.","properties":{` +
+		`"count":{"format":"int64","type":"integer"},"e":{"type":"integer"},` +
+		`"inner":{"allOf":[{"$ref":"#/components/schemas/Inner"}],"description":"The inner one.","nullable":true},` +
+		`"labels":{"additionalProperties":{"type":"string"},"type":"object"},` +
+		`"list":{"items":{"$ref":"#/components/schemas/Inner"},"type":"array"},` +
+		`"name":{"maxLength":10,"type":"string"},"opt":{"type":"string"},` +
+		`"opt_when":{"format":"date-time","type":"string"},"ratio":{"type":"number"},"raw":{},` +
+		`"when":{"format":"date-time","nullable":true,"type":"string"}},` +
+		`"required":["e","name","when","count","ratio","raw","inner","list","labels"],"type":"object"}`
+	if got, _ := json.Marshal(resp); string(got) != want {
+		t.Errorf("response schema:\n got %s\nwant %s", got, want)
+	}
+	// In a request a pointer means optional, not null, and nothing is required unless listed.
+	req := doc(false)
+	if req["required"] != nil {
+		t.Errorf("request schema requires %v", req["required"])
+	}
+	if when := dig(req, "properties", "when").(map[string]any); when["nullable"] != nil {
+		t.Errorf("request field when is nullable: %v", when)
+	}
+}
+
+// TestOpenAPIGeneratorRefuses: a route without an operation documented, or a field documented
+// that its type does not have, is an error, not a silently incomplete document.
+func TestOpenAPIGeneratorRefuses(t *testing.T) {
+	routes := append(NewServer(nil, nil, nil).Routes(), Route{Pattern: "GET /api/v1/nowhere", Policy: PolicyAdmin})
+	_, err := GenerateOpenAPI(routes)
+	if err == nil || !strings.Contains(err.Error(), "GET /api/v1/nowhere has no operation") {
+		t.Errorf("a route without an operation: %v", err)
+	}
+	g := &openapiGen{names: map[reflect.Type]string{}}
+	g.schema(schemaDoc{Name: "W", Type: WorkspaceCreate{}, Fields: map[string]fieldDoc{"nope": {Desc: "x"}}})
+	if len(g.errs) != 1 || !strings.Contains(g.errs[0], "field nope") {
+		t.Errorf("a documented field the type lacks: %v", g.errs)
 	}
 }
