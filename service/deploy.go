@@ -429,6 +429,9 @@ func (d *deployment) counts() atelier.ReplicaCounts {
 // startPool unpacks the image (once per digest) and starts a pool of its replicas, returning
 // once the replicas the service starts with are ready (or failed to start).
 func (s *Service) startPool(ctx context.Context, d *deployment, svc *atelier.WebService, si atelier.ServiceImage) (*serving.Pool, error) {
+	if !builtInServiceTarget(svc.Target) {
+		return s.startKubePool(ctx, d, svc, si) // a kubernetes compute target (kubeservice.go)
+	}
 	ref := si.Ref()
 	img, err := s.store.FindImage(ctx, svc.Workspace, ref)
 	if err != nil {

@@ -25,6 +25,10 @@ const (
 // EventServiceStatus is published when a web service's state changes.
 const EventServiceStatus = "service.status"
 
+// kubeTargetsOffered stands in serviceTargets for the kubernetes compute targets of a
+// workspace, each a deployment target by its name.
+const kubeTargetsOffered = "the name of a kubernetes compute target"
+
 // serviceTargets are the deployment targets this server runs services on.
 func (s *Service) serviceTargets() []string {
 	if s.Builder == nil {
@@ -36,6 +40,9 @@ func (s *Service) serviceTargets() []string {
 	}
 	if s.Podman != "" {
 		targets = append(targets, "podman")
+	}
+	if s.kubeDriver() != nil {
+		targets = append(targets, kubeTargetsOffered)
 	}
 	return targets
 }
@@ -108,10 +115,14 @@ func (s *Service) resolveServiceImages(ctx context.Context, workspace string, d 
 	return out, nil
 }
 
-func (s *Service) checkServiceTarget(target string) error {
+func (s *Service) checkServiceTarget(ctx context.Context, workspace, target string) error {
 	has := s.serviceTargets()
-	if slices.Contains(has, target) {
+	if slices.Contains(has, target) && target != kubeTargetsOffered {
 		return nil
+	}
+	if len(has) > 0 && !builtInServiceTarget(target) && slices.Contains(has, kubeTargetsOffered) {
+		_, err := s.kubeServiceTarget(ctx, workspace, target)
+		return err
 	}
 	if len(has) == 0 {
 		return atelier.Errorf(atelier.EUNAVAILABLE, "this server deploys no web services: it needs an image builder, and bubblewrap (apt install bubblewrap) for the local target or podman for the podman target")
@@ -130,7 +141,7 @@ func (s *Service) DeployWebService(ctx context.Context, workspace string, d atel
 	if d.Target == "" {
 		d.Target = "local"
 	}
-	if err := s.checkServiceTarget(d.Target); err != nil {
+	if err := s.checkServiceTarget(ctx, workspace, d.Target); err != nil {
 		return nil, err
 	}
 	if len(d.Description) > atelier.MaxTagValue {

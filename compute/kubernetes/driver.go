@@ -181,6 +181,8 @@ type cluster struct {
 	jobs      cache.SharedIndexInformer
 	pods      cache.SharedIndexInformer
 	stop      chan struct{}
+	// serving caches web services' Deployments (see Serving); nil until asked for.
+	serving *servingCache
 
 	mu         sync.Mutex
 	watchErr   error

@@ -43,6 +43,13 @@ import (
 // mount namespace of its own, as a kubelet gives each pod its /etc/hosts, and a PID namespace
 // of its own, as a pod has), so its runner and its scripts reach pod 0 of their Job by name.
 // Pods on this node reach only this node's pods.
+//
+// A container with no command runs its image's entrypoint: the program Binaries names for the
+// image's reference (or for "*", any image's). A pod's IP is 127.0.0.1, the node's, unless
+// OwnPodIPs was called: then each pod has a loopback address of its own (127.0.x.y), so that
+// several pods listen on the same port as in a cluster. A container's readiness probe (an
+// HTTP GET) is honoured: the pod is Ready once the probe answers 2xx or 3xx (probed every 50 ms
+// until then, then at its period), and not Ready after failureThreshold failures in a row.
 type Kubelet struct {
 	Name string
 	c    *Cluster
@@ -52,12 +59,16 @@ type Kubelet struct {
 
 	mu   sync.Mutex
 	pods map[string]*kpod // by uid
+	// ownIPs: each pod gets a loopback address of its own (lastIP counts them).
+	ownIPs bool
+	lastIP int
 	// names are the hosts file's lines of the pods with a subdomain, by uid; hosts is the file.
 	names map[string]string
 	hosts string
 }
 
 type kpod struct {
+	ip      string
 	cmd     *exec.Cmd
 	out     *syncBuffer
 	done    chan struct{}
@@ -176,6 +187,24 @@ func (c *Cluster) StartKubelet(tb testing.TB, name string, capacity NodeCapacity
 	return k
 }
 
+// OwnPodIPs gives each pod started from now on a loopback address of its own (127.0.x.y, never
+// reused by the node) as its IP, instead of the node's 127.0.0.1.
+func (k *Kubelet) OwnPodIPs() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.ownIPs = true
+}
+
+// podIP is a new pod's IP; called with mu held.
+func (k *Kubelet) podIP() string {
+	if !k.ownIPs {
+		return "127.0.0.1"
+	}
+	k.lastIP++
+	n := k.lastIP
+	return "127.0." + strconv.Itoa(1+n/250) + "." + strconv.Itoa(1+n%250)
+}
+
 var logPath = regexp.MustCompile(`^/containerLogs/([^/]+)/([^/]+)/([^/]+)$`)
 
 func (k *Kubelet) serveLogs(w http.ResponseWriter, r *http.Request) {
@@ -245,6 +274,7 @@ func (k *Kubelet) sync(ctx context.Context, pod *corev1.Pod) {
 	k.name(pod)
 	p = &kpod{out: &syncBuffer{}, done: make(chan struct{})}
 	k.mu.Lock()
+	p.ip = k.podIP()
 	k.pods[string(pod.UID)] = p
 	k.mu.Unlock()
 	go k.run(ctx, pod, p)
@@ -277,15 +307,25 @@ func (k *Kubelet) fail(pod *corev1.Pod, p *kpod, reason, msg string) {
 
 func (k *Kubelet) run(ctx context.Context, pod *corev1.Pod, p *kpod) {
 	ctr := pod.Spec.Containers[0]
-	env, err := k.env(ctx, pod, ctr)
+	env, err := k.env(ctx, pod, p.ip, ctr)
 	if err != nil {
 		k.fail(pod, p, "CreateContainerConfigError", err.Error())
 		return
 	}
 	words := append(append([]string{}, ctr.Command...), ctr.Args...)
-	if len(words) == 0 {
-		k.fail(pod, p, "NoCommand", "kubetest runs containers with a command only")
-		return
+	if len(ctr.Command) == 0 {
+		// The image's entrypoint, then the arguments.
+		k.mu.Lock()
+		entry, ok := k.Binaries[ctr.Image]
+		if !ok {
+			entry, ok = k.Binaries["*"]
+		}
+		k.mu.Unlock()
+		if !ok {
+			k.fail(pod, p, "NoCommand", "kubetest runs containers with a command, or images Binaries names")
+			return
+		}
+		words = append([]string{entry}, ctr.Args...)
 	}
 	vars := map[string]string{}
 	for _, e := range env {
@@ -296,7 +336,10 @@ func (k *Kubelet) run(ctx context.Context, pod *corev1.Pod, p *kpod) {
 		words[i] = expand(words[i], vars)
 	}
 	prog := words[0]
-	if b, ok := k.Binaries[prog]; ok {
+	k.mu.Lock()
+	b, ok := k.Binaries[prog]
+	k.mu.Unlock()
+	if ok {
 		prog = b
 	}
 	dir := filepath.Join(k.dir, string(pod.UID))
@@ -329,14 +372,22 @@ func (k *Kubelet) run(ctx context.Context, pod *corev1.Pod, p *kpod) {
 	p.cmd = cmd
 	k.mu.Unlock()
 	started := metav1.Now()
+	probe := ctr.ReadinessProbe != nil && ctr.ReadinessProbe.HTTPGet != nil
 	k.setStatus(pod, func(s *corev1.PodStatus) {
 		s.Phase = corev1.PodRunning
-		s.HostIP, s.PodIP = "127.0.0.1", "127.0.0.1"
+		s.HostIP, s.PodIP = "127.0.0.1", p.ip
+		s.PodIPs = []corev1.PodIP{{IP: p.ip}}
 		s.StartTime = &started
 		s.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: started}}
 		s.ContainerStatuses = []corev1.ContainerStatus{{Name: ctr.Name, Image: ctr.Image, Ready: true,
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}}}
+		if probe {
+			s.Conditions[0].Status, s.ContainerStatuses[0].Ready = corev1.ConditionFalse, false
+		}
 	})
+	if probe {
+		go k.probe(pod, p, ctr)
+	}
 	err = cmd.Wait()
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the container's other processes end with it
 	code := 0
@@ -363,6 +414,73 @@ func (k *Kubelet) run(ctx context.Context, pod *corev1.Pod, p *kpod) {
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: int32(code), Reason: reason,
 				StartedAt: started, FinishedAt: finished}}}}
 	})
+}
+
+// probe runs a container's HTTP readiness probe until the pod's process ends, setting the
+// pod's Ready condition as it passes or fails.
+func (k *Kubelet) probe(pod *corev1.Pod, p *kpod, ctr corev1.Container) {
+	rp := ctr.ReadinessProbe
+	port := rp.HTTPGet.Port.IntValue()
+	if port == 0 {
+		for _, cp := range ctr.Ports {
+			if cp.Name == rp.HTTPGet.Port.String() {
+				port = int(cp.ContainerPort)
+			}
+		}
+	}
+	path := rp.HTTPGet.Path
+	if path == "" {
+		path = "/"
+	}
+	url := "http://" + net.JoinHostPort(p.ip, strconv.Itoa(port)) + path
+	period := time.Duration(max(rp.PeriodSeconds, 1)) * time.Second
+	threshold := int(max(rp.FailureThreshold, 1))
+	client := &http.Client{Timeout: time.Duration(max(rp.TimeoutSeconds, 1)) * time.Second}
+	ready, failures := false, 0
+	for {
+		ok := false
+		if resp, err := client.Get(url); err == nil {
+			resp.Body.Close()
+			ok = resp.StatusCode >= 200 && resp.StatusCode < 400
+		}
+		select {
+		case <-p.done:
+			return
+		default:
+		}
+		switch {
+		case ok:
+			failures = 0
+		default:
+			failures++
+		}
+		if ok && !ready || !ok && ready && failures >= threshold {
+			ready = ok
+			now := metav1.Now()
+			k.setStatus(pod, func(s *corev1.PodStatus) {
+				if s.Phase != corev1.PodRunning {
+					return
+				}
+				st := corev1.ConditionFalse
+				if ready {
+					st = corev1.ConditionTrue
+				}
+				s.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: st, LastTransitionTime: now}}
+				for i := range s.ContainerStatuses {
+					s.ContainerStatuses[i].Ready = ready
+				}
+			})
+		}
+		wait := period
+		if !ready {
+			wait = 50 * time.Millisecond
+		}
+		select {
+		case <-p.done:
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // name puts a pod with a subdomain in the node's hosts file.
@@ -416,7 +534,7 @@ func expand(s string, vars map[string]string) string {
 var fieldAnnotation = regexp.MustCompile(`^metadata\.(annotations|labels)\['(.+)'\]$`)
 
 // env resolves a container's environment as a kubelet does.
-func (k *Kubelet) env(ctx context.Context, pod *corev1.Pod, ctr corev1.Container) ([]string, error) {
+func (k *Kubelet) env(ctx context.Context, pod *corev1.Pod, ip string, ctr corev1.Container) ([]string, error) {
 	var env []string
 	vars := map[string]string{}
 	set := func(name, value string) {
@@ -461,7 +579,9 @@ func (k *Kubelet) env(ctx context.Context, pod *corev1.Pod, ctr corev1.Container
 				set(e.Name, pod.Namespace)
 			case "spec.nodeName":
 				set(e.Name, pod.Spec.NodeName)
-			case "status.podIP", "status.hostIP":
+			case "status.podIP":
+				set(e.Name, ip)
+			case "status.hostIP":
 				set(e.Name, "127.0.0.1")
 			default:
 				if m := fieldAnnotation.FindStringSubmatch(path); m != nil {

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/atelier-ml/atelier"
+	kubernetescompute "github.com/atelier-ml/atelier/compute/kubernetes"
+	"github.com/atelier-ml/atelier/compute/kubernetes/kubetest"
+	"github.com/atelier-ml/atelier/oci/build/buildtest"
+)
+
+// k8sScore is a stdlib-only score.py: the model's scale from AZUREML_MODEL_DIR, the pod's
+// address (ATELIER_SCORE_HOST, its IP) in each answer, and a request may sleep.
+const k8sScore = `import json, os, time
+def init():
+    global scale
+    m = json.load(open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.json")))
+    if m.get("fail"):
+        raise RuntimeError("the model cannot be loaded")
+    scale = m["scale"]
+def run(raw):
+    req = json.loads(raw)
+    if req.get("sleep"):
+        time.sleep(req["sleep"])
+    return {"result": [x * scale for x in req["data"]], "pod": os.environ.get("ATELIER_SCORE_HOST")}
+`
+
+// k8sReplica writes the program the process node runs for an image's entrypoint: the
+// repository's scoring runtime with k8sScore and a model of the given scale.
+func k8sReplica(t *testing.T, scale int, fail bool) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "model"), 0o755)
+	os.WriteFile(filepath.Join(dir, "model", "model.json"), fmt.Appendf(nil, `{"scale": %d, "fail": %v}`, scale, fail), 0o644)
+	os.WriteFile(filepath.Join(dir, "score.py"), []byte(k8sScore), 0o644)
+	runtime, err := filepath.Abs("../../oci/build/runtime/atelier_runtime.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(dir, "entrypoint")
+	os.WriteFile(script, fmt.Appendf(nil, "#!/bin/sh\nAZUREML_ENTRY_SCRIPT=%s AZUREML_MODEL_DIR=%s exec python3 %s\n",
+		filepath.Join(dir, "score.py"), filepath.Join(dir, "model"), runtime), 0o755)
+	return script
+}
+
+// TestWebServiceKubernetes deploys web services to a kubernetes compute target of the real
+// server, against a real control plane whose process node runs the pods (each its own loopback
+// IP): the Deployment and Service objects and their spec, scoring through the gateway to the
+// pods, autoscaling raising and lowering the Deployment's replicas, a rolling update under
+// requests with no failed one, a failing update that leaves the old revision serving and
+// nothing of the new, a server restart adopting the objects, deletion, and bad targets.
+func TestWebServiceKubernetes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds images and runs a control plane")
+	}
+	needPython(t)
+	base := filepath.Join(t.TempDir(), "base")
+	if err := buildtest.WriteLayout(base, buildtest.Platform(), "3.11"); err != nil {
+		t.Fatal(err)
+	}
+	c := kubetest.Start(t, kubetest.Options{})
+	c.Namespace(t, "ml")
+	dataDir, addr := t.TempDir(), freeAddr(t)
+	srv := startServer(t, dataDir, addr, "--image-base", base)
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, c.KubeconfigData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	registry := strings.TrimPrefix(srv.url, "http://")
+	node := c.StartKubelet(t, "proc", kubetest.NodeCapacity{}, map[string]string{
+		registry + "/default/svc:1": k8sReplica(t, 1, false),
+		registry + "/default/svc:2": k8sReplica(t, 10, false),
+		registry + "/default/svc:3": k8sReplica(t, 100, true),
+	})
+	node.OwnPodIPs()
+	cli := func(args ...string) string { t.Helper(); return srv.mustRun(t, args...) }
+	serve := t.TempDir()
+	os.WriteFile(filepath.Join(serve, "score.py"), []byte(k8sScore), 0o644)
+	model := filepath.Join(t.TempDir(), "model")
+	os.MkdirAll(model, 0o755)
+	os.WriteFile(filepath.Join(model, "model.json"), []byte(`{"scale": 1}`), 0o644)
+	cli("model", "register", "--name", "m", "--path", model)
+	for range 3 {
+		cli("image", "create", "svc", "--model", "m", "--entry-script", "score.py", "--source-dir", serve, "--wait")
+	}
+	cli("compute", "attach", "k8s", "--kind", "kubernetes", "--kubeconfig", kc, "--namespace", "ml")
+
+	// Bad targets: unknown, and a compute target that is not kubernetes.
+	if _, errOut, code := srv.run(t, "service", "deploy", "bad", "--image", "svc:1", "--target", "nosuch"); code == 0 ||
+		!strings.Contains(errOut, `deployment target "nosuch" is neither`) {
+		t.Errorf("deploying to an unknown target: exit %d: %s", code, errOut)
+	}
+	if _, err := srv.client.DeployWebService(context.Background(), "default", atelier.WebServiceDeploy{Name: "bad", Image: "svc:1", Target: "nosuch"}); atelier.ErrorCode(err) != atelier.EINVALID {
+		t.Errorf("REST deploy to an unknown target: %v, want EINVALID (400)", err)
+	}
+	cli("compute", "create", "cpus", "--kind", "local")
+	if _, errOut, code := srv.run(t, "service", "deploy", "bad", "--image", "svc:1", "--target", "cpus"); code == 0 ||
+		!strings.Contains(errOut, "is of kind local: web services deploy to compute targets of kind kubernetes") {
+		t.Errorf("deploying to a local compute target: exit %d: %s", code, errOut)
+	}
+
+	ctx := context.Background()
+	kube := c.Client
+	deployments := func() []appsv1.Deployment {
+		t.Helper()
+		l, err := kube.AppsV1().Deployments("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=web"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Items
+	}
+
+	cli("service", "deploy", "web", "--image", "svc:1", "--target", "k8s", "--autoscale", "2,4", "--autoscale-refresh", "1",
+		"--scale-down-delay", "1", "--cpu", "0.5", "--memory-gb", "0.25", "--wait")
+	keys, err := srv.client.WebServiceKeys(ctx, "default", "web", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := "Bearer " + keys.Primary
+
+	// The objects.
+	deps := deployments()
+	if len(deps) != 1 {
+		t.Fatalf("%d Deployments of the service, want 1", len(deps))
+	}
+	dep := deps[0]
+	if *dep.Spec.Replicas != 2 {
+		t.Errorf("the Deployment has %d replicas, want 2 (autoscale 2,4)", *dep.Spec.Replicas)
+	}
+	pod := dep.Spec.Template
+	for k, v := range map[string]string{kubernetescompute.WorkspaceLabel: "default", kubernetescompute.ServiceLabel: "web", kubernetescompute.ImageLabel: "svc-1"} {
+		if pod.Labels[k] != v || dep.Labels[k] != v && k != kubernetescompute.ImageLabel {
+			t.Errorf("label %s: pod %q, Deployment %q; want %q", k, pod.Labels[k], dep.Labels[k], v)
+		}
+	}
+	ctr := pod.Spec.Containers[0]
+	if ctr.Image != registry+"/default/svc:1" {
+		t.Errorf("the image is %q, want the workspace registry's", ctr.Image)
+	}
+	if len(ctr.Ports) != 1 || ctr.Ports[0].ContainerPort != 5001 {
+		t.Errorf("ports %+v, want 5001", ctr.Ports)
+	}
+	if p := ctr.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/" || p.HTTPGet.Port.IntValue() != 5001 {
+		t.Errorf("readiness probe %+v, want GET / on 5001", p)
+	}
+	hostFromIP := false
+	for _, e := range ctr.Env {
+		if e.Name == "ATELIER_SCORE_HOST" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP" {
+			hostFromIP = true
+		}
+	}
+	if !hostFromIP {
+		t.Errorf("env %+v: ATELIER_SCORE_HOST must come from status.podIP", ctr.Env)
+	}
+	if cpu, mem := ctr.Resources.Requests[corev1.ResourceCPU], ctr.Resources.Requests[corev1.ResourceMemory]; cpu.MilliValue() != 500 || mem.Value() != 1<<28 {
+		t.Errorf("requests cpu %s memory %s, want 500m and 256Mi", cpu.String(), mem.String())
+	}
+	if len(pod.Spec.ImagePullSecrets) != 1 {
+		t.Fatalf("imagePullSecrets %+v", pod.Spec.ImagePullSecrets)
+	}
+	secret, err := kube.CoreV1().Secrets("ml").Get(ctx, pod.Spec.ImagePullSecrets[0].Name, metav1.GetOptions{})
+	if err != nil || secret.Type != corev1.SecretTypeDockerConfigJson || !strings.Contains(string(secret.Data[corev1.DockerConfigJsonKey]), registry) {
+		t.Errorf("the pull Secret: %v %v", secret, err)
+	}
+	svcs, err := kube.CoreV1().Services("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=web"})
+	if err != nil || len(svcs.Items) != 1 || svcs.Items[0].Spec.Type != corev1.ServiceTypeClusterIP || svcs.Items[0].Spec.Ports[0].Port != 5001 {
+		t.Fatalf("the service's Service: %+v, %v", svcs, err)
+	}
+
+	// Scoring through the gateway reaches both pods.
+	type answer struct {
+		Result []float64
+		Pod    string
+	}
+	scoreOK := func(body string) (answer, int) {
+		a := score(t, srv, "web", auth, body)
+		var got answer
+		if a.status == 200 {
+			if err := json.Unmarshal([]byte(a.body), &got); err != nil {
+				t.Fatalf("%s: %v", a.body, err)
+			}
+		}
+		return got, a.status
+	}
+	seen := map[string]bool{}
+	waitFor(t, "requests to reach both pods", func() bool {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got, status := scoreOK(`{"data": [1, 2], "sleep": 0.05}`)
+				mu.Lock()
+				defer mu.Unlock()
+				if status != 200 || len(got.Result) != 2 || got.Result[1] != 2 {
+					t.Errorf("scoring: %d %+v", status, got)
+					return
+				}
+				seen[got.Pod] = true
+			}()
+		}
+		wg.Wait()
+		return len(seen) >= 2
+	})
+
+	// Under load, the autoscaler raises the Deployment's replicas; without, it lowers them.
+	stopLoad := make(chan struct{})
+	var load sync.WaitGroup
+	for range 6 {
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			for {
+				select {
+				case <-stopLoad:
+					return
+				default:
+				}
+				score(t, srv, "web", auth, `{"data": [1], "sleep": 0.2}`)
+			}
+		}()
+	}
+	waitFor(t, "the Deployment to scale up under load", func() bool {
+		d := deployments()
+		return len(d) == 1 && *d[0].Spec.Replicas > 2
+	})
+	close(stopLoad)
+	load.Wait()
+	waitFor(t, "the Deployment to scale down without load", func() bool {
+		d := deployments()
+		if len(d) != 1 || *d[0].Spec.Replicas != 2 {
+			return false
+		}
+		pods, _ := kube.CoreV1().Pods("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.RevisionLabel + "=" + d[0].Name})
+		return len(pods.Items) == 2
+	})
+
+	// A rolling update under requests: none fails; the old Deployment goes once the new serves.
+	oldName := dep.Name
+	var failed, ok10 int
+	var mu sync.Mutex
+	stopLoad = make(chan struct{})
+	for range 3 {
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			for {
+				select {
+				case <-stopLoad:
+					return
+				default:
+				}
+				a := score(t, srv, "web", auth, `{"data": [1]}`)
+				mu.Lock()
+				if a.status != 200 {
+					failed++
+					t.Logf("during the update: %d %s", a.status, a.body)
+				} else if strings.Contains(a.body, `"result": [10]`) {
+					ok10++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	cli("service", "update", "web", "--image", "svc:2", "--wait")
+	waitFor(t, "requests to be answered by the new revision", func() bool { mu.Lock(); defer mu.Unlock(); return ok10 > 5 })
+	close(stopLoad)
+	load.Wait()
+	if failed > 0 {
+		t.Errorf("%d requests failed during the rolling update", failed)
+	}
+	waitFor(t, "the old revision's Deployment to be deleted", func() bool {
+		d := deployments()
+		return len(d) == 1 && d[0].Name != oldName
+	})
+	newDep := deployments()[0]
+
+	// A failing update: the old revision keeps serving, nothing of the new one stays.
+	if _, _, code := srv.run(t, "service", "update", "web", "--image", "svc:3", "--wait"); code == 0 {
+		t.Fatal("an update to an image whose init() fails succeeded")
+	}
+	if got, status := scoreOK(`{"data": [1]}`); status != 200 || got.Result[0] != 10 {
+		t.Errorf("after the failed update: %d %+v, want svc:2's answer", status, got)
+	}
+	waitFor(t, "the failed revision's Deployment to be deleted", func() bool {
+		d := deployments()
+		return len(d) == 1 && d[0].Name == newDep.Name
+	})
+	if log := cli("service", "logs", "web"); !strings.Contains(log, "the model cannot be loaded") {
+		t.Errorf("the service log does not say why the update failed:\n%s", log)
+	}
+	// Back to svc:2 (the service's wanted state names svc:3 until then).
+	cli("service", "update", "web", "--image", "svc:2", "--wait")
+
+	// A restart of the server adopts the Deployment and its pods.
+	podsBefore, _ := kube.CoreV1().Pods("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=web"})
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	srv.cmd.Wait()
+	srv = startServer(t, dataDir, addr, "--image-base", base)
+	waitFor(t, "the service to come back after the restart", func() bool {
+		got, status := scoreOK(`{"data": [3]}`)
+		return status == 200 && got.Result[0] == 30
+	})
+	d := deployments()
+	if len(d) != 1 || d[0].UID != newDep.UID {
+		t.Errorf("after the restart: Deployments %v, want %s adopted", names(d), newDep.Name)
+	}
+	podsAfter, _ := kube.CoreV1().Pods("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=web"})
+	before := map[string]bool{}
+	for _, p := range podsBefore.Items {
+		before[string(p.UID)] = true
+	}
+	for _, p := range podsAfter.Items {
+		if !before[string(p.UID)] {
+			t.Errorf("pod %s is new after the restart: the running pods should have been adopted", p.Name)
+		}
+	}
+
+	// Deletion removes the Deployment, the Service and the pull Secret.
+	cli("service", "delete", "web")
+	waitFor(t, "the service's objects to be deleted", func() bool {
+		s, _ := kube.CoreV1().Services("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=web"})
+		sec, _ := kube.CoreV1().Secrets("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=web"})
+		return len(deployments()) == 0 && len(s.Items) == 0 && len(sec.Items) == 0
+	})
+}
+
+func names(deps []appsv1.Deployment) []string {
+	var out []string
+	for _, d := range deps {
+		out = append(out, d.Name)
+	}
+	return out
+}
