@@ -27,6 +27,7 @@ import (
 //
 //	.layers/<diffid hex>/index   the layer's tar headers that can matter, in tar order (gob)
 //	.layers/<diffid hex>/f/<n>   the content of its n-th regular file
+//	.layers/<diffid hex>/from/<digest hex>  the blobs checked to hold the layer
 //
 // and an image's directory is composed from its layers' entries: directories and symbolic
 // links made anew, regular files hard links to the cached contents. An entry is written in
@@ -103,10 +104,53 @@ func diffIDHex(cfg *v1.ConfigFile, layers []v1.Layer, i int) (string, error) {
 			return "", err
 		}
 	}
-	if d.Algorithm != "sha256" || len(d.Hex) != 64 || strings.Trim(d.Hex, "0123456789abcdef") != "" {
+	if !isSHA256(d) {
 		return "", fmt.Errorf("layer diff ID %s is not a sha256 digest", d)
 	}
 	return d.Hex, nil
+}
+
+func isSHA256(d v1.Hash) bool {
+	return d.Algorithm == "sha256" && len(d.Hex) == 64 && strings.Trim(d.Hex, "0123456789abcdef") == ""
+}
+
+// blobHex is the hex of l's (compressed) digest, which names the blobs known to hold an
+// entry's layer: .layers/<diff ID>/from/<digest>.
+func blobHex(l v1.Layer) (string, error) {
+	d, err := l.Digest()
+	if err != nil {
+		return "", err
+	}
+	if !isSHA256(d) {
+		return "", fmt.Errorf("layer digest %s is not a sha256 digest", d)
+	}
+	return d.Hex, nil
+}
+
+// verify checks that l's content is the layer of diff ID id, unless its blob was checked
+// before; an image may only get from the cache the content its own blobs have.
+func verify(dir, id string, l v1.Layer) error {
+	blob, err := blobHex(l)
+	if err != nil {
+		return err
+	}
+	marker := filepath.Join(dir, "from", blob)
+	if _, err := os.Stat(marker); err == nil {
+		return nil
+	}
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != id {
+		return fmt.Errorf("layer sha256:%s: its content has diff ID sha256:%s", id, got)
+	}
+	return os.WriteFile(marker, nil, 0o644)
 }
 
 func readLayerIndex(dir, diffID string) (*unpackedLayer, error) {
@@ -129,7 +173,11 @@ func readLayerIndex(dir, diffID string) (*unpackedLayer, error) {
 func (c *layerCache) get(ctx context.Context, l v1.Layer, id string) (*unpackedLayer, error) {
 	dir := filepath.Join(c.dir, id)
 	if cl, err := readLayerIndex(dir, id); err == nil {
-		return cl, nil
+		return cl, verify(dir, id, l)
+	}
+	blob, err := blobHex(l)
+	if err != nil {
+		return nil, err
 	}
 	tmp, err := os.MkdirTemp(c.dir, ".tmp-*")
 	if err != nil {
@@ -139,6 +187,9 @@ func (c *layerCache) get(ctx context.Context, l v1.Layer, id string) (*unpackedL
 	entries, err := unpackLayer(ctx, l, id, tmp)
 	if err != nil {
 		return nil, fmt.Errorf("unpacking layer sha256:%s: %w", id, err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "from", blob), nil, 0o644); err != nil {
+		return nil, err
 	}
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(layerIndex{Version: layerIndexV, DiffID: id, Entries: entries, Done: true}); err != nil {
@@ -152,7 +203,7 @@ func (c *layerCache) get(ctx context.Context, l v1.Layer, id string) (*unpackedL
 			return &unpackedLayer{dir: dir, entries: entries}, nil
 		}
 		if cl, err := readLayerIndex(dir, id); err == nil {
-			return cl, nil // unpacked by someone else meanwhile
+			return cl, verify(dir, id, l) // unpacked by someone else meanwhile
 		}
 		// A directory without a whole index (a crash, or an older layout): set it aside.
 		aside, err := os.MkdirTemp(c.dir, ".tmp-*")
@@ -180,8 +231,10 @@ func unpackLayer(ctx context.Context, l v1.Layer, id, dir string) ([]layerEntry,
 		return nil, err
 	}
 	defer rc.Close()
-	if err := os.Mkdir(filepath.Join(dir, "f"), 0o755); err != nil {
-		return nil, err
+	for _, sub := range []string{"f", "from"} {
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, err
+		}
 	}
 	h := sha256.New()
 	hashed := io.TeeReader(rc, h)

@@ -579,9 +579,19 @@ func TestUnpackRefusesEscapes(t *testing.T) {
 	good := testLayer(t, tarEntry{Name: "f", Body: "good"})
 	evil := testLayer(t, tarEntry{Name: "f", Body: "evil"})
 	id, _ := good.DiffID()
-	_, err = (&layerCache{dir: filepath.Join(parent, layerCacheDir)}).get(context.Background(), evil, id.Hex)
-	if err == nil || !strings.Contains(err.Error(), "diff ID") {
+	c := &layerCache{dir: filepath.Join(parent, layerCacheDir)}
+	if _, err = c.get(context.Background(), evil, id.Hex); err == nil || !strings.Contains(err.Error(), "diff ID") {
 		t.Errorf("a layer that is not its diff ID: %v", err)
+	}
+	// Cached from the good blob, the layer is not another blob's that claims its diff ID.
+	if _, err := c.get(context.Background(), good, id.Hex); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = c.get(context.Background(), evil, id.Hex); err == nil || !strings.Contains(err.Error(), "diff ID") {
+		t.Errorf("a cached layer, asked for with a blob that is not it: %v", err)
+	}
+	if _, err := c.get(context.Background(), good, id.Hex); err != nil {
+		t.Fatal(err)
 	}
 }
 
