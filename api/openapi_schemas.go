@@ -14,7 +14,7 @@ var openapiSchemas = []schemaDoc{
 		Desc: "The body of every error response.",
 		Fields: map[string]fieldDoc{
 			"code": {Desc: "What went wrong, for programs to switch on: invalid (400), unauthorized (401), forbidden (403), not_found (404), method_not_allowed (405), conflict (409), too_large (413), too_many (429), internal (500), unavailable (503), storage_full (507).", Extra: S{
-				"enum": []any{"invalid", "unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict", "too_large", "too_many", "internal", "unavailable", "storage_full"},
+				"enum": []any{atelier.EINVALID, atelier.EUNAUTHORIZED, atelier.EFORBIDDEN, atelier.ENOTFOUND, EMETHOD, atelier.ECONFLICT, atelier.ETOOLARGE, atelier.ETOOMANY, atelier.EINTERNAL, atelier.EUNAVAILABLE, atelier.ENOSPACE},
 			}},
 			"message": {Desc: "What went wrong, for a human to act on. Internal details are logged by the server, never returned."},
 		}},
@@ -66,7 +66,7 @@ var openapiSchemas = []schemaDoc{
 	{Name: "RunStatus", Type: atelier.RunStatus(""),
 		Desc: "The lifecycle state of a run. The forward lifecycle (NotStarted, Queued, Preparing, Running, Finalizing) may skip states but never goes back; any live run may become CancelRequested, Completed, Failed or Canceled; CancelRequested can only end; Completed, Failed and Canceled are final.",
 		Extra: S{
-			"enum": []any{"NotStarted", "Queued", "Preparing", "Running", "Finalizing", "CancelRequested", "Completed", "Failed", "Canceled"},
+			"enum": []any{atelier.StatusNotStarted, atelier.StatusQueued, atelier.StatusPreparing, atelier.StatusRunning, atelier.StatusFinalizing, atelier.StatusCancelRequested, atelier.StatusCompleted, atelier.StatusFailed, atelier.StatusCanceled},
 		}},
 	{Name: "GitInfo", Type: atelier.GitInfo{}, Response: true,
 		Desc: "The state of the source tree when it was a git checkout.",
@@ -107,7 +107,7 @@ var openapiSchemas = []schemaDoc{
 			"name":       {Extra: S{"maxLength": 256}},
 			"parent_id":  {Desc: "Makes the run a child of this run. A run's token may only create child runs of its own run tree."},
 			"status": {Desc: "The initial status, NotStarted when absent; not a terminal one.", Schema: S{
-				"enum": []any{"NotStarted", "Queued", "Preparing", "Running", "Finalizing", "CancelRequested"},
+				"enum": []any{atelier.StatusNotStarted, atelier.StatusQueued, atelier.StatusPreparing, atelier.StatusRunning, atelier.StatusFinalizing, atelier.StatusCancelRequested},
 				"type": "string",
 			}},
 			"compute":     {Desc: "The compute target's name; empty for none.", Extra: S{"pattern": "^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,127})?$"}},
@@ -151,7 +151,7 @@ var openapiSchemas = []schemaDoc{
 		}},
 	{Name: "MetricKind", Type: atelier.MetricKind(""),
 		Desc:  "What a metric holds: scalar (a series of step, time, value), list (a vector), row (one row appended to a table), table (a dict of equal-length columns), image (an image stored as an output file), text (a string value, Azure ML v1's string metric).",
-		Extra: S{"enum": []any{"scalar", "list", "row", "table", "image", "text"}}},
+		Extra: S{"enum": []any{atelier.MetricScalar, atelier.MetricList, atelier.MetricRow, atelier.MetricTable, atelier.MetricImage, atelier.MetricText}}},
 	{Name: "MetricPoint", Type: atelier.MetricPoint{}, Required: []string{"name", "timestamp", "value"},
 		Desc: "One point of a scalar series.",
 		Fields: map[string]fieldDoc{
@@ -245,7 +245,7 @@ var openapiSchemas = []schemaDoc{
 			"entries":    {Desc: "The files, sorted by path."},
 		}},
 	{Name: "ActivityStatus", Type: atelier.ActivityStatus(""),
-		Extra: S{"enum": []any{"Queued", "Running", "Succeeded", "Failed", "Canceled"}}},
+		Extra: S{"enum": []any{atelier.ActivityQueued, atelier.ActivityRunning, atelier.ActivitySucceeded, atelier.ActivityFailed, atelier.ActivityCanceled}}},
 	{Name: "Activity", Type: atelier.Activity{}, Response: true,
 		Desc: "A long-running operation (a run, an image build, a deployment) with its progress.",
 		Fields: map[string]fieldDoc{
@@ -639,7 +639,7 @@ var openapiSchemas = []schemaDoc{
 		}},
 	{Name: "ImageStatus", Type: atelier.ImageStatus(""),
 		Desc:  "Where an image's build is; Succeeded and Failed are final.",
-		Extra: S{"enum": []any{"Queued", "Building", "Succeeded", "Failed"}}},
+		Extra: S{"enum": []any{atelier.ImageQueued, atelier.ImageBuilding, atelier.ImageSucceeded, atelier.ImageFailed}}},
 	{Name: "Image", Type: atelier.Image{}, Response: true,
 		Desc: "An image version: models and a scoring script built as an OCI image, <workspace>/<name>:<version> in the workspace registry.",
 		Fields: map[string]fieldDoc{
