@@ -89,23 +89,25 @@ type opDoc struct {
 	Says    string
 	Returns any
 	// Errors are the error statuses the operation answers beyond those of its route (see
-	// routeErrors), e.g. "400 409": each is a components.responses entry (see errorResponses).
+	// routeErrors), e.g. "400 409": each is a components.responses entry (see errorResponse).
 	Errors string
 	// Responses are other responses written out, by status.
 	Responses map[string]S
 }
 
-// errorResponses names the components.responses entry of each error status.
-var errorResponses = map[string]string{
-	"400": "BadRequest",
-	"401": "Unauthorized",
-	"403": "Forbidden",
-	"404": "NotFound",
-	"409": "Conflict",
-	"413": "TooLarge",
-	"429": "TooMany",
-	"503": "Unavailable",
-	"507": "StorageFull",
+// errorResponse names the components.responses entry of an error status.
+func errorResponse(status string) (string, bool) {
+	name, ok := map[string]string{
+		"400": "BadRequest",
+		"401": "Unauthorized",
+		"403": "Forbidden",
+		"404": "NotFound",
+		"409": "Conflict",
+		"413": "TooLarge",
+		"503": "Unavailable",
+		"507": "StorageFull",
+	}[status]
+	return name, ok
 }
 
 // listType is the type of a list response written as {"key": [...]}.
@@ -143,7 +145,8 @@ var (
 // GenerateOpenAPI returns the OpenAPI document of the routes, encoded as openapi.json is.
 func GenerateOpenAPI(routes []Route) ([]byte, error) {
 	g := &openapiGen{names: map[reflect.Type]string{}, schemas: map[string]schemaDoc{}}
-	for _, sd := range openapiSchemas {
+	schemaDocs := openapiSchemas()
+	for _, sd := range schemaDocs {
 		if _, dup := g.schemas[sd.Name]; dup {
 			g.errorf("schema %s is documented twice", sd.Name)
 		}
@@ -157,20 +160,20 @@ func GenerateOpenAPI(routes []Route) ([]byte, error) {
 		}
 	}
 	schemas := ordered{}
-	for _, sd := range openapiSchemas {
+	for _, sd := range schemaDocs {
 		schemas = append(schemas, kv{sd.Name, g.schema(sd)})
 	}
 	paths := g.paths(routes)
 	components := S{
-		"securitySchemes": openapiSecuritySchemes,
-		"parameters":      openapiParameters,
-		"responses":       openapiResponses,
+		"securitySchemes": openapiSecuritySchemes(),
+		"parameters":      openapiParameters(),
+		"responses":       openapiResponses(),
 		"schemas":         schemas,
 	}
 	doc := ordered{
 		{"openapi", "3.0.3"},
-		{"info", openapiInfo},
-		{"tags", openapiTags},
+		{"info", openapiInfo()},
+		{"tags", openapiTags()},
 		{"security", []any{S{"bearerAuth": []any{}}}},
 		{"paths", paths},
 		{"components", components},
@@ -360,8 +363,9 @@ func (g *openapiGen) shape(t reflect.Type, useRef bool) S {
 
 // paths builds the operations of the routes, grouped by path in the routes' order.
 func (g *openapiGen) paths(routes []Route) ordered {
+	opDocs := openapiOps()
 	ops := map[string]opDoc{}
-	for _, op := range openapiOps {
+	for _, op := range opDocs {
 		if _, dup := ops[op.Route]; dup {
 			g.errorf("operation %s is documented twice", op.Route)
 		}
@@ -390,7 +394,7 @@ func (g *openapiGen) paths(routes []Route) ordered {
 		}
 		*item = append(*item, kv{strings.ToLower(method), g.operation(op, rt)})
 	}
-	for _, op := range openapiOps {
+	for _, op := range opDocs {
 		if !seen[op.Route] {
 			g.errorf("operation %s of openapiOps is not a route", op.Route)
 		}
@@ -443,7 +447,7 @@ func (g *openapiGen) operation(op opDoc, rt Route) S {
 	}
 	method, path, _ := strings.Cut(op.Route, " ")
 	for _, e := range slices.Concat(routeErrors(rt, method, path), strings.Fields(op.Errors)) {
-		name, ok := errorResponses[e]
+		name, ok := errorResponse(e)
 		if !ok {
 			g.errorf("%s: no shared response for status %s", op.Route, e)
 		}
@@ -481,12 +485,11 @@ func routeErrors(rt Route, method, path string) []string {
 	return out
 }
 
-var pathParam = regexp.MustCompile(`\{([^{}]+)\}`)
-
 // pathParams are the parameters of a path template: each {name} is a components.parameters
 // entry, found by its name (see pathParamComponents).
 func pathParams(path string) []any {
 	var out []any
+	pathParam := regexp.MustCompile(`\{([^{}]+)\}`)
 	for _, m := range pathParam.FindAllStringSubmatchIndex(path, -1) {
 		name := path[m[2]:m[3]]
 		out = append(out, S{"$ref": "#/components/parameters/" + pathParamComponent(path[:m[0]], name)})
@@ -585,16 +588,16 @@ type kv struct {
 
 // keyRank orders the keys of an object written as a map: the usual OpenAPI order, then the
 // alphabet.
-var keyRank = map[string]int{}
-
-func init() {
-	for i, k := range []string{
+func keyRank(key string) int {
+	i := slices.Index([]string{
 		"$ref", "name", "in", "operationId", "tags", "summary", "type", "format", "title",
 		"version", "description", "required", "security", "parameters", "requestBody", "schema",
 		"content", "responses",
-	} {
-		keyRank[k] = i + 1
+	}, key)
+	if i < 0 {
+		return 1000
 	}
+	return i
 }
 
 // writeJSONValue writes v as indented JSON (two spaces, HTML characters as they are).
@@ -626,14 +629,7 @@ func writeJSONValue(buf *bytes.Buffer, v any, indent string) {
 			keys = append(keys, k)
 		}
 		slices.SortFunc(keys, func(a, b string) int {
-			ra, rb := keyRank[a], keyRank[b]
-			if ra == 0 {
-				ra = 1000
-			}
-			if rb == 0 {
-				rb = 1000
-			}
-			if ra != rb {
+			if ra, rb := keyRank(a), keyRank(b); ra != rb {
 				return ra - rb
 			}
 			return strings.Compare(a, b)
