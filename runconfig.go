@@ -181,6 +181,10 @@ const (
 	// DataUpload gives the script an empty folder and sends what it holds back after the
 	// script ends.
 	DataUpload = "upload"
+	// DataMount gives the script a read-only folder of the files whose contents are fetched
+	// when the script first opens each one (a FUSE file system; where none can be mounted,
+	// the files are downloaded instead).
+	DataMount = "mount"
 )
 
 // MaxDataReferences bounds the data references of one run.
@@ -193,7 +197,7 @@ type DataReference struct {
 	Name      string `json:"name" yaml:"name"`
 	Datastore string `json:"datastore" yaml:"datastore"`
 	Path      string `json:"path,omitempty" yaml:"path"`
-	// Mode is download (the default) or upload.
+	// Mode is download (the default), mount or upload.
 	Mode string `json:"mode,omitempty" yaml:"mode"`
 }
 
@@ -243,9 +247,9 @@ func validateDataReferences(refs []DataReference) error {
 		switch r.Mode {
 		case "":
 			r.Mode = DataDownload
-		case DataDownload, DataUpload:
+		case DataDownload, DataMount, DataUpload:
 		default:
-			return Errorf(EINVALID, "run config: data %q: unknown mode %q: use download or upload", r.Name, r.Mode)
+			return Errorf(EINVALID, "run config: data %q: unknown mode %q: use download, mount or upload", r.Name, r.Mode)
 		}
 	}
 	return nil

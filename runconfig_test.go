@@ -23,7 +23,7 @@ func TestRunConfigData(t *testing.T) {
 		{name: "bad datastore", data: []atelier.DataReference{{Name: "x", Datastore: "a b"}}, err: "datastore"},
 		{name: "escaping path", data: []atelier.DataReference{{Name: "x", Datastore: "lake", Path: "../etc/"}}, err: "invalid path"},
 		{name: "absolute path", data: []atelier.DataReference{{Name: "x", Datastore: "lake", Path: "/etc"}}, err: "invalid path"},
-		{name: "unknown mode", data: []atelier.DataReference{{Name: "x", Datastore: "lake", Mode: "mount"}}, err: "unknown mode"},
+		{name: "unknown mode", data: []atelier.DataReference{{Name: "x", Datastore: "lake", Mode: "stream"}}, err: "unknown mode"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := atelier.RunConfig{Script: "train.py", Data: tc.data}

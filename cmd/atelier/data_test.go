@@ -58,7 +58,7 @@ data:
 func TestApplyDataFlags(t *testing.T) {
 	rc := &atelier.RunConfig{Data: []atelier.DataReference{{Name: "train", Datastore: "old", Path: "x/", Mode: "download"}}}
 	err := applyDataFlags(rc, []string{"train=lake:diabetes/", "scores=lake:out/:upload", "all=lake", "root=lake::upload",
-		"odd=lake:a:b.csv", "dl=lake:f.csv:download"})
+		"odd=lake:a:b.csv", "dl=lake:f.csv:download", "mnt=lake:big/:mount"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +69,7 @@ func TestApplyDataFlags(t *testing.T) {
 		{Name: "root", Datastore: "lake", Path: "", Mode: "upload"},
 		{Name: "odd", Datastore: "lake", Path: "a:b.csv", Mode: "download"},
 		{Name: "dl", Datastore: "lake", Path: "f.csv", Mode: "download"},
+		{Name: "mnt", Datastore: "lake", Path: "big/", Mode: "mount"},
 	}
 	if diff := cmp.Diff(want, rc.Data); diff != "" {
 		t.Errorf("data (-want +got):\n%s", diff)

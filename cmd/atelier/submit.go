@@ -276,7 +276,7 @@ when the run Completed (7 when it Failed or was Canceled).`,
 	f.StringArrayVar(&envVars, "env", nil, "environment variable KEY=VALUE for the script (repeatable)")
 	f.StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")
 	f.StringArrayVar(&secretNames, "secret", nil, "workspace secret NAME the script receives as $NAME, masked in its output (repeatable; see 'atelier secret')")
-	f.StringArrayVar(&dataRefs, "data", nil, "data reference NAME=DATASTORE:PATH[:download|upload] (repeatable; download by default)")
+	f.StringArrayVar(&dataRefs, "data", nil, "data reference NAME=DATASTORE:PATH[:download|mount|upload] (repeatable; download by default)")
 	f.BoolVar(&wait, "wait", false, "stream status and output until the run ends; exit 0 only if it Completed")
 	snapshotFlags(cmd, &opt)
 	return cmd
@@ -317,11 +317,11 @@ func applyDataFlags(rc *atelier.RunConfig, flags []string) error {
 	for _, fl := range flags {
 		name, rest, ok := strings.Cut(fl, "=")
 		if !ok || name == "" {
-			return usagef("--data %q: want NAME=DATASTORE:PATH[:download|upload]", fl)
+			return usagef("--data %q: want NAME=DATASTORE:PATH[:download|mount|upload]", fl)
 		}
 		ref := atelier.DataReference{Name: name, Mode: atelier.DataDownload}
 		ref.Datastore, ref.Path, _ = strings.Cut(rest, ":")
-		for _, m := range []string{atelier.DataDownload, atelier.DataUpload} {
+		for _, m := range []string{atelier.DataDownload, atelier.DataMount, atelier.DataUpload} {
 			// lake:out/:upload; lake::upload is the whole datastore.
 			if p, ok := strings.CutSuffix(ref.Path, ":"+m); ok {
 				ref.Path, ref.Mode = p, m
@@ -329,7 +329,7 @@ func applyDataFlags(rc *atelier.RunConfig, flags []string) error {
 			}
 		}
 		if ref.Datastore == "" {
-			return usagef("--data %q: the datastore is missing: want NAME=DATASTORE:PATH[:download|upload]", fl)
+			return usagef("--data %q: the datastore is missing: want NAME=DATASTORE:PATH[:download|mount|upload]", fl)
 		}
 		replaced := false
 		for i := range rc.Data {

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/atelier-ml/atelier"
@@ -35,34 +33,65 @@ func dataDir(runDir string, ref atelier.DataReference) string {
 	return filepath.Join(runDir, "data", ref.Name)
 }
 
-// prepareData downloads the job's download references and creates an empty folder for each
-// upload reference. It returns the environment variables that give the script their paths.
-func (e *Executor) prepareData(ctx context.Context, host atelier.JobHost, job *atelier.Job, runDir string, log io.Writer) ([]string, error) {
+// preparedData is what prepareData did: the script's environment variables, the folders it
+// mounted (left as they are when the run's files are handed to its user) and how to unmount
+// them.
+type preparedData struct {
+	env    []string
+	mounts []string
+	undo   []func()
+}
+
+func (p *preparedData) unmount() {
+	for _, u := range p.undo {
+		u()
+	}
+}
+
+// prepareData downloads the job's download references, mounts its mount references (or
+// downloads them where no FUSE file system can be mounted) and creates an empty folder for each
+// upload reference. Its environment variables give the script their paths.
+func (e *Executor) prepareData(ctx context.Context, host atelier.JobHost, job *atelier.Job, runDir string, log io.Writer) (*preparedData, error) {
+	p := &preparedData{}
 	if len(job.Config.Data) == 0 {
-		return nil, nil
+		return p, nil
 	}
 	abs, err := filepath.Abs(runDir)
 	if err != nil {
-		return nil, err
+		return p, err
 	}
-	var env []string
 	sets := map[string]datasetEnv{}
 	for _, ref := range job.Config.Data {
 		dir := dataDir(abs, ref)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, atelier.Errorf(atelier.EINTERNAL, "data %q: %v", ref.Name, err)
+			return p, atelier.Errorf(atelier.EINTERNAL, "data %q: %v", ref.Name, err)
 		}
-		local := dir
-		if ref.Mode == atelier.DataDownload {
-			if local, err = download(ctx, host, job, ref, dir, log); err != nil {
-				return nil, err
+		local, mode := dir, ref.Mode
+		if ref.Mode == atelier.DataMount {
+			l, undo, err := mount(ctx, host, job, ref, dir, filepath.Join(abs, "data-cache", ref.Name), log)
+			switch {
+			case err == nil:
+				local = l
+				p.mounts = append(p.mounts, dir, filepath.Join(abs, "data-cache"))
+				p.undo = append(p.undo, undo)
+			case atelier.ErrorCode(err) != atelier.EINTERNAL:
+				return p, err // the reference itself is wrong
+			default:
+				fmt.Fprintf(log, "data %s: no FUSE file system can be mounted here (%v): downloading it instead\n", ref.Name, err)
+				mode = atelier.DataDownload
 			}
 		}
-		env = append(env, ref.EnvVar()+"="+local)
+		if mode == atelier.DataDownload {
+			if local, err = download(ctx, host, job, ref, dir, log); err != nil {
+				return p, err
+			}
+		}
+		p.env = append(p.env, ref.EnvVar()+"="+local)
 		sets[ref.Name] = datasetEnv{Mode: ref.Mode, Path: local}
 	}
 	b, _ := json.Marshal(sets)
-	return append(env, DatasetsEnv+"="+string(b)), nil
+	p.env = append(p.env, DatasetsEnv+"="+string(b))
+	return p, nil
 }
 
 // download copies the files of a reference into dir and returns the local path to give the
@@ -76,19 +105,13 @@ func download(ctx context.Context, host atelier.JobHost, job *atelier.Job, ref a
 	if len(files) == 0 {
 		return "", atelier.Errorf(atelier.ENOTFOUND, "data %q: %s holds no files", ref.Name, where)
 	}
-	single := len(files) == 1 && files[0].Path == ref.Path
+	rels, single, err := localNames(ref, files)
+	if err != nil {
+		return "", err
+	}
 	var size int64
-	rels := make([]string, len(files))
-	for i, f := range files {
+	for _, f := range files {
 		size += f.Size
-		rel := strings.TrimPrefix(f.Path, ref.Folder())
-		if single {
-			rel = path.Base(f.Path)
-		}
-		if atelier.ValidatePath(rel) != nil {
-			return "", atelier.Errorf(atelier.EINVALID, "data %q: %s is not a file name this machine can use", ref.Name, f.Path)
-		}
-		rels[i] = rel
 	}
 	fmt.Fprintf(log, "downloading data %s: %d files (%d bytes) from %s\n", ref.Name, len(files), size, where)
 	err = parallel(ctx, len(files), func(i int) error {

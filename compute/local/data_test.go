@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,8 +19,9 @@ import (
 
 // fakeData is the datastores of a fakeHost: "datastore:path" → content.
 type fakeData struct {
-	mu    sync.Mutex
-	files map[string][]byte
+	mu     sync.Mutex
+	files  map[string][]byte
+	opened []string // "datastore:path" of every OpenData
 }
 
 func (d *fakeData) put(key string, b []byte) {
@@ -60,6 +63,7 @@ func (h *fakeHost) ListData(ctx context.Context, job *atelier.Job, ref atelier.D
 func (h *fakeHost) OpenData(ctx context.Context, job *atelier.Job, ref atelier.DataReference, path string) (io.ReadCloser, error) {
 	h.data.mu.Lock()
 	defer h.data.mu.Unlock()
+	h.data.opened = append(h.data.opened, ref.Datastore+":"+path)
 	b, ok := h.data.files[ref.Datastore+":"+path]
 	if !ok {
 		return nil, atelier.Errorf(atelier.ENOTFOUND, "%s not found", path)
@@ -152,5 +156,68 @@ pathlib.Path(os.environ["ATELIER_DATA_OUT"], "refused.txt").write_text("x")`}, a
 	MustResult(t, res, atelier.StatusFailed, "0")
 	if want := `uploading data "out" to lake:out/: refused.txt: refused by the test`; !strings.Contains(res.Error, want) {
 		t.Errorf("error = %q, want %q", res.Error, want)
+	}
+}
+
+// TestDataMount: a mount reference is a read-only folder of the reference's files, listed when
+// the script starts, each fetched the first time the script opens it and only then; the mount
+// is gone when the run ends.
+func TestDataMount(t *testing.T) {
+	script := `import errno, os, pathlib
+train = pathlib.Path(os.environ["ATELIER_DATA_TRAIN"])
+print("listed:", sorted(str(p.relative_to(train)) for p in train.rglob("*") if p.is_file()))
+print("sizes:", sorted(p.stat().st_size for p in train.rglob("*") if p.is_file()))
+print("a:", (train / "a.csv").read_text(), (train / "a.csv").read_text())
+try:
+    (train / "a.csv").write_text("x")
+    print("written")
+except OSError as e:
+    print("write refused:", errno.errorcode[e.errno])
+try:
+    (train / "new.txt").write_text("x")
+    print("created")
+except OSError as e:
+    print("create refused:", errno.errorcode[e.errno])
+one = pathlib.Path(os.environ["ATELIER_DATA_ONE"])
+print("one:", one.name, one.read_text())
+`
+	h, job := MustJob(t, map[string]string{"train.py": script}, atelier.RunConfig{Script: "train.py",
+		Data: []atelier.DataReference{
+			{Name: "train", Datastore: "lake", Path: "diabetes/", Mode: atelier.DataMount},
+			{Name: "one", Datastore: "lake", Path: "diabetes/b/c.csv", Mode: atelier.DataMount},
+		}})
+	h.data.put("lake:diabetes/a.csv", []byte("1,2"))
+	h.data.put("lake:diabetes/b/c.csv", []byte("3,4"))
+	h.data.put("lake:diabetes/big.bin", make([]byte, 3<<20))
+	res := MustExecutor(t).Run(context.Background(), h, job)
+	prep := h.Log(local.PrepareLogPath)
+	if strings.Contains(prep, "no FUSE file system can be mounted here") {
+		t.Skipf("no FUSE here:\n%s", prep)
+	}
+	out := h.Log(local.StdLogPath)
+	MustResult(t, res, atelier.StatusCompleted, "0")
+	for _, want := range []string{"listed: ['a.csv', 'b/c.csv', 'big.bin']", "sizes: [3, 3, 3145728]", "a: 1,2 1,2",
+		"write refused: E", "create refused: E", "one: c.csv 3,4"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(prep, "mounted data train at ") || !strings.Contains(prep, "3 files (3145734 bytes) from lake:diabetes/, each fetched when first opened") {
+		t.Errorf("prepare log:\n%s", prep)
+	}
+	h.data.mu.Lock()
+	opened := slices.Clone(h.data.opened)
+	h.data.mu.Unlock()
+	sort.Strings(opened)
+	// a.csv read twice, fetched once; big.bin never opened, never fetched.
+	if want := []string{"lake:diabetes/a.csv", "lake:diabetes/b/c.csv"}; !slices.Equal(opened, want) {
+		t.Errorf("fetched %q, want %q", opened, want)
+	}
+	if got := h.data.snapshot()["lake:diabetes/a.csv"]; got != "1,2" {
+		t.Errorf("the datastore's file became %q", got)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	if strings.Contains(string(mounts), "fuse.atelier-data") {
+		t.Errorf("a data mount is left:\n%s", mounts)
 	}
 }

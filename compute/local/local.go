@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,7 +93,8 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	}
 	defer unmount()
 	prepLog := &hostWriter{ctx: hostCtx, host: host, job: job, path: PrepareLogPath}
-	dataEnv, err := e.prepareData(ctx, host, job, runDir, prepLog)
+	data, err := e.prepareData(ctx, host, job, runDir, prepLog)
+	defer data.unmount()
 	if err != nil {
 		prepLog.Close()
 		return failWith("preparing data", err)
@@ -105,7 +107,7 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 			return failWith("preparing the working directory", err)
 		}
 	}
-	if err := e.handOver(runDir); err != nil {
+	if err := e.handOver(runDir, data.mounts...); err != nil {
 		prepLog.Close()
 		return failWith("preparing the working directory", err)
 	}
@@ -128,7 +130,7 @@ func (e *Executor) Run(ctx context.Context, host atelier.JobHost, job *atelier.J
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = e.environ(job)
-	cmd.Env = append(cmd.Env, dataEnv...)
+	cmd.Env = append(cmd.Env, data.env...)
 	cmd.Env = append(cmd.Env, distEnv...)
 	cmd.Env = append(cmd.Env, "HOME="+home, "TMPDIR="+tmp)
 	// A process group of its own, so cancel and cleanup reach every process the script forks.
@@ -306,10 +308,19 @@ func serverEnviron() []string {
 
 // handOver gives a run's directory to the user its script runs as: the working directory
 // (of an overlay, its upper layer: the template stays the server's), its data and home.
-func (e *Executor) handOver(runDir string) error {
+func (e *Executor) handOver(runDir string, mounts ...string) error {
 	wd := filepath.Join(runDir, "wd")
 	overlay := fileExists(filepath.Join(runDir, "upper"))
-	return e.Isolation.handOver(func(p string) bool { return overlay && (p == wd || p == filepath.Join(runDir, "ovwork")) }, runDir)
+	abs, _ := filepath.Abs(runDir)
+	return e.Isolation.handOver(func(p string) bool {
+		if overlay && (p == wd || p == filepath.Join(runDir, "ovwork")) {
+			return true
+		}
+		if a, err := filepath.Abs(p); err == nil && abs != "" {
+			return slices.Contains(mounts, a)
+		}
+		return false
+	}, runDir)
 }
 
 func fileExists(p string) bool {

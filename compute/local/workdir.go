@@ -105,7 +105,7 @@ func (e *Executor) template(ctx context.Context, snap *atelier.Snapshot, open fu
 	return dir, nil
 }
 
-// CleanupMounts unmounts the overlays a killed server left under the work directory, so its
+// CleanupMounts unmounts the overlays and data mounts a killed server left under the work directory, so its
 // working directories can be removed. Call it once at start.
 func (e *Executor) CleanupMounts() {
 	data, err := os.ReadFile("/proc/self/mounts")
@@ -115,7 +115,7 @@ func (e *Executor) CleanupMounts() {
 	prefix, _ := filepath.Abs(e.WorkDir)
 	for _, line := range strings.Split(string(data), "\n") {
 		fields := strings.Fields(line)
-		if len(fields) >= 2 && fields[0] == "overlay" && strings.HasPrefix(fields[1], prefix+string(os.PathSeparator)) {
+		if len(fields) >= 3 && (fields[0] == "overlay" || fields[2] == "fuse."+mountFSName) && strings.HasPrefix(fields[1], prefix+string(os.PathSeparator)) {
 			syscall.Unmount(fields[1], syscall.MNT_DETACH)
 		}
 	}

@@ -197,9 +197,9 @@ class Run:
 
     @property
     def input_datasets(self):
-        """The run's download data references (``data:`` in its run configuration): name → the
-        local path of the downloaded folder or file. Set in the run this script was submitted as."""
-        return _local_datasets(self._id, "download")
+        """The run's download and mount data references (``data:`` in its run configuration):
+        name → the local path of the folder or file. Set in the run this script was submitted as."""
+        return _local_datasets(self._id, "download", "mount")
 
     @property
     def output_datasets(self):
@@ -764,15 +764,15 @@ def _run_matches(d, tags=None, properties=None, status=None):
     return True
 
 
-def _local_datasets(run_id, mode):
-    """The data references of mode, from the environment the executor gave this process."""
+def _local_datasets(run_id, *modes):
+    """The data references of the modes, from the environment the executor gave this process."""
     if run_id != os.environ.get("ATELIER_RUN_ID"):
         return {}
     try:
         sets = json.loads(os.environ.get("ATELIER_DATASETS") or "{}")
     except ValueError:
         return {}
-    return {name: d["path"] for name, d in sets.items() if d.get("mode") == mode}
+    return {name: d["path"] for name, d in sets.items() if d.get("mode") in modes}
 
 
 def _collapse_records(kind, recs):

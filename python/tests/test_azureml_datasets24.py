@@ -153,6 +153,38 @@ def test_a_run_records_the_dataset_versions_it_consumed(v1ws, tmp_path):
     assert ei.value.status == 404
 
 
+def test_as_mount_is_a_read_only_mount_of_the_files(v1ws, tmp_path):
+    ds = _upload(v1ws, tmp_path, {"mnt/a.txt": "alpha", "mnt/sub/b.txt": "beta", "mnt/never.txt": "x" * 100000})
+    files = Dataset.File.from_files(path=(ds, "ds24/mnt/"))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "use.py").write_text(textwrap.dedent("""
+        import os, sys
+        from azureml.core import Run
+        run = Run.get_context()
+        root = sys.argv[1]
+        mounts = open("/proc/self/mounts").read().split("\\n")
+        kind = [line.split()[2] for line in mounts if len(line.split()) > 2 and line.split()[1] == root]
+        run.log("kind", str(sorted(set(kind))))
+        run.log("files", str(sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)))
+        run.log("a", open(os.path.join(root, "a.txt")).read())
+        try:
+            open(os.path.join(root, "a.txt"), "w").write("no")
+            run.log("write", "allowed")
+        except OSError as e:
+            run.log("write", "refused")
+        run.log("same", run.input_datasets["train"] == root)
+    """))
+    cfg = ScriptRunConfig(source_directory=str(src), script="use.py",
+                          arguments=[files.as_named_input("train").as_mount()])
+    run = Experiment(v1ws, "ds24-mount").submit(cfg)
+    assert run.wait_for_completion(show_output=True)["status"] == "Completed"
+    m = run.get_metrics()
+    assert m["kind"] == "['fuse.atelier-data']", m
+    assert m["files"] == "['a.txt', 'never.txt', 'sub/b.txt']" and m["a"] == "alpha" and m["write"] == "refused", m
+    assert m["same"] in (True, 1), m
+
+
 @pytest.mark.skipif(not os.path.exists(VENV_PY), reason="the samples' virtualenv (pandas, pyarrow) is not built")
 def test_to_pandas_dataframe_of_each_tabular_format(v1ws, tmp_path, server):
     script = tmp_path / "tab.py"

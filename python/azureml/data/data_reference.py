@@ -1,5 +1,6 @@
-"""azureml.data.data_reference: v1's DataReference, a datastore path a run downloads (modes
-mount and download: atelier copies the files in before the script starts) or uploads."""
+"""azureml.data.data_reference: v1's DataReference, a datastore path a run mounts (read-only,
+each file fetched when first opened; downloaded where no FUSE file system can be mounted),
+downloads or uploads."""
 
 from ._binding import Binding, datastore_name
 
@@ -36,7 +37,7 @@ class DataReference(Binding):
                              self.path_on_compute, self.overwrite)
 
     def _ref(self):
-        mode = "upload" if self.mode == "upload" else "download"
+        mode = self.mode if self.mode in ("upload", "mount") else "download"
         return (self.data_reference_name, datastore_name(self.datastore), (self.path_on_datastore or "").strip("/"),
                 mode, None)
 

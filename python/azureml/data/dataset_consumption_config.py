@@ -26,7 +26,10 @@ class DatasetConsumptionConfig(Binding):
         globs = self.dataset._run_globs(path)
         if globs:
             spec["filter"] = globs
-        return self.name, ds, path, "download", spec
+        # A mount is read-only: a dataset whose globs leave files out is downloaded, and the
+        # files it does not take removed before the script starts.
+        mode = "mount" if self.mode == "mount" and not globs else "download"
+        return self.name, ds, path, mode, spec
 
     def __repr__(self):
         return "DatasetConsumptionConfig:%s" % self.name
