@@ -175,17 +175,24 @@ func newViewBuilder(t *testing.T, index string) (*builder, *prefetcher, *bytes.B
 	return b, pre, &log
 }
 
+// mustView starts an index view for the image's Python 3.11, closed when the test ends.
+func mustView(t *testing.T, b *builder, pre *prefetcher) *indexView {
+	t.Helper()
+	v, err := b.startIndexView(t.Context(), pre, "3.11")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.close)
+	return v
+}
+
 // TestIndexViewPage: the view's page of a project lists only the wheels the image could use,
 // each pointing back at the view with its metadata announced; an index's HTML page is passed on
 // with a <base> at the index; a missing project is a 404.
 func TestIndexViewPage(t *testing.T) {
 	fi := newFakeIndex(t)
 	b, pre, _ := newViewBuilder(t, fi.srv.URL+"/simple/")
-	v, err := b.startIndexView(t.Context(), pre, "3.11")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.close()
+	v := mustView(t, b, pre)
 	if got := v.args(); !slices.Equal(got, []string{"--index-url", v.root + "/0/"}) {
 		t.Fatalf("pip's arguments %q", got)
 	}
@@ -255,11 +262,7 @@ func TestIndexViewPage(t *testing.T) {
 	}))
 	defer html.Close()
 	hb, hpre, _ := newViewBuilder(t, html.URL+"/simple")
-	hv, err := hb.startIndexView(t.Context(), hpre, "3.11")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hv.close()
+	hv := mustView(t, hb, hpre)
 	resp, err = http.Get(hv.root + "/0/demo/")
 	if err != nil {
 		t.Fatal(err)

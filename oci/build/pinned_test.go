@@ -145,11 +145,7 @@ func TestParsePins(t *testing.T) {
 func TestResolvePinned(t *testing.T) {
 	fi := newFakeIndex(t)
 	b, pre, _ := newViewBuilder(t, fi.srv.URL+"/simple/")
-	v, err := b.startIndexView(t.Context(), pre, "3.11")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.close()
+	v := mustView(t, b, pre)
 	refs, why := b.resolvePinned(t.Context(), []byte("demo==1.0\ndep==2.0\n"), v, "3.11")
 	if why != "" || len(refs) != 2 || refs[0].Name != "demo" || refs[0].URL != fi.srv.URL+"/files/demo-1.0-py3-none-any.whl" ||
 		refs[1].Name != "dep" || refs[1].URL != fi.srv.URL+"/files/dep-2.0-py3-none-any.whl" || !refs[0].Requested || len(refs[1].SHA256) != 64 {
@@ -168,16 +164,14 @@ func TestResolvePinned(t *testing.T) {
 	}
 	// Of two wheels of a pin, the one with the more preferred tag, as pip chooses.
 	fi.wheels["dep-2.0-cp311-cp311-manylinux_2_17_x86_64.whl"] = fi.wheels["dep-2.0-py3-none-any.whl"]
-	v1, _ := b.startIndexView(t.Context(), pre, "3.11")
-	defer v1.close()
+	v1 := mustView(t, b, pre)
 	if refs, why := b.resolvePinned(t.Context(), []byte("demo==1.0\ndep==2.0\n"), v1, "3.11"); len(refs) != 2 || !strings.HasSuffix(refs[1].URL, "/dep-2.0-cp311-cp311-manylinux_2_17_x86_64.whl") {
 		t.Fatalf("the preferred wheel: refs %+v, why %q", refs, why)
 	}
 	delete(fi.wheels, "dep-2.0-cp311-cp311-manylinux_2_17_x86_64.whl")
 	// demo requires dep>=2: a pin below it is refused even when its wheel exists.
 	fi.wheels["dep-1.5-py3-none-any.whl"] = zipBytes(t, []zfile{{name: "dep-1.5.dist-info/METADATA", content: "Metadata-Version: 2.1\nName: dep\nVersion: 1.5\n"}})
-	v2, _ := b.startIndexView(t.Context(), pre, "3.11")
-	defer v2.close()
+	v2 := mustView(t, b, pre)
 	if refs, why := b.resolvePinned(t.Context(), []byte("demo==1.0\ndep==1.5\n"), v2, "3.11"); refs != nil || !strings.Contains(why, "requires dep >=2; the pin is 1.5") {
 		t.Errorf("a pin out of its dependent's range: refs %v, why %q", refs, why)
 	}
