@@ -298,7 +298,7 @@ func openapiSchemas() []schemaDoc {
 				"name":      {Extra: S{"pattern": "^[A-Za-z0-9_]{1,64}$"}},
 				"datastore": {Desc: "A datastore of the workspace."},
 				"path":      {Desc: "A file or folder of the datastore (\"diabetes/\", \"diabetes/train.csv\"); empty for the whole datastore."},
-				"mode":      {Desc: "download (the default) copies the files in before the script starts; upload sends the folder back after it ends.", Extra: S{"enum": []any{"download", "upload"}}},
+				"mode":      {Desc: "download (the default) copies the files in before the script starts; mount gives a read-only folder whose files are fetched when first opened (downloaded where no FUSE file system can be mounted); upload sends the folder back after it ends.", Extra: S{"enum": []any{atelier.DataDownload, atelier.DataMount, atelier.DataUpload}}},
 			}},
 		{Name: "RunSubmit", Type: atelier.RunSubmit{}, Required: []string{"snapshot_id", "config"},
 			Desc: "Queue a script of an uploaded snapshot on a compute target.",
