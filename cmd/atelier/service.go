@@ -130,9 +130,15 @@ The replicas start on the deployment target; the service is Healthy once they ar
 (score.py's init() ran). Callers send 'Authorization: Bearer KEY' with one of the service's
 keys ('atelier service keys NAME'), unless --auth says otherwise.
 
+The target is local (replica processes on the server's machine), podman (containers), or the
+name of a kubernetes compute target of the workspace ('atelier compute attach NAME --kind
+kubernetes'): a Deployment per image and a Service in its namespace, the gateway reaching the
+pods' IPs (the server runs in the cluster or routes to its pod network).
+
 Without --wait, print the service and return while it deploys; with --wait, return once it is
 Healthy (exit 0) or Failed (exit 7, with why).`,
 		Example: `  atelier service deploy diabetes --image diabetes-svc:1 --autoscale 1,8 --target-utilization 70 --wait
+  atelier service deploy diabetes --image diabetes-svc:1 --target k8s-prod --autoscale 2,8 --cpu 1 --memory-gb 2 --wait
   curl -H "Authorization: Bearer $KEY" -d '{"data": [[0.03, 0.05]]}' http://127.0.0.1:8600/services/default/diabetes/score`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -167,7 +173,7 @@ Healthy (exit 0) or Failed (exit 7, with why).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&d.Image, "image", "", "the image to serve: NAME:VERSION or NAME (its latest version)")
-	f.StringVar(&d.Target, "target", "", "the deployment target (default local)")
+	f.StringVar(&d.Target, "target", "", "the deployment target: local (the default), podman, or a kubernetes compute target's name")
 	f.StringVar(&d.Description, "description", "", "description")
 	f.StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")
 	f.BoolVar(&wait, "wait", false, "wait until the service is Healthy (exit 0) or Failed (exit 7)")

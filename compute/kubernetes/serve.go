@@ -64,6 +64,8 @@ type Serving struct {
 	d      *Driver
 	c      *cluster
 	target string
+	// k is the target's configuration: its pods' node selector and tolerations.
+	k atelier.KubernetesCompute
 }
 
 // servingCache is a cluster's cache of the Deployments of web services, and the broadcast of
@@ -150,7 +152,7 @@ func (d *Driver) Serving(ctx context.Context, t *atelier.ComputeTarget, creds at
 	if !cache.WaitForCacheSync(wctx.Done(), sc.deploys.HasSynced) {
 		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "compute target %s: cannot list the Deployments of namespace %s at %s", t.Name, c.namespace, c.host)
 	}
-	return &Serving{d: d, c: c, target: t.Name}, nil
+	return &Serving{d: d, c: c, target: t.Name, k: *t.Kubernetes}, nil
 }
 
 func shortHash(parts ...string) string {
@@ -299,12 +301,30 @@ func (s *Serving) deployment(meta metav1.ObjectMeta, rev Revision, pullSecrets [
 		env = append(env, corev1.EnvVar{Name: k, Value: v})
 	}
 	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	// The service's cpu_cores and memory_gb, or else the target's kubernetes.cpu and memory.
 	if rev.CPU > 0 {
 		res.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(int64(rev.CPU*1000), resource.DecimalSI)
+	} else if s.k.CPU != "" {
+		q, err := resource.ParseQuantity(s.k.CPU)
+		if err != nil {
+			return nil, atelier.Errorf(atelier.EINVALID, "compute target %s: kubernetes.cpu %q: %v", s.target, s.k.CPU, err)
+		}
+		res.Requests[corev1.ResourceCPU] = q
 	}
 	if rev.MemoryGB > 0 {
 		q := *resource.NewQuantity(int64(rev.MemoryGB*(1<<30)), resource.BinarySI)
 		res.Requests[corev1.ResourceMemory], res.Limits[corev1.ResourceMemory] = q, q
+	} else if s.k.Memory != "" {
+		q, err := resource.ParseQuantity(s.k.Memory)
+		if err != nil {
+			return nil, atelier.Errorf(atelier.EINVALID, "compute target %s: kubernetes.memory %q: %v", s.target, s.k.Memory, err)
+		}
+		res.Requests[corev1.ResourceMemory], res.Limits[corev1.ResourceMemory] = q, q
+	}
+	var tolerations []corev1.Toleration
+	for _, t := range s.k.Tolerations {
+		tolerations = append(tolerations, corev1.Toleration{Key: t.Key, Operator: corev1.TolerationOperator(t.Operator), Value: t.Value,
+			Effect: corev1.TaintEffect(t.Effect)})
 	}
 	zero, no, grace := int32(0), false, int64(30)
 	maxSurge := intstr.FromString("100%")
@@ -321,6 +341,8 @@ func (s *Serving) deployment(meta metav1.ObjectMeta, rev Revision, pullSecrets [
 				EnableServiceLinks:            &no,
 				TerminationGracePeriodSeconds: &grace,
 				ImagePullSecrets:              pullSecrets,
+				NodeSelector:                  s.k.NodeSelector,
+				Tolerations:                   tolerations,
 				Containers: []corev1.Container{{
 					Name:      ServingContainer,
 					Image:     rev.Reference,
