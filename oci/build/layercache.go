@@ -34,9 +34,10 @@ import (
 // .layers/.tmp-* and renamed into place once its index is written, so an entry is whole or
 // absent; one without a readable, finished index is not used (written again). Nothing is
 // synced (the image directories never were): a crash of the machine may leave an entry whose
-// files the filesystem had not written yet, as it could an image directory before. .layers/uses/<image directory name> lists the layers an unpacked image was composed
-// from, for RemoveUnusedLayers. Unpacking holds a shared flock on .layers/.lock, removing
-// unused layers an exclusive one.
+// files the filesystem had not written yet, as it could an image directory before.
+// .layers/uses/<image directory name> lists the layers an unpacked image was composed from, for
+// RemoveUnusedLayers. Unpacking holds a shared flock on .layers/.lock, removing unused layers
+// an exclusive one.
 const (
 	layerCacheDir  = ".layers"
 	layerIndexName = "index"
@@ -384,7 +385,8 @@ func hasWindowsDrivePrefix(name string) bool {
 // UnpackImage) the layers no unpacked image there uses any more, and what an interrupted
 // unpacking left; it returns how many layers it removed. Call it after removing image
 // directories of parent: a layer's files are hard links of the images' files, so they take no
-// room of their own while an image uses them.
+// room of their own while an image uses them. (The server removes no image directory yet:
+// services/rootfs keeps every image a service ran, and so its layers.)
 func RemoveUnusedLayers(parent string) (int, error) {
 	c := &layerCache{dir: filepath.Join(parent, layerCacheDir)}
 	if _, err := os.Stat(c.dir); errors.Is(err, os.ErrNotExist) {
