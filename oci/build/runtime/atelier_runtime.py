@@ -1121,6 +1121,12 @@ class Template:
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.listener, selectors.EVENT_READ, "listener")
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        try:
+            import ctypes
+
+            self.prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (ImportError, OSError, AttributeError):
+            self.prctl = None
         sys.stdout.write("atelier scoring template ready on %s\n" % self.path)
         sys.stdout.flush()
         while True:
@@ -1228,6 +1234,7 @@ class Template:
             self.learning = [teach, b""]
         sys.stdout.flush()
         sys.stderr.flush()
+        self.pid = os.getpid()
         import warnings
 
         with warnings.catch_warnings():
@@ -1347,6 +1354,11 @@ class Template:
         try:
             signal = self.signal
             os.setpgid(0, 0)
+            # Killed with the template, in its PID namespace or not (PR_SET_PDEATHSIG).
+            if self.prctl is not None:
+                self.prctl(1, int(signal.SIGKILL), 0, 0, 0)
+            if os.getppid() != self.pid:
+                os._exit(1)  # the template died already
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             self.sel.close()

@@ -178,6 +178,17 @@ def test_what_init_imports_is_imported_in_the_template(template, tmp_path):
     assert (tmp_path / "heavy").read_text().split() == [str(first.pid), str(t.proc.pid), str(t2.proc.pid)]
 
 
+def test_replicas_die_with_the_template(template, tmp_path):
+    script = tmp_path / "score.py"
+    script.write_text(COUNTING)
+    t = template(str(script))
+    replicas = [Replica(t, n) for n in range(2)]
+    for r in replicas:
+        r.ready()
+    t.proc.kill()
+    wait_until(lambda: not any(alive(r.pid) for r in replicas), "the replicas to die with their template")
+
+
 def test_init_failure_in_a_replica(template):
     t = template(os.path.join(SCRIPTS, "init_fails_score.py"))
     r = Replica(t, 0)
