@@ -80,15 +80,19 @@ const (
 
 // servicePull makes a credential that pulls the workspace's images (a token of kind run, for
 // no run, reading the workspace: what a run's token may do) for a service's pods.
-func (s *Service) servicePull(ctx context.Context, svc *atelier.WebService, reference string) (*kubernetescompute.PullImage, string, error) {
+//
+// A server starting revokes the run tokens of no leased run (see Init): another server of the
+// database that restarts revokes the credentials of the services this one runs, so the janitor
+// checks that its credential is still valid and replaces a revoked one.
+func (s *Service) servicePull(ctx context.Context, svc *atelier.WebService, reference string) (*kubernetescompute.PullImage, *atelier.Token, error) {
 	expires := s.now().Add(servicePullTTL).UTC()
 	tok, err := s.createToken(context.WithoutCancel(ctx), &atelier.Token{Name: "service " + svc.Name + " image pull", Kind: atelier.PrincipalRun,
 		Owner: svc.CreatedBy, Workspace: svc.Workspace, RunID: "service:" + svc.Name, ExpiresAt: &expires})
 	if err != nil {
-		return nil, "", fmt.Errorf("making the image pull credential: %w", err)
+		return nil, nil, fmt.Errorf("making the image pull credential: %w", err)
 	}
 	host, _, _ := strings.Cut(reference, "/")
-	return &kubernetescompute.PullImage{Reference: reference, Registry: host, Username: "service", Password: tok.Secret}, tok.ID, nil
+	return &kubernetescompute.PullImage{Reference: reference, Registry: host, Username: "service", Password: tok.Secret}, tok, nil
 }
 
 // poolConfig is a pool's configuration from a service's.
@@ -120,11 +124,11 @@ func (s *Service) startKubePool(ctx context.Context, d *deployment, svc *atelier
 		d.log.printf("%s: model data collection is not available on kubernetes targets yet: the pods do not collect", si.Image)
 	}
 	j := s.kubeJanitor(d, sv)
-	pull, tokenID, err := s.servicePull(ctx, svc, ref)
+	pull, tok, err := s.servicePull(ctx, svc, ref)
 	if err != nil {
 		return nil, err
 	}
-	j.tokens(tokenID)
+	j.tokens(tok)
 	rev := kubernetescompute.Revision{Workspace: svc.Workspace, Service: svc.Name, Image: si.Image,
 		Name: kubernetescompute.DeploymentName(svc.Workspace, svc.Name, si.Image, c), Reference: ref, Pull: pull,
 		Env: env, CPU: c.CPUCores, MemoryGB: c.MemoryGB, Log: func(msg string) { d.log.printf("%s: %s", si.Image, msg) }}
@@ -186,6 +190,8 @@ type kubeJanitor struct {
 	revs     map[string]*kubeRev // by Deployment name
 	tokenIDs []string
 	tokenAt  time.Time
+	hash     string // of the credential the pull Secret holds
+	checked  time.Time
 }
 
 var kubeJanitors = struct {
@@ -228,11 +234,27 @@ func (j *kubeJanitor) unregister(name string) {
 	j.mu.Unlock()
 }
 
-func (j *kubeJanitor) tokens(id string) {
+func (j *kubeJanitor) tokens(t *atelier.Token) {
 	j.mu.Lock()
-	j.tokenIDs = append(j.tokenIDs, id)
-	j.tokenAt = j.s.now()
+	j.tokenIDs = append(j.tokenIDs, t.ID)
+	j.tokenAt, j.hash = j.s.now(), t.Hash
 	j.mu.Unlock()
+}
+
+// pullRevoked says whether the pull Secret's credential was revoked.
+func (j *kubeJanitor) pullRevoked(ctx context.Context) bool {
+	j.mu.Lock()
+	hash := j.hash
+	due := time.Since(j.checked) >= 5*time.Second
+	if due {
+		j.checked = time.Now()
+	}
+	j.mu.Unlock()
+	if hash == "" || !due {
+		return false
+	}
+	t, err := j.s.store.FindTokenByHash(ctx, hash)
+	return err == nil && t.RevokedAt != nil
 }
 
 func (j *kubeJanitor) loop() {
@@ -300,6 +322,10 @@ func (j *kubeJanitor) pass() bool {
 	j.mu.Lock()
 	renew := !j.tokenAt.IsZero() && j.s.now().Sub(j.tokenAt) > servicePullRenew && applied != nil
 	j.mu.Unlock()
+	if !renew && applied != nil && j.pullRevoked(ctx) {
+		d.log.printf("the image pull credential was revoked (another server started): replacing it")
+		renew = true
+	}
 	if renew {
 		j.renew(ctx, applied)
 	}
@@ -315,7 +341,7 @@ func (j *kubeJanitor) renew(ctx context.Context, svc *atelier.WebService) {
 	if err != nil || !ok {
 		return
 	}
-	pull, id, err := j.s.servicePull(ctx, svc, ref)
+	pull, tok, err := j.s.servicePull(ctx, svc, ref)
 	if err != nil {
 		j.d.log.printf("renewing the image pull credential: %v", err)
 		return
@@ -326,16 +352,14 @@ func (j *kubeJanitor) renew(ctx context.Context, svc *atelier.WebService) {
 	}
 	j.mu.Lock()
 	old := j.tokenIDs
-	j.tokenIDs, j.tokenAt = []string{id}, j.s.now()
+	j.tokenIDs, j.tokenAt, j.hash = []string{tok.ID}, j.s.now(), tok.Hash
 	j.mu.Unlock()
 	j.revoke(old)
 }
 
 func (j *kubeJanitor) revoke(ids []string) {
 	for _, id := range ids {
-		if err := j.s.store.RevokeToken(context.Background(), id); err == nil {
-			j.s.forgetToken(id)
-		}
+		j.s.revokeToken(context.Background(), id)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -174,6 +176,38 @@ func TestWebServiceKubernetes(t *testing.T) {
 	if err != nil || secret.Type != corev1.SecretTypeDockerConfigJson || !strings.Contains(string(secret.Data[corev1.DockerConfigJsonKey]), registry) {
 		t.Errorf("the pull Secret: %v %v", secret, err)
 	}
+	// The pull Secret's credential pulls the image, as the node's runtime would.
+	type credential struct{ Username, Password string }
+	pullCredential := func() credential {
+		sec, err := kube.CoreV1().Secrets("ml").Get(ctx, pod.Spec.ImagePullSecrets[0].Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dockercfg struct {
+			Auths map[string]credential `json:"auths"`
+		}
+		json.Unmarshal(sec.Data[corev1.DockerConfigJsonKey], &dockercfg)
+		return dockercfg.Auths[registry]
+	}
+	cred := pullCredential()
+	pull := func(cred credential) int {
+		req, _ := http.NewRequest("GET", srv.url+"/v2/default/svc/manifests/1", nil)
+		req.SetBasicAuth(cred.Username, cred.Password)
+		req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Logf("pull: %s %s", resp.Status, b)
+		}
+		return resp.StatusCode
+	}
+	if cred.Password == "" || pull(cred) != 200 {
+		t.Errorf("the pull Secret's credential %+v does not pull the image", cred.Username)
+	}
 	svcs, err := kube.CoreV1().Services("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=web"})
 	if err != nil || len(svcs.Items) != 1 || svcs.Items[0].Spec.Type != corev1.ServiceTypeClusterIP || svcs.Items[0].Spec.Ports[0].Port != 5001 {
 		t.Fatalf("the service's Service: %+v, %v", svcs, err)
@@ -329,6 +363,32 @@ func TestWebServiceKubernetes(t *testing.T) {
 		}
 	}
 
+	// The restarted server revoked the run tokens of no run, the first pull credential among
+	// them (see Service.Init), and put a new one in the pull Secret.
+	if code := pull(cred); code != http.StatusUnauthorized {
+		t.Errorf("the first pull credential answers %d after the restart", code)
+	}
+	cred = pullCredential()
+	if code := pull(cred); code != 200 {
+		t.Errorf("the adopting server's pull credential answers %d", code)
+	}
+	// A credential revoked (as another server starting would) is replaced in the pull Secret.
+	tokens, err := srv.client.ListTokens(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range tokens {
+		if tok.Name == "service web image pull" && tok.RevokedAt == nil {
+			if err := srv.client.RevokeToken(ctx, tok.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, "the revoked pull credential to be replaced", func() bool {
+		next := pullCredential()
+		return next != cred && pull(next) == 200
+	})
+	cred = pullCredential()
 	// Deletion removes the Deployment, the Service and the pull Secret.
 	cli("service", "delete", "web")
 	waitFor(t, "the service's objects to be deleted", func() bool {
@@ -336,6 +396,10 @@ func TestWebServiceKubernetes(t *testing.T) {
 		sec, _ := kube.CoreV1().Secrets("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=web"})
 		return len(deployments()) == 0 && len(s.Items) == 0 && len(sec.Items) == 0
 	})
+	// The server that deleted the service revoked the pull credentials it made.
+	if code := pull(cred); code != http.StatusUnauthorized {
+		t.Errorf("the deleted service's pull credential still answers %d", code)
+	}
 }
 
 func names(deps []appsv1.Deployment) []string {
