@@ -12,7 +12,10 @@ classes, so deployment scripts port with an import change::
 ``Model.deploy(ws, name, models, inference_config, deployment_config)`` builds the image first.
 Every deployment configuration class (LocalWebservice, AciWebservice, AksWebservice) deploys to
 the server's local target unless ``deployment_target`` names another; they differ in their
-defaults, as in Azure ML (ACI: one replica, no auth; AKS: autoscaling, key auth).
+defaults, as in Azure ML (ACI: one replica, no auth; AKS: autoscaling, key auth). As in Azure
+ML, ``Model.deploy(..., deployment_target=aks_target)`` with a kubernetes compute target
+(``ComputeTarget(ws, "k8s-prod")``, attached with ``atelier compute attach k8s-prod --kind
+kubernetes``) deploys to that cluster: a Deployment per image in the target's namespace.
 """
 
 import json
