@@ -42,6 +42,8 @@ func servingReplica(t *testing.T, fail bool) string {
 	return script
 }
 
+var servingRuns int
+
 func waitUntil(t *testing.T, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
@@ -56,20 +58,23 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 // TestServingPods: a revision's Deployment (spec from the revision and the target), a pool
 // whose replicas are its Ready pods (each its own IP) serving requests, a deleted pod replaced,
 // a closed pool leaving the pods to a second pool that adopts them and trims the Deployment to
-// its one replica, a failing init() failing the start with its traceback, and the service's
-// deletion. (Scaling down through Stop is in cmd/atelier's TestWebServiceKubernetes.)
+// its one replica, scaling from zero and back (a replica stopped: its pod deleted, the
+// Deployment lowered), a failing init() failing the start with its traceback, and the service's
+// deletion.
 func TestServingPods(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Skip("python3 is not installed")
 	}
 	c := cluster(t)
 	ctx := context.Background()
-	node := c.StartKubelet(t, "scoring", kubetest.NodeCapacity{}, map[string]string{
+	servingRuns++ // each run of the test its node and service (-count)
+	nodeName, svcName := fmt.Sprintf("scoring-%d", servingRuns), fmt.Sprintf("echo%d", servingRuns)
+	node := c.StartKubelet(t, nodeName, kubetest.NodeCapacity{}, map[string]string{
 		"registry.example/default/svc:1": servingReplica(t, false),
 		"registry.example/default/bad:1": servingReplica(t, true),
 	})
 	node.OwnPodIPs()
-	tg, creds := target(c, "scoring")
+	tg, creds := target(c, nodeName)
 	tg.Kubernetes.Tolerations = []atelier.KubernetesToleration{{Key: "gpu", Operator: "Exists", Effect: "NoSchedule"}}
 	d := driver(tg, creds)
 	defer d.Close()
@@ -77,10 +82,10 @@ func TestServingPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev := kubernetes.Revision{Workspace: "default", Service: "echo", Image: "svc:1",
-		Name: kubernetes.DeploymentName("default", "echo", "svc:1", map[string]int{"replicas": 2}), Reference: "registry.example/default/svc:1",
+	rev := kubernetes.Revision{Workspace: "default", Service: svcName, Image: "svc:1",
+		Name: kubernetes.DeploymentName("default", svcName, "svc:1", map[string]int{"replicas": 2}), Reference: "registry.example/default/svc:1",
 		Pull: &kubernetes.PullImage{Reference: "registry.example/default/svc:1", Registry: "registry.example", Username: "service", Password: "pull-secret"},
-		Env:  []string{"ATELIER_SERVICE_NAME=echo", "ATELIER_SCORE_SOCKET=/run/x.sock"}, CPU: 0.25, MemoryGB: 0.5, Log: func(msg string) { t.Log(msg) }}
+		Env:  []string{"ATELIER_SERVICE_NAME=" + svcName, "ATELIER_SCORE_SOCKET=/run/x.sock"}, CPU: 0.25, MemoryGB: 0.5, Log: func(msg string) { t.Log(msg) }}
 	pods, err := sv.Deploy(ctx, rev)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +96,7 @@ func TestServingPods(t *testing.T) {
 	}
 	spec := dep.Spec.Template.Spec
 	ctr := spec.Containers[0]
-	if spec.NodeSelector["kubernetes.io/hostname"] != "scoring" || len(spec.Tolerations) != 1 || *dep.Spec.Replicas != 0 {
+	if spec.NodeSelector["kubernetes.io/hostname"] != nodeName || len(spec.Tolerations) != 1 || *dep.Spec.Replicas != 0 {
 		t.Errorf("node selector %v, tolerations %v, replicas %d", spec.NodeSelector, spec.Tolerations, *dep.Spec.Replicas)
 	}
 	for _, e := range ctr.Env {
@@ -188,8 +193,32 @@ func TestServingPods(t *testing.T) {
 	waitUntil(t, "the spare pod to go", func() bool { return replicas() == 1 && len(listPods()) == 1 })
 	scoreVia(pool2)
 
+	// Scale to zero: the first request starts a pod; without requests the autoscaler stops the
+	// replica, which lowers the Deployment to 0 and deletes its pod.
+	zeroRev := rev
+	zeroRev.Name = kubernetes.DeploymentName("default", svcName, "svc:1", "zero")
+	zeroPods, err := sv.Deploy(ctx, zeroRev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := serving.NewPool(serving.Config{Autoscale: true, Min: 0, Max: 1, TargetUtilization: 70, Refresh: 100 * time.Millisecond,
+		ScaleDownDelay: 100 * time.Millisecond, MaxWait: time.Minute, Timeout: time.Minute}, zeroPods.Start, nil, nil)
+	defer zero.Close(ctx)
+	scoreVia(zero)
+	zeroReplicas := func() int32 {
+		dep, err := c.Client.AppsV1().Deployments(ns).Get(ctx, zeroRev.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *dep.Spec.Replicas
+	}
+	waitUntil(t, "the idle replica to be stopped and its pod deleted", func() bool {
+		l, _ := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: kubernetes.RevisionLabel + "=" + zeroRev.Name})
+		return zeroReplicas() == 0 && len(l.Items) == 0 && zeroPods.Claimed() == 0
+	})
+
 	// A failing init(): the start fails with the traceback, as ErrInitFailed.
-	bad := kubernetes.Revision{Workspace: "default", Service: "echo", Image: "bad:1", Name: kubernetes.DeploymentName("default", "echo", "bad:1", nil),
+	bad := kubernetes.Revision{Workspace: "default", Service: svcName, Image: "bad:1", Name: kubernetes.DeploymentName("default", svcName, "bad:1", nil),
 		Reference: "registry.example/default/bad:1"}
 	badPods, err := sv.Deploy(ctx, bad)
 	if err != nil {
@@ -201,13 +230,13 @@ func TestServingPods(t *testing.T) {
 	}
 
 	// Deleting the service removes its Deployments, Service and pull Secret.
-	if got := sv.Deployments("default", "echo"); len(got) != 2 {
-		t.Errorf("the service's Deployments: %v, want 2", got)
+	if got := sv.Deployments("default", svcName); len(got) != 3 {
+		t.Errorf("the service's Deployments: %v, want 3", got)
 	}
-	if err := sv.DeleteService(ctx, "default", "echo"); err != nil {
+	if err := sv.DeleteService(ctx, "default", svcName); err != nil {
 		t.Fatal(err)
 	}
-	sel := metav1.ListOptions{LabelSelector: kubernetes.ServiceLabel + "=echo"}
+	sel := metav1.ListOptions{LabelSelector: kubernetes.ServiceLabel + "=" + svcName}
 	waitUntil(t, "the service's objects to go", func() bool {
 		deps, _ := c.Client.AppsV1().Deployments(ns).List(ctx, sel)
 		svcs, _ := c.Client.CoreV1().Services(ns).List(ctx, sel)
