@@ -699,7 +699,7 @@ func openapiSchemas() []schemaDoc {
 			Desc: "A service to deploy, or (PATCH) the fields to change.",
 			Fields: map[string]fieldDoc{
 				"name":   {Extra: S{"example": "diabetes", "pattern": "^[a-z][a-z0-9-]{1,30}[a-z0-9]$"}},
-				"target": {Desc: "The deployment target (default local).", Extra: S{"example": "local"}},
+				"target": {Desc: "The deployment target: local (the default), podman, or the name of a kubernetes compute target of the workspace (a Deployment per image and a Service in its namespace).", Extra: S{"example": "local"}},
 				"image":  {Desc: "The image to serve: name:version or name (its latest version).", Extra: S{"example": "diabetes-svc:1"}},
 				"images": {Desc: "Two images splitting the traffic (percentages adding up to 100); not with image.", Extra: S{"maxItems": 2}},
 			}},
