@@ -20,7 +20,8 @@ type WebService struct {
 	Name        string            `json:"name"`
 	Description string            `json:"description,omitempty"`
 	Tags        map[string]string `json:"tags"`
-	// Target is the deployment target: local (replica processes on the server's machine).
+	// Target is the deployment target: local (replica processes on the server's machine),
+	// podman (containers), or the name of a kubernetes compute target of the workspace.
 	Target string `json:"target"`
 	// Images are the images the service serves and each one's share of the traffic in percent
 	// (one image at 100 %, or two while traffic is split between versions).
