@@ -270,6 +270,8 @@ type ImageBuilder interface {
 	// Unpack writes a built image's filesystem to dir (which must not exist; it is written
 	// whole or not at all) and says how the image runs: what replicas of a web service run.
 	Unpack(ctx context.Context, workspace string, ref ImageRef, dir string) (*ImageRuntime, error)
+	// RemoveUnpacked removes a directory Unpack wrote, and what only it used.
+	RemoveUnpacked(dir string) error
 }
 
 // Where an image comes from (Image.Source).

@@ -492,6 +492,8 @@ func (stubBuilder) Export(context.Context, string, atelier.ImageRef, string, io.
 }
 
 func (stubBuilder) Delete(context.Context, string, atelier.ImageRef) error { return nil }
+
+func (stubBuilder) RemoveUnpacked(string) error { return nil }
 func (stubBuilder) Unpack(context.Context, string, atelier.ImageRef, string) (*atelier.ImageRuntime, error) {
 	return nil, atelier.Errorf(atelier.EUNAVAILABLE, "not built")
 }

@@ -34,7 +34,10 @@ const MaxScoringBody = 100 << 20
 type deployments struct {
 	mu      sync.Mutex
 	running map[string]*deployment // lease id →
-	unpack  sync.Mutex             // one image unpacked at a time
+	unpack  sync.Mutex             // one image unpacked at a time; guards rootfs
+	// rootfs counts the pools running each unpacked image (its directory →): the last one to
+	// close removes it.
+	rootfs map[string]int
 	imports serving.Imports        // what the replicas' init() import, by image digest
 }
 
@@ -443,6 +446,21 @@ func (s *Service) startPool(ctx context.Context, d *deployment, svc *atelier.Web
 		return nil, err
 	}
 	d.log.printf("image %s (%s) ready to run on %s in %s", si.Image, img.Digest, svc.Target, time.Since(t0).Round(time.Millisecond))
+	release := func() {}
+	if svc.Target == "local" {
+		release = func() { s.releaseRootfs(s.rootfsDir(img.Digest)) }
+	}
+	pool, err := s.runPool(ctx, d, svc, si, img, launch)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	pool.OnClose(release)
+	return pool, nil
+}
+
+// runPool starts the pool of an image readied to run (see startPool).
+func (s *Service) runPool(ctx context.Context, d *deployment, svc *atelier.WebService, si atelier.ServiceImage, img *atelier.Image, launch launcher) (*serving.Pool, error) {
 	modelData := filepath.Join(s.serviceDir(svc.Workspace, svc.Name), "modeldata")
 	if err := os.MkdirAll(modelData, 0o755); err != nil {
 		return nil, err
@@ -534,9 +552,15 @@ func (s *Service) replicaLauncher(ctx context.Context, svc *atelier.WebService, 
 			return s.podmanReplica(svc, name, rt, n, sockDir, modelData, env)
 		}, nil
 	default:
-		rootfs := filepath.Join(s.DataDir, "services", "rootfs", strings.TrimPrefix(img.Digest, "sha256:"))
+		rootfs := s.rootfsDir(img.Digest)
 		s.deploys.unpack.Lock()
 		rt, err := s.Builder.Unpack(ctx, svc.Workspace, ref, rootfs)
+		if err == nil {
+			if s.deploys.rootfs == nil {
+				s.deploys.rootfs = map[string]int{}
+			}
+			s.deploys.rootfs[rootfs]++
+		}
 		s.deploys.unpack.Unlock()
 		if err != nil {
 			return nil, fmt.Errorf("unpacking the image: %w", err)
@@ -545,6 +569,25 @@ func (s *Service) replicaLauncher(ctx context.Context, svc *atelier.WebService, 
 			return serving.BwrapCommand(s.Bwrap, rootfs, rt.Entrypoint, rt.Env, rt.WorkingDir, sockDir,
 				map[string]string{modelData: modelDataIn}, env), nil
 		}, nil
+	}
+}
+
+// rootfsDir is where the local target unpacks an image (by layer: see build.UnpackImage).
+func (s *Service) rootfsDir(digest string) string {
+	return filepath.Join(s.DataDir, "services", "rootfs", strings.TrimPrefix(digest, "sha256:"))
+}
+
+// releaseRootfs ends a pool's use of an unpacked image; the last pool removes its directory
+// and the cached layers no other image uses, so a server keeps only the images it runs.
+func (s *Service) releaseRootfs(dir string) {
+	s.deploys.unpack.Lock()
+	defer s.deploys.unpack.Unlock()
+	if s.deploys.rootfs[dir]--; s.deploys.rootfs[dir] > 0 {
+		return
+	}
+	delete(s.deploys.rootfs, dir)
+	if err := s.Builder.RemoveUnpacked(dir); err != nil {
+		s.log.Error("removing an unpacked image no service runs", "dir", dir, "err", err)
 	}
 }
 

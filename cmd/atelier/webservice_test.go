@@ -321,6 +321,8 @@ func TestWebServiceLocal(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no request was made during the update")
 	}
+	// Once the old revision's replicas stopped, its unpacked image is removed: one is left.
+	waitFor(t, "the unpacked image of diabetes-svc:1 to be removed", func() bool { return len(unpackedImages(t, dataDir)) == 1 })
 
 	// The service log has the replicas' output, the update and the requests.
 	log, _, _ := srv.run(t, "service", "logs", "diabetes")
@@ -376,9 +378,26 @@ func TestWebServiceLocal(t *testing.T) {
 		t.Fatalf("deleted service: %d %s", a.status, a.body)
 	}
 	waitFor(t, "the replicas to stop", func() bool { return len(replicaPids(dataDir)) == 0 })
+	waitFor(t, "the unpacked images to be removed", func() bool { return len(unpackedImages(t, dataDir)) == 0 })
 	if err := c.DeleteImage(ctx, "default", atelier.ImageRef{Name: "diabetes-svc", Version: 1}); err != nil {
 		t.Fatalf("deleting an image no longer served: %v", err)
 	}
+}
+
+// unpackedImages are the images the local target has unpacked in the server's data directory.
+func unpackedImages(t *testing.T, dataDir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dataDir, "services", "rootfs"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // TestWebServiceBadInput: an init() that raises fails the deployment with its traceback and

@@ -33,6 +33,10 @@ func (w *Workspaces) Unpack(ctx context.Context, workspace string, ref atelier.I
 	return UnpackImage(ctx, img, dir)
 }
 
+// RemoveUnpacked removes an image directory Unpack wrote and the cached layers no other image
+// there uses (see RemoveUnpacked).
+func (w *Workspaces) RemoveUnpacked(dir string) error { return RemoveUnpacked(dir) }
+
 // UnpackImage writes img's filesystem to dir (see Workspaces.Unpack). Each layer is unpacked
 // once, into a cache beside dir (see layerCache); dir is composed from the cached layers, its
 // regular files hard links to theirs (copies where the filesystem does not link), so an image
