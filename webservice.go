@@ -98,7 +98,17 @@ type WebServiceConfig struct {
 	CollectModelData bool    `json:"collect_model_data"`
 	CPUCores         float64 `json:"cpu_cores,omitempty"`
 	MemoryGB         float64 `json:"memory_gb,omitempty"`
+	// ReplicaStart is how the local target starts a replica: fork (the default) forks it from a
+	// template that imported score.py once; process starts a Python of its own, for a score.py
+	// whose imports do not survive a fork. Other targets start a process (a container, a pod).
+	ReplicaStart string `json:"replica_start,omitempty"`
 }
+
+// How replicas start (WebServiceConfig.ReplicaStart).
+const (
+	ReplicaFork    = "fork"
+	ReplicaProcess = "process"
+)
 
 // Defaults of a service's configuration (Azure ML's).
 const (
@@ -163,6 +173,8 @@ func (c *WebServiceConfig) Validate() error {
 		return bad("give auth_enabled (keys) or token_auth_enabled (tokens), not both")
 	case c.CPUCores < 0 || c.MemoryGB < 0:
 		return bad("cpu_cores and memory_gb cannot be negative")
+	case c.ReplicaStart != "" && c.ReplicaStart != ReplicaFork && c.ReplicaStart != ReplicaProcess:
+		return bad("replica_start must be %s or %s, not %q", ReplicaFork, ReplicaProcess, c.ReplicaStart)
 	}
 	return nil
 }

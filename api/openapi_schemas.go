@@ -693,6 +693,7 @@ func openapiSchemas() []schemaDoc {
 				"token_auth_enabled":                 {Desc: "Callers send a workspace token."},
 				"cpu_cores":                          {Extra: S{"minimum": 0}},
 				"memory_gb":                          {Extra: S{"minimum": 0}},
+				"replica_start":                      {Desc: "How the local target starts replicas: fork (the default) forks them from a template that imported score.py once; process starts a Python for each.", Extra: S{"enum": []any{atelier.ReplicaFork, atelier.ReplicaProcess}}},
 			}},
 		{Name: "ReplicaCounts", Type: atelier.ReplicaCounts{}, Response: true},
 		{Name: "WebServiceDeploy", Type: atelier.WebServiceDeploy{},

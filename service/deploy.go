@@ -479,7 +479,7 @@ func (s *Service) runPool(ctx context.Context, d *deployment, svc *atelier.WebSe
 	// (serving.Template): a replica's cold start is its init(), not a Python start importing
 	// scikit-learn. Other targets start each replica's process (container) from scratch.
 	var template *serving.Template
-	if svc.Target == "local" {
+	if svc.Target == "local" && c.ReplicaStart != atelier.ReplicaProcess {
 		template = serving.NewTemplate(func(sockDir string) *exec.Cmd {
 			cmd, _ := launch(-1, sockDir, modelData, append(slices.Clone(env), "ATELIER_TEMPLATE_SOCKET="+serving.TemplateSocketIn))
 			return cmd

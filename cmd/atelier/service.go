@@ -38,7 +38,7 @@ func (e serviceFailedError) Error() string {
 // serviceFlags are the deployment configuration's flags, shared by deploy and update.
 type serviceFlags struct {
 	replicas, maxConcurrent, maxWait, timeout, target, refresh, scaleDownDelay int
-	autoscale, auth                                                            string
+	autoscale, auth, replicaStart                                              string
 	collect                                                                    bool
 	cpu, memory                                                                float64
 }
@@ -57,6 +57,7 @@ func (sf *serviceFlags) add(cmd *cobra.Command) {
 	f.BoolVar(&sf.collect, "collect-model-data", false, "let score.py's ModelDataCollector keep inputs and predictions")
 	f.Float64Var(&sf.cpu, "cpu", 0, "CPU cores a replica asks for")
 	f.Float64Var(&sf.memory, "memory-gb", 0, "memory a replica asks for, in GB")
+	f.StringVar(&sf.replicaStart, "replica-start", "", "local target: fork replicas from a template that imported score.py once (fork, the default) or start a Python for each (process)")
 }
 
 // config builds a configuration from the flags over base (the service's, for update).
@@ -96,6 +97,7 @@ func (sf *serviceFlags) config(cmd *cobra.Command, base atelier.WebServiceConfig
 	set("collect-model-data", func() { c.CollectModelData = sf.collect })
 	set("cpu", func() { c.CPUCores = sf.cpu })
 	set("memory-gb", func() { c.MemoryGB = sf.memory })
+	set("replica-start", func() { c.ReplicaStart = sf.replicaStart })
 	set("auth", func() {
 		switch sf.auth {
 		case "key":

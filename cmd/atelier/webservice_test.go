@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -439,11 +440,60 @@ func TestWebServiceBadInput(t *testing.T) {
 		{[]string{"service", "deploy", "broken", "--image", "broken-svc:1"}, 4, "already exists"},
 		{[]string{"service", "show", "nosuch"}, 3, "not found"},
 		{[]string{"service", "split", "broken", "--to", "broken-svc:1=150"}, 2, "invalid traffic split"},
+		{[]string{"service", "deploy", "other", "--image", "broken-svc:1", "--replica-start", "sometimes"}, 2, `replica_start must be fork or process, not "sometimes"`},
 	} {
 		out, errOut, code := srv.run(t, tc.args...)
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%v: exit %d (want %d), stderr %q (want %q)\n%s", tc.args, code, tc.code, errOut, tc.want, out)
 		}
+	}
+}
+
+// TestWebServiceProcessReplicas: with --replica-start process the local target starts a
+// sandboxed Python for each replica instead of forking them from a template.
+func TestWebServiceProcessReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds an image and runs replicas")
+	}
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		needRealTool(t, "bubblewrap is not installed (apt install bubblewrap)")
+	}
+	base := pythonBase(t)
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir, addr := t.TempDir(), freeAddr(t)
+	srv := startServer(t, dataDir, addr, "--image-base", base)
+	buildServiceImage(t, srv, bin, "procmodel", "proc-svc", 3, false)
+	if out, errOut, code := srv.run(t, "service", "deploy", "procs", "--image", "proc-svc:1", "--replicas", "2",
+		"--replica-start", "process", "--auth", "none", "--wait"); code != 0 {
+		t.Fatalf("deploy: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if a := score(t, srv, "procs", "", `{"data": [1, 2]}`); a.status != 200 || !strings.Contains(a.body, `"result": [3, 6]`) {
+		t.Fatalf("score: %d %s", a.status, a.body)
+	}
+	// A sandbox per replica (bwrap, whose own child is the sandbox's pid 1: only the outer
+	// process's parent is not one of them); forked replicas would share their template's.
+	pids := replicaPids(dataDir)
+	outer := 0
+	for _, pid := range pids {
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if ppid, _ := strconv.Atoi(f[1]); !slices.Contains(pids, ppid) {
+			outer++
+		}
+	}
+	if outer != 2 {
+		t.Fatalf("%d sandboxes (processes %v) for 2 replicas started as processes", outer, pids)
+	}
+	if log, _, _ := srv.run(t, "service", "logs", "procs"); strings.Contains(log, "template") {
+		t.Fatalf("a template was started:\n%s", log)
+	}
+	var svc atelier.WebService
+	out, _, _ := srv.run(t, "service", "show", "procs", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &svc); err != nil || svc.Config.ReplicaStart != atelier.ReplicaProcess {
+		t.Fatalf("service show: %v %s", err, out)
 	}
 }
 
