@@ -37,8 +37,8 @@ type deployments struct {
 	unpack  sync.Mutex             // one image unpacked at a time; guards rootfs
 	// rootfs counts the pools running each unpacked image (its directory →): the last one to
 	// close removes it.
-	rootfs map[string]int
-	imports serving.Imports        // what the replicas' init() import, by image digest
+	rootfs  map[string]int
+	imports serving.Imports // what the replicas' init() import, by image digest
 }
 
 // deployment is a web service running here: one pool of replicas per image it serves.
