@@ -73,7 +73,9 @@ func templateStarter(t *testing.T, score string) (*serving.Template, serving.Sta
 	}
 	tlog := &syncBuffer{}
 	tmpl := serving.NewTemplate(func(sockDir string) *exec.Cmd {
-		return serving.BwrapCommand(bwrap, "/", []string{py, rt}, nil, dir, sockDir, map[string]string{dir: dir},
+		// The runtime's directory is bound too: the sandbox's /tmp is its own, and the checkout
+		// may be under /tmp.
+		return serving.BwrapCommand(bwrap, "/", []string{py, rt}, nil, dir, sockDir, map[string]string{dir: dir, filepath.Dir(rt): filepath.Dir(rt)},
 			[]string{"AZUREML_ENTRY_SCRIPT=" + filepath.Join(dir, "score.py"), "AZUREML_MODEL_DIR=" + dir, "ATELIER_ACCESS_LOG=0",
 				"ATELIER_TEMPLATE_SOCKET=" + serving.TemplateSocketIn})
 	}, tlog, nil, "")
