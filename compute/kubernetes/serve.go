@@ -431,6 +431,14 @@ func (p *Pods) Claimed() int {
 	return len(p.claimed)
 }
 
+// Serves tells whether a replica of the pool is served by the pod.
+func (p *Pods) Serves(pod string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.claimed[pod]
+	return ok
+}
+
 func podReady(pod *corev1.Pod) bool {
 	if pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning || pod.Status.PodIP == "" {
 		return false

@@ -158,7 +158,9 @@ func TestServingPods(t *testing.T) {
 	}
 	waitUntil(t, "the deleted pod's replica to be replaced", func() bool {
 		st := pool.Stats()
-		if st.Ready != 2 || pods.Claimed() != 2 {
+		// The deleted pod's replica ends once its watch sees the deletion; until then the pool
+		// may still count it ready.
+		if st.Ready != 2 || pods.Claimed() != 2 || pods.Serves(victim) {
 			return false
 		}
 		for _, p := range listPods() {
