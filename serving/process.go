@@ -32,12 +32,34 @@ const StopGrace = 5 * time.Second
 
 // process is a replica running as a child process, listening on a unix socket.
 type process struct {
+	unixReplica
 	cmd      *exec.Cmd
-	socket   string
-	done     chan struct{}
-	err      error
 	tail     *tail
 	stopOnce sync.Once
+}
+
+// unixReplica is what the replicas listening on a Unix socket share (a process of their own
+// or a fork of a template): where to reach them, and how they ended.
+type unixReplica struct {
+	socket string
+	done   chan struct{}
+	err    error // set before done is closed
+}
+
+func (u *unixReplica) Dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", u.socket)
+}
+
+func (u *unixReplica) Done() <-chan struct{} { return u.done }
+
+func (u *unixReplica) Err() error {
+	select {
+	case <-u.done:
+		return u.err
+	default:
+		return nil
+	}
 }
 
 // StartProcess starts cmd (a scoring runtime told to listen on socket) and waits for it to be
@@ -67,7 +89,7 @@ func startProcess(ctx context.Context, cmd *exec.Cmd, socket string, log io.Writ
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the replica: %w", err)
 	}
-	p := &process{cmd: cmd, socket: socket, done: make(chan struct{}), tail: &tail{max: 40}}
+	p := &process{cmd: cmd, unixReplica: unixReplica{socket: socket, done: make(chan struct{})}, tail: &tail{max: 40}}
 	ready := make(chan struct{})
 	var readyOnce sync.Once
 	copied := make(chan struct{})
@@ -97,20 +119,6 @@ func startProcess(ctx context.Context, cmd *exec.Cmd, socket string, log io.Writ
 		p.kill()
 		<-p.done
 		return nil, ctx.Err()
-	}
-}
-
-func (p *process) Dial(ctx context.Context) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "unix", p.socket)
-}
-func (p *process) Done() <-chan struct{} { return p.done }
-func (p *process) Err() error {
-	select {
-	case <-p.done:
-		return p.err
-	default:
-		return nil
 	}
 }
 

@@ -162,7 +162,7 @@ func (t *Template) Start(ctx context.Context, n int, log io.Writer) (Replica, er
 		pr.Close()
 		return nil, fmt.Errorf("asking the template for a replica: %w", err)
 	}
-	f := &forked{ctl: ctl, socket: socket, template: tp, done: make(chan struct{}), tail: &tail{max: 40}, nspid: make(chan int, 1)}
+	f := &forked{ctl: ctl, unixReplica: unixReplica{socket: socket, done: make(chan struct{})}, template: tp, tail: &tail{max: 40}, nspid: make(chan int, 1)}
 	ready := make(chan struct{})
 	var readyOnce sync.Once
 	copied := make(chan struct{})
@@ -262,32 +262,14 @@ func (e *exitError) Error() string { return "exit status " + strconv.Itoa(e.code
 
 // forked is a replica forked from a template: the template signals and reaps it.
 type forked struct {
+	unixReplica
 	ctl      *net.UnixConn
-	socket   string
 	template *process
 	nspid    chan int // its pid in the template's PID namespace (once)
 	pid      int
 	pidOnce  sync.Once
-	done     chan struct{}
-	err      error
 	tail     *tail
 	stopOnce sync.Once
-}
-
-func (f *forked) Dial(ctx context.Context) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "unix", f.socket)
-}
-
-func (f *forked) Done() <-chan struct{} { return f.done }
-
-func (f *forked) Err() error {
-	select {
-	case <-f.done:
-		return f.err
-	default:
-		return nil
-	}
 }
 
 // signal asks the template to send SIGTERM ("term") or SIGKILL ("kill") to the replica.

@@ -401,9 +401,10 @@ func unpackedImages(t *testing.T, dataDir string) []string {
 	return out
 }
 
-// TestWebServiceBadInput: an init() that raises fails the deployment with its traceback and
-// leaves nothing running; bad names, images and configurations are 4xx with what was wrong.
-func TestWebServiceBadInput(t *testing.T) {
+// localServiceServer starts a server that builds images on the CPython base and serves them
+// on the local target (bubblewrap); it returns the server, the binary and its data directory.
+func localServiceServer(t *testing.T) (*serverProcess, string, string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds an image and runs replicas")
 	}
@@ -417,6 +418,13 @@ func TestWebServiceBadInput(t *testing.T) {
 	}
 	dataDir, addr := t.TempDir(), freeAddr(t)
 	srv := startServer(t, dataDir, addr, "--image-base", base)
+	return srv, bin, dataDir
+}
+
+// TestWebServiceBadInput: an init() that raises fails the deployment with its traceback and
+// leaves nothing running; bad names, images and configurations are 4xx with what was wrong.
+func TestWebServiceBadInput(t *testing.T) {
+	srv, bin, dataDir := localServiceServer(t)
 	buildServiceImage(t, srv, bin, "broken", "broken-svc", 1, true)
 
 	out, errOut, code := srv.run(t, "service", "deploy", "broken", "--image", "broken-svc:1", "--wait")
@@ -452,19 +460,7 @@ func TestWebServiceBadInput(t *testing.T) {
 // TestWebServiceProcessReplicas: with --replica-start process the local target starts a
 // sandboxed Python for each replica instead of forking them from a template.
 func TestWebServiceProcessReplicas(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds an image and runs replicas")
-	}
-	if _, err := exec.LookPath("bwrap"); err != nil {
-		needRealTool(t, "bubblewrap is not installed (apt install bubblewrap)")
-	}
-	base := pythonBase(t)
-	bin, err := buildBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dataDir, addr := t.TempDir(), freeAddr(t)
-	srv := startServer(t, dataDir, addr, "--image-base", base)
+	srv, bin, dataDir := localServiceServer(t)
 	buildServiceImage(t, srv, bin, "procmodel", "proc-svc", 3, false)
 	if out, errOut, code := srv.run(t, "service", "deploy", "procs", "--image", "proc-svc:1", "--replicas", "2",
 		"--replica-start", "process", "--auth", "none", "--wait"); code != 0 {
