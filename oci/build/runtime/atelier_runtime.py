@@ -36,6 +36,7 @@ sys.path.append(os.path.join(HERE, "compat"))
 
 from atelier_http import AMLRequest, Headers  # noqa: E402
 import atelier_http  # noqa: E402
+import atelier_modeldata  # noqa: E402
 
 EXIT_INIT = 3  # Microsoft's server exits 3 when the script cannot be loaded or init() fails
 HEADER_LIMIT = 100  # longest x-request-id / x-ms-request-id accepted (431 above), as Microsoft's
@@ -180,7 +181,7 @@ class ScoreApp:
             return self.swagger(req)
         if path.startswith("/v2"):
             return v2(self, req)
-        return error(404, NOT_FOUND)
+        return internal(req)
 
     # -- /score
     def score(self, req, body=None):
@@ -450,7 +451,7 @@ class MLflowApp:
             return Reply(200, b"Healthy", [("Content-Type", "text/html; charset=utf-8")])
         if path.startswith("/v2"):
             return v2(self, req)
-        return error(404, NOT_FOUND)
+        return internal(req)
 
     def invocations(self, body, content_type):
         from mlflow.exceptions import MlflowException
@@ -481,6 +482,16 @@ class MLflowApp:
         if isinstance(result, dict) and "predictions" in result:
             result = result["predictions"]
         return v2_reply(self, payload, result, [])
+
+
+def internal(req):
+    """The server's own endpoints (the model data pull on kubernetes targets), else 404: reached
+    only by paths no app serves, so the scoring path pays nothing for them."""
+    if req.path == atelier_modeldata.PATH:
+        r = atelier_modeldata.serve(req.method, req.header(atelier_modeldata.HEADER), req.body)
+        if r is not None:
+            return Reply(*r)
+    return error(404, NOT_FOUND)
 
 
 def find_mlmodel(d, depth=2):
