@@ -13,7 +13,10 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -139,7 +142,8 @@ func (s *slot) keep(c *replicaConn) {
 		c.c.Close()
 		return
 	}
-	c.c.SetDeadline(time.Time{})
+	// (No deadline to clear: a connection kept is one whose exchange ended before its
+	// context did, so its deadline was never set; see send.)
 	s.idle = append(s.idle, c)
 }
 
@@ -284,8 +288,8 @@ var errRequeued = errors.New("the replica left before it started the request")
 
 // job is a request for a replica. It is served either by its own handler, handed a place at a
 // replica (an exchange), or by the request that just ended on a replica, which sends it to the
-// replica at once and answers it from a goroutine of its own (done): the replica does not wait
-// for the waiting handler to be scheduled.
+// replica at once and then hands it the exchange to read the answer (or the failure, done): the
+// replica does not wait for the waiting handler to be scheduled.
 type job struct {
 	w       http.ResponseWriter
 	r       *http.Request
@@ -448,8 +452,8 @@ func (p *Pool) handOff() {
 
 // serveNext ends exchange x, which was answered or failed, on its replica: the request sent
 // ahead there (if any) is now the replica's current one, and the queue's next requests take
-// the free places at once. They are sent to the replica before serveNext returns; their
-// answers are read and written by goroutines, which then serve the ones after them.
+// the free places at once. They are sent to the replica before serveNext returns, and handed
+// to their own handlers, which read and write their answers and then serve the ones after them.
 func (p *Pool) serveNext(x *exchange) {
 	s := x.s
 	p.mu.Lock()
@@ -483,7 +487,8 @@ func (p *Pool) serveNext(x *exchange) {
 			y.j.done <- p.end(y, err)
 			continue
 		}
-		go func() { y.j.done <- p.receive(y) }()
+		y.sent = true
+		y.j.handed <- y // its own handler reads the answer (no goroutine between)
 	}
 }
 
@@ -535,8 +540,10 @@ func (p *Pool) serve(j *job) Result {
 	if served != nil {
 		return *served
 	}
-	if err := p.send(x); err != nil {
-		return p.end(x, err)
+	if !x.sent {
+		if err := p.send(x); err != nil {
+			return p.end(x, err)
+		}
 	}
 	return p.receive(x)
 }
@@ -558,6 +565,9 @@ type exchange struct {
 	// after that one is (written is closed then), so that the replica reads it first.
 	after   *exchange
 	written chan struct{}
+	// sent: the request was sent to the replica by the request that ended before it (see
+	// serveNext); its handler reads the answer.
+	sent bool
 
 	rc      *replicaConn
 	out     *http.Request
@@ -583,40 +593,132 @@ func (p *Pool) send(x *exchange) error {
 		return context.Cause(x.ctx)
 	}
 	r := x.j.r
-	var body io.Reader
-	if x.j.replay {
-		body = bytes.NewReader(x.j.body)
+	var out *http.Request
+	var head *[]byte
+	if x.j.replay && r.Method != http.MethodHead && plainPath(x.j.path) && plainQuery(r.URL.RawQuery) {
+		head = writeHead(x, r)
 	} else {
-		x.body = &bodyReader{r: r.Body}
-		body = x.body
-	}
-	out, err := http.NewRequestWithContext(x.ctx, r.Method, "http://replica"+x.j.path, body)
-	if err != nil {
-		return err
-	}
-	out.ContentLength = r.ContentLength
-	for k, v := range r.Header {
-		switch k {
-		case "Authorization", "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Authorization", aheadHeader:
-			continue
+		var body io.Reader
+		if x.j.replay {
+			body = bytes.NewReader(x.j.body)
+		} else {
+			x.body = &bodyReader{r: r.Body}
+			body = x.body
 		}
-		out.Header[k] = v
-	}
-	if x.sentAhead {
-		out.Header.Set(aheadHeader, "1")
+		var err error
+		out, err = http.NewRequestWithContext(x.ctx, r.Method, "http://replica"+x.j.path, body)
+		if err != nil {
+			return err
+		}
+		out.URL.RawQuery = r.URL.RawQuery
+		out.ContentLength = r.ContentLength
+		for k, v := range r.Header {
+			if !forwarded(k) {
+				continue
+			}
+			out.Header[k] = v
+		}
+		if x.sentAhead {
+			out.Header.Set(aheadHeader, "1")
+		}
 	}
 	rc, err := x.s.conn(x.ctx)
 	if err != nil {
+		if head != nil {
+			heads.Put(head)
+		}
 		return err
 	}
 	x.rc = rc
 	// A client that leaves, the timeout or a withdrawal unblock the exchange at once.
 	x.unblock = context.AfterFunc(x.ctx, func() { rc.c.SetDeadline(time.Unix(1, 0)) })
+	if head != nil {
+		_, err = rc.c.Write(*head)
+		heads.Put(head)
+		return err
+	}
 	if err := out.Write(rc.c); err != nil {
 		return err
 	}
 	x.out = out
 	return nil
+}
+
+// forwarded says whether a client's request header goes on to the replica: not the hop-by-hop
+// ones, nor the credentials the gateway checked, nor Expect (the gateway reads the body itself).
+func forwarded(k string) bool {
+	switch k {
+	case "Authorization", "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Authorization", "Expect", aheadHeader:
+		return false
+	}
+	return true
+}
+
+// heads are the buffers requests are written in (see writeHead).
+var heads = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// writeHead writes the request of x, whose body is kept whole, into one buffer (head and body):
+// what http.Request.Write writes, without its allocations, sent in one write. Its path and
+// query need no escaping (plainPath, plainQuery); the header values were checked by the
+// server that read them.
+func writeHead(x *exchange, r *http.Request) *[]byte {
+	bp := heads.Get().(*[]byte)
+	b := append((*bp)[:0], r.Method...)
+	b = append(b, ' ')
+	b = append(b, x.j.path...)
+	if r.URL.RawQuery != "" {
+		b = append(b, '?')
+		b = append(b, r.URL.RawQuery...)
+	}
+	b = append(b, " HTTP/1.1\r\nHost: replica\r\n"...)
+	if _, ok := r.Header["User-Agent"]; !ok {
+		b = append(b, "User-Agent: Go-http-client/1.1\r\n"...)
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(x.j.body)), 10)
+	b = append(b, "\r\n"...)
+	for k, vs := range r.Header {
+		if !forwarded(k) || k == "Host" || k == "Content-Length" {
+			continue
+		}
+		for _, v := range vs {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	if x.sentAhead {
+		b = append(b, aheadHeader+": 1\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	b = append(b, x.j.body...)
+	*bp = b
+	return bp
+}
+
+// plainPath says whether a path is written as it is in a request's first line.
+func plainPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
+			return false
+		}
+	}
+	return true
+}
+
+// plainQuery says whether a raw query (as the client sent it) can be written as it is.
+func plainQuery(q string) bool {
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; c <= ' ' || c >= 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
 }
 
 // end ends an exchange that failed with err and says how the request was served.
@@ -671,43 +773,54 @@ func (p *Pool) end(x *exchange, err error) Result {
 // answer travels. receive hands the replica on (serveNext) exactly once.
 func (p *Pool) receive(x *exchange) Result {
 	s, rc, w := x.s, x.rc, x.j.w
-	resp, err := http.ReadResponse(rc.br, x.out)
+	var a answer
+	err := a.read(rc.br, x.out)
 	if err != nil {
 		return p.end(x, err)
 	}
 	defer x.cancel(nil)
 	h := w.Header()
-	for k, v := range resp.Header {
-		switch k {
-		case "Connection", "Keep-Alive", "Transfer-Encoding":
-			continue
+	if a.length >= 0 && a.length <= earlyAnswer {
+		bp := answers.Get().(*[]byte)
+		if int64(cap(*bp)) < a.length {
+			*bp = make([]byte, a.length)
 		}
-		h[k] = v
-	}
-	if resp.ContentLength >= 0 && resp.ContentLength <= earlyAnswer {
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		body := (*bp)[:a.length]
+		var err error
+		if a.resp != nil {
+			_, err = io.ReadFull(a.resp.Body, body)
+			a.resp.Body.Close()
+		} else {
+			_, err = io.ReadFull(rc.br, body)
+		}
 		if err != nil {
-			for k := range resp.Header {
-				h.Del(k)
-			}
+			answers.Put(bp)
 			return p.end(x, err)
 		}
-		if resp.Close || !x.unblock() {
+		a.copyHeader(h)
+		if a.close || !x.unblock() {
 			rc.c.Close()
 		} else {
 			s.keep(rc)
 		}
 		p.serveNext(x)
-		w.WriteHeader(resp.StatusCode)
+		w.WriteHeader(a.status)
 		w.Write(body)
 		flush(w)
-		return Result{Replica: s.n, Status: resp.StatusCode}
+		if cap(body) <= 64<<10 { // (the larger ones are left to the collector)
+			answers.Put(bp)
+		}
+		return Result{Replica: s.n, Status: a.status}
 	}
-	w.WriteHeader(resp.StatusCode)
-	_, err = io.Copy(w, resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.Close || !x.unblock() {
+	a.copyHeader(h)
+	w.WriteHeader(a.status)
+	if a.resp != nil {
+		_, err = io.Copy(w, a.resp.Body)
+		a.resp.Body.Close()
+	} else {
+		_, err = io.CopyN(w, rc.br, a.length)
+	}
+	if err != nil || a.close || !x.unblock() {
 		rc.c.Close()
 		if err != nil {
 			p.failed(x, err)
@@ -717,7 +830,153 @@ func (p *Pool) receive(x *exchange) Result {
 	}
 	flush(w)
 	p.serveNext(x)
-	return Result{Replica: s.n, Status: resp.StatusCode}
+	return Result{Replica: s.n, Status: a.status}
+}
+
+// answers are the buffers answers are read in before they are written (see receive).
+var answers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// answer is a replica's answer as receive reads it: its head parsed by readPlain when it is
+// plain (the runtime's answers are: HTTP/1.1, a Content-Length, a few headers), else by
+// http.ReadResponse.
+type answer struct {
+	status int
+	length int64            // -1: until the connection closes
+	close  bool             // the replica closes the connection after it
+	resp   *http.Response   // read by http.ReadResponse
+	names  [maxPlain]string // read by readPlain: its headers (canonical names)
+	values [maxPlain]string
+	n      int
+}
+
+// maxPlain bounds the headers of an answer readPlain reads.
+const maxPlain = 24
+
+func (a *answer) read(br *bufio.Reader, req *http.Request) error {
+	if req == nil { // (a request written by writeHead: not HEAD)
+		ok, err := a.readPlain(br)
+		if ok || err != nil {
+			return err
+		}
+	}
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return err
+	}
+	a.resp, a.status, a.length, a.close = resp, resp.StatusCode, resp.ContentLength, resp.Close
+	return nil
+}
+
+// copyHeader sets the answer's headers on h, the client's answer.
+func (a *answer) copyHeader(h http.Header) {
+	if a.resp != nil {
+		for k, v := range a.resp.Header {
+			switch k {
+			case "Connection", "Keep-Alive", "Transfer-Encoding":
+				continue
+			}
+			h[k] = v
+		}
+		return
+	}
+	for i := 0; i < a.n; i++ {
+		k := a.names[i]
+		if slices.Contains(a.names[:i], k) {
+			h[k] = append(h[k], a.values[i])
+		} else {
+			h[k] = []string{a.values[i]}
+		}
+	}
+}
+
+// readPlain reads the head of a plain answer (see answer); when the answer is not plain
+// (ok false), nothing was consumed of br.
+func (a *answer) readPlain(br *bufio.Reader) (ok bool, err error) {
+	for {
+		n := br.Buffered()
+		if n == 0 {
+			if _, err := br.Peek(1); err != nil {
+				return false, err
+			}
+			n = br.Buffered()
+		}
+		var b []byte
+		end := -1
+		for {
+			b, _ = br.Peek(n)
+			if end = bytes.Index(b, []byte("\r\n\r\n")); end >= 0 || n >= br.Size() {
+				break
+			}
+			if _, err := br.Peek(n + 1); err != nil {
+				return false, err
+			}
+			n = br.Buffered()
+		}
+		if end < 0 {
+			return false, nil
+		}
+		head := b[:end+2]
+		line, rest, _ := bytes.Cut(head, []byte("\r\n"))
+		// HTTP/1.1 200 OK
+		if len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
+			return false, nil
+		}
+		status := 0
+		for _, c := range line[9:12] {
+			if c < '0' || c > '9' {
+				return false, nil
+			}
+			status = status*10 + int(c-'0')
+		}
+		if status == http.StatusContinue { // (the request was sent whole: skip it)
+			br.Discard(end + 4)
+			continue
+		}
+		if status < 200 || status == http.StatusNoContent || status == http.StatusNotModified {
+			return false, nil
+		}
+		text := string(rest) // one string for the whole head
+		a.n, a.length, a.close = 0, -1, false
+		for text != "" {
+			var line string
+			line, text, _ = strings.Cut(text, "\r\n")
+			k, v, found := strings.Cut(line, ":")
+			if !found || k == "" || a.n == maxPlain-1 || strings.ContainsAny(k, " \t") {
+				return false, nil
+			}
+			v = strings.Trim(v, " \t")
+			k = textproto.CanonicalMIMEHeaderKey(k)
+			switch k {
+			case "Content-Length":
+				l, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || l < 0 || a.length >= 0 && l != a.length {
+					return false, nil
+				}
+				a.length = l
+				continue
+			case "Transfer-Encoding", "Trailer":
+				return false, nil
+			case "Connection":
+				if strings.Contains(strings.ToLower(v), "close") {
+					a.close = true
+				}
+				continue
+			case "Keep-Alive":
+				continue
+			}
+			a.names[a.n], a.values[a.n] = k, v
+			a.n++
+		}
+		if a.length < 0 {
+			return false, nil
+		}
+		// Content-Length is set on the client's answer as net/http would from the replica's.
+		a.names[a.n], a.values[a.n] = "Content-Length", strconv.FormatInt(a.length, 10)
+		a.n++
+		br.Discard(end + 4)
+		a.status = status
+		return true, nil
+	}
 }
 
 // earlyAnswer bounds the answers read whole before they are written (see receive).
