@@ -156,10 +156,11 @@ func (s *Service) startDeployment(ctx context.Context, svc *atelier.WebService) 
 	}
 	s.log.Info("web service starting", "workspace", svc.Workspace, "service", svc.Name, "images", describeImages(svc.Images))
 	d.want <- svc
-	go d.loop(dctx)
 	d.shipped = make(chan struct{})
+	go d.loop(dctx)
 	ship := &modelDataShipper{s: s, workspace: svc.Workspace, service: svc.Name,
-		dir: filepath.Join(s.serviceDir(svc.Workspace, svc.Name), "modeldata"), sent: map[string]int64{}}
+		dir: filepath.Join(s.serviceDir(svc.Workspace, svc.Name), "modeldata"), sent: map[string]int64{},
+		gather: func(ctx context.Context, final bool) { s.gatherKubeModelData(ctx, d, final) }}
 	go func() { defer close(d.shipped); ship.loop(dctx) }()
 }
 

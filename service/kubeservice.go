@@ -119,10 +119,7 @@ func (s *Service) startKubePool(ctx context.Context, d *deployment, svc *atelier
 		return nil, atelier.Errorf(atelier.EINVALID, "image %s is not a built image of workspace %q", si.Image, svc.Workspace)
 	}
 	c := svc.Config
-	env := []string{"ATELIER_SERVICE_NAME=" + svc.Name, "ATELIER_WORKSPACE=" + svc.Workspace, "ATELIER_ACCESS_LOG=0", "ATELIER_MODEL_DATA_DIR="}
-	if c.CollectModelData {
-		d.log.printf("%s: model data collection is not available on kubernetes targets yet: the pods do not collect", si.Image)
-	}
+	env := []string{"ATELIER_SERVICE_NAME=" + svc.Name, "ATELIER_WORKSPACE=" + svc.Workspace, "ATELIER_ACCESS_LOG=0"}
 	j := s.kubeJanitor(d, sv)
 	pull, tok, err := s.servicePull(ctx, svc, ref)
 	if err != nil {
@@ -131,7 +128,7 @@ func (s *Service) startKubePool(ctx context.Context, d *deployment, svc *atelier
 	j.tokens(tok)
 	rev := kubernetescompute.Revision{Workspace: svc.Workspace, Service: svc.Name, Image: si.Image,
 		Name: kubernetescompute.DeploymentName(svc.Workspace, svc.Name, si.Image, c), Reference: ref, Pull: pull,
-		Env: env, CPU: c.CPUCores, MemoryGB: c.MemoryGB, Log: func(msg string) { d.log.printf("%s: %s", si.Image, msg) }}
+		Env: env, CPU: c.CPUCores, MemoryGB: c.MemoryGB, ModelData: c.CollectModelData, Log: func(msg string) { d.log.printf("%s: %s", si.Image, msg) }}
 	kr := &kubeRev{}
 	j.register(rev.Name, kr)
 	pods, err := sv.Deploy(ctx, rev)
@@ -140,6 +137,9 @@ func (s *Service) startKubePool(ctx context.Context, d *deployment, svc *atelier
 		return nil, err
 	}
 	pods.StartTimeout = DefaultReplicaStartTimeout
+	if token := pods.ModelDataToken(); token != "" {
+		pods.BeforeDelete = s.kubeModelData(d, sv, token).beforeDelete // kubemodeldata.go
+	}
 	pool := serving.NewPool(poolConfig(c), pods.Start, s.now, func(e serving.Event) {
 		d.metrics.event(e.Kind, e.Message)
 		d.log.printf("%s: %s", si.Image, e.Message)
@@ -387,6 +387,7 @@ func (j *kubeJanitor) stopped(ctx context.Context) {
 		}
 		select {
 		case <-changed:
+		case <-time.After(100 * time.Millisecond): // a closing pool releases its pods: no change in the cluster
 		case <-deadline:
 			busy = 0
 		}
@@ -394,6 +395,7 @@ func (j *kubeJanitor) stopped(ctx context.Context) {
 			break
 		}
 	}
+	<-d.shipped // the pods' last model data pulled (kubemodeldata.go)
 	if err := j.sv.DeleteService(ctx, d.workspace, d.name); err != nil {
 		j.s.log.Warn("deleting a web service's kubernetes objects", "workspace", d.workspace, "service", d.name, "err", err)
 	} else {

@@ -25,6 +25,9 @@ type modelDataShipper struct {
 	service   string
 	dir       string
 	sent      map[string]int64 // relative path → size sent
+	// gather, when set, brings what the replicas collected elsewhere into dir before each
+	// shipment (final: the last one), as the kubernetes target's pods' model data.
+	gather func(ctx context.Context, final bool)
 }
 
 func (m *modelDataShipper) loop(ctx context.Context) {
@@ -33,9 +36,16 @@ func (m *modelDataShipper) loop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			m.ship(context.WithoutCancel(ctx)) // what the last requests collected
+			ctx := context.WithoutCancel(ctx)
+			if m.gather != nil {
+				m.gather(ctx, true)
+			}
+			m.ship(ctx) // what the last requests collected
 			return
 		case <-t.C:
+			if m.gather != nil {
+				m.gather(ctx, false)
+			}
 			m.ship(ctx)
 		}
 	}

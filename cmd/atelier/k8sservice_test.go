@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,18 +25,22 @@ import (
 )
 
 // k8sScore is a stdlib-only score.py: the model's scale from AZUREML_MODEL_DIR, the pod's
-// address (ATELIER_SCORE_HOST, its IP) in each answer, and a request may sleep.
+// address (ATELIER_SCORE_HOST, its IP) in each answer, and a request may sleep. Its
+// ModelDataCollector keeps each input with the pod's address (when the service collects).
 const k8sScore = `import json, os, time
+from azureml.monitoring import ModelDataCollector
 def init():
-    global scale
+    global scale, inputs
     m = json.load(open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.json")))
     if m.get("fail"):
         raise RuntimeError("the model cannot be loaded")
     scale = m["scale"]
+    inputs = ModelDataCollector("m", designation="inputs", feature_names=["x", "pod"])
 def run(raw):
     req = json.loads(raw)
     if req.get("sleep"):
         time.sleep(req["sleep"])
+    inputs.collect([[x, os.environ.get("ATELIER_SCORE_HOST")] for x in req["data"]])
     return {"result": [x * scale for x in req["data"]], "pod": os.environ.get("ATELIER_SCORE_HOST")}
 `
 
@@ -52,7 +57,10 @@ func k8sReplica(t *testing.T, scale int, fail bool) string {
 		t.Fatal(err)
 	}
 	script := filepath.Join(dir, "entrypoint")
-	os.WriteFile(script, fmt.Appendf(nil, "#!/bin/sh\nAZUREML_ENTRY_SCRIPT=%s AZUREML_MODEL_DIR=%s exec python3 %s\n",
+	// kubetest mounts no volume: the pod's emptyDir at ATELIER_MODEL_DATA_DIR is that path
+	// below the pod's own directory (its working directory), as a container's root would be.
+	os.WriteFile(script, fmt.Appendf(nil, "#!/bin/sh\n[ -n \"$ATELIER_MODEL_DATA_DIR\" ] && export ATELIER_MODEL_DATA_DIR=\"$PWD$ATELIER_MODEL_DATA_DIR\"\n"+
+		"AZUREML_ENTRY_SCRIPT=%s AZUREML_MODEL_DIR=%s exec python3 %s\n",
 		filepath.Join(dir, "score.py"), filepath.Join(dir, "model"), runtime), 0o755)
 	return script
 }
@@ -62,7 +70,9 @@ func k8sReplica(t *testing.T, scale int, fail bool) string {
 // IP): the Deployment and Service objects and their spec, scoring through the gateway to the
 // pods, autoscaling raising and lowering the Deployment's replicas, a rolling update under
 // requests with no failed one, a failing update that leaves the old revision serving and
-// nothing of the new, a server restart adopting the objects, deletion, and bad targets.
+// nothing of the new, a server restart adopting the objects, deletion, and bad targets. The
+// service collects model data: the rows of all its pods reach the default datastore under
+// Azure's layout, each once (a restart, a scale-down, an update and the deletion included).
 func TestWebServiceKubernetes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds images and runs a control plane")
@@ -125,7 +135,7 @@ func TestWebServiceKubernetes(t *testing.T) {
 	}
 
 	cli("service", "deploy", "web", "--image", "svc:1", "--target", "k8s", "--autoscale", "2,4", "--autoscale-refresh", "1",
-		"--scale-down-delay", "1", "--cpu", "0.5", "--memory-gb", "0.25", "--wait")
+		"--scale-down-delay", "1", "--cpu", "0.5", "--memory-gb", "0.25", "--collect-model-data", "--wait")
 	keys, err := srv.client.WebServiceKeys(ctx, "default", "web", "")
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +178,24 @@ func TestWebServiceKubernetes(t *testing.T) {
 	}
 	if cpu, mem := ctr.Resources.Requests[corev1.ResourceCPU], ctr.Resources.Requests[corev1.ResourceMemory]; cpu.MilliValue() != 500 || mem.Value() != 1<<28 {
 		t.Errorf("requests cpu %s memory %s, want 500m and 256Mi", cpu.String(), mem.String())
+	}
+	// Model data: an emptyDir at ATELIER_MODEL_DATA_DIR; the pull token from the service's
+	// Secret, not in the spec.
+	modelData := map[string]corev1.EnvVar{}
+	for _, e := range ctr.Env {
+		modelData[e.Name] = e
+	}
+	if e := modelData["ATELIER_MODEL_DATA_DIR"]; e.Value != kubernetescompute.ModelDataDir || len(ctr.VolumeMounts) != 1 ||
+		ctr.VolumeMounts[0].MountPath != kubernetescompute.ModelDataDir || len(pod.Spec.Volumes) != 1 || pod.Spec.Volumes[0].EmptyDir == nil {
+		t.Errorf("model data: env %+v, mounts %+v, volumes %+v: want an emptyDir at %s", e, ctr.VolumeMounts, pod.Spec.Volumes, kubernetescompute.ModelDataDir)
+	}
+	tokenEnv := modelData["ATELIER_MODEL_DATA_TOKEN"]
+	if tokenEnv.Value != "" || tokenEnv.ValueFrom == nil || tokenEnv.ValueFrom.SecretKeyRef == nil {
+		t.Fatalf("ATELIER_MODEL_DATA_TOKEN %+v: want it from a Secret", tokenEnv)
+	}
+	mdSecret, err := kube.CoreV1().Secrets("ml").Get(ctx, tokenEnv.ValueFrom.SecretKeyRef.Name, metav1.GetOptions{})
+	if err != nil || len(mdSecret.Data[tokenEnv.ValueFrom.SecretKeyRef.Key]) < 32 {
+		t.Fatalf("the model data Secret: %v %v", mdSecret, err)
 	}
 	if len(pod.Spec.ImagePullSecrets) != 1 {
 		t.Fatalf("imagePullSecrets %+v", pod.Spec.ImagePullSecrets)
@@ -249,6 +277,30 @@ func TestWebServiceKubernetes(t *testing.T) {
 		wg.Wait()
 		return len(seen) >= 2
 	})
+	// The rows the two pods collected reach the default datastore, in one file (one header).
+	waitFor(t, "the model data of both pods in the default datastore", func() bool {
+		pods := map[string]bool{}
+		for _, r := range modelDataRows(t, srv) {
+			pods[r.pod] = true
+		}
+		return len(pods) >= 2
+	})
+	// A pod's model data endpoint answers only to the service's token.
+	for ip := range seen {
+		for _, tok := range []string{"", "wrong"} {
+			req, _ := http.NewRequest("POST", "http://"+ip+":5001"+kubernetescompute.ModelDataPath, strings.NewReader(`{"offsets": {}}`))
+			req.Header.Set(kubernetescompute.ModelDataHeader, tok)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("pod %s's model data with token %q: %s, want 401", ip, tok, resp.Status)
+			}
+		}
+		break
+	}
 
 	// Under load, the autoscaler raises the Deployment's replicas; without, it lowers them.
 	stopLoad := make(chan struct{})
@@ -339,6 +391,13 @@ func TestWebServiceKubernetes(t *testing.T) {
 	// Back to svc:2 (the service's wanted state names svc:3 until then).
 	cli("service", "update", "web", "--image", "svc:2", "--wait")
 
+	// Rows scored before the restart reach the datastore once: the adopting server pulls only
+	// what is new.
+	for _, x := range []string{"1001", "1002", "1003"} {
+		if _, status := scoreOK(`{"data": [` + x + `]}`); status != 200 {
+			t.Fatalf("scoring %s: %d", x, status)
+		}
+	}
 	// A restart of the server adopts the Deployment and its pods.
 	podsBefore, _ := kube.CoreV1().Pods("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=web"})
 	srv.cmd.Process.Signal(syscall.SIGTERM)
@@ -389,13 +448,26 @@ func TestWebServiceKubernetes(t *testing.T) {
 		return next != cred && pull(next) == 200
 	})
 	cred = pullCredential()
-	// Deletion removes the Deployment, the Service and the pull Secret.
+	// Deletion removes the Deployment, the Service and the Secrets, once the pods' last model
+	// data was pulled.
+	if _, status := scoreOK(`{"data": [2001]}`); status != 200 {
+		t.Fatalf("scoring before the deletion: %d", status)
+	}
 	cli("service", "delete", "web")
 	waitFor(t, "the service's objects to be deleted", func() bool {
 		s, _ := kube.CoreV1().Services("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=web"})
 		sec, _ := kube.CoreV1().Secrets("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=web"})
 		return len(deployments()) == 0 && len(s.Items) == 0 && len(sec.Items) == 0
 	})
+	count := map[string]int{}
+	for _, r := range modelDataRows(t, srv) {
+		count[r.x]++
+	}
+	for _, x := range []string{"1001", "1002", "1003", "2001"} {
+		if count[x] != 1 {
+			t.Errorf("the row of input %s is %d times in the default datastore's model data, want once", x, count[x])
+		}
+	}
 	// The server that deleted the service revoked the pull credentials it made.
 	if code := pull(cred); code != http.StatusUnauthorized {
 		t.Errorf("the deleted service's pull credential still answers %d", code)
@@ -408,4 +480,44 @@ func names(deps []appsv1.Deployment) []string {
 		out = append(out, d.Name)
 	}
 	return out
+}
+
+type modelDataRow struct{ x, pod string }
+
+// modelDataRows reads the rows of the web service's model data in the default datastore:
+// modeldata/<workspace>/<service>/<model>/<version>/<designation>/<yyyy>/<mm>/<dd>/data.csv,
+// one header line a file.
+func modelDataRows(t *testing.T, srv *serverProcess) []modelDataRow {
+	t.Helper()
+	ctx := context.Background()
+	page, err := srv.client.ListDatastoreFiles(ctx, "default", "default", atelier.DatastoreFileQuery{Prefix: "modeldata/default/web/", Recursive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []modelDataRow
+	for _, f := range page.Files {
+		parts := strings.Split(f.Path, "/")
+		if len(parts) != 10 || parts[3] != "m" || parts[5] != "inputs" || len(parts[6]) != 4 || len(parts[7]) != 2 || len(parts[8]) != 2 || parts[9] != "data.csv" {
+			t.Fatalf("model data file %s is not in Azure's layout", f.Path)
+		}
+		_, rc, err := srv.client.OpenDatastoreFile(ctx, "default", "default", f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		table, err := csv.NewReader(rc).ReadAll()
+		rc.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", f.Path, err)
+		}
+		for i, r := range table {
+			header := len(r) == 5 && r[3] == "x" && r[4] == "pod"
+			if header != (i == 0) || len(r) != 5 {
+				t.Fatalf("%s: line %d is %q: want one header line, then rows", f.Path, i+1, r)
+			}
+			if i > 0 {
+				rows = append(rows, modelDataRow{x: r[3], pod: r[4]})
+			}
+		}
+	}
+	return rows
 }

@@ -11,6 +11,7 @@ package kubernetes
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -49,6 +50,19 @@ const (
 	PodDeletionCost = "controller.kubernetes.io/pod-deletion-cost"
 	// stoppingCost marks the pods of replicas being stopped.
 	stoppingCost = "-1000000"
+	// ModelDataAnnotation marks the pods that collect model data ("true").
+	ModelDataAnnotation = "ai.atelier/model-data"
+)
+
+// Model data collection in a pod: score.py's ModelDataCollector writes under ModelDataDir (an
+// emptyDir of the pod), and the server pulls what it appended from the scoring runtime
+// (POST /__atelier/modeldata), with the service's token, which the pods get from the
+// service's Secret <ServiceObjectName>-modeldata (key "token") as ATELIER_MODEL_DATA_TOKEN.
+const (
+	ModelDataDir    = "/var/atelier/modeldata"
+	ModelDataPath   = "/__atelier/modeldata"
+	ModelDataHeader = "x-atelier-model-data-token"
+	modelDataKey    = "token"
 )
 
 // ServingPort is where the scoring runtime listens in a pod; ServingContainer names its
@@ -214,6 +228,9 @@ type Revision struct {
 	Env []string
 	// CPU (cores) and MemoryGB are the container's requests (and the memory's limit).
 	CPU, MemoryGB float64
+	// ModelData: the pods collect model data (see ModelDataDir); Pods.ModelDataToken is the
+	// token that pulls it.
+	ModelData bool
 	// Log receives what the revision does with pods (may be nil).
 	Log func(string)
 }
@@ -254,6 +271,13 @@ func (s *Serving) Deploy(ctx context.Context, rev Revision) (*Pods, error) {
 	if _, err := s.c.client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, s.d.apiError(s.target, "creating the service's Service", err)
 	}
+	var token string
+	if rev.ModelData {
+		var err error
+		if token, err = s.modelDataToken(ctx, meta(base+"-modeldata")); err != nil {
+			return nil, err
+		}
+	}
 	dep, err := s.deployment(meta(rev.Name), rev, pullSecrets)
 	if err != nil {
 		return nil, err
@@ -264,7 +288,7 @@ func (s *Serving) Deploy(ctx context.Context, rev Revision) (*Pods, error) {
 	} else if err != nil {
 		return nil, s.d.apiError(s.target, "creating the Deployment of "+rev.Image, err)
 	}
-	p := &Pods{s: s, name: rev.Name, log: rev.Log, claimed: map[string]*podReplica{}}
+	p := &Pods{s: s, name: rev.Name, log: rev.Log, claimed: map[string]*podReplica{}, token: token}
 	if p.log == nil {
 		p.log = func(string) {}
 	}
@@ -274,6 +298,36 @@ func (s *Serving) Deploy(ctx context.Context, rev Revision) (*Pods, error) {
 		p.log(fmt.Sprintf("Deployment %s/%s created", ns, rev.Name))
 	}
 	return p, nil
+}
+
+// modelDataToken is the token of a service's model data Secret, which it makes the first time.
+// The Secret stays until the service is deleted: the pods a restarted server adopts have its
+// token.
+func (s *Serving) modelDataToken(ctx context.Context, meta metav1.ObjectMeta) (string, error) {
+	secrets := s.c.client.CoreV1().Secrets(meta.Namespace)
+	for range 2 {
+		sec, err := secrets.Get(ctx, meta.Name, metav1.GetOptions{})
+		if err == nil && len(sec.Data[modelDataKey]) > 0 {
+			return string(sec.Data[modelDataKey]), nil
+		} else if err != nil && !apierrors.IsNotFound(err) {
+			return "", s.d.apiError(s.target, "reading the service's model data Secret", err)
+		}
+		b := make([]byte, 32)
+		rand.Read(b)
+		token := hex.EncodeToString(b)
+		sec = &corev1.Secret{ObjectMeta: meta, Type: corev1.SecretTypeOpaque, Data: map[string][]byte{modelDataKey: []byte(token)}}
+		if err == nil {
+			_, err = secrets.Update(ctx, sec, metav1.UpdateOptions{})
+		} else {
+			_, err = secrets.Create(ctx, sec, metav1.CreateOptions{})
+		}
+		if err == nil {
+			return token, nil
+		} else if !apierrors.IsAlreadyExists(err) && !apierrors.IsConflict(err) {
+			return "", s.d.apiError(s.target, "creating the service's model data Secret", err)
+		}
+	}
+	return "", atelier.Errorf(atelier.ECONFLICT, "compute target %s: the service's model data Secret %s keeps changing", s.target, meta.Name)
 }
 
 // deployment is a revision's Deployment: no replica (the pool raises them), pods from the
@@ -295,10 +349,23 @@ func (s *Serving) deployment(meta metav1.ObjectMeta, rev Revision, pullSecrets [
 	}
 	for _, kv := range rev.Env {
 		k, v, _ := strings.Cut(kv, "=")
-		if k == "ATELIER_SCORE_SOCKET" {
-			continue // a pod listens on its IP
+		if k == "ATELIER_SCORE_SOCKET" || k == "ATELIER_MODEL_DATA_DIR" || k == "ATELIER_MODEL_DATA_TOKEN" {
+			continue // a pod listens on its IP; its model data is set below
 		}
 		env = append(env, corev1.EnvVar{Name: k, Value: v})
+	}
+	var volumes []corev1.Volume
+	var mounts []corev1.VolumeMount
+	if rev.ModelData {
+		secret := ServiceObjectName(rev.Workspace, rev.Service) + "-modeldata"
+		env = append(env, corev1.EnvVar{Name: "ATELIER_MODEL_DATA_DIR", Value: ModelDataDir},
+			corev1.EnvVar{Name: "ATELIER_MODEL_DATA_TOKEN", ValueFrom: &corev1.EnvVarSource{
+				SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: modelDataKey}}})
+		volumes = []corev1.Volume{{Name: "modeldata", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		mounts = []corev1.VolumeMount{{Name: "modeldata", MountPath: ModelDataDir}}
+		ann[ModelDataAnnotation] = "true"
+	} else {
+		env = append(env, corev1.EnvVar{Name: "ATELIER_MODEL_DATA_DIR", Value: ""})
 	}
 	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
 	// The service's cpu_cores and memory_gb, or else the target's kubernetes.cpu and memory.
@@ -343,12 +410,14 @@ func (s *Serving) deployment(meta metav1.ObjectMeta, rev Revision, pullSecrets [
 				ImagePullSecrets:              pullSecrets,
 				NodeSelector:                  s.k.NodeSelector,
 				Tolerations:                   tolerations,
+				Volumes:                       volumes,
 				Containers: []corev1.Container{{
-					Name:      ServingContainer,
-					Image:     rev.Reference,
-					Env:       env,
-					Ports:     []corev1.ContainerPort{{Name: "http", ContainerPort: ServingPort, Protocol: corev1.ProtocolTCP}},
-					Resources: res,
+					Name:         ServingContainer,
+					Image:        rev.Reference,
+					Env:          env,
+					VolumeMounts: mounts,
+					Ports:        []corev1.ContainerPort{{Name: "http", ContainerPort: ServingPort, Protocol: corev1.ProtocolTCP}},
+					Resources:    res,
 					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(ServingPort)}},
 						PeriodSeconds: 5, FailureThreshold: 3, TimeoutSeconds: 5},
 				}},
@@ -386,7 +455,7 @@ func (s *Serving) DeleteDeployment(ctx context.Context, name string) error {
 }
 
 // DeleteService deletes everything of a service: its Deployments (and their pods), its
-// Service and its pull Secret.
+// Service, its pull Secret and its model data Secret.
 func (s *Serving) DeleteService(ctx context.Context, workspace, service string) error {
 	var errs []error
 	for _, name := range s.Deployments(workspace, service) {
@@ -398,8 +467,10 @@ func (s *Serving) DeleteService(ctx context.Context, workspace, service string) 
 	if err := s.c.client.CoreV1().Services(s.c.namespace).Delete(ctx, base, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		errs = append(errs, s.d.apiError(s.target, "deleting Service "+base, err))
 	}
-	if err := s.c.client.CoreV1().Secrets(s.c.namespace).Delete(ctx, base+"-pull", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		errs = append(errs, s.d.apiError(s.target, "deleting Secret "+base+"-pull", err))
+	for _, sec := range []string{base + "-pull", base + "-modeldata"} {
+		if err := s.c.client.CoreV1().Secrets(s.c.namespace).Delete(ctx, sec, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, s.d.apiError(s.target, "deleting Secret "+sec, err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -409,10 +480,15 @@ func (s *Serving) DeleteService(ctx context.Context, workspace, service string) 
 type Pods struct {
 	// StartTimeout bounds the wait for a Ready pod (10 minutes when zero).
 	StartTimeout time.Duration
+	// BeforeDelete, when set (before the pool starts), is called with each pod the pool
+	// deletes (a stopped replica's, one no longer Ready, one spare) before its deletion: the
+	// last moment to pull its model data.
+	BeforeDelete func(ctx context.Context, pod ServingPod)
 
-	s    *Serving
-	name string
-	log  func(string)
+	s     *Serving
+	name  string
+	log   func(string)
+	token string
 
 	scale sync.Mutex // one change of the Deployment's replicas at a time
 	mu    sync.Mutex
@@ -423,6 +499,49 @@ type Pods struct {
 
 // Name is the Deployment's.
 func (p *Pods) Name() string { return p.name }
+
+// ModelDataToken is what pulls the model data of the revision's pods ("" when they do not
+// collect): see ModelDataPath.
+func (p *Pods) ModelDataToken() string { return p.token }
+
+// ServingPod is a pod of a service: its name, UID, whether it runs (has an IP and runs) and
+// its scoring runtime's address, and whether it collects model data.
+type ServingPod struct {
+	Name, UID string
+	Running   bool
+	Addr      string
+	ModelData bool
+}
+
+func servingPod(pod *corev1.Pod) ServingPod {
+	sp := ServingPod{Name: pod.Name, UID: string(pod.UID), ModelData: pod.Annotations[ModelDataAnnotation] == "true"}
+	if pod.Status.Phase == corev1.PodRunning && pod.Status.PodIP != "" {
+		sp.Running, sp.Addr = true, net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(ServingPort))
+	}
+	return sp
+}
+
+// ServicePods are the pods of a service's Deployments in the cache, whatever their state.
+func (s *Serving) ServicePods(workspace, service string) []ServingPod {
+	var out []ServingPod
+	for _, name := range s.Deployments(workspace, service) {
+		objs, _ := s.c.pods.GetIndexer().ByIndex("revision", name)
+		for _, o := range objs {
+			out = append(out, servingPod(o.(*corev1.Pod)))
+		}
+	}
+	return out
+}
+
+// beforeDelete calls BeforeDelete for a pod about to be deleted.
+func (p *Pods) beforeDelete(ctx context.Context, name string) {
+	if p.BeforeDelete == nil {
+		return
+	}
+	if pod := p.pod(name); pod != nil {
+		p.BeforeDelete(ctx, servingPod(pod))
+	}
+}
 
 // Claimed is how many pods serve replicas of the pool.
 func (p *Pods) Claimed() int {
@@ -522,6 +641,7 @@ func (p *Pods) Trim(ctx context.Context) error {
 	spare = spare[:max(0, min(extra, len(spare)))]
 	for _, name := range spare {
 		p.markStopping(ctx, name)
+		p.beforeDelete(ctx, name)
 	}
 	if err := p.sync(ctx, true); err != nil {
 		return err
@@ -728,6 +848,7 @@ func (r *podReplica) watch() {
 		if why != "" {
 			if r.end(errors.New(why)) && r.pool.Err() == nil && pod != nil && pod.DeletionTimestamp == nil {
 				r.p.log(why + ": deleting it")
+				r.p.beforeDelete(context.Background(), r.pod)
 				r.p.s.c.client.CoreV1().Pods(r.p.s.c.namespace).Delete(context.Background(), r.pod, metav1.DeleteOptions{})
 			}
 			return
@@ -754,6 +875,7 @@ func (r *podReplica) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*RequestTimeout)
 	defer cancel()
 	r.p.markStopping(ctx, r.pod)
+	r.p.beforeDelete(ctx, r.pod)
 	if err := r.p.sync(ctx, true); err != nil {
 		r.p.log(err.Error())
 	}
