@@ -1,7 +1,9 @@
 """The azureml package (Azure ML v1's names over atelier, issue 24) against a real server."""
 
+import glob
 import json
 import os
+import tempfile
 import textwrap
 
 import pytest
@@ -174,8 +176,11 @@ def test_submit_script_run_config_with_run_configuration(v1ws, tmp_path):
     rc = RunConfiguration()
     rc.environment.python.user_managed_dependencies = True
     exp = Experiment(v1ws, "azureml-submit")
+    staged = set(glob.glob(os.path.join(tempfile.gettempdir(), "azureml-submit-*")))
     run = exp.submit(ScriptRunConfig(source_directory=str(src), script="train.py", arguments=["--alpha", 0.5],
                                      run_config=rc))
+    # What submit staged for the snapshot is gone once it is uploaded.
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "azureml-submit-*"))) == staged
     assert isinstance(run, Run)
     details = run.wait_for_completion(show_output=True)
     assert details["status"] == "Completed"

@@ -11,6 +11,7 @@ script as __main__."""
 import json
 import os
 import shlex
+import shutil
 import tempfile
 
 from atelier._http import quote_seg
@@ -167,20 +168,25 @@ class ScriptRunConfig(_ScriptRunConfig):
         data, names, specs, args = self._data(args)
         extra = {}
         tmp = tempfile.mkdtemp(prefix="azureml-submit-")
-        env = rc.environment
-        envd = env._atelier(tmp) if hasattr(env, "_atelier") else {}
-        resolved = {k: self._resolve_file(envd.get(k), extra) for k in ("requirements", "conda")}
-        if data:
-            entry = os.path.join(tmp, "azureml_entry.py")
-            with open(entry, "w", encoding="utf-8") as f:
-                f.write(_ENTRY % (json.dumps(names, sort_keys=True), json.dumps(specs, sort_keys=True)))
-            extra[ENTRY_SCRIPT] = entry
-            script, args = ENTRY_SCRIPT, [script] + args
-        if kwargs.get("_parent_id"):
-            from atelier.submit import child_snapshot
-            snap = child_snapshot(ws, self.source_directory, extra_files=extra)
-        else:
-            snap = upload_snapshot(ws, self.source_directory, extra_files=extra)
+        # The environment files and the entry script are written here, read by the upload, then
+        # removed.
+        try:
+            env = rc.environment
+            envd = env._atelier(tmp) if hasattr(env, "_atelier") else {}
+            resolved = {k: self._resolve_file(envd.get(k), extra) for k in ("requirements", "conda")}
+            if data:
+                entry = os.path.join(tmp, "azureml_entry.py")
+                with open(entry, "w", encoding="utf-8") as f:
+                    f.write(_ENTRY % (json.dumps(names, sort_keys=True), json.dumps(specs, sort_keys=True)))
+                extra[ENTRY_SCRIPT] = entry
+                script, args = ENTRY_SCRIPT, [script] + args
+            if kwargs.get("_parent_id"):
+                from atelier.submit import child_snapshot
+                snap = child_snapshot(ws, self.source_directory, extra_files=extra)
+            else:
+                snap = upload_snapshot(ws, self.source_directory, extra_files=extra)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         config_env = {k: v for k, v in (("python", envd.get("python")), ("requirements", resolved["requirements"]),
                                         ("conda", resolved["conda"]), ("variables", envd.get("variables"))) if v}
         config = {"script": script, "arguments": args, "compute": _target_name(rc.target) or "local",
