@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -196,12 +197,29 @@ func TestServingPods(t *testing.T) {
 	scoreVia(pool2)
 
 	// Scale to zero: the first request starts a pod; without requests the autoscaler stops the
-	// replica, which lowers the Deployment to 0 and deletes its pod.
+	// replica, which lowers the Deployment to 0 and deletes its pod. The revision collects model
+	// data: its pod is handed to BeforeDelete while it still runs, before it is deleted.
 	zeroRev := rev
 	zeroRev.Name = kubernetes.DeploymentName("default", svcName, "svc:1", "zero")
+	zeroRev.ModelData = true
 	zeroPods, err := sv.Deploy(ctx, zeroRev)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if zeroPods.ModelDataToken() == "" || pods.ModelDataToken() != "" {
+		t.Errorf("model data tokens %q and %q: want one for the revision that collects only", zeroPods.ModelDataToken(), pods.ModelDataToken())
+	}
+	lastPull := make(chan string, 1)
+	zeroPods.BeforeDelete = func(ctx context.Context, pod kubernetes.ServingPod) {
+		status := "unreachable"
+		if resp, err := http.Get("http://" + pod.Addr + "/"); err == nil {
+			resp.Body.Close()
+			status = resp.Status
+		}
+		select {
+		case lastPull <- fmt.Sprintf("%s running=%v model-data=%v: %s", pod.Name, pod.Running, pod.ModelData, status):
+		default:
+		}
 	}
 	zero := serving.NewPool(serving.Config{Autoscale: true, Min: 0, Max: 1, TargetUtilization: 70, Refresh: 100 * time.Millisecond,
 		ScaleDownDelay: 100 * time.Millisecond, MaxWait: time.Minute, Timeout: time.Minute}, zeroPods.Start, nil, nil)
@@ -218,6 +236,14 @@ func TestServingPods(t *testing.T) {
 		l, _ := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: kubernetes.RevisionLabel + "=" + zeroRev.Name})
 		return zeroReplicas() == 0 && len(l.Items) == 0 && zeroPods.Claimed() == 0
 	})
+	select {
+	case got := <-lastPull:
+		if !strings.HasSuffix(got, "running=true model-data=true: 200 OK") {
+			t.Errorf("BeforeDelete saw %s, want the pod running and answering", got)
+		}
+	default:
+		t.Error("the stopped replica's pod was deleted without BeforeDelete")
+	}
 
 	// A failing init(): the start fails with the traceback, as ErrInitFailed.
 	bad := kubernetes.Revision{Workspace: "default", Service: svcName, Image: "bad:1", Name: kubernetes.DeploymentName("default", svcName, "bad:1", nil),
