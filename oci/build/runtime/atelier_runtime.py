@@ -667,6 +667,8 @@ class Server:
     def __init__(self, app, listener, max_body, access_log):
         self.app, self.listener, self.max_body, self.access_log = app, listener, max_body, access_log
         self.sel = selectors.DefaultSelector()
+        self.rbuf = bytearray(262144)
+        self.rview = memoryview(self.rbuf)
         self.monitoring = None
         self.second, self.stamp = 0, ""
 
@@ -711,25 +713,27 @@ class Server:
         conn.sock.close()
 
     def read(self, conn):
+        # Into one buffer kept for every read: recv(262144) would allocate (mmap) and free
+        # 256 KiB for each request, a fifth of a small model's scoring time.
         try:
-            data = conn.sock.recv(262144)
+            n = conn.sock.recv_into(self.rbuf)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self.close(conn)
             return
-        if not data:
+        if not n:
             self.close(conn)
             return
         if conn.closing:
             # The answer is sent and the write side shut: what else comes (the rest of a body
             # refused with 413) is dropped until the client closes, so that closing with unread
             # data does not reset the connection before the client has read the answer.
-            conn.drained += len(data)
+            conn.drained += n
             if conn.drained > DRAIN_LIMIT:
                 self.close(conn)
             return
-        conn.buf += data
+        conn.buf += self.rview[:n]
         self.process(conn)
 
     def send(self, conn, data):
