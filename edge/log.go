@@ -22,6 +22,9 @@ func LogRequests(log *slog.Logger, next http.Handler) http.Handler {
 		if sw.Status >= 500 && sw.Status != http.StatusInsufficientStorage { // a full disk is logged once, by Storage
 			level = slog.LevelError
 		}
+		if !log.Enabled(r.Context(), level) { // (the arguments below cost a few allocations)
+			return
+		}
 		log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.Status,
 			"duration", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr)
 	})

@@ -619,12 +619,17 @@ type ScoringRequest struct {
 // service's images (by their traffic shares) and writes the answer.
 func (s *Service) ServeScoring(w http.ResponseWriter, r *http.Request, req ScoringRequest) {
 	t0 := time.Now()
-	reqID := r.Header.Get("x-ms-request-id")
+	reqID := r.Header.Get("X-Ms-Request-Id")
 	if reqID == "" {
 		reqID = newRequestID()
-		r.Header.Set("x-ms-request-id", reqID)
+		r.Header["X-Ms-Request-Id"] = []string{reqID}
+		if r.Header.Get("X-Request-Id") == "" {
+			// As Microsoft's server does for a request without ids (x-request-id a new
+			// UUID, x-ms-request-id the same): the replica need not make another.
+			r.Header["X-Request-Id"] = []string{reqID}
+		}
 	}
-	w.Header().Set("x-ms-request-id", reqID)
+	w.Header()["X-Ms-Request-Id"] = []string{reqID}
 	d := s.deployment(atelier.ServiceLeaseID(req.Workspace, req.Name))
 	if d == nil {
 		svc, err := s.store.FindWebService(r.Context(), req.Workspace, req.Name)
@@ -758,5 +763,16 @@ func newRequestID() string {
 	}
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+	const digits = "0123456789abcdef"
+	var id [36]byte
+	j := 0
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			id[j] = '-'
+			j++
+		}
+		id[j], id[j+1] = digits[c>>4], digits[c&15]
+		j += 2
+	}
+	return string(id[:])
 }

@@ -214,6 +214,11 @@ func TestWebServiceLocal(t *testing.T) {
 	if a.status != 200 || !strings.Contains(a.body, `"result": [3, 6]`) || a.header.Get("x-ms-request-id") == "" {
 		t.Fatalf("score: %d %v %s", a.status, a.header, a.body)
 	}
+	// Without ids from the client, x-request-id is the gateway's request id too, as Microsoft's
+	// server makes both the same new UUID.
+	if a.header.Get("x-request-id") != a.header.Get("x-ms-request-id") {
+		t.Fatalf("score: x-request-id %q, x-ms-request-id %q", a.header.Get("x-request-id"), a.header.Get("x-ms-request-id"))
+	}
 	if a := score(t, srv, "nosuchsvc", "Bearer "+keys.Primary, `{}`); a.status != 404 {
 		t.Fatalf("unknown service: %d %s", a.status, a.body)
 	}
