@@ -35,7 +35,7 @@ func newSecret() string {
 
 // Authenticate resolves a bearer token to its principal. A user's token works while the user
 // is enabled; an administrator user's token gives an administrator principal.
-func (s *Service) Authenticate(ctx context.Context, bearer string) (*atelier.Principal, error) {
+func (s *Accounts) Authenticate(ctx context.Context, bearer string) (*atelier.Principal, error) {
 	if bearer == "" {
 		return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required: send an 'Authorization: Bearer <token>' header")
 	}
@@ -78,7 +78,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*atelier.Pri
 // CreateToken makes a token and returns it with its secret (shown once). A user makes tokens
 // for themself; an administrator for anyone (t.Owner). A context without a principal is the
 // server itself (the scheduler's run tokens, the first administrator token).
-func (s *Service) CreateToken(ctx context.Context, t *atelier.Token) (*atelier.Token, error) {
+func (s *Accounts) CreateToken(ctx context.Context, t *atelier.Token) (*atelier.Token, error) {
 	p := atelier.PrincipalFromContext(ctx)
 	if p == nil {
 		return s.createToken(ctx, t)
@@ -119,7 +119,7 @@ func (s *Service) CreateToken(ctx context.Context, t *atelier.Token) (*atelier.T
 	return s.createToken(ctx, t)
 }
 
-func (s *Service) createToken(ctx context.Context, t *atelier.Token) (*atelier.Token, error) {
+func (s *Accounts) createToken(ctx context.Context, t *atelier.Token) (*atelier.Token, error) {
 	secret := newSecret()
 	t.ID = "tok_" + HashToken(secret)[:16]
 	t.Hash = HashToken(secret)
@@ -133,7 +133,7 @@ func (s *Service) createToken(ctx context.Context, t *atelier.Token) (*atelier.T
 
 // ListTokens lists tokens without their secrets: the caller's own, or (administrators) those
 // of owner, or every token when owner is "".
-func (s *Service) ListTokens(ctx context.Context, owner string) ([]*atelier.Token, error) {
+func (s *Accounts) ListTokens(ctx context.Context, owner string) ([]*atelier.Token, error) {
 	p := atelier.PrincipalFromContext(ctx)
 	if p == nil {
 		return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
@@ -163,7 +163,7 @@ func (s *Service) ListTokens(ctx context.Context, owner string) ([]*atelier.Toke
 
 // EnsureAdminToken creates the first administrator token on a fresh data directory and writes
 // it to path (mode 0600). It returns the secret when it made one, "" when tokens already exist.
-func (s *Service) EnsureAdminToken(ctx context.Context, path string) (string, error) {
+func (s *Accounts) EnsureAdminToken(ctx context.Context, path string) (string, error) {
 	tokens, err := s.store.ListTokens(ctx)
 	if err != nil {
 		return "", err
@@ -196,34 +196,9 @@ func ReadTokenFile(path string) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-// tokenCacheTTL bounds how long a revocation made on another server replica may go unseen;
-// on this replica RevokeToken drops the entry at once.
-const tokenCacheTTL = 5 * time.Second
-
-type cachedToken struct {
-	token   *atelier.Token
-	fetched time.Time
-}
-
-// findToken looks a token up, caching it briefly: every API call authenticates, and a database
-// round trip per call would cost more than many of the calls themselves.
-func (s *Service) findToken(ctx context.Context, hash string) (*atelier.Token, error) {
-	if v, ok := s.tokens.Load(hash); ok {
-		if c := v.(cachedToken); s.now().Sub(c.fetched) < tokenCacheTTL {
-			return c.token, nil
-		}
-	}
-	t, err := s.store.FindTokenByHash(ctx, hash)
-	if err != nil {
-		return nil, err
-	}
-	s.tokens.Store(hash, cachedToken{token: t, fetched: s.now()})
-	return t, nil
-}
-
 // RevokeToken revokes a token: users their own, administrators any. Another user's token is
 // not found, so its id is not confirmed.
-func (s *Service) RevokeToken(ctx context.Context, id string) error {
+func (s *Accounts) RevokeToken(ctx context.Context, id string) error {
 	p := atelier.PrincipalFromContext(ctx)
 	if p == nil {
 		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
@@ -247,11 +222,10 @@ func (s *Service) RevokeToken(ctx context.Context, id string) error {
 	return nil
 }
 
-func (s *Service) forgetToken(id string) {
-	s.tokens.Range(func(k, v any) bool {
-		if v.(cachedToken).token.ID == id {
-			s.tokens.Delete(k)
-		}
-		return true
-	})
+// revokeToken revokes a token without authorization (a run's token when the run ends).
+func (s *Accounts) revokeToken(ctx context.Context, id string) {
+	if err := s.store.RevokeToken(ctx, id); err != nil {
+		s.log.Error("revoking a run token", "token", id, "err", err)
+	}
+	s.forgetToken(id)
 }

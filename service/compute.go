@@ -20,7 +20,7 @@ var (
 
 // builtInComputeTargets returns the server's own targets (local), as users see them: they
 // are configured on the server, not stored, and every workspace has them.
-func (s *Service) builtInComputeTargets() []*atelier.ComputeTarget {
+func (s *Compute) builtInComputeTargets() []*atelier.ComputeTarget {
 	s.sched.mu.Lock()
 	defer s.sched.mu.Unlock()
 	list := make([]*atelier.ComputeTarget, 0, len(s.sched.targets))
@@ -34,7 +34,7 @@ func (s *Service) builtInComputeTargets() []*atelier.ComputeTarget {
 
 // ListComputeTargets lists the built-in compute targets and the workspace's stored ones, with
 // their queues (see withRuns).
-func (s *Service) ListComputeTargets(ctx context.Context, workspace string) ([]*atelier.ComputeTarget, error) {
+func (s *Compute) ListComputeTargets(ctx context.Context, workspace string) ([]*atelier.ComputeTarget, error) {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -55,7 +55,7 @@ func (s *Service) ListComputeTargets(ctx context.Context, workspace string) ([]*
 }
 
 // SubmitRun queues a script on a compute target.
-func (s *Service) SubmitRun(ctx context.Context, workspace string, sub atelier.RunSubmit) (*atelier.Run, error) {
+func (s *Compute) SubmitRun(ctx context.Context, workspace string, sub atelier.RunSubmit) (*atelier.Run, error) {
 	if err := s.authorizeWrite(ctx, workspace, sub.ParentID); err != nil {
 		return nil, err
 	}
@@ -88,11 +88,11 @@ func (s *Service) SubmitRun(ctx context.Context, workspace string, sub atelier.R
 	if err := s.checkRunCompute(ctx, workspace, sub.Config.Compute); err != nil {
 		return nil, err
 	}
-	if err := s.checkRunSecrets(ctx, workspace, sub.Config.Secrets); err != nil {
+	if err := s.data.checkRunSecrets(ctx, workspace, sub.Config.Secrets); err != nil {
 		return nil, err
 	}
 	for _, ref := range sub.Config.Data {
-		if _, err := s.findDatastore(ctx, workspace, ref.Datastore); atelier.ErrorCode(err) == atelier.ENOTFOUND {
+		if _, err := s.data.findDatastore(ctx, workspace, ref.Datastore); atelier.ErrorCode(err) == atelier.ENOTFOUND {
 			return nil, atelier.Errorf(atelier.EINVALID, "run config: data %q: datastore %q not found (see 'atelier datastore list')", ref.Name, ref.Datastore)
 		} else if err != nil {
 			return nil, err
@@ -109,13 +109,13 @@ func (s *Service) SubmitRun(ctx context.Context, workspace string, sub atelier.R
 		return nil, err
 	}
 	s.publish(workspace, atelier.EventRunCreated, run.ID, run)
-	s.runChanged(ctx, run)
+	s.runs.runChanged(ctx, run)
 	s.sched.poke()
 	return run, nil
 }
 
 // CancelRun cancels a run: a queued one at once, an active one by stopping its script.
-func (s *Service) CancelRun(ctx context.Context, workspace, id string) (*atelier.Run, error) {
+func (s *Compute) CancelRun(ctx context.Context, workspace, id string) (*atelier.Run, error) {
 	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
 		return nil, err
 	}
@@ -128,11 +128,11 @@ func (s *Service) CancelRun(ctx context.Context, workspace, id string) (*atelier
 	}
 	if run.Compute == "" || !run.Status.Active() {
 		// A queued run, or an interactive run whose client is told by the status.
-		return s.updateRunStatus(ctx, workspace, id, atelier.RunStatusUpdate{Status: atelier.StatusCanceled, Error: "canceled by request"})
+		return s.runs.updateRunStatus(ctx, workspace, id, atelier.RunStatusUpdate{Status: atelier.StatusCanceled, Error: "canceled by request"})
 	}
 	// An executing run: the status is the request. Its runner watches it, and the controller
 	// holding its lease (on this server or another) tells the driver (see controller.go).
-	run, err = s.updateRunStatus(ctx, workspace, id, atelier.RunStatusUpdate{Status: atelier.StatusCancelRequested})
+	run, err = s.runs.updateRunStatus(ctx, workspace, id, atelier.RunStatusUpdate{Status: atelier.StatusCancelRequested})
 	if err == nil {
 		s.sched.poke()
 	}
@@ -141,25 +141,17 @@ func (s *Service) CancelRun(ctx context.Context, workspace, id string) (*atelier
 
 // mlflowTrackingURI is where the MLflow client reaches a workspace: the server's root for the
 // default workspace, /workspaces/{ws}/mlflow for another (see package mlflow).
-func (s *Service) mlflowTrackingURI(workspace string) string {
+func (s *Compute) mlflowTrackingURI(workspace string) string {
 	if workspace == atelier.DefaultWorkspace {
 		return s.ServerURL
 	}
 	return s.ServerURL + "/workspaces/" + url.PathEscape(workspace) + "/mlflow"
 }
 
-// revokeToken revokes a token without authorization (a run's token when the run ends).
-func (s *Service) revokeToken(ctx context.Context, id string) {
-	if err := s.store.RevokeToken(ctx, id); err != nil {
-		s.log.Error("revoking a run token", "token", id, "err", err)
-	}
-	s.forgetToken(id)
-}
-
 // jobHost gives executors what they need from the server, without the API's authorization:
 // the scheduler already decided the job may run.
 type jobHost struct {
-	s *Service
+	s *Compute
 
 	mu      sync.Mutex
 	buckets map[string]atelier.DatastoreBucket // datastore name → opened for the job
@@ -170,7 +162,7 @@ func (h *jobHost) OpenObject(ctx context.Context, digest string) (io.ReadCloser,
 }
 
 func (h *jobHost) SetStatus(ctx context.Context, job *atelier.Job, status atelier.RunStatus) error {
-	_, err := h.s.updateRunStatus(ctx, job.Run.Workspace, job.Run.ID, atelier.RunStatusUpdate{Status: status})
+	_, err := h.s.runs.updateRunStatus(ctx, job.Run.Workspace, job.Run.ID, atelier.RunStatusUpdate{Status: status})
 	var refused *atelier.TransitionError
 	if errors.As(err, &refused) {
 		switch refused.From {
@@ -184,10 +176,10 @@ func (h *jobHost) SetStatus(ctx context.Context, job *atelier.Job, status atelie
 }
 
 func (h *jobHost) AppendLog(ctx context.Context, job *atelier.Job, path string, data []byte) error {
-	return h.s.appendLog(ctx, job.Run.Workspace, job.Run.ID, path, data)
+	return h.s.runs.appendLog(ctx, job.Run.Workspace, job.Run.ID, path, data)
 }
 
 func (h *jobHost) UploadFile(ctx context.Context, job *atelier.Job, path string, r io.Reader) error {
-	_, err := h.s.uploadFile(ctx, job.Run.Workspace, job.Run.ID, path, r, "")
+	_, err := h.s.runs.uploadFile(ctx, job.Run.Workspace, job.Run.ID, path, r, "")
 	return err
 }

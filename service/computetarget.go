@@ -32,12 +32,12 @@ func computeAAD(workspace, name string) []byte {
 }
 
 // computeKinds names the kinds this server has a driver for, sorted.
-func (s *Service) computeKinds() []string {
+func (s *Compute) computeKinds() []string {
 	return slices.Sorted(maps.Keys(s.Drivers))
 }
 
 // checkComputeKind refuses a kind this server has no driver for.
-func (s *Service) checkComputeKind(kind string) (atelier.ComputeDriver, error) {
+func (s *Compute) checkComputeKind(kind string) (atelier.ComputeDriver, error) {
 	if d, ok := s.Drivers[kind]; ok && d != nil {
 		return d, nil
 	}
@@ -48,7 +48,7 @@ func (s *Service) checkComputeKind(kind string) (atelier.ComputeDriver, error) {
 	return nil, atelier.Errorf(atelier.EINVALID, "compute kind %q is not available on this server yet (this server has: %s)", kind, has)
 }
 
-func (s *Service) sealComputeCredentials(workspace, name string, creds atelier.ComputeCredentials) ([]byte, error) {
+func (s *Compute) sealComputeCredentials(workspace, name string, creds atelier.ComputeCredentials) ([]byte, error) {
 	if len(creds.Names()) == 0 {
 		return nil, nil
 	}
@@ -65,7 +65,7 @@ func (s *Service) sealComputeCredentials(workspace, name string, creds atelier.C
 // ComputeTargetCredentials decrypts a stored target's credentials (t as ComputeTargetFor
 // returns it), with a slurm target's token read from the workspace secret it names. It does
 // no authorization: it is for the scheduler and the drivers. Errors never hold a value.
-func (s *Service) ComputeTargetCredentials(ctx context.Context, t *atelier.ComputeTarget) (atelier.ComputeCredentials, error) {
+func (s *Compute) ComputeTargetCredentials(ctx context.Context, t *atelier.ComputeTarget) (atelier.ComputeCredentials, error) {
 	var creds atelier.ComputeCredentials
 	if len(t.Sealed) > 0 {
 		if s.Secrets == nil {
@@ -81,7 +81,7 @@ func (s *Service) ComputeTargetCredentials(ctx context.Context, t *atelier.Compu
 		}
 	}
 	if t.Slurm != nil && t.Slurm.TokenSecret != "" {
-		values, err := s.openRunSecrets(ctx, t.Workspace, []string{t.Slurm.TokenSecret})
+		values, err := s.data.openRunSecrets(ctx, t.Workspace, []string{t.Slurm.TokenSecret})
 		if err != nil {
 			return creds, atelier.Errorf(atelier.ErrorCode(err), "compute target %q: slurm.token_secret: %s", t.Name, atelier.ErrorMessage(err))
 		}
@@ -91,7 +91,7 @@ func (s *Service) ComputeTargetCredentials(ctx context.Context, t *atelier.Compu
 }
 
 // builtInComputeTarget returns the built-in target named name, or nil.
-func (s *Service) builtInComputeTarget(name string) *atelier.ComputeTarget {
+func (s *Compute) builtInComputeTarget(name string) *atelier.ComputeTarget {
 	for _, t := range s.builtInComputeTargets() {
 		if t.Name == name {
 			return t
@@ -105,7 +105,7 @@ func (s *Service) builtInComputeTarget(name string) *atelier.ComputeTarget {
 // with ComputeTargetCredentials); ENOTFOUND for an unknown name. It does no authorization: it
 // is for the scheduler. A stored target's runs are the runs of its workspace whose compute is
 // its name.
-func (s *Service) ComputeTargetFor(ctx context.Context, workspace, name string) (*atelier.ComputeTarget, error) {
+func (s *Compute) ComputeTargetFor(ctx context.Context, workspace, name string) (*atelier.ComputeTarget, error) {
 	if t := s.builtInComputeTarget(name); t != nil {
 		return t, nil
 	}
@@ -117,7 +117,7 @@ func (s *Service) ComputeTargetFor(ctx context.Context, workspace, name string) 
 
 // withRuns fills a target's queue from the store: the built-in targets' across workspaces
 // (they share the server's machine), a stored target's in its workspace.
-func (s *Service) withRuns(ctx context.Context, t *atelier.ComputeTarget) (*atelier.ComputeTarget, error) {
+func (s *Compute) withRuns(ctx context.Context, t *atelier.ComputeTarget) (*atelier.ComputeTarget, error) {
 	ws := t.Workspace
 	if t.BuiltIn {
 		ws = ""
@@ -140,7 +140,7 @@ func publicCompute(t *atelier.ComputeTarget) *atelier.ComputeTarget {
 // the kind must have a driver on this server, the driver checks the target (when it can) and
 // the target is stored with its credentials sealed. The check is an activity (kind
 // compute.create or compute.attach), recorded whatever its outcome and named in the target.
-func (s *Service) CreateComputeTarget(ctx context.Context, workspace string, spec atelier.ComputeTargetSpec) (*atelier.ComputeTarget, error) {
+func (s *Compute) CreateComputeTarget(ctx context.Context, workspace string, spec atelier.ComputeTargetSpec) (*atelier.ComputeTarget, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -209,13 +209,13 @@ func (s *Service) CreateComputeTarget(ctx context.Context, workspace string, spe
 
 // checkComputeTarget asks the target's driver to check it, when the driver can. A failure is
 // the user's to fix (an unreachable host, a refused key), never a server error.
-func (s *Service) checkComputeTarget(ctx context.Context, driver atelier.ComputeDriver, t *atelier.ComputeTarget, creds atelier.ComputeCredentials) error {
+func (s *Compute) checkComputeTarget(ctx context.Context, driver atelier.ComputeDriver, t *atelier.ComputeTarget, creds atelier.ComputeCredentials) error {
 	checker, ok := driver.(atelier.ComputeChecker)
 	if !ok {
 		return nil
 	}
 	if t.Slurm != nil && t.Slurm.TokenSecret != "" {
-		values, err := s.openRunSecrets(ctx, t.Workspace, []string{t.Slurm.TokenSecret})
+		values, err := s.data.openRunSecrets(ctx, t.Workspace, []string{t.Slurm.TokenSecret})
 		if err != nil {
 			return err
 		}
@@ -240,7 +240,7 @@ func (s *Service) checkComputeTarget(ctx context.Context, driver atelier.Compute
 }
 
 // FindComputeTarget returns a compute target with its queue, never its credentials.
-func (s *Service) FindComputeTarget(ctx context.Context, workspace, name string) (*atelier.ComputeTarget, error) {
+func (s *Compute) FindComputeTarget(ctx context.Context, workspace, name string) (*atelier.ComputeTarget, error) {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -270,7 +270,7 @@ const ComputeDescribeTimeout = 5 * time.Second
 // describeComputeTarget asks a target's driver what the target has, when the driver can tell
 // (see atelier.ComputeDescriber), and puts the answer in t.Capacity, or in t.CapacityError the
 // reason in one line, without any credential's value.
-func (s *Service) describeComputeTarget(ctx context.Context, t *atelier.ComputeTarget) {
+func (s *Compute) describeComputeTarget(ctx context.Context, t *atelier.ComputeTarget) {
 	var driver atelier.ComputeDriver
 	if t.BuiltIn {
 		s.sched.mu.Lock()
@@ -343,7 +343,7 @@ func oneLine(msg string, creds atelier.ComputeCredentials) string {
 }
 
 // storedComputeTargets lists a workspace's stored targets with their queues, as users see them.
-func (s *Service) storedComputeTargets(ctx context.Context, workspace string) ([]*atelier.ComputeTarget, error) {
+func (s *Compute) storedComputeTargets(ctx context.Context, workspace string) ([]*atelier.ComputeTarget, error) {
 	list, err := s.store.ListComputeTargets(ctx, workspace)
 	if err != nil {
 		return nil, err
@@ -359,7 +359,7 @@ func (s *Service) storedComputeTargets(ctx context.Context, workspace string) ([
 // DetachComputeTarget forgets a stored target: its configuration and credentials (nothing is
 // done on the target's machine). It is refused while runs are queued or active on it, and for
 // the built-in targets.
-func (s *Service) DetachComputeTarget(ctx context.Context, workspace, name string) error {
+func (s *Compute) DetachComputeTarget(ctx context.Context, workspace, name string) error {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return err
 	}
@@ -418,7 +418,7 @@ func newActivityID() string {
 
 // checkRunCompute checks the compute target a submitted run names: a built-in one, or a
 // stored target of the workspace whose kind this server has a driver for.
-func (s *Service) checkRunCompute(ctx context.Context, workspace, name string) error {
+func (s *Compute) checkRunCompute(ctx context.Context, workspace, name string) error {
 	t, err := s.ComputeTargetFor(ctx, workspace, name)
 	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
 		return atelier.Errorf(atelier.EINVALID, "unknown compute target %q (see 'atelier compute list')", name)
@@ -437,7 +437,7 @@ func (s *Service) checkRunCompute(ctx context.Context, workspace, name string) e
 // it stopped (a check runs within its request): Succeeded if the target was stored by it, else
 // Failed. Another replica's check still under way may be marked so meanwhile; its own end
 // writes the truth over it.
-func (s *Service) endInterruptedComputeChecks(ctx context.Context) error {
+func (s *Compute) endInterruptedComputeChecks(ctx context.Context) error {
 	workspaces, err := s.store.ListWorkspaces(ctx)
 	if err != nil {
 		return err

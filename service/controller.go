@@ -2,8 +2,6 @@ package service
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -75,7 +73,7 @@ func newScheduler() *scheduler {
 }
 
 // AddComputeTarget registers a compute target (every server has "local").
-func (s *Service) AddComputeTarget(t *Target) {
+func (s *Compute) AddComputeTarget(t *Target) {
 	if t.MaxConcurrentRuns <= 0 {
 		t.MaxConcurrentRuns = 1
 	}
@@ -92,25 +90,6 @@ func (sc *scheduler) poke() {
 	case sc.wake <- struct{}{}:
 	default:
 	}
-}
-
-// owner is this server's name on its leases.
-func (s *Service) owner() string {
-	s.ownerOnce.Do(func() {
-		if s.Owner == "" {
-			b := make([]byte, 8)
-			rand.Read(b)
-			s.Owner = "server-" + hex.EncodeToString(b)
-		}
-	})
-	return s.Owner
-}
-
-func (s *Service) leaseTTL() time.Duration {
-	if s.LeaseTTL > 0 {
-		return s.LeaseTTL
-	}
-	return DefaultLeaseTTL
 }
 
 // RunScheduler recovers the runs whose leases this server may take (its own from before a
@@ -169,7 +148,7 @@ type servedTarget struct {
 
 // servedTargets lists the built-in targets and every workspace's stored targets this server
 // has a driver for.
-func (s *Service) servedTargets(ctx context.Context) []servedTarget {
+func (s *Compute) servedTargets(ctx context.Context) []servedTarget {
 	s.sched.mu.Lock()
 	list := make([]servedTarget, 0, len(s.sched.targets))
 	for _, t := range s.sched.targets {
@@ -192,7 +171,7 @@ func (s *Service) servedTargets(ctx context.Context) []servedTarget {
 }
 
 // storedTarget is a stored compute target as the scheduler runs it (nil without a driver).
-func (s *Service) storedTarget(ct *atelier.ComputeTarget) *Target {
+func (s *Compute) storedTarget(ct *atelier.ComputeTarget) *Target {
 	d := s.Drivers[ct.Kind]
 	if d == nil {
 		return nil
@@ -201,7 +180,7 @@ func (s *Service) storedTarget(ct *atelier.ComputeTarget) *Target {
 }
 
 // targetOf returns the target a run executes on (nil when this server cannot run it).
-func (s *Service) targetOf(ctx context.Context, run *atelier.Run) *Target {
+func (s *Compute) targetOf(ctx context.Context, run *atelier.Run) *Target {
 	s.sched.mu.Lock()
 	t := s.sched.targets[run.Compute]
 	s.sched.mu.Unlock()
@@ -216,7 +195,7 @@ func (s *Service) targetOf(ctx context.Context, run *atelier.Run) *Target {
 }
 
 // dispatch claims the queued runs each target has room for and launches them.
-func (s *Service) dispatch(ctx context.Context) {
+func (s *Compute) dispatch(ctx context.Context) {
 	for _, t := range s.servedTargets(ctx) {
 		if ctx.Err() != nil {
 			return
@@ -240,7 +219,7 @@ func (s *Service) dispatch(ctx context.Context) {
 		}
 		for _, run := range runs {
 			s.publish(run.Workspace, atelier.EventRunStatus, run.ID, run)
-			s.runChanged(ctx, run)
+			s.runs.runChanged(ctx, run)
 			s.launch(ctx, t.Target, run, false)
 		}
 	}
@@ -249,7 +228,7 @@ func (s *Service) dispatch(ctx context.Context) {
 // launch starts a claimed run through its target's driver. again says it was claimed before a
 // restart: its job may have been started then (the handle not recorded), and a driver that
 // finds it adopts it, with the tokens it was given; those of the run are all revoked at its end.
-func (s *Service) launch(ctx context.Context, t *Target, run *atelier.Run, again bool) {
+func (s *Compute) launch(ctx context.Context, t *Target, run *atelier.Run, again bool) {
 	bg := context.WithoutCancel(ctx)
 	var tokens []string
 	// A run that could not be launched: its tokens and lease go first, so a client that sees it
@@ -257,12 +236,12 @@ func (s *Service) launch(ctx context.Context, t *Target, run *atelier.Run, again
 	// lease, which the next start fails: see ReconcileRuns).
 	fail := func(msg string) {
 		for _, id := range tokens {
-			s.revokeToken(bg, id)
+			s.accounts.revokeToken(bg, id)
 		}
 		if err := s.store.ReleaseLease(bg, atelier.LeaseKindRun, run.ID, s.owner()); err != nil {
 			s.log.Error("releasing a run's lease", "run", run.ID, "err", err)
 		}
-		s.updateRunStatus(bg, run.Workspace, run.ID, atelier.RunStatusUpdate{Status: atelier.StatusFailed, Error: msg})
+		s.runs.updateRunStatus(bg, run.Workspace, run.ID, atelier.RunStatusUpdate{Status: atelier.StatusFailed, Error: msg})
 	}
 	var config atelier.RunConfig
 	if err := json.Unmarshal(run.Config, &config); err != nil {
@@ -273,21 +252,21 @@ func (s *Service) launch(ctx context.Context, t *Target, run *atelier.Run, again
 		fail("the run's snapshot is missing: " + atelier.ErrorMessage(err))
 		return
 	}
-	secrets, err := s.openRunSecrets(ctx, run.Workspace, config.Secrets)
+	secrets, err := s.data.openRunSecrets(ctx, run.Workspace, config.Secrets)
 	if err != nil {
 		fail("the run's secrets: " + atelier.ErrorMessage(err))
 		return
 	}
 	// Two tokens: the runner's, whose word ends the run, and the script's, which cannot end
 	// its own run early (see UpdateRunStatus).
-	runner, err := s.createToken(ctx, &atelier.Token{Name: atelier.RunnerTokenPrefix + run.ID, Kind: atelier.PrincipalRun,
+	runner, err := s.accounts.createToken(ctx, &atelier.Token{Name: atelier.RunnerTokenPrefix + run.ID, Kind: atelier.PrincipalRun,
 		Owner: run.CreatedBy, Workspace: run.Workspace, RunID: run.ID})
 	if err != nil {
 		fail("creating the run's token: " + err.Error())
 		return
 	}
 	tokens = append(tokens, runner.ID)
-	script, err := s.createToken(ctx, &atelier.Token{Name: "run " + run.ID, Kind: atelier.PrincipalRun,
+	script, err := s.accounts.createToken(ctx, &atelier.Token{Name: "run " + run.ID, Kind: atelier.PrincipalRun,
 		Owner: run.CreatedBy, Workspace: run.Workspace, RunID: run.ID})
 	if err != nil {
 		fail("creating the run's token: " + err.Error())
@@ -323,7 +302,7 @@ func (s *Service) launch(ctx context.Context, t *Target, run *atelier.Run, again
 
 // watch looks at every job this server holds: runs that ended are released, cancel requests
 // are passed on to drivers, and a job that ended without recording its run's end fails it.
-func (s *Service) watch(ctx context.Context) {
+func (s *Compute) watch(ctx context.Context) {
 	s.sched.mu.Lock()
 	jobs := make([]*watchedJob, 0, len(s.sched.jobs))
 	for _, j := range s.sched.jobs {
@@ -353,7 +332,7 @@ func (s *Service) watch(ctx context.Context) {
 
 // watchJob looks at one job whose run's status is status (exists false: the run is gone, with
 // its workspace).
-func (s *Service) watchJob(ctx context.Context, j *watchedJob, status atelier.RunStatus, exists bool) {
+func (s *Compute) watchJob(ctx context.Context, j *watchedJob, status atelier.RunStatus, exists bool) {
 	if !j.endedAt.IsZero() {
 		s.finish(ctx, j) // waiting for the runner to exit
 		return
@@ -401,7 +380,7 @@ func (s *Service) watchJob(ctx context.Context, j *watchedJob, status atelier.Ru
 	if status == atelier.StatusCancelRequested {
 		upd = atelier.RunStatusUpdate{Status: atelier.StatusCanceled, Error: "canceled by request"}
 	}
-	if _, err := s.updateRunStatus(context.WithoutCancel(ctx), j.workspace, j.id, upd); err != nil && atelier.ErrorCode(err) != atelier.ECONFLICT {
+	if _, err := s.runs.updateRunStatus(context.WithoutCancel(ctx), j.workspace, j.id, upd); err != nil && atelier.ErrorCode(err) != atelier.ECONFLICT {
 		s.log.Error("recording the end of a run", "run", j.id, "err", err)
 		return
 	}
@@ -413,7 +392,7 @@ func (s *Service) watchJob(ctx context.Context, j *watchedJob, status atelier.Ru
 // again, until the target has not answered for UnreachableAfter; then the run fails with the
 // target's last error, the job is told to stop (best effort: the target may be gone for
 // good), and the server stops watching it.
-func (s *Service) unreachable(ctx context.Context, j *watchedJob, status atelier.RunStatus, err error) {
+func (s *Compute) unreachable(ctx context.Context, j *watchedJob, status atelier.RunStatus, err error) {
 	now := s.now()
 	if j.unreachableSince.IsZero() {
 		j.unreachableSince = now
@@ -433,7 +412,7 @@ func (s *Service) unreachable(ctx context.Context, j *watchedJob, status atelier
 	if status == atelier.StatusCancelRequested {
 		upd = atelier.RunStatusUpdate{Status: atelier.StatusCanceled, Error: "canceled by request; compute target " + j.target.Name + " did not answer: " + atelier.ErrorMessage(err)}
 	}
-	if _, err := s.updateRunStatus(context.WithoutCancel(ctx), j.workspace, j.id, upd); err != nil && atelier.ErrorCode(err) != atelier.ECONFLICT {
+	if _, err := s.runs.updateRunStatus(context.WithoutCancel(ctx), j.workspace, j.id, upd); err != nil && atelier.ErrorCode(err) != atelier.ECONFLICT {
 		s.log.Error("recording the end of a run", "run", j.id, "err", err)
 		return
 	}
@@ -452,7 +431,7 @@ const prepareLogPath = "logs/prepare_log.txt"
 // driver's Queued state: a Slurm job PENDING, with Slurm's reason) each time that changes, and
 // what the driver says once it has left the queue. The run stays Preparing meanwhile: it was
 // claimed, and a status never goes back to Queued.
-func (s *Service) noteQueued(ctx context.Context, j *watchedJob, st atelier.JobState) {
+func (s *Compute) noteQueued(ctx context.Context, j *watchedJob, st atelier.JobState) {
 	var line string
 	switch {
 	case st.Queued && st.Detail != j.queued:
@@ -466,7 +445,7 @@ func (s *Service) noteQueued(ctx context.Context, j *watchedJob, st atelier.JobS
 		return
 	}
 	text := s.now().UTC().Format(time.RFC3339) + " " + line + "\n"
-	if err := s.appendLog(context.WithoutCancel(ctx), j.workspace, j.id, prepareLogPath, []byte(text)); err != nil {
+	if err := s.runs.appendLog(context.WithoutCancel(ctx), j.workspace, j.id, prepareLogPath, []byte(text)); err != nil {
 		s.log.Warn("writing a queued run's reason to its log", "run", j.id, "err", err)
 		return
 	}
@@ -477,7 +456,7 @@ func (s *Service) noteQueued(ctx context.Context, j *watchedJob, st atelier.JobS
 }
 
 // runnerTail is the end of what the runner said, for the run's error.
-func (s *Service) runnerTail(ctx context.Context, j *watchedJob) string {
+func (s *Compute) runnerTail(ctx context.Context, j *watchedJob) string {
 	r, err := j.target.Driver.Logs(ctx, j.handle, 0)
 	if err != nil {
 		return ""
@@ -497,7 +476,7 @@ func (s *Service) runnerTail(ctx context.Context, j *watchedJob) string {
 // finish forgets a job whose run ended: its tokens at once; its files on the target and its
 // lease once its runner has exited (it records the run's end just before), which finish, called
 // again by watch, waits for.
-func (s *Service) finish(ctx context.Context, j *watchedJob) {
+func (s *Compute) finish(ctx context.Context, j *watchedJob) {
 	bg := context.WithoutCancel(ctx)
 	if j.endedAt.IsZero() {
 		j.endedAt = s.now()
@@ -513,7 +492,7 @@ func (s *Service) finish(ctx context.Context, j *watchedJob) {
 			}
 		}
 		for _, id := range tokens {
-			s.revokeToken(bg, id)
+			s.accounts.revokeToken(bg, id)
 		}
 	}
 	if j.handle != "" {
@@ -543,7 +522,7 @@ const runnerExitGrace = 30 * time.Second
 // recoverJobs takes over the leases of runs no live server holds — this server's own from
 // before a restart, a dead server's, expired ones — and watches their jobs again: a job still
 // running is reattached, one that ended is recorded, one never launched is launched.
-func (s *Service) recoverJobs(ctx context.Context) {
+func (s *Compute) recoverJobs(ctx context.Context) {
 	leases, err := s.store.ListLeases(ctx, atelier.LeaseKindRun)
 	if err != nil {
 		s.log.Error("reading the leases of runs", "err", err)
@@ -592,7 +571,7 @@ func (s *Service) recoverJobs(ctx context.Context) {
 		case got.Handle == "":
 			// Claimed, but the server stopped before its job was launched.
 			if run.Status == atelier.StatusCancelRequested {
-				s.updateRunStatus(ctx, run.Workspace, run.ID, atelier.RunStatusUpdate{Status: atelier.StatusCanceled, Error: "canceled by request"})
+				s.runs.updateRunStatus(ctx, run.Workspace, run.ID, atelier.RunStatusUpdate{Status: atelier.StatusCanceled, Error: "canceled by request"})
 				s.finish(ctx, j)
 				continue
 			}
@@ -607,24 +586,8 @@ func (s *Service) recoverJobs(ctx context.Context) {
 	}
 }
 
-// takeable reports whether this server may take over a lease: its own (from before a restart),
-// an expired one, or one whose owner is known to be dead.
-func (s *Service) takeable(l *atelier.Lease, now time.Time) bool {
-	return l.Owner == s.owner() || !l.Expires.After(now) || s.OwnerDead != nil && s.OwnerDead(l.Owner)
-}
-
-// takeLease takes over a takeable lease for this server; exactly one server succeeds.
-func (s *Service) takeLease(ctx context.Context, l *atelier.Lease, now time.Time) (*atelier.Lease, error) {
-	from := ""
-	if l.Owner != s.owner() && s.OwnerDead != nil && s.OwnerDead(l.Owner) {
-		from = l.Owner
-	}
-	return s.store.AcquireLease(ctx, &atelier.Lease{Kind: l.Kind, ID: l.ID, Workspace: l.Workspace,
-		Owner: s.owner(), Expires: now.Add(s.leaseTTL())}, now, from)
-}
-
 // leasedRuns returns the ids of the runs with a lease (whose tokens must survive a restart).
-func (s *Service) leasedRuns(ctx context.Context) (map[string]bool, error) {
+func (s *Compute) leasedRuns(ctx context.Context) (map[string]bool, error) {
 	leases, err := s.store.ListLeases(ctx, atelier.LeaseKindRun)
 	if err != nil {
 		return nil, err
@@ -638,7 +601,7 @@ func (s *Service) leasedRuns(ctx context.Context) (map[string]bool, error) {
 
 // HeldRuns counts the runs whose jobs this server watches (it holds their leases): a run that
 // ended is held until its tokens are revoked and its job is released.
-func (s *Service) HeldRuns() int {
+func (s *Compute) HeldRuns() int {
 	s.sched.mu.Lock()
 	defer s.sched.mu.Unlock()
 	return len(s.sched.jobs)

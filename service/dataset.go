@@ -9,7 +9,7 @@ import (
 // RegisterDataset registers a dataset version: Contributors (and Owners, administrators) may.
 // Every path's datastore must exist and hold something at the path (its folder or file up to
 // the first glob element), or the registration is EINVALID naming the path.
-func (s *Service) RegisterDataset(ctx context.Context, workspace string, req atelier.DatasetRegister) (*atelier.Dataset, error) {
+func (s *Data) RegisterDataset(ctx context.Context, workspace string, req atelier.DatasetRegister) (*atelier.Dataset, error) {
 	// A run's script registers what its run produced: its token may, with its run's id.
 	if err := s.authorizeWrite(ctx, workspace, req.RunID); err != nil {
 		return nil, err
@@ -51,7 +51,7 @@ func (s *Service) RegisterDataset(ctx context.Context, workspace string, req ate
 }
 
 // checkDatasetPath checks that path i of a registration names something that exists.
-func (s *Service) checkDatasetPath(ctx context.Context, workspace string, i int, p atelier.DatasetPath) error {
+func (s *Data) checkDatasetPath(ctx context.Context, workspace string, i int, p atelier.DatasetPath) error {
 	if _, err := s.findDatastore(ctx, workspace, p.Datastore); atelier.ErrorCode(err) == atelier.ENOTFOUND {
 		return atelier.Errorf(atelier.EINVALID, "paths[%d].datastore: datastore %q not found in workspace %q (see 'atelier datastore list')", i, p.Datastore, workspace)
 	} else if err != nil {
@@ -87,7 +87,7 @@ func (s *Service) checkDatasetPath(ctx context.Context, workspace string, i int,
 }
 
 // FindDataset returns a version (0: the latest).
-func (s *Service) FindDataset(ctx context.Context, workspace, name string, version int) (*atelier.Dataset, error) {
+func (s *Data) FindDataset(ctx context.Context, workspace, name string, version int) (*atelier.Dataset, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func (s *Service) FindDataset(ctx context.Context, workspace, name string, versi
 }
 
 // ListDatasets returns the latest version of each dataset.
-func (s *Service) ListDatasets(ctx context.Context, workspace string) ([]*atelier.Dataset, error) {
+func (s *Data) ListDatasets(ctx context.Context, workspace string) ([]*atelier.Dataset, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (s *Service) ListDatasets(ctx context.Context, workspace string) ([]*atelie
 }
 
 // ListDatasetVersions returns a dataset's versions.
-func (s *Service) ListDatasetVersions(ctx context.Context, workspace, name string) ([]*atelier.Dataset, error) {
+func (s *Data) ListDatasetVersions(ctx context.Context, workspace, name string) ([]*atelier.Dataset, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func (s *Service) ListDatasetVersions(ctx context.Context, workspace, name strin
 }
 
 // UpdateDataset changes a version's description and tags.
-func (s *Service) UpdateDataset(ctx context.Context, workspace, name string, version int, upd atelier.DatasetUpdate) (*atelier.Dataset, error) {
+func (s *Data) UpdateDataset(ctx context.Context, workspace, name string, version int, upd atelier.DatasetUpdate) (*atelier.Dataset, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func (s *Service) UpdateDataset(ctx context.Context, workspace, name string, ver
 }
 
 // DeleteDataset deletes a version, or all versions with version 0.
-func (s *Service) DeleteDataset(ctx context.Context, workspace, name string, version int) error {
+func (s *Data) DeleteDataset(ctx context.Context, workspace, name string, version int) error {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func (s *Service) DeleteDataset(ctx context.Context, workspace, name string, ver
 
 // RecordDatasetRun records lineage: who may change the run (its token included) may say which
 // dataset versions it consumed.
-func (s *Service) RecordDatasetRun(ctx context.Context, workspace string, use atelier.DatasetRun) error {
+func (s *Data) RecordDatasetRun(ctx context.Context, workspace string, use atelier.DatasetRun) error {
 	if use.RunID == "" {
 		return atelier.Errorf(atelier.EINVALID, "run_id is required")
 	}
@@ -145,7 +145,7 @@ func (s *Service) RecordDatasetRun(ctx context.Context, workspace string, use at
 }
 
 // DatasetRuns lists lineage (see atelier.DatasetStore).
-func (s *Service) DatasetRuns(ctx context.Context, workspace, name string, version int, runID string) ([]*atelier.DatasetRun, error) {
+func (s *Data) DatasetRuns(ctx context.Context, workspace, name string, version int, runID string) ([]*atelier.DatasetRun, error) {
 	authorize := s.authorizeWorkspace
 	if runID != "" {
 		authorize = func(ctx context.Context, workspace string) error { return s.authorizeRunRead(ctx, workspace, runID) }

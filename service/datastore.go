@@ -17,15 +17,9 @@ var _ atelier.DatastoreService = (*Service)(nil)
 // maxRecursiveDelete bounds one recursive delete, so a request cannot run for hours.
 const maxRecursiveDelete = 100000
 
-// authorizeManage checks that the caller may change the workspace's datastores or their files:
-// a Contributor or Owner, or an administrator. A run's token may read datastores, not change them.
-func (s *Service) authorizeManage(ctx context.Context, workspace string) error {
-	return s.authorizeWrite(ctx, workspace, "")
-}
-
 // ensureDefaultDatastore creates the workspace's built-in datastore on first use: a folder in
 // the server's data directory.
-func (s *Service) ensureDefaultDatastore(ctx context.Context, workspace string) error {
+func (s *Data) ensureDefaultDatastore(ctx context.Context, workspace string) error {
 	_, err := s.store.FindDatastore(ctx, workspace, atelier.DefaultDatastore)
 	if atelier.ErrorCode(err) != atelier.ENOTFOUND {
 		return err
@@ -45,7 +39,7 @@ func sealAAD(workspace, name string) []byte {
 	return []byte("atelier datastore\x00" + workspace + "\x00" + name)
 }
 
-func (s *Service) sealCredentials(workspace, name string, creds atelier.DatastoreCredentials) ([]byte, error) {
+func (s *Data) sealCredentials(workspace, name string, creds atelier.DatastoreCredentials) ([]byte, error) {
 	if len(creds.Names()) == 0 {
 		return nil, nil
 	}
@@ -59,7 +53,7 @@ func (s *Service) sealCredentials(workspace, name string, creds atelier.Datastor
 	return s.Secrets.Seal(plain, sealAAD(workspace, name))
 }
 
-func (s *Service) openCredentials(d *atelier.Datastore) (atelier.DatastoreCredentials, error) {
+func (s *Data) openCredentials(d *atelier.Datastore) (atelier.DatastoreCredentials, error) {
 	var creds atelier.DatastoreCredentials
 	if len(d.Sealed) == 0 {
 		return creds, nil
@@ -80,7 +74,7 @@ func (s *Service) openCredentials(d *atelier.Datastore) (atelier.DatastoreCreden
 
 // checkFilesPath refuses a files datastore inside (or around) the server's data directory,
 // which holds the database, the master key and every workspace's objects.
-func (s *Service) checkFilesPath(p string) (string, error) {
+func (s *Data) checkFilesPath(p string) (string, error) {
 	clean := filepath.Clean(p)
 	if real, err := filepath.EvalSymlinks(clean); err == nil {
 		clean = real
@@ -107,7 +101,7 @@ func within(p, dir string) bool {
 
 // public is a datastore as users see it: without its sealed credentials, and the built-in one
 // where it really lives when that is the server's cloud bucket.
-func (s *Service) public(d *atelier.Datastore) *atelier.Datastore {
+func (s *Data) public(d *atelier.Datastore) *atelier.Datastore {
 	d.Sealed = nil
 	if loc := s.BuiltInLocation; loc != nil && isBuiltIn(d) {
 		d.Kind, d.Endpoint, d.Region, d.Bucket, d.Account, d.Container, d.PathStyle =
@@ -123,7 +117,7 @@ func isBuiltIn(d *atelier.Datastore) bool {
 }
 
 // RegisterDatastore registers a datastore; its credentials are sealed before they are stored.
-func (s *Service) RegisterDatastore(ctx context.Context, workspace string, spec atelier.DatastoreSpec) (*atelier.Datastore, error) {
+func (s *Data) RegisterDatastore(ctx context.Context, workspace string, spec atelier.DatastoreSpec) (*atelier.Datastore, error) {
 	if err := s.authorizeManage(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -157,7 +151,7 @@ func (s *Service) RegisterDatastore(ctx context.Context, workspace string, spec 
 }
 
 // FindDatastore returns a datastore's configuration (never its credentials).
-func (s *Service) FindDatastore(ctx context.Context, workspace, name string) (*atelier.Datastore, error) {
+func (s *Data) FindDatastore(ctx context.Context, workspace, name string) (*atelier.Datastore, error) {
 	d, err := s.findDatastore(ctx, workspace, name)
 	if err != nil {
 		return nil, err
@@ -165,7 +159,7 @@ func (s *Service) FindDatastore(ctx context.Context, workspace, name string) (*a
 	return s.public(d), nil
 }
 
-func (s *Service) findDatastore(ctx context.Context, workspace, name string) (*atelier.Datastore, error) {
+func (s *Data) findDatastore(ctx context.Context, workspace, name string) (*atelier.Datastore, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -181,7 +175,7 @@ func (s *Service) findDatastore(ctx context.Context, workspace, name string) (*a
 }
 
 // ListDatastores lists a workspace's datastores.
-func (s *Service) ListDatastores(ctx context.Context, workspace string) ([]*atelier.Datastore, error) {
+func (s *Data) ListDatastores(ctx context.Context, workspace string) ([]*atelier.Datastore, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -196,7 +190,7 @@ func (s *Service) ListDatastores(ctx context.Context, workspace string) ([]*atel
 }
 
 // UpdateDatastoreCredentials replaces a datastore's credentials.
-func (s *Service) UpdateDatastoreCredentials(ctx context.Context, workspace, name string, creds atelier.DatastoreCredentials) (*atelier.Datastore, error) {
+func (s *Data) UpdateDatastoreCredentials(ctx context.Context, workspace, name string, creds atelier.DatastoreCredentials) (*atelier.Datastore, error) {
 	if err := s.authorizeManage(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -226,7 +220,7 @@ func (s *Service) UpdateDatastoreCredentials(ctx context.Context, workspace, nam
 }
 
 // SetDefaultDatastore makes a datastore the workspace's default.
-func (s *Service) SetDefaultDatastore(ctx context.Context, workspace, name string) (*atelier.Datastore, error) {
+func (s *Data) SetDefaultDatastore(ctx context.Context, workspace, name string) (*atelier.Datastore, error) {
 	if err := s.authorizeManage(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -245,7 +239,7 @@ func (s *Service) SetDefaultDatastore(ctx context.Context, workspace, name strin
 
 // DeleteDatastore forgets a datastore; the data stays in its storage. The built-in datastore
 // stays; deleting the default needs force and makes the built-in one the default again.
-func (s *Service) DeleteDatastore(ctx context.Context, workspace, name string, force bool) error {
+func (s *Data) DeleteDatastore(ctx context.Context, workspace, name string, force bool) error {
 	if err := s.authorizeManage(ctx, workspace); err != nil {
 		return err
 	}
@@ -282,7 +276,7 @@ func (s *Service) DeleteDatastore(ctx context.Context, workspace, name string, f
 }
 
 // openBucket opens a datastore found in the store, without authorization (the callers checked).
-func (s *Service) openBucket(ctx context.Context, d *atelier.Datastore) (atelier.DatastoreBucket, error) {
+func (s *Data) openBucket(ctx context.Context, d *atelier.Datastore) (atelier.DatastoreBucket, error) {
 	if s.Datastores == nil {
 		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "this server cannot open datastores")
 	}
@@ -295,7 +289,7 @@ func (s *Service) openBucket(ctx context.Context, d *atelier.Datastore) (atelier
 
 // DatastoreAccess checks that the caller may read the datastore's files, or with write change
 // them.
-func (s *Service) DatastoreAccess(ctx context.Context, workspace, name string, write bool) error {
+func (s *Data) DatastoreAccess(ctx context.Context, workspace, name string, write bool) error {
 	if write {
 		if err := s.authorizeManage(ctx, workspace); err != nil {
 			return err
@@ -311,7 +305,7 @@ func (s *Service) DatastoreAccess(ctx context.Context, workspace, name string, w
 
 // WriteDatastoreFile streams r into a datastore file; a given sha256 is checked before the
 // file becomes visible.
-func (s *Service) WriteDatastoreFile(ctx context.Context, workspace, name, p string, r io.Reader, sha256, contentType string) (*atelier.DatastoreFile, error) {
+func (s *Data) WriteDatastoreFile(ctx context.Context, workspace, name, p string, r io.Reader, sha256, contentType string) (*atelier.DatastoreFile, error) {
 	if err := atelier.ValidatePath(p); err != nil {
 		return nil, err
 	}
@@ -337,7 +331,7 @@ func (s *Service) WriteDatastoreFile(ctx context.Context, workspace, name, p str
 }
 
 // OpenDatastoreFile opens a datastore file for reading.
-func (s *Service) OpenDatastoreFile(ctx context.Context, workspace, name, p string) (*atelier.DatastoreFile, io.ReadCloser, error) {
+func (s *Data) OpenDatastoreFile(ctx context.Context, workspace, name, p string) (*atelier.DatastoreFile, io.ReadCloser, error) {
 	if err := atelier.ValidatePath(p); err != nil {
 		return nil, nil, err
 	}
@@ -374,7 +368,7 @@ func (c *closeBoth) Close() error {
 }
 
 // ListDatastoreFiles lists one page of a datastore's files.
-func (s *Service) ListDatastoreFiles(ctx context.Context, workspace, name string, q atelier.DatastoreFileQuery) (*atelier.DatastoreFilePage, error) {
+func (s *Data) ListDatastoreFiles(ctx context.Context, workspace, name string, q atelier.DatastoreFileQuery) (*atelier.DatastoreFilePage, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
@@ -389,7 +383,7 @@ func (s *Service) ListDatastoreFiles(ctx context.Context, workspace, name string
 // DatastoreFileDigests returns the files at paths with their sha256 where it is known without
 // sending the content (see atelier.DatastoreBucket.Digest), in the order asked; a path with no
 // file is left out. A client compares them with its own files to skip unchanged ones.
-func (s *Service) DatastoreFileDigests(ctx context.Context, workspace, name string, paths []string) ([]*atelier.DatastoreFile, error) {
+func (s *Data) DatastoreFileDigests(ctx context.Context, workspace, name string, paths []string) ([]*atelier.DatastoreFile, error) {
 	if len(paths) > atelier.MaxDatastoreDigests {
 		return nil, atelier.Errorf(atelier.ETOOLARGE, "%d paths: ask for at most %d digests at a time", len(paths), atelier.MaxDatastoreDigests)
 	}
@@ -460,7 +454,7 @@ func (s *Service) DatastoreFileDigests(ctx context.Context, workspace, name stri
 }
 
 // DeleteDatastoreFiles deletes a file, or with recursive the folder p and everything under it.
-func (s *Service) DeleteDatastoreFiles(ctx context.Context, workspace, name, p string, recursive bool) (int, error) {
+func (s *Data) DeleteDatastoreFiles(ctx context.Context, workspace, name, p string, recursive bool) (int, error) {
 	if err := s.authorizeManage(ctx, workspace); err != nil {
 		return 0, err
 	}

@@ -136,7 +136,7 @@ func (h *datastoreHandle) Close() error {
 }
 
 // openDatastore opens a datastore of the workspace for the caller, who must Close it.
-func (s *Service) openDatastore(ctx context.Context, workspace, name string) (atelier.DatastoreBucket, error) {
+func (s *Data) openDatastore(ctx context.Context, workspace, name string) (atelier.DatastoreBucket, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}

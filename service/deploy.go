@@ -43,7 +43,7 @@ type deployments struct {
 
 // deployment is a web service running here: one pool of replicas per image it serves.
 type deployment struct {
-	s         *Service
+	s         *WebServices
 	workspace string
 	name      string
 	log       *serviceLog
@@ -70,7 +70,7 @@ type revision struct {
 	percent int
 }
 
-func (s *Service) deployment(id string) *deployment {
+func (s *WebServices) deployment(id string) *deployment {
 	s.deploys.mu.Lock()
 	defer s.deploys.mu.Unlock()
 	return s.deploys.running[id]
@@ -78,7 +78,7 @@ func (s *Service) deployment(id string) *deployment {
 
 // reconcileServices starts the services nobody runs (taking their leases), applies changes to
 // those this server runs, and stops those deleted.
-func (s *Service) reconcileServices(ctx context.Context) {
+func (s *WebServices) reconcileServices(ctx context.Context) {
 	if len(s.serviceTargets()) == 0 || ctx.Err() != nil {
 		return
 	}
@@ -129,7 +129,7 @@ func (s *Service) reconcileServices(ctx context.Context) {
 	}
 }
 
-func (s *Service) startDeployment(ctx context.Context, svc *atelier.WebService) {
+func (s *WebServices) startDeployment(ctx context.Context, svc *atelier.WebService) {
 	id := atelier.ServiceLeaseID(svc.Workspace, svc.Name)
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d := &deployment{s: s, workspace: svc.Workspace, name: svc.Name, cancel: cancel, done: make(chan struct{}), metrics: newServiceMetrics(),
@@ -165,7 +165,7 @@ func (s *Service) startDeployment(ctx context.Context, svc *atelier.WebService) 
 }
 
 // stopDeployment stops a service this server runs and gives its lease up.
-func (s *Service) stopDeployment(ctx context.Context, id string) {
+func (s *WebServices) stopDeployment(ctx context.Context, id string) {
 	s.deploys.mu.Lock()
 	d := s.deploys.running[id]
 	delete(s.deploys.running, id)
@@ -180,7 +180,7 @@ func (s *Service) stopDeployment(ctx context.Context, id string) {
 
 // stopDeployments stops every service this server runs (it stops); their leases stay, so this
 // server (or another) starts them again.
-func (s *Service) stopDeployments() {
+func (s *WebServices) stopDeployments() {
 	s.deploys.mu.Lock()
 	list := make([]*deployment, 0, len(s.deploys.running))
 	for _, d := range s.deploys.running {
@@ -432,7 +432,7 @@ func (d *deployment) counts() atelier.ReplicaCounts {
 
 // startPool unpacks the image (once per digest) and starts a pool of its replicas, returning
 // once the replicas the service starts with are ready (or failed to start).
-func (s *Service) startPool(ctx context.Context, d *deployment, svc *atelier.WebService, si atelier.ServiceImage) (*serving.Pool, error) {
+func (s *WebServices) startPool(ctx context.Context, d *deployment, svc *atelier.WebService, si atelier.ServiceImage) (*serving.Pool, error) {
 	if !builtInServiceTarget(svc.Target) {
 		return s.startKubePool(ctx, d, svc, si) // a kubernetes compute target (kubeservice.go)
 	}
@@ -461,7 +461,7 @@ func (s *Service) startPool(ctx context.Context, d *deployment, svc *atelier.Web
 }
 
 // runPool starts the pool of an image readied to run (see startPool).
-func (s *Service) runPool(ctx context.Context, d *deployment, svc *atelier.WebService, si atelier.ServiceImage, img *atelier.Image, launch launcher) (*serving.Pool, error) {
+func (s *WebServices) runPool(ctx context.Context, d *deployment, svc *atelier.WebService, si atelier.ServiceImage, img *atelier.Image, launch launcher) (*serving.Pool, error) {
 	modelData := filepath.Join(s.serviceDir(svc.Workspace, svc.Name), "modeldata")
 	if err := os.MkdirAll(modelData, 0o755); err != nil {
 		return nil, err
@@ -541,7 +541,7 @@ type launcher func(n int, sockDir, modelData string, env []string) (cmd *exec.Cm
 
 // replicaLauncher readies an image to run on the service's target: unpacked for local, loaded
 // into podman's storage for podman.
-func (s *Service) replicaLauncher(ctx context.Context, svc *atelier.WebService, si atelier.ServiceImage, img *atelier.Image) (launcher, error) {
+func (s *WebServices) replicaLauncher(ctx context.Context, svc *atelier.WebService, si atelier.ServiceImage, img *atelier.Image) (launcher, error) {
 	ref := si.Ref()
 	switch svc.Target {
 	case "podman":
@@ -555,7 +555,7 @@ func (s *Service) replicaLauncher(ctx context.Context, svc *atelier.WebService, 
 	default:
 		rootfs := s.rootfsDir(img.Digest)
 		s.deploys.unpack.Lock()
-		rt, err := s.Builder.Unpack(ctx, svc.Workspace, ref, rootfs)
+		rt, err := s.images.Builder.Unpack(ctx, svc.Workspace, ref, rootfs)
 		if err == nil {
 			if s.deploys.rootfs == nil {
 				s.deploys.rootfs = map[string]int{}
@@ -574,20 +574,20 @@ func (s *Service) replicaLauncher(ctx context.Context, svc *atelier.WebService, 
 }
 
 // rootfsDir is where the local target unpacks an image (by layer: see build.UnpackImage).
-func (s *Service) rootfsDir(digest string) string {
+func (s *WebServices) rootfsDir(digest string) string {
 	return filepath.Join(s.DataDir, "services", "rootfs", strings.TrimPrefix(digest, "sha256:"))
 }
 
 // releaseRootfs ends a pool's use of an unpacked image; the last pool removes its directory
 // and the cached layers no other image uses, so a server keeps only the images it runs.
-func (s *Service) releaseRootfs(dir string) {
+func (s *WebServices) releaseRootfs(dir string) {
 	s.deploys.unpack.Lock()
 	defer s.deploys.unpack.Unlock()
 	if s.deploys.rootfs[dir]--; s.deploys.rootfs[dir] > 0 {
 		return
 	}
 	delete(s.deploys.rootfs, dir)
-	if err := s.Builder.RemoveUnpacked(dir); err != nil {
+	if err := s.images.Builder.RemoveUnpacked(dir); err != nil {
 		s.log.Error("removing an unpacked image no service runs", "dir", dir, "err", err)
 	}
 }
@@ -617,7 +617,7 @@ type ScoringRequest struct {
 // ServeScoring is the gateway: it authenticates a scoring request with the service's keys (or
 // a workspace token, or nothing, as the service says), hands it to a replica of one of the
 // service's images (by their traffic shares) and writes the answer.
-func (s *Service) ServeScoring(w http.ResponseWriter, r *http.Request, req ScoringRequest) {
+func (s *WebServices) ServeScoring(w http.ResponseWriter, r *http.Request, req ScoringRequest) {
 	t0 := time.Now()
 	reqID := r.Header.Get("X-Ms-Request-Id")
 	if reqID == "" {
@@ -708,7 +708,7 @@ func (d *deployment) record(reqID string, status int, took time.Duration, replic
 }
 
 // authorizeScoring checks a scoring request's credentials; it returns 0 when they pass.
-func (s *Service) authorizeScoring(r *http.Request, req ScoringRequest, cfg atelier.WebServiceConfig, keys atelier.ServiceKeys) (int, string) {
+func (s *WebServices) authorizeScoring(r *http.Request, req ScoringRequest, cfg atelier.WebServiceConfig, keys atelier.ServiceKeys) (int, string) {
 	switch {
 	case cfg.AuthEnabled:
 		given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

@@ -8,7 +8,7 @@ import (
 
 // RegisterEnvironment registers an environment version: Contributors may. A spec equal to the
 // name's latest version (by its canonical hash) gives that version back.
-func (s *Service) RegisterEnvironment(ctx context.Context, workspace string, req atelier.EnvironmentRegister) (*atelier.Environment, error) {
+func (s *Images) RegisterEnvironment(ctx context.Context, workspace string, req atelier.EnvironmentRegister) (*atelier.Environment, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -34,7 +34,7 @@ func (s *Service) RegisterEnvironment(ctx context.Context, workspace string, req
 }
 
 // FindEnvironment returns a version (0: the latest).
-func (s *Service) FindEnvironment(ctx context.Context, workspace, name string, version int) (*atelier.Environment, error) {
+func (s *Images) FindEnvironment(ctx context.Context, workspace, name string, version int) (*atelier.Environment, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -42,7 +42,7 @@ func (s *Service) FindEnvironment(ctx context.Context, workspace, name string, v
 }
 
 // ListEnvironments returns the latest version of each environment.
-func (s *Service) ListEnvironments(ctx context.Context, workspace string) ([]*atelier.Environment, error) {
+func (s *Images) ListEnvironments(ctx context.Context, workspace string) ([]*atelier.Environment, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func (s *Service) ListEnvironments(ctx context.Context, workspace string) ([]*at
 }
 
 // ListEnvironmentVersions returns an environment's versions.
-func (s *Service) ListEnvironmentVersions(ctx context.Context, workspace, name string) ([]*atelier.Environment, error) {
+func (s *Images) ListEnvironmentVersions(ctx context.Context, workspace, name string) ([]*atelier.Environment, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -58,7 +58,7 @@ func (s *Service) ListEnvironmentVersions(ctx context.Context, workspace, name s
 }
 
 // DeleteEnvironment deletes a version, or all versions with version 0.
-func (s *Service) DeleteEnvironment(ctx context.Context, workspace, name string, version int) error {
+func (s *Images) DeleteEnvironment(ctx context.Context, workspace, name string, version int) error {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return err
 	}

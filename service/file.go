@@ -10,7 +10,7 @@ import (
 
 // UploadFile streams a file into the object store and records it under the run. The file
 // appears only once its content is stored whole.
-func (s *Service) UploadFile(ctx context.Context, workspace, runID, path string, r io.Reader, digest string) (*atelier.File, error) {
+func (s *Runs) UploadFile(ctx context.Context, workspace, runID, path string, r io.Reader, digest string) (*atelier.File, error) {
 	if err := s.authorizeWrite(ctx, workspace, runID); err != nil {
 		return nil, err
 	}
@@ -29,7 +29,7 @@ func (s *Service) UploadFile(ctx context.Context, workspace, runID, path string,
 	return s.uploadFile(ctx, workspace, runID, path, r, digest)
 }
 
-func (s *Service) uploadFile(ctx context.Context, workspace, runID, path string, r io.Reader, digest string) (*atelier.File, error) {
+func (s *Runs) uploadFile(ctx context.Context, workspace, runID, path string, r io.Reader, digest string) (*atelier.File, error) {
 	obj, err := s.putObject(ctx, workspace, r, digest)
 	if err != nil {
 		return nil, err
@@ -42,7 +42,7 @@ func (s *Service) uploadFile(ctx context.Context, workspace, runID, path string,
 }
 
 // ListFiles lists a run's files and logs under a directory prefix.
-func (s *Service) ListFiles(ctx context.Context, workspace, runID, prefix string) ([]*atelier.File, error) {
+func (s *Runs) ListFiles(ctx context.Context, workspace, runID, prefix string) ([]*atelier.File, error) {
 	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func (s *Service) ListFiles(ctx context.Context, workspace, runID, prefix string
 }
 
 // OpenFile opens a run's file (or a log, read whole) for streaming.
-func (s *Service) OpenFile(ctx context.Context, workspace, runID, path string) (*atelier.File, io.ReadCloser, error) {
+func (s *Runs) OpenFile(ctx context.Context, workspace, runID, path string) (*atelier.File, io.ReadCloser, error) {
 	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, nil, err
 	}
@@ -71,7 +71,7 @@ func (s *Service) OpenFile(ctx context.Context, workspace, runID, path string) (
 // logReader reads a log up to the size it had when opened, a chunk at a time.
 type logReader struct {
 	ctx                    context.Context
-	s                      *Service
+	s                      *Runs
 	workspace, runID, path string
 	offset, size           int64
 	buf                    []byte
@@ -104,7 +104,7 @@ func (l *logReader) Close() error { return nil }
 const MaxLogAppend = 8 << 20
 
 // AppendLog appends to a run's log and pushes the new text to watchers.
-func (s *Service) AppendLog(ctx context.Context, workspace, runID, path string, data []byte) error {
+func (s *Runs) AppendLog(ctx context.Context, workspace, runID, path string, data []byte) error {
 	if err := s.authorizeWrite(ctx, workspace, runID); err != nil {
 		return err
 	}
@@ -123,7 +123,7 @@ func (s *Service) AppendLog(ctx context.Context, workspace, runID, path string, 
 // logMasker returns the masker of a log the caller appends to runID: the secrets given to that
 // run and, for a run's token, to the token's run (its script may write them into a child's
 // log). Each append is masked on its own: a value split between two appends is not.
-func (s *Service) logMasker(ctx context.Context, workspace, runID string) (*atelier.Masker, error) {
+func (s *Runs) logMasker(ctx context.Context, workspace, runID string) (*atelier.Masker, error) {
 	ids := []string{runID}
 	if p := runPrincipal(ctx); p != nil && p.RunID != runID {
 		ids = append(ids, p.RunID)
@@ -144,7 +144,7 @@ func (s *Service) logMasker(ctx context.Context, workspace, runID string) (*atel
 // runSecrets returns the secret values a run was given: those of its job while this server
 // runs it (with the run's token), else those its configuration names as the vault holds them
 // (a run started by another replica, or ended). A queued run was given none yet.
-func (s *Service) runSecrets(ctx context.Context, workspace, id string) (map[string]string, error) {
+func (s *Runs) runSecrets(ctx context.Context, workspace, id string) (map[string]string, error) {
 	s.sched.mu.Lock()
 	secrets, ok := s.sched.secrets[id]
 	s.sched.mu.Unlock()
@@ -161,7 +161,7 @@ func (s *Service) runSecrets(ctx context.Context, workspace, id string) (map[str
 	}
 	secrets = map[string]string{}
 	for _, name := range config.Secrets {
-		v, err := s.openRunSecrets(ctx, workspace, []string{name})
+		v, err := s.data.openRunSecrets(ctx, workspace, []string{name})
 		if atelier.ErrorCode(err) == atelier.EINVALID {
 			continue // deleted since: its value is unknown
 		} else if err != nil {
@@ -172,7 +172,7 @@ func (s *Service) runSecrets(ctx context.Context, workspace, id string) (map[str
 	return secrets, nil
 }
 
-func (s *Service) appendLog(ctx context.Context, workspace, runID, path string, data []byte) error {
+func (s *Runs) appendLog(ctx context.Context, workspace, runID, path string, data []byte) error {
 	size, err := s.store.AppendLog(ctx, workspace, runID, path, data)
 	if err != nil {
 		return err
@@ -189,7 +189,7 @@ type LogEvent struct {
 }
 
 // ReadLog reads a log from an offset.
-func (s *Service) ReadLog(ctx context.Context, workspace, runID, path string, offset, limit int64) (*atelier.LogChunk, error) {
+func (s *Runs) ReadLog(ctx context.Context, workspace, runID, path string, offset, limit int64) (*atelier.LogChunk, error) {
 	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, err
 	}

@@ -35,7 +35,7 @@ const DefaultMaxConcurrentBuilds = 2
 
 // CreateImage queues the build of an image: its models resolved (an alias or "latest" names
 // the version it is now), its source directory and the files it names checked.
-func (s *Service) CreateImage(ctx context.Context, workspace string, c atelier.ImageCreate) (*atelier.Image, error) {
+func (s *Images) CreateImage(ctx context.Context, workspace string, c atelier.ImageCreate) (*atelier.Image, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func (s *Service) CreateImage(ctx context.Context, workspace string, c atelier.I
 }
 
 // FindImage returns an image (its latest version for a bare name).
-func (s *Service) FindImage(ctx context.Context, workspace string, ref atelier.ImageRef) (*atelier.Image, error) {
+func (s *Images) FindImage(ctx context.Context, workspace string, ref atelier.ImageRef) (*atelier.Image, error) {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func (s *Service) FindImage(ctx context.Context, workspace string, ref atelier.I
 }
 
 // ListImages lists a workspace's images, newest first.
-func (s *Service) ListImages(ctx context.Context, workspace string, q atelier.ImageQuery) ([]*atelier.Image, error) {
+func (s *Images) ListImages(ctx context.Context, workspace string, q atelier.ImageQuery) ([]*atelier.Image, error) {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func (s *Service) ListImages(ctx context.Context, workspace string, q atelier.Im
 }
 
 // ImageLog reads an image's build log from offset.
-func (s *Service) ImageLog(ctx context.Context, workspace string, ref atelier.ImageRef, offset int64) (string, error) {
+func (s *Images) ImageLog(ctx context.Context, workspace string, ref atelier.ImageRef, offset int64) (string, error) {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return "", err
 	}
@@ -162,7 +162,7 @@ func (s *Service) ImageLog(ctx context.Context, workspace string, ref atelier.Im
 
 // DeleteImage removes an image version: its record, the model references that kept its models,
 // and its tag and manifest in the registry.
-func (s *Service) DeleteImage(ctx context.Context, workspace string, ref atelier.ImageRef) error {
+func (s *Images) DeleteImage(ctx context.Context, workspace string, ref atelier.ImageRef) error {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return err
 	}
@@ -186,7 +186,7 @@ func (s *Service) DeleteImage(ctx context.Context, workspace string, ref atelier
 }
 
 // ExportImage writes a built image as a tarball.
-func (s *Service) ExportImage(ctx context.Context, workspace string, ref atelier.ImageRef, format string, w io.Writer) error {
+func (s *Images) ExportImage(ctx context.Context, workspace string, ref atelier.ImageRef, format string, w io.Writer) error {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return err
 	}
@@ -207,7 +207,7 @@ func (s *Service) ExportImage(ctx context.Context, workspace string, ref atelier
 }
 
 // imageChanged tells watchers of an image's status and records its build as an activity.
-func (s *Service) imageChanged(ctx context.Context, img *atelier.Image) {
+func (s *Images) imageChanged(ctx context.Context, img *atelier.Image) {
 	s.publish(img.Workspace, EventImageStatus, "", img)
 	now := s.now().UTC()
 	a := &atelier.Activity{ID: "image-" + img.Name + "-" + fmt.Sprint(img.Version), Workspace: img.Workspace, Kind: "image.build",
@@ -236,7 +236,7 @@ type builds struct {
 	wg      sync.WaitGroup
 }
 
-func (s *Service) maxBuilds() int {
+func (s *Images) maxBuilds() int {
 	if s.MaxConcurrentBuilds > 0 {
 		return s.MaxConcurrentBuilds
 	}
@@ -244,7 +244,7 @@ func (s *Service) maxBuilds() int {
 }
 
 // dispatchBuilds claims queued builds this server has room for and runs them.
-func (s *Service) dispatchBuilds(ctx context.Context) {
+func (s *Images) dispatchBuilds(ctx context.Context) {
 	if s.Builder == nil || ctx.Err() != nil {
 		return
 	}
@@ -269,7 +269,7 @@ func imageLease(img *atelier.Image) string {
 }
 
 // startBuild runs a claimed build in the background.
-func (s *Service) startBuild(ctx context.Context, img *atelier.Image) {
+func (s *Images) startBuild(ctx context.Context, img *atelier.Image) {
 	id := imageLease(img)
 	bctx, cancel := context.WithCancel(ctx)
 	s.builds.mu.Lock()
@@ -297,7 +297,7 @@ func (s *Service) startBuild(ctx context.Context, img *atelier.Image) {
 
 // build builds one image and records its end; stopped by the server's shutdown, the image goes
 // back to the queue for the next server.
-func (s *Service) build(ctx context.Context, img *atelier.Image) {
+func (s *Images) build(ctx context.Context, img *atelier.Image) {
 	bg := context.WithoutCancel(ctx)
 	ref := atelier.ImageRef{Name: img.Name, Version: img.Version}
 	logw := &imageLog{s: s, ctx: bg, img: img}
@@ -328,7 +328,7 @@ func (s *Service) build(ctx context.Context, img *atelier.Image) {
 	s.log.Info("image build ended", "workspace", img.Workspace, "image", img.Location, "status", ended.Status)
 }
 
-func (s *Service) runBuild(ctx context.Context, img *atelier.Image, log io.Writer) (*atelier.ImageBuildResult, error) {
+func (s *Images) runBuild(ctx context.Context, img *atelier.Image, log io.Writer) (*atelier.ImageBuildResult, error) {
 	snap, err := s.store.FindSnapshot(ctx, img.Workspace, img.SnapshotID)
 	if err != nil {
 		return nil, atelier.Errorf(atelier.EINVALID, "the image's source directory (snapshot %s) is missing: %s", img.SnapshotID, atelier.ErrorMessage(err))
@@ -349,7 +349,7 @@ func (s *Service) runBuild(ctx context.Context, img *atelier.Image, log io.Write
 
 // recoverBuilds puts back in the queue the builds of servers that died (and this one's own
 // from before a restart): a build is made again from its inputs, its cached layers reused.
-func (s *Service) recoverBuilds(ctx context.Context) {
+func (s *Images) recoverBuilds(ctx context.Context) {
 	if s.Builder == nil {
 		return
 	}
@@ -382,7 +382,7 @@ func (s *Service) recoverBuilds(ctx context.Context) {
 }
 
 // stopBuilds interrupts the builds of this server (it stops): they go back to the queue.
-func (s *Service) stopBuilds() {
+func (s *Images) stopBuilds() {
 	s.builds.mu.Lock()
 	for _, cancel := range s.builds.running {
 		cancel()
@@ -393,7 +393,7 @@ func (s *Service) stopBuilds() {
 
 // imageLog writes a build's log to the store line by line (and at Flush), and publishes it.
 type imageLog struct {
-	s      *Service
+	s      *Images
 	ctx    context.Context
 	img    *atelier.Image
 	mu     sync.Mutex
@@ -440,7 +440,7 @@ func (l *imageLog) flush() {
 // registry at the server's advertised address (HOST/WORKSPACE/NAME:VERSION). Anything else
 // (python:3.11, a registry's reference) is not the workspace's: ok is false, used as is. A
 // workspace image that did not build is an error saying so.
-func (s *Service) ResolveWorkspaceImage(ctx context.Context, workspace, image string) (ref string, ok bool, err error) {
+func (s *Images) ResolveWorkspaceImage(ctx context.Context, workspace, image string) (ref string, ok bool, err error) {
 	if strings.Contains(image, "/") || !strings.Contains(image, ":") {
 		return "", false, nil
 	}
@@ -468,7 +468,7 @@ func (s *Service) ResolveWorkspaceImage(ctx context.Context, workspace, image st
 // asks only whether it may use the registry at all (any authenticated caller), a repository
 // <workspace>/... whether it may pull from it (any member of the workspace, a run of it) or,
 // with write, push to or delete from it (Contributors and Owners).
-func (s *Service) AuthorizeRegistry(ctx context.Context, repo string, write bool) error {
+func (s *Images) AuthorizeRegistry(ctx context.Context, repo string, write bool) error {
 	if atelier.PrincipalFromContext(ctx) == nil {
 		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
 	}
@@ -492,7 +492,7 @@ type condaChecker interface {
 const maxCondaFile = 1 << 20
 
 // checkConda refuses, before anything is queued, a conda file the build would refuse.
-func (s *Service) checkConda(ctx context.Context, workspace string, c atelier.ImageCreate, snap *atelier.Snapshot) error {
+func (s *Images) checkConda(ctx context.Context, workspace string, c atelier.ImageCreate, snap *atelier.Snapshot) error {
 	checker, ok := s.Builder.(condaChecker)
 	if !ok {
 		return atelier.Errorf(atelier.EINVALID, "conda %s: this server's image builder takes no conda files: give a requirements.txt", c.Conda)
@@ -525,13 +525,13 @@ func (s *Service) checkConda(ctx context.Context, workspace string, c atelier.Im
 // credentials of another registry an image's base is pulled from (USER:PASSWORD); ok is false
 // when there is no such secret. No authorization: the image was created by a Contributor and
 // its build reads the secret, which never leaves the server.
-func (s *Service) ImageRegistrySecret(ctx context.Context, workspace, name string) (value string, ok bool, err error) {
+func (s *Images) ImageRegistrySecret(ctx context.Context, workspace, name string) (value string, ok bool, err error) {
 	if _, err := s.store.SealedSecret(ctx, workspace, name); atelier.ErrorCode(err) == atelier.ENOTFOUND {
 		return "", false, nil
 	} else if err != nil {
 		return "", false, err
 	}
-	values, err := s.openRunSecrets(ctx, workspace, []string{name})
+	values, err := s.data.openRunSecrets(ctx, workspace, []string{name})
 	if err != nil {
 		return "", false, err
 	}

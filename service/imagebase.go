@@ -10,7 +10,7 @@ import (
 var _ atelier.BaseImageService = (*Service)(nil)
 
 // baseImporter is the builder's base import, or a refusal when it has none.
-func (s *Service) baseImporter() (atelier.BaseImporter, error) {
+func (s *Images) baseImporter() (atelier.BaseImporter, error) {
 	if b, ok := s.Builder.(atelier.BaseImporter); ok {
 		return b, nil
 	}
@@ -19,7 +19,7 @@ func (s *Service) baseImporter() (atelier.BaseImporter, error) {
 
 // ImportBaseImage stores an uploaded base image in the workspace registry (Contributors; with
 // setDefault, Owners, as it changes what the workspace's images are built on).
-func (s *Service) ImportBaseImage(ctx context.Context, workspace, ref string, setDefault bool, r io.Reader) (*atelier.BaseImage, error) {
+func (s *Images) ImportBaseImage(ctx context.Context, workspace, ref string, setDefault bool, r io.Reader) (*atelier.BaseImage, error) {
 	var err error
 	if setDefault {
 		err = s.authorizeOwner(ctx, workspace)
@@ -51,7 +51,7 @@ func (s *Service) ImportBaseImage(ctx context.Context, workspace, ref string, se
 }
 
 // ListBaseImages lists the workspace's imported bases and its default base (its members).
-func (s *Service) ListBaseImages(ctx context.Context, workspace string) (*atelier.BaseImageList, error) {
+func (s *Images) ListBaseImages(ctx context.Context, workspace string) (*atelier.BaseImageList, error) {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -72,7 +72,7 @@ func (s *Service) ListBaseImages(ctx context.Context, workspace string) (*atelie
 
 // SetDefaultBaseImage sets the workspace's default base (Owners); the base must be one an
 // image can be built on now.
-func (s *Service) SetDefaultBaseImage(ctx context.Context, workspace, base string) error {
+func (s *Images) SetDefaultBaseImage(ctx context.Context, workspace, base string) error {
 	if err := s.authorizeOwner(ctx, workspace); err != nil {
 		return err
 	}
@@ -84,7 +84,7 @@ func (s *Service) SetDefaultBaseImage(ctx context.Context, workspace, base strin
 }
 
 // CollectRegistryGarbage runs the registry's garbage collection now (administrators).
-func (s *Service) CollectRegistryGarbage(ctx context.Context) (*atelier.RegistryGCReport, error) {
+func (s *Images) CollectRegistryGarbage(ctx context.Context) (*atelier.RegistryGCReport, error) {
 	if err := s.authorizeAdmin(ctx); err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func (s *Service) CollectRegistryGarbage(ctx context.Context) (*atelier.Registry
 
 // defaultBase is the base of an image that names none: the workspace's default, else "" (the
 // server's).
-func (s *Service) defaultBase(ctx context.Context, workspace string) (string, error) {
+func (s *Images) defaultBase(ctx context.Context, workspace string) (string, error) {
 	imp, ok := s.Builder.(atelier.BaseImporter)
 	if !ok {
 		return "", nil

@@ -14,7 +14,7 @@ import (
 // and no Driver): the job's phases are the executor's, its host is the service itself. Its
 // jobs do not outlive the process: a handle of another process's jobs is Gone.
 type inProcessDriver struct {
-	s        *Service
+	s        *Compute
 	executor atelier.Executor
 	instance string // tells this process's handles from a previous one's
 
@@ -35,7 +35,7 @@ type inProcessHandle struct {
 	Instance string `json:"instance"`
 }
 
-func newInProcessDriver(s *Service, e atelier.Executor) *inProcessDriver {
+func newInProcessDriver(s *Compute, e atelier.Executor) *inProcessDriver {
 	return &inProcessDriver{s: s, executor: e, instance: newSecret()[:16], jobs: map[string]*inProcessJob{}}
 }
 
@@ -98,7 +98,7 @@ func (d *inProcessDriver) Launch(ctx context.Context, l *atelier.JobLaunch) (str
 		if now, err := s.store.FindRun(bg, run.Workspace, run.ID); err == nil {
 			end = asRequested(now, end)
 		}
-		if _, err := s.updateRunStatus(bg, run.Workspace, run.ID, end); err != nil {
+		if _, err := s.runs.updateRunStatus(bg, run.Workspace, run.ID, end); err != nil {
 			s.log.Error("recording the end of a run", "run", run.ID, "err", err)
 		}
 		s.sched.mu.Lock()

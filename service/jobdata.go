@@ -25,7 +25,7 @@ func (h *jobHost) bucket(ctx context.Context, job *atelier.Job, ref atelier.Data
 	}
 	ws := job.Run.Workspace
 	if ref.Datastore == atelier.DefaultDatastore {
-		if err := h.s.ensureDefaultDatastore(ctx, ws); err != nil {
+		if err := h.s.data.ensureDefaultDatastore(ctx, ws); err != nil {
 			return nil, err
 		}
 	}
@@ -33,7 +33,7 @@ func (h *jobHost) bucket(ctx context.Context, job *atelier.Job, ref atelier.Data
 	if err != nil {
 		return nil, err
 	}
-	b, err := h.s.openBucket(ctx, d)
+	b, err := h.s.data.openBucket(ctx, d)
 	if err != nil {
 		return nil, err
 	}

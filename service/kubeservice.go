@@ -28,14 +28,14 @@ import (
 func builtInServiceTarget(target string) bool { return target == "local" || target == "podman" }
 
 // kubeDriver is the server's kubernetes compute driver, nil without one.
-func (s *Service) kubeDriver() *kubernetescompute.Driver {
-	d, _ := s.Drivers[atelier.ComputeKubernetes].(*kubernetescompute.Driver)
+func (s *WebServices) kubeDriver() *kubernetescompute.Driver {
+	d, _ := s.compute.Drivers[atelier.ComputeKubernetes].(*kubernetescompute.Driver)
 	return d
 }
 
 // kubeServiceTarget checks that target names a kubernetes compute target of the workspace.
-func (s *Service) kubeServiceTarget(ctx context.Context, workspace, target string) (*atelier.ComputeTarget, error) {
-	t, err := s.ComputeTargetFor(ctx, workspace, target)
+func (s *WebServices) kubeServiceTarget(ctx context.Context, workspace, target string) (*atelier.ComputeTarget, error) {
+	t, err := s.compute.ComputeTargetFor(ctx, workspace, target)
 	if atelier.ErrorCode(err) == atelier.ENOTFOUND {
 		var builtIn []string
 		for _, t := range s.serviceTargets() {
@@ -59,12 +59,12 @@ func (s *Service) kubeServiceTarget(ctx context.Context, workspace, target strin
 }
 
 // kubeServing is the kubernetes side of a service's target.
-func (s *Service) kubeServing(ctx context.Context, svc *atelier.WebService) (*kubernetescompute.Serving, error) {
+func (s *WebServices) kubeServing(ctx context.Context, svc *atelier.WebService) (*kubernetescompute.Serving, error) {
 	t, err := s.kubeServiceTarget(ctx, svc.Workspace, svc.Target)
 	if err != nil {
 		return nil, err
 	}
-	creds, err := s.ComputeTargetCredentials(ctx, t)
+	creds, err := s.compute.ComputeTargetCredentials(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -84,9 +84,9 @@ const (
 // A server starting revokes the run tokens of no leased run (see Init): another server of the
 // database that restarts revokes the credentials of the services this one runs, so the janitor
 // checks that its credential is still valid and replaces a revoked one.
-func (s *Service) servicePull(ctx context.Context, svc *atelier.WebService, reference string) (*kubernetescompute.PullImage, *atelier.Token, error) {
+func (s *WebServices) servicePull(ctx context.Context, svc *atelier.WebService, reference string) (*kubernetescompute.PullImage, *atelier.Token, error) {
 	expires := s.now().Add(servicePullTTL).UTC()
-	tok, err := s.createToken(context.WithoutCancel(ctx), &atelier.Token{Name: "service " + svc.Name + " image pull", Kind: atelier.PrincipalRun,
+	tok, err := s.accounts.createToken(context.WithoutCancel(ctx), &atelier.Token{Name: "service " + svc.Name + " image pull", Kind: atelier.PrincipalRun,
 		Owner: svc.CreatedBy, Workspace: svc.Workspace, RunID: "service:" + svc.Name, ExpiresAt: &expires})
 	if err != nil {
 		return nil, nil, fmt.Errorf("making the image pull credential: %w", err)
@@ -107,12 +107,12 @@ func poolConfig(c atelier.WebServiceConfig) serving.Config {
 // Deployment a previous server made) and starts the pool of its replicas, returning once the
 // replicas the service starts with are Ready pods. When they cannot start, the Deployment is
 // deleted: nothing stays half-deployed.
-func (s *Service) startKubePool(ctx context.Context, d *deployment, svc *atelier.WebService, si atelier.ServiceImage) (*serving.Pool, error) {
+func (s *WebServices) startKubePool(ctx context.Context, d *deployment, svc *atelier.WebService, si atelier.ServiceImage) (*serving.Pool, error) {
 	sv, err := s.kubeServing(ctx, svc)
 	if err != nil {
 		return nil, err
 	}
-	ref, ok, err := s.ResolveWorkspaceImage(ctx, svc.Workspace, si.Image)
+	ref, ok, err := s.images.ResolveWorkspaceImage(ctx, svc.Workspace, si.Image)
 	if err != nil {
 		return nil, err
 	} else if !ok {
@@ -181,7 +181,7 @@ type kubeRev struct {
 
 // kubeJanitor keeps a running service's kubernetes objects to those its pools use.
 type kubeJanitor struct {
-	s    *Service
+	s    *WebServices
 	d    *deployment
 	sv   *kubernetescompute.Serving
 	wake chan struct{}
@@ -200,7 +200,7 @@ var kubeJanitors = struct {
 }{m: map[*deployment]*kubeJanitor{}}
 
 // kubeJanitor returns the janitor of a deployment, starting it the first time.
-func (s *Service) kubeJanitor(d *deployment, sv *kubernetescompute.Serving) *kubeJanitor {
+func (s *WebServices) kubeJanitor(d *deployment, sv *kubernetescompute.Serving) *kubeJanitor {
 	kubeJanitors.Lock()
 	defer kubeJanitors.Unlock()
 	if j := kubeJanitors.m[d]; j != nil {
@@ -337,7 +337,7 @@ func (j *kubeJanitor) renew(ctx context.Context, svc *atelier.WebService) {
 	if len(svc.Images) == 0 {
 		return
 	}
-	ref, ok, err := j.s.ResolveWorkspaceImage(ctx, svc.Workspace, svc.Images[0].Image)
+	ref, ok, err := j.s.images.ResolveWorkspaceImage(ctx, svc.Workspace, svc.Images[0].Image)
 	if err != nil || !ok {
 		return
 	}
@@ -359,7 +359,7 @@ func (j *kubeJanitor) renew(ctx context.Context, svc *atelier.WebService) {
 
 func (j *kubeJanitor) revoke(ids []string) {
 	for _, id := range ids {
-		j.s.revokeToken(context.Background(), id)
+		j.s.accounts.revokeToken(context.Background(), id)
 	}
 }
 

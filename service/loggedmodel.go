@@ -13,16 +13,8 @@ var _ atelier.LoggedModelService = (*Service)(nil)
 // run that made them (their source run, or one of its descendants); a run's token reads only
 // the models of its run tree.
 
-// authorizeModelRead checks that the caller may read a logged model.
-func (s *Service) authorizeModelRead(ctx context.Context, workspace string, m *atelier.LoggedModel) error {
-	if p := runPrincipal(ctx); p != nil && (m.SourceRunID == "" || !s.runInTree(ctx, workspace, p.RunID, m.SourceRunID)) {
-		return refuseRun("logged model %s was not made by this token's run tree", m.ID)
-	}
-	return nil
-}
-
 // writableModel returns a live model the caller may change.
-func (s *Service) writableModel(ctx context.Context, workspace, id string) (*atelier.LoggedModel, error) {
+func (s *Models) writableModel(ctx context.Context, workspace, id string) (*atelier.LoggedModel, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -40,7 +32,7 @@ func (s *Service) writableModel(ctx context.Context, workspace, id string) (*ate
 }
 
 // CreateLoggedModel creates a Pending logged model.
-func (s *Service) CreateLoggedModel(ctx context.Context, workspace string, c atelier.LoggedModelCreate) (*atelier.LoggedModel, error) {
+func (s *Models) CreateLoggedModel(ctx context.Context, workspace string, c atelier.LoggedModelCreate) (*atelier.LoggedModel, error) {
 	if err := s.authorizeWrite(ctx, workspace, c.SourceRunID); err != nil {
 		return nil, err
 	}
@@ -48,7 +40,7 @@ func (s *Service) CreateLoggedModel(ctx context.Context, workspace string, c ate
 }
 
 // FindLoggedModel returns a logged model, deleted or not.
-func (s *Service) FindLoggedModel(ctx context.Context, workspace, id string) (*atelier.LoggedModel, error) {
+func (s *Models) FindLoggedModel(ctx context.Context, workspace, id string) (*atelier.LoggedModel, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -60,7 +52,7 @@ func (s *Service) FindLoggedModel(ctx context.Context, workspace, id string) (*a
 }
 
 // UpdateLoggedModel finalizes a model or changes its params and tags.
-func (s *Service) UpdateLoggedModel(ctx context.Context, workspace, id string, upd atelier.LoggedModelUpdate) (*atelier.LoggedModel, error) {
+func (s *Models) UpdateLoggedModel(ctx context.Context, workspace, id string, upd atelier.LoggedModelUpdate) (*atelier.LoggedModel, error) {
 	if _, err := s.writableModel(ctx, workspace, id); err != nil {
 		return nil, err
 	}
@@ -68,7 +60,7 @@ func (s *Service) UpdateLoggedModel(ctx context.Context, workspace, id string, u
 }
 
 // DeleteLoggedModel marks a model deleted.
-func (s *Service) DeleteLoggedModel(ctx context.Context, workspace, id string) error {
+func (s *Models) DeleteLoggedModel(ctx context.Context, workspace, id string) error {
 	if _, err := s.writableModel(ctx, workspace, id); err != nil {
 		return err
 	}
@@ -76,7 +68,7 @@ func (s *Service) DeleteLoggedModel(ctx context.Context, workspace, id string) e
 }
 
 // ListLoggedModels searches logged models; a run's token searches its run's experiment.
-func (s *Service) ListLoggedModels(ctx context.Context, workspace string, q atelier.LoggedModelQuery) (*atelier.LoggedModelPage, error) {
+func (s *Models) ListLoggedModels(ctx context.Context, workspace string, q atelier.LoggedModelQuery) (*atelier.LoggedModelPage, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -98,7 +90,7 @@ func (s *Service) ListLoggedModels(ctx context.Context, workspace string, q atel
 }
 
 // LogLoggedModelMetrics records metrics measured on a model.
-func (s *Service) LogLoggedModelMetrics(ctx context.Context, workspace, id string, metrics []*atelier.LoggedModelMetric) error {
+func (s *Models) LogLoggedModelMetrics(ctx context.Context, workspace, id string, metrics []*atelier.LoggedModelMetric) error {
 	if _, err := s.writableModel(ctx, workspace, id); err != nil {
 		return err
 	}
@@ -106,7 +98,7 @@ func (s *Service) LogLoggedModelMetrics(ctx context.Context, workspace, id strin
 }
 
 // AddRunModels links runs the caller may change to models they produced or used.
-func (s *Service) AddRunModels(ctx context.Context, workspace string, links []atelier.RunModel) error {
+func (s *Models) AddRunModels(ctx context.Context, workspace string, links []atelier.RunModel) error {
 	for _, l := range links {
 		if err := s.authorizeWrite(ctx, workspace, l.RunID); err != nil {
 			return err
@@ -116,7 +108,7 @@ func (s *Service) AddRunModels(ctx context.Context, workspace string, links []at
 }
 
 // ListRunModels lists the models a run produced or used.
-func (s *Service) ListRunModels(ctx context.Context, workspace, runID string) ([]atelier.RunModel, error) {
+func (s *Models) ListRunModels(ctx context.Context, workspace, runID string) ([]atelier.RunModel, error) {
 	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, err
 	}
@@ -125,7 +117,7 @@ func (s *Service) ListRunModels(ctx context.Context, workspace, runID string) ([
 
 // UploadLoggedModelFile streams a file into the object store and records it under the model;
 // the model is checked first, so a bad id stores nothing.
-func (s *Service) UploadLoggedModelFile(ctx context.Context, workspace, id, path string, r io.Reader) (*atelier.File, error) {
+func (s *Models) UploadLoggedModelFile(ctx context.Context, workspace, id, path string, r io.Reader) (*atelier.File, error) {
 	if err := atelier.ValidatePath(path); err != nil {
 		return nil, err
 	}
@@ -141,7 +133,7 @@ func (s *Service) UploadLoggedModelFile(ctx context.Context, workspace, id, path
 }
 
 // ListLoggedModelFiles lists a model's files at prefix.
-func (s *Service) ListLoggedModelFiles(ctx context.Context, workspace, id, prefix string) ([]*atelier.File, error) {
+func (s *Models) ListLoggedModelFiles(ctx context.Context, workspace, id, prefix string) ([]*atelier.File, error) {
 	if _, err := s.FindLoggedModel(ctx, workspace, id); err != nil {
 		return nil, err
 	}
@@ -149,7 +141,7 @@ func (s *Service) ListLoggedModelFiles(ctx context.Context, workspace, id, prefi
 }
 
 // OpenLoggedModelFile opens one of a model's files for streaming.
-func (s *Service) OpenLoggedModelFile(ctx context.Context, workspace, id, path string) (*atelier.File, io.ReadCloser, error) {
+func (s *Models) OpenLoggedModelFile(ctx context.Context, workspace, id, path string) (*atelier.File, io.ReadCloser, error) {
 	if _, err := s.FindLoggedModel(ctx, workspace, id); err != nil {
 		return nil, nil, err
 	}

@@ -7,7 +7,7 @@ import (
 )
 
 // LogMetrics stores a batch and tells watchers the run's latest values.
-func (s *Service) LogMetrics(ctx context.Context, workspace, runID string, batch *atelier.MetricBatch) error {
+func (s *Runs) LogMetrics(ctx context.Context, workspace, runID string, batch *atelier.MetricBatch) error {
 	if err := s.authorizeWrite(ctx, workspace, runID); err != nil {
 		return err
 	}
@@ -20,7 +20,7 @@ func (s *Service) LogMetrics(ctx context.Context, workspace, runID string, batch
 
 // LogBatch stores a run's params, tags and metric points together and tells watchers the
 // run's latest values.
-func (s *Service) LogBatch(ctx context.Context, workspace, runID string, b *atelier.RunBatch) error {
+func (s *Runs) LogBatch(ctx context.Context, workspace, runID string, b *atelier.RunBatch) error {
 	if err := s.authorizeWrite(ctx, workspace, runID); err != nil {
 		return err
 	}
@@ -34,7 +34,7 @@ func (s *Service) LogBatch(ctx context.Context, workspace, runID string, b *atel
 }
 
 // publishLatest tells watchers the last value of each metric of a batch.
-func (s *Service) publishLatest(workspace, runID string, points []atelier.MetricPoint) {
+func (s *Runs) publishLatest(workspace, runID string, points []atelier.MetricPoint) {
 	if !s.events.Watched(workspace) {
 		return
 	}
@@ -46,7 +46,7 @@ func (s *Service) publishLatest(workspace, runID string, points []atelier.Metric
 }
 
 // ListMetrics returns the latest value of each metric.
-func (s *Service) ListMetrics(ctx context.Context, workspace, runID string) ([]*atelier.MetricSummary, error) {
+func (s *Runs) ListMetrics(ctx context.Context, workspace, runID string) ([]*atelier.MetricSummary, error) {
 	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func (s *Service) ListMetrics(ctx context.Context, workspace, runID string) ([]*
 }
 
 // MetricHistory reads a series.
-func (s *Service) MetricHistory(ctx context.Context, workspace, runID, name string, q atelier.HistoryQuery) (*atelier.Series, error) {
+func (s *Runs) MetricHistory(ctx context.Context, workspace, runID, name string, q atelier.HistoryQuery) (*atelier.Series, error) {
 	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, err
 	}
@@ -62,7 +62,7 @@ func (s *Service) MetricHistory(ctx context.Context, workspace, runID, name stri
 }
 
 // MetricRecords reads a non-scalar metric.
-func (s *Service) MetricRecords(ctx context.Context, workspace, runID, name string) ([]*atelier.MetricRecord, error) {
+func (s *Runs) MetricRecords(ctx context.Context, workspace, runID, name string) ([]*atelier.MetricRecord, error) {
 	if err := s.authorizeRunRead(ctx, workspace, runID); err != nil {
 		return nil, err
 	}

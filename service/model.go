@@ -15,7 +15,7 @@ var _ atelier.ModelService = (*Service)(nil)
 // run's stored objects (no byte is copied, so a 1 GB folder registers in milliseconds); from
 // uploaded files, every object must already be held by the workspace. A run's token may register
 // from its own run tree only.
-func (s *Service) RegisterModel(ctx context.Context, workspace string, req atelier.ModelRegister) (*atelier.ModelVersion, error) {
+func (s *Models) RegisterModel(ctx context.Context, workspace string, req atelier.ModelRegister) (*atelier.ModelVersion, error) {
 	if err := s.authorizeWrite(ctx, workspace, req.RunID); err != nil {
 		return nil, err
 	}
@@ -46,7 +46,7 @@ func (s *Service) RegisterModel(ctx context.Context, workspace string, req ateli
 // runModelFiles lists the run's stored files at p (a file, or a directory and everything under
 // it) as model files named from p's last element: outputs/model.pkl gives model.pkl, and
 // outputs/model/weights.pt gives model/weights.pt. Logs have no stored content and are left out.
-func (s *Service) runModelFiles(ctx context.Context, workspace, runID, p string) ([]atelier.ModelFile, error) {
+func (s *Models) runModelFiles(ctx context.Context, workspace, runID, p string) ([]atelier.ModelFile, error) {
 	list, err := s.store.ListFiles(ctx, workspace, runID, p)
 	if err != nil {
 		return nil, err
@@ -66,7 +66,7 @@ func (s *Service) runModelFiles(ctx context.Context, workspace, runID, p string)
 }
 
 // uploadedModelFiles checks that the workspace holds every object of a manifest, at its size.
-func (s *Service) uploadedModelFiles(ctx context.Context, workspace string, files []atelier.ModelFile) ([]atelier.ModelFile, error) {
+func (s *Models) uploadedModelFiles(ctx context.Context, workspace string, files []atelier.ModelFile) ([]atelier.ModelFile, error) {
 	digests := make([]string, 0, len(files))
 	seen := map[string]bool{}
 	for _, f := range files {
@@ -107,7 +107,7 @@ func (s *Service) uploadedModelFiles(ctx context.Context, workspace string, file
 // The workspace holds the objects only once the whole stream is stored and valid: an upload that
 // fails part way leaves nothing the workspace can see (the objects already written are unheld
 // content, as after any aborted upload).
-func (s *Service) UploadModelFiles(ctx context.Context, workspace string, files atelier.ModelFileStream) ([]atelier.ModelFile, error) {
+func (s *Models) UploadModelFiles(ctx context.Context, workspace string, files atelier.ModelFileStream) ([]atelier.ModelFile, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func (s *Service) UploadModelFiles(ctx context.Context, workspace string, files 
 }
 
 // FindModel returns a model's summary.
-func (s *Service) FindModel(ctx context.Context, workspace, name string) (*atelier.Model, error) {
+func (s *Models) FindModel(ctx context.Context, workspace, name string) (*atelier.Model, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func (s *Service) FindModel(ctx context.Context, workspace, name string) (*ateli
 }
 
 // ListModels lists model names.
-func (s *Service) ListModels(ctx context.Context, workspace string, q atelier.ModelQuery) (*atelier.ModelPage, error) {
+func (s *Models) ListModels(ctx context.Context, workspace string, q atelier.ModelQuery) (*atelier.ModelPage, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -169,7 +169,7 @@ func (s *Service) ListModels(ctx context.Context, workspace string, q atelier.Mo
 }
 
 // FindModelVersion resolves a reference (name, name:version or name@alias) to a version.
-func (s *Service) FindModelVersion(ctx context.Context, workspace string, ref atelier.ModelRef) (*atelier.ModelVersion, error) {
+func (s *Models) FindModelVersion(ctx context.Context, workspace string, ref atelier.ModelRef) (*atelier.ModelVersion, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ func (s *Service) FindModelVersion(ctx context.Context, workspace string, ref at
 }
 
 // ListModelVersions searches model versions.
-func (s *Service) ListModelVersions(ctx context.Context, workspace string, q atelier.ModelQuery) (*atelier.ModelVersionPage, error) {
+func (s *Models) ListModelVersions(ctx context.Context, workspace string, q atelier.ModelQuery) (*atelier.ModelVersionPage, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -185,7 +185,7 @@ func (s *Service) ListModelVersions(ctx context.Context, workspace string, q ate
 }
 
 // UpdateModelVersion changes a version's description and tags and adds properties.
-func (s *Service) UpdateModelVersion(ctx context.Context, workspace string, ref atelier.ModelRef, upd atelier.ModelVersionUpdate) (*atelier.ModelVersion, error) {
+func (s *Models) UpdateModelVersion(ctx context.Context, workspace string, ref atelier.ModelRef, upd atelier.ModelVersionUpdate) (*atelier.ModelVersion, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func (s *Service) UpdateModelVersion(ctx context.Context, workspace string, ref 
 }
 
 // SetModelAlias points an alias at a version.
-func (s *Service) SetModelAlias(ctx context.Context, workspace, name, alias string, version int64) (*atelier.ModelVersion, error) {
+func (s *Models) SetModelAlias(ctx context.Context, workspace, name, alias string, version int64) (*atelier.ModelVersion, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -204,7 +204,7 @@ func (s *Service) SetModelAlias(ctx context.Context, workspace, name, alias stri
 }
 
 // DeleteModelAlias removes an alias.
-func (s *Service) DeleteModelAlias(ctx context.Context, workspace, name, alias string) error {
+func (s *Models) DeleteModelAlias(ctx context.Context, workspace, name, alias string) error {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return err
 	}
@@ -216,7 +216,7 @@ func (s *Service) DeleteModelAlias(ctx context.Context, workspace, name, alias s
 
 // DeleteModelVersion deletes a version that nothing uses. The objects stay: other versions,
 // runs or snapshots may hold the same content.
-func (s *Service) DeleteModelVersion(ctx context.Context, workspace string, ref atelier.ModelRef) error {
+func (s *Models) DeleteModelVersion(ctx context.Context, workspace string, ref atelier.ModelRef) error {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return err
 	}
@@ -224,7 +224,7 @@ func (s *Service) DeleteModelVersion(ctx context.Context, workspace string, ref 
 }
 
 // DeleteModel deletes every version of a model, if nothing uses any of them.
-func (s *Service) DeleteModel(ctx context.Context, workspace, name string) error {
+func (s *Models) DeleteModel(ctx context.Context, workspace, name string) error {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return err
 	}
@@ -233,7 +233,7 @@ func (s *Service) DeleteModel(ctx context.Context, workspace, name string) error
 
 // CreateModel creates a model with no version. A run's token may, as it may register versions;
 // only members change or rename models.
-func (s *Service) CreateModel(ctx context.Context, workspace string, c atelier.ModelCreate) (*atelier.Model, error) {
+func (s *Models) CreateModel(ctx context.Context, workspace string, c atelier.ModelCreate) (*atelier.Model, error) {
 	runID := ""
 	if p := runPrincipal(ctx); p != nil {
 		runID = p.RunID
@@ -248,7 +248,7 @@ func (s *Service) CreateModel(ctx context.Context, workspace string, c atelier.M
 }
 
 // UpdateModel changes a model's own description and tags.
-func (s *Service) UpdateModel(ctx context.Context, workspace, name string, upd atelier.ModelUpdate) (*atelier.Model, error) {
+func (s *Models) UpdateModel(ctx context.Context, workspace, name string, upd atelier.ModelUpdate) (*atelier.Model, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -256,7 +256,7 @@ func (s *Service) UpdateModel(ctx context.Context, workspace, name string, upd a
 }
 
 // RenameModel renames a model with its versions, aliases and references, in one transaction.
-func (s *Service) RenameModel(ctx context.Context, workspace, name, newName string) (*atelier.Model, error) {
+func (s *Models) RenameModel(ctx context.Context, workspace, name, newName string) (*atelier.Model, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -264,7 +264,7 @@ func (s *Service) RenameModel(ctx context.Context, workspace, name, newName stri
 }
 
 // ListModelReferences lists what uses a version (or any version of a model, for a bare name).
-func (s *Service) ListModelReferences(ctx context.Context, workspace string, ref atelier.ModelRef) ([]atelier.ModelReference, error) {
+func (s *Models) ListModelReferences(ctx context.Context, workspace string, ref atelier.ModelRef) ([]atelier.ModelReference, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -272,7 +272,7 @@ func (s *Service) ListModelReferences(ctx context.Context, workspace string, ref
 }
 
 // OpenModelFile opens one file of a version.
-func (s *Service) OpenModelFile(ctx context.Context, workspace string, ref atelier.ModelRef, p string) (*atelier.ModelFile, io.ReadCloser, error) {
+func (s *Models) OpenModelFile(ctx context.Context, workspace string, ref atelier.ModelRef, p string) (*atelier.ModelFile, io.ReadCloser, error) {
 	v, err := s.FindModelVersion(ctx, workspace, ref)
 	if err != nil {
 		return nil, nil, err
@@ -293,7 +293,7 @@ func (s *Service) OpenModelFile(ctx context.Context, workspace string, ref ateli
 }
 
 // WriteModelZip streams a version's files as a deterministic zip.
-func (s *Service) WriteModelZip(ctx context.Context, workspace string, ref atelier.ModelRef, w io.Writer) error {
+func (s *Models) WriteModelZip(ctx context.Context, workspace string, ref atelier.ModelRef, w io.Writer) error {
 	v, err := s.FindModelVersion(ctx, workspace, ref)
 	if err != nil {
 		return err
@@ -301,7 +301,7 @@ func (s *Service) WriteModelZip(ctx context.Context, workspace string, ref ateli
 	return s.writeModelZip(ctx, v, w)
 }
 
-func (s *Service) writeModelZip(ctx context.Context, v *atelier.ModelVersion, w io.Writer) error {
+func (s *Models) writeModelZip(ctx context.Context, v *atelier.ModelVersion, w io.Writer) error {
 	if v.IsReference() {
 		return v.NotStored()
 	}

@@ -20,7 +20,7 @@ const modelDataEvery = 10 * time.Second
 // modeldata/<workspace>/<service>/<model>/<version>/<designation>/<yyyy>/<mm>/<dd>/data.csv.
 // A file is sent again whole when it grew (datastores store whole objects).
 type modelDataShipper struct {
-	s         *Service
+	s         *WebServices
 	workspace string
 	service   string
 	dir       string
@@ -75,7 +75,7 @@ func (m *modelDataShipper) ship(ctx context.Context) {
 	if len(changed) == 0 {
 		return
 	}
-	if err := m.s.ensureDefaultDatastore(ctx, m.workspace); err != nil {
+	if err := m.s.data.ensureDefaultDatastore(ctx, m.workspace); err != nil {
 		m.s.log.Warn("model data: no default datastore", "workspace", m.workspace, "service", m.service, "err", err)
 		return
 	}
@@ -92,7 +92,7 @@ func (m *modelDataShipper) ship(ctx context.Context) {
 	if def == nil {
 		return
 	}
-	b, err := m.s.openBucket(ctx, def)
+	b, err := m.s.data.openBucket(ctx, def)
 	if err != nil {
 		m.s.log.Warn("model data: opening the default datastore", "workspace", m.workspace, "datastore", def.Name, "err", err)
 		return

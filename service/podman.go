@@ -22,7 +22,7 @@ import (
 const podmanImageRepo = "localhost/atelier/served"
 
 // podmanImage loads a built image into podman's storage once and returns its name there.
-func (s *Service) podmanImage(ctx context.Context, workspace string, ref atelier.ImageRef, img *atelier.Image) (string, *atelier.ImageRuntime, error) {
+func (s *WebServices) podmanImage(ctx context.Context, workspace string, ref atelier.ImageRef, img *atelier.Image) (string, *atelier.ImageRuntime, error) {
 	name := podmanImageRepo + ":" + strings.TrimPrefix(img.Digest, "sha256:")
 	s.deploys.unpack.Lock()
 	defer s.deploys.unpack.Unlock()
@@ -37,7 +37,7 @@ func (s *Service) podmanImage(ctx context.Context, workspace string, ref atelier
 	if err := load.Start(); err != nil {
 		return "", nil, fmt.Errorf("podman load: %w", err)
 	}
-	eerr := s.Builder.Export(ctx, workspace, ref, "docker", pw)
+	eerr := s.images.Builder.Export(ctx, workspace, ref, "docker", pw)
 	pw.CloseWithError(eerr)
 	lerr := load.Wait()
 	if eerr != nil {
@@ -63,14 +63,14 @@ func (s *Service) podmanImage(ctx context.Context, workspace string, ref atelier
 
 // podmanLabels mark a service's containers, and this server's data directory (two servers on
 // one machine share podman's storage).
-func (s *Service) podmanLabels(workspace, service string) []string {
+func (s *WebServices) podmanLabels(workspace, service string) []string {
 	sum := sha256.Sum256([]byte(s.DataDir))
 	return []string{"ai.atelier.data=" + hex.EncodeToString(sum[:8]), "ai.atelier.service=" + workspace + "/" + service}
 }
 
 // podmanReplica is the command of replica n: a container attached to the command's output,
 // removed when it exits (stop removes it if the command was killed first).
-func (s *Service) podmanReplica(svc *atelier.WebService, image string, _ *atelier.ImageRuntime, n int, sockDir, modelData string, env []string) (*exec.Cmd, func()) {
+func (s *WebServices) podmanReplica(svc *atelier.WebService, image string, _ *atelier.ImageRuntime, n int, sockDir, modelData string, env []string) (*exec.Cmd, func()) {
 	name := fmt.Sprintf("atelier-%s-%s-%d-%s", svc.Workspace, svc.Name, n, newServiceKey()[:6])
 	name = strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
@@ -98,7 +98,7 @@ func (s *Service) podmanReplica(svc *atelier.WebService, image string, _ *atelie
 }
 
 // removeServiceContainers removes the containers a service left behind (its server was killed).
-func (s *Service) removeServiceContainers(workspace, service string) {
+func (s *WebServices) removeServiceContainers(workspace, service string) {
 	if s.Podman == "" {
 		return
 	}

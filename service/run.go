@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"encoding/json"
 	"unicode/utf8"
 
 	"github.com/atelier-ml/atelier"
@@ -10,7 +9,7 @@ import (
 
 // CreateWorkspace creates a workspace. Administrators and users may; a user who creates one
 // becomes its Owner (a team starts its own workspace without waiting for an administrator).
-func (s *Service) CreateWorkspace(ctx context.Context, ws *atelier.Workspace) error {
+func (s *Runs) CreateWorkspace(ctx context.Context, ws *atelier.Workspace) error {
 	p := atelier.PrincipalFromContext(ctx)
 	if p == nil {
 		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
@@ -34,7 +33,7 @@ func (s *Service) CreateWorkspace(ctx context.Context, ws *atelier.Workspace) er
 }
 
 // FindWorkspace returns a workspace.
-func (s *Service) FindWorkspace(ctx context.Context, name string) (*atelier.Workspace, error) {
+func (s *Runs) FindWorkspace(ctx context.Context, name string) (*atelier.Workspace, error) {
 	if err := s.authorizeWorkspace(ctx, name); err != nil {
 		return nil, err
 	}
@@ -42,7 +41,7 @@ func (s *Service) FindWorkspace(ctx context.Context, name string) (*atelier.Work
 }
 
 // ListWorkspaces lists the workspaces the caller may see.
-func (s *Service) ListWorkspaces(ctx context.Context) ([]*atelier.Workspace, error) {
+func (s *Runs) ListWorkspaces(ctx context.Context) ([]*atelier.Workspace, error) {
 	p := atelier.PrincipalFromContext(ctx)
 	if p == nil {
 		return nil, atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
@@ -74,7 +73,7 @@ func (s *Service) ListWorkspaces(ctx context.Context) ([]*atelier.Workspace, err
 
 // DeleteWorkspace deletes a workspace (its Owners and administrators). The default workspace
 // stays.
-func (s *Service) DeleteWorkspace(ctx context.Context, name string, force bool) error {
+func (s *Runs) DeleteWorkspace(ctx context.Context, name string, force bool) error {
 	if err := s.authorizeOwner(ctx, name); err != nil {
 		return err
 	}
@@ -83,12 +82,12 @@ func (s *Service) DeleteWorkspace(ctx context.Context, name string, force bool) 
 	}
 	err := s.store.DeleteWorkspace(ctx, name, force)
 	s.forgetRoles()
-	s.datastores.dropAll()
+	s.data.datastores.dropAll()
 	return err
 }
 
 // FindExperiment returns an experiment.
-func (s *Service) FindExperiment(ctx context.Context, workspace, name string) (*atelier.Experiment, error) {
+func (s *Runs) FindExperiment(ctx context.Context, workspace, name string) (*atelier.Experiment, error) {
 	if err := s.authorizeExperiment(ctx, workspace, name); err != nil {
 		return nil, err
 	}
@@ -96,7 +95,7 @@ func (s *Service) FindExperiment(ctx context.Context, workspace, name string) (*
 }
 
 // ListExperiments lists a workspace's experiments; to a run's token, its run's experiment.
-func (s *Service) ListExperiments(ctx context.Context, workspace string, f atelier.ExperimentFilter) ([]*atelier.Experiment, error) {
+func (s *Runs) ListExperiments(ctx context.Context, workspace string, f atelier.ExperimentFilter) ([]*atelier.Experiment, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -120,7 +119,7 @@ func (s *Service) ListExperiments(ctx context.Context, workspace string, f ateli
 
 // SearchExperiments searches a workspace's experiments in the store; to a run's token, only its
 // run's experiment is found.
-func (s *Service) SearchExperiments(ctx context.Context, workspace string, q atelier.ExperimentQuery) (*atelier.ExperimentPage, error) {
+func (s *Runs) SearchExperiments(ctx context.Context, workspace string, q atelier.ExperimentQuery) (*atelier.ExperimentPage, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -143,7 +142,7 @@ func (s *Service) SearchExperiments(ctx context.Context, workspace string, q ate
 }
 
 // CreateExperiment creates an experiment before its first run; ECONFLICT when it exists.
-func (s *Service) CreateExperiment(ctx context.Context, workspace string, c atelier.ExperimentCreate) (*atelier.Experiment, error) {
+func (s *Runs) CreateExperiment(ctx context.Context, workspace string, c atelier.ExperimentCreate) (*atelier.Experiment, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -154,7 +153,7 @@ func (s *Service) CreateExperiment(ctx context.Context, workspace string, c atel
 }
 
 // SetRunLifecycle deletes or restores a run.
-func (s *Service) SetRunLifecycle(ctx context.Context, workspace, id string, l atelier.RunLifecycle) (*atelier.Run, error) {
+func (s *Runs) SetRunLifecycle(ctx context.Context, workspace, id string, l atelier.RunLifecycle) (*atelier.Run, error) {
 	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
 		return nil, err
 	}
@@ -162,7 +161,7 @@ func (s *Service) SetRunLifecycle(ctx context.Context, workspace, id string, l a
 }
 
 // UpdateExperiment renames, archives or restores an experiment.
-func (s *Service) UpdateExperiment(ctx context.Context, workspace, name string, upd atelier.ExperimentUpdate) (*atelier.Experiment, error) {
+func (s *Runs) UpdateExperiment(ctx context.Context, workspace, name string, upd atelier.ExperimentUpdate) (*atelier.Experiment, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -172,46 +171,8 @@ func (s *Service) UpdateExperiment(ctx context.Context, workspace, name string, 
 	return s.store.UpdateExperiment(ctx, workspace, name, upd)
 }
 
-// authorizeWrite checks that the caller may change the workspace: a Contributor or Owner (or
-// an administrator), or a run token changing its own run or one of that run's children.
-func (s *Service) authorizeWrite(ctx context.Context, workspace, runID string) error {
-	role, err := s.role(ctx, workspace)
-	if err != nil {
-		return err
-	}
-	p := atelier.PrincipalFromContext(ctx)
-	if p.Kind == atelier.PrincipalRun {
-		if runID == "" {
-			return refuseRun("a run's token may not change this")
-		}
-		if !s.runInTree(ctx, workspace, p.RunID, runID) {
-			return refuseRun("run %s is neither this token's run nor one of its descendants", runID)
-		}
-		return nil
-	}
-	if !role.AtLeast(atelier.RoleContributor) {
-		return atelier.Errorf(atelier.EFORBIDDEN, "your role in workspace %q is %s: it may read, not change anything", workspace, role)
-	}
-	return nil
-}
-
-// runInTree reports whether id is root or one of its descendants.
-func (s *Service) runInTree(ctx context.Context, workspace, root, id string) bool {
-	for depth := 0; id != "" && depth < 1000; depth++ {
-		if id == root {
-			return true
-		}
-		run, err := s.store.FindRun(ctx, workspace, id)
-		if err != nil {
-			return false
-		}
-		id = run.ParentID
-	}
-	return false
-}
-
 // CreateRun creates a run and its activity.
-func (s *Service) CreateRun(ctx context.Context, workspace string, c atelier.RunCreate) (*atelier.Run, error) {
+func (s *Runs) CreateRun(ctx context.Context, workspace string, c atelier.RunCreate) (*atelier.Run, error) {
 	if err := s.authorizeWrite(ctx, workspace, c.ParentID); err != nil {
 		return nil, err
 	}
@@ -239,7 +200,7 @@ func (s *Service) CreateRun(ctx context.Context, workspace string, c atelier.Run
 }
 
 // FindRun returns a run.
-func (s *Service) FindRun(ctx context.Context, workspace, id string) (*atelier.Run, error) {
+func (s *Runs) FindRun(ctx context.Context, workspace, id string) (*atelier.Run, error) {
 	if err := s.authorizeRunRead(ctx, workspace, id); err != nil {
 		return nil, err
 	}
@@ -247,7 +208,7 @@ func (s *Service) FindRun(ctx context.Context, workspace, id string) (*atelier.R
 }
 
 // ListRuns searches runs; a run's token searches its run tree only.
-func (s *Service) ListRuns(ctx context.Context, workspace string, q atelier.RunQuery) (*atelier.RunPage, error) {
+func (s *Runs) ListRuns(ctx context.Context, workspace string, q atelier.RunQuery) (*atelier.RunPage, error) {
 	if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -261,7 +222,7 @@ func (s *Service) ListRuns(ctx context.Context, workspace string, q atelier.RunQ
 }
 
 // UpdateRunStatus moves a run through its lifecycle and publishes the change.
-func (s *Service) UpdateRunStatus(ctx context.Context, workspace, id string, upd atelier.RunStatusUpdate) (*atelier.Run, error) {
+func (s *Runs) UpdateRunStatus(ctx context.Context, workspace, id string, upd atelier.RunStatusUpdate) (*atelier.Run, error) {
 	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
 		return nil, err
 	}
@@ -275,7 +236,7 @@ func (s *Service) UpdateRunStatus(ctx context.Context, workspace, id string, upd
 				return s.updateRunStatus(ctx, workspace, id, upd)
 			}
 		}
-		return s.CancelRun(ctx, workspace, id)
+		return s.compute.CancelRun(ctx, workspace, id)
 	}
 	if upd.Status.Terminal() && !runner {
 		// A submitted script that completes or fails its own run (as Azure ML scripts do)
@@ -334,7 +295,7 @@ func truncateText(s string, n int) string {
 
 // updateRunStatus changes a run's status without authorization (for the scheduler) and tells
 // watchers.
-func (s *Service) updateRunStatus(ctx context.Context, workspace, id string, upd atelier.RunStatusUpdate) (*atelier.Run, error) {
+func (s *Runs) updateRunStatus(ctx context.Context, workspace, id string, upd atelier.RunStatusUpdate) (*atelier.Run, error) {
 	run, err := s.store.UpdateRunStatus(ctx, workspace, id, upd)
 	if err != nil {
 		return nil, err
@@ -348,12 +309,12 @@ func (s *Service) updateRunStatus(ctx context.Context, workspace, id string, upd
 }
 
 // runChanged tells watchers about the run's activity (the store keeps it in step with the run).
-func (s *Service) runChanged(ctx context.Context, run *atelier.Run) {
+func (s *Runs) runChanged(ctx context.Context, run *atelier.Run) {
 	s.publish(run.Workspace, atelier.EventActivity, run.ID, run.Activity(s.now().UTC()))
 }
 
 // LogParams sets params.
-func (s *Service) LogParams(ctx context.Context, workspace, id string, params map[string]string) error {
+func (s *Runs) LogParams(ctx context.Context, workspace, id string, params map[string]string) error {
 	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
 		return err
 	}
@@ -361,7 +322,7 @@ func (s *Service) LogParams(ctx context.Context, workspace, id string, params ma
 }
 
 // SetTags sets tags.
-func (s *Service) SetTags(ctx context.Context, workspace, id string, tags map[string]string) error {
+func (s *Runs) SetTags(ctx context.Context, workspace, id string, tags map[string]string) error {
 	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
 		return err
 	}
@@ -369,7 +330,7 @@ func (s *Service) SetTags(ctx context.Context, workspace, id string, tags map[st
 }
 
 // DeleteTag removes a tag.
-func (s *Service) DeleteTag(ctx context.Context, workspace, id, key string) error {
+func (s *Runs) DeleteTag(ctx context.Context, workspace, id, key string) error {
 	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
 		return err
 	}
@@ -377,28 +338,15 @@ func (s *Service) DeleteTag(ctx context.Context, workspace, id, key string) erro
 }
 
 // AddProperties sets properties.
-func (s *Service) AddProperties(ctx context.Context, workspace, id string, props map[string]string) error {
+func (s *Runs) AddProperties(ctx context.Context, workspace, id string, props map[string]string) error {
 	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
 		return err
 	}
 	return s.store.AddProperties(ctx, workspace, id, props)
 }
 
-// publish sends an event if anyone watches the workspace; data is encoded only then.
-func (s *Service) publish(workspace, typ, runID string, data any) {
-	if !s.events.Watched(workspace) {
-		return
-	}
-	b, err := json.Marshal(data)
-	if err != nil {
-		s.log.Error("encoding an event", "type", typ, "err", err)
-		return
-	}
-	s.events.Publish(&atelier.Event{Type: typ, Workspace: workspace, RunID: runID, Time: s.now().UTC(), Data: b})
-}
-
 // Subscribe streams a workspace's events; a run's token watches one run of its tree.
-func (s *Service) Subscribe(ctx context.Context, workspace string, f atelier.EventFilter) (<-chan *atelier.Event, error) {
+func (s *Runs) Subscribe(ctx context.Context, workspace string, f atelier.EventFilter) (<-chan *atelier.Event, error) {
 	if runPrincipal(ctx) != nil && f.RunID == "" {
 		if err := s.authorizeWorkspace(ctx, workspace); err != nil {
 			return nil, err
@@ -415,7 +363,7 @@ func (s *Service) Subscribe(ctx context.Context, workspace string, f atelier.Eve
 }
 
 // ListActivities lists activities.
-func (s *Service) ListActivities(ctx context.Context, workspace string, f atelier.ActivityFilter) ([]*atelier.Activity, error) {
+func (s *Runs) ListActivities(ctx context.Context, workspace string, f atelier.ActivityFilter) ([]*atelier.Activity, error) {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -423,7 +371,7 @@ func (s *Service) ListActivities(ctx context.Context, workspace string, f atelie
 }
 
 // FindActivity returns an activity (a run's token: those of its runs, whose ids are the runs').
-func (s *Service) FindActivity(ctx context.Context, workspace, id string) (*atelier.Activity, error) {
+func (s *Runs) FindActivity(ctx context.Context, workspace, id string) (*atelier.Activity, error) {
 	if err := s.authorizeRunRead(ctx, workspace, id); err != nil {
 		return nil, err
 	}

@@ -7,7 +7,7 @@ import (
 )
 
 // RenameRun sets a run's display name: who may change the run (or its token) may rename it.
-func (s *Service) RenameRun(ctx context.Context, workspace, id, name string) (*atelier.Run, error) {
+func (s *Runs) RenameRun(ctx context.Context, workspace, id, name string) (*atelier.Run, error) {
 	if err := s.authorizeWrite(ctx, workspace, id); err != nil {
 		return nil, err
 	}

@@ -12,78 +12,46 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// Service is the workspace server's use cases. The REST API, the CLI's client and (later) the
-// MLflow API all go through it, so they obey the same rules.
+// Service is the workspace server's use cases, composed of one service per domain: accounts
+// (users, tokens, members, audit), runs (workspaces, experiments, runs, metrics, files,
+// snapshots, events), models, data (datastores, datasets, secrets), compute (targets and the
+// runs' controller), images and web services. Each holds the store's role interfaces it uses
+// and the others it calls; all share one base (logger, clock, events, the authorization
+// component, leases, content and the server's settings). The REST API, the MLflow API, the UI
+// and the CLI's client all go through it, so they obey the same rules.
 type Service struct {
-	store   atelier.Store
-	objects atelier.ObjectStore
-	events  *Broker
-	log     *slog.Logger
-	now     func() time.Time
-	// tokens caches token lookups by hash (see findToken); users and roles cache the users
-	// and workspace roles authorization reads on every call (see memberRole).
-	tokens sync.Map
-	users  sync.Map
-	roles  sync.Map
-	// datastores keeps datastores open briefly (see openDatastore).
-	datastores openedDatastores
-	// logins throttles failed logins (see Login).
-	logins *throttle
-	// PasswordCost is bcrypt's cost for new password hashes.
-	PasswordCost int
-	// dummyHash is compared against for unknown users, so a login's timing does not tell.
-	dummyHash []byte
-	dummyOnce sync.Once
+	*base
+	*Accounts
+	*Runs
+	*Models
+	*Data
+	*Compute
+	*Images
+	*WebServices
+	store atelier.Store
+}
+
+// base is what every domain service shares.
+type base struct {
+	log    *slog.Logger
+	now    func() time.Time
+	events *Broker
+	*authz
+	*leases
+	*content
+	// sched wakes the controller loop and keeps what in-process jobs were given.
+	sched *scheduler
 
 	// TempDir holds spooled uploads (snapshot zips) while they are checked.
 	TempDir string
 	// ServerURL is the address scripts use to reach the server.
 	ServerURL string
-	sched     *scheduler
-	// Owner names this server on the leases of the runs it executes (a random name when
-	// empty); OwnerDead, when set, tells whether another owner is known to be dead (a server
-	// process on this machine that is gone), so its runs are taken over without waiting for
-	// their leases to expire after LeaseTTL (DefaultLeaseTTL when zero).
-	Owner     string
-	OwnerDead func(owner string) bool
-	LeaseTTL  time.Duration
-	ownerOnce sync.Once
-	// UnreachableAfter is how long a compute target may fail to say how a run's job is
-	// (the machine, the cluster or its API does not answer) before the run fails saying so
-	// (DefaultUnreachableAfter when zero). Until then the server asks again every second.
-	UnreachableAfter time.Duration
-	// Builder builds images into the workspace registry (nil: no images); at most
-	// MaxConcurrentBuilds (DefaultMaxConcurrentBuilds when zero) at once on this server.
-	Builder             atelier.ImageBuilder
-	MaxConcurrentBuilds int
-	builds              builds
-
-	// Snapshot limits.
-	SnapshotMaxBytes int64
-	SnapshotMaxFiles int
-
-	// Datastores opens datastores and Secrets seals their credentials; without them datastore
-	// files and credentials are unavailable. DataDir is the server's data directory, which no
-	// files datastore may overlap.
-	Datastores atelier.DatastoreOpener
-	Secrets    atelier.SecretBox
-	DataDir    string
-	// ArtifactDir is the server's artifact folder when it is outside DataDir: no files
-	// datastore may overlap it either. BuiltInLocation, when set, is the cloud bucket folder
-	// holding the built-in datastores (one sub-folder per workspace), shown as theirs.
-	ArtifactDir     string
-	BuiltInLocation *atelier.Datastore
-
-	// Drivers are the compute drivers of this server, by kind (local, ssh, ...): a compute
-	// target of a kind without one cannot be created or attached.
-	Drivers map[string]atelier.ComputeDriver
-
-	// Bwrap is bubblewrap's path: the local deployment target runs each replica of a web
-	// service in its image's unpacked filesystem with it ("" for no local target).
-	Bwrap string
-	// Podman is podman's path: the podman deployment target runs replicas as containers.
-	Podman  string
-	deploys deployments
+	// DataDir is the server's data directory (no files datastore may overlap it; services
+	// keep their folders under it).
+	DataDir string
+	// Secrets seals credentials (datastores', compute targets', service keys') and opens
+	// them; without it those are unavailable.
+	Secrets atelier.SecretBox
 }
 
 // Compile-time checks that Service implements the domain services.
@@ -111,14 +79,30 @@ func New(store atelier.Store, objects atelier.ObjectStore, log *slog.Logger) *Se
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: store, objects: objects, events: NewBroker(), log: log, now: time.Now,
-		sched:  newScheduler(),
-		logins: newThrottle(), PasswordCost: bcrypt.DefaultCost,
-		SnapshotMaxBytes: atelier.DefaultSnapshotMaxBytes, SnapshotMaxFiles: atelier.DefaultSnapshotMaxFiles}
+	b := &base{log: log, now: time.Now, events: NewBroker(), sched: newScheduler(),
+		authz:   &authz{reads: store, now: time.Now},
+		leases:  &leases{store: store},
+		content: &content{store: store, objects: objects}}
+	s := &Service{base: b, store: store,
+		Accounts: &Accounts{base: b, store: store, logins: newThrottle(), PasswordCost: bcrypt.DefaultCost},
+		Runs: &Runs{base: b, store: store,
+			SnapshotMaxBytes: atelier.DefaultSnapshotMaxBytes, SnapshotMaxFiles: atelier.DefaultSnapshotMaxFiles},
+		Models:      &Models{base: b, store: store},
+		Data:        &Data{base: b, store: store},
+		Compute:     &Compute{base: b, store: store},
+		Images:      &Images{base: b, store: store},
+		WebServices: &WebServices{base: b, store: store},
+	}
+	s.Runs.data, s.Runs.compute = s.Data, s.Compute
+	s.Compute.runs, s.Compute.accounts, s.Compute.data = s.Runs, s.Accounts, s.Data
+	s.Data.runs = s.Runs
+	s.Images.data = s.Data
+	s.WebServices.images, s.WebServices.compute, s.WebServices.accounts, s.WebServices.data = s.Images, s.Compute, s.Accounts, s.Data
+	return s
 }
 
 // SetClock makes now the service's clock (the server's, shared with its store).
-func (s *Service) SetClock(now atelier.Clock) { s.now = now }
+func (s *Service) SetClock(now atelier.Clock) { s.base.now, s.authz.now = now, now }
 
 // Broker returns the event broker (for the server's shutdown and tests).
 func (s *Service) Broker() *Broker { return s.events }
@@ -160,78 +144,94 @@ func (s *Service) Init(ctx context.Context) error {
 	return err
 }
 
-// authorize checks that the caller may read everything in the workspace: an administrator or
-// a member (any role). A run's token of the workspace is refused: it reads only what
-// authorizeWorkspace, authorizeExperiment, authorizeRunRead and authorizeSnapshot allow (see
-// runscope.go). To anyone else the workspace does not exist (404, not 403), so its name is not
-// disclosed.
-func (s *Service) authorize(ctx context.Context, workspace string) error {
-	if _, err := s.role(ctx, workspace); err != nil {
-		return err
-	}
-	if runPrincipal(ctx) != nil {
-		return refuseRun("a run's token may not read this")
-	}
-	return nil
+// Accounts is the users, tokens, workspace members and audit log of a server.
+type Accounts struct {
+	*base
+	store accountStore
+	// logins throttles failed logins (see Login).
+	logins *throttle
+	// PasswordCost is bcrypt's cost for new password hashes.
+	PasswordCost int
+	// dummyHash is compared against for unknown users, so a login's timing does not tell.
+	dummyHash []byte
+	dummyOnce sync.Once
 }
 
-// role returns the caller's role in the workspace: Owner for an administrator, the member's
-// role for a user, Reader for a run token of the workspace (the authorize functions narrow
-// what a run's token reads; authorizeWrite adds what it may change).
-func (s *Service) role(ctx context.Context, workspace string) (atelier.Role, error) {
-	p := atelier.PrincipalFromContext(ctx)
-	if p == nil {
-		return "", atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
-	}
-	notFound := atelier.Errorf(atelier.ENOTFOUND, "workspace %q not found", workspace)
-	switch p.Kind {
-	case atelier.PrincipalAdmin:
-		return atelier.RoleOwner, nil
-	case atelier.PrincipalRun:
-		if workspace != p.Workspace {
-			return "", notFound
-		}
-		return atelier.RoleReader, nil
-	case atelier.PrincipalUser:
-		role, err := s.memberRole(ctx, workspace, p.Name)
-		if err != nil {
-			return "", err
-		}
-		if role == "" {
-			return "", notFound
-		}
-		return role, nil
-	}
-	return "", atelier.Errorf(atelier.EFORBIDDEN, "unknown kind of caller %q", p.Kind)
+// Runs is the tracking domain: workspaces, experiments, runs, their metrics, files, logs and
+// snapshots, activities and events.
+type Runs struct {
+	*base
+	store   runStore
+	data    *Data
+	compute *Compute
+	// Snapshot limits.
+	SnapshotMaxBytes int64
+	SnapshotMaxFiles int
 }
 
-// authorizeOwner checks that the caller may manage the workspace itself: its members, its
-// audit log, its deletion.
-func (s *Service) authorizeOwner(ctx context.Context, workspace string) error {
-	role, err := s.role(ctx, workspace)
-	if err != nil {
-		return err
-	}
-	if runPrincipal(ctx) != nil {
-		return refuseRun("only an Owner of workspace %q may do this", workspace)
-	}
-	if !role.AtLeast(atelier.RoleOwner) {
-		return atelier.Errorf(atelier.EFORBIDDEN, "only an Owner of workspace %q may do this (your role: %s)", workspace, role)
-	}
-	return nil
+// Models is the model registry and the logged models of runs.
+type Models struct {
+	*base
+	store modelStore
 }
 
-// authorizeAdmin checks that the caller administers the server.
-func (s *Service) authorizeAdmin(ctx context.Context) error {
-	p := atelier.PrincipalFromContext(ctx)
-	if p == nil {
-		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
-	}
-	if p.Kind == atelier.PrincipalRun {
-		return refuseRun("only a server administrator may do this")
-	}
-	if p.Kind != atelier.PrincipalAdmin {
-		return atelier.Errorf(atelier.EFORBIDDEN, "only a server administrator may do this")
-	}
-	return nil
+// Data is the datastores (and their files), datasets and the secrets vault.
+type Data struct {
+	*base
+	store dataStore
+	runs  *Runs
+	// datastores keeps datastores open briefly (see openDatastore).
+	datastores openedDatastores
+	// Datastores opens datastores; without it datastore files are unavailable.
+	Datastores atelier.DatastoreOpener
+	// ArtifactDir is the server's artifact folder when it is outside DataDir: no files
+	// datastore may overlap it either. BuiltInLocation, when set, is the cloud bucket folder
+	// holding the built-in datastores (one sub-folder per workspace), shown as theirs.
+	ArtifactDir     string
+	BuiltInLocation *atelier.Datastore
+}
+
+// Compute is the compute targets and the controller of the runs submitted to them.
+type Compute struct {
+	*base
+	store    computeStore
+	runs     *Runs
+	accounts *Accounts
+	data     *Data
+	// UnreachableAfter is how long a compute target may fail to say how a run's job is
+	// (the machine, the cluster or its API does not answer) before the run fails saying so
+	// (DefaultUnreachableAfter when zero). Until then the server asks again every second.
+	UnreachableAfter time.Duration
+	// Drivers are the compute drivers of this server, by kind (local, ssh, ...): a compute
+	// target of a kind without one cannot be created or attached.
+	Drivers map[string]atelier.ComputeDriver
+}
+
+// Images is the images, their builds, base images and environments.
+type Images struct {
+	*base
+	store imageStore
+	data  *Data
+	// Builder builds images into the workspace registry (nil: no images); at most
+	// MaxConcurrentBuilds (DefaultMaxConcurrentBuilds when zero) at once on this server.
+	Builder             atelier.ImageBuilder
+	MaxConcurrentBuilds int
+	builds              builds
+}
+
+// WebServices is the web services, their deployments on the targets and the gateway's side of
+// scoring.
+type WebServices struct {
+	*base
+	store    webServiceStore
+	images   *Images
+	compute  *Compute
+	accounts *Accounts
+	data     *Data
+	// Bwrap is bubblewrap's path: the local deployment target runs each replica of a web
+	// service in its image's unpacked filesystem with it ("" for no local target).
+	Bwrap string
+	// Podman is podman's path: the podman deployment target runs replicas as containers.
+	Podman  string
+	deploys deployments
 }

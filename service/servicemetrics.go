@@ -60,7 +60,7 @@ func (m *serviceMetrics) event(kind, msg string) {
 // WriteServiceMetrics writes the metrics of the web services this server runs, of the
 // workspaces the caller may read, in Prometheus' text format: requests by status, latency,
 // queue depth, replicas busy / ready / desired, cold starts and scale events.
-func (s *Service) WriteServiceMetrics(ctx context.Context, w io.Writer) error {
+func (s *WebServices) WriteServiceMetrics(ctx context.Context, w io.Writer) error {
 	if atelier.PrincipalFromContext(ctx) == nil {
 		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")
 	}

@@ -2,8 +2,6 @@ package service
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"os"
 
@@ -12,7 +10,7 @@ import (
 )
 
 // MissingObjects returns the digests the workspace does not hold yet.
-func (s *Service) MissingObjects(ctx context.Context, workspace string, digests []string) ([]string, error) {
+func (s *Runs) MissingObjects(ctx context.Context, workspace string, digests []string) ([]string, error) {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -28,7 +26,7 @@ func (s *Service) MissingObjects(ctx context.Context, workspace string, digests 
 }
 
 // UploadObject stores one object of a snapshot (or any content-addressed upload).
-func (s *Service) UploadObject(ctx context.Context, workspace string, r io.Reader, digest string) (atelier.Object, error) {
+func (s *Runs) UploadObject(ctx context.Context, workspace string, r io.Reader, digest string) (atelier.Object, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return atelier.Object{}, err
 	}
@@ -38,43 +36,8 @@ func (s *Service) UploadObject(ctx context.Context, workspace string, r io.Reade
 	return s.putObject(ctx, workspace, r, digest)
 }
 
-// putObject stores content for a workspace. With a digest the workspace already holds, nothing
-// is read; with one it does not hold, the content is checked against it even when the server
-// has it from another workspace, since proving the content is what grants access to it.
-func (s *Service) putObject(ctx context.Context, workspace string, r io.Reader, digest string) (atelier.Object, error) {
-	if digest != "" {
-		missing, err := s.store.MissingObjects(ctx, workspace, []string{digest})
-		if err != nil {
-			return atelier.Object{}, err
-		}
-		if len(missing) == 0 {
-			if obj, err := s.objects.StatObject(ctx, digest); err == nil {
-				return obj, nil
-			}
-		}
-		if obj, err := s.objects.StatObject(ctx, digest); err == nil {
-			h := sha256.New()
-			n, err := io.Copy(h, r)
-			if err != nil {
-				return atelier.Object{}, err
-			}
-			if hex.EncodeToString(h.Sum(nil)) != digest || n != obj.Size {
-				return atelier.Object{}, atelier.Errorf(atelier.EINVALID, "content does not match digest %s", digest)
-			}
-			return obj, s.store.HoldObjects(ctx, workspace, []atelier.Object{obj})
-		}
-	} else if _, err := s.store.FindWorkspace(ctx, workspace); err != nil {
-		return atelier.Object{}, err
-	}
-	obj, err := s.objects.PutObject(ctx, r, digest)
-	if err != nil {
-		return atelier.Object{}, err
-	}
-	return obj, s.store.HoldObjects(ctx, workspace, []atelier.Object{obj})
-}
-
 // CreateSnapshot records a manifest whose objects are all stored.
-func (s *Service) CreateSnapshot(ctx context.Context, workspace string, entries []atelier.SnapshotEntry) (*atelier.Snapshot, error) {
+func (s *Runs) CreateSnapshot(ctx context.Context, workspace string, entries []atelier.SnapshotEntry) (*atelier.Snapshot, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -112,7 +75,7 @@ func (s *Service) CreateSnapshot(ctx context.Context, workspace string, entries 
 	return snap, nil
 }
 
-func (s *Service) checkSnapshot(workspace string, entries []atelier.SnapshotEntry) (*atelier.Snapshot, error) {
+func (s *Runs) checkSnapshot(workspace string, entries []atelier.SnapshotEntry) (*atelier.Snapshot, error) {
 	if len(entries) > s.SnapshotMaxFiles {
 		return nil, atelier.Errorf(atelier.ETOOLARGE, "snapshot has %d files, above the limit of %d", len(entries), s.SnapshotMaxFiles)
 	}
@@ -128,7 +91,7 @@ func (s *Service) checkSnapshot(workspace string, entries []atelier.SnapshotEntr
 
 // UploadSnapshotZip stores a zipped directory: the zip is spooled to disk (zip readers need
 // random access), every entry is checked before any is stored, then stored by content.
-func (s *Service) UploadSnapshotZip(ctx context.Context, workspace string, r io.Reader) (*atelier.Snapshot, error) {
+func (s *Runs) UploadSnapshotZip(ctx context.Context, workspace string, r io.Reader) (*atelier.Snapshot, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -177,7 +140,7 @@ func (s *Service) UploadSnapshotZip(ctx context.Context, workspace string, r io.
 }
 
 // FindSnapshot returns a snapshot with its manifest.
-func (s *Service) FindSnapshot(ctx context.Context, workspace, id string) (*atelier.Snapshot, error) {
+func (s *Runs) FindSnapshot(ctx context.Context, workspace, id string) (*atelier.Snapshot, error) {
 	if err := s.authorizeSnapshot(ctx, workspace, id); err != nil {
 		return nil, err
 	}
@@ -185,7 +148,7 @@ func (s *Service) FindSnapshot(ctx context.Context, workspace, id string) (*atel
 }
 
 // WriteSnapshotZip streams a snapshot as a zip.
-func (s *Service) WriteSnapshotZip(ctx context.Context, workspace, id string, w io.Writer) error {
+func (s *Runs) WriteSnapshotZip(ctx context.Context, workspace, id string, w io.Writer) error {
 	snap, err := s.FindSnapshot(ctx, workspace, id)
 	if err != nil {
 		return err

@@ -14,7 +14,7 @@ import (
 const MinPasswordLength = 8
 
 // CreateUser creates a user with a bcrypt hash of password (administrators only).
-func (s *Service) CreateUser(ctx context.Context, u *atelier.User, password string) error {
+func (s *Accounts) CreateUser(ctx context.Context, u *atelier.User, password string) error {
 	if err := s.authorizeAdmin(ctx); err != nil {
 		return err
 	}
@@ -37,7 +37,7 @@ func (s *Service) CreateUser(ctx context.Context, u *atelier.User, password stri
 }
 
 // ListUsers lists users (administrators only), without password hashes.
-func (s *Service) ListUsers(ctx context.Context) ([]*atelier.User, error) {
+func (s *Accounts) ListUsers(ctx context.Context) ([]*atelier.User, error) {
 	if err := s.authorizeAdmin(ctx); err != nil {
 		return nil, err
 	}
@@ -50,66 +50,19 @@ func (s *Service) ListUsers(ctx context.Context) ([]*atelier.User, error) {
 
 // DisableUser disables a user (administrators only): their tokens and sessions stop working
 // at once on this server, within the token cache's lifetime on others.
-func (s *Service) DisableUser(ctx context.Context, name string) error {
+func (s *Accounts) DisableUser(ctx context.Context, name string) error {
 	if err := s.authorizeAdmin(ctx); err != nil {
 		return err
 	}
 	if err := s.store.DisableUser(ctx, name); err != nil {
 		return err
 	}
-	s.users.Delete(name)
+	s.users.m.Delete(name)
 	return nil
 }
 
-type cachedUser struct {
-	user    *atelier.User
-	fetched time.Time
-}
-
-// findUser looks a user up for authentication, cached like tokens.
-func (s *Service) findUser(ctx context.Context, name string) (*atelier.User, error) {
-	if v, ok := s.users.Load(name); ok {
-		if c := v.(cachedUser); s.now().Sub(c.fetched) < tokenCacheTTL {
-			return c.user, nil
-		}
-	}
-	u, err := s.store.FindUser(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	s.users.Store(name, cachedUser{user: u, fetched: s.now()})
-	return u, nil
-}
-
-type cachedRole struct {
-	role    atelier.Role // "" for no membership
-	fetched time.Time
-}
-
-// memberRole returns the user's role in the workspace, "" for none. Every call of a user
-// reads it, so it is cached briefly; changes made here drop the cache at once.
-func (s *Service) memberRole(ctx context.Context, workspace, user string) (atelier.Role, error) {
-	key := workspace + "\x00" + user
-	if v, ok := s.roles.Load(key); ok {
-		if c := v.(cachedRole); s.now().Sub(c.fetched) < tokenCacheTTL {
-			return c.role, nil
-		}
-	}
-	var role atelier.Role
-	m, err := s.store.FindMember(ctx, workspace, user)
-	if err == nil {
-		role = m.Role
-	} else if atelier.ErrorCode(err) != atelier.ENOTFOUND {
-		return "", err
-	}
-	s.roles.Store(key, cachedRole{role: role, fetched: s.now()})
-	return role, nil
-}
-
-func (s *Service) forgetRoles() { s.roles.Clear() }
-
 // ShareWorkspace gives a user a role in a workspace (its Owners and administrators).
-func (s *Service) ShareWorkspace(ctx context.Context, workspace, user string, role atelier.Role) (*atelier.Member, error) {
+func (s *Accounts) ShareWorkspace(ctx context.Context, workspace, user string, role atelier.Role) (*atelier.Member, error) {
 	if err := s.authorizeOwner(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -132,7 +85,7 @@ func (s *Service) ShareWorkspace(ctx context.Context, workspace, user string, ro
 
 // keepAnOwner refuses to take the last Owner's role away (a user-created workspace would be
 // left to the administrators).
-func (s *Service) keepAnOwner(ctx context.Context, workspace, user string) error {
+func (s *Accounts) keepAnOwner(ctx context.Context, workspace, user string) error {
 	members, err := s.store.ListMembers(ctx, workspace)
 	if err != nil {
 		return err
@@ -151,7 +104,7 @@ func (s *Service) keepAnOwner(ctx context.Context, workspace, user string) error
 }
 
 // ListMembers lists a workspace's members (anyone who may read the workspace).
-func (s *Service) ListMembers(ctx context.Context, workspace string) ([]*atelier.Member, error) {
+func (s *Accounts) ListMembers(ctx context.Context, workspace string) ([]*atelier.Member, error) {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -159,7 +112,7 @@ func (s *Service) ListMembers(ctx context.Context, workspace string) ([]*atelier
 }
 
 // UnshareWorkspace removes a user from a workspace (its Owners and administrators).
-func (s *Service) UnshareWorkspace(ctx context.Context, workspace, user string) error {
+func (s *Accounts) UnshareWorkspace(ctx context.Context, workspace, user string) error {
 	if err := s.authorizeOwner(ctx, workspace); err != nil {
 		return err
 	}
@@ -175,7 +128,7 @@ func (s *Service) UnshareWorkspace(ctx context.Context, workspace, user string) 
 
 // RecordAudit stores an audit entry. It is the transports' hook (they know the status and the
 // remote address), not an API: it does no authorization.
-func (s *Service) RecordAudit(ctx context.Context, e *atelier.AuditEntry) {
+func (s *Accounts) RecordAudit(ctx context.Context, e *atelier.AuditEntry) {
 	if e.Time.IsZero() {
 		e.Time = s.now().UTC()
 	}
@@ -186,7 +139,7 @@ func (s *Service) RecordAudit(ctx context.Context, e *atelier.AuditEntry) {
 }
 
 // RecordAudits stores new audit entries together (the files of a batch), as RecordAudit does.
-func (s *Service) RecordAudits(ctx context.Context, entries []*atelier.AuditEntry) {
+func (s *Accounts) RecordAudits(ctx context.Context, entries []*atelier.AuditEntry) {
 	if len(entries) == 0 {
 		return
 	}
@@ -203,7 +156,7 @@ func (s *Service) RecordAudits(ctx context.Context, entries []*atelier.AuditEntr
 
 // ListAudit reads the audit log: a workspace's for its Owners, the whole server's (workspace
 // "") for administrators.
-func (s *Service) ListAudit(ctx context.Context, workspace string, f atelier.AuditFilter) ([]*atelier.AuditEntry, error) {
+func (s *Accounts) ListAudit(ctx context.Context, workspace string, f atelier.AuditFilter) ([]*atelier.AuditEntry, error) {
 	if workspace == "" {
 		if err := s.authorizeAdmin(ctx); err != nil {
 			return nil, err
@@ -283,7 +236,7 @@ const SessionTTL = 12 * time.Hour
 // Login checks a user's password and opens a session: a token of the user that expires after
 // SessionTTL, for the UI's cookie. remote is the caller's address, for throttling. Every
 // failure says the same thing, so it does not tell which user names exist.
-func (s *Service) Login(ctx context.Context, user, password, remote string) (*atelier.Token, error) {
+func (s *Accounts) Login(ctx context.Context, user, password, remote string) (*atelier.Token, error) {
 	now := s.now()
 	for _, key := range []string{"user:" + user, "addr:" + remote} {
 		if d := s.logins.wait(key, now); d > 0 {
@@ -315,7 +268,7 @@ func (s *Service) Login(ctx context.Context, user, password, remote string) (*at
 }
 
 // Logout ends the caller's session (or revokes the token it used).
-func (s *Service) Logout(ctx context.Context) error {
+func (s *Accounts) Logout(ctx context.Context) error {
 	p := atelier.PrincipalFromContext(ctx)
 	if p == nil {
 		return atelier.Errorf(atelier.EUNAUTHORIZED, "authentication required")

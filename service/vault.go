@@ -18,19 +18,8 @@ func secretAAD(workspace, name string) []byte {
 	return []byte("atelier secret\x00" + workspace + "\x00" + name)
 }
 
-// authorizeListSecrets lets members (any role) and administrators see secret names, not runs.
-func (s *Service) authorizeListSecrets(ctx context.Context, workspace string) error {
-	if _, err := s.role(ctx, workspace); err != nil {
-		return err
-	}
-	if atelier.PrincipalFromContext(ctx).Kind == atelier.PrincipalRun {
-		return refuseRun("a run's token may not use the vault (the run receives the secrets its configuration names)")
-	}
-	return nil
-}
-
 // SetSecret creates or replaces a secret, sealed with the server's master key.
-func (s *Service) SetSecret(ctx context.Context, workspace, name, value string) (*atelier.Secret, error) {
+func (s *Data) SetSecret(ctx context.Context, workspace, name, value string) (*atelier.Secret, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -51,7 +40,7 @@ func (s *Service) SetSecret(ctx context.Context, workspace, name, value string) 
 }
 
 // ListSecrets lists a workspace's secrets: names and dates, never values.
-func (s *Service) ListSecrets(ctx context.Context, workspace string) ([]*atelier.Secret, error) {
+func (s *Data) ListSecrets(ctx context.Context, workspace string) ([]*atelier.Secret, error) {
 	if err := s.authorizeListSecrets(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -60,7 +49,7 @@ func (s *Service) ListSecrets(ctx context.Context, workspace string) ([]*atelier
 
 // DeleteSecret deletes a secret. Runs already started keep the value they received; queued
 // runs that name it fail when they start.
-func (s *Service) DeleteSecret(ctx context.Context, workspace, name string) error {
+func (s *Data) DeleteSecret(ctx context.Context, workspace, name string) error {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return err
 	}
@@ -71,7 +60,7 @@ func (s *Service) DeleteSecret(ctx context.Context, workspace, name string) erro
 }
 
 // checkRunSecrets checks that the secrets a submitted configuration names exist.
-func (s *Service) checkRunSecrets(ctx context.Context, workspace string, names []string) error {
+func (s *Data) checkRunSecrets(ctx context.Context, workspace string, names []string) error {
 	if len(names) == 0 {
 		return nil
 	}
@@ -94,7 +83,7 @@ func (s *Service) checkRunSecrets(ctx context.Context, workspace string, names [
 // openRunSecrets decrypts the secrets a run's configuration names, for its executor. It does
 // no authorization: the scheduler decided the run may start. Errors name the secret, never a
 // value.
-func (s *Service) openRunSecrets(ctx context.Context, workspace string, names []string) (map[string]string, error) {
+func (s *Data) openRunSecrets(ctx context.Context, workspace string, names []string) (map[string]string, error) {
 	if len(names) == 0 {
 		return nil, nil
 	}

@@ -30,8 +30,8 @@ const EventServiceStatus = "service.status"
 const kubeTargetsOffered = "the name of a kubernetes compute target"
 
 // serviceTargets are the deployment targets this server runs services on.
-func (s *Service) serviceTargets() []string {
-	if s.Builder == nil {
+func (s *WebServices) serviceTargets() []string {
+	if s.images.Builder == nil {
 		return nil
 	}
 	var targets []string
@@ -57,7 +57,7 @@ func newServiceKey() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (s *Service) sealServiceKeys(workspace, name string, k atelier.ServiceKeys) ([]byte, error) {
+func (s *WebServices) sealServiceKeys(workspace, name string, k atelier.ServiceKeys) ([]byte, error) {
 	if s.Secrets == nil {
 		return nil, atelier.Errorf(atelier.EUNAVAILABLE, "the server has no master key, so it cannot keep service keys: deploy with auth disabled or start the server with a master key")
 	}
@@ -66,7 +66,7 @@ func (s *Service) sealServiceKeys(workspace, name string, k atelier.ServiceKeys)
 }
 
 // openServiceKeys reads a service's keys (no authorization: for the gateway and GetServiceKeys).
-func (s *Service) openServiceKeys(ctx context.Context, workspace, name string) (atelier.ServiceKeys, error) {
+func (s *WebServices) openServiceKeys(ctx context.Context, workspace, name string) (atelier.ServiceKeys, error) {
 	var k atelier.ServiceKeys
 	sealed, err := s.store.WebServiceKeys(ctx, workspace, name)
 	if err != nil || len(sealed) == 0 {
@@ -84,7 +84,7 @@ func (s *Service) openServiceKeys(ctx context.Context, workspace, name string) (
 }
 
 // resolveServiceImages checks a deployment's images and names each one's version.
-func (s *Service) resolveServiceImages(ctx context.Context, workspace string, d *atelier.WebServiceDeploy) ([]atelier.ServiceImage, error) {
+func (s *WebServices) resolveServiceImages(ctx context.Context, workspace string, d *atelier.WebServiceDeploy) ([]atelier.ServiceImage, error) {
 	images := d.Images
 	if d.Image != "" {
 		if len(images) > 0 {
@@ -115,7 +115,7 @@ func (s *Service) resolveServiceImages(ctx context.Context, workspace string, d 
 	return out, nil
 }
 
-func (s *Service) checkServiceTarget(ctx context.Context, workspace, target string) error {
+func (s *WebServices) checkServiceTarget(ctx context.Context, workspace, target string) error {
 	has := s.serviceTargets()
 	if slices.Contains(has, target) && target != kubeTargetsOffered {
 		return nil
@@ -131,7 +131,7 @@ func (s *Service) checkServiceTarget(ctx context.Context, workspace, target stri
 }
 
 // DeployWebService stores a new web service; the controller deploys it.
-func (s *Service) DeployWebService(ctx context.Context, workspace string, d atelier.WebServiceDeploy) (*atelier.WebService, error) {
+func (s *WebServices) DeployWebService(ctx context.Context, workspace string, d atelier.WebServiceDeploy) (*atelier.WebService, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func describeImages(images []atelier.ServiceImage) string {
 
 // UpdateWebService changes a service: its image(s) (a rolling update: the new replicas are
 // ready before the old ones stop), traffic split, configuration, description or tags.
-func (s *Service) UpdateWebService(ctx context.Context, workspace string, d atelier.WebServiceDeploy) (*atelier.WebService, error) {
+func (s *WebServices) UpdateWebService(ctx context.Context, workspace string, d atelier.WebServiceDeploy) (*atelier.WebService, error) {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return nil, err
 	}
@@ -237,7 +237,7 @@ func (s *Service) UpdateWebService(ctx context.Context, workspace string, d atel
 }
 
 // FindWebService returns a service with its replicas' live state.
-func (s *Service) FindWebService(ctx context.Context, workspace, name string) (*atelier.WebService, error) {
+func (s *WebServices) FindWebService(ctx context.Context, workspace, name string) (*atelier.WebService, error) {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -249,7 +249,7 @@ func (s *Service) FindWebService(ctx context.Context, workspace, name string) (*
 }
 
 // ListWebServices lists a workspace's services by name.
-func (s *Service) ListWebServices(ctx context.Context, workspace string) ([]*atelier.WebService, error) {
+func (s *WebServices) ListWebServices(ctx context.Context, workspace string) ([]*atelier.WebService, error) {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return nil, err
 	}
@@ -261,7 +261,7 @@ func (s *Service) ListWebServices(ctx context.Context, workspace string) ([]*ate
 }
 
 // DeleteWebService stops a service's replicas and removes it.
-func (s *Service) DeleteWebService(ctx context.Context, workspace, name string) error {
+func (s *WebServices) DeleteWebService(ctx context.Context, workspace, name string) error {
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return err
 	}
@@ -281,7 +281,7 @@ func (s *Service) DeleteWebService(ctx context.Context, workspace, name string) 
 
 // WebServiceKeys returns a service's keys; regenerate ("primary" or "secondary") replaces one
 // first. Only Contributors read keys: a key lets anyone score.
-func (s *Service) WebServiceKeys(ctx context.Context, workspace, name, regenerate string) (atelier.ServiceKeys, error) {
+func (s *WebServices) WebServiceKeys(ctx context.Context, workspace, name, regenerate string) (atelier.ServiceKeys, error) {
 	var k atelier.ServiceKeys
 	if err := s.authorizeWrite(ctx, workspace, ""); err != nil {
 		return k, err
@@ -331,7 +331,7 @@ func authMode(c atelier.WebServiceConfig) string {
 
 // WebServiceLog writes a service's log (its replicas' output, its scale decisions and its
 // requests) from offset, and returns the offset after what it wrote.
-func (s *Service) WebServiceLog(ctx context.Context, workspace, name string, offset int64, w io.Writer) (int64, error) {
+func (s *WebServices) WebServiceLog(ctx context.Context, workspace, name string, offset int64, w io.Writer) (int64, error) {
 	if err := s.authorize(ctx, workspace); err != nil {
 		return offset, err
 	}
@@ -345,7 +345,7 @@ func (s *Service) WebServiceLog(ctx context.Context, workspace, name string, off
 }
 
 // serviceChanged publishes a service's state and records its activity.
-func (s *Service) serviceChanged(ctx context.Context, svc *atelier.WebService, msg string) {
+func (s *WebServices) serviceChanged(ctx context.Context, svc *atelier.WebService, msg string) {
 	s.publish(svc.Workspace, EventServiceStatus, "", svc)
 	now := s.now().UTC()
 	a := &atelier.Activity{ID: "service-" + svc.Name, Workspace: svc.Workspace, Kind: ActivityServiceDeploy, Target: svc.Name,
@@ -368,12 +368,12 @@ func (s *Service) serviceChanged(ctx context.Context, svc *atelier.WebService, m
 }
 
 // serviceDir holds a service's log and its model data before it is shipped.
-func (s *Service) serviceDir(workspace, name string) string {
+func (s *WebServices) serviceDir(workspace, name string) string {
 	return filepath.Join(s.DataDir, "services", workspace, name)
 }
 
 // withReplicas fills a service's live replica counts from the deployment this server runs.
-func (s *Service) withReplicas(svc *atelier.WebService) *atelier.WebService {
+func (s *WebServices) withReplicas(svc *atelier.WebService) *atelier.WebService {
 	if svc.Tags == nil {
 		svc.Tags = map[string]string{}
 	}
