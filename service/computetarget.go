@@ -303,7 +303,9 @@ func (s *Compute) describeComputeTarget(ctx context.Context, t *atelier.ComputeT
 	view.Sealed = nil
 	c, err := describer.Describe(dctx, &view, creds)
 	switch {
-	case err != nil && dctx.Err() != nil && ctx.Err() == nil && !strings.Contains(atelier.ErrorMessage(err), "in time"):
+	// A driver that noticed the deadline says so itself (EUNAVAILABLE, "did not answer in
+	// time"); any other error the deadline cut short is told as the target's silence.
+	case err != nil && dctx.Err() != nil && ctx.Err() == nil && atelier.ErrorCode(err) != atelier.EUNAVAILABLE:
 		t.CapacityError = oneLine(fmt.Sprintf("compute target %s did not answer within %s (%s)", t.Name, ComputeDescribeTimeout, atelier.ErrorMessage(err)), creds)
 	case err != nil:
 		if atelier.ErrorCode(err) == atelier.EINTERNAL {
