@@ -39,6 +39,8 @@ type deployments struct {
 	// close removes it.
 	rootfs  map[string]int
 	imports serving.Imports // what the replicas' init() import, by image digest
+	// swept is set once the controller's first reconcile removed what no service uses.
+	swept bool
 }
 
 // deployment is a web service running here: one pool of replicas per image it serves.
@@ -96,6 +98,10 @@ func (s *WebServices) reconcileServices(ctx context.Context) {
 	for _, l := range leases {
 		held[l.ID] = l
 	}
+	if !s.deploys.swept {
+		s.deploys.swept = true
+		s.sweepRootfs(ctx, svcs)
+	}
 	now := s.now()
 	seen := map[string]bool{}
 	for _, svc := range svcs {
@@ -127,6 +133,7 @@ func (s *WebServices) reconcileServices(ctx context.Context) {
 	for _, id := range gone {
 		s.stopDeployment(ctx, id)
 	}
+	s.collectOrphans(ctx, leases, seen)
 }
 
 func (s *WebServices) startDeployment(ctx context.Context, svc *atelier.WebService) {
