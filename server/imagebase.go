@@ -92,7 +92,7 @@ func uploadError(err error, tmp string, want v1.Platform) error {
 	msg := strings.ReplaceAll(ae.Message, "base image "+tmp, "the uploaded base image")
 	msg = strings.ReplaceAll(msg, tmp, "the upload")
 	msg = strings.ReplaceAll(msg, "not a tar archive: unexpected EOF", "not a whole tar archive (it ends early: truncated, or not a tar at all)")
-	if ae.Code == atelier.EINVALID && strings.Contains(msg, " is for ") {
+	if errors.Is(err, build.ErrWrongPlatform) {
 		msg += fmt.Sprintf(" (this server builds %s/%s images: import the image for that platform)", want.OS, want.Architecture)
 	}
 	return &atelier.Error{Code: ae.Code, Message: msg, Cause: ae.Cause}

@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -64,7 +65,7 @@ func ImportBase(ctx context.Context, path string, want v1.Platform) (v1.Image, e
 		if len(seen) == 0 {
 			return nil, atelier.Errorf(atelier.EINVALID, "base image %s: the layout holds no image", path)
 		}
-		return nil, atelier.Errorf(atelier.EINVALID, "base image %s is for %s, not %s", path, strings.Join(seen, ", "), platformString(&want))
+		return nil, wrongPlatform("base image %s is for %s, not %s", path, strings.Join(seen, ", "), platformString(&want))
 	}
 	return img, nil
 }
@@ -114,9 +115,19 @@ func checkPlatform(img v1.Image, want v1.Platform) error {
 		return atelier.Errorf(atelier.EINVALID, "base image: unreadable config: %v", err)
 	}
 	if !matches(cfg.Platform(), want) {
-		return atelier.Errorf(atelier.EINVALID, "base image is for %s, not %s", platformString(cfg.Platform()), platformString(&want))
+		return wrongPlatform("base image is for %s, not %s", platformString(cfg.Platform()), platformString(&want))
 	}
 	return nil
+}
+
+// ErrWrongPlatform is the cause of the EINVALID error of a base image for another platform
+// than the one this machine builds for.
+var ErrWrongPlatform = errors.New("the image is for another platform")
+
+func wrongPlatform(format string, args ...any) error {
+	e := atelier.Errorf(atelier.EINVALID, format, args...)
+	e.Cause = ErrWrongPlatform
+	return e
 }
 
 // matches compares what an image declares with what is wanted; a variant is compared only when
