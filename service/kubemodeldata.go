@@ -38,7 +38,7 @@ const (
 
 // kubeModelData pulls the model data of a service's pods.
 type kubeModelData struct {
-	s         *Service
+	s         *WebServices
 	workspace string
 	service   string
 	sv        *kubernetescompute.Serving
@@ -58,7 +58,7 @@ var kubeModelDatas = struct {
 
 // kubeModelData returns the puller of a deployment, making it the first time; token is the
 // service's (kubernetescompute.Pods.ModelDataToken).
-func (s *Service) kubeModelData(d *deployment, sv *kubernetescompute.Serving, token string) *kubeModelData {
+func (s *WebServices) kubeModelData(d *deployment, sv *kubernetescompute.Serving, token string) *kubeModelData {
 	kubeModelDatas.Lock()
 	defer kubeModelDatas.Unlock()
 	k := kubeModelDatas.m[d]
@@ -80,7 +80,7 @@ func (s *Service) kubeModelData(d *deployment, sv *kubernetescompute.Serving, to
 
 // gatherKubeModelData pulls a kubernetes service's model data before the shipper ships it (the
 // last time when final: the service stops here).
-func (s *Service) gatherKubeModelData(ctx context.Context, d *deployment, final bool) {
+func (s *WebServices) gatherKubeModelData(ctx context.Context, d *deployment, final bool) {
 	kubeModelDatas.Lock()
 	k := kubeModelDatas.m[d]
 	if final {
