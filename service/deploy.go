@@ -39,8 +39,9 @@ type deployments struct {
 	// close removes it.
 	rootfs  map[string]int
 	imports serving.Imports // what the replicas' init() import, by image digest
-	// swept is set once the controller's first reconcile removed what no service uses.
-	swept bool
+	// leftoversAt is when the controller last looked for what deleted services left (see
+	// collectLeftovers); only its goroutine uses it.
+	leftoversAt time.Time
 }
 
 // deployment is a web service running here: one pool of replicas per image it serves.
@@ -98,10 +99,7 @@ func (s *WebServices) reconcileServices(ctx context.Context) {
 	for _, l := range leases {
 		held[l.ID] = l
 	}
-	if !s.deploys.swept {
-		s.deploys.swept = true
-		s.sweepRootfs(ctx, svcs)
-	}
+	s.collectLeftovers(ctx, svcs)
 	now := s.now()
 	seen := map[string]bool{}
 	for _, svc := range svcs {
@@ -133,7 +131,6 @@ func (s *WebServices) reconcileServices(ctx context.Context) {
 	for _, id := range gone {
 		s.stopDeployment(ctx, id)
 	}
-	s.collectOrphans(ctx, leases, seen)
 }
 
 func (s *WebServices) startDeployment(ctx context.Context, svc *atelier.WebService) {

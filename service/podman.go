@@ -64,8 +64,13 @@ func (s *WebServices) podmanImage(ctx context.Context, workspace string, ref ate
 // podmanLabels mark a service's containers, and this server's data directory (two servers on
 // one machine share podman's storage).
 func (s *WebServices) podmanLabels(workspace, service string) []string {
+	return []string{s.podmanDataLabel(), "ai.atelier.service=" + workspace + "/" + service}
+}
+
+// podmanDataLabel marks the containers of this server's data directory.
+func (s *WebServices) podmanDataLabel() string {
 	sum := sha256.Sum256([]byte(s.DataDir))
-	return []string{"ai.atelier.data=" + hex.EncodeToString(sum[:8]), "ai.atelier.service=" + workspace + "/" + service}
+	return "ai.atelier.data=" + hex.EncodeToString(sum[:8])
 }
 
 // podmanReplica is the command of replica n: a container attached to the command's output,

@@ -3,46 +3,53 @@ package service
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/atelier-ml/atelier"
 )
 
-// What services leave behind when a server stops before their end: the deployment of a service
-// deleted while no server ran it (its lease is left, held by a dead or expired owner), and the
-// images the local target unpacked for services that are gone. The controller collects both:
-// the leases at every reconcile, the unpacked images once, at its first.
+// What a service deleted while no server ran it leaves behind (its record and lease are gone,
+// so no controller stops it): its kubernetes objects, its podman containers, its folder, and
+// the image the local target unpacked for it. The web services' controller compares what the
+// targets hold with the store when it starts and every leftoversEvery, and removes what
+// belongs to no service; a service that exists is asked of the store again just before
+// anything of it is removed, so one deployed meanwhile is spared.
+const leftoversEvery = 10 * time.Minute
 
-// collectOrphans takes the lease of each service that is gone but whose lease another server
-// left, removes what the service's target may still run (podman's containers, kubernetes'
-// objects) and its folder, and releases the lease.
-func (s *WebServices) collectOrphans(ctx context.Context, leases []*atelier.Lease, seen map[string]bool) {
+// collectLeftovers runs at each reconcile of the web services (svcs are the store's, every
+// workspace's) and does its work at the first and then every leftoversEvery.
+func (s *WebServices) collectLeftovers(ctx context.Context, svcs []*atelier.WebService) {
 	now := s.now()
-	for _, l := range leases {
-		if seen[l.ID] || s.deployment(l.ID) != nil || !s.takeable(l, now) {
-			continue
-		}
-		workspace, name, ok := strings.Cut(l.ID, "/") // see atelier.ServiceLeaseID
-		if !ok || workspace != l.Workspace {
-			continue
-		}
-		if _, err := s.takeLease(ctx, l, now); err != nil {
-			continue // another server took it
-		}
-		s.removeServiceContainers(workspace, name)
-		os.RemoveAll(s.serviceDir(workspace, name))
-		if err := s.store.ReleaseLease(ctx, atelier.LeaseKindService, l.ID, s.owner()); err != nil {
-			s.log.Error("releasing the lease of a deleted web service", "workspace", workspace, "service", name, "err", err)
-			continue
-		}
-		s.log.Info("cleaned up after a web service deleted while no server ran it", "workspace", workspace, "service", name)
+	first := s.deploys.leftoversAt.IsZero()
+	if !first && now.Sub(s.deploys.leftoversAt) < leftoversEvery {
+		return
 	}
+	s.deploys.leftoversAt = now
+	live := map[[2]string]bool{}
+	for _, svc := range svcs {
+		live[[2]string{svc.Workspace, svc.Name}] = true
+	}
+	gone := func(workspace, name string) bool {
+		if live[[2]string{workspace, name}] {
+			return false
+		}
+		_, err := s.store.FindWebService(ctx, workspace, name)
+		return atelier.ErrorCode(err) == atelier.ENOTFOUND
+	}
+	if first {
+		// Nothing runs here yet: what no service of the store uses is left over.
+		s.sweepRootfs(ctx, svcs)
+		s.sweepFolders(gone)
+	}
+	s.sweepContainers(gone)
+	s.sweepKube(ctx, gone)
 }
 
 // sweepRootfs removes the images unpacked for the local target that no service of the store
-// serves (their services were deleted, or updated, while the server was down). It runs before
-// this server starts any pool, so nothing it removes is in use here.
+// serves.
 func (s *WebServices) sweepRootfs(ctx context.Context, svcs []*atelier.WebService) {
 	if s.images.Builder == nil || s.DataDir == "" {
 		return
@@ -73,5 +80,88 @@ func (s *WebServices) sweepRootfs(ctx context.Context, svcs []*atelier.WebServic
 			continue
 		}
 		s.log.Info("removed an unpacked image no service serves", "dir", dir)
+	}
+}
+
+// sweepFolders removes the folders (log, model data) of services that are gone.
+func (s *WebServices) sweepFolders(gone func(workspace, name string) bool) {
+	if s.DataDir == "" {
+		return
+	}
+	workspaces, _ := os.ReadDir(filepath.Join(s.DataDir, "services"))
+	for _, ws := range workspaces {
+		if !ws.IsDir() || ws.Name() == "rootfs" {
+			continue
+		}
+		names, _ := os.ReadDir(filepath.Join(s.DataDir, "services", ws.Name()))
+		for _, n := range names {
+			if n.IsDir() && gone(ws.Name(), n.Name()) {
+				os.RemoveAll(s.serviceDir(ws.Name(), n.Name()))
+				s.log.Info("removed the folder of a deleted web service", "workspace", ws.Name(), "service", n.Name())
+			}
+		}
+	}
+}
+
+// sweepContainers removes this server's podman containers of services that are gone.
+func (s *WebServices) sweepContainers(gone func(workspace, name string) bool) {
+	if s.Podman == "" {
+		return
+	}
+	out, err := exec.Command(s.Podman, "ps", "-a", "--filter", "label="+s.podmanDataLabel(),
+		"--format", `{{index .Labels "ai.atelier.service"}}`).Output()
+	if err != nil {
+		return
+	}
+	done := map[string]bool{}
+	for _, l := range strings.Fields(string(out)) {
+		workspace, name, ok := strings.Cut(l, "/")
+		if ok && !done[l] && gone(workspace, name) {
+			done[l] = true
+			s.removeServiceContainers(workspace, name)
+			s.log.Info("removed the podman containers of a deleted web service", "workspace", workspace, "service", name)
+		}
+	}
+}
+
+// sweepKube deletes the kubernetes objects of services that are gone, from the kubernetes
+// compute targets of every workspace.
+func (s *WebServices) sweepKube(ctx context.Context, gone func(workspace, name string) bool) {
+	if s.kubeDriver() == nil {
+		return
+	}
+	workspaces, err := s.compute.store.ListWorkspaces(ctx)
+	if err != nil {
+		return
+	}
+	for _, ws := range workspaces {
+		targets, err := s.compute.store.ListComputeTargets(ctx, ws.Name)
+		if err != nil {
+			continue
+		}
+		for _, t := range targets {
+			if t.Kind != atelier.ComputeKubernetes || t.Kubernetes == nil {
+				continue
+			}
+			creds, err := s.compute.ComputeTargetCredentials(ctx, t)
+			if err != nil {
+				continue
+			}
+			sv, err := s.kubeDriver().Serving(ctx, t, creds)
+			if err != nil {
+				s.log.Warn("looking for what deleted web services left on a kubernetes target", "workspace", ws.Name, "compute", t.Name, "err", err)
+				continue
+			}
+			for _, k := range sv.Services() {
+				if !gone(k[0], k[1]) {
+					continue
+				}
+				if err := sv.DeleteService(ctx, k[0], k[1]); err != nil {
+					s.log.Warn("deleting the kubernetes objects of a deleted web service", "workspace", k[0], "service", k[1], "compute", t.Name, "err", err)
+					continue
+				}
+				s.log.Info("deleted the kubernetes objects of a web service deleted while no server ran it", "workspace", k[0], "service", k[1], "compute", t.Name)
+			}
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +23,7 @@ import (
 	kubernetescompute "github.com/atelier-ml/atelier/compute/kubernetes"
 	"github.com/atelier-ml/atelier/compute/kubernetes/kubetest"
 	"github.com/atelier-ml/atelier/oci/build/buildtest"
+	"github.com/atelier-ml/atelier/sqlite"
 )
 
 // k8sScore is a stdlib-only score.py: the model's scale from AZUREML_MODEL_DIR, the pod's
@@ -398,15 +400,41 @@ func TestWebServiceKubernetes(t *testing.T) {
 			t.Fatalf("scoring %s: %d", x, status)
 		}
 	}
+	// A service deleted while no server runs it (its record gone while the server is down, its
+	// lease left): the next server to take the lease deletes its objects.
+	cli("service", "deploy", "orphan", "--image", "svc:1", "--target", "k8s", "--wait")
+	orphanObjects := func() int {
+		sel := metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=orphan"}
+		d, _ := kube.AppsV1().Deployments("ml").List(ctx, sel)
+		s, _ := kube.CoreV1().Services("ml").List(ctx, sel)
+		sec, _ := kube.CoreV1().Secrets("ml").List(ctx, sel)
+		return len(d.Items) + len(s.Items) + len(sec.Items)
+	}
+	if n := orphanObjects(); n < 3 {
+		t.Fatalf("the second service has %d objects, want its Deployment, Service and pull Secret", n)
+	}
 	// A restart of the server adopts the Deployment and its pods.
 	podsBefore, _ := kube.CoreV1().Pods("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=web"})
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	srv.cmd.Wait()
+	db, err := sqlite.Open(ctx, filepath.Join(dataDir, "atelier.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteWebService(ctx, "default", "orphan"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
 	srv = startServer(t, dataDir, addr, "--image-base", base)
 	waitFor(t, "the service to come back after the restart", func() bool {
 		got, status := scoreOK(`{"data": [3]}`)
 		return status == 200 && got.Result[0] == 30
 	})
+	for deadline := time.Now().Add(2 * time.Minute); orphanObjects() != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the objects of the service deleted while no server ran it are still there; the server's log:\n%s", srv.log)
+		}
+	}
 	d := deployments()
 	if len(d) != 1 || d[0].UID != newDep.UID {
 		t.Errorf("after the restart: Deployments %v, want %s adopted", names(d), newDep.Name)

@@ -426,6 +426,25 @@ func (s *Serving) deployment(meta metav1.ObjectMeta, rev Revision, pullSecrets [
 	}}, nil
 }
 
+// Services are the services (workspace, name) with Deployments in the target's namespace, from
+// the cache: the server compares them with its store to delete what a deleted service left.
+func (s *Serving) Services() [][2]string {
+	seen := map[[2]string]bool{}
+	var list [][2]string
+	for _, o := range s.c.serving.deploys.GetStore().List() {
+		d, ok := o.(*appsv1.Deployment)
+		if !ok || d.Labels[ServiceLabel] == "" {
+			continue
+		}
+		k := [2]string{d.Annotations[WorkspaceAnnotation], d.Annotations["ai.atelier/service"]}
+		if k[0] != "" && k[1] != "" && !seen[k] {
+			seen[k] = true
+			list = append(list, k)
+		}
+	}
+	return list
+}
+
 // Deployments are the names of a service's Deployments in the cache.
 func (s *Serving) Deployments(workspace, service string) []string {
 	objs, _ := s.c.serving.deploys.GetIndexer().ByIndex("service", labelValue(workspace)+"/"+labelValue(service))
