@@ -59,7 +59,7 @@ func (f *fakePod) set(path, content string) {
 
 func TestKubeModelDataMergesPods(t *testing.T) {
 	dir := t.TempDir()
-	s := &Service{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := &WebServices{base: &base{log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	newPuller := func() *kubeModelData {
 		k := &kubeModelData{s: s, workspace: "ws", service: "svc", dir: filepath.Join(dir, "modeldata"),
 			state: filepath.Join(dir, "modeldata-pulled.json"), client: http.DefaultClient, token: "tok", offsets: map[string]map[string]int64{}}
