@@ -674,6 +674,18 @@ func (s *WebServices) ServeScoring(w http.ResponseWriter, r *http.Request, req S
 	r.Body = http.MaxBytesReader(w, r.Body, MaxScoringBody)
 	rev := pickRevision(revs)
 	res := rev.pool.Serve(w, r, req.Path)
+	for errors.Is(res.Err, serving.ErrClosed) {
+		// The revision picked was retired meanwhile (a rolling update moved the traffic, then
+		// closed its pool): the request reached no replica, so it goes to what is served now.
+		d.mu.RLock()
+		now := d.revs
+		d.mu.RUnlock()
+		if len(now) == 0 || slices.Contains(now, rev) {
+			break // the service itself is stopping
+		}
+		rev = pickRevision(now)
+		res = rev.pool.Serve(w, r, req.Path)
+	}
 	status := res.Status
 	if res.Err != nil {
 		var mbe *http.MaxBytesError

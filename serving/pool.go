@@ -508,7 +508,8 @@ type Result struct {
 
 // Serve hands the request to a replica and writes its answer to w. The request's path is the
 // replica's path (the gateway strips its prefix). It returns how the request was served; when
-// Err is set, the caller writes the error answer (nothing was written yet).
+// Err is set, the caller writes the error answer (nothing was written yet). With ErrClosed the
+// request reached no replica and r can be served by another pool.
 func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, path string) Result {
 	j := &job{w: w, r: r, path: path, arrived: time.Now(), handed: make(chan *exchange, 1), done: make(chan Result, 1)}
 	if p.cfg.MaxConcurrent == 1 && p.cfg.MaxWait > 0 && r.ContentLength >= 0 && r.ContentLength <= aheadBody {
@@ -520,6 +521,11 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, path string) Result
 	}
 	for requeues := 0; ; requeues++ {
 		res := p.serve(j)
+		if errors.Is(res.Err, ErrClosed) && j.replay {
+			// Nothing reached a replica: the body goes back, for the caller to send the request
+			// to another pool (a rolling update's new one).
+			r.Body = io.NopCloser(bytes.NewReader(j.body))
+		}
 		if !errors.Is(res.Err, errRequeued) {
 			return res
 		}

@@ -398,3 +398,29 @@ def run(raw):
 		t.Fatalf("the replica scored:\n%s", b)
 	}
 }
+
+// A pool that closed (a rolling update's retired revision) refuses a request with ErrClosed
+// before any replica saw it and gives its body back, so the gateway sends the same request to
+// the pool now served.
+func TestClosedPoolGivesTheRequestBack(t *testing.T) {
+	start, _ := starter(t, "import json\ndef init():\n    pass\ndef run(raw):\n    return {\"got\": json.loads(raw)}\n")
+	ctx := context.Background()
+	cfg := serving.Config{Replicas: 1, MaxConcurrent: 1, MaxWait: time.Second, Timeout: time.Minute, Refresh: time.Second}
+	retired, served := serving.NewPool(cfg, start, nil, nil), serving.NewPool(cfg, start, nil, nil)
+	defer served.Close(ctx)
+	if err := served.WaitReady(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	retired.Close(ctx)
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/score", strings.NewReader(`{"x": 41}`))
+	if res := retired.Serve(rec, req, "/score"); !errors.Is(res.Err, serving.ErrClosed) {
+		t.Fatalf("a closed pool: %+v, want ErrClosed", res)
+	}
+	if res := served.Serve(rec, req, "/score"); res.Err != nil || rec.Code != 200 {
+		t.Fatalf("the same request to the open pool: %+v, status %d", res, rec.Code)
+	}
+	if b, _ := io.ReadAll(rec.Result().Body); !strings.Contains(string(b), `"got": {"x": 41}`) {
+		t.Errorf("the replica got %s, want the request's body", b)
+	}
+}
