@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier"
+	kubernetescompute "github.com/atelier-ml/atelier/compute/kubernetes"
 )
 
 // What a service deleted while no server ran it leaves behind (its record and lease are gone,
 // so no controller stops it): its kubernetes objects, its podman containers, its folder, and
 // the image the local target unpacked for it. The web services' controller compares what the
-// targets hold with the store when it starts and every leftoversEvery, and removes what
+// targets hold (of this installation: see madeHere) with the store when it starts and every leftoversEvery, and removes what
 // belongs to no service; a service that exists is asked of the store again just before
 // anything of it is removed, so one deployed meanwhile is spared.
 const leftoversEvery = 10 * time.Minute
@@ -156,6 +157,10 @@ func (s *WebServices) sweepKube(ctx context.Context, gone func(workspace, name s
 				if !gone(k[0], k[1]) {
 					continue
 				}
+				if !s.madeHere(ctx, sv, k[0], k[1]) {
+					s.log.Info("left the kubernetes objects of a web service this server's store does not know: another installation made them", "workspace", k[0], "service", k[1], "compute", t.Name)
+					continue
+				}
 				if err := sv.DeleteService(ctx, k[0], k[1]); err != nil {
 					s.log.Warn("deleting the kubernetes objects of a deleted web service", "workspace", k[0], "service", k[1], "compute", t.Name, "err", err)
 					continue
@@ -164,4 +169,20 @@ func (s *WebServices) sweepKube(ctx context.Context, gone func(workspace, name s
 			}
 		}
 	}
+}
+
+// madeHere says whether a service's kubernetes objects were made by a server of this store:
+// its pull Secret holds a token the store knows (revoked or not). Another installation
+// sharing the namespace may have services of the same workspace and name.
+func (s *WebServices) madeHere(ctx context.Context, sv *kubernetescompute.Serving, workspace, name string) bool {
+	passwords, err := sv.PullPasswords(ctx, workspace, name)
+	if err != nil {
+		return false
+	}
+	for _, p := range passwords {
+		if _, err := s.store.FindTokenByHash(ctx, HashToken(p)); err == nil {
+			return true
+		}
+	}
+	return false
 }

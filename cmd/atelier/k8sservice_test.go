@@ -413,6 +413,26 @@ func TestWebServiceKubernetes(t *testing.T) {
 	if n := orphanObjects(); n < 3 {
 		t.Fatalf("the second service has %d objects, want its Deployment, Service and pull Secret", n)
 	}
+	// Another installation's service in the same namespace (its pull Secret holds a token this
+	// server never made) is not this server's to delete, though its store does not know it.
+	foreign := kubernetescompute.ServiceObjectName("default", "foreign")
+	fmeta := metav1.ObjectMeta{Name: foreign + "-0", Namespace: "ml",
+		Labels: map[string]string{kubernetescompute.ManagedByLabel: kubernetescompute.ManagedBy, kubernetescompute.WorkspaceLabel: "default",
+			kubernetescompute.ServiceLabel: "foreign", kubernetescompute.RevisionLabel: foreign + "-0"},
+		Annotations: map[string]string{kubernetescompute.WorkspaceAnnotation: "default", "ai.atelier/service": "foreign"}}
+	zero := int32(0)
+	if _, err := kube.AppsV1().Deployments("ml").Create(ctx, &appsv1.Deployment{ObjectMeta: fmeta, Spec: appsv1.DeploymentSpec{Replicas: &zero,
+		Selector: &metav1.LabelSelector{MatchLabels: map[string]string{kubernetescompute.RevisionLabel: foreign + "-0"}},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: fmeta.Labels},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "scoring", Image: "elsewhere.example/default/svc:1"}}}}}},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Secrets("ml").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: foreign + "-pull", Namespace: "ml"},
+		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(
+			`{"auths": {"elsewhere.example": {"username": "service", "password": "another-servers-token"}}}`)}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	// A restart of the server adopts the Deployment and its pods.
 	podsBefore, _ := kube.CoreV1().Pods("ml").List(ctx, metav1.ListOptions{LabelSelector: kubernetescompute.ServiceLabel + "=web"})
 	srv.cmd.Process.Signal(syscall.SIGTERM)
@@ -430,10 +450,13 @@ func TestWebServiceKubernetes(t *testing.T) {
 		got, status := scoreOK(`{"data": [3]}`)
 		return status == 200 && got.Result[0] == 30
 	})
-	for deadline := time.Now().Add(2 * time.Minute); orphanObjects() != 0; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Minute); orphanObjects() != 0 || !strings.Contains(srv.log.String(), "another installation made them"); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the objects of the service deleted while no server ran it are still there; the server's log:\n%s", srv.log)
+			t.Fatalf("the objects of the service deleted while no server ran it are still there, or the other installation's were not seen; the server's log:\n%s", srv.log)
 		}
+	}
+	if _, err := kube.AppsV1().Deployments("ml").Get(ctx, foreign+"-0", metav1.GetOptions{}); err != nil {
+		t.Errorf("another installation's Deployment: %v, want it left alone", err)
 	}
 	d := deployments()
 	if len(d) != 1 || d[0].UID != newDep.UID {

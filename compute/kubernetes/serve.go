@@ -445,6 +445,36 @@ func (s *Serving) Services() [][2]string {
 	return list
 }
 
+// PullPasswords are the passwords in a service's image pull Secret (none without one): tokens
+// of the server that made them, so the server tells its own services' objects from those
+// another installation put in the same namespace.
+func (s *Serving) PullPasswords(ctx context.Context, workspace, service string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	name := ServiceObjectName(workspace, service) + "-pull"
+	sec, err := s.c.client.CoreV1().Secrets(s.c.namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, s.d.apiError(s.target, "reading Secret "+name, err)
+	}
+	var cfg struct {
+		Auths map[string]struct {
+			Password string `json:"password"`
+		} `json:"auths"`
+	}
+	if err := json.Unmarshal(sec.Data[corev1.DockerConfigJsonKey], &cfg); err != nil {
+		return nil, nil // not one of ours
+	}
+	var list []string
+	for _, a := range cfg.Auths {
+		if a.Password != "" {
+			list = append(list, a.Password)
+		}
+	}
+	return list, nil
+}
+
 // Deployments are the names of a service's Deployments in the cache.
 func (s *Serving) Deployments(workspace, service string) []string {
 	objs, _ := s.c.serving.deploys.GetIndexer().ByIndex("service", labelValue(workspace)+"/"+labelValue(service))
