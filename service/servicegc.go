@@ -15,9 +15,10 @@ import (
 // What a service deleted while no server ran it leaves behind (its record and lease are gone,
 // so no controller stops it): its kubernetes objects, its podman containers, its folder, and
 // the image the local target unpacked for it. The web services' controller compares what the
-// targets hold (of this installation: see madeHere) with the store when it starts and every leftoversEvery, and removes what
-// belongs to no service; a service that exists is asked of the store again just before
-// anything of it is removed, so one deployed meanwhile is spared.
+// targets hold (what this installation made: see madeHere) with the store when it starts and
+// every leftoversEvery, and removes what belongs to no service; a service that exists is asked
+// of the store again just before anything of it is removed, so one deployed meanwhile is
+// spared.
 const leftoversEvery = 10 * time.Minute
 
 // collectLeftovers runs at each reconcile of the web services (svcs are the store's, every
