@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/atelier-ml/atelier"
@@ -40,8 +41,11 @@ type deployments struct {
 	rootfs  map[string]int
 	imports serving.Imports // what the replicas' init() import, by image digest
 	// leftoversAt is when the controller last looked for what deleted services left (see
-	// collectLeftovers); only its goroutine uses it.
+	// collectLeftovers); only its goroutine uses it. sweeping is set while the targets are
+	// asked (sweeps waits for that at stop).
 	leftoversAt time.Time
+	sweeping    atomic.Bool
+	sweeps      sync.WaitGroup
 }
 
 // deployment is a web service running here: one pool of replicas per image it serves.
@@ -192,6 +196,7 @@ func (s *WebServices) stopDeployments() {
 	}
 	s.deploys.running = nil
 	s.deploys.mu.Unlock()
+	s.deploys.sweeps.Wait()
 	var wg sync.WaitGroup
 	for _, d := range list {
 		wg.Add(1)

@@ -14,5 +14,6 @@ func (s *WebServices) CollectLeftovers(ctx context.Context) error {
 	}
 	s.deploys.leftoversAt = time.Time{}
 	s.collectLeftovers(ctx, svcs)
+	s.deploys.sweeps.Wait()
 	return nil
 }

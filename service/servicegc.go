@@ -46,8 +46,18 @@ func (s *WebServices) collectLeftovers(ctx context.Context, svcs []*atelier.WebS
 		s.sweepRootfs(ctx, svcs)
 		s.sweepFolders(gone)
 	}
-	s.sweepContainers(gone)
-	s.sweepKube(ctx, gone)
+	// The targets are asked beside the loop: a cluster that does not answer must not hold
+	// up the runs, builds and services the controller drives.
+	if !s.deploys.sweeping.CompareAndSwap(false, true) {
+		return
+	}
+	s.deploys.sweeps.Add(1)
+	go func() {
+		defer s.deploys.sweeps.Done()
+		defer s.deploys.sweeping.Store(false)
+		s.sweepContainers(gone)
+		s.sweepKube(ctx, gone)
+	}()
 }
 
 // sweepRootfs removes the images unpacked for the local target that no service of the store
