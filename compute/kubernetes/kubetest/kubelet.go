@@ -59,9 +59,11 @@ type Kubelet struct {
 
 	mu   sync.Mutex
 	pods map[string]*kpod // by uid
-	// ownIPs: each pod gets a loopback address of its own (lastIP counts them).
+	// ownIPs: each pod gets a loopback address of its own (lastIP counts them); claims hold
+	// them against other nodes, in this process and others.
 	ownIPs bool
 	lastIP int
+	claims []net.PacketConn
 	// names are the hosts file's lines of the pods with a subdomain, by uid; hosts is the file.
 	names map[string]string
 	hosts string
@@ -176,10 +178,23 @@ func (c *Cluster) StartKubelet(tb testing.TB, name string, capacity NodeCapacity
 		cancel()
 		f.Shutdown()
 		k.mu.Lock()
+		var pods []*kpod
 		for _, p := range k.pods {
 			if p.cmd != nil && p.cmd.Process != nil {
 				syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 			}
+			pods = append(pods, p)
+		}
+		k.mu.Unlock()
+		for _, p := range pods { // their addresses are free once they have ended
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		k.mu.Lock()
+		for _, c := range k.claims {
+			c.Close()
 		}
 		k.mu.Unlock()
 		logs.Close()
@@ -188,21 +203,34 @@ func (c *Cluster) StartKubelet(tb testing.TB, name string, capacity NodeCapacity
 }
 
 // OwnPodIPs gives each pod started from now on a loopback address of its own (127.0.x.y, never
-// reused by the node) as its IP, instead of the node's 127.0.0.1.
+// reused by the node, nor given by another node while this one runs) as its IP, instead of
+// the node's 127.0.0.1.
 func (k *Kubelet) OwnPodIPs() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.ownIPs = true
 }
 
+// ipClaimPort is the UDP port a node binds on each loopback address it gives a pod: the
+// claim that keeps another node (of this test process or of another package's, running at
+// the same time) from giving the same address to its pod, whose runtime would then answer
+// on the same IP and port as this one's.
+const ipClaimPort = "47999"
+
 // podIP is a new pod's IP; called with mu held.
 func (k *Kubelet) podIP() string {
 	if !k.ownIPs {
 		return "127.0.0.1"
 	}
-	k.lastIP++
-	n := k.lastIP
-	return "127.0." + strconv.Itoa(1+n/250) + "." + strconv.Itoa(1+n%250)
+	for {
+		k.lastIP++
+		n := k.lastIP
+		ip := "127.0." + strconv.Itoa(1+n/250) + "." + strconv.Itoa(1+n%250)
+		if c, err := net.ListenPacket("udp", net.JoinHostPort(ip, ipClaimPort)); err == nil {
+			k.claims = append(k.claims, c)
+			return ip
+		}
+	}
 }
 
 var logPath = regexp.MustCompile(`^/containerLogs/([^/]+)/([^/]+)/([^/]+)$`)
