@@ -2,12 +2,16 @@ package server
 
 import (
 	"net/http"
+	"os"
 	"os/exec"
+	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/atelier-ml/atelier"
 	"github.com/atelier-ml/atelier/edge"
 	"github.com/atelier-ml/atelier/service"
+	"github.com/atelier-ml/atelier/serving"
 )
 
 // ServicesPrefix is where the gateway serves web services: /services/<workspace>/<name>/score,
@@ -24,6 +28,16 @@ func (s *Server) openServices(cfg Config) {
 	}
 	if p, err := exec.LookPath("podman"); err == nil {
 		s.Service.Podman = p
+	}
+	// The replicas these targets run share the machine's cores with the server (see
+	// serving.CPUShare), unless GOMAXPROCS is set, by the user, for the server.
+	if os.Getenv("GOMAXPROCS") == "" {
+		cpus := runtime.GOMAXPROCS(0)
+		s.Service.CPUShare = serving.NewCPUShare(cpus, func(procs, replicas int) {
+			runtime.GOMAXPROCS(procs)
+			s.log.Info("the server's share of the machine's cores changed: "+strconv.Itoa(replicas)+" web service replicas run here",
+				"gomaxprocs", procs, "cores", cpus, "replicas", replicas)
+		})
 	}
 }
 

@@ -520,7 +520,7 @@ func (s *WebServices) runPool(ctx context.Context, d *deployment, svc *atelier.W
 		go func() { <-r.Done(); os.RemoveAll(sockDir) }()
 		return r, nil
 	}
-	pool := serving.NewPool(cfg, start, s.now, func(e serving.Event) {
+	pool := serving.NewPool(cfg, s.CPUShare.Start(start), s.now, func(e serving.Event) {
 		d.metrics.event(e.Kind, e.Message)
 		d.log.printf("%s: %s", si.Image, e.Message)
 		d.event(atelier.ServiceEvent{Time: s.now().UTC(), Kind: e.Kind, Message: si.Image + ": " + e.Message})

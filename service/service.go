@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/atelier-ml/atelier"
+	"github.com/atelier-ml/atelier/serving"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -232,6 +233,9 @@ type WebServices struct {
 	// service in its image's unpacked filesystem with it ("" for no local target).
 	Bwrap string
 	// Podman is podman's path: the podman deployment target runs replicas as containers.
-	Podman  string
-	deploys deployments
+	Podman string
+	// CPUShare, when set, counts the replicas the local and podman targets run on this
+	// machine, and lowers the server's threads for them.
+	CPUShare *serving.CPUShare
+	deploys  deployments
 }

@@ -82,6 +82,7 @@ func main() {
 	home, _ := os.UserHomeDir()
 	amlVenv := flag.String("aml-venv", filepath.Join(home, ".cache", "atelier-bench", "amlserver"), "bench/scoring's virtualenv with azureml-inference-server-http and scikit-learn")
 	profile := flag.String("cpuprofile", "", "write the server's CPU profile during the last level through the gateway to this file")
+	serverEnv := flag.String("server-env", "", "extra environment for the server, NAME=VALUE separated by spaces (e.g. GOMAXPROCS=2: the server keeps every core while replicas run)")
 	base := flag.String("image-base", filepath.Join(home, ".cache", "atelier-test", "python-base", "current"), "the CPython base image")
 	flag.Parse()
 	var levels []int
@@ -110,7 +111,7 @@ func main() {
 	addr := freeAddr()
 	data := filepath.Join(work, "data")
 	debug := freeAddr()
-	srv := start(work, nil, bin, "server", "--data", data, "--addr", addr, "--image-base", *base, "--debug-addr", debug)
+	srv := start(work, strings.Fields(*serverEnv), bin, "server", "--data", data, "--addr", addr, "--image-base", *base, "--debug-addr", debug)
 	url := "http://" + addr
 	waitHTTP(url+"/api/v1/health", 30*time.Second)
 	token := strings.TrimSpace(string(must(os.ReadFile(filepath.Join(data, "admin-token")))))
