@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -160,38 +161,50 @@ func TestLocalSocketTransfers(t *testing.T) {
 func TestLocalSocketChangingFile(t *testing.T) {
 	s := MustStack(t)
 	c, ctx := MustUnixClient(t, s), Ctx(t)
-	path := filepath.Join(t.TempDir(), "growing.bin")
-	if err := os.WriteFile(path, datastoretest.Content(6, 128<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	lf, err := api.OpenLocalFile(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
+	const size = 128 << 20
 	// The server moves the passed descriptor's offset as it copies (the client's own file
-	// description): once it has started, the file grows.
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Microsecond) {
-			if api.LocalFileOffset(lf) > 0 {
-				f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-				if err == nil {
-					f.Write([]byte("more"))
-					f.Close()
-				}
-				return
-			}
+	// description): once it has started, the file grows. An attempt whose growth came after
+	// the server had read the whole file (this goroutine was not scheduled in time on a loaded
+	// machine) proves nothing, and is made again.
+	for attempt := 1; ; attempt++ {
+		name := fmt.Sprintf("growing-%d.bin", attempt)
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(path, datastoretest.Content(6, size), 0o644); err != nil {
+			t.Fatal(err)
 		}
-	}()
-	_, err = c.WriteDatastoreFile(ctx, "default", "default", "growing.bin", lf, "", "")
-	<-done
-	if atelier.ErrorCode(err) != atelier.EINVALID || !strings.Contains(atelier.ErrorMessage(err), "changed while it was copied") {
-		t.Fatalf("upload of a growing file: %v, want it refused", err)
-	}
-	if _, _, err := c.OpenDatastoreFile(ctx, "default", "default", "growing.bin"); atelier.ErrorCode(err) != atelier.ENOTFOUND {
-		t.Errorf("after the refused upload: %v, want not found", err)
+		lf, err := api.OpenLocalFile(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		midCopy := make(chan bool, 1)
+		go func() {
+			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Microsecond) {
+				if api.LocalFileOffset(lf) > 0 {
+					f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+					if err == nil {
+						f.Write([]byte("more"))
+						f.Close()
+					}
+					midCopy <- err == nil && api.LocalFileOffset(lf) < size
+					return
+				}
+			}
+			midCopy <- false
+		}()
+		_, err = c.WriteDatastoreFile(ctx, "default", "default", name, lf, "", "")
+		grewMidCopy := <-midCopy
+		lf.Close()
+		if !grewMidCopy && err == nil && attempt < 10 {
+			t.Logf("attempt %d: the file grew after the server had read it; again", attempt)
+			continue
+		}
+		if atelier.ErrorCode(err) != atelier.EINVALID || !strings.Contains(atelier.ErrorMessage(err), "changed while it was copied") {
+			t.Fatalf("upload of a file that grew while it was copied: %v, want it refused", err)
+		}
+		if _, _, err := c.OpenDatastoreFile(ctx, "default", "default", name); atelier.ErrorCode(err) != atelier.ENOTFOUND {
+			t.Errorf("after the refused upload: %v, want not found", err)
+		}
+		return
 	}
 }
 
