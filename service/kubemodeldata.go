@@ -196,9 +196,11 @@ func (k *kubeModelData) pullOnce(ctx context.Context, p kubernetescompute.Servin
 		if !filepath.IsLocal(filepath.FromSlash(rel)) || rel != f.Path {
 			return false, fmt.Errorf("file %q is not a path below the pod's model data folder", f.Path)
 		}
-		if f.Offset != have[rel] && f.Offset != 0 {
+		if f.Offset < have[rel] && f.Offset != 0 {
 			continue // not where this server is: the next pull asks again
 		}
+		// (Past where this server is: the pod pruned bytes of the file that this server pulled
+		// before and lost the count of; they are not in the pod any more.)
 		if err := k.appendRows(rel, f.Offset, data); err != nil {
 			return false, err
 		}

@@ -127,3 +127,38 @@ func TestKubeModelDataMergesPods(t *testing.T) {
 		t.Errorf("a refused pull: %v", err)
 	}
 }
+
+// TestKubeModelDataFromAPrunedPod: a pod whose file was pruned (emptied after a pull this
+// server's count of was lost) answers from past the server's offset: the rows are taken and
+// the count goes on from there; an answer from before the server's offset (and not a file
+// started over, at 0) is not where the server is and is left.
+func TestKubeModelDataFromAPrunedPod(t *testing.T) {
+	dir := t.TempDir()
+	s := &WebServices{base: &base{log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	k := &kubeModelData{s: s, workspace: "ws", service: "svc", dir: filepath.Join(dir, "modeldata"),
+		state: filepath.Join(dir, "modeldata-pulled.json"), client: http.DefaultClient, token: "tok", offsets: map[string]map[string]int64{}}
+	const file = "m/1/inputs/2026/12/07/data.csv"
+	var answerAt int64
+	var rows string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		head, _ := json.Marshal(map[string]any{"files": []map[string]any{{"path": file, "offset": answerAt, "length": len(rows)}}, "more": false})
+		fmt.Fprintf(w, "%s\n%s", head, rows)
+	}))
+	defer srv.Close()
+	pod := kubernetescompute.ServingPod{Name: "a", UID: "uid-a", Running: true, ModelData: true, Addr: strings.TrimPrefix(srv.URL, "http://")}
+	answerAt, rows = 500, "a9,t,default,9\n"
+	if _, err := k.pullOnce(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	answerAt, rows = 10, "old,t,default,0\n"
+	if _, err := k.pullOnce(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "modeldata", filepath.FromSlash(file)))
+	if err != nil || string(got) != "a9,t,default,9\n" {
+		t.Errorf("the service's file: %q, %v; want only the rows from past the server's offset", got, err)
+	}
+	if have := k.offsets["uid-a"][file]; have != 500+int64(len("a9,t,default,9\n")) {
+		t.Errorf("the server's offset is %d", have)
+	}
+}

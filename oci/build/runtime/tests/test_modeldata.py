@@ -131,3 +131,33 @@ def test_score_py_does_not_see_the_token(start, tmp_path):
     rt = start(str(script), env={"ATELIER_MODEL_DATA_TOKEN": TOKEN, "ATELIER_MODEL_DATA_DIR": str(tmp_path / "md")})
     status, _, body = rt.post_json("/score", {"data": 1})
     assert status == 200 and json.loads(body) == "absent", body
+
+
+def test_a_file_pulled_whole_is_emptied_and_its_offsets_go_on(start, tmp_path):
+    rt = collecting(start, tmp_path, {"ATELIER_MODEL_DATA_TOKEN": TOKEN, "ATELIER_MODEL_DATA_KEEP": "1"})
+    score(rt, [[1, 2], [3, 4]])
+    _, _, files = pull(rt)
+    inputs = [p for p in files if "/inputs/" in p][0]
+    offsets = {p: o + len(d) for p, (o, d) in files.items()}
+    in_pod = tmp_path / "modeldata" / inputs
+    assert in_pod.stat().st_size == offsets[inputs]
+    # The server has it all: the pull that says so empties the pod's files.
+    assert pull(rt, offsets)[2] == {}
+    assert in_pod.stat().st_size == 0
+    # The next rows come at the offsets the server has, with no second header.
+    score(rt, [[5, 6]])
+    _, _, files = pull(rt, offsets)
+    off, data = files[inputs]
+    assert off == offsets[inputs] and data.decode().endswith(",5,6\n") and data.count(b"\n") == 1, (off, data)
+    # A server that lost its offsets gets what the pod still holds, from where it starts.
+    _, _, files = pull(rt, {})
+    assert files[inputs] == (offsets[inputs], data) and not any(p.split("/")[-1].startswith(".") for p in files), files
+    # A file under the size it may keep is not emptied.
+    (tmp_path / "second").mkdir()
+    rt2 = collecting(start, tmp_path / "second", {"ATELIER_MODEL_DATA_TOKEN": TOKEN})
+    score(rt2, [[1, 2]])
+    _, _, files = pull(rt2)
+    offsets = {p: o + len(d) for p, (o, d) in files.items()}
+    pull(rt2, offsets)
+    for p, end in offsets.items():
+        assert (tmp_path / "second" / "modeldata" / p).stat().st_size == end
